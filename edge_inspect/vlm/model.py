@@ -1,0 +1,106 @@
+"""The model API the appliance uses: load a bundle, encode a frame, ask it things."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from .backends import OnnxRuntimeBackend
+from .bundle import Bundle, BundleError, load_bundle_files
+from .generate import EncodedImage, Engine
+from .points import PointAnswer, parse_points
+from .preprocess import preprocess, to_rgb
+from .prompt import PromptBuilder
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str
+    token_ids: list[int]
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class YesNo:
+    """A yes/no answer scored from one forward pass.
+
+    ``p_yes`` is P(yes | yes or no); ``margin`` = |2·p_yes − 1| (0 = coin toss, 1 = certain);
+    ``mass`` is how much of the next-token probability falls on yes/no tokens at all.
+    """
+
+    answer: bool
+    p_yes: float
+    margin: float
+    mass: float
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def uncertain(self, min_margin: float) -> bool:
+        return self.margin < min_margin
+
+
+@dataclass(frozen=True)
+class Pointing:
+    answer: PointAnswer
+    text: str
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+class VisionLanguageModel:
+    """A Molmo2 bundle running outside PyTorch."""
+
+    def __init__(self, bundle: Bundle, providers: str | list[str] = "cpu", threads: int = 0):
+        self.bundle = bundle
+        try:
+            tokenizer = Tokenizer.from_file(str(bundle.path / "tokenizer.json"))
+        except Exception as err:  # tokenizers raises a plain Exception subclass
+            raise BundleError(f"{bundle.path / 'tokenizer.json'}: cannot be read: {err}") from None
+        self.tokenizer = tokenizer
+        self.backend = OnnxRuntimeBackend(bundle, providers=providers, threads=threads)
+        self.engine = Engine(bundle, self.backend, PromptBuilder(tokenizer, bundle.prompt))
+
+    @property
+    def sha256(self) -> str:
+        return self.bundle.sha256
+
+    def encode(self, frame: np.ndarray, order: str = "rgb", reuse_prefix: bool = True) -> EncodedImage:
+        """Preprocess and run the vision graph once; the result serves every prompt about this frame.
+
+        ``order`` is the channel order of ``frame`` ("bgr" for OpenCV captures)."""
+        start = time.perf_counter()
+        inputs = preprocess(to_rgb(frame, order), self.bundle.image)
+        preprocess_ms = (time.perf_counter() - start) * 1000.0
+        encoded = self.engine.encode_image(inputs, reuse_prefix=reuse_prefix)
+        encoded.timings_ms["preprocess_ms"] = preprocess_ms
+        return encoded
+
+    def generate(self, image: EncodedImage, prompt: str, max_new_tokens: int = 64) -> Generation:
+        start = time.perf_counter()
+        step, _ = self.engine.prefill(image, prompt)
+        prefill_ms = (time.perf_counter() - start) * 1000.0
+        start = time.perf_counter()
+        tokens, _ = self.engine.greedy(step, max_new_tokens)
+        decode_ms = (time.perf_counter() - start) * 1000.0
+        text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+        return Generation(text=text, token_ids=tokens, timings_ms={"prefill_ms": prefill_ms, "decode_ms": decode_ms, "tokens": len(tokens)})
+
+    def point(self, image: EncodedImage, prompt: str, max_new_tokens: int = 128) -> Pointing:
+        """Ask a pointing/counting question; the answer's points are normalized to the image."""
+        gen = self.generate(image, prompt, max_new_tokens)
+        return Pointing(answer=parse_points(gen.text), text=gen.text, timings_ms=gen.timings_ms)
+
+    def ask_yes_no(self, image: EncodedImage, question: str) -> YesNo:
+        """Score yes vs no from the next-token logits after the question: one forward pass, no decoding."""
+        start = time.perf_counter()
+        step, _ = self.engine.prefill(image, question)
+        p_yes, mass = self.engine.yes_no(step.logits)
+        ms = (time.perf_counter() - start) * 1000.0
+        return YesNo(answer=p_yes >= 0.5, p_yes=p_yes, margin=abs(2 * p_yes - 1), mass=mass, timings_ms={"prefill_ms": ms})
+
+
+def load_bundle(path: str | Path, providers: str | list[str] = "cpu", threads: int = 0) -> VisionLanguageModel:
+    """Verify and load a model bundle. Raises ``BundleError`` with a one-line reason."""
+    return VisionLanguageModel(load_bundle_files(path), providers=providers, threads=threads)

@@ -1,0 +1,202 @@
+"""Molmo2 image preprocessing in numpy: tiling, overlapping crops, patches, pooling indices, grids.
+
+This reproduces transformers' ``Molmo2ImageProcessor`` (5.23) without torch or torchvision.
+The resize is torch's bilinear interpolation (``align_corners=False``, no antialias) computed in
+float32 in the same order of operations, then rounded back to uint8 as the HF processor does.
+``tests/test_preprocess.py`` checks the output against the HF processor's own code.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ImageSettings:
+    """The preprocessor settings that change pixels or the image-token layout."""
+
+    crop_size: int = 378
+    patch_size: int = 14
+    max_crops: int = 8
+    overlap_margins: tuple[int, int] = (4, 4)
+    pooling_size: tuple[int, int] = (2, 2)
+    image_mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    image_std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    do_rescale: bool = True
+    rescale_factor: float = 1 / 255
+    do_normalize: bool = True
+    do_convert_rgb: bool = True
+
+    @property
+    def crop_patches(self) -> int:
+        return self.crop_size // self.patch_size
+
+    @property
+    def patches_per_crop(self) -> int:
+        return self.crop_patches**2
+
+
+@dataclass(frozen=True)
+class ImageInputs:
+    """Vision-graph inputs for one image, in the HF processor's layout."""
+
+    pixel_values: np.ndarray  # [total_crops, patches_per_crop, patch*patch*3] float32, global crop first
+    pooling: np.ndarray  # [n_tokens, pool_h*pool_w] int64, flat patch indices, -1 = padding
+    grid: tuple[int, int, int, int]  # low_h, low_w, high_h, high_w (pooled)
+    tiling: tuple[int, int]
+
+    @property
+    def num_tokens(self) -> int:
+        low_h, low_w, high_h, high_w = self.grid
+        return low_h * low_w + high_h * high_w
+
+
+def select_tiling(height: int, width: int, window: int, max_crops: int) -> tuple[int, int]:
+    """The (rows, cols) tiling whose canvas needs the least upscaling (HF ``select_tiling``)."""
+    tilings = [(h, w) for h, w in itertools.product(range(1, max_crops + 1), repeat=2) if h * w <= max_crops]
+    tilings.sort(key=lambda t: (t[0] * t[1], t[0]))
+    candidates = np.array(tilings, dtype=np.int32) * window
+    original = np.array([height, width], dtype=np.float32)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scales = (candidates.astype(np.float32) / original).min(axis=-1)
+    if np.all(scales < 1):
+        return tilings[int(np.argmax(scales))]
+    scales = np.where(scales < 1.0, np.float32(10e9), scales)
+    return tilings[int(np.argmin(scales))]
+
+
+def crop_geometry(height: int, width: int, s: ImageSettings) -> tuple[int, int, int, int]:
+    """Tiling (rows, cols) and canvas size (height, width) in pixels for an image."""
+    left, right = s.overlap_margins
+    window = (s.crop_patches - left - right) * s.patch_size
+    if window <= 0:
+        raise ValueError(
+            f"overlap_margins {list(s.overlap_margins)} leave no window in a {s.crop_patches}-patch crop"
+        )
+    margin = (left + right) * s.patch_size
+    rows, cols = select_tiling(height - margin, width - margin, window, s.max_crops)
+    return rows, cols, rows * window + margin, cols * window + margin
+
+
+def _linear_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Source indices and weights of torch's bilinear resize along one axis (float32 arithmetic)."""
+    scale = np.float32(in_size) / np.float32(out_size)
+    # torch evaluates scale * (i + 0.5) - 0.5 as one fused multiply-add: exact, then one rounding.
+    real = (np.float64(scale) * (np.arange(out_size) + 0.5) - 0.5).astype(np.float32)
+    real = np.maximum(real, np.float32(0.0))
+    i0 = np.minimum(np.floor(real).astype(np.int64), in_size - 1)
+    lam1 = np.clip(real - i0.astype(np.float32), 0.0, 1.0).astype(np.float32)
+    lam0 = (np.float32(1.0) - lam1).astype(np.float32)
+    i1 = i0 + (i0 < in_size - 1)
+    return i0, i1, lam0, lam1
+
+
+def _fma(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """a * b + c rounded once to float32, as the fused multiply-add in torch's CPU kernel."""
+    return (a.astype(np.float64) * b + c).astype(np.float32)
+
+
+def resize_bilinear(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Resize an HxWxC uint8 image like HF's Molmo2 processor (float bilinear, round, clamp).
+
+    The arithmetic follows torch's ``upsample_bilinear2d`` CPU kernel operation by operation,
+    fused multiply-adds included, so the result is bit-identical to the HF processor's."""
+    src = image.astype(np.float32)
+    h0, h1, wh0, wh1 = _linear_taps(src.shape[0], height)
+    w0, w1, ww0, ww1 = _linear_taps(src.shape[1], width)
+    ww0, ww1 = ww0[None, :, None], ww1[None, :, None]
+    top, bottom = src[h0], src[h1]
+    t = _fma(top[:, w0], ww0, top[:, w1] * ww1)
+    b = _fma(bottom[:, w0], ww0, bottom[:, w1] * ww1)
+    out = _fma(t, wh0[:, None, None], b * wh1[:, None, None])
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
+def _normalize(image: np.ndarray, s: ImageSettings) -> np.ndarray:
+    x = image.astype(np.float32)
+    if s.do_rescale and s.do_normalize:
+        # HF fuses rescale into mean/std: (x - mean/f) / (std/f), all in float32.
+        mean = np.float32(s.image_mean) * np.float32(1.0 / s.rescale_factor)
+        std = np.float32(s.image_std) * np.float32(1.0 / s.rescale_factor)
+        return (x - mean) / std
+    if s.do_normalize:
+        return (x - np.float32(s.image_mean)) / np.float32(s.image_std)
+    if s.do_rescale:
+        return x * np.float32(s.rescale_factor)
+    return x
+
+
+def _patchify(crops: np.ndarray, patch: int) -> np.ndarray:
+    """[n, H, W, C] → [n, (H/p)*(W/p), p*p*C], each patch flattened in (y, x, c) order."""
+    n, h, w, c = crops.shape
+    x = crops.reshape(n, h // patch, patch, w // patch, patch, c).transpose(0, 1, 3, 2, 4, 5)
+    return x.reshape(n, (h // patch) * (w // patch), patch * patch * c)
+
+
+def _pool_windows(grid: np.ndarray, pool_h: int, pool_w: int) -> tuple[np.ndarray, int, int]:
+    """Group a patch-index grid into pooling windows, padded with -1 (HF ``arange_for_pooling``)."""
+    pad_h = pool_h * ((grid.shape[0] + pool_h - 1) // pool_h) - grid.shape[0]
+    pad_w = pool_w * ((grid.shape[1] + pool_w - 1) // pool_w) - grid.shape[1]
+    grid = np.pad(grid, ((pad_h // 2, (pad_h + 1) // 2), (pad_w // 2, (pad_w + 1) // 2)), constant_values=-1)
+    rows, cols = grid.shape[0] // pool_h, grid.shape[1] // pool_w
+    windows = grid.reshape(rows, pool_h, cols, pool_w).transpose(0, 2, 1, 3).reshape(rows * cols, pool_h * pool_w)
+    return windows, rows, cols
+
+
+def to_rgb(image: np.ndarray, order: str = "rgb") -> np.ndarray:
+    """An HxWx3 uint8 RGB view of a grey, RGB, BGR, RGBA or BGRA frame."""
+    if image.dtype != np.uint8:
+        raise ValueError(f"image must be uint8, got {image.dtype}")
+    if image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 1):
+        grey = image.reshape(image.shape[0], image.shape[1])
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    if image.ndim != 3 or image.shape[2] not in (3, 4):
+        raise ValueError(f"image must be HxW or HxWx3/4, got shape {image.shape}")
+    rgb = image[:, :, :3]
+    if order == "bgr":
+        rgb = rgb[:, :, ::-1]
+    elif order != "rgb":
+        raise ValueError(f"order must be 'rgb' or 'bgr', got {order!r}")
+    return np.ascontiguousarray(rgb)
+
+
+def preprocess(image_rgb: np.ndarray, s: ImageSettings) -> ImageInputs:
+    """Crops, patches and pooling indices for one RGB uint8 image (HxWx3)."""
+    if image_rgb.ndim != 3 or image_rgb.shape[2] != 3 or image_rgb.dtype != np.uint8:
+        raise ValueError(f"expected an HxWx3 uint8 RGB image, got {image_rgb.shape} {image_rgb.dtype}")
+    height, width = image_rgb.shape[:2]
+    crop, patch, cp = s.crop_size, s.patch_size, s.crop_patches
+    left, right = s.overlap_margins
+    window = (cp - left - right) * patch
+    rows, cols, canvas_h, canvas_w = crop_geometry(height, width, s)
+
+    canvas = _normalize(resize_bilinear(image_rgb, canvas_h, canvas_w), s)
+    tiles = np.stack(
+        [canvas[r * window : r * window + crop, c * window : c * window + crop] for r in range(rows) for c in range(cols)]
+    )
+    index = np.arange(rows * cols * cp * cp, dtype=np.int64).reshape(rows, cols, cp, cp)
+    if left:
+        index[1:, :, :left, :] = -1
+        index[:, 1:, :, :left] = -1
+    if right:
+        index[:-1, :, -right:, :] = -1
+        index[:, :-1, :, -right:] = -1
+    index = index.transpose(0, 2, 1, 3).reshape(-1)
+    index = index[index >= 0].reshape(canvas_h // patch, canvas_w // patch)
+    pool_h, pool_w = s.pooling_size
+    high, high_rows, high_cols = _pool_windows(index, pool_h, pool_w)
+    high = np.where(high >= 0, high + s.patches_per_crop, -1)
+
+    whole = _normalize(resize_bilinear(image_rgb, crop, crop), s)
+    low, low_rows, low_cols = _pool_windows(np.arange(cp * cp, dtype=np.int64).reshape(cp, cp), pool_h, pool_w)
+
+    crops = np.concatenate([whole[None], tiles]).astype(np.float32)
+    return ImageInputs(
+        pixel_values=_patchify(crops, patch),
+        pooling=np.concatenate([low, high]).astype(np.int64),
+        grid=(low_rows, low_cols, high_rows, high_cols),
+        tiling=(rows, cols),
+    )
