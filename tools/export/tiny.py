@@ -80,21 +80,33 @@ def fan_in_init(model: torch.nn.Module, seed: int = 0) -> None:
                 param.copy_(1.0 + 0.1 * torch.randn(param.shape, generator=gen))
 
 
-def tiny_config(text_vocab: int, image_ids: dict[str, int], crop_size: int = 112) -> Molmo2Config:
+# Model sizes: "tiny" for tests (0.2 M parameters), "small" for benchmarks (a few million).
+SIZES = {
+    "tiny": dict(crop=112, max_crops=4, margins=(2, 2), vit=(32, 64, 3, 2), text=(64, 128, 2, 4, 2)),
+    "small": dict(crop=224, max_crops=6, margins=(2, 2), vit=(128, 512, 4, 4), text=(256, 768, 4, 8, 4)),
+}
+
+
+def tiny_config(text_vocab: int, image_ids: dict[str, int], size: str = "tiny") -> Molmo2Config:
+    preset = SIZES[size]
+    vit_hidden, vit_mlp, vit_layers, vit_heads = preset["vit"]
+    hidden, mlp, layers, heads, kv_heads = preset["text"]
+    crop = preset["crop"]
     return Molmo2Config(
         vision_config=dict(
-            hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=2,
-            num_key_value_heads=2, head_dim=16, image_size=[crop_size, crop_size], patch_size=14,
+            hidden_size=vit_hidden, intermediate_size=vit_mlp, num_hidden_layers=vit_layers,
+            num_attention_heads=vit_heads, num_key_value_heads=vit_heads, head_dim=16,
+            image_size=[crop, crop], patch_size=14,
         ),
         adapter_config=dict(
-            vision_feature_layer=[-1, -2], hidden_size=32, num_attention_heads=2, num_key_value_heads=2,
-            head_dim=16, intermediate_size=64, text_hidden_size=64,
+            vision_feature_layer=[-1, -2], hidden_size=vit_hidden, num_attention_heads=vit_heads,
+            num_key_value_heads=vit_heads, head_dim=16, intermediate_size=vit_mlp, text_hidden_size=hidden,
         ),
         text_config=dict(
-            hidden_size=64, num_attention_heads=4, num_key_value_heads=2, head_dim=16, vocab_size=text_vocab,
-            additional_vocab_size=len(IMAGE_SPECIALS), num_hidden_layers=2, intermediate_size=128,
-            rope_parameters={"rope_type": "default", "rope_theta": 10000.0}, max_position_embeddings=4096,
-            qk_norm_type="qwen3",
+            hidden_size=hidden, num_attention_heads=heads, num_key_value_heads=kv_heads, head_dim=hidden // heads,
+            vocab_size=text_vocab, additional_vocab_size=len(IMAGE_SPECIALS), num_hidden_layers=layers,
+            intermediate_size=mlp, rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+            max_position_embeddings=4096, qk_norm_type="qwen3",
         ),
         image_start_token_id=image_ids["<im_start>"],
         low_res_image_start_token_id=image_ids["<low_res_im_start>"],
@@ -116,15 +128,18 @@ def _legacy_config(config: dict) -> dict:
     return config
 
 
-def make_tiny_checkpoint(out: str | Path, seed: int = 0, crop_size: int = 112, max_crops: int = 4,
-                         overlap_margins: tuple[int, int] = (2, 2), legacy_keys: bool = True) -> Path:
+def make_tiny_checkpoint(out: str | Path, seed: int = 0, size: str = "tiny", max_crops: int | None = None,
+                         legacy_keys: bool = True) -> Path:
     """Write a random Molmo2 checkpoint folder (config, weights, tokenizer, processor configs)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     tok, text_vocab = make_tokenizer()
     image_ids = {t: tok.token_to_id(t) for t in IMAGE_SPECIALS}
-    model = Molmo2ForConditionalGeneration(tiny_config(text_vocab, image_ids, crop_size)).eval()
+    preset = SIZES[size]
+    crop_size, overlap_margins = preset["crop"], preset["margins"]
+    max_crops = max_crops or preset["max_crops"]
+    model = Molmo2ForConditionalGeneration(tiny_config(text_vocab, image_ids, size)).eval()
     fan_in_init(model, seed)
     model.generation_config.eos_token_id = [tok.token_to_id("<|im_end|>"), tok.token_to_id("<|endoftext|>")]
     model.generation_config.bos_token_id = tok.token_to_id("<|endoftext|>")

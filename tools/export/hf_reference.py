@@ -12,6 +12,9 @@ replaced by their torch definitions:
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import torch
 from transformers.image_utils import SizeDict
@@ -51,3 +54,27 @@ class HFImageProcessor(Molmo2ImageProcessor):
             return_tensors=None,
         )
         return {k: v.numpy() for k, v in out.items()}
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: Path) -> "HFImageProcessor":
+        """The processor as the checkpoint's preprocessor_config.json sets it up."""
+        config = json.loads((Path(checkpoint) / "preprocessor_config.json").read_text())
+        keys = ("size", "max_crops", "overlap_margins", "patch_size", "pooling_size", "image_mean", "image_std",
+                "do_rescale", "rescale_factor", "do_normalize")
+        return cls(**{k: config[k] for k in keys if k in config})
+
+
+def hf_inputs(processor: HFImageProcessor, image_rgb: np.ndarray, engine, question: str) -> dict[str, torch.Tensor]:
+    """Model inputs for transformers: pixels from the HF processor code, ids from our prompt builder
+    (whose image-token layout tests check against ``Molmo2Processor.replace_image_token``)."""
+    pixels = processor.run(image_rgb)
+    grid = tuple(int(v) for v in pixels["image_grids"][0])
+    prompt = engine.prompts.build(question, grid)
+    return {
+        "input_ids": torch.from_numpy(prompt.ids)[None],
+        "pixel_values": torch.from_numpy(pixels["pixel_values"]),
+        "image_token_pooling": torch.from_numpy(pixels["image_token_pooling"]),
+        "image_grids": torch.from_numpy(pixels["image_grids"]),
+        "image_num_crops": torch.from_numpy(pixels["image_num_crops"]),
+        "mm_token_type_ids": torch.from_numpy(engine.prompts.image_mask(prompt.ids).astype(np.int64))[None],
+    }

@@ -1,0 +1,65 @@
+"""Point parsing: Molmo2 and Molmo v1 formats, counting sentences, none-answers and garbage."""
+
+import pytest
+
+from edge_inspect.vlm.points import format_molmo2_points, parse_points
+
+CASES = [
+    # text, expected points [(x, y, label, object, image)], malformed, stated count
+    ('<points coords="1 1 412 630 2 505 611">screw</points>',
+     [(0.412, 0.630, "screw", 1, 0), (0.505, 0.611, "screw", 2, 0)], False, None),
+    ('Counting the <points coords="1 1 100 200 2 300 400 3 500 600">screw</points> shows a total of 3.',
+     [(0.1, 0.2, "screw", 1, 0), (0.3, 0.4, "screw", 2, 0), (0.5, 0.6, "screw", 3, 0)], False, 3),
+    ('<points coords="1 1 010 020\t2 1 900 950">dent</points>',
+     [(0.01, 0.02, "dent", 1, 0), (0.9, 0.95, "dent", 1, 1)], False, None),
+    ('<points coords="1 1 010 020;2 1 900 950 2 000 1000">spot</points>',
+     [(0.01, 0.02, "spot", 1, 0), (0.9, 0.95, "spot", 1, 1), (0.0, 1.0, "spot", 2, 1)], False, None),
+    ('<point x="61.5" y="40.0" alt="scratch">scratch</point>', [(0.615, 0.4, "scratch", 1, 0)], False, None),
+    ('<points x1="10" y1="20" x2="30.5" y2="40" alt="screws">screws</points>',
+     [(0.1, 0.2, "screws", 1, 0), (0.305, 0.4, "screws", 2, 0)], False, None),
+    ('Counting the <points x1="10" y1="20" x2="30" y2="40" alt="screw">screw</points> shows a total of 2.',
+     [(0.1, 0.2, "screw", 1, 0), (0.3, 0.4, "screw", 2, 0)], False, 2),
+    ("There are none.", [], False, None),
+    ("Counting the screws shows a total of 0.", [], False, 0),
+    # garbage and damaged markup: zero points, flagged
+    ("", [], True, None),
+    ("Yes.", [], True, None),
+    ('<points coords="1 1 412">screw</points>', [], True, None),
+    ('<points coords="1 1 412 630">screw', [], True, None),
+    ('<points coords="1 1 1412 630">screw</points>', [], True, None),
+    ('<points coords="0 1 412 630">screw</points>', [], True, None),
+    ('<points coords="1 a b c">screw</points>', [], True, None),
+    ('<point x="61.5" alt="scratch">scratch</point>', [], True, None),
+    ('<point x="161.5" y="2">scratch</point>', [], True, None),
+    ('<point x="nan" y="2">scratch</point>', [], True, None),
+    ("\x00\x01<<<>>>points", [], True, None),
+]
+
+
+@pytest.mark.parametrize("text,points,malformed,stated", CASES)
+def test_parse(text, points, malformed, stated):
+    answer = parse_points(text)
+    assert answer.malformed is malformed, answer.problem
+    got = [(p.x, p.y, p.label, p.object_index, p.image_index) for p in answer.points]
+    assert len(got) == len(points)
+    for g, e in zip(got, points):
+        assert g[0] == pytest.approx(e[0]) and g[1] == pytest.approx(e[1])
+        assert g[2:] == e[2:]
+    assert answer.stated_count == stated
+    assert all(0.0 <= p.x <= 1.0 and 0.0 <= p.y <= 1.0 for p in answer.points)
+
+
+def test_none_answer_is_not_malformed_and_has_no_points():
+    answer = parse_points("There are none.")
+    assert answer.none_found and answer.count == 0 and not answer.malformed
+
+
+def test_never_raises_on_non_text():
+    assert parse_points(None).malformed  # type: ignore[arg-type]
+
+
+def test_format_round_trip():
+    text = format_molmo2_points([(0.25, 0.5), (0.75, 0.125)], "screw")
+    assert text == '<points coords="1 1 250 500 2 750 125">screw</points>'
+    assert [(p.x, p.y) for p in parse_points(text).points] == [(0.25, 0.5), (0.75, 0.125)]
+    assert format_molmo2_points([], "screw") == "There are none."

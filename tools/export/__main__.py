@@ -1,0 +1,89 @@
+"""``python -m tools.export``: the export toolchain's command line.
+
+  onnx     HF Molmo2 checkpoint folder → model bundle
+  tiny     write a small random Molmo2 checkpoint (local tokenizer) for tests and trials
+  example  tiny checkpoint → bundle → inspect a drawn part, end to end
+  bench    this engine vs transformers generate, and prefix reuse vs none; prints a table, writes JSON
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from edge_inspect.vlm.bundle import BundleError
+
+from .checkpoint import CheckpointError
+
+
+def _cmd_onnx(args: argparse.Namespace) -> int:
+    from .onnx_bundle import export_bundle
+
+    out = export_bundle(args.checkpoint, args.out, overwrite=args.overwrite)
+    print(f"bundle written to {out}")
+    return 0
+
+
+def _cmd_tiny(args: argparse.Namespace) -> int:
+    from .tiny import make_tiny_checkpoint
+
+    out = make_tiny_checkpoint(args.out, seed=args.seed, size=args.size)
+    print(f"tiny Molmo2 checkpoint written to {out}")
+    return 0
+
+
+def _cmd_example(args: argparse.Namespace) -> int:
+    from .example import run_example
+
+    return run_example(Path(args.work))
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import run_bench
+
+    return run_bench(Path(args.work), Path(args.json), repeats=args.repeats, max_new_tokens=args.max_new_tokens,
+                     size=args.size)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m tools.export", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("onnx", help="export a HF Molmo2 checkpoint to a bundle")
+    p.add_argument("--checkpoint", required=True, help="HF checkpoint folder (config.json, safetensors, tokenizer, processor configs)")
+    p.add_argument("--out", required=True, help="bundle folder to write")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing bundle folder")
+    p.set_defaults(func=_cmd_onnx)
+
+    p = sub.add_parser("tiny", help="write a small random Molmo2 checkpoint")
+    p.add_argument("--out", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", choices=["tiny", "small"], default="tiny")
+    p.set_defaults(func=_cmd_tiny)
+
+    p = sub.add_parser("example", help="end-to-end run on a small random model")
+    p.add_argument("--work", default="work/example", help="folder for the checkpoint, bundle and image")
+    p.set_defaults(func=_cmd_example)
+
+    p = sub.add_parser("bench", help="latency: this engine vs transformers, prefix reuse vs none")
+    p.add_argument("--work", default="work/bench")
+    p.add_argument("--json", default="work/bench/bench.json")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--max-new-tokens", type=int, default=16)
+    p.add_argument("--size", choices=["tiny", "small"], default="small", help="model size (default small)")
+    p.set_defaults(func=_cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (CheckpointError, BundleError) as err:
+        print(f"tools.export: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
