@@ -25,8 +25,6 @@ _EXTERNAL_DATA_BYTES = 1_500_000_000  # graphs above this keep weights in a side
 def load_checkpoint(checkpoint: Path) -> torch.nn.Module:
     from transformers import Molmo2ForConditionalGeneration
 
-    if not (checkpoint / "config.json").is_file():
-        raise CheckpointError(f"{checkpoint / 'config.json'}: missing (not a HuggingFace checkpoint folder)")
     model = Molmo2ForConditionalGeneration.from_pretrained(checkpoint, attn_implementation="eager", dtype=torch.float32)
     return model.eval()
 
@@ -146,16 +144,24 @@ def export_bundle(checkpoint: str | Path, out: str | Path, overwrite: bool = Fal
     checkpoint, out = Path(checkpoint), Path(out)
     if not checkpoint.is_dir():
         raise CheckpointError(f"{checkpoint}: not a folder")
+    if not (checkpoint / "config.json").is_file():
+        raise CheckpointError(f"{checkpoint / 'config.json'}: missing (not a HuggingFace checkpoint folder)")
     if not (checkpoint / "tokenizer.json").is_file():
         raise CheckpointError(f"{checkpoint / 'tokenizer.json'}: missing (the runtime needs the fast tokenizer file)")
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise CheckpointError(f"{out}: exists and is not empty (pass --overwrite to replace it)")
         shutil.rmtree(out)
-    # Settings are read before the slow export so a bad checkpoint fails fast.
-    model = load_checkpoint(checkpoint)
-    image_settings(checkpoint, model.config.vision_config.patch_size, model.config.vision_config.image_size[0])
+    # Settings are checked before the weights load, so a bad checkpoint fails fast.
+    from transformers import Molmo2Config
+
+    try:
+        config = Molmo2Config.from_pretrained(checkpoint)
+    except (OSError, ValueError, TypeError) as err:
+        raise CheckpointError(f"{checkpoint / 'config.json'}: not a Molmo2 config ({str(err).splitlines()[0]})") from None
+    image_settings(checkpoint, config.vision_config.patch_size, config.vision_config.image_size[0])
     prompt_settings(checkpoint)
+    model = load_checkpoint(checkpoint)
     out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(checkpoint / "tokenizer.json", out / "tokenizer.json")
     export_graphs(model, out)
