@@ -1,0 +1,22 @@
+"""README.md holds the two set-up commands, and .ci/run runs the test command exactly as written there."""
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _commands() -> list[str]:
+    lines = (ROOT / "README.md").read_text().splitlines()
+    return [line for line in lines if line.startswith("python3 -m venv .venv && ")]
+
+
+def test_readme_has_main_and_test_commands():
+    commands = _commands()
+    assert any(c.endswith("-m tools.export example") for c in commands), commands
+    assert any(c.endswith("-m pytest -q") for c in commands), commands
+
+
+def test_ci_runs_the_readme_test_command():
+    test_command = next(c for c in _commands() if c.endswith("-m pytest -q"))
+    ci_lines = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert test_command in ci_lines
