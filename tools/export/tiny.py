@@ -42,7 +42,7 @@ _CORPUS = [
 ]  # fmt: skip
 
 
-def make_tokenizer(vocab_size: int = 320) -> tuple[Tokenizer, int]:
+def make_tokenizer(vocab_size: int = 320, corpus: list[str] | None = None) -> tuple[Tokenizer, int]:
     """Byte-level BPE with single-digit tokens (as Qwen); image tokens after the text vocabulary.
 
     Returns the tokenizer and the text vocabulary size (the LM head's width)."""
@@ -57,7 +57,7 @@ def make_tokenizer(vocab_size: int = 320) -> tuple[Tokenizer, int]:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(_CORPUS * 4, trainer=trainer)
+    tok.train_from_iterator((_CORPUS + (corpus or [])) * 4, trainer=trainer)
     text_vocab = tok.get_vocab_size()
     tok.add_special_tokens(IMAGE_SPECIALS)
     return tok, text_vocab
@@ -128,19 +128,12 @@ def _legacy_config(config: dict) -> dict:
     return config
 
 
-def make_tiny_checkpoint(out: str | Path, seed: int = 0, size: str = "tiny", max_crops: int | None = None,
-                         legacy_keys: bool = True) -> Path:
-    """Write a random Molmo2 checkpoint folder (config, weights, tokenizer, processor configs)."""
+def write_checkpoint(model: Molmo2ForConditionalGeneration, tok: Tokenizer, out: str | Path, max_crops: int,
+                     overlap_margins: tuple[int, int], legacy_keys: bool = True) -> Path:
+    """Save model, tokenizer, chat template and processor configs as a hub release lays them out."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(seed)
-    tok, text_vocab = make_tokenizer()
-    image_ids = {t: tok.token_to_id(t) for t in IMAGE_SPECIALS}
-    preset = SIZES[size]
-    crop_size, overlap_margins = preset["crop"], preset["margins"]
-    max_crops = max_crops or preset["max_crops"]
-    model = Molmo2ForConditionalGeneration(tiny_config(text_vocab, image_ids, size)).eval()
-    fan_in_init(model, seed)
+    crop_size = model.config.vision_config.image_size[0]
     model.generation_config.eos_token_id = [tok.token_to_id("<|im_end|>"), tok.token_to_id("<|endoftext|>")]
     model.generation_config.bos_token_id = tok.token_to_id("<|endoftext|>")
     model.save_pretrained(out)
@@ -165,3 +158,15 @@ def make_tiny_checkpoint(out: str | Path, seed: int = 0, size: str = "tiny", max
         "use_single_crop_col_tokens": False, "use_single_crop_start_token": True,
     }, indent=2))  # fmt: skip
     return out
+
+
+def make_tiny_checkpoint(out: str | Path, seed: int = 0, size: str = "tiny", max_crops: int | None = None,
+                         legacy_keys: bool = True) -> Path:
+    """Write a random Molmo2 checkpoint folder (config, weights, tokenizer, processor configs)."""
+    torch.manual_seed(seed)
+    tok, text_vocab = make_tokenizer()
+    image_ids = {t: tok.token_to_id(t) for t in IMAGE_SPECIALS}
+    preset = SIZES[size]
+    model = Molmo2ForConditionalGeneration(tiny_config(text_vocab, image_ids, size)).eval()
+    fan_in_init(model, seed)
+    return write_checkpoint(model, tok, out, max_crops or preset["max_crops"], preset["margins"], legacy_keys)

@@ -1,0 +1,207 @@
+"""Procedural images of a machined plate with exact ground truth, deterministic by seed.
+
+A part is a grey plate with four screw holes (each with or without its screw), zero or more
+surface defects (scratches: thin bright or dark lines; spots: dark blobs; dents: shaded blobs),
+and a label that is present and straight, skewed, or absent. Lighting gradient, noise, blur, a
+small rotation, offset and scale, and the background vary with the seed.
+
+Ground truth is computed in the final image's pixel frame: every object has a point (where a
+model should point), a boolean mask, and a kind. Used by the demo camera, training and evaluation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+DEFECT_KINDS = ("scratch", "spot", "dent")
+
+
+@dataclass(frozen=True)
+class PartSpec:
+    """What a generated part should contain; fields left as None are drawn from the seed."""
+
+    screws: int | None = None  # how many of the 4 holes hold a screw
+    defects: int | None = None  # number of surface defects
+    label: str | None = None  # "straight", "skewed" or "absent"
+    defect_kinds: tuple[str, ...] = DEFECT_KINDS
+
+
+@dataclass
+class GroundTruthObject:
+    kind: str  # "screw", "empty_hole", "scratch", "spot", "dent"
+    point: tuple[float, float]  # pixel (x, y) in the image
+    mask: np.ndarray  # bool [H, W]
+
+    def normalized(self, width: int, height: int) -> tuple[float, float]:
+        return self.point[0] / width, self.point[1] / height
+
+
+@dataclass
+class Part:
+    image: np.ndarray  # BGR uint8 [H, W, 3]
+    seed: int
+    objects: list[GroundTruthObject] = field(default_factory=list)
+    label: str = "straight"
+
+    @property
+    def height(self) -> int:
+        return self.image.shape[0]
+
+    @property
+    def width(self) -> int:
+        return self.image.shape[1]
+
+    def of_kind(self, *kinds: str) -> list[GroundTruthObject]:
+        return [o for o in self.objects if o.kind in kinds]
+
+    @property
+    def screws(self) -> list[GroundTruthObject]:
+        return self.of_kind("screw")
+
+    @property
+    def defects(self) -> list[GroundTruthObject]:
+        return self.of_kind(*DEFECT_KINDS)
+
+    def answers(self) -> dict[str, bool]:
+        """Yes/no ground truth for the label questions."""
+        return {"label_present": self.label != "absent", "label_straight": self.label == "straight"}
+
+
+def _draw_blob(canvas: np.ndarray, mask: np.ndarray, center, axes, angle, color) -> None:
+    c = (int(round(center[0] * 16)), int(round(center[1] * 16)))
+    a = (max(16, int(round(axes[0] * 16))), max(16, int(round(axes[1] * 16))))
+    cv2.ellipse(canvas, c, a, angle, 0, 360, color, -1, cv2.LINE_AA, shift=4)
+    cv2.ellipse(mask, c, a, angle, 0, 360, 255, -1, cv2.LINE_8, shift=4)
+
+
+def render_part(seed: int, width: int = 320, height: int = 240, spec: PartSpec | None = None) -> Part:
+    """Render one part; the same seed, size and spec give the same bytes."""
+    spec = spec or PartSpec()
+    rng = np.random.default_rng(seed)
+    # Draw on a plate-aligned canvas, then warp everything (image and masks) with one transform.
+    bg = rng.uniform(25, 70)
+    canvas = np.full((height, width, 3), bg, np.float32)
+    canvas += rng.normal(0, 6, 3).astype(np.float32)  # background tint
+    layers: list[tuple[str, tuple[float, float], np.ndarray]] = []
+
+    margin_x, margin_y = width * 0.12, height * 0.12
+    x0, y0, x1, y1 = margin_x, margin_y, width - margin_x, height - margin_y
+    plate_tone = rng.uniform(140, 200)
+    plate = np.zeros((height, width), np.uint8)
+    cv2.rectangle(plate, (int(x0), int(y0)), (int(x1), int(y1)), 255, -1)
+    canvas[plate > 0] = plate_tone + rng.normal(0, 3, 3)
+
+    hole_r = min(width, height) * 0.045
+    holes = [(x0 + 0.09 * (x1 - x0), y0 + 0.12 * (y1 - y0)), (x1 - 0.09 * (x1 - x0), y0 + 0.12 * (y1 - y0)),
+             (x0 + 0.09 * (x1 - x0), y1 - 0.12 * (y1 - y0)), (x1 - 0.09 * (x1 - x0), y1 - 0.12 * (y1 - y0))]
+    if spec.screws is None:
+        # Half the parts are complete; the others miss one to four screws.
+        n_screws = 4 if rng.random() < 0.5 else int(rng.integers(0, 4))
+    else:
+        n_screws = spec.screws
+    with_screw = set(rng.permutation(4)[:n_screws].tolist())
+    for i, (hx, hy) in enumerate(holes):
+        mask = np.zeros((height, width), np.uint8)
+        cv2.circle(mask, (int(round(hx)), int(round(hy))), int(round(hole_r)), 255, -1)
+        if i in with_screw:
+            head = plate_tone * rng.uniform(0.45, 0.65)
+            cv2.circle(canvas, (int(round(hx)), int(round(hy))), int(round(hole_r)), (head,) * 3, -1, cv2.LINE_AA)
+            angle = rng.uniform(0, np.pi)
+            dx, dy = np.cos(angle) * hole_r * 0.75, np.sin(angle) * hole_r * 0.75
+            cv2.line(canvas, (int(hx - dx), int(hy - dy)), (int(hx + dx), int(hy + dy)), (head * 0.35,) * 3,
+                     max(1, int(hole_r * 0.25)), cv2.LINE_AA)
+            cv2.circle(canvas, (int(round(hx - hole_r * 0.3)), int(round(hy - hole_r * 0.3))), max(1, int(hole_r * 0.2)),
+                       (min(255, head * 1.5),) * 3, -1, cv2.LINE_AA)
+            layers.append(("screw", (hx, hy), mask))
+        else:
+            cv2.circle(canvas, (int(round(hx)), int(round(hy))), int(round(hole_r)), (bg * 0.5,) * 3, -1, cv2.LINE_AA)
+            cv2.circle(canvas, (int(round(hx)), int(round(hy))), int(round(hole_r)), (plate_tone * 0.7,) * 3, 1, cv2.LINE_AA)
+            layers.append(("empty_hole", (hx, hy), mask))
+
+    label = spec.label or str(rng.choice(["straight", "straight", "skewed", "absent"]))
+    if label != "absent":
+        lw, lh = (x1 - x0) * 0.34, (y1 - y0) * 0.22
+        cx, cy = (x0 + x1) / 2 + rng.uniform(-0.05, 0.05) * (x1 - x0), y0 + (y1 - y0) * 0.32
+        angle = rng.uniform(-3, 3) if label == "straight" else rng.choice([-1, 1]) * rng.uniform(14, 30)
+        box = cv2.boxPoints(((cx, cy), (lw, lh), angle)).astype(np.int32)
+        cv2.fillPoly(canvas, [box], (rng.uniform(225, 250),) * 3, cv2.LINE_AA)
+        a = np.deg2rad(angle)
+        for k in range(3):  # printed text bars, offset along the label's own vertical axis
+            dy = ((k + 1) / 4 - 0.5) * lh * 0.8
+            bar = cv2.boxPoints(((cx - np.sin(a) * dy, cy + np.cos(a) * dy), (lw * rng.uniform(0.5, 0.8), lh * 0.1), angle))
+            cv2.fillPoly(canvas, [bar.astype(np.int32)], (40, 40, 40), cv2.LINE_AA)
+        label_mask = np.zeros((height, width), np.uint8)
+        cv2.fillPoly(label_mask, [box], 255)
+    else:
+        label_mask = np.zeros((height, width), np.uint8)
+
+    n_defects = int(rng.choice([0, 0, 1, 1, 2, 3])) if spec.defects is None else spec.defects
+    keep_out = cv2.dilate(label_mask, np.ones((5, 5), np.uint8))
+    for mask_layer in [m for k, _, m in layers]:
+        keep_out |= cv2.dilate(mask_layer, np.ones((9, 9), np.uint8))
+    placed = 0
+    for _ in range(n_defects * 30):
+        if placed == n_defects:
+            break
+        kind = str(rng.choice(spec.defect_kinds))
+        cx, cy = rng.uniform(x0 + 10, x1 - 10), rng.uniform(y0 + 10, y1 - 10)
+        mask = np.zeros((height, width), np.uint8)
+        if kind == "scratch":
+            length = rng.uniform(0.1, 0.22) * width
+            angle = rng.uniform(0, np.pi)
+            dx, dy = np.cos(angle) * length / 2, np.sin(angle) * length / 2
+            p, q = (int(cx - dx), int(cy - dy)), (int(cx + dx), int(cy + dy))
+            cv2.line(mask, p, q, 255, 3)
+            if np.any((mask > 0) & ((keep_out > 0) | (plate == 0))):
+                continue
+            tone = plate_tone + rng.choice([-1, 1]) * rng.uniform(55, 90)
+            cv2.line(canvas, p, q, (float(np.clip(tone, 0, 255)),) * 3, 3, cv2.LINE_AA)
+        else:
+            axes = (rng.uniform(0.025, 0.05) * width, rng.uniform(0.02, 0.04) * width)
+            angle = rng.uniform(0, 180)
+            probe = np.zeros_like(mask)
+            _draw_blob(np.zeros_like(canvas), probe, (cx, cy), axes, angle, (0, 0, 0))
+            if np.any((probe > 0) & ((keep_out > 0) | (plate == 0))):
+                continue
+            if kind == "spot":
+                color = (plate_tone * rng.uniform(0.3, 0.5),) * 3
+                _draw_blob(canvas, mask, (cx, cy), axes, angle, color)
+            else:  # dent: darker rim on one side, highlight on the other
+                _draw_blob(canvas, mask, (cx, cy), axes, angle, (plate_tone * 0.7,) * 3)
+                _draw_blob(canvas, np.zeros_like(mask), (cx - axes[0] * 0.2, cy - axes[1] * 0.2),
+                           (axes[0] * 0.6, axes[1] * 0.6), angle, (min(255, plate_tone * 1.25),) * 3)
+        keep_out |= cv2.dilate(mask, np.ones((9, 9), np.uint8))
+        layers.append((kind, (cx, cy), mask))
+        placed += 1
+
+    # Lighting gradient, then one small rigid transform for image and masks alike.
+    gx, gy = rng.uniform(-0.25, 0.25, 2)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    light = 1.0 + gx * (xx / width - 0.5) + gy * (yy / height - 0.5)
+    canvas *= light[..., None]
+    angle = rng.uniform(-4, 4)
+    scale = rng.uniform(0.92, 1.06)
+    shift = rng.uniform(-0.04, 0.04, 2) * (width, height)
+    m = cv2.getRotationMatrix2D((width / 2, height / 2), angle, scale)
+    m[:, 2] += shift
+    bg_fill = (float(bg),) * 3
+    image = cv2.warpAffine(canvas, m, (width, height), flags=cv2.INTER_LINEAR, borderValue=bg_fill)
+    blur = rng.choice([0, 0, 3])
+    if blur:
+        image = cv2.GaussianBlur(image, (blur, blur), 0)
+    image += rng.normal(0, rng.uniform(1.5, 5), image.shape).astype(np.float32)
+    image = np.clip(image, 0, 255).astype(np.uint8)
+
+    objects = []
+    for kind, (px, py), mask in layers:
+        warped = cv2.warpAffine(mask, m, (width, height), flags=cv2.INTER_NEAREST) > 0
+        wx, wy = m @ np.array([px, py, 1.0])
+        if kind == "scratch":  # the point sits on the line: the mask pixel nearest the midpoint
+            ys, xs = np.nonzero(warped)
+            k = int(np.argmin((xs - wx) ** 2 + (ys - wy) ** 2))
+            wx, wy = float(xs[k]), float(ys[k])
+        objects.append(GroundTruthObject(kind=kind, point=(float(wx), float(wy)), mask=warped))
+    return Part(image=image, seed=seed, objects=objects, label=label)

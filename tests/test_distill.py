@@ -1,0 +1,116 @@
+"""Distillation plumbing: metrics, records, a few training steps, teacher labelling, evaluation."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip("torch", reason="distillation needs the 'export' extra")
+
+from tools.distill.metrics import PointScore, score_points  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _mask(h, w, x0, y0, x1, y1):
+    m = np.zeros((h, w), bool)
+    m[y0:y1, x0:x1] = True
+    return m
+
+
+def test_point_score_rules():
+    masks = [_mask(100, 100, 10, 10, 20, 20), _mask(100, 100, 70, 70, 90, 90)]
+    truth = [(0.15, 0.15), (0.8, 0.8)]
+    assert score_points([(0.12, 0.18), (0.85, 0.75)], truth, masks) == PointScore(2, 2, 2)
+    s = score_points([(0.5, 0.5)], truth, masks)  # matched to one object but outside its mask
+    assert (s.hits, s.precision, s.recall) == (0, 0.0, 0.0)
+    s = score_points([(0.12, 0.18), (0.13, 0.16), (0.5, 0.5)], truth, masks)
+    assert s.hits == 1 and s.precision == pytest.approx(1 / 3) and s.recall == 0.5
+    assert PointScore(0, 0, 0).f1 == 1.0  # nothing there, nothing predicted
+    assert PointScore(1, 0, 0).f1 == 0.0
+    assert PointScore(0, 2, 0).f1 == 0.0
+
+
+def test_dilation_lets_thin_objects_be_hit():
+    line = _mask(100, 100, 50, 10, 51, 90)
+    assert score_points([(0.53, 0.5)], [(0.505, 0.5)], [line], dilate_px=0).hits == 0
+    assert score_points([(0.53, 0.5)], [(0.505, 0.5)], [line], dilate_px=3).hits == 1
+
+
+def test_sim_set_round_trip(tmp_path):
+    from tools.distill.dataset import read_jsonl, write_sim_set
+
+    jsonl = write_sim_set(tmp_path / "set", range(3))
+    records = read_jsonl(jsonl)
+    assert len(records) == 9
+    for rec in records:
+        assert rec.rgb().shape == (240, 320, 3)
+        if rec.kind == "point":
+            assert len(rec.masks) == len(rec.points)
+            for (x, y), mask in zip(rec.points, rec.masks):
+                assert mask[int(round(y * 239)), int(round(x * 319))] or mask.any()
+        else:
+            assert rec.target in ("Yes.", "No.")
+
+
+def test_bad_jsonl_names_file_and_line(tmp_path):
+    from tools.distill.dataset import JsonlError, read_jsonl
+
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"image": "a.png", "prompt": "p", "target": "t"}\n{oops\n')
+    with pytest.raises(JsonlError, match=r"bad.jsonl:1: image .* not found"):
+        read_jsonl(path)
+    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((4, 4, 3), np.uint8))
+    with pytest.raises(JsonlError, match=r"bad.jsonl:2: bad record"):
+        read_jsonl(path)
+
+
+def test_teacher_labels_then_student_trains_then_evaluates(tiny_checkpoint, tmp_path):
+    """label (tiny random teacher) → records.jsonl → train a few steps → export → evaluate the bundle."""
+    images = tmp_path / "images"
+    images.mkdir()
+    from edge_inspect.sim import render_part
+
+    for seed in range(3):
+        cv2.imwrite(str(images / f"{seed}.png"), render_part(seed).image)
+
+    def run(*args):
+        result = subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, cwd=ROOT)
+        assert result.returncode == 0, result.stderr[-2000:]
+        return result
+
+    run("tools.distill", "label", "--teacher", str(tiny_checkpoint), "--images", str(images), "--out",
+        str(tmp_path / "labels"), "--max-new-tokens", "8")
+    lines = [json.loads(x) for x in (tmp_path / "labels" / "records.jsonl").read_text().splitlines()]
+    assert lines and all(r["target"] in ("Yes.", "No.") or "points" in r["target"] or "none" in r["target"] for r in lines)
+
+    run("tools.distill", "train", "--data", str(tmp_path / "labels" / "records.jsonl"), "--out", str(tmp_path / "s"),
+        "--shape", "test", "--steps", "3", "--batch", "2", "--eval-parts", "0")
+    log = [json.loads(x) for x in (tmp_path / "s" / "log.jsonl").read_text().splitlines()] if (tmp_path / "s" / "log.jsonl").read_text() else []
+    assert (tmp_path / "s" / "checkpoint" / "model.safetensors").is_file()
+    assert log == [] or all("loss" in r or "eval" in r for r in log)
+
+    # resume continues from the saved step
+    run("tools.distill", "train", "--data", str(tmp_path / "labels" / "records.jsonl"), "--out", str(tmp_path / "s"),
+        "--shape", "test", "--steps", "4", "--batch", "2", "--eval-parts", "0", "--resume")
+
+    run("tools.export", "onnx", "--checkpoint", str(tmp_path / "s" / "checkpoint"), "--out", str(tmp_path / "b"))
+    result = run("tools.distill", "evaluate", "--bundle", str(tmp_path / "b"), "--seeds", "0:2", "--out",
+                 str(tmp_path / "report.json"))
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert set(report["headline"]) == {"defect_f1", "screw_f1", "screw_count_exact", "label_accuracy"}
+    assert (tmp_path / "report.md").is_file()
+    assert "defect_f1" in result.stdout
+
+
+def test_training_loss_falls_on_generated_parts(tmp_path):
+    from tools.distill.train import TrainConfig, train
+
+    cfg = TrainConfig(out=str(tmp_path / "run"), shape="test", steps=30, batch=4, lr=3e-3, warmup=5, save_every=30)
+    train(cfg)
+    losses = [json.loads(x)["loss"] for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert losses[-1] < 0.7 * losses[0], losses

@@ -1,0 +1,1 @@
+"""Distillation: teacher labels → student training → evaluation (imports torch; the 'export' extra)."""

@@ -1,0 +1,138 @@
+"""``python -m tools.distill``: make data, label with a teacher, train a student, evaluate.
+
+  sim       render generated parts to images + masks + records.jsonl (ground-truth targets)
+  label     run a HF Molmo2 teacher checkpoint over a folder of images → records.jsonl
+  train     train a student from records.jsonl, or from parts generated on the fly
+  evaluate  pointing P/R/F1, screw counting, yes/no accuracy of a bundle or checkpoint
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from edge_inspect.vlm.bundle import BundleError
+from tools.export.checkpoint import CheckpointError
+
+from .dataset import JsonlError
+
+
+def _seeds(text: str) -> range:
+    try:
+        start, stop = (int(v) for v in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seeds must be START:STOP, got {text!r}") from None
+    return range(start, stop)
+
+
+def _cmd_sim(args) -> int:
+    from .dataset import write_sim_set
+
+    path = write_sim_set(Path(args.out), args.seeds)
+    print(f"wrote {path}")
+    return 0
+
+
+def _cmd_label(args) -> int:
+    from .label import label_folder
+
+    path = label_folder(Path(args.teacher), Path(args.images), Path(args.out), args.tasks.split(","),
+                        max_new_tokens=args.max_new_tokens)
+    print(f"wrote {path}")
+    return 0
+
+
+def _cmd_train(args) -> int:
+    from .evaluate import TorchPredictor, evaluate_records, headline, sim_records
+    from .train import TrainConfig, train
+
+    cfg = TrainConfig(out=args.out, shape=args.shape, steps=args.steps, batch=args.batch, lr=args.lr,
+                      seed=args.seed, data=args.data, save_every=args.save_every, eval_every=args.eval_every,
+                      eval_parts=args.eval_parts, threads=args.threads, max_minutes=args.max_minutes)
+    validation = sim_records(range(500_000, 500_000 + args.eval_parts)) if args.eval_parts else []
+
+    def evaluate_fn(model, tok, settings, builder, parts):
+        metrics = evaluate_records(TorchPredictor(model, tok, settings, builder), validation)
+        return headline(metrics)
+
+    checkpoint = train(cfg, resume=args.resume, evaluate_fn=evaluate_fn if validation else None)
+    print(f"student checkpoint: {checkpoint}")
+    return 0
+
+
+def _cmd_evaluate(args) -> int:
+    from .dataset import read_jsonl
+    from .evaluate import BundlePredictor, evaluate_records, headline, sim_records, write_report
+
+    predictor = BundlePredictor(args.bundle)
+    if args.data:
+        records = read_jsonl(Path(args.data))
+        source = f"records {args.data}"
+    else:
+        records = sim_records(args.seeds)
+        source = f"generated parts, seeds {args.seeds.start}:{args.seeds.stop}"
+    metrics = evaluate_records(predictor, records, dilate_px=args.dilate)
+    details = {"bundle": str(args.bundle), "data": source, "images": len({id(r.image) if r.image is not None else r.image_path for r in records})}
+    if args.out:
+        md = write_report(metrics, Path(args.out), "Student evaluation", details)
+        print(f"report: {md}")
+    print(json.dumps(headline(metrics), indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m tools.distill", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("sim", help="write generated parts as a labelled set")
+    p.add_argument("--out", required=True)
+    p.add_argument("--seeds", type=_seeds, default=_seeds("0:100"), help="START:STOP")
+    p.set_defaults(func=_cmd_sim)
+
+    p = sub.add_parser("label", help="label images with a teacher checkpoint")
+    p.add_argument("--teacher", required=True, help="HF Molmo2 checkpoint folder")
+    p.add_argument("--images", required=True, help="folder of images")
+    p.add_argument("--out", required=True, help="folder for records.jsonl")
+    p.add_argument("--tasks", default="defects,screws,label")
+    p.add_argument("--max-new-tokens", type=int, default=96)
+    p.set_defaults(func=_cmd_label)
+
+    p = sub.add_parser("train", help="train a student")
+    p.add_argument("--out", required=True)
+    p.add_argument("--data", help="records.jsonl (default: generate parts on the fly)")
+    p.add_argument("--shape", default="demo", choices=["demo", "test"])
+    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--save-every", type=int, default=250)
+    p.add_argument("--eval-every", type=int, default=500)
+    p.add_argument("--eval-parts", type=int, default=40)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--max-minutes", type=float, default=0.0)
+    p.add_argument("--resume", action="store_true")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("evaluate", help="evaluate a bundle")
+    p.add_argument("--bundle", required=True)
+    p.add_argument("--data", help="records.jsonl with ground truth (default: generated parts)")
+    p.add_argument("--seeds", type=_seeds, default=_seeds("0:500"))
+    p.add_argument("--dilate", type=int, default=3, help="mask dilation in px for the hit rule")
+    p.add_argument("--out", help="report JSON path (a .md is written beside it)")
+    p.set_defaults(func=_cmd_evaluate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (JsonlError, BundleError, CheckpointError, ValueError) as err:
+        print(f"tools.distill: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,188 @@
+"""Train a student Molmo2 from records (JSONL from a teacher or the generator, or generated on the fly).
+
+Fixed seeds, bfloat16 autocast on CPU, AdamW with warm-up and cosine decay, a progress bar, a
+checkpoint every ``save_every`` steps that ``--resume`` continues from, and a JSONL log of the loss
+and of periodic evaluations (the learning curve).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from edge_inspect.vlm.preprocess import ImageSettings, preprocess
+from edge_inspect.vlm.prompt import PromptBuilder
+
+from .dataset import Record, read_jsonl, sim_record
+from .student import SHAPES, build_student, image_settings, prompt_builder, save_student
+
+TRAIN_SEED_BASE = 1_000_000  # generator seeds used for training start here; evaluation uses lower seeds
+
+
+@dataclass
+class TrainConfig:
+    out: str
+    shape: str = "demo"
+    steps: int = 3000
+    batch: int = 32
+    lr: float = 1e-3
+    warmup: int = 100
+    weight_decay: float = 0.01
+    seed: int = 0
+    data: str | None = None  # JSONL; None = generate parts on the fly
+    save_every: int = 250
+    eval_every: int = 500
+    eval_parts: int = 40
+    threads: int = 0
+    bf16: bool = True
+    max_minutes: float = 0.0  # stop (with a checkpoint) after this long; 0 = no limit
+
+
+def encode_record(rec: Record, settings: ImageSettings, builder: PromptBuilder, eos_id: int) -> dict[str, np.ndarray]:
+    inputs = preprocess(rec.rgb(), settings)
+    prompt = builder.build(rec.prompt, inputs.grid)
+    target = np.concatenate([builder.encode_text(rec.target), [eos_id]]).astype(np.int64)
+    ids = np.concatenate([prompt.ids, target])
+    labels = np.concatenate([np.full(len(prompt.ids), -100), target])
+    return {"pixel_values": inputs.pixel_values, "pooling": inputs.pooling, "grid": np.array(inputs.grid),
+            "ids": ids, "labels": labels, "mm": builder.image_mask(ids).astype(np.int64)}
+
+
+def collate(items: list[dict[str, np.ndarray]], pad_id: int) -> dict[str, torch.Tensor]:
+    length = max(len(it["ids"]) for it in items)
+    ids = np.full((len(items), length), pad_id, np.int64)
+    labels = np.full((len(items), length), -100, np.int64)
+    mm = np.zeros((len(items), length), np.int64)
+    attention = np.zeros((len(items), length), np.int64)
+    pooling, offset = [], 0
+    for i, it in enumerate(items):
+        n = len(it["ids"])
+        ids[i, :n], labels[i, :n], mm[i, :n], attention[i, :n] = it["ids"], it["labels"], it["mm"], 1
+        pooling.append(np.where(it["pooling"] >= 0, it["pooling"] + offset, -1))
+        offset += it["pixel_values"].shape[0] * it["pixel_values"].shape[1]
+    return {
+        "input_ids": torch.from_numpy(ids), "labels": torch.from_numpy(labels),
+        "attention_mask": torch.from_numpy(attention), "mm_token_type_ids": torch.from_numpy(mm),
+        "pixel_values": torch.from_numpy(np.concatenate([it["pixel_values"] for it in items])),
+        "image_token_pooling": torch.from_numpy(np.concatenate(pooling)),
+        "image_grids": torch.from_numpy(np.stack([it["grid"] for it in items])),
+        "image_num_crops": torch.tensor([it["pixel_values"].shape[0] for it in items]),
+    }  # fmt: skip
+
+
+class RecordSource(torch.utils.data.Dataset):
+    """Index → encoded example; generator parts on the fly, or JSONL records (shuffled by epoch)."""
+
+    def __init__(self, records: list[Record] | None, settings: ImageSettings, builder: PromptBuilder, eos_id: int,
+                 seed: int):
+        self.records, self.settings, self.builder, self.eos_id, self.seed = records, settings, builder, eos_id, seed
+
+    def __len__(self) -> int:
+        return 1 << 30
+
+    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+        if self.records is None:
+            rec = sim_record(TRAIN_SEED_BASE + self.seed * 10_000_000 + index)
+        else:
+            epoch, k = divmod(index, len(self.records))
+            order = np.random.default_rng(self.seed + epoch).permutation(len(self.records))
+            rec = self.records[order[k]]
+        return encode_record(rec, self.settings, self.builder, self.eos_id)
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def train(cfg: TrainConfig, resume: bool = False, evaluate_fn: Callable | None = None) -> Path:
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    shape = SHAPES[cfg.shape]
+    model, tok = build_student(shape, cfg.seed)
+    settings = image_settings(shape)
+    builder = prompt_builder(tok)
+    eos_id, pad_id = tok.token_to_id("<|im_end|>"), tok.token_to_id("<|endoftext|>")
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embed" not in n and "positional" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "embed" not in n and "positional" not in n)]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98))
+    step, elapsed = 0, 0.0
+    state_path = out / "train_state.pt"
+    if resume and state_path.is_file():
+        state = torch.load(state_path, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, elapsed = state["step"], state["elapsed"]
+        torch.set_rng_state(state["torch_rng"])
+    (out / "train_config.json").write_text(json.dumps({**asdict(cfg), "shape_values": asdict(shape)}, indent=2))
+
+    records = read_jsonl(Path(cfg.data), load_masks=False) if cfg.data else None
+    source = RecordSource(records, settings, builder, eos_id, cfg.seed)
+    sampler = range(step * cfg.batch, (cfg.steps + 1) * cfg.batch)
+    loader = torch.utils.data.DataLoader(source, batch_size=cfg.batch, sampler=sampler, num_workers=1,
+                                         collate_fn=lambda items: collate(items, pad_id), prefetch_factor=4,
+                                         persistent_workers=False)
+    log = open(out / "log.jsonl", "a")
+    model.train()
+    bar = tqdm(total=cfg.steps, initial=step, desc="train", unit="step", dynamic_ncols=True)
+    started = time.perf_counter() - elapsed
+    losses: list[float] = []
+
+    def save() -> None:
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                    "elapsed": time.perf_counter() - started, "torch_rng": torch.get_rng_state()}, state_path)
+
+    for batch in loader:
+        if step >= cfg.steps:
+            break
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+            loss = model(**batch).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        step += 1
+        losses.append(loss.item())
+        bar.update(1)
+        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+        minutes = (time.perf_counter() - started) / 60
+        if step % 10 == 0:
+            log.write(json.dumps({"step": step, "minutes": round(minutes, 2), "loss": float(np.mean(losses[-10:])),
+                                  "lr": lr_at(step, cfg)}) + "\n")
+            log.flush()
+        if step % cfg.save_every == 0 or step == cfg.steps:
+            save()
+        if evaluate_fn and (step % cfg.eval_every == 0 or step == cfg.steps):
+            model.eval()
+            metrics = evaluate_fn(model, tok, settings, builder, cfg.eval_parts)
+            model.train()
+            log.write(json.dumps({"step": step, "minutes": round(minutes, 2), "eval": metrics}) + "\n")
+            log.flush()
+            bar.write(f"step {step} ({minutes:.1f} min): {json.dumps(metrics)}")
+        if cfg.max_minutes and minutes >= cfg.max_minutes:
+            save()
+            bar.write(f"stopping after {minutes:.1f} minutes at step {step}")
+            break
+    bar.close()
+    log.close()
+    model.eval()
+    return save_student(model, tok, shape, out / "checkpoint")
