@@ -66,6 +66,69 @@ def _cmd_model_ask(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_config_validate(args: argparse.Namespace) -> int:
+    from .config import load_config
+
+    config, sha = load_config(args.file)
+    checks = sum(len(r.checks) for r in config.recipes)
+    print(f"{args.file}: ok ({len(config.recipes)} recipe(s), {checks} check(s), sha256 {sha[:16]})")
+    return 0
+
+
+def _cmd_modbus_map(args: argparse.Namespace) -> int:
+    from .plc.signals import build_map, export_map
+
+    overrides = {}
+    if args.config:
+        from .config import load_config
+
+        config, _ = load_config(args.config)
+        overrides = {k: v.model_dump(exclude_none=True) for k, v in config.plc.map.items()}
+    sys.stdout.write(export_map(build_map(overrides), args.format))
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    import asyncio
+    import signal
+
+    from .config import load_config
+    from .station import Station
+
+    config, sha = load_config(args.config, bundle=args.bundle)
+
+    async def main() -> None:
+        station = Station(config, sha, Path(args.config).resolve().parent, on_event=_print_event)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await station.start()
+        await stop.wait()
+        await station.stop()
+
+    asyncio.run(main())
+    return 0
+
+
+def _print_event(event: dict) -> None:
+    if event["type"] == "inspection":
+        print(f"{event['result_id']:>6} {event['verdict']:5} recipe={event['recipe']} part={event['part_id'] or '-'} "
+              f"defects={event['defect_count']} {event['error']}", flush=True)
+    elif event["type"] in ("alarm", "alarm_cleared", "started", "stopped"):
+        print(f"[{event['type']}] {event.get('code', '')} {event.get('message', event.get('station', ''))}", flush=True)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from .demo import run_demo
+
+    asyncio.run(run_demo(Path(args.workdir), duration_s=args.duration, bundle=args.bundle, port=args.port,
+                         period_s=args.period))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edge-inspect", description="Line-side vision inspection appliance.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -84,16 +147,49 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--provider", default="cpu", help="tensorrt, cuda, cpu or auto (default cpu)")
     ask.add_argument("--max-new-tokens", type=int, default=64)
     ask.set_defaults(func=_cmd_model_ask)
+
+    config = sub.add_parser("config", help="station configs").add_subparsers(dest="config_command", required=True)
+    validate = config.add_parser("validate", help="check a station.yaml; every problem as file:line: key: message")
+    validate.add_argument("file")
+    validate.set_defaults(func=_cmd_config_validate)
+
+    modbus = sub.add_parser("modbus", help="the PLC register map").add_subparsers(dest="modbus_command", required=True)
+    mmap = modbus.add_parser("map", help="print the effective Modbus map")
+    mmap.add_argument("--config", help="station.yaml whose plc.map overrides apply")
+    mmap.add_argument("--format", choices=["md", "csv", "json"], default="md")
+    mmap.set_defaults(func=_cmd_modbus_map)
+
+    run = sub.add_parser("run", help="run a station (the daemon)")
+    run.add_argument("config", help="station.yaml")
+    run.add_argument("--bundle", help="model bundle (overrides model.bundle)")
+    run.set_defaults(func=_cmd_run)
+
+    demo = sub.add_parser("demo", help="the whole station on this machine, no hardware")
+    demo.add_argument("--workdir", default="work/demo", help="folder for the SQLite log and images")
+    demo.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0 = until Ctrl-C)")
+    demo.add_argument("--bundle", help="model bundle (default: models/demo-student)")
+    demo.add_argument("--port", type=int, default=5020)
+    demo.add_argument("--period", type=float, default=0.5, help="seconds between PLC triggers")
+    demo.set_defaults(func=_cmd_demo)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .config import ConfigError
+    from .plc.signals import MapError
     from .vlm.bundle import BundleError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (UserError, BundleError, ValueError) as err:
+    except ConfigError as err:
+        for problem in err.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_USAGE
+    except (UserError, BundleError, MapError, ValueError) as err:
+        print(f"edge-inspect: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as err:  # e.g. the Modbus port is taken, a serial device is missing
         print(f"edge-inspect: error: {err}", file=sys.stderr)
         return EXIT_USAGE
 

@@ -1,0 +1,246 @@
+"""Frame sources (OpenCV device / URL / GStreamer / video file, image folder, synthetic parts)
+and a watchdog that notices a lost camera and reconnects with backoff, without a restart.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from .config import CameraConfig
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+class CameraError(Exception):
+    """No frame could be had from the camera."""
+
+
+class FrameSource(Protocol):
+    name: str
+
+    def open(self) -> None: ...
+
+    def read(self) -> np.ndarray: ...
+
+    def close(self) -> None: ...
+
+
+class OpenCVSource:
+    """cv2.VideoCapture on a device index or /dev/videoN, an RTSP/HTTP URL, a GStreamer pipeline or a file."""
+
+    def __init__(self, target: int | str, backend: int = cv2.CAP_ANY, width: int | None = None,
+                 height: int | None = None, fps: float | None = None, loop: bool = False):
+        self.target, self.backend, self.loop = target, backend, loop
+        self.size, self.fps = (width, height), fps
+        self.name = f"opencv:{target}"
+        self.cap: cv2.VideoCapture | None = None
+
+    def open(self) -> None:
+        self.cap = cv2.VideoCapture(self.target, self.backend)
+        if not self.cap.isOpened():
+            self.cap.release()
+            self.cap = None
+            raise CameraError(f"cannot open {self.target}")
+        if self.size[0]:
+            self.cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.size[0])
+            self.cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.size[1] or 0)
+        if self.fps:
+            self.cap.set(cv2.CAP_PROP_FPS, self.fps)
+
+    def read(self) -> np.ndarray:
+        if self.cap is None:
+            raise CameraError(f"{self.target} is not open")
+        ok, frame = self.cap.read()
+        if not ok and self.loop:  # a video file replays from the start
+            self.cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            ok, frame = self.cap.read()
+        if not ok or frame is None:
+            raise CameraError(f"no frame from {self.target}")
+        return frame
+
+    def close(self) -> None:
+        if self.cap is not None:
+            self.cap.release()
+            self.cap = None
+
+
+class FolderSource:
+    """Replays the images of a folder in name order, looping."""
+
+    def __init__(self, folder: str | Path, loop: bool = True):
+        self.folder, self.loop = Path(folder), loop
+        self.name = f"folder:{folder}"
+        self.files: list[Path] = []
+        self.index = 0
+
+    def open(self) -> None:
+        if not self.folder.is_dir():
+            raise CameraError(f"folder {self.folder} not found")
+        self.files = sorted(p for p in self.folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not self.files:
+            raise CameraError(f"folder {self.folder} holds no images")
+
+    def read(self) -> np.ndarray:
+        if not self.files:
+            raise CameraError(f"folder {self.folder} is not open")
+        if self.index >= len(self.files):
+            if not self.loop:
+                raise CameraError(f"folder {self.folder}: no more images")
+            self.index = 0
+        path = self.files[self.index]
+        self.index += 1
+        frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if frame is None:
+            raise CameraError(f"cannot read {path}")
+        return frame
+
+    def close(self) -> None:
+        self.files = []
+
+
+class SyntheticSource:
+    """Generated parts (edge_inspect.sim): a new part, with its ground truth, on every read."""
+
+    def __init__(self, seed: int = 0, width: int = 320, height: int = 240):
+        from .sim import render_part
+
+        self._render = render_part
+        self.seed, self.size = seed, (width, height)
+        self.name = f"synthetic:seed={seed}"
+        self.count = 0
+        self.last_part = None
+
+    def open(self) -> None:
+        pass
+
+    def read(self) -> np.ndarray:
+        part = self._render(self.seed + self.count, *self.size)
+        self.count += 1
+        self.last_part = part
+        return part.image
+
+    def close(self) -> None:
+        pass
+
+
+def source_from_config(cfg: CameraConfig, base: Path | None = None) -> FrameSource:
+    def path(p: str) -> Path:
+        q = Path(p)
+        return q if q.is_absolute() or base is None else base / q
+
+    if cfg.source == "synthetic":
+        return SyntheticSource(cfg.synthetic.seed, cfg.synthetic.width, cfg.synthetic.height)
+    if cfg.source == "folder":
+        return FolderSource(path(cfg.path), loop=cfg.loop)
+    if cfg.source == "file":
+        return OpenCVSource(str(path(cfg.path)), loop=cfg.loop)
+    if cfg.source == "gstreamer":
+        return OpenCVSource(cfg.pipeline, cv2.CAP_GSTREAMER, cfg.width, cfg.height, cfg.fps)
+    if cfg.source == "url":
+        return OpenCVSource(cfg.url, cv2.CAP_FFMPEG, cfg.width, cfg.height, cfg.fps)
+    device = cfg.device
+    if isinstance(device, str) and device.isdigit():
+        device = int(device)
+    return OpenCVSource(device, cv2.CAP_V4L2 if isinstance(device, int) else cv2.CAP_ANY, cfg.width, cfg.height, cfg.fps)
+
+
+class Camera:
+    """A frame source behind a watchdog.
+
+    ``grab()`` returns a fresh frame or raises CameraError within ``stall_timeout_s``. After a
+    failure the camera is 'lost'; the next grab (or ``probe()``) reconnects, waiting an
+    exponentially growing backoff between attempts. ``on_status`` hears every status change.
+    """
+
+    def __init__(self, source: FrameSource, stall_timeout_s: float = 1.5, reconnect_min_s: float = 0.2,
+                 reconnect_max_s: float = 10.0, on_status: Callable[[str, str], None] | None = None):
+        self.source = source
+        self.stall_timeout_s = stall_timeout_s
+        self.reconnect_min_s, self.reconnect_max_s = reconnect_min_s, reconnect_max_s
+        self.on_status = on_status
+        self.status = "closed"  # closed | ok | lost
+        self.detail = ""
+        self.frames = 0
+        self.failures = 0
+        self._opened = False
+        self._backoff = reconnect_min_s
+        self._next_attempt = 0.0
+        self._lock = threading.Lock()
+
+    def _set(self, status: str, detail: str = "") -> None:
+        changed = status != self.status
+        self.status, self.detail = status, detail
+        if changed and self.on_status:
+            self.on_status(status, detail)
+
+    def _fail(self, detail: str) -> CameraError:
+        self.failures += 1
+        if self._opened:
+            try:
+                self.source.close()
+            except Exception:  # closing a broken capture may fail too; it is being dropped anyway
+                pass
+        self._opened = False
+        self._next_attempt = time.monotonic() + self._backoff
+        self._backoff = min(self.reconnect_max_s, self._backoff * 2)
+        self._set("lost", detail)
+        return CameraError(detail)
+
+    def _read_with_timeout(self) -> np.ndarray:
+        result: dict[str, object] = {}
+
+        def worker() -> None:
+            try:
+                result["frame"] = self.source.read()
+            except Exception as err:  # any source failure is a camera failure
+                result["error"] = err
+
+        thread = threading.Thread(target=worker, daemon=True)
+        thread.start()
+        thread.join(self.stall_timeout_s)
+        if thread.is_alive():
+            raise CameraError(f"{self.source.name}: no frame within {self.stall_timeout_s:.1f} s (stalled)")
+        if "error" in result:
+            raise CameraError(f"{self.source.name}: {result['error']}")
+        return result["frame"]  # type: ignore[return-value]
+
+    def grab(self) -> np.ndarray:
+        with self._lock:
+            if not self._opened:
+                if time.monotonic() < self._next_attempt:
+                    raise CameraError(f"{self.source.name}: lost ({self.detail}); reconnecting")
+                try:
+                    self.source.open()
+                    self._opened = True
+                except Exception as err:
+                    raise self._fail(f"{self.source.name}: cannot open: {err}") from None
+            try:
+                frame = self._read_with_timeout()
+            except CameraError as err:
+                raise self._fail(str(err)) from None
+            self.frames += 1
+            self._backoff = self.reconnect_min_s
+            self._set("ok")
+            return frame
+
+    def probe(self) -> bool:
+        """Check the camera when idle (grab and discard a frame): True when it delivers."""
+        try:
+            self.grab()
+            return True
+        except CameraError:
+            return False
+
+    def close(self) -> None:
+        with self._lock:
+            if self._opened:
+                self.source.close()
+            self._opened = False
+            self._set("closed")

@@ -1,0 +1,267 @@
+"""station.yaml: the schema (pydantic, unknown keys rejected) and a loader whose errors name
+file:line and the key path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .plc.signals import MapError, build_map
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+Polygon = list[tuple[float, float]]
+
+
+def _check_polygon(roi: Polygon | None) -> Polygon | None:
+    if roi is None:
+        return None
+    if len(roi) < 3:
+        raise ValueError("an ROI polygon needs at least 3 points")
+    for x, y in roi:
+        if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
+            raise ValueError(f"ROI point ({x}, {y}) lies outside the frame (coordinates are fractions 0..1)")
+    return roi
+
+
+class CheckBase(Strict):
+    name: str = Field(min_length=1, max_length=40)
+    roi: Polygon | None = Field(default=None, description="polygon of (x, y) fractions of the frame")
+    crop: bool = Field(default=False, description="run the model on the ROI's bounding box only")
+
+    @field_validator("roi")
+    @classmethod
+    def _roi_inside_frame(cls, roi: Polygon | None) -> Polygon | None:
+        return _check_polygon(roi)
+
+    @model_validator(mode="after")
+    def _crop_needs_roi(self):
+        if self.crop and self.roi is None:
+            raise ValueError("crop: true needs an roi")
+        return self
+
+
+class PointCheck(CheckBase):
+    kind: Literal["point"]
+    prompt: str = Field(min_length=1)
+    min: int = Field(default=0, ge=0)
+    max: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _range(self):
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        return self
+
+
+class CountCheck(CheckBase):
+    kind: Literal["count"]
+    prompt: str = Field(min_length=1)
+    expected: int = Field(ge=0)
+
+
+class QACheck(CheckBase):
+    kind: Literal["qa"]
+    question: str = Field(min_length=1)
+    expect: Literal["yes", "no"]
+    min_margin: float = Field(default=0.2, ge=0.0, le=1.0)
+    on_uncertain: Literal["fail", "error", "pass"] = "fail"
+
+
+Check = Annotated[Union[PointCheck, CountCheck, QACheck], Field(discriminator="kind")]
+
+
+class Recipe(Strict):
+    number: int = Field(ge=0, le=65535)
+    name: str = Field(min_length=1)
+    checks: list[Check] = Field(min_length=1, max_length=16)
+
+    @model_validator(mode="after")
+    def _unique_names(self):
+        names = [c.name for c in self.checks]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"check names must be unique within a recipe: {', '.join(dupes)}")
+        return self
+
+
+class SyntheticCamera(Strict):
+    seed: int = 0
+    width: int = Field(default=320, ge=64, le=4096)
+    height: int = Field(default=240, ge=64, le=4096)
+
+
+class CameraConfig(Strict):
+    source: Literal["synthetic", "device", "url", "gstreamer", "file", "folder"] = "synthetic"
+    device: int | str | None = None
+    url: str | None = None
+    pipeline: str | None = None
+    path: str | None = None
+    width: int | None = Field(default=None, ge=16)
+    height: int | None = Field(default=None, ge=16)
+    fps: float | None = Field(default=None, gt=0)
+    loop: bool = True
+    stall_timeout_s: float = Field(default=1.5, gt=0)
+    reconnect_min_s: float = Field(default=0.2, gt=0)
+    reconnect_max_s: float = Field(default=10.0, gt=0)
+    synthetic: SyntheticCamera = SyntheticCamera()
+
+    @model_validator(mode="after")
+    def _source_fields(self):
+        needed = {"device": "device", "url": "url", "gstreamer": "pipeline", "file": "path", "folder": "path"}
+        key = needed.get(self.source)
+        if key and getattr(self, key) in (None, ""):
+            raise ValueError(f"camera source '{self.source}' needs '{key}'")
+        return self
+
+
+class ModelConfig(Strict):
+    bundle: str
+    providers: Literal["auto", "cpu", "cuda", "tensorrt"] | list[Literal["cpu", "cuda", "tensorrt"]] = "cpu"
+    threads: int = Field(default=0, ge=0)
+    max_new_tokens: int = Field(default=96, ge=1, le=1024)
+
+
+class SignalOverride(Strict):
+    table: Literal["coil", "discrete_input", "holding_register", "input_register"] | None = None
+    address: int | None = Field(default=None, ge=0, le=65535)
+
+
+class PLCConfig(Strict):
+    enabled: bool = True
+    mode: Literal["server", "client"] = "server"
+    transport: Literal["tcp", "rtu"] = "tcp"
+    host: str = "127.0.0.1"
+    port: int = Field(default=5020, ge=1, le=65535)
+    serial_port: str | None = None
+    baudrate: int = Field(default=19200, gt=0)
+    parity: Literal["N", "E", "O"] = "N"
+    device_id: int = Field(default=1, ge=0, le=247)
+    poll_ms: int = Field(default=20, ge=5, le=1000)
+    map: dict[str, SignalOverride] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _transport(self):
+        if self.transport == "rtu" and not self.serial_port:
+            raise ValueError("transport 'rtu' needs serial_port")
+        return self
+
+
+class TriggerConfig(Strict):
+    plc: bool = True
+    interval_s: float = Field(default=0.0, ge=0.0, description="free-run period; 0 = off")
+    recipe: int = Field(default=1, ge=0, description="recipe for free-run and software triggers")
+
+
+class StorageConfig(Strict):
+    dir: str = "data"
+    save_pass_every: int = Field(default=20, ge=0, description="keep the image of every Nth PASS; 0 = none")
+    retention_days: float = Field(default=30.0, gt=0)
+    max_disk_mb: float = Field(default=2048.0, gt=0)
+    min_free_mb: float = Field(default=200.0, ge=0)
+
+
+class StationInfo(Strict):
+    name: str = Field(default="station", min_length=1)
+    language: Literal["en", "ja"] = "en"
+
+
+class StationConfig(Strict):
+    station: StationInfo = StationInfo()
+    camera: CameraConfig = CameraConfig()
+    model: ModelConfig
+    recipes: list[Recipe] = Field(min_length=1)
+    triggers: TriggerConfig = TriggerConfig()
+    plc: PLCConfig = PLCConfig()
+    storage: StorageConfig = StorageConfig()
+
+    @model_validator(mode="after")
+    def _cross_checks(self):
+        numbers = [r.number for r in self.recipes]
+        dupes = sorted({n for n in numbers if numbers.count(n) > 1})
+        if dupes:
+            raise ValueError(f"recipe numbers must be unique: {dupes}")
+        if self.triggers.recipe not in numbers:
+            raise ValueError(f"triggers.recipe {self.triggers.recipe} is not one of the recipes {numbers}")
+        try:
+            build_map({k: v.model_dump(exclude_none=True) for k, v in self.plc.map.items()})
+        except MapError as err:
+            raise ValueError(f"plc.map: {err}") from None
+        return self
+
+    def recipe(self, number: int) -> Recipe | None:
+        return next((r for r in self.recipes if r.number == number), None)
+
+
+class ConfigError(Exception):
+    """Every problem found in a config file, one per line as 'file:line: key.path: message'."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def _node_line(root: yaml.Node | None, loc: tuple) -> int:
+    """1-based line of the YAML node at ``loc`` (or its deepest existing parent)."""
+    node, line = root, (root.start_mark.line + 1 if root is not None else 1)
+    for key in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next((v for k, v in node.value if getattr(k, "value", None) == str(key)), None)
+            if match is None:
+                break
+            node = match
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            node = node.value[key]
+        else:
+            break
+        line = node.start_mark.line + 1
+    return line
+
+
+def load_config(path: str | Path, bundle: str | Path | None = None) -> tuple[StationConfig, str]:
+    """Parse and validate a station file; returns the config and the sha256 of its bytes.
+
+    ``bundle`` replaces ``model.bundle`` (a command-line override)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError([f"{path}: no such file"])
+    text = path.read_text(encoding="utf-8", errors="replace")
+    try:
+        root = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = mark.line + 1 if mark else 1
+        raise ConfigError([f"{path}:{line}: YAML syntax error: {getattr(err, 'problem', err)}"]) from None
+    if not isinstance(data, dict):
+        raise ConfigError([f"{path}:1: the file must be a mapping of sections (station, camera, model, ...)"])
+    if bundle is not None and isinstance(data.get("model"), dict):
+        data["model"]["bundle"] = str(Path(bundle).resolve())
+    try:
+        config = StationConfig.model_validate(data)
+    except ValidationError as err:
+        problems = []
+        for e in err.errors():
+            loc = tuple(part for part in e["loc"] if part not in ("point", "count", "qa"))
+            key = ".".join(str(p) for p in loc) or "(top)"
+            message = e["msg"].removeprefix("Value error, ")
+            if e["type"] == "extra_forbidden":
+                message = "unknown key"
+            problems.append(f"{path}:{_node_line(root, loc)}: {key}: {message}")
+        raise ConfigError(problems) from None
+    bundle = Path(config.model.bundle)
+    if not bundle.is_absolute():  # relative paths are relative to the config file
+        bundle = (path.parent / bundle).resolve()
+    if not (bundle / "manifest.json").is_file():
+        line = _node_line(root, ("model", "bundle"))
+        raise ConfigError([f"{path}:{line}: model.bundle: no model bundle at {bundle} (manifest.json missing)"])
+    config.model.bundle = str(bundle)
+    return config, hashlib.sha256(text.encode()).hexdigest()

@@ -1,0 +1,139 @@
+"""Named PLC signals, the default Modbus map, and its export (markdown, CSV, JSON).
+
+The names are the contract with the PLC program; tables and 0-based addresses come from the
+default map below, overridden per signal by the station config. See DESIGN.md section 4.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import asdict, dataclass, replace
+from typing import Literal
+
+Table = Literal["coil", "discrete_input", "holding_register", "input_register"]
+Kind = Literal["bool", "uint16", "uint32", "ascii"]
+Direction = Literal["plc_to_appliance", "appliance_to_plc"]
+
+BIT_TABLES = ("coil", "discrete_input")
+# Which tables the PLC can write in server mode: coils and holding registers.
+WRITABLE_BY_PLC = ("coil", "holding_register")
+
+
+@dataclass(frozen=True)
+class Signal:
+    name: str
+    table: Table
+    address: int  # 0-based
+    count: int  # registers or bits
+    type: Kind
+    direction: Direction
+    description: str
+
+    @property
+    def end(self) -> int:
+        return self.address + self.count
+
+
+def _s(name, table, address, count, kind, direction, description) -> Signal:
+    return Signal(name, table, address, count, kind, direction, description)
+
+
+IN, OUT = "plc_to_appliance", "appliance_to_plc"
+PART_ID_REGISTERS = 10  # 20 ASCII characters
+
+DEFAULT_MAP: tuple[Signal, ...] = (
+    _s("trigger", "coil", 0, 1, "bool", IN, "rising edge starts an inspection"),
+    _s("results_ack", "coil", 1, 1, "bool", IN, "PLC has read the results; drops results_valid"),
+    _s("trigger_id", "holding_register", 0, 1, "uint16", IN, "echoed back as result_id"),
+    _s("recipe", "holding_register", 1, 1, "uint16", IN, "recipe number to run"),
+    _s("part_id", "holding_register", 2, PART_ID_REGISTERS, "ascii", IN, "part serial, ASCII, 2 chars per register"),
+    _s("online", "discrete_input", 0, 1, "bool", OUT, "appliance running and connected"),
+    _s("ready", "discrete_input", 1, 1, "bool", OUT, "a trigger now would be accepted"),
+    _s("busy", "discrete_input", 2, 1, "bool", OUT, "inspection in progress"),
+    _s("results_valid", "discrete_input", 3, 1, "bool", OUT, "result registers hold the latest inspection"),
+    _s("pass", "discrete_input", 4, 1, "bool", OUT, "latest verdict PASS"),
+    _s("fail", "discrete_input", 5, 1, "bool", OUT, "latest verdict FAIL"),
+    _s("error", "discrete_input", 6, 1, "bool", OUT, "latest verdict ERROR, or an active fault"),
+    _s("result_id", "input_register", 0, 1, "uint16", OUT, "trigger_id of the inspection these results belong to"),
+    _s("verdict", "input_register", 1, 1, "uint16", OUT, "1 pass, 2 fail, 3 error"),
+    _s("defect_count", "input_register", 2, 1, "uint16", OUT, "points found by the recipe's defect checks"),
+    _s("failed_checks", "input_register", 3, 1, "uint16", OUT, "bit i set = check i failed"),
+    _s("error_code", "input_register", 4, 1, "uint16", OUT, "0 none; see ErrorCode"),
+    _s("heartbeat", "input_register", 5, 1, "uint16", OUT, "+1 every second"),
+    _s("inspection_count", "input_register", 6, 2, "uint32", OUT, "inspections since start (high word first)"),
+    _s("cycle_ms", "input_register", 8, 1, "uint16", OUT, "trigger to results_valid of the latest inspection"),
+    _s("missed_triggers", "input_register", 9, 1, "uint16", OUT, "triggers refused because busy"),
+)  # fmt: skip
+
+SIGNAL_NAMES = tuple(s.name for s in DEFAULT_MAP)
+
+
+class MapError(ValueError):
+    """A register map that cannot work: names the signal(s) and the clash."""
+
+
+@dataclass(frozen=True)
+class SignalMap:
+    signals: tuple[Signal, ...]
+
+    def __getitem__(self, name: str) -> Signal:
+        for s in self.signals:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    def in_table(self, table: str) -> list[Signal]:
+        return [s for s in self.signals if s.table == table]
+
+    def span(self, table: str) -> int:
+        """Number of addresses a server needs in ``table`` (0 .. highest end)."""
+        return max((s.end for s in self.in_table(table)), default=0)
+
+
+def build_map(overrides: dict[str, dict] | None = None) -> SignalMap:
+    """The default map with per-signal overrides of table and/or address; checked for clashes."""
+    overrides = overrides or {}
+    unknown = sorted(set(overrides) - set(SIGNAL_NAMES))
+    if unknown:
+        raise MapError(f"unknown signal(s) {', '.join(unknown)}; known: {', '.join(SIGNAL_NAMES)}")
+    signals = []
+    for s in DEFAULT_MAP:
+        change = overrides.get(s.name, {})
+        table = change.get("table", s.table)
+        if (s.type == "bool") != (table in BIT_TABLES):
+            raise MapError(f"signal {s.name} is {s.type}; it cannot live in table {table}")
+        if s.direction == IN and table not in WRITABLE_BY_PLC:
+            raise MapError(f"signal {s.name} is written by the PLC; table {table} is read-only for it")
+        signals.append(replace(s, table=table, address=int(change.get("address", s.address))))
+    check_overlaps(signals)
+    return SignalMap(tuple(signals))
+
+
+def check_overlaps(signals: list[Signal]) -> None:
+    for i, a in enumerate(signals):
+        if a.address < 0 or a.end > 65536:
+            raise MapError(f"signal {a.name}: address {a.address} outside 0..65535")
+        for b in signals[i + 1 :]:
+            if a.table == b.table and a.address < b.end and b.address < a.end:
+                raise MapError(f"signals {a.name} and {b.name} overlap in {a.table} at address {max(a.address, b.address)}")
+
+
+def export_map(signal_map: SignalMap, fmt: str = "md") -> str:
+    rows = [asdict(s) for s in signal_map.signals]
+    if fmt == "json":
+        return json.dumps({"signals": rows}, indent=2) + "\n"
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+        return buf.getvalue()
+    if fmt == "md":
+        lines = ["| name | table | address (0-based) | count | type | direction | description |",
+                 "|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['name']} | {r['table']} | {r['address']} | {r['count']} | {r['type']} | {r['direction']} | "
+                  f"{r['description']} |" for r in rows]
+        return "\n".join(lines) + "\n"
+    raise ValueError(f"unknown format {fmt!r}; use md, csv or json")
