@@ -148,6 +148,15 @@ class PLCConfig(Strict):
     poll_ms: int = Field(default=20, ge=5, le=1000)
     map: dict[str, SignalOverride] = Field(default_factory=dict)
 
+    @field_validator("map")
+    @classmethod
+    def _map_works(cls, overrides: dict[str, SignalOverride]) -> dict[str, SignalOverride]:
+        try:
+            build_map({k: v.model_dump(exclude_none=True) for k, v in overrides.items()})
+        except MapError as err:
+            raise ValueError(str(err)) from None
+        return overrides
+
     @model_validator(mode="after")
     def _transport(self):
         if self.transport == "rtu" and not self.serial_port:
@@ -191,10 +200,6 @@ class StationConfig(Strict):
             raise ValueError(f"recipe numbers must be unique: {dupes}")
         if self.triggers.recipe not in numbers:
             raise ValueError(f"triggers.recipe {self.triggers.recipe} is not one of the recipes {numbers}")
-        try:
-            build_map({k: v.model_dump(exclude_none=True) for k, v in self.plc.map.items()})
-        except MapError as err:
-            raise ValueError(f"plc.map: {err}") from None
         return self
 
     def recipe(self, number: int) -> Recipe | None:
@@ -214,15 +219,16 @@ def _node_line(root: yaml.Node | None, loc: tuple) -> int:
     node, line = root, (root.start_mark.line + 1 if root is not None else 1)
     for key in loc:
         if isinstance(node, yaml.MappingNode):
-            match = next((v for k, v in node.value if getattr(k, "value", None) == str(key)), None)
+            match = next(((k, v) for k, v in node.value if getattr(k, "value", None) == str(key)), None)
             if match is None:
                 break
-            node = match
+            line = match[0].start_mark.line + 1  # the line of the key
+            node = match[1]
         elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
             node = node.value[key]
+            line = node.start_mark.line + 1
         else:
             break
-        line = node.start_mark.line + 1
     return line
 
 

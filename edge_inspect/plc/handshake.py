@@ -132,7 +132,7 @@ class Handshake:
         self.outputs.update({
             "result_id": result.result_id & 0xFFFF, "verdict": int(result.verdict),
             "defect_count": min(result.defect_count, 0xFFFF), "failed_checks": result.failed_checks & 0xFFFF,
-            "error_code": int(result.error_code), "cycle_ms": min(int((now - started) * 1000), 0xFFFF),
+            "error_code": int(result.error_code), "cycle_ms": min(round((now - started) * 1000), 0xFFFF),
             "pass": result.verdict == Verdict.PASS, "fail": result.verdict == Verdict.FAIL,
         })  # fmt: skip
         self._error_verdict = result.verdict == Verdict.ERROR

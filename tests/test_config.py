@@ -1,0 +1,114 @@
+"""station.yaml validation: every mistake gives file:line, the key and exit 2, never a traceback."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+BASE = """\
+station:
+  name: test-station
+camera:
+  source: synthetic
+model:
+  bundle: {bundle}
+recipes:
+  - number: 1
+    name: plate
+    checks:
+      - name: surface
+        kind: point
+        prompt: Point to any surface defects.
+        max: 0
+      - name: screws
+        kind: count
+        prompt: Point to the screws.
+        expected: 4
+      - name: label
+        kind: qa
+        question: Is the label present?
+        expect: "yes"
+plc:
+  port: 5020
+storage:
+  dir: data
+"""
+
+# (name, edit of the base text, expected line, text expected in the message)
+BAD = [
+    ("yaml syntax", lambda t: t.replace("  name: plate", "  name: [plate"), None, "YAML syntax error"),
+    ("unknown top key", lambda t: t + "cameras: {}\n", 27, "cameras: unknown key"),
+    ("unknown nested key", lambda t: t.replace("  source: synthetic", "  source: synthetic\n  sorce: x"), 5, "camera.sorce: unknown key"),
+    ("wrong type", lambda t: t.replace("expected: 4", "expected: four"), 18, "recipes.0.checks.1.expected"),
+    ("negative count", lambda t: t.replace("expected: 4", "expected: -1"), 18, "greater than or equal to 0"),
+    ("unknown check kind", lambda t: t.replace("kind: qa", "kind: maybe"), 19, "recipes.0.checks.2"),
+    ("bad expect", lambda t: t.replace('expect: "yes"', "expect: perhaps"), 22, "expect"),
+    ("roi outside frame", lambda t: t.replace("        max: 0", "        max: 0\n        roi: [[0, 0], [1.5, 0], [1, 1]]"), 15, "outside the frame"),
+    ("roi too small", lambda t: t.replace("        max: 0", "        max: 0\n        roi: [[0, 0], [1, 1]]"), 15, "at least 3 points"),
+    ("crop without roi", lambda t: t.replace("        max: 0", "        max: 0\n        crop: true"), 11, "crop: true needs an roi"),
+    ("min above max", lambda t: t.replace("        max: 0", "        max: 0\n        min: 2"), 11, "min (2) is greater than max (0)"),
+    ("duplicate check name", lambda t: t.replace("name: screws", "name: surface"), 8, "unique"),
+    ("duplicate register", lambda t: t.replace("  port: 5020", "  port: 5020\n  map:\n    trigger: {address: 1}"), 25, "overlap"),
+    ("unknown signal", lambda t: t.replace("  port: 5020", "  port: 5020\n  map:\n    trigga: {address: 9}"), 25, "unknown signal"),
+    ("port out of range", lambda t: t.replace("port: 5020", "port: 70000"), 24, "plc.port"),
+    ("rtu without serial port", lambda t: t.replace("  port: 5020", "  port: 5020\n  transport: rtu"), 23, "serial_port"),
+    ("missing model bundle", lambda t: t.replace("{bundle}", "/nonexistent/bundle"), 6, "no model bundle"),
+    ("missing model section", lambda t: t.replace("model:\n  bundle: {bundle}\n", ""), 1, "model: Field required"),
+    ("camera device missing", lambda t: t.replace("source: synthetic", "source: device"), 3, "needs 'device'"),
+    ("trigger recipe missing", lambda t: t + "triggers:\n  recipe: 9\n", 1, "triggers.recipe 9"),
+    ("no recipes", lambda t: t[: t.index("recipes:")] + "recipes: []\nplc:\n  port: 5020\n", 7, "recipes"),
+    ("not a mapping", lambda t: "- just\n- a list\n", 1, "must be a mapping"),
+]
+
+
+def _validate(path: Path):
+    return subprocess.run([sys.executable, "-m", "edge_inspect.cli", "config", "validate", str(path)],
+                          capture_output=True, text=True)
+
+
+@pytest.fixture
+def write(tmp_path, tiny_bundle):
+    def _write(text: str) -> Path:
+        path = tmp_path / "station.yaml"
+        path.write_text(text.replace("{bundle}", str(tiny_bundle)))
+        return path
+    return _write
+
+
+def test_base_is_valid(write):
+    result = _validate(write(BASE))
+    assert result.returncode == 0, result.stderr
+    assert "ok" in result.stdout
+
+
+@pytest.mark.parametrize("name,edit,line,needle", BAD, ids=[b[0] for b in BAD])
+def test_bad_config(write, name, edit, line, needle):
+    path = write(edit(BASE))
+    result = _validate(path)
+    assert result.returncode == 2, (name, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    first = result.stderr.strip().splitlines()[0]
+    assert re.match(rf"{re.escape(str(path))}:\d+: ", first), first
+    if line is not None:
+        assert any(l.startswith(f"{path}:{line}: ") for l in result.stderr.splitlines()), result.stderr
+    assert needle in result.stderr, result.stderr
+
+
+def test_missing_file(tmp_path):
+    result = _validate(tmp_path / "nope.yaml")
+    assert result.returncode == 2 and "no such file" in result.stderr
+
+
+@pytest.mark.parametrize("example", ["examples/usb-camera-plc.yaml", "examples/demo-station.yaml",
+                                     "edge_inspect/demo_station.yaml"])
+def test_examples_are_valid(example, tmp_path, tiny_bundle):
+    text = (ROOT / example).read_text()
+    text = re.sub(r"bundle: \S+", f"bundle: {tiny_bundle}", text)
+    path = tmp_path / "example.yaml"
+    path.write_text(text)
+    result = _validate(path)
+    assert result.returncode == 0, result.stderr
