@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import shutil
 import sqlite3
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -89,7 +90,10 @@ class Store:
         self.max_disk_bytes = max_disk_mb * 1e6
         self.min_free_bytes = min_free_mb * 1e6
         self.path = self.folder / DB_NAME
-        self.db = sqlite_utils.Database(self.path)
+        # One connection, used by the station's worker thread and (read-only) by others; a lock
+        # serializes access, so SQLite's same-thread check is not needed.
+        self.db = sqlite_utils.Database(sqlite3.connect(self.path, check_same_thread=False))
+        self.lock = threading.RLock()
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self._create_tables()
@@ -160,7 +164,7 @@ class Store:
                 "model_sha256": rec.model_sha256, "config_sha256": rec.config_sha256,
                 "image_path": image_path, "overlay_path": overlay_path,
             }  # fmt: skip
-            with self.db.conn:  # one transaction: committed (and fsynced, synchronous=FULL) on exit
+            with self.lock, self.db.conn:  # one transaction: committed (fsynced, synchronous=FULL) on exit
                 inspection_id = self.db["inspections"].insert(row).last_pk
                 self.db["checks"].insert_all([{
                     "inspection_id": inspection_id, "idx": i, "name": o.name, "kind": o.kind, "status": o.status,
@@ -183,7 +187,10 @@ class Store:
     def enforce_retention(self, now: float | None = None) -> dict[str, int]:
         """Delete inspections older than the retention period, then the oldest images until the
         image folder fits the disk budget (those rows stay, without images)."""
-        now = time.time() if now is None else now
+        with self.lock:
+            return self._enforce_retention(time.time() if now is None else now)
+
+    def _enforce_retention(self, now: float) -> dict[str, int]:
         cutoff = now - self.retention_s
         old = list(self.db.query("select id, image_path, overlay_path from inspections where ts_unix < ?", [cutoff]))
         for row in old:
@@ -221,15 +228,15 @@ class Store:
 
     # -- reading ---------------------------------------------------------------------------------
     def count(self) -> int:
-        return self.db["inspections"].count
+        with self.lock:
+            return self.db["inspections"].count
 
     def latest(self) -> dict | None:
-        rows = list(self.db.query("select * from inspections order by id desc limit 1"))
+        with self.lock:
+            rows = list(self.db.query("select * from inspections order by id desc limit 1"))
         return rows[0] if rows else None
 
-    def result_ids(self) -> set[int]:
-        return {r["result_id"] for r in self.db.query("select result_id from inspections")}
-
     def close(self) -> None:
-        self.db.close()
+        with self.lock:
+            self.db.close()
 

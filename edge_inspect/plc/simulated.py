@@ -33,9 +33,12 @@ class PLCResult:
 
 
 class SimulatedPLC:
-    def __init__(self, signal_map: SignalMap, host: str = "127.0.0.1", port: int = 5020, device_id: int = 1):
+    """Drives the appliance through any pymodbus async client (TCP by default, or serial RTU)."""
+
+    def __init__(self, signal_map: SignalMap, host: str = "127.0.0.1", port: int = 5020, device_id: int = 1,
+                 client=None):
         self.map, self.device_id = signal_map, device_id
-        self.client = AsyncModbusTcpClient(host, port=port, timeout=2)
+        self.client = client or AsyncModbusTcpClient(host, port=port, timeout=2)
 
     async def connect(self, attempts: int = 50) -> None:
         for _ in range(attempts):
