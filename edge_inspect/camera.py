@@ -169,6 +169,7 @@ class Camera:
         self.detail = ""
         self.frames = 0
         self.failures = 0
+        self.last_frame_at = 0.0  # monotonic time of the last good frame
         self._opened = False
         self._backoff = reconnect_min_s
         self._next_attempt = 0.0
@@ -226,9 +227,15 @@ class Camera:
             except CameraError as err:
                 raise self._fail(str(err)) from None
             self.frames += 1
+            self.last_frame_at = time.monotonic()
             self._backoff = self.reconnect_min_s
             self._set("ok")
             return frame
+
+    @property
+    def can_fail(self) -> bool:
+        """Generated frames cannot be lost; probing them would only skip parts."""
+        return not isinstance(self.source, SyntheticSource)
 
     def probe(self) -> bool:
         """Check the camera when idle (grab and discard a frame): True when it delivers."""

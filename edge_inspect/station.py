@@ -221,11 +221,13 @@ class Station:
         ping_every = min(1.0, sdnotify.watchdog_interval_s() or 1.0)
         while not self._stopping:
             now = time.monotonic()
-            if self.camera.status == "lost" and not self._busy.locked():
-                loop = asyncio.get_running_loop()
+            idle_for = now - self.camera.last_frame_at
+            if self.camera.can_fail and not self._busy.locked() and (self.camera.status == "lost" or idle_for >= 1.0):
+                # An idle camera is checked every second, so a lost one drops `ready` before the next trigger.
                 async with self._busy:
-                    await loop.run_in_executor(self.executor, self.camera.probe)
+                    await asyncio.get_running_loop().run_in_executor(self.executor, self.camera.probe)
                 self._update_fault()
+                await self._write_outputs()
             if now >= next_retention:
                 next_retention = now + 3600
                 await asyncio.get_running_loop().run_in_executor(self.executor, self.store.enforce_retention)

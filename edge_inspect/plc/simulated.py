@@ -10,13 +10,14 @@ import time
 from dataclasses import dataclass
 
 from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.exceptions import ModbusException
 
 from .modbus import decode, encode
 from .signals import SignalMap
 
 
 class PLCTimeout(Exception):
-    pass
+    """The appliance did not answer or did not reach the expected state in time."""
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,10 @@ class SimulatedPLC:
         fn = {"coil": self.client.read_coils, "discrete_input": self.client.read_discrete_inputs,
               "holding_register": self.client.read_holding_registers,
               "input_register": self.client.read_input_registers}[s.table]
-        r = await fn(s.address, count=s.count, device_id=self.device_id)
+        try:
+            r = await fn(s.address, count=s.count, device_id=self.device_id)
+        except ModbusException as err:
+            raise PLCTimeout(f"read {name}: {err}") from None
         if r.isError():
             raise PLCTimeout(f"read {name}: {r}")
         return decode(s, (r.bits if s.table in ("coil", "discrete_input") else r.registers)[: s.count])
@@ -63,10 +67,13 @@ class SimulatedPLC:
     async def write(self, name: str, value) -> None:
         s = self.map[name]
         raw = encode(s, value)
-        if s.table == "coil":
-            r = await self.client.write_coils(s.address, raw, device_id=self.device_id)
-        else:
-            r = await self.client.write_registers(s.address, raw, device_id=self.device_id)
+        try:
+            if s.table == "coil":
+                r = await self.client.write_coils(s.address, raw, device_id=self.device_id)
+            else:
+                r = await self.client.write_registers(s.address, raw, device_id=self.device_id)
+        except ModbusException as err:
+            raise PLCTimeout(f"write {name}: {err}") from None
         if r.isError():
             raise PLCTimeout(f"write {name}: {r}")
 
