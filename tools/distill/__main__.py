@@ -50,7 +50,8 @@ def _cmd_train(args) -> int:
 
     cfg = TrainConfig(out=args.out, shape=args.shape, steps=args.steps, batch=args.batch, lr=args.lr,
                       seed=args.seed, data=args.data, save_every=args.save_every, eval_every=args.eval_every,
-                      eval_parts=args.eval_parts, threads=args.threads, max_minutes=args.max_minutes)
+                      eval_parts=args.eval_parts, threads=args.threads, max_minutes=args.max_minutes,
+                      grounding=args.grounding)
     validation = sim_records(range(500_000, 500_000 + args.eval_parts)) if args.eval_parts else []
 
     def evaluate_fn(model, tok, settings, builder, parts):
@@ -112,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-parts", type=int, default=40)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--max-minutes", type=float, default=0.0)
+    p.add_argument("--grounding", type=float, default=1.0, help="weight of the auxiliary grounding loss (0 = off)")
     p.add_argument("--resume", action="store_true")
     p.set_defaults(func=_cmd_train)
 

@@ -41,6 +41,9 @@ class Record:
     masks: list[np.ndarray] = field(default_factory=list)
     answer: bool | None = None
     seed: int | None = None
+    # Union masks of every defect and every screw on the part, where the generator knows them:
+    # dense targets for the auxiliary grounding loss in training.
+    region_masks: dict[str, np.ndarray] | None = None
 
     def rgb(self) -> np.ndarray:
         if self.image is not None:
@@ -54,8 +57,14 @@ class Record:
 def from_part(part: Part, task: str) -> Record:
     ex: Example = example(part, task)
     objects = part.defects if task == "defects" else part.screws if task == "screws" else []
+    regions = {"defect": np.zeros(part.image.shape[:2], bool), "screw": np.zeros(part.image.shape[:2], bool)}
+    for obj in part.defects:
+        regions["defect"] |= obj.mask
+    for obj in part.screws:
+        regions["screw"] |= obj.mask
     return Record(prompt=ex.prompt, target=ex.target, task=task, kind=TASKS[task][1], image=part.image[:, :, ::-1].copy(),
-                  points=ex.points, masks=[o.mask for o in objects], answer=ex.answer, seed=part.seed)
+                  points=ex.points, masks=[o.mask for o in objects], answer=ex.answer, seed=part.seed,
+                  region_masks=regions)
 
 
 def sim_record(seed: int, task: str | None = None) -> Record:

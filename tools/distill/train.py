@@ -23,6 +23,7 @@ from edge_inspect.vlm.preprocess import ImageSettings, preprocess
 from edge_inspect.vlm.prompt import PromptBuilder
 
 from .dataset import Record, read_jsonl, sim_record
+from .grounding import TARGETS, GroundingHead, token_targets
 from .student import SHAPES, build_student, image_settings, prompt_builder, save_student
 
 TRAIN_SEED_BASE = 1_000_000  # generator seeds used for training start here; evaluation uses lower seeds
@@ -45,16 +46,25 @@ class TrainConfig:
     threads: int = 0
     bf16: bool = True
     max_minutes: float = 0.0  # stop (with a checkpoint) after this long; 0 = no limit
+    grounding: float = 1.0  # weight of the auxiliary grounding loss (0 = off)
 
 
 def encode_record(rec: Record, settings: ImageSettings, builder: PromptBuilder, eos_id: int) -> dict[str, np.ndarray]:
-    inputs = preprocess(rec.rgb(), settings)
+    rgb = rec.rgb()
+    inputs = preprocess(rgb, settings)
     prompt = builder.build(rec.prompt, inputs.grid)
     target = np.concatenate([builder.encode_text(rec.target), [eos_id]]).astype(np.int64)
     ids = np.concatenate([prompt.ids, target])
     labels = np.concatenate([np.full(len(prompt.ids), -100), target])
+    if rec.region_masks is not None:
+        aux = token_targets(rec.region_masks, rgb.shape[:2], settings)
+        aux_weight = np.ones(len(aux), np.float32)
+    else:
+        aux = np.zeros((inputs.num_tokens, len(TARGETS) + 2), np.float32)
+        aux_weight = np.zeros(len(aux), np.float32)
     return {"pixel_values": inputs.pixel_values, "pooling": inputs.pooling, "grid": np.array(inputs.grid),
-            "ids": ids, "labels": labels, "mm": builder.image_mask(ids).astype(np.int64)}
+            "ids": ids, "labels": labels, "mm": builder.image_mask(ids).astype(np.int64),
+            "aux": aux, "aux_weight": aux_weight}
 
 
 def collate(items: list[dict[str, np.ndarray]], pad_id: int) -> dict[str, torch.Tensor]:
@@ -76,6 +86,8 @@ def collate(items: list[dict[str, np.ndarray]], pad_id: int) -> dict[str, torch.
         "image_token_pooling": torch.from_numpy(np.concatenate(pooling)),
         "image_grids": torch.from_numpy(np.stack([it["grid"] for it in items])),
         "image_num_crops": torch.tensor([it["pixel_values"].shape[0] for it in items]),
+        "aux": torch.from_numpy(np.concatenate([it["aux"] for it in items])),
+        "aux_weight": torch.from_numpy(np.concatenate([it["aux_weight"] for it in items])),
     }  # fmt: skip
 
 
@@ -119,8 +131,10 @@ def train(cfg: TrainConfig, resume: bool = False, evaluate_fn: Callable | None =
     settings = image_settings(shape)
     builder = prompt_builder(tok)
     eos_id, pad_id = tok.token_to_id("<|im_end|>"), tok.token_to_id("<|endoftext|>")
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embed" not in n and "positional" not in n]
-    no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "embed" not in n and "positional" not in n)]
+    head = GroundingHead(shape.text_hidden)
+    params = list(model.named_parameters()) + [(f"grounding.{n}", p) for n, p in head.named_parameters()]
+    decay = [p for n, p in params if p.dim() >= 2 and "embed" not in n and "positional" not in n]
+    no_decay = [p for n, p in params if not (p.dim() >= 2 and "embed" not in n and "positional" not in n)]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98))
     step, elapsed = 0, 0.0
@@ -128,6 +142,7 @@ def train(cfg: TrainConfig, resume: bool = False, evaluate_fn: Callable | None =
     if resume and state_path.is_file():
         state = torch.load(state_path, weights_only=False)
         model.load_state_dict(state["model"])
+        head.load_state_dict(state["grounding_head"])
         optimizer.load_state_dict(state["optimizer"])
         step, elapsed = state["step"], state["elapsed"]
         torch.set_rng_state(state["torch_rng"])
@@ -144,9 +159,11 @@ def train(cfg: TrainConfig, resume: bool = False, evaluate_fn: Callable | None =
     bar = tqdm(total=cfg.steps, initial=step, desc="train", unit="step", dynamic_ncols=True)
     started = time.perf_counter() - elapsed
     losses: list[float] = []
+    aux_losses: list[float] = []
 
     def save() -> None:
-        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+        torch.save({"model": model.state_dict(), "grounding_head": head.state_dict(),
+                    "optimizer": optimizer.state_dict(), "step": step,
                     "elapsed": time.perf_counter() - started, "torch_rng": torch.get_rng_state()}, state_path)
 
     for batch in loader:
@@ -154,20 +171,27 @@ def train(cfg: TrainConfig, resume: bool = False, evaluate_fn: Callable | None =
             break
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, cfg)
+        aux, aux_weight = batch.pop("aux"), batch.pop("aux_weight")
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
-            loss = model(**batch).loss
+            image = model.model.get_image_features(batch.pop("pixel_values"), batch.pop("image_token_pooling"),
+                                                   batch.pop("image_grids"))
+            batch.pop("image_num_crops")
+            lm_loss = model(**batch, mm_encoder_outputs={"image": image}).loss
+            aux_loss = head.loss(torch.cat(image.pooler_output), aux, aux_weight) if cfg.grounding else lm_loss * 0
+            loss = lm_loss + cfg.grounding * aux_loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         step += 1
-        losses.append(loss.item())
+        losses.append(lm_loss.item())
+        aux_losses.append(aux_loss.item())
         bar.update(1)
-        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", grounding=f"{np.mean(aux_losses[-20:]):.3f}")
         minutes = (time.perf_counter() - started) / 60
         if step % 10 == 0:
             log.write(json.dumps({"step": step, "minutes": round(minutes, 2), "loss": float(np.mean(losses[-10:])),
-                                  "lr": lr_at(step, cfg)}) + "\n")
+                                  "grounding_loss": float(np.mean(aux_losses[-10:])), "lr": lr_at(step, cfg)}) + "\n")
             log.flush()
         if step % cfg.save_every == 0 or step == cfg.steps:
             save()
