@@ -1,0 +1,107 @@
+"""The SQLite log: durability settings, images kept by verdict, retention, disk full."""
+
+import sqlite3
+import time
+
+import numpy as np
+import pytest
+
+from edge_inspect.checks import CheckOutcome
+from edge_inspect.plc.handshake import Verdict
+from edge_inspect.store import InspectionRecord, Store, StoreError
+
+
+def _record(result_id: int, verdict: Verdict) -> InspectionRecord:
+    outcomes = [
+        CheckOutcome("surface", "point", "fail" if verdict == Verdict.FAIL else "pass", "found 1", [(0.5, 0.5)], 1),
+        CheckOutcome("label", "qa", "pass", "answered yes", answer="yes", p_yes=0.9, margin=0.8),
+    ]
+    return InspectionRecord(result_id=result_id, station="s", recipe=1, recipe_name="plate", part_id=f"P{result_id}",
+                            trigger="plc", verdict=verdict, error="", outcomes=outcomes,
+                            timings_ms={"inspect_ms": 12.5, "cycle_ms": 20.0}, model_sha256="m" * 64,
+                            config_sha256="c" * 64, rois=[[(0.1, 0.1), (0.9, 0.1), (0.9, 0.9)], None])
+
+
+FRAME = np.full((120, 160, 3), 128, np.uint8)
+
+
+def test_durability_pragmas_and_rows(tmp_path):
+    store = Store(tmp_path, save_pass_every=0)
+    row_id = store.record(_record(7, Verdict.FAIL), FRAME)
+    assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store.db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    store.close()
+    con = sqlite3.connect(tmp_path / "inspections.db")  # a plain SQLite file any tool can open
+    row = con.execute("select result_id, verdict, defect_count, failed_checks, part_id, image_path, overlay_path "
+                      "from inspections where id = ?", [row_id]).fetchone()
+    assert row[:5] == (7, "FAIL", 1, 1, "P7") and row[5].endswith(".jpg") and row[6].endswith("_overlay.jpg")
+    assert con.execute("select count(*) from checks where inspection_id = ?", [row_id]).fetchone()[0] == 2
+    assert con.execute("select x, y from points where inspection_id = ?", [row_id]).fetchall() == [(0.5, 0.5)]
+    assert (tmp_path / row[5]).is_file() and (tmp_path / row[6]).is_file()
+
+
+def test_images_for_every_fail_and_error_and_every_nth_pass(tmp_path):
+    store = Store(tmp_path, save_pass_every=3)
+    for i in range(6):
+        store.record(_record(i, Verdict.PASS), FRAME)
+    store.record(_record(10, Verdict.FAIL), FRAME)
+    store.record(_record(11, Verdict.ERROR), FRAME)
+    kept = {r["result_id"] for r in store.db.query("select result_id from inspections where image_path is not null")}
+    assert kept == {2, 5, 10, 11}
+
+
+def test_retention_by_age_and_by_budget(tmp_path):
+    store = Store(tmp_path, save_pass_every=1, retention_days=1, max_disk_mb=1000)
+    for i in range(4):
+        store.record(_record(i, Verdict.FAIL), FRAME)
+    old = time.time() - 3 * 86400
+    store.db.execute("update inspections set ts_unix = ? where result_id in (0, 1)", [old])
+    store.db.conn.commit()
+    assert store.enforce_retention()["deleted"] == 2
+    assert {r["result_id"] for r in store.db.query("select result_id from inspections")} == {2, 3}
+    assert store.db.execute("select count(*) from checks").fetchone()[0] == 4
+    store.max_disk_bytes = store.image_bytes() / 2  # now over budget: the oldest images go, rows stay
+    result = store.enforce_retention()
+    assert result["images_trimmed"] >= 1 and store.image_bytes() <= store.max_disk_bytes
+    assert store.db.execute("select count(*) from inspections").fetchone()[0] == 2
+
+
+def test_disk_full_raises_a_store_error_and_keeps_what_was_stored(tmp_path):
+    store = Store(tmp_path, save_pass_every=1)
+    store.record(_record(1, Verdict.FAIL), FRAME)
+    store.min_free_bytes = float("inf")  # the disk now looks full
+    with pytest.raises(StoreError) as err:
+        store.record(_record(2, Verdict.FAIL), FRAME)
+    assert err.value.disk_full
+    assert store.count() == 1
+
+
+def test_station_keeps_signalling_when_the_disk_is_full(tmp_path, tiny_bundle):
+    """Disk full: the PLC still gets a result, with error code DISK_FULL, and an alarm is raised."""
+    import asyncio
+
+    from edge_inspect.config import load_config
+    from edge_inspect.plc.simulated import SimulatedPLC
+    from edge_inspect.station import Station
+
+    from .stations import write_station
+
+    path = write_station(tmp_path, tiny_bundle)
+
+    async def main():
+        config, sha = load_config(path)
+        station = Station(config, sha, path.parent)
+        await station.start()
+        plc = SimulatedPLC(station.signal_map, port=config.plc.port)
+        await plc.connect()
+        try:
+            station.store.min_free_bytes = float("inf")
+            result = await plc.cycle(5, 1, "full")
+            return result, dict(station.alarms)
+        finally:
+            plc.close()
+            await station.stop()
+
+    result, alarms = asyncio.run(main())
+    assert result.result_id == 5 and result.error_code == 4
+    assert "disk_full" in alarms and alarms["disk_full"].active
