@@ -12,7 +12,7 @@ def _commands() -> list[str]:
 
 def test_readme_has_main_and_test_commands():
     commands = _commands()
-    assert any(c.endswith("-m tools.export example") for c in commands), commands
+    assert any(c.endswith("edge-inspect demo") for c in commands), commands
     assert any(c.endswith("-m pytest -q") for c in commands), commands
 
 
