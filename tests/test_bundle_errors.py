@@ -8,18 +8,12 @@ import pytest
 
 from edge_inspect.vlm import BundleError, load_bundle
 
+from .errors import assert_one_line_error
+
 
 def _cli(*args):
     return subprocess.run([sys.executable, "-m", "edge_inspect.cli", *args], capture_output=True, text=True)
 
-
-def _assert_one_line_error(result, *needles):
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 def test_good_bundle_verifies(tiny_bundle):
@@ -32,14 +26,14 @@ def test_missing_graph(bundle_copy):
     (bundle_copy / "decoder.onnx").unlink()
     with pytest.raises(BundleError, match=r"decoder\.onnx: missing"):
         load_bundle(bundle_copy)
-    _assert_one_line_error(_cli("model", "verify", str(bundle_copy)), "decoder.onnx", "missing")
+    assert_one_line_error(_cli("model", "verify", str(bundle_copy)), "decoder.onnx", "missing")
 
 
 def test_truncated_graph(bundle_copy):
     path = bundle_copy / "vision.onnx"
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    _assert_one_line_error(_cli("model", "verify", str(bundle_copy)), "vision.onnx", "truncated")
+    assert_one_line_error(_cli("model", "verify", str(bundle_copy)), "vision.onnx", "truncated")
 
 
 def test_swapped_bytes_same_size(bundle_copy):
@@ -47,55 +41,55 @@ def test_swapped_bytes_same_size(bundle_copy):
     data = bytearray(path.read_bytes())
     data[-100] ^= 0xFF
     path.write_bytes(bytes(data))
-    _assert_one_line_error(_cli("model", "verify", str(bundle_copy)), "embed.onnx", "sha256 mismatch")
+    assert_one_line_error(_cli("model", "verify", str(bundle_copy)), "embed.onnx", "sha256 mismatch")
 
 
 def test_missing_tokenizer(bundle_copy):
     (bundle_copy / "tokenizer.json").unlink()
-    _assert_one_line_error(_cli("model", "verify", str(bundle_copy)), "tokenizer.json", "missing")
+    assert_one_line_error(_cli("model", "verify", str(bundle_copy)), "tokenizer.json", "missing")
 
 
 def test_missing_manifest(bundle_copy):
     (bundle_copy / "manifest.json").unlink()
-    _assert_one_line_error(_cli("model", "verify", str(bundle_copy)), "manifest.json", "missing")
+    assert_one_line_error(_cli("model", "verify", str(bundle_copy)), "manifest.json", "missing")
 
 
 def test_manifest_not_json(bundle_copy):
     (bundle_copy / "manifest.json").write_text("{ not json")
-    _assert_one_line_error(_cli("model", "verify", str(bundle_copy)), "manifest.json", "not valid JSON")
+    assert_one_line_error(_cli("model", "verify", str(bundle_copy)), "manifest.json", "not valid JSON")
 
 
 def test_manifest_missing_setting(bundle_copy):
     manifest = json.loads((bundle_copy / "manifest.json").read_text())
     del manifest["preprocess"]["max_crops"]
     (bundle_copy / "manifest.json").write_text(json.dumps(manifest))
-    _assert_one_line_error(_cli("model", "verify", str(bundle_copy)), "manifest.json", "max_crops")
+    assert_one_line_error(_cli("model", "verify", str(bundle_copy)), "manifest.json", "max_crops")
 
 
 def test_future_format_version(bundle_copy):
     manifest = json.loads((bundle_copy / "manifest.json").read_text())
     manifest["format_version"] = 99
     (bundle_copy / "manifest.json").write_text(json.dumps(manifest))
-    _assert_one_line_error(_cli("model", "verify", str(bundle_copy)), "format_version 99")
+    assert_one_line_error(_cli("model", "verify", str(bundle_copy)), "format_version 99")
 
 
 def test_file_entry_escaping_bundle(bundle_copy):
     manifest = json.loads((bundle_copy / "manifest.json").read_text())
     manifest["files"]["../outside.onnx"] = {"sha256": "0", "bytes": 1}
     (bundle_copy / "manifest.json").write_text(json.dumps(manifest))
-    _assert_one_line_error(_cli("model", "verify", str(bundle_copy)), "outside the bundle")
+    assert_one_line_error(_cli("model", "verify", str(bundle_copy)), "outside the bundle")
 
 
 def test_not_a_folder(tmp_path):
-    _assert_one_line_error(_cli("model", "verify", str(tmp_path / "nope")), "nope", "not a bundle folder")
+    assert_one_line_error(_cli("model", "verify", str(tmp_path / "nope")), "nope", "not a bundle folder")
 
 
 def test_ask_with_missing_image(tiny_bundle, tmp_path):
-    _assert_one_line_error(_cli("model", "ask", str(tiny_bundle), str(tmp_path / "x.png"), "--yes-no", "Ok?"),
+    assert_one_line_error(_cli("model", "ask", str(tiny_bundle), str(tmp_path / "x.png"), "--yes-no", "Ok?"),
                            "x.png", "no such image")
 
 
 def test_ask_with_damaged_bundle(bundle_copy, tmp_path):
     (bundle_copy / "vision.onnx").write_bytes(b"")
-    _assert_one_line_error(_cli("model", "ask", str(bundle_copy), str(tmp_path / "x.png"), "--yes-no", "Ok?"),
+    assert_one_line_error(_cli("model", "ask", str(bundle_copy), str(tmp_path / "x.png"), "--yes-no", "Ok?"),
                            "vision.onnx")

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from .errors import assert_one_line_error
+
 pytest.importorskip("torch", reason="the export toolchain needs the 'export' extra")
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -17,16 +19,9 @@ def _export(*args):
     return subprocess.run([sys.executable, "-m", "tools.export", *args], capture_output=True, text=True, cwd=ROOT)
 
 
-def _assert_one_line_error(result, *needles):
-    assert result.returncode == 2, result.stdout + result.stderr
-    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
-    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-
 
 def test_not_a_checkpoint(tmp_path):
-    _assert_one_line_error(_export("onnx", "--checkpoint", str(tmp_path), "--out", str(tmp_path / "b")), "config.json")
+    assert_one_line_error(_export("onnx", "--checkpoint", str(tmp_path), "--out", str(tmp_path / "b")), "config.json")
 
 
 def test_bad_preprocessor_config(tiny_checkpoint, tmp_path):
@@ -34,12 +29,12 @@ def test_bad_preprocessor_config(tiny_checkpoint, tmp_path):
     config = json.loads((ckpt / "preprocessor_config.json").read_text())
     config["resample"] = 3
     (ckpt / "preprocessor_config.json").write_text(json.dumps(config))
-    _assert_one_line_error(_export("onnx", "--checkpoint", str(ckpt), "--out", str(tmp_path / "b")),
+    assert_one_line_error(_export("onnx", "--checkpoint", str(ckpt), "--out", str(tmp_path / "b")),
                            "preprocessor_config.json", "bilinear")
 
 
 def test_refuses_to_overwrite(tiny_checkpoint, tiny_bundle):
-    _assert_one_line_error(_export("onnx", "--checkpoint", str(tiny_checkpoint), "--out", str(tiny_bundle)),
+    assert_one_line_error(_export("onnx", "--checkpoint", str(tiny_checkpoint), "--out", str(tiny_bundle)),
                            "--overwrite")
 
 
@@ -64,4 +59,4 @@ def test_graphs_have_no_data_dependent_ops(tiny_bundle):
 def test_config_not_molmo2(tiny_checkpoint, tmp_path):
     ckpt = Path(shutil.copytree(tiny_checkpoint, tmp_path / "ckpt"))
     (ckpt / "config.json").write_text("{ broken")
-    _assert_one_line_error(_export("onnx", "--checkpoint", str(ckpt), "--out", str(tmp_path / "b")), "config.json")
+    assert_one_line_error(_export("onnx", "--checkpoint", str(ckpt), "--out", str(tmp_path / "b")), "config.json")
