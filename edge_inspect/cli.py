@@ -104,10 +104,31 @@ def _cmd_run(args: argparse.Namespace) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await station.start()
+        web = None
+        if config.web.enabled:
+            from .web.app import serve
+
+            web = await serve(station, config)
+            print(f"HMI on http://{config.web.host}:{config.web.port}/", flush=True)
         await stop.wait()
+        if web is not None:
+            web.server.should_exit = True
+            await web
         await station.stop()
 
     asyncio.run(main())
+    return 0
+
+
+def _cmd_hash_password(args: argparse.Namespace) -> int:
+    import getpass
+
+    from .web.auth import hash_password
+
+    password = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else getpass.getpass("password: ")
+    if len(password) < 4:
+        raise UserError("the password must have at least 4 characters")
+    print(hash_password(password))
     return 0
 
 
@@ -125,7 +146,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
     asyncio.run(run_demo(Path(args.workdir), duration_s=args.duration, bundle=args.bundle, port=args.port,
-                         period_s=args.period))
+                         period_s=args.period, web_port=args.web_port))
     return 0
 
 
@@ -164,12 +185,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--bundle", help="model bundle (overrides model.bundle)")
     run.set_defaults(func=_cmd_run)
 
+    user = sub.add_parser("user", help="HMI users").add_subparsers(dest="user_command", required=True)
+    hp = user.add_parser("hash-password", help="read a password (stdin or prompt), print its hash for station.yaml")
+    hp.set_defaults(func=_cmd_hash_password)
+
     demo = sub.add_parser("demo", help="the whole station on this machine, no hardware")
     demo.add_argument("--workdir", default="work/demo", help="folder for the SQLite log and images")
     demo.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0 = until Ctrl-C)")
     demo.add_argument("--bundle", help="model bundle (default: models/demo-student)")
     demo.add_argument("--port", type=int, default=5020)
     demo.add_argument("--period", type=float, default=0.5, help="seconds between PLC triggers")
+    demo.add_argument("--web-port", type=int, default=8080, help="HMI port (0 = no HMI)")
     demo.set_defaults(func=_cmd_demo)
     return parser
 

@@ -178,6 +178,31 @@ class StorageConfig(Strict):
     min_free_mb: float = Field(default=200.0, ge=0)
 
 
+class WebUser(Strict):
+    name: str = Field(min_length=1, max_length=40)
+    role: Literal["operator", "qa", "integrator"]
+    password_hash: str = Field(pattern=r"^scrypt\$", description="from `edge-inspect user hash-password`")
+
+
+class WebConfig(Strict):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    open_view: bool = Field(default=True, description="HMI and review readable without a login")
+    secret_key: str | None = Field(default=None, min_length=16, description="session signing key; default: kept in the data folder")
+    shift_starts: list[str] = Field(default_factory=lambda: ["06:00", "14:00", "22:00"])
+    users: list[WebUser] = Field(default_factory=list)
+
+    @field_validator("shift_starts")
+    @classmethod
+    def _times(cls, starts: list[str]) -> list[str]:
+        for t in starts:
+            hh, _, mm = t.partition(":")
+            if not (hh.isdigit() and mm.isdigit() and 0 <= int(hh) < 24 and 0 <= int(mm) < 60):
+                raise ValueError(f"shift start {t!r} is not HH:MM")
+        return starts
+
+
 class StationInfo(Strict):
     name: str = Field(default="station", min_length=1)
     language: Literal["en", "ja"] = "en"
@@ -191,6 +216,7 @@ class StationConfig(Strict):
     triggers: TriggerConfig = TriggerConfig()
     plc: PLCConfig = PLCConfig()
     storage: StorageConfig = StorageConfig()
+    web: WebConfig = WebConfig(enabled=False)
 
     @model_validator(mode="after")
     def _cross_checks(self):

@@ -29,7 +29,7 @@ def demo_config(workdir: Path, bundle: str | None, port: int):
 
 
 async def run_demo(workdir: Path, duration_s: float = 0.0, bundle: str | None = None, port: int = 5020,
-                   period_s: float = 0.5, quiet: bool = False) -> dict:
+                   period_s: float = 0.5, quiet: bool = False, web_port: int = 8080) -> dict:
     config, sha = demo_config(workdir, bundle, port)
     workdir.mkdir(parents=True, exist_ok=True)
     station = Station(config, sha, DEMO_CONFIG.parent)
@@ -40,9 +40,17 @@ async def run_demo(workdir: Path, duration_s: float = 0.0, bundle: str | None = 
         loop.add_signal_handler(sig, stop.set)
     results = []
     await station.start()
+    web = None
+    if config.web.enabled and web_port:
+        from .web.app import serve
+
+        config.web.port = web_port
+        web = await serve(station, config)
     if not quiet:
         print(f"demo station up: Modbus TCP 127.0.0.1:{port}, log {station.store.path}, "
               f"model {station.model_sha256[:12]}; Ctrl-C to stop")
+        if web is not None:
+            print(f"HMI: http://127.0.0.1:{web_port}/  (log in as operator/operator, qa/qa or integrator/integrator)")
     started = time.monotonic()
     try:
         await plc.connect()
@@ -68,6 +76,9 @@ async def run_demo(workdir: Path, duration_s: float = 0.0, bundle: str | None = 
                 pass
     finally:
         plc.close()
+        if web is not None:
+            web.server.should_exit = True
+            await web
         await station.stop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+
+import cv2
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +25,7 @@ from .inspector import Inspection, Inspector
 from .plc.handshake import ErrorCode, Handshake, Request, Result, Verdict
 from .plc.modbus import LinkError, LinkSettings, make_link
 from .plc.signals import build_map
-from .store import InspectionRecord, Store, StoreError
+from .store import InspectionRecord, Store, StoreError, draw_overlay
 from .vlm import VisionLanguageModel, load_bundle
 
 Event = dict
@@ -64,6 +66,8 @@ class Station:
         self.counters = {"total": 0, "PASS": 0, "FAIL": 0, "ERROR": 0, "missed_triggers": 0}
         self.plc_status = "off" if self.link is None else "starting"
         self.last_event: Event | None = None
+        self.last_overlay_jpeg: bytes | None = None  # the latest frame with points drawn, for the HMI
+        self.last_row_id: int | None = None
         self._busy = asyncio.Lock()
         self._ids = itertools.count(1)
         self._stopping = False
@@ -83,11 +87,23 @@ class Station:
         else:
             alarm.message = message
 
+    def acknowledge_alarm(self, code: str) -> bool:
+        """An operator saw the alarm; it stays listed until it is both acknowledged and cleared."""
+        alarm = self.alarms.get(code)
+        if alarm is None:
+            return False
+        alarm.acknowledged = True
+        self._emit({"type": "alarm_acknowledged", "code": code})
+        return True
+
     def clear_alarm(self, code: str) -> None:
         alarm = self.alarms.get(code)
         if alarm and alarm.active:
             alarm.active = False
             self._emit({"type": "alarm_cleared", "code": code})
+
+    def _alarm_active(self, code: str) -> bool:
+        return code in self.alarms and self.alarms[code].active
 
     def _camera_status(self, status: str, detail: str) -> None:
         if status == "lost":
@@ -99,7 +115,7 @@ class Station:
     def _update_fault(self) -> None:
         if self.camera.status == "lost":
             self.handshake.set_fault(ErrorCode.CAMERA)
-        elif self.alarms.get("disk_full") and self.alarms["disk_full"].active:
+        elif self._alarm_active("disk_full"):
             self.handshake.set_fault(ErrorCode.DISK_FULL)
         else:
             self.handshake.set_fault(ErrorCode.NONE)
@@ -109,7 +125,8 @@ class Station:
             "station": self.config.station.name, "online": self.handshake.online,
             "ready": bool(self.handshake.outputs["ready"]), "busy": bool(self.handshake.outputs["busy"]),
             "camera": self.camera.status, "plc": self.plc_status, "model": self.model_sha256[:12],
-            "counters": dict(self.counters), "alarms": [a.__dict__ for a in self.alarms.values() if a.active],
+            "counters": dict(self.counters), "disk": "full" if self._alarm_active("disk_full") else "ok",
+            "alarms": [dict(a.__dict__) for a in self.alarms.values() if a.active or not a.acknowledged],
         }  # fmt: skip
 
     # -- inspecting ----------------------------------------------------------------------------------
@@ -143,9 +160,13 @@ class Station:
             model_sha256=self.model_sha256, config_sha256=self.config_sha256,
             rois=[c.roi for c in recipe.checks] if recipe else [],
         )  # fmt: skip
+        if frame is not None:
+            ok, jpeg = cv2.imencode(".jpg", draw_overlay(frame, rec), [cv2.IMWRITE_JPEG_QUALITY, 85])
+            self.last_overlay_jpeg = jpeg.tobytes() if ok else None
+        self.last_row_id = None
         try:
-            self.store.record(rec, frame)
-            if self.alarms.get("disk_full") and self.alarms["disk_full"].active:
+            self.last_row_id = self.store.record(rec, frame)
+            if self._alarm_active("disk_full"):
                 self.clear_alarm("disk_full")
         except StoreError as err:
             self.raise_alarm("disk_full" if err.disk_full else "log_error", str(err))
@@ -165,7 +186,7 @@ class Station:
         self.counters["total"] += 1
         self.counters[rec.verdict.name] += 1
         self._emit({
-            "type": "inspection", "result_id": rec.result_id, "verdict": rec.verdict.name, "recipe": rec.recipe,
+            "type": "inspection", "id": self.last_row_id, "result_id": rec.result_id, "verdict": rec.verdict.name, "recipe": rec.recipe,
             "part_id": rec.part_id, "trigger": trigger, "error": rec.error, "error_code": int(code),
             "defect_count": defect_count(rec.outcomes), "failed_checks": failed_mask(rec.outcomes),
             "checks": [{"name": o.name, "kind": o.kind, "status": o.status, "reason": o.reason, "points": o.points}

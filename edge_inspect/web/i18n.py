@@ -1,0 +1,50 @@
+"""HMI labels in English and Japanese; the language comes from the config or the browser."""
+
+from __future__ import annotations
+
+LABELS = {
+    "en": {
+        "station": "Station", "verdict": "Verdict", "waiting": "Waiting for a part", "PASS": "PASS", "FAIL": "FAIL",
+        "ERROR": "ERROR", "checks": "Checks", "shift": "This shift", "total": "Total", "yield": "Yield",
+        "camera": "Camera", "plc": "PLC", "model": "Model", "disk": "Disk", "alarms": "Alarms",
+        "acknowledge": "Acknowledge", "trigger": "Inspect now", "review": "QA review", "hmi": "HMI",
+        "login": "Log in", "logout": "Log out", "user": "User", "password": "Password", "no_alarms": "No alarms",
+        "filter": "Filter", "from": "From", "to": "To", "recipe": "Recipe", "check": "Failed check",
+        "part_id": "Part ID", "export_csv": "Export CSV", "disposition": "Disposition", "comment": "Comment",
+        "save": "Save", "audit": "Audit trail", "timings": "Timings (ms)", "answer": "Model answer",
+        "confirmed_defect": "Confirmed defect", "false_reject": "False reject", "missed_defect": "Missed defect",
+        "pareto": "Failures by check", "yield_per_hour": "Yield per hour", "agreement": "Reviewer agreement",
+        "false_reject_rate": "False reject rate", "escape_rate": "Escape rate", "any": "any", "image": "Image",
+        "overlay": "Overlay", "time": "Time", "defects": "Defects", "reviewer": "Reviewer", "prev": "Previous",
+        "next": "Next", "hashes": "Model / config", "camera_lost": "Camera lost", "plc_lost": "PLC link lost",
+        "disk_full": "Disk full", "missed_trigger": "Missed trigger", "log_error": "Log write failed",
+    },
+    "ja": {
+        "station": "ステーション", "verdict": "判定", "waiting": "ワーク待ち", "PASS": "合格", "FAIL": "不合格",
+        "ERROR": "エラー", "checks": "検査項目", "shift": "当直", "total": "合計", "yield": "良品率",
+        "camera": "カメラ", "plc": "PLC", "model": "モデル", "disk": "ディスク", "alarms": "アラーム",
+        "acknowledge": "確認", "trigger": "今すぐ検査", "review": "品質レビュー", "hmi": "HMI",
+        "login": "ログイン", "logout": "ログアウト", "user": "ユーザー", "password": "パスワード",
+        "no_alarms": "アラームなし", "filter": "絞り込み", "from": "開始", "to": "終了", "recipe": "レシピ",
+        "check": "不合格項目", "part_id": "部品ID", "export_csv": "CSV出力", "disposition": "処置",
+        "comment": "コメント", "save": "保存", "audit": "監査履歴", "timings": "処理時間 (ms)",
+        "answer": "モデルの回答", "confirmed_defect": "不良確定", "false_reject": "過検出",
+        "missed_defect": "見逃し", "pareto": "項目別不合格", "yield_per_hour": "時間別良品率",
+        "agreement": "レビューとの一致", "false_reject_rate": "過検出率", "escape_rate": "流出率", "any": "すべて",
+        "image": "画像", "overlay": "検出表示", "time": "時刻", "defects": "欠陥数", "reviewer": "レビュー担当",
+        "prev": "前へ", "next": "次へ", "hashes": "モデル / 設定", "camera_lost": "カメラ喪失",
+        "plc_lost": "PLC通信断", "disk_full": "ディスク容量不足", "missed_trigger": "トリガ取りこぼし",
+        "log_error": "ログ書込み失敗",
+    },
+}
+
+
+def pick_language(configured: str | None, accept_language: str | None, override: str | None = None) -> str:
+    for candidate in (override, configured):
+        if candidate in LABELS:
+            return candidate
+    for part in (accept_language or "").split(","):
+        code = part.split(";")[0].strip().lower()[:2]
+        if code in LABELS:
+            return code
+    return "en"

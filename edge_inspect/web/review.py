@@ -1,0 +1,218 @@
+"""QA review queries on the log: filters, pages, details, dispositions with an audit trail, CSV,
+and the figures behind the charts. Plain SQL on the store's SQLite file."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from ..store import Store
+
+DISPOSITIONS = ("confirmed_defect", "false_reject", "missed_defect")
+VERDICTS = ("PASS", "FAIL", "ERROR")
+
+
+class FilterError(ValueError):
+    """A filter value that cannot be used; names the parameter."""
+
+
+def ensure_tables(store: Store) -> None:
+    with store.lock:
+        db = store.db
+        if "dispositions" not in db.table_names():
+            db["dispositions"].create({"inspection_id": int, "disposition": str, "reviewer": str, "comment": str,
+                                       "ts": str}, pk="inspection_id",
+                                      foreign_keys=[("inspection_id", "inspections", "id")])
+        if "audit" not in db.table_names():
+            db["audit"].create({"id": int, "ts": str, "user": str, "action": str, "inspection_id": int,
+                                "detail": str}, pk="id")
+            db["audit"].create_index(["inspection_id"])
+
+
+def _time(value: str, name: str) -> float:
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        raise FilterError(f"{name}: {value!r} is not an ISO date/time (e.g. 2026-11-29T08:00)") from None
+    if dt.tzinfo is None:
+        dt = dt.astimezone()  # local time of the appliance
+    return dt.timestamp()
+
+
+@dataclass(frozen=True)
+class Filters:
+    since: float | None = None
+    until: float | None = None
+    verdict: str | None = None
+    recipe: int | None = None
+    check: str | None = None  # inspections in which this check did not pass
+    part_id: str | None = None
+    page: int = 1
+    per_page: int = 50
+
+    @classmethod
+    def from_query(cls, q) -> "Filters":
+        def get(name: str) -> str | None:
+            v = q.get(name)
+            return v.strip() if v and v.strip() else None
+
+        verdict = get("verdict")
+        if verdict and verdict.upper() not in VERDICTS:
+            raise FilterError(f"verdict: {verdict!r} is not one of {', '.join(VERDICTS)}")
+        ints = {}
+        for name, lo, hi in (("recipe", 0, 65535), ("page", 1, 10**6), ("per_page", 1, 500)):
+            v = get(name)
+            if v is not None:
+                if not v.isdigit() or not lo <= int(v) <= hi:
+                    raise FilterError(f"{name}: {v!r} is not a whole number in {lo}..{hi}")
+                ints[name] = int(v)
+        return cls(
+            since=_time(get("from"), "from") if get("from") else None,
+            until=_time(get("to"), "to") if get("to") else None,
+            verdict=verdict.upper() if verdict else None, recipe=ints.get("recipe"), check=get("check"),
+            part_id=get("part_id"), page=ints.get("page", 1), per_page=ints.get("per_page", 50),
+        )  # fmt: skip
+
+    def where(self) -> tuple[str, list]:
+        clauses, args = [], []
+        if self.since is not None:
+            clauses.append("i.ts_unix >= ?")
+            args.append(self.since)
+        if self.until is not None:
+            clauses.append("i.ts_unix < ?")
+            args.append(self.until)
+        if self.verdict:
+            clauses.append("i.verdict = ?")
+            args.append(self.verdict)
+        if self.recipe is not None:
+            clauses.append("i.recipe = ?")
+            args.append(self.recipe)
+        if self.part_id:
+            clauses.append("i.part_id like ?")
+            args.append(f"%{self.part_id}%")
+        if self.check:
+            clauses.append("exists (select 1 from checks c where c.inspection_id = i.id and c.name = ? and c.status != 'pass')")
+            args.append(self.check)
+        return (" where " + " and ".join(clauses)) if clauses else "", args
+
+
+LIST_COLUMNS = ("i.id, i.result_id, i.ts, i.station, i.recipe, i.recipe_name, i.part_id, i.trigger, i.verdict, "
+                "i.error, i.defect_count, i.failed_checks, i.inspect_ms, i.cycle_ms, i.image_path, i.overlay_path, "
+                "d.disposition, d.reviewer")
+
+
+def list_inspections(store: Store, f: Filters) -> tuple[list[dict], int]:
+    where, args = f.where()
+    with store.lock:
+        total = store.db.execute(f"select count(*) from inspections i{where}", args).fetchone()[0]
+        rows = list(store.db.query(
+            f"select {LIST_COLUMNS} from inspections i left join dispositions d on d.inspection_id = i.id"
+            f"{where} order by i.id desc limit ? offset ?", [*args, f.per_page, (f.page - 1) * f.per_page]))
+    return rows, total
+
+
+def get_inspection(store: Store, inspection_id: int) -> dict | None:
+    with store.lock:
+        rows = list(store.db.query("select * from inspections where id = ?", [inspection_id]))
+        if not rows:
+            return None
+        row = rows[0]
+        row["checks"] = list(store.db.query("select * from checks where inspection_id = ? order by idx", [inspection_id]))
+        points = list(store.db.query("select check_idx, x, y from points where inspection_id = ?", [inspection_id]))
+        for check in row["checks"]:
+            check["points"] = [[p["x"], p["y"]] for p in points if p["check_idx"] == check["idx"]]
+        disp = list(store.db.query("select * from dispositions where inspection_id = ?", [inspection_id]))
+        row["disposition"] = disp[0] if disp else None
+        row["audit"] = list(store.db.query("select * from audit where inspection_id = ? order by id", [inspection_id]))
+    return row
+
+
+def set_disposition(store: Store, inspection_id: int, disposition: str, reviewer: str, comment: str) -> dict:
+    if disposition not in DISPOSITIONS:
+        raise FilterError(f"disposition: {disposition!r} is not one of {', '.join(DISPOSITIONS)}")
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    with store.lock, store.db.conn:
+        before = list(store.db.query("select disposition, reviewer, comment from dispositions where inspection_id = ?",
+                                     [inspection_id]))
+        after = {"disposition": disposition, "reviewer": reviewer, "comment": comment[:2000]}
+        store.db["dispositions"].upsert({"inspection_id": inspection_id, **after, "ts": now}, pk="inspection_id")
+        store.db["audit"].insert({"ts": now, "user": reviewer, "action": "disposition", "inspection_id": inspection_id,
+                                  "detail": json.dumps({"before": before[0] if before else None, "after": after})})
+    return after
+
+
+def audit(store: Store, user: str, action: str, detail: dict, inspection_id: int | None = None) -> None:
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    with store.lock, store.db.conn:
+        store.db["audit"].insert({"ts": now, "user": user, "action": action, "inspection_id": inspection_id,
+                                  "detail": json.dumps(detail)})
+
+
+def csv_export(store: Store, f: Filters) -> str:
+    where, args = f.where()
+    with store.lock:
+        rows = list(store.db.query(
+            f"select {LIST_COLUMNS}, d.comment from inspections i left join dispositions d on d.inspection_id = i.id"
+            f"{where} order by i.id", args))
+    out = io.StringIO()
+    fields = ["id", "result_id", "ts", "station", "recipe", "recipe_name", "part_id", "trigger", "verdict", "error",
+              "defect_count", "failed_checks", "inspect_ms", "cycle_ms", "disposition", "reviewer", "comment"]
+    writer = csv.DictWriter(out, fieldnames=fields, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def charts(store: Store, f: Filters) -> dict:
+    """Defect Pareto by check, yield per hour, and reviewer agreement with the appliance."""
+    where, args = f.where()
+    with store.lock:
+        pareto = list(store.db.query(
+            f"select c.name, count(*) as n from checks c join inspections i on i.id = c.inspection_id{where}"
+            f"{' and' if where else ' where'} c.status = 'fail' group by c.name order by n desc", args))
+        hourly = list(store.db.query(
+            f"select strftime('%Y-%m-%d %H:00', i.ts_unix, 'unixepoch', 'localtime') as hour, count(*) as total, "
+            f"sum(i.verdict = 'PASS') as passed from inspections i{where} group by hour order by hour desc limit 24",
+            args))
+        agreement = list(store.db.query(
+            f"select i.verdict, d.disposition, count(*) as n from inspections i join dispositions d "
+            f"on d.inspection_id = i.id{where} group by i.verdict, d.disposition", args))
+    counts = {(r["verdict"], r["disposition"]): r["n"] for r in agreement}
+    fails_reviewed = sum(n for (v, _), n in counts.items() if v == "FAIL")
+    passes_reviewed = sum(n for (v, _), n in counts.items() if v == "PASS")
+    return {
+        "pareto": pareto,
+        "yield_per_hour": [{**h, "yield": h["passed"] / h["total"] if h["total"] else None} for h in reversed(hourly)],
+        "agreement": {
+            "fails_reviewed": fails_reviewed, "passes_reviewed": passes_reviewed,
+            "false_reject_rate": counts.get(("FAIL", "false_reject"), 0) / fails_reviewed if fails_reviewed else None,
+            "escape_rate": counts.get(("PASS", "missed_defect"), 0) / passes_reviewed if passes_reviewed else None,
+        },
+    }  # fmt: skip
+
+
+def shift_counters(store: Store, shift_starts: list[str], now: float | None = None) -> dict:
+    """Counts since the start of the current shift (local time)."""
+    now = time.time() if now is None else now
+    local = datetime.fromtimestamp(now).astimezone()
+    starts = sorted(tuple(int(x) for x in s.split(":")) for s in shift_starts) or [(0, 0)]
+    current = None
+    for hh, mm in starts:
+        candidate = local.replace(hour=hh, minute=mm, second=0, microsecond=0)
+        if candidate.timestamp() <= now:
+            current = candidate
+    if current is None:  # before the first start today: the last shift began yesterday
+        hh, mm = starts[-1]
+        current = local.replace(hour=hh, minute=mm, second=0, microsecond=0)
+        current = datetime.fromtimestamp(current.timestamp() - 86400).astimezone()
+    with store.lock:
+        rows = {r["verdict"]: r["n"] for r in store.db.query(
+            "select verdict, count(*) as n from inspections where ts_unix >= ? group by verdict", [current.timestamp()])}
+    total = sum(rows.values())
+    return {"shift_start": current.isoformat(timespec="minutes"), "total": total, "PASS": rows.get("PASS", 0),
+            "FAIL": rows.get("FAIL", 0), "ERROR": rows.get("ERROR", 0),
+            "yield": rows.get("PASS", 0) / total if total else None}
