@@ -134,7 +134,8 @@ class WebApp:
             "station": self.config.station.name, **context})
 
     async def _unauthorized(self, request: Request, exc: Unauthorized) -> Response:
-        if request.url.path.startswith("/api") or request.method != "GET":
+        page = request.url.path == "/" or request.url.path.startswith("/review")
+        if not page or request.method != "GET":
             return JSONResponse({"error": exc.message}, exc.status)
         return RedirectResponse(f"/login?next={request.url.path}", 303)
 
