@@ -1,0 +1,155 @@
+"""The HMI and QA review in a real browser: Playwright driving Debian's chromium, headless.
+
+Screenshots go to artifacts/screenshots/ (kept by CI as test artifacts)."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import httpx
+import pytest
+
+from edge_inspect.sim import render_part
+from edge_inspect.web.auth import hash_password
+
+from .stations import free_port, write_station
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian package chromium)")
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+
+ROOT = Path(__file__).resolve().parents[1]
+SHOTS = Path(os.environ.get("EDGE_INSPECT_ARTIFACTS", ROOT / "artifacts")) / "screenshots"
+USERS = [{"name": n, "role": n, "password_hash": hash_password(n)} for n in ("operator", "qa")]
+RECIPES = [{"number": 1, "name": "plate", "checks": [
+    {"name": "label_yes", "kind": "qa", "question": "Is the label present?", "expect": "yes", "min_margin": 0.0},
+    {"name": "label_no", "kind": "qa", "question": "Is the label present?", "expect": "no", "min_margin": 0.0}]}]
+
+
+@pytest.fixture
+def daemon(tmp_path, tiny_bundle):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(4):
+        cv2.imwrite(str(frames / f"{i}.png"), render_part(i).image)
+    port = free_port()
+    config = write_station(tmp_path, tiny_bundle, recipes=RECIPES, plc={"enabled": False},
+                           camera={"source": "folder", "path": str(frames), "stall_timeout_s": 0.5,
+                                   "reconnect_min_s": 0.1, "reconnect_max_s": 0.5},
+                           web={"enabled": True, "port": port, "users": USERS})  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-m", "edge_inspect.cli", "run", str(config)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(base + "/api/status", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline and proc.poll() is None, "daemon did not start"
+        time.sleep(0.2)
+    yield {"base": base, "frames": frames, "tmp": tmp_path}
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=30)
+
+
+@pytest.fixture
+def page():
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])  # fmt: skip
+        context = browser.new_context(viewport={"width": 1280, "height": 800}, accept_downloads=True)
+        yield context.new_page()
+        browser.close()
+
+
+def trigger(base: str) -> dict:
+    r = httpx.post(base + "/api/trigger", json={}, auth=("operator", "operator"), timeout=30)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_hmi_shows_a_new_verdict_within_2_s(daemon, page):
+    page.goto(daemon["base"] + "/")
+    page.wait_for_timeout(500)  # the event stream is connected
+    latencies = []
+    for _ in range(3):
+        result = trigger(daemon["base"])
+        done = time.monotonic()
+        page.wait_for_selector(f'#verdict[data-result-id="{result["result_id"]}"]', timeout=2000)
+        latencies.append(time.monotonic() - done)
+        assert page.inner_text("#verdict") in ("FAIL", "PASS", "ERROR")
+        page.wait_for_function("document.getElementById('frame').complete && "
+                               "document.getElementById('frame').naturalWidth > 0", timeout=2000)
+        assert f"id={result['result_id']}" in page.get_attribute("#frame", "src")
+    assert max(latencies) < 2.0, latencies
+    assert page.locator("#checks li").count() == 2
+    page.screenshot(path=str(SHOTS / "hmi_verdict.png"))
+    print(f"HMI update latency after the inspection finished: max {max(latencies) * 1000:.0f} ms, "
+          f"all {[round(x * 1000) for x in latencies]} ms")
+    page.goto(daemon["base"] + "/?lang=ja")
+    page.wait_for_selector("text=アラーム")
+    page.screenshot(path=str(SHOTS / "hmi_japanese.png"))
+
+
+def test_alarm_appears_when_the_camera_fails_and_clears_after_ack(daemon, page):
+    page.goto(daemon["base"] + "/login")
+    page.fill("input[name=user]", "operator")
+    page.fill("input[name=password]", "operator")
+    page.click("#login-submit")
+    page.wait_for_url(daemon["base"] + "/")
+    frames, unplugged = daemon["frames"], daemon["tmp"] / "unplugged"
+    frames.rename(unplugged)
+    alarm = page.locator('#alarms li.alarm[data-code="camera_lost"]')
+    alarm.wait_for(timeout=5000)
+    assert "active" in alarm.get_attribute("class")
+    assert "fault" in page.get_attribute("#light-camera", "class")
+    page.screenshot(path=str(SHOTS / "hmi_camera_alarm.png"))
+    unplugged.rename(frames)
+    page.wait_for_selector('#alarms li.alarm.cleared[data-code="camera_lost"]', timeout=10000)
+    assert "fault" not in page.get_attribute("#light-camera", "class")
+    page.click('#alarms button.ack[data-code="camera_lost"]')
+    alarm.wait_for(state="detached", timeout=5000)
+    page.screenshot(path=str(SHOTS / "hmi_alarm_acknowledged.png"))
+
+
+def test_qa_filters_fails_records_a_disposition_and_exports_it(daemon, page):
+    ids = [trigger(daemon["base"])["id"] for _ in range(3)]
+    page.goto(daemon["base"] + "/login?next=/review")
+    page.fill("input[name=user]", "qa")
+    page.fill("input[name=password]", "qa")
+    page.click("#login-submit")
+    page.wait_for_url(daemon["base"] + "/review")
+    page.select_option("#f-verdict", "FAIL")
+    page.click("#apply-filters")
+    page.wait_for_url("**/review?*verdict=FAIL*")
+    rows = page.locator("#inspections tr.FAIL")
+    assert rows.count() == 3 and page.locator("#inspections tr.PASS").count() == 0
+    page.screenshot(path=str(SHOTS / "review_fails.png"), full_page=True)
+    rows.first.locator("a.open").click()
+    page.wait_for_selector("#disposition-form")
+    opened = int(page.url.rsplit("/", 1)[1])
+    assert opened == max(ids)
+    page.check("input[value=false_reject]")
+    page.fill("textarea[name=comment]", "label present, model unsure")
+    page.click("#save-disposition")
+    page.wait_for_selector("#audit tr:nth-child(2)")
+    audit = page.inner_text("#audit")
+    assert "qa" in audit and "disposition" in audit and "false_reject" in audit
+    assert "label present, model unsure" in page.inner_text("#current-disposition")
+    page.screenshot(path=str(SHOTS / "review_detail_disposition.png"), full_page=True)
+    page.goto(daemon["base"] + "/review?verdict=FAIL")
+    with page.expect_download() as download:
+        page.click("#export-csv")
+    text = Path(download.value.path()).read_text()
+    line = next(l for l in text.splitlines() if l.startswith(f"{opened},"))
+    assert "false_reject" in line and "qa" in line and "label present, model unsure" in line
+    assert "100%" in page.inner_text("#false-reject-rate")
