@@ -150,6 +150,25 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import run_bench
+
+    recipe = None
+    if args.config:
+        from .config import load_config
+
+        config, _ = load_config(args.config)
+        chosen = config.recipe(args.recipe)
+        if chosen is None:
+            raise UserError(f"recipe {args.recipe} is not in {args.config}")
+        recipe = chosen.model_dump()
+    for bundle in args.bundle:
+        from .vlm.bundle import load_bundle_files
+
+        load_bundle_files(bundle)
+    return run_bench(args.bundle, args.provider, args.frames, args.runs, args.warmup, args.json, recipe)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edge-inspect", description="Line-side vision inspection appliance.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -184,6 +203,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("config", help="station.yaml")
     run.add_argument("--bundle", help="model bundle (overrides model.bundle)")
     run.set_defaults(func=_cmd_run)
+
+    bench = sub.add_parser("bench", help="per-stage latency of bundles side by side")
+    bench.add_argument("bundle", nargs="+", help="bundles to compare (e.g. fp32, int8, int4 copies)")
+    bench.add_argument("--config", help="station.yaml whose recipe to run (default: the demo recipe)")
+    bench.add_argument("--recipe", type=int, default=1)
+    bench.add_argument("--provider", default="cpu")
+    bench.add_argument("--frames", type=int, default=8)
+    bench.add_argument("--runs", type=int, default=20)
+    bench.add_argument("--warmup", type=int, default=3)
+    bench.add_argument("--json", default="work/bench.json")
+    bench.set_defaults(func=_cmd_bench)
 
     user = sub.add_parser("user", help="HMI users").add_subparsers(dest="user_command", required=True)
     hp = user.add_parser("hash-password", help="read a password (stdin or prompt), print its hash for station.yaml")

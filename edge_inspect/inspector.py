@@ -37,7 +37,8 @@ class Inspector:
 
     def run(self, frame_bgr: np.ndarray, recipe: Recipe) -> Inspection:
         height, width = frame_bgr.shape[:2]
-        timings: dict[str, float] = {"preprocess_ms": 0.0, "vision_ms": 0.0, "prefill_ms": 0.0, "decode_ms": 0.0}
+        timings: dict[str, float] = {"preprocess_ms": 0.0, "vision_ms": 0.0, "prefill_ms": 0.0, "decode_ms": 0.0,
+                                     "decode_tokens": 0.0}
         encoded: dict[tuple | None, object] = {}
         outcomes: list[CheckOutcome] = []
         start = time.perf_counter()
@@ -61,6 +62,7 @@ class Inspector:
                     pointing = self.model.point(image, check.prompt, self.max_new_tokens)
                     timings["prefill_ms"] += pointing.timings_ms["prefill_ms"]
                     timings["decode_ms"] += pointing.timings_ms["decode_ms"]
+                    timings["decode_tokens"] += pointing.timings_ms["tokens"]
                     points = [(p.x, p.y) for p in pointing.answer.points]
                     if box is not None:  # crop fractions → frame fractions
                         bw, bh = box[2] - box[0], box[3] - box[1]

@@ -4,6 +4,8 @@
   tiny     write a small random Molmo2 checkpoint (local tokenizer) for tests and trials
   example  tiny checkpoint → bundle → inspect a drawn part, end to end
   bench    this engine vs transformers generate, and prefix reuse vs none; prints a table, writes JSON
+  quantize INT8 (vision QDQ, calibrated) / INT4 / FP16 copies of a bundle
+  verify   accuracy gate: candidate bundle vs reference bundle on a labelled set (exit 1 on a drop)
 """
 
 from __future__ import annotations
@@ -46,6 +48,32 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                      size=args.size)
 
 
+def _cmd_quantize(args: argparse.Namespace) -> int:
+    from .quantize import quantize_bundle
+
+    keep = args.keep if args.keep is not None else ([] if args.no_keep_lm_head else ["lm_head"])
+    out = quantize_bundle(args.bundle, args.out, vision=args.vision, decoder=args.decoder,
+                          calibration=args.calibration, keep=keep, overwrite=args.overwrite)
+    print(f"quantized bundle written to {out}")
+    return 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from .verify import Limits, run_verify
+
+    limits = Limits(max_f1_drop=args.max_f1_drop, max_count_drop=args.max_count_drop,
+                    min_yes_no_agreement=args.min_yes_no_agreement)
+    return run_verify(args.reference, args.candidate, args.data, args.seeds, limits, args.json)
+
+
+def _seeds(text: str) -> range:
+    try:
+        start, stop = (int(v) for v in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seeds must be START:STOP, got {text!r}") from None
+    return range(start, stop)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m tools.export", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -73,6 +101,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, default=16)
     p.add_argument("--size", choices=["tiny", "small"], default="small", help="model size (default small)")
     p.set_defaults(func=_cmd_bench)
+
+    p = sub.add_parser("quantize", help="quantized copy of a bundle")
+    p.add_argument("--bundle", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--vision", choices=["fp32", "int8", "fp16"], default="int8")
+    p.add_argument("--decoder", choices=["fp32", "int8", "int4", "fp16"], default="int8")
+    p.add_argument("--calibration", help="folder of calibration images (needed for vision int8)")
+    p.add_argument("--keep", action="append", metavar="REGEX",
+                   help="decoder node names kept at full precision (default: the LM head); repeatable")
+    p.add_argument("--no-keep-lm-head", action="store_true", help="quantize the LM head too")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=_cmd_quantize)
+
+    p = sub.add_parser("verify", help="accuracy gate for a candidate bundle")
+    p.add_argument("--reference", required=True, help="full-precision bundle")
+    p.add_argument("--candidate", required=True, help="quantized or rebuilt bundle")
+    p.add_argument("--data", help="records.jsonl with ground truth (default: generated parts)")
+    p.add_argument("--seeds", type=_seeds, default=_seeds("600000:600200"), help="generated parts START:STOP")
+    p.add_argument("--max-f1-drop", type=float, default=0.01)
+    p.add_argument("--max-count-drop", type=float, default=0.01)
+    p.add_argument("--min-yes-no-agreement", type=float, default=0.99)
+    p.add_argument("--json", help="write the full report here")
+    p.set_defaults(func=_cmd_verify)
     return parser
 
 
