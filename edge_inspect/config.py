@@ -125,6 +125,8 @@ class CameraConfig(Strict):
 
 class ModelConfig(Strict):
     bundle: str
+    backend: Literal["onnxruntime", "tensorrt", "auto"] = Field(
+        default="onnxruntime", description="tensorrt: the bundle's engines, falling back to ONNX Runtime")
     providers: Literal["auto", "cpu", "cuda", "tensorrt"] | list[Literal["cpu", "cuda", "tensorrt"]] = "cpu"
     threads: int = Field(default=0, ge=0)
     max_new_tokens: int = Field(default=96, ge=1, le=1024)

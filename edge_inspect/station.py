@@ -46,7 +46,7 @@ class Station:
         self.config, self.config_sha256 = config, config_sha256
         self.on_event = on_event or (lambda event: None)
         self.model = model or load_bundle(config.model.bundle, providers=config.model.providers,
-                                          threads=config.model.threads)
+                                          threads=config.model.threads, backend=config.model.backend)
         self.model_sha256 = self.model.sha256
         self.inspector = Inspector(self.model, config.model.max_new_tokens)
         cam = config.camera
@@ -63,6 +63,8 @@ class Station:
             baudrate=p.baudrate, parity=p.parity, device_id=p.device_id)) if p.enabled else None  # fmt: skip
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inspect")
         self.alarms: dict[str, Alarm] = {}
+        if self.model.fallback_reason and config.model.backend == "tensorrt":
+            self.alarms["model_fallback"] = Alarm("model_fallback", f"TensorRT engines refused: {self.model.fallback_reason}")
         self.counters = {"total": 0, "PASS": 0, "FAIL": 0, "ERROR": 0, "missed_triggers": 0}
         self.plc_status = "off" if self.link is None else "starting"
         self.last_event: Event | None = None

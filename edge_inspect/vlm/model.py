@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,15 +53,34 @@ class Pointing:
 class VisionLanguageModel:
     """A Molmo2 bundle running outside PyTorch."""
 
-    def __init__(self, bundle: Bundle, providers: str | list[str] = "cpu", threads: int = 0):
+    def __init__(self, bundle: Bundle, providers: str | list[str] = "cpu", threads: int = 0,
+                 backend: str = "onnxruntime"):
         self.bundle = bundle
         try:
             tokenizer = Tokenizer.from_file(str(bundle.path / "tokenizer.json"))
         except Exception as err:  # tokenizers raises a plain Exception subclass
             raise BundleError(f"{bundle.path / 'tokenizer.json'}: cannot be read: {err}") from None
         self.tokenizer = tokenizer
-        self.backend = OnnxRuntimeBackend(bundle, providers=providers, threads=threads)
+        self.fallback_reason: str | None = None  # why native TensorRT was not used, when it was asked for
+        self.backend = self._make_backend(backend, providers, threads)
         self.engine = Engine(bundle, self.backend, PromptBuilder(tokenizer, bundle.prompt))
+
+    def _make_backend(self, backend: str, providers, threads: int):
+        if backend not in ("onnxruntime", "tensorrt", "auto"):
+            raise ValueError(f"backend {backend!r}: choose onnxruntime, tensorrt or auto")
+        if backend in ("tensorrt", "auto"):
+            from .engines import compatibility, detect_environment, read_metadata
+
+            metadata = read_metadata(self.bundle.path)
+            reason = compatibility(metadata, detect_environment())
+            if reason is None:
+                from .trt_backend import TensorRTBackend
+
+                return TensorRTBackend(self.bundle, metadata)
+            self.fallback_reason = reason
+            if backend == "tensorrt":
+                warnings.warn(f"TensorRT engines refused: {reason}; using ONNX Runtime", stacklevel=3)
+        return OnnxRuntimeBackend(self.bundle, providers=providers, threads=threads)
 
     @property
     def sha256(self) -> str:
@@ -101,6 +121,10 @@ class VisionLanguageModel:
         return YesNo(answer=p_yes >= 0.5, p_yes=p_yes, margin=abs(2 * p_yes - 1), mass=mass, timings_ms={"prefill_ms": ms})
 
 
-def load_bundle(path: str | Path, providers: str | list[str] = "cpu", threads: int = 0) -> VisionLanguageModel:
-    """Verify and load a model bundle. Raises ``BundleError`` with a one-line reason."""
-    return VisionLanguageModel(load_bundle_files(path), providers=providers, threads=threads)
+def load_bundle(path: str | Path, providers: str | list[str] = "cpu", threads: int = 0,
+                backend: str = "onnxruntime") -> VisionLanguageModel:
+    """Verify and load a model bundle. Raises ``BundleError`` with a one-line reason.
+
+    ``backend``: "onnxruntime" (with ``providers``), "tensorrt" (the bundle's engines; refused with
+    a warning and replaced by ONNX Runtime when they do not fit this machine) or "auto"."""
+    return VisionLanguageModel(load_bundle_files(path), providers=providers, threads=threads, backend=backend)

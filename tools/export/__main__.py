@@ -6,6 +6,7 @@
   bench    this engine vs transformers generate, and prefix reuse vs none; prints a table, writes JSON
   quantize INT8 (vision QDQ, calibrated) / INT4 / FP16 copies of a bundle
   verify   accuracy gate: candidate bundle vs reference bundle on a labelled set (exit 1 on a drop)
+  trt      TensorRT engines for this device (graph checks and trtexec lines work anywhere)
 """
 
 from __future__ import annotations
@@ -66,6 +67,33 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return run_verify(args.reference, args.candidate, args.data, args.seeds, limits, args.json)
 
 
+def _cmd_trt(args: argparse.Namespace) -> int:
+    from edge_inspect.vlm.bundle import load_bundle_files
+
+    from .trt import build_engines, check_bundle, trtexec_commands
+
+    problems = check_bundle(Path(args.bundle))
+    for p in problems:
+        print(f"{p.graph}: {p.problem}")
+    if problems:
+        return 2
+    print("graph checks: ok (no data-dependent operators, opset <= 18, static ranks)")
+    print("equivalent trtexec commands (run in the bundle folder on the target device):")
+    for line in trtexec_commands(load_bundle_files(args.bundle), args.precision):
+        print("  " + line)
+    if args.check_only:
+        return 0
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        print("tools.export: error: TensorRT is not installed here; build on the target device "
+              "(pip install '.[trt]' on x86, JetPack's python3-libnvinfer on Jetson)", file=sys.stderr)
+        return 2
+    out = build_engines(args.bundle, args.precision, args.workspace_mb)
+    print(f"engines written to {out}")
+    return 0
+
+
 def _seeds(text: str) -> range:
     try:
         start, stop = (int(v) for v in text.split(":"))
@@ -124,6 +152,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-yes-no-agreement", type=float, default=0.99)
     p.add_argument("--json", help="write the full report here")
     p.set_defaults(func=_cmd_verify)
+
+    p = sub.add_parser("trt", help="build TensorRT engines on this device")
+    p.add_argument("--bundle", required=True)
+    p.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp16",
+                   help="int8 needs a bundle quantized with QDQ (quantize --vision int8)")
+    p.add_argument("--workspace-mb", type=int, default=2048)
+    p.add_argument("--check-only", action="store_true", help="graph checks and trtexec lines; build nothing")
+    p.set_defaults(func=_cmd_trt)
     return parser
 
 

@@ -1,0 +1,72 @@
+"""TensorRT engines in a bundle: their metadata, and whether they may run on this machine.
+
+Engines are built for one GPU and one TensorRT version (on the Jetson itself). A bundle whose
+engines name another GPU or TensorRT version is refused with one line saying why, and the
+runtime falls back to ONNX Runtime. No import here needs a GPU.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+ENGINE_DIR = "engines"
+METADATA = "metadata.json"
+
+
+@dataclass(frozen=True)
+class Environment:
+    tensorrt: str | None  # installed TensorRT version, None when not installed
+    gpu: str | None  # GPU name, None when there is none
+    compute_capability: str | None  # e.g. "8.7" (Orin)
+
+
+def detect_environment() -> Environment:
+    try:
+        import tensorrt
+    except ImportError:
+        return Environment(None, None, None)
+    gpu = capability = None
+    try:
+        from cuda.bindings import runtime as cudart  # cuda-python
+    except ImportError:
+        try:
+            from cuda import cudart  # older cuda-python layout
+        except ImportError:
+            cudart = None
+    if cudart is not None:
+        err, props = cudart.cudaGetDeviceProperties(0)
+        if int(err) == 0:
+            gpu = props.name.decode(errors="replace").strip("\0 ")
+            capability = f"{props.major}.{props.minor}"
+    return Environment(tensorrt.__version__, gpu, capability)
+
+
+def read_metadata(bundle_path: Path) -> dict | None:
+    path = bundle_path / ENGINE_DIR / METADATA
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        return {"invalid": f"{path}: not valid JSON ({err})"}
+
+
+def compatibility(metadata: dict | None, env: Environment) -> str | None:
+    """None when the engines can run here; otherwise one line saying why not."""
+    if metadata is None:
+        return "the bundle has no TensorRT engines (build them with `python -m tools.export trt` on this device)"
+    if "invalid" in metadata:
+        return metadata["invalid"]
+    if env.tensorrt is None:
+        return "TensorRT is not installed on this machine"
+    built_trt, built_gpu = metadata.get("tensorrt_version"), metadata.get("gpu_name")
+    if built_trt != env.tensorrt:
+        return f"engines were built with TensorRT {built_trt}, this machine has TensorRT {env.tensorrt}"
+    if env.gpu is None:
+        return "no CUDA GPU found on this machine"
+    if built_gpu != env.gpu or metadata.get("compute_capability") != env.compute_capability:
+        return (f"engines were built for {built_gpu} (sm {metadata.get('compute_capability')}), "
+                f"this machine has {env.gpu} (sm {env.compute_capability})")
+    return None

@@ -1,0 +1,179 @@
+"""Quantization, the accuracy gate, TensorRT graph checks and engine refusal, the bench command."""
+
+import json
+import shutil
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from edge_inspect.vlm import load_bundle
+from edge_inspect.vlm.engines import ENGINE_DIR, METADATA, Environment, compatibility
+
+pytest.importorskip("torch", reason="the export toolchain needs the 'export' extra")
+
+from tools.export.quantize import quantize_bundle  # noqa: E402
+from tools.export.trt import check_graph, trtexec_commands  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+CALIBRATION = ROOT / "calibration" / "parts"
+
+
+@pytest.fixture(scope="module")
+def int8_bundle(tiny_bundle, tmp_path_factory):
+    return quantize_bundle(tiny_bundle, tmp_path_factory.mktemp("q") / "int8", vision="int8", decoder="int8",
+                           calibration=CALIBRATION)
+
+
+def _ops(path: Path) -> list[str]:
+    return [n.op_type for n in onnx.load(str(path)).graph.node]
+
+
+def test_int8_bundle_records_precision_and_calibration(int8_bundle, tiny_bundle):
+    manifest = json.loads((int8_bundle / "manifest.json").read_text())
+    assert manifest["graphs"]["vision"]["precision"] == "int8"
+    assert manifest["graphs"]["decoder"]["precision"] == "int8"
+    assert manifest["quantization"]["calibration"]["images"] == len(list(CALIBRATION.iterdir()))
+    assert len(manifest["quantization"]["calibration"]["sha256"]) == 64
+    assert "QuantizeLinear" in _ops(int8_bundle / "vision.onnx")  # QDQ, as TensorRT's explicit INT8 wants
+    assert "MatMulInteger" in _ops(int8_bundle / "decoder.onnx")
+    assert manifest["graphs"]["decoder"]["kept_full_precision"] == ["/lm_head/MatMul"]
+    # the quantized bundle still answers, close to full precision
+    ref, q = load_bundle(tiny_bundle), load_bundle(int8_bundle)
+    frame = np.random.default_rng(0).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    a = ref.engine.prefill(ref.encode(frame), "Is the label present?")[0].logits
+    b = q.engine.prefill(q.encode(frame), "Is the label present?")[0].logits
+    assert np.abs(a - b).max() < 0.25 * np.abs(a).max()
+
+
+def test_int4_and_fp16(tiny_bundle, tmp_path):
+    int4 = quantize_bundle(tiny_bundle, tmp_path / "int4", vision="fp32", decoder="int4")
+    assert "MatMulNBits" in _ops(int4 / "decoder.onnx") and "MatMul" in _ops(int4 / "decoder.onnx")  # LM head kept
+    everything = quantize_bundle(tiny_bundle, tmp_path / "int4all", vision="fp32", decoder="int4", keep=[])
+    assert json.loads((everything / "manifest.json").read_text())["graphs"]["decoder"]["kept_full_precision"] == []
+    fp16 = quantize_bundle(tiny_bundle, tmp_path / "fp16", vision="fp16", decoder="fp16")
+    for b in (int4, everything, fp16):
+        model = load_bundle(b)
+        assert 0 <= model.ask_yes_no(model.encode(np.zeros((64, 64, 3), np.uint8)), "Ok?").p_yes <= 1
+
+
+def test_vision_int8_needs_calibration(tiny_bundle, tmp_path):
+    from tools.export.checkpoint import CheckpointError
+
+    with pytest.raises(CheckpointError, match="calibration"):
+        quantize_bundle(tiny_bundle, tmp_path / "x", vision="int8", decoder="fp32")
+
+
+def _verify(reference, candidate, tmp_path, seeds="600000:600006"):
+    return subprocess.run([sys.executable, "-m", "tools.export", "verify", "--reference", str(reference),
+                           "--candidate", str(candidate), "--seeds", seeds, "--json", str(tmp_path / "v.json")],
+                          capture_output=True, text=True, cwd=ROOT)
+
+
+def test_verify_passes_an_identical_bundle(tiny_bundle, tmp_path):
+    result = _verify(tiny_bundle, tiny_bundle, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads((tmp_path / "v.json").read_text())
+    assert report["passed"] and report["yes_no_agreement"] == 1.0 and report["margin_drift"]["max"] == 0.0
+
+
+def test_verify_fails_a_damaged_bundle(tiny_checkpoint, tiny_bundle, tmp_path):
+    """A bundle of other weights (as from a wrong export or a broken quantization) must fail the gate."""
+    from tools.export.onnx_bundle import export_bundle
+    from tools.export.tiny import make_tiny_checkpoint
+
+    other = export_bundle(make_tiny_checkpoint(tmp_path / "other-ckpt", seed=7), tmp_path / "other")
+    result = _verify(tiny_bundle, other, tmp_path, seeds="600000:600040")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "FAILED" in result.stdout and "yes/no agreement" in result.stdout
+
+
+def test_graph_checks_pass_on_exported_graphs_and_catch_bad_ones(tiny_bundle, tmp_path):
+    for graph in ("vision", "embed", "decoder"):
+        assert check_graph(tiny_bundle / f"{graph}.onnx") == []
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [None])
+    y = helper.make_tensor_value_info("y", TensorProto.INT64, None)
+    graph = helper.make_graph([helper.make_node("NonZero", ["x"], ["y"])], "g", [x], [y])
+    bad = tmp_path / "bad.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)]), bad)
+    problems = [p.problem for p in check_graph(bad)]
+    assert any("NonZero" in p for p in problems) and any("opset 19" in p for p in problems)
+    assert any("no static rank" in p for p in problems)
+
+
+def test_trtexec_lines(tiny_bundle):
+    from edge_inspect.vlm.bundle import load_bundle_files
+
+    lines = trtexec_commands(load_bundle_files(tiny_bundle), "int8")
+    assert len(lines) == 3 and all(l.startswith("trtexec --onnx=") and "--int8" in l for l in lines)
+    assert "--minShapes=pixel_values:1x64x588" in lines[0]
+
+
+def _with_engines(bundle: Path, tmp_path: Path, metadata: dict) -> Path:
+    copy = Path(shutil.copytree(bundle, tmp_path / "with-engines"))
+    (copy / ENGINE_DIR).mkdir()
+    (copy / ENGINE_DIR / METADATA).write_text(json.dumps(metadata))
+    return copy
+
+
+def test_engines_for_another_gpu_or_version_are_refused(tiny_bundle, tmp_path):
+    meta = {"tensorrt_version": "10.3.0", "gpu_name": "Orin", "compute_capability": "8.7", "engines": {}}
+    here = Environment("10.3.0", "NVIDIA H200", "9.0")
+    assert compatibility(meta, here) == "engines were built for Orin (sm 8.7), this machine has NVIDIA H200 (sm 9.0)"
+    assert "TensorRT 10.3.0, this machine has TensorRT 10.9.0" in compatibility(meta, Environment("10.9.0", "Orin", "8.7"))
+    assert compatibility(meta, Environment("10.3.0", "Orin", "8.7")) is None
+    assert compatibility(meta, Environment(None, None, None)) == "TensorRT is not installed on this machine"
+    # through the runtime: refused in one line, and ONNX Runtime answers instead
+    bundle = _with_engines(tiny_bundle, tmp_path, meta)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = load_bundle(bundle, backend="tensorrt")
+    assert model.backend.name.startswith("onnxruntime")
+    assert len(caught) == 1 and "\n" not in str(caught[0].message)
+    assert "TensorRT engines refused" in str(caught[0].message)
+    assert 0 <= model.ask_yes_no(model.encode(np.zeros((64, 64, 3), np.uint8)), "Ok?").p_yes <= 1
+
+
+try:
+    import tensorrt  # noqa: F401
+
+    from edge_inspect.vlm.engines import detect_environment
+
+    HAVE_GPU = detect_environment().gpu is not None
+except ImportError:
+    HAVE_GPU = False
+
+
+@pytest.mark.skipif(not HAVE_GPU, reason="needs TensorRT and a CUDA GPU (neither is on this machine)")
+def test_tensorrt_engines_build_and_match_onnxruntime(tiny_bundle, tmp_path):
+    from tools.export.trt import build_engines
+
+    bundle = Path(shutil.copytree(tiny_bundle, tmp_path / "b"))
+    build_engines(bundle, "fp16")
+    trt_model, ort_model = load_bundle(bundle, backend="tensorrt"), load_bundle(bundle)
+    assert trt_model.backend.name.startswith("tensorrt")
+    frame = np.random.default_rng(1).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    a = ort_model.engine.prefill(ort_model.encode(frame), "Is the label present?")[0].logits
+    b = trt_model.engine.prefill(trt_model.encode(frame), "Is the label present?")[0].logits
+    assert np.abs(a - b).max() < 0.05 * np.abs(a).max()
+
+
+def test_bench_command(tiny_bundle, int8_bundle, tmp_path):
+    out = tmp_path / "bench.json"
+    result = subprocess.run([sys.executable, "-m", "edge_inspect.cli", "bench", str(tiny_bundle), str(int8_bundle),
+                             "--runs", "2", "--warmup", "1", "--frames", "2", "--json", str(out)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = json.loads(out.read_text())["rows"]
+    measured = [r for r in rows if "inspection_ms" in r]
+    assert len(measured) == 2 and measured[1]["precision"] == {"vision": "int8", "decoder": "int8"}
+    for r in measured:
+        assert set(r["stages_ms"]) == {"preprocess_ms", "vision_ms", "prefill_ms", "decode_ms", "postprocess_ms"}
+        assert r["inspection_ms"]["p95"] >= r["inspection_ms"]["p50"] > 0 and r["peak_rss_mb"] > 0
+    assert "p50" in result.stdout and "tensorrt" in result.stdout
