@@ -4,6 +4,7 @@
   label     run a HF Molmo2 teacher checkpoint over a folder of images → records.jsonl
   train     train a student from records.jsonl, or from parts generated on the fly
   evaluate  pointing P/R/F1, screw counting, yes/no accuracy of a bundle or checkpoint
+  report    evaluate a trained student's bundle and write REPORT.md / report.json beside it
 """
 
 from __future__ import annotations
@@ -83,6 +84,19 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
+def _cmd_report(args) -> int:
+    from .evaluate import BundlePredictor, evaluate_records, headline, sim_records
+    from .report import write_report
+
+    records = sim_records(args.seeds)
+    metrics = evaluate_records(BundlePredictor(args.bundle), records, dilate_px=args.dilate)
+    latency = metrics["seconds"] * 1000 / len(args.seeds)
+    md = write_report(Path(args.run), Path(args.bundle), metrics, args.seeds, args.command or [], latency)
+    print(json.dumps(headline(metrics), indent=2))
+    print(f"report: {md}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m tools.distill", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -124,6 +138,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dilate", type=int, default=3, help="mask dilation in px for the hit rule")
     p.add_argument("--out", help="report JSON path (a .md is written beside it)")
     p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("report", help="evaluate a student bundle and write its report")
+    p.add_argument("--run", required=True, help="training folder (log.jsonl, train_config.json)")
+    p.add_argument("--bundle", required=True)
+    p.add_argument("--seeds", type=_seeds, default=_seeds("0:500"))
+    p.add_argument("--dilate", type=int, default=3)
+    p.add_argument("--command", action="append", help="a command line that reproduces the student (repeatable)")
+    p.set_defaults(func=_cmd_report)
     return parser
 
 
