@@ -69,18 +69,33 @@ def measure(bundle: str, providers: str, recipe: dict, frames: int, runs: int, w
     }
 
 
+def _worker(module: str, args: dict) -> dict | str:
+    """Run one measurement in its own process; its JSON result, or why it failed."""
+    done = subprocess.run([sys.executable, "-m", module, json.dumps(args)], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1])
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines()
+        return lines[-1] if lines else f"exit code {done.returncode}"
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def run_bench(bundles: list[str], providers: str, frames: int, runs: int, warmup: int, json_path: str | None,
-              recipe: dict | None = None) -> int:
+              recipe: dict | None = None, checkpoint: str | None = None) -> int:
     rows = []
+    common = {"recipe": recipe or DEMO_RECIPE, "frames": frames, "runs": runs, "warmup": warmup}
     for bundle in bundles:
-        cmd = [sys.executable, "-m", "edge_inspect.bench", json.dumps({
-            "bundle": bundle, "providers": providers, "recipe": recipe or DEMO_RECIPE, "frames": frames,
-            "runs": runs, "warmup": warmup})]  # fmt: skip
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        if done.returncode != 0:
-            print(f"{bundle}: failed: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}")
+        result = _worker("edge_inspect.bench", {"bundle": str(Path(bundle).resolve()), "providers": providers, **common})
+        if isinstance(result, str):
+            print(f"{bundle}: failed: {result}")
             continue
-        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        rows.append(result)
+    if checkpoint:
+        result = _worker("tools.export.hf_bench", {"checkpoint": str(Path(checkpoint).resolve()), **common})
+        rows.append(result if isinstance(result, dict) else
+                    {"bundle": checkpoint, "backend": "transformers", "skipped": f"failed: {result}"})
+    else:
+        rows.append({"bundle": "-", "backend": "transformers",
+                     "skipped": "pass --checkpoint (the HF checkpoint; needs the export extra)"})
     rows += _trt_rows()
     print_table(rows)
     if json_path:
@@ -113,9 +128,10 @@ def print_table(rows: list[dict]) -> None:
         s, p = r["stages_ms"], r["inspection_ms"]
         speed = base["inspection_ms"]["p50"] / p["p50"] if base else 1.0
         tps = f"{r['decode_tokens_per_s']:.0f}" if r["decode_tokens_per_s"] else "-"
+        stages = (f"{s['preprocess_ms']:6.1f} {s['vision_ms']:7.1f} {s['prefill_ms']:8.1f} {s['decode_ms']:7.1f} {tps:>6} "
+                  f"{s['postprocess_ms']:6.1f}") if s else f"{'-':>6} {'-':>7} {'-':>8} {'-':>7} {'-':>6} {'-':>6}"
         print(f"{Path(r['bundle']).name[:28]:<28} {r['backend'][:22]:<22} "
-              f"{r['precision']['vision'] + '/' + r['precision']['decoder']:<10} {s['preprocess_ms']:6.1f} "
-              f"{s['vision_ms']:7.1f} {s['prefill_ms']:8.1f} {s['decode_ms']:7.1f} {tps:>6} {s['postprocess_ms']:6.1f} "
+              f"{r['precision']['vision'] + '/' + r['precision']['decoder']:<10} {stages} "
               f"{p['p50']:7.1f} {p['p95']:7.1f} {speed:5.2f}x {r['peak_rss_mb']:7.0f}")
 
 

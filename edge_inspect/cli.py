@@ -166,7 +166,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         from .vlm.bundle import load_bundle_files
 
         load_bundle_files(bundle)
-    return run_bench(args.bundle, args.provider, args.frames, args.runs, args.warmup, args.json, recipe)
+    return run_bench(args.bundle, args.provider, args.frames, args.runs, args.warmup, args.json, recipe,
+                     checkpoint=args.checkpoint)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -213,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--runs", type=int, default=20)
     bench.add_argument("--warmup", type=int, default=3)
     bench.add_argument("--json", default="work/bench.json")
+    bench.add_argument("--checkpoint", help="the HF checkpoint, for a transformers reference row (export extra)")
     bench.set_defaults(func=_cmd_bench)
 
     user = sub.add_parser("user", help="HMI users").add_subparsers(dest="user_command", required=True)

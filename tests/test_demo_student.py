@@ -1,0 +1,44 @@
+"""The bundled demo student (models/demo-student): size, torch-free loading, and its report's
+figures reproduced on a smaller evaluation."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+STUDENT = ROOT / "models" / "demo-student"
+
+
+def test_bundle_fits_in_25_mb():
+    files = [p for p in STUDENT.iterdir() if p.is_file()]
+    assert (STUDENT / "manifest.json").is_file()
+    assert sum(p.stat().st_size for p in files) <= 25 * 1024 * 1024
+
+
+def test_loads_and_answers_without_torch():
+    from .test_no_torch import BLOCK
+
+    code = BLOCK + f"""
+from edge_inspect.sim import render_part
+from edge_inspect.vlm import load_bundle
+model = load_bundle({str(STUDENT)!r})
+image = model.encode(render_part(3).image, order="bgr")
+print(model.point(image, "Point to the screws.").answer.count, model.ask_yes_no(image, "Is the label present?").answer)
+assert not [m for m in sys.modules if m.split(".")[0] in ("torch", "transformers")]
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_smaller_evaluation_matches_the_report():
+    pytest.importorskip("scipy", reason="evaluation needs the 'export' extra")
+    from tools.distill.evaluate import BundlePredictor, evaluate_records, headline, sim_records
+
+    report = json.loads((STUDENT / "report.json").read_text())
+    seeds = range(report["evaluation_seeds"][0], report["evaluation_seeds"][0] + 60)
+    figures = headline(evaluate_records(BundlePredictor(STUDENT), sim_records(seeds)))
+    for name, reported in report["headline"].items():
+        assert abs(figures[name] - reported) <= 0.12, (name, figures[name], reported)
