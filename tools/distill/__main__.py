@@ -15,17 +15,12 @@ import sys
 from pathlib import Path
 
 from edge_inspect.vlm.bundle import BundleError
+from tools.args import seed_range
 from tools.export.checkpoint import CheckpointError
 
 from .dataset import JsonlError
 
 
-def _seeds(text: str) -> range:
-    try:
-        start, stop = (int(v) for v in text.split(":"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"seeds must be START:STOP, got {text!r}") from None
-    return range(start, stop)
 
 
 def _cmd_sim(args) -> int:
@@ -103,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("sim", help="write generated parts as a labelled set")
     p.add_argument("--out", required=True)
-    p.add_argument("--seeds", type=_seeds, default=_seeds("0:100"), help="START:STOP")
+    p.add_argument("--seeds", type=seed_range, default=seed_range("0:100"), help="START:STOP")
     p.set_defaults(func=_cmd_sim)
 
     p = sub.add_parser("label", help="label images with a teacher checkpoint")
@@ -134,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="evaluate a bundle")
     p.add_argument("--bundle", required=True)
     p.add_argument("--data", help="records.jsonl with ground truth (default: generated parts)")
-    p.add_argument("--seeds", type=_seeds, default=_seeds("0:500"))
+    p.add_argument("--seeds", type=seed_range, default=seed_range("0:500"))
     p.add_argument("--dilate", type=int, default=3, help="mask dilation in px for the hit rule")
     p.add_argument("--out", help="report JSON path (a .md is written beside it)")
     p.set_defaults(func=_cmd_evaluate)
@@ -142,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="evaluate a student bundle and write its report")
     p.add_argument("--run", required=True, help="training folder (log.jsonl, train_config.json)")
     p.add_argument("--bundle", required=True)
-    p.add_argument("--seeds", type=_seeds, default=_seeds("0:500"))
+    p.add_argument("--seeds", type=seed_range, default=seed_range("0:500"))
     p.add_argument("--dilate", type=int, default=3)
     p.add_argument("--command", action="append", help="a command line that reproduces the student (repeatable)")
     p.set_defaults(func=_cmd_report)

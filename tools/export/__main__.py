@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from edge_inspect.vlm.bundle import BundleError
+from tools.args import seed_range
 
 from .checkpoint import CheckpointError
 
@@ -94,12 +95,6 @@ def _cmd_trt(args: argparse.Namespace) -> int:
     return 0
 
 
-def _seeds(text: str) -> range:
-    try:
-        start, stop = (int(v) for v in text.split(":"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"seeds must be START:STOP, got {text!r}") from None
-    return range(start, stop)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -146,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", required=True, help="full-precision bundle")
     p.add_argument("--candidate", required=True, help="quantized or rebuilt bundle")
     p.add_argument("--data", help="records.jsonl with ground truth (default: generated parts)")
-    p.add_argument("--seeds", type=_seeds, default=_seeds("600000:600200"), help="generated parts START:STOP")
+    p.add_argument("--seeds", type=seed_range, default=seed_range("600000:600200"), help="generated parts START:STOP")
     p.add_argument("--max-f1-drop", type=float, default=0.01)
     p.add_argument("--max-count-drop", type=float, default=0.01)
     p.add_argument("--min-yes-no-agreement", type=float, default=0.99)
