@@ -104,13 +104,14 @@ def resize_bilinear(image: np.ndarray, height: int, width: int) -> np.ndarray:
 
     The arithmetic follows torch's ``upsample_bilinear2d`` CPU kernel operation by operation,
     fused multiply-adds included, so the result is bit-identical to the HF processor's."""
-    src = image.astype(np.float32)
-    h0, h1, wh0, wh1 = _linear_taps(src.shape[0], height)
-    w0, w1, ww0, ww1 = _linear_taps(src.shape[1], width)
-    ww0, ww1 = ww0[None, :, None], ww1[None, :, None]
-    top, bottom = src[h0], src[h1]
-    t = _fma(top[:, w0], ww0, top[:, w1] * ww1)
-    b = _fma(bottom[:, w0], ww0, bottom[:, w1] * ww1)
+    h0, h1, wh0, wh1 = _linear_taps(image.shape[0], height)
+    w0, w1, ww0, ww1 = _linear_taps(image.shape[1], width)
+    # The horizontal pass is computed once per source row that is used (same arithmetic as
+    # torch, which computes it per output row), then gathered for the top and bottom taps.
+    rows, inverse = np.unique(np.concatenate([h0, h1]), return_inverse=True)
+    src = image[rows].astype(np.float32)
+    horizontal = _fma(src[:, w0], ww0[None, :, None], src[:, w1] * ww1[None, :, None])
+    t, b = horizontal[inverse[: len(h0)]], horizontal[inverse[len(h0) :]]
     out = _fma(t, wh0[:, None, None], b * wh1[:, None, None])
     return np.clip(np.round(out), 0, 255).astype(np.uint8)
 
