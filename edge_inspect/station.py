@@ -73,7 +73,7 @@ class Station:
         self._busy = asyncio.Lock()
         self._ids = itertools.count(1)
         self._stopping = False
-        self._tasks: list[asyncio.Task] = []
+        self._tasks: set[asyncio.Task] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- status and alarms -----------------------------------------------------------------------
@@ -198,10 +198,14 @@ class Station:
         return rec, code
 
     async def _serve(self, request: Request) -> None:
-        rec, code = await self.inspect(request.recipe, request.part_id, "plc", request.trigger_id, request.at)
-        self.handshake.complete(Result(result_id=request.trigger_id, verdict=rec.verdict,
-                                       defect_count=defect_count(rec.outcomes),
-                                       failed_checks=failed_mask(rec.outcomes), error_code=code), time.monotonic())
+        try:
+            rec, code = await self.inspect(request.recipe, request.part_id, "plc", request.trigger_id, request.at)
+            result = Result(result_id=request.trigger_id, verdict=rec.verdict, defect_count=defect_count(rec.outcomes),
+                            failed_checks=failed_mask(rec.outcomes), error_code=code)
+        except Exception as err:  # a bug must not leave the PLC waiting on `busy` forever
+            self.raise_alarm("internal", f"inspection failed: {type(err).__name__}: {err}")
+            result = Result(result_id=request.trigger_id, verdict=Verdict.ERROR, error_code=ErrorCode.INTERNAL)
+        self.handshake.complete(result, time.monotonic())
         await self._write_outputs()
 
     # -- loops -------------------------------------------------------------------------------------
@@ -233,9 +237,12 @@ class Station:
                     self.raise_alarm("missed_trigger", f"trigger while busy ({self.handshake.missed_triggers} so far)")
                 await self._write_outputs()
                 if request is not None:
-                    self._tasks.append(asyncio.create_task(self._serve(request), name="serve"))
+                    self._spawn(self._serve(request), "serve")
             except LinkError as err:
                 self._plc_lost(str(err))
+                await asyncio.sleep(1.0)
+            except Exception as err:  # keep polling: the PLC must keep seeing heartbeat and state
+                self.raise_alarm("internal", f"PLC loop: {type(err).__name__}: {err}")
                 await asyncio.sleep(1.0)
             await asyncio.sleep(period)
 
@@ -267,6 +274,12 @@ class Station:
             await asyncio.sleep(max(0.0, period - (time.monotonic() - started)))
 
     # -- lifecycle ---------------------------------------------------------------------------------
+    def _spawn(self, coro, name: str) -> None:
+        """A task the station owns; finished ones are dropped, so a long run does not pile them up."""
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         if self.link is not None:
@@ -274,10 +287,10 @@ class Station:
         self.handshake.set_online(True)
         await self._write_outputs()
         if self.link is not None and self.config.triggers.plc:
-            self._tasks.append(asyncio.create_task(self._plc_loop()))
+            self._spawn(self._plc_loop(), "plc")
         if self.config.triggers.interval_s > 0:
-            self._tasks.append(asyncio.create_task(self._interval_loop()))
-        self._tasks.append(asyncio.create_task(self._health_loop()))
+            self._spawn(self._interval_loop(), "interval")
+        self._spawn(self._health_loop(), "health")
         sdnotify.notify("READY=1", f"STATUS=inspecting ({self.config.station.name})")
         self._emit({"type": "started", "station": self.config.station.name})
 
@@ -286,10 +299,10 @@ class Station:
         sdnotify.notify("STOPPING=1")
         self._stopping = True
         self.handshake.set_online(False)
-        for task in self._tasks:
+        for task in list(self._tasks):
             if task.get_name() != "serve":
                 task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)  # a PLC request in flight completes
+        await asyncio.gather(*list(self._tasks), return_exceptions=True)  # a PLC request in flight completes
         await asyncio.get_running_loop().run_in_executor(None, self.executor.shutdown, True)
         await self._write_outputs()
         if self.link is not None:
