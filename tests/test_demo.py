@@ -42,3 +42,48 @@ def test_demo_runs_20_s_with_pass_and_fail_and_registers_match_the_log(tmp_path)
         row = rows[result_id]
         assert (verdict, defects, failed) == (row["verdict"], row["defect_count"], row["failed_checks"]), line
     assert len(printed) >= 10
+
+
+def test_plc_registers_for_known_synthetic_parts(tmp_path):
+    """Parts with known ground truth through the real handshake: the PLC's registers equal the log,
+    and the verdicts agree with the ground truth as often as the student's accuracy allows."""
+    import asyncio
+
+    from edge_inspect.config import load_config
+    from edge_inspect.demo import DEMO_CONFIG
+    from edge_inspect.plc.simulated import SimulatedPLC
+    from edge_inspect.station import Station
+
+    config, sha = load_config(DEMO_CONFIG)
+    config.storage.dir = str(tmp_path)
+    config.plc.port = free_port()
+    config.web.enabled = False
+
+    async def main():
+        station = Station(config, sha, DEMO_CONFIG.parent)
+        await station.start()
+        plc = SimulatedPLC(station.signal_map, port=config.plc.port)
+        await plc.connect()
+        seen = []
+        try:
+            for trigger_id in range(1, 21):
+                result = await plc.cycle(trigger_id, 1, f"GT{trigger_id}")
+                part = station.camera.source.last_part
+                expected_failed = (len(part.defects) > 0) | (len(part.screws) != 4) << 1 | (part.label == "absent") << 2
+                seen.append((result, 2 if expected_failed else 1, expected_failed))
+        finally:
+            plc.close()
+            await station.stop()
+        return seen
+
+    seen = asyncio.run(main())
+    con = sqlite3.connect(tmp_path / "inspections.db")
+    rows = {r[0]: r[1:] for r in con.execute("select result_id, verdict, defect_count, failed_checks from inspections")}
+    for result, _, _ in seen:
+        verdict, defects, failed = rows[result.result_id]
+        assert result.verdict == {"PASS": 1, "FAIL": 2, "ERROR": 3}[verdict]
+        assert (result.defect_count, result.failed_checks) == (defects, failed)
+    verdict_right = sum(r.verdict == expected for r, expected, _ in seen)
+    checks_right = sum(bin(~(r.failed_checks ^ f) & 0b111).count("1") for r, _, f in seen)
+    print(f"verdict agrees with ground truth on {verdict_right}/20 parts, checks on {checks_right}/60")
+    assert verdict_right >= 12 and checks_right >= 48

@@ -23,6 +23,19 @@ from .dataset import JsonlError
 
 
 
+def _weights(text: str) -> dict[str, float]:
+    from .tasks import TASKS
+
+    try:
+        weights = {k.strip(): float(v) for k, v in (item.split("=") for item in text.split(","))}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"task weights must be task=weight,…, got {text!r}") from None
+    unknown = set(weights) - set(TASKS)
+    if unknown or not all(w >= 0 for w in weights.values()) or sum(weights.values()) <= 0:
+        raise argparse.ArgumentTypeError(f"task weights {text!r}: tasks are {', '.join(TASKS)}, weights >= 0")
+    return weights
+
+
 def _cmd_sim(args) -> int:
     from .dataset import write_sim_set
 
@@ -47,7 +60,7 @@ def _cmd_train(args) -> int:
     cfg = TrainConfig(out=args.out, shape=args.shape, steps=args.steps, batch=args.batch, lr=args.lr,
                       seed=args.seed, data=args.data, save_every=args.save_every, eval_every=args.eval_every,
                       eval_parts=args.eval_parts, threads=args.threads, max_minutes=args.max_minutes,
-                      grounding=args.grounding)
+                      grounding=args.grounding, task_weights=args.task_weights)
     validation = sim_records(range(500_000, 500_000 + args.eval_parts)) if args.eval_parts else []
 
     def evaluate_fn(model, tok, settings, builder, parts):
@@ -123,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--max-minutes", type=float, default=0.0)
     p.add_argument("--grounding", type=float, default=1.0, help="weight of the auxiliary grounding loss (0 = off)")
+    p.add_argument("--task-weights", type=_weights, default=None, metavar="defects=0.6,screws=0.25,label=0.15",
+                   help="how often each task is drawn from generated parts")
     p.add_argument("--resume", action="store_true")
     p.set_defaults(func=_cmd_train)
 

@@ -67,12 +67,14 @@ def from_part(part: Part, task: str) -> Record:
                   region_masks=regions)
 
 
-def sim_record(seed: int, task: str | None = None) -> Record:
-    """The record for generator seed ``seed``; the task is drawn from the seed unless given."""
+def sim_record(seed: int, task: str | None = None, weights: dict[str, float] | None = None) -> Record:
+    """The record for generator seed ``seed``; the task is drawn from the seed (with ``weights``) unless given."""
     part = render_part(seed, *FRAME)
     if task is None:
-        names = list(TASK_WEIGHTS)
-        task = names[int(np.random.default_rng(seed + 7_919).choice(len(names), p=list(TASK_WEIGHTS.values())))]
+        weights = weights or TASK_WEIGHTS
+        names = list(weights)
+        p = np.array(list(weights.values()), dtype=float)
+        task = names[int(np.random.default_rng(seed + 7_919).choice(len(names), p=p / p.sum()))]
     return from_part(part, task)
 
 

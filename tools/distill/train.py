@@ -47,6 +47,7 @@ class TrainConfig:
     bf16: bool = True
     max_minutes: float = 0.0  # stop (with a checkpoint) after this long; 0 = no limit
     grounding: float = 1.0  # weight of the auxiliary grounding loss (0 = off)
+    task_weights: dict[str, float] | None = None  # how often each task is drawn (default dataset.TASK_WEIGHTS)
 
 
 def encode_record(rec: Record, settings: ImageSettings, builder: PromptBuilder, eos_id: int) -> dict[str, np.ndarray]:
@@ -95,15 +96,16 @@ class RecordSource(torch.utils.data.Dataset):
     """Index → encoded example; generator parts on the fly, or JSONL records (shuffled by epoch)."""
 
     def __init__(self, records: list[Record] | None, settings: ImageSettings, builder: PromptBuilder, eos_id: int,
-                 seed: int):
+                 seed: int, task_weights: dict[str, float] | None = None):
         self.records, self.settings, self.builder, self.eos_id, self.seed = records, settings, builder, eos_id, seed
+        self.task_weights = task_weights
 
     def __len__(self) -> int:
         return 1 << 30
 
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
         if self.records is None:
-            rec = sim_record(TRAIN_SEED_BASE + self.seed * 10_000_000 + index)
+            rec = sim_record(TRAIN_SEED_BASE + self.seed * 10_000_000 + index, weights=self.task_weights)
         else:
             epoch, k = divmod(index, len(self.records))
             order = np.random.default_rng(self.seed + epoch).permutation(len(self.records))
@@ -149,7 +151,7 @@ def train(cfg: TrainConfig, resume: bool = False, evaluate_fn: Callable | None =
     (out / "train_config.json").write_text(json.dumps({**asdict(cfg), "shape_values": asdict(shape)}, indent=2))
 
     records = read_jsonl(Path(cfg.data), load_masks=False) if cfg.data else None
-    source = RecordSource(records, settings, builder, eos_id, cfg.seed)
+    source = RecordSource(records, settings, builder, eos_id, cfg.seed, cfg.task_weights)
     sampler = range(step * cfg.batch, (cfg.steps + 1) * cfg.batch)
     loader = torch.utils.data.DataLoader(source, batch_size=cfg.batch, sampler=sampler, num_workers=1,
                                          collate_fn=lambda items: collate(items, pad_id), prefetch_factor=4,
