@@ -48,6 +48,7 @@ class TrainConfig:
     max_minutes: float = 0.0  # stop (with a checkpoint) after this long; 0 = no limit
     grounding: float = 1.0  # weight of the auxiliary grounding loss (0 = off)
     task_weights: dict[str, float] | None = None  # how often each task is drawn (default dataset.TASK_WEIGHTS)
+    stop_at: int = 0  # save and stop after this step (a phase of a schedule; --resume continues); 0 = run to steps
 
 
 def encode_record(rec: Record, settings: ImageSettings, builder: PromptBuilder, eos_id: int) -> dict[str, np.ndarray]:
@@ -207,6 +208,10 @@ def train(cfg: TrainConfig, resume: bool = False, evaluate_fn: Callable | None =
         if cfg.max_minutes and minutes >= cfg.max_minutes:
             save()
             bar.write(f"stopping after {minutes:.1f} minutes at step {step}")
+            break
+        if cfg.stop_at and step >= cfg.stop_at:
+            save()
+            bar.write(f"stopping at step {step} (--stop-at); --resume continues")
             break
     bar.close()
     log.close()
