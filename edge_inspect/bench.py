@@ -25,7 +25,8 @@ DEMO_RECIPE = {
 STAGES = ("preprocess_ms", "vision_ms", "prefill_ms", "decode_ms", "postprocess_ms")
 
 
-def _percentile(values: list[float], p: float) -> float:
+def percentile(values: list[float], p: float) -> float:
+    """The nearest-rank percentile (p in 0..1) of a non-empty list."""
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(p * (len(ordered) - 1))))]
 
@@ -62,7 +63,7 @@ def measure(bundle: str, providers: str, recipe: dict, frames: int, runs: int, w
         "precision": {g: manifest["graphs"][g].get("precision", "fp32") for g in ("vision", "decoder")},
         "stages_ms": {s: statistics.median(v) for s, v in per_stage.items()},
         "decode_tokens_per_s": statistics.median(tokens_per_s) if tokens_per_s else None,
-        "inspection_ms": {"p50": _percentile(totals, 0.5), "p95": _percentile(totals, 0.95),
+        "inspection_ms": {"p50": percentile(totals, 0.5), "p95": percentile(totals, 0.95),
                           "mean": statistics.fmean(totals)},
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "runs": runs, "warmup": warmup,

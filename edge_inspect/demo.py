@@ -13,6 +13,7 @@ import statistics
 import time
 from pathlib import Path
 
+from .bench import percentile
 from .config import load_config
 from .plc.simulated import PLCTimeout, SimulatedPLC
 from .station import Station
@@ -93,7 +94,7 @@ def summarize(results) -> dict:
     counts = {name: sum(1 for r in results if VERDICTS.get(r.verdict) == name) for name in VERDICTS.values()}
 
     def pct(p: float) -> float:
-        return latencies[min(len(latencies) - 1, int(round(p * (len(latencies) - 1))))] if latencies else float("nan")
+        return percentile(latencies, p) if latencies else float("nan")
 
     return {"inspections": len(results), **counts,
             "trigger_to_valid_ms": {"p50": pct(0.5), "p95": pct(0.95),

@@ -7,6 +7,10 @@ from pathlib import Path
 
 import yaml
 
+from edge_inspect.config import load_config
+from edge_inspect.plc.simulated import SimulatedPLC
+from edge_inspect.station import Station
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -37,3 +41,28 @@ def write_station(tmp_path: Path, bundle: Path, **sections) -> Path:
     path = tmp_path / "station.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
+
+
+async def run_station(config_path: Path, scenario):
+    """Start the station of ``config_path``, run ``scenario(station)``, always stop it."""
+    config, sha = load_config(config_path)
+    station = Station(config, sha, config_path.parent)
+    await station.start()
+    try:
+        return await scenario(station)
+    finally:
+        await station.stop()
+
+
+async def run_station_with_plc(config_path: Path, scenario):
+    """As run_station, with a simulated PLC connected over Modbus TCP: ``scenario(station, plc)``."""
+
+    async def with_plc(station):
+        plc = SimulatedPLC(station.signal_map, port=station.config.plc.port)
+        await plc.connect()
+        try:
+            return await scenario(station, plc)
+        finally:
+            plc.close()
+
+    return await run_station(config_path, with_plc)

@@ -17,9 +17,8 @@ import pytest
 from edge_inspect.config import load_config
 from edge_inspect.plc.signals import build_map
 from edge_inspect.plc.simulated import PLCTimeout, SimulatedPLC
-from edge_inspect.station import Station
 
-from .stations import write_station
+from .stations import run_station_with_plc, write_station
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -104,42 +103,33 @@ def test_pulled_camera_gives_error_then_recovers(tmp_path, tiny_bundle):
         "source": "folder", "path": str(frames), "stall_timeout_s": 0.5, "reconnect_min_s": 0.1,
         "reconnect_max_s": 0.5})  # fmt: skip
 
-    async def main():
-        config, sha = load_config(config_path)
-        station = Station(config, sha, config_path.parent)
-        await station.start()
-        plc = SimulatedPLC(station.signal_map, port=config.plc.port)
-        await plc.connect()
-        try:
-            first = await plc.cycle(1, 1, "ok-before")
-            assert first.error_code != 2
-            await plc.wait_for("ready", True)
-            frames.rename(tmp_path / "unplugged")
-            pulled = time.monotonic()
-            await plc.wait_for("ready", False, timeout_s=2.0)
-            dropped_after = time.monotonic() - pulled
-            assert await plc.read("error") and await plc.read("error_code") == 2
-            # a trigger while the camera is gone is answered at once with ERROR / camera
-            await plc.write("trigger_id", 2)
-            await plc.write("recipe", 1)
-            await plc.write("trigger", True)
-            await plc.wait_for("results_valid", True, timeout_s=5)
-            during = (await plc.read("verdict"), await plc.read("error_code"))
-            await plc.write("trigger", False)
-            await plc.write("results_ack", True)
-            await plc.wait_for("results_valid", False)
-            await plc.write("results_ack", False)
-            (tmp_path / "unplugged").rename(frames)
-            back = time.monotonic()
-            await plc.wait_for("ready", True, timeout_s=10)
-            recovered_after = time.monotonic() - back
-            after = await plc.cycle(3, 1, "ok-after")
-            return dropped_after, during, recovered_after, after, station.camera.status
-        finally:
-            plc.close()
-            await station.stop()
+    async def scenario(station, plc):
+        first = await plc.cycle(1, 1, "ok-before")
+        assert first.error_code != 2
+        await plc.wait_for("ready", True)
+        frames.rename(tmp_path / "unplugged")
+        pulled = time.monotonic()
+        await plc.wait_for("ready", False, timeout_s=2.0)
+        dropped_after = time.monotonic() - pulled
+        assert await plc.read("error") and await plc.read("error_code") == 2
+        # a trigger while the camera is gone is answered at once with ERROR / camera
+        await plc.write("trigger_id", 2)
+        await plc.write("recipe", 1)
+        await plc.write("trigger", True)
+        await plc.wait_for("results_valid", True, timeout_s=5)
+        during = (await plc.read("verdict"), await plc.read("error_code"))
+        await plc.write("trigger", False)
+        await plc.write("results_ack", True)
+        await plc.wait_for("results_valid", False)
+        await plc.write("results_ack", False)
+        (tmp_path / "unplugged").rename(frames)
+        back = time.monotonic()
+        await plc.wait_for("ready", True, timeout_s=10)
+        recovered_after = time.monotonic() - back
+        after = await plc.cycle(3, 1, "ok-after")
+        return dropped_after, during, recovered_after, after, station.camera.status
 
-    dropped_after, during, recovered_after, after, status = asyncio.run(main())
+    dropped_after, during, recovered_after, after, status = asyncio.run(run_station_with_plc(config_path, scenario))
     assert dropped_after < 2.0
     assert during == (3, 2)
     assert after.error_code != 2 and status == "ok"

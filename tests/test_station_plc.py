@@ -16,7 +16,7 @@ from edge_inspect.config import load_config
 from edge_inspect.plc.simulated import SimulatedPLC
 from edge_inspect.station import Station
 
-from .stations import free_port, write_station
+from .stations import free_port, run_station, write_station
 
 VERDICT_CODE = {"PASS": 1, "FAIL": 2, "ERROR": 3}
 
@@ -40,16 +40,6 @@ def _assert_matches_log(results, db: Path):
         assert row["part_id"] == r.part_id
 
 
-async def _run_station(config_path: Path, plc_coro_factory):
-    config, sha = load_config(config_path)
-    station = Station(config, sha, config_path.parent)
-    await station.start()
-    try:
-        return await plc_coro_factory(station)
-    finally:
-        await station.stop()
-
-
 def test_tcp_handshake_with_pymodbus_master(tmp_path, tiny_bundle):
     path = write_station(tmp_path, tiny_bundle)
 
@@ -62,7 +52,7 @@ def test_tcp_handshake_with_pymodbus_master(tmp_path, tiny_bundle):
         sim.close()
         return results, bad
 
-    results, bad = asyncio.run(_run_station(path, plc))
+    results, bad = asyncio.run(run_station(path, plc))
     _assert_matches_log(results, tmp_path / "data" / "inspections.db")
     assert bad.verdict == 3 and bad.error_code == 5
     assert all(r.cycle_ms > 0 for r in results)
@@ -96,7 +86,7 @@ def test_missed_trigger_is_counted(tmp_path, tiny_bundle):
         sim.close()
         return missed, code, station.counters["missed_triggers"]
 
-    missed, code, counted = asyncio.run(_run_station(path, plc))
+    missed, code, counted = asyncio.run(run_station(path, plc))
     assert missed == 1 and counted == 1
     assert code in (0, 1, 3)  # the result's own code replaces MISSED_TRIGGER once results are written
 
@@ -177,7 +167,7 @@ def test_rtu_handshake_over_pty_pair(tmp_path, tiny_bundle):
             sim.close()
             return results
 
-        results = asyncio.run(_run_station(path, plc))
+        results = asyncio.run(run_station(path, plc))
         _assert_matches_log(results, tmp_path / "data" / "inspections.db")
     finally:
         socat.terminate()

@@ -80,28 +80,15 @@ def test_station_keeps_signalling_when_the_disk_is_full(tmp_path, tiny_bundle):
     """Disk full: the PLC still gets a result, with error code DISK_FULL, and an alarm is raised."""
     import asyncio
 
-    from edge_inspect.config import load_config
-    from edge_inspect.plc.simulated import SimulatedPLC
-    from edge_inspect.station import Station
-
-    from .stations import write_station
+    from .stations import run_station_with_plc, write_station
 
     path = write_station(tmp_path, tiny_bundle)
 
-    async def main():
-        config, sha = load_config(path)
-        station = Station(config, sha, path.parent)
-        await station.start()
-        plc = SimulatedPLC(station.signal_map, port=config.plc.port)
-        await plc.connect()
-        try:
-            station.store.min_free_bytes = float("inf")
-            result = await plc.cycle(5, 1, "full")
-            return result, dict(station.alarms)
-        finally:
-            plc.close()
-            await station.stop()
+    async def scenario(station, plc):
+        station.store.min_free_bytes = float("inf")
+        result = await plc.cycle(5, 1, "full")
+        return result, dict(station.alarms)
 
-    result, alarms = asyncio.run(main())
+    result, alarms = asyncio.run(run_station_with_plc(path, scenario))
     assert result.result_id == 5 and result.error_code == 4
     assert "disk_full" in alarms and alarms["disk_full"].active

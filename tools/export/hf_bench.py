@@ -12,6 +12,7 @@ import time
 import numpy as np
 import torch
 
+from edge_inspect.bench import percentile
 from edge_inspect.config import QACheck, Recipe
 from edge_inspect.sim import render_part
 from edge_inspect.vlm.preprocess import ImageSettings
@@ -52,11 +53,10 @@ def measure_hf(checkpoint: str, recipe: dict, frames: int, runs: int, warmup: in
             start = time.perf_counter()
             inspect(images[i % frames])
             totals.append((time.perf_counter() - start) * 1000)
-    ordered = sorted(totals)
     return {
         "bundle": checkpoint, "backend": f"transformers-{__import__('transformers').__version__}",
         "precision": {"vision": "fp32", "decoder": "fp32"}, "stages_ms": None, "decode_tokens_per_s": None,
-        "inspection_ms": {"p50": ordered[len(ordered) // 2], "p95": ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))],
+        "inspection_ms": {"p50": percentile(totals, 0.5), "p95": percentile(totals, 0.95),
                           "mean": statistics.fmean(totals)},
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "runs": runs, "warmup": warmup,
         "note": "no image-prefix reuse; every check re-encodes the image (transformers generate)",
