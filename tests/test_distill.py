@@ -114,3 +114,39 @@ def test_training_loss_falls_on_generated_parts(tmp_path):
     train(cfg)
     losses = [json.loads(x)["loss"] for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert losses[-1] < 0.7 * losses[0], losses
+
+
+def test_grounding_targets_mark_objects_and_their_points():
+    """Per-token targets: each defect's and screw's point lands in a token flagged as its centre,
+    whose point target is that point; the label's presence follows the label."""
+    from tools.distill.dataset import sim_record
+    from tools.distill.grounding import CENTRES, COLUMNS, PRESENCE, token_targets
+    from tools.distill.student import SHAPES, image_settings
+
+    settings = image_settings(SHAPES["demo"])
+    flags = len(PRESENCE) + len(CENTRES)
+    seen_absent = seen_present = 0
+    for seed in range(12):
+        rec = sim_record(2_000 + seed, task="defects")
+        targets = token_targets(rec.region_masks, rec.region_points, rec.rgb().shape[:2], settings)
+        views = np.split(targets, 2)  # global view, then the canvas: 8 × 8 tokens each at 224 px
+        assert targets.shape == (128, COLUMNS)
+        for view in views:
+            for c, name in enumerate(CENTRES):
+                column = view[:, len(PRESENCE) + c]
+                points = rec.region_points[name]
+                assert 0 < column.sum() <= len(points) or not points
+                for x, y in points:
+                    k = min(7, int(y * 8)) * 8 + min(7, int(x * 8))
+                    assert column[k] == 1.0 and view[k, PRESENCE.index(name)] == 1.0
+                    # the point target is this point, or another one in the same token
+                    assert np.isclose(view[k, flags + 2:], [x, y]).all() or len(points) > 1
+            off = view[:, len(PRESENCE):flags].max(-1) == 0  # tokens without a point regress their centre
+            assert np.allclose(view[off, flags:flags + 2], view[off, flags + 2:])
+        if rec.region_masks["label"].any():
+            seen_present += 1
+            assert views[0][:, PRESENCE.index("label")].sum() >= 4
+        else:
+            seen_absent += 1
+            assert targets[:, PRESENCE.index("label")].sum() == 0
+    assert seen_absent and seen_present

@@ -60,6 +60,19 @@ def test_defect_masks_cover_changed_pixels():
         assert np.abs(grey[inner] - grey[ring].mean()).mean() > 15, (seed, defect.kind)
 
 
+def test_label_mask_marks_the_label(parts):
+    """The label's mask is empty when it is absent, else it covers the bright label (text bars aside)."""
+    for part in parts:
+        if part.label == "absent":
+            assert not part.label_mask.any(), part.seed
+            continue
+        grey = cv2.cvtColor(part.image, cv2.COLOR_BGR2GRAY).astype(float)
+        inner = cv2.erode(part.label_mask.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+        assert inner.sum() > 500, part.seed
+        assert np.percentile(grey[inner], 75) > 200, part.seed  # most of it is white paper
+        assert np.percentile(grey[~part.label_mask], 99) < 235 or part.label_mask.mean() > 0.03, part.seed
+
+
 def test_spec_is_obeyed():
     part = render_part(7, spec=PartSpec(screws=2, defects=3, label="absent", defect_kinds=("scratch",)))
     assert len(part.screws) == 2 and len(part.defects) == 3 and part.label == "absent"

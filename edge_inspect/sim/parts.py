@@ -45,6 +45,7 @@ class Part:
     seed: int
     objects: list[GroundTruthObject] = field(default_factory=list)
     label: str = "straight"
+    label_mask: np.ndarray | None = None  # bool [H, W]: where the label is (empty when absent)
 
     @property
     def height(self) -> int:
@@ -204,4 +205,5 @@ def render_part(seed: int, width: int = 320, height: int = 240, spec: PartSpec |
             k = int(np.argmin((xs - wx) ** 2 + (ys - wy) ** 2))
             wx, wy = float(xs[k]), float(ys[k])
         objects.append(GroundTruthObject(kind=kind, point=(float(wx), float(wy)), mask=warped))
-    return Part(image=image, seed=seed, objects=objects, label=label)
+    label_region = cv2.warpAffine(label_mask, m, (width, height), flags=cv2.INTER_NEAREST) > 0
+    return Part(image=image, seed=seed, objects=objects, label=label, label_mask=label_region)

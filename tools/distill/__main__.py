@@ -99,7 +99,7 @@ def _cmd_report(args) -> int:
     records = sim_records(args.seeds)
     metrics = evaluate_records(BundlePredictor(args.bundle), records, dilate_px=args.dilate)
     latency = metrics["seconds"] * 1000 / len(args.seeds)
-    md = write_report(Path(args.run), Path(args.bundle), metrics, args.seeds, args.command or [], latency)
+    md = write_report(Path(args.run), Path(args.bundle), metrics, args.seeds, args.command or [], latency, args.note)
     print(json.dumps(headline(metrics), indent=2))
     print(f"report: {md}")
     return 0
@@ -156,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=seed_range, default=seed_range("0:500"))
     p.add_argument("--dilate", type=int, default=3)
     p.add_argument("--command", action="append", help="a command line that reproduces the student (repeatable)")
+    p.add_argument("--note", action="append", help="a paragraph for the report: how it was trained (repeatable)")
     p.set_defaults(func=_cmd_report)
     return parser
 

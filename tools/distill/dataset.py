@@ -41,9 +41,10 @@ class Record:
     masks: list[np.ndarray] = field(default_factory=list)
     answer: bool | None = None
     seed: int | None = None
-    # Union masks of every defect and every screw on the part, where the generator knows them:
-    # dense targets for the auxiliary grounding loss in training.
+    # Union masks of every defect, every screw and the label on the part, where the generator knows
+    # them: dense targets for the auxiliary grounding loss in training.
     region_masks: dict[str, np.ndarray] | None = None
+    region_points: dict[str, list[tuple[float, float]]] | None = None  # every defect's and screw's point
 
     def rgb(self) -> np.ndarray:
         if self.image is not None:
@@ -57,14 +58,17 @@ class Record:
 def from_part(part: Part, task: str) -> Record:
     ex: Example = example(part, task)
     objects = part.defects if task == "defects" else part.screws if task == "screws" else []
-    regions = {"defect": np.zeros(part.image.shape[:2], bool), "screw": np.zeros(part.image.shape[:2], bool)}
+    regions = {"defect": np.zeros(part.image.shape[:2], bool), "screw": np.zeros(part.image.shape[:2], bool),
+               "label": part.label_mask if part.label_mask is not None else np.zeros(part.image.shape[:2], bool)}
     for obj in part.defects:
         regions["defect"] |= obj.mask
     for obj in part.screws:
         regions["screw"] |= obj.mask
+    region_points = {"defect": [o.normalized(part.width, part.height) for o in part.defects],
+                     "screw": [o.normalized(part.width, part.height) for o in part.screws]}
     return Record(prompt=ex.prompt, target=ex.target, task=task, kind=TASKS[task][1], image=part.image[:, :, ::-1].copy(),
                   points=ex.points, masks=[o.mask for o in objects], answer=ex.answer, seed=part.seed,
-                  region_masks=regions)
+                  region_masks=regions, region_points=region_points)
 
 
 def sim_record(seed: int, task: str | None = None, weights: dict[str, float] | None = None) -> Record:

@@ -17,7 +17,7 @@ def learning_curve(run_dir: Path) -> tuple[list[dict], list[dict]]:
 
 
 def write_report(run_dir: Path, bundle: Path, metrics: dict, seeds: range, commands: list[str],
-                 latency_ms: float | None = None) -> Path:
+                 latency_ms: float | None = None, notes: list[str] | None = None) -> Path:
     losses, evals = learning_curve(run_dir)
     config = json.loads((run_dir / "train_config.json").read_text())
     h = headline(metrics)
@@ -27,7 +27,7 @@ def write_report(run_dir: Path, bundle: Path, metrics: dict, seeds: range, comma
         "headline": h, "metrics": metrics, "evaluation_seeds": [seeds.start, seeds.stop],
         "training": {"steps": max((r["step"] for r in losses), default=0), "minutes": minutes, "config": config},
         "learning_curve": {"loss": losses[::10], "evaluations": evals}, "bundle_mb": round(size_mb, 2),
-        "cpu_latency_ms_per_image": latency_ms, "commands": commands,
+        "cpu_latency_ms_per_image": latency_ms, "commands": commands, "notes": notes or [],
     }  # fmt: skip
     (bundle / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = [
@@ -52,6 +52,7 @@ def write_report(run_dir: Path, bundle: Path, metrics: dict, seeds: range, comma
         f"| CPU latency per image (3 checks, engine) | {latency_ms:.0f} ms |" if latency_ms else "",
         "", f"Hit rule (PixMo-Points): Hungarian matching by pixel distance; a matched point is a hit inside its "
         f"object's mask dilated by {metrics['dilate_px']} px. Unreadable answers: {metrics['malformed_answers']}.",
+        *[line for note in notes or [] for line in ("", note)],
         "", "## Learning curve (validation on 40 parts)", "",
         "| step | minutes | defect F1 | screw F1 | screw count | label acc |", "|---|---|---|---|---|---|",
     ]

@@ -23,7 +23,7 @@ from edge_inspect.vlm.preprocess import ImageSettings, preprocess
 from edge_inspect.vlm.prompt import PromptBuilder
 
 from .dataset import Record, read_jsonl, sim_record
-from .grounding import TARGETS, GroundingHead, token_targets
+from .grounding import COLUMNS, GroundingHead, token_targets
 from .student import SHAPES, build_student, image_settings, prompt_builder, save_student
 
 TRAIN_SEED_BASE = 1_000_000  # generator seeds used for training start here; evaluation uses lower seeds
@@ -59,10 +59,10 @@ def encode_record(rec: Record, settings: ImageSettings, builder: PromptBuilder, 
     ids = np.concatenate([prompt.ids, target])
     labels = np.concatenate([np.full(len(prompt.ids), -100), target])
     if rec.region_masks is not None:
-        aux = token_targets(rec.region_masks, rgb.shape[:2], settings)
+        aux = token_targets(rec.region_masks, rec.region_points or {}, rgb.shape[:2], settings)
         aux_weight = np.ones(len(aux), np.float32)
     else:
-        aux = np.zeros((inputs.num_tokens, len(TARGETS) + 2), np.float32)
+        aux = np.zeros((inputs.num_tokens, COLUMNS), np.float32)
         aux_weight = np.zeros(len(aux), np.float32)
     return {"pixel_values": inputs.pixel_values, "pooling": inputs.pooling, "grid": np.array(inputs.grid),
             "ids": ids, "labels": labels, "mm": builder.image_mask(ids).astype(np.int64),
