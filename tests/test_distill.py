@@ -150,3 +150,41 @@ def test_grounding_targets_mark_objects_and_their_points():
             seen_absent += 1
             assert targets[:, PRESENCE.index("label")].sum() == 0
     assert seen_absent and seen_present
+
+
+def test_point_digits():
+    import torch
+
+    from tools.distill.grounding import point_digits
+
+    got = point_digits(torch.tensor([[0.278, 0.4294], [0.0, 0.9996], [0.05, 0.123]]))
+    assert got.tolist() == [[2, 7, 4, 2], [0, 0, 9, 9], [0, 5, 1, 2]]
+
+
+def test_digit_targets_can_be_switched_on_when_resumed(tmp_path):
+    """Digit targets can start mid-run (--resume --digits), also from a state saved before the digit
+    read-out existed; they train the read-out only while switched on."""
+    import torch
+
+    from tools.distill.train import TrainConfig, train
+
+    base = dict(out=str(tmp_path / "run"), shape="test", batch=2, warmup=1, save_every=2, eval_every=1000)
+    state_path = tmp_path / "run" / "train_state.pt"
+    train(TrainConfig(**base, steps=6, stop_at=2))
+    before = torch.load(state_path, weights_only=False)["grounding_head"]["digits.weight"]
+    train(TrainConfig(**base, steps=6, stop_at=4, digits=0.5), resume=True)
+    state = torch.load(state_path, weights_only=False)
+    assert state["step"] == 4 and not torch.equal(state["grounding_head"]["digits.weight"], before)
+
+    # a state from before the digit read-out: no digits.* weights, two optimizer groups
+    for key in ("digits.weight", "digits.bias"):
+        del state["grounding_head"][key]
+    dropped = state["optimizer"]["param_groups"][2:]
+    state["optimizer"]["param_groups"] = state["optimizer"]["param_groups"][:2]
+    for group in dropped:
+        for index in group["params"]:
+            state["optimizer"]["state"].pop(index, None)
+    torch.save(state, state_path)
+    train(TrainConfig(**base, steps=6, digits=0.5), resume=True)
+    state = torch.load(state_path, weights_only=False)
+    assert state["step"] == 6 and len(state["optimizer"]["param_groups"]) == 4

@@ -60,7 +60,8 @@ def _cmd_train(args) -> int:
     cfg = TrainConfig(out=args.out, shape=args.shape, steps=args.steps, batch=args.batch, lr=args.lr,
                       seed=args.seed, data=args.data, save_every=args.save_every, eval_every=args.eval_every,
                       eval_parts=args.eval_parts, threads=args.threads, max_minutes=args.max_minutes,
-                      grounding=args.grounding, task_weights=args.task_weights, stop_at=args.stop_at)
+                      grounding=args.grounding, task_weights=args.task_weights, stop_at=args.stop_at,
+                      digits=args.digits)
     validation = sim_records(range(500_000, 500_000 + args.eval_parts)) if args.eval_parts else []
 
     def evaluate_fn(model, tok, settings, builder, parts):
@@ -139,6 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task-weights", type=_weights, default=None, metavar="defects=0.6,screws=0.25,label=0.15",
                    help="how often each task is drawn from generated parts")
     p.add_argument("--stop-at", type=int, default=0, help="save and stop after this step (one phase of a schedule)")
+    p.add_argument("--digits", type=float, default=0.0,
+                   help="weight of the grounding head's coordinate-digit targets (0 = off)")
     p.add_argument("--resume", action="store_true")
     p.set_defaults(func=_cmd_train)
 

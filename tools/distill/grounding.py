@@ -11,6 +11,11 @@ is, which the language model then reads out as point coordinates or as an answer
   grid, because a pooled token spans 40 × 30 px of a 320 × 240 frame while a scratch's mask
   (dilated by 3 px) is about 9 px wide.
 
+- digits (optional): the hundreds and tens digits of that point's x and y in Molmo2's 0–1000 point
+  scale. A student answers coordinates digit by digit; without this it learns the hundreds digit
+  from the image and a fixed guess for the tens, about 30 px off in x. Features that carry the
+  digits themselves leave the language model a copy to learn.
+
 The head that predicts them is used in training only; the student keeps the plain Molmo2
 architecture.
 """
@@ -73,17 +78,32 @@ def token_targets(masks: dict[str, np.ndarray], points: dict[str, list[tuple[flo
     return np.concatenate([low, high])
 
 
+def point_digits(points: torch.Tensor) -> torch.Tensor:
+    """[N, 2] normalized points → [N, 4] digit classes: x hundreds, x tens, y hundreds, y tens (0–1000 scale)."""
+    value = (points * 1000).round().clamp(0, 999).long()
+    return torch.stack([value[:, 0] // 100, value[:, 0] // 10 % 10, value[:, 1] // 100, value[:, 1] // 10 % 10], -1)
+
+
 class GroundingHead(nn.Module):
     def __init__(self, hidden: int):
         super().__init__()
         self.proj = nn.Linear(hidden, COLUMNS)
+        self.digits = nn.Linear(hidden, 4 * 10)
 
-    def loss(self, features: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        out = self.proj(features.float())
+    def loss(self, features: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor,
+             digits: float = 0.0) -> torch.Tensor:
+        """``digits`` weighs the digit targets (0 = off); tokens holding an object point count 5× more."""
+        features = features.float()
+        out = self.proj(features)
         flags = len(PRESENCE) + len(CENTRES)
         presence = nn.functional.binary_cross_entropy_with_logits(out[:, :flags], targets[:, :flags], reduction="none")
         where = (out[:, flags:flags + 2] - targets[:, flags:flags + 2]) ** 2
         has_point = targets[:, len(PRESENCE):flags].amax(-1)
         point = (out[:, flags + 2:] - targets[:, flags + 2:]).abs().sum(-1) * has_point
         per_token = presence.sum(-1) + 10.0 * where.sum(-1) + 20.0 * point
+        if digits:
+            logits = self.digits(features).view(-1, 4, 10)
+            classes = point_digits(targets[:, flags + 2:])
+            ce = nn.functional.cross_entropy(logits.reshape(-1, 10), classes.reshape(-1), reduction="none")
+            per_token = per_token + digits * ce.view(-1, 4).sum(-1) * (0.2 + has_point)
         return (per_token * weight).sum() / weight.sum().clamp(min=1.0)

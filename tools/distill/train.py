@@ -49,6 +49,7 @@ class TrainConfig:
     grounding: float = 1.0  # weight of the auxiliary grounding loss (0 = off)
     task_weights: dict[str, float] | None = None  # how often each task is drawn (default dataset.TASK_WEIGHTS)
     stop_at: int = 0  # save and stop after this step (a phase of a schedule; --resume continues); 0 = run to steps
+    digits: float = 0.0  # weight of the grounding head's coordinate-digit targets (0 = off)
 
 
 def encode_record(rec: Record, settings: ImageSettings, builder: PromptBuilder, eos_id: int) -> dict[str, np.ndarray]:
@@ -135,20 +136,32 @@ def train(cfg: TrainConfig, resume: bool = False, evaluate_fn: Callable | None =
     builder = prompt_builder(tok)
     eos_id, pad_id = tok.token_to_id("<|im_end|>"), tok.token_to_id("<|endoftext|>")
     head = GroundingHead(shape.text_hidden)
-    params = list(model.named_parameters()) + [(f"grounding.{n}", p) for n, p in head.named_parameters()]
+    params = list(model.named_parameters()) + [(f"grounding.{n}", p) for n, p in head.proj.named_parameters()]
     decay = [p for n, p in params if p.dim() >= 2 and "embed" not in n and "positional" not in n]
     no_decay = [p for n, p in params if not (p.dim() >= 2 and "embed" not in n and "positional" not in n)]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98))
+
+    def add_digit_groups() -> None:  # the digit read-out has its own groups: a run may switch it on when resumed
+        optimizer.add_param_group({"params": [head.digits.weight], "weight_decay": cfg.weight_decay})
+        optimizer.add_param_group({"params": [head.digits.bias], "weight_decay": 0.0})
+
     step, elapsed = 0, 0.0
     state_path = out / "train_state.pt"
     if resume and state_path.is_file():
         state = torch.load(state_path, weights_only=False)
         model.load_state_dict(state["model"])
-        head.load_state_dict(state["grounding_head"])
+        has_digits = len(state["optimizer"]["param_groups"]) == 4
+        head.load_state_dict(state["grounding_head"], strict=has_digits)
+        if has_digits:
+            add_digit_groups()
         optimizer.load_state_dict(state["optimizer"])
+        if not has_digits:
+            add_digit_groups()
         step, elapsed = state["step"], state["elapsed"]
         torch.set_rng_state(state["torch_rng"])
+    else:
+        add_digit_groups()
     (out / "train_config.json").write_text(json.dumps({**asdict(cfg), "shape_values": asdict(shape)}, indent=2))
 
     records = read_jsonl(Path(cfg.data), load_masks=False) if cfg.data else None
@@ -180,7 +193,8 @@ def train(cfg: TrainConfig, resume: bool = False, evaluate_fn: Callable | None =
                                                    batch.pop("image_grids"))
             batch.pop("image_num_crops")
             lm_loss = model(**batch, mm_encoder_outputs={"image": image}).loss
-            aux_loss = head.loss(torch.cat(image.pooler_output), aux, aux_weight) if cfg.grounding else lm_loss * 0
+            aux_loss = (head.loss(torch.cat(image.pooler_output), aux, aux_weight, cfg.digits) if cfg.grounding
+                        else lm_loss * 0)
             loss = lm_loss + cfg.grounding * aux_loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
