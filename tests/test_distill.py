@@ -188,3 +188,21 @@ def test_digit_targets_can_be_switched_on_when_resumed(tmp_path):
     train(TrainConfig(**base, steps=6, digits=0.5), resume=True)
     state = torch.load(state_path, weights_only=False)
     assert state["step"] == 6 and len(state["optimizer"]["param_groups"]) == 4
+
+
+def test_record_masks_follow_the_answer_order():
+    """Evaluation looks up masks[i] for the matched points[i]: each point must lie in its own mask,
+    also on parts whose objects were generated in another order than the answer lists them."""
+    from tools.distill.dataset import from_part
+    from edge_inspect.sim import render_part
+
+    reordered = 0
+    for seed in range(60):
+        part = render_part(seed)
+        for task, objects in (("defects", part.defects), ("screws", part.screws)):
+            rec = from_part(part, task)
+            assert len(rec.points) == len(rec.masks) == len(objects)
+            for (x, y), mask in zip(rec.points, rec.masks):
+                assert mask[int(round(y * part.height)), int(round(x * part.width))], (seed, task)
+            reordered += [o.normalized(part.width, part.height) for o in objects] != rec.points
+    assert reordered > 5  # the case that matters occurs

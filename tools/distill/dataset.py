@@ -22,7 +22,7 @@ import numpy as np
 
 from edge_inspect.sim import Part, render_part
 
-from .tasks import TASKS, Example, example
+from .tasks import TASKS, Example, example, point_objects
 
 # How often each task is drawn in training: defect pointing is the hard one.
 TASK_WEIGHTS = {"defects": 0.6, "screws": 0.25, "label": 0.15}
@@ -57,7 +57,7 @@ class Record:
 
 def from_part(part: Part, task: str) -> Record:
     ex: Example = example(part, task)
-    objects = part.defects if task == "defects" else part.screws if task == "screws" else []
+    objects = point_objects(part, task)  # masks[i] belongs to points[i]
     regions = {"defect": np.zeros(part.image.shape[:2], bool), "screw": np.zeros(part.image.shape[:2], bool),
                "label": part.label_mask if part.label_mask is not None else np.zeros(part.image.shape[:2], bool)}
     for obj in part.defects:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edge_inspect.sim import Part
+from edge_inspect.sim import GroundTruthObject, Part
 from edge_inspect.vlm.points import format_molmo2_points
 
 # task name → (prompt, kind). The demo station asks exactly these.
@@ -25,9 +25,19 @@ class Example:
     answer: bool | None  # yes/no ground truth
 
 
-def _reading_order(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+def reading_order(objects: list[GroundTruthObject], width: int, height: int) -> list[GroundTruthObject]:
     """Top to bottom in bands of 10% of the height, then left to right: a stable order to learn."""
-    return sorted(points, key=lambda p: (round(p[1] * 10), p[0]))
+    def key(o: GroundTruthObject) -> tuple[int, float]:
+        x, y = o.normalized(width, height)
+        return round(y * 10), x
+
+    return sorted(objects, key=key)
+
+
+def point_objects(part: Part, task: str) -> list[GroundTruthObject]:
+    """The objects a point task answers with, in the order the answer lists them."""
+    objects = part.defects if task == "defects" else part.screws if task == "screws" else []
+    return reading_order(objects, part.width, part.height)
 
 
 def example(part: Part, task: str) -> Example:
@@ -35,6 +45,5 @@ def example(part: Part, task: str) -> Example:
     if kind == "yes_no":
         answer = part.answers()["label_present"]
         return Example(task, prompt, "Yes." if answer else "No.", [], answer)
-    objects = part.defects if task == "defects" else part.screws
-    points = _reading_order([o.normalized(part.width, part.height) for o in objects])
+    points = [o.normalized(part.width, part.height) for o in point_objects(part, task)]
     return Example(task, prompt, format_molmo2_points(points, POINT_LABELS[task]), points, None)
