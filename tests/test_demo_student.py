@@ -38,6 +38,8 @@ def test_smaller_evaluation_matches_the_report():
     from tools.distill.evaluate import BundlePredictor, evaluate_records, headline, sim_records
 
     report = json.loads((STUDENT / "report.json").read_text())
+    targets = {"defect_f1": 0.80, "screw_count_exact": 0.90, "label_accuracy": 0.97}  # what the student must reach
+    assert all(report["headline"][name] >= floor for name, floor in targets.items()), report["headline"]
     seeds = range(report["evaluation_seeds"][0], report["evaluation_seeds"][0] + 60)
     figures = headline(evaluate_records(BundlePredictor(STUDENT), sim_records(seeds)))
     for name, reported in report["headline"].items():
