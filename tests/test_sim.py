@@ -70,7 +70,9 @@ def test_label_mask_marks_the_label(parts):
         inner = cv2.erode(part.label_mask.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
         assert inner.sum() > 500, part.seed
         assert np.percentile(grey[inner], 75) > 200, part.seed  # most of it is white paper
-        assert np.percentile(grey[~part.label_mask], 99) < 235 or part.label_mask.mean() > 0.03, part.seed
+        bright = grey > 215  # the label, and the odd bright scratch or dent highlight
+        near = cv2.dilate(part.label_mask.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+        assert bright[near].sum() > 0.6 * bright.sum(), part.seed
 
 
 def test_spec_is_obeyed():

@@ -9,8 +9,7 @@ is, which the language model then reads out as point coordinates or as an answer
 - centre: does a defect's / a screw's point (where the answer should point) fall in this token;
 - position: where this token is, and where the object point inside it is — finer than the token
   grid, because a pooled token spans 40 × 30 px of a 320 × 240 frame while a scratch's mask
-  (dilated by 3 px) is about 9 px wide.
-
+  (dilated by 3 px) is about 9 px wide;
 - digits (optional): the hundreds and tens digits of that point's x and y in Molmo2's 0–1000 point
   scale. A student answers coordinates digit by digit; without this it learns the hundreds digit
   from the image and a fixed guess for the tens, about 30 px off in x. Features that carry the

@@ -151,7 +151,8 @@ def train(cfg: TrainConfig, resume: bool = False, evaluate_fn: Callable | None =
     if resume and state_path.is_file():
         state = torch.load(state_path, weights_only=False)
         model.load_state_dict(state["model"])
-        has_digits = len(state["optimizer"]["param_groups"]) == 4
+        # a state saved before the digit read-out existed has only the two base groups
+        has_digits = len(state["optimizer"]["param_groups"]) > len(optimizer.param_groups)
         head.load_state_dict(state["grounding_head"], strict=has_digits)
         if has_digits:
             add_digit_groups()
