@@ -16,7 +16,7 @@ from typing import Literal
 import numpy as np
 
 from .config import CountCheck, PointCheck, QACheck
-from .plc.handshake import Verdict
+from .verdict import Verdict
 
 Status = Literal["pass", "fail", "error"]
 

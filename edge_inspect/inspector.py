@@ -10,7 +10,7 @@ import numpy as np
 
 from .checks import CheckOutcome, error_outcome, judge_points, judge_qa, verdict
 from .config import QACheck, Recipe
-from .plc.handshake import Verdict
+from .verdict import Verdict
 from .vlm import VisionLanguageModel
 
 

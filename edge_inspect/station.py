@@ -22,7 +22,8 @@ from .camera import Camera, CameraError, source_from_config
 from .checks import defect_count, failed_mask
 from .config import StationConfig
 from .inspector import Inspection, Inspector
-from .plc.handshake import ErrorCode, Handshake, Request, Result, Verdict
+from .plc.handshake import Handshake, Request, Result
+from .verdict import ErrorCode, Verdict
 from .plc.modbus import LinkError, LinkSettings, make_link
 from .plc.signals import build_map
 from .store import InspectionRecord, Store, StoreError, draw_overlay

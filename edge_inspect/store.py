@@ -22,7 +22,7 @@ import numpy as np
 import sqlite_utils
 
 from .checks import CheckOutcome, defect_count, failed_mask
-from .plc.handshake import Verdict
+from .verdict import Verdict
 
 DB_NAME = "inspections.db"
 

@@ -1,6 +1,7 @@
 """The handshake state machine, without any transport."""
 
-from edge_inspect.plc.handshake import ErrorCode, Handshake, Inputs, Result, State, Verdict
+from edge_inspect.plc.handshake import Handshake, Inputs, Result, State
+from edge_inspect.verdict import ErrorCode, Verdict
 
 
 def _online() -> Handshake:

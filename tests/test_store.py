@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from edge_inspect.checks import CheckOutcome
-from edge_inspect.plc.handshake import Verdict
+from edge_inspect.verdict import Verdict
 from edge_inspect.store import InspectionRecord, Store, StoreError
 
 

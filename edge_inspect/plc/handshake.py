@@ -15,21 +15,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-
-class Verdict(enum.IntEnum):
-    PASS = 1
-    FAIL = 2
-    ERROR = 3
-
-
-class ErrorCode(enum.IntEnum):
-    NONE = 0
-    MODEL = 1  # model failed or gave no usable answer
-    CAMERA = 2  # no frame / camera lost
-    MISSED_TRIGGER = 3  # trigger while busy or before results were acknowledged
-    DISK_FULL = 4  # log could not be written; signalling continues
-    BAD_RECIPE = 5  # recipe number not configured
-    INTERNAL = 6
+from ..verdict import ErrorCode, Verdict
 
 
 class State(enum.Enum):
