@@ -2,8 +2,15 @@
 
 This reproduces transformers' ``Molmo2ImageProcessor`` (5.23) without torch or torchvision.
 The resize is torch's bilinear interpolation (``align_corners=False``, no antialias) computed in
-float32 in the same order of operations, then rounded back to uint8 as the HF processor does.
-``tests/test_preprocess.py`` checks the output against the HF processor's own code.
+float32 in the same order of operations as torch's CPU kernel, then rounded back to uint8 as the
+HF processor does; transparent frames are composited on white as its torchvision backend does.
+``tests/test_preprocess.py`` checks the output against the HF processor's own code, bit for bit.
+
+torch has two CPU kernels for this resize and picks one at run time: the generic one, and a
+channels-last one for small outputs (height + width <= 128) or when torch runs on one thread.
+Both round differently in the last float bit, which decides pixels whose value lands on .5.
+``resize_bilinear`` follows the choice of a multi-threaded torch (how the HF processor normally
+runs); ``kernel="channels_last"`` reproduces a single-threaded one.
 """
 
 from __future__ import annotations
@@ -12,6 +19,13 @@ import itertools
 from dataclasses import dataclass
 
 import numpy as np
+
+KERNELS = ("auto", "generic", "channels_last")
+_CHANNELS_LAST_MAX_OUTPUT = 128  # torch uses its channels-last kernel when out_h + out_w <= this
+
+
+class ImageError(ValueError):
+    """A frame the model cannot take (empty, wrong dtype or channels); the message names its shape."""
 
 
 @dataclass(frozen=True)
@@ -99,20 +113,46 @@ def _fma(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
     return (a.astype(np.float64) * b + c).astype(np.float32)
 
 
-def resize_bilinear(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Resize an HxWxC uint8 image like HF's Molmo2 processor (float bilinear, round, clamp).
-
-    The arithmetic follows torch's ``upsample_bilinear2d`` CPU kernel operation by operation,
-    fused multiply-adds included, so the result is bit-identical to the HF processor's."""
-    h0, h1, wh0, wh1 = _linear_taps(image.shape[0], height)
-    w0, w1, ww0, ww1 = _linear_taps(image.shape[1], width)
+def _resize_generic(image: np.ndarray, h0, h1, wh0, wh1, w0, w1, ww0, ww1) -> np.ndarray:
+    """torch's generic kernel: one axis after the other, each a product then a fused multiply-add."""
     # The horizontal pass is computed once per source row that is used (same arithmetic as
     # torch, which computes it per output row), then gathered for the top and bottom taps.
     rows, inverse = np.unique(np.concatenate([h0, h1]), return_inverse=True)
     src = image[rows].astype(np.float32)
     horizontal = _fma(src[:, w0], ww0[None, :, None], src[:, w1] * ww1[None, :, None])
     t, b = horizontal[inverse[: len(h0)]], horizontal[inverse[len(h0) :]]
-    out = _fma(t, wh0[:, None, None], b * wh1[:, None, None])
+    return _fma(t, wh0[:, None, None], b * wh1[:, None, None])
+
+
+def _resize_channels_last(image: np.ndarray, h0, h1, wh0, wh1, w0, w1, ww0, ww1) -> np.ndarray:
+    """torch's channels-last kernel: four corner weights (float32 products), summed as
+    fma(i11, w11, fma(i10, w10, fma(i00, w00, i01 * w01))) — the order its compiled code uses."""
+    src = image.astype(np.float32)
+    top, bottom = src[h0], src[h1]
+    w00 = (wh0[:, None] * ww0[None, :])[..., None]
+    w01 = (wh0[:, None] * ww1[None, :])[..., None]
+    w10 = (wh1[:, None] * ww0[None, :])[..., None]
+    w11 = (wh1[:, None] * ww1[None, :])[..., None]
+    acc = top[:, w1] * w01
+    acc = _fma(top[:, w0], w00, acc)
+    acc = _fma(bottom[:, w0], w10, acc)
+    return _fma(bottom[:, w1], w11, acc)
+
+
+def resize_bilinear(image: np.ndarray, height: int, width: int, kernel: str = "auto") -> np.ndarray:
+    """Resize an HxWxC uint8 image like HF's Molmo2 processor (float bilinear, round, clamp).
+
+    The arithmetic follows torch's ``upsample_bilinear2d`` CPU kernels operation by operation,
+    fused multiply-adds included, so the result is bit-identical to the HF processor's.
+    ``kernel``: "auto" picks the kernel a multi-threaded torch picks for this output size;
+    "generic" or "channels_last" force one (a single-threaded torch always uses channels-last)."""
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
+    if kernel == "auto":
+        kernel = "channels_last" if height + width <= _CHANNELS_LAST_MAX_OUTPUT else "generic"
+    taps = (*_linear_taps(image.shape[0], height), *_linear_taps(image.shape[1], width))
+    out = (_resize_channels_last if kernel == "channels_last" else _resize_generic)(image, *taps)
+    # np.round rounds half to even, as torch.round does.
     return np.clip(np.round(out), 0, 255).astype(np.uint8)
 
 
@@ -147,27 +187,55 @@ def _pool_windows(grid: np.ndarray, pool_h: int, pool_w: int) -> tuple[np.ndarra
     return windows, rows, cols
 
 
-def to_rgb(image: np.ndarray, order: str = "rgb") -> np.ndarray:
-    """An HxWx3 uint8 RGB view of a grey, RGB, BGR, RGBA or BGRA frame."""
+def _shape(image: object) -> str:
+    shape = getattr(image, "shape", None)
+    return "x".join(str(n) for n in shape) if shape is not None else type(image).__name__
+
+
+def check_frame(image: object) -> np.ndarray:
+    """The frame itself if it is a non-empty HxW, HxWx1, HxWx3 or HxWx4 uint8 array; else ImageError."""
+    if not isinstance(image, np.ndarray):
+        raise ImageError(f"frame must be a numpy uint8 array, got {_shape(image)}")
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
+        raise ImageError(f"frame shape {_shape(image)}: expected HxW, HxWx1, HxWx3 or HxWx4")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise ImageError(f"frame shape {_shape(image)}: empty (no pixels)")
     if image.dtype != np.uint8:
-        raise ValueError(f"image must be uint8, got {image.dtype}")
-    if image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 1):
+        raise ImageError(f"frame shape {_shape(image)}: image must be uint8, got {image.dtype}")
+    return image
+
+
+def composite_on_white(rgba: np.ndarray) -> np.ndarray:
+    """Blend an HxWx4 uint8 image onto white, with the arithmetic of the HF processor's torchvision
+    backend: scale to [0, 1] in float32, ``rgb * a + (1 - a)``, back to uint8 by ``x * 255.999``
+    truncated (torchvision's ``to_dtype(..., scale=True)``)."""
+    x = rgba.astype(np.float32) * np.float32(1.0 / 255)
+    alpha = x[:, :, 3:4]
+    blended = (x[:, :, :3] * alpha).astype(np.float32) + (np.float32(1.0) - alpha)
+    return (blended * np.float32(255 + 1.0 - 1e-3)).astype(np.uint8)
+
+
+def to_rgb(image: np.ndarray, order: str = "rgb") -> np.ndarray:
+    """An HxWx3 uint8 RGB copy or view of a grey, RGB, BGR, RGBA or BGRA frame.
+
+    Transparent frames are composited on white, as the HF Molmo2 processor does."""
+    if order not in ("rgb", "bgr"):
+        raise ValueError(f"order must be 'rgb' or 'bgr', got {order!r}")
+    image = check_frame(image)
+    if image.ndim == 2 or image.shape[2] == 1:
         grey = image.reshape(image.shape[0], image.shape[1])
         return np.repeat(grey[:, :, None], 3, axis=2)
-    if image.ndim != 3 or image.shape[2] not in (3, 4):
-        raise ValueError(f"image must be HxW or HxWx3/4, got shape {image.shape}")
-    rgb = image[:, :, :3]
+    rgb = composite_on_white(image) if image.shape[2] == 4 else image
     if order == "bgr":
         rgb = rgb[:, :, ::-1]
-    elif order != "rgb":
-        raise ValueError(f"order must be 'rgb' or 'bgr', got {order!r}")
     return np.ascontiguousarray(rgb)
 
 
 def preprocess(image_rgb: np.ndarray, s: ImageSettings) -> ImageInputs:
     """Crops, patches and pooling indices for one RGB uint8 image (HxWx3)."""
-    if image_rgb.ndim != 3 or image_rgb.shape[2] != 3 or image_rgb.dtype != np.uint8:
-        raise ValueError(f"expected an HxWx3 uint8 RGB image, got {image_rgb.shape} {image_rgb.dtype}")
+    check_frame(image_rgb)
+    if image_rgb.ndim != 3 or image_rgb.shape[2] != 3:
+        raise ImageError(f"frame shape {_shape(image_rgb)}: expected an HxWx3 RGB image (use to_rgb first)")
     height, width = image_rgb.shape[:2]
     crop, patch, cp = s.crop_size, s.patch_size, s.crop_patches
     left, right = s.overlap_margins
