@@ -1,5 +1,7 @@
 """Point parsing: Molmo2 and Molmo v1 formats, counting sentences, none-answers and garbage."""
 
+import time
+
 import pytest
 
 from edge_inspect.vlm.points import format_molmo2_points, parse_points
@@ -63,3 +65,65 @@ def test_format_round_trip():
     assert text == '<points coords="1 1 250 500 2 750 125">screw</points>'
     assert [(p.x, p.y) for p in parse_points(text).points] == [(0.25, 0.5), (0.75, 0.125)]
     assert format_molmo2_points([], "screw") == "There are none."
+
+
+HUGE = "9" * 5000
+
+
+@pytest.mark.parametrize("text", [
+    f'<points coords="1 1 {HUGE} 630">screw</points>',
+    f'<points coords="{HUGE} 1 412 630">screw</points>',
+    f'<points coords="1 {HUGE} 412 630">screw</points>',
+    f'<point x="{HUGE}" y="2">scratch</point>',
+    f'<point x="0.{HUGE}" y="2">scratch</point>',
+    f'<points x{HUGE}="10" y{HUGE}="20">screws</points>',
+    f"Counting the screws shows a total of {HUGE}.",
+    f'Counting the <points coords="1 1 100 200">screw</points> shows a total of {HUGE}.',
+])
+def test_huge_numbers_never_raise(text):
+    answer = parse_points(text)
+    assert answer.stated_count is None or answer.stated_count < 10**10
+    if "points coords" in text and "total" not in text or "point x" in text or "x9" in text:
+        assert answer.malformed and answer.count == 0
+
+
+def test_bounded_numbers_still_read():
+    answer = parse_points('<point x="61.1234567890" y="40">scratch</point> a total of 1234567890.')
+    assert answer.count == 1 and answer.stated_count == 1234567890
+
+
+ADVERSARIAL = [
+    '<points coords="1 1 ',  # opening tags, never closed
+    '<point x="1" ',  # no '>'
+    "<point ",
+    '<points coords="1 1 100 200">screw',  # '>' but no closing tag
+    'a="',
+    "</points>",
+    "there   is ",
+]
+
+
+def _seconds(text: str) -> float:
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        assert parse_points(text).malformed in (True, False)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+@pytest.mark.parametrize("unit", ADVERSARIAL)
+def test_parse_time_is_linear(unit):
+    """100 KB of an unclosed pattern: parsing 4x the text must take about 4x the time (a quadratic
+    parser takes 16x), and well under a second in any case."""
+    small = unit * (25_000 // len(unit))
+    large = unit * (100_000 // len(unit))
+    t_small, t_large = _seconds(small), _seconds(large)
+    assert t_large < 1.0
+    assert t_large < 8 * max(t_small, 2e-4), (t_small, t_large)
+
+
+def test_unclosed_tag_is_malformed():
+    assert parse_points('<points coords="1 1 100 200">screw <points coords="1 1 1 1">x</points>').malformed
+    assert parse_points('<points coords="1 1 100 200">screw</point>').malformed
+    assert parse_points("</points>").malformed

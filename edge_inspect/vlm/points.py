@@ -1,6 +1,6 @@
 """Point answers of Molmo models → normalized points.
 
-Two dialects are understood (see shared DESIGN notes, section 3):
+Two dialects are understood (formats in models/README.md):
 
 * Molmo2: ``<points coords="1 1 412 630 2 505 611">screw</points>`` — the first number of each
   image group is the 1-based image index, then (object index, x, y) triples with x, y on 0–1000.
@@ -16,13 +16,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-_MOLMO2_RE = re.compile(r"<points\s+coords=\"([^\"]*)\"\s*>(.*?)</points>", re.S)
-_V1_POINT_RE = re.compile(r"<point\s+([^>]*)>(.*?)</point>", re.S)
-_V1_POINTS_RE = re.compile(r"<points\s+((?:(?!coords=)[^>])*)>(.*?)</points>", re.S)
-_ATTR_RE = re.compile(r"(\w+)\s*=\s*\"([^\"]*)\"")
-_TOTAL_RE = re.compile(r"total of\s+(\d+)", re.I)
-_NONE_RE = re.compile(r"\bthere\s+(?:are|is)\s+(?:none|no\b)", re.I)
-_ANY_TAG_RE = re.compile(r"</?points?\b", re.I)
+# One pass over the text finds every tag start and every '>'; the parser walks these events in
+# order, so its time is linear in the text (no regex rescans from each unclosed tag).
+_EVENT_RE = re.compile(r"<(/?)(points?)\b|>", re.I)
+_ATTR_RE = re.compile(r"(?<![\w-])([A-Za-z_]\w{0,15})\s*=\s*\"([^\"]*)\"")
+_NUMBER_RE = re.compile(r"[+-]?(?:\d{1,10}(?:\.\d{0,10})?|\.\d{1,10})")
+_INDEX_RE = re.compile(r"[xy](\d{1,6})")
+_TOTAL_RE = re.compile(r"total of\s{1,10}(\d+)", re.I)
+_NONE_RE = re.compile(r"\bthere\s{1,10}(?:are|is)\s{1,10}(?:none|no\b)", re.I)
+MAX_DIGITS = 10  # numbers and indices longer than this are refused (an answer, not an attack surface)
 
 
 @dataclass(frozen=True)
@@ -56,46 +58,58 @@ class _Malformed(ValueError):
 
 
 def parse_points(text: str) -> PointAnswer:
-    """Read every point in ``text`` (either dialect)."""
+    """Read every point in ``text`` (either dialect). Linear in the length of the text; never raises."""
     if not isinstance(text, str):
         return PointAnswer(malformed=True, problem=f"answer is {type(text).__name__}, not text")
-    points: list[Point] = []
-    consumed: list[tuple[int, int]] = []
     try:
-        for match in _MOLMO2_RE.finditer(text):
-            points.extend(_molmo2_points(match.group(1), match.group(2).strip()))
-            consumed.append(match.span())
-        for regex in (_V1_POINT_RE, _V1_POINTS_RE):
-            for match in regex.finditer(text):
-                if any(a <= match.start() < b for a, b in consumed):
-                    continue
-                points.extend(_v1_points(match.group(1), match.group(2).strip()))
-                consumed.append(match.span())
+        points = _read_tags(text)
     except _Malformed as err:
         return PointAnswer(malformed=True, problem=str(err))
 
-    leftover = text
-    for a, b in sorted(consumed, reverse=True):
-        leftover = leftover[:a] + leftover[b:]
-    if _ANY_TAG_RE.search(leftover):
-        return PointAnswer(malformed=True, problem="unterminated or unreadable point markup")
-
     total = _TOTAL_RE.search(text)
-    stated = int(total.group(1)) if total else None
+    digits = total.group(1) if total else ""
+    stated = int(digits) if digits and len(digits) <= MAX_DIGITS else None
     none_found = not points and bool(_NONE_RE.search(text))
     if not points and not none_found and stated != 0:
         return PointAnswer(malformed=True, stated_count=stated, problem="no points and no 'none' answer")
     return PointAnswer(points=points, none_found=none_found, stated_count=stated)
 
 
+def _read_tags(text: str) -> list[Point]:
+    """Walk the tag events: each opening tag needs its '>' and then its own closing tag."""
+    # (start, end, kind): kind is ">", or the tag as written: "point", "points", "/point", "/points", …
+    events = [(m.start(), m.end(), m.group(0) if m.group(0) == ">" else m.group(1) + m.group(2))
+              for m in _EVENT_RE.finditer(text)]
+    tags = [i for i, e in enumerate(events) if e[2] != ">"]
+    points: list[Point] = []
+    for t in range(0, len(tags), 2):
+        i = tags[t]
+        start, end, kind = events[i]
+        if kind not in ("point", "points"):
+            raise _Malformed(f"unreadable point markup at {start}")
+        close = tags[t + 1] if t + 1 < len(tags) else None
+        if i + 1 >= len(events) or events[i + 1][2] != ">":
+            raise _Malformed(f"<{kind} tag at {start} is not closed with '>'")
+        if close is None or events[close][2] != "/" + kind:
+            raise _Malformed(f"<{kind} tag at {start} has no </{kind}>")
+        attrs = text[end : events[i + 1][0]]
+        label = text[events[i + 1][1] : events[close][0]].strip()
+        points.extend(_molmo2_points(attrs, label) if "coords=" in attrs else _v1_points(attrs, label))
+    return points
+
+
 def _number(value: str, what: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise _Malformed(f"{what} {value!r} is not a number") from None
-    if number != number or number in (float("inf"), float("-inf")):
-        raise _Malformed(f"{what} {value!r} is not finite")
-    return number
+    if not _NUMBER_RE.fullmatch(value.strip()):
+        shown = value if len(value) <= 24 else value[:20] + "..."
+        raise _Malformed(f"{what} {shown!r} is not a number of at most {MAX_DIGITS} digits")
+    return float(value)
+
+
+def _index(value: str, what: str) -> int:
+    number = _number(value, what)
+    if number != int(number):
+        raise _Malformed(f"{what} {value!r} is not a whole number")
+    return int(number)
 
 
 def _unit(value: float, scale: float, what: str) -> float:
@@ -104,7 +118,11 @@ def _unit(value: float, scale: float, what: str) -> float:
     return value / scale
 
 
-def _molmo2_points(coords: str, label: str) -> list[Point]:
+def _molmo2_points(attr_text: str, label: str) -> list[Point]:
+    attrs = dict(_ATTR_RE.findall(attr_text))
+    if "coords" not in attrs:
+        raise _Malformed("points tag with an unreadable coords attribute")
+    coords = attrs["coords"]
     points: list[Point] = []
     for group in re.split(r"[\t;]", coords):
         numbers = group.split()
@@ -112,11 +130,11 @@ def _molmo2_points(coords: str, label: str) -> list[Point]:
             continue
         if (len(numbers) - 1) % 3 != 0 or len(numbers) < 4:
             raise _Malformed(f"coords group {group.strip()!r} is not: image, then (object, x, y) triples")
-        image = int(_number(numbers[0], "image index"))
+        image = _index(numbers[0], "image index")
         if image < 1:
             raise _Malformed(f"image index {image} < 1")
         for i in range(1, len(numbers), 3):
-            obj = int(_number(numbers[i], "object index"))
+            obj = _index(numbers[i], "object index")
             x = _unit(_number(numbers[i + 1], "x"), 1000.0, "x")
             y = _unit(_number(numbers[i + 2], "y"), 1000.0, "y")
             points.append(Point(x=x, y=y, label=label, object_index=obj, image_index=image - 1))
@@ -132,7 +150,10 @@ def _v1_points(attr_text: str, label: str) -> list[Point]:
         x = _unit(_number(attrs["x"], "x"), 100.0, "x")
         y = _unit(_number(attrs["y"], "y"), 100.0, "y")
         return [Point(x=x, y=y, label=label, object_index=1)]
-    indices = sorted({int(k[1:]) for k in attrs if re.fullmatch(r"[xy]\d+", k)})
+    keys = [k for k in attrs if k[:1] in "xy" and k[1:].isdigit()]
+    if any(not _INDEX_RE.fullmatch(k) for k in keys):
+        raise _Malformed("point index longer than 6 digits")
+    indices = sorted({int(k[1:]) for k in keys})
     if not indices:
         raise _Malformed("points tag without coordinates")
     points = []
