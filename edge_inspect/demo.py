@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .bench import percentile
 from .config import load_config
+from .events import InspectionDone
 from .plc.simulated import PLCTimeout, SimulatedPLC
 from .station import Station
 
@@ -34,6 +35,8 @@ async def run_demo(workdir: Path, duration_s: float = 0.0, bundle: str | None = 
     config, sha = demo_config(workdir, bundle, port)
     workdir.mkdir(parents=True, exist_ok=True)
     station = Station(config, sha, DEMO_CONFIG.parent)
+    last: dict[int, InspectionDone] = {}  # result_id → its event, for the reasons printed per part
+    station.events.subscribe(lambda e: last.update({e.result_id: e}) if isinstance(e, InspectionDone) else None)
     plc = SimulatedPLC(station.signal_map, "127.0.0.1", port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -66,9 +69,9 @@ async def run_demo(workdir: Path, duration_s: float = 0.0, bundle: str | None = 
                 continue
             results.append(r)
             if not quiet:
-                event = station.last_event or {}
-                reasons = "; ".join(f"{c['name']}: {c['reason']}" for c in event.get("checks", [])
-                                    if c["status"] != "pass") or "all checks pass"
+                event = last.pop(r.result_id, None)
+                reasons = "; ".join(f"{c.name}: {c.reason}" for c in (event.checks if event else [])
+                                    if c.status != "pass") or "all checks pass"
                 print(f"#{r.result_id:<5} {part}  {VERDICTS.get(r.verdict, r.verdict):5}  defects={r.defect_count} "
                       f"failed=0b{r.failed_checks:03b}  {r.trigger_to_valid_ms:6.0f} ms  {reasons}")
             try:
@@ -77,10 +80,10 @@ async def run_demo(workdir: Path, duration_s: float = 0.0, bundle: str | None = 
                 pass
     finally:
         plc.close()
+        await station.stop()
         if web is not None:
             web.server.should_exit = True
             await web
-        await station.stop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
     summary = summarize(results)

@@ -8,7 +8,7 @@ import pytest
 
 from edge_inspect.checks import CheckOutcome
 from edge_inspect.verdict import Verdict
-from edge_inspect.store import InspectionRecord, Store, StoreError
+from edge_inspect.log import InspectionRecord, Store, StoreError
 
 
 def _record(result_id: int, verdict: Verdict) -> InspectionRecord:
@@ -87,8 +87,8 @@ def test_station_keeps_signalling_when_the_disk_is_full(tmp_path, tiny_bundle):
     async def scenario(station, plc):
         station.store.min_free_bytes = float("inf")
         result = await plc.cycle(5, 1, "full")
-        return result, dict(station.alarms)
+        return result, station.alarms.active("disk_full")
 
-    result, alarms = asyncio.run(run_station_with_plc(path, scenario))
+    result, disk_full_alarm = asyncio.run(run_station_with_plc(path, scenario))
     assert result.result_id == 5 and result.error_code == 4
-    assert "disk_full" in alarms and alarms["disk_full"].active
+    assert disk_full_alarm

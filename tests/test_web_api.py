@@ -10,7 +10,7 @@ import pytest
 
 from edge_inspect.config import load_config
 from edge_inspect.station import Station
-from edge_inspect.web.app import WebApp
+from edge_inspect.web.app import build_app
 from edge_inspect.web.auth import hash_password
 
 from .stations import write_station
@@ -34,8 +34,7 @@ def run_api(tmp_path, bundle, scenario, open_view=True):
         config, sha = load_config(path)
         station = Station(config, sha, path.parent)
         await station.start()
-        web = WebApp(station, config)
-        transport = httpx.ASGITransport(app=web.app)
+        transport = httpx.ASGITransport(app=build_app(station, config))
         try:
             async with httpx.AsyncClient(transport=transport, base_url="http://station") as client:
                 return await scenario(station, client)

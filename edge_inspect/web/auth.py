@@ -15,7 +15,6 @@ import time
 from collections import defaultdict, deque
 from dataclasses import dataclass
 
-ROLES = ("operator", "qa", "integrator")
 PERMISSIONS = {
     "trigger": {"operator", "integrator"},
     "ack_alarm": {"operator", "qa", "integrator"},

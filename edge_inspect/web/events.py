@@ -1,23 +1,39 @@
-"""Fan-out of station events to server-sent-event clients."""
+"""The live event stream (/api/events, server-sent events): station events fanned out to HMIs."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from ..events import Event, InspectionDone, Stopped
+from ..log import review
+from .context import WebContext
+
 
 class Broadcaster:
+    """Hands each event to every connected client's queue; slow clients lose old events and the
+    station is never blocked."""
+
     def __init__(self, loop: asyncio.AbstractEventLoop, max_queue: int = 100):
         self._queues: set[asyncio.Queue] = set()
         self.loop = loop
         self.max_queue = max_queue
+        self.closed = False
+
+    def on_event(self, event: Event) -> None:
+        if isinstance(event, Stopped):
+            self.closed = True
+        self.publish(event.to_dict())
 
     def publish(self, event: dict) -> None:
-        """Safe from any thread (alarms may come from the inspection worker)."""
+        """Safe from any thread."""
         self.loop.call_soon_threadsafe(self._deliver, event)
 
     def _deliver(self, event: dict) -> None:
-        """Slow clients lose old events; the station is never blocked."""
         for q in list(self._queues):
             if q.full():
                 q.get_nowait()
@@ -34,3 +50,31 @@ class Broadcaster:
 
 def sse(event: dict) -> str:
     return f"event: {event.get('type', 'message')}\ndata: {json.dumps(event, default=str)}\n\n"
+
+
+def routes(ctx: WebContext, broadcaster: Broadcaster) -> list[Route]:
+    async def api_events(request: Request) -> Response:
+        await ctx.require_view(request)
+        queue = broadcaster.subscribe()
+
+        async def stream():
+            try:
+                yield sse({"type": "status", **ctx.station.status()})
+                while not broadcaster.closed:
+                    try:
+                        event = await asyncio.wait_for(queue.get(), 1.0)
+                    except asyncio.TimeoutError:
+                        event = {"type": "status", **ctx.station.status()}
+                    if event.get("type") == InspectionDone.type:
+                        event = {**event, "shift": await ctx.query(review.shift_counters,
+                                                                   ctx.config.web.shift_starts)}
+                    yield sse(event)
+                    if event.get("type") == Stopped.type or await request.is_disconnected():
+                        break
+            finally:
+                broadcaster.unsubscribe(queue)
+
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    return [Route("/api/events", api_events)]

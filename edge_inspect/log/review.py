@@ -1,5 +1,5 @@
-"""QA review queries on the log: filters, pages, details, dispositions with an audit trail, CSV,
-and the figures behind the charts. Plain SQL on the store's SQLite file."""
+"""QA review on the log: filters, pages, details, dispositions with an audit trail, CSV, and the
+figures behind the charts. Plain SQL on the store's SQLite file; every write is one transaction."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from ..store import Store
+from .store import Store
 
 DISPOSITIONS = ("confirmed_defect", "false_reject", "missed_defect")
 VERDICTS = ("PASS", "FAIL", "ERROR")
@@ -18,19 +18,6 @@ VERDICTS = ("PASS", "FAIL", "ERROR")
 
 class FilterError(ValueError):
     """A filter value that cannot be used; names the parameter."""
-
-
-def ensure_tables(store: Store) -> None:
-    with store.lock:
-        db = store.db
-        if "dispositions" not in db.table_names():
-            db["dispositions"].create({"inspection_id": int, "disposition": str, "reviewer": str, "comment": str,
-                                       "ts": str}, pk="inspection_id",
-                                      foreign_keys=[("inspection_id", "inspections", "id")])
-        if "audit" not in db.table_names():
-            db["audit"].create({"id": int, "ts": str, "user": str, "action": str, "inspection_id": int,
-                                "detail": str}, pk="id")
-            db["audit"].create_index(["inspection_id"])
 
 
 def _time(value: str, name: str) -> float:
@@ -135,21 +122,25 @@ def set_disposition(store: Store, inspection_id: int, disposition: str, reviewer
     if disposition not in DISPOSITIONS:
         raise FilterError(f"disposition: {disposition!r} is not one of {', '.join(DISPOSITIONS)}")
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    with store.lock, store.db.conn:
-        before = list(store.db.query("select disposition, reviewer, comment from dispositions where inspection_id = ?",
-                                     [inspection_id]))
+    with store.transaction() as db:
+        before = db.execute("select disposition, reviewer, comment from dispositions where inspection_id = ?",
+                            [inspection_id]).fetchone()
+        before = dict(zip(("disposition", "reviewer", "comment"), before)) if before else None
         after = {"disposition": disposition, "reviewer": reviewer, "comment": comment[:2000]}
-        store.db["dispositions"].upsert({"inspection_id": inspection_id, **after, "ts": now}, pk="inspection_id")
-        store.db["audit"].insert({"ts": now, "user": reviewer, "action": "disposition", "inspection_id": inspection_id,
-                                  "detail": json.dumps({"before": before[0] if before else None, "after": after})})
+        db.execute("insert into dispositions (inspection_id, disposition, reviewer, comment, ts) values (?, ?, ?, ?, ?) "
+                   "on conflict (inspection_id) do update set disposition = excluded.disposition, "
+                   "reviewer = excluded.reviewer, comment = excluded.comment, ts = excluded.ts",
+                   [inspection_id, disposition, reviewer, after["comment"], now])
+        db.execute("insert into audit (ts, user, action, inspection_id, detail) values (?, ?, ?, ?, ?)",
+                   [now, reviewer, "disposition", inspection_id, json.dumps({"before": before, "after": after})])
     return after
 
 
 def audit(store: Store, user: str, action: str, detail: dict, inspection_id: int | None = None) -> None:
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    with store.lock, store.db.conn:
-        store.db["audit"].insert({"ts": now, "user": user, "action": action, "inspection_id": inspection_id,
-                                  "detail": json.dumps(detail)})
+    with store.transaction() as db:
+        db.execute("insert into audit (ts, user, action, inspection_id, detail) values (?, ?, ?, ?, ?)",
+                   [now, user, action, inspection_id, json.dumps(detail)])
 
 
 def csv_export(store: Store, f: Filters) -> str:

@@ -1,0 +1,98 @@
+"""The log's schema and its migrations, numbered by SQLite's ``PRAGMA user_version``.
+
+Each migration runs once, in its own transaction, in order. A log written by any earlier release
+opens: release 0.1 created the tables without a version (user_version 0), which migration 1
+accepts as they are. Never edit a migration that has shipped; add the next one.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+INSPECTION_COLUMNS = (
+    "result_id INTEGER, ts TEXT, ts_unix FLOAT, station TEXT, recipe INTEGER, recipe_name TEXT, part_id TEXT, "
+    "trigger TEXT, verdict TEXT, error TEXT, defect_count INTEGER, failed_checks INTEGER, grab_ms FLOAT, "
+    "preprocess_ms FLOAT, vision_ms FLOAT, prefill_ms FLOAT, decode_ms FLOAT, inspect_ms FLOAT, cycle_ms FLOAT, "
+    "model_sha256 TEXT, config_sha256 TEXT, image_path TEXT, overlay_path TEXT"
+)
+_INSPECTION_NAMES = ", ".join(c.split()[0] for c in INSPECTION_COLUMNS.split(", "))
+
+
+def _v1_tables(db: sqlite3.Connection) -> None:
+    """The tables of release 0.1 (created there by sqlite-utils and web/review.py)."""
+    db.execute(f"CREATE TABLE IF NOT EXISTS inspections (id INTEGER PRIMARY KEY, {INSPECTION_COLUMNS})")
+    db.execute("CREATE INDEX IF NOT EXISTS idx_inspections_ts_unix ON inspections (ts_unix)")
+    db.execute("CREATE INDEX IF NOT EXISTS idx_inspections_verdict ON inspections (verdict)")
+    db.execute("CREATE INDEX IF NOT EXISTS idx_inspections_result_id ON inspections (result_id)")
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS checks (inspection_id INTEGER REFERENCES inspections(id), idx INTEGER, "
+        "name TEXT, kind TEXT, status TEXT, reason TEXT, counted INTEGER, answer TEXT, p_yes FLOAT, margin FLOAT, "
+        "ms FLOAT, PRIMARY KEY (inspection_id, idx))"
+    )
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS points (inspection_id INTEGER REFERENCES inspections(id), check_idx INTEGER, "
+        "x FLOAT, y FLOAT)"
+    )
+    db.execute("CREATE INDEX IF NOT EXISTS idx_points_inspection_id ON points (inspection_id)")
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS dispositions (inspection_id INTEGER PRIMARY KEY REFERENCES inspections(id), "
+        "disposition TEXT, reviewer TEXT, comment TEXT, ts TEXT)"
+    )
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS audit (id INTEGER PRIMARY KEY, ts TEXT, user TEXT, action TEXT, "
+        "inspection_id INTEGER, detail TEXT)"
+    )
+    db.execute("CREATE INDEX IF NOT EXISTS idx_audit_inspection_id ON audit (inspection_id)")
+
+
+def _v2_ids_never_reused(db: sqlite3.Connection) -> None:
+    """AUTOINCREMENT on inspections and audit: SQLite otherwise hands a deleted row's id to the next
+    insert, and a new inspection would inherit an old part's disposition, audit trail and images."""
+    db.execute(f"CREATE TABLE inspections_v2 (id INTEGER PRIMARY KEY AUTOINCREMENT, {INSPECTION_COLUMNS})")
+    db.execute(f"INSERT INTO inspections_v2 (id, {_INSPECTION_NAMES}) SELECT id, {_INSPECTION_NAMES} FROM inspections")
+    db.execute("DROP TABLE inspections")
+    db.execute("ALTER TABLE inspections_v2 RENAME TO inspections")
+    db.execute("CREATE INDEX idx_inspections_ts_unix ON inspections (ts_unix)")
+    db.execute("CREATE INDEX idx_inspections_verdict ON inspections (verdict)")
+    db.execute("CREATE INDEX idx_inspections_result_id ON inspections (result_id)")
+    db.execute(
+        "CREATE TABLE audit_v2 (id INTEGER PRIMARY KEY AUTOINCREMENT, ts TEXT, user TEXT, action TEXT, "
+        "inspection_id INTEGER, detail TEXT)"
+    )
+    db.execute("INSERT INTO audit_v2 SELECT id, ts, user, action, inspection_id, detail FROM audit")
+    db.execute("DROP TABLE audit")
+    db.execute("ALTER TABLE audit_v2 RENAME TO audit")
+    db.execute("CREATE INDEX idx_audit_inspection_id ON audit (inspection_id)")
+    # Rows deleted before this migration may have had higher ids than any row left: the old
+    # dispositions of such ids were orphaned by retention in 0.1; drop them so they cannot attach.
+    db.execute("DELETE FROM dispositions WHERE inspection_id NOT IN (SELECT id FROM inspections)")
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1_tables, _v2_ids_never_reused]
+LATEST = len(MIGRATIONS)
+
+
+class SchemaError(Exception):
+    """The log was written by a newer release than this one."""
+
+
+def migrate(db: sqlite3.Connection) -> tuple[int, int]:
+    """Bring the log to the latest schema; returns (version before, version after).
+
+    ``db`` must be in autocommit mode (isolation_level=None): each step runs in BEGIN IMMEDIATE.
+    """
+    before = db.execute("PRAGMA user_version").fetchone()[0]
+    if before > LATEST:
+        raise SchemaError(f"log schema version {before} is newer than this release knows ({LATEST}); "
+                          "upgrade edge-inspect")
+    for version in range(before + 1, LATEST + 1):
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            MIGRATIONS[version - 1](db)
+            db.execute(f"PRAGMA user_version = {version}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+    return before, LATEST

@@ -1,0 +1,253 @@
+"""Writing the local defect log: SQLite (WAL, synchronous=FULL) plus image files.
+
+Every inspection is one row in ``inspections`` with its checks in ``checks`` and the model's
+points in ``points``, committed in one transaction. Images are kept for every FAIL and ERROR and
+for every Nth PASS, each with an annotated overlay; they are written under a temporary name,
+fsynced and renamed before the row that names them commits. ``record()`` returns only after the
+commit, so the station tells the PLC afterwards: a result the PLC acted on is never missing.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import shutil
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import cv2
+import numpy as np
+import sqlite_utils
+
+from ..checks import CheckOutcome, defect_count, failed_mask
+from ..overlay import draw_overlay
+from ..verdict import Verdict
+from .schema import SchemaError, migrate
+
+DB_NAME = "inspections.db"
+TIMINGS = ("grab_ms", "preprocess_ms", "vision_ms", "prefill_ms", "decode_ms", "inspect_ms", "cycle_ms")
+log = logging.getLogger(__name__)
+
+
+class StoreError(Exception):
+    """The log could not be opened or written (disk full, I/O error, newer schema)."""
+
+    def __init__(self, message: str, disk_full: bool = False):
+        super().__init__(message)
+        self.disk_full = disk_full
+
+
+@dataclass(frozen=True)
+class InspectionRecord:
+    result_id: int
+    station: str
+    recipe: int
+    recipe_name: str
+    part_id: str
+    trigger: str  # plc | interval | software
+    verdict: Verdict
+    error: str
+    outcomes: list[CheckOutcome]
+    timings_ms: dict[str, float]
+    model_sha256: str
+    config_sha256: str
+    rois: list[list[tuple[float, float]] | None]
+
+
+def _disk_full(err: BaseException) -> bool:
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return isinstance(err, sqlite3.OperationalError) and "full" in str(err).lower()
+
+
+def utc_stamp(now: float) -> str:
+    return datetime.fromtimestamp(now, timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    """Write to a temporary name, fsync, rename into place and fsync the folder."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Store:
+    """The only writer of the log. One connection, serialized by ``lock``; safe from any thread."""
+
+    def __init__(self, folder: str | Path, save_pass_every: int = 20, retention_days: float = 30.0,
+                 max_disk_mb: float = 2048.0, min_free_mb: float = 200.0):
+        self.folder = Path(folder)
+        self.images = self.folder / "images"
+        self.images.mkdir(parents=True, exist_ok=True)
+        self.save_pass_every = save_pass_every
+        self.retention_s = retention_days * 86400
+        self.max_disk_bytes = max_disk_mb * 1e6
+        self.min_free_bytes = min_free_mb * 1e6
+        self.path = self.folder / DB_NAME
+        # Autocommit mode: transactions are explicit (``transaction()``), so no library call can
+        # commit half an inspection.
+        self.conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self.db = sqlite_utils.Database(self.conn)
+        self.lock = threading.RLock()
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=FULL")
+        try:
+            before, after = migrate(self.conn)
+        except SchemaError as err:
+            self.conn.close()
+            raise StoreError(f"{self.path}: {err}") from None
+        if before != after:
+            log.info("log %s migrated from schema %d to %d", self.path, before, after)
+        self._passes = 0
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One SQLite transaction (BEGIN IMMEDIATE … COMMIT), rolled back if the block raises."""
+        with self.lock:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+
+    # -- writing ---------------------------------------------------------------------------------
+    def _keep_image(self, verdict: Verdict) -> bool:
+        if verdict != Verdict.PASS:
+            return True
+        self._passes += 1
+        return self.save_pass_every > 0 and self._passes % self.save_pass_every == 0
+
+    def _write_images(self, frame: np.ndarray, rec: InspectionRecord, stamp: str) -> tuple[str, str]:
+        if shutil.disk_usage(self.folder).free < self.min_free_bytes:
+            raise StoreError(f"{self.folder}: less than {self.min_free_bytes / 1e6:.0f} MB free", disk_full=True)
+        day = self.images / stamp[:10]
+        day.mkdir(exist_ok=True)
+        base = f"{stamp[11:].replace(':', '').replace('.', '_')}_{rec.result_id}_{rec.verdict.name.lower()}"
+        raw, overlay = day / f"{base}.jpg", day / f"{base}_overlay.jpg"
+        for path, image in ((raw, frame), (overlay, draw_overlay(frame, rec.outcomes, rec.verdict, rec.rois))):
+            ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 92])
+            if not ok:
+                raise StoreError(f"cannot encode image {path.name}")
+            _write_durably(path, data.tobytes())
+        return str(raw.relative_to(self.folder)), str(overlay.relative_to(self.folder))
+
+    def record(self, rec: InspectionRecord, frame: np.ndarray | None) -> int:
+        """Write images (when kept) and commit the rows in one transaction; returns the row id."""
+        now = time.time()
+        stamp = utc_stamp(now)
+        image_path = overlay_path = None
+        try:
+            if frame is not None and self._keep_image(rec.verdict):
+                image_path, overlay_path = self._write_images(frame, rec, stamp)
+            t = rec.timings_ms
+            row = {
+                "result_id": rec.result_id, "ts": stamp, "ts_unix": now, "station": rec.station, "recipe": rec.recipe,
+                "recipe_name": rec.recipe_name, "part_id": rec.part_id, "trigger": rec.trigger,
+                "verdict": rec.verdict.name, "error": rec.error,
+                "defect_count": defect_count(rec.outcomes), "failed_checks": failed_mask(rec.outcomes),
+                **{k: round(float(t.get(k, 0.0)), 2) for k in TIMINGS},
+                "model_sha256": rec.model_sha256, "config_sha256": rec.config_sha256,
+                "image_path": image_path, "overlay_path": overlay_path,
+            }  # fmt: skip
+            with self.transaction() as db:
+                cursor = db.execute(f"INSERT INTO inspections ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                                    list(row.values()))
+                inspection_id = int(cursor.lastrowid)
+                db.executemany(
+                    "INSERT INTO checks (inspection_id, idx, name, kind, status, reason, counted, answer, p_yes, "
+                    "margin, ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(inspection_id, i, o.name, o.kind, o.status, o.reason, o.counted, o.answer, o.p_yes, o.margin,
+                      round(o.ms, 2)) for i, o in enumerate(rec.outcomes)])  # fmt: skip
+                db.executemany("INSERT INTO points (inspection_id, check_idx, x, y) VALUES (?, ?, ?, ?)",
+                               [(inspection_id, i, x, y) for i, o in enumerate(rec.outcomes) for x, y in o.points])
+            return inspection_id
+        except StoreError:
+            raise
+        except (OSError, sqlite3.Error) as err:
+            raise StoreError(f"log write failed: {err}", disk_full=_disk_full(err)) from None
+
+    # -- retention ----------------------------------------------------------------------------
+    def image_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.images.rglob("*.jpg"))
+
+    def enforce_retention(self, now: float | None = None) -> dict[str, int]:
+        """Delete inspections older than the retention period with their checks, points and
+        dispositions (in one transaction), then the oldest images until the image folder fits the
+        disk budget (those rows stay, without images). Audit rows are kept: they record what
+        people did, and the ids they name are never reused (docs/log.md)."""
+        with self.lock:
+            return self._enforce_retention(time.time() if now is None else now)
+
+    def _enforce_retention(self, now: float) -> dict[str, int]:
+        cutoff = now - self.retention_s
+        old = list(self.db.query("select id, image_path, overlay_path from inspections where ts_unix < ?", [cutoff]))
+        if old:
+            ids = [r["id"] for r in old]
+            with self.transaction() as db:
+                for chunk in range(0, len(ids), 500):
+                    part = ids[chunk : chunk + 500]
+                    marks = ",".join("?" * len(part))
+                    for table in ("points", "checks", "dispositions"):
+                        db.execute(f"delete from {table} where inspection_id in ({marks})", part)
+                    db.execute(f"delete from inspections where id in ({marks})", part)
+                db.execute("insert into audit (ts, user, action, inspection_id, detail) values (?, ?, ?, ?, ?)",
+                           [utc_stamp(now), "system", "retention", None,
+                            json.dumps({"deleted": len(ids), "first_id": min(ids), "last_id": max(ids),
+                                        "older_than": utc_stamp(cutoff)})])
+            for row in old:
+                self._unlink(row["image_path"], row["overlay_path"])
+        trimmed = 0
+        total = self.image_bytes()
+        if total > self.max_disk_bytes:
+            rows = list(self.db.query(
+                "select id, image_path, overlay_path from inspections where image_path is not null order by id"))
+            for row in rows:
+                if total <= self.max_disk_bytes:
+                    break
+                with self.transaction() as db:
+                    db.execute("update inspections set image_path = null, overlay_path = null where id = ?", [row["id"]])
+                total -= self._unlink(row["image_path"], row["overlay_path"])
+                trimmed += 1
+        return {"deleted": len(old), "images_trimmed": trimmed}
+
+    def _unlink(self, *relative: str | None) -> int:
+        freed = 0
+        for rel in relative:
+            if rel:
+                path = self.folder / rel
+                if path.is_file():
+                    freed += path.stat().st_size
+                    path.unlink()
+        return freed
+
+    # -- reading ---------------------------------------------------------------------------------
+    def count(self) -> int:
+        with self.lock:
+            return self.db["inspections"].count
+
+    def latest(self) -> dict | None:
+        with self.lock:
+            rows = list(self.db.query("select * from inspections order by id desc limit 1"))
+        return rows[0] if rows else None
+
+    def close(self) -> None:
+        with self.lock:
+            self.conn.close()

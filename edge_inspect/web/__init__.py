@@ -1,0 +1,1 @@
+"""The station's web side: operator HMI, QA review, REST API, event stream and metrics."""

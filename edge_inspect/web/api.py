@@ -1,0 +1,135 @@
+"""The REST API under /api (docs/api.md) and the kept images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import unquote
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from ..log import review
+from .auth import new_csrf_token
+from .context import WebContext
+
+
+def image_file(folder: Path, relative: str | None) -> Path | None:
+    """A file inside the data folder's images, or None: no escaping the folder."""
+    if not relative:
+        return None
+    relative = unquote(relative)
+    if relative.startswith(("/", "\\")) or ":" in relative or "\x00" in relative:
+        return None
+    root = (folder / "images").resolve()
+    path = (folder / relative).resolve()
+    if not path.is_relative_to(root) or not path.is_file():
+        return None
+    return path
+
+
+def routes(ctx: WebContext) -> list[Route]:
+    async def api_session(request: Request) -> Response:
+        if "csrf" not in request.session:
+            request.session["csrf"] = new_csrf_token()
+        user = await ctx.user(request)
+        return JSONResponse({"user": user.name if user else None, "role": user.role if user else None,
+                             "csrf": request.session["csrf"]})
+
+    async def api_status(request: Request) -> Response:
+        await ctx.require_view(request)
+        shift = await ctx.query(review.shift_counters, ctx.config.web.shift_starts)
+        return JSONResponse({**ctx.station.status(), "shift": shift})
+
+    async def api_list(request: Request) -> Response:
+        await ctx.require_view(request)
+        f = review.Filters.from_query(request.query_params)
+        rows, total = await ctx.query(review.list_inspections, f)
+        return JSONResponse({"items": rows, "total": total, "page": f.page, "per_page": f.per_page})
+
+    async def api_one(request: Request) -> Response:
+        await ctx.require_view(request)
+        row = await ctx.query(review.get_inspection, request.path_params["id"])
+        return JSONResponse(row) if row else JSONResponse({"error": "no such inspection"}, 404)
+
+    async def api_image(request: Request) -> Response:
+        await ctx.require_view(request)
+        kind = request.path_params["kind"]
+        if kind not in ("image", "overlay"):
+            return JSONResponse({"error": f"unknown resource {kind!r}"}, 404)
+        row = await ctx.query(review.get_inspection, request.path_params["id"])
+        if row is None:
+            return JSONResponse({"error": "no such inspection"}, 404)
+        path = image_file(ctx.store.folder, row["image_path" if kind == "image" else "overlay_path"])
+        return FileResponse(path, media_type="image/jpeg") if path else JSONResponse({"error": "no image kept"}, 404)
+
+    async def images(request: Request) -> Response:
+        await ctx.require_view(request)
+        path = image_file(ctx.store.folder, "images/" + request.path_params["path"])
+        return FileResponse(path, media_type="image/jpeg") if path else JSONResponse({"error": "not found"}, 404)
+
+    async def api_csv(request: Request) -> Response:
+        await ctx.require_view(request)
+        text = await ctx.query(review.csv_export, review.Filters.from_query(request.query_params))
+        return Response(text, media_type="text/csv",
+                        headers={"Content-Disposition": 'attachment; filename="inspections.csv"'})
+
+    async def api_charts(request: Request) -> Response:
+        await ctx.require_view(request)
+        return JSONResponse(await ctx.query(review.charts, review.Filters.from_query(request.query_params)))
+
+    async def api_live_overlay(request: Request) -> Response:
+        await ctx.require_view(request)
+        data = ctx.station.last_overlay_jpeg
+        if data is None:
+            return JSONResponse({"error": "no frame yet"}, 404)
+        return Response(data, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+    async def api_trigger(request: Request) -> Response:
+        user = await ctx.require(request, "trigger")
+        try:
+            body = await request.json() if request.headers.get("content-type", "").startswith("application/json") else {}
+        except ValueError:
+            return JSONResponse({"error": "the body is not valid JSON"}, 400)
+        if not isinstance(body, dict):
+            return JSONResponse({"error": "the body must be a JSON object"}, 400)
+        recipe = body.get("recipe", ctx.config.triggers.recipe)
+        if not isinstance(recipe, int) or ctx.config.recipe(recipe) is None:
+            return JSONResponse({"error": f"recipe {recipe!r} is not configured"}, 400)
+        rec, code = await ctx.station.inspect(recipe, str(body.get("part_id", ""))[:20], trigger="software")
+        await ctx.query(review.audit, user.name, "trigger", {"recipe": recipe, "result_id": rec.result_id})
+        return JSONResponse({"id": ctx.station.last_row_id, "result_id": rec.result_id, "verdict": rec.verdict.name,
+                             "error_code": int(code)})
+
+    async def api_disposition(request: Request) -> Response:
+        user = await ctx.require(request, "disposition")
+        try:
+            body = await request.json()
+        except ValueError:
+            return JSONResponse({"error": "the body is not valid JSON"}, 400)
+        if not isinstance(body, dict):
+            return JSONResponse({"error": "the body must be a JSON object"}, 400)
+        inspection_id = request.path_params["id"]
+        if await ctx.query(review.get_inspection, inspection_id) is None:
+            return JSONResponse({"error": "no such inspection"}, 404)
+        saved = await ctx.query(review.set_disposition, inspection_id, str(body.get("disposition", "")), user.name,
+                                str(body.get("comment", "")))
+        return JSONResponse(saved)
+
+    async def api_ack(request: Request) -> Response:
+        user = await ctx.require(request, "ack_alarm")
+        code = request.path_params["code"]
+        if not ctx.station.acknowledge_alarm(code, user.name):
+            return JSONResponse({"error": "no such alarm"}, 404)
+        await ctx.query(review.audit, user.name, "ack_alarm", {"code": code})
+        return JSONResponse({"acknowledged": code})
+
+    return [
+        Route("/api/session", api_session), Route("/api/status", api_status),
+        Route("/api/inspections", api_list), Route("/api/inspections.csv", api_csv),
+        Route("/api/inspections/{id:int}", api_one), Route("/api/inspections/{id:int}/{kind:str}", api_image),
+        Route("/api/inspections/{id:int}/disposition", api_disposition, methods=["POST"]),
+        Route("/api/charts", api_charts), Route("/api/live/overlay.jpg", api_live_overlay),
+        Route("/api/trigger", api_trigger, methods=["POST"]), Route("/api/alarms/{code}/ack", api_ack, methods=["POST"]),
+        Route("/images/{path:path}", images),
+    ]

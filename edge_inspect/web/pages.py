@@ -1,0 +1,95 @@
+"""Server-rendered pages: the operator HMI (/), QA review (/review, detail, dispositions), login."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from ..log import review
+from .auth import new_csrf_token, verify_password
+from .context import WebContext
+
+
+def _latest(store) -> dict | None:
+    rows = review.list_inspections(store, review.Filters(per_page=1))[0]
+    return review.get_inspection(store, rows[0]["id"]) if rows else None
+
+
+def routes(ctx: WebContext) -> list[Route]:
+    async def hmi(request: Request) -> Response:
+        await ctx.require_view(request)
+        latest = await ctx.query(_latest)
+        shift = await ctx.query(review.shift_counters, ctx.config.web.shift_starts)
+        return ctx.page(request, "hmi.html", status=ctx.station.status(), latest=latest, shift=shift)
+
+    async def review_list(request: Request) -> Response:
+        await ctx.require_view(request)
+        f = review.Filters.from_query(request.query_params)
+        rows, total = await ctx.query(review.list_inspections, f)
+        charts = await ctx.query(review.charts, f)
+        query = urlencode([(k, v) for k, v in request.query_params.multi_items() if k != "page"])
+        checks = sorted({c.name for r in ctx.config.recipes for c in r.checks})
+        return ctx.page(request, "review.html", rows=rows, total=total, f=f, query=query, q=request.query_params,
+                        charts=charts, checks=checks, recipes=[(r.number, r.name) for r in ctx.config.recipes])
+
+    async def review_detail(request: Request) -> Response:
+        await ctx.require_view(request)
+        row = await ctx.query(review.get_inspection, request.path_params["id"])
+        if row is None:
+            return PlainTextResponse("no such inspection", 404)
+        return ctx.page(request, "detail.html", row=row, dispositions=review.DISPOSITIONS)
+
+    async def form_disposition(request: Request) -> Response:
+        form = dict(await request.form())
+        user = await ctx.require(request, "disposition", form)
+        inspection_id = request.path_params["id"]
+        if await ctx.query(review.get_inspection, inspection_id) is None:
+            return PlainTextResponse("no such inspection", 404)
+        await ctx.query(review.set_disposition, inspection_id, form.get("disposition", ""), user.name,
+                        form.get("comment", ""))
+        return RedirectResponse(f"/review/{inspection_id}", 303)
+
+    async def form_ack(request: Request) -> Response:
+        form = dict(await request.form())
+        user = await ctx.require(request, "ack_alarm", form)
+        if ctx.station.acknowledge_alarm(request.path_params["code"], user.name):
+            await ctx.query(review.audit, user.name, "ack_alarm", {"code": request.path_params["code"]})
+        return RedirectResponse("/", 303)
+
+    async def login_page(request: Request) -> Response:
+        return ctx.page(request, "login.html", error=None, next=request.query_params.get("next", "/"))
+
+    async def login(request: Request) -> Response:
+        form = dict(await request.form())
+        client = request.client.host if request.client else "?"
+        nxt = form.get("next", "/")
+        nxt = nxt if nxt.startswith("/") and not nxt.startswith("//") else "/"
+        if ctx.limiter.blocked(client):
+            return ctx.page(request, "login.html", error="too many attempts; wait a minute", next=nxt)
+        u = ctx.users.get(form.get("user", ""))
+        ok = u is not None and await run_in_threadpool(verify_password, form.get("password", ""), u.password_hash)
+        if not ok:
+            ctx.limiter.failed(client)
+            response = ctx.page(request, "login.html", error="wrong user or password", next=nxt)
+            response.status_code = 401
+            return response
+        ctx.limiter.succeeded(client)
+        request.session.clear()
+        request.session.update({"user": u.name, "csrf": new_csrf_token()})
+        return RedirectResponse(nxt, 303)
+
+    async def logout(request: Request) -> Response:
+        request.session.clear()
+        return RedirectResponse("/", 303)
+
+    return [
+        Route("/", hmi), Route("/review", review_list), Route("/review/{id:int}", review_detail),
+        Route("/review/{id:int}/disposition", form_disposition, methods=["POST"]),
+        Route("/alarms/{code}/ack", form_ack, methods=["POST"]),
+        Route("/login", login_page), Route("/login", login, methods=["POST"]),
+        Route("/logout", logout, methods=["POST"]),
+    ]
