@@ -51,6 +51,8 @@
   });
 
   const source = new EventSource("/api/events");
+  source.addEventListener("open", () => { document.body.dataset.live = "1"; });
+  source.addEventListener("error", () => { document.body.dataset.live = "0"; });
   source.addEventListener("inspection", (m) => showInspection(JSON.parse(m.data)));
   source.addEventListener("status", (m) => showStatus(JSON.parse(m.data)));
   for (const kind of ["alarm", "alarm_cleared", "alarm_acknowledged"])
