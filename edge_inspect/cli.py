@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -78,13 +79,16 @@ def _cmd_config_validate(args: argparse.Namespace) -> int:
 def _cmd_modbus_map(args: argparse.Namespace) -> int:
     from .plc.signals import build_map, export_map
 
-    overrides = {}
-    if args.config:
+    if args.config:  # the effective map: the config's mode and overrides
         from .config import load_config
 
         config, _ = load_config(args.config)
-        overrides = {k: v.model_dump(exclude_none=True) for k, v in config.plc.map.items()}
-    sys.stdout.write(export_map(build_map(overrides), args.format))
+        if args.mode and args.mode != config.plc.mode:
+            raise UserError(f"--mode {args.mode} differs from plc.mode {config.plc.mode} in {args.config}")
+        signal_map = config.plc.signal_map()
+    else:
+        signal_map = build_map(mode=args.mode or "server")
+    sys.stdout.write(export_map(signal_map, args.format))
     return 0
 
 
@@ -98,7 +102,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     config, sha = load_config(args.config, bundle=args.bundle)
 
     async def main() -> None:
-        station = Station(config, sha, Path(args.config).resolve().parent, on_event=_print_event)
+        station = Station(config, sha, Path(args.config).resolve().parent)
+        station.events.subscribe(_print_event)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -111,10 +116,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
             web = await serve(station, config)
             print(f"HMI on http://{config.web.host}:{config.web.port}/", flush=True)
         await stop.wait()
+        await station.stop()  # first: the inspection in flight finishes and the PLC sees offline
         if web is not None:
-            web.server.should_exit = True
+            web.server.should_exit = True  # event streams ended with the station's Stopped event
             await web
-        await station.stop()
 
     asyncio.run(main())
     return 0
@@ -132,12 +137,20 @@ def _cmd_hash_password(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_event(event: dict) -> None:
-    if event["type"] == "inspection":
-        print(f"{event['result_id']:>6} {event['verdict']:5} recipe={event['recipe']} part={event['part_id'] or '-'} "
-              f"defects={event['defect_count']} {event['error']}", flush=True)
-    elif event["type"] in ("alarm", "alarm_cleared", "started", "stopped"):
-        print(f"[{event['type']}] {event.get('code', '')} {event.get('message', event.get('station', ''))}", flush=True)
+def _print_event(event) -> None:
+    from .events import AlarmCleared, AlarmRaised, InspectionDone, Started, Stopped
+
+    if isinstance(event, InspectionDone):
+        print(f"{event.result_id:>6} {event.verdict:5} recipe={event.recipe} part={event.part_id or '-'} "
+              f"defects={event.defect_count} {event.error}", flush=True)
+    elif isinstance(event, AlarmRaised):
+        print(f"[alarm] {event.code} {event.message}", flush=True)
+    elif isinstance(event, AlarmCleared):
+        print(f"[alarm_cleared] {event.code}", flush=True)
+    elif isinstance(event, Started):
+        print(f"[started] {event.station}", flush=True)
+    elif isinstance(event, Stopped):
+        print("[stopped]", flush=True)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -166,12 +179,16 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         from .vlm.bundle import load_bundle_files
 
         load_bundle_files(bundle)
-    return run_bench(args.bundle, args.provider, args.frames, args.runs, args.warmup, args.json, recipe,
-                     checkpoint=args.checkpoint)
+    return run_bench(args.bundle, args.provider, args.frames, args.runs, args.warmup, args.json, recipe)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = argparse.ArgumentParser(prog="edge-inspect", description="Line-side vision inspection appliance.")
+    parser.add_argument("--version", action="version", version=f"edge-inspect {__version__}")
+    parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                        help="what reaches stderr (the journal under systemd); unexpected errors come with a traceback")
     sub = parser.add_subparsers(dest="command", required=True)
 
     model = sub.add_parser("model", help="model bundles").add_subparsers(dest="model_command", required=True)
@@ -196,7 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     modbus = sub.add_parser("modbus", help="the PLC register map").add_subparsers(dest="modbus_command", required=True)
     mmap = modbus.add_parser("map", help="print the effective Modbus map")
-    mmap.add_argument("--config", help="station.yaml whose plc.map overrides apply")
+    mmap.add_argument("--config", help="station.yaml whose plc.mode and plc.map apply")
+    mmap.add_argument("--mode", choices=["server", "client"], help="default map of this mode (default server)")
     mmap.add_argument("--format", choices=["md", "csv", "json"], default="md")
     mmap.set_defaults(func=_cmd_modbus_map)
 
@@ -214,7 +232,6 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--runs", type=int, default=20)
     bench.add_argument("--warmup", type=int, default=3)
     bench.add_argument("--json", default="work/bench.json")
-    bench.add_argument("--checkpoint", help="the HF checkpoint, for a transformers reference row (export extra)")
     bench.set_defaults(func=_cmd_bench)
 
     user = sub.add_parser("user", help="HMI users").add_subparsers(dest="user_command", required=True)
@@ -229,22 +246,35 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--period", type=float, default=0.5, help="seconds between PLC triggers")
     demo.add_argument("--web-port", type=int, default=8080, help="HMI port (0 = no HMI)")
     demo.set_defaults(func=_cmd_demo)
+    for each in _all_parsers(parser):  # every option's help shows its default
+        each.formatter_class = argparse.ArgumentDefaultsHelpFormatter
     return parser
+
+
+def _all_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    found = [parser]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):
+                found += _all_parsers(child)
+    return found
 
 
 def main(argv: list[str] | None = None) -> int:
     from .config import ConfigError
+    from .plc.server import StartError
     from .plc.signals import MapError
     from .vlm.bundle import BundleError
 
     args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
         return args.func(args)
     except ConfigError as err:
         for problem in err.problems:
             print(problem, file=sys.stderr)
         return EXIT_USAGE
-    except (UserError, BundleError, MapError, ValueError) as err:
+    except (UserError, BundleError, MapError, StartError, ValueError) as err:
         print(f"edge-inspect: error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as err:  # e.g. the Modbus port is taken, a serial device is missing

@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Annotated, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from .plc.signals import MapError, build_map
+from .bundles import find_bundle
+from .plc.signals import MapError, SignalMap, build_map
 
 
 class Strict(BaseModel):
@@ -146,18 +147,26 @@ class PLCConfig(Strict):
     serial_port: str | None = None
     baudrate: int = Field(default=19200, gt=0)
     parity: Literal["N", "E", "O"] = "N"
-    device_id: int = Field(default=1, ge=0, le=247)
+    device_id: int = Field(default=1, ge=1, le=247, description="RTU slave address; on TCP the unit id (0 and 255 are answered too)")
     poll_ms: int = Field(default=20, ge=5, le=1000)
+    timeout_s: float = Field(default=5.0, ge=0.0, description="server mode: no PLC request for this long = PLC absent; 0 = off")
+    response_timeout_s: float = Field(default=0.5, gt=0.0, le=10.0, description="client mode: one request's answer")
+    part_id_encoding: Literal["ascii", "utf-8", "shift_jis"] = "ascii"
+    part_id_byte_order: Literal["high_first", "low_first"] = Field(
+        default="high_first", description="high_first: the first character in the high byte of each register")
     map: dict[str, SignalOverride] = Field(default_factory=dict)
 
     @field_validator("map")
     @classmethod
-    def _map_works(cls, overrides: dict[str, SignalOverride]) -> dict[str, SignalOverride]:
-        try:
-            build_map({k: v.model_dump(exclude_none=True) for k, v in overrides.items()})
+    def _map_works(cls, overrides: dict[str, SignalOverride], info: ValidationInfo) -> dict[str, SignalOverride]:
+        try:  # mode is declared above map, so it is validated already (docs/plc.md: maps are mode-aware)
+            build_map({k: v.model_dump(exclude_none=True) for k, v in overrides.items()}, info.data.get("mode", "server"))
         except MapError as err:
             raise ValueError(str(err)) from None
         return overrides
+
+    def signal_map(self) -> SignalMap:
+        return build_map({k: v.model_dump(exclude_none=True) for k, v in self.map.items()}, self.mode)
 
     @model_validator(mode="after")
     def _transport(self):
@@ -289,13 +298,14 @@ def load_config(path: str | Path, bundle: str | Path | None = None) -> tuple[Sta
             message = e["msg"].removeprefix("Value error, ")
             if e["type"] == "extra_forbidden":
                 message = "unknown key"
+            if loc == ("plc", "map") and message.startswith("signal ") and message.split()[1] in (data["plc"].get("map") or {}):
+                loc += (message.split()[1],)  # point at the offending signal's line
             problems.append(f"{path}:{_node_line(root, loc)}: {key}: {message}")
         raise ConfigError(problems) from None
-    bundle = Path(config.model.bundle)
-    if not bundle.is_absolute():  # relative paths are relative to the config file
-        bundle = (path.parent / bundle).resolve()
-    if not (bundle / "manifest.json").is_file():
+    found, looked = find_bundle(config.model.bundle, path.parent)  # paths are relative to the config file
+    if found is None:
         line = _node_line(root, ("model", "bundle"))
-        raise ConfigError([f"{path}:{line}: model.bundle: no model bundle at {bundle} (manifest.json missing)"])
-    config.model.bundle = str(bundle)
+        where = looked[0] if len(looked) == 1 else ", ".join(str(p) for p in looked)
+        raise ConfigError([f"{path}:{line}: model.bundle: no model bundle at {where} (manifest.json missing)"])
+    config.model.bundle = str(found)
     return config, hashlib.sha256(text.encode()).hexdigest()

@@ -9,43 +9,38 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-
-import cv2
+import logging
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
+
 from . import sdnotify
+from .alarms import AlarmBoard
 from .camera import Camera, CameraError, source_from_config
 from .checks import defect_count, failed_mask
 from .config import StationConfig
 from .inspector import Inspection, Inspector
 from .plc.handshake import Handshake, Request, Result
 from .verdict import ErrorCode, Verdict
-from .plc.modbus import LinkError, LinkSettings, make_link
-from .plc.signals import build_map
-from .store import InspectionRecord, Store, StoreError, draw_overlay
+from .plc.modbus import LinkError, LinkSettings, StartError, make_link
+from .events import (AlarmAcknowledged, AlarmCleared, AlarmRaised, CheckSummary, EventBus, InspectionDone, Started,
+                     Stopped)
+from .log import InspectionRecord, Store, StoreError
+from .overlay import draw_overlay
 from .vlm import VisionLanguageModel, load_bundle
 
-Event = dict
-
-
-@dataclass
-class Alarm:
-    code: str  # camera_lost | plc_lost | disk_full | missed_trigger | model_error
-    message: str
-    since: float = field(default_factory=time.time)
-    active: bool = True
-    acknowledged: bool = False
+log = logging.getLogger(__name__)
 
 
 class Station:
     def __init__(self, config: StationConfig, config_sha256: str, base_dir: Path,
-                 model: VisionLanguageModel | None = None, on_event: Callable[[Event], None] | None = None):
+                 model: VisionLanguageModel | None = None):
         self.config, self.config_sha256 = config, config_sha256
-        self.on_event = on_event or (lambda event: None)
+        self.events = EventBus()
         self.model = model or load_bundle(config.model.bundle, providers=config.model.providers,
                                           threads=config.model.threads, backend=config.model.backend)
         self.model_sha256 = self.model.sha256
@@ -57,18 +52,19 @@ class Station:
         data_dir = Path(s.dir) if Path(s.dir).is_absolute() else base_dir / s.dir
         self.store = Store(data_dir, s.save_pass_every, s.retention_days, s.max_disk_mb, s.min_free_mb)
         self.handshake = Handshake()
-        self.signal_map = build_map({k: v.model_dump(exclude_none=True) for k, v in config.plc.map.items()})
+        self.signal_map = config.plc.signal_map()
         p = config.plc
         self.link = make_link(self.signal_map, LinkSettings(
             mode=p.mode, transport=p.transport, host=p.host, port=p.port, serial_port=p.serial_port or "",
-            baudrate=p.baudrate, parity=p.parity, device_id=p.device_id)) if p.enabled else None  # fmt: skip
+            baudrate=p.baudrate, parity=p.parity, device_id=p.device_id, timeout_s=p.response_timeout_s,
+            absent_after_s=p.timeout_s, part_id_encoding=p.part_id_encoding,
+            part_id_byte_order=p.part_id_byte_order)) if p.enabled else None  # fmt: skip
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inspect")
-        self.alarms: dict[str, Alarm] = {}
+        self.alarms = AlarmBoard()
         if self.model.fallback_reason and config.model.backend == "tensorrt":
-            self.alarms["model_fallback"] = Alarm("model_fallback", f"TensorRT engines refused: {self.model.fallback_reason}")
+            self.alarms.raise_("model_fallback", f"TensorRT engines refused: {self.model.fallback_reason}")
         self.counters = {"total": 0, "PASS": 0, "FAIL": 0, "ERROR": 0, "missed_triggers": 0}
         self.plc_status = "off" if self.link is None else "starting"
-        self.last_event: Event | None = None
         self.last_overlay_jpeg: bytes | None = None  # the latest frame with points drawn, for the HMI
         self.last_row_id: int | None = None
         self._busy = asyncio.Lock()
@@ -76,39 +72,41 @@ class Station:
         self._stopping = False
         self._tasks: set[asyncio.Task] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
 
-    # -- status and alarms -----------------------------------------------------------------------
-    def _emit(self, event: Event) -> None:
-        self.last_event = event
-        self.on_event(event)
+    # -- status and alarms (changed on the event loop only) --------------------------------------
+    def _on_loop(self, fn: Callable[..., None], *args) -> None:
+        """Run ``fn`` on the station's event loop: now if called there, else soon (thread-safe)."""
+        if self._loop is None or threading.get_ident() == self._loop_thread:
+            fn(*args)
+        else:
+            self._loop.call_soon_threadsafe(fn, *args)
 
     def raise_alarm(self, code: str, message: str) -> None:
-        alarm = self.alarms.get(code)
-        if alarm is None or not alarm.active:
-            self.alarms[code] = Alarm(code, message)
-            self._emit({"type": "alarm", "code": code, "message": message})
-        else:
-            alarm.message = message
+        if self.alarms.raise_(code, message):
+            log.warning("alarm %s: %s", code, message)
+            self.events.publish(AlarmRaised(code, message))
 
-    def acknowledge_alarm(self, code: str) -> bool:
+    def acknowledge_alarm(self, code: str, user: str = "") -> bool:
         """An operator saw the alarm; it stays listed until it is both acknowledged and cleared."""
-        alarm = self.alarms.get(code)
-        if alarm is None:
+        if not self.alarms.acknowledge(code, user):
             return False
-        alarm.acknowledged = True
-        self._emit({"type": "alarm_acknowledged", "code": code})
+        self.events.publish(AlarmAcknowledged(code, user))
         return True
 
     def clear_alarm(self, code: str) -> None:
-        alarm = self.alarms.get(code)
-        if alarm and alarm.active:
-            alarm.active = False
-            self._emit({"type": "alarm_cleared", "code": code})
+        if self.alarms.clear(code):
+            log.info("alarm %s cleared", code)
+            self.events.publish(AlarmCleared(code))
 
     def _alarm_active(self, code: str) -> bool:
-        return code in self.alarms and self.alarms[code].active
+        return self.alarms.active(code)
 
     def _camera_status(self, status: str, detail: str) -> None:
+        """Called by the camera from its own threads; handled on the loop."""
+        self._on_loop(self._camera_status_on_loop, status, detail)
+
+    def _camera_status_on_loop(self, status: str, detail: str) -> None:
         if status == "lost":
             self.raise_alarm("camera_lost", detail)
         elif status == "ok":
@@ -129,13 +127,14 @@ class Station:
             "ready": bool(self.handshake.outputs["ready"]), "busy": bool(self.handshake.outputs["busy"]),
             "camera": self.camera.status, "plc": self.plc_status, "model": self.model_sha256[:12],
             "counters": dict(self.counters), "disk": "full" if self._alarm_active("disk_full") else "ok",
-            "alarms": [dict(a.__dict__) for a in self.alarms.values() if a.active or not a.acknowledged],
+            "alarms": self.alarms.listed(),
         }  # fmt: skip
 
     # -- inspecting ----------------------------------------------------------------------------------
     def _inspect_blocking(self, recipe_number: int, part_id: str, trigger: str, result_id: int,
-                          started: float) -> tuple[InspectionRecord, ErrorCode]:
-        """Grab, inspect, log. Runs in the worker thread. Never raises for camera/model/disk trouble."""
+                          started: float) -> tuple[InspectionRecord, ErrorCode, StoreError | None]:
+        """Grab, inspect, log. Runs in the worker thread. Never raises for camera/model/disk trouble;
+        a log that could not be written comes back as the third value (alarms are raised on the loop)."""
         recipe = self.config.recipe(recipe_number)
         timings: dict[str, float] = {}
         frame = None
@@ -164,17 +163,17 @@ class Station:
             rois=[c.roi for c in recipe.checks] if recipe else [],
         )  # fmt: skip
         if frame is not None:
-            ok, jpeg = cv2.imencode(".jpg", draw_overlay(frame, rec), [cv2.IMWRITE_JPEG_QUALITY, 85])
+            overlay = draw_overlay(frame, rec.outcomes, rec.verdict, rec.rois)
+            ok, jpeg = cv2.imencode(".jpg", overlay, [cv2.IMWRITE_JPEG_QUALITY, 85])
             self.last_overlay_jpeg = jpeg.tobytes() if ok else None
         self.last_row_id = None
+        store_error = None
         try:
             self.last_row_id = self.store.record(rec, frame)
-            if self._alarm_active("disk_full"):
-                self.clear_alarm("disk_full")
         except StoreError as err:
-            self.raise_alarm("disk_full" if err.disk_full else "log_error", str(err))
+            store_error = err
             code = ErrorCode.DISK_FULL
-        return rec, code
+        return rec, code, store_error
 
     async def inspect(self, recipe: int, part_id: str = "", trigger: str = "software", result_id: int | None = None,
                       started: float | None = None) -> tuple[InspectionRecord, ErrorCode]:
@@ -183,19 +182,23 @@ class Station:
         result_id = next(self._ids) if result_id is None else result_id
         async with self._busy:
             loop = asyncio.get_running_loop()
-            rec, code = await loop.run_in_executor(self.executor, self._inspect_blocking, recipe, part_id, trigger,
-                                                   result_id, started)
+            rec, code, store_error = await loop.run_in_executor(self.executor, self._inspect_blocking, recipe,
+                                                                part_id, trigger, result_id, started)
+        if store_error is not None:
+            self.raise_alarm("disk_full" if store_error.disk_full else "log_error", str(store_error))
+        else:
+            self.clear_alarm("disk_full")
+            self.clear_alarm("log_error")
         self._update_fault()
         self.counters["total"] += 1
         self.counters[rec.verdict.name] += 1
-        self._emit({
-            "type": "inspection", "id": self.last_row_id, "result_id": rec.result_id, "verdict": rec.verdict.name, "recipe": rec.recipe,
-            "part_id": rec.part_id, "trigger": trigger, "error": rec.error, "error_code": int(code),
-            "defect_count": defect_count(rec.outcomes), "failed_checks": failed_mask(rec.outcomes),
-            "checks": [{"name": o.name, "kind": o.kind, "status": o.status, "reason": o.reason, "points": o.points}
-                       for o in rec.outcomes],
-            "timings_ms": {k: round(v, 1) for k, v in rec.timings_ms.items()},
-        })  # fmt: skip
+        self.events.publish(InspectionDone(
+            id=self.last_row_id, result_id=rec.result_id, verdict=rec.verdict.name, recipe=rec.recipe,
+            part_id=rec.part_id, trigger=trigger, error=rec.error, error_code=int(code),
+            defect_count=defect_count(rec.outcomes), failed_checks=failed_mask(rec.outcomes),
+            checks=[CheckSummary(o.name, o.kind, o.status, o.reason, list(o.points)) for o in rec.outcomes],
+            timings_ms={k: round(v, 1) for k, v in rec.timings_ms.items()},
+        ))  # fmt: skip
         return rec, code
 
     async def _serve(self, request: Request) -> None:
@@ -204,9 +207,12 @@ class Station:
             result = Result(result_id=request.trigger_id, verdict=rec.verdict, defect_count=defect_count(rec.outcomes),
                             failed_checks=failed_mask(rec.outcomes), error_code=code)
         except Exception as err:  # a bug must not leave the PLC waiting on `busy` forever
+            log.exception("inspection for PLC trigger %d failed", request.trigger_id)
             self.raise_alarm("internal", f"inspection failed: {type(err).__name__}: {err}")
             result = Result(result_id=request.trigger_id, verdict=Verdict.ERROR, error_code=ErrorCode.INTERNAL)
         self.handshake.complete(result, time.monotonic())
+        if self.handshake.last_cycle_clean:
+            self.clear_alarm("missed_trigger")
         await self._write_outputs()
 
     # -- loops -------------------------------------------------------------------------------------
@@ -214,23 +220,28 @@ class Station:
         if self.link is None:
             return
         try:
-            await self.link.write_outputs({k: v for k, v in self.handshake.outputs.items()})
-        except LinkError as err:
-            self._plc_lost(str(err))
+            await self.link.write_outputs(dict(self.handshake.outputs))
+        except LinkError:
+            self._plc_health()  # the link reports it lost; it reconnects with backoff
 
-    def _plc_lost(self, message: str) -> None:
-        if self.plc_status != "lost":
-            self.plc_status = "lost"
-        self.raise_alarm("plc_lost", message)
+    def _plc_health(self) -> None:
+        """Link health → status, alarms (plc_lost / plc_absent) and `online` (running and connected)."""
+        status, detail = self.link.health()
+        if status == self.plc_status:
+            return
+        self.plc_status = status
+        for code in ("plc_lost", "plc_absent"):
+            if code == f"plc_{status}":
+                self.raise_alarm(code, detail)
+            else:
+                self.clear_alarm(code)
+        self.handshake.set_online(status != "lost" and not self._stopping)
 
     async def _plc_loop(self) -> None:
         period = self.config.plc.poll_ms / 1000
         while not self._stopping:
             try:
                 inputs = await self.link.read_inputs()
-                if self.plc_status != "ok":
-                    self.plc_status = "ok"
-                    self.clear_alarm("plc_lost")
                 missed = self.handshake.missed_triggers
                 request = self.handshake.update(inputs, time.monotonic())
                 if self.handshake.missed_triggers != missed:
@@ -239,12 +250,13 @@ class Station:
                 await self._write_outputs()
                 if request is not None:
                     self._spawn(self._serve(request), "serve")
-            except LinkError as err:
-                self._plc_lost(str(err))
-                await asyncio.sleep(1.0)
+            except LinkError:
+                pass  # reported by link.health(); the link reconnects (client) or reopens (serial) by itself
             except Exception as err:  # keep polling: the PLC must keep seeing heartbeat and state
+                log.exception("PLC loop")
                 self.raise_alarm("internal", f"PLC loop: {type(err).__name__}: {err}")
                 await asyncio.sleep(1.0)
+            self._plc_health()
             await asyncio.sleep(period)
 
     async def _health_loop(self) -> None:
@@ -283,9 +295,17 @@ class Station:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
         if self.link is not None:
-            await self.link.start()
+            try:
+                await self.link.start()
+            except StartError:  # port in use, serial device missing or busy: the caller reports it
+                self.camera.close()
+                self.store.close()
+                raise
         self.handshake.set_online(True)
+        if self.link is not None:
+            self._plc_health()  # client mode with the PLC unreachable: online / ready stay low, retrying
         await self._write_outputs()
         if self.link is not None and self.config.triggers.plc:
             self._spawn(self._plc_loop(), "plc")
@@ -293,21 +313,22 @@ class Station:
             self._spawn(self._interval_loop(), "interval")
         self._spawn(self._health_loop(), "health")
         sdnotify.notify("READY=1", f"STATUS=inspecting ({self.config.station.name})")
-        self._emit({"type": "started", "station": self.config.station.name})
+        self.events.publish(Started(self.config.station.name))
 
     async def stop(self) -> None:
         """Graceful stop: no new triggers, finish the inspection in flight, go offline."""
         sdnotify.notify("STOPPING=1")
         self._stopping = True
         self.handshake.set_online(False)
+        await self._write_outputs()  # the PLC sees online = 0 / ready = 0 at once
         for task in list(self._tasks):
             if task.get_name() != "serve":
                 task.cancel()
         await asyncio.gather(*list(self._tasks), return_exceptions=True)  # a PLC request in flight completes
         await asyncio.get_running_loop().run_in_executor(None, self.executor.shutdown, True)
         await self._write_outputs()
-        if self.link is not None:
-            await self.link.stop()
+        if self.link is not None:  # server: held until the PLC has read online = 0 (bounded)
+            await self.link.stop(hold_s=self.link.settings.stop_hold_s)
         self.camera.close()
         self.store.close()
-        self._emit({"type": "stopped"})
+        self.events.publish(Stopped())

@@ -36,12 +36,50 @@ def test_trigger_while_busy_is_missed_not_queued():
     assert h.update(Inputs(trigger=False), 0.1) is None
     assert h.update(Inputs(trigger=True, trigger_id=2), 0.2) is None  # second edge while busy
     assert h.missed_triggers == 1 and h.outputs["missed_triggers"] == 1
-    assert h.outputs["error_code"] == ErrorCode.MISSED_TRIGGER
+    assert h.outputs["error_code"] == ErrorCode.MISSED_TRIGGER and h.outputs["error"]
     h.complete(Result(1, Verdict.PASS), 0.3)
-    assert h.outputs["result_id"] == 1 and h.outputs["error_code"] == 0
-    h.update(Inputs(results_ack=True), 0.4)
+    # the result of the request in flight carries the missed trigger: error bit and code 3 stay up
+    assert h.outputs["result_id"] == 1 and h.outputs["pass"] and h.outputs["verdict"] == 1
+    assert h.outputs["error_code"] == ErrorCode.MISSED_TRIGGER and h.outputs["error"] and not h.last_cycle_clean
+    h.update(Inputs(results_ack=True), 0.4)  # the PLC acknowledged the result that carried it
+    assert h.outputs["error_code"] == 0 and not h.outputs["error"]
     h.update(Inputs(), 0.5)
     assert h.update(Inputs(trigger=False), 0.6) is None  # nothing was queued
+    h.update(Inputs(trigger=True, trigger_id=2), 0.7)
+    h.complete(Result(2, Verdict.FAIL), 0.8)
+    assert h.last_cycle_clean and h.outputs["error_code"] == 0 and not h.outputs["error"]
+
+
+def test_missed_trigger_while_results_wait_is_published_with_the_next_result():
+    h = _online()
+    h.update(Inputs(trigger=True, trigger_id=1), 0.0)
+    h.complete(Result(1, Verdict.PASS), 0.1)
+    h.update(Inputs(trigger=False), 0.2)
+    h.update(Inputs(trigger=True), 0.3)  # a trigger before the result was acknowledged
+    assert h.missed_triggers == 1 and h.outputs["error"] and h.outputs["error_code"] == 3
+    h.update(Inputs(results_ack=True), 0.4)  # this result did not carry the flag: it stays
+    h.update(Inputs(), 0.5)
+    assert h.outputs["error_code"] == 3 and h.outputs["ready"]
+    h.update(Inputs(trigger=True, trigger_id=2), 0.6)
+    h.complete(Result(2, Verdict.PASS), 0.7)
+    assert h.outputs["error_code"] == 3 and not h.last_cycle_clean
+    h.update(Inputs(trigger=True, results_ack=True), 0.8)
+    assert h.outputs["error_code"] == 0 and not h.outputs["error"]
+
+
+def test_results_ack_is_a_rising_edge():
+    """An ack held high from before does not complete the next cycle."""
+    h = _online()
+    h.update(Inputs(results_ack=True), 0.0)  # PLC left results_ack high
+    assert h.update(Inputs(trigger=True, results_ack=True, trigger_id=5), 0.1) is not None
+    h.complete(Result(5, Verdict.FAIL), 0.2)
+    for t in (0.3, 0.4, 0.5):
+        h.update(Inputs(trigger=True, results_ack=True), t)
+        assert h.outputs["results_valid"] and h.state == State.RESULTS
+    h.update(Inputs(trigger=True, results_ack=False), 0.6)
+    assert h.outputs["results_valid"]
+    h.update(Inputs(trigger=True, results_ack=True), 0.7)  # the edge
+    assert not h.outputs["results_valid"] and h.state == State.RELEASE
 
 
 def test_no_request_while_offline():
@@ -59,6 +97,7 @@ def test_fault_drops_ready_and_raises_error():
     h.complete(Result(3, Verdict.ERROR, error_code=ErrorCode.CAMERA), 0.1)
     assert h.outputs["verdict"] == 3 and h.outputs["error"]
     h.set_fault(ErrorCode.NONE)
+    assert h.outputs["error_code"] == ErrorCode.CAMERA  # the result's own code
     h.update(Inputs(results_ack=True), 0.2)
     h.update(Inputs(), 0.3)
     assert h.outputs["ready"] and h.outputs["error"]  # the latest verdict is still ERROR

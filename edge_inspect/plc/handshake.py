@@ -1,12 +1,19 @@
-"""The PLC handshake as a transport-free state machine (DESIGN.md section 4).
+"""The PLC handshake as a transport-free state machine (docs/plc.md, "Handshake").
 
 PLC waits for ``ready`` → writes trigger_id, recipe, part_id → raises ``trigger`` → appliance
 drops ``ready``, raises ``busy`` → inspects → commits the log row → writes the result registers
 → raises ``results_valid``, drops ``busy`` → PLC raises ``results_ack`` → appliance drops
 ``results_valid``; ``ready`` returns once ``trigger`` and ``results_ack`` are both low.
 
-A rising edge of ``trigger`` while not ready is a missed trigger: counted and flagged, never
-queued. While a fault is active (camera lost, disk full …) ``ready`` stays low and ``error`` is
+``results_ack`` is taken as a rising edge after ``results_valid`` rose: an ack that was already
+high when the results were published (held from before) does not complete the cycle; the PLC
+must drop it and raise it again. In a normal cycle ack is low at trigger time (``ready`` only
+returns once ack is low), so any high ack seen after ``results_valid`` rose counts.
+
+A rising edge of ``trigger`` while not ready is a missed trigger: counted, never queued. It
+latches ``error`` and error code 3 (unless a fault or the result's own error code takes the
+register); the latch is published with the next result and clears when the PLC acknowledges that
+result, so the PLC always gets to see it. While a fault is active (camera lost, disk full …) ``ready`` stays low and ``error`` is
 high; a trigger during a fault is answered at once with an ERROR result, so the PLC never hangs.
 """
 
@@ -62,10 +69,16 @@ class Handshake:
     missed_triggers: int = 0
     heartbeat: int = 0
     outputs: dict[str, int | bool] = field(default_factory=dict)
+    last_cycle_clean: bool = True  # no missed trigger was pending when the latest result was published
     _last_trigger: bool = False
     _pending: Request | None = None
     _last_beat: float | None = None
     _error_verdict: bool = False
+    _result_code: ErrorCode = ErrorCode.NONE
+    _last_ack: bool = False
+    _ack_armed: bool = False  # results_ack was low when results_valid rose, or seen low since
+    _missed_latched: bool = False
+    _missed_published: bool = False
 
     def __post_init__(self) -> None:
         self.outputs = {
@@ -83,8 +96,6 @@ class Handshake:
     def set_fault(self, code: ErrorCode) -> None:
         """An active fault (ErrorCode.NONE clears it). ``ready`` stays low while one is active."""
         self.fault = code
-        if code != ErrorCode.NONE:
-            self.outputs["error_code"] = int(code)
         self._refresh()
 
     def update(self, inputs: Inputs, now: float) -> Request | None:
@@ -101,10 +112,16 @@ class Handshake:
                 self.outputs["results_valid"] = False
             else:
                 self.missed_triggers += 1
-                self.outputs["error_code"] = int(ErrorCode.MISSED_TRIGGER)
-        if self.state == State.RESULTS and inputs.results_ack:
-            self.outputs["results_valid"] = False
-            self.state = State.RELEASE
+                self._missed_latched = True
+        self._last_ack = inputs.results_ack
+        if self.state == State.RESULTS:
+            if not inputs.results_ack:
+                self._ack_armed = True
+            elif self._ack_armed:  # a rising edge of results_ack
+                self.outputs["results_valid"] = False
+                self.state = State.RELEASE
+                if self._missed_published:
+                    self._missed_latched = self._missed_published = False
         if self.state == State.RELEASE and not inputs.trigger and not inputs.results_ack:
             self.state = State.READY
         self._refresh()
@@ -118,17 +135,21 @@ class Handshake:
         self.outputs.update({
             "result_id": result.result_id & 0xFFFF, "verdict": int(result.verdict),
             "defect_count": min(result.defect_count, 0xFFFF), "failed_checks": result.failed_checks & 0xFFFF,
-            "error_code": int(result.error_code), "cycle_ms": min(round((now - started) * 1000), 0xFFFF),
+            "cycle_ms": min(round((now - started) * 1000), 0xFFFF),
             "pass": result.verdict == Verdict.PASS, "fail": result.verdict == Verdict.FAIL,
         })  # fmt: skip
         self._error_verdict = result.verdict == Verdict.ERROR
+        self._result_code = result.error_code
+        self.last_cycle_clean = not self._missed_latched
+        self._missed_published = self._missed_latched
+        self._ack_armed = not self._last_ack
         self.outputs["results_valid"] = True
         self.state = State.RESULTS
         self._refresh()
 
     @property
-    def pending(self) -> Request | None:
-        return self._pending
+    def missed_latched(self) -> bool:
+        return self._missed_latched
 
     # -- outputs --------------------------------------------------------------------------------
     def _beat(self, now: float) -> None:
@@ -143,7 +164,13 @@ class Handshake:
         o["online"] = self.online
         o["busy"] = self.state == State.BUSY
         o["ready"] = self.online and self.state == State.READY and self.fault == ErrorCode.NONE
-        o["error"] = self._error_verdict or self.fault != ErrorCode.NONE
+        o["error"] = self._error_verdict or self.fault != ErrorCode.NONE or self._missed_latched
+        if self.fault != ErrorCode.NONE:
+            o["error_code"] = int(self.fault)
+        elif self._result_code != ErrorCode.NONE:
+            o["error_code"] = int(self._result_code)
+        else:
+            o["error_code"] = int(ErrorCode.MISSED_TRIGGER) if self._missed_latched else 0
         o["heartbeat"] = self.heartbeat
         o["inspection_count"] = self.inspection_count & 0xFFFFFFFF
         o["missed_triggers"] = self.missed_triggers & 0xFFFF

@@ -1,76 +1,27 @@
-"""Modbus transport for the handshake: pymodbus server (the appliance is the server) or client
-(the PLC is the server and the appliance polls it), each over TCP or RTU on a serial port.
+"""The PLC link for the handshake: the appliance as Modbus server (ServerLink, our protocol core in
+pdu.py / server.py) or as client of the PLC (ClientLink in client.py, pymodbus), over TCP or RTU.
 
-Everything pymodbus-specific lives in this module (pymodbus 3.16: the SimData / SimDevice
-datastore). Both links offer the same two calls: ``read_inputs()`` → handshake Inputs, and
-``write_outputs(outputs)`` for the appliance's signals.
+Every link offers: ``start()``, ``stop(hold_s)``, ``read_inputs()`` → handshake Inputs,
+``write_outputs(outputs)`` and ``health()`` → (status, detail) with status one of ``starting``,
+``ok``, ``lost`` (port or connection gone) and ``absent`` (server mode: no master request for
+``absent_after_s``). See docs/plc.md.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
-from typing import Literal
+import struct
+import time
 
-from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
-from pymodbus.exceptions import ModbusException
-from pymodbus.server import ModbusSerialServer, ModbusTcpServer
-from pymodbus.simulator import DataType, SimData, SimDevice
-
+from .client import ClientLink
+from .codec import TextFormat, decode, encode
 from .handshake import Inputs
-from .signals import BIT_TABLES, Signal, SignalMap
+from .pdu import READ_FC, Bank
+from .server import RtuServer, StartError, TcpServer
+from .settings import INPUT_SIGNALS, LinkError, LinkSettings, inputs_from
+from .signals import SignalMap
 
-# Modbus function codes used to read / write each table from inside the server's datastore.
-_READ_FC = {"coil": 1, "discrete_input": 2, "holding_register": 3, "input_register": 4}
-
-
-class LinkError(Exception):
-    """The PLC link failed (connection refused, timeout, exception response)."""
-
-
-@dataclass(frozen=True)
-class LinkSettings:
-    mode: Literal["server", "client"] = "server"
-    transport: Literal["tcp", "rtu"] = "tcp"
-    host: str = "127.0.0.1"
-    port: int = 5020
-    serial_port: str = ""
-    baudrate: int = 19200
-    parity: str = "N"
-    device_id: int = 1
-    timeout_s: float = 1.0
-
-
-def encode(signal: Signal, value) -> list[int] | list[bool]:
-    """A signal's value as Modbus bits or 16-bit words."""
-    if signal.type == "bool":
-        return [bool(value)]
-    if signal.type == "uint16":
-        return [int(value) & 0xFFFF]
-    if signal.type == "uint32":
-        v = int(value) & 0xFFFFFFFF
-        return [v >> 16, v & 0xFFFF]
-    data = str(value).encode("ascii", "replace")[: 2 * signal.count].ljust(2 * signal.count, b"\0")
-    return [(data[i] << 8) | data[i + 1] for i in range(0, len(data), 2)]
-
-
-def decode(signal: Signal, raw: list) -> bool | int | str:
-    if signal.type == "bool":
-        return bool(raw[0])
-    if signal.type == "uint16":
-        return int(raw[0])
-    if signal.type == "uint32":
-        return (int(raw[0]) << 16) | int(raw[1])
-    data = b"".join(bytes([(w >> 8) & 0xFF, w & 0xFF]) for w in raw)
-    return data.split(b"\0")[0].decode("ascii", "replace").strip()
-
-
-def _inputs(values: dict[str, object]) -> Inputs:
-    return Inputs(trigger=bool(values["trigger"]), results_ack=bool(values["results_ack"]),
-                  trigger_id=int(values["trigger_id"]), recipe=int(values["recipe"]), part_id=str(values["part_id"]))
-
-
-INPUT_SIGNALS = ("trigger", "results_ack", "trigger_id", "recipe", "part_id")
+__all__ = ["ClientLink", "LinkError", "LinkSettings", "ServerLink", "StartError", "decode", "encode", "make_link"]
 
 
 class ServerLink:
@@ -78,127 +29,64 @@ class ServerLink:
 
     def __init__(self, signal_map: SignalMap, settings: LinkSettings):
         self.map, self.settings = signal_map, settings
-        self.changed = asyncio.Event()  # set whenever the PLC writes something
-        self.requests = 0
-        blocks = []
-        for table in ("coil", "discrete_input", "holding_register", "input_register"):
-            span = max(1, signal_map.span(table))
-            if table in BIT_TABLES:
-                blocks.append([SimData(address=0, count=span, values=False, datatype=DataType.BITS)])
-            else:
-                blocks.append([SimData(address=0, count=span, values=0, datatype=DataType.REGISTERS)])
-        device = SimDevice(id=settings.device_id, simdata=tuple(blocks), action=self._on_request)
+        self.text = TextFormat(settings.part_id_encoding, settings.part_id_byte_order)
+        self.bank = Bank.for_map(signal_map)
         if settings.transport == "tcp":
-            self.server = ModbusTcpServer(device, address=(settings.host, settings.port))
+            self.server: TcpServer | RtuServer = TcpServer(self.bank, settings.device_id, settings.host, settings.port)
         else:
-            self.server = ModbusSerialServer(device, port=settings.serial_port, baudrate=settings.baudrate,
-                                             parity=settings.parity)
-        self._task: asyncio.Task | None = None
-
-    async def _on_request(self, func_code, start_address, address, count, registers, values):
-        self.requests += 1
-        if values is not None:
-            self.changed.set()
-        return None
+            self.server = RtuServer(self.bank, settings.device_id, settings.serial_port, settings.baudrate,
+                                    settings.parity, settings.reconnect_min_s, settings.reconnect_max_s)
+        self._started_at = time.monotonic()
+        self._online_read: asyncio.Event | None = None
 
     async def start(self) -> None:
-        await self.server.serve_forever(background=True)
+        await self.server.start()
+        self._started_at = time.monotonic()
 
-    async def stop(self) -> None:
-        await self.server.shutdown()
+    async def stop(self, hold_s: float = 0.0) -> None:
+        """Close, after the PLC has read ``online`` once more (at most ``hold_s``; at once when no
+        PLC is polling). The caller publishes online = 0 / ready = 0 before calling."""
+        if hold_s > 0 and self.health()[0] == "ok" and getattr(self.server, "connections", 1):
+            self._online_read = asyncio.Event()
+            self.server.on_request = self._watch_online
+            try:
+                await asyncio.wait_for(self._online_read.wait(), hold_s)
+            except asyncio.TimeoutError:
+                pass
+            self.server.on_request = None
+        await self.server.stop()
 
-    async def _get(self, signal: Signal) -> list:
-        values = await self.server.context.async_getValues(self.settings.device_id, _READ_FC[signal.table],
-                                                           signal.address, signal.count)
-        if not isinstance(values, list):
-            raise LinkError(f"datastore refused {signal.name} at {signal.table} {signal.address}: {values}")
-        return values
+    def _watch_online(self, request: bytes) -> None:
+        online = self.map["online"]
+        if len(request) == 5 and READ_FC.get(request[0]) == online.table:
+            address, count = struct.unpack(">HH", request[1:])
+            if address <= online.address < address + count and self._online_read is not None:
+                self._online_read.set()
 
-    async def read_inputs(self) -> Inputs:
-        return _inputs({name: decode(self.map[name], await self._get(self.map[name])) for name in INPUT_SIGNALS})
+    def health(self) -> tuple[str, str]:
+        if self.server.status != "ok":
+            return self.server.status, self.server.detail
+        last = self.server.last_request_at
+        limit = self.settings.absent_after_s
+        if limit > 0 and time.monotonic() - (last or self._started_at) > limit:
+            return "absent", f"no Modbus request from the PLC for more than {limit:g} s"
+        return ("ok", "") if last is not None else ("starting", "waiting for the PLC's first request")
 
-    async def write_outputs(self, outputs: dict[str, object]) -> None:
-        for name, value in outputs.items():
-            signal = self.map[name]
-            await self.server.context.async_setValues(self.settings.device_id, _READ_FC[signal.table],
-                                                      signal.address, encode(signal, value))
-
-
-class ClientLink:
-    """The PLC as Modbus server: the appliance polls the inputs and writes its outputs there.
-
-    In this mode every signal must live in a table the appliance can write or read:
-    outputs in coils / holding registers (see ``client_map``)."""
-
-    def __init__(self, signal_map: SignalMap, settings: LinkSettings):
-        self.map, self.settings = signal_map, settings
-        if settings.transport == "tcp":
-            self.client = AsyncModbusTcpClient(settings.host, port=settings.port, timeout=settings.timeout_s,
-                                               retries=1, reconnect_delay=0.5, reconnect_delay_max=5)
-        else:
-            self.client = AsyncModbusSerialClient(settings.serial_port, baudrate=settings.baudrate,
-                                                  parity=settings.parity, timeout=settings.timeout_s, retries=1)
-        self._last: dict[str, object] = {}
-
-    async def start(self) -> None:
-        if not await self.client.connect():
-            raise LinkError(f"cannot connect to PLC at {self._where()}")
-
-    async def stop(self) -> None:
-        self.client.close()
-
-    def _where(self) -> str:
-        s = self.settings
-        return f"{s.host}:{s.port}" if s.transport == "tcp" else s.serial_port
-
-    async def _call(self, coro, what: str):
-        try:
-            response = await coro
-        except (ModbusException, OSError, asyncio.TimeoutError) as err:
-            raise LinkError(f"PLC {self._where()}: {what}: {err}") from None
-        if response.isError():
-            raise LinkError(f"PLC {self._where()}: {what}: exception response {response}")
-        return response
-
-    async def _read(self, signal: Signal) -> list:
-        dev = self.settings.device_id
-        reader = {"coil": self.client.read_coils, "discrete_input": self.client.read_discrete_inputs,
-                  "holding_register": self.client.read_holding_registers,
-                  "input_register": self.client.read_input_registers}[signal.table]
-        r = await self._call(reader(signal.address, count=signal.count, device_id=dev), f"read {signal.name}")
-        return (r.bits if signal.table in BIT_TABLES else r.registers)[: signal.count]
+    def _get(self, name: str):
+        s = self.map[name]
+        return decode(s, self.bank.get(s.table, s.address, s.count), self.text)
 
     async def read_inputs(self) -> Inputs:
-        return _inputs({name: decode(self.map[name], await self._read(self.map[name])) for name in INPUT_SIGNALS})
+        return inputs_from({name: self._get(name) for name in INPUT_SIGNALS})
 
     async def write_outputs(self, outputs: dict[str, object]) -> None:
-        dev = self.settings.device_id
+        """All at once, with no await in between: a request is answered either before or after."""
         for name, value in outputs.items():
-            if self._last.get(name) == value:
-                continue  # only changes go on the wire
-            signal = self.map[name]
-            raw = encode(signal, value)
-            if signal.table == "coil":
-                await self._call(self.client.write_coils(signal.address, raw, device_id=dev), f"write {name}")
-            elif signal.table == "holding_register":
-                await self._call(self.client.write_registers(signal.address, raw, device_id=dev), f"write {name}")
-            else:
-                raise LinkError(f"signal {name} is in {signal.table}, which a Modbus client cannot write")
-            self._last[name] = value
-
-
-def client_overrides() -> dict[str, dict]:
-    """Default relocation of the appliance's outputs for client mode: discrete inputs → coils from
-    16, input registers → holding registers from 100 (a PLC's own memory is writable there)."""
-    from .signals import DEFAULT_MAP
-
-    out: dict[str, dict] = {}
-    for s in DEFAULT_MAP:
-        if s.table == "discrete_input":
-            out[s.name] = {"table": "coil", "address": 16 + s.address}
-        elif s.table == "input_register":
-            out[s.name] = {"table": "holding_register", "address": 100 + s.address}
-    return out
+            try:
+                s = self.map[name]
+            except KeyError:
+                continue
+            self.bank.set(s.table, s.address, encode(s, value, self.text))
 
 
 def make_link(signal_map: SignalMap, settings: LinkSettings) -> ServerLink | ClientLink:

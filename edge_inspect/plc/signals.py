@@ -1,7 +1,10 @@
 """Named PLC signals, the default Modbus map, and its export (markdown, CSV, JSON).
 
 The names are the contract with the PLC program; tables and 0-based addresses come from the
-default map below, overridden per signal by the station config. See DESIGN.md section 4.
+default map below, overridden per signal by the station config. The map is mode-aware: in server
+mode the appliance's outputs sit in the tables a PLC can only read (discrete inputs, input
+registers); in client mode the PLC is the server and the outputs must be written into its memory,
+so they move to coils (from 16) and holding registers (from 100). See docs/plc.md.
 """
 
 from __future__ import annotations
@@ -13,12 +16,15 @@ from dataclasses import asdict, dataclass, replace
 from typing import Literal
 
 Table = Literal["coil", "discrete_input", "holding_register", "input_register"]
-Kind = Literal["bool", "uint16", "uint32", "ascii"]
+Kind = Literal["bool", "uint16", "uint32", "text"]
+Mode = Literal["server", "client"]
 Direction = Literal["plc_to_appliance", "appliance_to_plc"]
 
 BIT_TABLES = ("coil", "discrete_input")
-# Which tables the PLC can write in server mode: coils and holding registers.
-WRITABLE_BY_PLC = ("coil", "holding_register")
+# The tables a Modbus master can write: coils and holding registers. In server mode the master is
+# the PLC (it writes the inputs); in client mode it is the appliance (it writes the outputs).
+WRITABLE_BY_MASTER = ("coil", "holding_register")
+CLIENT_COIL_BASE, CLIENT_REGISTER_BASE = 16, 100
 
 
 @dataclass(frozen=True)
@@ -48,7 +54,7 @@ DEFAULT_MAP: tuple[Signal, ...] = (
     _s("results_ack", "coil", 1, 1, "bool", IN, "PLC has read the results; drops results_valid"),
     _s("trigger_id", "holding_register", 0, 1, "uint16", IN, "echoed back as result_id"),
     _s("recipe", "holding_register", 1, 1, "uint16", IN, "recipe number to run"),
-    _s("part_id", "holding_register", 2, PART_ID_REGISTERS, "ascii", IN, "part serial, ASCII, 2 chars per register"),
+    _s("part_id", "holding_register", 2, PART_ID_REGISTERS, "text", IN, "part serial, 2 bytes per register (plc.part_id_encoding / _byte_order)"),
     _s("online", "discrete_input", 0, 1, "bool", OUT, "appliance running and connected"),
     _s("ready", "discrete_input", 1, 1, "bool", OUT, "a trigger now would be accepted"),
     _s("busy", "discrete_input", 2, 1, "bool", OUT, "inspection in progress"),
@@ -92,20 +98,34 @@ class SignalMap:
         return max((s.end for s in self.in_table(table)), default=0)
 
 
-def build_map(overrides: dict[str, dict] | None = None) -> SignalMap:
-    """The default map with per-signal overrides of table and/or address; checked for clashes."""
+def default_map(mode: Mode = "server") -> tuple[Signal, ...]:
+    """The default map of a mode: in client mode discrete inputs → coils from 16 and input registers →
+    holding registers from 100 (a PLC's own memory is writable there by the appliance)."""
+    if mode == "server":
+        return DEFAULT_MAP
+    moved = {"discrete_input": ("coil", CLIENT_COIL_BASE), "input_register": ("holding_register", CLIENT_REGISTER_BASE)}
+    return tuple(replace(s, table=moved[s.table][0], address=moved[s.table][1] + s.address) if s.table in moved else s
+                 for s in DEFAULT_MAP)
+
+
+def build_map(overrides: dict[str, dict] | None = None, mode: Mode = "server") -> SignalMap:
+    """The default map of ``mode`` with per-signal overrides of table and/or address; checked for
+    tables that cannot work in that mode and for clashes."""
     overrides = overrides or {}
     unknown = sorted(set(overrides) - set(SIGNAL_NAMES))
     if unknown:
         raise MapError(f"unknown signal(s) {', '.join(unknown)}; known: {', '.join(SIGNAL_NAMES)}")
     signals = []
-    for s in DEFAULT_MAP:
+    for s in default_map(mode):
         change = overrides.get(s.name, {})
         table = change.get("table", s.table)
         if (s.type == "bool") != (table in BIT_TABLES):
             raise MapError(f"signal {s.name} is {s.type}; it cannot live in table {table}")
-        if s.direction == IN and table not in WRITABLE_BY_PLC:
+        if mode == "server" and s.direction == IN and table not in WRITABLE_BY_MASTER:
             raise MapError(f"signal {s.name} is written by the PLC; table {table} is read-only for it")
+        if mode == "client" and s.direction == OUT and table not in WRITABLE_BY_MASTER:
+            raise MapError(f"signal {s.name} is written by the appliance, which is the Modbus client in client mode; "
+                           f"table {table} is read-only for a client (use coil or holding_register)")
         signals.append(replace(s, table=table, address=int(change.get("address", s.address))))
     check_overlaps(signals)
     return SignalMap(tuple(signals))

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
-from .modbus import decode, encode
+from .codec import decode, encode
 from .signals import SignalMap
 
 

@@ -1,0 +1,196 @@
+"""Client mode: the PLC is the Modbus server; the appliance polls its inputs and writes its outputs
+into the PLC's memory (pymodbus 3.16 client, TCP or RTU).
+
+Integrity rules (docs/plc.md, "Client mode"):
+* one request at a time (a lock), contiguous signals of one table in one request;
+* when ``results_valid`` rises, every other output is written first and read back; only when the
+  read-back matches is ``results_valid`` written. When it falls, it is written first;
+* all outputs are rewritten every ``refresh_s`` and after every reconnect, so a PLC that restarted
+  with empty memory sees online/ready/results again within that period;
+* any failure (refused, timeout, exception response) drops the connection and raises LinkError;
+  the next call reconnects with exponential backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+from pymodbus.exceptions import ModbusException
+
+from .codec import TextFormat, decode, encode
+from .handshake import Inputs
+from .settings import INPUT_SIGNALS, LinkError, LinkSettings, inputs_from
+from .signals import BIT_TABLES, Signal, SignalMap
+
+RESULT_SIGNALS = ("result_id", "verdict", "defect_count", "failed_checks", "error_code", "cycle_ms", "pass", "fail",
+                  "error", "inspection_count")
+
+
+def runs(signals: list[Signal]) -> list[list[Signal]]:
+    """Signals grouped into runs of one table with contiguous addresses (one request each)."""
+    out: list[list[Signal]] = []
+    for s in sorted(signals, key=lambda s: (s.table, s.address)):
+        if out and out[-1][-1].table == s.table and out[-1][-1].end == s.address:
+            out[-1].append(s)
+        else:
+            out.append([s])
+    return out
+
+
+class ClientLink:
+    def __init__(self, signal_map: SignalMap, settings: LinkSettings):
+        self.map, self.settings = signal_map, settings
+        self.text = TextFormat(settings.part_id_encoding, settings.part_id_byte_order)
+        self.client = self._make_client()
+        self._last: dict[str, object] = {}
+        self._lock = asyncio.Lock()
+        self._backoff = settings.reconnect_min_s
+        self._next_attempt = 0.0
+        self._next_refresh = 0.0
+        self.status, self.detail = "starting", ""
+        self._input_runs = runs([signal_map[n] for n in INPUT_SIGNALS])
+
+    def _make_client(self):
+        s = self.settings
+        if s.transport == "tcp":  # reconnect_delay=0: we reconnect ourselves, with backoff
+            return AsyncModbusTcpClient(s.host, port=s.port, timeout=s.timeout_s, retries=0, reconnect_delay=0)
+        return AsyncModbusSerialClient(s.serial_port, baudrate=s.baudrate, parity=s.parity, timeout=s.timeout_s,
+                                       retries=0, reconnect_delay=0)
+
+    def where(self) -> str:
+        s = self.settings
+        return f"{s.host}:{s.port}" if s.transport == "tcp" else s.serial_port
+
+    # -- connection --------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """First connection attempt. An unreachable PLC is not fatal (we keep retrying); a serial
+        device that does not exist is a configuration mistake and is."""
+        if self.settings.transport == "rtu" and not os.path.exists(self.settings.serial_port):
+            from .server import StartError
+
+            raise StartError(f"serial port {self.settings.serial_port}: no such device")
+        try:
+            await self._ensure_connected()
+        except LinkError:
+            pass
+
+    async def stop(self, hold_s: float = 0.0) -> None:
+        async with self._lock:
+            self.client.close()
+
+    async def _ensure_connected(self) -> None:
+        if self.client.connected:
+            return
+        now = time.monotonic()
+        if now < self._next_attempt:
+            raise LinkError(self.detail or f"PLC {self.where()}: not connected")
+        self._next_attempt = now + self._backoff
+        self._backoff = min(self._backoff * 2, self.settings.reconnect_max_s)
+        self.client.close()
+        self.client = self._make_client()
+        try:
+            ok = await self.client.connect()
+        except (ModbusException, OSError) as err:
+            ok, self.detail = False, f"PLC {self.where()}: cannot connect: {err}"
+        if not ok:
+            self.status = "lost"
+            self.detail = self.detail or f"PLC {self.where()}: cannot connect"
+            raise LinkError(self.detail)
+        self._backoff = self.settings.reconnect_min_s
+        self._last.clear()  # whatever the PLC held before may be gone: rewrite everything
+        self.status, self.detail = "ok", ""
+
+    def _fail(self, message: str) -> LinkError:
+        self.status, self.detail = "lost", message
+        self._last.clear()
+        self.client.close()
+        return LinkError(message)
+
+    async def _call(self, method, *args, what: str, **kwargs):
+        try:  # the method itself raises ConnectionException when the socket is gone: call it inside
+            response = await method(*args, device_id=self.settings.device_id, **kwargs)
+        except (ModbusException, OSError, asyncio.TimeoutError) as err:
+            raise self._fail(f"PLC {self.where()}: {what}: {err}") from None
+        if response.isError():
+            raise self._fail(f"PLC {self.where()}: {what}: exception response {response}")
+        return response
+
+    async def _read_run(self, run: list[Signal]) -> dict[str, object]:
+        first, table = run[0], run[0].table
+        count = run[-1].end - first.address
+        reader = {"coil": self.client.read_coils, "discrete_input": self.client.read_discrete_inputs,
+                  "holding_register": self.client.read_holding_registers,
+                  "input_register": self.client.read_input_registers}[table]
+        r = await self._call(reader, first.address, count=count, what=f"read {table} {first.address}+{count}")
+        raw = r.bits if table in BIT_TABLES else r.registers
+        if len(raw) < count:
+            raise self._fail(f"PLC {self.where()}: short answer reading {table} {first.address}+{count}")
+        return {s.name: decode(s, raw[s.address - first.address : s.end - first.address], self.text) for s in run}
+
+    async def _write_run(self, run: list[Signal], outputs: dict[str, object]) -> None:
+        raw: list = []
+        for s in run:
+            raw += encode(s, outputs[s.name], self.text)
+        first = run[0]
+        if first.table == "coil":
+            await self._call(self.client.write_coils, first.address, raw, what=f"write coils {first.address}+{len(raw)}")
+        elif first.table == "holding_register":
+            await self._call(self.client.write_registers, first.address, raw,
+                             what=f"write holding registers {first.address}+{len(raw)}")
+        else:
+            raise LinkError(f"signal {first.name} is in {first.table}, which a Modbus client cannot write")
+        for s in run:
+            self._last[s.name] = outputs[s.name]
+
+    # -- the link interface ------------------------------------------------------------------------
+    def health(self) -> tuple[str, str]:
+        return self.status, self.detail
+
+    async def read_inputs(self) -> Inputs:
+        async with self._lock:
+            await self._ensure_connected()
+            values: dict[str, object] = {}
+            for run in self._input_runs:
+                values.update(await self._read_run(run))
+            return inputs_from(values)
+
+    async def write_outputs(self, outputs: dict[str, object]) -> None:
+        async with self._lock:
+            await self._ensure_connected()
+            now = time.monotonic()
+            if now >= self._next_refresh:
+                self._last.clear()
+                self._next_refresh = now + self.settings.refresh_s
+            names = [n for n in outputs if n in self._map_names() and self._last.get(n, object()) != outputs[n]]
+            if not names:
+                return
+            valid = outputs.get("results_valid")
+            if "results_valid" in names and not valid:  # falling: first, before anything else changes
+                await self._write_run([self.map["results_valid"]], outputs)
+            rest = [self.map[n] for n in names if n != "results_valid"]
+            for run in runs(rest):
+                await self._write_run(run, outputs)
+            if "results_valid" in names and valid:
+                await self._confirm(outputs)
+                await self._write_run([self.map["results_valid"]], outputs)
+
+    def _map_names(self) -> set[str]:
+        return {s.name for s in self.map.signals}
+
+    async def _confirm(self, outputs: dict[str, object]) -> None:
+        """Read the result signals back; rewrite once on a mismatch; fail if it persists."""
+        check = [self.map[n] for n in RESULT_SIGNALS if n in outputs]
+        for attempt in range(2):
+            seen: dict[str, object] = {}
+            for run in runs(check):
+                seen.update(await self._read_run(run))
+            wrong = [s for s in check if seen[s.name] != outputs[s.name]]
+            if not wrong:
+                return
+            if attempt == 0:
+                for run in runs(wrong):
+                    await self._write_run(run, outputs)
+        raise self._fail(f"PLC {self.where()}: results read back differ ({', '.join(s.name for s in wrong)})")

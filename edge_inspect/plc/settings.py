@@ -1,0 +1,40 @@
+"""What both links share: their settings, their error, and the PLC's inputs as handshake Inputs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from .handshake import Inputs
+
+
+class LinkError(Exception):
+    """The PLC link failed (connection refused, timeout, exception response, port lost)."""
+
+
+@dataclass(frozen=True)
+class LinkSettings:
+    mode: Literal["server", "client"] = "server"
+    transport: Literal["tcp", "rtu"] = "tcp"
+    host: str = "127.0.0.1"
+    port: int = 5020
+    serial_port: str = ""
+    baudrate: int = 19200
+    parity: str = "N"
+    device_id: int = 1
+    timeout_s: float = 0.5  # client: one request's answer
+    absent_after_s: float = 5.0  # server: no request for this long = PLC absent (0 = off)
+    refresh_s: float = 1.0  # client: every output rewritten at least this often
+    reconnect_min_s: float = 0.2
+    reconnect_max_s: float = 5.0
+    stop_hold_s: float = 2.0  # server: how long a stop waits for the PLC to read online = 0
+    part_id_encoding: Literal["ascii", "utf-8", "shift_jis"] = "ascii"
+    part_id_byte_order: Literal["high_first", "low_first"] = "high_first"
+
+
+INPUT_SIGNALS = ("trigger", "results_ack", "trigger_id", "recipe", "part_id")
+
+
+def inputs_from(values: dict[str, object]) -> Inputs:
+    return Inputs(trigger=bool(values["trigger"]), results_ack=bool(values["results_ack"]),
+                  trigger_id=int(values["trigger_id"]), recipe=int(values["recipe"]), part_id=str(values["part_id"]))

@@ -1,0 +1,271 @@
+"""Client mode (the PLC is the Modbus server) against a real pymodbus server standing in for the
+PLC: result integrity through a delaying TCP proxy, PLC restarts, link loss, boot without PLC."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sqlite3
+import time
+
+from pymodbus.server import ModbusTcpServer
+from pymodbus.simulator import DataType, SimData, SimDevice
+
+from edge_inspect.plc.codec import decode, encode
+from edge_inspect.plc.signals import build_map
+
+from .plc_harness import FakeInspector, async_wait_until, fake_station_config, make_station
+from .stations import free_port
+
+CLIENT_MAP = build_map(mode="client")
+FC = {"coil": 1, "holding_register": 3}
+OUTPUTS = [s.name for s in CLIENT_MAP.signals if s.direction == "appliance_to_plc"]
+
+
+class PLCServer:
+    """A PLC's memory served by pymodbus; snapshots the results the instant results_valid rises."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.server: ModbusTcpServer | None = None
+        self.snapshots: list[dict] = []
+        self.valid_writes = 0
+
+    async def _action(self, func_code, start_address, address, count, registers, values):
+        valid = CLIENT_MAP["results_valid"]
+        if values is None or func_code not in (5, 15) or not address <= valid.address < address + len(values):
+            return None
+        rising = values[valid.address - address] and not await self.get("results_valid")  # before the write
+        if rising:
+            self.valid_writes += 1
+            self.snapshots.append({n: await self.get(n) for n in
+                                   ("result_id", "verdict", "defect_count", "failed_checks", "error_code", "pass",
+                                    "fail", "error")})
+        return None
+
+    async def start(self) -> None:
+        device = SimDevice(id=1, action=self._action, simdata=(
+            [SimData(address=0, count=64, values=False, datatype=DataType.BITS)],
+            [SimData(address=0, count=16, values=False, datatype=DataType.BITS)],
+            [SimData(address=0, count=128, values=0, datatype=DataType.REGISTERS)],
+            [SimData(address=0, count=16, values=0, datatype=DataType.REGISTERS)]))  # fmt: skip
+        self.server = ModbusTcpServer(device, address=("127.0.0.1", self.port))
+        await self.server.serve_forever(background=True)
+
+    async def stop(self) -> None:
+        await self.server.shutdown()
+
+    async def get(self, name: str):
+        s = CLIENT_MAP[name]
+        return decode(s, await self.server.context.async_getValues(1, FC[s.table], s.address, s.count))
+
+    async def put(self, name: str, value) -> None:
+        s = CLIENT_MAP[name]
+        await self.server.context.async_setValues(1, FC[s.table], s.address, encode(s, value))
+
+    async def wait(self, name: str, value, timeout: float = 20) -> None:
+        async def ok():
+            return await self.get(name) == value
+
+        await async_wait_until(ok, timeout, f"PLC memory {name} == {value}", poll_s=0.002)
+
+    async def cycle(self, trigger_id: int) -> None:
+        await self.wait("ready", True)
+        await self.put("trigger_id", trigger_id)
+        await self.put("recipe", 1)
+        await self.put("trigger", True)
+        await self.wait("results_valid", True)
+        await self.put("trigger", False)
+        await self.put("results_ack", True)
+        await self.wait("results_valid", False)
+        await self.put("results_ack", False)
+
+
+class DelayProxy:
+    """A TCP proxy on loopback that delays a random share of the chunks by a random 0..max_ms
+    (order kept)."""
+
+    def __init__(self, upstream_port: int, max_ms: float = 5.0, share: float = 0.3, seed: int = 0):
+        self.upstream_port, self.max_ms, self.share = upstream_port, max_ms, share
+        self.rng = random.Random(seed)
+        self.port = free_port()
+        self.server: asyncio.AbstractServer | None = None
+
+    async def _pump(self, reader, writer) -> None:
+        try:
+            while data := await reader.read(4096):
+                if self.rng.random() < self.share:
+                    await asyncio.sleep(self.rng.random() * self.max_ms / 1000)
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    async def _connection(self, reader, writer) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        except OSError:
+            writer.close()
+            return
+        await asyncio.gather(self._pump(reader, up_writer), self._pump(up_reader, writer))
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._connection, "127.0.0.1", self.port)
+
+    async def stop(self) -> None:
+        self.server.close()
+
+
+def _client_station(tmp_path, port: int, **plc):
+    return fake_station_config(tmp_path, plc={"mode": "client", "port": port, "poll_ms": 5, **plc})
+
+
+def test_results_are_complete_before_results_valid_rises(tmp_path):
+    """500 cycles, alternating verdicts, random link delays: the PLC never sees a stale or mixed result."""
+    plc_port = free_port()
+    proxy = DelayProxy(plc_port)
+    path = _client_station(tmp_path, proxy.port)
+    cycles = 500
+
+    async def main():
+        plc = PLCServer(plc_port)
+        await plc.start()
+        await proxy.start()
+        station = make_station(path, FakeInspector())
+        await station.start()
+        try:
+            for i in range(cycles):
+                await plc.cycle(1000 + i)
+        finally:
+            await station.stop()
+            await proxy.stop()
+            await plc.stop()
+        return plc.snapshots
+
+    snapshots = asyncio.run(main())
+    assert len(snapshots) == cycles
+    con = sqlite3.connect(tmp_path / "data" / "inspections.db")
+    logged = dict(con.execute("select result_id, verdict from inspections"))
+    con.close()
+    bad = []
+    for i, snap in enumerate(snapshots):
+        expected = 1 if i % 2 == 0 else 2  # the fake inspector alternates PASS, FAIL
+        want = {"result_id": 1000 + i, "verdict": expected, "defect_count": expected - 1,
+                "failed_checks": expected - 1, "error_code": 0, "pass": expected == 1, "fail": expected == 2,
+                "error": False}
+        if snap != want or {"PASS": 1, "FAIL": 2}[logged[1000 + i]] != expected:
+            bad.append((i, snap))
+    assert not bad, f"{len(bad)} stale or mixed results, first: {bad[:3]}"
+
+
+def test_plc_restart_with_empty_memory_gets_every_output_again(tmp_path):
+    port = free_port()
+    path = _client_station(tmp_path, port)
+
+    async def outputs_written(plc: PLCServer) -> bool:
+        return await plc.get("online") and await plc.get("ready") and await plc.get("result_id") == 7
+
+    async def main():
+        plc = PLCServer(port)
+        await plc.start()
+        station = make_station(path)
+        await station.start()
+        try:
+            await plc.cycle(7)
+            await async_wait_until(lambda: outputs_written(plc), 20, "outputs in the PLC")
+            # 1. the PLC program clears its memory, the connection stays
+            for name in OUTPUTS:
+                await plc.put(name, 0)
+            await async_wait_until(lambda: outputs_written(plc), 20, "outputs rewritten after a memory reset")
+            # 2. the PLC restarts: connection dropped, a new server with empty memory
+            await plc.stop()
+            plc = PLCServer(port)
+            await plc.start()
+            await async_wait_until(lambda: outputs_written(plc), 20, "outputs rewritten after a PLC restart")
+            assert await plc.get("verdict") == 1 and await plc.get("inspection_count") == 1
+            await plc.cycle(8)  # and the handshake goes on
+            assert await plc.get("result_id") == 8
+        finally:
+            await station.stop()
+            await plc.stop()
+
+    asyncio.run(main())
+
+
+def test_link_loss_alarm_reconnect_and_clean_stop(tmp_path):
+    port = free_port()
+    path = _client_station(tmp_path, port)
+
+    async def main():
+        plc = PLCServer(port)
+        await plc.start()
+        station = make_station(path)
+        await station.start()
+        try:
+            await plc.cycle(1)
+            assert station.status()["plc"] == "ok"
+            await plc.stop()
+            await async_wait_until(lambda: station.status()["plc"] == "lost", 20, "plc lost")
+            assert station.alarms.active("plc_lost") and not station.alarms.active("internal")
+            assert not station.status()["ready"] and not station.handshake.outputs["online"]
+            plc = PLCServer(port)
+            await plc.start()
+            await async_wait_until(lambda: station.status()["plc"] == "ok", 20, "reconnected")
+            assert not station.alarms.active("plc_lost")
+            await plc.cycle(2)
+        finally:
+            await station.stop()  # must not raise
+            await plc.stop()
+        return station
+
+    station = asyncio.run(main())
+    assert not station.alarms.active("internal")
+
+
+def test_boot_with_plc_unreachable_keeps_retrying(tmp_path):
+    port = free_port()
+    path = _client_station(tmp_path, port)
+
+    async def main():
+        station = make_station(path)
+        await station.start()  # no PLC: not fatal
+        try:
+            assert station.status()["plc"] == "lost" and not station.status()["ready"]
+            assert station.alarms.active("plc_lost")
+            await asyncio.sleep(0.5)
+            assert station.status()["plc"] == "lost" and not station.status()["ready"]
+            plc = PLCServer(port)
+            await plc.start()
+            try:
+                await async_wait_until(lambda: station.status()["plc"] == "ok", 20, "connected after boot")
+                await plc.wait("online", True)
+                await plc.cycle(3)
+                assert await plc.get("result_id") == 3
+            finally:
+                await plc.stop()
+        finally:
+            await station.stop()
+
+    asyncio.run(main())
+
+
+def test_stop_writes_offline_to_the_plc(tmp_path):
+    port = free_port()
+    path = _client_station(tmp_path, port)
+
+    async def main():
+        plc = PLCServer(port)
+        await plc.start()
+        station = make_station(path)
+        await station.start()
+        try:
+            await plc.wait("ready", True)
+            await plc.wait("online", True)
+            await station.stop()
+            assert not await plc.get("online") and not await plc.get("ready")
+        finally:
+            await plc.stop()
+
+    asyncio.run(main())
