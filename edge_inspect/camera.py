@@ -8,42 +8,36 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
 
 import cv2
 import numpy as np
 
 from .config import CameraConfig
+from .live_camera import CameraError, LiveCamera, Source
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
-class CameraError(Exception):
-    """No frame could be had from the camera."""
-
-
-class FrameSource(Protocol):
-    name: str
-
-    def open(self) -> None: ...
-
-    def read(self) -> np.ndarray: ...
-
-    def close(self) -> None: ...
+FrameSource = Source
 
 
 class OpenCVSource:
     """cv2.VideoCapture on a device index or /dev/videoN, an RTSP/HTTP URL, a GStreamer pipeline or a file."""
 
     def __init__(self, target: int | str, backend: int = cv2.CAP_ANY, width: int | None = None,
-                 height: int | None = None, fps: float | None = None, loop: bool = False):
+                 height: int | None = None, fps: float | None = None, loop: bool = False,
+                 timeout_ms: int | None = None):
         self.target, self.backend, self.loop = target, backend, loop
         self.size, self.fps = (width, height), fps
+        self.timeout_ms = timeout_ms
         self.name = f"opencv:{target}"
         self.cap: cv2.VideoCapture | None = None
 
     def open(self) -> None:
-        self.cap = cv2.VideoCapture(self.target, self.backend)
+        params = []
+        if self.timeout_ms:  # FFmpeg otherwise blocks up to 30 s in open/read on a frozen stream
+            params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, self.timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, self.timeout_ms]
+        self.cap = cv2.VideoCapture(self.target, self.backend, params)
         if not self.cap.isOpened():
             self.cap.release()
             self.cap = None
@@ -130,6 +124,12 @@ class SyntheticSource:
         pass
 
 
+def is_live(cfg: CameraConfig) -> bool:
+    """Live sources deliver frames at their own pace (a grabber thread keeps the newest one);
+    the others are read on demand."""
+    return cfg.source in ("device", "url", "gstreamer")
+
+
 def source_from_config(cfg: CameraConfig, base: Path | None = None) -> FrameSource:
     def path(p: str) -> Path:
         q = Path(p)
@@ -144,7 +144,8 @@ def source_from_config(cfg: CameraConfig, base: Path | None = None) -> FrameSour
     if cfg.source == "gstreamer":
         return OpenCVSource(cfg.pipeline, cv2.CAP_GSTREAMER, cfg.width, cfg.height, cfg.fps)
     if cfg.source == "url":
-        return OpenCVSource(cfg.url, cv2.CAP_FFMPEG, cfg.width, cfg.height, cfg.fps)
+        return OpenCVSource(cfg.url, cv2.CAP_FFMPEG, cfg.width, cfg.height, cfg.fps,
+                            timeout_ms=max(100, int(cfg.stall_timeout_s * 1000)))
     device = cfg.device
     if isinstance(device, str) and device.isdigit():
         device = int(device)
@@ -152,7 +153,7 @@ def source_from_config(cfg: CameraConfig, base: Path | None = None) -> FrameSour
 
 
 class Camera:
-    """A frame source behind a watchdog.
+    """A frame source read on demand (folder, video file, synthetic parts) behind a watchdog.
 
     ``grab()`` returns a fresh frame or raises CameraError within ``stall_timeout_s``. After a
     failure the camera is 'lost'; the next grab (or ``probe()``) reconnects, waiting an
@@ -174,6 +175,9 @@ class Camera:
         self._backoff = reconnect_min_s
         self._next_attempt = 0.0
         self._lock = threading.Lock()
+
+    def start(self) -> None:
+        """Nothing to start: frames are read on demand (the first grab opens the source)."""
 
     def _set(self, status: str, detail: str = "") -> None:
         changed = status != self.status
@@ -251,3 +255,12 @@ class Camera:
                 self.source.close()
             self._opened = False
             self._set("closed")
+
+
+def make_camera(cfg: CameraConfig, base: Path | None = None,
+                on_status: Callable[[str, str], None] | None = None) -> Camera | LiveCamera:
+    if is_live(cfg):
+        return LiveCamera(lambda: source_from_config(cfg, base), cfg.stall_timeout_s, cfg.reconnect_min_s,
+                          cfg.reconnect_max_s, cfg.max_frame_age_ms, cfg.frames_after_trigger, on_status)
+    return Camera(source_from_config(cfg, base), cfg.stall_timeout_s, cfg.reconnect_min_s, cfg.reconnect_max_s,
+                  on_status=on_status)
