@@ -100,6 +100,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from .station import Station
 
     config, sha = load_config(args.config, bundle=args.bundle)
+    if config.plc.enabled:  # a port in use or a missing serial device is reported before the model loads
+        from .plc.modbus import preflight
+
+        preflight(config.plc.link_settings())
 
     async def main() -> None:
         station = Station(config, sha, Path(args.config).resolve().parent)

@@ -12,6 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from .bundles import find_bundle
+from .plc.settings import LinkSettings
 from .plc.signals import MapError, SignalMap, build_map
 
 
@@ -167,6 +168,13 @@ class PLCConfig(Strict):
 
     def signal_map(self) -> SignalMap:
         return build_map({k: v.model_dump(exclude_none=True) for k, v in self.map.items()}, self.mode)
+
+    def link_settings(self) -> LinkSettings:
+        return LinkSettings(
+            mode=self.mode, transport=self.transport, host=self.host, port=self.port, serial_port=self.serial_port or "",
+            baudrate=self.baudrate, parity=self.parity, device_id=self.device_id, timeout_s=self.response_timeout_s,
+            absent_after_s=self.timeout_s, part_id_encoding=self.part_id_encoding,
+            part_id_byte_order=self.part_id_byte_order)  # fmt: skip
 
     @model_validator(mode="after")
     def _transport(self):

@@ -26,7 +26,7 @@ from .config import StationConfig
 from .inspector import Inspection, Inspector
 from .plc.handshake import Handshake, Request, Result
 from .verdict import ErrorCode, Verdict
-from .plc.modbus import LinkError, LinkSettings, StartError, make_link
+from .plc.modbus import LinkError, StartError, make_link
 from .events import (AlarmAcknowledged, AlarmCleared, AlarmRaised, CheckSummary, EventBus, InspectionDone, Started,
                      Stopped)
 from .log import InspectionRecord, Store, StoreError
@@ -54,11 +54,7 @@ class Station:
         self.handshake = Handshake()
         self.signal_map = config.plc.signal_map()
         p = config.plc
-        self.link = make_link(self.signal_map, LinkSettings(
-            mode=p.mode, transport=p.transport, host=p.host, port=p.port, serial_port=p.serial_port or "",
-            baudrate=p.baudrate, parity=p.parity, device_id=p.device_id, timeout_s=p.response_timeout_s,
-            absent_after_s=p.timeout_s, part_id_encoding=p.part_id_encoding,
-            part_id_byte_order=p.part_id_byte_order)) if p.enabled else None  # fmt: skip
+        self.link = make_link(self.signal_map, p.link_settings()) if p.enabled else None
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inspect")
         self.alarms = AlarmBoard()
         if self.model.fallback_reason and config.model.backend == "tensorrt":

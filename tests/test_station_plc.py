@@ -240,3 +240,36 @@ def test_client_mode_against_a_plc_server(tmp_path, tiny_bundle):
         row = rows[s["result_id"]]
         assert (s["verdict"], s["defect_count"], s["failed_checks"]) == (
             VERDICT_CODE[row["verdict"]], row["defect_count"], row["failed_checks"])
+
+
+@pytest.mark.skipif(shutil.which("mbpoll") is None, reason="mbpoll is not installed (Debian package mbpoll)")
+def test_sigterm_publishes_offline_before_the_link_closes(tmp_path, tiny_bundle):
+    """A PLC polling online/ready while the daemon gets SIGTERM reads online = 0, ready = 0 last."""
+    import signal
+
+    path = write_station(tmp_path, tiny_bundle)
+    port = str(load_config(path)[0].plc.port)
+    proc = subprocess.Popen([sys.executable, "-m", "edge_inspect.cli", "run", str(path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    reads: list[list[int]] = []
+    try:
+        deadline = time.monotonic() + 60
+        while reads[-1:] != [[1, 1]]:  # online and ready
+            assert time.monotonic() < deadline, "the station never came up"
+            r = subprocess.run(["mbpoll", "-m", "tcp", "-0", "-1", "-q", "-p", port, "-t", "1", "-r", "0", "-c", "2",
+                                "127.0.0.1"], capture_output=True, text=True, timeout=10)
+            if r.returncode == 0:
+                reads.append(_mbpoll_values(r.stdout))
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        while proc.poll() is None:  # poll as a PLC does until the link closes
+            r = subprocess.run(["mbpoll", "-m", "tcp", "-0", "-1", "-q", "-p", port, "-t", "1", "-r", "0", "-c", "2",
+                                "127.0.0.1"], capture_output=True, text=True, timeout=10)
+            if r.returncode == 0:
+                reads.append(_mbpoll_values(r.stdout))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        out = proc.communicate(timeout=30)[0]
+    assert proc.returncode == 0, out
+    assert reads[-1] == [0, 0], reads[-5:]

@@ -38,6 +38,9 @@ class ServerLink:
                                     settings.parity, settings.reconnect_min_s, settings.reconnect_max_s)
         self._started_at = time.monotonic()
         self._online_read: asyncio.Event | None = None
+        self._online_read_at: float | None = None  # when the PLC last read `online`
+        self._online_period = 0.0  # its polling period (moving average)
+        self.server.on_request = self._watch_online
 
     async def start(self) -> None:
         await self.server.start()
@@ -46,22 +49,28 @@ class ServerLink:
     async def stop(self, hold_s: float = 0.0) -> None:
         """Close, after the PLC has read ``online`` once more (at most ``hold_s``; at once when no
         PLC is polling). The caller publishes online = 0 / ready = 0 before calling."""
-        if hold_s > 0 and self.health()[0] == "ok" and getattr(self.server, "connections", 1):
+        last = self._online_read_at
+        if hold_s > 0 and self.server.status == "ok" and last is not None and time.monotonic() - last < hold_s:
+            # wait for one more poll of `online`: at most three of the PLC's polling periods
             self._online_read = asyncio.Event()
-            self.server.on_request = self._watch_online
             try:
-                await asyncio.wait_for(self._online_read.wait(), hold_s)
+                await asyncio.wait_for(self._online_read.wait(), min(hold_s, 3 * self._online_period + 0.05))
             except asyncio.TimeoutError:
                 pass
-            self.server.on_request = None
         await self.server.stop()
 
     def _watch_online(self, request: bytes) -> None:
         online = self.map["online"]
         if len(request) == 5 and READ_FC.get(request[0]) == online.table:
             address, count = struct.unpack(">HH", request[1:])
-            if address <= online.address < address + count and self._online_read is not None:
-                self._online_read.set()
+            if address <= online.address < address + count:
+                now = time.monotonic()
+                if self._online_read_at is not None:
+                    gap = now - self._online_read_at
+                    self._online_period = gap if not self._online_period else 0.7 * self._online_period + 0.3 * gap
+                self._online_read_at = now
+                if self._online_read is not None:
+                    self._online_read.set()
 
     def health(self) -> tuple[str, str]:
         if self.server.status != "ok":
@@ -91,3 +100,27 @@ class ServerLink:
 
 def make_link(signal_map: SignalMap, settings: LinkSettings) -> ServerLink | ClientLink:
     return ServerLink(signal_map, settings) if settings.mode == "server" else ClientLink(signal_map, settings)
+
+
+def preflight(settings: LinkSettings) -> None:
+    """Fail fast, in one line (StartError), on what would stop the link from starting: a TCP port in
+    use (server mode), a serial device that is missing or opened by another program."""
+    import socket
+
+    if settings.transport == "rtu":
+        import serial  # pyserial
+
+        try:
+            serial.Serial(settings.serial_port, settings.baudrate, parity=settings.parity, exclusive=True).close()
+        except (serial.SerialException, OSError, ValueError) as err:
+            reason = "no such device" if "No such file" in str(err) else (
+                "busy (opened by another program)" if "lock" in str(err).lower() else str(err))
+            raise StartError(f"serial port {settings.serial_port}: {reason}") from None
+    elif settings.mode == "server":
+        with socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((settings.host, settings.port))
+            except OSError as err:
+                raise StartError(f"cannot listen for Modbus TCP on {settings.host}:{settings.port}: "
+                                 f"{err.strerror or err}") from None
