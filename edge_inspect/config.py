@@ -139,6 +139,18 @@ class SignalOverride(Strict):
     address: int | None = Field(default=None, ge=0, le=65535)
 
 
+class PLCOptions(Strict):
+    """Optional parts of the handshake; each adds its signals to the map (docs/plc.md, "Options")."""
+
+    result_buffer: int = Field(default=0, ge=0, le=8, description="results queued while the PLC has not acked; 0 = off")
+    recipe_change: bool = Field(default=False, description="PLC switches recipes with recipe_change / _done / _failed")
+    identity: bool = Field(default=False, description="model_id, config_id, software_version registers")
+    warning: bool = Field(default=False, description="warning bit: uncertain answer resolved by policy, or degraded")
+
+    def names(self) -> frozenset[str]:
+        return frozenset(n for n in ("result_buffer", "recipe_change", "identity", "warning") if getattr(self, n))
+
+
 class PLCConfig(Strict):
     enabled: bool = True
     mode: Literal["server", "client"] = "server"
@@ -155,19 +167,23 @@ class PLCConfig(Strict):
     part_id_encoding: Literal["ascii", "utf-8", "shift_jis"] = "ascii"
     part_id_byte_order: Literal["high_first", "low_first"] = Field(
         default="high_first", description="high_first: the first character in the high byte of each register")
+    options: PLCOptions = PLCOptions()
     map: dict[str, SignalOverride] = Field(default_factory=dict)
 
     @field_validator("map")
     @classmethod
     def _map_works(cls, overrides: dict[str, SignalOverride], info: ValidationInfo) -> dict[str, SignalOverride]:
-        try:  # mode is declared above map, so it is validated already (docs/plc.md: maps are mode-aware)
-            build_map({k: v.model_dump(exclude_none=True) for k, v in overrides.items()}, info.data.get("mode", "server"))
+        options = info.data.get("options") or PLCOptions()
+        try:  # mode and options are declared above map, so they are validated already (maps are mode-aware)
+            build_map({k: v.model_dump(exclude_none=True) for k, v in overrides.items()}, info.data.get("mode", "server"),
+                      options.names())
         except MapError as err:
             raise ValueError(str(err)) from None
         return overrides
 
     def signal_map(self) -> SignalMap:
-        return build_map({k: v.model_dump(exclude_none=True) for k, v in self.map.items()}, self.mode)
+        return build_map({k: v.model_dump(exclude_none=True) for k, v in self.map.items()}, self.mode,
+                         self.options.names())
 
     def link_settings(self) -> LinkSettings:
         return LinkSettings(

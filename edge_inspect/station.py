@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -24,7 +25,9 @@ from .camera import Camera, CameraError, source_from_config
 from .checks import defect_count, failed_mask
 from .config import StationConfig
 from .inspector import Inspection, Inspector
-from .plc.handshake import Handshake, Request, Result
+from .plc.handshake import Handshake, Request, Result, State
+from .plc.identity import identity_outputs
+from .plc.recipe import RecipeSwitch
 from .verdict import ErrorCode, Verdict
 from .plc.modbus import LinkError, StartError, make_link
 from .events import (AlarmAcknowledged, AlarmCleared, AlarmRaised, CheckSummary, EventBus, InspectionDone, Started,
@@ -51,7 +54,7 @@ class Station:
         s = config.storage
         data_dir = Path(s.dir) if Path(s.dir).is_absolute() else base_dir / s.dir
         self.store = Store(data_dir, s.save_pass_every, s.retention_days, s.max_disk_mb, s.min_free_mb)
-        self.handshake = Handshake()
+        self.handshake = Handshake(result_buffer=config.plc.options.result_buffer)
         self.signal_map = config.plc.signal_map()
         p = config.plc
         self.link = make_link(self.signal_map, p.link_settings()) if p.enabled else None
@@ -61,6 +64,12 @@ class Station:
             self.alarms.raise_("model_fallback", f"TensorRT engines refused: {self.model.fallback_reason}")
         self.counters = {"total": 0, "PASS": 0, "FAIL": 0, "ERROR": 0, "missed_triggers": 0}
         self.plc_status = "off" if self.link is None else "starting"
+        options = config.plc.options
+        self.recipe_switch = RecipeSwitch(config.triggers.recipe, lambda n: config.recipe(n) is not None) \
+            if options.recipe_change else None  # fmt: skip
+        if options.identity:
+            self.handshake.outputs.update(identity_outputs(self.model_sha256, config_sha256))
+        self.handshake.set_warning(bool(self.model.fallback_reason))  # a degraded model backend
         self.last_overlay_jpeg: bytes | None = None  # the latest frame with points drawn, for the HMI
         self.last_row_id: int | None = None
         self._busy = asyncio.Lock()
@@ -201,7 +210,8 @@ class Station:
         try:
             rec, code = await self.inspect(request.recipe, request.part_id, "plc", request.trigger_id, request.at)
             result = Result(result_id=request.trigger_id, verdict=rec.verdict, defect_count=defect_count(rec.outcomes),
-                            failed_checks=failed_mask(rec.outcomes), error_code=code)
+                            failed_checks=failed_mask(rec.outcomes), error_code=code,
+                            warning=any(o.reason.startswith("uncertain") for o in rec.outcomes))
         except Exception as err:  # a bug must not leave the PLC waiting on `busy` forever
             log.exception("inspection for PLC trigger %d failed", request.trigger_id)
             self.raise_alarm("internal", f"inspection failed: {type(err).__name__}: {err}")
@@ -238,8 +248,13 @@ class Station:
         while not self._stopping:
             try:
                 inputs = await self.link.read_inputs()
+                if self.recipe_switch is not None:
+                    self.recipe_switch.update(inputs, busy=self.handshake.state == State.BUSY)
+                    self.handshake.outputs.update(self.recipe_switch.outputs())
                 missed = self.handshake.missed_triggers
                 request = self.handshake.update(inputs, time.monotonic())
+                if request is not None and self.recipe_switch is not None:
+                    request = replace(request, recipe=self.recipe_switch.active)
                 if self.handshake.missed_triggers != missed:
                     self.counters["missed_triggers"] = self.handshake.missed_triggers
                     self.raise_alarm("missed_trigger", f"trigger while busy ({self.handshake.missed_triggers} so far)")

@@ -22,7 +22,7 @@ from pymodbus.exceptions import ModbusException
 
 from .codec import TextFormat, decode, encode
 from .handshake import Inputs
-from .settings import INPUT_SIGNALS, LinkError, LinkSettings, inputs_from
+from .settings import LinkError, LinkSettings, input_names, inputs_from
 from .signals import BIT_TABLES, Signal, SignalMap
 
 RESULT_SIGNALS = ("result_id", "verdict", "defect_count", "failed_checks", "error_code", "cycle_ms", "pass", "fail",
@@ -51,7 +51,7 @@ class ClientLink:
         self._next_attempt = 0.0
         self._next_refresh = 0.0
         self.status, self.detail = "starting", ""
-        self._input_runs = runs([signal_map[n] for n in INPUT_SIGNALS])
+        self._input_runs = runs([signal_map[n] for n in input_names(signal_map)])
 
     def _make_client(self):
         s = self.settings

@@ -10,16 +10,24 @@ high when the results were published (held from before) does not complete the cy
 must drop it and raise it again. In a normal cycle ack is low at trigger time (``ready`` only
 returns once ack is low), so any high ack seen after ``results_valid`` rose counts.
 
-A rising edge of ``trigger`` while not ready is a missed trigger: counted, never queued. It
+A rising edge of ``trigger`` that is not accepted is a missed trigger: counted, never queued. It
 latches ``error`` and error code 3 (unless a fault or the result's own error code takes the
-register); the latch is published with the next result and clears when the PLC acknowledges that
-result, so the PLC always gets to see it. While a fault is active (camera lost, disk full …) ``ready`` stays low and ``error`` is
-high; a trigger during a fault is answered at once with an ERROR result, so the PLC never hangs.
+register); the latch is published with the next result and clears when the PLC acknowledges
+that result, so the PLC always gets to see it. While a fault is active (camera lost, disk full …)
+``ready`` stays low and ``error`` is high; a trigger during a fault is answered at once with an
+ERROR result, so the PLC never hangs.
+
+Result buffer (``result_buffer`` = depth 1..8, 0 = off): a trigger is accepted whenever no
+inspection is running, even while a result waits for its ack; finished results queue behind the
+one shown (up to ``depth``) and are shown one after another, each after the previous ack has
+dropped. A result that finds the queue full is dropped for the PLC (it is still logged) and
+raises ``results_overrun`` until the next ack.
 """
 
 from __future__ import annotations
 
 import enum
+from collections import deque
 from dataclasses import dataclass, field
 
 from ..verdict import ErrorCode, Verdict
@@ -39,6 +47,7 @@ class Inputs:
     trigger_id: int = 0
     recipe: int = 0
     part_id: str = ""
+    recipe_change: bool = False
 
 
 @dataclass(frozen=True)
@@ -58,25 +67,36 @@ class Result:
     defect_count: int = 0
     failed_checks: int = 0
     error_code: ErrorCode = ErrorCode.NONE
+    warning: bool = False  # e.g. an uncertain answer resolved by policy
+
+
+@dataclass(frozen=True)
+class _Shown:
+    result: Result
+    cycle_ms: int
 
 
 @dataclass
 class Handshake:
-    state: State = State.READY
+    result_buffer: int = 0  # queue depth behind the shown result; 0 = classic handshake
     online: bool = False
     fault: ErrorCode = ErrorCode.NONE
+    warning: bool = False  # a station condition (degraded model backend, …), beside the result's own
     inspection_count: int = 0
     missed_triggers: int = 0
     heartbeat: int = 0
     outputs: dict[str, int | bool] = field(default_factory=dict)
-    last_cycle_clean: bool = True  # no missed trigger was pending when the latest result was published
+    last_cycle_clean: bool = True  # no missed trigger was pending when the latest result came
     _last_trigger: bool = False
-    _pending: Request | None = None
-    _last_beat: float | None = None
-    _error_verdict: bool = False
-    _result_code: ErrorCode = ErrorCode.NONE
     _last_ack: bool = False
+    _pending: Request | None = None
+    _shown: _Shown | None = None  # results_valid high
+    _latest: _Shown | None = None  # what the result registers hold
+    _release: bool = False  # ack seen; waiting for it (and, without a buffer, trigger) to drop
     _ack_armed: bool = False  # results_ack was low when results_valid rose, or seen low since
+    _queue: deque = field(default_factory=deque)
+    _overrun: bool = False
+    _last_beat: float | None = None
     _missed_latched: bool = False
     _missed_published: bool = False
 
@@ -85,8 +105,21 @@ class Handshake:
             "online": False, "ready": False, "busy": False, "results_valid": False, "pass": False, "fail": False,
             "error": False, "result_id": 0, "verdict": 0, "defect_count": 0, "failed_checks": 0, "error_code": 0,
             "heartbeat": 0, "inspection_count": 0, "cycle_ms": 0, "missed_triggers": 0,
+            "results_overrun": False, "results_queued": 0, "warning": False,
         }  # fmt: skip
         self._refresh()
+
+    @property
+    def state(self) -> State:
+        if self._pending is not None:
+            return State.BUSY
+        if self._shown is not None:
+            return State.RESULTS
+        return State.RELEASE if self._release else State.READY
+
+    @property
+    def missed_latched(self) -> bool:
+        return self._missed_latched
 
     # -- inputs ---------------------------------------------------------------------------------
     def set_online(self, online: bool) -> None:
@@ -98,32 +131,39 @@ class Handshake:
         self.fault = code
         self._refresh()
 
+    def set_warning(self, warning: bool) -> None:
+        self.warning = warning
+        self._refresh()
+
+    def _accepts_trigger(self) -> bool:
+        if not self.online or self._pending is not None:
+            return False
+        return self.result_buffer > 0 or (self._shown is None and not self._release)
+
     def update(self, inputs: Inputs, now: float) -> Request | None:
         """Feed the PLC's latest inputs; returns a Request when an inspection must start."""
         self._beat(now)
         rising = inputs.trigger and not self._last_trigger
         self._last_trigger = inputs.trigger
+        self._last_ack = inputs.results_ack
         request = None
         if rising:
-            if self.state == State.READY and self.online:
-                request = Request(inputs.trigger_id, inputs.recipe, inputs.part_id, now)
-                self._pending = request
-                self.state = State.BUSY
-                self.outputs["results_valid"] = False
+            if self._accepts_trigger():
+                request = self._pending = Request(inputs.trigger_id, inputs.recipe, inputs.part_id, now)
             else:
                 self.missed_triggers += 1
                 self._missed_latched = True
-        self._last_ack = inputs.results_ack
-        if self.state == State.RESULTS:
+        if self._shown is not None:
             if not inputs.results_ack:
                 self._ack_armed = True
             elif self._ack_armed:  # a rising edge of results_ack
-                self.outputs["results_valid"] = False
-                self.state = State.RELEASE
+                self._shown, self._release, self._overrun = None, True, False
                 if self._missed_published:
                     self._missed_latched = self._missed_published = False
-        if self.state == State.RELEASE and not inputs.trigger and not inputs.results_ack:
-            self.state = State.READY
+        if self._release and not inputs.results_ack and (self.result_buffer > 0 or not inputs.trigger):
+            self._release = False
+            if self._queue:
+                self._show(self._queue.popleft())
         self._refresh()
         return request
 
@@ -132,24 +172,20 @@ class Handshake:
         started = self._pending.at if self._pending else now
         self._pending = None
         self.inspection_count += 1
-        self.outputs.update({
-            "result_id": result.result_id & 0xFFFF, "verdict": int(result.verdict),
-            "defect_count": min(result.defect_count, 0xFFFF), "failed_checks": result.failed_checks & 0xFFFF,
-            "cycle_ms": min(round((now - started) * 1000), 0xFFFF),
-            "pass": result.verdict == Verdict.PASS, "fail": result.verdict == Verdict.FAIL,
-        })  # fmt: skip
-        self._error_verdict = result.verdict == Verdict.ERROR
-        self._result_code = result.error_code
         self.last_cycle_clean = not self._missed_latched
-        self._missed_published = self._missed_latched
-        self._ack_armed = not self._last_ack
-        self.outputs["results_valid"] = True
-        self.state = State.RESULTS
+        entry = _Shown(result, min(round((now - started) * 1000), 0xFFFF))
+        if self._shown is None and not self._release:
+            self._show(entry)
+        elif len(self._queue) < self.result_buffer:
+            self._queue.append(entry)
+        else:
+            self._overrun = True  # logged, but the PLC will not see it
         self._refresh()
 
-    @property
-    def missed_latched(self) -> bool:
-        return self._missed_latched
+    def _show(self, entry: _Shown) -> None:
+        self._shown = self._latest = entry
+        self._missed_published = self._missed_latched
+        self._ack_armed = not self._last_ack
 
     # -- outputs --------------------------------------------------------------------------------
     def _beat(self, now: float) -> None:
@@ -161,16 +197,31 @@ class Handshake:
 
     def _refresh(self) -> None:
         o = self.outputs
+        latest = self._latest.result if self._latest else None
+        if self._latest is not None:
+            r = self._latest.result
+            o.update({
+                "result_id": r.result_id & 0xFFFF, "verdict": int(r.verdict), "defect_count": min(r.defect_count, 0xFFFF),
+                "failed_checks": r.failed_checks & 0xFFFF, "cycle_ms": self._latest.cycle_ms,
+                "pass": r.verdict == Verdict.PASS, "fail": r.verdict == Verdict.FAIL,
+            })  # fmt: skip
+        queued = len(self._queue) + (self._shown is not None)
+        room = self._shown is None and not self._release if not self.result_buffer else len(self._queue) < self.result_buffer
         o["online"] = self.online
-        o["busy"] = self.state == State.BUSY
-        o["ready"] = self.online and self.state == State.READY and self.fault == ErrorCode.NONE
-        o["error"] = self._error_verdict or self.fault != ErrorCode.NONE or self._missed_latched
+        o["busy"] = self._pending is not None
+        o["results_valid"] = self._shown is not None
+        o["ready"] = self.online and self._pending is None and room and self.fault == ErrorCode.NONE
+        error_verdict = latest is not None and latest.verdict == Verdict.ERROR
+        o["error"] = error_verdict or self.fault != ErrorCode.NONE or self._missed_latched
         if self.fault != ErrorCode.NONE:
             o["error_code"] = int(self.fault)
-        elif self._result_code != ErrorCode.NONE:
-            o["error_code"] = int(self._result_code)
+        elif latest is not None and latest.error_code != ErrorCode.NONE:
+            o["error_code"] = int(latest.error_code)
         else:
             o["error_code"] = int(ErrorCode.MISSED_TRIGGER) if self._missed_latched else 0
+        o["warning"] = self.warning or (latest is not None and latest.warning)
+        o["results_queued"] = queued
+        o["results_overrun"] = self._overrun
         o["heartbeat"] = self.heartbeat
         o["inspection_count"] = self.inspection_count & 0xFFFFFFFF
         o["missed_triggers"] = self.missed_triggers & 0xFFFF

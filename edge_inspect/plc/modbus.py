@@ -18,7 +18,7 @@ from .codec import TextFormat, decode, encode
 from .handshake import Inputs
 from .pdu import READ_FC, Bank
 from .server import RtuServer, StartError, TcpServer
-from .settings import INPUT_SIGNALS, LinkError, LinkSettings, inputs_from
+from .settings import LinkError, LinkSettings, input_names, inputs_from
 from .signals import SignalMap
 
 __all__ = ["ClientLink", "LinkError", "LinkSettings", "ServerLink", "StartError", "decode", "encode", "make_link"]
@@ -31,6 +31,7 @@ class ServerLink:
         self.map, self.settings = signal_map, settings
         self.text = TextFormat(settings.part_id_encoding, settings.part_id_byte_order)
         self.bank = Bank.for_map(signal_map)
+        self._inputs = input_names(signal_map)
         if settings.transport == "tcp":
             self.server: TcpServer | RtuServer = TcpServer(self.bank, settings.device_id, settings.host, settings.port)
         else:
@@ -86,7 +87,7 @@ class ServerLink:
         return decode(s, self.bank.get(s.table, s.address, s.count), self.text)
 
     async def read_inputs(self) -> Inputs:
-        return inputs_from({name: self._get(name) for name in INPUT_SIGNALS})
+        return inputs_from({name: self._get(name) for name in self._inputs})
 
     async def write_outputs(self, outputs: dict[str, object]) -> None:
         """All at once, with no await in between: a request is answered either before or after."""

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from .handshake import Inputs
+from .signals import SignalMap
 
 
 class LinkError(Exception):
@@ -32,9 +33,12 @@ class LinkSettings:
     part_id_byte_order: Literal["high_first", "low_first"] = "high_first"
 
 
-INPUT_SIGNALS = ("trigger", "results_ack", "trigger_id", "recipe", "part_id")
+def input_names(signal_map: SignalMap) -> list[str]:
+    """The signals the PLC writes (trigger, results_ack, …, recipe_change when that option is on)."""
+    return [s.name for s in signal_map.signals if s.direction == "plc_to_appliance"]
 
 
 def inputs_from(values: dict[str, object]) -> Inputs:
     return Inputs(trigger=bool(values["trigger"]), results_ack=bool(values["results_ack"]),
-                  trigger_id=int(values["trigger_id"]), recipe=int(values["recipe"]), part_id=str(values["part_id"]))
+                  trigger_id=int(values["trigger_id"]), recipe=int(values["recipe"]), part_id=str(values["part_id"]),
+                  recipe_change=bool(values.get("recipe_change", False)))

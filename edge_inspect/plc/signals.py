@@ -73,7 +73,30 @@ DEFAULT_MAP: tuple[Signal, ...] = (
     _s("missed_triggers", "input_register", 9, 1, "uint16", OUT, "triggers refused because busy"),
 )  # fmt: skip
 
+# Optional signals, in the map only when their option is on in station.yaml (plc.options).
+OPTIONAL_MAP: dict[str, tuple[Signal, ...]] = {
+    "result_buffer": (
+        _s("results_overrun", "discrete_input", 7, 1, "bool", OUT, "a result was dropped: the buffer was full"),
+        _s("results_queued", "input_register", 10, 1, "uint16", OUT, "results not yet acknowledged (shown + queued)"),
+    ),
+    "recipe_change": (
+        _s("recipe_change", "coil", 2, 1, "bool", IN, "rising edge: switch to the recipe in `recipe`"),
+        _s("recipe_change_done", "discrete_input", 8, 1, "bool", OUT, "switch done; drops with recipe_change"),
+        _s("recipe_change_failed", "discrete_input", 9, 1, "bool", OUT, "switch refused; drops with recipe_change"),
+        _s("recipe_active", "input_register", 11, 1, "uint16", OUT, "recipe that triggers run"),
+    ),
+    "identity": (
+        _s("model_id", "input_register", 12, 2, "uint32", OUT, "first 8 hex digits of the model sha256"),
+        _s("config_id", "input_register", 14, 2, "uint32", OUT, "first 8 hex digits of the station.yaml sha256"),
+        _s("software_version", "input_register", 16, 4, "text", OUT, "edge-inspect version, e.g. 0.2.0"),
+    ),
+    "warning": (
+        _s("warning", "discrete_input", 10, 1, "bool", OUT, "uncertain answer resolved by policy, or degraded"),
+    ),
+}  # fmt: skip
+OPTIONS = tuple(OPTIONAL_MAP)
 SIGNAL_NAMES = tuple(s.name for s in DEFAULT_MAP)
+OPTIONAL_NAMES = {s.name: option for option, signals in OPTIONAL_MAP.items() for s in signals}
 
 
 class MapError(ValueError):
@@ -98,25 +121,31 @@ class SignalMap:
         return max((s.end for s in self.in_table(table)), default=0)
 
 
-def default_map(mode: Mode = "server") -> tuple[Signal, ...]:
-    """The default map of a mode: in client mode discrete inputs → coils from 16 and input registers →
-    holding registers from 100 (a PLC's own memory is writable there by the appliance)."""
+def default_map(mode: Mode = "server", options: frozenset[str] | set[str] = frozenset()) -> tuple[Signal, ...]:
+    """The default map of a mode (with the signals of ``options``): in client mode discrete inputs →
+    coils from 16 and input registers → holding registers from 100 (a PLC's own memory is writable
+    there by the appliance)."""
+    signals = DEFAULT_MAP + tuple(s for option in OPTIONS if option in options for s in OPTIONAL_MAP[option])
     if mode == "server":
-        return DEFAULT_MAP
+        return signals
     moved = {"discrete_input": ("coil", CLIENT_COIL_BASE), "input_register": ("holding_register", CLIENT_REGISTER_BASE)}
     return tuple(replace(s, table=moved[s.table][0], address=moved[s.table][1] + s.address) if s.table in moved else s
-                 for s in DEFAULT_MAP)
+                 for s in signals)
 
 
-def build_map(overrides: dict[str, dict] | None = None, mode: Mode = "server") -> SignalMap:
-    """The default map of ``mode`` with per-signal overrides of table and/or address; checked for
-    tables that cannot work in that mode and for clashes."""
+def build_map(overrides: dict[str, dict] | None = None, mode: Mode = "server",
+              options: frozenset[str] | set[str] = frozenset()) -> SignalMap:
+    """The default map of ``mode`` and ``options`` with per-signal overrides of table and/or address;
+    checked for tables that cannot work in that mode and for clashes."""
     overrides = overrides or {}
-    unknown = sorted(set(overrides) - set(SIGNAL_NAMES))
+    unknown = sorted(set(overrides) - set(SIGNAL_NAMES) - set(OPTIONAL_NAMES))
     if unknown:
-        raise MapError(f"unknown signal(s) {', '.join(unknown)}; known: {', '.join(SIGNAL_NAMES)}")
+        raise MapError(f"unknown signal(s) {', '.join(unknown)}; known: {', '.join(SIGNAL_NAMES + tuple(OPTIONAL_NAMES))}")
+    off = sorted(n for n in overrides if n in OPTIONAL_NAMES and OPTIONAL_NAMES[n] not in options)
+    if off:
+        raise MapError(f"signal {off[0]} belongs to option {OPTIONAL_NAMES[off[0]]}, which is off in plc.options")
     signals = []
-    for s in default_map(mode):
+    for s in default_map(mode, options):
         change = overrides.get(s.name, {})
         table = change.get("table", s.table)
         if (s.type == "bool") != (table in BIT_TABLES):
