@@ -8,6 +8,7 @@ folder. Prints every verdict as the PLC reads it, and a summary at the end (Ctrl
 from __future__ import annotations
 
 import asyncio
+import secrets
 import signal
 import statistics
 import time
@@ -30,6 +31,16 @@ def demo_config(workdir: Path, bundle: str | None, port: int):
     return config, sha
 
 
+def demo_users(config) -> dict[str, str]:
+    """One account per role with a password made up for this run: the demo ships no usable password."""
+    from .config import WebUser
+    from .web.auth import hash_password
+
+    logins = {role: secrets.token_urlsafe(6) for role in ("operator", "qa", "integrator")}
+    config.web.users = [WebUser(name=role, role=role, password_hash=hash_password(pw)) for role, pw in logins.items()]
+    return logins
+
+
 async def run_demo(workdir: Path, duration_s: float = 0.0, bundle: str | None = None, port: int = 5020,
                    period_s: float = 0.5, quiet: bool = False, web_port: int = 8080) -> dict:
     config, sha = demo_config(workdir, bundle, port)
@@ -45,6 +56,7 @@ async def run_demo(workdir: Path, duration_s: float = 0.0, bundle: str | None = 
     results = []
     await station.start()
     web = None
+    logins = demo_users(config) if config.web.enabled and web_port else {}
     if config.web.enabled and web_port:
         from .web.app import serve
 
@@ -54,7 +66,8 @@ async def run_demo(workdir: Path, duration_s: float = 0.0, bundle: str | None = 
         print(f"demo station up: Modbus TCP 127.0.0.1:{port}, log {station.store.path}, "
               f"model {station.model_sha256[:12]}; Ctrl-C to stop")
         if web is not None:
-            print(f"HMI: http://127.0.0.1:{web_port}/  (log in as operator/operator, qa/qa or integrator/integrator)")
+            accounts = ", ".join(f"{name} / {password}" for name, password in logins.items())
+            print(f"HMI: http://127.0.0.1:{web_port}/  (log in as {accounts}; passwords made up for this run)")
     started = time.monotonic()
     try:
         await plc.connect()

@@ -105,7 +105,12 @@ def test_roles_and_csrf(tmp_path, tiny_bundle):
         r["anon_disp"] = await client.post("/api/inspections/1/disposition", json={"disposition": "false_reject"})
         r["basic_qa_trigger"] = await client.post("/api/trigger", json={}, auth=("qa", "qa"))
         r["basic_wrong_pw"] = await client.post("/api/trigger", json={}, auth=("operator", "nope"))
-        r["basic_op_trigger"] = await client.post("/api/trigger", json={}, auth=("operator", "operator"))
+        r["basic_op_no_csrf"] = await client.post("/api/trigger", json={}, auth=("operator", "operator"))
+        r["basic_op_text"] = await client.post("/api/trigger", content="x", headers={"content-type": "text/plain"},
+                                               auth=("operator", "operator"))
+        basic_csrf = (await client.get("/api/session", auth=("operator", "operator"))).json()["csrf"]
+        r["basic_op_trigger"] = await client.post("/api/trigger", json={}, auth=("operator", "operator"),
+                                                  headers={"X-CSRF-Token": basic_csrf})
         r["basic_op_disp"] = await client.post("/api/inspections/1/disposition", json={"disposition": "false_reject"},
                                                auth=("operator", "operator"))
         csrf = await login(client, "qa")
@@ -128,6 +133,7 @@ def test_roles_and_csrf(tmp_path, tiny_bundle):
     assert r["anon_trigger"].status_code == 401 and r["anon_disp"].status_code == 401
     assert r["basic_qa_trigger"].status_code == 403
     assert r["basic_wrong_pw"].status_code == 401
+    assert r["basic_op_no_csrf"].status_code == 403 and r["basic_op_text"].status_code == 403  # CSRF however sent
     assert r["basic_op_trigger"].status_code == 200 and r["basic_op_trigger"].json()["verdict"] in ("PASS", "FAIL")
     assert r["basic_op_disp"].status_code == 403
     assert r["no_csrf"].status_code == 403 and r["bad_csrf"].status_code == 403
@@ -147,7 +153,8 @@ def test_login_is_rate_limited(tmp_path, tiny_bundle):
 
     codes, blocked = run_api(tmp_path, tiny_bundle, scenario)
     assert codes == [401] * 5
-    assert blocked.status_code == 200 and "too many attempts" in blocked.text
+    assert blocked.status_code == 429 and "too many attempts" in blocked.text
+    assert 1 <= int(blocked.headers["retry-after"]) <= 60
 
 
 def test_closed_view_needs_login(tmp_path, tiny_bundle):

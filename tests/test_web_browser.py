@@ -72,7 +72,10 @@ def page():
 
 
 def trigger(base: str) -> dict:
-    r = httpx.post(base + "/api/trigger", json={}, auth=("operator", "operator"), timeout=30)
+    """A software trigger by an API client with HTTP Basic (its CSRF token from /api/session)."""
+    auth = ("operator", "operator")
+    csrf = httpx.get(base + "/api/session", auth=auth, timeout=30).json()["csrf"]
+    r = httpx.post(base + "/api/trigger", json={}, auth=auth, headers={"X-CSRF-Token": csrf}, timeout=30)
     assert r.status_code == 200, r.text
     return r.json()
 

@@ -103,6 +103,8 @@ def list_inspections(store: Store, f: Filters) -> tuple[list[dict], int]:
 
 
 def get_inspection(store: Store, inspection_id: int) -> dict | None:
+    if not 0 < inspection_id < 2**63:  # SQLite's integer range; a URL may carry any number
+        return None
     with store.lock:
         rows = list(store.db.query("select * from inspections where id = ?", [inspection_id]))
         if not rows:

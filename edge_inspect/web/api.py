@@ -10,7 +10,6 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from ..log import review
-from .auth import new_csrf_token
 from .context import WebContext
 
 
@@ -30,11 +29,12 @@ def image_file(folder: Path, relative: str | None) -> Path | None:
 
 def routes(ctx: WebContext) -> list[Route]:
     async def api_session(request: Request) -> Response:
-        if "csrf" not in request.session:
-            request.session["csrf"] = new_csrf_token()
+        """Who is logged in, and the CSRF token their state-changing requests must send."""
+        session = ctx.session(request)
         user = await ctx.user(request)
+        csrf = session.csrf if session else ctx.basic_csrf(user.name) if user else None
         return JSONResponse({"user": user.name if user else None, "role": user.role if user else None,
-                             "csrf": request.session["csrf"]})
+                             "csrf": csrf})
 
     async def api_status(request: Request) -> Response:
         await ctx.require_view(request)

@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import socket
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -17,11 +19,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..config import StationConfig
 from ..log import review
 from . import api, events, metrics, pages
 from .context import HERE, Unauthorized, WebContext
+from .sessions import SessionStore
 
 if TYPE_CHECKING:
     from ..station import Station
@@ -39,45 +43,94 @@ def _secret_key(config: StationConfig, data_dir: Path) -> str:
     return path.read_text().strip()
 
 
+class WebStartError(OSError):
+    """The web server could not start (port in use, unknown host); one line for the user."""
+
+
 async def _unauthorized(request: Request, exc: Unauthorized) -> Response:
     page = request.url.path == "/" or request.url.path.startswith("/review")
-    if not page or request.method != "GET":
-        return JSONResponse({"error": exc.message}, exc.status)
-    return RedirectResponse(f"/login?next={request.url.path}", 303)
+    if exc.status == 401 and page and request.method == "GET":
+        return RedirectResponse(f"/login?next={quote(request.url.path)}", 303)
+    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
+    return JSONResponse({"error": exc.message}, exc.status, headers=headers)
 
 
 async def _bad_filter(request: Request, exc: review.FilterError) -> Response:
     return JSONResponse({"error": str(exc)}, 400)
 
 
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    """A bug: the traceback goes to the journal, the client gets no detail."""
+    log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return JSONResponse({"error": "internal error; see the station's log"}, 500)
+
+
+class SecurityHeaders:
+    """Headers on every response: no sniffing or framing; HSTS when the server speaks TLS."""
+
+    def __init__(self, app: ASGIApp, tls: bool):
+        self.app = app
+        self.headers = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
+                        (b"referrer-policy", b"same-origin")]
+        if tls:
+            self.headers.append((b"strict-transport-security", b"max-age=31536000"))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *self.headers]
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
 def build_app(station: Station, config: StationConfig) -> Starlette:
     """The web app for ``station``; subscribes its event stream and metrics to the station's events."""
-    ctx = WebContext(station, config)
+    web = config.web
+    secret = _secret_key(config, station.store.folder)
+    ctx = WebContext(station, config, secret_key=secret,
+                     sessions=SessionStore(web.session_idle_min * 60, web.session_max_h * 3600))
     broadcaster = events.Broadcaster(asyncio.get_running_loop())
     hist = metrics.CycleHistogram()
     station.events.subscribe(hist.on_event)
     station.events.subscribe(broadcaster.on_event)
     routes = [*pages.routes(ctx), *api.routes(ctx), *events.routes(ctx, broadcaster), *metrics.routes(ctx, hist),
               Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")]
+    tls = bool(web.tls_cert)
     return Starlette(
         routes=routes,
-        middleware=[Middleware(SessionMiddleware, secret_key=_secret_key(config, station.store.folder),
-                               session_cookie="edge_inspect", same_site="strict", max_age=12 * 3600)],
-        exception_handlers={Unauthorized: _unauthorized, review.FilterError: _bad_filter},
+        middleware=[Middleware(SecurityHeaders, tls=tls),
+                    Middleware(SessionMiddleware, secret_key=secret, session_cookie="edge_inspect",
+                               same_site="strict", https_only=tls, max_age=int(web.session_max_h * 3600))],
+        exception_handlers={Unauthorized: _unauthorized, review.FilterError: _bad_filter, 500: _internal_error},
     )
 
 
 async def serve(station: Station, config: StationConfig) -> asyncio.Task:
-    """Start the web server on the running loop; returns its task (set ``task.server.should_exit``)."""
+    """Start the web server on the running loop; returns its task (set ``task.server.should_exit``).
+    Raises WebStartError when it cannot listen."""
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config(build_app(station, config), host=config.web.host, port=config.web.port,
-                                           log_level="warning", lifespan="off", access_log=False,
-                                           timeout_graceful_shutdown=3))
-    task = asyncio.create_task(server.serve(), name="web")
+    web = config.web
+    try:
+        sock = socket.create_server((web.host, web.port), family=socket.AF_INET6 if ":" in web.host else socket.AF_INET)
+    except OSError as err:
+        raise WebStartError(f"web: cannot listen on {web.host}:{web.port}: {err.strerror or err}") from None
+    server = uvicorn.Server(uvicorn.Config(build_app(station, config), log_level="warning", lifespan="off",
+                                           access_log=False, timeout_graceful_shutdown=3,
+                                           ssl_certfile=web.tls_cert, ssl_keyfile=web.tls_key))
+    task = asyncio.create_task(server.serve(sockets=[sock]), name="web")
     while not server.started and not task.done():
         await asyncio.sleep(0.02)
     if task.done():
-        task.result()  # raises why it did not start (port taken)
+        sock.close()
+        try:
+            task.result()
+        except BaseException as err:  # uvicorn exits (SystemExit) when e.g. the TLS files are bad
+            raise WebStartError(f"web: cannot start: {err}") from None
+        raise WebStartError("web: the server stopped at start-up")
     task.server = server  # type: ignore[attr-defined]
     return task

@@ -30,6 +30,33 @@ def hash_password(password: str, salt: bytes | None = None) -> str:
     return f"scrypt${_N}${_R}${_P}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
 
 
+def parse_hash(stored: str) -> tuple[int, int, int, bytes, bytes]:
+    """The parts of a stored hash (n, r, p, salt, digest); ValueError naming what is wrong."""
+    parts = stored.split("$")
+    if len(parts) != 6 or parts[0] != "scrypt":
+        raise ValueError("not a password hash from `edge-inspect user hash-password` (scrypt$N$r$p$salt$digest)")
+    try:
+        n, r, p = (int(x) for x in parts[1:4])
+        salt, digest = base64.b64decode(parts[4], validate=True), base64.b64decode(parts[5], validate=True)
+    except ValueError:
+        raise ValueError("password hash: N, r, p must be numbers and salt, digest base64") from None
+    if n < 2**10 or n > 2**20 or n & (n - 1) or not 1 <= r <= 32 or not 1 <= p <= 16:
+        raise ValueError(f"password hash: scrypt parameters N={n} r={r} p={p} are out of range")
+    if len(salt) < 8 or len(digest) < 16:
+        raise ValueError("password hash: salt or digest too short")
+    return n, r, p, salt, digest
+
+
+# Checked when the user name is unknown, so a login takes as long whether or not the user exists.
+_DUMMY_HASH = "scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+
+
+def check_login(password: str, stored: str | None) -> bool:
+    """verify_password, in the same time whether or not the user exists (``stored`` None)."""
+    ok = verify_password(password, stored or _DUMMY_HASH)
+    return ok and stored is not None
+
+
 def verify_password(password: str, stored: str) -> bool:
     try:
         kind, n, r, p, salt, digest = stored.split("$")
@@ -60,11 +87,17 @@ class LoginLimiter:
         self._failures: dict[str, deque[float]] = defaultdict(deque)
 
     def blocked(self, client: str, now: float | None = None) -> bool:
+        return self.retry_after(client, now) > 0
+
+    def retry_after(self, client: str, now: float | None = None) -> int:
+        """Seconds until ``client`` may try again (0: now)."""
         now = time.monotonic() if now is None else now
         q = self._failures[client]
         while q and now - q[0] > self.window_s:
             q.popleft()
-        return len(q) >= self.attempts
+        if len(q) < self.attempts:
+            return 0
+        return max(1, int(q[-self.attempts] + self.window_s - now + 0.999))
 
     def failed(self, client: str, now: float | None = None) -> None:
         self._failures[client].append(time.monotonic() if now is None else now)

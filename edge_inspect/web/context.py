@@ -1,9 +1,11 @@
-"""What every web module shares: the station, its config and log, users, templates, and the
-request helpers for who is asking and what they may do."""
+"""What every web module shares: the station, its config and log, users, sessions, templates, and
+the request helpers for who is asking and what they may do."""
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,8 +17,9 @@ from starlette.templating import Jinja2Templates
 
 from ..config import StationConfig, WebUser
 from ..log import Store
-from .auth import LoginLimiter, User, allowed, csrf_ok, new_csrf_token, verify_password
+from .auth import LoginLimiter, User, allowed, check_login, csrf_ok
 from .i18n import LABELS, pick_language
+from .sessions import Session, SessionStore
 
 if TYPE_CHECKING:
     from ..station import Station
@@ -25,17 +28,19 @@ HERE = Path(__file__).parent
 
 
 class Unauthorized(Exception):
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, retry_after: int = 0):
         super().__init__(message)
-        self.status, self.message = status, message
+        self.status, self.message, self.retry_after = status, message, retry_after
 
 
 @dataclass
 class WebContext:
     station: Station
     config: StationConfig
+    secret_key: str = ""
     templates: Jinja2Templates = field(default_factory=lambda: Jinja2Templates(directory=str(HERE / "templates")))
     limiter: LoginLimiter = field(default_factory=LoginLimiter)
+    sessions: SessionStore = field(default_factory=SessionStore)
 
     @property
     def store(self) -> Store:
@@ -49,48 +54,70 @@ class WebContext:
         """Run a log query in a worker thread: no SQLite work on the loop that serves the PLC."""
         return await run_in_threadpool(fn, self.store, *args, **kwargs)
 
+    async def check_password(self, name: str, password: str) -> WebUser | None:
+        """The user, when the password is right; as slow for unknown users (off the loop)."""
+        u = self.users.get(name)
+        ok = await run_in_threadpool(check_login, password, u.password_hash if u else None)
+        return u if ok else None
+
     # -- who is asking ---------------------------------------------------------------------------
+    def session(self, request: Request) -> Session | None:
+        """The live server-side session of the request's cookie (safe on the loop: no hashing)."""
+        session = self.sessions.get(request.session.get("sid"))
+        if session is not None and session.user.name not in self.users:
+            self.sessions.revoke(request.session.get("sid"))  # the user was removed from the config
+            return None
+        return session
+
     def session_user(self, request: Request) -> User | None:
-        """The user of the session cookie (no password check, safe on the loop)."""
-        users = self.users
-        name = request.session.get("user")
-        return User(name, users[name].role) if name in users else None
+        session = self.session(request)
+        return session.user if session else None
+
+    def basic_csrf(self, name: str) -> str:
+        """The CSRF token of an HTTP Basic client (fetched from /api/session with the same credentials)."""
+        return hmac.new(self.secret_key.encode(), b"basic\0" + name.encode(), hashlib.sha256).hexdigest()[:32]
 
     async def user(self, request: Request) -> User | None:
-        users = self.users
-        name = request.session.get("user")
-        if name in users:
-            return User(name, users[name].role)
+        session = self.session(request)
+        if session is not None:
+            return session.user
         header = request.headers.get("authorization", "")
-        if header.lower().startswith("basic "):
-            try:
-                name, _, password = base64.b64decode(header[6:]).decode().partition(":")
-            except (ValueError, UnicodeDecodeError):
-                return None
-            u = users.get(name)
-            client = request.client.host if request.client else "?"
-            if u and not self.limiter.blocked(client) and await run_in_threadpool(verify_password, password,
-                                                                                   u.password_hash):
-                return User(u.name, u.role)
+        if not header.lower().startswith("basic "):
+            return None
+        try:
+            name, _, password = base64.b64decode(header[6:], validate=True).decode().partition(":")
+        except (ValueError, UnicodeDecodeError):
+            return None
+        client = request.client.host if request.client else "?"
+        wait = self.limiter.retry_after(client)
+        if wait:
+            raise Unauthorized(429, "too many failed logins; try again later", retry_after=wait)
+        u = await self.check_password(name, password)
+        if u is None:
             self.limiter.failed(client)
-        return None
+            return None
+        request.state.basic_auth = True
+        return User(u.name, u.role)
 
     async def require_view(self, request: Request) -> User | None:
-        user = await self.user(request)
+        user = await self.user(request) if not self.config.web.open_view else self.session_user(request)
         if not self.config.web.open_view and user is None:
             raise Unauthorized(401, "log in to view")
         return user
 
     async def require(self, request: Request, action: str, form: dict | None = None) -> User:
+        """The user, allowed to do ``action``, whose request carries the right CSRF token — for a
+        session the session's token, for HTTP Basic the user's (every state change, however sent)."""
         user = await self.user(request)
         if user is None:
             raise Unauthorized(401, "log in first")
         if not allowed(user, action):
             raise Unauthorized(403, f"role '{user.role}' may not {action.replace('_', ' ')}")
-        if request.session.get("user"):  # cookie sessions need the CSRF token; Basic auth does not
-            sent = request.headers.get("x-csrf-token") or (form or {}).get("csrf")
-            if not csrf_ok(request.session.get("csrf"), sent):
-                raise Unauthorized(403, "missing or wrong CSRF token")
+        sent = request.headers.get("x-csrf-token") or (form or {}).get("csrf")
+        session = self.session(request)
+        expected = session.csrf if session else self.basic_csrf(user.name)
+        if not csrf_ok(expected, sent):
+            raise Unauthorized(403, "missing or wrong CSRF token")
         return user
 
     # -- rendering -------------------------------------------------------------------------------
@@ -99,9 +126,8 @@ class WebContext:
                              request.query_params.get("lang"))
 
     def page(self, request: Request, name: str, **context) -> Response:
-        if "csrf" not in request.session:
-            request.session["csrf"] = new_csrf_token()
         lang = self.lang(request)
+        session = self.session(request)
         return self.templates.TemplateResponse(request, name, {
-            "t": LABELS[lang], "lang": lang, "user": self.session_user(request), "csrf": request.session["csrf"],
-            "station": self.config.station.name, **context})
+            "t": LABELS[lang], "lang": lang, "user": session.user if session else None,
+            "csrf": session.csrf if session else "", "station": self.config.station.name, **context})

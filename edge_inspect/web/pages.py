@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from ..log import review
-from .auth import new_csrf_token, verify_password
+from .auth import User
 from .context import WebContext
 
 
@@ -68,21 +67,27 @@ def routes(ctx: WebContext) -> list[Route]:
         client = request.client.host if request.client else "?"
         nxt = form.get("next", "/")
         nxt = nxt if nxt.startswith("/") and not nxt.startswith("//") else "/"
-        if ctx.limiter.blocked(client):
-            return ctx.page(request, "login.html", error="too many attempts; wait a minute", next=nxt)
-        u = ctx.users.get(form.get("user", ""))
-        ok = u is not None and await run_in_threadpool(verify_password, form.get("password", ""), u.password_hash)
-        if not ok:
+        wait = ctx.limiter.retry_after(client)
+        if wait:
+            response = ctx.page(request, "login.html", error="too many attempts; wait a minute", next=nxt)
+            response.status_code = 429
+            response.headers["Retry-After"] = str(wait)
+            return response
+        u = await ctx.check_password(str(form.get("user", "")), str(form.get("password", "")))
+        if u is None:
             ctx.limiter.failed(client)
             response = ctx.page(request, "login.html", error="wrong user or password", next=nxt)
             response.status_code = 401
             return response
         ctx.limiter.succeeded(client)
+        ctx.sessions.revoke(request.session.get("sid"))  # a new id at login: no session fixation
+        sid, _ = ctx.sessions.create(User(u.name, u.role))
         request.session.clear()
-        request.session.update({"user": u.name, "csrf": new_csrf_token()})
+        request.session["sid"] = sid
         return RedirectResponse(nxt, 303)
 
     async def logout(request: Request) -> Response:
+        ctx.sessions.revoke(request.session.get("sid"))  # the old cookie is worthless from now on
         request.session.clear()
         return RedirectResponse("/", 303)
 
