@@ -117,8 +117,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if config.web.enabled:
             from .web.app import serve
 
-            web = await serve(station, config)
-            print(f"HMI on http://{config.web.host}:{config.web.port}/", flush=True)
+            try:
+                web = await serve(station, config)
+            except OSError:
+                await station.stop()  # the PLC sees offline; the error is reported in one line
+                raise
+            scheme = "https" if config.web.tls_cert else "http"
+            print(f"HMI on {scheme}://{config.web.host}:{config.web.port}/", flush=True)
         await stop.wait()
         await station.stop()  # first: the inspection in flight finishes and the PLC sees offline
         if web is not None:

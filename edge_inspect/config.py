@@ -114,6 +114,9 @@ class CameraConfig(Strict):
     stall_timeout_s: float = Field(default=1.5, gt=0)
     reconnect_min_s: float = Field(default=0.2, gt=0)
     reconnect_max_s: float = Field(default=10.0, gt=0)
+    max_frame_age_ms: float = Field(default=500.0, gt=0, description="live sources: an older frame is never inspected")
+    frames_after_trigger: int = Field(default=2, ge=1, le=10, description=(
+        "live sources: inspect the n-th frame that arrives after the trigger (the first may have been sent before it)"))
     synthetic: SyntheticCamera = SyntheticCamera()
 
     @model_validator(mode="after")
@@ -214,9 +217,17 @@ class StorageConfig(Strict):
 
 
 class WebUser(Strict):
-    name: str = Field(min_length=1, max_length=40)
+    name: str = Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.@-]+$")
     role: Literal["operator", "qa", "integrator"]
-    password_hash: str = Field(pattern=r"^scrypt\$", description="from `edge-inspect user hash-password`")
+    password_hash: str = Field(description="from `edge-inspect user hash-password`")
+
+    @field_validator("password_hash")
+    @classmethod
+    def _hash(cls, value: str) -> str:
+        from .web.auth import parse_hash
+
+        parse_hash(value)  # ValueError names what is wrong; a placeholder is refused here
+        return value
 
 
 class WebConfig(Strict):
@@ -227,6 +238,30 @@ class WebConfig(Strict):
     secret_key: str | None = Field(default=None, min_length=16, description="session signing key; default: kept in the data folder")
     shift_starts: list[str] = Field(default_factory=lambda: ["06:00", "14:00", "22:00"])
     users: list[WebUser] = Field(default_factory=list)
+    tls_cert: str | None = Field(default=None, description="PEM certificate: serve HTTPS (Secure cookies, HSTS)")
+    tls_key: str | None = Field(default=None, description="PEM private key of tls_cert")
+    session_idle_min: float = Field(default=30.0, gt=0, le=24 * 60, description="log out after this idle time")
+    session_max_h: float = Field(default=12.0, gt=0, le=24 * 7, description="log out after this long in all")
+
+    @field_validator("users")
+    @classmethod
+    def _unique_users(cls, users: list[WebUser]) -> list[WebUser]:
+        seen = set()
+        for u in users:
+            if u.name in seen:
+                raise ValueError(f"user {u.name!r} is listed twice")
+            seen.add(u.name)
+        return users
+
+    @model_validator(mode="after")
+    def _tls_pair(self):
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("tls_cert and tls_key go together")
+        for name in ("tls_cert", "tls_key"):
+            path = getattr(self, name)
+            if path and not Path(path).is_file():
+                raise ValueError(f"{name}: no such file {path}")
+        return self
 
     @field_validator("shift_starts")
     @classmethod

@@ -21,7 +21,7 @@ import cv2
 
 from . import sdnotify
 from .alarms import AlarmBoard
-from .camera import Camera, CameraError, source_from_config
+from .camera import CameraError, make_camera
 from .checks import defect_count, failed_mask
 from .config import StationConfig
 from .inspector import Inspection, Inspector
@@ -48,9 +48,7 @@ class Station:
                                           threads=config.model.threads, backend=config.model.backend)
         self.model_sha256 = self.model.sha256
         self.inspector = Inspector(self.model, config.model.max_new_tokens)
-        cam = config.camera
-        self.camera = Camera(source_from_config(cam, base_dir), cam.stall_timeout_s, cam.reconnect_min_s,
-                             cam.reconnect_max_s, on_status=self._camera_status)
+        self.camera = make_camera(config.camera, base_dir, on_status=self._camera_status)
         s = config.storage
         data_dir = Path(s.dir) if Path(s.dir).is_absolute() else base_dir / s.dir
         self.store = Store(data_dir, s.save_pass_every, s.retention_days, s.max_disk_mb, s.min_free_mb)
@@ -314,6 +312,7 @@ class Station:
                 self.camera.close()
                 self.store.close()
                 raise
+        self.camera.start()  # a live camera's grabber starts streaming now
         self.handshake.set_online(True)
         if self.link is not None:
             self._plc_health()  # client mode with the PLC unreachable: online / ready stay low, retrying
