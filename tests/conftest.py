@@ -11,7 +11,7 @@ import pytest
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
     pytest.importorskip("torch", reason="the export toolchain needs the 'export' extra (torch, transformers)")
-    from tools.export.tiny import make_tiny_checkpoint
+    from tools.molmo2.tiny import make_tiny_checkpoint
 
     return make_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny-molmo2", seed=0)
 

@@ -2,31 +2,32 @@
 
 from __future__ import annotations
 
-import json
+import logging
 import shutil
 import time
 import warnings
 from pathlib import Path
-from typing import Any
 
 import onnx
 import torch
-from tokenizers import Tokenizer
 
-from edge_inspect.vlm.bundle import FORMAT, FORMAT_VERSION, MANIFEST, sha256_file
+from edge_inspect.vlm.bundle import MANIFEST, sha256_file
+from edge_inspect.vlm.manifest import FORMAT, FORMAT_VERSION, Graph, Manifest, Preprocess
+from tools.molmo2.checkpoint import CheckpointInfo, inspect_checkpoint, load_checkpoint
 
-from .checkpoint import CheckpointError, image_settings, prompt_settings, settings_dict, token_ids
 from .graphs import DecoderGraph, EmbedGraph, VisionGraph
+from .staging import check_target, staged_folder
+
+log = logging.getLogger(__name__)
 
 OPSET = 18
 _EXTERNAL_DATA_BYTES = 1_500_000_000  # graphs above this keep weights in a side file (protobuf limit is 2 GB)
-
-
-def load_checkpoint(checkpoint: Path) -> torch.nn.Module:
-    from transformers import Molmo2ForConditionalGeneration
-
-    model = Molmo2ForConditionalGeneration.from_pretrained(checkpoint, attn_implementation="eager", dtype=torch.float32)
-    return model.eval()
+GRAPH_IO = {
+    "vision": (["pixel_values", "pooling"], ["image_features"]),
+    "embed": (["input_ids", "image_embeds"], ["inputs_embeds"]),
+    "decoder": (["inputs_embeds", "attention_mask", "position_ids", "past_key_<i>", "past_value_<i>"],
+                ["logits", "present_key_<i>", "present_value_<i>"]),
+}
 
 
 def _export(module: torch.nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str],
@@ -84,42 +85,40 @@ def export_graphs(model: torch.nn.Module, out: Path, crops: int = 2, tokens: int
             ["logits", *present_names], dynamic)
 
 
-def build_manifest(checkpoint: Path, out: Path, model: torch.nn.Module) -> dict[str, Any]:
+def file_entries(folder: Path) -> dict[str, dict[str, object]]:
+    """sha256 and size of every file of a bundle folder except the manifest."""
+    return {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+            for p in sorted(folder.iterdir()) if p.is_file() and p.name != MANIFEST}
+
+
+def build_manifest(info: CheckpointInfo, out: Path, model: torch.nn.Module) -> Manifest:
     cfg = model.config
     text = cfg.text_config
-    image = image_settings(checkpoint, cfg.vision_config.patch_size, cfg.vision_config.image_size[0])
-    prompt = prompt_settings(checkpoint)
-    tokenizer = Tokenizer.from_file(str(out / "tokenizer.json"))
     head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
-    files = {
-        p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size}
-        for p in sorted(out.iterdir())
-        if p.is_file() and p.name != MANIFEST
-    }
-    return {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "source": {
-            "checkpoint": checkpoint.name,
+    return Manifest(
+        format=FORMAT,
+        format_version=FORMAT_VERSION,
+        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        source={
+            "checkpoint": info.path.name,
             "model_type": cfg.model_type,
             "architecture": type(model).__name__,
-            "config_sha256": sha256_file(checkpoint / "config.json"),
+            "config_sha256": sha256_file(info.path / "config.json"),
             "parameters": sum(p.numel() for p in model.parameters()),
             "transformers": __import__("transformers").__version__,
             "torch": torch.__version__,
         },
-        "preprocess": settings_dict(image),
-        "prompt": {
-            "chat_template": prompt.chat_template,
-            "bos_token": prompt.bos_token,
-            "image_placeholder": prompt.image_placeholder,
-            "image_use_col_tokens": prompt.image_use_col_tokens,
-            "use_single_crop_col_tokens": prompt.use_single_crop_col_tokens,
-            "use_single_crop_start_token": prompt.use_single_crop_start_token,
+        preprocess=Preprocess.from_settings(info.image),
+        prompt={
+            "chat_template": info.prompt.chat_template,
+            "bos_token": info.prompt.bos_token,
+            "image_placeholder": info.prompt.image_placeholder,
+            "image_use_col_tokens": info.prompt.image_use_col_tokens,
+            "use_single_crop_col_tokens": info.prompt.use_single_crop_col_tokens,
+            "use_single_crop_start_token": info.prompt.use_single_crop_start_token,
         },
-        "tokens": token_ids(checkpoint, tokenizer, cfg, prompt),
-        "text": {
+        tokens=info.tokens,
+        text={
             "hidden_size": text.hidden_size,
             "num_layers": text.num_hidden_layers,
             "num_kv_heads": text.num_key_value_heads,
@@ -127,44 +126,25 @@ def build_manifest(checkpoint: Path, out: Path, model: torch.nn.Module) -> dict[
             "vocab_size": text.vocab_size,
             "max_positions": text.max_position_embeddings,
         },
-        "opset": OPSET,
-        "graphs": {
-            "vision": {"file": "vision.onnx", "precision": "fp32", "inputs": ["pixel_values", "pooling"], "outputs": ["image_features"]},
-            "embed": {"file": "embed.onnx", "precision": "fp32", "inputs": ["input_ids", "image_embeds"], "outputs": ["inputs_embeds"]},
-            "decoder": {"file": "decoder.onnx", "precision": "fp32",
-                        "inputs": ["inputs_embeds", "attention_mask", "position_ids", "past_key_<i>", "past_value_<i>"],
-                        "outputs": ["logits", "present_key_<i>", "present_value_<i>"]},
-        },
-        "files": files,
-    }  # fmt: skip
+        opset=OPSET,
+        graphs={name: Graph(file=f"{name}.onnx", precision="fp32", inputs=io[0], outputs=io[1])
+                for name, io in GRAPH_IO.items()},
+        files=file_entries(out),
+    )
 
 
 def export_bundle(checkpoint: str | Path, out: str | Path, overwrite: bool = False) -> Path:
-    """Export ``checkpoint`` to a bundle folder ``out`` and return it."""
-    checkpoint, out = Path(checkpoint), Path(out)
-    if not checkpoint.is_dir():
-        raise CheckpointError(f"{checkpoint}: not a folder")
-    if not (checkpoint / "config.json").is_file():
-        raise CheckpointError(f"{checkpoint / 'config.json'}: missing (not a HuggingFace checkpoint folder)")
-    if not (checkpoint / "tokenizer.json").is_file():
-        raise CheckpointError(f"{checkpoint / 'tokenizer.json'}: missing (the runtime needs the fast tokenizer file)")
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise CheckpointError(f"{out}: exists and is not empty (pass --overwrite to replace it)")
-        shutil.rmtree(out)
-    # Settings are checked before the weights load, so a bad checkpoint fails fast.
-    from transformers import Molmo2Config
+    """Export ``checkpoint`` to a bundle folder ``out`` and return it.
 
-    try:
-        config = Molmo2Config.from_pretrained(checkpoint)
-    except (OSError, ValueError, TypeError) as err:
-        raise CheckpointError(f"{checkpoint / 'config.json'}: not a Molmo2 config ({str(err).splitlines()[0]})") from None
-    image_settings(checkpoint, config.vision_config.patch_size, config.vision_config.image_size[0])
-    prompt_settings(checkpoint)
-    model = load_checkpoint(checkpoint)
-    out.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(checkpoint / "tokenizer.json", out / "tokenizer.json")
-    export_graphs(model, out)
-    manifest = build_manifest(checkpoint, out, model)
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    Every check that needs no weights runs first (CheckpointError naming the file); the bundle is
+    written beside ``out`` and renamed into place only when complete."""
+    checkpoint, out = Path(checkpoint), Path(out)
+    check_target(out, overwrite)
+    info = inspect_checkpoint(checkpoint)
+    model = load_checkpoint(checkpoint, checked=True)
+    log.info("exporting %s (%.1f M parameters) to %s", checkpoint, info.parameters / 1e6, out)
+    with staged_folder(out, overwrite) as tmp:
+        shutil.copyfile(checkpoint / "tokenizer.json", tmp / "tokenizer.json")
+        export_graphs(model, tmp)
+        (tmp / MANIFEST).write_text(build_manifest(info, tmp, model).to_json(), encoding="utf-8")
     return out
