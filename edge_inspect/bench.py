@@ -2,11 +2,13 @@
 
 Each variant runs in its own process (so peak memory is its own): warm-up inspections first,
 then timed ones on the same generated frames; medians per stage, p50/p95 per inspection.
+A transformers reference row comes from the export toolchain, which writes rows of this layout.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import resource
 import statistics
 import subprocess
@@ -15,6 +17,8 @@ import time
 from pathlib import Path
 
 from .config import Recipe
+
+log = logging.getLogger(__name__)
 
 DEMO_RECIPE = {
     "number": 1, "name": "plate", "checks": [
@@ -70,9 +74,9 @@ def measure(bundle: str, providers: str, recipe: dict, frames: int, runs: int, w
     }
 
 
-def _worker(module: str, args: dict) -> dict | str:
-    """Run one measurement in its own process; its JSON result, or why it failed."""
-    done = subprocess.run([sys.executable, "-m", module, json.dumps(args)], capture_output=True, text=True,
+def _worker(args: dict) -> dict | str:
+    """Run one measurement of this module in its own process; its JSON result, or why it failed."""
+    done = subprocess.run([sys.executable, "-m", __name__, json.dumps(args)], capture_output=True, text=True,
                           cwd=Path(__file__).resolve().parents[1])
     if done.returncode != 0:
         lines = done.stderr.strip().splitlines()
@@ -81,22 +85,16 @@ def _worker(module: str, args: dict) -> dict | str:
 
 
 def run_bench(bundles: list[str], providers: str, frames: int, runs: int, warmup: int, json_path: str | None,
-              recipe: dict | None = None, checkpoint: str | None = None) -> int:
+              recipe: dict | None = None) -> int:
     rows = []
     common = {"recipe": recipe or DEMO_RECIPE, "frames": frames, "runs": runs, "warmup": warmup}
     for bundle in bundles:
-        result = _worker("edge_inspect.bench", {"bundle": str(Path(bundle).resolve()), "providers": providers, **common})
+        result = _worker({"bundle": str(Path(bundle).resolve()), "providers": providers, **common})
         if isinstance(result, str):
+            log.warning("bench of %s failed: %s", bundle, result)
             print(f"{bundle}: failed: {result}")
             continue
         rows.append(result)
-    if checkpoint:
-        result = _worker("tools.export.hf_bench", {"checkpoint": str(Path(checkpoint).resolve()), **common})
-        rows.append(result if isinstance(result, dict) else
-                    {"bundle": checkpoint, "backend": "transformers", "skipped": f"failed: {result}"})
-    else:
-        rows.append({"bundle": "-", "backend": "transformers",
-                     "skipped": "pass --checkpoint (the HF checkpoint; needs the export extra)"})
     rows += _trt_rows()
     print_table(rows)
     if json_path:
@@ -113,7 +111,7 @@ def _trt_rows() -> list[dict]:
         import tensorrt  # noqa: F401
     except ImportError:
         return [{"bundle": "-", "backend": "tensorrt", "skipped": "tensorrt is not installed (no CUDA GPU here)"}]
-    return [{"bundle": "-", "backend": "tensorrt", "skipped": "build engines with `python -m tools.export trt` first"}]
+    return [{"bundle": "-", "backend": "tensorrt", "skipped": "the bundles have no engines for this device yet"}]
 
 
 def print_table(rows: list[dict]) -> None:

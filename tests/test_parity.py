@@ -14,7 +14,7 @@ torch = pytest.importorskip("torch", reason="parity needs the 'export' extra (to
 
 from edge_inspect.vlm import load_bundle  # noqa: E402
 from tools.export.hf_reference import HFImageProcessor, hf_inputs  # noqa: E402
-from tools.export.onnx_bundle import load_checkpoint  # noqa: E402
+from tools.molmo2.checkpoint import load_checkpoint  # noqa: E402
 
 TOLERANCE = 1e-4
 DECODE_STEPS = 16

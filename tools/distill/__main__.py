@@ -5,6 +5,7 @@
   train     train a student from records.jsonl, or from parts generated on the fly
   evaluate  pointing P/R/F1, screw counting, yes/no accuracy of a bundle or checkpoint
   report    evaluate a trained student's bundle and write REPORT.md / report.json beside it
+  verify    accuracy gate: candidate bundle (quantized, rebuilt) vs reference bundle (exit 1 on a drop)
 """
 
 from __future__ import annotations
@@ -16,11 +17,9 @@ from pathlib import Path
 
 from edge_inspect.vlm.bundle import BundleError
 from tools.args import seed_range
-from tools.export.checkpoint import CheckpointError
+from tools.molmo2.errors import CheckpointError
 
 from .dataset import JsonlError
-
-
 
 
 def _weights(text: str) -> dict[str, float]:
@@ -106,6 +105,14 @@ def _cmd_report(args) -> int:
     return 0
 
 
+def _cmd_verify(args) -> int:
+    from .verify import Limits, run_verify
+
+    limits = Limits(max_f1_drop=args.max_f1_drop, max_count_drop=args.max_count_drop,
+                    min_yes_no_agreement=args.min_yes_no_agreement)
+    return run_verify(args.reference, args.candidate, args.data, args.seeds, limits, args.json)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m tools.distill", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -161,6 +168,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--command", action="append", help="a command line that reproduces the student (repeatable)")
     p.add_argument("--note", action="append", help="a paragraph for the report: how it was trained (repeatable)")
     p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("verify", help="accuracy gate for a candidate bundle")
+    p.add_argument("--reference", required=True, help="full-precision bundle")
+    p.add_argument("--candidate", required=True, help="quantized or rebuilt bundle")
+    p.add_argument("--data", help="records.jsonl with ground truth (default: generated parts)")
+    p.add_argument("--seeds", type=seed_range, default=seed_range("600000:600200"), help="generated parts START:STOP")
+    p.add_argument("--max-f1-drop", type=float, default=0.01)
+    p.add_argument("--max-count-drop", type=float, default=0.01)
+    p.add_argument("--min-yes-no-agreement", type=float, default=0.99)
+    p.add_argument("--json", help="write the full report here")
+    p.set_defaults(func=_cmd_verify)
     return parser
 
 

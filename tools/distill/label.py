@@ -16,10 +16,9 @@ import torch
 from tokenizers import Tokenizer
 
 from edge_inspect.vlm.points import parse_points
-from tools.export.checkpoint import NO_WORDS, YES_WORDS, image_settings, prompt_settings, single_token_ids
-from tools.export.onnx_bundle import load_checkpoint
+from tools.molmo2.checkpoint import NO_WORDS, YES_WORDS, image_settings, load_checkpoint, prompt_settings, single_token_ids
+from tools.molmo2.predictor import TorchPredictor
 
-from .evaluate import TorchPredictor
 from .tasks import TASKS
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}

@@ -11,7 +11,7 @@ from transformers import Molmo2Config, Molmo2ForConditionalGeneration
 
 from edge_inspect.vlm.preprocess import ImageSettings
 from edge_inspect.vlm.prompt import PromptBuilder, PromptSettings
-from tools.export.tiny import CHAT_TEMPLATE, IMAGE_SPECIALS, fan_in_init, make_tokenizer, write_checkpoint
+from tools.molmo2.tiny import CHAT_TEMPLATE, IMAGE_SPECIALS, fan_in_init, make_tokenizer, write_checkpoint
 
 from .tasks import POINT_LABELS, TASKS
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tools.distill.dataset import Record, read_jsonl
-from tools.distill.evaluate import BundlePredictor, evaluate_records, sim_records
+from .dataset import Record, read_jsonl
+from .evaluate import BundlePredictor, evaluate_records, sim_records
 
 
 @dataclass(frozen=True)

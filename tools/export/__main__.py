@@ -4,21 +4,23 @@
   tiny     write a small random Molmo2 checkpoint (local tokenizer) for tests and trials
   example  tiny checkpoint → bundle → inspect a drawn part, end to end
   bench    this engine vs transformers generate, and prefix reuse vs none; prints a table, writes JSON
-  quantize INT8 (vision QDQ, calibrated) / INT4 / FP16 copies of a bundle
-  verify   accuracy gate: candidate bundle vs reference bundle on a labelled set (exit 1 on a drop)
+  hf-bench the transformers reference row for `edge-inspect bench`: a checkpoint on the same recipe
+  quantize decoder INT8 / INT4 / FP16 copies of a bundle (vision stays fp32 unless --vision int8/fp16)
   trt      TensorRT engines for this device (graph checks and trtexec lines work anywhere)
+
+The accuracy gate for a quantized bundle is `python -m tools.distill verify` (it evaluates).
+Layering: tools/molmo2 (checkpoints) <- tools/export <- tools/distill.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
 from edge_inspect.vlm.bundle import BundleError
-from tools.args import seed_range
-
-from .checkpoint import CheckpointError
+from tools.molmo2.errors import CheckpointError
 
 
 def _cmd_onnx(args: argparse.Namespace) -> int:
@@ -30,7 +32,7 @@ def _cmd_onnx(args: argparse.Namespace) -> int:
 
 
 def _cmd_tiny(args: argparse.Namespace) -> int:
-    from .tiny import make_tiny_checkpoint
+    from tools.molmo2.tiny import make_tiny_checkpoint
 
     out = make_tiny_checkpoint(args.out, seed=args.seed, size=args.size)
     print(f"tiny Molmo2 checkpoint written to {out}")
@@ -60,12 +62,11 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_verify(args: argparse.Namespace) -> int:
-    from .verify import Limits, run_verify
+def _cmd_hf_bench(args: argparse.Namespace) -> int:
+    from .hf_bench import run_hf_bench
 
-    limits = Limits(max_f1_drop=args.max_f1_drop, max_count_drop=args.max_count_drop,
-                    min_yes_no_agreement=args.min_yes_no_agreement)
-    return run_verify(args.reference, args.candidate, args.data, args.seeds, limits, args.json)
+    return run_hf_bench(Path(args.hf_checkpoint), args.config, args.recipe, args.frames, args.runs, args.warmup,
+                        args.json, args.max_new_tokens)
 
 
 def _cmd_trt(args: argparse.Namespace) -> int:
@@ -93,8 +94,6 @@ def _cmd_trt(args: argparse.Namespace) -> int:
     out = build_engines(args.bundle, args.precision, args.workspace_mb)
     print(f"engines written to {out}")
     return 0
-
-
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -125,10 +124,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", choices=["tiny", "small"], default="small", help="model size (default small)")
     p.set_defaults(func=_cmd_bench)
 
+    p = sub.add_parser("hf-bench", help="transformers reference row for edge-inspect bench")
+    p.add_argument("--hf-checkpoint", required=True, help="the HF checkpoint the bundles were exported from")
+    p.add_argument("--config", help="station.yaml whose recipe to run (default: the demo recipe)")
+    p.add_argument("--recipe", type=int, default=1)
+    p.add_argument("--frames", type=int, default=8)
+    p.add_argument("--runs", type=int, default=20)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--max-new-tokens", type=int, default=96)
+    p.add_argument("--json", help="write the row here (same row format as edge-inspect bench's JSON)")
+    p.set_defaults(func=_cmd_hf_bench)
+
     p = sub.add_parser("quantize", help="quantized copy of a bundle")
     p.add_argument("--bundle", required=True)
     p.add_argument("--out", required=True)
-    p.add_argument("--vision", choices=["fp32", "int8", "fp16"], default="int8")
+    p.add_argument("--vision", choices=["fp32", "int8", "fp16"], default="fp32",
+                   help="vision graph precision (default fp32: the ViT decides where points land; int8 needs "
+                        "--calibration, fp16 is for GPUs)")
     p.add_argument("--decoder", choices=["fp32", "int8", "int4", "fp16"], default="int8")
     p.add_argument("--calibration", help="folder of calibration images (needed for vision int8)")
     p.add_argument("--keep", action="append", metavar="REGEX",
@@ -136,17 +148,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-keep-lm-head", action="store_true", help="quantize the LM head too")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_cmd_quantize)
-
-    p = sub.add_parser("verify", help="accuracy gate for a candidate bundle")
-    p.add_argument("--reference", required=True, help="full-precision bundle")
-    p.add_argument("--candidate", required=True, help="quantized or rebuilt bundle")
-    p.add_argument("--data", help="records.jsonl with ground truth (default: generated parts)")
-    p.add_argument("--seeds", type=seed_range, default=seed_range("600000:600200"), help="generated parts START:STOP")
-    p.add_argument("--max-f1-drop", type=float, default=0.01)
-    p.add_argument("--max-count-drop", type=float, default=0.01)
-    p.add_argument("--min-yes-no-agreement", type=float, default=0.99)
-    p.add_argument("--json", help="write the full report here")
-    p.set_defaults(func=_cmd_verify)
 
     p = sub.add_parser("trt", help="build TensorRT engines on this device")
     p.add_argument("--bundle", required=True)
@@ -160,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(levelname)s: %(message)s")
     try:
         return args.func(args)
     except (CheckpointError, BundleError) as err:

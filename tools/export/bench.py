@@ -16,11 +16,12 @@ from typing import Callable
 import torch
 
 from edge_inspect.vlm import load_bundle
+from tools.molmo2.checkpoint import load_checkpoint
+from tools.molmo2.tiny import make_tiny_checkpoint
 
 from .example import draw_part
 from .hf_reference import HFImageProcessor, hf_inputs
-from .onnx_bundle import export_bundle, load_checkpoint
-from .tiny import make_tiny_checkpoint
+from .onnx_bundle import export_bundle
 
 RECIPE = [
     ("point", "Point to any scratches."),

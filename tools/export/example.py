@@ -13,9 +13,9 @@ import cv2
 import numpy as np
 
 from edge_inspect.cli import main as edge_inspect_main
+from tools.molmo2.tiny import make_tiny_checkpoint
 
 from .onnx_bundle import export_bundle
-from .tiny import make_tiny_checkpoint
 
 
 def draw_part(height: int = 240, width: int = 320, screws: int = 4, seed: int = 0) -> np.ndarray:
