@@ -62,14 +62,61 @@ def test_int4_and_fp16(tiny_bundle, tmp_path):
 
 
 def test_vision_int8_needs_calibration(tiny_bundle, tmp_path):
-    from tools.export.checkpoint import CheckpointError
+    from tools.molmo2.errors import CheckpointError
 
     with pytest.raises(CheckpointError, match="calibration"):
         quantize_bundle(tiny_bundle, tmp_path / "x", vision="int8", decoder="fp32")
+    assert not (tmp_path / "x").exists()
+
+
+def _quantize_cli(*args):
+    return subprocess.run([sys.executable, "-m", "tools.export", "quantize", *args], capture_output=True, text=True,
+                          cwd=ROOT)
+
+
+def test_decoder_int4_alone_keeps_vision_at_full_precision(tiny_bundle, tmp_path):
+    """`quantize --decoder int4` with nothing else: no calibration needed, the ViT stays fp32."""
+    result = _quantize_cli("--bundle", str(tiny_bundle), "--out", str(tmp_path / "q"), "--decoder", "int4")
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((tmp_path / "q" / "manifest.json").read_text())
+    assert manifest["graphs"]["vision"]["precision"] == "fp32"
+    assert manifest["graphs"]["decoder"]["precision"] == "int4"
+    assert (tmp_path / "q" / "vision.onnx").read_bytes() == (tiny_bundle / "vision.onnx").read_bytes()
+
+
+def test_quantize_user_errors_are_one_line_and_leave_nothing(tiny_bundle, tmp_path):
+    from .errors import assert_one_line_error
+
+    out = tmp_path / "q"
+    assert_one_line_error(_quantize_cli("--bundle", str(tiny_bundle), "--out", str(out), "--vision", "int8"),
+                          "calibration")
+    assert_one_line_error(_quantize_cli("--bundle", str(tiny_bundle), "--out", str(out), "--vision", "int8",
+                                        "--calibration", str(tmp_path / "none")), "none", "no calibration images")
+    assert_one_line_error(_quantize_cli("--bundle", str(tmp_path / "nope"), "--out", str(out)), "nope")
+    assert_one_line_error(_quantize_cli("--bundle", str(tiny_bundle), "--out", str(out), "--keep", "(["), "--keep")
+    assert list(tmp_path.iterdir()) == []  # nothing written, no manifest-less bundle
+
+
+def test_failed_quantize_keeps_the_existing_bundle(tiny_bundle, tmp_path, monkeypatch):
+    from tools.export import quantize
+    from tools.molmo2.errors import CheckpointError
+
+    good = Path(shutil.copytree(tiny_bundle, tmp_path / "good"))
+    before = {p.name: p.read_bytes() for p in good.iterdir()}
+
+    def broken(src, dst, nodes):
+        dst.write_bytes(b"partial")
+        raise CheckpointError(f"{dst}: simulated quantizer failure")
+
+    monkeypatch.setattr(quantize, "_decoder_int8", broken)
+    with pytest.raises(CheckpointError):
+        quantize_bundle(tiny_bundle, good, overwrite=True)
+    assert {p.name: p.read_bytes() for p in good.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["good"]
 
 
 def _verify(reference, candidate, tmp_path, seeds="600000:600006"):
-    return subprocess.run([sys.executable, "-m", "tools.export", "verify", "--reference", str(reference),
+    return subprocess.run([sys.executable, "-m", "tools.distill", "verify", "--reference", str(reference),
                            "--candidate", str(candidate), "--seeds", seeds, "--json", str(tmp_path / "v.json")],
                           capture_output=True, text=True, cwd=ROOT)
 
@@ -84,7 +131,7 @@ def test_verify_passes_an_identical_bundle(tiny_bundle, tmp_path):
 def test_verify_fails_a_damaged_bundle(tiny_checkpoint, tiny_bundle, tmp_path):
     """A bundle of other weights (as from a wrong export or a broken quantization) must fail the gate."""
     from tools.export.onnx_bundle import export_bundle
-    from tools.export.tiny import make_tiny_checkpoint
+    from tools.molmo2.tiny import make_tiny_checkpoint
 
     other = export_bundle(make_tiny_checkpoint(tmp_path / "other-ckpt", seed=7), tmp_path / "other")
     result = _verify(tiny_bundle, other, tmp_path, seeds="600000:600040")

@@ -1,14 +1,17 @@
-"""Quantize a bundle's graphs: INT8 QDQ for vision (static, calibrated), weight INT8 / INT4 for the
-decoder, FP16 for GPUs. The LM head (and any layers named) can stay at full precision.
+"""Quantize a bundle's graphs: weight INT8 / INT4 for the decoder, FP16 for GPUs; the vision graph
+stays at full precision unless INT8 (QDQ, static, calibrated) or FP16 is asked for — public
+practice on edge GPUs keeps the ViT at FP16/FP32 and quantizes the language model, and pointing
+depends on the vision features. The LM head (and any layers named) can stay at full precision.
 
-The result is a new bundle folder with the same layout; its manifest records each graph's
-precision, what was kept at full precision and the hash of the calibration set.
+The result is a new bundle folder with the same layout, written beside the target and renamed into
+place when complete; its manifest records each graph's precision, what was kept at full precision
+and the hash of the calibration set.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
+import logging
 import re
 import shutil
 import tempfile
@@ -21,9 +24,14 @@ from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, 
                                       quantize_dynamic, quantize_static)
 
 from edge_inspect.vlm.bundle import MANIFEST, load_bundle_files, sha256_file
+from edge_inspect.vlm.manifest import parse_manifest
 from edge_inspect.vlm.preprocess import preprocess
+from tools.molmo2.errors import CheckpointError
 
-from .checkpoint import CheckpointError
+from .onnx_bundle import file_entries
+from .staging import check_target, staged_folder
+
+log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 PRECISIONS = {"vision": ("fp32", "int8", "fp16"), "decoder": ("fp32", "int8", "int4", "fp16")}
@@ -108,53 +116,74 @@ def _fp16(src: Path, dst: Path, kept: list[str]) -> None:
     onnx.save_model(convert_float_to_float16(model, keep_io_types=True, node_block_list=kept), str(dst))
 
 
-def quantize_bundle(src: str | Path, out: str | Path, vision: str = "int8", decoder: str = "int8",
+def _onnx_quantizer_ready(decoder: str) -> None:
+    if decoder == "int4":
+        try:
+            from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer  # noqa: F401
+            import onnx_ir  # noqa: F401
+        except ImportError as err:
+            raise CheckpointError(f"decoder int4 needs onnxruntime's 4-bit quantizer and onnx-ir "
+                                  f"(pip install '.[export]'): {err}") from None
+
+
+def quantize_bundle(src: str | Path, out: str | Path, vision: str = "fp32", decoder: str = "int8",
                     calibration: str | Path | None = None, keep: list[str] | None = None,
                     overwrite: bool = False) -> Path:
     """Write a quantized copy of bundle ``src`` to ``out``. ``keep``: regexes of decoder node names
-    kept at full precision (default: the LM head, whose margins decide yes/no and argmax)."""
+    kept at full precision (default: the LM head, whose margins decide yes/no and argmax).
+    Everything the user gives is checked before any work; ``out`` appears only when complete."""
     src, out = Path(src), Path(out)
     for graph, precision in (("vision", vision), ("decoder", decoder)):
         if precision not in PRECISIONS[graph]:
             raise CheckpointError(f"{graph} precision {precision!r}: choose from {', '.join(PRECISIONS[graph])}")
     bundle = load_bundle_files(src)
     keep = ["lm_head"] if keep is None else keep
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise CheckpointError(f"{out}: exists and is not empty (pass --overwrite to replace it)")
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    manifest = json.loads((src / MANIFEST).read_text())
-    for name in manifest["files"]:
-        shutil.copyfile(src / name, out / name)
-
+    for pattern in keep:
+        try:
+            re.compile(pattern)
+        except re.error as err:
+            raise CheckpointError(f"--keep {pattern!r}: not a regular expression ({err})") from None
     calib_files: list[Path] = []
     if vision == "int8":
         if calibration is None:
-            raise CheckpointError("vision int8 needs --calibration (a folder of images)")
+            raise CheckpointError("vision int8 needs --calibration (a folder of images); "
+                                  "leave --vision at fp32 to quantize the decoder only")
         calib_files = calibration_images(Path(calibration))
-        _vision_int8(src / "vision.onnx", out / "vision.onnx", VisionCalibration(calib_files, bundle.image))
-    elif vision == "fp16":
-        _fp16(src / "vision.onnx", out / "vision.onnx", [])
+    elif calibration is not None:
+        log.warning("--calibration is used only with --vision int8; ignored")
+    _onnx_quantizer_ready(decoder)
+    check_target(out, overwrite)
+    if out.resolve() == src.resolve():
+        raise CheckpointError(f"{out}: is the source bundle; write the quantized copy elsewhere")
 
-    quantize_nodes, kept = _matmul_nodes(src / "decoder.onnx", keep)
-    if decoder == "int8":
-        _decoder_int8(src / "decoder.onnx", out / "decoder.onnx", quantize_nodes)
-    elif decoder == "int4":
-        _decoder_int4(src / "decoder.onnx", out / "decoder.onnx", kept)
-    elif decoder == "fp16":
-        _fp16(src / "decoder.onnx", out / "decoder.onnx", kept)
+    manifest = bundle.manifest
+    with staged_folder(out, overwrite) as tmp:
+        for name in bundle.info.files:
+            shutil.copyfile(src / name, tmp / name)
+        if vision == "int8":
+            _vision_int8(src / "vision.onnx", tmp / "vision.onnx", VisionCalibration(calib_files, bundle.image))
+        elif vision == "fp16":
+            _fp16(src / "vision.onnx", tmp / "vision.onnx", [])
 
-    manifest["graphs"]["vision"]["precision"] = vision
-    manifest["graphs"]["decoder"]["precision"] = decoder
-    manifest["graphs"]["decoder"]["kept_full_precision"] = kept if decoder != "fp32" else []
-    manifest["quantization"] = {
-        "source_manifest_sha256": sha256_file(src / MANIFEST),
-        "calibration": {"images": len(calib_files), "sha256": calibration_hash(calib_files)} if calib_files else None,
-        "vision": vision, "decoder": decoder, "keep": keep,
-    }  # fmt: skip
-    manifest["files"] = {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size}
-                         for p in sorted(out.iterdir()) if p.is_file() and p.name != MANIFEST}
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-    load_bundle_files(out)  # the new bundle verifies
+        quantize_nodes, kept = _matmul_nodes(src / "decoder.onnx", keep)
+        if decoder == "int8":
+            _decoder_int8(src / "decoder.onnx", tmp / "decoder.onnx", quantize_nodes)
+        elif decoder == "int4":
+            _decoder_int4(src / "decoder.onnx", tmp / "decoder.onnx", kept)
+        elif decoder == "fp16":
+            _fp16(src / "decoder.onnx", tmp / "decoder.onnx", kept)
+        log.info("vision %s, decoder %s (%d MatMuls kept at full precision)", vision, decoder, len(kept))
+
+        manifest = dict(manifest, graphs={k: dict(v) for k, v in manifest["graphs"].items()})
+        manifest["graphs"]["vision"]["precision"] = vision
+        manifest["graphs"]["decoder"]["precision"] = decoder
+        manifest["graphs"]["decoder"]["kept_full_precision"] = kept if decoder != "fp32" else []
+        manifest["quantization"] = {
+            "source_manifest_sha256": sha256_file(src / MANIFEST),
+            "calibration": {"images": len(calib_files), "sha256": calibration_hash(calib_files)} if calib_files else None,
+            "vision": vision, "decoder": decoder, "keep": keep,
+        }  # fmt: skip
+        manifest["files"] = file_entries(tmp)
+        (tmp / MANIFEST).write_text(parse_manifest(manifest).to_json(), encoding="utf-8")
+        load_bundle_files(tmp)  # the new bundle verifies before it takes the target's place
     return out
