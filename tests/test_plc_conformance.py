@@ -11,6 +11,8 @@ import select
 import socket
 import sqlite3
 import struct
+import subprocess
+import sys
 import time
 
 import pytest
@@ -325,10 +327,7 @@ def test_undecodable_part_id_is_kept_escaped(tmp_path):
 
 
 # -- 9: start-up errors ---------------------------------------------------------------------------------
-def _run(path) -> "subprocess.CompletedProcess":
-    import subprocess
-    import sys
-
+def _run(path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "edge_inspect.cli", "run", str(path)], capture_output=True, text=True,
                           timeout=60)
 

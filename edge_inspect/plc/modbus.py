@@ -56,7 +56,7 @@ class ServerLink:
             self._online_read = asyncio.Event()
             try:
                 await asyncio.wait_for(self._online_read.wait(), min(hold_s, 3 * self._online_period + 0.05))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         await self.server.stop()
 
