@@ -364,3 +364,47 @@ def test_run_with_a_busy_serial_device(tmp_path):
             assert_one_line_error(_run(path), pty.a, "busy")
         finally:
             os.close(holder)
+
+
+# -- 1, 2: client mode, observed and driven by mbpoll through the PLC's memory ---------------------------
+@needs_mbpoll
+def test_client_mode_handshake_through_the_plcs_memory_with_mbpoll(tmp_path):
+    """The PLC is a pymodbus server; mbpoll plays the PLC program (writes trigger, reads results in
+    the PLC's memory) while the appliance, as client, polls and writes there."""
+    import asyncio
+    import threading
+
+    from .test_plc_client import PLCServer
+
+    plc_port = free_port()
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    plc = PLCServer(plc_port)
+    asyncio.run_coroutine_threadsafe(plc.start(), loop).result(10)
+    path = fake_station_config(tmp_path, plc={"mode": "client", "port": plc_port, "poll_ms": 10})
+    try:
+        with StationThread(path):
+            m = Mbpoll(plc_port)
+            seen = []
+            for trigger_id in (81, 82):
+                m.wait("0", 17, 1)  # ready (coil 17 in client mode)
+                m.write("4", 0, trigger_id, 1)
+                m.write("0", 0, 1)
+                m.wait("0", 19, 1)  # results_valid
+                seen.append(m.read("4", 100, 5) + m.read("0", 20, 3))  # results, pass / fail / error
+                m.write("0", 0, 0)
+                m.write("0", 1, 1)
+                m.wait("0", 19, 0)
+                m.write("0", 1, 0)
+            assert seen == [[81, 1, 0, 0, 0, 1, 0, 0], [82, 2, 1, 1, 0, 0, 1, 0]]
+            # the PLC program clears its memory: every output comes back
+            m.write("0", 16, 0, 0, 0, 0, 0, 0, 0)
+            m.write("4", 100, *[0] * 10)
+            m.wait("0", 16, 1)
+            m.wait("4", 100, 82)
+            assert m.read("0", 17) == [1] and m.read("4", 101, 4) == [2, 1, 1, 0]
+    finally:
+        asyncio.run_coroutine_threadsafe(plc.stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
