@@ -213,7 +213,9 @@ class StorageConfig(Strict):
     save_pass_every: int = Field(default=20, ge=0, description="keep the image of every Nth PASS; 0 = none")
     retention_days: float = Field(default=30.0, gt=0)
     max_disk_mb: float = Field(default=2048.0, gt=0)
-    min_free_mb: float = Field(default=200.0, ge=0)
+    min_free_mb: float = Field(default=200.0, ge=0, description="below this, images are not kept (rows are)")
+    pending_max: int = Field(default=1000, ge=0, le=100000, description=(
+        "results kept in memory while the log cannot be written, flushed when it can"))
 
 
 class WebUser(Strict):

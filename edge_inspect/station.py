@@ -51,7 +51,7 @@ class Station:
         self.camera = make_camera(config.camera, base_dir, on_status=self._camera_status)
         s = config.storage
         data_dir = Path(s.dir) if Path(s.dir).is_absolute() else base_dir / s.dir
-        self.store = Store(data_dir, s.save_pass_every, s.retention_days, s.max_disk_mb, s.min_free_mb)
+        self.store = Store(data_dir, s.save_pass_every, s.retention_days, s.max_disk_mb, s.min_free_mb, s.pending_max)
         self.handshake = Handshake(result_buffer=config.plc.options.result_buffer)
         self.signal_map = config.plc.signal_map()
         p = config.plc
@@ -117,19 +117,29 @@ class Station:
         self._update_fault()
 
     def _update_fault(self) -> None:
-        if self.camera.status == "lost":
-            self.handshake.set_fault(ErrorCode.CAMERA)
-        elif self._alarm_active("disk_full"):
-            self.handshake.set_fault(ErrorCode.DISK_FULL)
+        """Faults that stop inspections drop `ready` (a lost camera); disk trouble does not: the
+        line keeps running, images go first, and the `warning` bit tells the PLC (docs/log.md)."""
+        self.handshake.set_fault(ErrorCode.CAMERA if self.camera.status == "lost" else ErrorCode.NONE)
+        self.handshake.set_warning(bool(self.model.fallback_reason) or self.store.low_space or self.store.pending > 0)
+
+    def _update_disk_alarms(self, store_error: StoreError | None) -> None:
+        if store_error is not None:
+            self.raise_alarm("disk_full" if store_error.disk_full else "log_error", str(store_error))
+        elif self.store.pending == 0:
+            self.clear_alarm("disk_full")
+            self.clear_alarm("log_error")
+        if self.store.low_space:
+            self.raise_alarm("disk_low", f"{self.store.folder}: disk almost full; images are not kept")
         else:
-            self.handshake.set_fault(ErrorCode.NONE)
+            self.clear_alarm("disk_low")
 
     def status(self) -> dict:
         return {
             "station": self.config.station.name, "online": self.handshake.online,
             "ready": bool(self.handshake.outputs["ready"]), "busy": bool(self.handshake.outputs["busy"]),
             "camera": self.camera.status, "plc": self.plc_status, "model": self.model_sha256[:12],
-            "counters": dict(self.counters), "disk": "full" if self._alarm_active("disk_full") else "ok",
+            "counters": dict(self.counters),
+            "disk": "full" if self.store.pending else "low" if self.store.low_space else "ok",
             "alarms": self.alarms.listed(),
         }  # fmt: skip
 
@@ -187,11 +197,7 @@ class Station:
             loop = asyncio.get_running_loop()
             rec, code, store_error = await loop.run_in_executor(self.executor, self._inspect_blocking, recipe,
                                                                 part_id, trigger, result_id, started)
-        if store_error is not None:
-            self.raise_alarm("disk_full" if store_error.disk_full else "log_error", str(store_error))
-        else:
-            self.clear_alarm("disk_full")
-            self.clear_alarm("log_error")
+        self._update_disk_alarms(store_error)
         self._update_fault()
         self.counters["total"] += 1
         self.counters[rec.verdict.name] += 1
@@ -269,7 +275,7 @@ class Station:
             await asyncio.sleep(period)
 
     async def _health_loop(self) -> None:
-        next_retention = next_ping = 0.0
+        next_retention = next_ping = next_flush = 0.0
         ping_every = min(1.0, sdnotify.watchdog_interval_s() or 1.0)
         while not self._stopping:
             now = time.monotonic()
@@ -278,6 +284,16 @@ class Station:
                 # An idle camera is checked every second, so a lost one drops `ready` before the next trigger.
                 async with self._busy:
                     await asyncio.get_running_loop().run_in_executor(self.executor, self.camera.probe)
+                self._update_fault()
+                await self._write_outputs()
+            if self.store.pending and now >= next_flush and not self._busy.locked():
+                next_flush = now + 2.0  # results kept in memory while the log could not be written
+                store_error = None
+                try:
+                    await asyncio.get_running_loop().run_in_executor(self.executor, self.store.flush_pending)
+                except StoreError as err:
+                    store_error = err
+                self._update_disk_alarms(store_error)
                 self._update_fault()
                 await self._write_outputs()
             if now >= next_retention:

@@ -66,18 +66,21 @@ def test_retention_by_age_and_by_budget(tmp_path):
     assert store.db.execute("select count(*) from inspections").fetchone()[0] == 2
 
 
-def test_disk_full_raises_a_store_error_and_keeps_what_was_stored(tmp_path):
+def test_low_disk_drops_images_first_and_keeps_the_row(tmp_path):
     store = Store(tmp_path, save_pass_every=1)
     store.record(_record(1, Verdict.FAIL), FRAME)
-    store.min_free_bytes = float("inf")  # the disk now looks full
-    with pytest.raises(StoreError) as err:
-        store.record(_record(2, Verdict.FAIL), FRAME)
-    assert err.value.disk_full
-    assert store.count() == 1
+    store.min_free_bytes = float("inf")  # the disk now looks almost full
+    row_id = store.record(_record(2, Verdict.FAIL), FRAME)
+    assert store.low_space and store.images_dropped == 1 and store.count() == 2
+    row = store.db.execute("select image_path, overlay_path from inspections where id = ?", [row_id]).fetchone()
+    assert row == (None, None)
+    store.min_free_bytes = 0
+    store.record(_record(3, Verdict.FAIL), FRAME)
+    assert not store.low_space
 
 
-def test_station_keeps_signalling_when_the_disk_is_full(tmp_path, tiny_bundle):
-    """Disk full: the PLC still gets a result, with error code DISK_FULL, and an alarm is raised."""
+def test_station_keeps_signalling_with_ready_up_when_the_disk_is_low(tmp_path, tiny_bundle):
+    """Low disk: the PLC gets every result, `ready` stays up, the warning bit and an alarm tell."""
     import asyncio
 
     from .stations import run_station_with_plc, write_station
@@ -86,9 +89,13 @@ def test_station_keeps_signalling_when_the_disk_is_full(tmp_path, tiny_bundle):
 
     async def scenario(station, plc):
         station.store.min_free_bytes = float("inf")
-        result = await plc.cycle(5, 1, "full")
-        return result, station.alarms.active("disk_full")
+        results = [await plc.cycle(5 + i, 1, "low") for i in range(3)]  # each cycle waits for `ready`
+        for _ in range(200):  # ready returns once the PLC has dropped trigger and ack
+            if station.handshake.outputs["ready"]:
+                break
+            await asyncio.sleep(0.05)
+        return results, station.alarms.active("disk_low"), dict(station.handshake.outputs), station.store.count()
 
-    result, disk_full_alarm = asyncio.run(run_station_with_plc(path, scenario))
-    assert result.result_id == 5 and result.error_code == 4
-    assert disk_full_alarm
+    results, disk_low, outputs, logged = asyncio.run(run_station_with_plc(path, scenario))
+    assert [r.result_id for r in results] == [5, 6, 7] and all(r.error_code != 4 for r in results)
+    assert disk_low and outputs["warning"] and outputs["ready"] and logged == 3

@@ -5,6 +5,10 @@ points in ``points``, committed in one transaction. Images are kept for every FA
 for every Nth PASS, each with an annotated overlay; they are written under a temporary name,
 fsynced and renamed before the row that names them commits. ``record()`` returns only after the
 commit, so the station tells the PLC afterwards: a result the PLC acted on is never missing.
+
+When the disk runs low, images go first (the row is still written; ``low_space`` tells). When
+SQLite itself cannot write, the record waits in a bounded in-memory queue and is written, in
+order and with its original time, as soon as a write succeeds again (docs/log.md).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import shutil
 import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -91,7 +96,7 @@ class Store:
     """The only writer of the log. One connection, serialized by ``lock``; safe from any thread."""
 
     def __init__(self, folder: str | Path, save_pass_every: int = 20, retention_days: float = 30.0,
-                 max_disk_mb: float = 2048.0, min_free_mb: float = 200.0):
+                 max_disk_mb: float = 2048.0, min_free_mb: float = 200.0, pending_max: int = 1000):
         self.folder = Path(folder)
         self.images = self.folder / "images"
         self.images.mkdir(parents=True, exist_ok=True)
@@ -115,6 +120,11 @@ class Store:
         if before != after:
             log.info("log %s migrated from schema %d to %d", self.path, before, after)
         self._passes = 0
+        self.low_space = False  # the last kept image was dropped for lack of space
+        self.images_dropped = 0
+        self._pending: deque[tuple[InspectionRecord, float]] = deque()
+        self.pending_max = pending_max
+        self.pending_dropped = 0  # records lost because the queue was full
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -135,54 +145,110 @@ class Store:
         self._passes += 1
         return self.save_pass_every > 0 and self._passes % self.save_pass_every == 0
 
-    def _write_images(self, frame: np.ndarray, rec: InspectionRecord, stamp: str) -> tuple[str, str]:
+    def _write_images(self, frame: np.ndarray, rec: InspectionRecord, stamp: str) -> tuple[str | None, str | None]:
+        """Write the frame and its overlay; (None, None) when the disk is too full for them."""
         if shutil.disk_usage(self.folder).free < self.min_free_bytes:
-            raise StoreError(f"{self.folder}: less than {self.min_free_bytes / 1e6:.0f} MB free", disk_full=True)
+            self._drop_images(f"less than {self.min_free_bytes / 1e6:.0f} MB free")
+            return None, None
         day = self.images / stamp[:10]
-        day.mkdir(exist_ok=True)
         base = f"{stamp[11:].replace(':', '').replace('.', '_')}_{rec.result_id}_{rec.verdict.name.lower()}"
         raw, overlay = day / f"{base}.jpg", day / f"{base}_overlay.jpg"
-        for path, image in ((raw, frame), (overlay, draw_overlay(frame, rec.outcomes, rec.verdict, rec.rois))):
-            ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 92])
-            if not ok:
-                raise StoreError(f"cannot encode image {path.name}")
-            _write_durably(path, data.tobytes())
+        try:
+            day.mkdir(exist_ok=True)
+            for path, image in ((raw, frame), (overlay, draw_overlay(frame, rec.outcomes, rec.verdict, rec.rois))):
+                ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 92])
+                if not ok:
+                    raise StoreError(f"cannot encode image {path.name}")
+                _write_durably(path, data.tobytes())
+        except OSError as err:
+            if not _disk_full(err):
+                raise
+            for path in (raw, overlay, raw.with_name(raw.name + ".tmp"), overlay.with_name(overlay.name + ".tmp")):
+                path.unlink(missing_ok=True)
+            self._drop_images(str(err))
+            return None, None
+        self.low_space = False
         return str(raw.relative_to(self.folder)), str(overlay.relative_to(self.folder))
 
+    def _drop_images(self, why: str) -> None:
+        self.low_space = True
+        self.images_dropped += 1
+        log.warning("log %s: image not kept (%s)", self.folder, why)
+
+    def _insert(self, rec: InspectionRecord, now: float, image_path: str | None, overlay_path: str | None) -> int:
+        t = rec.timings_ms
+        row = {
+            "result_id": rec.result_id, "ts": utc_stamp(now), "ts_unix": now, "station": rec.station,
+            "recipe": rec.recipe, "recipe_name": rec.recipe_name, "part_id": rec.part_id, "trigger": rec.trigger,
+            "verdict": rec.verdict.name, "error": rec.error,
+            "defect_count": defect_count(rec.outcomes), "failed_checks": failed_mask(rec.outcomes),
+            **{k: round(float(t.get(k, 0.0)), 2) for k in TIMINGS},
+            "model_sha256": rec.model_sha256, "config_sha256": rec.config_sha256,
+            "image_path": image_path, "overlay_path": overlay_path,
+        }  # fmt: skip
+        with self.transaction() as db:
+            cursor = db.execute(f"INSERT INTO inspections ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                                list(row.values()))
+            inspection_id = int(cursor.lastrowid)
+            db.executemany(
+                "INSERT INTO checks (inspection_id, idx, name, kind, status, reason, counted, answer, p_yes, "
+                "margin, ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(inspection_id, i, o.name, o.kind, o.status, o.reason, o.counted, o.answer, o.p_yes, o.margin,
+                  round(o.ms, 2)) for i, o in enumerate(rec.outcomes)])  # fmt: skip
+            db.executemany("INSERT INTO points (inspection_id, check_idx, x, y) VALUES (?, ?, ?, ?)",
+                           [(inspection_id, i, x, y) for i, o in enumerate(rec.outcomes) for x, y in o.points])
+        return inspection_id
+
+    @property
+    def pending(self) -> int:
+        """Records waiting in memory for the log to become writable again."""
+        return len(self._pending)
+
+    def flush_pending(self) -> int:
+        """Write waiting records, oldest first; returns how many were written. Raises StoreError
+        when the log still cannot be written (the rest keep waiting)."""
+        written = 0
+        with self.lock:
+            while self._pending:
+                rec, at = self._pending[0]
+                try:
+                    self._insert(rec, at, None, None)
+                except (OSError, sqlite3.Error) as err:
+                    raise StoreError(f"log write failed: {err}", disk_full=_disk_full(err)) from None
+                self._pending.popleft()
+                written += 1
+        if written:
+            log.info("log %s: %d waiting record(s) written", self.folder, written)
+        return written
+
     def record(self, rec: InspectionRecord, frame: np.ndarray | None) -> int:
-        """Write images (when kept) and commit the rows in one transaction; returns the row id."""
+        """Write images (when kept and there is room) and commit the rows in one transaction;
+        returns the row id. When SQLite cannot write, the record waits in memory (bounded) and
+        StoreError is raised."""
         now = time.time()
-        stamp = utc_stamp(now)
         image_path = overlay_path = None
-        try:
-            if frame is not None and self._keep_image(rec.verdict):
-                image_path, overlay_path = self._write_images(frame, rec, stamp)
-            t = rec.timings_ms
-            row = {
-                "result_id": rec.result_id, "ts": stamp, "ts_unix": now, "station": rec.station, "recipe": rec.recipe,
-                "recipe_name": rec.recipe_name, "part_id": rec.part_id, "trigger": rec.trigger,
-                "verdict": rec.verdict.name, "error": rec.error,
-                "defect_count": defect_count(rec.outcomes), "failed_checks": failed_mask(rec.outcomes),
-                **{k: round(float(t.get(k, 0.0)), 2) for k in TIMINGS},
-                "model_sha256": rec.model_sha256, "config_sha256": rec.config_sha256,
-                "image_path": image_path, "overlay_path": overlay_path,
-            }  # fmt: skip
-            with self.transaction() as db:
-                cursor = db.execute(f"INSERT INTO inspections ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-                                    list(row.values()))
-                inspection_id = int(cursor.lastrowid)
-                db.executemany(
-                    "INSERT INTO checks (inspection_id, idx, name, kind, status, reason, counted, answer, p_yes, "
-                    "margin, ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [(inspection_id, i, o.name, o.kind, o.status, o.reason, o.counted, o.answer, o.p_yes, o.margin,
-                      round(o.ms, 2)) for i, o in enumerate(rec.outcomes)])  # fmt: skip
-                db.executemany("INSERT INTO points (inspection_id, check_idx, x, y) VALUES (?, ?, ?, ?)",
-                               [(inspection_id, i, x, y) for i, o in enumerate(rec.outcomes) for x, y in o.points])
-            return inspection_id
-        except StoreError:
-            raise
-        except (OSError, sqlite3.Error) as err:
-            raise StoreError(f"log write failed: {err}", disk_full=_disk_full(err)) from None
+        with self.lock:
+            try:
+                self.flush_pending()
+                if frame is not None and self._keep_image(rec.verdict):
+                    image_path, overlay_path = self._write_images(frame, rec, utc_stamp(now))
+                return self._insert(rec, now, image_path, overlay_path)
+            except StoreError as err:
+                self._wait(rec, now)
+                raise StoreError(f"{err} ({self.pending} result(s) waiting in memory)", err.disk_full) from None
+            except (OSError, sqlite3.Error) as err:
+                self._unlink(image_path, overlay_path)
+                self._wait(rec, now)
+                raise StoreError(f"log write failed: {err} ({self.pending} result(s) waiting in memory)",
+                                 disk_full=_disk_full(err)) from None
+
+    def _wait(self, rec: InspectionRecord, at: float) -> None:
+        if len(self._pending) >= self.pending_max:
+            self._pending.popleft()
+            self.pending_dropped += 1
+            log.error("log %s: waiting queue full (%d); the oldest waiting result is lost", self.folder,
+                      self.pending_max)
+        self._pending.append((rec, at))
 
     # -- retention ----------------------------------------------------------------------------
     def image_bytes(self) -> int:
