@@ -113,3 +113,15 @@ def test_heartbeat_counts_seconds():
     assert h.outputs["heartbeat"] == 2
     h.update(Inputs(), 13.01)
     assert h.outputs["heartbeat"] == 3
+
+
+def test_error_code_follows_the_fault_when_it_clears():
+    """A camera fault that clears with no trigger in between: back to code 0, error low, ready up."""
+    h = _online()
+    h.complete(Result(1, Verdict.PASS), 0.0)
+    h.update(Inputs(results_ack=True), 0.1)
+    h.update(Inputs(), 0.2)
+    h.set_fault(ErrorCode.CAMERA)
+    assert h.outputs["error_code"] == ErrorCode.CAMERA and h.outputs["error"] and not h.outputs["ready"]
+    h.set_fault(ErrorCode.NONE)
+    assert h.outputs["error_code"] == 0 and not h.outputs["error"] and h.outputs["ready"]
