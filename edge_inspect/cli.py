@@ -202,29 +202,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     model = sub.add_parser("model", help="model bundles").add_subparsers(dest="model_command", required=True)
     verify = model.add_parser("verify", help="check a bundle's files against its manifest")
-    verify.add_argument("bundle")
+    verify.add_argument("bundle", help="bundle folder (with manifest.json)")
     verify.set_defaults(func=_cmd_model_verify)
 
     ask = model.add_parser("ask", help="run prompts on one image file")
-    ask.add_argument("bundle")
-    ask.add_argument("image")
+    ask.add_argument("bundle", help="bundle folder (with manifest.json)")
+    ask.add_argument("image", help="image file (PNG, JPEG, …)")
     ask.add_argument("--point", action="append", metavar="PROMPT", help='e.g. "Point to any scratches."')
     ask.add_argument("--yes-no", action="append", metavar="QUESTION", help='e.g. "Is the label present?"')
     ask.add_argument("--generate", action="append", metavar="PROMPT", help="free-text answer")
-    ask.add_argument("--provider", default="cpu", help="tensorrt, cuda, cpu or auto (default cpu)")
-    ask.add_argument("--max-new-tokens", type=int, default=64)
+    ask.add_argument("--provider", default="cpu", help="ONNX Runtime provider: tensorrt, cuda, cpu or auto")
+    ask.add_argument("--max-new-tokens", type=int, default=64, help="cap on generated tokens per prompt")
     ask.set_defaults(func=_cmd_model_ask)
 
     config = sub.add_parser("config", help="station configs").add_subparsers(dest="config_command", required=True)
     validate = config.add_parser("validate", help="check a station.yaml; every problem as file:line: key: message")
-    validate.add_argument("file")
+    validate.add_argument("file", help="station.yaml")
     validate.set_defaults(func=_cmd_config_validate)
 
     modbus = sub.add_parser("modbus", help="the PLC register map").add_subparsers(dest="modbus_command", required=True)
     mmap = modbus.add_parser("map", help="print the effective Modbus map")
     mmap.add_argument("--config", help="station.yaml whose plc.mode and plc.map apply")
     mmap.add_argument("--mode", choices=["server", "client"], help="default map of this mode (default server)")
-    mmap.add_argument("--format", choices=["md", "csv", "json"], default="md")
+    mmap.add_argument("--format", choices=["md", "csv", "json"], default="md", help="markdown table, CSV or JSON")
     mmap.set_defaults(func=_cmd_modbus_map)
 
     run = sub.add_parser("run", help="run a station (the daemon)")
@@ -235,12 +235,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="per-stage latency of bundles side by side")
     bench.add_argument("bundle", nargs="+", help="bundles to compare (e.g. fp32, int8, int4 copies)")
     bench.add_argument("--config", help="station.yaml whose recipe to run (default: the demo recipe)")
-    bench.add_argument("--recipe", type=int, default=1)
-    bench.add_argument("--provider", default="cpu")
-    bench.add_argument("--frames", type=int, default=8)
-    bench.add_argument("--runs", type=int, default=20)
-    bench.add_argument("--warmup", type=int, default=3)
-    bench.add_argument("--json", default="work/bench.json")
+    bench.add_argument("--recipe", type=int, default=1, help="recipe number in --config")
+    bench.add_argument("--provider", default="cpu", help="ONNX Runtime provider: tensorrt, cuda, cpu or auto")
+    bench.add_argument("--frames", type=int, default=8, help="different generated parts to cycle through")
+    bench.add_argument("--runs", type=int, default=20, help="timed inspections per bundle")
+    bench.add_argument("--warmup", type=int, default=3, help="untimed inspections first")
+    bench.add_argument("--json", default="work/bench.json", help="where the figures are written")
     bench.set_defaults(func=_cmd_bench)
 
     user = sub.add_parser("user", help="HMI users").add_subparsers(dest="user_command", required=True)
@@ -250,12 +250,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="the whole station on this machine, no hardware")
     demo.add_argument("--workdir", default="work/demo", help="folder for the SQLite log and images")
     demo.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0 = until Ctrl-C)")
-    demo.add_argument("--bundle", help="model bundle (default: models/demo-student)")
-    demo.add_argument("--port", type=int, default=5020)
+    demo.add_argument("--bundle", help="model bundle instead of the bundled demo student")
+    demo.add_argument("--port", type=int, default=5020, help="Modbus TCP port on 127.0.0.1")
     demo.add_argument("--period", type=float, default=0.5, help="seconds between PLC triggers")
     demo.add_argument("--web-port", type=int, default=8080, help="HMI port (0 = no HMI)")
     demo.set_defaults(func=_cmd_demo)
-    for each in _all_parsers(parser):  # every option's help shows its default
+    return show_defaults(parser)
+
+
+def show_defaults(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Every option's help, in ``parser`` and all its subcommands, shows its default."""
+    for each in _all_parsers(parser):
         each.formatter_class = argparse.ArgumentDefaultsHelpFormatter
     return parser
 

@@ -15,6 +15,7 @@ import json
 import sys
 from pathlib import Path
 
+from edge_inspect.cli import show_defaults
 from edge_inspect.vlm.bundle import BundleError
 from tools.args import seed_range
 from tools.molmo2.errors import CheckpointError
@@ -118,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("sim", help="write generated parts as a labelled set")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="folder for records.jsonl and images")
     p.add_argument("--seeds", type=seed_range, default=seed_range("0:100"), help="START:STOP")
     p.set_defaults(func=_cmd_sim)
 
@@ -126,45 +127,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher", required=True, help="HF Molmo2 checkpoint folder")
     p.add_argument("--images", required=True, help="folder of images")
     p.add_argument("--out", required=True, help="folder for records.jsonl")
-    p.add_argument("--tasks", default="defects,screws,label")
-    p.add_argument("--max-new-tokens", type=int, default=96)
+    p.add_argument("--tasks", default="defects,screws,label", help="comma-separated tasks to label")
+    p.add_argument("--max-new-tokens", type=int, default=96, help="cap on the teacher's tokens per answer")
     p.set_defaults(func=_cmd_label)
 
     p = sub.add_parser("train", help="train a student")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="run folder: checkpoints, log.jsonl, train_config.json")
     p.add_argument("--data", help="records.jsonl (default: generate parts on the fly)")
-    p.add_argument("--shape", default="demo", choices=["demo", "test"])
-    p.add_argument("--steps", type=int, default=3000)
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--save-every", type=int, default=250)
-    p.add_argument("--eval-every", type=int, default=500)
-    p.add_argument("--eval-parts", type=int, default=40)
-    p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--max-minutes", type=float, default=0.0)
+    p.add_argument("--shape", default="demo", choices=["demo", "test"], help="student size: demo (the bundled one) or test (tiny)")
+    p.add_argument("--steps", type=int, default=3000, help="optimizer steps in all")
+    p.add_argument("--batch", type=int, default=16, help="examples per step")
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
+    p.add_argument("--seed", type=int, default=0, help="random seed (weights and data order)")
+    p.add_argument("--save-every", type=int, default=250, help="checkpoint every N steps")
+    p.add_argument("--eval-every", type=int, default=500, help="validation every N steps")
+    p.add_argument("--eval-parts", type=int, default=40, help="validation parts per evaluation")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    p.add_argument("--max-minutes", type=float, default=0.0, help="save and stop after this long (0 = no limit)")
     p.add_argument("--grounding", type=float, default=1.0, help="weight of the auxiliary grounding loss (0 = off)")
     p.add_argument("--task-weights", type=_weights, default=None, metavar="defects=0.6,screws=0.25,label=0.15",
                    help="how often each task is drawn from generated parts")
     p.add_argument("--stop-at", type=int, default=0, help="save and stop after this step (one phase of a schedule)")
     p.add_argument("--digits", type=float, default=0.0,
                    help="weight of the grounding head's coordinate-digit targets (0 = off)")
-    p.add_argument("--resume", action="store_true")
+    p.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("evaluate", help="evaluate a bundle")
-    p.add_argument("--bundle", required=True)
+    p.add_argument("--bundle", required=True, help="bundle to evaluate")
     p.add_argument("--data", help="records.jsonl with ground truth (default: generated parts)")
-    p.add_argument("--seeds", type=seed_range, default=seed_range("0:500"))
+    p.add_argument("--seeds", type=seed_range, default=seed_range("0:500"), help="generated parts START:STOP")
     p.add_argument("--dilate", type=int, default=3, help="mask dilation in px for the hit rule")
     p.add_argument("--out", help="report JSON path (a .md is written beside it)")
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("report", help="evaluate a student bundle and write its report")
     p.add_argument("--run", required=True, help="training folder (log.jsonl, train_config.json)")
-    p.add_argument("--bundle", required=True)
-    p.add_argument("--seeds", type=seed_range, default=seed_range("0:500"))
-    p.add_argument("--dilate", type=int, default=3)
+    p.add_argument("--bundle", required=True, help="the student's exported bundle")
+    p.add_argument("--seeds", type=seed_range, default=seed_range("0:500"), help="generated parts START:STOP")
+    p.add_argument("--dilate", type=int, default=3, help="mask dilation in px for the hit rule")
     p.add_argument("--command", action="append", help="a command line that reproduces the student (repeatable)")
     p.add_argument("--note", action="append", help="a paragraph for the report: how it was trained (repeatable)")
     p.set_defaults(func=_cmd_report)
@@ -174,12 +175,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--candidate", required=True, help="quantized or rebuilt bundle")
     p.add_argument("--data", help="records.jsonl with ground truth (default: generated parts)")
     p.add_argument("--seeds", type=seed_range, default=seed_range("600000:600200"), help="generated parts START:STOP")
-    p.add_argument("--max-f1-drop", type=float, default=0.01)
-    p.add_argument("--max-count-drop", type=float, default=0.01)
-    p.add_argument("--min-yes-no-agreement", type=float, default=0.99)
+    p.add_argument("--max-f1-drop", type=float, default=0.01, help="largest allowed drop in pointing F1")
+    p.add_argument("--max-count-drop", type=float, default=0.01, help="largest allowed drop in counting exact match")
+    p.add_argument("--min-yes-no-agreement", type=float, default=0.99, help="smallest allowed share of identical yes/no answers")
     p.add_argument("--json", help="write the full report here")
     p.set_defaults(func=_cmd_verify)
-    return parser
+    return show_defaults(parser)
 
 
 def main(argv: list[str] | None = None) -> int:

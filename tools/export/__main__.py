@@ -19,6 +19,7 @@ import logging
 import sys
 from pathlib import Path
 
+from edge_inspect.cli import show_defaults
 from edge_inspect.vlm.bundle import BundleError
 from tools.molmo2.errors import CheckpointError
 
@@ -107,9 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_onnx)
 
     p = sub.add_parser("tiny", help="write a small random Molmo2 checkpoint")
-    p.add_argument("--out", required=True)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--size", choices=["tiny", "small"], default="tiny")
+    p.add_argument("--out", required=True, help="checkpoint folder to write")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the weights")
+    p.add_argument("--size", choices=["tiny", "small"], default="tiny", help="tiny (tests) or small (benchmarks)")
     p.set_defaults(func=_cmd_tiny)
 
     p = sub.add_parser("example", help="end-to-end run on a small random model")
@@ -117,46 +118,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_example)
 
     p = sub.add_parser("bench", help="latency: this engine vs transformers, prefix reuse vs none")
-    p.add_argument("--work", default="work/bench")
-    p.add_argument("--json", default="work/bench/bench.json")
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--max-new-tokens", type=int, default=16)
-    p.add_argument("--size", choices=["tiny", "small"], default="small", help="model size (default small)")
+    p.add_argument("--work", default="work/bench", help="folder for the model, bundle and images")
+    p.add_argument("--json", default="work/bench/bench.json", help="where the figures are written")
+    p.add_argument("--repeats", type=int, default=5, help="timed runs per row (the median is reported)")
+    p.add_argument("--max-new-tokens", type=int, default=16, help="tokens generated per prompt")
+    p.add_argument("--size", choices=["tiny", "small"], default="small", help="model size")
     p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser("hf-bench", help="transformers reference row for edge-inspect bench")
     p.add_argument("--hf-checkpoint", required=True, help="the HF checkpoint the bundles were exported from")
     p.add_argument("--config", help="station.yaml whose recipe to run (default: the demo recipe)")
-    p.add_argument("--recipe", type=int, default=1)
-    p.add_argument("--frames", type=int, default=8)
-    p.add_argument("--runs", type=int, default=20)
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--max-new-tokens", type=int, default=96)
+    p.add_argument("--recipe", type=int, default=1, help="recipe number in --config")
+    p.add_argument("--frames", type=int, default=8, help="different generated parts to cycle through")
+    p.add_argument("--runs", type=int, default=20, help="timed inspections")
+    p.add_argument("--warmup", type=int, default=3, help="untimed inspections first")
+    p.add_argument("--max-new-tokens", type=int, default=96, help="cap on generated tokens per check")
     p.add_argument("--json", help="write the row here (same row format as edge-inspect bench's JSON)")
     p.set_defaults(func=_cmd_hf_bench)
 
     p = sub.add_parser("quantize", help="quantized copy of a bundle")
-    p.add_argument("--bundle", required=True)
-    p.add_argument("--out", required=True)
+    p.add_argument("--bundle", required=True, help="full-precision bundle to quantize")
+    p.add_argument("--out", required=True, help="quantized bundle folder to write")
     p.add_argument("--vision", choices=["fp32", "int8", "fp16"], default="fp32",
                    help="vision graph precision (default fp32: the ViT decides where points land; int8 needs "
                         "--calibration, fp16 is for GPUs)")
-    p.add_argument("--decoder", choices=["fp32", "int8", "int4", "fp16"], default="int8")
+    p.add_argument("--decoder", choices=["fp32", "int8", "int4", "fp16"], default="int8", help="decoder weight precision")
     p.add_argument("--calibration", help="folder of calibration images (needed for vision int8)")
     p.add_argument("--keep", action="append", metavar="REGEX",
                    help="decoder node names kept at full precision (default: the LM head); repeatable")
     p.add_argument("--no-keep-lm-head", action="store_true", help="quantize the LM head too")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing bundle folder (only once the new one is complete)")
     p.set_defaults(func=_cmd_quantize)
 
     p = sub.add_parser("trt", help="build TensorRT engines on this device")
-    p.add_argument("--bundle", required=True)
+    p.add_argument("--bundle", required=True, help="bundle whose graphs become engines")
     p.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp16",
                    help="int8 needs a bundle quantized with QDQ (quantize --vision int8)")
-    p.add_argument("--workspace-mb", type=int, default=2048)
+    p.add_argument("--workspace-mb", type=int, default=2048, help="TensorRT builder workspace")
     p.add_argument("--check-only", action="store_true", help="graph checks and trtexec lines; build nothing")
     p.set_defaults(func=_cmd_trt)
-    return parser
+    return show_defaults(parser)
 
 
 def main(argv: list[str] | None = None) -> int:
