@@ -44,7 +44,7 @@ def inside(points: list[tuple[float, float]], roi: list[tuple[float, float]] | N
     for x, y in points:
         crossings = 0
         on_edge = False
-        for (x1, y1), (x2, y2) in zip(poly, np.roll(poly, -1, axis=0)):
+        for (x1, y1), (x2, y2) in zip(poly, np.roll(poly, -1, axis=0), strict=True):
             if min(x1, x2) <= x <= max(x1, x2) and min(y1, y2) <= y <= max(y1, y2):
                 if abs((x2 - x1) * (y - y1) - (y2 - y1) * (x - x1)) < 1e-9:
                     on_edge = True

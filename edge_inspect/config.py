@@ -5,6 +5,8 @@ file:line and the key path.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
+import re
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
@@ -12,12 +14,75 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from .bundles import find_bundle
+from .config_yaml import YamlProblems, key_text, parse, read_limited
 from .plc.settings import LinkSettings
 from .plc.signals import MapError, SignalMap, build_map
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class FieldError(ValueError):
+    """A problem a model-level validator finds in one of its fields: ``keys`` are candidate key paths
+    below the model's (tuples); the error is reported at the first one the file spells out."""
+
+    def __init__(self, message: str, *keys: tuple[str, ...]):
+        super().__init__(message)
+        self.keys = keys
+
+
+_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+
+
+def check_host(value: str) -> str:
+    """An IP address or a valid host name (RFC 1123)."""
+    try:
+        ipaddress.ip_address(value)
+        return value
+    except ValueError:
+        pass
+    labels = value.removesuffix(".").split(".")
+    if (not value or len(value) > 253 or not all(_HOST_LABEL.fullmatch(label) for label in labels)
+            or labels[-1].isdigit()):
+        raise ValueError(f"{value!r} is neither an IP address nor a valid host name")
+    return value
+
+
+def _hosts_overlap(a: str, b: str) -> bool:
+    """Whether listening on host ``a`` and host ``b`` can clash (the same address, or a wildcard)."""
+    def addr(h: str):
+        try:
+            return ipaddress.ip_address(h)
+        except ValueError:
+            return None
+
+    ia, ib = addr(a), addr(b)
+    if (ia is not None and ia.is_unspecified) or (ib is not None and ib.is_unspecified):
+        return True
+    loopback = [h.lower() == "localhost" or (i is not None and i.is_loopback) for h, i in ((a, ia), (b, ib))]
+    if all(loopback) and "localhost" in (a.lower(), b.lower()):
+        return True
+    return (ia == ib) if ia is not None and ib is not None else a.lower().rstrip(".") == b.lower().rstrip(".")
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host.lower().rstrip(".") == "localhost"
+
+
+def _base_dir(info: ValidationInfo) -> Path | None:
+    """The config file's folder while load_config validates (paths in the file are relative to it)."""
+    return (info.context or {}).get("base_dir") if info.context is not None else None
+
+
+def _in_base(value: str, base: Path) -> Path:
+    if "\0" in value:
+        raise ValueError("a path may not contain a NUL character")
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else base / path
 
 
 Polygon = list[tuple[float, float]]
@@ -28,9 +93,14 @@ def _check_polygon(roi: Polygon | None) -> Polygon | None:
         return None
     if len(roi) < 3:
         raise ValueError("an ROI polygon needs at least 3 points")
+    if len(roi) > 64:
+        raise ValueError(f"an ROI polygon has at most 64 points, not {len(roi)}")
     for x, y in roi:
         if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
             raise ValueError(f"ROI point ({x}, {y}) lies outside the frame (coordinates are fractions 0..1)")
+    area = abs(sum(x0 * y1 - x1 * y0 for (x0, y0), (x1, y1) in zip(roi, roi[1:] + roi[:1]))) / 2
+    if area < 1e-6:
+        raise ValueError("the ROI polygon encloses no area (its points are collinear or repeated)")
     return roi
 
 
@@ -53,9 +123,9 @@ class CheckBase(Strict):
 
 class PointCheck(CheckBase):
     kind: Literal["point"]
-    prompt: str = Field(min_length=1)
-    min: int = Field(default=0, ge=0)
-    max: int = Field(default=0, ge=0)
+    prompt: str = Field(min_length=1, max_length=1000)
+    min: int = Field(default=0, ge=0, le=1000)
+    max: int = Field(default=0, ge=0, le=1000)
 
     @model_validator(mode="after")
     def _range(self):
@@ -66,13 +136,13 @@ class PointCheck(CheckBase):
 
 class CountCheck(CheckBase):
     kind: Literal["count"]
-    prompt: str = Field(min_length=1)
-    expected: int = Field(ge=0)
+    prompt: str = Field(min_length=1, max_length=1000)
+    expected: int = Field(ge=0, le=1000)
 
 
 class QACheck(CheckBase):
     kind: Literal["qa"]
-    question: str = Field(min_length=1)
+    question: str = Field(min_length=1, max_length=1000)
     expect: Literal["yes", "no"]
     min_margin: float = Field(default=0.2, ge=0.0, le=1.0)
     on_uncertain: Literal["fail", "error", "pass"] = "fail"
@@ -83,7 +153,7 @@ Check = Annotated[Union[PointCheck, CountCheck, QACheck], Field(discriminator="k
 
 class Recipe(Strict):
     number: int = Field(ge=0, le=65535)
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=200)
     checks: list[Check] = Field(min_length=1, max_length=16)
 
     @model_validator(mode="after")
@@ -96,44 +166,68 @@ class Recipe(Strict):
 
 
 class SyntheticCamera(Strict):
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=2**32 - 1)
     width: int = Field(default=320, ge=64, le=4096)
     height: int = Field(default=240, ge=64, le=4096)
 
 
 class CameraConfig(Strict):
     source: Literal["synthetic", "device", "url", "gstreamer", "file", "folder"] = "synthetic"
-    device: int | str | None = None
-    url: str | None = None
-    pipeline: str | None = None
-    path: str | None = None
-    width: int | None = Field(default=None, ge=16)
-    height: int | None = Field(default=None, ge=16)
-    fps: float | None = Field(default=None, gt=0)
+    device: Annotated[int, Field(ge=0, le=255)] | Annotated[str, Field(max_length=4096)] | None = None
+    url: str | None = Field(default=None, max_length=4096)
+    pipeline: str | None = Field(default=None, max_length=4096)
+    path: str | None = Field(default=None, max_length=4096)
+    width: int | None = Field(default=None, ge=16, le=16384)
+    height: int | None = Field(default=None, ge=16, le=16384)
+    fps: float | None = Field(default=None, gt=0, le=1000)
     loop: bool = True
-    stall_timeout_s: float = Field(default=1.5, gt=0)
-    reconnect_min_s: float = Field(default=0.2, gt=0)
-    reconnect_max_s: float = Field(default=10.0, gt=0)
-    max_frame_age_ms: float = Field(default=500.0, gt=0, description="live sources: an older frame is never inspected")
+    stall_timeout_s: float = Field(default=1.5, gt=0, le=3600)
+    reconnect_min_s: float = Field(default=0.2, gt=0, le=3600)
+    reconnect_max_s: float = Field(default=10.0, gt=0, le=3600)
+    max_frame_age_ms: float = Field(default=500.0, gt=0, le=3_600_000,
+                                    description="live sources: an older frame is never inspected")
     frames_after_trigger: int = Field(default=2, ge=1, le=10, description=(
         "live sources: inspect the n-th frame that arrives after the trigger (the first may have been sent before it)"))
     synthetic: SyntheticCamera = SyntheticCamera()
 
     @model_validator(mode="after")
-    def _source_fields(self):
+    def _source_fields(self, info: ValidationInfo):
         needed = {"device": "device", "url": "url", "gstreamer": "pipeline", "file": "path", "folder": "path"}
         key = needed.get(self.source)
         if key and getattr(self, key) in (None, ""):
             raise ValueError(f"camera source '{self.source}' needs '{key}'")
+        if self.reconnect_min_s > self.reconnect_max_s:
+            raise FieldError(f"reconnect_min_s ({self.reconnect_min_s}) is greater than reconnect_max_s "
+                             f"({self.reconnect_max_s})", ("reconnect_min_s",), ("reconnect_max_s",))
+        base = _base_dir(info)
+        if base is not None:  # while loading a file: what the source names must exist on this machine
+            self._source_exists(base)
         return self
+
+    def _source_exists(self, base: Path) -> None:
+        device = self.device if self.source == "device" and isinstance(self.device, str) else None
+        if device is not None and not (device.isascii() and device.isdigit()):
+            if not device.startswith("/"):
+                raise FieldError(f"{device!r} is neither an index (0) nor a device path (/dev/video0)", ("device",))
+            if not _in_base(device, base).exists():
+                raise FieldError(f"no such device {device}", ("device",))
+        elif device is not None and (len(device) > 3 or int(device) > 255):
+            raise FieldError(f"device index {device} is out of range (0..255)", ("device",))
+        if self.source in ("file", "folder") and self.path:
+            path = _in_base(self.path, base)
+            exists = path.is_dir() if self.source == "folder" else path.is_file()
+            if not exists:
+                what = "folder" if self.source == "folder" else "file"
+                raise FieldError(f"no such {what} {path}" + (" (relative paths start at the config file's folder)"
+                                                            if not Path(self.path).is_absolute() else ""), ("path",))
 
 
 class ModelConfig(Strict):
-    bundle: str
+    bundle: str = Field(min_length=1, max_length=4096, pattern=r"^[^\x00]*$")
     backend: Literal["onnxruntime", "tensorrt", "auto"] = Field(
         default="onnxruntime", description="tensorrt: the bundle's engines, falling back to ONNX Runtime")
     providers: Literal["auto", "cpu", "cuda", "tensorrt"] | list[Literal["cpu", "cuda", "tensorrt"]] = "cpu"
-    threads: int = Field(default=0, ge=0)
+    threads: int = Field(default=0, ge=0, le=1024)
     max_new_tokens: int = Field(default=96, ge=1, le=1024)
 
 
@@ -160,12 +254,12 @@ class PLCConfig(Strict):
     transport: Literal["tcp", "rtu"] = "tcp"
     host: str = "127.0.0.1"
     port: int = Field(default=5020, ge=1, le=65535)
-    serial_port: str | None = None
-    baudrate: int = Field(default=19200, gt=0)
+    serial_port: str | None = Field(default=None, max_length=4096)
+    baudrate: int = Field(default=19200, ge=50, le=4_000_000)
     parity: Literal["N", "E", "O"] = "N"
     device_id: int = Field(default=1, ge=1, le=247, description="RTU slave address; on TCP the unit id (0 and 255 are answered too)")
     poll_ms: int = Field(default=20, ge=5, le=1000)
-    timeout_s: float = Field(default=5.0, ge=0.0, description="server mode: no PLC request for this long = PLC absent; 0 = off")
+    timeout_s: float = Field(default=5.0, ge=0.0, le=3600, description="server mode: no PLC request for this long = PLC absent; 0 = off")
     response_timeout_s: float = Field(default=0.5, gt=0.0, le=10.0, description="client mode: one request's answer")
     part_id_encoding: Literal["ascii", "utf-8", "shift_jis"] = "ascii"
     part_id_byte_order: Literal["high_first", "low_first"] = Field(
@@ -196,26 +290,44 @@ class PLCConfig(Strict):
             part_id_byte_order=self.part_id_byte_order)  # fmt: skip
 
     @model_validator(mode="after")
-    def _transport(self):
+    def _transport(self, info: ValidationInfo):
         if self.transport == "rtu" and not self.serial_port:
             raise ValueError("transport 'rtu' needs serial_port")
+        if (self.enabled and self.transport == "rtu" and _base_dir(info) is not None
+                and not Path(self.serial_port).exists()):  # opened as given, like at start-up
+            raise FieldError(f"no such device {self.serial_port}", ("serial_port",))
         return self
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        return check_host(value)
 
 
 class TriggerConfig(Strict):
     plc: bool = True
-    interval_s: float = Field(default=0.0, ge=0.0, description="free-run period; 0 = off")
-    recipe: int = Field(default=1, ge=0, description="recipe for free-run and software triggers")
+    interval_s: float = Field(default=0.0, ge=0.0, le=86400, description="free-run period; 0 = off")
+    recipe: int = Field(default=1, ge=0, le=65535, description="recipe for free-run and software triggers")
 
 
 class StorageConfig(Strict):
-    dir: str = "data"
-    save_pass_every: int = Field(default=20, ge=0, description="keep the image of every Nth PASS; 0 = none")
-    retention_days: float = Field(default=30.0, gt=0)
-    max_disk_mb: float = Field(default=2048.0, gt=0)
-    min_free_mb: float = Field(default=200.0, ge=0, description="below this, images are not kept (rows are)")
+    dir: str = Field(default="data", min_length=1, max_length=4096)
+    save_pass_every: int = Field(default=20, ge=0, le=1_000_000, description="keep the image of every Nth PASS; 0 = none")
+    retention_days: float = Field(default=30.0, gt=0, le=36525)
+    max_disk_mb: float = Field(default=2048.0, gt=0, le=1e9)
+    min_free_mb: float = Field(default=200.0, ge=0, le=1e9, description="below this, images are not kept (rows are)")
     pending_max: int = Field(default=1000, ge=0, le=100000, description=(
         "results kept in memory while the log cannot be written, flushed when it can"))
+
+    @field_validator("dir")
+    @classmethod
+    def _not_a_system_folder(cls, value: str, info: ValidationInfo) -> str:
+        path = _in_base(value, _base_dir(info) or Path.cwd())
+        resolved = Path(path).resolve()
+        for system in ("/proc", "/sys", "/dev"):
+            if resolved == Path(system) or resolved.is_relative_to(system) or path.is_relative_to(system):
+                raise ValueError(f"{value} is under {system}, a kernel file system; images and the log need a real folder")
+        return value
 
 
 class WebUser(Strict):
@@ -237,11 +349,11 @@ class WebConfig(Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
     open_view: bool = Field(default=True, description="HMI and review readable without a login")
-    secret_key: str | None = Field(default=None, min_length=16, description="session signing key; default: kept in the data folder")
-    shift_starts: list[str] = Field(default_factory=lambda: ["06:00", "14:00", "22:00"])
-    users: list[WebUser] = Field(default_factory=list)
-    tls_cert: str | None = Field(default=None, description="PEM certificate: serve HTTPS (Secure cookies, HSTS)")
-    tls_key: str | None = Field(default=None, description="PEM private key of tls_cert")
+    secret_key: str | None = Field(default=None, min_length=16, max_length=1024, description="session signing key; default: kept in the data folder")
+    shift_starts: list[str] = Field(default_factory=lambda: ["06:00", "14:00", "22:00"], max_length=24)
+    users: list[WebUser] = Field(default_factory=list, max_length=1000)
+    tls_cert: str | None = Field(default=None, max_length=4096, description="PEM certificate: serve HTTPS (Secure cookies, HSTS)")
+    tls_key: str | None = Field(default=None, max_length=4096, description="PEM private key of tls_cert")
     session_idle_min: float = Field(default=30.0, gt=0, le=24 * 60, description="log out after this idle time")
     session_max_h: float = Field(default=12.0, gt=0, le=24 * 7, description="log out after this long in all")
 
@@ -258,12 +370,17 @@ class WebConfig(Strict):
     @model_validator(mode="after")
     def _tls_pair(self):
         if bool(self.tls_cert) != bool(self.tls_key):
-            raise ValueError("tls_cert and tls_key go together")
+            raise FieldError("tls_cert and tls_key go together", ("tls_cert",), ("tls_key",))
         for name in ("tls_cert", "tls_key"):
             path = getattr(self, name)
-            if path and not Path(path).is_file():
-                raise ValueError(f"{name}: no such file {path}")
+            if path and not Path(path).is_file():  # the web server opens them as given
+                raise FieldError(f"no such file {path}", (name,))
         return self
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        return check_host(value)
 
     @field_validator("shift_starts")
     @classmethod
@@ -276,7 +393,7 @@ class WebConfig(Strict):
 
 
 class StationInfo(Strict):
-    name: str = Field(default="station", min_length=1)
+    name: str = Field(default="station", min_length=1, max_length=200)
     language: Literal["en", "ja"] = "en"
 
 
@@ -284,7 +401,7 @@ class StationConfig(Strict):
     station: StationInfo = StationInfo()
     camera: CameraConfig = CameraConfig()
     model: ModelConfig
-    recipes: list[Recipe] = Field(min_length=1)
+    recipes: list[Recipe] = Field(min_length=1, max_length=1000)
     triggers: TriggerConfig = TriggerConfig()
     plc: PLCConfig = PLCConfig()
     storage: StorageConfig = StorageConfig()
@@ -298,6 +415,12 @@ class StationConfig(Strict):
             raise ValueError(f"recipe numbers must be unique: {dupes}")
         if self.triggers.recipe not in numbers:
             raise ValueError(f"triggers.recipe {self.triggers.recipe} is not one of the recipes {numbers}")
+        plc, web = self.plc, self.web
+        if (plc.enabled and web.enabled and plc.transport == "tcp" and plc.port == web.port
+                and (_hosts_overlap(plc.host, web.host) if plc.mode == "server" else _is_loopback(plc.host)
+                     and (_hosts_overlap(plc.host, web.host)))):
+            raise FieldError(f"port {web.port} is both the PLC's (plc.host {plc.host}) and the web server's "
+                             f"(web.host {web.host}); give them different ports", ("web", "port"), ("plc", "port"))
         return self
 
     def recipe(self, number: int) -> Recipe | None:
@@ -330,6 +453,41 @@ def _node_line(root: yaml.Node | None, loc: tuple) -> int:
     return line
 
 
+def _spelled_out(root: yaml.Node | None, loc: tuple) -> bool:
+    """Whether every key of ``loc`` is written in the file."""
+    node = root
+    for key in loc:
+        if isinstance(node, yaml.MappingNode):
+            node = next((v for k, v in node.value if getattr(k, "value", None) == str(key)), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            node = node.value[key]
+        else:
+            return False
+        if node is None:
+            return False
+    return True
+
+
+def _problems(err: ValidationError, path: Path, root: yaml.Node | None, data: dict) -> list[str]:
+    problems = []
+    for e in err.errors():
+        loc = tuple(part for part in e["loc"] if part not in ("point", "count", "qa"))
+        message = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            message = "unknown key"
+        cause = (e.get("ctx") or {}).get("error")
+        if isinstance(cause, FieldError) and cause.keys:  # a model-level check about one of its fields
+            locs = [loc + tuple(k) for k in cause.keys]
+            loc = next((candidate for candidate in locs if _spelled_out(root, candidate)), locs[0])
+        plc = data.get("plc")
+        if (loc == ("plc", "map") and message.startswith("signal ") and isinstance(plc, dict)
+                and isinstance(plc.get("map"), dict) and message.split()[1] in plc["map"]):
+            loc += (message.split()[1],)  # point at the offending signal's line
+        key = ".".join(str(p) for p in loc) or "(top)"
+        problems.append(f"{path}:{_node_line(root, loc)}: {key}: {' '.join(message.split())}")
+    return problems
+
+
 def load_config(path: str | Path, bundle: str | Path | None = None) -> tuple[StationConfig, str]:
     """Parse and validate a station file; returns the config and the sha256 of its bytes.
 
@@ -337,36 +495,25 @@ def load_config(path: str | Path, bundle: str | Path | None = None) -> tuple[Sta
     path = Path(path)
     if not path.is_file():
         raise ConfigError([f"{path}: no such file"])
-    text = path.read_text(encoding="utf-8", errors="replace")
     try:
-        root = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        line = mark.line + 1 if mark else 1
-        raise ConfigError([f"{path}:{line}: YAML syntax error: {getattr(err, 'problem', err)}"]) from None
+        raw = read_limited(path)
+        root, data = parse(raw)
+    except OSError as err:
+        raise ConfigError([f"{path}: cannot read: {err.strerror or err}"]) from None
+    except YamlProblems as err:
+        raise ConfigError([f"{path}:{p.line}: {key_text(p.key)}: {p.message}" for p in err.problems]) from None
     if not isinstance(data, dict):
-        raise ConfigError([f"{path}:1: the file must be a mapping of sections (station, camera, model, ...)"])
+        raise ConfigError([f"{path}:1: (top): the file must be a mapping of sections (station, camera, model, ...)"])
     if bundle is not None and isinstance(data.get("model"), dict):
         data["model"]["bundle"] = str(Path(bundle).resolve())
     try:
-        config = StationConfig.model_validate(data)
+        config = StationConfig.model_validate(data, context={"base_dir": path.resolve().parent})
     except ValidationError as err:
-        problems = []
-        for e in err.errors():
-            loc = tuple(part for part in e["loc"] if part not in ("point", "count", "qa"))
-            key = ".".join(str(p) for p in loc) or "(top)"
-            message = e["msg"].removeprefix("Value error, ")
-            if e["type"] == "extra_forbidden":
-                message = "unknown key"
-            if loc == ("plc", "map") and message.startswith("signal ") and message.split()[1] in (data["plc"].get("map") or {}):
-                loc += (message.split()[1],)  # point at the offending signal's line
-            problems.append(f"{path}:{_node_line(root, loc)}: {key}: {message}")
-        raise ConfigError(problems) from None
+        raise ConfigError(_problems(err, path, root, data)) from None
     found, looked = find_bundle(config.model.bundle, path.parent)  # paths are relative to the config file
     if found is None:
         line = _node_line(root, ("model", "bundle"))
         where = looked[0] if len(looked) == 1 else ", ".join(str(p) for p in looked)
         raise ConfigError([f"{path}:{line}: model.bundle: no model bundle at {where} (manifest.json missing)"])
     config.model.bundle = str(found)
-    return config, hashlib.sha256(text.encode()).hexdigest()
+    return config, hashlib.sha256(raw).hexdigest()

@@ -89,7 +89,7 @@ async def run_demo(workdir: Path, duration_s: float = 0.0, bundle: str | None = 
                       f"failed=0b{r.failed_checks:03b}  {r.trigger_to_valid_ms:6.0f} ms  {reasons}")
             try:
                 await asyncio.wait_for(stop.wait(), period_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
     finally:
         plc.close()

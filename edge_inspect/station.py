@@ -24,16 +24,24 @@ from .alarms import AlarmBoard
 from .camera import CameraError, make_camera
 from .checks import defect_count, failed_mask
 from .config import StationConfig
+from .events import (
+    AlarmAcknowledged,
+    AlarmCleared,
+    AlarmRaised,
+    CheckSummary,
+    EventBus,
+    InspectionDone,
+    Started,
+    Stopped,
+)
 from .inspector import Inspection, Inspector
-from .plc.handshake import Handshake, Request, Result, State
-from .plc.identity import identity_outputs
-from .plc.recipe import RecipeSwitch
-from .verdict import ErrorCode, Verdict
-from .plc.modbus import LinkError, StartError, make_link
-from .events import (AlarmAcknowledged, AlarmCleared, AlarmRaised, CheckSummary, EventBus, InspectionDone, Started,
-                     Stopped)
 from .log import InspectionRecord, Store, StoreError
 from .overlay import draw_overlay
+from .plc.handshake import Handshake, Request, Result, State
+from .plc.identity import identity_outputs
+from .plc.modbus import LinkError, StartError, make_link
+from .plc.recipe import RecipeSwitch
+from .verdict import ErrorCode, Verdict
 from .vlm import VisionLanguageModel, load_bundle
 
 log = logging.getLogger(__name__)

@@ -94,7 +94,7 @@ def test_bad_config(write, name, edit, line, needle):
     first = result.stderr.strip().splitlines()[0]
     assert re.match(rf"{re.escape(str(path))}:\d+: ", first), first
     if line is not None:
-        assert any(l.startswith(f"{path}:{line}: ") for l in result.stderr.splitlines()), result.stderr
+        assert any(err.startswith(f"{path}:{line}: ") for err in result.stderr.splitlines()), result.stderr
     assert needle in result.stderr, result.stderr
 
 

@@ -1,14 +1,11 @@
 """`edge-inspect demo`, the embedded default, end to end with the bundled student model."""
 
-import json
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
-
-import pytest
 
 from .stations import free_port
 

@@ -51,7 +51,7 @@ def test_sim_set_round_trip(tmp_path):
         assert rec.rgb().shape == (240, 320, 3)
         if rec.kind == "point":
             assert len(rec.masks) == len(rec.points)
-            for (x, y), mask in zip(rec.points, rec.masks):
+            for (x, y), mask in zip(rec.points, rec.masks, strict=True):
                 assert mask[int(round(y * 239)), int(round(x * 319))] or mask.any()
         else:
             assert rec.target in ("Yes.", "No.")
@@ -193,8 +193,8 @@ def test_digit_targets_can_be_switched_on_when_resumed(tmp_path):
 def test_record_masks_follow_the_answer_order():
     """Evaluation looks up masks[i] for the matched points[i]: each point must lie in its own mask,
     also on parts whose objects were generated in another order than the answer lists them."""
-    from tools.distill.dataset import from_part
     from edge_inspect.sim import render_part
+    from tools.distill.dataset import from_part
 
     reordered = 0
     for seed in range(60):
@@ -202,7 +202,7 @@ def test_record_masks_follow_the_answer_order():
         for task, objects in (("defects", part.defects), ("screws", part.screws)):
             rec = from_part(part, task)
             assert len(rec.points) == len(rec.masks) == len(objects)
-            for (x, y), mask in zip(rec.points, rec.masks):
+            for (x, y), mask in zip(rec.points, rec.masks, strict=True):
                 assert mask[int(round(y * part.height)), int(round(x * part.width))], (seed, task)
             reordered += [o.normalized(part.width, part.height) for o in objects] != rec.points
     assert reordered > 5  # the case that matters occurs

@@ -29,7 +29,7 @@ def test_retention_never_hands_an_old_disposition_to_a_new_inspection(tmp_path):
     row = review.get_inspection(store, new)
     assert row["disposition"] is None and row["audit"] == []
     assert store.conn.execute("select count(*) from dispositions").fetchone()[0] == 0
-    kept = [dict(zip(("action", "inspection_id"), r)) for r in store.conn.execute(
+    kept = [dict(zip(("action", "inspection_id"), r, strict=True)) for r in store.conn.execute(
         "select action, inspection_id from audit order by id")]
     assert kept == [{"action": "disposition", "inspection_id": first}, {"action": "retention", "inspection_id": None}]
 

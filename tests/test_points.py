@@ -44,7 +44,7 @@ def test_parse(text, points, malformed, stated):
     assert answer.malformed is malformed, answer.problem
     got = [(p.x, p.y, p.label, p.object_index, p.image_index) for p in answer.points]
     assert len(got) == len(points)
-    for g, e in zip(got, points):
+    for g, e in zip(got, points, strict=True):
         assert g[0] == pytest.approx(e[0]) and g[1] == pytest.approx(e[1])
         assert g[2:] == e[2:]
     assert answer.stated_count == stated

@@ -158,7 +158,7 @@ def test_trtexec_lines(tiny_bundle):
     from edge_inspect.vlm.bundle import load_bundle_files
 
     lines = trtexec_commands(load_bundle_files(tiny_bundle), "int8")
-    assert len(lines) == 3 and all(l.startswith("trtexec --onnx=") and "--int8" in l for l in lines)
+    assert len(lines) == 3 and all(cmd.startswith("trtexec --onnx=") and "--int8" in cmd for cmd in lines)
     assert "--minShapes=pixel_values:1x64x588" in lines[0]
 
 

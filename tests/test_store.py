@@ -4,11 +4,10 @@ import sqlite3
 import time
 
 import numpy as np
-import pytest
 
 from edge_inspect.checks import CheckOutcome
+from edge_inspect.log import InspectionRecord, Store
 from edge_inspect.verdict import Verdict
-from edge_inspect.log import InspectionRecord, Store, StoreError
 
 
 def _record(result_id: int, verdict: Verdict) -> InspectionRecord:

@@ -152,6 +152,6 @@ def test_qa_filters_fails_records_a_disposition_and_exports_it(daemon, page):
     with page.expect_download() as download:
         page.click("#export-csv")
     text = Path(download.value.path()).read_text()
-    line = next(l for l in text.splitlines() if l.startswith(f"{opened},"))
+    line = next(row for row in text.splitlines() if row.startswith(f"{opened},"))
     assert "false_reject" in line and "qa" in line and "label present, model unsure" in line
     assert "100%" in page.inner_text("#false-reject-rate")

@@ -8,7 +8,7 @@ import io
 import json
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from .store import Store
 
@@ -42,7 +42,7 @@ class Filters:
     per_page: int = 50
 
     @classmethod
-    def from_query(cls, q) -> "Filters":
+    def from_query(cls, q) -> Filters:
         def get(name: str) -> str | None:
             v = q.get(name)
             return v.strip() if v and v.strip() else None
@@ -123,11 +123,11 @@ def get_inspection(store: Store, inspection_id: int) -> dict | None:
 def set_disposition(store: Store, inspection_id: int, disposition: str, reviewer: str, comment: str) -> dict:
     if disposition not in DISPOSITIONS:
         raise FilterError(f"disposition: {disposition!r} is not one of {', '.join(DISPOSITIONS)}")
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    now = datetime.now(UTC).isoformat(timespec="seconds")
     with store.transaction() as db:
         before = db.execute("select disposition, reviewer, comment from dispositions where inspection_id = ?",
                             [inspection_id]).fetchone()
-        before = dict(zip(("disposition", "reviewer", "comment"), before)) if before else None
+        before = dict(zip(("disposition", "reviewer", "comment"), before, strict=True)) if before else None
         after = {"disposition": disposition, "reviewer": reviewer, "comment": comment[:2000]}
         db.execute("insert into dispositions (inspection_id, disposition, reviewer, comment, ts) values (?, ?, ?, ?, ?) "
                    "on conflict (inspection_id) do update set disposition = excluded.disposition, "
@@ -139,7 +139,7 @@ def set_disposition(store: Store, inspection_id: int, disposition: str, reviewer
 
 
 def audit(store: Store, user: str, action: str, detail: dict, inspection_id: int | None = None) -> None:
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    now = datetime.now(UTC).isoformat(timespec="seconds")
     with store.transaction() as db:
         db.execute("insert into audit (ts, user, action, inspection_id, detail) values (?, ?, ?, ?, ?)",
                    [now, user, action, inspection_id, json.dumps(detail)])

@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import cv2
@@ -74,7 +74,7 @@ def _disk_full(err: BaseException) -> bool:
 
 
 def utc_stamp(now: float) -> str:
-    return datetime.fromtimestamp(now, timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds")
 
 
 def _write_durably(path: Path, data: bytes) -> None:

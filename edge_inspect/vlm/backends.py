@@ -76,4 +76,4 @@ class OnnxRuntimeBackend:
 
     def run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         values = self._sessions[graph].run(None, feeds)
-        return dict(zip(self._outputs[graph], values))
+        return dict(zip(self._outputs[graph], values, strict=True))

@@ -61,7 +61,7 @@ class Preprocess(_Section):
     resample: Literal["bilinear"] = "bilinear"
 
     @model_validator(mode="after")
-    def _geometry(self) -> "Preprocess":
+    def _geometry(self) -> Preprocess:
         problem = geometry_problem(self.crop_size, self.patch_size, self.overlap_margins, self.pooling_size)
         if problem:
             raise ValueError(problem)
@@ -74,7 +74,7 @@ class Preprocess(_Section):
                                                include=set(ImageSettings.__dataclass_fields__)))
 
     @classmethod
-    def from_settings(cls, s: ImageSettings) -> "Preprocess":
+    def from_settings(cls, s: ImageSettings) -> Preprocess:
         return cls(**{name: getattr(s, name) for name in ImageSettings.__dataclass_fields__}, resample="bilinear")
 
 
@@ -114,7 +114,7 @@ class Tokens(_Section):
     no: tuple[int, ...] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _disjoint(self) -> "Tokens":
+    def _disjoint(self) -> Tokens:
         if set(self.yes) & set(self.no):
             raise ValueError(f"yes {list(self.yes)} and no {list(self.no)} share token ids")
         return self
@@ -168,7 +168,7 @@ class Manifest(_Section):
         return graphs
 
     @model_validator(mode="after")
-    def _files_listed(self) -> "Manifest":
+    def _files_listed(self) -> Manifest:
         for name, graph in self.graphs.items():
             if graph.file not in self.files:
                 raise ValueError(f"graph '{name}' file {graph.file!r} is not listed in 'files'")

@@ -63,7 +63,7 @@ def routes(ctx: WebContext, broadcaster: Broadcaster) -> list[Route]:
                 while not broadcaster.closed:
                     try:
                         event = await asyncio.wait_for(queue.get(), 1.0)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         event = {"type": "status", **ctx.station.status()}
                     if event.get("type") == InspectionDone.type:
                         event = {**event, "shift": await ctx.query(review.shift_counters,

@@ -40,7 +40,7 @@ def routes(ctx: WebContext, hist: CycleHistogram) -> list[Route]:
                   for v in ("PASS", "FAIL", "ERROR")]
         lines += ["# HELP edge_inspect_cycle_ms Trigger to result, milliseconds.", "# TYPE edge_inspect_cycle_ms histogram"]
         cumulative = 0
-        for bound, n in zip((*CYCLE_BUCKETS_MS, "+Inf"), hist.counts):
+        for bound, n in zip((*CYCLE_BUCKETS_MS, "+Inf"), hist.counts, strict=True):
             cumulative += n
             lines.append(f'edge_inspect_cycle_ms_bucket{{le="{bound}"}} {cumulative}')
         lines += [f"edge_inspect_cycle_ms_sum {hist.total_ms:.1f}", f"edge_inspect_cycle_ms_count {cumulative}"]

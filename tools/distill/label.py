@@ -16,7 +16,14 @@ import torch
 from tokenizers import Tokenizer
 
 from edge_inspect.vlm.points import parse_points
-from tools.molmo2.checkpoint import NO_WORDS, YES_WORDS, image_settings, load_checkpoint, prompt_settings, single_token_ids
+from tools.molmo2.checkpoint import (
+    NO_WORDS,
+    YES_WORDS,
+    image_settings,
+    load_checkpoint,
+    prompt_settings,
+    single_token_ids,
+)
 from tools.molmo2.predictor import TorchPredictor
 
 from .tasks import TASKS

@@ -46,7 +46,7 @@ def score_points(predicted: list[tuple[float, float]], truth: list[tuple[float, 
     rows, cols = linear_sum_assignment(cost)
     kernel = np.ones((2 * dilate_px + 1, 2 * dilate_px + 1), np.uint8) if dilate_px else None
     hits = 0
-    for r, c in zip(rows, cols):
+    for r, c in zip(rows, cols, strict=True):
         mask = masks[c].astype(np.uint8)
         if kernel is not None:
             mask = cv2.dilate(mask, kernel)

@@ -10,8 +10,8 @@ import json
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -57,12 +57,12 @@ def run_bench(work: Path, json_path: Path, repeats: int = 5, max_new_tokens: int
         rgb = frame[:, :, ::-1].copy()
         question = "Point to the screws."
 
-        def ours() -> list[int]:
+        def ours(rgb=rgb, question=question) -> list[int]:
             image = model.encode(rgb)
             step, _ = engine.prefill(image, question)
             return engine.greedy(step, max_new_tokens, stop_ids=())[0]
 
-        def theirs() -> list[int]:
+        def theirs(rgb=rgb, question=question) -> list[int]:
             inputs = hf_inputs(processor, rgb, engine, question)
             with torch.no_grad():
                 out = hf.generate(**inputs, max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens,
@@ -71,7 +71,7 @@ def run_bench(work: Path, json_path: Path, repeats: int = 5, max_new_tokens: int
 
         same = ours() == theirs()
 
-        def recipe(reuse: bool) -> Callable[[], None]:
+        def recipe(reuse: bool, rgb=rgb) -> Callable[[], None]:
             def run() -> None:
                 image = model.encode(rgb, reuse_prefix=reuse)
                 for kind, prompt in RECIPE:

@@ -95,7 +95,7 @@ class HFImageProcessor(Molmo2ImageProcessor):
         return {k: v.numpy() for k, v in out.items()}
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: Path) -> "HFImageProcessor":
+    def from_checkpoint(cls, checkpoint: Path) -> HFImageProcessor:
         """The processor as the checkpoint's preprocessor_config.json sets it up."""
         config = json.loads((Path(checkpoint) / "preprocessor_config.json").read_text())
         keys = ("size", "max_crops", "overlap_margins", "patch_size", "pooling_size", "image_mean", "image_std",

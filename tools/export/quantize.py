@@ -20,8 +20,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 import onnx
-from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                      quantize_dynamic, quantize_static)
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    CalibrationMethod,
+    QuantFormat,
+    QuantType,
+    quantize_dynamic,
+    quantize_static,
+)
 
 from edge_inspect.vlm.bundle import MANIFEST, load_bundle_files, sha256_file
 from edge_inspect.vlm.manifest import parse_manifest
@@ -119,8 +125,8 @@ def _fp16(src: Path, dst: Path, kept: list[str]) -> None:
 def _onnx_quantizer_ready(decoder: str) -> None:
     if decoder == "int4":
         try:
-            from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer  # noqa: F401
             import onnx_ir  # noqa: F401
+            from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer  # noqa: F401
         except ImportError as err:
             raise CheckpointError(f"decoder int4 needs onnxruntime's 4-bit quantizer and onnx-ir "
                                   f"(pip install '.[export]'): {err}") from None

@@ -19,7 +19,6 @@ import onnx
 from edge_inspect.vlm.bundle import Bundle, load_bundle_files
 from edge_inspect.vlm.engines import ENGINE_DIR, METADATA, detect_environment
 from edge_inspect.vlm.preprocess import crop_geometry
-
 from tools.molmo2.errors import CheckpointError
 
 UNSUPPORTED_OPS = {"NonZero", "If", "Loop", "Scan", "SequenceConstruct", "SequenceAt", "Unique"}
