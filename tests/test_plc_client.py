@@ -19,6 +19,7 @@ from .stations import free_port
 CLIENT_MAP = build_map(mode="client")
 FC = {"coil": 1, "holding_register": 3}
 OUTPUTS = [s.name for s in CLIENT_MAP.signals if s.direction == "appliance_to_plc"]
+CORE = ("result_id", "verdict", "defect_count", "failed_checks", "pass", "fail")
 
 
 class PLCServer:
@@ -28,11 +29,22 @@ class PLCServer:
         self.port = port
         self.server: ModbusTcpServer | None = None
         self.snapshots: list[dict] = []
+        self.violations: list[tuple] = []
         self.valid_writes = 0
 
     async def _action(self, func_code, start_address, address, count, registers, values):
+        if values is None:
+            return None
+        if await self.get("results_valid"):  # nothing of a result may change under a high results_valid
+            table = "coil" if func_code in (5, 15) else "holding_register"
+            for name in CORE:
+                s = CLIENT_MAP[name]
+                if s.table == table and address <= s.address < address + len(values):
+                    new = decode(s, values[s.address - address : s.end - address])
+                    if new != await self.get(name):
+                        self.violations.append((name, await self.get(name), new))
         valid = CLIENT_MAP["results_valid"]
-        if values is None or func_code not in (5, 15) or not address <= valid.address < address + len(values):
+        if func_code not in (5, 15) or not address <= valid.address < address + len(values):
             return None
         rising = values[valid.address - address] and not await self.get("results_valid")  # before the write
         if rising:
@@ -141,9 +153,10 @@ def test_results_are_complete_before_results_valid_rises(tmp_path):
             await station.stop()
             await proxy.stop()
             await plc.stop()
-        return plc.snapshots
+        return plc.snapshots, plc.violations
 
-    snapshots = asyncio.run(main())
+    snapshots, violations = asyncio.run(main())
+    assert not violations, violations[:5]
     assert len(snapshots) == cycles
     con = sqlite3.connect(tmp_path / "data" / "inspections.db")
     logged = dict(con.execute("select result_id, verdict from inspections"))
@@ -268,3 +281,91 @@ def test_stop_writes_offline_to_the_plc(tmp_path):
             await plc.stop()
 
     asyncio.run(main())
+
+
+def test_result_buffer_in_client_mode_never_changes_a_result_under_results_valid(tmp_path):
+    """Queued results are shown one after another: between two of them results_valid must be seen
+    low by the PLC, and each must be complete when it rises."""
+    plc_port = free_port()
+    path = fake_station_config(tmp_path, plc={"mode": "client", "port": plc_port, "poll_ms": 5,
+                                              "options": {"result_buffer": 3}})
+
+    async def main():
+        plc = PLCServer(plc_port)
+        await plc.start()
+        station = make_station(path, FakeInspector())
+        await station.start()
+        try:
+            trigger_id = 0
+            for _ in range(10):
+                for _ in range(3):  # three parts without an ack
+                    trigger_id += 1
+                    await plc.put("trigger_id", trigger_id)
+                    await plc.put("recipe", 1)
+                    await plc.put("trigger", True)
+
+                    async def inspected(n=trigger_id):  # monotonic, so never a stale match
+                        return await plc.get("inspection_count") == n
+
+                    await async_wait_until(inspected, 20, f"inspection {trigger_id}", poll_s=0.002)
+                    await plc.put("trigger", False)
+                    await asyncio.sleep(0.03)  # a trigger stays low for longer than the appliance's poll (5 ms)
+                for _ in range(3):
+                    await plc.wait("results_valid", True)
+                    await plc.put("results_ack", True)
+                    await plc.wait("results_valid", False)
+                    await plc.put("results_ack", False)
+        finally:
+            await station.stop()
+            await plc.stop()
+        return plc.snapshots, plc.violations
+
+    snapshots, violations = asyncio.run(main())
+    assert not violations, violations[:5]
+    assert [s["result_id"] for s in snapshots] == list(range(1, 31))
+    con = sqlite3.connect(tmp_path / "data" / "inspections.db")
+    logged = dict(con.execute("select result_id, verdict from inspections"))
+    con.close()
+    for s in snapshots:
+        verdict = {"PASS": 1, "FAIL": 2}[logged[s["result_id"]]]
+        assert (s["verdict"], s["pass"], s["fail"], s["defect_count"]) == (verdict, verdict == 1, verdict == 2,
+                                                                            verdict - 1)
+
+
+def test_new_results_under_a_high_results_valid_drop_it_first(tmp_path):
+    """When two results follow each other between two writes (a slow link, a failed write), the
+    PLC must still see results_valid low before the new result and high only after it."""
+    from edge_inspect.plc.client import ClientLink
+    from edge_inspect.plc.handshake import Handshake, Inputs, Result
+    from edge_inspect.plc.settings import LinkSettings
+    from edge_inspect.verdict import Verdict
+
+    port = free_port()
+
+    async def main():
+        plc = PLCServer(port)
+        await plc.start()
+        link = ClientLink(CLIENT_MAP, LinkSettings(mode="client", port=port))
+        await link.start()
+        h = Handshake(result_buffer=2)
+        h.set_online(True)
+        try:
+            h.update(Inputs(trigger=True, trigger_id=1), 0.0)
+            h.complete(Result(1, Verdict.PASS), 0.1)
+            await link.write_outputs(dict(h.outputs))
+            h.update(Inputs(), 0.2)
+            h.update(Inputs(trigger=True, trigger_id=2), 0.3)
+            h.complete(Result(2, Verdict.FAIL, defect_count=3), 0.4)  # queued behind 1
+            h.update(Inputs(results_ack=True), 0.5)
+            h.update(Inputs(), 0.6)  # 1 acknowledged, 2 shown: never written in between
+            assert h.outputs["results_valid"] and h.outputs["result_id"] == 2
+            await link.write_outputs(dict(h.outputs))
+        finally:
+            await link.stop()
+            await plc.stop()
+        return plc
+
+    plc = asyncio.run(main())
+    assert not plc.violations, plc.violations
+    assert [s["result_id"] for s in plc.snapshots] == [1, 2]
+    assert plc.snapshots[1]["verdict"] == 2 and plc.snapshots[1]["defect_count"] == 3

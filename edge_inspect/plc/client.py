@@ -6,7 +6,8 @@ Integrity rules (docs/plc.md, "Client mode"):
 * when ``results_valid`` rises, every other output is written first and read back; only when the
   read-back matches is ``results_valid`` written. When it falls, it is written first;
 * all outputs are rewritten every ``refresh_s`` and after every reconnect, so a PLC that restarted
-  with empty memory sees online/ready/results again within that period;
+  with empty memory sees online/ready/results again within that period; new results are never
+  written under a ``results_valid`` the PLC may still hold high (it is dropped first);
 * any failure (refused, timeout, exception response) drops the connection and raises LinkError;
   the next call reconnects with exponential backoff.
 """
@@ -25,8 +26,10 @@ from .handshake import Inputs
 from .settings import LinkError, LinkSettings, input_names, inputs_from
 from .signals import BIT_TABLES, Signal, SignalMap
 
-RESULT_SIGNALS = ("result_id", "verdict", "defect_count", "failed_checks", "error_code", "cycle_ms", "pass", "fail",
-                  "error", "inspection_count")
+# What belongs to one result: never changed under a results_valid the PLC sees high.
+RESULT_CORE = ("result_id", "verdict", "defect_count", "failed_checks", "cycle_ms", "pass", "fail")
+# What is read back before results_valid rises.
+RESULT_SIGNALS = RESULT_CORE + ("error_code", "error", "inspection_count")
 
 
 def runs(signals: list[Signal]) -> list[list[Signal]]:
@@ -158,22 +161,35 @@ class ClientLink:
             return inputs_from(values)
 
     async def write_outputs(self, outputs: dict[str, object]) -> None:
+        """Write what changed (everything every ``refresh_s``), never letting the PLC see
+        ``results_valid`` high over results that are not all in place:
+
+        1. ``results_valid`` goes low first when it falls, and also before new results are written
+           while the PLC may still hold it high (or after a reconnect, when we cannot know);
+        2. the other outputs, one request per contiguous run;
+        3. then, if ``results_valid`` is to be high: read the results back, and only then raise it.
+        """
         async with self._lock:
             await self._ensure_connected()
             now = time.monotonic()
-            if now >= self._next_refresh:
-                self._last.clear()
+            force = now >= self._next_refresh
+            if force:
                 self._next_refresh = now + self.settings.refresh_s
-            names = [n for n in outputs if n in self._map_names() and self._last.get(n, object()) != outputs[n]]
+            mapped = self._map_names()
+            missing = object()
+            changed = {n for n in outputs if n in mapped and self._last.get(n, missing) != outputs[n]}
+            names = [n for n in outputs if n in mapped and (force or n in changed)]
             if not names:
                 return
-            valid = outputs.get("results_valid")
-            if "results_valid" in names and not valid:  # falling: first, before anything else changes
-                await self._write_run([self.map["results_valid"]], outputs)
-            rest = [self.map[n] for n in names if n != "results_valid"]
-            for run in runs(rest):
+            valid = bool(outputs.get("results_valid"))
+            results_changed = any(n in changed for n in RESULT_CORE)
+            drop_first = ("results_valid" in names and not valid) or (
+                valid and results_changed and self._last.get("results_valid", True) is not False)
+            if drop_first and "results_valid" in mapped:
+                await self._write_run([self.map["results_valid"]], {**outputs, "results_valid": False})
+            for run in runs([self.map[n] for n in names if n != "results_valid"]):
                 await self._write_run(run, outputs)
-            if "results_valid" in names and valid:
+            if valid and ("results_valid" in names or drop_first):
                 await self._confirm(outputs)
                 await self._write_run([self.map["results_valid"]], outputs)
 
