@@ -7,13 +7,13 @@ import asyncio
 import random
 import sqlite3
 
-from pymodbus.server import ModbusTcpServer
+from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from edge_inspect.plc.codec import decode, encode
 from edge_inspect.plc.signals import build_map
 
-from .plc_harness import FakeInspector, async_wait_until, fake_station_config, make_station
+from .plc_harness import FakeInspector, PtyPair, async_wait_until, fake_station_config, make_station, needs_socat
 from .stations import free_port
 
 CLIENT_MAP = build_map(mode="client")
@@ -25,9 +25,9 @@ CORE = ("result_id", "verdict", "defect_count", "failed_checks", "pass", "fail")
 class PLCServer:
     """A PLC's memory served by pymodbus; snapshots the results the instant results_valid rises."""
 
-    def __init__(self, port: int):
-        self.port = port
-        self.server: ModbusTcpServer | None = None
+    def __init__(self, port: int | str):
+        self.port = port  # a TCP port, or a serial device (RTU)
+        self.server: ModbusTcpServer | ModbusSerialServer | None = None
         self.snapshots: list[dict] = []
         self.violations: list[tuple] = []
         self.valid_writes = 0
@@ -60,7 +60,10 @@ class PLCServer:
             [SimData(address=0, count=16, values=False, datatype=DataType.BITS)],
             [SimData(address=0, count=128, values=0, datatype=DataType.REGISTERS)],
             [SimData(address=0, count=16, values=0, datatype=DataType.REGISTERS)]))  # fmt: skip
-        self.server = ModbusTcpServer(device, address=("127.0.0.1", self.port))
+        if isinstance(self.port, str):
+            self.server = ModbusSerialServer(device, port=self.port, baudrate=115200)
+        else:
+            self.server = ModbusTcpServer(device, address=("127.0.0.1", self.port))
         await self.server.serve_forever(background=True)
 
     async def stop(self) -> None:
@@ -369,3 +372,38 @@ def test_new_results_under_a_high_results_valid_drop_it_first(tmp_path):
     assert not plc.violations, plc.violations
     assert [s["result_id"] for s in plc.snapshots] == [1, 2]
     assert plc.snapshots[1]["verdict"] == 2 and plc.snapshots[1]["defect_count"] == 3
+
+
+@needs_socat
+def test_client_mode_over_rtu_with_a_serial_port_lost_and_back(tmp_path):
+    pty = PtyPair(tmp_path).start()
+    path = fake_station_config(tmp_path, plc={"mode": "client", "transport": "rtu", "serial_port": pty.a,
+                                              "baudrate": 115200, "poll_ms": 10})
+
+    async def main():
+        plc = PLCServer(pty.b)
+        await plc.start()
+        station = make_station(path)
+        await station.start()
+        try:
+            await plc.cycle(91)
+            assert await plc.get("result_id") == 91
+            await plc.stop()
+            pty.stop()  # the cable is pulled
+            await async_wait_until(lambda: station.status()["plc"] == "lost", 20, "plc lost")
+            assert station.alarms.active("plc_lost")
+            pty.start()
+            plc = PLCServer(pty.b)
+            await plc.start()
+            await async_wait_until(lambda: station.status()["plc"] == "ok", 20, "reconnected")
+            await plc.wait("online", True)
+            await plc.cycle(92)
+            assert await plc.get("result_id") == 92 and not station.alarms.active("plc_lost")
+        finally:
+            await station.stop()
+            await plc.stop()
+
+    try:
+        asyncio.run(main())
+    finally:
+        pty.stop()
