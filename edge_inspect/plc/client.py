@@ -23,7 +23,7 @@ from pymodbus.exceptions import ModbusException
 
 from .codec import TextFormat, decode, encode
 from .handshake import Inputs
-from .settings import LinkError, LinkSettings, input_names, inputs_from
+from .settings import LinkError, LinkSettings, StartError, input_names, inputs_from
 from .signals import BIT_TABLES, Signal, SignalMap
 
 # What belongs to one result: never changed under a results_valid the PLC sees high.
@@ -72,8 +72,6 @@ class ClientLink:
         """First connection attempt. An unreachable PLC is not fatal (we keep retrying); a serial
         device that does not exist is a configuration mistake and is."""
         if self.settings.transport == "rtu" and not os.path.exists(self.settings.serial_port):
-            from .server import StartError
-
             raise StartError(f"serial port {self.settings.serial_port}: no such device")
         try:
             await self._ensure_connected()
@@ -94,13 +92,13 @@ class ClientLink:
         self._backoff = min(self._backoff * 2, self.settings.reconnect_max_s)
         self.client.close()
         self.client = self._make_client()
+        reason = ""
         try:
             ok = await self.client.connect()
         except (ModbusException, OSError) as err:
-            ok, self.detail = False, f"PLC {self.where()}: cannot connect: {err}"
+            ok, reason = False, f": {err}"
         if not ok:
-            self.status = "lost"
-            self.detail = self.detail or f"PLC {self.where()}: cannot connect"
+            self.status, self.detail = "lost", f"PLC {self.where()}: cannot connect{reason}"
             raise LinkError(self.detail)
         self._backoff = self.settings.reconnect_min_s
         self._last.clear()  # whatever the PLC held before may be gone: rewrite everything

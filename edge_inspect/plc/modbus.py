@@ -17,8 +17,8 @@ from .client import ClientLink
 from .codec import TextFormat, decode, encode
 from .handshake import Inputs
 from .pdu import READ_FC, Bank
-from .server import RtuServer, StartError, TcpServer
-from .settings import LinkError, LinkSettings, input_names, inputs_from
+from .server import RtuServer, TcpServer, open_serial
+from .settings import LinkError, LinkSettings, StartError, input_names, inputs_from
 from .signals import SignalMap
 
 __all__ = ["ClientLink", "LinkError", "LinkSettings", "ServerLink", "StartError", "decode", "encode", "make_link"]
@@ -109,14 +109,7 @@ def preflight(settings: LinkSettings) -> None:
     import socket
 
     if settings.transport == "rtu":
-        import serial  # pyserial
-
-        try:
-            serial.Serial(settings.serial_port, settings.baudrate, parity=settings.parity, exclusive=True).close()
-        except (serial.SerialException, OSError, ValueError) as err:
-            reason = "no such device" if "No such file" in str(err) else (
-                "busy (opened by another program)" if "lock" in str(err).lower() else str(err))
-            raise StartError(f"serial port {settings.serial_port}: {reason}") from None
+        open_serial(settings.serial_port, settings.baudrate, settings.parity).close()
     elif settings.mode == "server":
         with socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET) as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

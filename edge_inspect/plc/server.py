@@ -21,13 +21,10 @@ import time
 from collections.abc import Callable
 
 from . import pdu as mb
+from .settings import StartError
 
 log = logging.getLogger("edge_inspect.plc")
 LOG_EVERY_S = 10.0
-
-
-class StartError(Exception):
-    """The server cannot start: port in use, serial device missing or busy (one line)."""
 
 
 class RateLimitedLog:
@@ -119,6 +116,22 @@ class TcpServer(ServerCore):
             writer.close()
 
 
+def open_serial(port: str, baudrate: int, parity: str):
+    """The serial port, non-blocking, 8 data bits, 1 stop bit, locked against other programs
+    (pyserial, a pymodbus dependency); StartError names a missing or busy device in one line."""
+    import serial
+
+    try:
+        return serial.Serial(port, baudrate, parity=parity, bytesize=8, stopbits=1, timeout=0, exclusive=True)
+    except (serial.SerialException, OSError, ValueError) as err:
+        reason = str(err)
+        if "No such file" in reason:
+            reason = "no such device"
+        elif "lock" in reason.lower() or "busy" in reason.lower():
+            reason = "busy (opened by another program)"
+        raise StartError(f"serial port {port}: {reason}") from None
+
+
 class RtuServer(ServerCore):
     """Modbus RTU slave on a serial port (pyserial for opening and line settings, the fd on the
     event loop for I/O). A port that disappears (USB adapter unplugged, pty closed) is reported
@@ -138,18 +151,7 @@ class RtuServer(ServerCore):
         self._closing = False
 
     def _open(self) -> None:
-        import serial  # pyserial, a pymodbus dependency
-
-        try:
-            ser = serial.Serial(self.port, self.baudrate, parity=self.parity, bytesize=8, stopbits=1, timeout=0,
-                                exclusive=True)
-        except (serial.SerialException, OSError, ValueError) as err:
-            reason = str(err)
-            if "No such file" in reason:
-                reason = "no such device"
-            elif "lock" in reason.lower() or "busy" in reason.lower():
-                reason = "busy (opened by another program)"
-            raise StartError(f"serial port {self.port}: {reason}") from None
+        ser = open_serial(self.port, self.baudrate, self.parity)
         self._serial = ser
         self._buf.clear()
         asyncio.get_running_loop().add_reader(ser.fileno(), self._readable)

@@ -13,6 +13,10 @@ class LinkError(Exception):
     """The PLC link failed (connection refused, timeout, exception response, port lost)."""
 
 
+class StartError(Exception):
+    """The link cannot start: port in use, serial device missing or busy (one line for the user)."""
+
+
 @dataclass(frozen=True)
 class LinkSettings:
     mode: Literal["server", "client"] = "server"
