@@ -415,3 +415,26 @@ def test_client_mode_handshake_through_the_plcs_memory_with_mbpoll(tmp_path):
         asyncio.run_coroutine_threadsafe(plc.stop(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
+
+
+# -- edges shorter than the poll period (server mode) ---------------------------------------------------
+@needs_mbpoll
+def test_short_trigger_and_ack_pulses_are_not_lost(tmp_path):
+    port = free_port()
+    path = fake_station_config(tmp_path, plc={"port": port, "poll_ms": 500})
+    with StationThread(path):
+        m = Mbpoll(port)
+        m.wait("1", 1, 1)
+        m.write("4", 0, 99, 1)
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as s:  # a pulse of well under 500 ms
+            for value in (0xFF00, 0x0000):
+                s.sendall(struct.pack(">HHHB", 1, 0, 6, 1) + struct.pack(">BHH", 5, 0, value))
+                _recv_exact(s, 12)
+        m.wait("1", 3, 1)
+        assert m.read("3", 0) == [99]
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as s:  # an ack pulse
+            for value in (0xFF00, 0x0000):
+                s.sendall(struct.pack(">HHHB", 1, 0, 6, 1) + struct.pack(">BHH", 5, 1, value))
+                _recv_exact(s, 12)
+        m.wait("1", 3, 0)
+        m.wait("1", 1, 1)

@@ -41,7 +41,13 @@ class ServerLink:
         self._online_read: asyncio.Event | None = None
         self._online_read_at: float | None = None  # when the PLC last read `online`
         self._online_period = 0.0  # its polling period (moving average)
-        self.server.on_request = self._watch_online
+        # Rising edges the PLC writes are latched at write time, so a pulse shorter than poll_ms
+        # still reaches the handshake (as high for one read, then the level in the table).
+        self._edges = [s for s in (signal_map[n] for n in ("trigger", "results_ack", "recipe_change")
+                                   if n in {x.name for x in signal_map.signals}) if s.table == "coil"]
+        self._levels = {s.name: False for s in self._edges}
+        self._latched: set[str] = set()
+        self.server.on_request = self._on_request
 
     async def start(self) -> None:
         await self.server.start()
@@ -59,6 +65,15 @@ class ServerLink:
             except TimeoutError:
                 pass
         await self.server.stop()
+
+    def _on_request(self, request: bytes) -> None:
+        if request and request[0] in (5, 15):  # a coil write
+            for s in self._edges:
+                level = bool(self.bank.tables["coil"][s.address])
+                if level and not self._levels[s.name]:
+                    self._latched.add(s.name)
+                self._levels[s.name] = level
+        self._watch_online(request)
 
     def _watch_online(self, request: bytes) -> None:
         online = self.map["online"]
@@ -87,7 +102,11 @@ class ServerLink:
         return decode(s, self.bank.get(s.table, s.address, s.count), self.text)
 
     async def read_inputs(self) -> Inputs:
-        return inputs_from({name: self._get(name) for name in self._inputs})
+        values = {name: self._get(name) for name in self._inputs}
+        for name in self._latched:  # a pulse that may already be over: seen high once
+            values[name] = True
+        self._latched.clear()
+        return inputs_from(values)
 
     async def write_outputs(self, outputs: dict[str, object]) -> None:
         """All at once, with no await in between: a request is answered either before or after."""
