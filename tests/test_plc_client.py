@@ -209,6 +209,17 @@ def test_plc_restart_with_empty_memory_gets_every_output_again(tmp_path):
     asyncio.run(main())
 
 
+async def _metrics(station) -> str:
+    """The HMI's Prometheus text, through the web app (no socket)."""
+    import httpx
+
+    from edge_inspect.web.app import build_app
+
+    transport = httpx.ASGITransport(app=build_app(station, station.config))
+    async with httpx.AsyncClient(transport=transport, base_url="http://station") as client:
+        return (await client.get("/metrics")).text
+
+
 def test_link_loss_alarm_reconnect_and_clean_stop(tmp_path):
     port = free_port()
     path = _client_station(tmp_path, port)
@@ -221,14 +232,17 @@ def test_link_loss_alarm_reconnect_and_clean_stop(tmp_path):
         try:
             await plc.cycle(1)
             assert station.status()["plc"] == "ok"
+            assert "edge_inspect_plc_up 1" in await _metrics(station)
             await plc.stop()
             await async_wait_until(lambda: station.status()["plc"] == "lost", 20, "plc lost")
             assert station.alarms.active("plc_lost") and not station.alarms.active("internal")
             assert not station.status()["ready"] and not station.handshake.outputs["online"]
+            assert "edge_inspect_plc_up 0" in await _metrics(station)
             plc = PLCServer(port)
             await plc.start()
             await async_wait_until(lambda: station.status()["plc"] == "ok", 20, "reconnected")
             assert not station.alarms.active("plc_lost")
+            assert "edge_inspect_plc_up 1" in await _metrics(station)
             await plc.cycle(2)
         finally:
             await station.stop()  # must not raise
