@@ -36,41 +36,50 @@ class Inspector:
         self.max_new_tokens = max_new_tokens
 
     def run(self, frame_bgr: np.ndarray, recipe: Recipe) -> Inspection:
+        """Checks that look at the same view (the frame, or one ROI crop) share one image encoding and
+        one batched prefill; their pointing prompts are decoded together. A check's ``ms`` is the time
+        of its group (the encoding and the batch it was answered in)."""
         height, width = frame_bgr.shape[:2]
         timings: dict[str, float] = {"preprocess_ms": 0.0, "vision_ms": 0.0, "prefill_ms": 0.0, "decode_ms": 0.0,
                                      "decode_tokens": 0.0}
-        encoded: dict[tuple | None, object] = {}
-        outcomes: list[CheckOutcome] = []
-        start = time.perf_counter()
-        for check in recipe.checks:
+        groups: dict[tuple | None, list[int]] = {}
+        boxes = []
+        for i, check in enumerate(recipe.checks):
             box = crop_box(check.roi, width, height) if check.crop and check.roi else None
+            boxes.append(box)
+            groups.setdefault(box, []).append(i)
+        outcomes: list[CheckOutcome | None] = [None] * len(recipe.checks)
+        start = time.perf_counter()
+        for box, members in groups.items():
             t0 = time.perf_counter()
+            checks = [recipe.checks[i] for i in members]
             try:
-                if box not in encoded:
-                    view = frame_bgr if box is None else frame_bgr[box[1] : box[3], box[0] : box[2]]
-                    image = self.model.encode(view, order="bgr")
-                    encoded[box] = image
-                    for k in ("preprocess_ms", "vision_ms"):
-                        timings[k] += image.timings_ms.get(k, 0.0)
-                    timings["prefill_ms"] += image.timings_ms.get("image_prefill_ms", 0.0)
-                image = encoded[box]
-                if isinstance(check, QACheck):
-                    answer = self.model.ask_yes_no(image, check.question)
-                    timings["prefill_ms"] += answer.timings_ms["prefill_ms"]
-                    outcomes.append(judge_qa(check, answer.p_yes, answer.margin, ms=(time.perf_counter() - t0) * 1000))
-                else:
-                    pointing = self.model.point(image, check.prompt, self.max_new_tokens)
-                    timings["prefill_ms"] += pointing.timings_ms["prefill_ms"]
-                    timings["decode_ms"] += pointing.timings_ms["decode_ms"]
-                    timings["decode_tokens"] += pointing.timings_ms["tokens"]
-                    points = [(p.x, p.y) for p in pointing.answer.points]
-                    if box is not None:  # crop fractions → frame fractions
-                        bw, bh = box[2] - box[0], box[3] - box[1]
-                        points = [((box[0] + x * bw) / width, (box[1] + y * bh) / height) for x, y in points]
-                    outcomes.append(judge_points(check, points, pointing.answer.malformed, pointing.text,
-                                                 ms=(time.perf_counter() - t0) * 1000))
-            except Exception as err:  # a model failure makes this check ERROR, never PASS
-                outcomes.append(error_outcome(check, f"model failed: {type(err).__name__}: {err}"))
+                view = frame_bgr if box is None else frame_bgr[box[1] : box[3], box[0] : box[2]]
+                image = self.model.encode(view, order="bgr")
+                for k in ("preprocess_ms", "vision_ms"):
+                    timings[k] += image.timings_ms.get(k, 0.0)
+                timings["prefill_ms"] += image.timings_ms.get("image_prefill_ms", 0.0)
+                qa = [i for i, c in zip(members, checks, strict=True) if isinstance(c, QACheck)]
+                pointing = [i for i, c in zip(members, checks, strict=True) if not isinstance(c, QACheck)]
+                answers = self.model.ask(image, [recipe.checks[i].question for i in qa],
+                                         [recipe.checks[i].prompt for i in pointing], self.max_new_tokens)
+            except Exception as err:  # a model failure makes these checks ERROR, never PASS
+                for i in members:
+                    outcomes[i] = error_outcome(recipe.checks[i], f"model failed: {type(err).__name__}: {err}")
+                continue
+            timings["prefill_ms"] += answers.timings_ms["prefill_ms"]
+            timings["decode_ms"] += answers.timings_ms["decode_ms"]
+            timings["decode_tokens"] += answers.timings_ms["tokens"]
+            ms = (time.perf_counter() - t0) * 1000
+            for i, answer in zip(qa, answers.yes_no, strict=True):
+                outcomes[i] = judge_qa(recipe.checks[i], answer.p_yes, answer.margin, ms=ms)
+            for i, result in zip(pointing, answers.pointing, strict=True):
+                points = [(p.x, p.y) for p in result.answer.points]
+                if box is not None:  # crop fractions → frame fractions
+                    bw, bh = box[2] - box[0], box[3] - box[1]
+                    points = [((box[0] + x * bw) / width, (box[1] + y * bh) / height) for x, y in points]
+                outcomes[i] = judge_points(recipe.checks[i], points, result.answer.malformed, result.text, ms=ms)
         timings["inspect_ms"] = (time.perf_counter() - start) * 1000
-        errors = [o.reason for o in outcomes if o.status == "error"]
-        return Inspection(verdict(outcomes), outcomes, timings, "; ".join(errors))
+        done = [o for o in outcomes if o is not None]
+        errors = [o.reason for o in done if o.status == "error"]
+        return Inspection(verdict(done), done, timings, "; ".join(errors))

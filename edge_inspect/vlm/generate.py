@@ -9,6 +9,19 @@ Prefix-LM: during prefill, image-structure tokens attend to each other in both d
 BOS in the Molmo2 template, so the K/V of BOS + image tokens does not depend on the question and
 is computed once per image (``encode_image``) and reused for every prompt — exactly, not as an
 approximation.
+
+Decoding (``greedy_batch``) runs the decoder through ``run_into`` (ONNX Runtime I/O binding):
+the K/V of every layer lives in two preallocated buffers per layer that the steps write in turn
+(the graph's ``present`` of step t is the ``past`` of step t+1, written straight into the other
+buffer: no allocation and no copy out of the runtime per step), and a text token's embedding is a
+row of the embedding table read once from the embed graph at load (the graph is Gather + Add, so
+the row is exactly what the graph returns; checked at load, else the graph is run).
+
+Batches: several prompts about one image are prefilled in one decoder run, left-padded so that
+every row's last token is the last position (the decoder returns last-position logits); padding
+is masked out of every real row's attention and real tokens keep their unpadded position ids, so
+each row computes what it would alone. Pointing rows are then decoded together, each stopping at
+its own stop token (finished rows leave the batch).
 """
 
 from __future__ import annotations
@@ -18,7 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .backends import Backend
+from .backends import Backend, run_into
 from .bundle import Bundle
 from .preprocess import ImageInputs
 from .prompt import PromptBuilder, PromptIds
@@ -54,6 +67,31 @@ class Step:
     cache: KVCache
 
 
+@dataclass(frozen=True)
+class Batch:
+    """Several prompts about one image after one batched prefill; row b is prompt b."""
+
+    logits: np.ndarray  # [B, vocab] next-token logits of each row
+    keys: tuple[np.ndarray, ...]  # per layer [B, kv_heads, T, head_dim]
+    values: tuple[np.ndarray, ...]
+    attend: np.ndarray  # [B, T] bool: the cached positions each row may attend to (False = padding)
+    positions: np.ndarray  # [B] int64: position id of each row's next token
+
+    @property
+    def size(self) -> int:
+        return int(self.logits.shape[0])
+
+    @classmethod
+    def from_step(cls, step: Step) -> Batch:
+        n = step.cache.length
+        return cls(logits=step.logits[None], keys=step.cache.keys, values=step.cache.values,
+                   attend=np.ones((1, n), dtype=bool), positions=np.array([n], dtype=np.int64))
+
+
+# Embedding tables above this size stay in the embed graph (a 150 k × 2560 fp32 table is 1.5 GB).
+MAX_TABLE_BYTES = 256 << 20
+
+
 def _ms(start: float) -> float:
     return (time.perf_counter() - start) * 1000.0
 
@@ -71,6 +109,27 @@ class Engine:
         self.mask_value = np.float32(-1e4 if decoder_precision == "fp16" else np.finfo(np.float32).min)
         t = bundle.text
         self._empty = np.zeros((1, t.num_kv_heads, 0, t.head_dim), dtype=np.float32)
+        self.table = self._embedding_table()
+
+    def _embedding_table(self) -> np.ndarray | None:
+        """The embed graph's token table, read by running it once over every id; None when the
+        graph is not a plain lookup + add (then every embedding runs the graph)."""
+        hidden = self.bundle.text.hidden_size
+        rows = max(self.prompts.tokenizer.get_vocab_size(with_added_tokens=True), self.bundle.text.vocab_size)
+        if rows * hidden * 4 > MAX_TABLE_BYTES:
+            return None
+        try:
+            ids = np.arange(rows, dtype=np.int64)[None]
+            table = self.backend.run("embed", {"input_ids": ids, "image_embeds": np.zeros((1, rows, hidden), np.float32)})
+            table = np.ascontiguousarray(table["inputs_embeds"][0], dtype=np.float32)
+            probe_ids = np.array([[0, rows - 1, rows // 2, 1]], dtype=np.int64)
+            extra = np.random.default_rng(0).standard_normal((1, 4, hidden)).astype(np.float32)
+            graph = self.backend.run("embed", {"input_ids": probe_ids, "image_embeds": extra})["inputs_embeds"]
+        except Exception:  # a graph that refuses the probe: keep running it
+            return None
+        if table.shape != (rows, hidden) or not np.array_equal(graph, table[probe_ids] + extra):
+            return None
+        return table
 
     # -- building blocks -------------------------------------------------------------------
     def empty_cache(self) -> KVCache:
@@ -93,6 +152,8 @@ class Engine:
             if n_features != len(patch_positions):
                 raise ValueError(f"prompt has {len(patch_positions)} image patch tokens but the image gave {n_features} features")
             image_embeds[0, patch_positions] = features
+        if self.table is not None and (ids2.size == 0 or int(ids2.max()) < self.table.shape[0]):
+            return self.table[ids2] + image_embeds
         return self.backend.run("embed", {"input_ids": ids2, "image_embeds": image_embeds})["inputs_embeds"]
 
     def attention_mask(self, past: KVCache, chunk_flags: np.ndarray, prefix_lm: bool = True) -> np.ndarray:
@@ -153,8 +214,10 @@ class Engine:
             return self.feed(prompt.ids[prompt.image_end :], image.prefix_kv), prompt
         return self.feed(prompt.ids, self.empty_cache(), image.features, prefix_lm), prompt
 
-    def greedy(self, step: Step, max_new_tokens: int, stop_ids: tuple[int, ...] | None = None) -> tuple[list[int], list[np.ndarray]]:
-        """Greedy decoding from ``step``; returns the new token ids and the logits that chose each one."""
+    def greedy_stepwise(self, step: Step, max_new_tokens: int,
+                        stop_ids: tuple[int, ...] | None = None) -> tuple[list[int], list[np.ndarray]]:
+        """The reference decoding loop: one ``feed`` (embed graph + decoder, K/V as numpy arrays in
+        and out) per token. ``greedy`` computes the same thing faster; benches and tests compare them."""
         stop = set(self.bundle.tokens.eos if stop_ids is None else stop_ids)
         tokens: list[int] = []
         logits: list[np.ndarray] = []
@@ -166,6 +229,126 @@ class Engine:
                 break
             step = self.feed(np.array([token], dtype=np.int64), step.cache)
         return tokens, logits
+
+    def greedy(self, step: Step, max_new_tokens: int, stop_ids: tuple[int, ...] | None = None) -> tuple[list[int], list[np.ndarray]]:
+        """Greedy decoding from ``step``; returns the new token ids and the logits that chose each one."""
+        tokens, logits = self.greedy_batch(Batch.from_step(step), max_new_tokens, stop_ids)
+        return tokens[0], logits[0]
+
+    # -- batches ---------------------------------------------------------------------------
+    def prefill_batch(self, image: EncodedImage, questions: list[str], prefix_lm: bool = True) -> tuple[Batch, list[PromptIds]]:
+        """One decoder run for several prompts about ``image`` (left-padded rows)."""
+        if not questions:
+            raise ValueError("prefill_batch needs at least one prompt")
+        prompts = [self.prompts.build(q, image.inputs.grid) for q in questions]
+        reuse = image.prefix_kv is not None and prefix_lm and all(
+            np.array_equal(p.ids[: p.image_end], image.prefix_ids) for p in prompts)
+        past = image.prefix_kv if reuse else self.empty_cache()
+        chunks = [p.ids[p.image_end :] if reuse else p.ids for p in prompts]
+        features = None if reuse else image.features
+        b, s, p = len(chunks), max(len(c) for c in chunks), past.length
+        if p + s > self.bundle.text.max_positions:
+            raise ValueError(f"sequence of {p + s} tokens exceeds the model's {self.bundle.text.max_positions} positions")
+        embeds = np.zeros((b, s, self.bundle.text.hidden_size), dtype=np.float32)
+        mask = np.full((b, 1, s, p + s), self.mask_value, dtype=np.float32)
+        positions = np.full((b, s), p, dtype=np.int64)
+        attend = np.ones((b, p + s), dtype=bool)
+        for row, ids in enumerate(chunks):
+            pad = s - len(ids)
+            embeds[row, pad:] = self.embed(ids, features)[0]
+            own = self.attention_mask(past, self.prompts.image_mask(ids), prefix_lm)[0, 0]  # [len, p + len]
+            mask[row, 0, pad:, :p] = own[:, :p]
+            mask[row, 0, pad:, p + pad :] = own[:, p:]
+            mask[row, 0, np.arange(pad), p + np.arange(pad)] = 0.0  # padding rows see themselves only
+            positions[row, pad:] = np.arange(p, p + len(ids))
+            attend[row, p : p + pad] = False
+        feeds = {"inputs_embeds": embeds, "attention_mask": mask, "position_ids": positions}
+        for i in range(self.num_layers):
+            feeds[f"past_key_{i}"] = np.repeat(past.keys[i], b, axis=0) if b > 1 else past.keys[i]
+            feeds[f"past_value_{i}"] = np.repeat(past.values[i], b, axis=0) if b > 1 else past.values[i]
+        out = self.backend.run("decoder", feeds)
+        batch = Batch(
+            logits=out["logits"],
+            keys=tuple(out[f"present_key_{i}"] for i in range(self.num_layers)),
+            values=tuple(out[f"present_value_{i}"] for i in range(self.num_layers)),
+            attend=attend, positions=np.array([p + len(c) for c in chunks], dtype=np.int64),
+        )
+        return batch, prompts
+
+    def _step_embeds(self, tokens: np.ndarray) -> np.ndarray:
+        if self.table is not None and int(tokens.max()) < self.table.shape[0]:
+            return self.table[tokens][:, None, :]
+        return np.concatenate([self.embed(t[None]) for t in tokens], axis=0)
+
+    def greedy_batch(self, batch: Batch, max_new_tokens: int, stop_ids: tuple[int, ...] | None = None,
+                     rows: list[int] | None = None) -> tuple[list[list[int]], list[list[np.ndarray]]]:
+        """Greedy decoding of the rows ``rows`` (default all) of ``batch`` together; each row stops at
+        its own stop token or after ``max_new_tokens``. Returns per row of the batch the new token ids
+        and the logits that chose each one (empty for rows not decoded)."""
+        stop = set(self.bundle.tokens.eos if stop_ids is None else stop_ids)
+        tokens: list[list[int]] = [[] for _ in range(batch.size)]
+        chosen: list[list[np.ndarray]] = [[] for _ in range(batch.size)]
+        live = list(range(batch.size)) if rows is None else list(rows)
+        if max_new_tokens <= 0 or not live:
+            return tokens, chosen
+        t = self.bundle.text
+        length = batch.attend.shape[1]
+        capacity = length + max_new_tokens
+        n = len(live)
+        per_row = t.num_kv_heads * capacity * t.head_dim
+        # Two buffers per K and V of each layer; step t reads one and writes the other.
+        buffers = [[np.empty(n * per_row, dtype=np.float32) for _ in range(2 * self.num_layers)] for _ in range(2)]
+
+        def view(buffer: np.ndarray, rows_: int, length_: int) -> np.ndarray:
+            return buffer[: rows_ * t.num_kv_heads * length_ * t.head_dim].reshape(rows_, t.num_kv_heads, length_, t.head_dim)
+
+        for i in range(self.num_layers):
+            view(buffers[0][2 * i], n, length)[...] = batch.keys[i][live]
+            view(buffers[0][2 * i + 1], n, length)[...] = batch.values[i][live]
+        attend = np.zeros((n, capacity), dtype=bool)
+        attend[:, :length] = batch.attend[live]
+        positions = batch.positions[live].astype(np.int64)
+        logits_buffer = np.empty(n * t.vocab_size, dtype=np.float32)
+        logits = batch.logits[live]
+        current, other = 0, 1
+        while True:
+            next_tokens = np.argmax(logits, axis=1)
+            keep = []
+            for j, row in enumerate(live):
+                token = int(next_tokens[j])
+                tokens[row].append(token)
+                chosen[row].append(logits[j].copy())
+                if token not in stop and len(tokens[row]) < max_new_tokens:
+                    keep.append(j)
+            if not keep:
+                break
+            if len(keep) < n:  # finished rows leave the batch: copy the live rows into the other buffers
+                for k in range(2 * self.num_layers):
+                    view(buffers[other][k], len(keep), length)[...] = view(buffers[current][k], n, length)[keep]
+                current, other = other, current
+                live = [live[j] for j in keep]
+                attend, positions, next_tokens = attend[keep], positions[keep], next_tokens[keep]
+                n = len(keep)
+            if length + 1 > t.max_positions:
+                raise ValueError(f"sequence of {length + 1} tokens exceeds the model's {t.max_positions} positions")
+            attend[:, length] = True
+            feeds = {
+                "inputs_embeds": self._step_embeds(next_tokens),
+                "attention_mask": np.where(attend[:, None, None, : length + 1], np.float32(0.0), self.mask_value),
+                "position_ids": positions[:, None].copy(),
+            }
+            logits = logits_buffer[: n * t.vocab_size].reshape(n, t.vocab_size)
+            outputs = {"logits": logits}
+            for i in range(self.num_layers):
+                feeds[f"past_key_{i}"] = view(buffers[current][2 * i], n, length)
+                feeds[f"past_value_{i}"] = view(buffers[current][2 * i + 1], n, length)
+                outputs[f"present_key_{i}"] = view(buffers[other][2 * i], n, length + 1)
+                outputs[f"present_value_{i}"] = view(buffers[other][2 * i + 1], n, length + 1)
+            run_into(self.backend, "decoder", feeds, outputs)
+            current, other = other, current
+            length += 1
+            positions += 1
+        return tokens, chosen
 
     def yes_no(self, logits: np.ndarray) -> tuple[float, float]:
         """P(yes | yes or no) and the total probability mass on yes/no answers, from one set of logits."""

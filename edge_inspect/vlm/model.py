@@ -50,6 +50,16 @@ class Pointing:
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Answers:
+    """Every prompt about one image from one batched prefill: yes/no scores and pointing answers,
+    in the order asked. ``timings_ms`` covers the whole batch (one prefill, one decode loop)."""
+
+    yes_no: list[YesNo]
+    pointing: list[Pointing]
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
 class VisionLanguageModel:
     """A Molmo2 bundle running outside PyTorch."""
 
@@ -119,6 +129,45 @@ class VisionLanguageModel:
         p_yes, mass = self.engine.yes_no(step.logits)
         ms = (time.perf_counter() - start) * 1000.0
         return YesNo(answer=p_yes >= 0.5, p_yes=p_yes, margin=abs(2 * p_yes - 1), mass=mass, timings_ms={"prefill_ms": ms})
+
+
+    def _yes_no(self, logits: np.ndarray, timings: dict[str, float]) -> YesNo:
+        p_yes, mass = self.engine.yes_no(logits)
+        return YesNo(answer=p_yes >= 0.5, p_yes=p_yes, margin=abs(2 * p_yes - 1), mass=mass, timings_ms=timings)
+
+    def ask(self, image: EncodedImage, questions: list[str] = (), point_prompts: list[str] = (),
+            max_new_tokens: int = 128) -> Answers:
+        """All prompts about ``image`` at once: the yes/no questions and the pointing prompts share one
+        prefill (one decoder run, rows left-padded); the pointing rows are then decoded together, each
+        stopping at its own end token. Each answer equals what ``ask_yes_no`` / ``point`` give alone
+        (up to float rounding of the batched matrix products)."""
+        questions, point_prompts = list(questions), list(point_prompts)
+        if not questions and not point_prompts:
+            return Answers([], [], {"prefill_ms": 0.0, "decode_ms": 0.0, "tokens": 0})
+        start = time.perf_counter()
+        batch, _ = self.engine.prefill_batch(image, questions + point_prompts)
+        prefill_ms = (time.perf_counter() - start) * 1000.0
+        start = time.perf_counter()
+        point_rows = list(range(len(questions), batch.size))
+        tokens, _ = self.engine.greedy_batch(batch, max_new_tokens, rows=point_rows)
+        decode_ms = (time.perf_counter() - start) * 1000.0
+        n_tokens = sum(len(tokens[r]) for r in point_rows)
+        shared = {"prefill_ms": prefill_ms, "batch": float(batch.size)}
+        yes_no = [self._yes_no(batch.logits[r], dict(shared)) for r in range(len(questions))]
+        pointing = []
+        for r in point_rows:
+            text = self.tokenizer.decode(tokens[r], skip_special_tokens=True)
+            pointing.append(Pointing(answer=parse_points(text), text=text,
+                                     timings_ms={**shared, "decode_ms": decode_ms, "tokens": len(tokens[r])}))
+        return Answers(yes_no, pointing, {"prefill_ms": prefill_ms, "decode_ms": decode_ms, "tokens": n_tokens})
+
+    def ask_yes_no_many(self, image: EncodedImage, questions: list[str]) -> list[YesNo]:
+        """Several yes/no questions in one prefill."""
+        return self.ask(image, questions=questions).yes_no
+
+    def point_many(self, image: EncodedImage, prompts: list[str], max_new_tokens: int = 128) -> list[Pointing]:
+        """Several pointing prompts prefilled as one batch and decoded together."""
+        return self.ask(image, point_prompts=prompts, max_new_tokens=max_new_tokens).pointing
 
 
 def load_bundle(path: str | Path, providers: str | list[str] = "cpu", threads: int = 0,
