@@ -58,6 +58,8 @@ class InspectionDone(Event):
     failed_checks: int
     checks: list[CheckSummary] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
+    at: float = 0.0  # unix time the result was ready
+    frame: bool = True  # False: no frame was taken (camera fault): the HMI shows the reason, not an old image
 
 
 @dataclass(frozen=True)

@@ -77,6 +77,7 @@ class Station:
             self.handshake.outputs.update(identity_outputs(self.model_sha256, config_sha256))
         self.handshake.set_warning(bool(self.model.fallback_reason))  # a degraded model backend
         self.last_overlay_jpeg: bytes | None = None  # the latest frame with points drawn, for the HMI
+        self.last_result: tuple[float, float] | None = None  # (unix time, cycle ms) of the latest inspection
         self.last_row_id: int | None = None
         self._busy = asyncio.Lock()
         self._ids = itertools.count(1)
@@ -142,13 +143,21 @@ class Station:
             self.clear_alarm("disk_low")
 
     def status(self) -> dict:
+        """What the HMI and /api/status show. Every light tells the truth: ``plc`` is "off" when
+        the PLC link is disabled, ``model_status`` "fallback" when TensorRT engines were refused."""
+        last = self.last_result
         return {
             "station": self.config.station.name, "online": self.handshake.online,
             "ready": bool(self.handshake.outputs["ready"]), "busy": bool(self.handshake.outputs["busy"]),
             "camera": self.camera.status, "plc": self.plc_status, "model": self.model_sha256[:12],
+            "model_status": "fallback" if self.model.fallback_reason else "error" if self._alarm_active("model_error")
+            else "ok",
             "counters": dict(self.counters),
             "disk": "full" if self.store.pending else "low" if self.store.low_space else "ok",
             "alarms": self.alarms.listed(),
+            "recipe_active": self.recipe_switch.active if self.recipe_switch else self.config.triggers.recipe,
+            "now": time.time(), "last_result_at": last[0] if last else None,
+            "last_cycle_ms": last[1] if last else None, "stopping": self._stopping,
         }  # fmt: skip
 
     # -- inspecting ----------------------------------------------------------------------------------
@@ -183,6 +192,7 @@ class Station:
             model_sha256=self.model_sha256, config_sha256=self.config_sha256,
             rois=[c.roi for c in recipe.checks] if recipe else [],
         )  # fmt: skip
+        self.last_overlay_jpeg = None  # never an old frame under a new verdict
         if frame is not None:
             overlay = draw_overlay(frame, rec.outcomes, rec.verdict, rec.rois)
             ok, jpeg = cv2.imencode(".jpg", overlay, [cv2.IMWRITE_JPEG_QUALITY, 85])
@@ -206,15 +216,21 @@ class Station:
             rec, code, store_error = await loop.run_in_executor(self.executor, self._inspect_blocking, recipe,
                                                                 part_id, trigger, result_id, started)
         self._update_disk_alarms(store_error)
+        if code == ErrorCode.MODEL:
+            self.raise_alarm("model_error", rec.error or "the model gave no usable answer")
+        elif code in (ErrorCode.NONE, ErrorCode.DISK_FULL):
+            self.clear_alarm("model_error")
         self._update_fault()
         self.counters["total"] += 1
         self.counters[rec.verdict.name] += 1
+        self.last_result = (time.time(), round(rec.timings_ms.get("cycle_ms", 0.0), 1))
         self.events.publish(InspectionDone(
             id=self.last_row_id, result_id=rec.result_id, verdict=rec.verdict.name, recipe=rec.recipe,
             part_id=rec.part_id, trigger=trigger, error=rec.error, error_code=int(code),
             defect_count=defect_count(rec.outcomes), failed_checks=failed_mask(rec.outcomes),
             checks=[CheckSummary(o.name, o.kind, o.status, o.reason, list(o.points)) for o in rec.outcomes],
             timings_ms={k: round(v, 1) for k, v in rec.timings_ms.items()},
+            at=self.last_result[0], frame=self.last_overlay_jpeg is not None,
         ))  # fmt: skip
         return rec, code
 

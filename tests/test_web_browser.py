@@ -31,6 +31,20 @@ RECIPES = [{"number": 1, "name": "plate", "checks": [
     {"name": "label_no", "kind": "qa", "question": "Is the label present?", "expect": "no", "min_margin": 0.0}]}]
 
 
+def _start(config: Path, base: str) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-m", "edge_inspect.cli", "run", str(config)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(base + "/api/status", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline and proc.poll() is None, "daemon did not start"
+        time.sleep(0.2)
+
+
 @pytest.fixture
 def daemon(tmp_path, tiny_bundle):
     frames = tmp_path / "frames"
@@ -42,21 +56,13 @@ def daemon(tmp_path, tiny_bundle):
                            camera={"source": "folder", "path": str(frames), "stall_timeout_s": 0.5,
                                    "reconnect_min_s": 0.1, "reconnect_max_s": 0.5},
                            web={"enabled": True, "port": port, "users": USERS})  # fmt: skip
-    proc = subprocess.Popen([sys.executable, "-m", "edge_inspect.cli", "run", str(config)], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = _start(config, f"http://127.0.0.1:{port}")
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(base + "/api/status", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline and proc.poll() is None, "daemon did not start"
-        time.sleep(0.2)
-    yield {"base": base, "frames": frames, "tmp": tmp_path}
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=30)
+    info = {"base": base, "frames": frames, "tmp": tmp_path, "proc": proc, "config": config}
+    yield info
+    if info["proc"].poll() is None:
+        info["proc"].send_signal(signal.SIGTERM)
+        info["proc"].wait(timeout=30)
 
 
 @pytest.fixture
@@ -155,3 +161,105 @@ def test_qa_filters_fails_records_a_disposition_and_exports_it(daemon, page):
     line = next(row for row in text.splitlines() if row.startswith(f"{opened},"))
     assert "false_reject" in line and "qa" in line and "label present, model unsure" in line
     assert "100%" in page.inner_text("#false-reject-rate")
+
+
+def _login(page, base: str, user: str) -> None:
+    page.goto(base + "/login")
+    page.fill("input[name=user]", user)
+    page.fill("input[name=password]", user)
+    page.click("#login-submit")
+    page.wait_for_url(base + "/")
+
+
+def test_sigterm_with_three_hmis_open_stops_gracefully_within_5_s(daemon):
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"])
+        pages = [browser.new_context().new_page() for _ in range(3)]
+        for page in pages:
+            page.goto(daemon["base"] + "/")
+            page.wait_for_selector('body[data-live="1"]')
+        trigger(daemon["base"])
+        proc = daemon["proc"]
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        out = proc.communicate(timeout=30)[0]
+        took = time.monotonic() - started
+        pages[0].wait_for_selector("#conn-lost:not([hidden])", timeout=10000)  # the HMIs say so
+        browser.close()
+    print(f"SIGTERM with 3 HMIs open: exit after {took:.2f} s")
+    assert proc.returncode == 0 and "[stopped]" in out, out
+    assert took <= 5.0, took
+
+
+def test_hmi_says_connection_lost_within_3_s_and_recovers_by_itself(daemon, page):
+    page.goto(daemon["base"] + "/")
+    page.wait_for_selector('body[data-live="1"]')
+    trigger(daemon["base"])
+    page.wait_for_function("document.getElementById('age').textContent.includes('s')")
+    proc = daemon["proc"]
+    proc.kill()  # the station dies (kill -9): no goodbye on the event stream
+    killed = time.monotonic()
+    page.wait_for_selector("#conn-lost:not([hidden])", timeout=6000)
+    noticed = time.monotonic() - killed
+    assert "unknown" in page.get_attribute("#light-camera", "class")
+    page.screenshot(path=str(SHOTS / "hmi_connection_lost.png"))
+    proc.wait()
+    daemon["proc"] = _start(daemon["config"], daemon["base"])
+    page.wait_for_selector("#conn-lost[hidden]", state="attached", timeout=30000)  # EventSource reconnects itself
+    assert "unknown" not in page.get_attribute("#light-camera", "class")
+    print(f"connection lost shown {noticed:.2f} s after the kill")
+    assert noticed <= 3.0  # 2 s of silence, checked every 0.25 s
+
+
+def test_sixty_alarm_acknowledge_presses_of_80_to_600_ms_all_register(daemon, page):
+    import random
+
+    _login(page, daemon["base"], "operator")
+    daemon["frames"].rename(daemon["tmp"] / "unplugged")
+    button = page.locator('#alarms button.ack[data-code="camera_lost"]')
+    button.wait_for(timeout=10000)
+    sent = []
+
+    def answer(route):  # count the presses; keep the alarm unacknowledged so the button stays
+        sent.append(route.request.url)
+        route.fulfill(status=503, body="{}", content_type="application/json")
+
+    page.route("**/api/alarms/*/ack", answer)
+    rng = random.Random(7)
+    for _ in range(60):
+        box = button.bounding_box()
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        page.mouse.down()
+        page.wait_for_timeout(rng.randint(80, 600))  # a finger held on a touch panel
+        page.mouse.up()
+        page.wait_for_function("!document.querySelector('#alarms button.ack').disabled")
+    assert len(sent) == 60, len(sent)
+
+
+def test_error_without_a_frame_shows_the_reason_not_an_old_image(daemon, page):
+    trigger(daemon["base"])
+    page.goto(daemon["base"] + "/")
+    page.wait_for_selector('body[data-live="1"]')
+    daemon["frames"].rename(daemon["tmp"] / "unplugged")
+    page.wait_for_selector('#alarms li.alarm[data-code="camera_lost"]', timeout=10000)
+    result = trigger(daemon["base"])
+    assert result["verdict"] == "ERROR"
+    page.wait_for_selector(f'#verdict[data-result-id="{result["result_id"]}"]', timeout=20000)
+    assert page.is_visible("#no-frame") and not page.is_visible("#frame")
+    assert "camera" in page.inner_text("#no-frame-reason")
+    page.screenshot(path=str(SHOTS / "hmi_error_no_frame.png"))
+
+
+def test_inspect_now_only_for_roles_that_may_and_busy_while_it_runs(daemon, page):
+    page.goto(daemon["base"] + "/")
+    assert page.locator("#trigger").count() == 0  # nobody logged in
+    _login(page, daemon["base"], "qa")
+    assert page.locator("#trigger").count() == 0  # qa may not trigger
+    page.click("form[action='/logout'] button")
+    _login(page, daemon["base"], "operator")
+    page.route("**/api/trigger", lambda route: (time.sleep(1.0), route.continue_()))
+    page.click("#trigger")
+    page.wait_for_selector("#trigger:disabled", timeout=2000)
+    page.wait_for_selector("#trigger:enabled", timeout=30000)
+    assert "plc" in page.inner_text("#light-plc").lower() and "off" in page.get_attribute("#light-plc", "class")

@@ -9,7 +9,7 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from ..log import review
-from .auth import User
+from .auth import User, allowed
 from .context import WebContext
 
 
@@ -23,7 +23,9 @@ def routes(ctx: WebContext) -> list[Route]:
         await ctx.require_view(request)
         latest = await ctx.query(_latest)
         shift = await ctx.query(review.shift_counters, ctx.config.web.shift_starts)
-        return ctx.page(request, "hmi.html", status=ctx.station.status(), latest=latest, shift=shift)
+        user = ctx.session_user(request)
+        return ctx.page(request, "hmi.html", status=ctx.station.status(), latest=latest, shift=shift,
+                        can_trigger=allowed(user, "trigger"))
 
     async def review_list(request: Request) -> Response:
         await ctx.require_view(request)

@@ -1,9 +1,15 @@
 // Operator HMI: live updates from /api/events (server-sent events); no page reloads.
+// The station sends a status event at least every second: silence for 2 s (two missed status events) means the link is lost,
+// and the page says so instead of showing an old verdict as if it were current.
 (() => {
   const t = JSON.parse(document.getElementById("labels").textContent);
   const csrf = document.querySelector('meta[name="csrf-token"]').content;
   const $ = (id) => document.getElementById(id);
   const esc = (s) => String(s ?? "").replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]);
+  const LOST_AFTER_MS = 2000;
+  let lastMessage = Date.now();
+  let lastStatus = null;
+  let clockOffset = 0;  // station time - browser time, from status events
 
   function showInspection(e) {
     const v = $("verdict");
@@ -11,12 +17,22 @@
     v.textContent = t[e.verdict] || e.verdict;
     v.dataset.id = e.id ?? "";
     v.dataset.resultId = e.result_id;
-    $("verdict-meta").textContent = `#${e.result_id} · ${e.part_id || "—"} · ${new Date().toLocaleTimeString()}`;
+    $("verdict-meta").textContent = `#${e.result_id} · ${e.part_id || "—"}`;
     $("checks").innerHTML = e.checks.map((c) =>
       `<li class="${esc(c.status)}"><b>${esc(c.name)}</b> <span>${esc(c.reason)}</span></li>`).join("")
       || `<li class="error"><b>${esc(t.ERROR)}</b> <span>${esc(e.error)}</span></li>`;
-    $("frame").classList.remove("empty");
-    $("frame").src = "/api/live/overlay.jpg?id=" + encodeURIComponent(e.result_id) + "&t=" + Date.now();
+    if (e.frame === false) {  // no frame for this result: the reason, never an old image
+      $("frame").hidden = true;
+      $("no-frame").hidden = false;
+      $("no-frame-reason").textContent = e.error || "";
+    } else {
+      $("no-frame").hidden = true;
+      $("frame").hidden = false;
+      $("frame").classList.remove("empty");
+      $("frame").src = "/api/live/overlay.jpg?id=" + encodeURIComponent(e.result_id) + "&t=" + Date.now();
+    }
+    if (e.timings_ms && e.timings_ms.cycle_ms != null) $("cycle").textContent = Math.round(e.timings_ms.cycle_ms);
+    if (e.recipe != null) $("recipe").textContent = e.recipe;
     if (e.shift) showShift(e.shift);
   }
 
@@ -26,15 +42,69 @@
     $("c-yield").textContent = s.yield == null ? "—%" : (100 * s.yield).toFixed(1) + "%";
   }
 
+  function light(key, state, text) {
+    const el = $("light-" + key);
+    el.className = "light " + state;
+    el.textContent = t[key] + (text ? " · " + text : "");
+  }
+
+  function showAlarms(alarms) {
+    // Keyed update: an alarm's row (and its Acknowledge button) stays the same element while the
+    // alarm is listed, so a press that spans a status update still lands, and focus stays put.
+    const list = $("alarms");
+    const fmt = (ts) => new Date(ts * 1000).toLocaleTimeString();
+    const none = list.querySelector("li.none");
+    if (!alarms.length) {
+      if (!none) list.innerHTML = `<li class="none">${esc(t.no_alarms)}</li>`;
+      return;
+    }
+    if (none) none.remove();
+    const codes = new Set(alarms.map((a) => a.code));
+    for (const li of [...list.querySelectorAll("li.alarm")]) if (!codes.has(li.dataset.code)) li.remove();
+    for (const a of alarms) {
+      let li = [...list.querySelectorAll("li.alarm")].find((x) => x.dataset.code === a.code);
+      if (!li) {
+        li = document.createElement("li");
+        li.dataset.code = a.code;
+        li.innerHTML = "<b></b> <span></span><small></small>";
+        list.appendChild(li);
+      }
+      li.className = "alarm " + (a.active ? "active" : "cleared");
+      li.querySelector("b").textContent = t[a.code] || a.code;
+      li.querySelector("span").textContent = a.message;
+      li.querySelector("small").textContent = `${t.since} ${fmt(a.since)}` +
+        (a.acknowledged ? ` · ${t.acknowledged_by} ${a.acknowledged_by || "—"}` : "");
+      let button = li.querySelector("button.ack");
+      if (a.acknowledged && button) button.remove();
+      if (!a.acknowledged && !button) {
+        button = document.createElement("button");
+        button.className = "ack";
+        button.dataset.code = a.code;
+        button.textContent = t.acknowledge;
+        li.appendChild(button);
+      }
+    }
+  }
+
   function showStatus(s) {
-    const lights = { camera: s.camera === "ok", plc: s.plc === "ok" || s.plc === "off", model: !!s.model, disk: s.disk === "ok" };
-    for (const [k, ok] of Object.entries(lights)) $("light-" + k).className = "light " + (ok ? "ok" : "fault");
-    const alarms = s.alarms || [];
-    $("alarms").innerHTML = alarms.length ? alarms.map((a) =>
-      `<li class="alarm ${a.active ? "active" : "cleared"}" data-code="${esc(a.code)}">
-         <b>${esc(t[a.code] || a.code)}</b> <span>${esc(a.message)}</span>
-         ${a.acknowledged ? "" : `<button class="ack" data-code="${esc(a.code)}">${esc(t.acknowledge)}</button>`}
-       </li>`).join("") : `<li class="none">${esc(t.no_alarms)}</li>`;
+    lastStatus = s;
+    if (s.now) clockOffset = s.now * 1000 - Date.now();
+    light("camera", s.camera === "ok" ? "ok" : "fault", s.camera === "ok" ? "" : s.camera);
+    light("plc", s.plc === "off" ? "off" : s.plc === "ok" ? "ok" : "fault", s.plc === "off" ? t.off : s.plc === "ok" ? "" : s.plc);
+    light("model", s.model_status === "ok" ? "ok" : "fault", s.model_status === "ok" ? "" : s.model_status);
+    light("disk", s.disk === "ok" ? "ok" : s.disk === "low" ? "warn" : "fault", s.disk === "ok" ? "" : s.disk);
+    if (s.recipe_active != null) $("recipe").textContent = s.recipe_active;
+    showAlarms(s.alarms || []);
+    tick();
+  }
+
+  function tick() {
+    const lost = Date.now() - lastMessage > LOST_AFTER_MS;
+    $("conn-lost").hidden = !lost;
+    document.body.classList.toggle("stale", lost);
+    if (lost) for (const key of ["camera", "plc", "model", "disk"]) light(key, "unknown", "?");
+    const at = lastStatus && lastStatus.last_result_at;
+    $("age").textContent = at ? Math.max(0, Math.round((Date.now() + clockOffset) / 1000 - at)) + " " + t.seconds_ago : "—";
   }
 
   async function post(url, body) {
@@ -44,17 +114,30 @@
     return r;
   }
 
-  document.addEventListener("click", (ev) => {
+  document.addEventListener("click", async (ev) => {
     const b = ev.target.closest("button.ack");
-    if (b) post("/api/alarms/" + encodeURIComponent(b.dataset.code) + "/ack");
-    if (ev.target.id === "trigger") post("/api/trigger", {});
+    if (b) {
+      b.disabled = true;
+      const r = await post("/api/alarms/" + encodeURIComponent(b.dataset.code) + "/ack");
+      if (!r.ok) b.disabled = false;
+      fetch("/api/status").then((x) => x.json()).then(showStatus);
+    }
+    if (ev.target.id === "trigger") {
+      const button = ev.target;
+      button.disabled = true;
+      button.textContent = t.busy;
+      try { await post("/api/trigger", {}); } finally { button.disabled = false; button.textContent = t.trigger; }
+    }
   });
 
   const source = new EventSource("/api/events");
+  const seen = () => { lastMessage = Date.now(); tick(); };
   source.addEventListener("open", () => { document.body.dataset.live = "1"; });
   source.addEventListener("error", () => { document.body.dataset.live = "0"; });
-  source.addEventListener("inspection", (m) => showInspection(JSON.parse(m.data)));
-  source.addEventListener("status", (m) => showStatus(JSON.parse(m.data)));
+  source.addEventListener("inspection", (m) => { seen(); showInspection(JSON.parse(m.data)); });
+  source.addEventListener("status", (m) => { seen(); showStatus(JSON.parse(m.data)); });
+  source.addEventListener("stopped", () => { lastMessage = 0; tick(); });
   for (const kind of ["alarm", "alarm_cleared", "alarm_acknowledged"])
-    source.addEventListener(kind, () => fetch("/api/status").then((r) => r.json()).then(showStatus));
+    source.addEventListener(kind, () => { seen(); fetch("/api/status").then((r) => r.json()).then(showStatus); });
+  setInterval(tick, 250);
 })();
