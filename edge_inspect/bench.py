@@ -2,6 +2,13 @@
 
 Each variant runs in its own process (so peak memory is its own): warm-up inspections first,
 then timed ones on the same generated frames; medians per stage, p50/p95 per inspection.
+Two paths per bundle, interleaved run by run so that load from other processes hits both alike:
+``batched`` (the inspector: one prefill for all checks of a view, pointing prompts decoded
+together) and ``one-by-one`` (the previous path: one prefill per check and the stepwise decode
+loop, one embed run + one decoder run per token with the K/V as arrays in and out).
+The decode step is timed on its own too (ms per generated token): stepwise, the bound loop with
+one row, and the bound loop with every pointing prompt of the recipe as one batch.
+Accuracy-gate reports (``verify --json``) given with ``--verify`` join the table by bundle path.
 A transformers reference row comes from the export toolchain, which writes rows of this layout.
 """
 
@@ -35,6 +42,55 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(p * (len(ordered) - 1))))]
 
 
+def one_by_one(model, frame, recipe: Recipe, max_new_tokens: int = 96) -> dict[str, float]:
+    """The previous inspection path (for the side-by-side figure): the image encoded once, then one
+    prefill per check and the stepwise decode loop per pointing prompt. Returns its stage timings."""
+    t = {"preprocess_ms": 0.0, "vision_ms": 0.0, "prefill_ms": 0.0, "decode_ms": 0.0, "decode_tokens": 0.0}
+    image = model.encode(frame, order="bgr")
+    t["preprocess_ms"], t["vision_ms"] = image.timings_ms["preprocess_ms"], image.timings_ms["vision_ms"]
+    t["prefill_ms"] = image.timings_ms.get("image_prefill_ms", 0.0)
+    for check in recipe.checks:
+        start = time.perf_counter()
+        step, _ = model.engine.prefill(image, check.question if check.kind == "qa" else check.prompt)
+        t["prefill_ms"] += (time.perf_counter() - start) * 1000
+        if check.kind == "qa":
+            model.engine.yes_no(step.logits)
+            continue
+        start = time.perf_counter()
+        tokens, _ = model.engine.greedy_stepwise(step, max_new_tokens)
+        t["decode_ms"] += (time.perf_counter() - start) * 1000
+        t["decode_tokens"] += len(tokens)
+        model.tokenizer.decode(tokens, skip_special_tokens=True)
+    return t
+
+
+def decode_step_ms(model, frame, recipe: Recipe, tokens: int = 33, repeats: int = 7) -> dict[str, float | int]:
+    """Median ms per generated token (the first token comes from the prefill and is not counted):
+    stepwise loop, bound loop with one row, bound loop with all pointing prompts as one batch."""
+    prompts = [c.prompt for c in recipe.checks if c.kind != "qa"] or ["Point to the screws."]
+    image = model.encode(frame, order="bgr")
+    engine = model.engine
+    step, _ = engine.prefill(image, prompts[0])
+    batch, _ = engine.prefill_batch(image, prompts)
+    runs = {
+        "stepwise_ms": lambda: engine.greedy_stepwise(step, tokens, stop_ids=()),
+        "bound_ms": lambda: engine.greedy(step, tokens, stop_ids=()),
+        "batched_per_token_ms": lambda: engine.greedy_batch(batch, tokens, stop_ids=()),
+    }
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    for i in range(repeats + 1):
+        for name, fn in runs.items():
+            start = time.perf_counter()
+            fn()
+            if i:  # the first round warms up
+                times[name].append((time.perf_counter() - start) * 1000 / (tokens - 1))
+    out: dict[str, float | int] = {k: statistics.median(v) for k, v in times.items()}
+    out["batched_per_token_ms"] /= len(prompts)
+    out["batch_rows"] = len(prompts)
+    out["cached_tokens"] = step.cache.length
+    return out
+
+
 def measure(bundle: str, providers: str, recipe: dict, frames: int, runs: int, warmup: int) -> dict:
     """Runs in the worker process."""
     from .inspector import Inspector
@@ -47,9 +103,13 @@ def measure(bundle: str, providers: str, recipe: dict, frames: int, runs: int, w
     images = [render_part(700_000 + i).image for i in range(frames)]
     for i in range(warmup):
         inspector.run(images[i % frames], r)
+        one_by_one(model, images[i % frames], r, inspector.max_new_tokens)
     per_stage: dict[str, list[float]] = {s: [] for s in STAGES}
-    totals, tokens_per_s = [], []
+    totals, tokens_per_s, reference_totals = [], [], []
     for i in range(runs):
+        start = time.perf_counter()
+        one_by_one(model, images[i % frames], r, inspector.max_new_tokens)
+        reference_totals.append((time.perf_counter() - start) * 1000)
         start = time.perf_counter()
         result = inspector.run(images[i % frames], r)
         total = (time.perf_counter() - start) * 1000
@@ -62,6 +122,7 @@ def measure(bundle: str, providers: str, recipe: dict, frames: int, runs: int, w
         if t.get("decode_ms"):
             tokens_per_s.append(t["decode_tokens"] / (t["decode_ms"] / 1000))
     manifest = json.loads((Path(bundle) / "manifest.json").read_text())
+    steps = decode_step_ms(model, images[0], r)
     return {
         "bundle": bundle, "backend": model.backend.name,
         "precision": {g: manifest["graphs"][g].get("precision", "fp32") for g in ("vision", "decoder")},
@@ -69,6 +130,8 @@ def measure(bundle: str, providers: str, recipe: dict, frames: int, runs: int, w
         "decode_tokens_per_s": statistics.median(tokens_per_s) if tokens_per_s else None,
         "inspection_ms": {"p50": percentile(totals, 0.5), "p95": percentile(totals, 0.95),
                           "mean": statistics.fmean(totals)},
+        "one_by_one_ms": {"p50": percentile(reference_totals, 0.5), "p95": percentile(reference_totals, 0.95)},
+        "decode_step": steps,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "runs": runs, "warmup": warmup,
     }
@@ -84,9 +147,29 @@ def _worker(args: dict) -> dict | str:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def read_verify(paths: list[str]) -> dict[str, dict]:
+    """Accuracy-gate reports by resolved candidate bundle path."""
+    reports = {}
+    for path in paths:
+        report = json.loads(Path(path).read_text())
+        reports[str(Path(report["candidate"]).resolve())] = {
+            "passed": bool(report["passed"]), "reference": report.get("reference"), "report": str(path),
+            "problems": report.get("problems", [])}
+    return reports
+
+
+def load_average() -> list[float] | None:
+    try:
+        return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
+    except OSError:
+        return None
+
+
 def run_bench(bundles: list[str], providers: str, frames: int, runs: int, warmup: int, json_path: str | None,
-              recipe: dict | None = None) -> int:
+              recipe: dict | None = None, verify: list[str] | None = None) -> int:
     rows = []
+    reports = read_verify(verify or [])
+    load_before = load_average()
     common = {"recipe": recipe or DEMO_RECIPE, "frames": frames, "runs": runs, "warmup": warmup}
     for bundle in bundles:
         result = _worker({"bundle": str(Path(bundle).resolve()), "providers": providers, **common})
@@ -94,12 +177,18 @@ def run_bench(bundles: list[str], providers: str, frames: int, runs: int, warmup
             log.warning("bench of %s failed: %s", bundle, result)
             print(f"{bundle}: failed: {result}")
             continue
+        if rows:  # the first bundle is the reference of the accuracy gate
+            result["verify"] = reports.get(result["bundle"], {"passed": None})
         rows.append(result)
     rows += _trt_rows()
+    load = {"before": load_before, "after": load_average()}
     print_table(rows)
+    print(f"load average (1/5/15 min) before {load['before']}, after {load['after']}")
+    recommend(rows)
     if json_path:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps({"rows": rows, "frames": frames, "runs": runs, "warmup": warmup,
+                                               "load_average": load,
                                                "statistic": "median per stage; p50/p95 per inspection"}, indent=2) + "\n")
         print(f"JSON: {json_path}")
     return 0 if rows else 1
@@ -114,24 +203,57 @@ def _trt_rows() -> list[dict]:
     return [{"bundle": "-", "backend": "tensorrt", "skipped": "the bundles have no engines for this device yet"}]
 
 
+def _verify_cell(row: dict) -> str:
+    v = row.get("verify")
+    if v is None:
+        return "ref"
+    return {True: "pass", False: "FAIL", None: "-"}[v["passed"]]
+
+
 def print_table(rows: list[dict]) -> None:
     base = next((r for r in rows if "inspection_ms" in r), None)
-    header = (f"{'bundle':<28} {'backend':<22} {'vis/dec':<10} {'pre':>6} {'vision':>7} {'prefill':>8} {'decode':>7} "
-              f"{'tok/s':>6} {'post':>6} {'p50':>7} {'p95':>7} {'vs 1st':>6} {'RSS MB':>7}")
+    header = (f"{'bundle':<24} {'backend':<17} {'vis/dec':<10} {'pre':>5} {'vision':>6} {'prefill':>7} {'decode':>6} "
+              f"{'tok/s':>5} {'post':>5} | {'1-by-1':>7} {'batched':>7} {'p95':>6} {'gain':>5} {'vs 1st':>6} | "
+              f"{'step ms: stepwise':>17} {'bound':>6} {'batch/tok':>9} | {'verify':>6} {'RSS MB':>6}")
+    print("inspection ms (p50 unless p95); stages: medians of the batched path; step ms: per generated token")
     print(header)
     print("-" * len(header))
     for r in rows:
         if "skipped" in r:
-            print(f"{r['bundle']:<28} {r['backend']:<22} skipped: {r['skipped']}")
+            print(f"{r['bundle']:<24} {r['backend']:<17} skipped: {r['skipped']}")
             continue
         s, p = r["stages_ms"], r["inspection_ms"]
+        ref = r.get("one_by_one_ms", {}).get("p50")
         speed = base["inspection_ms"]["p50"] / p["p50"] if base else 1.0
         tps = f"{r['decode_tokens_per_s']:.0f}" if r["decode_tokens_per_s"] else "-"
-        stages = (f"{s['preprocess_ms']:6.1f} {s['vision_ms']:7.1f} {s['prefill_ms']:8.1f} {s['decode_ms']:7.1f} {tps:>6} "
-                  f"{s['postprocess_ms']:6.1f}") if s else f"{'-':>6} {'-':>7} {'-':>8} {'-':>7} {'-':>6} {'-':>6}"
-        print(f"{Path(r['bundle']).name[:28]:<28} {r['backend'][:22]:<22} "
-              f"{r['precision']['vision'] + '/' + r['precision']['decoder']:<10} {stages} "
-              f"{p['p50']:7.1f} {p['p95']:7.1f} {speed:5.2f}x {r['peak_rss_mb']:7.0f}")
+        stages = (f"{s['preprocess_ms']:5.1f} {s['vision_ms']:6.1f} {s['prefill_ms']:7.1f} {s['decode_ms']:6.1f} {tps:>5} "
+                  f"{s['postprocess_ms']:5.1f}") if s else f"{'-':>5} {'-':>6} {'-':>7} {'-':>6} {'-':>5} {'-':>5}"
+        st = r.get("decode_step") or {}
+        steps = (f"{st['stepwise_ms']:17.3f} {st['bound_ms']:6.3f} {st['batched_per_token_ms']:9.3f}" if st
+                 else f"{'-':>17} {'-':>6} {'-':>9}")
+        refcell = f"{ref:7.1f}" if ref else f"{'-':>7}"
+        gain = f"{ref / p['p50']:4.2f}x" if ref else f"{'-':>5}"
+        print(f"{Path(r['bundle']).name[:24]:<24} {r['backend'][:17]:<17} "
+              f"{r['precision']['vision'] + '/' + r['precision']['decoder']:<10} {stages} | "
+              f"{refcell} {p['p50']:7.1f} {p['p95']:6.1f} {gain} {speed:5.2f}x | {steps} | "
+              f"{_verify_cell(r):>6} {r['peak_rss_mb']:6.0f}")
+
+
+def recommend(rows: list[dict]) -> str | None:
+    """The fastest variant that passed the accuracy gate, or the reference where none is faster."""
+    measured = [r for r in rows if "inspection_ms" in r]
+    if not measured:
+        return None
+    base = measured[0]
+    passing = [r for r in measured[1:] if (r.get("verify") or {}).get("passed")]
+    best = min(passing, key=lambda r: r["inspection_ms"]["p50"], default=None)
+    if best is None or best["inspection_ms"]["p50"] >= base["inspection_ms"]["p50"]:
+        choice, why = base, "no variant that passed verify is faster: keep full precision"
+    else:
+        choice = best
+        why = f"fastest variant that passed verify ({base['inspection_ms']['p50'] / best['inspection_ms']['p50']:.2f}x)"
+    print(f"recommended: {choice['bundle']} ({why})")
+    return choice["bundle"]
 
 
 if __name__ == "__main__":

@@ -188,7 +188,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         from .vlm.bundle import load_bundle_files
 
         load_bundle_files(bundle)
-    return run_bench(args.bundle, args.provider, args.frames, args.runs, args.warmup, args.json, recipe)
+    return run_bench(args.bundle, args.provider, args.frames, args.runs, args.warmup, args.json, recipe,
+                     verify=args.verify)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -241,6 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--runs", type=int, default=20, help="timed inspections per bundle")
     bench.add_argument("--warmup", type=int, default=3, help="untimed inspections first")
     bench.add_argument("--json", default="work/bench.json", help="where the figures are written")
+    bench.add_argument("--verify", nargs="*", default=[],
+                       help="accuracy-gate reports (`python -m tools.distill verify --json`) of the other bundles "
+                            "against the first; shown in the table")
     bench.set_defaults(func=_cmd_bench)
 
     user = sub.add_parser("user", help="HMI users").add_subparsers(dest="user_command", required=True)

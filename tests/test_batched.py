@@ -179,3 +179,36 @@ def test_inspector_batched_equals_one_by_one_on_the_student(student):
                 ref = judge_points(check, [(q.x, q.y) for q in p.answer.points], p.answer.malformed, p.text)
             assert (outcome.name, outcome.status, outcome.reason) == (ref.name, ref.status, ref.reason)
         assert result.timings_ms["decode_tokens"] > 0
+
+
+def test_backend_limited_to_one_row_answers_one_by_one(tiny_bundle):
+    model = load_bundle(tiny_bundle)
+    image = model.encode(_frame(100, 150))
+    batched = model.ask(image, QUESTIONS[:2], POINTS[:2], max_new_tokens=8)
+    model.backend.max_batch = 1  # as TensorRT engines built with a one-row decoder profile
+    alone = model.ask(image, QUESTIONS[:2], POINTS[:2], max_new_tokens=8)
+    assert [a.answer for a in alone.yes_no] == [a.answer for a in batched.yes_no]
+    assert [p.text for p in alone.pointing] == [p.text for p in batched.pointing]
+
+
+def test_trt_decoder_profile_takes_a_batch_of_checks(tiny_bundle):
+    pytest.importorskip("onnx")
+    from edge_inspect.vlm.bundle import load_bundle_files
+    from tools.export.trt import MAX_BATCH, profiles
+
+    decoder = profiles(load_bundle_files(tiny_bundle))["decoder"]
+    assert all(hi[0] == MAX_BATCH and lo[0] == 1 for lo, _, hi in decoder.values())
+
+
+def test_bench_recommends_the_fastest_variant_that_passed_verify(capsys):
+    from edge_inspect.bench import recommend
+
+    def row(name, p50, passed):
+        r = {"bundle": name, "inspection_ms": {"p50": p50}}
+        if passed is not None:
+            r["verify"] = {"passed": passed}
+        return r
+
+    assert recommend([row("fp32", 100, None), row("int8", 80, False), row("int4", 90, True)]) == "int4"
+    assert recommend([row("fp32", 100, None), row("int8", 80, False), row("int4", 105, True)]) == "fp32"
+    assert "keep full precision" in capsys.readouterr().out

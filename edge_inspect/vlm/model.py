@@ -144,6 +144,9 @@ class VisionLanguageModel:
         questions, point_prompts = list(questions), list(point_prompts)
         if not questions and not point_prompts:
             return Answers([], [], {"prefill_ms": 0.0, "decode_ms": 0.0, "tokens": 0})
+        max_batch = getattr(self.backend, "max_batch", None)  # TensorRT engines built for one row
+        if max_batch is not None and len(questions) + len(point_prompts) > max_batch:
+            return self._ask_one_by_one(image, questions, point_prompts, max_new_tokens)
         start = time.perf_counter()
         batch, _ = self.engine.prefill_batch(image, questions + point_prompts)
         prefill_ms = (time.perf_counter() - start) * 1000.0
@@ -160,6 +163,15 @@ class VisionLanguageModel:
             pointing.append(Pointing(answer=parse_points(text), text=text,
                                      timings_ms={**shared, "decode_ms": decode_ms, "tokens": len(tokens[r])}))
         return Answers(yes_no, pointing, {"prefill_ms": prefill_ms, "decode_ms": decode_ms, "tokens": n_tokens})
+
+    def _ask_one_by_one(self, image: EncodedImage, questions: list[str], point_prompts: list[str],
+                        max_new_tokens: int) -> Answers:
+        yes_no = [self.ask_yes_no(image, q) for q in questions]
+        pointing = [self.point(image, p, max_new_tokens) for p in point_prompts]
+        timings = {"prefill_ms": sum(a.timings_ms["prefill_ms"] for a in yes_no + pointing),
+                   "decode_ms": sum(p.timings_ms["decode_ms"] for p in pointing),
+                   "tokens": sum(p.timings_ms["tokens"] for p in pointing)}
+        return Answers(yes_no, pointing, timings)
 
     def ask_yes_no_many(self, image: EncodedImage, questions: list[str]) -> list[YesNo]:
         """Several yes/no questions in one prefill."""

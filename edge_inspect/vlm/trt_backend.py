@@ -34,6 +34,11 @@ class TensorRTBackend:
             self.engines[graph] = engine
             self.contexts[graph] = engine.create_execution_context()
         self.stream = self._check(cudart.cudaStreamCreate())
+        # Engines built before batched checks have a decoder profile of one row.
+        try:
+            self.max_batch = int(metadata["engines"]["decoder"]["profile"]["inputs_embeds"][2][0])
+        except (KeyError, IndexError, TypeError, ValueError):
+            self.max_batch = 1
 
     def _check(self, result):
         err, *rest = result if isinstance(result, tuple) else (result,)

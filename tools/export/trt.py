@@ -21,6 +21,8 @@ from edge_inspect.vlm.engines import ENGINE_DIR, METADATA, detect_environment
 from edge_inspect.vlm.preprocess import crop_geometry
 from tools.molmo2.errors import CheckpointError
 
+# Largest batch of prompts per decoder run (a recipe has at most 16 checks; the engine batches them).
+MAX_BATCH = 16
 UNSUPPORTED_OPS = {"NonZero", "If", "Loop", "Scan", "SequenceConstruct", "SequenceAt", "Unique"}
 MAX_OPSET = 18
 
@@ -69,8 +71,10 @@ def _vision_limits(bundle: Bundle) -> tuple[int, int]:
     return crops, tokens
 
 
-def profiles(bundle: Bundle, max_seq: int = 1024, max_context: int = 2048) -> dict[str, dict[str, tuple]]:
-    """min / opt / max shapes per input of each graph."""
+def profiles(bundle: Bundle, max_seq: int = 1024, max_context: int = 2048,
+             max_batch: int = MAX_BATCH) -> dict[str, dict[str, tuple]]:
+    """min / opt / max shapes per input of each graph. The decoder takes up to ``max_batch`` rows
+    (the batched prefill of a recipe's prompts and their joint decoding)."""
     s, t = bundle.image, bundle.text
     crops, tokens = _vision_limits(bundle)
     patches, pixels = s.patches_per_crop, s.patch_size * s.patch_size * 3
@@ -78,14 +82,15 @@ def profiles(bundle: Bundle, max_seq: int = 1024, max_context: int = 2048) -> di
     h, kv, hd = t.hidden_size, t.num_kv_heads, t.head_dim
     # One profile; its optimum is a decode step after a typical image prompt, the most frequent call.
     context = min(max_context - 1, tokens + 64)
+    b = max_batch
     decoder = {
-        "inputs_embeds": ((1, 1, h), (1, 1, h), (1, max_seq, h)),
-        "attention_mask": ((1, 1, 1, 1), (1, 1, 1, context + 1), (1, 1, max_seq, max_context)),
-        "position_ids": ((1, 1), (1, 1), (1, max_seq)),
+        "inputs_embeds": ((1, 1, h), (1, 1, h), (b, max_seq, h)),
+        "attention_mask": ((1, 1, 1, 1), (1, 1, 1, context + 1), (b, 1, max_seq, max_context)),
+        "position_ids": ((1, 1), (1, 1), (b, max_seq)),
     }
     for i in range(t.num_layers):
         for kind in ("key", "value"):
-            decoder[f"past_{kind}_{i}"] = ((1, kv, 0, hd), (1, kv, context, hd), (1, kv, max_context - 1, hd))
+            decoder[f"past_{kind}_{i}"] = ((1, kv, 0, hd), (1, kv, context, hd), (b, kv, max_context - 1, hd))
     opt_seq = min(max_seq, tokens + 32)
     return {
         "vision": {"pixel_values": ((1, patches, pixels), (crops, patches, pixels), (crops, patches, pixels)),
