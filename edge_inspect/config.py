@@ -173,7 +173,7 @@ class SyntheticCamera(Strict):
 
 class CameraConfig(Strict):
     source: Literal["synthetic", "device", "url", "gstreamer", "file", "folder"] = "synthetic"
-    device: Annotated[int, Field(ge=0, le=255)] | Annotated[str, Field(max_length=4096)] | None = None
+    device: int | str | None = Field(default=None, description="an index (0) or a device path (/dev/video0)")
     url: str | None = Field(default=None, max_length=4096)
     pipeline: str | None = Field(default=None, max_length=4096)
     path: str | None = Field(default=None, max_length=4096)
@@ -189,6 +189,15 @@ class CameraConfig(Strict):
     frames_after_trigger: int = Field(default=2, ge=1, le=10, description=(
         "live sources: inspect the n-th frame that arrives after the trigger (the first may have been sent before it)"))
     synthetic: SyntheticCamera = SyntheticCamera()
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, device: int | str | None) -> int | str | None:
+        if isinstance(device, int) and not 0 <= device <= 255:
+            raise ValueError(f"device index {device} is out of range (0..255)")
+        if isinstance(device, str) and len(device) > 4096:
+            raise ValueError("a device path is at most 4096 characters")
+        return device
 
     @model_validator(mode="after")
     def _source_fields(self, info: ValidationInfo):
@@ -292,7 +301,7 @@ class PLCConfig(Strict):
     @model_validator(mode="after")
     def _transport(self, info: ValidationInfo):
         if self.transport == "rtu" and not self.serial_port:
-            raise ValueError("transport 'rtu' needs serial_port")
+            raise FieldError("transport 'rtu' needs serial_port", ("serial_port",), ("transport",))
         if (self.enabled and self.transport == "rtu" and _base_dir(info) is not None
                 and not Path(self.serial_port).exists()):  # opened as given, like at start-up
             raise FieldError(f"no such device {self.serial_port}", ("serial_port",))

@@ -125,6 +125,21 @@ def key_at_line(root: Node | None, line: int) -> Path_:
     return tuple(path)
 
 
+def _key_of_mark(root: Node | None, mark: yaml.Mark) -> Path_ | None:
+    """The key path of the value that starts at ``mark`` (where a construction error points)."""
+    seen: set[int] = set()
+    stack: list[tuple[Node, Path_]] = [(root, ())] if root is not None else []
+    while stack:
+        node, path = stack.pop()
+        if node.start_mark.index == mark.index and node.start_mark.line == mark.line:
+            return path
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        stack += [(child, path + (key,)) for key, child in _children(node)]
+    return None
+
+
 def _guess_key(text: str, line: int) -> Path_:
     """The key path at ``line`` of a text that could not be read as it is (problem characters replaced)."""
     loader = StationLoader(text)
@@ -200,7 +215,12 @@ def _duplicate_keys(loader: StationLoader, node: MappingNode, path: Path_) -> li
     problems = []
     first: dict[Any, int] = {}
     for key_node, _ in node.value:
-        if not isinstance(key_node, ScalarNode) or key_node.tag == MERGE_TAG:
+        if isinstance(key_node, ScalarNode) and key_node.tag == MERGE_TAG:
+            if not _mergeable(_):
+                problems.append(Problem(key_node.start_mark.line + 1, path + (key_node.value,),
+                                        "'<<' merges a mapping or a list of mappings (e.g. <<: *defaults)"))
+            continue
+        if not isinstance(key_node, ScalarNode):
             continue  # merged keys ('<<: *base') may be overridden; complex keys are refused by the schema
         try:
             key = loader.construct_object(key_node)
@@ -216,6 +236,12 @@ def _duplicate_keys(loader: StationLoader, node: MappingNode, path: Path_) -> li
     return problems
 
 
+def _mergeable(node: Node) -> bool:
+    if isinstance(node, SequenceNode):
+        return all(isinstance(n, MappingNode) for n in node.value)
+    return isinstance(node, MappingNode)
+
+
 def parse(data: bytes) -> tuple[Node | None, Any]:
     """The composed root node (for line numbers) and the constructed data of a station file's bytes."""
     text = decode(data)
@@ -223,7 +249,8 @@ def parse(data: bytes) -> tuple[Node | None, Any]:
         loader = StationLoader(text)
     except yaml.reader.ReaderError as err:  # a control character; the reader checks the whole text first
         line = text.count("\n", 0, err.position) + 1
-        message = f"YAML syntax error: character {err.character!r} (U+{ord(err.character):04X}) is not allowed"
+        code = err.character if isinstance(err.character, int) else ord(err.character)
+        message = f"YAML syntax error: the control character U+{code:04X} is not allowed (offset {err.position})"
         raise YamlProblems([Problem(line, _guess_key(_printable(text), line), message)]) from None
     root: Node | None = None
     try:
@@ -239,8 +266,13 @@ def parse(data: bytes) -> tuple[Node | None, Any]:
         line = mark.line + 1 if mark is not None else 1
         key = getattr(err, "key_path", None)
         if key is None:
+            key = _key_of_mark(root, mark) if mark is not None else None
+        if key is None:
             key = key_at_line(root, line)
         problem = getattr(err, "problem", None) or str(err)
+        context = getattr(err, "context", None)
+        if context and not isinstance(err, _LimitError):
+            problem = f"{context}, {problem}"
         if isinstance(err, _LimitError):
             raise YamlProblems([Problem(line, key, problem)]) from None
         raise YamlProblems([Problem(line, key, f"YAML syntax error: {' '.join(str(problem).split())}")]) from None
