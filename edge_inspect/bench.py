@@ -91,13 +91,16 @@ def decode_step_ms(model, frame, recipe: Recipe, tokens: int = 33, repeats: int 
     return out
 
 
-def measure(bundle: str, providers: str, recipe: dict, frames: int, runs: int, warmup: int) -> dict:
+def measure(bundle: str, providers: str, recipe: dict, frames: int, runs: int, warmup: int,
+            backend: str = "onnxruntime") -> dict:
     """Runs in the worker process."""
     from .inspector import Inspector
     from .sim import render_part
     from .vlm import load_bundle
 
-    model = load_bundle(bundle, providers=providers)
+    model = load_bundle(bundle, providers=providers, backend=backend)
+    if backend == "tensorrt" and model.fallback_reason:
+        raise SystemExit(f"TensorRT engines refused: {model.fallback_reason}")
     inspector = Inspector(model)
     r = Recipe.model_validate(recipe)
     images = [render_part(700_000 + i).image for i in range(frames)]
@@ -166,13 +169,13 @@ def load_average() -> list[float] | None:
 
 
 def run_bench(bundles: list[str], providers: str, frames: int, runs: int, warmup: int, json_path: str | None,
-              recipe: dict | None = None, verify: list[str] | None = None) -> int:
+              recipe: dict | None = None, verify: list[str] | None = None, backend: str = "onnxruntime") -> int:
     rows = []
     reports = read_verify(verify or [])
     load_before = load_average()
     common = {"recipe": recipe or DEMO_RECIPE, "frames": frames, "runs": runs, "warmup": warmup}
     for bundle in bundles:
-        result = _worker({"bundle": str(Path(bundle).resolve()), "providers": providers, **common})
+        result = _worker({"bundle": str(Path(bundle).resolve()), "providers": providers, "backend": backend, **common})
         if isinstance(result, str):
             log.warning("bench of %s failed: %s", bundle, result)
             print(f"{bundle}: failed: {result}")
@@ -180,7 +183,8 @@ def run_bench(bundles: list[str], providers: str, frames: int, runs: int, warmup
         if rows:  # the first bundle is the reference of the accuracy gate
             result["verify"] = reports.get(result["bundle"], {"passed": None})
         rows.append(result)
-    rows += _trt_rows()
+    if backend == "onnxruntime":
+        rows += _trt_rows()
     load = {"before": load_before, "after": load_average()}
     print_table(rows)
     print(f"load average (1/5/15 min) before {load['before']}, after {load['after']}")
@@ -259,4 +263,4 @@ def recommend(rows: list[dict]) -> str | None:
 if __name__ == "__main__":
     args = json.loads(sys.argv[1])
     print(json.dumps(measure(args["bundle"], args["providers"], args["recipe"], args["frames"], args["runs"],
-                             args["warmup"])))
+                             args["warmup"], args.get("backend", "onnxruntime"))))

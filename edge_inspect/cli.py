@@ -189,7 +189,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
         load_bundle_files(bundle)
     return run_bench(args.bundle, args.provider, args.frames, args.runs, args.warmup, args.json, recipe,
-                     verify=args.verify)
+                     verify=args.verify, backend=args.backend)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -242,6 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--runs", type=int, default=20, help="timed inspections per bundle")
     bench.add_argument("--warmup", type=int, default=3, help="untimed inspections first")
     bench.add_argument("--json", default="work/bench.json", help="where the figures are written")
+    bench.add_argument("--backend", choices=["onnxruntime", "tensorrt"], default="onnxruntime",
+                       help="tensorrt: the bundles' engines (python -m tools.export trt on this device)")
     bench.add_argument("--verify", nargs="*", default=[],
                        help="accuracy-gate reports (`python -m tools.distill verify --json`) of the other bundles "
                             "against the first; shown in the table")
