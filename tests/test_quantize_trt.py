@@ -213,8 +213,12 @@ def test_tensorrt_engines_build_and_match_onnxruntime(tiny_bundle, tmp_path):
 
 def test_bench_command(tiny_bundle, int8_bundle, tmp_path):
     out = tmp_path / "bench.json"
+    report = tmp_path / "verify.json"  # the layout `python -m tools.distill verify --json` writes
+    report.write_text(json.dumps({"reference": str(tiny_bundle), "candidate": str(int8_bundle), "passed": False,
+                                  "problems": ["label yes/no agreement 0.90 < 0.99"], "rows": []}))
     result = subprocess.run([sys.executable, "-m", "edge_inspect.cli", "bench", str(tiny_bundle), str(int8_bundle),
-                             "--runs", "2", "--warmup", "1", "--frames", "2", "--json", str(out)],
+                             "--runs", "2", "--warmup", "1", "--frames", "2", "--json", str(out),
+                             "--verify", str(report)],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     rows = json.loads(out.read_text())["rows"]
@@ -223,4 +227,8 @@ def test_bench_command(tiny_bundle, int8_bundle, tmp_path):
     for r in measured:
         assert set(r["stages_ms"]) == {"preprocess_ms", "vision_ms", "prefill_ms", "decode_ms", "postprocess_ms"}
         assert r["inspection_ms"]["p95"] >= r["inspection_ms"]["p50"] > 0 and r["peak_rss_mb"] > 0
-    assert "p50" in result.stdout and "tensorrt" in result.stdout
+        assert r["one_by_one_ms"]["p50"] > 0  # the previous path, side by side
+        assert r["decode_step"]["bound_ms"] > 0 and r["decode_step"]["batched_per_token_ms"] > 0
+    assert measured[1]["verify"]["passed"] is False and "verify" not in measured[0]
+    assert "FAIL" in result.stdout and "keep full precision" in result.stdout
+    assert "p50" in result.stdout and "tensorrt" in result.stdout and "load average" in result.stdout
