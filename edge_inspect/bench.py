@@ -154,6 +154,9 @@ def read_verify(paths: list[str]) -> dict[str, dict]:
     """Accuracy-gate reports by resolved candidate bundle path."""
     reports = {}
     for path in paths:
+        if not Path(path).is_file():
+            print(f"{path}: no such verify report; its bundle shows '-'")
+            continue
         report = json.loads(Path(path).read_text())
         reports[str(Path(report["candidate"]).resolve())] = {
             "passed": bool(report["passed"]), "reference": report.get("reference"), "report": str(path),
@@ -171,7 +174,6 @@ def load_average() -> list[float] | None:
 def run_bench(bundles: list[str], providers: str, frames: int, runs: int, warmup: int, json_path: str | None,
               recipe: dict | None = None, verify: list[str] | None = None, backend: str = "onnxruntime") -> int:
     rows = []
-    reports = read_verify(verify or [])
     load_before = load_average()
     common = {"recipe": recipe or DEMO_RECIPE, "frames": frames, "runs": runs, "warmup": warmup}
     for bundle in bundles:
@@ -180,9 +182,10 @@ def run_bench(bundles: list[str], providers: str, frames: int, runs: int, warmup
             log.warning("bench of %s failed: %s", bundle, result)
             print(f"{bundle}: failed: {result}")
             continue
-        if rows:  # the first bundle is the reference of the accuracy gate
-            result["verify"] = reports.get(result["bundle"], {"passed": None})
         rows.append(result)
+    reports = read_verify(verify or [])  # read after the timing: the gate may run alongside
+    for result in rows[1:]:  # the first bundle is the reference of the accuracy gate
+        result["verify"] = reports.get(result["bundle"], {"passed": None})
     if backend == "onnxruntime":
         rows += _trt_rows()
     load = {"before": load_before, "after": load_average()}
