@@ -7,9 +7,11 @@ import csv
 import io
 import json
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 
+from ..timefmt import iso_local, station_zone
 from .store import Store
 
 DISPOSITIONS = ("confirmed_defect", "false_reject", "missed_defect")
@@ -20,13 +22,13 @@ class FilterError(ValueError):
     """A filter value that cannot be used; names the parameter."""
 
 
-def _time(value: str, name: str) -> float:
+def _time(value: str, name: str, tz: tzinfo | None = None) -> float:
     try:
         dt = datetime.fromisoformat(value)
     except ValueError:
         raise FilterError(f"{name}: {value!r} is not an ISO date/time (e.g. 2026-11-29T08:00)") from None
     if dt.tzinfo is None:
-        dt = dt.astimezone()  # local time of the appliance
+        dt = dt.replace(tzinfo=tz) if tz is not None else dt.astimezone()  # the station's zone
     return dt.timestamp()
 
 
@@ -42,7 +44,8 @@ class Filters:
     per_page: int = 50
 
     @classmethod
-    def from_query(cls, q) -> Filters:
+    def from_query(cls, q, tz: tzinfo | None = None) -> Filters:
+        """Filters from query parameters; times without an offset are in ``tz`` (the station's)."""
         def get(name: str) -> str | None:
             v = q.get(name)
             return v.strip() if v and v.strip() else None
@@ -58,8 +61,8 @@ class Filters:
                     raise FilterError(f"{name}: {v!r} is not a whole number in {lo}..{hi}")
                 ints[name] = int(v)
         return cls(
-            since=_time(get("from"), "from") if get("from") else None,
-            until=_time(get("to"), "to") if get("to") else None,
+            since=_time(get("from"), "from", tz) if get("from") else None,
+            until=_time(get("to"), "to", tz) if get("to") else None,
             verdict=verdict.upper() if verdict else None, recipe=ints.get("recipe"), check=get("check"),
             part_id=get("part_id"), page=ints.get("page", 1), per_page=ints.get("per_page", 50),
         )  # fmt: skip
@@ -145,22 +148,67 @@ def audit(store: Store, user: str, action: str, detail: dict, inspection_id: int
                    [now, user, action, inspection_id, json.dumps(detail)])
 
 
-def csv_export(store: Store, f: Filters) -> str:
-    where, args = f.where()
-    with store.lock:
-        rows = list(store.db.query(
-            f"select {LIST_COLUMNS}, d.comment from inspections i left join dispositions d on d.inspection_id = i.id"
-            f"{where} order by i.id", args))
-    out = io.StringIO()
-    fields = ["id", "result_id", "ts", "station", "recipe", "recipe_name", "part_id", "trigger", "verdict", "error",
+CSV_FIELDS = ["id", "result_id", "time", "station", "recipe", "recipe_name", "part_id", "trigger", "verdict", "error",
               "defect_count", "failed_checks", "inspect_ms", "cycle_ms", "disposition", "reviewer", "comment"]
-    writer = csv.DictWriter(out, fieldnames=fields, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    return out.getvalue()
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-def charts(store: Store, f: Filters) -> dict:
+def csv_cell(value) -> str:
+    """A cell a spreadsheet shows as text: a leading = + - @ tab or CR (a formula) gets a quote."""
+    text = "" if value is None else str(value)
+    if text.startswith(_FORMULA_START) and not _is_number(text):
+        return "'" + text
+    return text
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def csv_chunks(store: Store, f: Filters, tz: tzinfo, chunk: int = 2000) -> Iterator[Callable[[], str]]:
+    """The CSV as a sequence of functions, each returning the next piece of text (run them in a
+    worker thread: each holds the log's lock for one chunk only, so memory stays flat)."""
+    where, args = f.where()
+    state = {"after": 0, "header": True, "done": False}
+
+    def next_piece() -> str:
+        out = io.StringIO()
+        writer = csv.writer(out)
+        if state["header"]:
+            writer.writerow(CSV_FIELDS)
+            state["header"] = False
+        keyset = (" and" if where else " where") + " i.id > ?"
+        with store.lock:
+            rows = list(store.db.query(
+                f"select {LIST_COLUMNS}, i.ts_unix, d.comment, (select group_concat(c.name, ';') from checks c "
+                f"where c.inspection_id = i.id and c.status != 'pass') as failed_names "
+                f"from inspections i left join dispositions d on d.inspection_id = i.id{where}{keyset} "
+                f"order by i.id limit ?", [*args, state["after"], chunk]))
+        for r in rows:
+            r["time"] = iso_local(r["ts_unix"], tz)
+            r["failed_checks"] = r["failed_names"] or ""
+            writer.writerow([csv_cell(r.get(k)) for k in CSV_FIELDS])
+        if rows:
+            state["after"] = rows[-1]["id"]
+        if len(rows) < chunk:
+            state["done"] = True
+        return out.getvalue()
+
+    while not state["done"]:
+        yield next_piece
+
+
+def csv_export(store: Store, f: Filters, tz: tzinfo | None = None) -> str:
+    """The whole CSV at once (small exports and tests)."""
+    zone = tz or station_zone(None)
+    return "".join(piece() for piece in csv_chunks(store, f, zone))
+
+
+def charts(store: Store, f: Filters, tz: tzinfo | None = None) -> dict:
     """Defect Pareto by check, yield per hour, and reviewer agreement with the appliance."""
     where, args = f.where()
     with store.lock:
@@ -168,7 +216,7 @@ def charts(store: Store, f: Filters) -> dict:
             f"select c.name, count(*) as n from checks c join inspections i on i.id = c.inspection_id{where}"
             f"{' and' if where else ' where'} c.status = 'fail' group by c.name order by n desc", args))
         hourly = list(store.db.query(
-            f"select strftime('%Y-%m-%d %H:00', i.ts_unix, 'unixepoch', 'localtime') as hour, count(*) as total, "
+            f"select strftime('%Y-%m-%d %H:00', i.ts_unix + {_offset_s(tz)}, 'unixepoch') as hour, count(*) as total, "
             f"sum(i.verdict = 'PASS') as passed from inspections i{where} group by hour order by hour desc limit 24",
             args))
         agreement = list(store.db.query(
@@ -188,10 +236,17 @@ def charts(store: Store, f: Filters) -> dict:
     }  # fmt: skip
 
 
-def shift_counters(store: Store, shift_starts: list[str], now: float | None = None) -> dict:
+def _offset_s(tz: tzinfo | None) -> int:
+    """The zone's current UTC offset in seconds (hours in the charts are in the station's zone)."""
+    offset = datetime.now(tz or station_zone(None)).utcoffset()
+    return int(offset.total_seconds()) if offset else 0
+
+
+def shift_counters(store: Store, shift_starts: list[str], now: float | None = None, tz: tzinfo | None = None) -> dict:
     """Counts since the start of the current shift (local time)."""
     now = time.time() if now is None else now
-    local = datetime.fromtimestamp(now).astimezone()
+    zone = tz or station_zone(None)
+    local = datetime.fromtimestamp(now, zone)
     starts = sorted(tuple(int(x) for x in s.split(":")) for s in shift_starts) or [(0, 0)]
     current = None
     for hh, mm in starts:
@@ -201,7 +256,7 @@ def shift_counters(store: Store, shift_starts: list[str], now: float | None = No
     if current is None:  # before the first start today: the last shift began yesterday
         hh, mm = starts[-1]
         current = local.replace(hour=hh, minute=mm, second=0, microsecond=0)
-        current = datetime.fromtimestamp(current.timestamp() - 86400).astimezone()
+        current = datetime.fromtimestamp(current.timestamp() - 86400, zone)
     with store.lock:
         rows = {r["verdict"]: r["n"] for r in store.db.query(
             "select verdict, count(*) as n from inspections where ts_unix >= ? group by verdict", [current.timestamp()])}

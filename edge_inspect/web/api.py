@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import unquote
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from ..log import review
@@ -38,12 +39,12 @@ def routes(ctx: WebContext) -> list[Route]:
 
     async def api_status(request: Request) -> Response:
         await ctx.require_view(request)
-        shift = await ctx.query(review.shift_counters, ctx.config.web.shift_starts)
+        shift = await ctx.query(review.shift_counters, ctx.config.web.shift_starts, tz=ctx.tz)
         return JSONResponse({**ctx.station.status(), "shift": shift})
 
     async def api_list(request: Request) -> Response:
         await ctx.require_view(request)
-        f = review.Filters.from_query(request.query_params)
+        f = review.Filters.from_query(request.query_params, ctx.tz)
         rows, total = await ctx.query(review.list_inspections, f)
         return JSONResponse({"items": rows, "total": total, "page": f.page, "per_page": f.per_page})
 
@@ -70,13 +71,18 @@ def routes(ctx: WebContext) -> list[Route]:
 
     async def api_csv(request: Request) -> Response:
         await ctx.require_view(request)
-        text = await ctx.query(review.csv_export, review.Filters.from_query(request.query_params))
-        return Response(text, media_type="text/csv",
-                        headers={"Content-Disposition": 'attachment; filename="inspections.csv"'})
+        pieces = review.csv_chunks(ctx.store, review.Filters.from_query(request.query_params, ctx.tz), ctx.tz)
+
+        async def stream():  # chunk by chunk in a worker thread: first bytes at once, memory flat
+            for piece in pieces:
+                yield await run_in_threadpool(piece)
+
+        return StreamingResponse(stream(), media_type="text/csv; charset=utf-8",
+                                 headers={"Content-Disposition": 'attachment; filename="inspections.csv"'})
 
     async def api_charts(request: Request) -> Response:
         await ctx.require_view(request)
-        return JSONResponse(await ctx.query(review.charts, review.Filters.from_query(request.query_params)))
+        return JSONResponse(await ctx.query(review.charts, review.Filters.from_query(request.query_params, ctx.tz), ctx.tz))
 
     async def api_live_overlay(request: Request) -> Response:
         await ctx.require_view(request)

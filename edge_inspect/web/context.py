@@ -6,7 +6,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 from dataclasses import dataclass, field
+from datetime import tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,6 +19,7 @@ from starlette.templating import Jinja2Templates
 
 from ..config import StationConfig, WebUser
 from ..log import Store
+from ..timefmt import display, iso_local, station_zone, zone_label, zone_name
 from .auth import LoginLimiter, User, allowed, check_login, csrf_ok
 from .i18n import LABELS, pick_language
 from .sessions import Session, SessionStore
@@ -25,6 +28,23 @@ if TYPE_CHECKING:
     from ..station import Station
 
 HERE = Path(__file__).parent
+
+
+def audit_text(detail: str | None) -> str:
+    """An audit row's JSON detail as a line a person reads: 'false_reject → confirmed_defect · comment'."""
+    try:
+        data = json.loads(detail or "{}")
+    except ValueError:
+        return detail or ""
+    if isinstance(data, dict) and "after" in data:
+        before, after = data.get("before") or {}, data.get("after") or {}
+        text = f"{before.get('disposition') or '—'} → {after.get('disposition', '')}"
+        if after.get("comment") != before.get("comment"):
+            text += f" · “{after.get('comment', '')}”"
+        return text
+    if isinstance(data, dict):
+        return ", ".join(f"{k}: {v}" for k, v in data.items())
+    return str(data)
 
 
 class Unauthorized(Exception):
@@ -41,6 +61,16 @@ class WebContext:
     templates: Jinja2Templates = field(default_factory=lambda: Jinja2Templates(directory=str(HERE / "templates")))
     limiter: LoginLimiter = field(default_factory=LoginLimiter)
     sessions: SessionStore = field(default_factory=SessionStore)
+    tz: tzinfo = field(default_factory=lambda: station_zone(None))
+
+    def __post_init__(self) -> None:
+        self.tz = station_zone(self.config.station.timezone)
+        env = self.templates.env
+        env.filters["localtime"] = lambda value: display(value, self.tz)
+        env.filters["iso_local"] = lambda value: iso_local(value, self.tz)
+        env.globals["zone_label"] = zone_label(self.tz)
+        env.globals["zone_name"] = zone_name(self.tz)
+        env.filters["audit_text"] = audit_text
 
     @property
     def store(self) -> Store:

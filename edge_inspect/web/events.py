@@ -66,8 +66,8 @@ def routes(ctx: WebContext, broadcaster: Broadcaster) -> list[Route]:
                     except TimeoutError:
                         event = {"type": "status", **ctx.station.status()}
                     if event.get("type") == InspectionDone.type:
-                        event = {**event, "shift": await ctx.query(review.shift_counters,
-                                                                   ctx.config.web.shift_starts)}
+                        shift = await ctx.query(review.shift_counters, ctx.config.web.shift_starts, tz=ctx.tz)
+                        event = {**event, "shift": shift}
                     yield sse(event)
                     if event.get("type") == Stopped.type or await request.is_disconnected():
                         break

@@ -22,16 +22,16 @@ def routes(ctx: WebContext) -> list[Route]:
     async def hmi(request: Request) -> Response:
         await ctx.require_view(request)
         latest = await ctx.query(_latest)
-        shift = await ctx.query(review.shift_counters, ctx.config.web.shift_starts)
+        shift = await ctx.query(review.shift_counters, ctx.config.web.shift_starts, tz=ctx.tz)
         user = ctx.session_user(request)
         return ctx.page(request, "hmi.html", status=ctx.station.status(), latest=latest, shift=shift,
                         can_trigger=allowed(user, "trigger"))
 
     async def review_list(request: Request) -> Response:
         await ctx.require_view(request)
-        f = review.Filters.from_query(request.query_params)
+        f = review.Filters.from_query(request.query_params, ctx.tz)
         rows, total = await ctx.query(review.list_inspections, f)
-        charts = await ctx.query(review.charts, f)
+        charts = await ctx.query(review.charts, f, ctx.tz)
         query = urlencode([(k, v) for k, v in request.query_params.multi_items() if k != "page"])
         checks = sorted({c.name for r in ctx.config.recipes for c in r.checks})
         return ctx.page(request, "review.html", rows=rows, total=total, f=f, query=query, q=request.query_params,

@@ -4,6 +4,7 @@
 (() => {
   const t = JSON.parse(document.getElementById("labels").textContent);
   const csrf = document.querySelector('meta[name="csrf-token"]').content;
+  const zone = document.querySelector('meta[name="station-zone"]').content;  // one zone on every page
   const $ = (id) => document.getElementById(id);
   const esc = (s) => String(s ?? "").replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]);
   const LOST_AFTER_MS = 2000;
@@ -52,7 +53,7 @@
     // Keyed update: an alarm's row (and its Acknowledge button) stays the same element while the
     // alarm is listed, so a press that spans a status update still lands, and focus stays put.
     const list = $("alarms");
-    const fmt = (ts) => new Date(ts * 1000).toLocaleTimeString();
+    const fmt = (ts) => new Date(ts * 1000).toLocaleTimeString([], zone ? { timeZone: zone } : {});
     const none = list.querySelector("li.none");
     if (!alarms.length) {
       if (!none) list.innerHTML = `<li class="none">${esc(t.no_alarms)}</li>`;
