@@ -19,8 +19,8 @@
     v.dataset.id = e.id ?? "";
     v.dataset.resultId = e.result_id;
     $("verdict-meta").textContent = `#${e.result_id} · ${e.part_id || "—"}`;
-    $("checks").innerHTML = e.checks.map((c) =>
-      `<li class="${esc(c.status)}"><b>${esc(c.name)}</b> <span>${esc(c.reason)}</span></li>`).join("")
+    $("checks").innerHTML = e.checks.map((c, i) =>
+      `<li class="${esc(c.status)}"><i class="swatch c${i % 8}">${i + 1}</i><b>${esc(c.name)}</b> <span>${esc(c.reason)}</span></li>`).join("")
       || `<li class="error"><b>${esc(t.ERROR)}</b> <span>${esc(e.error)}</span></li>`;
     if (e.frame === false) {  // no frame for this result: the reason, never an old image
       $("frame").hidden = true;
