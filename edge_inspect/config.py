@@ -8,7 +8,7 @@ import hashlib
 import ipaddress
 import re
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
@@ -98,7 +98,7 @@ def _check_polygon(roi: Polygon | None) -> Polygon | None:
     for x, y in roi:
         if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
             raise ValueError(f"ROI point ({x}, {y}) lies outside the frame (coordinates are fractions 0..1)")
-    area = abs(sum(x0 * y1 - x1 * y0 for (x0, y0), (x1, y1) in zip(roi, roi[1:] + roi[:1]))) / 2
+    area = abs(sum(x0 * y1 - x1 * y0 for (x0, y0), (x1, y1) in zip(roi, roi[1:] + roi[:1], strict=True))) / 2
     if area < 1e-6:
         raise ValueError("the ROI polygon encloses no area (its points are collinear or repeated)")
     return roi
@@ -148,7 +148,7 @@ class QACheck(CheckBase):
     on_uncertain: Literal["fail", "error", "pass"] = "fail"
 
 
-Check = Annotated[Union[PointCheck, CountCheck, QACheck], Field(discriminator="kind")]
+Check = Annotated[PointCheck | CountCheck | QACheck, Field(discriminator="kind")]
 
 
 class Recipe(Strict):
@@ -403,7 +403,22 @@ class WebConfig(Strict):
 
 class StationInfo(Strict):
     name: str = Field(default="station", min_length=1, max_length=200)
-    language: Literal["en", "ja"] = "en"
+    language: Literal["en", "ja"] | None = Field(default=None, description=(
+        "pin the HMI language; unset: each browser's Accept-Language (a person's choice on the page wins)"))
+    timezone: str | None = Field(default=None, max_length=64, description=(
+        "IANA zone for every time shown (pages, filters, charts, CSV), e.g. Asia/Tokyo; default the OS zone"))
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, name: str | None) -> str | None:
+        if name:
+            from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+            try:
+                ZoneInfo(name)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"unknown time zone {name!r} (an IANA name such as Europe/Berlin)") from None
+        return name
 
 
 class StationConfig(Strict):

@@ -12,6 +12,8 @@ from starlette.routing import Route
 
 from ..log import review
 from .context import WebContext
+from .events import localise
+from .i18n import LABELS
 
 
 def image_file(folder: Path, relative: str | None) -> Path | None:
@@ -40,7 +42,9 @@ def routes(ctx: WebContext) -> list[Route]:
     async def api_status(request: Request) -> Response:
         await ctx.require_view(request)
         shift = await ctx.query(review.shift_counters, ctx.config.web.shift_starts, tz=ctx.tz)
-        return JSONResponse({**ctx.station.status(), "shift": shift})
+        status = {**ctx.station.status(), "shift": shift}
+        lang = request.query_params.get("lang")  # the HMI asks in its language; API clients get English
+        return JSONResponse(localise(status, lang) if lang in LABELS else status)
 
     async def api_list(request: Request) -> Response:
         await ctx.require_view(request)

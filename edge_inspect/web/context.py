@@ -21,7 +21,7 @@ from ..config import StationConfig, WebUser
 from ..log import Store
 from ..timefmt import display, iso_local, station_zone, zone_label, zone_name
 from .auth import LoginLimiter, User, allowed, check_login, csrf_ok
-from .i18n import LABELS, pick_language
+from .i18n import LABELS, pick_language, translate
 from .sessions import Session, SessionStore
 
 if TYPE_CHECKING:
@@ -152,12 +152,18 @@ class WebContext:
 
     # -- rendering -------------------------------------------------------------------------------
     def lang(self, request: Request) -> str:
+        """A choice made on the page (?lang=, kept in a cookie) > the station's pinned language >
+        the browser's Accept-Language > English."""
         return pick_language(self.config.station.language, request.headers.get("accept-language"),
-                             request.query_params.get("lang"))
+                             request.query_params.get("lang"), request.cookies.get("lang"))
 
     def page(self, request: Request, name: str, **context) -> Response:
         lang = self.lang(request)
         session = self.session(request)
-        return self.templates.TemplateResponse(request, name, {
+        response = self.templates.TemplateResponse(request, name, {
             "t": LABELS[lang], "lang": lang, "user": session.user if session else None,
+            "tr": lambda text: translate(text, lang),
             "csrf": session.csrf if session else "", "station": self.config.station.name, **context})
+        if request.query_params.get("lang") in LABELS:  # the choice holds on every page from now on
+            response.set_cookie("lang", lang, max_age=365 * 86400, samesite="strict")
+        return response

@@ -12,6 +12,7 @@ from starlette.routing import Route
 from ..events import Event, InspectionDone, Stopped
 from ..log import review
 from .context import WebContext
+from .i18n import translate
 
 
 class Broadcaster:
@@ -52,14 +53,30 @@ def sse(event: dict) -> str:
     return f"event: {event.get('type', 'message')}\ndata: {json.dumps(event, default=str)}\n\n"
 
 
+def localise(event: dict, lang: str) -> dict:
+    """Check reasons, errors and alarm messages of an event (or status) in the client's language."""
+    if lang == "en":
+        return event
+    out = dict(event)
+    if "checks" in out:
+        out["checks"] = [{**c, "reason": translate(c.get("reason", ""), lang)} for c in out["checks"]]
+    for key in ("error", "message"):
+        if isinstance(out.get(key), str):
+            out[key] = translate(out[key], lang)
+    if "alarms" in out:
+        out["alarms"] = [{**a, "message": translate(a.get("message", ""), lang)} for a in out["alarms"]]
+    return out
+
+
 def routes(ctx: WebContext, broadcaster: Broadcaster) -> list[Route]:
     async def api_events(request: Request) -> Response:
         await ctx.require_view(request)
+        lang = ctx.lang(request)
         queue = broadcaster.subscribe()
 
         async def stream():
             try:
-                yield sse({"type": "status", **ctx.station.status()})
+                yield sse(localise({"type": "status", **ctx.station.status()}, lang))
                 while not broadcaster.closed:
                     try:
                         event = await asyncio.wait_for(queue.get(), 1.0)
@@ -68,7 +85,7 @@ def routes(ctx: WebContext, broadcaster: Broadcaster) -> list[Route]:
                     if event.get("type") == InspectionDone.type:
                         shift = await ctx.query(review.shift_counters, ctx.config.web.shift_starts, tz=ctx.tz)
                         event = {**event, "shift": shift}
-                    yield sse(event)
+                    yield sse(localise(event, lang))
                     if event.get("type") == Stopped.type or await request.is_disconnected():
                         break
             finally:

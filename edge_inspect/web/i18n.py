@@ -1,6 +1,10 @@
-"""HMI labels in English and Japanese; the language comes from the config or the browser."""
+"""Labels in English and Japanese, translation of check reasons and alarm messages, and the choice
+of language: a person's choice on the page (kept in a cookie) > the station's pinned language >
+the browser's Accept-Language > English."""
 
 from __future__ import annotations
+
+import re
 
 LABELS = {
     "en": {
@@ -23,7 +27,9 @@ LABELS = {
         "internal": "Internal error", "connection_lost": "Connection to the station lost — reconnecting",
         "last_result": "Last result", "seconds_ago": "s ago", "recipe_active": "Recipe", "cycle": "Cycle",
         "off": "off", "busy": "Inspecting…", "no_frame": "No image", "acknowledged_by": "acknowledged by",
-        "since": "since",
+        "since": "since", "st_ok": "ok", "st_lost": "lost", "st_off": "off", "st_fallback": "fallback",
+        "st_error": "error", "st_low": "low", "st_full": "full", "st_absent": "no PLC", "st_starting": "starting",
+        "st_closed": "closed", "language": "Language",
     },
     "ja": {
         "station": "ステーション", "verdict": "判定", "waiting": "ワーク待ち", "PASS": "合格", "FAIL": "不合格",
@@ -45,12 +51,16 @@ LABELS = {
         "plc_absent": "PLCからの通信なし", "internal": "内部エラー", "connection_lost": "ステーションとの接続が切れました — 再接続中",
         "last_result": "最終結果", "seconds_ago": "秒前", "recipe_active": "レシピ", "cycle": "サイクル",
         "off": "オフ", "busy": "検査中…", "no_frame": "画像なし", "acknowledged_by": "確認者", "since": "発生",
+        "st_ok": "正常", "st_lost": "喪失", "st_off": "オフ", "st_fallback": "代替実行", "st_error": "エラー",
+        "st_low": "残量少", "st_full": "満杯", "st_absent": "PLCなし", "st_starting": "起動中", "st_closed": "停止",
+        "language": "言語",
     },
 }
 
 
-def pick_language(configured: str | None, accept_language: str | None, override: str | None = None) -> str:
-    for candidate in (override, configured):
+def pick_language(configured: str | None, accept_language: str | None, override: str | None = None,
+                  cookie: str | None = None) -> str:
+    for candidate in (override, cookie, configured):
         if candidate in LABELS:
             return candidate
     for part in (accept_language or "").split(","):
@@ -58,3 +68,35 @@ def pick_language(configured: str | None, accept_language: str | None, override:
         if code in LABELS:
             return code
     return "en"
+
+
+# Check reasons and alarm messages are made in English by checks.py and station.py; these patterns
+# give the Japanese for each shape (anything else is shown as it is).
+_JA_PATTERNS: list[tuple[re.Pattern, str]] = [
+    (re.compile(r"^counted (\d+), expected (\d+)$"), r"\1個 (期待値 \2)"),
+    (re.compile(r"^found (\d+), allowed (\d+)\.\.(\d+)$"), r"\1個検出 (許容 \2〜\3)"),
+    (re.compile(r"^answered (yes|no) \(p_yes ([\d.]+), margin ([\d.]+)\), expected (yes|no)$"),
+     r"回答 \1 (p_yes \2, マージン \3), 期待 \4"),
+    (re.compile(r"^unreadable model answer: (.*)$"), r"モデルの回答が読めません: \1"),
+    (re.compile(r"^model failed: (.*)$"), r"モデル失敗: \1"),
+    (re.compile(r"^camera: (.*)$"), r"カメラ: \1"),
+    (re.compile(r"^recipe (\d+) is not configured$"), r"レシピ \1 は設定されていません"),
+    (re.compile(r"^trigger while busy \((\d+) so far\)$"), r"検査中のトリガ (累計 \1)"),
+    (re.compile(r"^(.*): disk almost full; images are not kept$"), r"\1: ディスク残量わずか、画像は保存されません"),
+]
+_JA_WORDS = {"yes": "はい", "no": "いいえ"}
+
+
+def translate(text: str, lang: str) -> str:
+    """A reason or alarm message in ``lang`` (English text is the source)."""
+    if lang != "ja" or not text:
+        return text
+    if text.startswith("uncertain: "):
+        return "判定不確か: " + translate(text.removeprefix("uncertain: "), lang)
+    for pattern, replacement in _JA_PATTERNS:
+        if pattern.match(text):
+            out = pattern.sub(replacement, text)
+            for en, ja in _JA_WORDS.items():
+                out = re.sub(rf"\b{en}\b", ja, out)
+            return out
+    return text

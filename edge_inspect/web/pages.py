@@ -13,15 +13,10 @@ from .auth import User, allowed
 from .context import WebContext
 
 
-def _latest(store) -> dict | None:
-    rows = review.list_inspections(store, review.Filters(per_page=1))[0]
-    return review.get_inspection(store, rows[0]["id"]) if rows else None
-
-
 def routes(ctx: WebContext) -> list[Route]:
     async def hmi(request: Request) -> Response:
         await ctx.require_view(request)
-        latest = await ctx.query(_latest)
+        latest = await ctx.query(review.latest_inspection)
         shift = await ctx.query(review.shift_counters, ctx.config.web.shift_starts, tz=ctx.tz)
         user = ctx.session_user(request)
         return ctx.page(request, "hmi.html", status=ctx.station.status(), latest=latest, shift=shift,
@@ -30,12 +25,12 @@ def routes(ctx: WebContext) -> list[Route]:
     async def review_list(request: Request) -> Response:
         await ctx.require_view(request)
         f = review.Filters.from_query(request.query_params, ctx.tz)
-        rows, total = await ctx.query(review.list_inspections, f)
+        rows, total, total_exact = await ctx.query(review.list_page, f)
         charts = await ctx.query(review.charts, f, ctx.tz)
         query = urlencode([(k, v) for k, v in request.query_params.multi_items() if k != "page"])
         checks = sorted({c.name for r in ctx.config.recipes for c in r.checks})
-        return ctx.page(request, "review.html", rows=rows, total=total, f=f, query=query, q=request.query_params,
-                        charts=charts, checks=checks, recipes=[(r.number, r.name) for r in ctx.config.recipes])
+        return ctx.page(request, "review.html", rows=rows, total=total, total_exact=total_exact, f=f, query=query,
+                        q=request.query_params, charts=charts, checks=checks, recipes=[(r.number, r.name) for r in ctx.config.recipes])
 
     async def review_detail(request: Request) -> Response:
         await ctx.require_view(request)

@@ -46,7 +46,7 @@
   function light(key, state, text) {
     const el = $("light-" + key);
     el.className = "light " + state;
-    el.textContent = t[key] + (text ? " · " + text : "");
+    el.textContent = t[key] + (text ? " · " + (t["st_" + text] || text) : "");
   }
 
   function showAlarms(alarms) {
@@ -121,7 +121,7 @@
       b.disabled = true;
       const r = await post("/api/alarms/" + encodeURIComponent(b.dataset.code) + "/ack");
       if (!r.ok) b.disabled = false;
-      fetch("/api/status").then((x) => x.json()).then(showStatus);
+      fetch("/api/status?lang=" + document.documentElement.lang).then((x) => x.json()).then(showStatus);
     }
     if (ev.target.id === "trigger") {
       const button = ev.target;
@@ -139,6 +139,6 @@
   source.addEventListener("status", (m) => { seen(); showStatus(JSON.parse(m.data)); });
   source.addEventListener("stopped", () => { lastMessage = 0; tick(); });
   for (const kind of ["alarm", "alarm_cleared", "alarm_acknowledged"])
-    source.addEventListener(kind, () => { seen(); fetch("/api/status").then((r) => r.json()).then(showStatus); });
+    source.addEventListener(kind, () => { seen(); fetch("/api/status?lang=" + document.documentElement.lang).then((r) => r.json()).then(showStatus); });
   setInterval(tick, 250);
 })();
