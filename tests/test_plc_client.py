@@ -30,7 +30,6 @@ class PLCServer:
         self.server: ModbusTcpServer | ModbusSerialServer | None = None
         self.snapshots: list[dict] = []
         self.violations: list[tuple] = []
-        self.valid_writes = 0
 
     async def _action(self, func_code, start_address, address, count, registers, values):
         if values is None:
@@ -48,7 +47,6 @@ class PLCServer:
             return None
         rising = values[valid.address - address] and not await self.get("results_valid")  # before the write
         if rising:
-            self.valid_writes += 1
             self.snapshots.append({n: await self.get(n) for n in
                                    ("result_id", "verdict", "defect_count", "failed_checks", "error_code", "pass",
                                     "fail", "error")})

@@ -117,10 +117,6 @@ class Handshake:
             return State.RESULTS
         return State.RELEASE if self._release else State.READY
 
-    @property
-    def missed_latched(self) -> bool:
-        return self._missed_latched
-
     # -- inputs ---------------------------------------------------------------------------------
     def set_online(self, online: bool) -> None:
         self.online = online

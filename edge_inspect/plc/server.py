@@ -49,13 +49,11 @@ class ServerCore:
 
     def __init__(self, bank: mb.Bank, device_id: int):
         self.bank, self.device_id = bank, device_id
-        self.requests = 0
         self.last_request_at: float | None = None
         self.on_request: Callable[[bytes], None] | None = None
         self.bad_input = RateLimitedLog()
 
     def serve(self, pdu: bytes) -> bytes:
-        self.requests += 1
         self.last_request_at = time.monotonic()
         response = mb.handle_pdu(self.bank, pdu)
         if self.on_request is not None:
@@ -76,10 +74,6 @@ class TcpServer(ServerCore):
             self._server = await asyncio.start_server(self._connection, self.host, self.port)
         except OSError as err:
             raise StartError(f"cannot listen for Modbus TCP on {self.host}:{self.port}: {err.strerror or err}") from None
-
-    @property
-    def connections(self) -> int:
-        return len(self._writers)
 
     async def stop(self) -> None:
         if self._server is not None:
