@@ -6,16 +6,53 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sqlite3
+import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, tzinfo
+
+import sqlite_utils
 
 from ..timefmt import iso_local, station_zone
 from .store import Store
 
 DISPOSITIONS = ("confirmed_defect", "false_reject", "missed_defect")
 VERDICTS = ("PASS", "FAIL", "ERROR")
+COUNT_AHEAD = 10_000  # a page's total counts at most this many rows past the page (docs/log.md)
+CHART_WINDOW_S = 24 * 3600  # charts without a time filter cover the last 24 h
+
+
+def _open_reader(path) -> sqlite3.Connection:
+    """A read-only connection to the log file (tests wrap it to watch which thread queries)."""
+    from pathlib import Path
+
+    return sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro", uri=True, isolation_level=None,
+                           check_same_thread=False)
+
+
+_readers = threading.local()
+
+
+@contextmanager
+def reading(store: Store) -> Iterator[sqlite_utils.Database]:
+    """This thread's read-only connection to the store's file, inside one read transaction (one
+    consistent snapshot). In WAL mode a reader neither waits for the writer nor holds the store's
+    lock: a page or an export never delays an inspection's commit, nor the other way round."""
+    dbs = getattr(_readers, "dbs", None)
+    if dbs is None:
+        dbs = _readers.dbs = weakref.WeakKeyDictionary()
+    db = dbs.get(store)
+    if db is None:
+        db = dbs[store] = sqlite_utils.Database(_open_reader(store.path))
+    db.conn.execute("BEGIN")
+    try:
+        yield db
+    finally:
+        db.conn.execute("COMMIT")
 
 
 class FilterError(ValueError):
@@ -95,31 +132,47 @@ LIST_COLUMNS = ("i.id, i.result_id, i.ts, i.station, i.recipe, i.recipe_name, i.
                 "d.disposition, d.reviewer")
 
 
-def list_inspections(store: Store, f: Filters) -> tuple[list[dict], int]:
+def list_page(store: Store, f: Filters) -> tuple[list[dict], int, bool]:
+    """One page, newest first, with (total, exact): the count stops COUNT_AHEAD rows past the
+    page, so a page never counts the whole log; ``exact`` is False when it stopped there."""
     where, args = f.where()
-    with store.lock:
-        total = store.db.execute(f"select count(*) from inspections i{where}", args).fetchone()[0]
-        rows = list(store.db.query(
+    cap = f.page * f.per_page + COUNT_AHEAD
+    with reading(store) as db:
+        total = db.execute(f"select count(*) from (select 1 from inspections i{where} limit ?)", [*args, cap]).fetchone()[0]
+        rows = list(db.query(
             f"select {LIST_COLUMNS} from inspections i left join dispositions d on d.inspection_id = i.id"
             f"{where} order by i.id desc limit ? offset ?", [*args, f.per_page, (f.page - 1) * f.per_page]))
+    return rows, total, total < cap
+
+
+def list_inspections(store: Store, f: Filters) -> tuple[list[dict], int]:
+    """One page and its total (capped as in ``list_page``)."""
+    rows, total, _ = list_page(store, f)
     return rows, total
+
+
+def latest_inspection(store: Store) -> dict | None:
+    """The newest inspection with its checks (the HMI): one index step, no count."""
+    with reading(store) as db:
+        row = db.execute("select max(id) from inspections").fetchone()
+    return get_inspection(store, row[0]) if row and row[0] else None
 
 
 def get_inspection(store: Store, inspection_id: int) -> dict | None:
     if not 0 < inspection_id < 2**63:  # SQLite's integer range; a URL may carry any number
         return None
-    with store.lock:
-        rows = list(store.db.query("select * from inspections where id = ?", [inspection_id]))
+    with reading(store) as db:
+        rows = list(db.query("select * from inspections where id = ?", [inspection_id]))
         if not rows:
             return None
         row = rows[0]
-        row["checks"] = list(store.db.query("select * from checks where inspection_id = ? order by idx", [inspection_id]))
-        points = list(store.db.query("select check_idx, x, y from points where inspection_id = ?", [inspection_id]))
+        row["checks"] = list(db.query("select * from checks where inspection_id = ? order by idx", [inspection_id]))
+        points = list(db.query("select check_idx, x, y from points where inspection_id = ?", [inspection_id]))
         for check in row["checks"]:
             check["points"] = [[p["x"], p["y"]] for p in points if p["check_idx"] == check["idx"]]
-        disp = list(store.db.query("select * from dispositions where inspection_id = ?", [inspection_id]))
+        disp = list(db.query("select * from dispositions where inspection_id = ?", [inspection_id]))
         row["disposition"] = disp[0] if disp else None
-        row["audit"] = list(store.db.query("select * from audit where inspection_id = ? order by id", [inspection_id]))
+        row["audit"] = list(db.query("select * from audit where inspection_id = ? order by id", [inspection_id]))
     return row
 
 
@@ -155,7 +208,11 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 def csv_cell(value) -> str:
     """A cell a spreadsheet shows as text: a leading = + - @ tab or CR (a formula) gets a quote."""
-    text = "" if value is None else str(value)
+    if value is None:
+        return ""
+    if type(value) in (int, float):  # a number is never a formula (the fast path of a large export)
+        return str(value)
+    text = str(value)
     if text.startswith(_FORMULA_START) and not _is_number(text):
         return "'" + text
     return text
@@ -169,9 +226,16 @@ def _is_number(text: str) -> bool:
         return False
 
 
+_CSV_COLUMNS = ("i.id, i.result_id, i.ts_unix, i.station, i.recipe, i.recipe_name, i.part_id, i.trigger, i.verdict, "
+                "i.error, i.defect_count, case when i.failed_checks = 0 then null else (select group_concat(c.name, ';') "
+                "from checks c where c.inspection_id = i.id and c.status != 'pass') end, "  # failed_checks: bit i = check i
+                "i.inspect_ms, i.cycle_ms, d.disposition, d.reviewer, d.comment")
+
+
 def csv_chunks(store: Store, f: Filters, tz: tzinfo, chunk: int = 2000) -> Iterator[Callable[[], str]]:
     """The CSV as a sequence of functions, each returning the next piece of text (run them in a
-    worker thread: each holds the log's lock for one chunk only, so memory stays flat)."""
+    worker thread: each reads one chunk on a read-only connection, so memory stays flat and the
+    writer is never held up)."""
     where, args = f.where()
     state = {"after": 0, "header": True, "done": False}
 
@@ -182,19 +246,17 @@ def csv_chunks(store: Store, f: Filters, tz: tzinfo, chunk: int = 2000) -> Itera
             writer.writerow(CSV_FIELDS)
             state["header"] = False
         keyset = (" and" if where else " where") + " i.id > ?"
-        with store.lock:
-            rows = list(store.db.query(
-                f"select {LIST_COLUMNS}, i.ts_unix, d.comment, (select group_concat(c.name, ';') from checks c "
-                f"where c.inspection_id = i.id and c.status != 'pass') as failed_names "
-                f"from inspections i left join dispositions d on d.inspection_id = i.id{where}{keyset} "
-                f"order by i.id limit ?", [*args, state["after"], chunk]))
+        with reading(store) as db:  # plain tuples in CSV_FIELDS order: no dict per row
+            size = chunk if state["after"] else min(chunk, 200)  # a small first piece: the download starts at once
+            rows = db.conn.execute(
+                f"select {_CSV_COLUMNS} from inspections i left join dispositions d on d.inspection_id = i.id"
+                f"{where}{keyset} order by i.id limit ?", [*args, state["after"], size]).fetchall()
         for r in rows:
-            r["time"] = iso_local(r["ts_unix"], tz)
-            r["failed_checks"] = r["failed_names"] or ""
-            writer.writerow([csv_cell(r.get(k)) for k in CSV_FIELDS])
+            writer.writerow([csv_cell(r[0]), csv_cell(r[1]), iso_local(r[2], tz), *map(csv_cell, r[3:11]),
+                             csv_cell(r[11] or ""), *map(csv_cell, r[12:])])
         if rows:
-            state["after"] = rows[-1]["id"]
-        if len(rows) < chunk:
+            state["after"] = rows[-1][0]
+        if len(rows) < size:
             state["done"] = True
         return out.getvalue()
 
@@ -208,24 +270,45 @@ def csv_export(store: Store, f: Filters, tz: tzinfo | None = None) -> str:
     return "".join(piece() for piece in csv_chunks(store, f, zone))
 
 
-def charts(store: Store, f: Filters, tz: tzinfo | None = None) -> dict:
-    """Defect Pareto by check, yield per hour, and reviewer agreement with the appliance."""
+def chart_filters(f: Filters, now: float | None = None) -> Filters:
+    """The filters the charts use: without a time filter, the last CHART_WINDOW_S (24 h)."""
+    if f.since is None and f.until is None:
+        return replace(f, since=(time.time() if now is None else now) - CHART_WINDOW_S)
+    return f
+
+
+def charts(store: Store, f: Filters, tz: tzinfo | None = None, now: float | None = None) -> dict:
+    """Defect Pareto by check, yield per hour, and reviewer agreement with the appliance, over
+    the filters' time range or, without one, the last 24 h (``window`` says which)."""
+    f = chart_filters(f, now)
+    zone = tz or station_zone(None)
     where, args = f.where()
-    with store.lock:
-        pareto = list(store.db.query(
+    with reading(store) as db:
+        # Failed checks are found through idx_checks_status within the id range of the time window
+        # (the min and max id of the rows in it, from the (ts_unix, verdict) index): exact even if
+        # the clock went back, and it reads only the window's failed checks.
+        time_where, time_args = Filters(since=f.since, until=f.until).where()
+        lo, hi = db.execute(f"select min(i.id), max(i.id) from inspections i{time_where}", time_args).fetchone()
+        pareto = [] if lo is None else list(db.query(
             f"select c.name, count(*) as n from checks c join inspections i on i.id = c.inspection_id{where}"
-            f"{' and' if where else ' where'} c.status = 'fail' group by c.name order by n desc", args))
-        hourly = list(store.db.query(
-            f"select strftime('%Y-%m-%d %H:00', i.ts_unix + {_offset_s(tz)}, 'unixepoch') as hour, count(*) as total, "
+            f"{' and' if where else ' where'} c.status = 'fail' and c.inspection_id between ? and ? "
+            f"group by c.name order by n desc", [*args, lo, hi]))
+        hourly = list(db.query(  # whole hours since the epoch, local: cheaper than strftime per row
+            f"select cast((i.ts_unix + {_offset_s(tz)}) / 3600 as integer) as hour, count(*) as total, "
             f"sum(i.verdict = 'PASS') as passed from inspections i{where} group by hour order by hour desc limit 24",
             args))
-        agreement = list(store.db.query(
-            f"select i.verdict, d.disposition, count(*) as n from inspections i join dispositions d "
-            f"on d.inspection_id = i.id{where} group by i.verdict, d.disposition", args))
+        for h in hourly:
+            h["hour"] = datetime.fromtimestamp(h["hour"] * 3600, UTC).strftime("%Y-%m-%d %H:00")
+        agreement = [] if lo is None else list(db.query(  # the window's dispositions, by their key
+            f"select i.verdict, d.disposition, count(*) as n from dispositions d cross join inspections i "
+            f"on d.inspection_id = i.id{where}{' and' if where else ' where'} d.inspection_id between ? and ? "
+            f"group by i.verdict, d.disposition", [*args, lo, hi]))
     counts = {(r["verdict"], r["disposition"]): r["n"] for r in agreement}
     fails_reviewed = sum(n for (v, _), n in counts.items() if v == "FAIL")
     passes_reviewed = sum(n for (v, _), n in counts.items() if v == "PASS")
     return {
+        "window": {"from": iso_local(f.since, zone) if f.since is not None else None,
+                   "to": iso_local(f.until, zone) if f.until is not None else None},
         "pareto": pareto,
         "yield_per_hour": [{**h, "yield": h["passed"] / h["total"] if h["total"] else None} for h in reversed(hourly)],
         "agreement": {
@@ -257,9 +340,10 @@ def shift_counters(store: Store, shift_starts: list[str], now: float | None = No
         hh, mm = starts[-1]
         current = local.replace(hour=hh, minute=mm, second=0, microsecond=0)
         current = datetime.fromtimestamp(current.timestamp() - 86400, zone)
-    with store.lock:
-        rows = {r["verdict"]: r["n"] for r in store.db.query(
-            "select verdict, count(*) as n from inspections where ts_unix >= ? group by verdict", [current.timestamp()])}
+    with reading(store) as db:  # "+verdict": the (ts_unix, verdict) index, not a scan of the verdict index
+        rows = {r["verdict"]: r["n"] for r in db.query(
+            "select verdict, count(*) as n from inspections where ts_unix >= ? group by +verdict",
+            [current.timestamp()])}
     total = sum(rows.values())
     return {"shift_start": current.isoformat(timespec="minutes"), "total": total, "PASS": rows.get("PASS", 0),
             "FAIL": rows.get("FAIL", 0), "ERROR": rows.get("ERROR", 0),

@@ -69,7 +69,17 @@ def _v2_ids_never_reused(db: sqlite3.Connection) -> None:
     db.execute("DELETE FROM dispositions WHERE inspection_id NOT IN (SELECT id FROM inspections)")
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1_tables, _v2_ids_never_reused]
+def _v3_review_indexes(db: sqlite3.Connection) -> None:
+    """Indexes for the review pages on a large log (docs/log.md, "Queries at scale"): shift counters
+    and hourly yield read (ts_unix, verdict) from the index alone; the defect Pareto finds failed
+    checks by status, with inspection and name in the index. The old ts_unix index is a prefix of
+    the new one and goes."""
+    db.execute("CREATE INDEX idx_inspections_ts_verdict ON inspections (ts_unix, verdict)")
+    db.execute("DROP INDEX IF EXISTS idx_inspections_ts_unix")
+    db.execute("CREATE INDEX idx_checks_status ON checks (status, inspection_id, name)")
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1_tables, _v2_ids_never_reused, _v3_review_indexes]
 LATEST = len(MIGRATIONS)
 
 
