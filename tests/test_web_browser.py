@@ -320,3 +320,41 @@ def test_panel_geometry_every_size_language_and_verdict_with_an_alarm(daemon):
         browser.close()
     store.close()
     assert not problems, problems
+
+
+def test_qa_keyboard_review_through_the_unreviewed_queue_and_the_audit_page(daemon, page):
+    ids = [trigger(daemon["base"])["id"] for _ in range(3)]  # every part FAILs in this recipe
+    _login(page, daemon["base"], "qa")
+    page.goto(daemon["base"] + "/review")
+    page.click("#queue")
+    page.wait_for_url("**/review?verdict=FAIL&disposition=none")
+    assert page.locator("#inspections tr.FAIL").count() == 3
+    page.locator("#inspections a.open").first.click()  # the newest
+    page.wait_for_selector("#disposition-form")
+    assert int(page.url.split("?")[0].rsplit("/", 1)[1]) == ids[-1]
+    page.keyboard.press("2")  # false reject
+    page.keyboard.press("c")
+    page.keyboard.type("label fine")
+    page.keyboard.press("Escape")
+    page.keyboard.press("s")  # save and on to the next unreviewed one
+    page.wait_for_url(f"**/review/{ids[-2]}?*")
+    assert "disposition=none" in page.url
+    page.keyboard.press("1")
+    page.keyboard.press("s")
+    page.wait_for_url(f"**/review/{ids[-3]}?*")
+    page.keyboard.press("ArrowLeft")  # back up the list: the second is reviewed, not in the queue any more
+    page.goto(f"{daemon['base']}/review/{ids[-1]}")
+    assert page.input_value("textarea[name=comment]") == "label fine"  # kept for the next change
+    assert page.is_checked("input[value=false_reject]")
+    page.goto(daemon["base"] + "/review?disposition=none&verdict=FAIL")
+    assert page.locator("#inspections tr.FAIL").count() == 1
+    page.goto(daemon["base"] + "/review?disposition=false_reject")
+    assert page.locator("#inspections tr").count() == 2  # header + one
+    page.goto(daemon["base"] + "/audit")
+    text = page.inner_text("#audit-list")
+    assert "software trigger" in text and "disposition" in text and "— → false_reject" in text
+    page.select_option("#f-action", "trigger")
+    page.click("form.filters button")
+    page.wait_for_url("**/audit?action=trigger")
+    assert page.locator("#audit-list tr").count() == 4  # header + three triggers
+    page.screenshot(path=str(SHOTS / "audit_triggers.png"), full_page=True)

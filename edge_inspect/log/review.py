@@ -77,6 +77,7 @@ class Filters:
     recipe: int | None = None
     check: str | None = None  # inspections in which this check did not pass
     part_id: str | None = None
+    disposition: str | None = None  # one of DISPOSITIONS, or "none": not reviewed yet
     page: int = 1
     per_page: int = 50
 
@@ -90,6 +91,9 @@ class Filters:
         verdict = get("verdict")
         if verdict and verdict.upper() not in VERDICTS:
             raise FilterError(f"verdict: {verdict!r} is not one of {', '.join(VERDICTS)}")
+        disposition = get("disposition")
+        if disposition and disposition not in (*DISPOSITIONS, "none"):
+            raise FilterError(f"disposition: {disposition!r} is not one of none, {', '.join(DISPOSITIONS)}")
         ints = {}
         for name, lo, hi in (("recipe", 0, 65535), ("page", 1, 10**6), ("per_page", 1, 500)):
             v = get(name)
@@ -101,8 +105,15 @@ class Filters:
             since=_time(get("from"), "from", tz) if get("from") else None,
             until=_time(get("to"), "to", tz) if get("to") else None,
             verdict=verdict.upper() if verdict else None, recipe=ints.get("recipe"), check=get("check"),
-            part_id=get("part_id"), page=ints.get("page", 1), per_page=ints.get("per_page", 50),
+            part_id=get("part_id"), disposition=disposition, page=ints.get("page", 1),
+            per_page=ints.get("per_page", 50),
         )  # fmt: skip
+
+    def query_items(self) -> list[tuple[str, str]]:
+        """The filters as query parameters (for links that keep them), page excluded."""
+        items = [("verdict", self.verdict), ("recipe", self.recipe), ("check", self.check),
+                 ("part_id", self.part_id), ("disposition", self.disposition)]
+        return [(k, str(v)) for k, v in items if v is not None]
 
     def where(self) -> tuple[str, list]:
         clauses, args = [], []
@@ -124,6 +135,11 @@ class Filters:
         if self.check:
             clauses.append("exists (select 1 from checks c where c.inspection_id = i.id and c.name = ? and c.status != 'pass')")
             args.append(self.check)
+        if self.disposition == "none":  # the unreviewed queue
+            clauses.append("not exists (select 1 from dispositions dd where dd.inspection_id = i.id)")
+        elif self.disposition:
+            clauses.append("exists (select 1 from dispositions dd where dd.inspection_id = i.id and dd.disposition = ?)")
+            args.append(self.disposition)
         return (" where " + " and ".join(clauses)) if clauses else "", args
 
 
@@ -149,6 +165,30 @@ def list_inspections(store: Store, f: Filters) -> tuple[list[dict], int]:
     """One page and its total (capped as in ``list_page``)."""
     rows, total, _ = list_page(store, f)
     return rows, total
+
+
+def neighbours(store: Store, f: Filters, inspection_id: int) -> tuple[int | None, int | None]:
+    """The inspections before (older) and after (newer) ``inspection_id`` among those ``f`` selects."""
+    where, args = f.where()
+    joiner = " and" if where else " where"
+    with reading(store) as db:
+        older = db.execute(f"select max(i.id) from inspections i{where}{joiner} i.id < ?", [*args, inspection_id])
+        older = older.fetchone()[0]
+        newer = db.execute(f"select min(i.id) from inspections i{where}{joiner} i.id > ?", [*args, inspection_id])
+        newer = newer.fetchone()[0]
+    return older, newer
+
+
+AUDIT_ACTIONS = ("disposition", "trigger", "ack_alarm", "retention", "config")
+
+
+def audit_page(store: Store, action: str | None, page: int = 1, per_page: int = 100) -> tuple[list[dict], bool]:
+    """Audit rows, newest first (optionally one action), and whether there are more."""
+    where, args = (" where action = ?", [action]) if action else ("", [])
+    with reading(store) as db:
+        rows = list(db.query(f"select * from audit{where} order by id desc limit ? offset ?",
+                             [*args, per_page + 1, (page - 1) * per_page]))
+    return rows[:per_page], len(rows) > per_page
 
 
 def latest_inspection(store: Store) -> dict | None:

@@ -30,6 +30,10 @@ LABELS = {
         "since": "since", "st_ok": "ok", "st_lost": "lost", "st_off": "off", "st_fallback": "fallback",
         "st_error": "error", "st_low": "low", "st_full": "full", "st_absent": "no PLC", "st_starting": "starting",
         "st_closed": "closed", "language": "Language",
+        "unreviewed": "not reviewed", "queue": "Review queue (unreviewed FAILs)", "action": "Action",
+        "act_disposition": "disposition", "act_trigger": "software trigger", "act_ack_alarm": "alarm acknowledged",
+        "act_retention": "retention", "act_config": "config change",
+        "keys_help": "keys: ← → previous/next · 1 2 3 disposition · c comment · s save and next",
     },
     "ja": {
         "station": "ステーション", "verdict": "判定", "waiting": "ワーク待ち", "PASS": "合格", "FAIL": "不合格",
@@ -54,6 +58,10 @@ LABELS = {
         "st_ok": "正常", "st_lost": "喪失", "st_off": "オフ", "st_fallback": "代替実行", "st_error": "エラー",
         "st_low": "残量少", "st_full": "満杯", "st_absent": "PLCなし", "st_starting": "起動中", "st_closed": "停止",
         "language": "言語",
+        "unreviewed": "未レビュー", "queue": "レビュー待ち (未レビューの不合格)", "action": "操作",
+        "act_disposition": "処置", "act_trigger": "手動トリガ", "act_ack_alarm": "アラーム確認",
+        "act_retention": "保存期間による削除", "act_config": "設定変更",
+        "keys_help": "キー: ← → 前/次 · 1 2 3 処置 · c コメント · s 保存して次へ",
     },
 }
 

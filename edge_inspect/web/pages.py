@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
@@ -37,7 +37,23 @@ def routes(ctx: WebContext) -> list[Route]:
         row = await ctx.query(review.get_inspection, request.path_params["id"])
         if row is None:
             return PlainTextResponse("no such inspection", 404)
-        return ctx.page(request, "detail.html", row=row, dispositions=review.DISPOSITIONS)
+        f = review.Filters.from_query(request.query_params, ctx.tz)  # the list this one was opened from
+        older, newer = await ctx.query(review.neighbours, f, row["id"])
+        query = urlencode([(k, v) for k, v in request.query_params.multi_items() if k != "page"])
+        return ctx.page(request, "detail.html", row=row, dispositions=review.DISPOSITIONS, query=query,
+                        newer=newer, older=older)
+
+    async def audit_list(request: Request) -> Response:
+        await ctx.require_view(request)
+        action = request.query_params.get("action") or None
+        if action is not None and action not in review.AUDIT_ACTIONS:
+            raise review.FilterError(f"action: {action!r} is not one of {', '.join(review.AUDIT_ACTIONS)}")
+        page_no = request.query_params.get("page", "1")
+        if not page_no.isdigit() or not 1 <= int(page_no) <= 10**6:
+            raise review.FilterError(f"page: {page_no!r} is not a whole number in 1..1000000")
+        rows, more = await ctx.query(review.audit_page, action, int(page_no))
+        return ctx.page(request, "audit.html", rows=rows, more=more, action=action, page_no=int(page_no),
+                        actions=review.AUDIT_ACTIONS)
 
     async def form_disposition(request: Request) -> Response:
         form = dict(await request.form())
@@ -47,7 +63,13 @@ def routes(ctx: WebContext) -> list[Route]:
             return PlainTextResponse("no such inspection", 404)
         await ctx.query(review.set_disposition, inspection_id, form.get("disposition", ""), user.name,
                         form.get("comment", ""))
-        return RedirectResponse(f"/review/{inspection_id}", 303)
+        query = str(form.get("query", ""))
+        target = inspection_id
+        if form.get("advance"):  # keyboard review: on to the next one in the list
+            f = review.Filters.from_query(dict(parse_qsl(query)), ctx.tz)
+            older, _ = await ctx.query(review.neighbours, f, inspection_id)
+            target = older or inspection_id
+        return RedirectResponse(f"/review/{target}" + (f"?{query}" if query else ""), 303)
 
     async def form_ack(request: Request) -> Response:
         form = dict(await request.form())
@@ -90,6 +112,7 @@ def routes(ctx: WebContext) -> list[Route]:
 
     return [
         Route("/", hmi), Route("/review", review_list), Route("/review/{id:int}", review_detail),
+        Route("/audit", audit_list),
         Route("/review/{id:int}/disposition", form_disposition, methods=["POST"]),
         Route("/alarms/{code}/ack", form_ack, methods=["POST"]),
         Route("/login", login_page), Route("/login", login, methods=["POST"]),
