@@ -401,6 +401,65 @@ class WebConfig(Strict):
         return starts
 
 
+class OpcUaConfig(Strict):
+    """The OPC UA server (docs/opcua.md): an address space after OPC 40100-1 (Machine Vision)."""
+
+    enabled: bool = True
+    endpoint: str = Field(default="opc.tcp://127.0.0.1:4840/edge-inspect", max_length=4096,
+                          description="opc.tcp://HOST:PORT/PATH; HOST is the address to listen on")
+    security: list[Literal["Basic256Sha256_SignAndEncrypt", "Basic256Sha256_Sign", "None"]] = Field(
+        default_factory=lambda: ["Basic256Sha256_SignAndEncrypt"], min_length=1, max_length=3,
+        description="endpoints offered; None sends everything in clear text (test benches only)")
+    certificate: str | None = Field(default=None, max_length=4096, description=(
+        "server certificate (DER or PEM); default: generated on first start into <storage.dir>/opcua/"))
+    private_key: str | None = Field(default=None, max_length=4096, description="PEM private key of certificate")
+    trusted_clients: str | None = Field(default=None, max_length=4096, description=(
+        "folder of trusted client certificates (DER/PEM); unset: any client certificate, users log in"))
+    anonymous: bool = Field(default=False, description="anonymous sessions (browse, read, subscribe; no methods)")
+    users: list[WebUser] | None = Field(default=None, max_length=1000, description="default: web.users")
+    namespace: str = Field(default="urn:edge-inspect:vision", min_length=1, max_length=1024)
+
+    def host_port(self) -> tuple[str, int]:
+        from urllib.parse import urlsplit
+
+        url = urlsplit(self.endpoint)
+        return url.hostname or "", url.port or 4840
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        from urllib.parse import urlsplit
+
+        try:
+            url = urlsplit(value)
+            port = url.port
+        except ValueError as err:
+            raise ValueError(f"{value!r} is not an opc.tcp:// URL ({err})") from None
+        if url.scheme != "opc.tcp" or not url.hostname:
+            raise ValueError(f"{value!r} is not an opc.tcp://HOST:PORT/PATH URL")
+        if port == 0:
+            raise ValueError("the port must be 1..65535")
+        check_host(url.hostname)
+        return value
+
+    @field_validator("users")
+    @classmethod
+    def _unique_users(cls, users: list[WebUser] | None) -> list[WebUser] | None:
+        return None if users is None else WebConfig._unique_users(users)
+
+    @model_validator(mode="after")
+    def _files(self, info: ValidationInfo):
+        if bool(self.certificate) != bool(self.private_key):
+            raise FieldError("certificate and private_key go together", ("certificate",), ("private_key",))
+        base = _base_dir(info)
+        if base is not None:
+            for name in ("certificate", "private_key", "trusted_clients"):
+                value = getattr(self, name)
+                if value and not _in_base(value, base).exists():
+                    raise FieldError(f"no such {'folder' if name == 'trusted_clients' else 'file'} {value}", (name,))
+        return self
+
+
 class StationInfo(Strict):
     name: str = Field(default="station", min_length=1, max_length=200)
     language: Literal["en", "ja"] | None = Field(default=None, description=(
@@ -430,6 +489,23 @@ class StationConfig(Strict):
     plc: PLCConfig = PLCConfig()
     storage: StorageConfig = StorageConfig()
     web: WebConfig = WebConfig(enabled=False)
+    opcua: OpcUaConfig | None = None
+
+    @model_validator(mode="after")
+    def _opcua_checks(self):
+        ua = self.opcua
+        if ua is None or not ua.enabled:
+            return self
+        if not ua.anonymous and not (ua.users if ua.users is not None else self.web.users):
+            raise FieldError("no user could log in: add opcua.users (or web.users), or allow anonymous",
+                             ("opcua", "users"), ("opcua", "anonymous"), ("opcua",))
+        host, port = ua.host_port()
+        for name, other in (("plc", self.plc), ("web", self.web)):
+            if (other.enabled and port == other.port and (name == "web" or (other.transport == "tcp" and other.mode == "server"))
+                    and _hosts_overlap(host, other.host)):
+                raise FieldError(f"port {port} is both OPC UA's and the {name} server's; give them different ports",
+                                 ("opcua", "endpoint"))
+        return self
 
     @model_validator(mode="after")
     def _cross_checks(self):

@@ -1,0 +1,306 @@
+"""The OPC UA server: its own thread and event loop, bridged to the station's loop.
+
+asyncua does its cryptography (RSA on every secure channel, AES on every message) and the
+password check on its loop; on a thread of its own none of that delays the loop that serves the
+PLC. The bridge:
+
+- station events (published on the station's loop) are copied to the OPC UA loop, which
+  updates the nodes and fires the events: a result is published here only after the station
+  committed its log row (InspectionDone comes after the commit);
+- StartSingleJob runs on the station's loop: refused (BadInvalidState, counted in
+  RefusedTriggers) while an inspection runs or the PLC's handshake is busy, else the
+  inspection starts and the call returns its JobId at once; the result follows as a
+  ResultReadyEvent and in LastResult.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import threading
+from concurrent.futures import Future
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from asyncua import Server, ua
+
+from .. import __version__
+from ..events import AlarmAcknowledged, AlarmCleared, AlarmRaised, Event, InspectionDone, Started, Stopped
+from ..plc.settings import StartError
+from . import model as m
+from .security import METHOD_ROLES, RolePermissions, StationUsers, ensure_certificate
+
+if TYPE_CHECKING:
+    from ..station import Station
+
+log = logging.getLogger(__name__)
+
+POLICIES = {
+    "Basic256Sha256_SignAndEncrypt": ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt,
+    "Basic256Sha256_Sign": ua.SecurityPolicyType.Basic256Sha256_Sign,
+    "None": ua.SecurityPolicyType.NoSecurity,
+}
+# Alarms that put the VisionSystemStateMachine in Error (inspections answer ERROR meanwhile).
+ERROR_ALARMS = ("camera_lost", "model_error", "internal")
+
+
+class OpcUaServer:
+    """Started and stopped by the station; subscribes to its events from construction on."""
+
+    def __init__(self, station: Station, base_dir: Path, data_dir: Path):
+        self.station, self.base_dir = station, base_dir
+        self.config = station.config.opcua
+        self.data_dir = data_dir
+        users = self.config.users if self.config.users is not None else station.config.web.users
+        self.users = StationUsers(users, self.config.anonymous)
+        self.permissions = RolePermissions(self.users)
+        self.refused_triggers = 0
+        self.active_recipe = station.config.triggers.recipe
+        self.jobs = itertools.count(1)
+        self._job: str = ""  # the OPC UA job whose inspection runs now
+        self.server: Server | None = None
+        self.model: m.VisionModel | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._station_loop: asyncio.AbstractEventLoop | None = None
+        self._state = "Preoperational"
+        station.events.subscribe(self._on_event)
+
+    # -- lifecycle (called on the station's loop) ---------------------------------------------------
+    async def start(self) -> None:
+        self._station_loop = asyncio.get_running_loop()
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="opcua", daemon=True)
+        self._thread.start()
+        try:
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._start(), self.loop))
+        except Exception as err:
+            await self._end_thread()
+            if isinstance(err, OSError):
+                host, port = self.config.host_port()
+                raise StartError(f"OPC UA: cannot listen on {host}:{port}: {err.strerror or err}") from None
+            raise
+        log.info("OPC UA server on %s (%s)", self.config.endpoint, ", ".join(self.config.security))
+
+    async def stop(self) -> None:
+        if self.loop is None:
+            return
+        try:
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._stop(), self.loop))
+        finally:
+            await self._end_thread()
+
+    async def _end_thread(self) -> None:
+        loop, self.loop = self.loop, None
+        if loop is None:
+            return
+        loop.call_soon_threadsafe(loop.stop)
+        await asyncio.get_running_loop().run_in_executor(None, self._thread.join, 10)
+        if not self._thread.is_alive():
+            loop.close()
+
+    # -- on the OPC UA loop --------------------------------------------------------------------------
+    async def _start(self) -> None:
+        cfg, station = self.config, self.station
+        server = Server(user_manager=self.users)
+        await server.init()
+        server.set_endpoint(cfg.endpoint)
+        server.set_server_name(f"edge-inspect {station.config.station.name}")
+        app_uri = f"urn:edge-inspect:{station.config.station.name}".replace(" ", "_")
+        await server.set_application_uri(app_uri)
+        await server.set_build_info("urn:edge-inspect", "edge-inspect", "edge-inspect", __version__, __version__,
+                                    datetime.now(UTC))
+        if cfg.certificate:
+            cert, key = (Path(p) if Path(p).is_absolute() else self.base_dir / p
+                         for p in (cfg.certificate, cfg.private_key))
+        else:
+            cert, key = await ensure_certificate(self.data_dir / "opcua", app_uri)
+        await server.load_certificate(str(cert))
+        await server.load_private_key(str(key))
+        if cfg.trusted_clients:
+            from asyncua.crypto.truststore import TrustStore
+            from asyncua.crypto.validator import CertificateValidator, CertificateValidatorOptions
+
+            folder = Path(cfg.trusted_clients)
+            store = TrustStore([folder if folder.is_absolute() else self.base_dir / folder], [])
+            await store.load()
+            server.set_certificate_validator(CertificateValidator(
+                CertificateValidatorOptions.TRUSTED_VALIDATION | CertificateValidatorOptions.PEER_CLIENT, store))
+        server.set_security_policy([POLICIES[p] for p in cfg.security], permission_ruleset=self.permissions)
+        tokens = [ua.UserNameIdentityToken] + ([ua.AnonymousIdentityToken] if cfg.anonymous else [])
+        server.set_identity_tokens(tokens)
+        identity = {"Manufacturer": "edge-inspect", "ProductInstanceUri": app_uri,
+                    "StationName": station.config.station.name, "SoftwareRevision": __version__,
+                    "ModelId": station.model_sha256, "ConfigId": station.config_sha256}
+        self.model = await m.build(server, cfg.namespace, station.config, identity, {
+            "StartSingleJob": self._start_single_job, "PrepareRecipe": self._prepare_recipe,
+            "GetRecipeList": self._get_recipe_list})
+        for name, node in self.model.methods.items():
+            self.permissions.method_roles[node.nodeid] = METHOD_ROLES[name]
+        await server.start()
+        self.server = server
+        await self._show_state(self._state, "")
+
+    async def _stop(self) -> None:
+        if self.server is not None:
+            server, self.server = self.server, None
+            await server.stop()
+
+    async def _write(self, path: str, value: Any, vtype: ua.VariantType, array: bool = False) -> None:
+        await self.model.var(path).write_value(m.variant(value, vtype, array))
+
+    async def _show_state(self, state: str, reason: str) -> None:
+        sm = "VisionSystemStateMachine"
+        await self._write(f"{sm}/CurrentState", ua.LocalizedText(state, "en"), ua.VariantType.LocalizedText)
+        await self._write(f"{sm}/CurrentStateNumber", m.STATES[state], ua.VariantType.UInt32)
+        await self._write(f"{sm}/ErrorReason", reason, ua.VariantType.String)
+        busy = self.station.status()["busy"] or self.station.inspecting
+        await self._write(f"{sm}/OperationalState", ("SingleExecution" if busy else "Ready")
+                          if state == "Operational" else "", ua.VariantType.String)
+
+    async def _show_counters(self, counters: dict[str, int]) -> None:
+        for name, key in m.COUNTERS:
+            await self._write(f"Statistics/{name}", int(counters.get(key, 0)) & 0xFFFFFFFF, ua.VariantType.UInt32)
+
+    async def _show_result(self, e: InspectionDone, counters: dict[str, int]) -> None:
+        values = {
+            "ResultId": str(e.result_id), "JobId": self._job if e.trigger == "opcua" else "",
+            "LogId": e.id if e.id is not None else -1, "PartId": e.part_id, "RecipeId": str(e.recipe),
+            "Trigger": e.trigger, "Verdict": e.verdict, "ResultState": m.RESULT_STATES.get(e.verdict, 3),
+            "ErrorCode": e.error_code, "Error": e.error, "DefectCount": e.defect_count,
+            "FailedChecks": e.failed_checks, "CheckNames": [c.name for c in e.checks],
+            "CheckOutcomes": [c.status for c in e.checks], "CheckReasons": [c.reason for c in e.checks],
+            "CreationTime": datetime.fromtimestamp(e.at or 0, UTC),
+            "ProcessingTimeMs": float(e.timings_ms.get("cycle_ms", 0.0)),
+        }  # fmt: skip
+        for name, vtype, array in m.RESULT_FIELDS:
+            await self._write(f"ResultManagement/LastResult/{name}", values[name], vtype, array)
+        await self._show_counters(counters)
+        for gen in self.model.result_events:
+            for name, _, _ in m.RESULT_FIELDS:
+                setattr(gen.event, name, values[name])
+            gen.event.Severity = 100 if e.verdict == "PASS" else 500
+            await gen.trigger(message=f"result {e.result_id}: {e.verdict}")
+
+    async def _show_alarm(self, code: str, state: str, message: str, user: str, active: list[str]) -> None:
+        await self._write("ActiveAlarms", active, ua.VariantType.String, True)
+        for gen in self.model.alarm_events:
+            gen.event.AlarmCode, gen.event.AlarmState, gen.event.User = code, state, user
+            gen.event.Severity = 700 if state == "raised" else 300
+            await gen.trigger(message=message or f"{code} {state}")
+
+    # -- station events (on the station's loop) --------------------------------------------------
+    def _state_now(self) -> tuple[str, str]:
+        st = self.station
+        if self._state == "Halted":
+            return "Halted", ""
+        faults = [a for a in st.alarms.listed() if a["active"] and a["code"] in ERROR_ALARMS]
+        if faults:
+            return "Error", "; ".join(f"{a['code']}: {a['message']}" for a in faults)
+        return self._state, ""
+
+    def _on_event(self, event: Event) -> None:
+        if isinstance(event, Started):
+            self._state = "Operational"
+        elif isinstance(event, Stopped):
+            self._state = "Halted"
+        if self.loop is None or self.server is None and not isinstance(event, Started):
+            return
+        counters = {**self.station.counters, "refused_triggers": self.refused_triggers}
+        state, reason = self._state_now()
+        coros = [self._show_state(state, reason)]
+        if isinstance(event, InspectionDone):
+            coros.append(self._show_result(event, counters))
+        elif isinstance(event, AlarmRaised | AlarmCleared | AlarmAcknowledged):
+            active = [a["code"] for a in self.station.alarms.listed() if a["active"]]
+            kind = {AlarmRaised: "raised", AlarmCleared: "cleared", AlarmAcknowledged: "acknowledged"}[type(event)]
+            coros.append(self._show_alarm(event.code, kind, getattr(event, "message", ""),
+                                          getattr(event, "user", ""), active))
+        self._submit(*coros)
+
+    def _submit(self, *coros) -> None:
+        async def run():
+            if self.server is None or self.model is None:
+                return
+            for coro in coros:
+                await coro
+
+        def done(f: Future) -> None:
+            if not f.cancelled() and f.exception() is not None:
+                log.error("OPC UA: updating the address space failed: %r", f.exception())
+
+        try:
+            asyncio.run_coroutine_threadsafe(run(), self.loop).add_done_callback(done)
+        except RuntimeError:  # the OPC UA loop has just been closed
+            for coro in coros:
+                coro.close()
+
+    # -- methods (called on the OPC UA loop; roles are checked before, security.RolePermissions) ------
+    async def _on_station(self, coro):
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self._station_loop))
+
+    async def _start_single_job(self, parent, part_id: ua.Variant, recipe_id: ua.Variant):
+        part = str(part_id.Value or "")
+        recipe_text = str(recipe_id.Value or "").strip()
+        if len(part) > 20:
+            return ua.StatusCode(ua.StatusCodes.BadOutOfRange)
+        if recipe_text and not recipe_text.isdigit():
+            return ua.StatusCode(ua.StatusCodes.BadInvalidArgument)
+        recipe = int(recipe_text) if recipe_text else self.active_recipe
+        if self.station.config.recipe(recipe) is None:
+            return ua.StatusCode(ua.StatusCodes.BadInvalidArgument)
+        job_id = await self._on_station(self._begin_job(recipe, part))
+        if job_id is None:
+            return ua.StatusCode(ua.StatusCodes.BadInvalidState)
+        return [ua.Variant(job_id, ua.VariantType.String)]
+
+    def _refuse(self, why: str) -> None:
+        self.refused_triggers += 1
+        log.warning("OPC UA StartSingleJob refused: %s (%d so far)", why, self.refused_triggers)
+        self._submit(self._show_counters({**self.station.counters, "refused_triggers": self.refused_triggers}))
+
+    async def _begin_job(self, recipe: int, part_id: str) -> str | None:
+        """On the station's loop: start the job's inspection, or refuse it (None). The check and
+        taking the station's inspection lock happen in one step of the job's task (no await between
+        them), so a PLC trigger cannot slip in between; a PLC trigger the handshake has already
+        accepted makes ``station.inspecting`` true."""
+        st = self.station
+        job_id = str(next(self.jobs))
+        accepted: asyncio.Future = asyncio.get_running_loop().create_future()
+
+        async def job():
+            if self._state != "Operational" or st.status()["stopping"]:
+                self._refuse("the station is stopping" if self._state == "Operational" else self._state.lower())
+                accepted.set_result(None)
+            elif st.inspecting:
+                self._refuse("busy")
+                accepted.set_result(None)
+            else:
+                self._job = job_id
+                accepted.set_result(job_id)
+                try:
+                    await st.inspect(recipe, part_id, trigger="opcua")  # takes the lock before its first await
+                except Exception:  # the station raised its alarm; the client sees no result event
+                    log.exception("OPC UA job %s failed", job_id)
+
+        st.spawn_inspection(job())
+        return await accepted
+
+    async def _prepare_recipe(self, parent, recipe_id: ua.Variant):
+        """PrepareRecipe: the recipe StartSingleJob runs when its RecipeId is empty (integrator)."""
+        text = str(recipe_id.Value or "").strip()
+        recipe = self.station.config.recipe(int(text)) if text.isdigit() else None
+        if recipe is None:
+            return ua.StatusCode(ua.StatusCodes.BadInvalidArgument)
+        self.active_recipe = recipe.number
+        await self._write("RecipeManagement/ActiveRecipeId", str(recipe.number), ua.VariantType.String)
+        await self._write("RecipeManagement/ActiveRecipeName", recipe.name, ua.VariantType.String)
+        log.info("OPC UA: recipe %d (%s) prepared", recipe.number, recipe.name)
+        return [ua.Variant(True, ua.VariantType.Boolean)]
+
+    async def _get_recipe_list(self, parent):
+        recipes = self.station.config.recipes
+        return [ua.Variant([str(r.number) for r in recipes], ua.VariantType.String, is_array=True),
+                ua.Variant([r.name for r in recipes], ua.VariantType.String, is_array=True)]
