@@ -31,7 +31,7 @@ def _audit(page) -> list[dict]:
 def test_no_serious_violations_and_every_text_4_5_to_1(daemon):  # noqa: F811
     trigger_dir = daemon["tmp"]
     assert shutil.which("node") or True  # axe runs inside Chromium; node only installs it
-    pages = ["/", "/review", "/review/1", "/login", "/?lang=ja", "/review?lang=ja"]
+    pages = ["/", "/review", "/review/1", "/login", "/alarms", "/audit", "/?lang=ja", "/review?lang=ja", "/alarms?lang=ja"]
     found = {}
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[

@@ -127,6 +127,10 @@ def test_alarm_appears_when_the_camera_fails_and_clears_after_ack(daemon, page):
     page.click('#alarms button.ack[data-code="camera_lost"]')
     alarm.wait_for(state="detached", timeout=5000)
     page.screenshot(path=str(SHOTS / "hmi_alarm_acknowledged.png"))
+    page.goto(daemon["base"] + "/alarms")  # the history: raised, cleared, acknowledged by whom
+    row = page.locator("#alarm-history tr.closed").first
+    text = row.inner_text()
+    assert "Camera lost" in text and "operator" in text and text.count(":") >= 4, text
 
 
 def test_qa_filters_fails_records_a_disposition_and_exports_it(daemon, page):

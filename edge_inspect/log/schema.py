@@ -79,7 +79,23 @@ def _v3_review_indexes(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX idx_checks_status ON checks (status, inspection_id, name)")
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1_tables, _v2_ids_never_reused, _v3_review_indexes]
+def _v4_alarms_and_corrections(db: sqlite3.Connection) -> None:
+    """The alarm history (raised, cleared, acknowledged by whom) and reviewers' corrections of the
+    model's points (for retraining)."""
+    db.execute(
+        "CREATE TABLE alarms (id INTEGER PRIMARY KEY AUTOINCREMENT, code TEXT, message TEXT, raised_at FLOAT, "
+        "cleared_at FLOAT, acknowledged_at FLOAT, acknowledged_by TEXT)"
+    )
+    db.execute("CREATE INDEX idx_alarms_code_open ON alarms (code, cleared_at)")
+    db.execute(
+        "CREATE TABLE corrections (id INTEGER PRIMARY KEY AUTOINCREMENT, inspection_id INTEGER REFERENCES "
+        "inspections(id), check_idx INTEGER, x FLOAT, y FLOAT, action TEXT, reviewer TEXT, ts TEXT)"
+    )
+    db.execute("CREATE INDEX idx_corrections_inspection ON corrections (inspection_id)")
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1_tables, _v2_ids_never_reused, _v3_review_indexes,
+                                                          _v4_alarms_and_corrections]
 LATEST = len(MIGRATIONS)
 
 

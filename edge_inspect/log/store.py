@@ -271,7 +271,7 @@ class Store:
                 for chunk in range(0, len(ids), 500):
                     part = ids[chunk : chunk + 500]
                     marks = ",".join("?" * len(part))
-                    for table in ("points", "checks", "dispositions"):
+                    for table in ("points", "checks", "dispositions", "corrections"):
                         db.execute(f"delete from {table} where inspection_id in ({marks})", part)
                     db.execute(f"delete from inspections where id in ({marks})", part)
                 db.execute("insert into audit (ts, user, action, inspection_id, detail) values (?, ?, ?, ?, ?)",
@@ -280,6 +280,8 @@ class Store:
                                         "older_than": utc_stamp(cutoff)})])
             for row in old:
                 self._unlink(row["image_path"], row["overlay_path"])
+        with self.transaction() as db:  # the alarm history keeps the same period
+            db.execute("delete from alarms where cleared_at is not null and cleared_at < ?", [cutoff])
         trimmed = 0
         total = self.image_bytes()
         if total > self.max_disk_bytes:

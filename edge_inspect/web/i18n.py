@@ -34,6 +34,7 @@ LABELS = {
         "act_disposition": "disposition", "act_trigger": "software trigger", "act_ack_alarm": "alarm acknowledged",
         "act_retention": "retention", "act_config": "config change",
         "keys_help": "keys: ← → previous/next · 1 2 3 disposition · c comment · s save and next",
+        "alarm_history": "Alarm history", "alarm": "Alarm", "raised": "Raised", "cleared": "Cleared",
     },
     "ja": {
         "station": "ステーション", "verdict": "判定", "waiting": "ワーク待ち", "PASS": "合格", "FAIL": "不合格",
@@ -62,6 +63,7 @@ LABELS = {
         "act_disposition": "処置", "act_trigger": "手動トリガ", "act_ack_alarm": "アラーム確認",
         "act_retention": "保存期間による削除", "act_config": "設定変更",
         "keys_help": "キー: ← → 前/次 · 1 2 3 処置 · c コメント · s 保存して次へ",
+        "alarm_history": "アラーム履歴", "alarm": "アラーム", "raised": "発生", "cleared": "解除",
     },
 }
 

@@ -8,9 +8,10 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from ..log import review
+from ..log import alarm_history, review
 from .auth import User, allowed
 from .context import WebContext
+from .i18n import translate
 
 
 def routes(ctx: WebContext) -> list[Route]:
@@ -42,6 +43,17 @@ def routes(ctx: WebContext) -> list[Route]:
         query = urlencode([(k, v) for k, v in request.query_params.multi_items() if k != "page"])
         return ctx.page(request, "detail.html", row=row, dispositions=review.DISPOSITIONS, query=query,
                         newer=newer, older=older)
+
+    async def alarm_list(request: Request) -> Response:
+        await ctx.require_view(request)
+        page_no = request.query_params.get("page", "1")
+        if not page_no.isdigit() or not 1 <= int(page_no) <= 10**6:
+            raise review.FilterError(f"page: {page_no!r} is not a whole number in 1..1000000")
+        rows, more = await ctx.query(alarm_history.history, int(page_no))
+        lang = ctx.lang(request)
+        for row in rows:
+            row["message"] = translate(row["message"] or "", lang)
+        return ctx.page(request, "alarms.html", rows=rows, more=more, page_no=int(page_no))
 
     async def audit_list(request: Request) -> Response:
         await ctx.require_view(request)
@@ -112,7 +124,7 @@ def routes(ctx: WebContext) -> list[Route]:
 
     return [
         Route("/", hmi), Route("/review", review_list), Route("/review/{id:int}", review_detail),
-        Route("/audit", audit_list),
+        Route("/audit", audit_list), Route("/alarms", alarm_list),
         Route("/review/{id:int}/disposition", form_disposition, methods=["POST"]),
         Route("/alarms/{code}/ack", form_ack, methods=["POST"]),
         Route("/login", login_page), Route("/login", login, methods=["POST"]),
