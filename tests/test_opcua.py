@@ -1,0 +1,164 @@
+"""The OPC UA server (docs/opcua.md) with an asyncua client: the model, a job and its result
+event, security (refused credentials and roles), busy refusal, and Modbus beside it."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+
+import pytest
+from asyncua import ua
+from asyncua.ua.uaerrors import BadUserAccessDenied, UaError, UaStatusCodeError
+
+from .opcua_harness import node, opcua_config, running, session
+from .plc_harness import FakeInspector, async_wait_until
+
+
+class Results:
+    """Subscription handler collecting ResultReadyEvents."""
+
+    def __init__(self):
+        self.events = []
+
+    def event_notification(self, event):
+        self.events.append(event.get_event_props_as_fields_dict())
+
+
+async def _subscribe(client, events: Results):
+    ns = await client.get_namespace_index("urn:edge-inspect:vision")
+    system = client.get_node(ua.NodeId("VisionSystem", ns))
+    etype = client.get_node(ua.NodeId("Types/ResultReadyEventType", ns))
+    sub = await client.create_subscription(50, events)
+    await sub.subscribe_events(system, etype)
+    return sub
+
+
+def _rows(station) -> list[dict]:
+    con = sqlite3.connect(station.store.folder / "inspections.db")
+    con.row_factory = sqlite3.Row
+    rows = [dict(r) for r in con.execute("select * from inspections order by id")]
+    con.close()
+    return rows
+
+
+def test_job_result_event_and_model(tmp_path):
+    path = opcua_config(tmp_path)
+
+    async def scenario():
+        async with running(path) as station, session(station.config.opcua.endpoint, "op", folder=tmp_path) as c:
+            state = await (await node(c, "VisionSystem/VisionSystemStateMachine/CurrentState")).read_value()
+            assert state.Text == "Operational"
+            events = Results()
+            await _subscribe(c, events)
+            sm = await node(c, "VisionSystem/VisionSystemStateMachine")
+            method = await node(c, "VisionSystem/VisionSystemStateMachine/StartSingleJob")
+            job = await sm.call_method(method, ua.Variant("SN-0001", ua.VariantType.String),
+                                       ua.Variant("", ua.VariantType.String))
+            await async_wait_until(lambda: events.events, 20, "result event")
+            ev = events.events[0]
+            assert ev["JobId"].Value == job and ev["PartId"].Value == "SN-0001"
+            assert ev["Verdict"].Value == "PASS" and ev["CheckNames"].Value == ["surface"]
+            last = {name: await (await node(c, f"VisionSystem/ResultManagement/LastResult/{name}")).read_value()
+                    for name in ("ResultId", "JobId", "PartId", "Verdict", "DefectCount", "LogId", "CheckOutcomes")}
+            assert last["JobId"] == job and last["Verdict"] == "PASS" and last["CheckOutcomes"] == ["pass"]
+            rows = _rows(station)  # logged before published
+            assert [r["id"] for r in rows] == [last["LogId"]] and rows[0]["part_id"] == "SN-0001"
+            count = await (await node(c, "VisionSystem/Statistics/InspectionCount")).read_value()
+            assert count == 1
+
+    asyncio.run(scenario())
+
+
+async def _call(client, path: str, *args: str):
+    parent = await node(client, path.rsplit("/", 1)[0])
+    method = await node(client, path)
+    return await parent.call_method(method, *[ua.Variant(a, ua.VariantType.String) for a in args])
+
+
+START = "VisionSystem/VisionSystemStateMachine/StartSingleJob"
+PREPARE = "VisionSystem/RecipeManagement/PrepareRecipe"
+
+
+def test_refused_credentials_and_roles(tmp_path):
+    path = opcua_config(tmp_path)
+
+    async def scenario():
+        async with running(path) as station:
+            url = station.config.opcua.endpoint
+            for user, password in (("op", "wrong"), ("nobody", "op-secret-1"), (None, None)):
+                with pytest.raises(UaStatusCodeError):  # wrong password, unknown user, anonymous (off)
+                    async with session(url, user, password, folder=tmp_path):
+                        pass
+            with pytest.raises(UaError, match="No matching endpoints"):  # no endpoint without security
+                async with session(url, "op", folder=tmp_path, mode=ua.MessageSecurityMode.None_):
+                    pass
+            async with session(url, "qa", folder=tmp_path) as c:  # qa: reads, may not trigger
+                assert (await (await node(c, "VisionSystem/RecipeManagement/ActiveRecipeId")).read_value()) == "1"
+                with pytest.raises(BadUserAccessDenied):
+                    await _call(c, START, "SN", "")
+                with pytest.raises(BadUserAccessDenied):
+                    await _call(c, PREPARE, "1")
+            async with session(url, "op", folder=tmp_path) as c:  # operator: triggers, no recipe change
+                with pytest.raises(BadUserAccessDenied):
+                    await _call(c, PREPARE, "1")
+                ids, names = await _call(c, "VisionSystem/RecipeManagement/GetRecipeList")
+                assert ids == ["1"] and names == ["plate"]
+            async with session(url, "int", folder=tmp_path) as c:  # integrator: recipes
+                assert await _call(c, PREPARE, "1") is True
+                with pytest.raises(UaStatusCodeError, match="BadInvalidArgument"):
+                    await _call(c, PREPARE, "7")
+            assert _rows(station) == []  # no refused call inspected anything
+
+    asyncio.run(scenario())
+
+
+def test_trigger_while_busy_is_refused_and_counted(tmp_path):
+    path = opcua_config(tmp_path)
+
+    async def scenario():
+        async with running(path, FakeInspector(delay_s=1.0)) as station, \
+                session(station.config.opcua.endpoint, "op", folder=tmp_path) as c:
+            first = await _call(c, START, "SN-1", "1")
+            with pytest.raises(UaStatusCodeError, match="BadInvalidState"):
+                await _call(c, START, "SN-2", "1")
+            refused = await node(c, "VisionSystem/Statistics/RefusedTriggers")
+            assert await refused.read_value() == 1
+            job = await node(c, "VisionSystem/ResultManagement/LastResult/JobId")
+            await async_wait_until(lambda: job.read_value(), 20, "first job's result", poll_s=0.1)
+            assert await job.read_value() == first
+            assert [r["part_id"] for r in _rows(station)] == ["SN-1"]
+
+    asyncio.run(scenario())
+
+
+def test_modbus_and_opcua_together(tmp_path):
+    """A PLC trigger and an OPC UA job are one inspection each; an OPC UA job during a PLC cycle is refused."""
+    from edge_inspect.plc.simulated import SimulatedPLC
+
+    path = opcua_config(tmp_path)
+
+    async def scenario():
+        async with running(path, FakeInspector(delay_s=0.3)) as station, \
+                session(station.config.opcua.endpoint, "op", folder=tmp_path) as c:
+            events = Results()
+            await _subscribe(c, events)
+            plc = SimulatedPLC(station.signal_map, port=station.config.plc.port)
+            await plc.connect()
+            try:
+                cycle = asyncio.create_task(plc.cycle(41, 1, "PLC-41"))
+                await async_wait_until(lambda: station.inspecting, 10, "PLC inspection running")
+                with pytest.raises(UaStatusCodeError, match="BadInvalidState"):
+                    await _call(c, START, "UA-1", "1")
+                result = await cycle
+                assert result.result_id == 41
+                job = await _call(c, START, "UA-1", "1")
+                await async_wait_until(lambda: len(events.events) >= 2, 20, "two result events")
+            finally:
+                plc.close()
+            await asyncio.sleep(0.3)
+            assert [(e["Trigger"].Value, e["PartId"].Value, e["JobId"].Value) for e in events.events] == [
+                ("plc", "PLC-41", ""), ("opcua", "UA-1", job)]
+            assert [r["part_id"] for r in _rows(station)] == ["PLC-41", "UA-1"]
+            assert station.counters["total"] == 2
+
+    asyncio.run(scenario())
