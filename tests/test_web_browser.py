@@ -362,3 +362,45 @@ def test_qa_keyboard_review_through_the_unreviewed_queue_and_the_audit_page(daem
     page.wait_for_url("**/audit?action=trigger")
     assert page.locator("#audit-list tr").count() == 4  # header + three triggers
     page.screenshot(path=str(SHOTS / "audit_triggers.png"), full_page=True)
+
+
+def test_a_reviewer_corrects_the_models_points_for_retraining(daemon, page):
+    from edge_inspect.checks import CheckOutcome
+    from edge_inspect.log import InspectionRecord, Store
+    from edge_inspect.verdict import Verdict
+
+    store = Store(daemon["tmp"] / "data", save_pass_every=1)
+    outcomes = [CheckOutcome("surface", "point", "fail", "found 2, allowed 0..0", [(0.25, 0.25), (0.75, 0.75)], 2),
+                CheckOutcome("label", "qa", "pass", "answered yes (p_yes 0.99, margin 0.98), expected yes")]
+    frame = cv2.imread(str(next(daemon["frames"].iterdir())))
+    row_id = store.record(InspectionRecord(77, "s", 1, "plate", "P77", "plc", Verdict.FAIL, "", outcomes,
+                                           {}, "m" * 64, "c" * 64, [None, None]), frame)
+    store.close()
+    _login(page, daemon["base"], "qa")
+    page.goto(f"{daemon['base']}/review/{row_id}")
+    marks = page.locator("#correct-marks")
+    page.wait_for_function("document.getElementById('correct-image').complete && "
+                           "document.getElementById('correct-image').naturalWidth > 0")
+    marks.scroll_into_view_if_needed()
+    box = marks.bounding_box()
+    click = lambda x, y: page.mouse.click(box["x"] + x * box["width"], box["y"] + y * box["height"])  # noqa: E731
+    click(0.751, 0.749)  # the model's second point was not a defect: remove it
+    click(0.5, 0.2)  # a missed one: add it
+    state = (marks.get_attribute("data-added"), marks.get_attribute("data-removed"), box,
+             page.evaluate("document.getElementById('correct-check').value"), page.inner_html("#correct-marks"))
+    assert state[:2] == ("1", "1"), state
+    page.click("#save-corrections")
+    page.wait_for_selector("#corrections-list")
+    assert page.locator("#corrections-list tr").count() == 3  # header + add + remove
+    page.screenshot(path=str(SHOTS / "review_corrections.png"), full_page=True)
+    records = httpx.get(daemon["base"] + "/api/corrections.json").json()
+    record = next(r for r in records if r["id"] == row_id)
+    surface = record["checks"][0]
+    assert surface["model_points"] == [[0.25, 0.25], [0.75, 0.75]]
+    assert surface["corrected_points"][0] == [0.25, 0.25] and len(surface["corrected_points"]) == 2
+    assert abs(surface["corrected_points"][1][0] - 0.5) < 0.01 and abs(surface["corrected_points"][1][1] - 0.2) < 0.01
+    assert record["image_path"] and record["checks"][1]["kind"] == "qa"
+    text = httpx.get(daemon["base"] + "/api/corrections.csv").text
+    assert f"{row_id}," in text and "surface" in text
+    page.goto(daemon["base"] + "/audit?action=correction")
+    assert "qa" in page.inner_text("#audit-list")

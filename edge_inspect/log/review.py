@@ -179,7 +179,7 @@ def neighbours(store: Store, f: Filters, inspection_id: int) -> tuple[int | None
     return older, newer
 
 
-AUDIT_ACTIONS = ("disposition", "trigger", "ack_alarm", "retention", "config")
+AUDIT_ACTIONS = ("disposition", "correction", "trigger", "ack_alarm", "retention", "config")
 
 
 def audit_page(store: Store, action: str | None, page: int = 1, per_page: int = 100) -> tuple[list[dict], bool]:
@@ -213,6 +213,8 @@ def get_inspection(store: Store, inspection_id: int) -> dict | None:
         disp = list(db.query("select * from dispositions where inspection_id = ?", [inspection_id]))
         row["disposition"] = disp[0] if disp else None
         row["audit"] = list(db.query("select * from audit where inspection_id = ? order by id", [inspection_id]))
+        row["corrections"] = list(db.query("select * from corrections where inspection_id = ? order by id",
+                                           [inspection_id]))
     return row
 
 

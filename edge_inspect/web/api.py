@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -10,7 +13,8 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from ..log import review
+from ..log import corrections, review
+from ..timefmt import iso_local
 from .context import WebContext
 from .events import localise
 from .i18n import LABELS
@@ -126,6 +130,41 @@ def routes(ctx: WebContext) -> list[Route]:
                                 str(body.get("comment", "")))
         return JSONResponse(saved)
 
+    async def api_corrections_post(request: Request) -> Response:
+        """A reviewer's corrections of one check's points: {"check_idx": i, "add": [[x, y]…], "remove": […]}."""
+        user = await ctx.require(request, "disposition")
+        try:
+            body = await request.json()
+        except ValueError:
+            return JSONResponse({"error": "the body is not valid JSON"}, 400)
+        if not isinstance(body, dict):
+            return JSONResponse({"error": "the body must be a JSON object"}, 400)
+        inspection_id = request.path_params["id"]
+        if await ctx.query(review.get_inspection, inspection_id) is None:
+            return JSONResponse({"error": "no such inspection"}, 404)
+        points = await ctx.query(corrections.add, inspection_id, body.get("check_idx"), body.get("add", []),
+                                 body.get("remove", []), user.name)
+        return JSONResponse({"points": {str(k): v for k, v in points.items()}})
+
+    async def api_corrections_json(request: Request) -> Response:
+        """Every corrected inspection as a training record (image, checks, model and corrected points)."""
+        await ctx.require_view(request)
+        return JSONResponse(await ctx.query(corrections.export))
+
+    async def api_corrections_csv(request: Request) -> Response:
+        await ctx.require_view(request)
+        records = await ctx.query(corrections.export)
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(["id", "result_id", "time", "part_id", "image_path", "check", "model_points", "corrected_points"])
+        for r in records:
+            for c in r["checks"]:
+                writer.writerow([r["id"], r["result_id"], iso_local(r["ts"], ctx.tz), review.csv_cell(r["part_id"]),
+                                 r["image_path"] or "", review.csv_cell(c["name"]), json.dumps(c["model_points"]),
+                                 json.dumps(c["corrected_points"])])
+        return Response(out.getvalue(), media_type="text/csv; charset=utf-8",
+                        headers={"Content-Disposition": 'attachment; filename="corrections.csv"'})
+
     async def api_ack(request: Request) -> Response:
         user = await ctx.require(request, "ack_alarm")
         code = request.path_params["code"]
@@ -139,6 +178,8 @@ def routes(ctx: WebContext) -> list[Route]:
         Route("/api/inspections", api_list), Route("/api/inspections.csv", api_csv),
         Route("/api/inspections/{id:int}", api_one), Route("/api/inspections/{id:int}/{kind:str}", api_image),
         Route("/api/inspections/{id:int}/disposition", api_disposition, methods=["POST"]),
+        Route("/api/inspections/{id:int}/corrections", api_corrections_post, methods=["POST"]),
+        Route("/api/corrections.json", api_corrections_json), Route("/api/corrections.csv", api_corrections_csv),
         Route("/api/charts", api_charts), Route("/api/live/overlay.jpg", api_live_overlay),
         Route("/api/trigger", api_trigger, methods=["POST"]), Route("/api/alarms/{code}/ack", api_ack, methods=["POST"]),
         Route("/images/{path:path}", images),

@@ -35,6 +35,9 @@ LABELS = {
         "act_retention": "retention", "act_config": "config change",
         "keys_help": "keys: ← → previous/next · 1 2 3 disposition · c comment · s save and next",
         "alarm_history": "Alarm history", "alarm": "Alarm", "raised": "Raised", "cleared": "Cleared",
+        "correct_check": "Correct the points of", "corrections": "Corrections", "save_corrections": "Save corrections",
+        "correct_help": "Click where a defect was missed to add a point; click a point to remove it.",
+        "corr_add": "added", "corr_remove": "removed", "act_correction": "point correction",
     },
     "ja": {
         "station": "ステーション", "verdict": "判定", "waiting": "ワーク待ち", "PASS": "合格", "FAIL": "不合格",
@@ -64,6 +67,9 @@ LABELS = {
         "act_retention": "保存期間による削除", "act_config": "設定変更",
         "keys_help": "キー: ← → 前/次 · 1 2 3 処置 · c コメント · s 保存して次へ",
         "alarm_history": "アラーム履歴", "alarm": "アラーム", "raised": "発生", "cleared": "解除",
+        "correct_check": "点を修正する項目", "corrections": "修正", "save_corrections": "修正を保存",
+        "correct_help": "見逃した欠陥をクリックして点を追加、点をクリックして削除します。",
+        "corr_add": "追加", "corr_remove": "削除", "act_correction": "点の修正",
     },
 }
 
