@@ -65,8 +65,31 @@ def test_job_result_event_and_model(tmp_path):
             assert [r["id"] for r in rows] == [last["LogId"]] and rows[0]["part_id"] == "SN-0001"
             count = await (await node(c, "VisionSystem/Statistics/InspectionCount")).read_value()
             assert count == 1
+        return station
 
-    asyncio.run(scenario())
+    station = asyncio.run(scenario())
+    folder = tmp_path / "data" / "opcua"  # generated on first start, the key readable by its owner only
+    assert (folder / "server_cert.der").stat().st_size > 500
+    assert (folder / "server_key.pem").stat().st_mode & 0o777 == 0o600
+    assert station.opcua.loop is None  # the server's thread ended with the station
+
+
+def test_port_in_use_is_a_start_error(tmp_path):
+    import socket
+
+    from edge_inspect.plc.settings import StartError
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        path = opcua_config(tmp_path, port=taken.getsockname()[1])
+
+        async def scenario():
+            with pytest.raises(StartError, match="OPC UA: cannot listen on 127.0.0.1"):
+                async with running(path):
+                    pass
+
+        asyncio.run(scenario())
 
 
 async def _call(client, path: str, *args: str):
@@ -162,3 +185,24 @@ def test_modbus_and_opcua_together(tmp_path):
             assert station.counters["total"] == 2
 
     asyncio.run(scenario())
+
+
+def test_config_errors_name_the_key(tmp_path):
+    from edge_inspect.config import ConfigError, load_config
+
+    from .plc_harness import fake_station_config
+
+    cases = [
+        ({"endpoint": "opc.tcp://127.0.0.1:4840/x"}, ": opcua: no user could log in"),
+        ({"endpoint": "http://127.0.0.1:4840/x", "anonymous": True}, "opcua.endpoint: 'http://127.0.0.1:4840/x' is not"),
+        ({"endpoint": "opc.tcp://127.0.0.1:5020/x", "anonymous": True}, "opcua.endpoint: port 5020 is both OPC UA's and the plc"),
+        ({"anonymous": True, "security": ["Basic128"]}, "opcua.security.0:"),
+        ({"anonymous": True, "certificate": "cert.der"}, "opcua.certificate: certificate and private_key go together"),
+        ({"anonymous": True, "trusted_clients": "nowhere"}, "opcua.trusted_clients: no such folder nowhere"),
+    ]
+    for section, expected in cases:
+        path = fake_station_config(tmp_path, opcua=section, plc={"port": 5020})
+        with pytest.raises(ConfigError) as err:
+            load_config(path)
+        assert expected in str(err.value), (section, str(err.value))
+        assert str(err.value).startswith(f"{path}:")
