@@ -206,3 +206,34 @@ def test_config_errors_name_the_key(tmp_path):
             load_config(path)
         assert expected in str(err.value), (section, str(err.value))
         assert str(err.value).startswith(f"{path}:")
+
+
+class Alarms(Results):
+    pass
+
+
+def test_alarm_events_and_error_state(tmp_path):
+    path = opcua_config(tmp_path)
+
+    async def scenario():
+        async with running(path) as station, session(station.config.opcua.endpoint, "qa", folder=tmp_path) as c:
+            ns = await c.get_namespace_index("urn:edge-inspect:vision")
+            alarms = Alarms()
+            sub = await c.create_subscription(50, alarms)
+            await sub.subscribe_events(c.get_node(ua.ObjectIds.Server), c.get_node(ua.NodeId("Types/VisionAlarmEventType", ns)))
+            state = await node(c, "VisionSystem/VisionSystemStateMachine/CurrentState")
+            reason = await node(c, "VisionSystem/VisionSystemStateMachine/ErrorReason")
+            active = await node(c, "VisionSystem/ActiveAlarms")
+            station.raise_alarm("camera_lost", "no frame for 1.5 s")
+            await async_wait_until(lambda: alarms.events, 10, "alarm event")
+            assert (await state.read_value()).Text == "Error"
+            assert await reason.read_value() == "camera_lost: no frame for 1.5 s"
+            assert await active.read_value() == ["camera_lost"]
+            station.acknowledge_alarm("camera_lost", "qa")
+            station.clear_alarm("camera_lost")
+            await async_wait_until(lambda: len(alarms.events) >= 3, 10, "three alarm events")
+            assert [(e["AlarmCode"].Value, e["AlarmState"].Value, e["User"].Value) for e in alarms.events] == [
+                ("camera_lost", "raised", ""), ("camera_lost", "acknowledged", "qa"), ("camera_lost", "cleared", "")]
+            assert (await state.read_value()).Text == "Operational" and await active.read_value() == []
+
+    asyncio.run(scenario())
