@@ -134,6 +134,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_try(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .trial import run_try
+    from .vlm import load_bundle
+
+    config, _ = load_config(args.config, bundle=args.bundle)
+    m = config.model
+    model = load_bundle(m.bundle, providers=m.providers, threads=m.threads, backend=m.backend)
+    return run_try(config, model, [Path(p) for p in args.images], args.recipe or [], Path(args.out))
+
+
 def _cmd_hash_password(args: argparse.Namespace) -> int:
     import getpass
 
@@ -232,6 +243,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("config", help="station.yaml")
     run.add_argument("--bundle", help="model bundle (overrides model.bundle)")
     run.set_defaults(func=_cmd_run)
+
+    trial = sub.add_parser("try", help="run a recipe on image files: overlays, a table and JSON (no PLC, no log)")
+    trial.add_argument("config", help="station.yaml")
+    trial.add_argument("images", nargs="+", help="image files or folders of images")
+    trial.add_argument("--recipe", type=int, action="append", help="recipe number (repeatable; default the "
+                       "config's triggers.recipe)")
+    trial.add_argument("--out", default="work/try", help="folder for the overlay PNGs and try.json")
+    trial.add_argument("--bundle", help="model bundle (overrides model.bundle)")
+    trial.set_defaults(func=_cmd_try)
 
     bench = sub.add_parser("bench", help="per-stage latency of bundles side by side")
     bench.add_argument("bundle", nargs="+", help="bundles to compare (e.g. fp32, int8, int4 copies)")
