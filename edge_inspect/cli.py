@@ -145,6 +145,23 @@ def _cmd_try(args: argparse.Namespace) -> int:
     return run_try(config, model, [Path(p) for p in args.images], args.recipe or [], Path(args.out))
 
 
+def _cmd_tune(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .tune import LabelError, print_report, run_tune
+    from .vlm import load_bundle
+
+    config, _ = load_config(args.config, bundle=args.bundle)
+    m = config.model
+    model = load_bundle(m.bundle, providers=m.providers, threads=m.threads, backend=m.backend)
+    try:
+        report = run_tune(config, model, Path(args.labelled), args.recipe or config.triggers.recipe, Path(args.out))
+    except LabelError as err:
+        raise UserError(str(err)) from None
+    print_report(report)
+    print(f"JSON and plots in {args.out}")
+    return 0
+
+
 def _cmd_hash_password(args: argparse.Namespace) -> int:
     import getpass
 
@@ -252,6 +269,16 @@ def build_parser() -> argparse.ArgumentParser:
     trial.add_argument("--out", default="work/try", help="folder for the overlay PNGs and try.json")
     trial.add_argument("--bundle", help="model bundle (overrides model.bundle)")
     trial.set_defaults(func=_cmd_try)
+
+    tune = sub.add_parser("tune", help="false-reject and escape rates per check on labelled images; "
+                          "recommended margins and limits")
+    tune.add_argument("config", help="station.yaml")
+    tune.add_argument("--labelled", required=True, help="folder with good/ and bad/ images, or a labels.csv "
+                      "(image, check, expected pass|fail)")
+    tune.add_argument("--recipe", type=int, help="recipe number (default the config's triggers.recipe)")
+    tune.add_argument("--out", default="work/tune", help="folder for tune.json and the plots")
+    tune.add_argument("--bundle", help="model bundle (overrides model.bundle)")
+    tune.set_defaults(func=_cmd_tune)
 
     bench = sub.add_parser("bench", help="per-stage latency of bundles side by side")
     bench.add_argument("bundle", nargs="+", help="bundles to compare (e.g. fp32, int8, int4 copies)")
