@@ -1,0 +1,76 @@
+"""`edge-inspect calibrate camera` on chessboard images rendered with a known camera (focal 800 px,
+principal point at the centre, board of 9×6 inner corners with 10 mm squares, 400 mm away): focal
+length and the working plane's mm per pixel recovered within 1 %."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge_inspect.camera_calibration import CameraCalibration, Undistorter
+
+SIZE = (640, 480)
+K = np.array([[800.0, 0, 320], [0, 800.0, 240], [0, 0, 1]])
+SQUARE_MM, PX_PER_MM = 10.0, 10  # the texture: 10 px per mm
+
+
+def _board_texture() -> np.ndarray:
+    cols, rows = 10, 7  # squares (9×6 inner corners)
+    margin = 10  # mm of white around the board
+    w, h = (cols * SQUARE_MM + 2 * margin) * PX_PER_MM, (rows * SQUARE_MM + 2 * margin) * PX_PER_MM
+    tex = np.full((int(h), int(w)), 255, np.uint8)
+    for r in range(rows):
+        for c in range(cols):
+            if (r + c) % 2 == 0:
+                x0, y0 = int((margin + c * SQUARE_MM) * PX_PER_MM), int((margin + r * SQUARE_MM) * PX_PER_MM)
+                tex[y0 : y0 + int(SQUARE_MM * PX_PER_MM), x0 : x0 + int(SQUARE_MM * PX_PER_MM)] = 0
+    return tex
+
+
+def _render(tex: np.ndarray, rx_deg: float, ry_deg: float, z_mm: float = 400.0) -> np.ndarray:
+    """The board (centred on the optical axis) seen by camera K, rotated about x and y."""
+    rot, _ = cv2.Rodrigues(np.radians([rx_deg, ry_deg, 0.0]))
+    centre = np.array([tex.shape[1] / 2 / PX_PER_MM, tex.shape[0] / 2 / PX_PER_MM, 0.0])
+    t = np.array([0.0, 0.0, z_mm]) - rot @ centre
+    h = K @ np.column_stack([rot[:, 0], rot[:, 1], t]) @ np.diag([1 / PX_PER_MM, 1 / PX_PER_MM, 1.0])
+    image = cv2.warpPerspective(tex, h, SIZE, flags=cv2.INTER_AREA, borderValue=255)
+    return cv2.GaussianBlur(image, (3, 3), 0.6)
+
+
+def test_focal_length_and_mm_per_pixel_within_1_percent(tmp_path):
+    tex = _board_texture()
+    folder = tmp_path / "board"
+    folder.mkdir()
+    poses = [(20, 0), (-20, 0), (0, 20), (0, -20), (15, 15), (-15, 15), (15, -15), (-15, -15), (25, 10)]
+    for i, (rx, ry) in enumerate(poses):
+        cv2.imwrite(str(folder / f"view{i:02d}.png"), _render(tex, rx, ry))
+    cv2.imwrite(str(folder / "zz_plane.png"), _render(tex, 0, 0))  # flat on the working plane, 400 mm away
+    out = tmp_path / "camera.json"
+    result = subprocess.run([sys.executable, "-m", "edge_inspect.cli", "calibrate", "camera", "--images", str(folder),
+                             "--board", "9x6", "--square-mm", "10", "--out", str(out)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    calib = CameraCalibration.load(out)
+    fx, fy = calib.focal_px
+    assert abs(fx - 800) / 800 < 0.01 and abs(fy - 800) / 800 < 0.01, (fx, fy)
+    assert abs(calib.mm_per_px - 0.5) / 0.5 < 0.01, calib.mm_per_px  # f / Z = 800 px / 400 mm
+    assert calib.images == 10 and calib.plane_image == "zz_plane.png" and calib.rms_px < 0.5
+    assert json.loads(out.read_text())["board"] == [9, 6]
+    undistort = Undistorter(calib)
+    assert undistort(cv2.imread(str(folder / "zz_plane.png"))).shape == (480, 640, 3)
+    assert undistort.to_mm(0.5, 0.5) == (320 * calib.mm_per_px, 240 * calib.mm_per_px)
+    print(f"focal {fx:.2f} / {fy:.2f} px (true 800), {calib.mm_per_px:.4f} mm/px (true 0.5), rms {calib.rms_px:.3f}")
+
+
+def test_too_few_boards_is_one_line(tmp_path):
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "blank.png"), np.full((480, 640), 200, np.uint8))
+    result = subprocess.run([sys.executable, "-m", "edge_inspect.cli", "calibrate", "camera", "--images", str(folder),
+                             "--square-mm", "10", "--out", str(tmp_path / "c.json")], capture_output=True, text=True)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "found in 0 image(s)" in result.stderr
