@@ -66,6 +66,7 @@ class OpcUaServer:
         self._thread: threading.Thread | None = None
         self._station_loop: asyncio.AbstractEventLoop | None = None
         self._state = "Preoperational"
+        self._watch_task: asyncio.Task | None = None
         station.events.subscribe(self._on_event)
 
     # -- lifecycle (called on the station's loop) ---------------------------------------------------
@@ -83,8 +84,27 @@ class OpcUaServer:
                 raise StartError(f"OPC UA: cannot listen on {host}:{port}: {err.strerror or err}") from None
             raise
         log.info("OPC UA server on %s (%s)", self.config.endpoint, ", ".join(self.config.security))
+        self._watch_task = asyncio.create_task(self._watch(), name="opcua-watch")
+
+    async def _watch(self) -> None:
+        """On the station's loop, 10 times a second: what has no event of its own (an inspection
+        running, the PLC's missed triggers) is copied to the server when it changes."""
+        shown = None
+        while True:
+            now = (*self._state_now(), self.station.inspecting, self._counters())
+            if now != shown:
+                shown = now
+                self._submit(self._show_state(*now[:3]), self._show_counters(now[3]))
+            await asyncio.sleep(0.1)
+
+    def _counters(self) -> dict[str, int]:
+        return {**self.station.counters, "refused_triggers": self.refused_triggers}
 
     async def stop(self) -> None:
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+            await asyncio.gather(self._watch_task, return_exceptions=True)
+            self._watch_task = None
         if self.loop is None:
             return
         try:
@@ -141,7 +161,7 @@ class OpcUaServer:
             self.permissions.method_roles[node.nodeid] = METHOD_ROLES[name]
         await server.start()
         self.server = server
-        await self._show_state(self._state, "")
+        await self._show_state(self._state, "", False)
 
     async def _stop(self) -> None:
         if self.server is not None:
@@ -151,12 +171,11 @@ class OpcUaServer:
     async def _write(self, path: str, value: Any, vtype: ua.VariantType, array: bool = False) -> None:
         await self.model.var(path).write_value(m.variant(value, vtype, array))
 
-    async def _show_state(self, state: str, reason: str) -> None:
+    async def _show_state(self, state: str, reason: str, busy: bool) -> None:
         sm = "VisionSystemStateMachine"
         await self._write(f"{sm}/CurrentState", ua.LocalizedText(state, "en"), ua.VariantType.LocalizedText)
         await self._write(f"{sm}/CurrentStateNumber", m.STATES[state], ua.VariantType.UInt32)
         await self._write(f"{sm}/ErrorReason", reason, ua.VariantType.String)
-        busy = self.station.status()["busy"] or self.station.inspecting
         await self._write(f"{sm}/OperationalState", ("SingleExecution" if busy else "Ready")
                           if state == "Operational" else "", ua.VariantType.String)
 
@@ -206,11 +225,11 @@ class OpcUaServer:
             self._state = "Operational"
         elif isinstance(event, Stopped):
             self._state = "Halted"
-        if self.loop is None or self.server is None and not isinstance(event, Started):
+        if self.loop is None:  # not started, or stopped
             return
-        counters = {**self.station.counters, "refused_triggers": self.refused_triggers}
+        counters = self._counters()
         state, reason = self._state_now()
-        coros = [self._show_state(state, reason)]
+        coros = [self._show_state(state, reason, self.station.inspecting)]
         if isinstance(event, InspectionDone):
             coros.append(self._show_result(event, counters))
         elif isinstance(event, AlarmRaised | AlarmCleared | AlarmAcknowledged):
@@ -222,10 +241,11 @@ class OpcUaServer:
 
     def _submit(self, *coros) -> None:
         async def run():
-            if self.server is None or self.model is None:
-                return
             for coro in coros:
-                await coro
+                if self.server is None or self.model is None:
+                    coro.close()  # not started yet, or stopped
+                else:
+                    await coro
 
         def done(f: Future) -> None:
             if not f.cancelled() and f.exception() is not None:
@@ -259,7 +279,7 @@ class OpcUaServer:
     def _refuse(self, why: str) -> None:
         self.refused_triggers += 1
         log.warning("OPC UA StartSingleJob refused: %s (%d so far)", why, self.refused_triggers)
-        self._submit(self._show_counters({**self.station.counters, "refused_triggers": self.refused_triggers}))
+        self._submit(self._show_counters(self._counters()))
 
     async def _begin_job(self, recipe: int, part_id: str) -> str | None:
         """On the station's loop: start the job's inspection, or refuse it (None). The check and
