@@ -85,6 +85,11 @@ class Station:
         self._tasks: set[asyncio.Task] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
+        self.opcua = None  # the OPC UA server (docs/opcua.md), started and stopped with the station
+        if config.opcua is not None and config.opcua.enabled:
+            from .opcua import OpcUaServer
+
+            self.opcua = OpcUaServer(self, base_dir, data_dir)
 
     # -- status and alarms (changed on the event loop only) --------------------------------------
     def _on_loop(self, fn: Callable[..., None], *args) -> None:
@@ -110,6 +115,15 @@ class Station:
         if self.alarms.clear(code):
             log.info("alarm %s cleared", code)
             self.events.publish(AlarmCleared(code))
+
+    @property
+    def inspecting(self) -> bool:
+        """An inspection runs (or waits for its turn), or the PLC's handshake has accepted a trigger."""
+        return self._busy.locked() or self.handshake.state == State.BUSY
+
+    def spawn_inspection(self, coro) -> None:
+        """Run ``coro`` (one that calls inspect) as a task of the station's: stop() lets it complete."""
+        self._spawn(coro, "serve")
 
     def _alarm_active(self, code: str) -> bool:
         return self.alarms.active(code)
@@ -352,6 +366,15 @@ class Station:
                 self.camera.close()
                 self.store.close()
                 raise
+        if self.opcua is not None:
+            try:
+                await self.opcua.start()  # on a thread and loop of its own
+            except Exception:  # port in use, unreadable certificate: the caller reports it
+                if self.link is not None:
+                    await self.link.stop(hold_s=0)
+                self.camera.close()
+                self.store.close()
+                raise
         self.camera.start()  # a live camera's grabber starts streaming now
         self.handshake.set_online(True)
         if self.link is not None:
@@ -382,3 +405,5 @@ class Station:
         self.camera.close()
         self.store.close()
         self.events.publish(Stopped())
+        if self.opcua is not None:  # after Stopped: clients see the state machine halted first
+            await self.opcua.stop()
