@@ -189,6 +189,9 @@ class CameraConfig(Strict):
     frames_after_trigger: int = Field(default=2, ge=1, le=10, description=(
         "live sources: inspect the n-th frame that arrives after the trigger (the first may have been sent before it)"))
     synthetic: SyntheticCamera = SyntheticCamera()
+    calibration: str | None = Field(default=None, max_length=4096, description=(
+        "camera calibration JSON from `edge-inspect calibrate camera` (relative to this file): frames are "
+        "undistorted and points are also logged in millimetres on the working plane"))
 
     @field_validator("device")
     @classmethod

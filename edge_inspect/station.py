@@ -22,6 +22,7 @@ import cv2
 from . import sdnotify
 from .alarms import AlarmBoard
 from .camera import CameraError, make_camera
+from .camera_calibration import CameraCalibration, Undistorter
 from .checks import defect_count, failed_mask
 from .config import StationConfig
 from .events import (
@@ -35,7 +36,7 @@ from .events import (
     Stopped,
 )
 from .inspector import Inspection, Inspector
-from .log import InspectionRecord, Store, StoreError
+from .log import InspectionRecord, Store, StoreError, alarm_history
 from .overlay import draw_overlay
 from .plc.handshake import Handshake, Request, Result, State
 from .plc.identity import identity_outputs
@@ -57,6 +58,10 @@ class Station:
         self.model_sha256 = self.model.sha256
         self.inspector = Inspector(self.model, config.model.max_new_tokens)
         self.camera = make_camera(config.camera, base_dir, on_status=self._camera_status)
+        self.undistort = None  # a calibrated camera: frames undistorted, points also in mm
+        if config.camera.calibration:
+            path = Path(config.camera.calibration)
+            self.undistort = Undistorter(CameraCalibration.load(path if path.is_absolute() else base_dir / path))
         s = config.storage
         data_dir = Path(s.dir) if Path(s.dir).is_absolute() else base_dir / s.dir
         self.store = Store(data_dir, s.save_pass_every, s.retention_days, s.max_disk_mb, s.min_free_mb, s.pending_max)
@@ -66,6 +71,7 @@ class Station:
         self.link = make_link(self.signal_map, p.link_settings()) if p.enabled else None
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inspect")
         self.alarms = AlarmBoard()
+        self.events.subscribe(self._remember_alarm)  # the alarm history in the log (docs/log.md)
         if self.model.fallback_reason and config.model.backend == "tensorrt":
             self.alarms.raise_("model_fallback", f"TensorRT engines refused: {self.model.fallback_reason}")
         self.counters = {"total": 0, "PASS": 0, "FAIL": 0, "ERROR": 0, "missed_triggers": 0}
@@ -90,6 +96,8 @@ class Station:
             from .opcua import OpcUaServer
 
             self.opcua = OpcUaServer(self, base_dir, data_dir)
+        self._history_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="alarm-history")
+        self._history_writes: list[asyncio.Future] = []
 
     # -- status and alarms (changed on the event loop only) --------------------------------------
     def _on_loop(self, fn: Callable[..., None], *args) -> None:
@@ -127,6 +135,29 @@ class Station:
 
     def _alarm_active(self, code: str) -> bool:
         return self.alarms.active(code)
+
+    def _remember_alarm(self, event) -> None:
+        """Alarm events into the log's alarm history, written by a worker thread (never on the loop)."""
+        if isinstance(event, AlarmRaised):
+            write = (alarm_history.raised, self.store, event.code, event.message)
+        elif isinstance(event, AlarmCleared):
+            write = (alarm_history.cleared, self.store, event.code)
+        elif isinstance(event, AlarmAcknowledged):
+            write = (alarm_history.acknowledged, self.store, event.code, event.user)
+        else:
+            return
+
+        def run() -> None:
+            try:
+                write[0](*write[1:])
+            except Exception:  # a full disk must not stop the alarms themselves
+                log.warning("alarm history: could not record %s", event, exc_info=True)
+
+        if self._loop is None:
+            run()
+        else:
+            self._history_writes.append(self._loop.run_in_executor(self._history_executor, run))
+            self._history_writes = [f for f in self._history_writes if not f.done()]
 
     def _camera_status(self, status: str, detail: str) -> None:
         """Called by the camera from its own threads; handled on the loop."""
@@ -190,6 +221,8 @@ class Station:
             t0 = time.perf_counter()
             try:
                 frame = self.camera.grab()
+                if self.undistort is not None:
+                    frame = self.undistort(frame)
                 timings["grab_ms"] = (time.perf_counter() - t0) * 1000
                 inspection = self.inspector.run(frame, recipe)
                 if inspection.verdict == Verdict.ERROR:
@@ -205,6 +238,8 @@ class Station:
             error=inspection.error, outcomes=inspection.outcomes, timings_ms=timings,
             model_sha256=self.model_sha256, config_sha256=self.config_sha256,
             rois=[c.roi for c in recipe.checks] if recipe else [],
+            mm_per_px=self.undistort.calibration.mm_per_px if self.undistort else None,
+            frame_size=(frame.shape[1], frame.shape[0]) if frame is not None else None,
         )  # fmt: skip
         self.last_overlay_jpeg = None  # never an old frame under a new verdict
         if frame is not None:
@@ -403,6 +438,8 @@ class Station:
         if self.link is not None:  # server: held until the PLC has read online = 0 (bounded)
             await self.link.stop(hold_s=self.link.settings.stop_hold_s)
         self.camera.close()
+        await asyncio.gather(*self._history_writes, return_exceptions=True)
+        self._history_executor.shutdown(wait=True)
         self.store.close()
         self.events.publish(Stopped())
         if self.opcua is not None:  # after Stopped: clients see the state machine halted first

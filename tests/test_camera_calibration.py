@@ -74,3 +74,36 @@ def test_too_few_boards_is_one_line(tmp_path):
     result = subprocess.run([sys.executable, "-m", "edge_inspect.cli", "calibrate", "camera", "--images", str(folder),
                              "--square-mm", "10", "--out", str(tmp_path / "c.json")], capture_output=True, text=True)
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "found in 0 image(s)" in result.stderr
+
+
+def test_a_calibrated_station_logs_points_in_millimetres(tmp_path):
+    import asyncio
+    import sqlite3
+
+    from edge_inspect.sim import render_part
+
+    from .stations import run_station, write_station
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for seed in range(3):
+        cv2.imwrite(str(frames / f"{seed}.png"), render_part(seed, 320, 240).image)
+    calib = CameraCalibration(image_size=(320, 240), camera_matrix=[[400.0, 0, 160], [0, 400.0, 120], [0, 0, 1]],
+                              distortion=[0.0] * 5, mm_per_px=0.5, rms_px=0.1, board=(9, 6), square_mm=10.0,
+                              images=10, plane_image="plane.png")
+    calib.save(tmp_path / "camera.json")
+    bundle = Path(__file__).resolve().parents[1] / "models" / "demo-student"
+    config = write_station(tmp_path, bundle, plc={"enabled": False}, model={"bundle": str(bundle), "max_new_tokens": 96},
+                           camera={"source": "folder", "path": str(frames), "calibration": "camera.json"})
+
+    async def scenario(station):
+        for _ in range(3):
+            await station.inspect(1)
+        return station.store.path
+
+    db_path = asyncio.run(run_station(config, scenario))
+    with sqlite3.connect(db_path) as db:
+        rows = db.execute("select x, y, x_mm, y_mm from points").fetchall()
+    assert rows, "the student points at screws on these parts"
+    for x, y, x_mm, y_mm in rows:
+        assert abs(x_mm - x * 320 * 0.5) < 0.01 and abs(y_mm - y * 240 * 0.5) < 0.01

@@ -94,8 +94,14 @@ def _v4_alarms_and_corrections(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX idx_corrections_inspection ON corrections (inspection_id)")
 
 
+def _v5_points_in_mm(db: sqlite3.Connection) -> None:
+    """Points also in millimetres on the working plane, when the camera is calibrated."""
+    db.execute("ALTER TABLE points ADD COLUMN x_mm FLOAT")
+    db.execute("ALTER TABLE points ADD COLUMN y_mm FLOAT")
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1_tables, _v2_ids_never_reused, _v3_review_indexes,
-                                                          _v4_alarms_and_corrections]
+                                                          _v4_alarms_and_corrections, _v5_points_in_mm]
 LATEST = len(MIGRATIONS)
 
 

@@ -65,6 +65,8 @@ class InspectionRecord:
     model_sha256: str
     config_sha256: str
     rois: list[list[tuple[float, float]] | None]
+    mm_per_px: float | None = None  # a calibrated camera: points are also logged in mm
+    frame_size: tuple[int, int] | None = None  # width, height of the (undistorted) frame
 
 
 def _disk_full(err: BaseException) -> bool:
@@ -195,8 +197,12 @@ class Store:
                 "margin, ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(inspection_id, i, o.name, o.kind, o.status, o.reason, o.counted, o.answer, o.p_yes, o.margin,
                   round(o.ms, 2)) for i, o in enumerate(rec.outcomes)])  # fmt: skip
-            db.executemany("INSERT INTO points (inspection_id, check_idx, x, y) VALUES (?, ?, ?, ?)",
-                           [(inspection_id, i, x, y) for i, o in enumerate(rec.outcomes) for x, y in o.points])
+            scale = (rec.frame_size[0] * rec.mm_per_px, rec.frame_size[1] * rec.mm_per_px) \
+                if rec.mm_per_px and rec.frame_size else None  # fmt: skip
+            db.executemany("INSERT INTO points (inspection_id, check_idx, x, y, x_mm, y_mm) VALUES (?, ?, ?, ?, ?, ?)",
+                           [(inspection_id, i, x, y, round(x * scale[0], 2) if scale else None,
+                             round(y * scale[1], 2) if scale else None)
+                            for i, o in enumerate(rec.outcomes) for x, y in o.points])
         return inspection_id
 
     @property
