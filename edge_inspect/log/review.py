@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import queue
 import sqlite3
 import threading
 import time
@@ -34,25 +35,48 @@ def _open_reader(path) -> sqlite3.Connection:
                            check_same_thread=False)
 
 
-_readers = threading.local()
+READERS = 4  # read-only connections per log: bounds memory (each caches pages) and concurrent SQLite work
+
+
+class _Readers:
+    def __init__(self, path):
+        self.path, self.made, self.lock, self.free = path, 0, threading.Lock(), queue.LifoQueue()
+
+    def take(self) -> sqlite_utils.Database:
+        try:
+            return self.free.get_nowait()
+        except queue.Empty:
+            pass
+        with self.lock:
+            if self.made < READERS:
+                self.made += 1
+                return sqlite_utils.Database(_open_reader(self.path))
+        return self.free.get()
+
+
+_pools: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_pools_lock = threading.Lock()
 
 
 @contextmanager
 def reading(store: Store) -> Iterator[sqlite_utils.Database]:
-    """This thread's read-only connection to the store's file, inside one read transaction (one
-    consistent snapshot). In WAL mode a reader neither waits for the writer nor holds the store's
-    lock: a page or an export never delays an inspection's commit, nor the other way round."""
-    dbs = getattr(_readers, "dbs", None)
-    if dbs is None:
-        dbs = _readers.dbs = weakref.WeakKeyDictionary()
-    db = dbs.get(store)
-    if db is None:
-        db = dbs[store] = sqlite_utils.Database(_open_reader(store.path))
-    db.conn.execute("BEGIN")
+    """A read-only connection to the store's file (one of READERS, shared by the worker threads),
+    inside one read transaction (one consistent snapshot). In WAL mode a reader neither waits for
+    the writer nor holds the store's lock: a page or an export never delays an inspection's
+    commit, nor the other way round."""
+    with _pools_lock:
+        pool = _pools.get(store)
+        if pool is None:
+            pool = _pools[store] = _Readers(store.path)
+    db = pool.take()
     try:
-        yield db
+        db.conn.execute("BEGIN")
+        try:
+            yield db
+        finally:
+            db.conn.execute("COMMIT")
     finally:
-        db.conn.execute("COMMIT")
+        pool.free.put(db)
 
 
 class FilterError(ValueError):
@@ -207,9 +231,12 @@ def get_inspection(store: Store, inspection_id: int) -> dict | None:
             return None
         row = rows[0]
         row["checks"] = list(db.query("select * from checks where inspection_id = ? order by idx", [inspection_id]))
-        points = list(db.query("select check_idx, x, y from points where inspection_id = ?", [inspection_id]))
+        points = list(db.query("select check_idx, x, y, x_mm, y_mm from points where inspection_id = ?",
+                               [inspection_id]))
         for check in row["checks"]:
-            check["points"] = [[p["x"], p["y"]] for p in points if p["check_idx"] == check["idx"]]
+            mine = [p for p in points if p["check_idx"] == check["idx"]]
+            check["points"] = [[p["x"], p["y"]] for p in mine]
+            check["points_mm"] = [[p["x_mm"], p["y_mm"]] for p in mine if p["x_mm"] is not None]
         disp = list(db.query("select * from dispositions where inspection_id = ?", [inspection_id]))
         row["disposition"] = disp[0] if disp else None
         row["audit"] = list(db.query("select * from audit where inspection_id = ? order by id", [inspection_id]))
