@@ -110,7 +110,8 @@ def test_teacher_labels_then_student_trains_then_evaluates(tiny_checkpoint, tmp_
 def test_training_loss_falls_on_generated_parts(tmp_path):
     from tools.distill.train import TrainConfig, train
 
-    cfg = TrainConfig(out=str(tmp_path / "run"), shape="test", steps=30, batch=4, lr=3e-3, warmup=5, save_every=30)
+    cfg = TrainConfig(out=str(tmp_path / "run"), shape="test", steps=30, batch=4, lr=3e-3, warmup=5, save_every=30,
+                      workers=0)  # no forked worker inside the long-lived test process
     train(cfg)
     losses = [json.loads(x)["loss"] for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert losses[-1] < 0.7 * losses[0], losses
@@ -168,7 +169,7 @@ def test_digit_targets_can_be_switched_on_when_resumed(tmp_path):
 
     from tools.distill.train import TrainConfig, train
 
-    base = dict(out=str(tmp_path / "run"), shape="test", batch=2, warmup=1, save_every=2, eval_every=1000)
+    base = dict(out=str(tmp_path / "run"), shape="test", batch=2, warmup=1, save_every=2, eval_every=1000, workers=0)
     state_path = tmp_path / "run" / "train_state.pt"
     train(TrainConfig(**base, steps=6, stop_at=2))
     before = torch.load(state_path, weights_only=False)["grounding_head"]["digits.weight"]

@@ -59,7 +59,7 @@ def _cmd_train(args) -> int:
 
     cfg = TrainConfig(out=args.out, shape=args.shape, steps=args.steps, batch=args.batch, lr=args.lr,
                       seed=args.seed, data=args.data, save_every=args.save_every, eval_every=args.eval_every,
-                      eval_parts=args.eval_parts, threads=args.threads, max_minutes=args.max_minutes,
+                      eval_parts=args.eval_parts, threads=args.threads, workers=args.workers, max_minutes=args.max_minutes,
                       grounding=args.grounding, task_weights=args.task_weights, stop_at=args.stop_at,
                       digits=args.digits)
     validation = sim_records(range(500_000, 500_000 + args.eval_parts)) if args.eval_parts else []
@@ -143,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-every", type=int, default=500, help="validation every N steps")
     p.add_argument("--eval-parts", type=int, default=40, help="validation parts per evaluation")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    p.add_argument("--workers", type=int, default=1, help="data worker processes (0: make batches in this process)")
     p.add_argument("--max-minutes", type=float, default=0.0, help="save and stop after this long (0 = no limit)")
     p.add_argument("--grounding", type=float, default=1.0, help="weight of the auxiliary grounding loss (0 = off)")
     p.add_argument("--task-weights", type=_weights, default=None, metavar="defects=0.6,screws=0.25,label=0.15",

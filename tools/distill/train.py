@@ -7,6 +7,7 @@ and of periodic evaluations (the learning curve).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import random
@@ -44,6 +45,7 @@ class TrainConfig:
     eval_every: int = 500
     eval_parts: int = 40
     threads: int = 0
+    workers: int = 1  # data worker processes (0: batches made in this process)
     bf16: bool = True
     max_minutes: float = 0.0  # stop (with a checkpoint) after this long; 0 = no limit
     grounding: float = 1.0  # weight of the auxiliary grounding loss (0 = off)
@@ -168,9 +170,12 @@ def train(cfg: TrainConfig, resume: bool = False, evaluate_fn: Callable | None =
     records = read_jsonl(Path(cfg.data), load_masks=False) if cfg.data else None
     source = RecordSource(records, settings, builder, eos_id, cfg.seed, cfg.task_weights)
     sampler = range(step * cfg.batch, (cfg.steps + 1) * cfg.batch)
-    loader = torch.utils.data.DataLoader(source, batch_size=cfg.batch, sampler=sampler, num_workers=1,
-                                         collate_fn=lambda items: collate(items, pad_id), prefetch_factor=4,
-                                         persistent_workers=False)
+    # workers=0 makes the batches in this process: a forked data worker copies whatever locks other
+    # threads of the parent hold, and inside a long-lived process with servers and camera threads (a
+    # test run) it hung in torch's fd sharing. The training command runs alone and uses one worker.
+    extra = {"prefetch_factor": 4, "persistent_workers": False} if cfg.workers else {}
+    loader = torch.utils.data.DataLoader(source, batch_size=cfg.batch, sampler=sampler, num_workers=cfg.workers,
+                                         collate_fn=functools.partial(collate, pad_id=pad_id), **extra)
     log = open(out / "log.jsonl", "a")
     model.train()
     bar = tqdm(total=cfg.steps, initial=step, desc="train", unit="step", dynamic_ncols=True)
