@@ -320,9 +320,11 @@ def csv_chunks(store: Store, f: Filters, tz: tzinfo, chunk: int = 2000) -> Itera
             rows = db.conn.execute(
                 f"select {_CSV_COLUMNS} from inspections i left join dispositions d on d.inspection_id = i.id"
                 f"{where}{keyset} order by i.id limit ?", [*args, state["after"], size]).fetchall()
-        for r in rows:
+        for n, r in enumerate(rows, 1):
             writer.writerow([csv_cell(r[0]), csv_cell(r[1]), iso_local(r[2], tz), *map(csv_cell, r[3:11]),
                              csv_cell(r[11] or ""), *map(csv_cell, r[12:])])
+            if n % 20 == 0:  # hand the GIL over every ~0.2 ms of work, not after the 5 ms switch interval:
+                time.sleep(0)  # the loop serving the PLC (and the other requests) waits less
         if rows:
             state["after"] = rows[-1][0]
         if len(rows) < size:
