@@ -211,13 +211,15 @@ def plc_process(port: int, period_s: float, drive, stop, queue) -> None:
 
 
 # -- the HTTP clients --------------------------------------------------------------------------------
+PATHS = (("review", "/review"), ("charts", "/api/charts"), ("status", "/api/status"), ("csv", "/api/inspections.csv"))
+
+
 class Client(threading.Thread):
-    PATHS = (("review", "/review"), ("charts", "/api/charts"), ("status", "/api/status"),
-             ("csv", "/api/inspections.csv"))
 
     def __init__(self, n: int, port: int, stop: threading.Event, full_export: bool, think_s: float = 0.0,
-                 keep_alive: bool = True):
+                 keep_alive: bool = True, paths: tuple = PATHS):
         super().__init__(daemon=True)
+        self.PATHS = paths
         self.n, self.port, self.stop, self.full_export, self.think_s = n, port, stop, full_export, think_s
         self.keep_alive = keep_alive
         self.times: dict[str, list[float]] = {name: [] for name, _ in self.PATHS}
@@ -306,13 +308,16 @@ def run(args) -> dict:
         windows["inspecting"].append(time.monotonic())
         sampler.start()
         halt = threading.Event()
+        paths = tuple(p for p in PATHS if p[0] in args.paths.split(","))
+        exporting = any(name == "csv" for name, _ in paths)
         clients = [Client(n, web_port, halt, full_export=(n == 0), think_s=args.think_ms / 1000,
-                          keep_alive=not args.new_connections) for n in range(args.clients)]
+                          keep_alive=not args.new_connections, paths=paths) for n in range(args.clients)]
         windows["inspecting + web"] = [time.monotonic()]
         for c in clients:
             c.start()
         t_end = time.perf_counter() + args.seconds
-        while time.perf_counter() < t_end or (not clients[0].csv_full and time.perf_counter() < t_end + 600):
+        while time.perf_counter() < t_end or (exporting and not clients[0].csv_full
+                                                  and time.perf_counter() < t_end + 600):
             time.sleep(0.2)
         windows["inspecting + web"].append(time.monotonic())
         halt.set()
@@ -338,7 +343,7 @@ def run(args) -> dict:
     cycles = result["cycles_ms"]
     report["inspections"] = len(cycles)
     report["cycle_ms_p50"] = round(percentile(cycles, 0.5), 1) if cycles else None
-    report["http"] = {name: _stats([v for c in clients for v in c.times[name]]) for name, _ in Client.PATHS}
+    report["http"] = {name: _stats([v for c in clients for v in c.times[name]]) for name, _ in paths}
     report["http_errors"] = [e for c in clients for e in c.errors][:20]
     exports = clients[0].csv_full
     report["csv_full"] = exports
@@ -349,6 +354,7 @@ def run(args) -> dict:
         report["rss_mb"] = {"at_start": round(before[-1], 1), "max_during_export": round(max(during), 1),
                             "samples": len(during)}
     report["rss_mb_all"] = {"min": round(min(mb for _, mb in rss), 1), "max": round(max(mb for _, mb in rss), 1)} if rss else {}
+    report["rss_timeline"] = [(round(t - rss[0][0], 1), round(mb, 1)) for t, mb in rss[::10]] if rss else []
     return report
 
 
@@ -389,6 +395,7 @@ def main() -> int:
                         "(uniform 0.5x-1.5x; 0 = back to back)")
     parser.add_argument("--new-connections", action="store_true", help="a new TCP connection per request "
                         "(default: keep-alive, as browsers do)")
+    parser.add_argument("--paths", default="review,charts,status,csv", help="what the clients load, in turn")
     parser.add_argument("--period-ms", type=float, default=10.0, help="time between two Modbus probe reads")
     parser.add_argument("--bundle", default=str(ROOT / "models" / "demo-student"))
     parser.add_argument("--cache", default=str(ROOT / "work" / "web_load"), help="where the built log is kept")
