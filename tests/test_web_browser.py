@@ -148,7 +148,7 @@ def test_qa_filters_fails_records_a_disposition_and_exports_it(daemon, page):
     page.screenshot(path=str(SHOTS / "review_fails.png"), full_page=True)
     rows.first.locator("a.open").click()
     page.wait_for_selector("#disposition-form")
-    opened = int(page.url.rsplit("/", 1)[1])
+    opened = int(page.url.split("?")[0].rsplit("/", 1)[1])
     assert opened == max(ids)
     page.check("input[value=false_reject]")
     page.fill("textarea[name=comment]", "label present, model unsure")

@@ -193,3 +193,31 @@ def test_web_host_that_does_not_resolve_is_one_line_and_exit_2(tmp_path, tiny_bu
     result = subprocess.run([sys.executable, "-m", "edge_inspect.cli", "run", str(config)], capture_output=True,
                             text=True, timeout=120)
     assert_one_line_error(result, "no-such-host.invalid")
+
+
+def test_web_connections_send_without_waiting_for_acks(tmp_path, tiny_bundle):
+    """TCP_NODELAY on the listening socket (accepted connections inherit it): a response on a kept-alive
+    connection otherwise waits ~40 ms for the browser's delayed ACK."""
+    import asyncio
+
+    from edge_inspect.config import load_config
+    from edge_inspect.station import Station
+    from edge_inspect.web.app import serve
+
+    config_path = write_station(tmp_path, tiny_bundle, plc={"enabled": False},
+                                web={"enabled": True, "port": free_port()})
+
+    async def main():
+        config, sha = load_config(config_path)
+        station = Station(config, sha, tmp_path)
+        await station.start()
+        web = await serve(station, config)
+        try:
+            listening = [s for server in web.server.servers for s in server.sockets]
+            return [s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) for s in listening]
+        finally:
+            await station.stop()
+            web.server.should_exit = True
+            await web
+
+    assert asyncio.run(main()) == [1]

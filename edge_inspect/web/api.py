@@ -53,8 +53,9 @@ def routes(ctx: WebContext) -> list[Route]:
     async def api_list(request: Request) -> Response:
         await ctx.require_view(request)
         f = review.Filters.from_query(request.query_params, ctx.tz)
-        rows, total = await ctx.query(review.list_inspections, f)
-        return JSONResponse({"items": rows, "total": total, "page": f.page, "per_page": f.per_page})
+        rows, total, exact = await ctx.query(review.list_page, f)
+        return JSONResponse({"items": rows, "total": total, "total_exact": exact, "page": f.page,
+                             "per_page": f.per_page})
 
     async def api_one(request: Request) -> Response:
         await ctx.require_view(request)
