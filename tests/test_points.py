@@ -104,8 +104,9 @@ ADVERSARIAL = [
 
 
 def _seconds(text: str) -> float:
+    """The best of seven runs: on a loaded machine, single runs include other processes' time slices."""
     best = float("inf")
-    for _ in range(3):
+    for _ in range(7):
         start = time.perf_counter()
         assert parse_points(text).malformed in (True, False)
         best = min(best, time.perf_counter() - start)
@@ -114,13 +115,13 @@ def _seconds(text: str) -> float:
 
 @pytest.mark.parametrize("unit", ADVERSARIAL)
 def test_parse_time_is_linear(unit):
-    """100 KB of an unclosed pattern: parsing 4x the text must take about 4x the time (a quadratic
-    parser takes 16x), and well under a second in any case."""
-    small = unit * (25_000 // len(unit))
-    large = unit * (100_000 // len(unit))
+    """200 KB of an unclosed pattern: parsing 4x the text must take about 4x the time (a quadratic
+    parser takes 16x). A complexity check by ratio, large enough inputs (milliseconds) and the best
+    of several runs, so that a busy machine does not decide it."""
+    small = unit * (50_000 // len(unit))
+    large = unit * (200_000 // len(unit))
     t_small, t_large = _seconds(small), _seconds(large)
-    assert t_large < 1.0
-    assert t_large < 8 * max(t_small, 2e-4), (t_small, t_large)
+    assert t_large < 10 * max(t_small, 1e-3), (t_small, t_large)
 
 
 def test_unclosed_tag_is_malformed():
