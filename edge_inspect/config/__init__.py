@@ -1,0 +1,172 @@
+"""station.yaml: the schema (pydantic, unknown keys rejected) and a loader whose errors name
+file:line and the key path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import yaml
+from pydantic import Field, ValidationError, model_validator
+
+from ..bundles import find_bundle
+from ..config_yaml import YamlProblems, key_text, parse, read_limited
+from .access import OpcUaConfig, StationInfo, WebConfig, WebUser
+from .base import FieldError, Strict, _hosts_overlap, _is_loopback, check_host
+from .devices import (
+    CameraConfig,
+    ModelConfig,
+    PLCConfig,
+    PLCOptions,
+    SignalOverride,
+    StorageConfig,
+    SyntheticCamera,
+    TriggerConfig,
+)
+from .recipes import Check, CheckBase, CountCheck, PointCheck, QACheck, Recipe
+
+
+class StationConfig(Strict):
+    station: StationInfo = StationInfo()
+    camera: CameraConfig = CameraConfig()
+    model: ModelConfig
+    recipes: list[Recipe] = Field(min_length=1, max_length=1000)
+    triggers: TriggerConfig = TriggerConfig()
+    plc: PLCConfig = PLCConfig()
+    storage: StorageConfig = StorageConfig()
+    web: WebConfig = WebConfig(enabled=False)
+    opcua: OpcUaConfig | None = None
+
+    @model_validator(mode="after")
+    def _opcua_checks(self):
+        ua = self.opcua
+        if ua is None or not ua.enabled:
+            return self
+        if not ua.anonymous and not (ua.users if ua.users is not None else self.web.users):
+            raise FieldError("no user could log in: add opcua.users (or web.users), or allow anonymous",
+                             ("opcua", "users"), ("opcua", "anonymous"), ("opcua",))
+        host, port = ua.host_port()
+        for name, other in (("plc", self.plc), ("web", self.web)):
+            if (other.enabled and port == other.port and (name == "web" or (other.transport == "tcp" and other.mode == "server"))
+                    and _hosts_overlap(host, other.host)):
+                raise FieldError(f"port {port} is both OPC UA's and the {name} server's; give them different ports",
+                                 ("opcua", "endpoint"))
+        return self
+
+    @model_validator(mode="after")
+    def _cross_checks(self):
+        numbers = [r.number for r in self.recipes]
+        dupes = sorted({n for n in numbers if numbers.count(n) > 1})
+        if dupes:
+            raise ValueError(f"recipe numbers must be unique: {dupes}")
+        if self.triggers.recipe not in numbers:
+            raise ValueError(f"triggers.recipe {self.triggers.recipe} is not one of the recipes {numbers}")
+        plc, web = self.plc, self.web
+        if (plc.enabled and web.enabled and plc.transport == "tcp" and plc.port == web.port
+                and (_hosts_overlap(plc.host, web.host) if plc.mode == "server" else _is_loopback(plc.host)
+                     and (_hosts_overlap(plc.host, web.host)))):
+            raise FieldError(f"port {web.port} is both the PLC's (plc.host {plc.host}) and the web server's "
+                             f"(web.host {web.host}); give them different ports", ("web", "port"), ("plc", "port"))
+        return self
+
+    def recipe(self, number: int) -> Recipe | None:
+        return next((r for r in self.recipes if r.number == number), None)
+
+
+class ConfigError(Exception):
+    """Every problem found in a config file, one per line as 'file:line: key.path: message'."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def _node_line(root: yaml.Node | None, loc: tuple) -> int:
+    """1-based line of the YAML node at ``loc`` (or its deepest existing parent)."""
+    node, line = root, (root.start_mark.line + 1 if root is not None else 1)
+    for key in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next(((k, v) for k, v in node.value if getattr(k, "value", None) == str(key)), None)
+            if match is None:
+                break
+            line = match[0].start_mark.line + 1  # the line of the key
+            node = match[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            node = node.value[key]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
+
+
+def _spelled_out(root: yaml.Node | None, loc: tuple) -> bool:
+    """Whether every key of ``loc`` is written in the file."""
+    node = root
+    for key in loc:
+        if isinstance(node, yaml.MappingNode):
+            node = next((v for k, v in node.value if getattr(k, "value", None) == str(key)), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            node = node.value[key]
+        else:
+            return False
+        if node is None:
+            return False
+    return True
+
+
+def _problems(err: ValidationError, path: Path, root: yaml.Node | None, data: dict) -> list[str]:
+    problems = []
+    for e in err.errors():
+        loc = tuple(part for part in e["loc"] if part not in ("point", "count", "qa"))
+        message = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            message = "unknown key"
+        cause = (e.get("ctx") or {}).get("error")
+        if isinstance(cause, FieldError) and cause.keys:  # a model-level check about one of its fields
+            locs = [loc + tuple(k) for k in cause.keys]
+            loc = next((candidate for candidate in locs if _spelled_out(root, candidate)), locs[0])
+        plc = data.get("plc")
+        if (loc == ("plc", "map") and message.startswith("signal ") and isinstance(plc, dict)
+                and isinstance(plc.get("map"), dict) and message.split()[1] in plc["map"]):
+            loc += (message.split()[1],)  # point at the offending signal's line
+        key = ".".join(str(p) for p in loc) or "(top)"
+        problems.append(f"{path}:{_node_line(root, loc)}: {key}: {' '.join(message.split())}")
+    return problems
+
+
+def load_config(path: str | Path, bundle: str | Path | None = None) -> tuple[StationConfig, str]:
+    """Parse and validate a station file; returns the config and the sha256 of its bytes.
+
+    ``bundle`` replaces ``model.bundle`` (a command-line override)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError([f"{path}: no such file"])
+    try:
+        raw = read_limited(path)
+        root, data = parse(raw)
+    except OSError as err:
+        raise ConfigError([f"{path}: cannot read: {err.strerror or err}"]) from None
+    except YamlProblems as err:
+        raise ConfigError([f"{path}:{p.line}: {key_text(p.key)}: {p.message}" for p in err.problems]) from None
+    if not isinstance(data, dict):
+        raise ConfigError([f"{path}:1: (top): the file must be a mapping of sections (station, camera, model, ...)"])
+    if bundle is not None and isinstance(data.get("model"), dict):
+        data["model"]["bundle"] = str(Path(bundle).resolve())
+    try:
+        config = StationConfig.model_validate(data, context={"base_dir": path.resolve().parent})
+    except ValidationError as err:
+        raise ConfigError(_problems(err, path, root, data)) from None
+    found, looked = find_bundle(config.model.bundle, path.parent)  # paths are relative to the config file
+    if found is None:
+        line = _node_line(root, ("model", "bundle"))
+        where = looked[0] if len(looked) == 1 else ", ".join(str(p) for p in looked)
+        raise ConfigError([f"{path}:{line}: model.bundle: no model bundle at {where} (manifest.json missing)"])
+    config.model.bundle = str(found)
+    return config, hashlib.sha256(raw).hexdigest()
+
+
+__all__ = ["ConfigError", "StationConfig", "load_config", "Strict", "FieldError", "check_host", "CheckBase",
+           "PointCheck", "CountCheck", "QACheck", "Recipe", "Check", "SyntheticCamera", "CameraConfig", "ModelConfig",
+           "SignalOverride", "PLCOptions", "PLCConfig", "TriggerConfig", "StorageConfig", "WebUser", "WebConfig",
+           "OpcUaConfig", "StationInfo"]

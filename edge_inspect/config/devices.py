@@ -1,0 +1,191 @@
+"""The station's parts: camera, model, PLC link, triggers, storage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+
+from ..plc.settings import LinkSettings
+from ..plc.signals import MapError, SignalMap, build_map
+from .base import FieldError, Strict, _base_dir, _in_base, check_host
+
+
+class SyntheticCamera(Strict):
+    seed: int = Field(default=0, ge=0, le=2**32 - 1)
+    width: int = Field(default=320, ge=64, le=4096)
+    height: int = Field(default=240, ge=64, le=4096)
+
+
+class CameraConfig(Strict):
+    source: Literal["synthetic", "device", "url", "gstreamer", "file", "folder"] = "synthetic"
+    device: int | str | None = Field(default=None, description="an index (0) or a device path (/dev/video0)")
+    url: str | None = Field(default=None, max_length=4096)
+    pipeline: str | None = Field(default=None, max_length=4096)
+    path: str | None = Field(default=None, max_length=4096)
+    width: int | None = Field(default=None, ge=16, le=16384)
+    height: int | None = Field(default=None, ge=16, le=16384)
+    fps: float | None = Field(default=None, gt=0, le=1000)
+    loop: bool = True
+    stall_timeout_s: float = Field(default=1.5, gt=0, le=3600)
+    reconnect_min_s: float = Field(default=0.2, gt=0, le=3600)
+    reconnect_max_s: float = Field(default=10.0, gt=0, le=3600)
+    max_frame_age_ms: float = Field(default=500.0, gt=0, le=3_600_000,
+                                    description="live sources: an older frame is never inspected")
+    frames_after_trigger: int = Field(default=2, ge=1, le=10, description=(
+        "live sources: inspect the n-th frame that arrives after the trigger (the first may have been sent before it)"))
+    synthetic: SyntheticCamera = SyntheticCamera()
+    calibration: str | None = Field(default=None, max_length=4096, description=(
+        "camera calibration JSON from `edge-inspect calibrate camera` (relative to this file): frames are "
+        "undistorted and points are also logged in millimetres on the working plane"))
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, device: int | str | None) -> int | str | None:
+        if isinstance(device, int) and not 0 <= device <= 255:
+            raise ValueError(f"device index {device} is out of range (0..255)")
+        if isinstance(device, str) and len(device) > 4096:
+            raise ValueError("a device path is at most 4096 characters")
+        return device
+
+    @model_validator(mode="after")
+    def _source_fields(self, info: ValidationInfo):
+        needed = {"device": "device", "url": "url", "gstreamer": "pipeline", "file": "path", "folder": "path"}
+        key = needed.get(self.source)
+        if key and getattr(self, key) in (None, ""):
+            raise ValueError(f"camera source '{self.source}' needs '{key}'")
+        if self.reconnect_min_s > self.reconnect_max_s:
+            raise FieldError(f"reconnect_min_s ({self.reconnect_min_s}) is greater than reconnect_max_s "
+                             f"({self.reconnect_max_s})", ("reconnect_min_s",), ("reconnect_max_s",))
+        base = _base_dir(info)
+        if base is not None:  # while loading a file: what the source names must exist on this machine
+            self._source_exists(base)
+        return self
+
+    def _source_exists(self, base: Path) -> None:
+        device = self.device if self.source == "device" and isinstance(self.device, str) else None
+        if device is not None and not (device.isascii() and device.isdigit()):
+            if not device.startswith("/"):
+                raise FieldError(f"{device!r} is neither an index (0) nor a device path (/dev/video0)", ("device",))
+            if not _in_base(device, base).exists():
+                raise FieldError(f"no such device {device}", ("device",))
+        elif device is not None and (len(device) > 3 or int(device) > 255):
+            raise FieldError(f"device index {device} is out of range (0..255)", ("device",))
+        if self.source in ("file", "folder") and self.path:
+            path = _in_base(self.path, base)
+            exists = path.is_dir() if self.source == "folder" else path.is_file()
+            if not exists:
+                what = "folder" if self.source == "folder" else "file"
+                raise FieldError(f"no such {what} {path}" + (" (relative paths start at the config file's folder)"
+                                                            if not Path(self.path).is_absolute() else ""), ("path",))
+
+
+class ModelConfig(Strict):
+    bundle: str = Field(min_length=1, max_length=4096, pattern=r"^[^\x00]*$")
+    backend: Literal["onnxruntime", "tensorrt", "auto"] = Field(
+        default="onnxruntime", description="tensorrt: the bundle's engines, falling back to ONNX Runtime")
+    providers: Literal["auto", "cpu", "cuda", "tensorrt"] | list[Literal["cpu", "cuda", "tensorrt"]] = "cpu"
+    threads: int = Field(default=0, ge=0, le=1024)
+    max_new_tokens: int = Field(default=96, ge=1, le=1024)
+
+
+class SignalOverride(Strict):
+    table: Literal["coil", "discrete_input", "holding_register", "input_register"] | None = None
+    address: int | None = Field(default=None, ge=0, le=65535)
+
+
+class PLCOptions(Strict):
+    """Optional parts of the handshake; each adds its signals to the map (docs/plc.md, "Options")."""
+
+    result_buffer: int = Field(default=0, ge=0, le=8, description="results queued while the PLC has not acked; 0 = off")
+    recipe_change: bool = Field(default=False, description="PLC switches recipes with recipe_change / _done / _failed")
+    identity: bool = Field(default=False, description="model_id, config_id, software_version registers")
+    warning: bool = Field(default=False, description="warning bit: uncertain answer resolved by policy, or degraded")
+
+    def names(self) -> frozenset[str]:
+        return frozenset(n for n in ("result_buffer", "recipe_change", "identity", "warning") if getattr(self, n))
+
+
+class PLCConfig(Strict):
+    enabled: bool = True
+    mode: Literal["server", "client"] = "server"
+    transport: Literal["tcp", "rtu"] = "tcp"
+    host: str = "127.0.0.1"
+    port: int = Field(default=5020, ge=1, le=65535)
+    serial_port: str | None = Field(default=None, max_length=4096)
+    baudrate: int = Field(default=19200, ge=50, le=4_000_000)
+    parity: Literal["N", "E", "O"] = "N"
+    device_id: int = Field(default=1, ge=1, le=247, description="RTU slave address; on TCP the unit id (0 and 255 are answered too)")
+    poll_ms: int = Field(default=20, ge=5, le=1000)
+    timeout_s: float = Field(default=5.0, ge=0.0, le=3600, description="server mode: no PLC request for this long = PLC absent; 0 = off")
+    response_timeout_s: float = Field(default=0.5, gt=0.0, le=10.0, description="client mode: one request's answer")
+    part_id_encoding: Literal["ascii", "utf-8", "shift_jis"] = "ascii"
+    part_id_byte_order: Literal["high_first", "low_first"] = Field(
+        default="high_first", description="high_first: the first character in the high byte of each register")
+    options: PLCOptions = PLCOptions()
+    map: dict[str, SignalOverride] = Field(default_factory=dict)
+
+    @field_validator("map")
+    @classmethod
+    def _map_works(cls, overrides: dict[str, SignalOverride], info: ValidationInfo) -> dict[str, SignalOverride]:
+        options = info.data.get("options") or PLCOptions()
+        try:  # mode and options are declared above map, so they are validated already (maps are mode-aware)
+            build_map({k: v.model_dump(exclude_none=True) for k, v in overrides.items()}, info.data.get("mode", "server"),
+                      options.names())
+        except MapError as err:
+            raise ValueError(str(err)) from None
+        return overrides
+
+    def signal_map(self) -> SignalMap:
+        return build_map({k: v.model_dump(exclude_none=True) for k, v in self.map.items()}, self.mode,
+                         self.options.names())
+
+    def link_settings(self) -> LinkSettings:
+        return LinkSettings(
+            mode=self.mode, transport=self.transport, host=self.host, port=self.port, serial_port=self.serial_port or "",
+            baudrate=self.baudrate, parity=self.parity, device_id=self.device_id, timeout_s=self.response_timeout_s,
+            absent_after_s=self.timeout_s, part_id_encoding=self.part_id_encoding,
+            part_id_byte_order=self.part_id_byte_order)  # fmt: skip
+
+    @model_validator(mode="after")
+    def _transport(self, info: ValidationInfo):
+        if self.transport == "rtu" and not self.serial_port:
+            raise FieldError("transport 'rtu' needs serial_port", ("serial_port",), ("transport",))
+        if (self.enabled and self.transport == "rtu" and _base_dir(info) is not None
+                and not Path(self.serial_port).exists()):  # opened as given, like at start-up
+            raise FieldError(f"no such device {self.serial_port}", ("serial_port",))
+        return self
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        return check_host(value)
+
+
+class TriggerConfig(Strict):
+    plc: bool = True
+    interval_s: float = Field(default=0.0, ge=0.0, le=86400, description="free-run period; 0 = off")
+    recipe: int = Field(default=1, ge=0, le=65535, description="recipe for free-run and software triggers")
+
+
+class StorageConfig(Strict):
+    dir: str = Field(default="data", min_length=1, max_length=4096)
+    save_pass_every: int = Field(default=20, ge=0, le=1_000_000, description="keep the image of every Nth PASS; 0 = none")
+    retention_days: float = Field(default=30.0, gt=0, le=36525)
+    max_disk_mb: float = Field(default=2048.0, gt=0, le=1e9)
+    min_free_mb: float = Field(default=200.0, ge=0, le=1e9, description="below this, images are not kept (rows are)")
+    pending_max: int = Field(default=1000, ge=0, le=100000, description=(
+        "results kept in memory while the log cannot be written, flushed when it can"))
+
+    @field_validator("dir")
+    @classmethod
+    def _not_a_system_folder(cls, value: str, info: ValidationInfo) -> str:
+        path = _in_base(value, _base_dir(info) or Path.cwd())
+        resolved = Path(path).resolve()
+        for system in ("/proc", "/sys", "/dev"):
+            if resolved == Path(system) or resolved.is_relative_to(system) or path.is_relative_to(system):
+                raise ValueError(f"{value} is under {system}, a kernel file system; images and the log need a real folder")
+        return value
+
+

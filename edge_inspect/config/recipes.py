@@ -1,0 +1,88 @@
+"""Recipes and their checks (point, count, yes/no) with ROI polygons."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from .base import Polygon, Strict
+
+
+def _check_polygon(roi: Polygon | None) -> Polygon | None:
+    if roi is None:
+        return None
+    if len(roi) < 3:
+        raise ValueError("an ROI polygon needs at least 3 points")
+    if len(roi) > 64:
+        raise ValueError(f"an ROI polygon has at most 64 points, not {len(roi)}")
+    for x, y in roi:
+        if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
+            raise ValueError(f"ROI point ({x}, {y}) lies outside the frame (coordinates are fractions 0..1)")
+    area = abs(sum(x0 * y1 - x1 * y0 for (x0, y0), (x1, y1) in zip(roi, roi[1:] + roi[:1], strict=True))) / 2
+    if area < 1e-6:
+        raise ValueError("the ROI polygon encloses no area (its points are collinear or repeated)")
+    return roi
+
+
+class CheckBase(Strict):
+    name: str = Field(min_length=1, max_length=40)
+    roi: Polygon | None = Field(default=None, description="polygon of (x, y) fractions of the frame")
+    crop: bool = Field(default=False, description="run the model on the ROI's bounding box only")
+
+    @field_validator("roi")
+    @classmethod
+    def _roi_inside_frame(cls, roi: Polygon | None) -> Polygon | None:
+        return _check_polygon(roi)
+
+    @model_validator(mode="after")
+    def _crop_needs_roi(self):
+        if self.crop and self.roi is None:
+            raise ValueError("crop: true needs an roi")
+        return self
+
+
+class PointCheck(CheckBase):
+    kind: Literal["point"]
+    prompt: str = Field(min_length=1, max_length=1000)
+    min: int = Field(default=0, ge=0, le=1000)
+    max: int = Field(default=0, ge=0, le=1000)
+
+    @model_validator(mode="after")
+    def _range(self):
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        return self
+
+
+class CountCheck(CheckBase):
+    kind: Literal["count"]
+    prompt: str = Field(min_length=1, max_length=1000)
+    expected: int = Field(ge=0, le=1000)
+
+
+class QACheck(CheckBase):
+    kind: Literal["qa"]
+    question: str = Field(min_length=1, max_length=1000)
+    expect: Literal["yes", "no"]
+    min_margin: float = Field(default=0.2, ge=0.0, le=1.0)
+    on_uncertain: Literal["fail", "error", "pass"] = "fail"
+
+
+Check = Annotated[PointCheck | CountCheck | QACheck, Field(discriminator="kind")]
+
+
+class Recipe(Strict):
+    number: int = Field(ge=0, le=65535)
+    name: str = Field(min_length=1, max_length=200)
+    checks: list[Check] = Field(min_length=1, max_length=16)
+
+    @model_validator(mode="after")
+    def _unique_names(self):
+        names = [c.name for c in self.checks]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"check names must be unique within a recipe: {', '.join(dupes)}")
+        return self
+
+
