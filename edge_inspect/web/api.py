@@ -15,7 +15,7 @@ from starlette.routing import Route
 
 from ..log import corrections, review
 from ..timefmt import iso_local
-from .context import WebContext
+from .context import BadRequest, WebContext
 from .events import localise
 from .i18n import LABELS
 
@@ -32,6 +32,17 @@ def image_file(folder: Path, relative: str | None) -> Path | None:
     if not path.is_relative_to(root) or not path.is_file():
         return None
     return path
+
+
+async def json_object(request: Request) -> dict:
+    """The request's JSON body, which must be an object; BadRequest (400, one line) otherwise."""
+    try:
+        body = await request.json()
+    except ValueError:
+        raise BadRequest("the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    return body
 
 
 def routes(ctx: WebContext) -> list[Route]:
@@ -102,12 +113,8 @@ def routes(ctx: WebContext) -> list[Route]:
 
     async def api_trigger(request: Request) -> Response:
         user = await ctx.require(request, "trigger")
-        try:
-            body = await request.json() if request.headers.get("content-type", "").startswith("application/json") else {}
-        except ValueError:
-            return JSONResponse({"error": "the body is not valid JSON"}, 400)
-        if not isinstance(body, dict):
-            return JSONResponse({"error": "the body must be a JSON object"}, 400)
+        body = await json_object(request) if request.headers.get("content-type", "").startswith("application/json") \
+            else {}  # fmt: skip
         recipe = body.get("recipe", ctx.config.triggers.recipe)
         if not isinstance(recipe, int) or ctx.config.recipe(recipe) is None:
             return JSONResponse({"error": f"recipe {recipe!r} is not configured"}, 400)
@@ -118,12 +125,7 @@ def routes(ctx: WebContext) -> list[Route]:
 
     async def api_disposition(request: Request) -> Response:
         user = await ctx.require(request, "disposition")
-        try:
-            body = await request.json()
-        except ValueError:
-            return JSONResponse({"error": "the body is not valid JSON"}, 400)
-        if not isinstance(body, dict):
-            return JSONResponse({"error": "the body must be a JSON object"}, 400)
+        body = await json_object(request)
         inspection_id = request.path_params["id"]
         if await ctx.query(review.get_inspection, inspection_id) is None:
             return JSONResponse({"error": "no such inspection"}, 404)
@@ -134,12 +136,7 @@ def routes(ctx: WebContext) -> list[Route]:
     async def api_corrections_post(request: Request) -> Response:
         """A reviewer's corrections of one check's points: {"check_idx": i, "add": [[x, y]…], "remove": […]}."""
         user = await ctx.require(request, "disposition")
-        try:
-            body = await request.json()
-        except ValueError:
-            return JSONResponse({"error": "the body is not valid JSON"}, 400)
-        if not isinstance(body, dict):
-            return JSONResponse({"error": "the body must be a JSON object"}, 400)
+        body = await json_object(request)
         inspection_id = request.path_params["id"]
         if await ctx.query(review.get_inspection, inspection_id) is None:
             return JSONResponse({"error": "no such inspection"}, 404)

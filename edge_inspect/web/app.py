@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..config import StationConfig
 from ..log import review
 from . import api, events, metrics, pages
-from .context import HERE, Unauthorized, WebContext
+from .context import HERE, BadRequest, Unauthorized, WebContext
 from .sessions import SessionStore
 
 if TYPE_CHECKING:
@@ -55,7 +55,7 @@ async def _unauthorized(request: Request, exc: Unauthorized) -> Response:
     return JSONResponse({"error": exc.message}, exc.status, headers=headers)
 
 
-async def _bad_filter(request: Request, exc: review.FilterError) -> Response:
+async def _bad_request(request: Request, exc: ValueError) -> Response:
     return JSONResponse({"error": str(exc)}, 400)
 
 
@@ -105,7 +105,8 @@ def build_app(station: Station, config: StationConfig) -> Starlette:
         middleware=[Middleware(SecurityHeaders, tls=tls),
                     Middleware(SessionMiddleware, secret_key=secret, session_cookie="edge_inspect",
                                same_site="strict", https_only=tls, max_age=int(web.session_max_h * 3600))],
-        exception_handlers={Unauthorized: _unauthorized, review.FilterError: _bad_filter, 500: _internal_error},
+        exception_handlers={Unauthorized: _unauthorized, review.FilterError: _bad_request, BadRequest: _bad_request,
+                            500: _internal_error},
     )
 
 

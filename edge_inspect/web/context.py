@@ -47,6 +47,10 @@ def audit_text(detail: str | None) -> str:
     return str(data)
 
 
+class BadRequest(ValueError):
+    """A request the client must change; answered 400 with this message."""
+
+
 class Unauthorized(Exception):
     def __init__(self, status: int, message: str, retry_after: int = 0):
         super().__init__(message)
