@@ -14,6 +14,13 @@ from .context import WebContext
 from .i18n import translate
 
 
+def _page_number(request: Request) -> int:
+    page = request.query_params.get("page", "1")
+    if not page.isdigit() or not 1 <= int(page) <= 10**6:
+        raise review.FilterError(f"page: {page!r} is not a whole number in 1..1000000")
+    return int(page)
+
+
 def routes(ctx: WebContext) -> list[Route]:
     async def hmi(request: Request) -> Response:
         await ctx.require_view(request)
@@ -46,25 +53,21 @@ def routes(ctx: WebContext) -> list[Route]:
 
     async def alarm_list(request: Request) -> Response:
         await ctx.require_view(request)
-        page_no = request.query_params.get("page", "1")
-        if not page_no.isdigit() or not 1 <= int(page_no) <= 10**6:
-            raise review.FilterError(f"page: {page_no!r} is not a whole number in 1..1000000")
-        rows, more = await ctx.query(alarm_history.history, int(page_no))
+        page_no = _page_number(request)
+        rows, more = await ctx.query(alarm_history.history, page_no)
         lang = ctx.lang(request)
         for row in rows:
             row["message"] = translate(row["message"] or "", lang)
-        return ctx.page(request, "alarms.html", rows=rows, more=more, page_no=int(page_no))
+        return ctx.page(request, "alarms.html", rows=rows, more=more, page_no=page_no)
 
     async def audit_list(request: Request) -> Response:
         await ctx.require_view(request)
         action = request.query_params.get("action") or None
         if action is not None and action not in review.AUDIT_ACTIONS:
             raise review.FilterError(f"action: {action!r} is not one of {', '.join(review.AUDIT_ACTIONS)}")
-        page_no = request.query_params.get("page", "1")
-        if not page_no.isdigit() or not 1 <= int(page_no) <= 10**6:
-            raise review.FilterError(f"page: {page_no!r} is not a whole number in 1..1000000")
-        rows, more = await ctx.query(review.audit_page, action, int(page_no))
-        return ctx.page(request, "audit.html", rows=rows, more=more, action=action, page_no=int(page_no),
+        page_no = _page_number(request)
+        rows, more = await ctx.query(review.audit_page, action, page_no)
+        return ctx.page(request, "audit.html", rows=rows, more=more, action=action, page_no=page_no,
                         actions=review.AUDIT_ACTIONS)
 
     async def form_disposition(request: Request) -> Response:
