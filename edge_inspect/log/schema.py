@@ -100,8 +100,22 @@ def _v5_points_in_mm(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE points ADD COLUMN y_mm FLOAT")
 
 
+def _v6_config_versions(db: sqlite3.Connection) -> None:
+    """Every saved station config (text, hash, author, time, where it came from) so that a change
+    can be diffed and rolled back; each inspection names its recipe's version, and a yes/no check
+    its probability mass on the two answer tokens."""
+    db.execute("ALTER TABLE inspections ADD COLUMN recipe_sha256 TEXT")
+    db.execute("ALTER TABLE checks ADD COLUMN mass FLOAT")
+    db.execute(
+        "CREATE TABLE config_versions (id INTEGER PRIMARY KEY AUTOINCREMENT, sha256 TEXT NOT NULL, ts TEXT, "
+        "ts_unix FLOAT, author TEXT, source TEXT, comment TEXT, yaml TEXT NOT NULL)"
+    )
+    db.execute("CREATE INDEX idx_config_versions_sha256 ON config_versions (sha256)")
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1_tables, _v2_ids_never_reused, _v3_review_indexes,
-                                                          _v4_alarms_and_corrections, _v5_points_in_mm]
+                                                          _v4_alarms_and_corrections, _v5_points_in_mm,
+                                                          _v6_config_versions]
 LATEST = len(MIGRATIONS)
 
 
