@@ -240,6 +240,7 @@ class Station:
             rois=[c.roi for c in recipe.checks] if recipe else [],
             mm_per_px=self.undistort.calibration.mm_per_px if self.undistort else None,
             frame_size=(frame.shape[1], frame.shape[0]) if frame is not None else None,
+            recipe_sha256=recipe.sha256() if recipe else "",
         )  # fmt: skip
         self.last_overlay_jpeg = None  # never an old frame under a new verdict
         if frame is not None:
@@ -283,12 +284,21 @@ class Station:
         ))  # fmt: skip
         return rec, code
 
+    def _defect_positions_mm(self, rec: InspectionRecord) -> tuple[tuple[float, float], ...]:
+        """The first defect points (in check order) in mm, for plc.options.defect_positions."""
+        n = self.config.plc.options.defect_positions
+        if not n or self.undistort is None:
+            return ()
+        points = [p for o in rec.outcomes if o.kind == "point" for p in o.points]
+        return tuple(self.undistort.to_mm(x, y) for x, y in points[:n])
+
     async def _serve(self, request: Request) -> None:
         try:
             rec, code = await self.inspect(request.recipe, request.part_id, "plc", request.trigger_id, request.at)
             result = Result(result_id=request.trigger_id, verdict=rec.verdict, defect_count=defect_count(rec.outcomes),
                             failed_checks=failed_mask(rec.outcomes), error_code=code,
-                            warning=any(o.reason.startswith("uncertain") for o in rec.outcomes))
+                            warning=any(o.reason.startswith("uncertain") for o in rec.outcomes),
+                            positions_mm=self._defect_positions_mm(rec))
         except Exception as err:  # a bug must not leave the PLC waiting on `busy` forever
             log.exception("inspection for PLC trigger %d failed", request.trigger_id)
             self.raise_alarm("internal", f"inspection failed: {type(err).__name__}: {err}")

@@ -107,3 +107,64 @@ def test_a_calibrated_station_logs_points_in_millimetres(tmp_path):
     assert rows, "the student points at screws on these parts"
     for x, y, x_mm, y_mm in rows:
         assert abs(x_mm - x * 320 * 0.5) < 0.01 and abs(y_mm - y * 240 * 0.5) < 0.01
+
+
+def test_plc_registers_carry_the_first_defect_positions_in_tenths_of_a_millimetre(tmp_path):
+    """plc.options.defect_positions: 2 — a Modbus master reads the first two defect points of each
+    result in 0.1 mm, the same points the log holds in mm."""
+    import asyncio
+    import sqlite3
+
+    from edge_inspect.sim import render_part
+
+    from .stations import run_station_with_plc, write_station
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for seed in range(8):
+        cv2.imwrite(str(frames / f"{seed}.png"), render_part(seed, 320, 240).image)
+    calib = CameraCalibration(image_size=(320, 240), camera_matrix=[[400.0, 0, 160], [0, 400.0, 120], [0, 0, 1]],
+                              distortion=[0.0] * 5, mm_per_px=0.5, rms_px=0.1, board=(9, 6), square_mm=10.0,
+                              images=10, plane_image="plane.png")
+    calib.save(tmp_path / "camera.json")
+    bundle = Path(__file__).resolve().parents[1] / "models" / "demo-student"
+    config = write_station(tmp_path, bundle, model={"bundle": str(bundle), "max_new_tokens": 96},
+                           plc={"options": {"defect_positions": 2}},
+                           camera={"source": "folder", "path": str(frames), "calibration": "camera.json"})
+
+    async def scenario(station, plc):
+        seen = []
+        for i in range(8):
+            await plc.cycle(10 + i, 1)
+            valid = await plc.read("defect_positions_valid")
+            xy = [(await plc.read(f"defect_{k}_x"), await plc.read(f"defect_{k}_y")) for k in (1, 2)]
+            seen.append((10 + i, valid, xy))
+        return seen, station.store.path
+
+    seen, db_path = asyncio.run(run_station_with_plc(config, scenario))
+    assert any(valid for _, valid, _ in seen), "some of these parts have defects the student points at"
+    with sqlite3.connect(db_path) as db:
+        for result_id, valid, xy in seen:
+            (inspection_id,) = db.execute("select id from inspections where result_id = ?", [result_id]).fetchone()
+            mm = db.execute("select x_mm, y_mm from points where inspection_id = ? and check_idx = 0 order by rowid",
+                            [inspection_id]).fetchall()
+            assert valid == min(len(mm), 2)
+            for k in range(2):
+                expected = (round(mm[k][0] * 10), round(mm[k][1] * 10)) if k < valid else (0, 0)
+                assert all(abs(a - b) <= 1 for a, b in zip(xy[k], expected, strict=True)), (result_id, xy, mm)
+
+
+def test_defect_positions_need_a_calibrated_camera(tmp_path):
+    from edge_inspect.config import ConfigError, load_config
+
+    from .stations import write_station
+
+    bundle = Path(__file__).resolve().parents[1] / "models" / "demo-student"
+    config = write_station(tmp_path, bundle, plc={"options": {"defect_positions": 2}})
+    try:
+        load_config(config)
+    except ConfigError as err:
+        assert "plc.options.defect_positions: defect positions are in mm: they need camera.calibration" in str(err)
+        assert str(config) + ":" in str(err)
+    else:
+        raise AssertionError("accepted defect positions without a calibration")

@@ -24,6 +24,7 @@ from .devices import (
     SyntheticCamera,
     TriggerConfig,
 )
+from .fleet import FleetConfig
 from .recipes import Check, CheckBase, CountCheck, PointCheck, QACheck, Recipe
 
 
@@ -37,6 +38,19 @@ class StationConfig(Strict):
     storage: StorageConfig = StorageConfig()
     web: WebConfig = WebConfig(enabled=False)
     opcua: OpcUaConfig | None = None
+    fleet: FleetConfig | None = None
+
+    @model_validator(mode="after")
+    def _fleet_checks(self):
+        if self.fleet is not None and self.fleet.enabled:
+            from .fleet import topic_part
+
+            try:
+                topic_part(self.station.name)
+            except ValueError as err:
+                raise FieldError(f"the station's name is a topic level of fleet publishing: {err}", ("station", "name"),
+                                 ("fleet",)) from None
+        return self
 
     @model_validator(mode="after")
     def _opcua_checks(self):
@@ -63,6 +77,9 @@ class StationConfig(Strict):
         if self.triggers.recipe not in numbers:
             raise ValueError(f"triggers.recipe {self.triggers.recipe} is not one of the recipes {numbers}")
         plc, web = self.plc, self.web
+        if plc.options.defect_positions and not self.camera.calibration:
+            raise FieldError("defect positions are in mm: they need camera.calibration (edge-inspect calibrate camera)",
+                             ("plc", "options", "defect_positions"))
         if (plc.enabled and web.enabled and plc.transport == "tcp" and plc.port == web.port
                 and (_hosts_overlap(plc.host, web.host) if plc.mode == "server" else _is_loopback(plc.host)
                      and (_hosts_overlap(plc.host, web.host)))):
@@ -169,4 +186,4 @@ def load_config(path: str | Path, bundle: str | Path | None = None) -> tuple[Sta
 __all__ = ["ConfigError", "StationConfig", "load_config", "Strict", "FieldError", "check_host", "CheckBase",
            "PointCheck", "CountCheck", "QACheck", "Recipe", "Check", "SyntheticCamera", "CameraConfig", "ModelConfig",
            "SignalOverride", "PLCOptions", "PLCConfig", "TriggerConfig", "StorageConfig", "WebUser", "WebConfig",
-           "OpcUaConfig", "StationInfo"]
+           "OpcUaConfig", "StationInfo", "FleetConfig"]

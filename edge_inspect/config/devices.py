@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from ..plc.settings import LinkSettings
-from ..plc.signals import MapError, SignalMap, build_map
+from ..plc.signals import MAX_DEFECT_POSITIONS, MapError, SignalMap, build_map
 from .base import FieldError, Strict, _base_dir, _in_base, check_host
 
 
@@ -102,9 +102,13 @@ class PLCOptions(Strict):
     recipe_change: bool = Field(default=False, description="PLC switches recipes with recipe_change / _done / _failed")
     identity: bool = Field(default=False, description="model_id, config_id, software_version registers")
     warning: bool = Field(default=False, description="warning bit: uncertain answer resolved by policy, or degraded")
+    defect_positions: int = Field(default=0, ge=0, le=MAX_DEFECT_POSITIONS,
+                                  description="first N defect points as x/y registers in 0.1 mm (needs "
+                                              "camera.calibration); 0 = off")
 
     def names(self) -> frozenset[str]:
-        return frozenset(n for n in ("result_buffer", "recipe_change", "identity", "warning") if getattr(self, n))
+        return frozenset(n for n in ("result_buffer", "recipe_change", "identity", "warning", "defect_positions")
+                         if getattr(self, n))
 
 
 class PLCConfig(Strict):
@@ -132,14 +136,14 @@ class PLCConfig(Strict):
         options = info.data.get("options") or PLCOptions()
         try:  # mode and options are declared above map, so they are validated already (maps are mode-aware)
             build_map({k: v.model_dump(exclude_none=True) for k, v in overrides.items()}, info.data.get("mode", "server"),
-                      options.names())
+                      options.names(), options.defect_positions)
         except MapError as err:
             raise ValueError(str(err)) from None
         return overrides
 
     def signal_map(self) -> SignalMap:
         return build_map({k: v.model_dump(exclude_none=True) for k, v in self.map.items()}, self.mode,
-                         self.options.names())
+                         self.options.names(), self.options.defect_positions)
 
     def link_settings(self) -> LinkSettings:
         return LinkSettings(

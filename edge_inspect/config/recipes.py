@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -86,3 +88,9 @@ class Recipe(Strict):
         return self
 
 
+
+    def sha256(self) -> str:
+        """The recipe's version: a hash of its settings (not of the file's spelling or comments), so
+        an inspection's log row tells which checks, prompts, limits and ROIs it ran."""
+        text = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(text.encode()).hexdigest()

@@ -22,7 +22,7 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -67,6 +67,7 @@ class InspectionRecord:
     rois: list[list[tuple[float, float]] | None]
     mm_per_px: float | None = None  # a calibrated camera: points are also logged in mm
     frame_size: tuple[int, int] | None = None  # width, height of the (undistorted) frame
+    recipe_sha256: str = ""  # the version of the recipe it ran (Recipe.sha256)
 
 
 def _disk_full(err: BaseException) -> bool:
@@ -127,6 +128,9 @@ class Store:
         self._pending: deque[tuple[InspectionRecord, float]] = deque()
         self.pending_max = pending_max
         self.pending_dropped = 0  # records lost because the queue was full
+        # Fleet publishing (docs/fleet.md): (inspection id, row, record) -> (msg_id, kind, payload),
+        # inserted into the outbox in the inspection's own transaction. None: no outbox rows.
+        self.outbox_message: Callable[[int, dict, InspectionRecord], tuple[str, str, str]] | None = None
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -186,7 +190,7 @@ class Store:
             "defect_count": defect_count(rec.outcomes), "failed_checks": failed_mask(rec.outcomes),
             **{k: round(float(t.get(k, 0.0)), 2) for k in TIMINGS},
             "model_sha256": rec.model_sha256, "config_sha256": rec.config_sha256,
-            "image_path": image_path, "overlay_path": overlay_path,
+            "recipe_sha256": rec.recipe_sha256 or None, "image_path": image_path, "overlay_path": overlay_path,
         }  # fmt: skip
         with self.transaction() as db:
             cursor = db.execute(f"INSERT INTO inspections ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
@@ -203,6 +207,10 @@ class Store:
                            [(inspection_id, i, x, y, round(x * scale[0], 2) if scale else None,
                              round(y * scale[1], 2) if scale else None)
                             for i, o in enumerate(rec.outcomes) for x, y in o.points])
+            if self.outbox_message is not None:
+                msg_id, kind, payload = self.outbox_message(inspection_id, row, rec)
+                db.execute("INSERT INTO outbox (msg_id, kind, created, payload) VALUES (?, ?, ?, ?)",
+                           [msg_id, kind, now, payload])
         return inspection_id
 
     @property

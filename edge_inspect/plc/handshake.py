@@ -31,6 +31,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from ..verdict import ErrorCode, Verdict
+from .signals import MAX_DEFECT_POSITIONS
 
 
 class State(enum.Enum):
@@ -68,6 +69,7 @@ class Result:
     failed_checks: int = 0
     error_code: ErrorCode = ErrorCode.NONE
     warning: bool = False  # e.g. an uncertain answer resolved by policy
+    positions_mm: tuple[tuple[float, float], ...] = ()  # the first defect points (plc.options.defect_positions)
 
 
 @dataclass(frozen=True)
@@ -105,7 +107,8 @@ class Handshake:
             "online": False, "ready": False, "busy": False, "results_valid": False, "pass": False, "fail": False,
             "error": False, "result_id": 0, "verdict": 0, "defect_count": 0, "failed_checks": 0, "error_code": 0,
             "heartbeat": 0, "inspection_count": 0, "cycle_ms": 0, "missed_triggers": 0,
-            "results_overrun": False, "results_queued": 0, "warning": False,
+            "results_overrun": False, "results_queued": 0, "warning": False, "defect_positions_valid": 0,
+            **{f"defect_{i}_{axis}": 0 for i in range(1, MAX_DEFECT_POSITIONS + 1) for axis in ("x", "y")},
         }  # fmt: skip
         self._refresh()
 
@@ -201,6 +204,12 @@ class Handshake:
                 "failed_checks": r.failed_checks & 0xFFFF, "cycle_ms": self._latest.cycle_ms,
                 "pass": r.verdict == Verdict.PASS, "fail": r.verdict == Verdict.FAIL,
             })  # fmt: skip
+            positions = r.positions_mm[:MAX_DEFECT_POSITIONS]
+            o["defect_positions_valid"] = len(positions)
+            for i in range(MAX_DEFECT_POSITIONS):  # 0.1 mm, clipped to the register's range; 0 when not valid
+                x, y = positions[i] if i < len(positions) else (0.0, 0.0)
+                o[f"defect_{i + 1}_x"] = min(max(round(x * 10), 0), 0xFFFF)
+                o[f"defect_{i + 1}_y"] = min(max(round(y * 10), 0), 0xFFFF)
         queued = len(self._queue) + (self._shown is not None)
         room = self._shown is None and not self._release if not self.result_buffer else len(self._queue) < self.result_buffer
         o["online"] = self.online

@@ -48,6 +48,7 @@ def _s(name, table, address, count, kind, direction, description) -> Signal:
 
 IN, OUT = "plc_to_appliance", "appliance_to_plc"
 PART_ID_REGISTERS = 10  # 20 ASCII characters
+MAX_DEFECT_POSITIONS = 8
 
 DEFAULT_MAP: tuple[Signal, ...] = (
     _s("trigger", "coil", 0, 1, "bool", IN, "rising edge starts an inspection"),
@@ -93,10 +94,20 @@ OPTIONAL_MAP: dict[str, tuple[Signal, ...]] = {
     "warning": (
         _s("warning", "discrete_input", 10, 1, "bool", OUT, "uncertain answer resolved by policy, or degraded"),
     ),
+    # For a rework robot: where the first defects are, in 0.1 mm on the calibrated working plane
+    # from the frame's top left. plc.options.defect_positions = N keeps the first N pairs.
+    "defect_positions": (
+        _s("defect_positions_valid", "input_register", 20, 1, "uint16", OUT,
+           "how many defect_i_x/_y pairs hold a position for the latest result"),
+        *(_s(f"defect_{i}_{axis}", "input_register", 21 + 2 * (i - 1) + (axis == "y"), 1, "uint16", OUT,
+             f"defect {i}: {axis} in 0.1 mm from the frame's top left (0 when not valid)")
+          for i in range(1, MAX_DEFECT_POSITIONS + 1) for axis in ("x", "y")),
+    ),
 }  # fmt: skip
 OPTIONS = tuple(OPTIONAL_MAP)
 SIGNAL_NAMES = tuple(s.name for s in DEFAULT_MAP)
 OPTIONAL_NAMES = {s.name: option for option, signals in OPTIONAL_MAP.items() for s in signals}
+DEFAULT_BY_NAME = {s.name: s for signals in (DEFAULT_MAP, *OPTIONAL_MAP.values()) for s in signals}
 
 
 class MapError(ValueError):
@@ -121,11 +132,19 @@ class SignalMap:
         return max((s.end for s in self.in_table(table)), default=0)
 
 
-def default_map(mode: Mode = "server", options: frozenset[str] | set[str] = frozenset()) -> tuple[Signal, ...]:
+def _kept(signal: Signal, defect_positions: int) -> bool:
+    """Of the defect_positions option's signals, the count register and the first N pairs."""
+    parts = signal.name.split("_")
+    return not (parts[0] == "defect" and parts[1].isdigit()) or int(parts[1]) <= defect_positions
+
+
+def default_map(mode: Mode = "server", options: frozenset[str] | set[str] = frozenset(),
+                defect_positions: int = 0) -> tuple[Signal, ...]:
     """The default map of a mode (with the signals of ``options``): in client mode discrete inputs →
     coils from 16 and input registers → holding registers from 100 (a PLC's own memory is writable
-    there by the appliance)."""
-    signals = DEFAULT_MAP + tuple(s for option in OPTIONS if option in options for s in OPTIONAL_MAP[option])
+    there by the appliance). ``defect_positions`` (with the option of that name) keeps that many pairs."""
+    signals = DEFAULT_MAP + tuple(s for option in OPTIONS if option in options for s in OPTIONAL_MAP[option]
+                                  if _kept(s, defect_positions))
     if mode == "server":
         return signals
     moved = {"discrete_input": ("coil", CLIENT_COIL_BASE), "input_register": ("holding_register", CLIENT_REGISTER_BASE)}
@@ -134,7 +153,7 @@ def default_map(mode: Mode = "server", options: frozenset[str] | set[str] = froz
 
 
 def build_map(overrides: dict[str, dict] | None = None, mode: Mode = "server",
-              options: frozenset[str] | set[str] = frozenset()) -> SignalMap:
+              options: frozenset[str] | set[str] = frozenset(), defect_positions: int = 0) -> SignalMap:
     """The default map of ``mode`` and ``options`` with per-signal overrides of table and/or address;
     checked for tables that cannot work in that mode and for clashes."""
     overrides = overrides or {}
@@ -144,8 +163,11 @@ def build_map(overrides: dict[str, dict] | None = None, mode: Mode = "server",
     off = sorted(n for n in overrides if n in OPTIONAL_NAMES and OPTIONAL_NAMES[n] not in options)
     if off:
         raise MapError(f"signal {off[0]} belongs to option {OPTIONAL_NAMES[off[0]]}, which is off in plc.options")
+    beyond = sorted(n for n in overrides if n in OPTIONAL_NAMES and not _kept(DEFAULT_BY_NAME[n], defect_positions))
+    if beyond:
+        raise MapError(f"signal {beyond[0]} is beyond plc.options.defect_positions ({defect_positions})")
     signals = []
-    for s in default_map(mode, options):
+    for s in default_map(mode, options, defect_positions):
         change = overrides.get(s.name, {})
         table = change.get("table", s.table)
         if (s.type == "bool") != (table in BIT_TABLES):
