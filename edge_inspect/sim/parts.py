@@ -3,7 +3,10 @@
 A part is a grey plate with four screw holes (each with or without its screw), zero or more
 surface defects (scratches: thin bright or dark lines; spots: dark blobs; dents: shaded blobs),
 and a label that is present and straight, skewed, or absent. Lighting gradient, noise, blur, a
-small rotation, offset and scale, and the background vary with the seed.
+small rotation, offset and scale, and the background vary with the seed. A ``Camera`` adds
+explicit geometry (scale, rotation, translation) and photometry (brightness, blur, noise, JPEG)
+on top: the same part seen by a camera that has moved or whose light has changed (training
+augmentation, the robustness suite). Masks and points go through the same geometry as the image.
 
 Ground truth is computed in the final image's pixel frame: every object has a point (where a
 model should point), a boolean mask, and a kind. Used by the demo camera, training and evaluation.
@@ -27,6 +30,41 @@ class PartSpec:
     defects: int | None = None  # number of surface defects
     label: str | None = None  # "straight", "skewed" or "absent"
     defect_kinds: tuple[str, ...] = DEFECT_KINDS
+
+
+@dataclass(frozen=True)
+class Camera:
+    """How the camera sees the part, on top of the seed's own small jitter (identity by default).
+
+    Geometry about the image centre, in this order: scale, rotation (degrees, counter-clockwise as
+    OpenCV), translation (fractions of width and height). Photometry on the rendered image:
+    brightness (relative gain: -0.3 is 30 % darker), Gaussian blur (sigma, px), Gaussian noise
+    (sigma, grey levels), JPEG compression (quality 1–100; 0 = none)."""
+
+    scale: float = 1.0
+    rotation: float = 0.0
+    shift: tuple[float, float] = (0.0, 0.0)
+    brightness: float = 0.0
+    blur: float = 0.0
+    noise: float = 0.0
+    jpeg: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.2 <= self.scale <= 5 or not -1 < self.brightness <= 5 or self.blur < 0 or self.noise < 0 \
+                or not 0 <= self.jpeg <= 100:
+            raise ValueError(f"camera out of range: {self}")
+
+    @property
+    def moves(self) -> bool:
+        return self.scale != 1.0 or self.rotation != 0.0 or tuple(self.shift) != (0.0, 0.0)
+
+    def matrix(self, width: int, height: int) -> np.ndarray:
+        """The 3×3 image transform of the geometry knobs."""
+        m = np.eye(3)
+        m[:2] = cv2.getRotationMatrix2D((width / 2, height / 2), self.rotation, self.scale)
+        m[0, 2] += self.shift[0] * width
+        m[1, 2] += self.shift[1] * height
+        return m
 
 
 @dataclass
@@ -78,9 +116,14 @@ def _draw_blob(canvas: np.ndarray, mask: np.ndarray, center, axes, angle, color)
     cv2.ellipse(mask, c, a, angle, 0, 360, 255, -1, cv2.LINE_8, shift=4)
 
 
-def render_part(seed: int, width: int = 320, height: int = 240, spec: PartSpec | None = None) -> Part:
-    """Render one part; the same seed, size and spec give the same bytes."""
+def render_part(seed: int, width: int = 320, height: int = 240, spec: PartSpec | None = None,
+                camera: Camera | None = None) -> Part:
+    """Render one part; the same seed, size, spec and camera give the same bytes.
+
+    Under a ``camera`` that moves, objects that leave the frame are dropped and a partly visible
+    object's point moves to its nearest visible mask pixel."""
     spec = spec or PartSpec()
+    camera = camera or Camera()
     rng = np.random.default_rng(seed)
     # Draw on a plate-aligned canvas, then warp everything (image and masks) with one transform.
     bg = rng.uniform(25, 70)
@@ -188,19 +231,33 @@ def render_part(seed: int, width: int = 320, height: int = 240, spec: PartSpec |
     shift = rng.uniform(-0.04, 0.04, 2) * (width, height)
     m = cv2.getRotationMatrix2D((width / 2, height / 2), angle, scale)
     m[:, 2] += shift
+    if camera.moves:
+        m = (camera.matrix(width, height) @ np.vstack([m, [0.0, 0.0, 1.0]]))[:2]
     bg_fill = (float(bg),) * 3
     image = cv2.warpAffine(canvas, m, (width, height), flags=cv2.INTER_LINEAR, borderValue=bg_fill)
     blur = rng.choice([0, 0, 3])
     if blur:
         image = cv2.GaussianBlur(image, (blur, blur), 0)
     image += rng.normal(0, rng.uniform(1.5, 5), image.shape).astype(np.float32)
+    if camera.brightness:
+        image *= 1.0 + camera.brightness
+    if camera.blur:
+        image = cv2.GaussianBlur(image, (0, 0), camera.blur)
+    if camera.noise:  # its own generator: the part's draws stay those of the seed
+        image += np.random.default_rng([seed, 1]).normal(0, camera.noise, image.shape).astype(np.float32)
     image = np.clip(image, 0, 255).astype(np.uint8)
+    if camera.jpeg:
+        ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(camera.jpeg)])
+        image = cv2.imdecode(data, cv2.IMREAD_COLOR)
 
     objects = []
     for kind, (px, py), mask in layers:
         warped = cv2.warpAffine(mask, m, (width, height), flags=cv2.INTER_NEAREST) > 0
+        if not warped.any():  # out of the frame (a camera that moved)
+            continue
         wx, wy = m @ np.array([px, py, 1.0])
-        if kind == "scratch":  # the point sits on the line: the mask pixel nearest the midpoint
+        inside = 0 <= round(wx) < width and 0 <= round(wy) < height and warped[int(round(wy)), int(round(wx))]
+        if kind == "scratch" or not inside:  # the point sits on the line: the mask pixel nearest the midpoint
             ys, xs = np.nonzero(warped)
             k = int(np.argmin((xs - wx) ** 2 + (ys - wy) ** 2))
             wx, wy = float(xs[k]), float(ys[k])
