@@ -61,7 +61,7 @@ def _cmd_train(args) -> int:
                       seed=args.seed, data=args.data, save_every=args.save_every, eval_every=args.eval_every,
                       eval_parts=args.eval_parts, threads=args.threads, workers=args.workers, max_minutes=args.max_minutes,
                       grounding=args.grounding, task_weights=args.task_weights, stop_at=args.stop_at,
-                      digits=args.digits)
+                      digits=args.digits, augment=args.augment)
     validation = sim_records(range(500_000, 500_000 + args.eval_parts)) if args.eval_parts else []
 
     def evaluate_fn(model, tok, settings, builder, parts):
@@ -146,11 +146,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, help="data worker processes (0: make batches in this process)")
     p.add_argument("--max-minutes", type=float, default=0.0, help="save and stop after this long (0 = no limit)")
     p.add_argument("--grounding", type=float, default=1.0, help="weight of the auxiliary grounding loss (0 = off)")
-    p.add_argument("--task-weights", type=_weights, default=None, metavar="defects=0.6,screws=0.25,label=0.15",
+    p.add_argument("--task-weights", type=_weights, default=None,
+                   metavar="defects=0.5,screws=0.2,holes=0.08,label=0.11,label_missing=0.11",
                    help="how often each task is drawn from generated parts")
     p.add_argument("--stop-at", type=int, default=0, help="save and stop after this step (one phase of a schedule)")
     p.add_argument("--digits", type=float, default=0.0,
                    help="weight of the grounding head's coordinate-digit targets (0 = off)")
+    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
+                   help="generated parts: random camera geometry/photometry and several phrasings per task")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
     p.set_defaults(func=_cmd_train)
 

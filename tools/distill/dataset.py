@@ -20,13 +20,31 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_inspect.sim import Part, render_part
+from edge_inspect.sim import Camera, Part, render_part
 
-from .tasks import TASKS, Example, example, point_objects
+from .tasks import TASKS, Example, draw_phrasing, example, point_objects
 
 # How often each task is drawn in training: defect pointing is the hard one.
-TASK_WEIGHTS = {"defects": 0.6, "screws": 0.25, "label": 0.15}
+TASK_WEIGHTS = {"defects": 0.5, "screws": 0.2, "holes": 0.08, "label": 0.11, "label_missing": 0.11}
 FRAME = (320, 240)
+
+
+def sample_camera(rng: np.random.Generator, identity_share: float = 0.2) -> Camera:
+    """A random camera for training (augmentation): wider than the robustness suite's shifts
+    (scale 0.8/1.2, rotation ±10°, translation ±10 %, brightness ±30 %, blur 1.5, noise 8, JPEG 40),
+    each knob on about half of the time; ``identity_share`` of the parts as the generator draws them."""
+    if rng.random() < identity_share:
+        return Camera()
+    on = rng.random(7) < 0.5
+    return Camera(
+        scale=float(np.exp(rng.uniform(np.log(0.75), np.log(1.28)))) if on[0] else 1.0,
+        rotation=float(rng.uniform(-12, 12)) if on[1] else 0.0,
+        shift=(float(rng.uniform(-0.12, 0.12)), float(rng.uniform(-0.12, 0.12))) if on[2] else (0.0, 0.0),
+        brightness=float(rng.uniform(-0.4, 0.4)) if on[3] else 0.0,
+        blur=float(rng.uniform(0.5, 2.0)) if on[4] else 0.0,
+        noise=float(rng.uniform(2, 10)) if on[5] else 0.0,
+        jpeg=int(rng.integers(30, 90)) if on[6] else 0,
+    )  # fmt: skip
 
 
 @dataclass
@@ -45,6 +63,9 @@ class Record:
     # them: dense targets for the auxiliary grounding loss in training.
     region_masks: dict[str, np.ndarray] | None = None
     region_points: dict[str, list[tuple[float, float]]] | None = None  # every defect's and screw's point
+    kinds: list[str] = field(default_factory=list)  # kinds[i]: the generator's kind of object i (evaluation)
+    # Look-alikes a point task must not point at: a screw check's empty holes (evaluation)
+    decoy_masks: list[np.ndarray] = field(default_factory=list)
 
     def rgb(self) -> np.ndarray:
         if self.image is not None:
@@ -55,8 +76,8 @@ class Record:
         return frame[:, :, ::-1].copy()
 
 
-def from_part(part: Part, task: str) -> Record:
-    ex: Example = example(part, task)
+def from_part(part: Part, task: str, prompt: str | None = None) -> Record:
+    ex: Example = example(part, task, prompt)
     objects = point_objects(part, task)  # masks[i] belongs to points[i]
     regions = {"defect": np.zeros(part.image.shape[:2], bool), "screw": np.zeros(part.image.shape[:2], bool),
                "label": part.label_mask if part.label_mask is not None else np.zeros(part.image.shape[:2], bool)}
@@ -68,18 +89,25 @@ def from_part(part: Part, task: str) -> Record:
                      "screw": [o.normalized(part.width, part.height) for o in part.screws]}
     return Record(prompt=ex.prompt, target=ex.target, task=task, kind=TASKS[task][1], image=part.image[:, :, ::-1].copy(),
                   points=ex.points, masks=[o.mask for o in objects], answer=ex.answer, seed=part.seed,
-                  region_masks=regions, region_points=region_points)
+                  region_masks=regions, region_points=region_points, kinds=[o.kind for o in objects],
+                  decoy_masks=[o.mask for o in part.of_kind("empty_hole")] if task == "screws" else [])
 
 
-def sim_record(seed: int, task: str | None = None, weights: dict[str, float] | None = None) -> Record:
-    """The record for generator seed ``seed``; the task is drawn from the seed (with ``weights``) unless given."""
-    part = render_part(seed, *FRAME)
+def sim_record(seed: int, task: str | None = None, weights: dict[str, float] | None = None,
+               augment: bool = False) -> Record:
+    """The record for generator seed ``seed``; the task is drawn from the seed (with ``weights``) unless given.
+    ``augment``: a random camera (``sample_camera``) and a random phrasing of the task, drawn from the seed."""
+    rng = np.random.default_rng(seed + 7_919)
     if task is None:
         weights = weights or TASK_WEIGHTS
         names = list(weights)
         p = np.array(list(weights.values()), dtype=float)
-        task = names[int(np.random.default_rng(seed + 7_919).choice(len(names), p=p / p.sum()))]
-    return from_part(part, task)
+        task = names[int(rng.choice(len(names), p=p / p.sum()))]
+    if not augment:
+        return from_part(render_part(seed, *FRAME), task)
+    aug = np.random.default_rng([seed, 31])
+    part = render_part(seed, *FRAME, camera=sample_camera(aug))
+    return from_part(part, task, draw_phrasing(task, aug))
 
 
 def write_sim_set(out: Path, seeds: range, tasks: list[str] | None = None) -> Path:

@@ -1,5 +1,16 @@
 """Evaluate a bundle (ONNX, via edge_inspect.vlm) or a checkpoint (transformers) on generated parts
-or on a labelled JSONL set: pointing precision/recall/F1, screw counting exact match, yes/no accuracy."""
+or on a labelled JSONL set.
+
+Pointing: object-level (micro) precision/recall/F1 over all objects with a bootstrap 95 % interval
+(parts without objects add their predictions as false positives only), the per-image mean as a
+second figure, recall per defect kind and per number of defects on the part, false calls (a
+defect-free part with a defect point) and escapes (a part with defects and no defect point), the
+median pixel error of matched points and answer tokens per point. Counting: exact match, also on
+parts that miss screws, and how many empty holes were called a screw. Yes/no: accuracy, p_yes
+margins and the yes/no probability mass. Station level, where a part was asked all of defects,
+screws and label: the share of good parts rejected and of bad parts passed. The robustness suite
+(``robustness``) repeats this with the camera moved or its image degraded.
+"""
 
 from __future__ import annotations
 
@@ -10,16 +21,29 @@ from typing import Protocol
 
 import numpy as np
 
-from edge_inspect.sim import render_part
+from edge_inspect.sim import DEFECT_KINDS, Camera, render_part
 from edge_inspect.vlm.points import parse_points
 from tools.molmo2.predictor import TorchPredictor
 
 from .dataset import FRAME, Record, from_part
-from .metrics import PointScore, score_points, summarize
+from .metrics import PointScore, bootstrap_micro, dilated, score_points, summarize
 from .tasks import TASKS
 
-__all__ = ["BundlePredictor", "Predictor", "TorchPredictor", "evaluate_records", "headline", "sim_records",
-           "write_report"]
+__all__ = ["BundlePredictor", "Predictor", "SHIFTS", "TorchPredictor", "evaluate_records", "headline",
+           "robustness", "sim_records", "write_report"]
+
+# The robustness suite: one camera change at a time (masks and points move with the image).
+SHIFTS: dict[str, Camera] = {
+    "scale 0.8": Camera(scale=0.8), "scale 1.2": Camera(scale=1.2),
+    "rotation +5°": Camera(rotation=5), "rotation -5°": Camera(rotation=-5),
+    "rotation +10°": Camera(rotation=10), "rotation -10°": Camera(rotation=-10),
+    "translation +10%": Camera(shift=(0.1, 0.1)), "translation -10%": Camera(shift=(-0.1, -0.1)),
+    "brightness +30%": Camera(brightness=0.3), "brightness -30%": Camera(brightness=-0.3),
+    "blur σ1.5": Camera(blur=1.5), "noise σ8": Camera(noise=8), "JPEG 40": Camera(jpeg=40),
+}  # fmt: skip
+STATION_TASKS = ("defects", "screws", "label")  # the demo recipe: no defect, four screws, label present
+UNCERTAIN_MARGIN = 0.2  # the station's default min_margin
+MIN_MASS = 0.5  # the station's default min_mass
 
 
 class Predictor(Protocol):
@@ -37,6 +61,7 @@ class BundlePredictor:
         self.model = load_bundle(bundle)
         self.max_new_tokens = max_new_tokens
         self._cache: tuple[int, object] | None = None
+        self.last_tokens: int | None = None
 
     def _encode(self, rgb: np.ndarray):
         if self._cache is None or self._cache[0] != id(rgb):
@@ -45,72 +70,279 @@ class BundlePredictor:
 
     def point(self, rgb, prompt):
         p = self.model.point(self._encode(rgb), prompt, self.max_new_tokens)
+        self.last_tokens = int(p.timings_ms.get("tokens", 0))
         return [(q.x, q.y) for q in p.answer.points], p.text
 
     def yes_no(self, rgb, prompt):
-        return self.model.ask_yes_no(self._encode(rgb), prompt).answer
+        return self.yes_no_scores(rgb, prompt)[0]
+
+    def yes_no_scores(self, rgb, prompt) -> tuple[bool, float, float]:
+        """(answer, p_yes, mass on the yes/no tokens)."""
+        a = self.model.ask_yes_no(self._encode(rgb), prompt)
+        return a.answer, a.p_yes, a.mass
 
 
-def evaluate_records(predictor: Predictor, records: list[Record], dilate_px: int = 3) -> dict:
+def _part_key(rec: Record):
+    return rec.seed if rec.seed is not None else str(rec.image_path)
+
+
+def evaluate_records(predictor: Predictor, records: list[Record], dilate_px: int = 3,
+                     bootstrap: int = 2000) -> dict:
     """Metrics over records; records of one image should be adjacent so the image is encoded once."""
     point_scores: dict[str, list[PointScore]] = {}
-    counts: dict[str, list[bool]] = {}
-    yes_no: dict[str, list[bool]] = {}
+    point_records: dict[str, list[Record]] = {}
+    predicted_counts: dict[str, list[int]] = {}
+    tokens: dict[str, list[tuple[int, int]]] = {}  # (answer tokens, points) per answer
+    yes_no: dict[str, list[tuple[bool, bool, float | None, float | None]]] = {}  # (truth, answer, p_yes, mass)
+    parts: dict[object, dict[str, tuple]] = {}  # part → task → (truth, prediction) for the station verdict
+    decoys = [0, 0]  # empty holes a screw point landed in, empty holes
     malformed = 0
     start = time.perf_counter()
-    images = 0
-    last_image = None
     for rec in records:
         rgb = rec.rgb() if rec.image is None else rec.image
-        if rec.image_path != last_image or rec.image is not None:
-            images += 1
-        last_image = rec.image_path
         if rec.kind == "point":
             points, text = predictor.point(rgb, rec.prompt)
             malformed += int(parse_points(text).malformed)
-            point_scores.setdefault(rec.task, []).append(score_points(points, rec.points, rec.masks, dilate_px))
-            counts.setdefault(rec.task, []).append(len(points) == len(rec.points))
+            score = score_points(points, rec.points, rec.masks, dilate_px)
+            point_scores.setdefault(rec.task, []).append(score)
+            point_records.setdefault(rec.task, []).append(rec)
+            predicted_counts.setdefault(rec.task, []).append(len(points))
+            if getattr(predictor, "last_tokens", None) is not None and points:
+                tokens.setdefault(rec.task, []).append((predictor.last_tokens, len(points)))
+            parts.setdefault(_part_key(rec), {})[rec.task] = (len(rec.points), len(points))
+            if rec.decoy_masks:
+                h, w = rec.decoy_masks[0].shape
+                for mask in rec.decoy_masks:
+                    grown = dilated(mask, dilate_px)
+                    decoys[0] += any(grown[min(h - 1, max(0, round(y * h))), min(w - 1, max(0, round(x * w)))]
+                                     for x, y in points)
+                    decoys[1] += 1
         elif rec.answer is not None:
-            yes_no.setdefault(rec.task, []).append(predictor.yes_no(rgb, rec.prompt) == rec.answer)
-    result: dict = {"pointing": {t: summarize(s) for t, s in point_scores.items()},
-                    "counting_exact": {t: float(np.mean(c)) for t, c in counts.items()},
-                    "yes_no_accuracy": {t: float(np.mean(a)) for t, a in yes_no.items()},
+            if hasattr(predictor, "yes_no_scores"):
+                answer, p_yes, mass = predictor.yes_no_scores(rgb, rec.prompt)
+            else:
+                answer, p_yes, mass = predictor.yes_no(rgb, rec.prompt), None, None
+            yes_no.setdefault(rec.task, []).append((rec.answer, answer, p_yes, mass))
+            # the demo recipe fails a close call (min_margin) and, on the station, too little yes/no mass
+            confident = p_yes is None or (abs(2 * p_yes - 1) >= UNCERTAIN_MARGIN and mass >= MIN_MASS)
+            parts.setdefault(_part_key(rec), {})[rec.task] = (rec.answer, answer and confident)
+    pointing = {}
+    for task, scores in point_scores.items():
+        s = summarize(scores)
+        s["micro"]["ci95"] = bootstrap_micro(scores, bootstrap) if bootstrap else {}
+        distances = [m.distance_px for sc in scores for m in sc.matches]
+        s["median_px_error"] = float(np.median(distances)) if distances else float("nan")
+        s["median_px_error_hits"] = float(np.median([m.distance_px for sc in scores for m in sc.matches if m.hit])
+                                          if any(m.hit for sc in scores for m in sc.matches) else float("nan"))
+        s["median_px_error_misses"] = float(np.median([m.distance_px for sc in scores for m in sc.matches
+                                                       if not m.hit])) if any(not m.hit for sc in scores
+                                                                              for m in sc.matches) else float("nan")
+        t = tokens.get(task, [])
+        s["tokens_per_point"] = sum(a for a, _ in t) / sum(b for _, b in t) if t else float("nan")
+        with_objects = [sc for sc in scores if sc.objects]
+        without = [sc for sc in scores if not sc.objects]
+        s["false_call_rate"] = float(np.mean([sc.predictions > 0 for sc in without])) if without else float("nan")
+        s["escape_rate"] = float(np.mean([sc.predictions == 0 for sc in with_objects])) if with_objects else float("nan")
+        s["parts_without_objects"], s["parts_with_objects"] = len(without), len(with_objects)
+        by_n: dict[int, list[int]] = {}
+        by_kind: dict[str, list[int]] = {}
+        for sc, rec in zip(scores, point_records[task], strict=True):
+            hit = sc.hit_objects()
+            by_n.setdefault(sc.objects, [0, 0])
+            by_n[sc.objects][0] += len(hit)
+            by_n[sc.objects][1] += sc.objects
+            for i, kind in enumerate(rec.kinds):
+                by_kind.setdefault(kind, [0, 0])
+                by_kind[kind][0] += i in hit
+                by_kind[kind][1] += 1
+        s["recall_by_count"] = {str(n): {"recall": h / o if o else float("nan"), "objects": o}
+                                for n, (h, o) in sorted(by_n.items()) if n}
+        s["recall_by_kind"] = {k: {"recall": h / o, "objects": o} for k, (h, o) in sorted(by_kind.items())}
+        pointing[task] = s
+    counting = {t: float(np.mean([p == sc.objects for p, sc in zip(c, point_scores[t], strict=True)]))
+                for t, c in predicted_counts.items()}
+    result: dict = {"pointing": pointing, "counting_exact": counting,
+                    "yes_no_accuracy": {t: float(np.mean([a == b for a, b, _, _ in v])) for t, v in yes_no.items()},
                     "malformed_answers": malformed, "dilate_px": dilate_px}
+    if "screws" in predicted_counts:
+        missing = [p == sc.objects for p, sc in zip(predicted_counts["screws"], point_scores["screws"], strict=True)
+                   if sc.objects < 4]
+        result["screws_missing"] = {
+            "count_exact": float(np.mean(missing)) if missing else float("nan"), "parts": len(missing),
+            "empty_holes_called_screw": decoys[0] / decoys[1] if decoys[1] else float("nan"), "empty_holes": decoys[1],
+        }  # fmt: skip
+    result["yes_no"] = {}
+    for task, v in yes_no.items():
+        scored = [(p, m) for _, _, p, m in v if p is not None]
+        if not scored:
+            continue
+        margins = np.array([abs(2 * p - 1) for p, _ in scored])
+        masses = np.array([m for _, m in scored])
+        wrong = [abs(2 * p - 1) for (t, a, p, _) in v if p is not None and t != a]
+        result["yes_no"][task] = {
+            "accuracy": result["yes_no_accuracy"][task], "median_margin": float(np.median(margins)),
+            "uncertain_share": float(np.mean(margins < UNCERTAIN_MARGIN)), "median_mass": float(np.median(masses)),
+            "min_mass": float(masses.min()), "low_mass_share": float(np.mean(masses < MIN_MASS)),
+            "max_margin_wrong": float(max(wrong)) if wrong else None, "answers": len(v),
+        }  # fmt: skip
+    result["station"] = station_rates(parts)
     result["seconds"] = round(time.perf_counter() - start, 2)
     return result
 
 
-def sim_records(seeds: range, tasks: list[str] | None = None) -> list[Record]:
-    """Every task on every generated part (images held in memory)."""
+def station_rates(parts: dict[object, dict[str, tuple]]) -> dict:
+    """The demo recipe's verdict per part (no defect point, four screw points, label present) against
+    the truth: good parts rejected, bad parts passed."""
+    good_rejected, good, bad_passed, bad = 0, 0, 0, 0
+    for tasks in parts.values():
+        if not all(t in tasks for t in STATION_TASKS):
+            continue
+        (n_defects, p_defects), (n_screws, p_screws), (label, p_label) = (tasks[t] for t in STATION_TASKS)
+        is_good = n_defects == 0 and n_screws == 4 and bool(label)
+        passes = p_defects == 0 and p_screws == 4 and bool(p_label)
+        if is_good:
+            good, good_rejected = good + 1, good_rejected + (not passes)
+        else:
+            bad, bad_passed = bad + 1, bad_passed + passes
+    return {"good_parts": good, "bad_parts": bad,
+            "good_part_reject_rate": good_rejected / good if good else float("nan"),
+            "bad_part_pass_rate": bad_passed / bad if bad else float("nan")}
+
+
+def sim_records(seeds: range, tasks: list[str] | None = None, camera: Camera | None = None) -> list[Record]:
+    """Every task on every generated part (images held in memory), seen by ``camera``."""
     records = []
     for seed in seeds:
-        part = render_part(seed, *FRAME)
+        part = render_part(seed, *FRAME, camera=camera)
         for task in tasks or list(TASKS):
             records.append(from_part(part, task))
     return records
 
 
+def shift_row(metrics: dict) -> dict[str, float]:
+    """The figures the robustness table shows for one shift."""
+    nan = float("nan")
+    d = metrics["pointing"].get("defects", {})
+    return {
+        "defect_micro_f1": d.get("micro", {}).get("f1", nan), "defect_micro_recall": d.get("micro", {}).get("recall", nan),
+        "false_call_rate": d.get("false_call_rate", nan), "escape_rate": d.get("escape_rate", nan),
+        "screw_count_exact": metrics["counting_exact"].get("screws", nan),
+        "label_accuracy": metrics["yes_no_accuracy"].get("label", nan),
+        "label_missing_accuracy": metrics["yes_no_accuracy"].get("label_missing", nan),
+        "good_part_reject_rate": metrics["station"]["good_part_reject_rate"],
+        "bad_part_pass_rate": metrics["station"]["bad_part_pass_rate"],
+    }  # fmt: skip
+
+
+def robustness(predictor: Predictor, seeds: range, shifts: list[str] | None = None, dilate_px: int = 3,
+               tasks: tuple[str, ...] = ("defects", "screws", "label", "label_missing")) -> dict[str, dict]:
+    """``shift_row`` figures per camera shift (``SHIFTS``), plus "none" (the same parts, unmoved)."""
+    rows = {}
+    for name in ["none", *(shifts or list(SHIFTS))]:
+        camera = None if name == "none" else SHIFTS[name]
+        metrics = evaluate_records(predictor, sim_records(seeds, list(tasks), camera), dilate_px, bootstrap=0)
+        rows[name] = shift_row(metrics) | {"good_parts": metrics["station"]["good_parts"],
+                                           "bad_parts": metrics["station"]["bad_parts"]}
+    return rows
+
+
 def headline(metrics: dict) -> dict[str, float]:
     """The figures the acceptance criteria name."""
+    nan = float("nan")
+    d = metrics["pointing"].get("defects", {})
+    kinds = d.get("recall_by_kind", {})
+    station = metrics.get("station", {})
     return {
-        "defect_f1": metrics["pointing"].get("defects", {}).get("f1", float("nan")),
-        "screw_f1": metrics["pointing"].get("screws", {}).get("f1", float("nan")),
-        "screw_count_exact": metrics["counting_exact"].get("screws", float("nan")),
-        "label_accuracy": metrics["yes_no_accuracy"].get("label", float("nan")),
+        "defect_micro_f1": d.get("micro", {}).get("f1", nan),
+        "defect_micro_recall": d.get("micro", {}).get("recall", nan),
+        "scratch_recall": kinds.get("scratch", {}).get("recall", nan),
+        "false_call_rate": d.get("false_call_rate", nan),
+        "escape_rate": d.get("escape_rate", nan),
+        "good_part_reject_rate": station.get("good_part_reject_rate", nan),
+        "bad_part_pass_rate": station.get("bad_part_pass_rate", nan),
+        "label_missing_accuracy": metrics["yes_no_accuracy"].get("label_missing", nan),
+        "hole_f1": metrics["pointing"].get("holes", {}).get("micro", {}).get("f1", nan),
+        "defect_f1": d.get("f1", nan),
+        "screw_f1": metrics["pointing"].get("screws", {}).get("f1", nan),
+        "screw_count_exact": metrics["counting_exact"].get("screws", nan),
+        "label_accuracy": metrics["yes_no_accuracy"].get("label", nan),
     }
 
 
-def write_report(metrics: dict, out_json: Path, title: str, details: dict) -> Path:
-    out_json.parent.mkdir(parents=True, exist_ok=True)
-    out_json.write_text(json.dumps({"metrics": metrics, "headline": headline(metrics), **details}, indent=2) + "\n")
-    md = out_json.with_suffix(".md")
-    h = headline(metrics)
-    lines = [f"# {title}", "", "| metric | value |", "|---|---|"]
-    lines += [f"| {k} | {v:.3f} |" for k, v in h.items()]
+def _pct(v) -> str:
+    return "–" if v is None or v != v else f"{100 * v:.1f}%"
+
+
+def _f(v, digits: int = 3) -> str:
+    return "–" if v is None or v != v else f"{v:.{digits}f}"
+
+
+def metric_lines(metrics: dict) -> list[str]:
+    """Markdown tables of an evaluation: pointing (micro with interval, per-image mean), defects by
+    kind and by count, station rates, counting, yes/no."""
+    lines = ["| task | micro precision | micro recall | micro F1 (95% CI) | per-image mean F1 | objects | "
+             "median px error (matched) | tokens per point |", "|---|---|---|---|---|---|---|---|"]
     for task, s in metrics["pointing"].items():
-        lines.append(f"| {task} precision / recall | {s['precision']:.3f} / {s['recall']:.3f} |")
-    lines += ["", f"Malformed answers: {metrics['malformed_answers']}. Hit rule: Hungarian matching by pixel distance, "
-              f"a matched point is a hit inside the object's mask dilated by {metrics['dilate_px']} px.", ""]
+        m = s["micro"]
+        ci = m.get("ci95", {}).get("f1")
+        ci_text = f" ({ci[0]:.3f}–{ci[1]:.3f})" if ci else ""
+        lines.append(f"| {task} | {_f(m['precision'])} | {_f(m['recall'])} | {_f(m['f1'])}{ci_text} | {_f(s['f1'])} | "
+                     f"{m['objects']} | {_f(s.get('median_px_error'), 1)} | {_f(s.get('tokens_per_point'), 1)} |")
+    d = metrics["pointing"].get("defects")
+    if d:
+        lines += ["", "| defects | value |", "|---|---|",
+                  f"| false-call rate (defect-free parts with a defect point) | {_pct(d['false_call_rate'])} of "
+                  f"{d['parts_without_objects']} |",
+                  f"| escape rate (parts with defects and no defect point) | {_pct(d['escape_rate'])} of "
+                  f"{d['parts_with_objects']} |",
+                  f"| median px error of matched points: hits / misses | {_f(d.get('median_px_error_hits'), 1)} / "
+                  f"{_f(d.get('median_px_error_misses'), 1)} |"]
+        lines += [f"| recall, {k} | {_f(v['recall'])} ({v['objects']} objects) |" for k, v in d["recall_by_kind"].items()
+                  if k in DEFECT_KINDS]
+        lines += [f"| recall on parts with {n} defect{'s' if n != '1' else ''} | {_f(v['recall'])} ({v['objects']} "
+                  "objects) |" for n, v in d["recall_by_count"].items()]
+    st = metrics.get("station")
+    if st and st["good_parts"] + st["bad_parts"]:
+        lines += ["", "| station (demo recipe: no defect, 4 screws, label present) | value |", "|---|---|",
+                  f"| good parts rejected | {_pct(st['good_part_reject_rate'])} of {st['good_parts']} |",
+                  f"| bad parts passed | {_pct(st['bad_part_pass_rate'])} of {st['bad_parts']} |"]
+    lines += ["", "| counting / yes-no | value |", "|---|---|"]
+    lines += [f"| {t} count exact | {_f(v)} |" for t, v in metrics["counting_exact"].items()]
+    sm = metrics.get("screws_missing")
+    if sm:
+        lines += [f"| screw count exact on parts missing screws | {_f(sm['count_exact'])} ({sm['parts']} parts) |",
+                  f"| empty holes called a screw | {_pct(sm['empty_holes_called_screw'])} of {sm['empty_holes']} |"]
+    for t, v in metrics["yes_no_accuracy"].items():
+        y = metrics.get("yes_no", {}).get(t)
+        extra = (f"; median margin {_f(y['median_margin'])}, margin < {UNCERTAIN_MARGIN}: {_pct(y['uncertain_share'])}, "
+                 f"median mass {_f(y['median_mass'])}, mass < {MIN_MASS}: {_pct(y['low_mass_share'])}"
+                 if y else "")
+        lines.append(f"| {t} yes/no accuracy | {_f(v)}{extra} |")
+    return lines
+
+
+def robustness_lines(rows: dict[str, dict]) -> list[str]:
+    lines = ["| shift | defect micro F1 | defect recall | false calls | escapes | screw count | label | label missing | "
+             "good parts rejected | bad parts passed |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, r in rows.items():
+        lines.append(f"| {name} | {_f(r['defect_micro_f1'])} | {_f(r['defect_micro_recall'])} | "
+                     f"{_pct(r['false_call_rate'])} | {_pct(r['escape_rate'])} | {_f(r['screw_count_exact'])} | "
+                     f"{_f(r['label_accuracy'])} | {_f(r['label_missing_accuracy'])} | "
+                     f"{_pct(r['good_part_reject_rate'])} of {r['good_parts']} | "
+                     f"{_pct(r['bad_part_pass_rate'])} of {r['bad_parts']} |")
+    return lines
+
+
+def write_report(metrics: dict, out_json: Path, title: str, details: dict, shifts: dict | None = None) -> Path:
+    out_json.parent.mkdir(parents=True, exist_ok=True)
+    out_json.write_text(json.dumps({"metrics": metrics, "headline": headline(metrics), "robustness": shifts,
+                                    **details}, indent=2) + "\n")
+    md = out_json.with_suffix(".md")
+    lines = [f"# {title}", "", *metric_lines(metrics), "",
+             f"Malformed answers: {metrics['malformed_answers']}. Hit rule: Hungarian matching by pixel distance, "
+             f"a matched point is a hit inside the object's mask dilated by {metrics['dilate_px']} px.", ""]
+    if shifts:
+        lines += ["## Robustness", "", *robustness_lines(shifts), ""]
     lines += [f"- {k}: {v}" for k, v in details.items()]
     md.write_text("\n".join(lines) + "\n")
     return md

@@ -1,8 +1,11 @@
-"""Pointing, counting and yes/no metrics (PixMo-Points rules for pointing)."""
+"""Pointing, counting and yes/no metrics (PixMo-Points rules for pointing).
+
+Per image (``PointScore``) and over all objects (``micro``: hits, predictions and objects summed
+over the images, with a bootstrap interval over images in ``bootstrap_micro``)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -10,10 +13,24 @@ from scipy.optimize import linear_sum_assignment
 
 
 @dataclass(frozen=True)
+class Match:
+    """One Hungarian pair: predicted point ``prediction`` ↔ true object ``obj``."""
+
+    prediction: int
+    obj: int
+    distance_px: float  # from the predicted point to the object's point
+    hit: bool  # inside the object's (dilated) mask
+
+
+@dataclass(frozen=True)
 class PointScore:
     predictions: int
     objects: int
     hits: int
+    matches: tuple[Match, ...] = field(default=(), compare=False)
+
+    def hit_objects(self) -> set[int]:
+        return {m.obj for m in self.matches if m.hit}
 
     @property
     def precision(self) -> float:
@@ -44,19 +61,57 @@ def score_points(predicted: list[tuple[float, float]], truth: list[tuple[float, 
     true = np.array([(x * w, y * h) for x, y in truth])
     cost = np.linalg.norm(pred[:, None, :] - true[None, :, :], axis=-1)
     rows, cols = linear_sum_assignment(cost)
-    kernel = np.ones((2 * dilate_px + 1, 2 * dilate_px + 1), np.uint8) if dilate_px else None
-    hits = 0
+    matches = []
     for r, c in zip(rows, cols, strict=True):
-        mask = masks[c].astype(np.uint8)
-        if kernel is not None:
-            mask = cv2.dilate(mask, kernel)
         x, y = int(min(w - 1, max(0, round(pred[r, 0])))), int(min(h - 1, max(0, round(pred[r, 1]))))
-        hits += int(mask[y, x] > 0)
-    return PointScore(len(predicted), len(truth), hits)
+        matches.append(Match(int(r), int(c), float(cost[r, c]), bool(dilated(masks[c], dilate_px)[y, x])))
+    return PointScore(len(predicted), len(truth), sum(m.hit for m in matches), tuple(matches))
+
+
+def dilated(mask: np.ndarray, dilate_px: int) -> np.ndarray:
+    if not dilate_px:
+        return mask.astype(bool)
+    kernel = np.ones((2 * dilate_px + 1, 2 * dilate_px + 1), np.uint8)
+    return cv2.dilate(mask.astype(np.uint8), kernel) > 0
+
+
+def micro(scores: list[PointScore]) -> dict[str, float]:
+    """Object-level precision, recall and F1 over all images: hits / predictions and hits / objects
+    summed over the images, so an image without objects adds its predictions (false positives) only."""
+    predictions = sum(s.predictions for s in scores)
+    objects = sum(s.objects for s in scores)
+    hits = sum(s.hits for s in scores)
+    return _prf(hits, predictions, objects) | {"predictions": predictions, "objects": objects, "hits": hits}
+
+
+def bootstrap_micro(scores: list[PointScore], samples: int = 2000, seed: int = 0,
+                    level: float = 0.95) -> dict[str, list[float]]:
+    """Percentile bootstrap interval of the micro precision, recall and F1, resampling images."""
+    if not scores:
+        return {}
+    counts = np.array([(s.hits, s.predictions, s.objects) for s in scores], float)
+    rng = np.random.default_rng(seed)
+    totals = counts[rng.integers(0, len(counts), (samples, len(counts)))].sum(axis=1)
+    hits, predictions, objects = totals.T
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(predictions > 0, hits / predictions, (objects == 0).astype(float))
+        recall = np.where(objects > 0, hits / objects, (predictions == 0).astype(float))
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+    q = [100 * (1 - level) / 2, 100 * (1 + level) / 2]
+    return {name: [float(v) for v in np.percentile(values, q)]
+            for name, values in (("precision", precision), ("recall", recall), ("f1", f1))}
+
+
+def _prf(hits: float, predictions: float, objects: float) -> dict[str, float]:
+    precision = hits / predictions if predictions else float(objects == 0)
+    recall = hits / objects if objects else float(predictions == 0)
+    f1 = 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+    return {"precision": float(precision), "recall": float(recall), "f1": float(f1)}
 
 
 def summarize(scores: list[PointScore]) -> dict[str, float]:
-    """Mean per-image precision, recall and F1."""
+    """Mean per-image precision, recall and F1 (an image without objects and without predictions
+    scores 1), and the object-level (micro) figures under ``micro``."""
     if not scores:
         return {"precision": float("nan"), "recall": float("nan"), "f1": float("nan"), "images": 0}
     return {
@@ -64,4 +119,5 @@ def summarize(scores: list[PointScore]) -> dict[str, float]:
         "recall": float(np.mean([s.recall for s in scores])),
         "f1": float(np.mean([s.f1 for s in scores])),
         "images": len(scores),
+        "micro": micro(scores),
     }

@@ -13,7 +13,7 @@ from edge_inspect.vlm.preprocess import ImageSettings
 from edge_inspect.vlm.prompt import PromptBuilder, PromptSettings
 from tools.molmo2.tiny import CHAT_TEMPLATE, IMAGE_SPECIALS, fan_in_init, make_tokenizer, write_checkpoint
 
-from .tasks import POINT_LABELS, TASKS
+from .tasks import PHRASINGS, POINT_LABELS
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ SHAPES = {
 
 
 def student_corpus() -> list[str]:
-    corpus = [prompt for prompt, _ in TASKS.values()]
+    corpus = [prompt for prompts in PHRASINGS.values() for prompt in prompts]
     for label in POINT_LABELS.values():
         corpus.append(f'<points coords="1 1 100 200 2 300 400">{label}</points>')
     return corpus

@@ -52,6 +52,7 @@ class TrainConfig:
     task_weights: dict[str, float] | None = None  # how often each task is drawn (default dataset.TASK_WEIGHTS)
     stop_at: int = 0  # save and stop after this step (a phase of a schedule; --resume continues); 0 = run to steps
     digits: float = 0.0  # weight of the grounding head's coordinate-digit targets (0 = off)
+    augment: bool = True  # generated parts: random camera geometry/photometry and phrasings (dataset.sim_record)
 
 
 def encode_record(rec: Record, settings: ImageSettings, builder: PromptBuilder, eos_id: int) -> dict[str, np.ndarray]:
@@ -100,16 +101,17 @@ class RecordSource(torch.utils.data.Dataset):
     """Index → encoded example; generator parts on the fly, or JSONL records (shuffled by epoch)."""
 
     def __init__(self, records: list[Record] | None, settings: ImageSettings, builder: PromptBuilder, eos_id: int,
-                 seed: int, task_weights: dict[str, float] | None = None):
+                 seed: int, task_weights: dict[str, float] | None = None, augment: bool = False):
         self.records, self.settings, self.builder, self.eos_id, self.seed = records, settings, builder, eos_id, seed
-        self.task_weights = task_weights
+        self.task_weights, self.augment = task_weights, augment
 
     def __len__(self) -> int:
         return 1 << 30
 
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
         if self.records is None:
-            rec = sim_record(TRAIN_SEED_BASE + self.seed * 10_000_000 + index, weights=self.task_weights)
+            rec = sim_record(TRAIN_SEED_BASE + self.seed * 10_000_000 + index, weights=self.task_weights,
+                             augment=self.augment)
         else:
             epoch, k = divmod(index, len(self.records))
             order = np.random.default_rng(self.seed + epoch).permutation(len(self.records))
@@ -168,7 +170,7 @@ def train(cfg: TrainConfig, resume: bool = False, evaluate_fn: Callable | None =
     (out / "train_config.json").write_text(json.dumps({**asdict(cfg), "shape_values": asdict(shape)}, indent=2))
 
     records = read_jsonl(Path(cfg.data), load_masks=False) if cfg.data else None
-    source = RecordSource(records, settings, builder, eos_id, cfg.seed, cfg.task_weights)
+    source = RecordSource(records, settings, builder, eos_id, cfg.seed, cfg.task_weights, cfg.augment)
     sampler = range(step * cfg.batch, (cfg.steps + 1) * cfg.batch)
     # workers=0 makes the batches in this process: a forked data worker copies whatever locks other
     # threads of the parent hold, and inside a long-lived process with servers and camera threads (a
