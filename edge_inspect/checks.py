@@ -2,8 +2,10 @@
 
 * point — pass when the number of points inside the ROI is within [min, max] (max 0 = "no defects")
 * count — pass when the number of points inside the ROI equals ``expected``
-* qa    — pass when the yes/no answer equals ``expect``; a margin below ``min_margin`` is
-          uncertain and resolved by ``on_uncertain`` (fail-safe by default)
+* qa    — pass when the yes/no answer equals ``expect``; a margin below ``min_margin``, or less
+          than ``min_mass`` of the next-token probability on the yes/no tokens at all (a question
+          the model does not understand), is uncertain and resolved by ``on_uncertain``
+          (fail-safe by default)
 
 An unreadable model answer is an ERROR, never a PASS.
 """
@@ -33,6 +35,7 @@ class CheckOutcome:
     p_yes: float | None = None
     margin: float | None = None
     ms: float = 0.0
+    mass: float | None = None  # yes/no checks: probability mass on the yes/no tokens
 
 
 def inside(points: list[tuple[float, float]], roi: list[tuple[float, float]] | None) -> list[tuple[float, float]]:
@@ -71,14 +74,18 @@ def judge_points(check: PointCheck | CountCheck, points: list[tuple[float, float
     return CheckOutcome(check.name, check.kind, "pass" if ok else "fail", reason, counted, n, answer, ms=ms)
 
 
-def judge_qa(check: QACheck, p_yes: float, margin: float, ms: float = 0.0) -> CheckOutcome:
+def judge_qa(check: QACheck, p_yes: float, margin: float, ms: float = 0.0, mass: float | None = None) -> CheckOutcome:
+    """``mass``: how much of the next-token probability fell on yes/no tokens (None: not known, not judged)."""
     said = "yes" if p_yes >= 0.5 else "no"
     detail = f"answered {said} (p_yes {p_yes:.2f}, margin {margin:.2f}), expected {check.expect}"
-    if margin < check.min_margin:
+    common = dict(answer=said, p_yes=p_yes, margin=margin, ms=ms, mass=mass)
+    low_mass = mass is not None and mass < check.min_mass
+    if margin < check.min_margin or low_mass:
         status: Status = {"fail": "fail", "error": "error", "pass": "pass"}[check.on_uncertain]
-        return CheckOutcome(check.name, check.kind, status, f"uncertain: {detail}", answer=said, p_yes=p_yes, margin=margin, ms=ms)
+        why = f"yes/no mass {mass:.2f} below {check.min_mass:.2f}; " if low_mass else ""
+        return CheckOutcome(check.name, check.kind, status, f"uncertain: {why}{detail}", **common)
     status = "pass" if said == check.expect else "fail"
-    return CheckOutcome(check.name, check.kind, status, detail, answer=said, p_yes=p_yes, margin=margin, ms=ms)
+    return CheckOutcome(check.name, check.kind, status, detail, **common)
 
 
 def error_outcome(check, reason: str) -> CheckOutcome:

@@ -72,7 +72,7 @@ class Inspector:
             timings["decode_tokens"] += answers.timings_ms["tokens"]
             ms = (time.perf_counter() - t0) * 1000
             for i, answer in zip(qa, answers.yes_no, strict=True):
-                outcomes[i] = judge_qa(recipe.checks[i], answer.p_yes, answer.margin, ms=ms)
+                outcomes[i] = judge_qa(recipe.checks[i], answer.p_yes, answer.margin, ms=ms, mass=answer.mass)
             for i, result in zip(pointing, answers.pointing, strict=True):
                 points = [(p.x, p.y) for p in result.answer.points]
                 if box is not None:  # crop fractions → frame fractions

@@ -71,7 +71,7 @@ def _status(check, outcome: CheckOutcome, setting: float | int | None) -> str:
         return "fail"
     if isinstance(check, QACheck):
         return judge_qa(check.model_copy(update={"min_margin": setting}), outcome.p_yes or 0.0,
-                        outcome.margin or 0.0).status.replace("error", "fail")
+                        outcome.margin or 0.0, mass=outcome.mass).status.replace("error", "fail")
     if isinstance(check, PointCheck):
         return "pass" if check.min <= outcome.counted <= setting else "fail"
     return outcome.status

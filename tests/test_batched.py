@@ -173,7 +173,7 @@ def test_inspector_batched_equals_one_by_one_on_the_student(student):
         for check, outcome in zip(recipe.checks, result.outcomes, strict=True):
             if check.kind == "qa":
                 a = student.ask_yes_no(image, check.question)
-                ref = judge_qa(check, a.p_yes, a.margin)
+                ref = judge_qa(check, a.p_yes, a.margin, mass=a.mass)
             else:
                 p = student.point(image, check.prompt, inspector.max_new_tokens)
                 ref = judge_points(check, [(q.x, q.y) for q in p.answer.points], p.answer.malformed, p.text)

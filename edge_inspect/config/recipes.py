@@ -68,6 +68,9 @@ class QACheck(CheckBase):
     question: str = Field(min_length=1, max_length=1000)
     expect: Literal["yes", "no"]
     min_margin: float = Field(default=0.2, ge=0.0, le=1.0)
+    # below this probability mass on the yes/no tokens the model did not understand the question:
+    # the answer is uncertain (on_uncertain), however large its margin
+    min_mass: float = Field(default=0.5, ge=0.0, le=1.0)
     on_uncertain: Literal["fail", "error", "pass"] = "fail"
 
 

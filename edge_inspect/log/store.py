@@ -198,9 +198,9 @@ class Store:
             inspection_id = int(cursor.lastrowid)
             db.executemany(
                 "INSERT INTO checks (inspection_id, idx, name, kind, status, reason, counted, answer, p_yes, "
-                "margin, ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "margin, mass, ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(inspection_id, i, o.name, o.kind, o.status, o.reason, o.counted, o.answer, o.p_yes, o.margin,
-                  round(o.ms, 2)) for i, o in enumerate(rec.outcomes)])  # fmt: skip
+                  o.mass, round(o.ms, 2)) for i, o in enumerate(rec.outcomes)])  # fmt: skip
             scale = (rec.frame_size[0] * rec.mm_per_px, rec.frame_size[1] * rec.mm_per_px) \
                 if rec.mm_per_px and rec.frame_size else None  # fmt: skip
             db.executemany("INSERT INTO points (inspection_id, check_idx, x, y, x_mm, y_mm) VALUES (?, ?, ?, ?, ?, ?)",
