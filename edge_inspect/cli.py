@@ -106,7 +106,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         preflight(config.plc.link_settings())
 
     async def main() -> None:
-        station = Station(config, sha, Path(args.config).resolve().parent)
+        station = Station(config, sha, Path(args.config).resolve().parent, config_path=Path(args.config).resolve())
         station.events.subscribe(_print_event)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

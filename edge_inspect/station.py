@@ -25,6 +25,7 @@ from .camera import CameraError, make_camera
 from .camera_calibration import CameraCalibration, Undistorter
 from .checks import defect_count, failed_mask
 from .config import StationConfig
+from .config_keeper import LIVE_KEYS, ConfigKeeper, changed_keys, live_part
 from .events import (
     AlarmAcknowledged,
     AlarmCleared,
@@ -50,7 +51,7 @@ log = logging.getLogger(__name__)
 
 class Station:
     def __init__(self, config: StationConfig, config_sha256: str, base_dir: Path,
-                 model: VisionLanguageModel | None = None):
+                 model: VisionLanguageModel | None = None, config_path: Path | None = None):
         self.config, self.config_sha256 = config, config_sha256
         self.events = EventBus()
         self.model = model or load_bundle(config.model.bundle, providers=config.model.providers,
@@ -77,7 +78,7 @@ class Station:
         self.counters = {"total": 0, "PASS": 0, "FAIL": 0, "ERROR": 0, "missed_triggers": 0}
         self.plc_status = "off" if self.link is None else "starting"
         options = config.plc.options
-        self.recipe_switch = RecipeSwitch(config.triggers.recipe, lambda n: config.recipe(n) is not None) \
+        self.recipe_switch = RecipeSwitch(config.triggers.recipe, lambda n: self.config.recipe(n) is not None) \
             if options.recipe_change else None  # fmt: skip
         if options.identity:
             self.handshake.outputs.update(identity_outputs(self.model_sha256, config_sha256))
@@ -85,6 +86,7 @@ class Station:
         self.last_overlay_jpeg: bytes | None = None  # the latest frame with points drawn, for the HMI
         self.last_result: tuple[float, float] | None = None  # (unix time, cycle ms) of the latest inspection
         self.last_row_id: int | None = None
+        self.last_inputs = None  # the PLC's inputs as last read (the setup pages' I/O monitor)
         self._busy = asyncio.Lock()
         self._ids = itertools.count(1)
         self._stopping = False
@@ -96,6 +98,8 @@ class Station:
             from .opcua import OpcUaServer
 
             self.opcua = OpcUaServer(self, base_dir, data_dir)
+        # Started from a file: versions, edits on disk, saves from the setup pages (config_keeper.py).
+        self.keeper = ConfigKeeper(self, config_path) if config_path is not None else None
         self._history_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="alarm-history")
         self._history_writes: list[asyncio.Future] = []
 
@@ -203,9 +207,22 @@ class Station:
             "recipe_active": self.recipe_switch.active if self.recipe_switch else self.config.triggers.recipe,
             "now": time.time(), "last_result_at": last[0] if last else None,
             "last_cycle_ms": last[1] if last else None, "stopping": self._stopping,
+            "config": self.config_sha256[:12],
+            "config_on_disk": self.keeper.disk_sha256[:12] if self.keeper and self.keeper.disk_sha256 else None,
+            "restart_needed": list(self.keeper.restart_needed) if self.keeper else [],
         }  # fmt: skip
 
     # -- inspecting ----------------------------------------------------------------------------------
+    def grab_frame(self):
+        """A frame from the camera, undistorted when the camera is calibrated (worker thread only)."""
+        frame = self.camera.grab()
+        return self.undistort(frame) if self.undistort is not None else frame
+
+    async def between_inspections(self, fn: Callable, *args):
+        """Run ``fn`` in the inspection thread while no inspection runs (setup: live view, try)."""
+        async with self._busy:
+            return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
     def _inspect_blocking(self, recipe_number: int, part_id: str, trigger: str, result_id: int,
                           started: float) -> tuple[InspectionRecord, ErrorCode, StoreError | None]:
         """Grab, inspect, log. Runs in the worker thread. Never raises for camera/model/disk trouble;
@@ -220,9 +237,7 @@ class Station:
         else:
             t0 = time.perf_counter()
             try:
-                frame = self.camera.grab()
-                if self.undistort is not None:
-                    frame = self.undistort(frame)
+                frame = self.grab_frame()
                 timings["grab_ms"] = (time.perf_counter() - t0) * 1000
                 inspection = self.inspector.run(frame, recipe)
                 if inspection.verdict == Verdict.ERROR:
@@ -284,6 +299,25 @@ class Station:
         ))  # fmt: skip
         return rec, code
 
+    async def apply_config(self, new: StationConfig, sha256: str) -> list[str]:
+        """Take over the parts of ``new`` a running station can (LIVE_KEYS), between inspections, with
+        `ready` low while it happens; returns the keys that changed. The rest waits for a restart."""
+        applied = [k for k in changed_keys(self.config, new) if k in LIVE_KEYS]
+        async with self._busy:
+            self.handshake.set_paused(True)
+            await self._write_outputs()
+            try:
+                self.config = live_part(self.config, new)
+                self.config_sha256 = sha256
+                if self.config.plc.options.identity:
+                    self.handshake.outputs.update(identity_outputs(self.model_sha256, sha256))
+                if self.recipe_switch is not None and self.config.recipe(self.recipe_switch.active) is None:
+                    self.recipe_switch.active = self.config.triggers.recipe
+            finally:
+                self.handshake.set_paused(False)
+                await self._write_outputs()
+        return applied
+
     def _defect_positions_mm(self, rec: InspectionRecord) -> tuple[tuple[float, float], ...]:
         """The first defect points (in check order) in mm, for plc.options.defect_positions."""
         n = self.config.plc.options.defect_positions
@@ -334,7 +368,7 @@ class Station:
         period = self.config.plc.poll_ms / 1000
         while not self._stopping:
             try:
-                inputs = await self.link.read_inputs()
+                inputs = self.last_inputs = await self.link.read_inputs()
                 if self.recipe_switch is not None:
                     self.recipe_switch.update(inputs, busy=self.handshake.state == State.BUSY)
                     self.handshake.outputs.update(self.recipe_switch.outputs())
@@ -358,7 +392,7 @@ class Station:
             await asyncio.sleep(period)
 
     async def _health_loop(self) -> None:
-        next_retention = next_ping = next_flush = 0.0
+        next_retention = next_ping = next_flush = next_disk_check = 0.0
         ping_every = min(1.0, sdnotify.watchdog_interval_s() or 1.0)
         while not self._stopping:
             now = time.monotonic()
@@ -382,10 +416,28 @@ class Station:
             if now >= next_retention:
                 next_retention = now + 3600
                 await asyncio.get_running_loop().run_in_executor(self.executor, self.store.enforce_retention)
+            if self.keeper is not None and now >= next_disk_check:
+                next_disk_check = now + 2.0
+                await self._check_config_on_disk()
             if now >= next_ping:
                 next_ping = now + ping_every
                 sdnotify.notify("WATCHDOG=1")
             await asyncio.sleep(0.25)
+
+    async def _check_config_on_disk(self) -> None:
+        """An edit of the station file on disk is shown (alarm, status), never applied on its own."""
+        if self.keeper.saving:
+            return
+        try:
+            disk = await asyncio.get_running_loop().run_in_executor(None, self.keeper.check_disk)
+        except Exception:
+            log.warning("config: could not look at %s", self.keeper.path, exc_info=True)
+            return
+        if disk is not None:
+            self.raise_alarm("config_changed", f"{self.keeper.path} was changed on disk ({disk[:12]}); not applied — "
+                                               "apply or discard it on the setup page")
+        else:
+            self.clear_alarm("config_changed")
 
     async def _interval_loop(self) -> None:
         period = self.config.triggers.interval_s
@@ -420,6 +472,8 @@ class Station:
                 self.camera.close()
                 self.store.close()
                 raise
+        if self.keeper is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.keeper.boot)
         self.camera.start()  # a live camera's grabber starts streaming now
         self.handshake.set_online(True)
         if self.link is not None:

@@ -46,7 +46,7 @@ def write_station(tmp_path: Path, bundle: Path, **sections) -> Path:
 async def run_station(config_path: Path, scenario):
     """Start the station of ``config_path``, run ``scenario(station)``, always stop it."""
     config, sha = load_config(config_path)
-    station = Station(config, sha, config_path.parent)
+    station = Station(config, sha, config_path.parent, config_path=config_path)
     await station.start()
     try:
         return await scenario(station)

@@ -11,7 +11,7 @@ import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from ..bundles import find_bundle
-from ..config_yaml import YamlProblems, key_text, parse, read_limited
+from ..config_yaml import MAX_BYTES, YamlProblems, key_text, parse, read_limited
 from .access import OpcUaConfig, StationInfo, WebConfig, WebUser
 from .base import FieldError, Strict, _hosts_overlap, _is_loopback, check_host
 from .devices import (
@@ -161,9 +161,21 @@ def load_config(path: str | Path, bundle: str | Path | None = None) -> tuple[Sta
         raise ConfigError([f"{path}: no such file"])
     try:
         raw = read_limited(path)
-        root, data = parse(raw)
     except OSError as err:
         raise ConfigError([f"{path}: cannot read: {err.strerror or err}"]) from None
+    except YamlProblems as err:
+        raise ConfigError([f"{path}:{p.line}: {key_text(p.key)}: {p.message}" for p in err.problems]) from None
+    return config_from_bytes(raw, path, bundle)
+
+
+def config_from_bytes(raw: bytes, path: str | Path, bundle: str | Path | None = None) -> tuple[StationConfig, str]:
+    """Validate ``raw`` as if it were the file at ``path`` (relative paths, file:line errors): what the
+    setup pages save goes through the same checks as `config validate`."""
+    path = Path(path)
+    if len(raw) > MAX_BYTES:
+        raise ConfigError([f"{path}:1: (top): the file is {len(raw):,} bytes; a station file may be at most {MAX_BYTES:,}"])
+    try:
+        root, data = parse(raw)
     except YamlProblems as err:
         raise ConfigError([f"{path}:{p.line}: {key_text(p.key)}: {p.message}" for p in err.problems]) from None
     if not isinstance(data, dict):
@@ -183,7 +195,7 @@ def load_config(path: str | Path, bundle: str | Path | None = None) -> tuple[Sta
     return config, hashlib.sha256(raw).hexdigest()
 
 
-__all__ = ["ConfigError", "StationConfig", "load_config", "Strict", "FieldError", "check_host", "CheckBase",
+__all__ = ["ConfigError", "StationConfig", "load_config", "config_from_bytes", "Strict", "FieldError", "check_host", "CheckBase",
            "PointCheck", "CountCheck", "QACheck", "Recipe", "Check", "SyntheticCamera", "CameraConfig", "ModelConfig",
            "SignalOverride", "PLCOptions", "PLCConfig", "TriggerConfig", "StorageConfig", "WebUser", "WebConfig",
            "OpcUaConfig", "StationInfo", "FleetConfig"]

@@ -203,7 +203,7 @@ def neighbours(store: Store, f: Filters, inspection_id: int) -> tuple[int | None
     return older, newer
 
 
-AUDIT_ACTIONS = ("disposition", "correction", "trigger", "ack_alarm", "retention", "config")
+AUDIT_ACTIONS = ("disposition", "correction", "trigger", "ack_alarm", "retention", "config", "setup_try")
 
 
 def audit_page(store: Store, action: str | None, page: int = 1, per_page: int = 100) -> tuple[list[dict], bool]:

@@ -80,7 +80,7 @@ def utc_stamp(now: float) -> str:
     return datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds")
 
 
-def _write_durably(path: Path, data: bytes) -> None:
+def write_durably(path: Path, data: bytes) -> None:
     """Write to a temporary name, fsync, rename into place and fsync the folder."""
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
@@ -165,7 +165,7 @@ class Store:
                 ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 92])
                 if not ok:
                     raise StoreError(f"cannot encode image {path.name}")
-                _write_durably(path, data.tobytes())
+                write_durably(path, data.tobytes())
         except OSError as err:
             if not _disk_full(err):
                 raise

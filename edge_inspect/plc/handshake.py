@@ -84,6 +84,7 @@ class Handshake:
     online: bool = False
     fault: ErrorCode = ErrorCode.NONE
     warning: bool = False  # a station condition (degraded model backend, …), beside the result's own
+    paused: bool = False  # a config change is being applied: `ready` low, triggers refused
     inspection_count: int = 0
     missed_triggers: int = 0
     heartbeat: int = 0
@@ -130,12 +131,16 @@ class Handshake:
         self.fault = code
         self._refresh()
 
+    def set_paused(self, paused: bool) -> None:
+        self.paused = paused
+        self._refresh()
+
     def set_warning(self, warning: bool) -> None:
         self.warning = warning
         self._refresh()
 
     def _accepts_trigger(self) -> bool:
-        if not self.online or self._pending is not None:
+        if not self.online or self.paused or self._pending is not None:
             return False
         return self.result_buffer > 0 or (self._shown is None and not self._release)
 
@@ -215,7 +220,7 @@ class Handshake:
         o["online"] = self.online
         o["busy"] = self._pending is not None
         o["results_valid"] = self._shown is not None
-        o["ready"] = self.online and self._pending is None and room and self.fault == ErrorCode.NONE
+        o["ready"] = self.online and not self.paused and self._pending is None and room and self.fault == ErrorCode.NONE
         error_verdict = latest is not None and latest.verdict == Verdict.ERROR
         o["error"] = error_verdict or self.fault != ErrorCode.NONE or self._missed_latched
         if self.fault != ErrorCode.NONE:

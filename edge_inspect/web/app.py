@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..config import StationConfig
 from ..log import review
-from . import api, events, metrics, pages
+from . import api, events, metrics, pages, setup
 from .context import HERE, BadRequest, Unauthorized, WebContext
 from .sessions import SessionStore
 
@@ -48,7 +48,7 @@ class WebStartError(OSError):
 
 
 async def _unauthorized(request: Request, exc: Unauthorized) -> Response:
-    page = request.url.path == "/" or request.url.path.startswith("/review")
+    page = request.url.path == "/" or request.url.path.startswith(("/review", "/setup"))
     if exc.status == 401 and page and request.method == "GET":
         return RedirectResponse(f"/login?next={quote(request.url.path)}", 303)
     headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
@@ -91,13 +91,13 @@ def build_app(station: Station, config: StationConfig) -> Starlette:
     """The web app for ``station``; subscribes its event stream and metrics to the station's events."""
     web = config.web
     secret = _secret_key(config, station.store.folder)
-    ctx = WebContext(station, config, secret_key=secret,
+    ctx = WebContext(station, secret_key=secret,
                      sessions=SessionStore(web.session_idle_min * 60, web.session_max_h * 3600))
     broadcaster = events.Broadcaster(asyncio.get_running_loop())
     hist = metrics.CycleHistogram()
     station.events.subscribe(hist.on_event)
     station.events.subscribe(broadcaster.on_event)
-    routes = [*pages.routes(ctx), *api.routes(ctx), *events.routes(ctx, broadcaster), *metrics.routes(ctx, hist),
+    routes = [*pages.routes(ctx), *api.routes(ctx), *setup.routes(ctx), *events.routes(ctx, broadcaster), *metrics.routes(ctx, hist),
               Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")]
     tls = bool(web.tls_cert)
     return Starlette(

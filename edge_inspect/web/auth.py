@@ -19,6 +19,7 @@ PERMISSIONS = {
     "trigger": {"operator", "integrator"},
     "ack_alarm": {"operator", "qa", "integrator"},
     "disposition": {"qa", "integrator"},
+    "setup": {"integrator"},  # the setup pages and their API: live view, recipes, try, I/O, config versions
 }
 
 _N, _R, _P = 2**14, 8, 1

@@ -60,7 +60,6 @@ class Unauthorized(Exception):
 @dataclass
 class WebContext:
     station: Station
-    config: StationConfig
     secret_key: str = ""
     templates: Jinja2Templates = field(default_factory=lambda: Jinja2Templates(directory=str(HERE / "templates")))
     limiter: LoginLimiter = field(default_factory=LoginLimiter)
@@ -77,6 +76,11 @@ class WebContext:
         env.filters["audit_text"] = audit_text
 
     @property
+    def config(self) -> StationConfig:
+        """The config in effect: a change saved on the setup pages applies without a restart."""
+        return self.station.config
+
+    @property
     def store(self) -> Store:
         return self.station.store
 
@@ -87,6 +91,10 @@ class WebContext:
     async def query(self, fn, *args, **kwargs):
         """Run a log query in a worker thread: no SQLite work on the loop that serves the PLC."""
         return await run_in_threadpool(fn, self.store, *args, **kwargs)
+
+    async def run(self, fn, *args):
+        """Blocking work that is not a log query (files, image decoding) in a worker thread."""
+        return await run_in_threadpool(fn, *args)
 
     async def check_password(self, name: str, password: str) -> WebUser | None:
         """The user, when the password is right; as slow for unknown users (off the loop)."""

@@ -1,0 +1,166 @@
+"""The station's config file while the daemon runs: every version kept in the log, edits made on
+disk detected (never silently overwritten), saves and rollbacks from the setup pages validated by
+the same schema as `config validate` and applied between inspections without a restart
+(docs/setup.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .config import StationConfig, config_from_bytes
+from .config_yaml import read_limited
+from .log import config_versions
+from .log.store import write_durably
+
+if TYPE_CHECKING:
+    from .station import Station
+
+log = logging.getLogger(__name__)
+
+# What a running station takes over at once; a change anywhere else is saved and waits for a restart.
+LIVE_KEYS = ("recipes", "triggers.recipe", "web.users")
+
+
+def changed_keys(old: StationConfig, new: StationConfig) -> list[str]:
+    """The sections (``recipes``) or section.keys (``plc.port``) that differ between two configs."""
+    a, b = old.model_dump(mode="json"), new.model_dump(mode="json")
+    keys = []
+    for section in sorted(set(a) | set(b)):
+        before, after = a.get(section), b.get(section)
+        if before == after:
+            continue
+        if isinstance(before, dict) and isinstance(after, dict):
+            keys += [f"{section}.{k}" for k in sorted(set(before) | set(after)) if before.get(k) != after.get(k)]
+        else:
+            keys.append(section)
+    return keys
+
+
+def live_part(running: StationConfig, new: StationConfig) -> StationConfig:
+    """``running`` with the keys of LIVE_KEYS taken from ``new`` (which passed every check)."""
+    return running.model_copy(update={
+        "recipes": new.recipes, "triggers": running.triggers.model_copy(update={"recipe": new.triggers.recipe}),
+        "web": running.web.model_copy(update={"users": new.web.users})})
+
+
+class ConflictError(Exception):
+    """The file on disk is not the version the change was made from; one line for the user."""
+
+
+class SaveError(OSError):
+    """The file could not be written (permissions, disk); one line for the user."""
+
+
+@dataclass
+class SaveResult:
+    version_id: int
+    sha256: str
+    applied: list[str] = field(default_factory=list)
+    restart_needed: list[str] = field(default_factory=list)
+
+
+def sha256_of(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()
+
+
+class ConfigKeeper:
+    """One per station started from a file. Blocking file and log work runs in worker threads."""
+
+    def __init__(self, station: Station, path: Path):
+        self.station, self.path = station, path
+        self.disk_sha256: str | None = None  # the file on disk, when it differs from the running config
+        self.restart_needed: list[str] = []
+        self._stat: tuple | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def saving(self) -> bool:
+        return self._lock.locked()
+
+    # -- blocking helpers (worker threads) -----------------------------------------------------------
+    def _signature(self) -> tuple | None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return st.st_mtime_ns, st.st_size, st.st_ino
+
+    def read(self) -> tuple[str, str]:
+        """The file's text and sha256."""
+        raw = read_limited(self.path)
+        return raw.decode("utf-8", errors="replace"), sha256_of(raw)
+
+    def boot(self) -> None:
+        """Keep the file the daemon starts with as a version, when it is not the latest one already
+        (then it was edited while the daemon was stopped)."""
+        text, sha = self.read()
+        last = config_versions.latest(self.station.store)
+        if last is None or last.sha256 != sha:
+            config_versions.record(self.station.store, text, sha, "edge-inspect", "boot" if last is None else "disk",
+                                   "" if last is None else "changed on disk while the daemon was stopped")
+        self._stat = self._signature()
+
+    def check_disk(self) -> str | None:
+        """Look at the file (cheap when unchanged); the on-disk sha256 when it differs from the running config."""
+        signature = self._signature()
+        if signature != self._stat:
+            self._stat = signature
+            try:
+                _, sha = self.read()
+            except OSError:
+                sha = None  # being replaced, or removed: looked at again at the next check
+                self._stat = None
+            self.disk_sha256 = sha if sha != self.station.config_sha256 else None
+        return self.disk_sha256
+
+    # -- changes (on the loop) -------------------------------------------------------------------------
+    async def save(self, text: str, author: str, source: str = "web", comment: str = "",
+                   base_sha256: str | None = None) -> SaveResult:
+        """Validate ``text`` as the station file (ConfigError with file:line problems), write it, keep it
+        as a version and apply what can be applied live. ``base_sha256``: the version the change was
+        made from; ConflictError when the file on disk is another one."""
+        async with self._lock:
+            _, disk_sha = await asyncio.to_thread(self.read)
+            if base_sha256 is not None and disk_sha != base_sha256:
+                raise ConflictError(f"{self.path} changed on disk since this version was opened "
+                                    f"(now {disk_sha[:12]}); reload and make the change again")
+            raw = text.encode()
+            config, sha = await asyncio.to_thread(config_from_bytes, raw, self.path)
+            try:
+                await asyncio.to_thread(write_durably, self.path, raw)
+            except OSError as err:
+                raise SaveError(f"cannot write {self.path}: {err.strerror or err}") from None
+            version_id = await asyncio.to_thread(config_versions.record, self.station.store, text, sha, author,
+                                                 source, comment)
+            applied = await self.station.apply_config(config, sha)
+            self.restart_needed = changed_keys(self.station.config, config)
+            self._stat, self.disk_sha256 = await asyncio.to_thread(self._signature), None
+            log.info("config %s saved by %s (%s): applied %s; restart needed for %s", sha[:12], author, source,
+                     applied or "nothing", self.restart_needed or "nothing")
+            return SaveResult(version_id, sha, applied, self.restart_needed)
+
+    async def rollback(self, version_id: int, author: str) -> SaveResult:
+        """Make an earlier version the current one again (a new version, source 'rollback')."""
+        version = await asyncio.to_thread(config_versions.get, self.station.store, version_id)
+        if version is None:
+            raise LookupError(f"no config version {version_id}")
+        return await self.save(version.yaml, author, "rollback", f"rollback to version {version_id}")
+
+    async def apply_disk(self, author: str) -> SaveResult:
+        """Take over the file as edited on disk (validated first)."""
+        text, sha = await asyncio.to_thread(self.read)
+        return await self.save(text, author, "disk", "edited on disk, applied from the setup page", base_sha256=sha)
+
+    async def discard_disk(self, author: str) -> SaveResult:
+        """Write the running version back over the file edited on disk."""
+        version = await asyncio.to_thread(config_versions.with_sha256, self.station.store, self.station.config_sha256)
+        if version is None:
+            raise LookupError("the running config is not among the kept versions")
+        text, sha = await asyncio.to_thread(self.read)
+        return await self.save(version.yaml, author, "web", "edit on disk discarded", base_sha256=sha)

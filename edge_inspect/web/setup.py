@@ -1,0 +1,273 @@
+"""Setup pages for the integrator role (docs/setup.md): live view with the recipe's ROIs, the recipe
+editor, try on the current frame or an uploaded image (nothing logged, PLC untouched), the Modbus
+I/O monitor, and the station file's versions (save, diff, rollback, edits found on disk).
+
+Everything here needs the ``setup`` permission; every change is audited."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import time
+
+import cv2
+import numpy as np
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ..camera import CameraError
+from ..config import ConfigError, Recipe
+from ..config_edit import EditError, replace_recipes
+from ..config_keeper import ConflictError, SaveError, SaveResult
+from ..inspector import Inspection
+from ..log import config_versions, review
+from ..overlay import draw_overlay
+from ..plc.handshake import Inputs
+from .api import json_object
+from .auth import User, allowed
+from .context import BadRequest, Unauthorized, WebContext
+
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+FRAME_MAX_AGE_S = 0.5  # the live view shares one grab between browsers refreshing at once
+
+
+def _decode_image(data: str) -> np.ndarray:
+    """An uploaded image (a data: URL or bare base64) as a BGR frame; BadRequest naming the problem."""
+    payload = data.split(",", 1)[1] if data.startswith("data:") else data
+    if len(payload) > MAX_UPLOAD_BYTES * 4 // 3 + 4:
+        raise BadRequest(f"image: larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MB")
+    try:
+        raw = base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequest("image: not base64 data") from None
+    frame = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR)
+    if frame is None:
+        raise BadRequest("image: not an image OpenCV can read (PNG, JPEG, BMP, TIFF, WebP)")
+    return frame
+
+
+def _recipe(value: object) -> Recipe:
+    """A recipe sent by the editor, checked by the config schema; BadRequest naming the key."""
+    from pydantic import ValidationError
+
+    try:
+        return Recipe.model_validate(value)
+    except ValidationError as err:
+        first = err.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"] if p not in ("point", "count", "qa"))
+        raise BadRequest(f"recipe.{loc}: {first['msg'].removeprefix('Value error, ')}" if loc
+                         else f"recipe: {first['msg']}") from None
+
+
+def _jpeg(frame: np.ndarray, quality: int = 85) -> bytes:
+    ok, data = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise RuntimeError("JPEG encoding failed")
+    return data.tobytes()
+
+
+def _result(inspection: Inspection, frame: np.ndarray, recipe: Recipe) -> dict:
+    overlay = draw_overlay(frame, inspection.outcomes, inspection.verdict, [c.roi for c in recipe.checks])
+    return {
+        "verdict": inspection.verdict.name, "error": inspection.error,
+        "checks": [dataclasses.asdict(o) for o in inspection.outcomes],
+        "timings_ms": {k: round(v, 1) for k, v in inspection.timings_ms.items()},
+        "frame_size": [frame.shape[1], frame.shape[0]],
+        "overlay": "data:image/jpeg;base64," + base64.b64encode(_jpeg(overlay)).decode(),
+    }
+
+
+def io_values(ctx: WebContext) -> list[dict]:
+    """Every signal of the effective map with its live value: outputs as the station last wrote
+    them, inputs as last read from the PLC."""
+    station = ctx.station
+    inputs = station.last_inputs or Inputs()
+    rows = []
+    for s in station.signal_map.signals:
+        value = station.handshake.outputs.get(s.name) if s.direction == "appliance_to_plc" \
+            else getattr(inputs, s.name, None)  # fmt: skip
+        rows.append({"name": s.name, "table": s.table, "address": s.address, "count": s.count, "type": s.type,
+                     "direction": s.direction, "description": s.description,
+                     "value": int(value) if isinstance(value, bool) else value})
+    return rows
+
+
+def _saved(result: SaveResult) -> JSONResponse:
+    return JSONResponse({"version": result.version_id, "sha256": result.sha256, "applied": result.applied,
+                         "restart_needed": result.restart_needed})
+
+
+def routes(ctx: WebContext) -> list[Route]:
+    frame_cache: dict[str, object] = {"at": 0.0, "jpeg": None}
+
+    async def viewer(request: Request) -> User:
+        """An integrator (session or HTTP Basic), for the pages and GETs (no CSRF: nothing changes)."""
+        user = await ctx.user(request)
+        if user is None:
+            raise Unauthorized(401, "log in first")
+        if not allowed(user, "setup"):
+            raise Unauthorized(403, f"role '{user.role}' may not use the setup pages")
+        return user
+
+    def keeper():
+        if ctx.station.keeper is None:
+            raise BadRequest("this station was started without a config file; nothing to edit")
+        return ctx.station.keeper
+
+    async def page(request: Request, name: str, **extra) -> Response:
+        await viewer(request)
+        return ctx.page(request, name, has_file=ctx.station.keeper is not None, **extra)
+
+    async def setup_page(request: Request) -> Response:
+        return await page(request, "setup.html")
+
+    async def io_page(request: Request) -> Response:
+        return await page(request, "setup_io.html")
+
+    async def config_page(request: Request) -> Response:
+        return await page(request, "setup_config.html")
+
+    async def frame(request: Request) -> Response:
+        await viewer(request)
+        now = time.monotonic()
+        if frame_cache["jpeg"] is None or now - float(frame_cache["at"]) > FRAME_MAX_AGE_S:
+            try:
+                image = await ctx.station.between_inspections(ctx.station.grab_frame)
+            except CameraError as err:  # a lost camera: the page says so and keeps refreshing
+                return JSONResponse({"error": f"camera: {err}"}, 503)
+            frame_cache["jpeg"], frame_cache["at"] = _jpeg(image), time.monotonic()
+        return Response(frame_cache["jpeg"], media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+    async def get_config(request: Request) -> Response:
+        await viewer(request)
+        k = ctx.station.keeper
+        text, sha = await ctx.run(k.read) if k is not None else ("", None)
+        recipes = [r.model_dump(mode="json", exclude_defaults=True) for r in ctx.config.recipes]
+        return JSONResponse({
+            "path": str(k.path) if k else None, "yaml": text, "sha256": sha, "running": ctx.station.config_sha256,
+            "changed_on_disk": bool(k and k.disk_sha256), "restart_needed": k.restart_needed if k else [],
+            "recipes": recipes, "recipe_active": ctx.station.status()["recipe_active"],
+        })  # fmt: skip
+
+    async def post_config(request: Request) -> Response:
+        user = await ctx.require(request, "setup")
+        body = await json_object(request)
+        k = keeper()
+        base = body.get("base_sha256")
+        if not isinstance(base, str):
+            raise BadRequest("base_sha256: the version the change was made from is required")
+        if "recipes" in body:
+            if not isinstance(body["recipes"], list):
+                raise BadRequest("recipes: must be a list")
+            text, disk_sha = await ctx.run(k.read)
+            if disk_sha != base:
+                return JSONResponse({"error": f"{k.path} changed on disk since this page was loaded; reload"}, 409)
+            try:
+                text = replace_recipes(text, body["recipes"])
+            except EditError as err:
+                raise BadRequest(f"{k.path}: {err}") from None
+        elif isinstance(body.get("yaml"), str):
+            text = body["yaml"]
+        else:
+            raise BadRequest("send either yaml (the whole file) or recipes (a list)")
+        comment = str(body.get("comment", ""))[:500]
+        try:
+            result = await k.save(text, user.name, "web", comment, base_sha256=base)
+        except ConfigError as err:
+            return JSONResponse({"error": "the config has problems; nothing was saved", "problems": err.problems,
+                                 "yaml": text}, 422)
+        except ConflictError as err:
+            return JSONResponse({"error": str(err)}, 409)
+        except SaveError as err:
+            return JSONResponse({"error": str(err)}, 500)
+        return _saved(result)
+
+    async def try_recipe(request: Request) -> Response:
+        user = await ctx.require(request, "setup")
+        body = await json_object(request)
+        recipe = _recipe(body.get("recipe"))
+        upload = body.get("image")
+        if upload is not None and not isinstance(upload, str):
+            raise BadRequest("image: a data: URL or base64 text")
+        image = await ctx.run(_decode_image, upload) if upload else None
+        station = ctx.station
+
+        def run() -> dict:
+            frame = image if image is not None else station.grab_frame()
+            return _result(station.inspector.run(frame, recipe), frame, recipe)
+
+        try:
+            result = await station.between_inspections(run)
+        except CameraError as err:
+            return JSONResponse({"error": f"camera: {err}"}, 503)
+        await ctx.query(review.audit, user.name, "setup_try",
+                        {"recipe": recipe.number, "image": "upload" if image is not None else "camera",
+                         "verdict": result["verdict"]})
+        return JSONResponse(result)
+
+    async def io(request: Request) -> Response:
+        await viewer(request)
+        return JSONResponse({"plc": ctx.station.plc_status, "signals": io_values(ctx)})
+
+    async def versions(request: Request) -> Response:
+        await viewer(request)
+        k = ctx.station.keeper
+        rows = await ctx.query(config_versions.history) if k is not None else []
+        return JSONResponse({"running": ctx.station.config_sha256, "versions": rows})
+
+    async def version(request: Request) -> Response:
+        await viewer(request)
+        version_id = request.path_params["id"]
+        v = await ctx.query(config_versions.get, version_id)
+        if v is None:
+            return JSONResponse({"error": f"no config version {version_id}"}, 404)
+        before = await ctx.query(config_versions.previous, version_id)
+        diff = config_versions.diff(before.yaml if before else "", v.yaml,
+                                    f"version {before.id}" if before else "(none)", f"version {v.id}")
+        return JSONResponse({**dataclasses.asdict(v), "previous": before.id if before else None, "diff": diff})
+
+    async def rollback(request: Request) -> Response:
+        user = await ctx.require(request, "setup")
+        try:
+            result = await keeper().rollback(request.path_params["id"], user.name)
+        except LookupError as err:
+            return JSONResponse({"error": str(err)}, 404)
+        except ConfigError as err:  # e.g. a bundle that is gone since
+            return JSONResponse({"error": "that version no longer validates; nothing was changed",
+                                 "problems": err.problems}, 422)
+        except SaveError as err:
+            return JSONResponse({"error": str(err)}, 500)
+        return _saved(result)
+
+    async def disk(request: Request) -> Response:
+        user = await ctx.require(request, "setup")
+        body = await json_object(request)
+        k = keeper()
+        action = body.get("action")
+        try:
+            if action == "apply":
+                result = await k.apply_disk(user.name)
+            elif action == "discard":
+                result = await k.discard_disk(user.name)
+            else:
+                raise BadRequest("action: 'apply' (take the file on disk) or 'discard' (write the running version back)")
+        except ConfigError as err:
+            return JSONResponse({"error": "the file on disk has problems; nothing was applied",
+                                 "problems": err.problems}, 422)
+        except (ConflictError, LookupError) as err:
+            return JSONResponse({"error": str(err)}, 409)
+        except SaveError as err:
+            return JSONResponse({"error": str(err)}, 500)
+        return _saved(result)
+
+    return [
+        Route("/setup", setup_page), Route("/setup/io", io_page), Route("/setup/config", config_page),
+        Route("/api/setup/frame.jpg", frame), Route("/api/setup/config", get_config),
+        Route("/api/setup/config", post_config, methods=["POST"]), Route("/api/setup/try", try_recipe, methods=["POST"]),
+        Route("/api/setup/io", io), Route("/api/setup/versions", versions),
+        Route("/api/setup/versions/{id:int}", version),
+        Route("/api/setup/versions/{id:int}/rollback", rollback, methods=["POST"]),
+        Route("/api/setup/disk", disk, methods=["POST"]),
+    ]
