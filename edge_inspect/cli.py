@@ -193,6 +193,63 @@ def _cmd_hash_password(args: argparse.Namespace) -> int:
     return 0
 
 
+def _broker(args: argparse.Namespace):
+    from .fleet.mqtt import BrokerSettings
+
+    password = None
+    if args.password_env:
+        import os
+
+        password = os.environ.get(args.password_env)
+        if password is None:
+            raise UserError(f"--password-env: environment variable {args.password_env} is not set")
+    elif args.password_file:
+        try:
+            password = Path(args.password_file).read_text().strip()
+        except OSError as err:
+            raise UserError(f"--password-file {args.password_file}: {err.strerror or err}") from None
+    for name in ("ca", "cert", "key"):
+        value = getattr(args, name)
+        if value and not Path(value).is_file():
+            raise UserError(f"--{name} {value}: no such file")
+    return BrokerSettings.from_url(args.broker, ca=args.ca, cert=args.cert, key=args.key, username=args.username,
+                                   password=password)
+
+
+def _cmd_fleet_collect(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    import psycopg
+
+    from .fleet.collector import Collector, load_tokens
+    from .fleet.images import open_store
+    from .fleet.pg_schema import SchemaError
+
+    broker = _broker(args)
+    collector = Collector(broker, args.db, prefix=args.prefix, client_id=args.client_id,
+                          images=open_store(args.images) if args.images else None,
+                          tokens=load_tokens(args.station_tokens) if args.station_tokens else None)
+    try:
+        collector.check_database()
+    except (psycopg.Error, SchemaError) as err:
+        raise UserError(f"--db: {' '.join(str(err).split())}") from None
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: collector.stop())
+    print(f"collecting {args.prefix}/+/+/+/… from {broker.where()} into the database", flush=True)
+    runner = threading.Thread(target=collector.run, name="collector")
+    runner.start()
+    while runner.is_alive():
+        runner.join(0.5)
+    return 0
+
+
+def _cmd_fleet_serve(args: argparse.Namespace) -> int:
+    from .fleet.serve import run_server
+
+    return run_server(args)
+
+
 def _print_event(event) -> None:
     from .events import AlarmCleared, AlarmRaised, InspectionDone, Started, Stopped
 
@@ -339,6 +396,36 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--period", type=float, default=0.5, help="seconds between PLC triggers")
     demo.add_argument("--web-port", type=int, default=8080, help="HMI port (0 = no HMI)")
     demo.set_defaults(func=_cmd_demo)
+
+    fleet = sub.add_parser("fleet", help="plant-wide results: MQTT broker to PostgreSQL, cross-station review "
+                           "(docs/fleet.md)").add_subparsers(dest="fleet_command", required=True)
+    collect = fleet.add_parser("collect", help="subscribe to the stations' topics and write PostgreSQL")
+    collect.add_argument("--broker", default="mqtt://127.0.0.1:1883", help="mqtt://HOST[:PORT] or mqtts://HOST[:PORT]")
+    collect.add_argument("--db", required=True, help="PostgreSQL URL, e.g. postgresql://qa@dbhost/fleet")
+    collect.add_argument("--prefix", default="edge-inspect", help="first topic level (the stations' fleet.prefix)")
+    collect.add_argument("--client-id", default="edge-inspect-collector",
+                         help="MQTT client id; the broker keeps this session's messages while the collector is away")
+    collect.add_argument("--ca", help="PEM CA bundle of the broker's certificate (implies TLS)")
+    collect.add_argument("--cert", help="PEM client certificate (mutual TLS)")
+    collect.add_argument("--key", help="PEM private key of --cert")
+    collect.add_argument("--username", help="broker user name")
+    collect.add_argument("--password-env", help="environment variable holding the broker password")
+    collect.add_argument("--password-file", help="file holding the broker password")
+    collect.add_argument("--images", help="content-addressed image store: a folder or s3://BUCKET/PREFIX "
+                         "(default: images are not fetched)")
+    collect.add_argument("--station-tokens", help="YAML: site/line/station (or *) -> token or {token, url} for "
+                         "fetching images from the stations' APIs")
+    collect.set_defaults(func=_cmd_fleet_collect)
+    fserve = fleet.add_parser("serve", help="web page of all stations and a cross-station review on PostgreSQL")
+    fserve.add_argument("--db", required=True, help="PostgreSQL URL of the collector's database")
+    fserve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    fserve.add_argument("--port", type=int, default=8090, help="port to listen on")
+    fserve.add_argument("--users", help="YAML list of users (name, role, password_hash) as in station.yaml web.users")
+    fserve.add_argument("--open-view", action="store_true", help="pages readable without a login")
+    fserve.add_argument("--images", help="the collector's image store (folder or s3://BUCKET/PREFIX)")
+    fserve.add_argument("--timezone", help="IANA zone for times and 'today' (default: the OS zone)")
+    fserve.add_argument("--title", default="fleet", help="name in the page header")
+    fserve.set_defaults(func=_cmd_fleet_serve)
     return show_defaults(parser)
 
 

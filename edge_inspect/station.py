@@ -102,6 +102,11 @@ class Station:
         self.keeper = ConfigKeeper(self, config_path) if config_path is not None else None
         self._history_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="alarm-history")
         self._history_writes: list[asyncio.Future] = []
+        self.fleet = None  # inspections, alarms and status to the plant's MQTT broker (docs/fleet.md)
+        if config.fleet is not None and config.fleet.enabled:
+            from .fleet.link import FleetLink
+
+            self.fleet = FleetLink(self, config.fleet)
 
     # -- status and alarms (changed on the event loop only) --------------------------------------
     def _on_loop(self, fn: Callable[..., None], *args) -> None:
@@ -484,6 +489,9 @@ class Station:
         if self.config.triggers.interval_s > 0:
             self._spawn(self._interval_loop(), "interval")
         self._spawn(self._health_loop(), "health")
+        if self.fleet is not None:
+            self.fleet.start()  # a thread of its own: the broker never delays the PLC
+            self._spawn(self.fleet.status_loop(), "fleet")
         sdnotify.notify("READY=1", f"STATUS=inspecting ({self.config.station.name})")
         self.events.publish(Started(self.config.station.name))
 
@@ -504,6 +512,8 @@ class Station:
         self.camera.close()
         await asyncio.gather(*self._history_writes, return_exceptions=True)
         self._history_executor.shutdown(wait=True)
+        if self.fleet is not None:
+            await self.fleet.stop()
         self.store.close()
         self.events.publish(Stopped())
         if self.opcua is not None:  # after Stopped: clients see the state machine halted first

@@ -113,9 +113,18 @@ def _v6_config_versions(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX idx_config_versions_sha256 ON config_versions (sha256)")
 
 
+def _v7_fleet_outbox(db: sqlite3.Connection) -> None:
+    """The fleet outbox (docs/fleet.md): messages for the plant's MQTT broker, written in the same
+    transaction as the inspection they carry and deleted when the collector confirms them."""
+    db.execute(
+        "CREATE TABLE outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, msg_id TEXT NOT NULL UNIQUE, kind TEXT NOT NULL, "
+        "created FLOAT NOT NULL, payload TEXT NOT NULL)"
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1_tables, _v2_ids_never_reused, _v3_review_indexes,
                                                           _v4_alarms_and_corrections, _v5_points_in_mm,
-                                                          _v6_config_versions]
+                                                          _v6_config_versions, _v7_fleet_outbox]
 LATEST = len(MIGRATIONS)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hmac
 import io
 import json
 from pathlib import Path
@@ -32,6 +33,20 @@ def image_file(folder: Path, relative: str | None) -> Path | None:
     if not path.is_relative_to(root) or not path.is_file():
         return None
     return path
+
+
+def fleet_token_ok(ctx: WebContext, request: Request) -> bool:
+    """The fleet collector's per-station token (``Authorization: Bearer``, fleet.image_token_env/_file):
+    it reads the kept images and nothing else (docs/fleet.md)."""
+    fleet = ctx.config.fleet
+    header = request.headers.get("authorization", "")
+    if fleet is None or not header.lower().startswith("bearer "):
+        return False
+    try:
+        token = fleet.image_token()  # read on every request: a rotated token applies at once
+    except (OSError, ValueError):
+        return False
+    return bool(token) and hmac.compare_digest(header[7:].strip().encode(), token.encode())
 
 
 async def json_object(request: Request) -> dict:
@@ -74,7 +89,8 @@ def routes(ctx: WebContext) -> list[Route]:
         return JSONResponse(row) if row else JSONResponse({"error": "no such inspection"}, 404)
 
     async def api_image(request: Request) -> Response:
-        await ctx.require_view(request)
+        if not fleet_token_ok(ctx, request):
+            await ctx.require_view(request)
         kind = request.path_params["kind"]
         if kind not in ("image", "overlay"):
             return JSONResponse({"error": f"unknown resource {kind!r}"}, 404)

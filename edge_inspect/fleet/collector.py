@@ -1,0 +1,312 @@
+"""`edge-inspect fleet collect`: the broker's station topics into PostgreSQL (docs/fleet.md).
+
+One MQTT session that the broker keeps while the collector is away (clean_session false, fixed
+client id), messages acknowledged to the broker only after their rows are committed (manual ack),
+and a confirmation per station on ``…/ack`` so the station can drop them from its outbox. Rows are
+upserted on the message id: a message that comes again changes nothing. Images named by the
+inspections are fetched from the stations' APIs by a thread of their own into a content-addressed
+store; a station that cannot be reached is retried with backoff.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import paho.mqtt.client as paho
+import psycopg
+from psycopg.types.json import Jsonb
+
+from . import pg_schema
+from .images import FetchError, ImageStore, fetch
+from .messages import SCHEMA, dumps, parse_topic
+from .mqtt import BrokerSettings, make_client
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StationAccess:
+    token: str | None = None
+    url: str | None = None  # the station's API base; when given, only this host is sent the token
+
+
+def load_tokens(path: str | Path) -> dict[str, StationAccess]:
+    """``site/line/station: TOKEN`` or ``site/line/station: {token: TOKEN, url: https://…}``; key
+    ``"*"`` for every other station. YAML or JSON."""
+    import yaml
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as err:
+        raise ValueError(f"{path}: cannot read: {err.strerror or err}") from None
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: not YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of site/line/station to a token")
+    found = {}
+    for key, value in data.items():
+        if isinstance(value, str):
+            found[str(key)] = StationAccess(value)
+        elif isinstance(value, dict) and set(value) <= {"token", "url"}:
+            found[str(key)] = StationAccess(value.get("token"), (value.get("url") or "").rstrip("/") or None)
+        else:
+            raise ValueError(f"{path}: {key}: expected a token or {{token, url}}")
+    return found
+
+
+def _ts(unix: float | None) -> datetime | None:
+    return datetime.fromtimestamp(unix, UTC) if isinstance(unix, int | float) else None
+
+
+@dataclass
+class _Batch:
+    stations: dict[str, tuple[str, str, str]] = field(default_factory=dict)
+    seen: dict[str, datetime] = field(default_factory=dict)
+    inspections: list[tuple] = field(default_factory=list)
+    checks: list[tuple] = field(default_factory=list)
+    alarms: list[tuple] = field(default_factory=list)
+    status: dict[str, tuple] = field(default_factory=dict)
+    confirm: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))  # topic base -> ids
+
+
+class Collector:
+    def __init__(self, broker: BrokerSettings, dsn: str, prefix: str = "edge-inspect",
+                 client_id: str = "edge-inspect-collector", images: ImageStore | None = None,
+                 tokens: dict[str, StationAccess] | None = None, batch: int = 500, batch_ms: float = 50.0):
+        self.broker, self.dsn, self.prefix, self.client_id = broker, dsn, prefix, client_id
+        self.images, self.tokens = images, tokens or {}
+        self.batch, self.batch_s = batch, batch_ms / 1000
+        self._queue: queue.Queue = queue.Queue()
+        self._stop = threading.Event()
+        self._image_wake = threading.Event()
+        self._client: paho.Client | None = None
+        self.connected = threading.Event()
+        self.stats = {"messages": 0, "inspections": 0, "duplicates": 0, "bad": 0, "images": 0}
+
+    # -- MQTT --------------------------------------------------------------------------------------
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.error("collector: broker %s refused the connection: %s", self.broker.where(), reason_code)
+            return
+        client.subscribe([(f"{self.prefix}/+/+/+/{kind}", 1) for kind in ("inspection", "alarm", "status")])
+        self.connected.set()
+        log.info("collector: subscribed on %s", self.broker.where())
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self.connected.clear()
+        if not self._stop.is_set():
+            log.warning("collector: lost the broker %s (%s); reconnecting", self.broker.where(), reason_code)
+
+    def _on_message(self, client, userdata, message) -> None:
+        self._queue.put((message.topic, message.payload, message.mid, message.qos))
+
+    # -- the run ------------------------------------------------------------------------------------
+    def check_database(self) -> None:
+        """Connect and migrate (raises psycopg.Error or pg_schema.SchemaError)."""
+        with psycopg.connect(self.dsn, connect_timeout=10) as conn:
+            before, after = pg_schema.migrate(conn)
+            if before != after:
+                log.info("collector: database migrated from schema %d to %d", before, after)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._image_wake.set()
+
+    def run(self) -> None:
+        """Until stop(): the database must be reachable at start (migrations); the broker may come later."""
+        self.check_database()
+        client = make_client(self.broker, self.client_id, clean_session=False, manual_ack=True)
+        client.on_connect, client.on_disconnect, client.on_message = (self._on_connect, self._on_disconnect,
+                                                                      self._on_message)
+        client.max_inflight_messages_set(1000)
+        client.reconnect_delay_set(0.5, 10)
+        self._client = client
+        client.connect_async(self.broker.host, self.broker.port, keepalive=self.broker.keepalive_s)
+        client.loop_start()
+        fetcher = threading.Thread(target=self._fetch_images, name="fleet-images", daemon=True) \
+            if self.images is not None else None  # fmt: skip
+        if fetcher:
+            fetcher.start()
+        conn = None
+        try:
+            while not self._stop.is_set():
+                items = self._take()
+                if not items:
+                    continue
+                while not self._stop.is_set():
+                    try:
+                        if conn is None or conn.closed:
+                            conn = psycopg.connect(self.dsn, connect_timeout=10)
+                        self._write(conn, items)
+                        break
+                    except psycopg.OperationalError as err:
+                        log.warning("collector: database: %s; retrying", err)
+                        conn = None
+                        self._stop.wait(1.0)
+        finally:
+            client.disconnect()
+            client.loop_stop()
+            if conn is not None:
+                conn.close()
+            if fetcher:
+                fetcher.join(5)
+
+    def _take(self) -> list:
+        try:
+            items = [self._queue.get(timeout=0.2)]
+        except queue.Empty:
+            return []
+        deadline = time.monotonic() + self.batch_s
+        while len(items) < self.batch:
+            left = deadline - time.monotonic()
+            try:
+                items.append(self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return items
+
+    def _parse(self, items: list) -> _Batch:
+        b = _Batch()
+        for topic, raw, _mid, _qos in items:
+            self.stats["messages"] += 1
+            parts = parse_topic(topic)
+            try:
+                body = json.loads(raw)
+                if not isinstance(body, dict) or body.get("v") != SCHEMA:
+                    raise ValueError(f"payload version {body.get('v') if isinstance(body, dict) else '?'}")
+                _, site, line, station, kind = parts
+                key = f"{site}/{line}/{station}"
+                b.stations[key] = (site, line, station)
+                if kind == "inspection":
+                    self._inspection(b, key, body)
+                    b.confirm[topic.rsplit("/", 1)[0]].append(body["id"])
+                elif kind == "alarm":
+                    b.alarms.append((body["id"], key, body["event"], body["code"], body.get("message"),
+                                     body.get("user"), _ts(body.get("at")) or datetime.now(UTC)))
+                    b.confirm[topic.rsplit("/", 1)[0]].append(body["id"])
+                elif kind == "status":
+                    at = _ts(body.get("at")) or datetime.now(UTC)
+                    if key not in b.status or b.status[key][1] <= at:
+                        b.status[key] = (bool(body.get("online")), at, Jsonb(body))
+                if kind in ("inspection", "status"):
+                    at = _ts(body.get("ts_unix") or body.get("at"))
+                    if at is not None and (key not in b.seen or b.seen[key] < at):
+                        b.seen[key] = at
+            except (ValueError, KeyError, TypeError, AttributeError) as err:
+                self.stats["bad"] += 1
+                log.warning("collector: %s: unreadable message dropped (%s)", topic, err)
+        return b
+
+    def _inspection(self, b: _Batch, key: str, m: dict) -> None:
+        image = m.get("image") or {}
+        access = self.tokens.get(key) or self.tokens.get("*")
+        urls = [image.get("url"), image.get("overlay_url")]
+        if access is not None and access.url:  # never send a station's token to a host a message names
+            urls = [f"{access.url}/api/inspections/{m['inspection_id']}/{kind}" if u else None
+                    for u, kind in zip(urls, ("image", "overlay"), strict=True)]
+        pending = self.images is not None and any(urls)
+        b.inspections.append((
+            m["id"], key, m["inspection_id"], m.get("result_id"), _ts(m["ts_unix"]), m.get("recipe"),
+            m.get("recipe_name"), m.get("recipe_sha256"), m.get("part_id"), m.get("trigger"), m["verdict"],
+            m.get("error"), m.get("defect_count"), m.get("failed_checks"), Jsonb(m.get("timings_ms") or {}),
+            m.get("model_sha256"), m.get("config_sha256"), image.get("path"), image.get("overlay_path"), urls[0],
+            urls[1], "pending" if pending else "none"))
+        for c in m.get("checks") or []:
+            b.checks.append((m["id"], c["idx"], c.get("name"), c.get("kind"), c.get("status"), c.get("reason"),
+                             c.get("counted"), c.get("answer"), c.get("p_yes"), c.get("margin"), c.get("mass"),
+                             c.get("ms"), Jsonb(c.get("points") or [])))
+
+    def _write(self, conn: psycopg.Connection, items: list) -> None:
+        b = self._parse(items)
+        with conn.transaction(), conn.cursor() as cur:
+            if b.stations:
+                cur.executemany("INSERT INTO stations (station_key, site, line, station) VALUES (%s, %s, %s, %s) "
+                                "ON CONFLICT (station_key) DO NOTHING",
+                                [(k, *v) for k, v in sorted(b.stations.items())])
+            before = 0
+            if b.inspections:
+                before = cur.execute("SELECT count(*) FROM inspections WHERE msg_id = ANY(%s)",
+                                     [[i[0] for i in b.inspections]]).fetchone()[0]
+                cur.executemany(
+                    "INSERT INTO inspections (msg_id, station_key, inspection_id, result_id, ts, recipe, recipe_name, "
+                    "recipe_sha256, part_id, trigger, verdict, error, defect_count, failed_checks, timings_ms, "
+                    "model_sha256, config_sha256, image_path, overlay_path, image_url, overlay_url, image_state) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                    "ON CONFLICT (msg_id) DO NOTHING", b.inspections)
+            if b.checks:
+                cur.executemany(
+                    "INSERT INTO checks (msg_id, idx, name, kind, status, reason, counted, answer, p_yes, margin, "
+                    "mass, ms, points) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                    "ON CONFLICT (msg_id, idx) DO NOTHING", b.checks)
+            if b.alarms:
+                cur.executemany("INSERT INTO alarm_events (msg_id, station_key, event, code, message, username, at) "
+                                "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (msg_id) DO NOTHING", b.alarms)
+            for key, (online, at, body) in b.status.items():
+                cur.execute("UPDATE stations SET online = %s, status = %s, status_at = %s WHERE station_key = %s "
+                            "AND (status_at IS NULL OR status_at <= %s)", [online, body, at, key, at])
+            for key, at in b.seen.items():
+                cur.execute("UPDATE stations SET last_seen = %s WHERE station_key = %s AND "
+                            "(last_seen IS NULL OR last_seen < %s)", [at, key, at])
+        # Committed: now the broker may forget them, and the stations may drop them from their outboxes.
+        duplicates = before
+        self.stats["inspections"] += len({i[0] for i in b.inspections}) - duplicates
+        self.stats["duplicates"] += duplicates
+        client = self._client
+        for _topic, _raw, mid, qos in items:
+            if qos > 0:
+                client.ack(mid, qos)
+        for base, ids in b.confirm.items():
+            for start in range(0, len(ids), 1000):
+                client.publish(f"{base}/ack", dumps({"ids": ids[start:start + 1000]}), qos=1)
+        if any(i[-1] == "pending" for i in b.inspections):
+            self._image_wake.set()
+
+    # -- images ---------------------------------------------------------------------------------------
+    def _fetch_images(self) -> None:
+        conn = None
+        while not self._stop.is_set():
+            try:
+                if conn is None or conn.closed:
+                    conn = psycopg.connect(self.dsn, connect_timeout=10, autocommit=True)
+                rows = conn.execute(
+                    "SELECT msg_id, station_key, image_url, overlay_url, image_attempts FROM inspections "
+                    "WHERE image_state = 'pending' AND (image_next_try IS NULL OR image_next_try <= now()) "
+                    "ORDER BY image_next_try NULLS FIRST, ingest_seq LIMIT 20").fetchall()
+                for row in rows:
+                    if self._stop.is_set():
+                        break
+                    self._fetch_one(conn, *row)
+                if not rows:
+                    self._image_wake.wait(1.0)
+                    self._image_wake.clear()
+            except psycopg.Error as err:
+                log.warning("collector: images: database: %s", err)
+                conn = None
+                self._stop.wait(1.0)
+        if conn is not None:
+            conn.close()
+
+    def _fetch_one(self, conn: psycopg.Connection, msg_id, key: str, image_url, overlay_url, attempts: int) -> None:
+        access = self.tokens.get(key) or self.tokens.get("*") or StationAccess()
+        try:
+            shas = [self.images.put(fetch(u, access.token)) if u else None for u in (image_url, overlay_url)]
+        except FetchError as err:
+            attempts += 1
+            failed = err.permanent or attempts >= 20
+            conn.execute("UPDATE inspections SET image_attempts = %s, image_error = %s, image_state = %s, "
+                         "image_next_try = now() + make_interval(secs => %s) WHERE msg_id = %s",
+                         [attempts, str(err), "failed" if failed else "pending", min(2.0 ** attempts, 3600.0), msg_id])
+            log.info("collector: image of %s: %s%s", key, err, " (given up)" if failed else "")
+            return
+        conn.execute("UPDATE inspections SET image_sha256 = %s, overlay_sha256 = %s, image_state = 'done', "
+                     "image_error = NULL WHERE msg_id = %s", [shas[0], shas[1], msg_id])
+        self.stats["images"] += 1

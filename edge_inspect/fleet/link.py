@@ -1,0 +1,113 @@
+"""The station's side of fleet publishing (docs/fleet.md): wires the store's outbox, the station's
+events and status, and the publisher thread together.
+
+On the station's event loop only non-blocking work happens: waking the publisher, handing it the
+status dict, and alarm callbacks. Alarm messages are written to the outbox by a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from ..config import FleetConfig
+from ..events import AlarmAcknowledged, AlarmCleared, AlarmRaised, Event, InspectionDone
+from ..log import Store
+from .messages import Topics, alarm_payload, dumps, inspection_payload, new_id
+from .mqtt import BrokerSettings
+from .outbox import Outbox
+from .publisher import Publisher
+
+log = logging.getLogger(__name__)
+
+
+def broker_settings(config: FleetConfig) -> BrokerSettings:
+    tls = config.tls
+    return BrokerSettings(host=config.host, port=config.broker_port, tls=tls is not None,
+                          ca=tls.ca if tls else None, cert=tls.cert if tls else None, key=tls.key if tls else None,
+                          username=config.username, password=config.password(), keepalive_s=config.keepalive_s)
+
+
+def attach_outbox(store: Store, topics: Topics, image_base_url: str | None = None) -> Outbox:
+    """From now on every inspection ``store`` logs has its message in the outbox, in the same transaction."""
+    outbox = Outbox(store)
+
+    def message(inspection_id: int, row: dict, rec) -> tuple[str, str, str]:
+        msg_id = new_id()
+        payload = dumps(inspection_payload(msg_id, topics, inspection_id, row, rec, image_base_url))
+        outbox.added(len(payload))
+        return msg_id, "inspection", payload
+
+    store.outbox_message = message
+    return outbox
+
+
+class FleetLink:
+    def __init__(self, station: Any, config: FleetConfig):
+        """``station``: the Station (not imported here: the station imports this module)."""
+        self.station, self.config = station, config
+        self.topics = Topics(config.prefix, config.site, config.line, station.config.station.name)
+        self.outbox = attach_outbox(station.store, self.topics, config.image_base_url)
+        self.publisher = Publisher(
+            self.outbox, self.topics, broker_settings(config),
+            config.client_id or f"edge-inspect-{config.site}-{config.line}-{self.topics.station}",
+            window=config.window, confirm_timeout_s=config.confirm_timeout_s, status_every_s=config.status_every_s,
+            outbox_max_bytes=config.outbox_max_mb * 1e6, offline_alarm_s=max(60.0, 2.0 * config.keepalive_s),
+            on_alarm=self._alarm_from_thread)
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fleet-outbox")
+        self._unsubscribe = station.events.subscribe(self._on_event)
+
+    def _on_event(self, event: Event) -> None:
+        if isinstance(event, InspectionDone):
+            self.publisher.wake()  # the row (and its message) committed before the event
+            return
+        if isinstance(event, AlarmRaised):
+            body = ("raised", event.code, event.message, "")
+        elif isinstance(event, AlarmCleared):
+            body = ("cleared", event.code, "", "")
+        elif isinstance(event, AlarmAcknowledged):
+            body = ("acknowledged", event.code, "", event.user)
+        else:
+            return
+        msg_id = new_id()
+        payload = dumps(alarm_payload(msg_id, self.topics, *body, at=time.time()))
+        self._writer.submit(self._enqueue, msg_id, payload)
+        self.publisher.set_status(self.station.status())
+
+    def _enqueue(self, msg_id: str, payload: str) -> None:
+        try:
+            self.outbox.enqueue(msg_id, "alarm", payload)
+        except Exception:  # a full disk must not stop the alarms themselves
+            log.warning("fleet: could not queue alarm message", exc_info=True)
+        self.publisher.wake()
+
+    def _alarm_from_thread(self, code: str, message: str | None) -> None:
+        loop = self.station._loop
+        if loop is None or loop.is_closed():
+            return
+        if message is None:
+            loop.call_soon_threadsafe(self.station.clear_alarm, code)
+        else:
+            loop.call_soon_threadsafe(self.station.raise_alarm, code, message)
+
+    async def status_loop(self) -> None:
+        """The retained status every status_every_s (and on every alarm event, above)."""
+        while True:
+            self.publisher.set_status(self.station.status())
+            await asyncio.sleep(min(self.config.status_every_s, 5.0))
+
+    def start(self) -> None:
+        self.publisher.set_status(self.station.status())
+        self.publisher.start()
+
+    async def stop(self) -> None:
+        """Before the store closes: pending alarm messages written, offline status published."""
+        self._unsubscribe()
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self._writer.shutdown, True)
+        self.publisher.set_status(self.station.status())
+        await loop.run_in_executor(None, self.publisher.stop)
+        self.outbox.close()

@@ -1,0 +1,85 @@
+"""The central QA database on PostgreSQL: schema and migrations (docs/fleet.md).
+
+Versions are rows of ``fleet_schema``; each migration runs once, in its own transaction, under an
+advisory lock so that two collectors starting together do not both migrate. Never edit a
+migration that has shipped; add the next one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import psycopg
+
+LOCK_KEY = 0x6564676549  # pg_advisory_xact_lock key of the migrations ("edgeI")
+
+_V1 = [
+    """CREATE TABLE stations (
+        station_key text PRIMARY KEY, site text NOT NULL, line text NOT NULL, station text NOT NULL,
+        online boolean NOT NULL DEFAULT false, last_seen timestamptz, status jsonb, status_at timestamptz)""",
+    """CREATE TABLE inspections (
+        msg_id uuid PRIMARY KEY, station_key text NOT NULL REFERENCES stations(station_key),
+        inspection_id bigint NOT NULL, result_id bigint, ts timestamptz NOT NULL, recipe integer,
+        recipe_name text, recipe_sha256 text, part_id text, trigger text, verdict text NOT NULL, error text,
+        defect_count integer, failed_checks bigint, timings_ms jsonb, model_sha256 text, config_sha256 text,
+        image_path text, overlay_path text, image_url text, overlay_url text,
+        image_sha256 text, overlay_sha256 text, image_state text NOT NULL DEFAULT 'none',
+        image_attempts integer NOT NULL DEFAULT 0, image_next_try timestamptz, image_error text,
+        received_at timestamptz NOT NULL DEFAULT now(), ingest_seq bigserial)""",
+    "CREATE INDEX inspections_ts ON inspections (ts DESC)",
+    "CREATE INDEX inspections_station_ts ON inspections (station_key, ts DESC)",
+    "CREATE INDEX inspections_verdict_ts ON inspections (verdict, ts DESC)",
+    "CREATE INDEX inspections_station_local ON inspections (station_key, inspection_id)",
+    "CREATE INDEX inspections_image_pending ON inspections (image_next_try) WHERE image_state = 'pending'",
+    """CREATE TABLE checks (
+        msg_id uuid NOT NULL REFERENCES inspections(msg_id) ON DELETE CASCADE, idx integer NOT NULL,
+        name text, kind text, status text, reason text, counted integer, answer text, p_yes double precision,
+        margin double precision, mass double precision, ms double precision, points jsonb,
+        PRIMARY KEY (msg_id, idx))""",
+    "CREATE INDEX checks_status_name ON checks (status, name)",
+    """CREATE TABLE alarm_events (
+        msg_id uuid PRIMARY KEY, station_key text NOT NULL REFERENCES stations(station_key), event text NOT NULL,
+        code text NOT NULL, message text, username text, at timestamptz NOT NULL,
+        received_at timestamptz NOT NULL DEFAULT now())""",
+    "CREATE INDEX alarm_events_station_code ON alarm_events (station_key, code, at DESC)",
+]
+
+
+def _v1(conn: psycopg.Connection) -> None:
+    for statement in _V1:
+        conn.execute(statement)
+
+
+MIGRATIONS: list[Callable[[psycopg.Connection], None]] = [_v1]
+LATEST = len(MIGRATIONS)
+
+
+class SchemaError(Exception):
+    """The database was migrated by a newer release."""
+
+
+def migrate(conn: psycopg.Connection) -> tuple[int, int]:
+    """Bring the database to the latest schema; returns (version before, version after)."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", [LOCK_KEY])
+        conn.execute("CREATE TABLE IF NOT EXISTS fleet_schema (version integer PRIMARY KEY, "
+                     "applied_at timestamptz NOT NULL DEFAULT now())")
+        before = conn.execute("SELECT coalesce(max(version), 0) FROM fleet_schema").fetchone()[0]
+    if before > LATEST:
+        raise SchemaError(f"database schema version {before} is newer than this release knows ({LATEST}); "
+                          "upgrade edge-inspect")
+    for version in range(before + 1, LATEST + 1):
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", [LOCK_KEY])
+            if conn.execute("SELECT 1 FROM fleet_schema WHERE version = %s", [version]).fetchone():
+                continue  # another collector got there first
+            MIGRATIONS[version - 1](conn)
+            conn.execute("INSERT INTO fleet_schema (version) VALUES (%s)", [version])
+    return before, LATEST
+
+
+def version(conn: psycopg.Connection) -> int:
+    row = conn.execute("SELECT to_regclass('fleet_schema') IS NOT NULL").fetchone()
+    if not row[0]:
+        return 0
+    return conn.execute("SELECT coalesce(max(version), 0) FROM fleet_schema").fetchone()[0]
