@@ -166,3 +166,34 @@ def test_training_cameras_cover_the_robustness_shifts():
     assert min(c.brightness for c in cams) < -0.3 and max(c.brightness for c in cams) > 0.3
     assert max(c.blur for c in cams) > 1.5 and max(c.noise for c in cams) > 8 and min(c.jpeg or 100 for c in cams) < 40
     assert 0.1 < np.mean([c == Camera() for c in cams]) < 0.35  # some parts as the generator draws them
+
+
+def test_report_states_bars_robustness_prompts_and_commands(tmp_path):
+    import json
+
+    from tools.distill.evaluate import evaluate_records, sim_records
+    from tools.distill.report import write_report
+
+    records = sim_records(range(40))
+    truth = {(id(r.image), r.prompt): (r.points if r.kind == "point" else r.answer) for r in records}
+    metrics = evaluate_records(Oracle(truth), records, bootstrap=50)
+    run, bundle = tmp_path / "run", tmp_path / "bundle"
+    run.mkdir(), bundle.mkdir()
+    (run / "log.jsonl").write_text('{"step": 10, "minutes": 1.0, "loss": 2.0}\n'
+                                   '{"step": 10, "minutes": 1.5, "eval": {"defect_micro_f1": 0.5}}\n')
+    (run / "train_config.json").write_text(json.dumps({"shape": "demo", "shape_values": {
+        "vit_layers": 4, "vit_hidden": 128, "text_layers": 4, "text_hidden": 256, "crop": 224}}))
+    (bundle / "decoder.onnx").write_bytes(b"x" * 1000)
+    row = {"defect_micro_f1": 1.0, "defect_micro_recall": 1.0, "false_call_rate": 0.0, "escape_rate": 0.0,
+           "screw_count_exact": 1.0, "label_accuracy": 1.0, "label_missing_accuracy": 1.0,
+           "good_part_reject_rate": 0.0, "bad_part_pass_rate": 0.02, "good_parts": 5, "bad_parts": 50}
+    md = write_report(run, bundle, metrics, range(0, 40), ["python -m tools.distill train --out R"], 123.0,
+                      shifts={"none": row, "scale0.8": row}, shift_seeds=range(0, 10))
+    text = md.read_text()
+    for needle in ("## Acceptance bars", "| defect_micro_f1 | 1.000 | ≥ 0.8 | yes |",
+                   "| scale0.8: bad_part_pass_rate | 0.020 | ≤ 0.01 | **no** |", "rot+5: good_part_reject_rate | – | ≤ 0.05 | not measured",
+                   "## Robustness", "tokens per point", "median px error", "Is the label missing?",
+                   "python -m tools.distill train --out R", "| 10 | 2 | 0.500 |"):
+        assert needle in text, needle
+    report = json.loads((bundle / "report.json").read_text())
+    assert report["robustness"]["scale0.8"]["bad_part_pass_rate"] == 0.02 and report["prompts"]["label_missing"]

@@ -36,6 +36,16 @@ def _weights(text: str) -> dict[str, float]:
     return weights
 
 
+def _shifts(text: str) -> list[str]:
+    from .evaluate import SHIFTS
+
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in SHIFTS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown shift(s) {unknown}; known: {', '.join(SHIFTS)}")
+    return names
+
+
 def _cmd_sim(args) -> int:
     from .dataset import write_sim_set
 
@@ -75,7 +85,7 @@ def _cmd_train(args) -> int:
 
 def _cmd_evaluate(args) -> int:
     from .dataset import read_jsonl
-    from .evaluate import BundlePredictor, evaluate_records, headline, sim_records, write_report
+    from .evaluate import BundlePredictor, evaluate_records, headline, robustness, sim_records, write_report
 
     predictor = BundlePredictor(args.bundle)
     if args.data:
@@ -85,22 +95,36 @@ def _cmd_evaluate(args) -> int:
         records = sim_records(args.seeds)
         source = f"generated parts, seeds {args.seeds.start}:{args.seeds.stop}"
     metrics = evaluate_records(predictor, records, dilate_px=args.dilate)
-    details = {"bundle": str(args.bundle), "data": source, "images": len({id(r.image) if r.image is not None else r.image_path for r in records})}
+    parts = len({r.seed if r.seed is not None else str(r.image_path) for r in records})
+    details = {"bundle": str(args.bundle), "data": source, "parts": parts}
+    shifts = None
+    if args.robustness:
+        shift_seeds = range(args.seeds.start, args.seeds.start + args.robustness)
+        shifts = robustness(predictor, shift_seeds, args.shifts, args.dilate)
+        details["robustness"] = f"generated parts, seeds {shift_seeds.start}:{shift_seeds.stop}, per camera shift"
     if args.out:
-        md = write_report(metrics, Path(args.out), "Student evaluation", details)
+        md = write_report(metrics, Path(args.out), "Student evaluation", details, shifts)
         print(f"report: {md}")
     print(json.dumps(headline(metrics), indent=2))
+    if shifts:
+        print(json.dumps(shifts, indent=2))
     return 0
 
 
 def _cmd_report(args) -> int:
-    from .evaluate import BundlePredictor, evaluate_records, headline, sim_records
+    from .evaluate import BundlePredictor, evaluate_records, headline, robustness, sim_records
     from .report import write_report
 
+    predictor = BundlePredictor(args.bundle)
     records = sim_records(args.seeds)
-    metrics = evaluate_records(BundlePredictor(args.bundle), records, dilate_px=args.dilate)
+    metrics = evaluate_records(predictor, records, dilate_px=args.dilate)
     latency = metrics["seconds"] * 1000 / len(args.seeds)
-    md = write_report(Path(args.run), Path(args.bundle), metrics, args.seeds, args.command or [], latency, args.note)
+    shifts, shift_seeds = None, None
+    if args.robustness:
+        shift_seeds = range(args.seeds.start, args.seeds.start + args.robustness)
+        shifts = robustness(predictor, shift_seeds, args.shifts, args.dilate)
+    md = write_report(Path(args.run), Path(args.bundle), metrics, args.seeds, args.command or [], latency, args.note,
+                      shifts=shifts, shift_seeds=shift_seeds, cpu_minutes=args.cpu_minutes)
     print(json.dumps(headline(metrics), indent=2))
     print(f"report: {md}")
     return 0
@@ -163,6 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=seed_range, default=seed_range("0:500"), help="generated parts START:STOP")
     p.add_argument("--dilate", type=int, default=3, help="mask dilation in px for the hit rule")
     p.add_argument("--out", help="report JSON path (a .md is written beside it)")
+    p.add_argument("--robustness", type=int, default=0, metavar="N",
+                   help="robustness suite: the first N parts of --seeds under each camera shift (0 = off)")
+    p.add_argument("--shifts", type=_shifts, default=None,
+                   help="comma-separated shift names (default: all of evaluate.SHIFTS)")
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("report", help="evaluate a student bundle and write its report")
@@ -172,6 +200,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dilate", type=int, default=3, help="mask dilation in px for the hit rule")
     p.add_argument("--command", action="append", help="a command line that reproduces the student (repeatable)")
     p.add_argument("--note", action="append", help="a paragraph for the report: how it was trained (repeatable)")
+    p.add_argument("--robustness", type=int, default=0, metavar="N",
+                   help="robustness suite: the first N parts of --seeds under each camera shift (0 = off)")
+    p.add_argument("--shifts", type=_shifts, default=None,
+                   help="comma-separated shift names (default: all of evaluate.SHIFTS)")
+    p.add_argument("--cpu-minutes", type=float, default=None,
+                   help="training time to state in the report (default: the run log's minutes)")
     p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("verify", help="accuracy gate for a candidate bundle")
