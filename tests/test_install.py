@@ -78,6 +78,11 @@ def installed(tmp_path_factory) -> dict:
             path.write_text(text)
             ran.append(step)
             continue
+        group = re.search(r"-g edge-inspect\b", command)
+        if group:  # the group lives in the temporary root's /etc/group, not this machine's
+            gid = next(line.split(":")[2] for line in (root / "etc" / "group").read_text().splitlines()
+                       if line.startswith("edge-inspect:"))
+            command = command.replace("-g edge-inspect", f"-g {gid}")
         if command.startswith("useradd "):
             command = command.replace("useradd ", f"useradd --prefix {root} ", 1)
             command = command.replace(f"--home-dir {root}/", "--home-dir /")  # a path inside the prefix

@@ -80,7 +80,7 @@ const KIND_FIELDS = {
   point: [["prompt", "text", "Prompt"], ["min", "number", "min"], ["max", "number", "max"]],
   count: [["prompt", "text", "Prompt"], ["expected", "number", "expected"]],
   qa: [["question", "text", "Question"], ["expect", ["yes", "no"], "expect"], ["min_margin", "number", "min_margin"],
-       ["on_uncertain", ["fail", "error", "pass"], "on uncertain"]],
+       ["min_mass", "number", "min_mass"], ["on_uncertain", ["fail", "error", "pass"], "on uncertain"]],
 };
 let recipes = [], current = 0, drawing = null, dragging = null;
 
@@ -101,14 +101,14 @@ function field(check, idx, [key, type, label]) {
     input.value = check[key] ?? (key === "on_uncertain" ? "fail" : type[0]);
   } else {
     input = el("input", { id, type, "data-key": key, class: type === "text" ? "prompt" : null,
-                          step: key === "min_margin" ? "0.01" : "1" });
-    input.value = check[key] ?? (key === "min_margin" ? 0.2 : type === "number" ? 0 : "");
+                          step: key.startsWith("min_m") ? "0.01" : "1" });
+    input.value = check[key] ?? ({ min_margin: 0.2, min_mass: 0.5 }[key] ?? (type === "number" ? 0 : ""));
   }
   input.addEventListener("input", () => {
     check[key] = type === "number" ? Number(input.value) : input.value;
   });
   if (check[key] === undefined) check[key] = type === "number" ? Number(input.value) : input.value;
-  return el("label", { for: id }, `${label} `, input);
+  return el("label", { for: id, class: type === "text" ? "wide" : null }, `${label} `, input);
 }
 
 function renderChecks() {
@@ -131,12 +131,17 @@ function renderChecks() {
       renderChecks();
     });
     const roiText = check.roi ? `ROI: ${check.roi.length} corners` : "ROI: whole frame";
+    const crop = el("input", { type: "checkbox", id: `c${idx}-crop` });
+    crop.checked = Boolean(check.crop);
+    crop.disabled = !check.roi;
+    crop.addEventListener("change", () => { if (crop.checked) check.crop = true; else delete check.crop; });
     const fs = el("fieldset", { class: "check", style: `border-left-color: ${colour}`, "data-idx": idx },
       el("legend", {}, `Check ${idx + 1}`),
       el("label", { for: `c${idx}-name` }, "Name ", name), el("label", { for: `c${idx}-kind` }, "Kind ", kind),
       ...KIND_FIELDS[check.kind].map((f) => field(check, idx, f)),
       el("div", {},
         el("span", { class: "note", id: `c${idx}-roi` }, roiText), " ",
+        el("label", { for: `c${idx}-crop` }, crop, " model sees only the ROI's box"), " ",
         el("button", { type: "button", id: `c${idx}-draw`, onclick: () => startDrawing(idx) }, "Draw ROI"), " ",
         el("button", { type: "button", id: `c${idx}-clear`, onclick: () => { delete check.roi; delete check.crop; renderChecks(); } },
            "Whole frame"), " ",
