@@ -168,3 +168,18 @@ def test_defect_positions_need_a_calibrated_camera(tmp_path):
         assert str(config) + ":" in str(err)
     else:
         raise AssertionError("accepted defect positions without a calibration")
+
+
+def test_a_missing_calibration_file_is_a_config_error(tmp_path):
+    from edge_inspect.config import ConfigError, load_config
+
+    from .stations import write_station
+
+    bundle = Path(__file__).resolve().parents[1] / "models" / "demo-student"
+    config = write_station(tmp_path, bundle, camera={"source": "synthetic", "calibration": "nowhere.json"})
+    try:
+        load_config(config)
+    except ConfigError as err:
+        assert f"{config}:" in str(err) and "camera.calibration: " in str(err) and "nowhere.json" in str(err)
+    else:
+        raise AssertionError("accepted a calibration file that does not exist")

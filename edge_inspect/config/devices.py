@@ -72,6 +72,13 @@ class CameraConfig(Strict):
                 raise FieldError(f"no such device {device}", ("device",))
         elif device is not None and (len(device) > 3 or int(device) > 255):
             raise FieldError(f"device index {device} is out of range (0..255)", ("device",))
+        if self.calibration:
+            from ..camera_calibration import CalibrationError, CameraCalibration
+
+            try:
+                CameraCalibration.load(_in_base(self.calibration, base))
+            except CalibrationError as err:
+                raise FieldError(str(err), ("calibration",)) from None
         if self.source in ("file", "folder") and self.path:
             path = _in_base(self.path, base)
             exists = path.is_dir() if self.source == "folder" else path.is_file()
