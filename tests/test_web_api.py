@@ -19,10 +19,10 @@ USERS = [{"name": n, "role": n, "password_hash": hash_password(n)} for n in ("op
 # Two yes/no checks that contradict each other: every part FAILs one of them (readable, deterministic).
 RECIPES = [
     {"number": 1, "name": "always-fail", "checks": [
-        {"name": "label_yes", "kind": "qa", "question": "Is the label present?", "expect": "yes", "min_margin": 0.0},
-        {"name": "label_no", "kind": "qa", "question": "Is the label present?", "expect": "no", "min_margin": 0.0}]},
+        {"name": "label_yes", "kind": "qa", "question": "Is the label present?", "expect": "yes", "min_margin": 0.0, "min_mass": 0.0},
+        {"name": "label_no", "kind": "qa", "question": "Is the label present?", "expect": "no", "min_margin": 0.0, "min_mass": 0.0}]},
     {"number": 2, "name": "label", "checks": [
-        {"name": "label_yes", "kind": "qa", "question": "Is the label present?", "expect": "yes", "min_margin": 0.0}]},
+        {"name": "label_yes", "kind": "qa", "question": "Is the label present?", "expect": "yes", "min_margin": 0.0, "min_mass": 0.0}]},
 ]  # fmt: skip
 
 

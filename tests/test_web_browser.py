@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SHOTS = Path(os.environ.get("EDGE_INSPECT_ARTIFACTS", ROOT / "artifacts")) / "screenshots"
 USERS = [{"name": n, "role": n, "password_hash": hash_password(n)} for n in ("operator", "qa")]
 RECIPES = [{"number": 1, "name": "plate", "checks": [
-    {"name": "label_yes", "kind": "qa", "question": "Is the label present?", "expect": "yes", "min_margin": 0.0},
-    {"name": "label_no", "kind": "qa", "question": "Is the label present?", "expect": "no", "min_margin": 0.0}]}]
+    {"name": "label_yes", "kind": "qa", "question": "Is the label present?", "expect": "yes", "min_margin": 0.0, "min_mass": 0.0},
+    {"name": "label_no", "kind": "qa", "question": "Is the label present?", "expect": "no", "min_margin": 0.0, "min_mass": 0.0}]}]
 
 
 def _start(config: Path, base: str) -> subprocess.Popen:
