@@ -83,7 +83,8 @@ class Postgres:
     """A throwaway cluster (trust auth on 127.0.0.1, fsync off: PostgreSQL's own durability is not
     under test). As root it runs as the 'postgres' user (PostgreSQL refuses root)."""
 
-    def __init__(self):
+    def __init__(self, fsync: bool = False):
+        self.fsync = fsync
         self.bin = _pg_bin()
         if self.bin is None:
             pytest.skip("PostgreSQL server binaries are missing (apt-get install postgresql)")
@@ -111,8 +112,8 @@ class Postgres:
         self._run(str(self.bin / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
                   "--no-sync", "--no-instructions")
         self._run(str(self.bin / "pg_ctl"), "-D", str(data), "-w", "-t", "120", "-l", str(self.folder / "log"),
-                  "-o", f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off "
-                  "-c max_connections=50", "start")
+                  "-o", f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 "
+                  f"-c fsync={'on' if self.fsync else 'off'} -c max_connections=50", "start")
         return self
 
     def dsn(self, db: str = "postgres") -> str:

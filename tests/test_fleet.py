@@ -345,3 +345,47 @@ def test_fleet_commands_report_user_errors_in_one_line(tmp_path):
                                 cwd=tmp_path)
         assert result.returncode == 2, (args, result.stderr)
         assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr, result.stderr
+
+
+def test_a_silent_broker_never_delays_the_plc_handshake(tmp_path):
+    """The broker accepts TCP and never answers (no CONNACK): the PLC's cycles complete as always, every
+    result is logged with its message waiting in the outbox, and the publisher is simply not connected."""
+    import asyncio
+    import socket
+
+    from .stations import run_station_with_plc
+
+    silent = socket.create_server(("127.0.0.1", 0))
+    accepted = []
+    stop = threading.Event()
+
+    def accept():
+        silent.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                accepted.append(silent.accept()[0])  # held open, never read
+            except TimeoutError:
+                pass
+
+    acceptor = threading.Thread(target=accept, daemon=True)
+    acceptor.start()
+    config = write_station(tmp_path, DEMO, fleet={"host": "127.0.0.1", "port": silent.getsockname()[1],
+                                                  "site": "plant", "line": "l1"})
+
+    async def scenario(station, plc):
+        results = [await plc.cycle(trigger_id=i, part_id=f"P{i}") for i in range(1, 6)]
+        return results, station.fleet.publisher.connected, station.fleet.outbox.count
+
+    try:
+        results, connected, waiting = asyncio.run(run_station_with_plc(config, scenario))
+    finally:
+        stop.set()
+        acceptor.join()
+        for conn in accepted:
+            conn.close()
+        silent.close()
+    assert [r.result_id for r in results] == [1, 2, 3, 4, 5] and all(r.error_code in (0, 1) for r in results)
+    assert accepted and not connected and waiting >= 5  # alarm messages may wait too
+    with sqlite3.connect(tmp_path / "data" / "inspections.db") as conn:
+        assert conn.execute("select count(*) from inspections").fetchone()[0] == 5
+        assert conn.execute("select count(*) from outbox where kind = 'inspection'").fetchone()[0] == 5

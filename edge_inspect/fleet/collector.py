@@ -161,6 +161,8 @@ class Collector:
                 fetcher.join(5)
 
     def _take(self) -> list:
+        """A batch: what has arrived, until the queue stays empty for 5 ms, ``batch`` items or ``batch_ms``
+        (the broker sends at most its max_inflight_messages unacknowledged: waiting longer gains nothing)."""
         try:
             items = [self._queue.get(timeout=0.2)]
         except queue.Empty:
@@ -169,7 +171,7 @@ class Collector:
         while len(items) < self.batch:
             left = deadline - time.monotonic()
             try:
-                items.append(self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait())
+                items.append(self._queue.get(timeout=min(left, 0.005)) if left > 0 else self._queue.get_nowait())
             except queue.Empty:
                 break
         return items

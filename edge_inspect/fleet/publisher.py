@@ -45,6 +45,8 @@ class Publisher:
         self._connected = False
         self._connecting_since = 0.0
         self._confirmed: list[str] = []  # message ids the collector has stored (filled by on_message)
+        self._to_delete: list[str] = []  # confirmed, to be deleted from the outbox
+        self._deleted_at = 0.0
         self._sent: dict[str, int] = {}  # msg_id -> seq, published on this connection, not yet confirmed
         self._cursor = 0  # the highest seq published on this connection
         self._last_progress = time.monotonic()
@@ -176,14 +178,20 @@ class Publisher:
             return
         self._confirmed.extend(str(i) for i in ids if isinstance(i, str))
 
-    def _take_confirmations(self) -> None:
-        if not self._confirmed:
-            return
-        ids, self._confirmed = self._confirmed, []
-        self.stats["confirmed"] += self.outbox.confirm(ids)
-        for msg_id in ids:
-            self._sent.pop(msg_id, None)
-        self._last_progress, self._timeout = time.monotonic(), self.confirm_timeout_s
+    def _take_confirmations(self, flush: bool = False) -> None:
+        """Confirmed messages free the window at once; they are deleted from the outbox in one
+        transaction at most once a second (each delete is a commit the inspections would queue behind)."""
+        if self._confirmed:
+            ids, self._confirmed = self._confirmed, []
+            for msg_id in ids:
+                self._sent.pop(msg_id, None)
+            self._to_delete.extend(ids)
+            self._last_progress, self._timeout = time.monotonic(), self.confirm_timeout_s
+        now = time.monotonic()
+        if self._to_delete and (flush or now - self._deleted_at >= 1.0 or len(self._to_delete) >= 5000):
+            ids, self._to_delete = self._to_delete, []
+            self._deleted_at = now
+            self.stats["confirmed"] += self.outbox.confirm(ids)
 
     def _publish_more(self) -> None:
         room = self.window - len(self._sent)
@@ -246,12 +254,17 @@ class Publisher:
     def _shutdown(self) -> None:
         client = self._client
         if client is None or not self._connected:
+            try:
+                self._take_confirmations(flush=True)
+            except Exception:  # the store may be failing; the messages are sent again next time
+                log.warning("fleet: could not delete confirmed messages", exc_info=True)
             return
         try:
             deadline = time.monotonic() + 2.0  # a moment for the confirmations of what was sent
             while self._sent and self._connected and time.monotonic() < deadline:
                 client.loop(timeout=0.05)
                 self._take_confirmations()
+            self._take_confirmations(flush=True)
             body = status_payload(self.topics, False, time.time(), self._status, reason="stopped",
                                   outbox=self.outbox_stats())
             info = client.publish(self.topics.of("status"), dumps(body), qos=1, retain=True)

@@ -189,8 +189,9 @@ def detail(pool: Pool, msg_id: str) -> dict | None:
 def names(pool: Pool) -> tuple[list[str], list[str]]:
     with pool.conn() as conn:
         keys = [r["station_key"] for r in conn.execute("SELECT station_key FROM stations ORDER BY 1")]
-        checks = [r["name"] for r in conn.execute("SELECT DISTINCT name FROM checks WHERE status <> 'pass' "
-                                                  "ORDER BY 1 LIMIT 200")]
+        checks = [r["name"] for r in conn.execute(  # from the latest 5,000 inspections: bounded on any size
+            "SELECT DISTINCT c.name FROM checks c JOIN (SELECT msg_id FROM inspections ORDER BY ts DESC LIMIT 5000) i "
+            "USING (msg_id) WHERE c.status <> 'pass' ORDER BY 1 LIMIT 200")]
     return keys, checks
 
 
