@@ -116,3 +116,20 @@ def test_image_prefix_reuse_is_exact(model):
         b, _ = model.engine.prefill(fresh, prompt)
         assert a.cache.length == b.cache.length
         assert np.abs(a.logits - b.logits).max() <= 1e-5, prompt
+
+
+def test_decoder_is_the_lean_graph_and_unsupported_checkpoints_fall_back(tiny_bundle, hf_model):
+    """The bundle's decoder is written op by op (no Shape arithmetic per step); a checkpoint the lean
+    graph cannot express is refused by it, so the export takes the traced graph."""
+    import copy
+
+    import onnx
+
+    from tools.export.lean_decoder import LeanUnsupported, build_lean_decoder
+
+    ops = [n.op_type for n in onnx.load(str(tiny_bundle / "decoder.onnx")).graph.node]
+    assert "Shape" not in ops and "Expand" not in ops
+    other = copy.deepcopy(hf_model)
+    other.config.text_config.hidden_act = "gelu"
+    with pytest.raises(LeanUnsupported):
+        build_lean_decoder(other, 18)

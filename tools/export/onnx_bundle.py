@@ -16,6 +16,7 @@ from edge_inspect.vlm.manifest import FORMAT, FORMAT_VERSION, Graph, Manifest, P
 from tools.molmo2.checkpoint import CheckpointInfo, inspect_checkpoint, load_checkpoint
 
 from .graphs import DecoderGraph, EmbedGraph, VisionGraph
+from .lean_decoder import LeanUnsupported, build_lean_decoder
 from .staging import check_target, staged_folder
 
 log = logging.getLogger(__name__)
@@ -81,8 +82,16 @@ def export_graphs(model: torch.nn.Module, out: Path, crops: int = 2, tokens: int
         torch.arange(past_len, past_len + seq)[None],
         *past,
     )
-    _export(DecoderGraph(model), args, out / "decoder.onnx", ["inputs_embeds", "attention_mask", "position_ids", *past_names],
-            ["logits", *present_names], dynamic)
+    try:  # written op by op: a fraction of the traced graph's kernels per decode step (lean_decoder.py)
+        lean = build_lean_decoder(model, OPSET)
+    except LeanUnsupported as err:
+        log.info("decoder: traced graph (%s)", err)
+        _export(DecoderGraph(model), args, out / "decoder.onnx",
+                ["inputs_embeds", "attention_mask", "position_ids", *past_names], ["logits", *present_names], dynamic)
+        return
+    external = lean.ByteSize() > _EXTERNAL_DATA_BYTES
+    onnx.save_model(lean, str(out / "decoder.onnx"), save_as_external_data=external,
+                    location="decoder.onnx.data" if external else None)
 
 
 def file_entries(folder: Path) -> dict[str, dict[str, object]]:
