@@ -30,7 +30,7 @@ def wait_for(condition, what: str, timeout: float = 120.0, every: float = 0.05):
 
 
 class Mosquitto:
-    def __init__(self, folder: Path, port: int | None = None):
+    def __init__(self, folder: Path, port: int | None = None, extra: str = ""):
         if shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").is_file():
             pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
         self.binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
@@ -40,7 +40,8 @@ class Mosquitto:
         self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
                              "max_queued_messages 0\nmax_inflight_messages 100\n"
                              f"log_dest file {folder / 'mosquitto.log'}\n"
-                             + ("user root\n" if os.getuid() == 0 else ""))  # root: do not switch users
+                             + ("user root\n" if os.getuid() == 0 else "")  # root: do not switch users
+                             + extra)
         self.proc: subprocess.Popen | None = None
 
     @property

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -234,6 +235,8 @@ def test_faults_end_with_every_inspection_in_postgres_exactly_once(tmp_path, pos
             wait_for(lambda before=before: stored_count() >= before + 2, "inspections flowing before the station's kill", every=0.1)
             procs["station"].send_signal(signal.SIGKILL)
             procs["station"].wait()
+            wait_for(lambda: _rows(dsn, "select status->>'reason' from stations") == [("connection lost",)],
+                     "the broker's last will (retained offline status) in PostgreSQL", every=0.1)
             procs["station"] = station()
         before = logged_count()
         wait_for(lambda: logged_count() >= before + 3, "the restarted station logging", every=0.1)
@@ -389,3 +392,46 @@ def test_a_silent_broker_never_delays_the_plc_handshake(tmp_path):
     with sqlite3.connect(tmp_path / "data" / "inspections.db") as conn:
         assert conn.execute("select count(*) from inspections").fetchone()[0] == 5
         assert conn.execute("select count(*) from outbox where kind = 'inspection'").fetchone()[0] == 5
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None or shutil.which("mosquitto_passwd") is None,
+                    reason="openssl and mosquitto_passwd are needed for a TLS broker with passwords")
+def test_tls_and_password_to_the_broker(tmp_path, postgres):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)], check=True,
+                   capture_output=True)
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(tmp_path / "passwd"), "st1", "pw-st1"], check=True)
+    subprocess.run(["mosquitto_passwd", "-b", str(tmp_path / "passwd"), "collector", "pw-col"], check=True)
+    broker = Mosquitto(tmp_path, extra=f"cafile {cert}\ncertfile {cert}\nkeyfile {key}\n"
+                                        f"password_file {tmp_path / 'passwd'}\n")
+    broker.conf.write_text(broker.conf.read_text().replace("allow_anonymous true", "allow_anonymous false"))
+    broker.start()
+    dsn = postgres.database("fleet_tls")
+    store = Store(tmp_path / "data", save_pass_every=0)
+    topics = Topics("edge-inspect", "plant", "l1", "st1")
+    outbox = attach_outbox(store, topics)
+    url = f"mqtts://127.0.0.1:{broker.port}"
+    wrong = Publisher(outbox, topics, BrokerSettings.from_url(url, ca=str(cert), username="st1", password="nope"), "x")
+    publisher = Publisher(outbox, topics, BrokerSettings.from_url(url, ca=str(cert), username="st1", password="pw-st1"),
+                          "st1", confirm_timeout_s=2)
+    collector = Collector(BrokerSettings.from_url(url, ca=str(cert), username="collector", password="pw-col"), dsn)
+    runner = threading.Thread(target=collector.run, daemon=True)
+    try:
+        runner.start()
+        wrong.start()
+        for i in range(5):
+            store.record(_record(i, Verdict.PASS), None)
+        wait_for(lambda: "not authorised" in (tmp_path / "mosquitto.log").read_text(),
+                 "the broker to refuse a bad password")
+        assert not wrong.connected and wrong.stats["connects"] == 0
+        wrong.stop()
+        publisher.start()
+        wait_for(lambda: outbox.count == 0, "delivery over TLS with a password")
+        assert _rows(dsn, "select count(*) from inspections")[0][0] == 5
+    finally:
+        publisher.stop()
+        collector.stop()
+        runner.join(10)
+        broker.stop()
+        store.close()

@@ -196,9 +196,13 @@ class Collector:
                                      body.get("user"), _ts(body.get("at")) or datetime.now(UTC)))
                     b.confirm[topic.rsplit("/", 1)[0]].append(body["id"])
                 elif kind == "status":
-                    at = _ts(body.get("at")) or datetime.now(UTC)
+                    # The last will was written when the station connected: it counts from its arrival.
+                    will = not body.get("online") and body.get("reason") == "connection lost"
+                    at = datetime.now(UTC) if will else _ts(body.get("at")) or datetime.now(UTC)
                     if key not in b.status or b.status[key][1] <= at:
                         b.status[key] = (bool(body.get("online")), at, Jsonb(body))
+                    if will:
+                        continue
                 if kind in ("inspection", "status"):
                     at = _ts(body.get("ts_unix") or body.get("at"))
                     if at is not None and (key not in b.seen or b.seen[key] < at):
