@@ -11,15 +11,12 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 from .config import StationConfig, config_from_bytes
 from .config_yaml import read_limited
 from .log import config_versions
 from .log.store import write_durably
-
-if TYPE_CHECKING:
-    from .station import Station
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +69,7 @@ def sha256_of(raw: bytes) -> str:
 class ConfigKeeper:
     """One per station started from a file. Blocking file and log work runs in worker threads."""
 
-    def __init__(self, station: Station, path: Path):
+    def __init__(self, station: Any, path: Path):  # the Station (not imported: it imports this module)
         self.station, self.path = station, path
         self.disk_sha256: str | None = None  # the file on disk, when it differs from the running config
         self.restart_needed: list[str] = []
