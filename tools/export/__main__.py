@@ -6,6 +6,7 @@
   bench    this engine vs transformers generate, and prefix reuse vs none; prints a table, writes JSON
   hf-bench the transformers reference row for `edge-inspect bench`: a checkpoint on the same recipe
   quantize decoder INT8 / INT4 / FP16 copies of a bundle (vision stays fp32 unless --vision int8/fp16)
+  lean     a copy of a bundle exported before the lean decoder graph, with it (checked to compute the same)
   trt      TensorRT engines for this device (graph checks and trtexec lines work anywhere)
 
 The accuracy gate for a quantized bundle is `python -m tools.distill verify` (it evaluates).
@@ -60,6 +61,14 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
     out = quantize_bundle(args.bundle, args.out, vision=args.vision, decoder=args.decoder,
                           calibration=args.calibration, keep=keep, overwrite=args.overwrite)
     print(f"quantized bundle written to {out}")
+    return 0
+
+
+def _cmd_lean(args: argparse.Namespace) -> int:
+    from .lean_decoder import lean_bundle
+
+    out, difference = lean_bundle(args.bundle, args.out, overwrite=args.overwrite)
+    print(f"bundle with the lean decoder written to {out} (max |difference| to the traced graph {difference:.1e})")
     return 0
 
 
@@ -149,6 +158,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-keep-lm-head", action="store_true", help="quantize the LM head too")
     p.add_argument("--overwrite", action="store_true", help="replace an existing bundle folder (only once the new one is complete)")
     p.set_defaults(func=_cmd_quantize)
+
+    p = sub.add_parser("lean", help="copy of an older bundle with the lean decoder graph (same outputs, faster steps)")
+    p.add_argument("--bundle", required=True, help="fp32 bundle whose decoder was traced (exported before the lean graph)")
+    p.add_argument("--out", required=True, help="bundle folder to write")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing bundle folder (only once the new one is complete)")
+    p.set_defaults(func=_cmd_lean)
 
     p = sub.add_parser("trt", help="build TensorRT engines on this device")
     p.add_argument("--bundle", required=True, help="bundle whose graphs become engines")

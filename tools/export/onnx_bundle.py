@@ -45,7 +45,7 @@ def _export(module: torch.nn.Module, args: tuple, path: Path, inputs: list[str],
         onnx.save_model(model, str(path), save_as_external_data=True, location=path.name + ".data")
 
 
-def export_graphs(model: torch.nn.Module, out: Path, crops: int = 2, tokens: int = 5) -> None:
+def export_graphs(model: torch.nn.Module, out: Path, crops: int = 2, tokens: int = 5, lean: bool = True) -> None:
     cfg = model.config
     vis = cfg.vision_config
     text = cfg.text_config
@@ -83,14 +83,16 @@ def export_graphs(model: torch.nn.Module, out: Path, crops: int = 2, tokens: int
         *past,
     )
     try:  # written op by op: a fraction of the traced graph's kernels per decode step (lean_decoder.py)
-        lean = build_lean_decoder(model, OPSET)
+        if not lean:
+            raise LeanUnsupported("asked for the traced graph")
+        lean_graph = build_lean_decoder(model, OPSET)
     except LeanUnsupported as err:
         log.info("decoder: traced graph (%s)", err)
         _export(DecoderGraph(model), args, out / "decoder.onnx",
                 ["inputs_embeds", "attention_mask", "position_ids", *past_names], ["logits", *present_names], dynamic)
         return
-    external = lean.ByteSize() > _EXTERNAL_DATA_BYTES
-    onnx.save_model(lean, str(out / "decoder.onnx"), save_as_external_data=external,
+    external = lean_graph.ByteSize() > _EXTERNAL_DATA_BYTES
+    onnx.save_model(lean_graph, str(out / "decoder.onnx"), save_as_external_data=external,
                     location="decoder.onnx.data" if external else None)
 
 
@@ -142,7 +144,7 @@ def build_manifest(info: CheckpointInfo, out: Path, model: torch.nn.Module) -> M
     )
 
 
-def export_bundle(checkpoint: str | Path, out: str | Path, overwrite: bool = False) -> Path:
+def export_bundle(checkpoint: str | Path, out: str | Path, overwrite: bool = False, lean: bool = True) -> Path:
     """Export ``checkpoint`` to a bundle folder ``out`` and return it.
 
     Every check that needs no weights runs first (CheckpointError naming the file); the bundle is
@@ -154,6 +156,6 @@ def export_bundle(checkpoint: str | Path, out: str | Path, overwrite: bool = Fal
     log.info("exporting %s (%.1f M parameters) to %s", checkpoint, info.parameters / 1e6, out)
     with staged_folder(out, overwrite) as tmp:
         shutil.copyfile(checkpoint / "tokenizer.json", tmp / "tokenizer.json")
-        export_graphs(model, tmp)
+        export_graphs(model, tmp, lean=lean)
         (tmp / MANIFEST).write_text(build_manifest(info, tmp, model).to_json(), encoding="utf-8")
     return out
