@@ -205,7 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shifts", type=_shifts, default=None,
                    help="comma-separated shift names (default: all of evaluate.SHIFTS)")
     p.add_argument("--cpu-minutes", type=float, default=None,
-                   help="training time to state in the report (default: the run log's minutes)")
+                   help="training CPU minutes (all phases, all threads) to state in the report "
+                        "(default: the run log's last cpu_minutes)")
     p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("verify", help="accuracy gate for a candidate bundle")

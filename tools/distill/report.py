@@ -54,13 +54,16 @@ def write_report(run_dir: Path, bundle: Path, metrics: dict, seeds: range, comma
     config = json.loads((run_dir / "train_config.json").read_text())
     h = headline(metrics)
     size_mb = sum(p.stat().st_size for p in bundle.iterdir() if p.is_file()) / 1e6
-    minutes = cpu_minutes if cpu_minutes is not None else max((r["minutes"] for r in losses + evals), default=0.0)
+    minutes = max((r["minutes"] for r in losses + evals), default=0.0)  # wall clock, all phases
+    if cpu_minutes is None:  # the process CPU time kept by train (all threads), where the log has it
+        cpu_minutes = max((r.get("cpu_minutes", 0.0) for r in losses), default=0.0) or None
     bars = bar_rows(metrics, shifts)
     report = {
         "headline": h, "metrics": metrics, "evaluation_seeds": [seeds.start, seeds.stop],
         "robustness": shifts, "robustness_seeds": [shift_seeds.start, shift_seeds.stop] if shift_seeds else None,
         "bars": bars, "prompts": PHRASINGS,
-        "training": {"steps": max((r["step"] for r in losses), default=0), "minutes": minutes, "config": config},
+        "training": {"steps": max((r["step"] for r in losses), default=0), "minutes": minutes,
+                     "cpu_minutes": cpu_minutes, "config": config},
         "learning_curve": {"loss": losses[::10], "evaluations": evals}, "bundle_mb": round(size_mb, 2),
         "cpu_latency_ms_per_image": latency_ms, "commands": commands, "notes": notes or [],
     }  # fmt: skip
@@ -70,7 +73,8 @@ def write_report(run_dir: Path, bundle: Path, metrics: dict, seeds: range, comma
         "# Demo student: evaluation report", "",
         f"A {config['shape']} Molmo2 student ({sv['vit_layers']}-layer ViT {sv['vit_hidden']}, {sv['text_layers']}-layer "
         f"LM {sv['text_hidden']}, {sv['crop']} px crops) trained from scratch on generated parts for "
-        f"{report['training']['steps']} steps ({minutes:.0f} minutes on this machine's 2 CPU cores, all phases), "
+        f"{report['training']['steps']} steps ({minutes:.0f} minutes of wall-clock time on this machine's 2 CPU cores, "
+        f"all phases{f'; {cpu_minutes:.0f} minutes of process CPU time, all threads' if cpu_minutes else ''}), "
         "exported to ONNX and evaluated through the appliance runtime (`edge_inspect.vlm`).", "",
         f"Evaluation: {seeds.stop - seeds.start} generated parts, seeds {seeds.start}–{seeds.stop - 1}. Training draws "
         "seeds from 1,000,000 up and validation during training uses 500,000–500,039; neither touches the evaluation "

@@ -150,7 +150,7 @@ def train(cfg: TrainConfig, resume: bool = False, evaluate_fn: Callable | None =
         optimizer.add_param_group({"params": [head.digits.weight], "weight_decay": cfg.weight_decay})
         optimizer.add_param_group({"params": [head.digits.bias], "weight_decay": 0.0})
 
-    step, elapsed = 0, 0.0
+    step, elapsed, cpu_before = 0, 0.0, 0.0
     state_path = out / "train_state.pt"
     if resume and state_path.is_file():
         state = torch.load(state_path, weights_only=False)
@@ -164,6 +164,7 @@ def train(cfg: TrainConfig, resume: bool = False, evaluate_fn: Callable | None =
         if not has_digits:
             add_digit_groups()
         step, elapsed = state["step"], state["elapsed"]
+        cpu_before = state.get("cpu_seconds", 0.0)  # a state saved before CPU time was kept has none
         torch.set_rng_state(state["torch_rng"])
     else:
         add_digit_groups()
@@ -182,13 +183,18 @@ def train(cfg: TrainConfig, resume: bool = False, evaluate_fn: Callable | None =
     model.train()
     bar = tqdm(total=cfg.steps, initial=step, desc="train", unit="step", dynamic_ncols=True)
     started = time.perf_counter() - elapsed
+    cpu_started = time.process_time() - cpu_before  # this process's CPU time, all threads: the budget's measure
+
+    def cpu_minutes() -> float:
+        return (time.process_time() - cpu_started) / 60
     losses: list[float] = []
     aux_losses: list[float] = []
 
     def save() -> None:
         torch.save({"model": model.state_dict(), "grounding_head": head.state_dict(),
                     "optimizer": optimizer.state_dict(), "step": step,
-                    "elapsed": time.perf_counter() - started, "torch_rng": torch.get_rng_state()}, state_path)
+                    "elapsed": time.perf_counter() - started, "cpu_seconds": cpu_minutes() * 60,
+                    "torch_rng": torch.get_rng_state()}, state_path)
 
     for batch in loader:
         if step >= cfg.steps:
@@ -215,7 +221,8 @@ def train(cfg: TrainConfig, resume: bool = False, evaluate_fn: Callable | None =
         bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", grounding=f"{np.mean(aux_losses[-20:]):.3f}")
         minutes = (time.perf_counter() - started) / 60
         if step % 10 == 0:
-            log.write(json.dumps({"step": step, "minutes": round(minutes, 2), "loss": float(np.mean(losses[-10:])),
+            log.write(json.dumps({"step": step, "minutes": round(minutes, 2), "cpu_minutes": round(cpu_minutes(), 2),
+                                  "loss": float(np.mean(losses[-10:])),
                                   "grounding_loss": float(np.mean(aux_losses[-10:])), "lr": lr_at(step, cfg)}) + "\n")
             log.flush()
         if step % cfg.save_every == 0 or step == cfg.steps:
