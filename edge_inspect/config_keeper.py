@@ -16,7 +16,6 @@ from typing import Any
 from .config import StationConfig, config_from_bytes
 from .config_yaml import read_limited
 from .log import config_versions
-from .log.store import write_durably
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +63,35 @@ class SaveResult:
 
 def sha256_of(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()
+
+
+def write_like(path: Path, raw: bytes) -> None:
+    """Replace ``path`` atomically (a unique temporary file beside it, fsync, rename, fsync the folder),
+    keeping its mode and group: the file holds password hashes, the process's umask must not widen it."""
+    import tempfile
+
+    old = os.stat(path) if path.exists() else None
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        if old is not None:
+            os.fchmod(fd, old.st_mode & 0o7777)
+            try:
+                os.fchown(fd, -1, old.st_gid)
+            except PermissionError:  # not a member of that group: the mode still holds
+                pass
+        with os.fdopen(fd, "wb") as f:
+            f.write(raw)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
 
 
 class ConfigKeeper:
@@ -130,7 +158,7 @@ class ConfigKeeper:
             raw = text.encode()
             config, sha = await asyncio.to_thread(config_from_bytes, raw, self.path)
             try:
-                await asyncio.to_thread(write_durably, self.path, raw)
+                await asyncio.to_thread(write_like, self.path, raw)
             except OSError as err:
                 raise SaveError(f"cannot write {self.path}: {err.strerror or err}") from None
             version_id = await asyncio.to_thread(config_versions.record, self.station.store, text, sha, author,
@@ -147,7 +175,12 @@ class ConfigKeeper:
         version = await asyncio.to_thread(config_versions.get, self.station.store, version_id)
         if version is None:
             raise LookupError(f"no config version {version_id}")
-        return await self.save(version.yaml, author, "rollback", f"rollback to version {version_id}")
+        _, disk_sha = await asyncio.to_thread(self.read)
+        if disk_sha != self.station.config_sha256:  # an edit on disk is never overwritten unseen
+            raise ConflictError(f"{self.path} was changed on disk and that change is not applied; "
+                                "apply or discard it first, then roll back")
+        return await self.save(version.yaml, author, "rollback", f"rollback to version {version_id}",
+                               base_sha256=disk_sha)
 
     async def apply_disk(self, author: str) -> SaveResult:
         """Take over the file as edited on disk (validated first)."""
@@ -160,4 +193,7 @@ class ConfigKeeper:
         if version is None:
             raise LookupError("the running config is not among the kept versions")
         text, sha = await asyncio.to_thread(self.read)
+        if sha != self.station.config_sha256:  # the discarded edit stays readable in the history
+            await asyncio.to_thread(config_versions.record, self.station.store, text, sha, author, "disk",
+                                    "edited on disk, discarded from the setup page (never applied)")
         return await self.save(version.yaml, author, "web", "edit on disk discarded", base_sha256=sha)

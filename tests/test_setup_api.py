@@ -255,3 +255,55 @@ def test_io_monitor_lists_the_effective_map(tmp_path):
     assert names[:2] == ["trigger", "results_ack"] and "ready" in names
     ready = next(s for s in body["signals"] if s["name"] == "ready")
     assert ready["table"] == "discrete_input" and ready["value"] in (0, 1)
+
+
+def test_rollback_and_discard_never_lose_an_edit_on_disk(tmp_path):
+    async def scenario(station, client, path):
+        h = await login(client, "integrator")
+        path.chmod(0o600)
+        opened = (await client.get("/api/setup/config")).json()
+        data = yaml.safe_load(opened["yaml"])
+        data["recipes"][0]["name"] = "renamed"
+        r = await client.post("/api/setup/config", headers=h, json={"yaml": yaml.safe_dump(data),
+                                                                   "base_sha256": opened["sha256"]})
+        assert r.status_code == 200
+        mode = path.stat().st_mode & 0o777  # a save keeps the file's mode (it holds password hashes)
+        edited = path.read_text().replace("renamed", "edited-by-hand")
+        path.write_text(edited)
+        for _ in range(100):
+            if (await client.get("/api/status")).json()["config_on_disk"]:
+                break
+            await asyncio.sleep(0.1)
+        rollback = await client.post("/api/setup/versions/1/rollback", headers=h)
+        kept = path.read_text() == edited
+        discard = await client.post("/api/setup/disk", headers=h, json={"action": "discard"})
+        versions = (await client.get("/api/setup/versions")).json()["versions"]
+        texts = [(await client.get(f"/api/setup/versions/{v['id']}")).json()["yaml"] for v in versions]
+        return mode, rollback, kept, discard.status_code, versions, texts, path.read_text()
+
+    mode, rollback, kept, discard, versions, texts, final = run_setup(tmp_path, scenario)
+    assert mode == 0o600
+    assert rollback.status_code == 409 and "apply or discard it first" in rollback.json()["error"] and kept
+    assert discard == 200 and "edited-by-hand" not in final
+    assert any("edited-by-hand" in t for t in texts)  # the discarded edit is still in the history
+    assert [v["source"] for v in versions][:2] == ["web", "disk"]
+
+
+def test_an_image_that_declares_huge_dimensions_is_a_400(tmp_path):
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 60000, 60000, 8, 2, 0, 0, 0))
+           + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+
+    async def scenario(station, client, path):
+        h = await login(client, "integrator")
+        recipe = (await client.get("/api/setup/config")).json()["recipes"][0]
+        return await client.post("/api/setup/try", headers=h,
+                                 json={"recipe": recipe, "image": base64.b64encode(png).decode()})
+
+    r = run_setup(tmp_path, scenario)
+    assert r.status_code == 400 and r.json()["error"].startswith("image:")

@@ -42,7 +42,10 @@ def _decode_image(data: str) -> np.ndarray:
         raw = base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
         raise BadRequest("image: not base64 data") from None
-    frame = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR)
+    try:
+        frame = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error as err:  # e.g. a small file that declares 60000 × 60000 pixels
+        raise BadRequest(f"image: OpenCV refuses it ({' '.join(str(err).split())[-120:]})") from None
     if frame is None:
         raise BadRequest("image: not an image OpenCV can read (PNG, JPEG, BMP, TIFF, WebP)")
     return frame
@@ -237,6 +240,8 @@ def routes(ctx: WebContext) -> list[Route]:
         except ConfigError as err:  # e.g. a bundle that is gone since
             return JSONResponse({"error": "that version no longer validates; nothing was changed",
                                  "problems": err.problems}, 422)
+        except ConflictError as err:
+            return JSONResponse({"error": str(err)}, 409)
         except SaveError as err:
             return JSONResponse({"error": str(err)}, 500)
         return _saved(result)
