@@ -215,7 +215,19 @@ class Station:
             "config": self.config_sha256[:12],
             "config_on_disk": self.keeper.disk_sha256[:12] if self.keeper and self.keeper.disk_sha256 else None,
             "restart_needed": list(self.keeper.restart_needed) if self.keeper else [],
+            "fleet": self.fleet.state() if self.fleet is not None else None,
         }  # fmt: skip
+
+    def _close_left_open_alarms(self, at: float) -> None:
+        try:
+            codes = alarm_history.close_left_open(self.store, at)
+        except Exception:  # a full disk must not stop the start
+            log.warning("alarm history: could not close the alarms left open", exc_info=True)
+            return
+        if codes:
+            log.info("alarms left open by the previous run closed at start: %s", ", ".join(codes))
+            if self.fleet is not None:
+                self.fleet.closed_at_start(codes, at)
 
     # -- inspecting ----------------------------------------------------------------------------------
     def grab_frame(self):
@@ -461,6 +473,8 @@ class Station:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
+        # Alarms the previous run left open are over (this run raises again what still holds), before any new one.
+        await self._loop.run_in_executor(self._history_executor, self._close_left_open_alarms, time.time())
         if self.link is not None:
             try:
                 await self.link.start()

@@ -6,6 +6,7 @@ station kill -9 — each ends with every logged inspection in PostgreSQL exactly
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -24,7 +25,7 @@ from edge_inspect.fleet.link import attach_outbox
 from edge_inspect.fleet.messages import Topics, dumps
 from edge_inspect.fleet.mqtt import BrokerSettings
 from edge_inspect.fleet.publisher import Publisher
-from edge_inspect.log import Store
+from edge_inspect.log import Store, alarm_history
 from edge_inspect.verdict import Verdict
 
 from .fleet_services import Mosquitto, Postgres, wait_for
@@ -82,8 +83,6 @@ def test_outbox_row_commits_with_its_inspection(tmp_path):
     outbox = attach_outbox(store, Topics("edge-inspect", "p", "l", "s"), "http://s:8080")
     row_id = store.record(_record(1, Verdict.FAIL), FRAME)
     (msg_id, kind, payload), = store.conn.execute("select msg_id, kind, payload from outbox").fetchall()
-    import json
-
     body = json.loads(payload)
     assert kind == "inspection" and body["id"] == msg_id and body["inspection_id"] == row_id
     assert body["checks"][0]["points"] == [[0.5, 0.5]] and body["verdict"] == "FAIL"
@@ -237,6 +236,8 @@ def test_faults_end_with_every_inspection_in_postgres_exactly_once(tmp_path, pos
             procs["station"].wait()
             wait_for(lambda: _rows(dsn, "select status->>'reason' from stations") == [("connection lost",)],
                      "the broker's last will (retained offline status) in PostgreSQL", every=0.1)
+            (will,), = _rows(dsn, "select status from stations")  # written at connect time: says so
+            assert "at" not in will and will["connected_at"] > 1e9 and will["online"] is False
             procs["station"] = station()
         before = logged_count()
         wait_for(lambda: logged_count() >= before + 3, "the restarted station logging", every=0.1)
@@ -294,14 +295,28 @@ def _fill(dsn: str, tmp_path: Path) -> None:
             store.record(_record(i, Verdict.FAIL if (i == 0 or name == "st2" and i < 3) else Verdict.PASS), None)
         for (payload,) in store.conn.execute("select payload from outbox order by seq"):
             items.append((topics.of("inspection"), payload.encode(), 0, 1))
-        items.append((topics.of("status"), dumps({"v": 1, "online": name == "st1", "at": 1e10}).encode(), 0, 1))
+        status = {"v": 1, "online": name == "st1", "at": 1e10}
+        if name == "st1":
+            status["alarms"] = []  # the station's own board: nothing active
+        items.append((topics.of("status"), dumps(status).encode(), 0, 1))
         store.close()
+    # The same inspection in a message made anew (another id): stored once all the same.
+    again = {**json.loads(items[0][1]), "id": "5b3c8f0e-1111-4a8e-9a55-4f1c2a8b9c02"}
+    items.append((items[0][0], dumps(again).encode(), 0, 1))
     alarm = {"v": 1, "type": "alarm", "id": "7d0e5e4a-8d2c-4a8e-9a55-4f1c2a8b9c01", "event": "raised",
              "code": "camera_lost", "message": "no frame for 2 s", "at": 1.7e9}
     items.append(("edge-inspect/plant/l1/st2/alarm", dumps(alarm).encode(), 0, 1))
+    stale = {**alarm, "id": "7d0e5e4a-8d2c-4a8e-9a55-4f1c2a8b9c03", "code": "fleet_offline", "message": "old run"}
+    items.append(("edge-inspect/plant/l1/st1/alarm", dumps(stale).encode(), 0, 1))  # raised, never cleared
+    st3 = {"v": 1, "online": True, "at": 1.7e9, "alarms": [
+        {"code": "plc_absent", "message": "no PLC", "since": 1.69e9, "active": True, "acknowledged": False},
+        {"code": "disk_low", "message": "disk", "since": 1.69e9, "active": False, "acknowledged": False}]}
+    items.append(("edge-inspect/plant/l1/st3/status", dumps(st3).encode(), 0, 1))
+    will = {"v": 1, "type": "status", "online": False, "reason": "connection lost", "connected_at": 1.69e9}
     with psycopg.connect(dsn) as conn:
         collector._write(conn, items)
         collector._write(conn, items)  # everything again: nothing changes
+        collector._write(conn, [("edge-inspect/plant/l1/st3/status", dumps(will).encode(), 0, 1)])
     assert _rows(dsn, "select count(*) from inspections")[0][0] == 12
 
 
@@ -327,7 +342,10 @@ def test_fleet_serve_pages_roles_filters_csv(tmp_path, postgres):
     assert "plant/l1/st1" in page and "plant/l1/st2" in page and "/static/app.css" in page
     assert "camera_lost" in page and "online" in page and "offline" in page
     stations = {s["station_key"]: s for s in client.get("/api/stations").json()}
-    assert stations["plant/l1/st2"]["alarms"][0]["code"] == "camera_lost"
+    assert stations["plant/l1/st2"]["alarms"][0]["code"] == "camera_lost"  # no list in its status: the events
+    assert stations["plant/l1/st1"]["alarms"] == []  # its status lists none: a raise from an old run is not active
+    assert [a["code"] for a in stations["plant/l1/st3"]["alarms"]] == ["plc_absent"]  # as before its last will
+    assert not stations["plant/l1/st3"]["online"]
     assert stations["plant/l1/st1"]["online"] and not stations["plant/l1/st2"]["online"]
     review = client.get("/review", params={"station": "plant/l1/st2", "verdict": "FAIL"}).text
     assert review.count('class="open"') == 3
@@ -338,6 +356,63 @@ def test_fleet_serve_pages_roles_filters_csv(tmp_path, postgres):
     assert client.get("/review/not-a-uuid").status_code == 404
     lines = client.get("/api/inspections.csv", params={"check": "surface"}).text.strip().splitlines()
     assert lines[0].startswith("station_key,inspection_id") and len(lines) == 1 + 4
+
+    # HTTP Basic for scripts (GETs), with the station's rate limit on failed logins (a cheap scrypt hash here).
+    import base64
+    import hashlib
+
+    salt = b"0123456789abcdef"
+    cheap = hashlib.scrypt(b"pw-script", salt=salt, n=1024, r=8, p=1, dklen=32)
+    script_user = WebUser(name="script", role="qa", password_hash=f"scrypt$1024$8$1${base64.b64encode(salt).decode()}"
+                                                                    f"${base64.b64encode(cheap).decode()}")
+    script = TestClient(build_app(dsn, [script_user]))
+    r = script.get("/api/inspections.csv", params={"check": "surface"}, auth=("script", "pw-script"))
+    assert r.status_code == 200 and r.text.strip().splitlines() == lines
+    assert script.get("/review", auth=("script", "pw-script")).status_code == 200
+    assert script.get("/api/stations", auth=("script", "wrong")).status_code == 401
+    codes = [script.get("/api/stations", auth=("script", "wrong")).status_code for _ in range(5)]
+    assert codes[-1] == 429 and 401 in codes
+    assert script.get("/api/stations", auth=("script", "pw-script")).status_code == 429  # until the minute is over
+
+
+def test_fleet_serve_users_file_shapes(tmp_path):
+    from edge_inspect.fleet.serve import load_users
+    from edge_inspect.web.auth import hash_password
+
+    user = {"name": "qa", "role": "qa", "password_hash": hash_password("pw-qa")}
+    for shape in ([user], {"users": [user]}, {"station": {"name": "x"}, "web": {"port": 8080, "users": [user]}}):
+        (tmp_path / "users.yaml").write_text(yaml.safe_dump(shape))
+        assert [u.name for u in load_users(tmp_path / "users.yaml")] == ["qa"]
+    for shape, message in (({"users": [{**user, "role": "boss"}]}, r"users\.0\.role: "),
+                           ({"web": {"users": [{"name": "qa", "role": "qa"}]}}, r"web\.users\.0\.password_hash: "),
+                           ([{**user, "nmae": "x"}], r": 0\.nmae: "),
+                           ({"people": []}, r"expected a list of users, a mapping with users:")):
+        (tmp_path / "users.yaml").write_text(yaml.safe_dump(shape))
+        with pytest.raises(ValueError, match=message):
+            load_users(tmp_path / "users.yaml")
+
+
+def test_migration_makes_station_and_inspection_id_unique(postgres):
+    from edge_inspect.fleet import pg_schema
+
+    dsn = postgres.database("fleet_migrate")
+    with psycopg.connect(dsn) as conn:  # a database of schema 1 with one inspection stored twice
+        with conn.transaction():
+            pg_schema.MIGRATIONS[0](conn)
+            conn.execute("CREATE TABLE fleet_schema (version integer PRIMARY KEY, applied_at timestamptz NOT NULL "
+                         "DEFAULT now()); INSERT INTO fleet_schema (version) VALUES (1)")
+            conn.execute("INSERT INTO stations (station_key, site, line, station) VALUES ('p/l/s', 'p', 'l', 's')")
+            for i, msg_id in enumerate(("00000000-0000-4000-8000-000000000001", "00000000-0000-4000-8000-000000000002")):
+                conn.execute("INSERT INTO inspections (msg_id, station_key, inspection_id, ts, verdict) "
+                             "VALUES (%s, 'p/l/s', 7, now(), 'PASS')", [msg_id])
+                conn.execute("INSERT INTO checks (msg_id, idx, name) VALUES (%s, 0, %s)", [msg_id, f"c{i}"])
+        assert pg_schema.migrate(conn) == (1, pg_schema.LATEST)
+        assert conn.execute("SELECT msg_id::text, inspection_id FROM inspections").fetchall() == [
+            ("00000000-0000-4000-8000-000000000001", 7)]  # the first stored stays, with its checks
+        assert conn.execute("SELECT name FROM checks").fetchall() == [("c0",)]
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            conn.execute("INSERT INTO inspections (msg_id, station_key, inspection_id, ts, verdict) "
+                         "VALUES ('00000000-0000-4000-8000-000000000003', 'p/l/s', 7, now(), 'PASS')")
 
 
 def test_fleet_commands_report_user_errors_in_one_line(tmp_path):
@@ -374,6 +449,10 @@ def test_a_silent_broker_never_delays_the_plc_handshake(tmp_path):
     acceptor.start()
     config = write_station(tmp_path, DEMO, fleet={"host": "127.0.0.1", "port": silent.getsockname()[1],
                                                   "site": "plant", "line": "l1"})
+    left = Store(tmp_path / "data", save_pass_every=0)  # a previous run ended (kill -9) with alarms open
+    for code in ("plc_absent", "fleet_offline"):
+        alarm_history.raised(left, code, "from the previous run", at=1000.0)
+    left.close()
 
     async def scenario(station, plc):
         results = [await plc.cycle(trigger_id=i, part_id=f"P{i}") for i in range(1, 6)]
@@ -392,11 +471,17 @@ def test_a_silent_broker_never_delays_the_plc_handshake(tmp_path):
     with sqlite3.connect(tmp_path / "data" / "inspections.db") as conn:
         assert conn.execute("select count(*) from inspections").fetchone()[0] == 5
         assert conn.execute("select count(*) from outbox where kind = 'inspection'").fetchone()[0] == 5
+        closed = conn.execute("select code, cleared_at from alarms where raised_at = 1000").fetchall()
+        assert sorted(c for c, _ in closed) == ["fleet_offline", "plc_absent"] and all(t > 1000 for _, t in closed)
+        sent = [json.loads(p) for (p,) in conn.execute("select payload from outbox where kind = 'alarm'")]
+    clears = {m["code"] for m in sent if m["event"] == "cleared"}
+    assert {"plc_absent", "fleet_offline"} <= clears, sent
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None or shutil.which("mosquitto_passwd") is None,
                     reason="openssl and mosquitto_passwd are needed for a TLS broker with passwords")
-def test_tls_and_password_to_the_broker(tmp_path, postgres):
+def test_tls_and_password_to_the_broker(tmp_path, postgres, caplog):
+    caplog.set_level("INFO", logger="edge_inspect.fleet")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
                     "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)], check=True,
@@ -412,7 +497,9 @@ def test_tls_and_password_to_the_broker(tmp_path, postgres):
     topics = Topics("edge-inspect", "plant", "l1", "st1")
     outbox = attach_outbox(store, topics)
     url = f"mqtts://127.0.0.1:{broker.port}"
-    wrong = Publisher(outbox, topics, BrokerSettings.from_url(url, ca=str(cert), username="st1", password="nope"), "x")
+    alarms = []
+    wrong = Publisher(outbox, topics, BrokerSettings.from_url(url, ca=str(cert), username="st1", password="nope"), "x",
+                      offline_alarm_s=0.3, on_alarm=lambda code, message: alarms.append((code, message)))
     publisher = Publisher(outbox, topics, BrokerSettings.from_url(url, ca=str(cert), username="st1", password="pw-st1"),
                           "st1", confirm_timeout_s=2)
     collector = Collector(BrokerSettings.from_url(url, ca=str(cert), username="collector", password="pw-col"), dsn)
@@ -424,7 +511,17 @@ def test_tls_and_password_to_the_broker(tmp_path, postgres):
             store.record(_record(i, Verdict.PASS), None)
         wait_for(lambda: "not authorised" in (tmp_path / "mosquitto.log").read_text(),
                  "the broker to refuse a bad password")
+        # Refused again and again: the wait between attempts doubles (no reconnect storm), the refusal is
+        # logged once, and the offline alarm names the reason.
+        wait_for(lambda: wrong.retry_in_s >= 4.0, "the wait after refused attempts to double (0.5, 1, 2, 4 s)",
+                 timeout=30)
+        assert wrong.stats["refused"] >= 3
         assert not wrong.connected and wrong.stats["connects"] == 0
+        assert "refused the connection: not authorized: check fleet.username / password" in wrong.problem
+        offline = [m for c, m in alarms if c == "fleet_offline"]
+        assert offline and "not authorized: check fleet.username / password" in offline[-1], alarms
+        refusals = [r for r in caplog.records if "refused the connection" in r.getMessage()]
+        assert len(refusals) == 1 and refusals[0].levelname == "WARNING", [r.getMessage() for r in refusals]
         wrong.stop()
         publisher.start()
         wait_for(lambda: outbox.count == 0, "delivery over TLS with a password")

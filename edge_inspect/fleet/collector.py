@@ -200,7 +200,7 @@ class Collector:
                     will = not body.get("online") and body.get("reason") == "connection lost"
                     at = datetime.now(UTC) if will else _ts(body.get("at")) or datetime.now(UTC)
                     if key not in b.status or b.status[key][1] <= at:
-                        b.status[key] = (bool(body.get("online")), at, Jsonb(body))
+                        b.status[key] = (bool(body.get("online")), at, Jsonb(body), "alarms" in body)
                     if will:
                         continue
                 if kind in ("inspection", "status"):
@@ -247,25 +247,33 @@ class Collector:
                     "recipe_sha256, part_id, trigger, verdict, error, defect_count, failed_checks, timings_ms, "
                     "model_sha256, config_sha256, image_path, overlay_path, image_url, overlay_url, image_state) "
                     "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-                    "ON CONFLICT (msg_id) DO NOTHING", b.inspections)
-            if b.checks:
+                    "ON CONFLICT DO NOTHING", b.inspections)  # on msg_id, and on (station_key, inspection_id)
+                stored = cur.execute("SELECT count(*) FROM inspections WHERE msg_id = ANY(%s)",
+                                     [[i[0] for i in b.inspections]]).fetchone()[0]
+            if b.checks:  # only for the rows stored (not for a message whose inspection was stored under another id)
                 cur.executemany(
                     "INSERT INTO checks (msg_id, idx, name, kind, status, reason, counted, answer, p_yes, margin, "
-                    "mass, ms, points) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-                    "ON CONFLICT (msg_id, idx) DO NOTHING", b.checks)
+                    "mass, ms, points) SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s "
+                    "WHERE EXISTS (SELECT 1 FROM inspections WHERE msg_id = %s) "
+                    "ON CONFLICT (msg_id, idx) DO NOTHING", [(*c, c[0]) for c in b.checks])
             if b.alarms:
                 cur.executemany("INSERT INTO alarm_events (msg_id, station_key, event, code, message, username, at) "
                                 "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (msg_id) DO NOTHING", b.alarms)
-            for key, (online, at, body) in b.status.items():
-                cur.execute("UPDATE stations SET online = %s, status = %s, status_at = %s WHERE station_key = %s "
-                            "AND (status_at IS NULL OR status_at <= %s)", [online, body, at, key, at])
+            for key, (online, at, body, has_alarms) in b.status.items():
+                # A status without an alarm list (the last will) keeps the list of the one before: the
+                # station's alarms as they were when it was last heard of.
+                cur.execute("UPDATE stations SET online = %s, status_at = %s, status = CASE WHEN %s OR status IS NULL "
+                            "OR status -> 'alarms' IS NULL THEN %s ELSE %s || jsonb_build_object('alarms', "
+                            "status -> 'alarms') END WHERE station_key = %s AND (status_at IS NULL OR status_at <= %s)",
+                            [online, at, has_alarms, body, body, key, at])
             for key, at in b.seen.items():
                 cur.execute("UPDATE stations SET last_seen = %s WHERE station_key = %s AND "
                             "(last_seen IS NULL OR last_seen < %s)", [at, key, at])
         # Committed: now the broker may forget them, and the stations may drop them from their outboxes.
-        duplicates = before
-        self.stats["inspections"] += len({i[0] for i in b.inspections}) - duplicates
-        self.stats["duplicates"] += duplicates
+        if b.inspections:
+            messages = len({i[0] for i in b.inspections})
+            self.stats["inspections"] += stored - before
+            self.stats["duplicates"] += messages - (stored - before)
         client = self._client
         for _topic, _raw, mid, qos in items:
             if qos > 0:

@@ -77,6 +77,20 @@ class FleetLink:
         self._writer.submit(self._enqueue, msg_id, payload)
         self.publisher.set_status(self.station.status())
 
+    def closed_at_start(self, codes: list[str], at: float) -> None:
+        """Alarms the previous run left open, closed in the log's history at this start: the central
+        alarm history gets their ``cleared`` too (message "closed at station start")."""
+        for code in codes:
+            msg_id = new_id()
+            payload = dumps(alarm_payload(msg_id, self.topics, "cleared", code, "closed at station start", at=at))
+            self._writer.submit(self._enqueue, msg_id, payload)
+
+    def state(self) -> dict:
+        """For /api/status: connected, and if not, why (e.g. "… refused the connection: not authorized: …")."""
+        p = self.publisher
+        return {"connected": p.connected, "problem": None if p.connected else p.problem,
+                "outbox": p.outbox_stats()}
+
     def _enqueue(self, msg_id: str, payload: str) -> None:
         try:
             self.outbox.enqueue(msg_id, "alarm", payload)

@@ -108,3 +108,12 @@ def status_payload(topics: Topics, online: bool, at: float, status: dict | None 
     if outbox is not None:
         body["outbox"] = outbox
     return body
+
+
+def will_payload(topics: Topics, connected_at: float) -> dict[str, Any]:
+    """The last will: the retained status the broker publishes when the connection is lost. It is
+    registered when the station connects, so its only time is ``connected_at`` (no ``at``: a
+    subscriber takes the time it arrives as the time of the loss, as the collector does)."""
+    body = status_payload(topics, False, connected_at, reason="connection lost")
+    body["connected_at"] = body.pop("at")
+    return body

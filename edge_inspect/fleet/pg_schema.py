@@ -50,7 +50,17 @@ def _v1(conn: psycopg.Connection) -> None:
         conn.execute(statement)
 
 
-MIGRATIONS: list[Callable[[psycopg.Connection], None]] = [_v1]
+def _v2(conn: psycopg.Connection) -> None:
+    """A station's inspection is stored once, whatever its message id (a message made anew for the same
+    inspection would otherwise add a second row): (station_key, inspection_id) becomes unique. Rows
+    already stored twice keep the first stored (lowest ingest_seq); the others go with their checks."""
+    conn.execute("DELETE FROM inspections i USING inspections keep WHERE keep.station_key = i.station_key AND "
+                 "keep.inspection_id = i.inspection_id AND keep.ingest_seq < i.ingest_seq")
+    conn.execute("DROP INDEX inspections_station_local")
+    conn.execute("CREATE UNIQUE INDEX inspections_station_local ON inspections (station_key, inspection_id)")
+
+
+MIGRATIONS: list[Callable[[psycopg.Connection], None]] = [_v1, _v2]
 LATEST = len(MIGRATIONS)
 
 

@@ -7,6 +7,10 @@ PUBACK only means the broker has it; a message leaves the outbox when the collec
 the central database (topic ``…/ack``). No confirmation for ``confirm_timeout_s``: send again from
 the oldest unconfirmed message (a broker that died with messages in memory), backing off to 10
 minutes while nothing is confirmed. Redelivery is harmless: the collector upserts on the message id.
+
+A broker that cannot be reached, or that refuses the connection (a wrong password, say), is tried
+again after 0.5 s, doubling up to 30 s until a connection is accepted; the reason (``problem``) is
+logged once each time it changes and named in the ``fleet_offline`` alarm.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from collections.abc import Callable
 
 import paho.mqtt.client as paho
 
-from .messages import Topics, dumps, status_payload
+from .messages import Topics, dumps, status_payload, will_payload
 from .mqtt import BrokerSettings, make_client
 from .outbox import Outbox
 
@@ -27,6 +31,22 @@ log = logging.getLogger(__name__)
 
 # alarm code -> message, or None to clear; called from this thread (the caller marshals to its loop)
 AlarmCallback = Callable[[str, str | None], None]
+
+FIRST_RETRY_S, MAX_RETRY_S = 0.5, 30.0
+
+
+def refusal(reason_code) -> str:
+    """What a refused CONNACK means for whoever configures the station (MQTT 3.1.1 return codes 1-5)."""
+    value = getattr(reason_code, "value", reason_code)
+    if value in (4, 5, 134, 135):  # bad user name or password / not authorized
+        return "not authorized: check fleet.username / password (and the broker's ACL for this client)"
+    if value in (2, 133):
+        return "client id refused: check fleet.client_id"
+    if value in (3, 136):
+        return "broker unavailable (it refused new connections)"
+    if value in (1, 132):
+        return "the broker does not speak MQTT 3.1.1"
+    return f"refused: {reason_code}"
 
 
 class Publisher:
@@ -54,10 +74,16 @@ class Publisher:
         self._status: dict | None = None
         self._status_sent_at = 0.0
         self._status_dirty = True
-        self._alarms: dict[str, str | None] = {}
+        self._alarms: dict[str, tuple | None] = {}  # code -> (key,) while raised
         self._disconnected_since = time.monotonic()
         self._final_status: dict | None = None
-        self.stats = {"published": 0, "confirmed": 0, "rewinds": 0, "connects": 0, "dropped": 0}
+        self.retry_in_s = FIRST_RETRY_S  # the wait before the next attempt after a failed one (doubles, bounded)
+        self.problem: str | None = None  # why there is no connection (None: connected, or not tried yet)
+        self._logged_problem: str | None = None
+        self._refused = False  # the current attempt was refused by the broker (its CONNACK)
+        self._up_since = 0.0  # monotonic time of the latest accepted connection
+        self.stats = {"published": 0, "confirmed": 0, "rewinds": 0, "connects": 0, "dropped": 0, "attempts": 0,
+                      "refused": 0}
 
     # -- from other threads ----------------------------------------------------------------------
     def start(self) -> None:
@@ -87,23 +113,30 @@ class Publisher:
             self._thread.join(timeout + 2.0)
 
     # -- the thread ------------------------------------------------------------------------------
+    def _retry_later(self, now: float) -> float:
+        """When to try again: the wait doubles with every failed attempt, and starts again from 0.5 s only
+        after a connection that lasted 10 s (a broker that accepts and drops at once is no storm either)."""
+        if self._up_since and now - self._up_since >= 10.0:
+            self.retry_in_s = FIRST_RETRY_S
+        self._up_since = 0.0
+        wait = self.retry_in_s
+        self.retry_in_s = min(wait * 2, MAX_RETRY_S)
+        return now + wait
+
     def _run(self) -> None:
-        backoff = 0.5
         next_try = next_trim = 0.0
         while not self._stop.is_set():
             now = time.monotonic()
             try:
-                if self._client is None and now >= next_try:
-                    if self._connect():
-                        backoff = 0.5
-                    else:
-                        next_try, backoff = now + backoff, min(backoff * 2, 30.0)
+                if self._client is None and now >= next_try and not self._connect():
+                    next_try = self._retry_later(now)
                 client = self._client
                 if client is not None:
                     rc = client.loop(timeout=0.05)
                     if rc != paho.MQTT_ERR_SUCCESS or (not self._connected and now - self._connecting_since > 15):
-                        self._drop(f"loop: {paho.error_string(rc)}" if rc else "no CONNACK")
-                        next_try, backoff = now + backoff, min(backoff * 2, 30.0)
+                        self._drop(f"connection lost ({paho.error_string(rc)})" if rc
+                                   else "no answer from the broker (no CONNACK in 15 s)")
+                        next_try = self._retry_later(now)
                 else:
                     self._wake.wait(0.05)
                 self._wake.clear()
@@ -117,32 +150,45 @@ class Publisher:
                     self._check_budget()
                 self._alarm("fleet_offline", None if self._connected or now - self._disconnected_since
                             < self.offline_alarm_s else f"no connection to the MQTT broker {self.broker.where()} "
-                            f"for {now - self._disconnected_since:.0f} s; {self.outbox.count} message(s) wait")
+                            f"for {now - self._disconnected_since:.0f} s ({self.problem or 'connecting'}); "
+                            f"{self.outbox.count} message(s) wait", key=self.problem)
             except Exception:  # a bug or a full disk: keep trying, never take the station down
                 log.exception("fleet publisher")
                 self._drop("error")
                 self._stop.wait(1.0)
         self._shutdown()
 
+    def _note_problem(self, problem: str, level: int = logging.INFO) -> None:
+        """Why there is no connection; logged when it differs from the last one logged (not every attempt)."""
+        self.problem = problem
+        if problem != self._logged_problem:
+            self._logged_problem = problem
+            log.log(level, "fleet: %s (trying again from 0.5 s, doubling up to %.0f s between attempts; logged "
+                    "again when this changes)", problem, MAX_RETRY_S)
+
     def _connect(self) -> bool:
-        offline = dumps(status_payload(self.topics, False, time.time(), reason="connection lost"))
+        # The last will is registered now: its time is the connection's (``connected_at``), not the loss's.
+        offline = dumps(will_payload(self.topics, time.time()))
         client = make_client(self.broker, self.client_id, clean_session=True, will=(self.topics.of("status"), offline))
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.max_inflight_messages_set(min(self.window, 1000))
         client.max_queued_messages_set(0)
+        self.stats["attempts"] += 1
+        self._refused = False
         try:
             client.connect(self.broker.host, self.broker.port, keepalive=self.broker.keepalive_s)
         except (OSError, ValueError) as err:
-            log.info("fleet: cannot reach the broker %s: %s", self.broker.where(), err)
+            self._note_problem(f"cannot reach the broker {self.broker.where()}: {err}")
             return False
         self._client, self._connecting_since = client, time.monotonic()
         return True
 
     def _drop(self, why: str) -> None:
         if self._client is not None:
-            log.info("fleet: connection to %s dropped (%s)", self.broker.where(), why)
+            if not self._refused:  # a refusal was noted already, with its reason
+                self._note_problem(f"{why} ({self.broker.where()})")
             try:
                 self._client.socket() and self._client.disconnect()
             except Exception:  # the socket may be gone already
@@ -154,7 +200,10 @@ class Publisher:
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
-            log.warning("fleet: broker %s refused the connection: %s", self.broker.where(), reason_code)
+            self.stats["refused"] += 1
+            self._refused = True
+            self._note_problem(f"broker {self.broker.where()} refused the connection: {refusal(reason_code)}",
+                               logging.WARNING)
             return
         client.subscribe(self.topics.of("ack"), qos=1)
         self._connected = True
@@ -163,6 +212,7 @@ class Publisher:
         self._sent.clear()
         self._last_progress, self._timeout = time.monotonic(), self.confirm_timeout_s
         self._status_dirty = True
+        self._up_since, self.problem, self._logged_problem = time.monotonic(), None, None
         log.info("fleet: connected to %s; %d message(s) to send", self.broker.where(), self.outbox.count)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
@@ -245,10 +295,13 @@ class Publisher:
         elif used < 0.5:
             self._alarm("fleet_backlog", None)
 
-    def _alarm(self, code: str, message: str | None) -> None:
-        if (self._alarms.get(code) is None) == (message is None):
-            return  # raised or cleared already (a changed message alone is not news)
-        self._alarms[code] = message
+    def _alarm(self, code: str, message: str | None, key: str | None = None) -> None:
+        """Raise (``message``) or clear (None). Raised already: passed on again only when ``key`` changes
+        (the reason, say; a changed count of seconds alone is not news)."""
+        known = self._alarms.get(code)  # (key,) while raised
+        if (known is None) == (message is None) and (message is None or known == (key,)):
+            return
+        self._alarms[code] = None if message is None else (key,)
         self.on_alarm(code, message)
 
     def _shutdown(self) -> None:

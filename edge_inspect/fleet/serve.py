@@ -6,6 +6,7 @@ the stations, which own their logs; this page reads.
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import queue
@@ -14,7 +15,7 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -49,7 +50,9 @@ class FilterError(ValueError):
 
 
 class Unauthorized(Exception):
-    pass
+    def __init__(self, status: int = 401, retry_after: int = 0):
+        super().__init__(status)
+        self.status, self.retry_after = status, retry_after
 
 
 class Pool:
@@ -162,9 +165,18 @@ def stations(pool: Pool, tz) -> list[dict]:
             "FROM alarm_events WHERE event IN ('raised', 'cleared') ORDER BY station_key, code, at DESC) a "
             "WHERE event = 'raised' ORDER BY at").fetchall()
     for row in rows:
-        row["alarms"] = [a for a in alarms if a["station_key"] == row["station_key"]]
+        listed = (row["status"] or {}).get("alarms")
+        if isinstance(listed, list):  # the station's own alarm board, as of its latest status: the truth
+            row["alarms"] = [{"code": a.get("code"), "message": a.get("message"), "at": _since(a.get("since"))}
+                             for a in listed if isinstance(a, dict) and a.get("active")]
+        else:  # no status with a list yet: the latest event per code
+            row["alarms"] = [a for a in alarms if a["station_key"] == row["station_key"]]
         row["yield_today"] = row["passed_today"] / row["total_today"] if row["total_today"] else None
     return rows
+
+
+def _since(unix) -> datetime | None:
+    return datetime.fromtimestamp(unix, UTC) if isinstance(unix, int | float) else None
 
 
 def page(pool: Pool, f: Filters) -> tuple[list[dict], bool]:
@@ -235,10 +247,32 @@ def build_app(dsn: str, users: list[WebUser], open_view: bool = False, images: I
         session = sessions.get(request.session.get("sid"))
         return session.user if session is not None and session.user.name in by_name else None
 
-    def require_view(request: Request) -> User | None:
+    async def basic_user(request: Request) -> User | None:
+        """HTTP Basic (scripts: curl -u), as on the station: failed attempts count against the client's
+        address in the same limiter as the login form (429 with Retry-After when over the limit)."""
+        header = request.headers.get("authorization", "")
+        if not header.lower().startswith("basic "):
+            return None
+        try:
+            name, _, password = base64.b64decode(header[6:], validate=True).decode().partition(":")
+        except (ValueError, UnicodeDecodeError):
+            return None
+        client = request.client.host if request.client else "?"
+        wait = limiter.retry_after(client)
+        if wait:
+            raise Unauthorized(429, wait)
+        u = by_name.get(name)
+        if not await run_in_threadpool(check_login, password, u.password_hash if u else None):
+            limiter.failed(client)
+            return None
+        return User(u.name, u.role)
+
+    async def require_view(request: Request) -> User | None:
         user = user_of(request)
         if user is None and not open_view:
-            raise Unauthorized()
+            user = await basic_user(request)
+            if user is None:
+                raise Unauthorized()
         return user
 
     def render(request: Request, name: str, **context) -> Response:
@@ -250,21 +284,22 @@ def build_app(dsn: str, users: list[WebUser], open_view: bool = False, images: I
             "csrf": session.csrf if session else "", "station": title, **context})
 
     async def home(request: Request) -> Response:
-        require_view(request)
+        await require_view(request)
         rows = await run_in_threadpool(stations, pool, tz)
         return render(request, "stations.html", rows=rows, now=time.time())
 
     async def api_stations(request: Request) -> Response:
-        require_view(request)
+        await require_view(request)
         rows = await run_in_threadpool(stations, pool, tz)
         return JSONResponse([{**{k: v for k, v in r.items() if k not in ("status", "alarms")},
                               "last_seen": r["last_seen"].isoformat() if r["last_seen"] else None,
                               "status_at": r["status_at"].isoformat() if r["status_at"] else None,
-                              "alarms": [{"code": a["code"], "message": a["message"], "since": a["at"].isoformat()}
+                              "alarms": [{"code": a["code"], "message": a["message"],
+                                          "since": a["at"].isoformat() if a["at"] else None}
                                          for a in r["alarms"]]} for r in rows])
 
     async def review(request: Request) -> Response:
-        require_view(request)
+        await require_view(request)
         f = Filters.from_query(request.query_params, tz)
         rows, more = await run_in_threadpool(page, pool, f)
         keys, checks = await run_in_threadpool(names, pool)
@@ -273,7 +308,7 @@ def build_app(dsn: str, users: list[WebUser], open_view: bool = False, images: I
                       keys=keys, checks=checks)
 
     async def one(request: Request) -> Response:
-        require_view(request)
+        await require_view(request)
         try:
             msg_id = str(__import__("uuid").UUID(request.path_params["msg_id"]))
         except ValueError:
@@ -284,7 +319,7 @@ def build_app(dsn: str, users: list[WebUser], open_view: bool = False, images: I
         return render(request, "fleet_detail.html", row=row)
 
     async def export(request: Request) -> Response:
-        require_view(request)
+        await require_view(request)
         f = Filters.from_query(request.query_params, tz)
 
         async def stream():
@@ -300,7 +335,7 @@ def build_app(dsn: str, users: list[WebUser], open_view: bool = False, images: I
                                  headers={"Content-Disposition": 'attachment; filename="fleet-inspections.csv"'})
 
     async def image(request: Request) -> Response:
-        require_view(request)
+        await require_view(request)
         data = await run_in_threadpool(images.get, request.path_params["sha"]) if images else None
         if data is None:
             return JSONResponse({"error": "not found"}, 404)
@@ -339,9 +374,13 @@ def build_app(dsn: str, users: list[WebUser], open_view: bool = False, images: I
         return RedirectResponse("/", 303)
 
     async def unauthorized(request: Request, exc: Unauthorized) -> Response:
-        if request.method == "GET" and not request.url.path.startswith(("/api", "/images")):
+        if exc.status == 429:
+            return JSONResponse({"error": "too many failed logins; try again later"}, 429,
+                                headers={"Retry-After": str(exc.retry_after)})
+        if request.method == "GET" and not request.url.path.startswith(("/api", "/images")) \
+                and "authorization" not in request.headers:  # fmt: skip
             return RedirectResponse(f"/login?{urlencode({'next': request.url.path})}", 303)
-        return JSONResponse({"error": "log in to view"}, 401)
+        return JSONResponse({"error": "log in to view (session or HTTP Basic)"}, 401)
 
     async def bad_filter(request: Request, exc: FilterError) -> Response:
         return JSONResponse({"error": str(exc)}, 400)
@@ -367,11 +406,21 @@ def load_users(path: str | Path) -> list[WebUser]:
         raise ValueError(f"--users {path}: {err.strerror or err}") from None
     except yaml.YAMLError as err:
         raise ValueError(f"--users {path}: not YAML: {err}") from None
+    where: tuple = ()
+    if isinstance(data, dict):  # {users: [...]}, or a whole station.yaml: its web.users
+        if "users" in data:
+            data, where = data["users"], ("users",)
+        elif isinstance(data.get("web"), dict) and "users" in data["web"]:
+            data, where = data["web"]["users"], ("web", "users")
+    if not isinstance(data, list):
+        raise ValueError(f"--users {path}: expected a list of users, a mapping with users: [...], or a station.yaml "
+                         "with web.users (each user: name, role, password_hash)")
     try:
         return TypeAdapter(list[WebUser]).validate_python(data)
     except ValidationError as err:
         first = err.errors()[0]
-        raise ValueError(f"--users {path}: {'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
+        key = ".".join(str(p) for p in (*where, *first["loc"])) or "(top)"
+        raise ValueError(f"--users {path}: {key}: {first['msg']}") from None
 
 
 def run_server(args) -> int:

@@ -24,6 +24,16 @@ def cleared(store: Store, code: str, at: float | None = None) -> None:
                    "and cleared_at is null)", [time.time() if at is None else at, code])
 
 
+def close_left_open(store: Store, at: float | None = None) -> list[str]:
+    """At a station's start: the alarms a previous run left open (it stopped, or was killed, before they
+    cleared) are closed with ``cleared_at`` = ``at`` (the start). Returns their codes, oldest first."""
+    at = time.time() if at is None else at
+    with store.transaction() as db:
+        codes = [r[0] for r in db.execute("select code from alarms where cleared_at is null order by id")]
+        db.execute("update alarms set cleared_at = ? where cleared_at is null", [at])
+    return list(dict.fromkeys(codes))
+
+
 def acknowledged(store: Store, code: str, user: str, at: float | None = None) -> None:
     with store.transaction() as db:
         db.execute("update alarms set acknowledged_at = ?, acknowledged_by = ? where id = (select max(id) "
