@@ -132,7 +132,7 @@ def test_failed_export_leaves_nothing_and_keeps_a_good_bundle(ckpt, tmp_path, ti
     from tools.export import onnx_bundle
     from tools.molmo2.errors import CheckpointError
 
-    def broken(model, out):
+    def broken(model, out, **options):
         (out / "vision.onnx").write_bytes(b"half written")
         raise CheckpointError(f"{out / 'decoder.onnx'}: simulated failure while writing")
 
