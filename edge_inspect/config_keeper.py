@@ -15,6 +15,7 @@ from typing import Any
 
 from .config import StationConfig, config_from_bytes
 from .config_yaml import read_limited
+from .durable import write_durably
 from .log import config_versions
 
 log = logging.getLogger(__name__)
@@ -63,35 +64,6 @@ class SaveResult:
 
 def sha256_of(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()
-
-
-def write_like(path: Path, raw: bytes) -> None:
-    """Replace ``path`` atomically (a unique temporary file beside it, fsync, rename, fsync the folder),
-    keeping its mode and group: the file holds password hashes, the process's umask must not widen it."""
-    import tempfile
-
-    old = os.stat(path) if path.exists() else None
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        if old is not None:
-            os.fchmod(fd, old.st_mode & 0o7777)
-            try:
-                os.fchown(fd, -1, old.st_gid)
-            except PermissionError:  # not a member of that group: the mode still holds
-                pass
-        with os.fdopen(fd, "wb") as f:
-            f.write(raw)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    folder = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)
 
 
 class ConfigKeeper:
@@ -158,7 +130,7 @@ class ConfigKeeper:
             raw = text.encode()
             config, sha = await asyncio.to_thread(config_from_bytes, raw, self.path)
             try:
-                await asyncio.to_thread(write_like, self.path, raw)
+                await asyncio.to_thread(write_durably, self.path, raw)
             except OSError as err:
                 raise SaveError(f"cannot write {self.path}: {err.strerror or err}") from None
             version_id = await asyncio.to_thread(config_versions.record, self.station.store, text, sha, author,

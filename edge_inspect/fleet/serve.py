@@ -6,7 +6,6 @@ the stations, which own their logs; this page reads.
 
 from __future__ import annotations
 
-import base64
 import csv
 import io
 import queue
@@ -34,7 +33,7 @@ from starlette.templating import Jinja2Templates
 
 from ..config import WebUser
 from ..timefmt import display, station_zone, zone_label, zone_name
-from ..web.auth import LoginLimiter, User, check_login
+from ..web.auth import LoginLimiter, User, basic_credentials, check_login
 from ..web.i18n import LABELS, pick_language
 from ..web.sessions import SessionStore
 from .images import ImageStore, open_store
@@ -250,13 +249,10 @@ def build_app(dsn: str, users: list[WebUser], open_view: bool = False, images: I
     async def basic_user(request: Request) -> User | None:
         """HTTP Basic (scripts: curl -u), as on the station: failed attempts count against the client's
         address in the same limiter as the login form (429 with Retry-After when over the limit)."""
-        header = request.headers.get("authorization", "")
-        if not header.lower().startswith("basic "):
+        credentials = basic_credentials(request.headers.get("authorization", ""))
+        if credentials is None:
             return None
-        try:
-            name, _, password = base64.b64decode(header[6:], validate=True).decode().partition(":")
-        except (ValueError, UnicodeDecodeError):
-            return None
+        name, password = credentials
         client = request.client.host if request.client else "?"
         wait = limiter.retry_after(client)
         if wait:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import errno
 import json
 import logging
-import os
 import shutil
 import sqlite3
 import threading
@@ -33,6 +32,7 @@ import numpy as np
 import sqlite_utils
 
 from ..checks import CheckOutcome, defect_count, failed_mask
+from ..durable import write_durably
 from ..overlay import draw_overlay
 from ..verdict import Verdict
 from .schema import SchemaError, migrate
@@ -78,21 +78,6 @@ def _disk_full(err: BaseException) -> bool:
 
 def utc_stamp(now: float) -> str:
     return datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds")
-
-
-def write_durably(path: Path, data: bytes) -> None:
-    """Write to a temporary name, fsync, rename into place and fsync the folder."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class Store:

@@ -107,6 +107,17 @@ class LoginLimiter:
         self._failures.pop(client, None)
 
 
+def basic_credentials(header: str) -> tuple[str, str] | None:
+    """(user, password) of an ``Authorization: Basic …`` header; None for any other or a malformed one."""
+    if not header.lower().startswith("basic "):
+        return None
+    try:
+        name, _, password = base64.b64decode(header[6:], validate=True).decode().partition(":")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return name, password
+
+
 def new_csrf_token() -> str:
     return secrets.token_urlsafe(24)
 

@@ -3,7 +3,6 @@ the request helpers for who is asking and what they may do."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import json
@@ -20,7 +19,7 @@ from starlette.templating import Jinja2Templates
 from ..config import StationConfig, WebUser
 from ..log import Store
 from ..timefmt import display, iso_local, station_zone, zone_label, zone_name
-from .auth import LoginLimiter, User, allowed, check_login, csrf_ok
+from .auth import LoginLimiter, User, allowed, basic_credentials, check_login, csrf_ok
 from .i18n import LABELS, pick_language, translate
 from .sessions import Session, SessionStore
 
@@ -123,13 +122,10 @@ class WebContext:
         session = self.session(request)
         if session is not None:
             return session.user
-        header = request.headers.get("authorization", "")
-        if not header.lower().startswith("basic "):
+        credentials = basic_credentials(request.headers.get("authorization", ""))
+        if credentials is None:
             return None
-        try:
-            name, _, password = base64.b64decode(header[6:], validate=True).decode().partition(":")
-        except (ValueError, UnicodeDecodeError):
-            return None
+        name, password = credentials
         client = request.client.host if request.client else "?"
         wait = self.limiter.retry_after(client)
         if wait:
