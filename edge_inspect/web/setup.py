@@ -167,8 +167,8 @@ def routes(ctx: WebContext) -> list[Route]:
             text, disk_sha = await ctx.run(k.read)
             if disk_sha != base:
                 return JSONResponse({"error": f"{k.path} changed on disk since this page was loaded; reload"}, 409)
-            try:
-                text = replace_recipes(text, body["recipes"])
+            try:  # YAML parsing off the loop that serves the PLC
+                text = await ctx.run(replace_recipes, text, body["recipes"])
             except EditError as err:
                 raise BadRequest(f"{k.path}: {err}") from None
         elif isinstance(body.get("yaml"), str):
@@ -227,8 +227,8 @@ def routes(ctx: WebContext) -> list[Route]:
         if v is None:
             return JSONResponse({"error": f"no config version {version_id}"}, 404)
         before = await ctx.query(config_versions.previous, version_id)
-        diff = config_versions.diff(before.yaml if before else "", v.yaml,
-                                    f"version {before.id}" if before else "(none)", f"version {v.id}")
+        diff = await ctx.run(config_versions.diff, before.yaml if before else "", v.yaml,
+                             f"version {before.id}" if before else "(none)", f"version {v.id}")
         return JSONResponse({**dataclasses.asdict(v), "previous": before.id if before else None, "diff": diff})
 
     async def rollback(request: Request) -> Response:
