@@ -75,6 +75,21 @@ def _in_base(value: str, base: Path) -> Path:
     return path if path.is_absolute() else base / path
 
 
+def resolve_files(model: object, names: tuple[str, ...], info: ValidationInfo) -> None:
+    """While load_config validates: each named path field must be a file (relative to the config's
+    folder) and is replaced by its resolved path."""
+    base = _base_dir(info)
+    if base is None:
+        return
+    for name in names:
+        value = getattr(model, name)
+        if value:
+            path = _in_base(value, base)
+            if not path.is_file():
+                raise FieldError(f"no such file {value}", (name,))
+            setattr(model, name, str(path))
+
+
 Polygon = list[tuple[float, float]]
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from .base import FieldError, Strict, _base_dir, _in_base, check_host
+from .base import FieldError, Strict, check_host, resolve_files
 
 _TOPIC_PART = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
 _TOPIC_PART_TEXT = "1–100 of A–Z a–z 0–9 _ . : - (no / + # or spaces: it is one MQTT topic level)"
@@ -35,14 +35,7 @@ class FleetTLS(Strict):
     def _files(self, info: ValidationInfo):
         if bool(self.cert) != bool(self.key):
             raise FieldError("cert and key go together", ("cert",), ("key",))
-        base = _base_dir(info)
-        for name in ("ca", "cert", "key"):
-            value = getattr(self, name)
-            if value and base is not None:
-                path = _in_base(value, base)
-                if not path.is_file():
-                    raise FieldError(f"no such file {value}", (name,))
-                setattr(self, name, str(path))
+        resolve_files(self, ("ca", "cert", "key"), info)
         return self
 
 
@@ -112,14 +105,7 @@ class FleetConfig(Strict):
                 raise FieldError(f"{env} and {file} exclude each other; give one", (file,), (env,))
         if (self.password_env or self.password_file) and not self.username:
             raise FieldError("a password needs a username", ("username",), ("password_env",), ("password_file",))
-        base = _base_dir(info)
-        for name in ("password_file", "image_token_file"):
-            value = getattr(self, name)
-            if value and base is not None:
-                path = _in_base(value, base)
-                if not path.is_file():
-                    raise FieldError(f"no such file {value}", (name,))
-                setattr(self, name, str(path))
+        resolve_files(self, ("password_file", "image_token_file"), info)
         return self
 
     @property
