@@ -76,25 +76,33 @@ def test_too_few_boards_is_one_line(tmp_path):
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "found in 0 image(s)" in result.stderr
 
 
-def test_a_calibrated_station_logs_points_in_millimetres(tmp_path):
-    import asyncio
-    import sqlite3
-
+def _calibrated_station(tmp_path: Path, parts: int, **sections) -> Path:
+    """A station.yaml replaying ``parts`` generated parts (320×240) through a camera calibrated at
+    0.5 mm per pixel with no distortion, running the demo student."""
     from edge_inspect.sim import render_part
 
-    from .stations import run_station, write_station
+    from .stations import write_station
 
     frames = tmp_path / "frames"
     frames.mkdir()
-    for seed in range(3):
+    for seed in range(parts):
         cv2.imwrite(str(frames / f"{seed}.png"), render_part(seed, 320, 240).image)
     calib = CameraCalibration(image_size=(320, 240), camera_matrix=[[400.0, 0, 160], [0, 400.0, 120], [0, 0, 1]],
                               distortion=[0.0] * 5, mm_per_px=0.5, rms_px=0.1, board=(9, 6), square_mm=10.0,
                               images=10, plane_image="plane.png")
     calib.save(tmp_path / "camera.json")
     bundle = Path(__file__).resolve().parents[1] / "models" / "demo-student"
-    config = write_station(tmp_path, bundle, plc={"enabled": False}, model={"bundle": str(bundle), "max_new_tokens": 96},
-                           camera={"source": "folder", "path": str(frames), "calibration": "camera.json"})
+    return write_station(tmp_path, bundle, model={"bundle": str(bundle), "max_new_tokens": 96},
+                         camera={"source": "folder", "path": str(frames), "calibration": "camera.json"}, **sections)
+
+
+def test_a_calibrated_station_logs_points_in_millimetres(tmp_path):
+    import asyncio
+    import sqlite3
+
+    from .stations import run_station
+
+    config = _calibrated_station(tmp_path, 3, plc={"enabled": False})
 
     async def scenario(station):
         for _ in range(3):
@@ -115,22 +123,9 @@ def test_plc_registers_carry_the_first_defect_positions_in_tenths_of_a_millimetr
     import asyncio
     import sqlite3
 
-    from edge_inspect.sim import render_part
+    from .stations import run_station_with_plc
 
-    from .stations import run_station_with_plc, write_station
-
-    frames = tmp_path / "frames"
-    frames.mkdir()
-    for seed in range(8):
-        cv2.imwrite(str(frames / f"{seed}.png"), render_part(seed, 320, 240).image)
-    calib = CameraCalibration(image_size=(320, 240), camera_matrix=[[400.0, 0, 160], [0, 400.0, 120], [0, 0, 1]],
-                              distortion=[0.0] * 5, mm_per_px=0.5, rms_px=0.1, board=(9, 6), square_mm=10.0,
-                              images=10, plane_image="plane.png")
-    calib.save(tmp_path / "camera.json")
-    bundle = Path(__file__).resolve().parents[1] / "models" / "demo-student"
-    config = write_station(tmp_path, bundle, model={"bundle": str(bundle), "max_new_tokens": 96},
-                           plc={"options": {"defect_positions": 2}},
-                           camera={"source": "folder", "path": str(frames), "calibration": "camera.json"})
+    config = _calibrated_station(tmp_path, 8, plc={"options": {"defect_positions": 2}})
 
     async def scenario(station, plc):
         seen = []
