@@ -135,8 +135,7 @@ class ConfigKeeper:
                 raise SaveError(f"cannot write {self.path}: {err.strerror or err}") from None
             version_id = await asyncio.to_thread(config_versions.record, self.station.store, text, sha, author,
                                                  source, comment)
-            applied = await self.station.apply_config(config, sha)
-            self.restart_needed = changed_keys(self.station.config, config)
+            applied, self.restart_needed = await self.station.apply_config(config, sha)
             self._stat, self.disk_sha256 = await asyncio.to_thread(self._signature), None
             log.info("config %s saved by %s (%s): applied %s; restart needed for %s", sha[:12], author, source,
                      applied or "nothing", self.restart_needed or "nothing")

@@ -316,10 +316,12 @@ class Station:
         ))  # fmt: skip
         return rec, code
 
-    async def apply_config(self, new: StationConfig, sha256: str) -> list[str]:
+    async def apply_config(self, new: StationConfig, sha256: str) -> tuple[list[str], list[str]]:
         """Take over the parts of ``new`` a running station can (LIVE_KEYS), between inspections, with
-        `ready` low while it happens; returns the keys that changed. The rest waits for a restart."""
-        applied = [k for k in changed_keys(self.config, new) if k in LIVE_KEYS]
+        `ready` low while it happens. Returns (keys applied, keys that wait for a restart): the other
+        sections of the running config are still the ones it started with."""
+        changed = changed_keys(self.config, new)
+        applied = [k for k in changed if k in LIVE_KEYS]
         async with self._busy:
             self.handshake.set_paused(True)
             await self._write_outputs()
@@ -333,7 +335,7 @@ class Station:
             finally:
                 self.handshake.set_paused(False)
                 await self._write_outputs()
-        return applied
+        return applied, [k for k in changed if k not in LIVE_KEYS]
 
     def _defect_positions_mm(self, rec: InspectionRecord) -> tuple[tuple[float, float], ...]:
         """The first defect points (in check order) in mm, for plc.options.defect_positions."""
