@@ -43,7 +43,9 @@ def test_export_writes_documented_manifest(tiny_bundle):
     for key in ("format", "format_version", "source", "preprocess", "prompt", "tokens", "text", "opset", "graphs", "files"):
         assert key in manifest
     assert manifest["opset"] == 18
-    assert set(manifest["files"]) == {"vision.onnx", "embed.onnx", "decoder.onnx", "tokenizer.json"}
+    assert set(manifest["files"]) == {"vision.onnx", "embed.onnx", "decoder.onnx", "decoder_step.onnx",
+                                      "decoder.weights", "tokenizer.json"}
+    assert set(manifest["graphs"]) == {"vision", "embed", "decoder", "decoder_step"}
     assert manifest["preprocess"]["max_crops"] == 4 and manifest["preprocess"]["overlap_margins"] == [2, 2]
     assert manifest["prompt"]["use_single_crop_col_tokens"] is False
 

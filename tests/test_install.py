@@ -150,3 +150,16 @@ def test_installed_run_serves_the_hmi_and_hashes_passwords(installed, tmp_path):
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+def test_the_wheel_carries_every_file_of_the_demo_bundle():
+    """setup.cfg's data_files list the demo bundle file by file: one the manifest names but the list
+    misses would leave the installed bundle unloadable."""
+    import configparser
+    import json
+
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    listed = {Path(line).name for line in cfg["options.data_files"]["share/edge-inspect/models/demo-student"].split()}
+    manifest = json.loads((ROOT / "models" / "demo-student" / "manifest.json").read_text())
+    assert {"manifest.json", *manifest["files"]} <= listed

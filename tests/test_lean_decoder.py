@@ -51,14 +51,16 @@ def test_lean_copy_of_a_traced_bundle_answers_the_same(traced_bundle, tmp_path):
 
 
 def test_a_lean_graph_that_computes_otherwise_is_refused(traced_bundle, tmp_path, monkeypatch):
-    build = lean_decoder.graph_from_spec
+    from tools.export import step_decoder
+
+    build = step_decoder.graph_from_spec
 
     def off(spec, opset):
         spec.layers[0].k_norm = spec.layers[0].k_norm * 1.01
         return build(spec, opset)
 
-    monkeypatch.setattr(lean_decoder, "graph_from_spec", off)
-    with pytest.raises(CheckpointError, match="differs from the traced one"):
+    monkeypatch.setattr(step_decoder, "graph_from_spec", off)
+    with pytest.raises(CheckpointError, match="differs from the source one"):
         lean_decoder.lean_bundle(traced_bundle, tmp_path / "bad")
     assert not (tmp_path / "bad").exists()
 

@@ -40,8 +40,12 @@ def test_int8_bundle_records_precision_and_calibration(int8_bundle, tiny_bundle)
     assert manifest["quantization"]["calibration"]["images"] == len(list(CALIBRATION.iterdir()))
     assert len(manifest["quantization"]["calibration"]["sha256"]) == 64
     assert "QuantizeLinear" in _ops(int8_bundle / "vision.onnx")  # QDQ, as TensorRT's explicit INT8 wants
-    assert "MatMulInteger" in _ops(int8_bundle / "decoder.onnx")
-    assert manifest["graphs"]["decoder"]["kept_full_precision"] == ["/lm_head/MatMul"]
+    for graph in ("decoder", "decoder_step"):  # block-wise 8-bit weights, the LM head kept at full precision
+        nodes = onnx.load(str(int8_bundle / f"{graph}.onnx")).graph.node
+        assert {a.i for n in nodes if n.op_type == "MatMulNBits" for a in n.attribute if a.name == "bits"} == {8}
+        assert manifest["graphs"][graph]["kept_full_precision"] == ["/lm_head/MatMul"]
+        assert manifest["graphs"][graph]["precision"] == "int8"
+    assert not (int8_bundle / "decoder.weights").exists()  # no graph reads the fp32 weights any more
     # the quantized bundle still answers, close to full precision
     ref, q = load_bundle(tiny_bundle), load_bundle(int8_bundle)
     frame = np.random.default_rng(0).integers(0, 256, (120, 160, 3), dtype=np.uint8)
@@ -56,6 +60,8 @@ def test_int4_and_fp16(tiny_bundle, tmp_path):
     everything = quantize_bundle(tiny_bundle, tmp_path / "int4all", vision="fp32", decoder="int4", keep=[])
     assert json.loads((everything / "manifest.json").read_text())["graphs"]["decoder"]["kept_full_precision"] == []
     fp16 = quantize_bundle(tiny_bundle, tmp_path / "fp16", vision="fp16", decoder="fp16")
+    assert "decoder_step" not in json.loads((fp16 / "manifest.json").read_text())["graphs"]  # a CPU-only graph
+    assert not (fp16 / "decoder_step.onnx").exists()
     for b in (int4, everything, fp16):
         model = load_bundle(b)
         assert 0 <= model.ask_yes_no(model.encode(np.zeros((64, 64, 3), np.uint8)), "Ok?").p_yes <= 1
@@ -104,11 +110,11 @@ def test_failed_quantize_keeps_the_existing_bundle(tiny_bundle, tmp_path, monkey
     good = Path(shutil.copytree(tiny_bundle, tmp_path / "good"))
     before = {p.name: p.read_bytes() for p in good.iterdir()}
 
-    def broken(src, dst, nodes):
+    def broken(src, dst, kept, bits=4, block=32):
         dst.write_bytes(b"partial")
         raise CheckpointError(f"{dst}: simulated quantizer failure")
 
-    monkeypatch.setattr(quantize, "_decoder_int8", broken)
+    monkeypatch.setattr(quantize, "_decoder_nbits", broken)
     with pytest.raises(CheckpointError):
         quantize_bundle(tiny_bundle, good, overwrite=True)
     assert {p.name: p.read_bytes() for p in good.iterdir()} == before

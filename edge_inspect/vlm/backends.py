@@ -8,6 +8,7 @@ backend without it gets the generic fallback ``run_into`` below.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Protocol
@@ -15,6 +16,9 @@ from typing import Protocol
 import numpy as np
 
 from .bundle import GRAPHS, Bundle, BundleError
+from .manifest import OPTIONAL_GRAPHS
+
+log = logging.getLogger(__name__)
 
 # Provider names as written in a station config → ONNX Runtime execution providers.
 PROVIDERS = {
@@ -98,12 +102,34 @@ class OnnxRuntimeBackend:
                 self._sessions[graph] = ort.InferenceSession(str(path), options, providers=self.providers)
             except Exception as err:  # onnxruntime raises its own exception types
                 raise BundleError(f"{path}: onnxruntime cannot load it: {str(err).splitlines()[0]}") from None
+        for graph in OPTIONAL_GRAPHS:
+            if graph in bundle.info.graphs and self.providers == ["CPUExecutionProvider"]:
+                path = bundle.graph_path(graph)
+                try:
+                    self._sessions[graph] = ort.InferenceSession(str(path), options, providers=self.providers)
+                except Exception as err:  # an older onnxruntime without the contrib ops: decode without it
+                    log.warning("%s: not used (onnxruntime %s cannot load it: %s); decoding with the decoder graph",
+                                path, ort.__version__, str(err).splitlines()[0])
         self._inputs = {g: [i.name for i in s.get_inputs()] for g, s in self._sessions.items()}
         self._outputs = {g: [o.name for o in s.get_outputs()] for g, s in self._sessions.items()}
         self._bindings = {g: s.io_binding() for g, s in self._sessions.items()}
 
     def input_names(self, graph: str) -> list[str]:
         return self._inputs[graph]
+
+    def has_graph(self, graph: str) -> bool:
+        return graph in self._sessions
+
+    def bind(self, graph: str, feeds: dict[str, np.ndarray], outputs: dict[str, np.ndarray]):
+        """A callable that runs ``graph`` on these arrays, bound once (I/O binding on host memory):
+        the caller changes their contents in place between calls, never their shape or address."""
+        binding = self._sessions[graph].io_binding()
+        for name, array in feeds.items():
+            binding.bind_input(name, "cpu", 0, array.dtype, array.shape, array.ctypes.data)
+        for name, array in outputs.items():
+            binding.bind_output(name, "cpu", 0, array.dtype, array.shape, array.ctypes.data)
+        session = self._sessions[graph]
+        return lambda: session.run_with_iobinding(binding)
 
     def run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         values = self._sessions[graph].run(None, feeds)

@@ -10,7 +10,8 @@ BOS in the Molmo2 template, so the K/V of BOS + image tokens does not depend on 
 is computed once per image (``encode_image``) and reused for every prompt — exactly, not as an
 approximation.
 
-Decoding (``greedy_batch``) runs the decoder through ``run_into`` (ONNX Runtime I/O binding):
+Decoding (``greedy_batch``) runs the bundle's decode-step graph where it has one (step_decode.py:
+the cache updated in place, every buffer bound once); otherwise the decoder through ``run_into`` (ONNX Runtime I/O binding):
 the K/V of every layer lives in two preallocated buffers per layer that the steps write in turn
 (the graph's ``present`` of step t is the ``past`` of step t+1, written straight into the other
 buffer: no allocation and no copy out of the runtime per step), and a text token's embedding is a
@@ -26,11 +27,13 @@ its own stop token (finished rows leave the batch).
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import step_decode
 from .backends import Backend, run_into
 from .bundle import Bundle
 from .preprocess import ImageInputs
@@ -88,6 +91,8 @@ class Batch:
                    attend=np.ones((1, n), dtype=bool), positions=np.array([n], dtype=np.int64))
 
 
+log = logging.getLogger(__name__)
+
 # Embedding tables above this size stay in the embed graph (a 150 k × 2560 fp32 table is 1.5 GB).
 MAX_TABLE_BYTES = 256 << 20
 
@@ -110,6 +115,19 @@ class Engine:
         t = bundle.text
         self._empty = np.zeros((1, t.num_kv_heads, 0, t.head_dim), dtype=np.float32)
         self.table = self._embedding_table()
+        self.step_graph = self._check_step_graph()
+
+    def _check_step_graph(self) -> bool:
+        """Whether to decode through the bundle's decode-step graph: present, loaded, and computing
+        what the decoder graph computes (one random step, compared at load)."""
+        if not step_decode.available(self.backend):
+            return False
+        difference = step_decode.difference_to_decoder(self)
+        if difference > step_decode.AGREEMENT:
+            log.warning("%s: the decode-step graph differs from the decoder graph by %.2e; decoding with the decoder graph",
+                        self.bundle.path, difference)
+            return False
+        return True
 
     def _embedding_table(self) -> np.ndarray | None:
         """The embed graph's token table, read by running it once over every id; None when the
@@ -291,6 +309,8 @@ class Engine:
         live = list(range(batch.size)) if rows is None else list(rows)
         if max_new_tokens <= 0 or not live:
             return tokens, chosen
+        if self.step_graph:
+            return step_decode.greedy_in_place(self, batch, live, max_new_tokens, stop)
         t = self.bundle.text
         length = batch.attend.shape[1]
         capacity = length + max_new_tokens

@@ -20,6 +20,9 @@ FORMAT = "edge-inspect-bundle"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 GRAPHS = ("vision", "embed", "decoder")
+# Graphs a bundle may add: decoder_step decodes one token per row with the K/V cache updated in
+# place (ONNX Runtime contrib ops, CPU); without it the decoder graph runs every step.
+OPTIONAL_GRAPHS = ("decoder_step",)
 PRECISIONS = ("fp32", "fp16", "int8", "int4")
 
 

@@ -16,8 +16,9 @@ from edge_inspect.vlm.manifest import FORMAT, FORMAT_VERSION, Graph, Manifest, P
 from tools.molmo2.checkpoint import CheckpointInfo, inspect_checkpoint, load_checkpoint
 
 from .graphs import DecoderGraph, EmbedGraph, VisionGraph
-from .lean_decoder import LeanUnsupported, build_lean_decoder
+from .lean_decoder import LeanUnsupported, spec_from_model
 from .staging import check_target, staged_folder
+from .step_decoder import STEP_FILE, STEP_GRAPH, STEP_IO, write_decoders
 
 log = logging.getLogger(__name__)
 
@@ -85,21 +86,27 @@ def export_graphs(model: torch.nn.Module, out: Path, crops: int = 2, tokens: int
     try:  # written op by op: a fraction of the traced graph's kernels per decode step (lean_decoder.py)
         if not lean:
             raise LeanUnsupported("asked for the traced graph")
-        lean_graph = build_lean_decoder(model, OPSET)
+        spec = spec_from_model(model)
     except LeanUnsupported as err:
         log.info("decoder: traced graph (%s)", err)
         _export(DecoderGraph(model), args, out / "decoder.onnx",
                 ["inputs_embeds", "attention_mask", "position_ids", *past_names], ["logits", *present_names], dynamic)
         return
-    external = lean_graph.ByteSize() > _EXTERNAL_DATA_BYTES
-    onnx.save_model(lean_graph, str(out / "decoder.onnx"), save_as_external_data=external,
-                    location="decoder.onnx.data" if external else None)
+    difference = write_decoders(spec, out, OPSET, text.max_position_embeddings)
+    if difference is not None:
+        log.info("decoder: lean graph + decode-step graph (max |difference| %.1e)", difference)
 
 
 def file_entries(folder: Path) -> dict[str, dict[str, object]]:
     """sha256 and size of every file of a bundle folder except the manifest."""
     return {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size}
             for p in sorted(folder.iterdir()) if p.is_file() and p.name != MANIFEST}
+
+
+def graph_io(folder: Path) -> dict[str, tuple[list[str], list[str]]]:
+    """The graphs of a bundle folder and their I/O: the three of every bundle, plus the decode-step
+    graph where the export wrote one."""
+    return {**GRAPH_IO, STEP_GRAPH: STEP_IO} if (folder / STEP_FILE).is_file() else dict(GRAPH_IO)
 
 
 def build_manifest(info: CheckpointInfo, out: Path, model: torch.nn.Module) -> Manifest:
@@ -139,7 +146,7 @@ def build_manifest(info: CheckpointInfo, out: Path, model: torch.nn.Module) -> M
         },
         opset=OPSET,
         graphs={name: Graph(file=f"{name}.onnx", precision="fp32", inputs=io[0], outputs=io[1])
-                for name, io in GRAPH_IO.items()},
+                for name, io in graph_io(out).items()},
         files=file_entries(out),
     )
 

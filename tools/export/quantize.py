@@ -1,4 +1,5 @@
-"""Quantize a bundle's graphs: weight INT8 / INT4 for the decoder, FP16 for GPUs; the vision graph
+"""Quantize a bundle's graphs: weight INT8 / INT4 for the decoder (block-wise, MatMulNBits, block 32;
+the decode-step graph the same way), FP16 for GPUs; the vision graph
 stays at full precision unless INT8 (QDQ, static, calibrated) or FP16 is asked for — public
 practice on edge GPUs keeps the ViT at FP16/FP32 and quantizes the language model, and pointing
 depends on the vision features. The LM head (and any layers named) can stay at full precision.
@@ -25,7 +26,6 @@ from onnxruntime.quantization import (
     CalibrationMethod,
     QuantFormat,
     QuantType,
-    quantize_dynamic,
     quantize_static,
 )
 
@@ -100,19 +100,44 @@ def _vision_int8(src: Path, dst: Path, calibration: VisionCalibration) -> None:
         )
 
 
-def _decoder_int8(src: Path, dst: Path, nodes: list[str]) -> None:
-    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, nodes_to_quantize=nodes,
-                     op_types_to_quantize=["MatMul"], per_channel=True)
-
-
-def _decoder_int4(src: Path, dst: Path, kept: list[str], block: int = 32) -> None:
+def _decoder_nbits(src: Path, dst: Path, kept: list[str], bits: int = 4, block: int = 32) -> None:
+    """Block-wise weight quantization (MatMulNBits); accuracy level 4 computes in int8 on CPU."""
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
     model = onnx.load(str(src))
-    quantizer = MatMulNBitsQuantizer(model, bits=4, block_size=block, is_symmetric=True, accuracy_level=4,
+    quantizer = MatMulNBitsQuantizer(model, bits=bits, block_size=block, is_symmetric=True, accuracy_level=4,
                                      nodes_to_exclude=kept)
     quantizer.process()
     onnx.save_model(quantizer.model.model, str(dst))
+
+
+def _quantize_step_graph(src: Path, tmp: Path, graphs: dict, decoder: str, keep: list[str]) -> str | None:
+    """The decode-step graph follows the decoder: int8 and int4 become block-wise MatMulNBits (the
+    fastest int8 form on CPU for one row), fp32 stays; fp16 bundles are for GPUs, where the step
+    graph (CPU contrib ops) is not used, so it is left out. Returns the scheme written, if any."""
+    if "decoder_step" not in graphs or decoder == "fp32":
+        return None
+    name = graphs["decoder_step"]["file"]
+    if decoder == "fp16":
+        (tmp / name).unlink()
+        del graphs["decoder_step"]
+        return None
+    bits = {"int8": 8, "int4": 4}[decoder]
+    _, kept = _matmul_nodes(src / name, keep)
+    _decoder_nbits(src / name, tmp / name, kept, bits=bits)
+    graphs["decoder_step"]["precision"] = decoder
+    graphs["decoder_step"]["kept_full_precision"] = kept
+    return f"MatMulNBits {bits}-bit, block 32, symmetric (as the decoder)"
+
+
+def _drop_unreferenced_data(folder: Path) -> None:
+    """Remove weight side files (decoder.weights) that no graph of ``folder`` reads any more."""
+    graphs = sorted(folder.glob("*.onnx"))
+    used = {entry.value for path in graphs for tensor in onnx.load(str(path), load_external_data=False).graph.initializer
+            for entry in tensor.external_data if entry.key == "location"}
+    for path in folder.iterdir():
+        if path.suffix in (".weights", ".data") and path.name not in used:
+            path.unlink()
 
 
 def _fp16(src: Path, dst: Path, kept: list[str]) -> None:
@@ -171,16 +196,18 @@ def quantize_bundle(src: str | Path, out: str | Path, vision: str = "fp32", deco
         elif vision == "fp16":
             _fp16(src / "vision.onnx", tmp / "vision.onnx", [])
 
-        quantize_nodes, kept = _matmul_nodes(src / "decoder.onnx", keep)
+        _, kept = _matmul_nodes(src / "decoder.onnx", keep)
         if decoder == "int8":
-            _decoder_int8(src / "decoder.onnx", tmp / "decoder.onnx", quantize_nodes)
+            _decoder_nbits(src / "decoder.onnx", tmp / "decoder.onnx", kept, bits=8)
         elif decoder == "int4":
-            _decoder_int4(src / "decoder.onnx", tmp / "decoder.onnx", kept)
+            _decoder_nbits(src / "decoder.onnx", tmp / "decoder.onnx", kept, bits=4)
         elif decoder == "fp16":
             _fp16(src / "decoder.onnx", tmp / "decoder.onnx", kept)
         log.info("vision %s, decoder %s (%d MatMuls kept at full precision)", vision, decoder, len(kept))
 
         manifest = dict(manifest, graphs={k: dict(v) for k, v in manifest["graphs"].items()})
+        step_scheme = _quantize_step_graph(src, tmp, manifest["graphs"], decoder, keep)
+        _drop_unreferenced_data(tmp)
         manifest["graphs"]["vision"]["precision"] = vision
         manifest["graphs"]["decoder"]["precision"] = decoder
         manifest["graphs"]["decoder"]["kept_full_precision"] = kept if decoder != "fp32" else []
@@ -188,6 +215,7 @@ def quantize_bundle(src: str | Path, out: str | Path, vision: str = "fp32", deco
             "source_manifest_sha256": sha256_file(src / MANIFEST),
             "calibration": {"images": len(calib_files), "sha256": calibration_hash(calib_files)} if calib_files else None,
             "vision": vision, "decoder": decoder, "keep": keep,
+            **({"decoder_step": step_scheme} if step_scheme else {}),
         }  # fmt: skip
         manifest["files"] = file_entries(tmp)
         (tmp / MANIFEST).write_text(parse_manifest(manifest).to_json(), encoding="utf-8")

@@ -1,0 +1,129 @@
+"""Greedy decoding through a bundle's decode-step graph: every buffer bound once, updated in place.
+
+The decode-step graph (written by tools/export/step_decoder.py) takes one token per row and keeps
+the K/V cache of each layer in one buffer [rows, kv_heads, capacity, head_dim] that it reads and
+writes in place (ONNX Runtime's GroupQueryAttention with past and present bound to the same
+memory). Its other inputs keep one shape for the whole decode: the attention bias is
+capacity-wide (padding columns hold the mask value), ``seqlens_k`` says where each row's new K/V
+goes, and ``query_seqlens`` is 1 for a row still decoding and 0 for a finished one (the graph then
+leaves that row's cache alone). So a step is: write the token embeddings and counters into the
+bound arrays, run, read the logits — no allocation, no copy of the cache, no re-binding.
+
+The engine checks once at load that the step graph computes what the decoder graph computes
+(``difference_to_decoder``); any bundle without the graph, or a runtime that cannot load it,
+decodes with the decoder graph as before, with the same tokens.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+Engine = Batch = Any  # generate.Engine and generate.Batch (which import this module)
+
+STEP_GRAPH = "decoder_step"
+AGREEMENT = 1e-3  # load-time check: largest |Δ| of logits or K/V allowed between the two graphs
+
+
+def available(backend) -> bool:
+    """Whether ``backend`` loaded a decode-step graph and can bind buffers to it."""
+    has_graph = getattr(backend, "has_graph", None)
+    return bool(has_graph and has_graph(STEP_GRAPH) and hasattr(backend, "bind"))
+
+
+class StepBuffers:
+    """The arrays bound to the step graph for one decode: rows × capacity."""
+
+    def __init__(self, engine: Engine, rows: int, capacity: int):
+        t = engine.bundle.text
+        self.embeds = np.zeros((rows, 1, t.hidden_size), np.float32)
+        self.positions = np.zeros((rows, 1), np.int64)
+        self.bias = np.zeros((rows, 1, 1, capacity), np.float32)
+        self.seqlens = np.zeros(rows, np.int32)
+        self.total = np.array(capacity, np.int32)
+        self.active = np.ones(rows, np.int32)  # query_seqlens: 1 = decoding, 0 = finished
+        self.cache = [np.zeros((rows, t.num_kv_heads, capacity, t.head_dim), np.float32)
+                      for _ in range(2 * engine.num_layers)]
+        self.logits = np.zeros((rows, t.vocab_size), np.float32)
+        feeds = {"inputs_embeds": self.embeds, "position_ids": self.positions, "attention_bias": self.bias,
+                 "seqlens_k": self.seqlens, "total_sequence_length": self.total, "query_seqlens": self.active}
+        outputs = {"logits": self.logits}
+        for i in range(engine.num_layers):
+            for j, kind in enumerate(("key", "value")):
+                feeds[f"past_{kind}_{i}"] = outputs[f"present_{kind}_{i}"] = self.cache[2 * i + j]
+        self.run = engine.backend.bind(STEP_GRAPH, feeds, outputs)
+
+
+def greedy_in_place(engine: Engine, batch: Batch, live: list[int], max_new_tokens: int,
+                    stop: set[int]) -> tuple[list[list[int]], list[list[np.ndarray]]]:
+    """``Engine.greedy_batch`` through the step graph: the same tokens and logits per row."""
+    tokens: list[list[int]] = [[] for _ in range(batch.size)]
+    chosen: list[list[np.ndarray]] = [[] for _ in range(batch.size)]
+    length = batch.attend.shape[1]
+    capacity = length + max_new_tokens
+    if capacity > engine.bundle.text.max_positions:
+        raise ValueError(f"sequence of {capacity} tokens exceeds the model's {engine.bundle.text.max_positions} positions")
+    n = len(live)
+    b = StepBuffers(engine, n, capacity)
+    for i in range(engine.num_layers):
+        b.cache[2 * i][:, :, :length] = batch.keys[i][live]
+        b.cache[2 * i + 1][:, :, :length] = batch.values[i][live]
+    b.bias[:, 0, 0, :length][~batch.attend[live]] = engine.mask_value
+    b.positions[:, 0] = batch.positions[live]
+    logits = batch.logits[live]
+    decoding = list(range(n))  # indices into the buffers' rows
+    while True:
+        next_tokens = np.argmax(logits, axis=1)
+        still = []
+        for j in decoding:
+            token = int(next_tokens[j])
+            row = live[j]
+            tokens[row].append(token)
+            chosen[row].append(logits[j].copy())
+            if token not in stop and len(tokens[row]) < max_new_tokens:
+                still.append(j)
+            else:
+                b.active[j] = 0  # finished: the graph leaves this row's cache as it is
+        if not still:
+            break
+        decoding = still
+        rows = np.array(decoding)
+        b.embeds[rows] = engine._step_embeds(next_tokens[rows])
+        b.seqlens[rows] = length  # the new K/V goes to cache position `length`
+        b.run()
+        logits = b.logits
+        b.positions[rows, 0] += 1
+        length += 1
+    return tokens, chosen
+
+
+def difference_to_decoder(engine: Engine, seed: int = 0) -> float:
+    """Largest |difference| between one decode step of the decoder graph and of the step graph on
+    random K/V (2 rows, row 1 left-padded by one): logits and the new K/V rows."""
+    t = engine.bundle.text
+    rng = np.random.default_rng(seed)
+    cached, capacity = 5, 8
+    mask = np.zeros((2, 1, 1, cached + 1), np.float32)
+    mask[1, ..., 0] = engine.mask_value
+    embeds = rng.standard_normal((2, 1, t.hidden_size)).astype(np.float32)
+    positions = np.array([[cached], [cached - 1]], np.int64)
+    feeds = {"inputs_embeds": embeds, "attention_mask": mask, "position_ids": positions}
+    for i in range(engine.num_layers):
+        for kind in ("key", "value"):
+            feeds[f"past_{kind}_{i}"] = rng.standard_normal((2, t.num_kv_heads, cached, t.head_dim)).astype(np.float32)
+    expected = engine.backend.run("decoder", feeds)
+    b = StepBuffers(engine, 2, capacity)
+    b.embeds[...] = embeds
+    b.positions[...] = positions
+    b.bias[..., : cached + 1] = mask
+    b.seqlens[...] = cached
+    for i in range(engine.num_layers):
+        for j, kind in enumerate(("key", "value")):
+            b.cache[2 * i + j][:, :, :cached] = feeds[f"past_{kind}_{i}"]
+    b.run()
+    worst = float(np.abs(b.logits - expected["logits"]).max())
+    for i in range(engine.num_layers):
+        for j, kind in enumerate(("key", "value")):
+            worst = max(worst, float(np.abs(b.cache[2 * i + j][:, :, : cached + 1] - expected[f"present_{kind}_{i}"]).max()))
+    return worst

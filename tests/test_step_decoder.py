@@ -1,0 +1,136 @@
+"""The decode-step graph (tools/export/step_decoder.py, edge_inspect/vlm/step_decode.py): the same
+tokens and logits as the decoder graph, weights stored once, refused at load when it disagrees,
+and added to older bundles by `tools.export lean`. Real ONNX Runtime sessions throughout."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from edge_inspect.sim import render_part
+from edge_inspect.vlm import load_bundle
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "models" / "demo-student"
+PROMPTS = ["Point to the screws.", "Point to any scratches.", "Point to the empty screw holes."]
+
+
+def _max_difference(a: list[list[np.ndarray]], b: list[list[np.ndarray]]) -> float:
+    return max((float(np.abs(x - y).max()) for ra, rb in zip(a, b, strict=True) for x, y in zip(ra, rb, strict=True)),
+               default=0.0)
+
+
+def _decode_both(path: Path, frame: np.ndarray, prompts: list[str], max_new: int, stop: tuple[int, ...] | None = None):
+    """Tokens and logits of greedy_batch through the step graph and through the decoder graph."""
+    fast, slow = load_bundle(path), load_bundle(path)
+    slow.engine.step_graph = False
+    assert fast.engine.step_graph, "the bundle's decode-step graph was not used"
+    out = []
+    for model in (fast, slow):
+        batch, _ = model.engine.prefill_batch(model.encode(frame, order="bgr"), prompts)
+        out.append(model.engine.greedy_batch(batch, max_new, stop_ids=stop))
+    return out
+
+
+def test_step_graph_decodes_what_the_decoder_graph_decodes(tiny_bundle):
+    frame = np.random.default_rng(3).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    prompts = ["Point to the screws.", "Where is the label on this part?", "Count."]
+    (tokens, logits), (ref_tokens, ref_logits) = _decode_both(tiny_bundle, frame, prompts, 14, stop=())
+    assert tokens == ref_tokens and all(len(t) == 14 for t in tokens)
+    assert _max_difference(logits, ref_logits) <= 1e-4
+    # rows that stop at different steps: a token of row 1 becomes a stop token
+    stop = ref_tokens[1][4]
+    expected = [t[: t.index(stop) + 1] if stop in t else t for t in ref_tokens]
+    assert len({len(t) for t in expected}) > 1
+    (tokens, logits), (ref_tokens, ref_logits) = _decode_both(tiny_bundle, frame, prompts, 14, stop=(stop,))
+    assert tokens == ref_tokens == expected
+    assert _max_difference(logits, ref_logits) <= 1e-4
+
+
+def test_step_graph_matches_the_reference_loop_one_row(tiny_bundle):
+    model = load_bundle(tiny_bundle)
+    frame = np.random.default_rng(4).integers(0, 256, (96, 128, 3), dtype=np.uint8)
+    step, _ = model.engine.prefill(model.encode(frame, order="bgr"), "Point to the screws.")
+    tokens, logits = model.engine.greedy(step, 12, stop_ids=())
+    ref_tokens, ref_logits = model.engine.greedy_stepwise(step, 12, stop_ids=())
+    assert tokens == ref_tokens
+    assert _max_difference([logits], [ref_logits]) <= 1e-4
+
+
+@pytest.mark.skipif(not (DEMO / "decoder_step.onnx").is_file(), reason="the shipped bundle has no decode-step graph")
+def test_demo_student_answers_the_same_through_the_step_graph():
+    for seed in (900_001, 900_002):
+        frame = render_part(seed).image
+        (tokens, logits), (ref_tokens, ref_logits) = _decode_both(DEMO, frame, PROMPTS, 96)
+        assert tokens == ref_tokens
+        assert _max_difference(logits, ref_logits) <= 1e-4
+
+
+def test_export_stores_the_decoder_weights_once(tiny_bundle):
+    step = onnx.load(str(tiny_bundle / "decoder_step.onnx"), load_external_data=False)
+    inline = [t.name for t in step.graph.initializer
+              if t.data_location != onnx.TensorProto.EXTERNAL and len(t.raw_data) > 4096
+              and not t.name.startswith(("cos_cache", "sin_cache"))]
+    external = {e.value for t in step.graph.initializer for e in t.external_data if e.key == "location"}
+    assert inline == [] and external == {"decoder.weights"}
+    manifest = json.loads((tiny_bundle / "manifest.json").read_text())
+    assert manifest["graphs"]["decoder_step"]["precision"] == "fp32"
+
+
+def _rewrite_files(bundle: Path) -> None:
+    from tools.export.onnx_bundle import file_entries
+
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["files"] = file_entries(bundle)
+    (bundle / "manifest.json").write_text(json.dumps(manifest, indent=2))
+
+
+def test_a_step_graph_that_computes_otherwise_is_not_used(bundle_copy, caplog):
+    from tools.export.step_decoder import build_step_graph, spec_from_lean
+
+    spec = spec_from_lean(bundle_copy / "decoder.onnx")
+    spec.layers[0].k_norm = spec.layers[0].k_norm * 1.05
+    onnx.save_model(build_step_graph(spec, 512), str(bundle_copy / "decoder_step.onnx"))
+    _rewrite_files(bundle_copy)
+    with caplog.at_level(logging.WARNING):
+        model = load_bundle(bundle_copy)
+    assert not model.engine.step_graph
+    assert "decode-step graph differs from the decoder graph" in caplog.text
+
+
+def test_lean_adds_the_step_graph_to_a_bundle_without_one(tiny_bundle, tmp_path):
+    """A bundle from before the step graph (lean decoder, weights inline): `tools.export lean` writes
+    a copy with both graphs, which answers exactly as the original."""
+    old = Path(shutil.copytree(tiny_bundle, tmp_path / "old"))
+    decoder = onnx.load(str(old / "decoder.onnx"))  # with its weights
+    (old / "decoder_step.onnx").unlink()
+    (old / "decoder.weights").unlink()
+    onnx.save_model(decoder, str(old / "decoder.onnx"))
+    manifest = json.loads((old / "manifest.json").read_text())
+    del manifest["graphs"]["decoder_step"]
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    _rewrite_files(old)
+    assert not load_bundle(old).engine.step_graph
+
+    new = tmp_path / "new"
+    result = subprocess.run([sys.executable, "-m", "tools.export", "lean", "--bundle", str(old), "--out", str(new)],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((new / "manifest.json").read_text())["lean_decoder"]["step_max_difference"] <= 1e-4
+    a, b = load_bundle(old), load_bundle(new)
+    assert b.engine.step_graph
+    frame = np.random.default_rng(5).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    results = []
+    for model in (a, b):
+        batch, _ = model.engine.prefill_batch(model.encode(frame, order="bgr"), PROMPTS)
+        results.append(model.engine.greedy_batch(batch, 10, stop_ids=()))
+    assert results[0][0] == results[1][0]
+    assert _max_difference(results[0][1], results[1][1]) <= 1e-4
