@@ -35,6 +35,7 @@ SIZES = [
     (2000, 3000, 4),
     (720, 1280, 8),
     (1024, 200, 6),
+    (240, 320, 1),  # one tile: the canvas is the crop size (the demo camera's geometry)
 ]
 
 

@@ -242,7 +242,10 @@ def preprocess(image_rgb: np.ndarray, s: ImageSettings) -> ImageInputs:
     window = (cp - left - right) * patch
     rows, cols, canvas_h, canvas_w = crop_geometry(height, width, s)
 
-    canvas = _normalize(resize_bilinear(image_rgb, canvas_h, canvas_w), s)
+    whole = _normalize(resize_bilinear(image_rgb, crop, crop), s)
+    # One tile (max_crops 1, or a small frame): the canvas is the crop size, the same resize again.
+    same = (canvas_h, canvas_w) == (crop, crop)
+    canvas = whole if same else _normalize(resize_bilinear(image_rgb, canvas_h, canvas_w), s)
     tiles = np.stack(
         [canvas[r * window : r * window + crop, c * window : c * window + crop] for r in range(rows) for c in range(cols)]
     )
@@ -259,7 +262,6 @@ def preprocess(image_rgb: np.ndarray, s: ImageSettings) -> ImageInputs:
     high, high_rows, high_cols = _pool_windows(index, pool_h, pool_w)
     high = np.where(high >= 0, high + s.patches_per_crop, -1)
 
-    whole = _normalize(resize_bilinear(image_rgb, crop, crop), s)
     low, low_rows, low_cols = _pool_windows(np.arange(cp * cp, dtype=np.int64).reshape(cp, cp), pool_h, pool_w)
 
     crops = np.concatenate([whole[None], tiles]).astype(np.float32)
