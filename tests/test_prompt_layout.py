@@ -43,3 +43,7 @@ def test_prompt_ids_match_hf_tokenizer(tiny_checkpoint, tiny_bundle):
     prompt = model.engine.prompts.build(question, grid)
     assert prompt.ids.tolist() == expected
     assert model.engine.prompts.reusable_prefix
+    # built once per question and grid: the second call returns the same read-only ids
+    again = model.engine.prompts.build(question, grid)
+    assert again is prompt and not prompt.ids.flags.writeable
+    assert model.engine.prompts.build(question, (4, 4, 6, 8)).ids.tolist() != expected

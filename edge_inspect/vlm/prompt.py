@@ -86,6 +86,9 @@ class PromptIds:
     image_end: int  # ids[:image_end] is BOS + template text + image tokens
 
 
+BUILT_CACHE = 256
+
+
 class PromptBuilder:
     """Question + image grid → token ids. Knows which tokens are image structure."""
 
@@ -95,16 +98,27 @@ class PromptBuilder:
         self.template = ChatTemplate(s)
         ids = [tokenizer.token_to_id(t) for t in IMAGE_STRUCTURE_TOKENS]
         self.image_structure_ids = np.array(sorted(i for i in ids if i is not None), dtype=np.int64)
+        self._built: dict[tuple[str, tuple[int, int, int, int]], PromptIds] = {}
 
     def encode_text(self, text: str) -> np.ndarray:
         return np.array(self.tokenizer.encode(text, add_special_tokens=False).ids, dtype=np.int64)
 
     def build(self, question: str, grid: tuple[int, int, int, int]) -> PromptIds:
-        text = self.template.render(question)
-        before, after = text.split(self.settings.image_placeholder)
-        prefix = self.encode_text(before + image_token_text(grid, self.settings))
-        suffix = self.encode_text(after)
-        return PromptIds(ids=np.concatenate([prefix, suffix]), image_end=len(prefix))
+        """The prompt's ids (read-only); a station asks the same few questions about frames of one
+        size, so results are kept (up to BUILT_CACHE of them) instead of tokenized every time."""
+        key = (question, tuple(grid))
+        built = self._built.get(key)
+        if built is None:
+            text = self.template.render(question)
+            before, after = text.split(self.settings.image_placeholder)
+            prefix = self.encode_text(before + image_token_text(grid, self.settings))
+            ids = np.concatenate([prefix, self.encode_text(after)])
+            ids.flags.writeable = False
+            built = PromptIds(ids=ids, image_end=len(prefix))
+            if len(self._built) >= BUILT_CACHE:
+                self._built.clear()
+            self._built[key] = built
+        return built
 
     @cached_property
     def reusable_prefix(self) -> bool:
