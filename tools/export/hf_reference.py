@@ -110,7 +110,7 @@ def hf_inputs(processor: HFImageProcessor, image_rgb: np.ndarray, engine, questi
     grid = tuple(int(v) for v in pixels["image_grids"][0])
     prompt = engine.prompts.build(question, grid)
     return {
-        "input_ids": torch.from_numpy(prompt.ids)[None],
+        "input_ids": torch.tensor(prompt.ids)[None],
         "pixel_values": torch.from_numpy(pixels["pixel_values"]),
         "image_token_pooling": torch.from_numpy(pixels["image_token_pooling"]),
         "image_grids": torch.from_numpy(pixels["image_grids"]),
