@@ -41,6 +41,15 @@ def test_dilation_lets_thin_objects_be_hit():
     assert score_points([(0.53, 0.5)], [(0.505, 0.5)], [line], dilate_px=3).hits == 1
 
 
+def test_dilation_is_a_disk_not_a_square():
+    """3 px means a Euclidean distance of 3: a point 3 px right and 3 px below a one-pixel object
+    (4.2 px away) is a miss, 3 px straight right is a hit."""
+    dot = np.zeros((100, 100), bool)
+    dot[50, 50] = True
+    assert score_points([(0.53, 0.50)], [(0.50, 0.50)], [dot], dilate_px=3).hits == 1
+    assert score_points([(0.53, 0.53)], [(0.50, 0.50)], [dot], dilate_px=3).hits == 0
+
+
 def test_sim_set_round_trip(tmp_path):
     from tools.distill.dataset import read_jsonl, write_sim_set
     from tools.distill.tasks import TASKS

@@ -185,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bundle", required=True, help="bundle to evaluate")
     p.add_argument("--data", help="records.jsonl with ground truth (default: generated parts)")
     p.add_argument("--seeds", type=seed_range, default=seed_range("0:500"), help="generated parts START:STOP")
-    p.add_argument("--dilate", type=int, default=3, help="mask dilation in px for the hit rule")
+    p.add_argument("--dilate", type=int, default=3, help="hit rule: a matched point within this many px (Euclidean) of its object's mask is a hit")
     p.add_argument("--out", help="report JSON path (a .md is written beside it)")
     p.add_argument("--robustness", type=int, default=0, metavar="N",
                    help="robustness suite: the first N parts of --seeds under each camera shift (0 = off)")
@@ -197,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", required=True, help="training folder (log.jsonl, train_config.json)")
     p.add_argument("--bundle", required=True, help="the student's exported bundle")
     p.add_argument("--seeds", type=seed_range, default=seed_range("0:500"), help="generated parts START:STOP")
-    p.add_argument("--dilate", type=int, default=3, help="mask dilation in px for the hit rule")
+    p.add_argument("--dilate", type=int, default=3, help="hit rule: a matched point within this many px (Euclidean) of its object's mask is a hit")
     p.add_argument("--command", action="append", help="a command line that reproduces the student (repeatable)")
     p.add_argument("--note", action="append", help="a paragraph for the report: how it was trained (repeatable)")
     p.add_argument("--robustness", type=int, default=0, metavar="N",

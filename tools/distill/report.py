@@ -94,7 +94,7 @@ def write_report(run_dir: Path, bundle: Path, metrics: dict, seeds: range, comma
         f"| CPU latency per part ({len(TASKS)} questions, engine) | {latency_ms:.0f} ms |"
         if latency_ms else "",
         "", f"Hit rule (PixMo-Points): Hungarian matching by pixel distance; a matched point is a hit inside its "
-        f"object's mask dilated by {metrics['dilate_px']} px. Unreadable answers: {metrics['malformed_answers']}.",
+        f"object's mask grown by {metrics['dilate_px']} px (a disk: every pixel within that distance). Unreadable answers: {metrics['malformed_answers']}.",
     ]
     if shifts:
         lines += ["", "## Robustness", "",
