@@ -134,3 +134,31 @@ def test_lean_adds_the_step_graph_to_a_bundle_without_one(tiny_bundle, tmp_path)
         results.append(model.engine.greedy_batch(batch, 10, stop_ids=()))
     assert results[0][0] == results[1][0]
     assert _max_difference(results[0][1], results[1][1]) <= 1e-4
+
+
+def test_step_graph_decodes_up_to_the_last_position_like_the_decoder_graph(tiny_bundle):
+    """Near max_positions the step graph decodes exactly as far as the decoder graph: the last token
+    needs no cache row, a row that stops early never gets there, and going past fails the same way."""
+    import dataclasses
+
+    fast, slow = load_bundle(tiny_bundle), load_bundle(tiny_bundle)
+    slow.engine.step_graph = False
+    assert fast.engine.step_graph
+    frame = np.random.default_rng(6).integers(0, 256, (96, 128, 3), dtype=np.uint8)
+    batches = []
+    for model in (fast, slow):
+        batch, _ = model.engine.prefill_batch(model.encode(frame, order="bgr"), PROMPTS[:2])
+        batches.append(batch)
+    length = batches[0].attend.shape[1]
+    for model in (fast, slow):  # a model whose context ends 6 positions after the prompts
+        bundle = model.engine.bundle
+        model.engine.bundle = dataclasses.replace(bundle, text=bundle.text.model_copy(update={"max_positions": length + 6}))
+    results = [model.engine.greedy_batch(batch, 7, stop_ids=()) for model, batch in zip((fast, slow), batches, strict=True)]
+    assert results[0][0] == results[1][0] and all(len(t) == 7 for t in results[0][0])
+    assert _max_difference(results[0][1], results[1][1]) <= 1e-4
+    stop = results[1][0][0][2]  # row 0 stops by its 3rd token; a limit of 50 is never reached by it
+    rows = [model.engine.greedy_batch(batch, 50, stop_ids=(stop,), rows=[0]) for model, batch in zip((fast, slow), batches, strict=True)]
+    assert rows[0][0] == rows[1][0] and len(rows[0][0][0]) == results[1][0][0].index(stop) + 1
+    for model, batch in zip((fast, slow), batches, strict=True):
+        with pytest.raises(ValueError, match=f"sequence of {length + 7} tokens exceeds the model's {length + 6} positions"):
+            model.engine.greedy_batch(batch, 8, stop_ids=())

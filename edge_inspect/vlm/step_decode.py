@@ -61,9 +61,11 @@ def greedy_in_place(engine: Engine, batch: Batch, live: list[int], max_new_token
     tokens: list[list[int]] = [[] for _ in range(batch.size)]
     chosen: list[list[np.ndarray]] = [[] for _ in range(batch.size)]
     length = batch.attend.shape[1]
-    capacity = length + max_new_tokens
-    if capacity > engine.bundle.text.max_positions:
-        raise ValueError(f"sequence of {capacity} tokens exceeds the model's {engine.bundle.text.max_positions} positions")
+    max_positions = engine.bundle.text.max_positions
+    # The last token is never fed back: at most max_new_tokens - 1 steps, one new K/V row each. Like
+    # the decoder path, a decode that would pass max_positions fails only when it gets there (a row
+    # may stop first).
+    capacity = min(length + max_new_tokens - 1, max_positions)
     n = len(live)
     b = StepBuffers(engine, n, capacity)
     for i in range(engine.num_layers):
@@ -88,6 +90,8 @@ def greedy_in_place(engine: Engine, batch: Batch, live: list[int], max_new_token
         if not still:
             break
         decoding = still
+        if length + 1 > capacity:
+            raise ValueError(f"sequence of {length + 1} tokens exceeds the model's {max_positions} positions")
         rows = np.array(decoding)
         b.embeds[rows] = engine._step_embeds(next_tokens[rows])
         b.seqlens[rows] = length  # the new K/V goes to cache position `length`
