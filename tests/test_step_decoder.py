@@ -136,6 +136,19 @@ def test_lean_adds_the_step_graph_to_a_bundle_without_one(tiny_bundle, tmp_path)
     assert _max_difference(results[0][1], results[1][1]) <= 1e-4
 
 
+def test_a_step_graph_the_runtime_cannot_bind_is_not_used(bundle_copy, caplog):
+    """A decoder_step entry whose graph has other inputs (here the decoder graph itself) is left out
+    at load with a warning naming the file; the bundle decodes with the decoder graph."""
+    shutil.copyfile(bundle_copy / "decoder.onnx", bundle_copy / "decoder_step.onnx")
+    _rewrite_files(bundle_copy)
+    with caplog.at_level(logging.WARNING):
+        model = load_bundle(bundle_copy)
+    assert not model.engine.step_graph
+    assert "decoder_step.onnx: not used" in caplog.text
+    step, _ = model.engine.prefill(model.encode(np.zeros((64, 64, 3), np.uint8)), "Point to the screws.")
+    assert model.engine.greedy(step, 4, stop_ids=())[0] == model.engine.greedy_stepwise(step, 4, stop_ids=())[0]
+
+
 def test_step_graph_decodes_up_to_the_last_position_like_the_decoder_graph(tiny_bundle):
     """Near max_positions the step graph decodes exactly as far as the decoder graph: the last token
     needs no cache row, a row that stops early never gets there, and going past fails the same way."""
