@@ -212,3 +212,34 @@ def test_bench_recommends_the_fastest_variant_that_passed_verify(capsys):
     assert recommend([row("fp32", 100, None), row("int8", 80, False), row("int4", 90, True)]) == "int4"
     assert recommend([row("fp32", 100, None), row("int8", 80, False), row("int4", 105, True)]) == "fp32"
     assert "keep full precision" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("step_graph", [False, True])
+def test_threads_decoding_with_one_model_get_what_each_gets_alone(tiny_bundle, step_graph):
+    """Two threads decoding with the same loaded model at once (the decoder graph's I/O binding and
+    the step graph's buffers are each thread's own)."""
+    import threading
+
+    model = load_bundle(tiny_bundle)
+    assert model.engine.step_graph  # the tiny bundle has a step graph; False: the decoder graph decodes
+    model.engine.step_graph = step_graph
+    jobs = [(_frame(96, 128, seed), POINTS[: 1 + seed % 3]) for seed in range(4)]
+    batches = [model.engine.prefill_batch(model.encode(frame), prompts)[0] for frame, prompts in jobs]
+    alone = [model.engine.greedy_batch(batch, 40, stop_ids=()) for batch in batches]
+    problems = []
+
+    def decode(i: int) -> None:
+        try:
+            for _ in range(3):
+                tokens, logits = model.engine.greedy_batch(batches[i], 40, stop_ids=())
+                if tokens != alone[i][0] or any(_max_diff(a, b) > 0 for a, b in zip(logits, alone[i][1], strict=True)):
+                    problems.append(f"job {i}: other tokens or logits")
+        except Exception as err:  # noqa: BLE001 - reported below
+            problems.append(f"job {i}: {err}")
+
+    threads = [threading.Thread(target=decode, args=(i,)) for i in range(len(jobs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert problems == []

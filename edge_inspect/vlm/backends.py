@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from pathlib import Path
 from typing import Protocol
 
@@ -112,7 +113,7 @@ class OnnxRuntimeBackend:
                                 path, ort.__version__, str(err).splitlines()[0])
         self._inputs = {g: [i.name for i in s.get_inputs()] for g, s in self._sessions.items()}
         self._outputs = {g: [o.name for o in s.get_outputs()] for g, s in self._sessions.items()}
-        self._bindings = {g: s.io_binding() for g, s in self._sessions.items()}
+        self._local = threading.local()  # run_into's I/O bindings, one set per thread
 
     def input_names(self, graph: str) -> list[str]:
         return self._inputs[graph]
@@ -137,8 +138,14 @@ class OnnxRuntimeBackend:
 
     def run_into(self, graph: str, feeds: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) -> None:
         """I/O binding on host memory: ONNX Runtime reads the inputs in place and writes each output
-        straight into the caller's array (which must be C-contiguous with the output's shape)."""
-        binding = self._bindings[graph]
+        straight into the caller's array (which must be C-contiguous with the output's shape). Each
+        thread binds its own: a binding shared by two threads would mix their arrays."""
+        bindings = getattr(self._local, "bindings", None)
+        if bindings is None:
+            bindings = self._local.bindings = {}
+        binding = bindings.get(graph)
+        if binding is None:
+            binding = bindings[graph] = self._sessions[graph].io_binding()
         for name, array in feeds.items():
             binding.bind_input(name, "cpu", 0, array.dtype, array.shape, array.ctypes.data)
         for name, array in outputs.items():
