@@ -103,6 +103,16 @@ def test_quantize_user_errors_are_one_line_and_leave_nothing(tiny_bundle, tmp_pa
     assert list(tmp_path.iterdir()) == []  # nothing written, no manifest-less bundle
 
 
+@pytest.mark.parametrize("decoder", ["int8", "int4"])
+def test_quantize_without_onnx_ir_says_so_before_any_work(tiny_bundle, tmp_path, monkeypatch, decoder):
+    from tools.molmo2.errors import CheckpointError
+
+    monkeypatch.setitem(sys.modules, "onnx_ir", None)  # import onnx_ir raises ImportError
+    with pytest.raises(CheckpointError, match=f"decoder {decoder} needs .*onnx-ir"):
+        quantize_bundle(tiny_bundle, tmp_path / "q", decoder=decoder)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_failed_quantize_keeps_the_existing_bundle(tiny_bundle, tmp_path, monkeypatch):
     from tools.export import quantize
     from tools.molmo2.errors import CheckpointError

@@ -148,12 +148,12 @@ def _fp16(src: Path, dst: Path, kept: list[str]) -> None:
 
 
 def _onnx_quantizer_ready(decoder: str) -> None:
-    if decoder == "int4":
+    if decoder in ("int8", "int4"):  # both are MatMulNBits
         try:
             import onnx_ir  # noqa: F401
             from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer  # noqa: F401
         except ImportError as err:
-            raise CheckpointError(f"decoder int4 needs onnxruntime's 4-bit quantizer and onnx-ir "
+            raise CheckpointError(f"decoder {decoder} needs onnxruntime's block-wise quantizer and onnx-ir "
                                   f"(pip install '.[export]'): {err}") from None
 
 
