@@ -175,3 +175,28 @@ def test_step_graph_decodes_up_to_the_last_position_like_the_decoder_graph(tiny_
     for model, batch in zip((fast, slow), batches, strict=True):
         with pytest.raises(ValueError, match=f"sequence of {length + 7} tokens exceeds the model's {length + 6} positions"):
             model.engine.greedy_batch(batch, 8, stop_ids=())
+
+
+def test_quantized_step_graph_is_checked_against_the_size_of_its_outputs(tiny_bundle, tmp_path, caplog):
+    """int8 graphs quantize activations per block at run time, so the decoder and the step graph
+    round some blocks differently: the load check allows a share of the outputs' size — on every
+    probe seed — and still refuses a step graph that computes something else."""
+    from edge_inspect.vlm import step_decode
+    from tools.export.quantize import _decoder_nbits, quantize_bundle
+    from tools.export.step_decoder import build_step_graph, spec_from_lean
+
+    int8 = quantize_bundle(tiny_bundle, tmp_path / "int8", decoder="int8")
+    model = load_bundle(int8)
+    assert model.engine.step_graph
+    for seed in range(20):
+        difference, scale = step_decode.difference_to_decoder(model.engine, seed)
+        assert difference <= step_decode.allowed_difference(model.engine, scale), seed
+
+    spec = spec_from_lean(tiny_bundle / "decoder.onnx")
+    spec.lm_head = spec.lm_head * 1.5
+    onnx.save_model(build_step_graph(spec, 512), str(tmp_path / "off.onnx"))
+    _decoder_nbits(tmp_path / "off.onnx", int8 / "decoder_step.onnx", ["/lm_head/MatMul"], bits=8)
+    _rewrite_files(int8)
+    with caplog.at_level(logging.WARNING):
+        assert not load_bundle(int8).engine.step_graph
+    assert "decode-step graph differs from the decoder graph" in caplog.text

@@ -123,14 +123,15 @@ class Engine:
         if not step_decode.available(self.backend):
             return False
         try:
-            difference = step_decode.difference_to_decoder(self)
+            difference, scale = step_decode.difference_to_decoder(self)
         except Exception as err:  # onnxruntime's own types: a graph with other inputs, an op it cannot run
             log.warning("%s: not used (%s); decoding with the decoder graph",
                         self.bundle.graph_path(step_decode.STEP_GRAPH), str(err).splitlines()[0])
             return False
-        if difference > step_decode.AGREEMENT:
-            log.warning("%s: the decode-step graph differs from the decoder graph by %.2e; decoding with the decoder graph",
-                        self.bundle.path, difference)
+        allowed = step_decode.allowed_difference(self, scale)
+        if difference > allowed:
+            log.warning("%s: the decode-step graph differs from the decoder graph by %.2e (allowed %.1e); "
+                        "decoding with the decoder graph", self.bundle.path, difference, allowed)
             return False
         return True
 
