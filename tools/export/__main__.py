@@ -6,7 +6,7 @@
   bench    this engine vs transformers generate, and prefix reuse vs none; prints a table, writes JSON
   hf-bench the transformers reference row for `edge-inspect bench`: a checkpoint on the same recipe
   quantize decoder INT8 / INT4 / FP16 copies of a bundle (vision stays fp32 unless --vision int8/fp16)
-  lean     a copy of a bundle exported before the lean decoder graph, with it (checked to compute the same)
+  lean     a copy of an older fp32 bundle with the lean decoder and the decode-step graph (checked to compute the same)
   trt      TensorRT engines for this device (graph checks and trtexec lines work anywhere)
 
 The accuracy gate for a quantized bundle is `python -m tools.distill verify` (it evaluates).
@@ -16,6 +16,7 @@ Layering: tools/molmo2 (checkpoints) <- tools/export <- tools/distill.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
@@ -68,7 +69,9 @@ def _cmd_lean(args: argparse.Namespace) -> int:
     from .lean_decoder import lean_bundle
 
     out, difference = lean_bundle(args.bundle, args.out, overwrite=args.overwrite)
-    print(f"bundle with the lean decoder written to {out} (max |difference| to the traced graph {difference:.1e})")
+    step = json.loads((out / "manifest.json").read_text(encoding="utf-8"))["lean_decoder"].get("step_max_difference")
+    print(f"bundle with the lean decoder written to {out} (max |difference| to the source decoder {difference:.1e}; "
+          + (f"decode-step graph written, max |difference| {step:.1e})" if step is not None else "no decode-step graph)"))
     return 0
 
 
@@ -159,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing bundle folder (only once the new one is complete)")
     p.set_defaults(func=_cmd_quantize)
 
-    p = sub.add_parser("lean", help="copy of an older bundle with the lean decoder graph (same outputs, faster steps)")
+    p = sub.add_parser("lean", help="copy of an older fp32 bundle with the lean decoder and decode-step graphs (same outputs, faster steps)")
     p.add_argument("--bundle", required=True, help="fp32 bundle whose decoder was traced (exported before the lean graph)")
     p.add_argument("--out", required=True, help="bundle folder to write")
     p.add_argument("--overwrite", action="store_true", help="replace an existing bundle folder (only once the new one is complete)")
