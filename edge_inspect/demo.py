@@ -48,13 +48,14 @@ async def run_demo(workdir: Path, duration_s: float = 0.0, bundle: str | None = 
     station = Station(config, sha, DEMO_CONFIG.parent)
     last: dict[int, InspectionDone] = {}  # result_id → its event, for the reasons printed per part
     station.events.subscribe(lambda e: last.update({e.result_id: e}) if isinstance(e, InspectionDone) else None)
-    plc = SimulatedPLC(station.signal_map, "127.0.0.1", port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     results = []
     await station.start()
+    port = getattr(getattr(station.link, "server", None), "port", port)  # --port 0: the one picked
+    plc = SimulatedPLC(station.signal_map, "127.0.0.1", port)
     web = None
     logins = demo_users(config) if config.web.enabled and web_port else {}
     if config.web.enabled and web_port:

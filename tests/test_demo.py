@@ -101,3 +101,16 @@ def test_plc_registers_for_known_synthetic_parts(tmp_path):
     print(f"verdict agrees with ground truth on {verdict_right}/20 parts, checks on {checks_right}/60")
     # the student: defect count 0.95, screw count 0.98, label 1.0 on 500 parts (REPORT.md) → ~19/20 expected
     assert verdict_right >= 14 and checks_right >= 52
+
+
+def test_demo_on_a_port_the_system_picks(tmp_path):
+    """--port 0: the Modbus server listens on a free port and the simulated PLC dials that one."""
+    result = subprocess.run([sys.executable, "-m", "edge_inspect.cli", "demo", "--workdir", str(tmp_path),
+                             "--port", "0", "--web-port", "0", "--duration", "6", "--period", "0.2"],
+                            capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stdout + result.stderr
+    up = next(line for line in result.stdout.splitlines() if line.startswith("demo station up"))
+    assert "127.0.0.1:0," not in up
+    assert "PLC:" not in result.stdout  # no timeouts
+    inspections = int(result.stdout.split(" inspections:")[0].split()[-1])
+    assert inspections >= 1

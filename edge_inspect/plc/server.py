@@ -74,6 +74,8 @@ class TcpServer(ServerCore):
             self._server = await asyncio.start_server(self._connection, self.host, self.port)
         except OSError as err:
             raise StartError(f"cannot listen for Modbus TCP on {self.host}:{self.port}: {err.strerror or err}") from None
+        if self.port == 0:  # the port the system picked, for whoever connects next
+            self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
         if self._server is not None:
