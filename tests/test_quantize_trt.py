@@ -45,7 +45,12 @@ def test_int8_bundle_records_precision_and_calibration(int8_bundle, tiny_bundle)
         assert {a.i for n in nodes if n.op_type == "MatMulNBits" for a in n.attribute if a.name == "bits"} == {8}
         assert manifest["graphs"][graph]["kept_full_precision"] == ["/lm_head/MatMul"]
         assert manifest["graphs"][graph]["precision"] == "int8"
-    assert not (int8_bundle / "decoder.weights").exists()  # no graph reads the fp32 weights any more
+    # the two quantized graphs share one side file: each quantized matrix is stored once
+    step = onnx.load(str(int8_bundle / "decoder_step.onnx"), load_external_data=False)
+    shared = [t for t in step.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+    assert len(shared) >= 10
+    decoder_bytes = sum(len(t.raw_data) for t in onnx.load(str(int8_bundle / "decoder.onnx")).graph.initializer)
+    assert (int8_bundle / "decoder.weights").stat().st_size < 1.2 * decoder_bytes
     # the quantized bundle still answers, close to full precision
     ref, q = load_bundle(tiny_bundle), load_bundle(int8_bundle)
     frame = np.random.default_rng(0).integers(0, 256, (120, 160, 3), dtype=np.uint8)

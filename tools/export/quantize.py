@@ -125,9 +125,23 @@ def _quantize_step_graph(src: Path, tmp: Path, graphs: dict, decoder: str, keep:
     bits = {"int8": 8, "int4": 4}[decoder]
     _, kept = _matmul_nodes(src / name, keep)
     _decoder_nbits(src / name, tmp / name, kept, bits=bits)
+    _share_quantized_weights(tmp, graphs["decoder"]["file"], name)
     graphs["decoder_step"]["precision"] = decoder
     graphs["decoder_step"]["kept_full_precision"] = kept
     return f"MatMulNBits {bits}-bit, block 32, symmetric (as the decoder)"
+
+
+def _share_quantized_weights(tmp: Path, decoder_name: str, step_name: str) -> None:
+    """Both quantized graphs with their weights in one ``decoder.weights``, each block-quantized
+    matrix stored once (the two graphs quantize the same weights the same way)."""
+    from .step_decoder import DECODER_FILE, STEP_FILE, WEIGHTS_FILE, save_sharing_weights
+
+    if (decoder_name, step_name) != (DECODER_FILE, STEP_FILE):
+        return
+    decoder, step = onnx.load(str(tmp / decoder_name)), onnx.load(str(tmp / step_name))
+    for path in (tmp / WEIGHTS_FILE, tmp / decoder_name, tmp / step_name):
+        path.unlink(missing_ok=True)  # onnx appends to an existing side file
+    save_sharing_weights(decoder, step, tmp)
 
 
 def _drop_unreferenced_data(folder: Path) -> None:
