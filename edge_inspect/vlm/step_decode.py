@@ -16,6 +16,7 @@ decodes with the decoder graph as before, with the same tokens.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -115,36 +116,57 @@ def greedy_in_place(engine: Engine, batch: Batch, live: list[int], max_new_token
     return tokens, chosen
 
 
-def difference_to_decoder(engine: Engine, seed: int = 0) -> tuple[float, float]:
-    """Largest |difference| between one decode step of the decoder graph and of the step graph on
-    random K/V (2 rows, row 1 left-padded by one) — logits and the new K/V rows — and the largest
-    |value| of those outputs (the scale a quantized graph's rounding is judged against)."""
-    t = engine.bundle.text
+def probe_difference(run_decoder: Callable[[dict], dict], run_step: Callable[[dict], dict], hidden: int,
+                     kv_heads: int, head_dim: int, layers: int, mask_value: float, seed: int = 0) -> tuple[float, float]:
+    """One decode step of a random batch of 2 (5 cached positions, row 1 left-padded by one) through
+    the decoder graph and through the step graph: the largest |difference| of the logits and the new
+    K/V rows, and the largest |value| of those outputs (the scale a quantized graph's rounding is
+    judged against). ``run_step`` gets the step graph's feeds, K/V in capacity-sized buffers, and
+    returns its outputs by name (``present_*`` may be those same buffers)."""
     rng = np.random.default_rng(seed)
     cached, capacity = 5, 8
     mask = np.zeros((2, 1, 1, cached + 1), np.float32)
-    mask[1, ..., 0] = engine.mask_value
-    embeds = rng.standard_normal((2, 1, t.hidden_size)).astype(np.float32)
-    positions = np.array([[cached], [cached - 1]], np.int64)
-    feeds = {"inputs_embeds": embeds, "attention_mask": mask, "position_ids": positions}
-    for i in range(engine.num_layers):
+    mask[1, ..., 0] = mask_value
+    feeds = {"inputs_embeds": rng.standard_normal((2, 1, hidden)).astype(np.float32), "attention_mask": mask,
+             "position_ids": np.array([[cached], [cached - 1]], np.int64)}
+    bias = np.zeros((2, 1, 1, capacity), np.float32)
+    bias[..., : cached + 1] = mask
+    step_feeds = {"inputs_embeds": feeds["inputs_embeds"], "position_ids": feeds["position_ids"], "attention_bias": bias,
+                  "seqlens_k": np.full(2, cached, np.int32), "total_sequence_length": np.array(capacity, np.int32),
+                  "query_seqlens": np.ones(2, np.int32)}
+    for i in range(layers):
         for kind in ("key", "value"):
-            feeds[f"past_{kind}_{i}"] = rng.standard_normal((2, t.num_kv_heads, cached, t.head_dim)).astype(np.float32)
-    expected = engine.backend.run("decoder", feeds)
-    b = StepBuffers(engine, 2, capacity)
-    b.embeds[...] = embeds
-    b.positions[...] = positions
-    b.bias[..., : cached + 1] = mask
-    b.seqlens[...] = cached
-    for i in range(engine.num_layers):
-        for j, kind in enumerate(("key", "value")):
-            b.cache[2 * i + j][:, :, :cached] = feeds[f"past_{kind}_{i}"]
-    b.run()
-    worst = float(np.abs(b.logits - expected["logits"]).max())
+            name = f"past_{kind}_{i}"
+            feeds[name] = rng.standard_normal((2, kv_heads, cached, head_dim)).astype(np.float32)
+            step_feeds[name] = np.zeros((2, kv_heads, capacity, head_dim), np.float32)
+            step_feeds[name][:, :, :cached] = feeds[name]
+    expected = run_decoder(feeds)
+    got = run_step(step_feeds)
+    worst = float(np.abs(got["logits"] - expected["logits"]).max())
     scale = float(np.abs(expected["logits"]).max())
-    for i in range(engine.num_layers):
-        for j, kind in enumerate(("key", "value")):
-            present = expected[f"present_{kind}_{i}"]
-            worst = max(worst, float(np.abs(b.cache[2 * i + j][:, :, : cached + 1] - present).max()))
+    for name, present in expected.items():
+        if name.startswith("present_"):
+            worst = max(worst, float(np.abs(got[name][:, :, : cached + 1] - present).max()))
             scale = max(scale, float(np.abs(present).max()))
     return worst, scale
+
+
+def difference_to_decoder(engine: Engine, seed: int = 0) -> tuple[float, float]:
+    """``probe_difference`` through this engine's backend, the step graph run as decoding runs it
+    (every buffer bound, the cache updated in place)."""
+    t = engine.bundle.text
+
+    def run_step(feeds: dict) -> dict:
+        b = StepBuffers(engine, 2, int(feeds["total_sequence_length"]))
+        b.embeds[...], b.positions[...] = feeds["inputs_embeds"], feeds["position_ids"]
+        b.bias[...], b.seqlens[...] = feeds["attention_bias"], feeds["seqlens_k"]
+        outputs = {"logits": b.logits}
+        for i in range(engine.num_layers):
+            for j, kind in enumerate(("key", "value")):
+                b.cache[2 * i + j][...] = feeds[f"past_{kind}_{i}"]
+                outputs[f"present_{kind}_{i}"] = b.cache[2 * i + j]
+        b.run()
+        return outputs
+
+    return probe_difference(lambda feeds: engine.backend.run("decoder", feeds), run_step, t.hidden_size,
+                            t.num_kv_heads, t.head_dim, engine.num_layers, float(engine.mask_value), seed)

@@ -176,38 +176,22 @@ def save_sharing_weights(decoder: onnx.ModelProto, step: onnx.ModelProto, folder
 
 def step_difference(decoder: Path, step: Path, seed: int = 0) -> float:
     """Largest |difference| between the decoder graph and the step graph on one decode step of a
-    random batch of 2 (5 cached positions, row 1 left-padded by one): logits and the new K/V rows."""
+    random batch (edge_inspect.vlm.step_decode.probe_difference, the runtime's load check)."""
     import onnxruntime as ort
+
+    from edge_inspect.vlm.step_decode import probe_difference
 
     ref = ort.InferenceSession(str(decoder), providers=["CPUExecutionProvider"])
     new = ort.InferenceSession(str(step), providers=["CPUExecutionProvider"])
-    rng = np.random.default_rng(seed)
-    past = {i.name: i for i in ref.get_inputs() if i.name.startswith("past_")}
-    hidden = ref.get_inputs()[0].shape[2]
-    kv_heads, head_dim = next(iter(past.values())).shape[1], next(iter(past.values())).shape[3]
-    cached, capacity = 5, 8
-    mask = np.zeros((2, 1, 1, cached + 1), np.float32)
-    mask[1, ..., 0] = np.finfo(np.float32).min
-    feeds = {"inputs_embeds": rng.standard_normal((2, 1, hidden)).astype(np.float32), "attention_mask": mask,
-             "position_ids": np.array([[cached], [cached - 1]], np.int64)}
-    for name in past:
-        feeds[name] = rng.standard_normal((2, kv_heads, cached, head_dim)).astype(np.float32)
-    expected = dict(zip([o.name for o in ref.get_outputs()], ref.run(None, feeds), strict=True))
-    bias = np.zeros((2, 1, 1, capacity), np.float32)
-    bias[..., : cached + 1] = mask
-    step_feeds = {"inputs_embeds": feeds["inputs_embeds"], "position_ids": feeds["position_ids"], "attention_bias": bias,
-                  "seqlens_k": np.full(2, cached, np.int32), "total_sequence_length": np.array(capacity, np.int32),
-                  "query_seqlens": np.ones(2, np.int32)}
-    for name in past:
-        buffer = np.zeros((2, kv_heads, capacity, head_dim), np.float32)
-        buffer[:, :, :cached] = feeds[name]
-        step_feeds[name] = buffer
-    got = dict(zip([o.name for o in new.get_outputs()], new.run(None, step_feeds), strict=True))
-    worst = float(np.abs(got["logits"] - expected["logits"]).max())
-    for name in expected:
-        if name.startswith("present_"):
-            worst = max(worst, float(np.abs(got[name][:, :, : cached + 1] - expected[name]).max()))
-    return worst
+
+    def runner(session):
+        names = [o.name for o in session.get_outputs()]
+        return lambda feeds: dict(zip(names, session.run(None, feeds), strict=True))
+
+    past = next(i for i in ref.get_inputs() if i.name.startswith("past_"))
+    layers = sum(1 for i in ref.get_inputs() if i.name.startswith("past_key_"))
+    return probe_difference(runner(ref), runner(new), ref.get_inputs()[0].shape[2], past.shape[1], past.shape[3],
+                            layers, float(np.finfo(np.float32).min), seed)[0]
 
 
 def write_decoders(spec: DecoderSpec, folder: Path, opset: int, max_positions: int) -> float | None:
