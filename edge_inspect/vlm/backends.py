@@ -87,6 +87,15 @@ def choose_providers(requested: str | list[str], available: list[str]) -> list[s
     return chosen
 
 
+def _bound(binding, feeds: dict[str, np.ndarray], outputs: dict[str, np.ndarray]):
+    """``binding`` with every array bound in place (host memory, the arrays' own addresses)."""
+    for name, array in feeds.items():
+        binding.bind_input(name, "cpu", 0, array.dtype, array.shape, array.ctypes.data)
+    for name, array in outputs.items():
+        binding.bind_output(name, "cpu", 0, array.dtype, array.shape, array.ctypes.data)
+    return binding
+
+
 class OnnxRuntimeBackend:
     """One ONNX Runtime session per graph of the bundle."""
 
@@ -124,11 +133,7 @@ class OnnxRuntimeBackend:
     def bind(self, graph: str, feeds: dict[str, np.ndarray], outputs: dict[str, np.ndarray]):
         """A callable that runs ``graph`` on these arrays, bound once (I/O binding on host memory):
         the caller changes their contents in place between calls, never their shape or address."""
-        binding = self._sessions[graph].io_binding()
-        for name, array in feeds.items():
-            binding.bind_input(name, "cpu", 0, array.dtype, array.shape, array.ctypes.data)
-        for name, array in outputs.items():
-            binding.bind_output(name, "cpu", 0, array.dtype, array.shape, array.ctypes.data)
+        binding = _bound(self._sessions[graph].io_binding(), feeds, outputs)
         session = self._sessions[graph]
         return lambda: session.run_with_iobinding(binding)
 
@@ -146,8 +151,4 @@ class OnnxRuntimeBackend:
         binding = bindings.get(graph)
         if binding is None:
             binding = bindings[graph] = self._sessions[graph].io_binding()
-        for name, array in feeds.items():
-            binding.bind_input(name, "cpu", 0, array.dtype, array.shape, array.ctypes.data)
-        for name, array in outputs.items():
-            binding.bind_output(name, "cpu", 0, array.dtype, array.shape, array.ctypes.data)
-        self._sessions[graph].run_with_iobinding(binding)
+        self._sessions[graph].run_with_iobinding(_bound(binding, feeds, outputs))

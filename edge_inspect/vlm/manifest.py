@@ -22,7 +22,8 @@ MANIFEST = "manifest.json"
 GRAPHS = ("vision", "embed", "decoder")
 # Graphs a bundle may add: decoder_step decodes one token per row with the K/V cache updated in
 # place (ONNX Runtime contrib ops, CPU); without it the decoder graph runs every step.
-OPTIONAL_GRAPHS = ("decoder_step",)
+STEP_GRAPH = "decoder_step"
+OPTIONAL_GRAPHS = (STEP_GRAPH,)
 PRECISIONS = ("fp32", "fp16", "int8", "int4")
 
 

@@ -21,9 +21,10 @@ from typing import Any
 
 import numpy as np
 
+from .manifest import STEP_GRAPH
+
 Engine = Batch = Any  # generate.Engine and generate.Batch (which import this module)
 
-STEP_GRAPH = "decoder_step"
 AGREEMENT = 1e-3  # load-time check, fp32 graphs: largest |Δ| of logits or K/V between the two graphs
 # Quantized graphs quantize activations per block at run time, so two graphs with the same weights
 # round some blocks differently (|Δlogit| up to ~0.1 on the demo student, whose logits reach ~10):

@@ -12,13 +12,13 @@ import onnx
 import torch
 
 from edge_inspect.vlm.bundle import MANIFEST, sha256_file
-from edge_inspect.vlm.manifest import FORMAT, FORMAT_VERSION, Graph, Manifest, Preprocess
+from edge_inspect.vlm.manifest import FORMAT, FORMAT_VERSION, STEP_GRAPH, Graph, Manifest, Preprocess
 from tools.molmo2.checkpoint import CheckpointInfo, inspect_checkpoint, load_checkpoint
 
 from .graphs import DecoderGraph, EmbedGraph, VisionGraph
 from .lean_decoder import LeanUnsupported, spec_from_model
 from .staging import check_target, staged_folder
-from .step_decoder import STEP_FILE, STEP_GRAPH, STEP_IO, write_decoders
+from .step_decoder import STEP_FILE, STEP_IO, write_decoders
 
 log = logging.getLogger(__name__)
 

@@ -29,11 +29,12 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from edge_inspect.vlm.manifest import STEP_GRAPH
+
 from .lean_decoder import TOLERANCE, DecoderSpec, LayerSpec, LeanUnsupported, _Graph, _shape, graph_from_spec
 
 log = logging.getLogger(__name__)
 
-STEP_GRAPH = "decoder_step"
 DECODER_FILE, STEP_FILE, WEIGHTS_FILE = "decoder.onnx", "decoder_step.onnx", "decoder.weights"
 STEP_IO = (["inputs_embeds", "position_ids", "attention_bias", "seqlens_k", "total_sequence_length", "query_seqlens",
             "past_key_<i>", "past_value_<i>"], ["logits", "present_key_<i>", "present_value_<i>"])
