@@ -30,7 +30,7 @@ from onnxruntime.quantization import (
 )
 
 from edge_inspect.vlm.bundle import MANIFEST, load_bundle_files, sha256_file
-from edge_inspect.vlm.manifest import parse_manifest
+from edge_inspect.vlm.manifest import STEP_GRAPH, parse_manifest
 from edge_inspect.vlm.preprocess import preprocess
 from tools.molmo2.errors import CheckpointError
 
@@ -40,6 +40,7 @@ from .staging import check_target, staged_folder
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+NBITS = {"int8": 8, "int4": 4}  # decoder precisions written block-wise (MatMulNBits) and their bits
 PRECISIONS = {"vision": ("fp32", "int8", "fp16"), "decoder": ("fp32", "int8", "int4", "fp16")}
 
 
@@ -115,19 +116,19 @@ def _quantize_step_graph(src: Path, tmp: Path, graphs: dict, decoder: str, keep:
     """The decode-step graph follows the decoder: int8 and int4 become block-wise MatMulNBits (the
     fastest int8 form on CPU for one row), fp32 stays; fp16 bundles are for GPUs, where the step
     graph (CPU contrib ops) is not used, so it is left out. Returns the scheme written, if any."""
-    if "decoder_step" not in graphs or decoder == "fp32":
+    if STEP_GRAPH not in graphs or decoder == "fp32":
         return None
-    name = graphs["decoder_step"]["file"]
+    name = graphs[STEP_GRAPH]["file"]
     if decoder == "fp16":
         (tmp / name).unlink()
-        del graphs["decoder_step"]
+        del graphs[STEP_GRAPH]
         return None
-    bits = {"int8": 8, "int4": 4}[decoder]
+    bits = NBITS[decoder]
     _, kept = _matmul_nodes(src / name, keep)
     _decoder_nbits(src / name, tmp / name, kept, bits=bits)
     _share_quantized_weights(tmp, graphs["decoder"]["file"], name)
-    graphs["decoder_step"]["precision"] = decoder
-    graphs["decoder_step"]["kept_full_precision"] = kept
+    graphs[STEP_GRAPH]["precision"] = decoder
+    graphs[STEP_GRAPH]["kept_full_precision"] = kept
     return f"MatMulNBits {bits}-bit, block 32, symmetric (as the decoder)"
 
 
@@ -162,7 +163,7 @@ def _fp16(src: Path, dst: Path, kept: list[str]) -> None:
 
 
 def _onnx_quantizer_ready(decoder: str) -> None:
-    if decoder in ("int8", "int4"):  # both are MatMulNBits
+    if decoder in NBITS:
         try:
             import onnx_ir  # noqa: F401
             from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer  # noqa: F401
@@ -211,10 +212,8 @@ def quantize_bundle(src: str | Path, out: str | Path, vision: str = "fp32", deco
             _fp16(src / "vision.onnx", tmp / "vision.onnx", [])
 
         _, kept = _matmul_nodes(src / "decoder.onnx", keep)
-        if decoder == "int8":
-            _decoder_nbits(src / "decoder.onnx", tmp / "decoder.onnx", kept, bits=8)
-        elif decoder == "int4":
-            _decoder_nbits(src / "decoder.onnx", tmp / "decoder.onnx", kept, bits=4)
+        if decoder in NBITS:
+            _decoder_nbits(src / "decoder.onnx", tmp / "decoder.onnx", kept, bits=NBITS[decoder])
         elif decoder == "fp16":
             _fp16(src / "decoder.onnx", tmp / "decoder.onnx", kept)
         log.info("vision %s, decoder %s (%d MatMuls kept at full precision)", vision, decoder, len(kept))
@@ -229,7 +228,7 @@ def quantize_bundle(src: str | Path, out: str | Path, vision: str = "fp32", deco
             "source_manifest_sha256": sha256_file(src / MANIFEST),
             "calibration": {"images": len(calib_files), "sha256": calibration_hash(calib_files)} if calib_files else None,
             "vision": vision, "decoder": decoder, "keep": keep,
-            **({"decoder_step": step_scheme} if step_scheme else {}),
+            **({STEP_GRAPH: step_scheme} if step_scheme else {}),
         }  # fmt: skip
         manifest["files"] = file_entries(tmp)
         (tmp / MANIFEST).write_text(parse_manifest(manifest).to_json(), encoding="utf-8")
