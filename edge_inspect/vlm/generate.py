@@ -338,14 +338,7 @@ class Engine:
         logits = batch.logits[live]
         current, other = 0, 1
         while True:
-            next_tokens = np.argmax(logits, axis=1)
-            keep = []
-            for j, row in enumerate(live):
-                token = int(next_tokens[j])
-                tokens[row].append(token)
-                chosen[row].append(logits[j].copy())
-                if token not in stop and len(tokens[row]) < max_new_tokens:
-                    keep.append(j)
+            next_tokens, keep = step_decode.take_greedy(logits, range(n), live, tokens, chosen, stop, max_new_tokens)
             if not keep:
                 break
             if len(keep) < n:  # finished rows leave the batch: copy the live rows into the other buffers

@@ -70,6 +70,22 @@ class StepBuffers:
         self.run = engine.backend.bind(STEP_GRAPH, feeds, outputs)
 
 
+def take_greedy(logits: np.ndarray, indices, live: list[int], tokens: list[list[int]], chosen: list[list[np.ndarray]],
+                stop: set[int], max_new_tokens: int) -> tuple[np.ndarray, list[int]]:
+    """One greedy step's bookkeeping: for each index j of ``indices`` (a row of ``logits``, batch row
+    ``live[j]``) append the argmax token and the logits that chose it; return the argmax of every
+    row and the indices that go on (not a stop token, under ``max_new_tokens``)."""
+    next_tokens = np.argmax(logits, axis=1)
+    still = []
+    for j in indices:
+        token, row = int(next_tokens[j]), live[j]
+        tokens[row].append(token)
+        chosen[row].append(logits[j].copy())
+        if token not in stop and len(tokens[row]) < max_new_tokens:
+            still.append(j)
+    return next_tokens, still
+
+
 def greedy_in_place(engine: Engine, batch: Batch, live: list[int], max_new_tokens: int,
                     stop: set[int]) -> tuple[list[list[int]], list[list[np.ndarray]]]:
     """``Engine.greedy_batch`` through the step graph: the same tokens and logits per row."""
@@ -91,17 +107,8 @@ def greedy_in_place(engine: Engine, batch: Batch, live: list[int], max_new_token
     logits = batch.logits[live]
     decoding = list(range(n))  # indices into the buffers' rows
     while True:
-        next_tokens = np.argmax(logits, axis=1)
-        still = []
-        for j in decoding:
-            token = int(next_tokens[j])
-            row = live[j]
-            tokens[row].append(token)
-            chosen[row].append(logits[j].copy())
-            if token not in stop and len(tokens[row]) < max_new_tokens:
-                still.append(j)
-            else:
-                b.active[j] = 0  # finished: the graph leaves this row's cache as it is
+        next_tokens, still = take_greedy(logits, decoding, live, tokens, chosen, stop, max_new_tokens)
+        b.active[sorted(set(decoding) - set(still))] = 0  # finished: the graph leaves their cache as it is
         if not still:
             break
         decoding = still
