@@ -114,14 +114,31 @@ def _fma(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
 
 
 def _resize_generic(image: np.ndarray, h0, h1, wh0, wh1, w0, w1, ww0, ww1) -> np.ndarray:
-    """torch's generic kernel: one axis after the other, each a product then a fused multiply-add."""
-    # The horizontal pass is computed once per source row that is used (same arithmetic as
-    # torch, which computes it per output row), then gathered for the top and bottom taps.
+    """torch's generic kernel: one axis after the other, each a product then a fused multiply-add.
+
+    Same arithmetic as ``_fma`` (the first product exact in float64, the second rounded to float32,
+    their sum rounded once to float32), laid out for speed: the horizontal pass runs once per used
+    source row on rows flattened to W*C (``np.take`` on the last axis), in place where it can."""
+    channels = image.shape[2]
     rows, inverse = np.unique(np.concatenate([h0, h1]), return_inverse=True)
-    src = image[rows].astype(np.float32)
-    horizontal = _fma(src[:, w0], ww0[None, :, None], src[:, w1] * ww1[None, :, None])
-    t, b = horizontal[inverse[: len(h0)]], horizontal[inverse[len(h0) :]]
-    return _fma(t, wh0[:, None, None], b * wh1[:, None, None])
+    src = image[rows].reshape(len(rows), -1)
+    lanes = np.arange(channels)
+    cols0 = (w0[:, None] * channels + lanes).reshape(-1)
+    cols1 = (w1[:, None] * channels + lanes).reshape(-1)
+    weight0 = np.repeat(ww0.astype(np.float64), channels)
+    weight1 = np.repeat(ww1, channels)
+    horizontal = np.take(src, cols0, axis=1).astype(np.float64)
+    horizontal *= weight0
+    right = np.take(src, cols1, axis=1).astype(np.float32)
+    right *= weight1
+    horizontal += right
+    horizontal = horizontal.astype(np.float32)
+    top = np.take(horizontal, inverse[: len(h0)], axis=0).astype(np.float64)
+    top *= wh0.astype(np.float64)[:, None]
+    bottom = np.take(horizontal, inverse[len(h0) :], axis=0)
+    bottom *= wh1[:, None]
+    top += bottom
+    return top.astype(np.float32).reshape(len(h0), len(w0), channels)
 
 
 def _resize_channels_last(image: np.ndarray, h0, h1, wh0, wh1, w0, w1, ww0, ww1) -> np.ndarray:
@@ -168,6 +185,18 @@ def _normalize(image: np.ndarray, s: ImageSettings) -> np.ndarray:
     if s.do_rescale:
         return x * np.float32(s.rescale_factor)
     return x
+
+
+def _normalize_uint8(values: np.ndarray, s: ImageSettings) -> np.ndarray:
+    """``_normalize`` of a uint8 array whose last axis cycles through the 3 channels, by table:
+    the same float32 arithmetic per value, done 256 times per channel instead of once per pixel."""
+    table = _normalize(np.repeat(np.arange(256, dtype=np.uint8)[:, None], 3, axis=1), s)
+    if np.all(table == table[:, :1]):
+        return np.take(table[:, 0], values)
+    out = np.empty(values.shape, dtype=np.float32)
+    for channel in range(3):
+        out[..., channel::3] = np.take(table[:, channel], values[..., channel::3])
+    return out
 
 
 def _patchify(crops: np.ndarray, patch: int) -> np.ndarray:
@@ -242,13 +271,14 @@ def preprocess(image_rgb: np.ndarray, s: ImageSettings) -> ImageInputs:
     window = (cp - left - right) * patch
     rows, cols, canvas_h, canvas_w = crop_geometry(height, width, s)
 
-    whole = _normalize(resize_bilinear(image_rgb, crop, crop), s)
+    # Crops are cut and patched as uint8 and normalized once at the end (by table, bit-identical).
+    crops = np.empty((1 + rows * cols, crop, crop, 3), dtype=np.uint8)
+    crops[0] = resize_bilinear(image_rgb, crop, crop)
     # One tile (max_crops 1, or a small frame): the canvas is the crop size, the same resize again.
     same = (canvas_h, canvas_w) == (crop, crop)
-    canvas = whole if same else _normalize(resize_bilinear(image_rgb, canvas_h, canvas_w), s)
-    tiles = np.stack(
-        [canvas[r * window : r * window + crop, c * window : c * window + crop] for r in range(rows) for c in range(cols)]
-    )
+    canvas = crops[0] if same else resize_bilinear(image_rgb, canvas_h, canvas_w)
+    for i, (r, c) in enumerate(itertools.product(range(rows), range(cols))):
+        crops[1 + i] = canvas[r * window : r * window + crop, c * window : c * window + crop]
     index = np.arange(rows * cols * cp * cp, dtype=np.int64).reshape(rows, cols, cp, cp)
     if left:
         index[1:, :, :left, :] = -1
@@ -264,9 +294,8 @@ def preprocess(image_rgb: np.ndarray, s: ImageSettings) -> ImageInputs:
 
     low, low_rows, low_cols = _pool_windows(np.arange(cp * cp, dtype=np.int64).reshape(cp, cp), pool_h, pool_w)
 
-    crops = np.concatenate([whole[None], tiles]).astype(np.float32)
     return ImageInputs(
-        pixel_values=_patchify(crops, patch),
+        pixel_values=_normalize_uint8(_patchify(crops, patch), s),
         pooling=np.concatenate([low, high]).astype(np.int64),
         grid=(low_rows, low_cols, high_rows, high_cols),
         tiling=(rows, cols),
