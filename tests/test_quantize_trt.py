@@ -1,6 +1,7 @@
 """Quantization, the accuracy gate, TensorRT graph checks and engine refusal, the bench command."""
 
 import json
+import logging
 import shutil
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import numpy as np
 import onnx
 import pytest
 
-from edge_inspect.vlm import load_bundle
+from edge_inspect.vlm import load_bundle, step_decode
 from edge_inspect.vlm.engines import ENGINE_DIR, METADATA, Environment, compatibility
 
 pytest.importorskip("torch", reason="the export toolchain needs the 'export' extra")
@@ -40,17 +41,15 @@ def test_int8_bundle_records_precision_and_calibration(int8_bundle, tiny_bundle)
     assert manifest["quantization"]["calibration"]["images"] == len(list(CALIBRATION.iterdir()))
     assert len(manifest["quantization"]["calibration"]["sha256"]) == 64
     assert "QuantizeLinear" in _ops(int8_bundle / "vision.onnx")  # QDQ, as TensorRT's explicit INT8 wants
-    for graph in ("decoder", "decoder_step"):  # block-wise 8-bit weights, the LM head kept at full precision
-        nodes = onnx.load(str(int8_bundle / f"{graph}.onnx")).graph.node
-        assert {a.i for n in nodes if n.op_type == "MatMulNBits" for a in n.attribute if a.name == "bits"} == {8}
+    # each decoder graph in its fastest int8 form: per-channel rows for the prefill, block-wise for steps
+    assert "MatMulInteger" in _ops(int8_bundle / "decoder.onnx") and "MatMulNBits" not in _ops(int8_bundle / "decoder.onnx")
+    step_nodes = onnx.load(str(int8_bundle / "decoder_step.onnx")).graph.node
+    assert {a.i for n in step_nodes if n.op_type == "MatMulNBits" for a in n.attribute if a.name == "bits"} == {8}
+    assert manifest["quantization"]["decoder_scheme"].startswith("int8 per channel")
+    for graph in ("decoder", "decoder_step"):  # the LM head kept at full precision
         assert manifest["graphs"][graph]["kept_full_precision"] == ["/lm_head/MatMul"]
         assert manifest["graphs"][graph]["precision"] == "int8"
-    # the two quantized graphs share one side file: each quantized matrix is stored once
-    step = onnx.load(str(int8_bundle / "decoder_step.onnx"), load_external_data=False)
-    shared = [t for t in step.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
-    assert len(shared) >= 10
-    decoder_bytes = sum(len(t.raw_data) for t in onnx.load(str(int8_bundle / "decoder.onnx")).graph.initializer)
-    assert (int8_bundle / "decoder.weights").stat().st_size < 1.2 * decoder_bytes
+    assert load_bundle(int8_bundle).engine.step_graph  # the two int8 forms agree within the load check
     # the quantized bundle still answers, close to full precision
     ref, q = load_bundle(tiny_bundle), load_bundle(int8_bundle)
     frame = np.random.default_rng(0).integers(0, 256, (120, 160, 3), dtype=np.uint8)
@@ -62,6 +61,11 @@ def test_int8_bundle_records_precision_and_calibration(int8_bundle, tiny_bundle)
 def test_int4_and_fp16(tiny_bundle, tmp_path):
     int4 = quantize_bundle(tiny_bundle, tmp_path / "int4", vision="fp32", decoder="int4")
     assert "MatMulNBits" in _ops(int4 / "decoder.onnx") and "MatMul" in _ops(int4 / "decoder.onnx")  # LM head kept
+    # both int4 graphs are block-wise and share one side file: each quantized matrix is stored once
+    step = onnx.load(str(int4 / "decoder_step.onnx"), load_external_data=False)
+    assert len([t for t in step.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]) >= 10
+    decoder_bytes = sum(len(t.raw_data) for t in onnx.load(str(int4 / "decoder.onnx")).graph.initializer)
+    assert (int4 / "decoder.weights").stat().st_size < 1.2 * decoder_bytes
     everything = quantize_bundle(tiny_bundle, tmp_path / "int4all", vision="fp32", decoder="int4", keep=[])
     assert json.loads((everything / "manifest.json").read_text())["graphs"]["decoder"]["kept_full_precision"] == []
     fp16 = quantize_bundle(tiny_bundle, tmp_path / "fp16", vision="fp16", decoder="fp16")
@@ -116,6 +120,23 @@ def test_quantize_without_onnx_ir_says_so_before_any_work(tiny_bundle, tmp_path,
     with pytest.raises(CheckpointError, match=f"decoder {decoder} needs .*onnx-ir"):
         quantize_bundle(tiny_bundle, tmp_path / "q", decoder=decoder)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_int8_graphs_that_disagree_are_both_written_block_wise(tiny_bundle, tmp_path, monkeypatch, caplog):
+    """When the per-channel decoder graph and the block-wise step graph differ by more than the load
+    check allows, quantize writes both block-wise (they then agree to float rounding) and says so."""
+    from tools.export import quantize
+
+    monkeypatch.setattr(quantize, "_step_graph_agrees", lambda folder: False)
+    with caplog.at_level(logging.WARNING):
+        out = quantize_bundle(tiny_bundle, tmp_path / "int8", decoder="int8")
+    assert "both graphs written block-wise" in caplog.text
+    assert "MatMulInteger" not in _ops(out / "decoder.onnx") and "MatMulNBits" in _ops(out / "decoder.onnx")
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["quantization"]["decoder_scheme"] == "MatMulNBits 8-bit, block 32, symmetric"
+    assert (out / "decoder.weights").is_file()  # shared by the two block-wise graphs
+    model = load_bundle(out)
+    assert model.engine.step_graph and step_decode.difference_to_decoder(model.engine)[0] < 1e-4
 
 
 def test_failed_quantize_keeps_the_existing_bundle(tiny_bundle, tmp_path, monkeypatch):

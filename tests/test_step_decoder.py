@@ -178,9 +178,9 @@ def test_step_graph_decodes_up_to_the_last_position_like_the_decoder_graph(tiny_
 
 
 def test_quantized_step_graph_is_checked_against_the_size_of_its_outputs(tiny_bundle, tmp_path, caplog):
-    """int8 graphs quantize activations per block at run time, so the decoder and the step graph
-    round some blocks differently: the load check allows a share of the outputs' size — on every
-    probe seed — and still refuses a step graph that computes something else."""
+    """An int8 bundle's two decoder graphs are quantized in different forms (per channel for the
+    prefill, block-wise for steps) and round differently: the load check allows a share of the
+    outputs' size — on every probe seed — and still refuses a step graph that computes something else."""
     from edge_inspect.vlm import step_decode
     from tools.export.quantize import _decoder_nbits, quantize_bundle
     from tools.export.step_decoder import build_step_graph, spec_from_lean

@@ -1,8 +1,14 @@
-"""Quantize a bundle's graphs: weight INT8 / INT4 for the decoder (block-wise, MatMulNBits, block 32;
-the decode-step graph the same way), FP16 for GPUs; the vision graph
+"""Quantize a bundle's graphs: weight INT8 / INT4 for the decoder, FP16 for GPUs; the vision graph
 stays at full precision unless INT8 (QDQ, static, calibrated) or FP16 is asked for — public
 practice on edge GPUs keeps the ViT at FP16/FP32 and quantizes the language model, and pointing
 depends on the vision features. The LM head (and any layers named) can stay at full precision.
+
+Decoder schemes: INT4 is block-wise (MatMulNBits, block 32) in both decoder graphs, one weights file.
+INT8 uses the fastest CPU form for each graph's shape — the decoder graph, which prefills hundreds
+of rows, per-channel weights with activations quantized per run (MatMulInteger, fused by ONNX
+Runtime into DynamicQuantizeMatMul); the decode-step graph, one row per sequence, block-wise
+MatMulNBits — provided the two still agree within the runtime's load check; if not, both graphs
+are block-wise (they then agree to float rounding) and the manifest says so.
 
 The result is a new bundle folder with the same layout, written beside the target and renamed into
 place when complete; its manifest records each graph's precision, what was kept at full precision
@@ -11,6 +17,7 @@ and the hash of the calibration set.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import re
@@ -41,6 +48,11 @@ log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 NBITS = {"int8": 8, "int4": 4}  # decoder precisions written block-wise (MatMulNBits) and their bits
+DECODER_SCHEMES = {  # how the decoder graph's weights are stored, as the manifest records it
+    "int8-rows": "int8 per channel, activations quantized per run (MatMulInteger)",
+    "int8": "MatMulNBits 8-bit, block 32, symmetric",
+    "int4": "MatMulNBits 4-bit, block 32, symmetric",
+}
 PRECISIONS = {"vision": ("fp32", "int8", "fp16"), "decoder": ("fp32", "int8", "int4", "fp16")}
 
 
@@ -90,8 +102,23 @@ def _matmul_nodes(path: Path, keep: list[str]) -> tuple[list[str], list[str]]:
     return quantize, kept
 
 
+@contextlib.contextmanager
+def _without_preprocessing_advice():
+    """ONNX Runtime's quantizers advise its shape pre-processing on the root logger; these graphs
+    come from our own export with shapes inferred, so the advice is noise for the user."""
+    def drop(record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Please consider")
+
+    root = logging.getLogger()
+    root.addFilter(drop)
+    try:
+        yield
+    finally:
+        root.removeFilter(drop)
+
+
 def _vision_int8(src: Path, dst: Path, calibration: VisionCalibration) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, _without_preprocessing_advice():
         quantize_static(
             str(src), str(dst), calibration, quant_format=QuantFormat.QDQ, op_types_to_quantize=["MatMul"],
             per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
@@ -112,10 +139,25 @@ def _decoder_nbits(src: Path, dst: Path, kept: list[str], bits: int = 4, block: 
     onnx.save_model(quantizer.model.model, str(dst))
 
 
-def _quantize_step_graph(src: Path, tmp: Path, graphs: dict, decoder: str, keep: list[str]) -> str | None:
+def _decoder_int8_rows(src: Path, dst: Path, kept: list[str]) -> None:
+    """Per-channel int8 weights, activations quantized per run: the fastest int8 prefill on CPU."""
+    from onnxruntime.quantization import quantize_dynamic
+
+    model = onnx.load(str(src), load_external_data=False)
+    weights = {i.name for i in model.graph.initializer}
+    nodes = [n.name for n in model.graph.node
+             if n.op_type == "MatMul" and any(i in weights for i in n.input) and n.name not in kept]
+    with _without_preprocessing_advice():
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, nodes_to_quantize=nodes,
+                         op_types_to_quantize=["MatMul"], per_channel=True)
+
+
+def _quantize_step_graph(src: Path, tmp: Path, graphs: dict, decoder: str, keep: list[str],
+                         share: bool = True) -> str | None:
     """The decode-step graph follows the decoder: int8 and int4 become block-wise MatMulNBits (the
     fastest int8 form on CPU for one row), fp32 stays; fp16 bundles are for GPUs, where the step
-    graph (CPU contrib ops) is not used, so it is left out. Returns the scheme written, if any."""
+    graph (CPU contrib ops) is not used, so it is left out. ``share``: the decoder graph is
+    block-wise too, so the two store their weights once. Returns the scheme written, if any."""
     if STEP_GRAPH not in graphs or decoder == "fp32":
         return None
     name = graphs[STEP_GRAPH]["file"]
@@ -126,10 +168,11 @@ def _quantize_step_graph(src: Path, tmp: Path, graphs: dict, decoder: str, keep:
     bits = NBITS[decoder]
     _, kept = _matmul_nodes(src / name, keep)
     _decoder_nbits(src / name, tmp / name, kept, bits=bits)
-    _share_quantized_weights(tmp, graphs["decoder"]["file"], name)
+    if share:
+        _share_quantized_weights(tmp, graphs["decoder"]["file"], name)
     graphs[STEP_GRAPH]["precision"] = decoder
     graphs[STEP_GRAPH]["kept_full_precision"] = kept
-    return f"MatMulNBits {bits}-bit, block 32, symmetric (as the decoder)"
+    return f"MatMulNBits {bits}-bit, block 32, symmetric" + (" (as the decoder)" if share else "")
 
 
 def _share_quantized_weights(tmp: Path, decoder_name: str, step_name: str) -> None:
@@ -172,6 +215,51 @@ def _onnx_quantizer_ready(decoder: str) -> None:
                                   f"(pip install '.[export]'): {err}") from None
 
 
+def _write_decoders(src: Path, tmp: Path, source_manifest: dict, vision: str, decoder: str, keep: list[str],
+                    calib_files: list[Path], mixed: bool) -> dict:
+    """Quantize the decoder graph (and the step graph after it) into ``tmp`` and write the manifest."""
+    _, kept = _matmul_nodes(src / "decoder.onnx", keep)
+    if mixed:
+        _decoder_int8_rows(src / "decoder.onnx", tmp / "decoder.onnx", kept)
+    elif decoder in NBITS:
+        _decoder_nbits(src / "decoder.onnx", tmp / "decoder.onnx", kept, bits=NBITS[decoder])
+    elif decoder == "fp16":
+        _fp16(src / "decoder.onnx", tmp / "decoder.onnx", kept)
+    log.info("vision %s, decoder %s (%d MatMuls kept at full precision)", vision, decoder, len(kept))
+
+    manifest = dict(source_manifest, graphs={k: dict(v) for k, v in source_manifest["graphs"].items()})
+    step_scheme = _quantize_step_graph(src, tmp, manifest["graphs"], decoder, keep, share=not mixed)
+    _drop_unreferenced_data(tmp)
+    manifest["graphs"]["vision"]["precision"] = vision
+    manifest["graphs"]["decoder"]["precision"] = decoder
+    manifest["graphs"]["decoder"]["kept_full_precision"] = kept if decoder != "fp32" else []
+    schemes = {"decoder_scheme": DECODER_SCHEMES["int8-rows" if mixed else decoder]} if decoder in DECODER_SCHEMES else {}
+    manifest["quantization"] = {
+        "source_manifest_sha256": sha256_file(src / MANIFEST),
+        "calibration": {"images": len(calib_files), "sha256": calibration_hash(calib_files)} if calib_files else None,
+        "vision": vision, "decoder": decoder, "keep": keep, **schemes,
+        **({STEP_GRAPH: step_scheme} if step_scheme else {}),
+    }  # fmt: skip
+    manifest["files"] = file_entries(tmp)
+    (tmp / MANIFEST).write_text(parse_manifest(manifest).to_json(), encoding="utf-8")
+    return manifest
+
+
+def _step_graph_agrees(folder: Path, seeds: int = 5) -> bool:
+    """The runtime's load check (decoder graph vs step graph, one probe step), on several probes."""
+    from edge_inspect.vlm import load_bundle
+    from edge_inspect.vlm.step_decode import allowed_difference, difference_to_decoder
+
+    engine = load_bundle(folder).engine
+    if not engine.step_graph:
+        return False
+    for seed in range(seeds):
+        difference, scale = difference_to_decoder(engine, seed)
+        if difference > allowed_difference(engine, scale):
+            return False
+    return True
+
+
 def quantize_bundle(src: str | Path, out: str | Path, vision: str = "fp32", decoder: str = "int8",
                     calibration: str | Path | None = None, keep: list[str] | None = None,
                     overwrite: bool = False) -> Path:
@@ -211,26 +299,12 @@ def quantize_bundle(src: str | Path, out: str | Path, vision: str = "fp32", deco
         elif vision == "fp16":
             _fp16(src / "vision.onnx", tmp / "vision.onnx", [])
 
-        _, kept = _matmul_nodes(src / "decoder.onnx", keep)
-        if decoder in NBITS:
-            _decoder_nbits(src / "decoder.onnx", tmp / "decoder.onnx", kept, bits=NBITS[decoder])
-        elif decoder == "fp16":
-            _fp16(src / "decoder.onnx", tmp / "decoder.onnx", kept)
-        log.info("vision %s, decoder %s (%d MatMuls kept at full precision)", vision, decoder, len(kept))
-
-        manifest = dict(manifest, graphs={k: dict(v) for k, v in manifest["graphs"].items()})
-        step_scheme = _quantize_step_graph(src, tmp, manifest["graphs"], decoder, keep)
-        _drop_unreferenced_data(tmp)
-        manifest["graphs"]["vision"]["precision"] = vision
-        manifest["graphs"]["decoder"]["precision"] = decoder
-        manifest["graphs"]["decoder"]["kept_full_precision"] = kept if decoder != "fp32" else []
-        manifest["quantization"] = {
-            "source_manifest_sha256": sha256_file(src / MANIFEST),
-            "calibration": {"images": len(calib_files), "sha256": calibration_hash(calib_files)} if calib_files else None,
-            "vision": vision, "decoder": decoder, "keep": keep,
-            **({STEP_GRAPH: step_scheme} if step_scheme else {}),
-        }  # fmt: skip
-        manifest["files"] = file_entries(tmp)
-        (tmp / MANIFEST).write_text(parse_manifest(manifest).to_json(), encoding="utf-8")
+        # int8 with a step graph: each graph in its fastest form, kept only if the two agree (see top)
+        mixed = decoder == "int8" and STEP_GRAPH in manifest["graphs"]
+        manifest = _write_decoders(src, tmp, manifest, vision, decoder, keep, calib_files, mixed)
+        if mixed and not _step_graph_agrees(tmp):
+            log.warning("the int8 decode-step graph differs from the per-channel int8 decoder graph by more "
+                        "than the load check allows; both graphs written block-wise instead")
+            manifest = _write_decoders(src, tmp, bundle.manifest, vision, decoder, keep, calib_files, False)
         load_bundle_files(tmp)  # the new bundle verifies before it takes the target's place
     return out
