@@ -14,7 +14,6 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -39,17 +38,18 @@ from .events import (
 from .inspector import Inspection, Inspector
 from .log import InspectionRecord, Store, StoreError, alarm_history
 from .overlay import draw_overlay
-from .plc.handshake import Handshake, Request, Result, State
+from .plc.handshake import Handshake, State
 from .plc.identity import identity_outputs
-from .plc.modbus import LinkError, StartError, make_link
+from .plc.modbus import StartError, make_link
 from .plc.recipe import RecipeSwitch
+from .station_plc import PlcSide
 from .verdict import ErrorCode, Verdict
 from .vlm import VisionLanguageModel, load_bundle
 
 log = logging.getLogger(__name__)
 
 
-class Station:
+class Station(PlcSide):
     def __init__(self, config: StationConfig, config_sha256: str, base_dir: Path,
                  model: VisionLanguageModel | None = None, config_path: Path | None = None):
         self.config, self.config_sha256 = config, config_sha256
@@ -337,79 +337,7 @@ class Station:
                 await self._write_outputs()
         return applied, [k for k in changed if k not in LIVE_KEYS]
 
-    def _defect_positions_mm(self, rec: InspectionRecord) -> tuple[tuple[float, float], ...]:
-        """The first defect points (in check order) in mm, for plc.options.defect_positions."""
-        n = self.config.plc.options.defect_positions
-        if not n or self.undistort is None:
-            return ()
-        points = [p for o in rec.outcomes if o.kind == "point" for p in o.points]
-        return tuple(self.undistort.to_mm(x, y) for x, y in points[:n])
-
-    async def _serve(self, request: Request) -> None:
-        try:
-            rec, code = await self.inspect(request.recipe, request.part_id, "plc", request.trigger_id, request.at)
-            result = Result(result_id=request.trigger_id, verdict=rec.verdict, defect_count=defect_count(rec.outcomes),
-                            failed_checks=failed_mask(rec.outcomes), error_code=code,
-                            warning=any(o.reason.startswith("uncertain") for o in rec.outcomes),
-                            positions_mm=self._defect_positions_mm(rec))
-        except Exception as err:  # a bug must not leave the PLC waiting on `busy` forever
-            log.exception("inspection for PLC trigger %d failed", request.trigger_id)
-            self.raise_alarm("internal", f"inspection failed: {type(err).__name__}: {err}")
-            result = Result(result_id=request.trigger_id, verdict=Verdict.ERROR, error_code=ErrorCode.INTERNAL)
-        self.handshake.complete(result, time.monotonic())
-        if self.handshake.last_cycle_clean:
-            self.clear_alarm("missed_trigger")
-        await self._write_outputs()
-
     # -- loops -------------------------------------------------------------------------------------
-    async def _write_outputs(self) -> None:
-        if self.link is None:
-            return
-        try:
-            await self.link.write_outputs(dict(self.handshake.outputs))
-        except LinkError:
-            self._plc_health()  # the link reports it lost; it reconnects with backoff
-
-    def _plc_health(self) -> None:
-        """Link health → status, alarms (plc_lost / plc_absent) and `online` (running and connected)."""
-        status, detail = self.link.health()
-        if status == self.plc_status:
-            return
-        self.plc_status = status
-        for code in ("plc_lost", "plc_absent"):
-            if code == f"plc_{status}":
-                self.raise_alarm(code, detail)
-            else:
-                self.clear_alarm(code)
-        self.handshake.set_online(status != "lost" and not self._stopping)
-
-    async def _plc_loop(self) -> None:
-        period = self.config.plc.poll_ms / 1000
-        while not self._stopping:
-            try:
-                inputs = self.last_inputs = await self.link.read_inputs()
-                if self.recipe_switch is not None:
-                    self.recipe_switch.update(inputs, busy=self.handshake.state == State.BUSY)
-                    self.handshake.outputs.update(self.recipe_switch.outputs())
-                missed = self.handshake.missed_triggers
-                request = self.handshake.update(inputs, time.monotonic())
-                if request is not None and self.recipe_switch is not None:
-                    request = replace(request, recipe=self.recipe_switch.active)
-                if self.handshake.missed_triggers != missed:
-                    self.counters["missed_triggers"] = self.handshake.missed_triggers
-                    self.raise_alarm("missed_trigger", f"trigger while busy ({self.handshake.missed_triggers} so far)")
-                await self._write_outputs()
-                if request is not None:
-                    self._spawn(self._serve(request), "serve")
-            except LinkError:
-                pass  # reported by link.health(); the link reconnects (client) or reopens (serial) by itself
-            except Exception as err:  # keep polling: the PLC must keep seeing heartbeat and state
-                log.exception("PLC loop")
-                self.raise_alarm("internal", f"PLC loop: {type(err).__name__}: {err}")
-                await asyncio.sleep(1.0)
-            self._plc_health()
-            await asyncio.sleep(period)
-
     async def _health_loop(self) -> None:
         next_retention = next_ping = next_flush = next_disk_check = 0.0
         ping_every = min(1.0, sdnotify.watchdog_interval_s() or 1.0)
