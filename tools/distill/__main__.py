@@ -36,6 +36,16 @@ def _weights(text: str) -> dict[str, float]:
     return weights
 
 
+def _counts(text: str) -> tuple[int, ...]:
+    try:
+        counts = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"defect counts must be whole numbers separated by commas, got {text!r}") from None
+    if not counts or min(counts) < 0 or max(counts) > 6:
+        raise argparse.ArgumentTypeError(f"defect counts {text!r}: each between 0 and 6")
+    return counts
+
+
 def _shifts(text: str) -> list[str]:
     from .evaluate import SHIFTS
 
@@ -71,7 +81,8 @@ def _cmd_train(args) -> int:
                       seed=args.seed, data=args.data, save_every=args.save_every, eval_every=args.eval_every,
                       eval_parts=args.eval_parts, threads=args.threads, workers=args.workers, max_minutes=args.max_minutes,
                       grounding=args.grounding, task_weights=args.task_weights, stop_at=args.stop_at,
-                      digits=args.digits, augment=args.augment)
+                      digits=args.digits, augment=args.augment, bf16=args.bf16, warmup=args.warmup, init_from=args.init_from,
+                      defect_counts=args.defect_counts)
     validation = sim_records(range(500_000, 500_000 + args.eval_parts)) if args.eval_parts else []
 
     def evaluate_fn(model, tok, settings, builder, parts):
@@ -178,6 +189,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weight of the grounding head's coordinate-digit targets (0 = off)")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
                    help="generated parts: random camera geometry/photometry and several phrasings per task")
+    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
+                   help="bfloat16 autocast (default: only where the CPU has bfloat16 instructions)")
+    p.add_argument("--warmup", type=int, default=100, help="learning-rate warm-up steps")
+    p.add_argument("--init-from", metavar="BUNDLE",
+                   help="start a new run from an exported bundle's weights (same shape; fresh optimizer and grounding head)")
+    p.add_argument("--defect-counts", type=_counts, default=None, metavar="0,1,2,3,3",
+                   help="defect-pointing parts: draw their number of defects from this list (default: the generator's own)")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
     p.set_defaults(func=_cmd_train)
 
@@ -226,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (JsonlError, BundleError, CheckpointError, ValueError) as err:
+    except (JsonlError, BundleError, CheckpointError, ValueError) as err:  # BundleWeightsError is a ValueError
         print(f"tools.distill: error: {err}", file=sys.stderr)
         return 2
 

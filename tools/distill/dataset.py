@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_inspect.sim import Camera, Part, render_part
+from edge_inspect.sim import Camera, Part, PartSpec, render_part
 
 from .tasks import TASKS, Example, draw_phrasing, example, point_objects
 
@@ -94,19 +94,24 @@ def from_part(part: Part, task: str, prompt: str | None = None) -> Record:
 
 
 def sim_record(seed: int, task: str | None = None, weights: dict[str, float] | None = None,
-               augment: bool = False) -> Record:
+               augment: bool = False, defect_counts: tuple[int, ...] | None = None) -> Record:
     """The record for generator seed ``seed``; the task is drawn from the seed (with ``weights``) unless given.
-    ``augment``: a random camera (``sample_camera``) and a random phrasing of the task, drawn from the seed."""
+    ``augment``: a random camera (``sample_camera``) and a random phrasing of the task, drawn from the seed.
+    ``defect_counts``: a defect-pointing part's number of defects is drawn from this list (the
+    generator's own draw is 0, 0, 1, 1, 2, 3); more parts with several defects teach the model not to stop early."""
     rng = np.random.default_rng(seed + 7_919)
     if task is None:
         weights = weights or TASK_WEIGHTS
         names = list(weights)
         p = np.array(list(weights.values()), dtype=float)
         task = names[int(rng.choice(len(names), p=p / p.sum()))]
+    spec = None
+    if defect_counts and task == "defects":
+        spec = PartSpec(defects=int(np.random.default_rng([seed, 47]).choice(defect_counts)))
     if not augment:
-        return from_part(render_part(seed, *FRAME), task)
+        return from_part(render_part(seed, *FRAME, spec=spec), task)
     aug = np.random.default_rng([seed, 31])
-    part = render_part(seed, *FRAME, camera=sample_camera(aug))
+    part = render_part(seed, *FRAME, spec=spec, camera=sample_camera(aug))
     return from_part(part, task, draw_phrasing(task, aug))
 
 
