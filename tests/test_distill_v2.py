@@ -197,3 +197,33 @@ def test_report_states_bars_robustness_prompts_and_commands(tmp_path):
         assert needle in text, needle
     report = json.loads((bundle / "report.json").read_text())
     assert report["robustness"]["scale0.8"]["bad_part_pass_rate"] == 0.02 and report["prompts"]["label_missing"]
+
+
+def test_report_of_a_run_started_from_a_bundle_counts_the_earlier_training(tmp_path):
+    """A run made with --init-from: steps, minutes, CPU minutes and the validation curve continue
+    those in the source bundle's report.json."""
+    import json
+
+    from tools.distill.evaluate import evaluate_records, sim_records
+    from tools.distill.report import write_report
+
+    records = sim_records(range(6))
+    truth = {(id(r.image), r.prompt): (r.points if r.kind == "point" else r.answer) for r in records}
+    metrics = evaluate_records(Oracle(truth), records, bootstrap=10)
+    source, run, bundle = tmp_path / "v2", tmp_path / "run", tmp_path / "bundle"
+    for folder in (source, run, bundle):
+        folder.mkdir()
+    (source / "report.json").write_text(json.dumps({
+        "training": {"steps": 8500, "minutes": 325.0, "cpu_minutes": 441.0},
+        "learning_curve": {"evaluations": [{"step": 8500, "minutes": 325.0, "eval": {"defect_micro_f1": 0.76}}]}}))
+    (run / "log.jsonl").write_text('{"step": 100, "minutes": 4.0, "cpu_minutes": 6.0, "loss": 1.0}\n'
+                                   '{"step": 100, "minutes": 4.5, "eval": {"defect_micro_f1": 0.81}}\n')
+    (run / "train_config.json").write_text(json.dumps({"shape": "demo", "init_from": str(source), "shape_values": {
+        "vit_layers": 4, "vit_hidden": 128, "text_layers": 4, "text_hidden": 256, "crop": 224}}))
+    (bundle / "decoder.onnx").write_bytes(b"x" * 10)
+    text = write_report(run, bundle, metrics, range(0, 6), ["cmd"]).read_text()
+    assert "the last 100 steps continued from the bundle" in text and "8600 steps in all" in text
+    assert "447 minutes of process CPU time" in text
+    assert "| 8500 | 325 | 0.760 |" in text and "| 8600 | 330 | 0.810 |" in text
+    training = json.loads((bundle / "report.json").read_text())["training"]
+    assert (training["steps"], training["cpu_minutes"], training["earlier"]["steps"]) == (8600, 447.0, 8500)

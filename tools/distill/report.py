@@ -28,6 +28,21 @@ def learning_curve(run_dir: Path) -> tuple[list[dict], list[dict]]:
     return losses, evals
 
 
+def earlier_training(config: dict) -> dict | None:
+    """The training behind the bundle a run started from (``--init-from``), from that bundle's
+    report.json: steps, minutes, CPU minutes and its validation curve; None for a run from scratch
+    or a source bundle without a report."""
+    source = config.get("init_from")
+    path = Path(source) / "report.json" if source else None
+    if path is None or not path.is_file():
+        return None
+    report = json.loads(path.read_text())
+    training = report.get("training", {})
+    return {"bundle": source, "steps": training.get("steps", 0), "minutes": training.get("minutes", 0.0),
+            "cpu_minutes": training.get("cpu_minutes"),
+            "evaluations": report.get("learning_curve", {}).get("evaluations", [])}
+
+
 def bar_rows(metrics: dict, shifts: dict | None) -> list[dict]:
     """Each bar with the measured figure and whether it is met (a figure that is not a number is not met)."""
     h = headline(metrics)
@@ -55,15 +70,27 @@ def write_report(run_dir: Path, bundle: Path, metrics: dict, seeds: range, comma
     h = headline(metrics)
     size_mb = sum(p.stat().st_size for p in bundle.iterdir() if p.is_file()) / 1e6
     minutes = max((r["minutes"] for r in losses + evals), default=0.0)  # wall clock, all phases
+    steps = max((r["step"] for r in losses), default=0)
+    earlier = earlier_training(config)
     if cpu_minutes is None:  # the process CPU time kept by train (all threads), where the log has it
         cpu_minutes = max((r.get("cpu_minutes", 0.0) for r in losses), default=0.0) or None
+        if cpu_minutes is not None and earlier:
+            cpu_minutes += earlier["cpu_minutes"] or 0.0
+    origin = "trained from scratch on generated parts"
+    if earlier:  # a run started from a bundle: its steps and time continue the earlier training's
+        evals = [*earlier["evaluations"], *({**e, "step": e["step"] + earlier["steps"],
+                                              "minutes": e["minutes"] + earlier["minutes"]} for e in evals)]
+        origin = (f"trained from scratch on generated parts; the last {steps} steps continued from the bundle "
+                  f"`{earlier['bundle']}` (its weights, a new optimizer), whose report.json gives the earlier phases")
+        steps += earlier["steps"]
+        minutes += earlier["minutes"]
     bars = bar_rows(metrics, shifts)
     report = {
         "headline": h, "metrics": metrics, "evaluation_seeds": [seeds.start, seeds.stop],
         "robustness": shifts, "robustness_seeds": [shift_seeds.start, shift_seeds.stop] if shift_seeds else None,
         "bars": bars, "prompts": PHRASINGS,
-        "training": {"steps": max((r["step"] for r in losses), default=0), "minutes": minutes,
-                     "cpu_minutes": cpu_minutes, "config": config},
+        "training": {"steps": steps, "minutes": minutes, "cpu_minutes": cpu_minutes, "config": config,
+                     "earlier": {k: v for k, v in earlier.items() if k != "evaluations"} if earlier else None},
         "learning_curve": {"loss": losses[::10], "evaluations": evals}, "bundle_mb": round(size_mb, 2),
         "cpu_latency_ms_per_image": latency_ms, "commands": commands, "notes": notes or [],
     }  # fmt: skip
@@ -72,8 +99,8 @@ def write_report(run_dir: Path, bundle: Path, metrics: dict, seeds: range, comma
     lines = [
         "# Demo student: evaluation report", "",
         f"A {config['shape']} Molmo2 student ({sv['vit_layers']}-layer ViT {sv['vit_hidden']}, {sv['text_layers']}-layer "
-        f"LM {sv['text_hidden']}, {sv['crop']} px crops) trained from scratch on generated parts for "
-        f"{report['training']['steps']} steps ({minutes:.0f} minutes of wall-clock time on this machine's 2 CPU cores, "
+        f"LM {sv['text_hidden']}, {sv['crop']} px crops) {origin}, "
+        f"{steps} steps in all ({minutes:.0f} minutes of wall-clock time on 2 CPU cores, "
         f"all phases{f'; {cpu_minutes:.0f} minutes of process CPU time, all threads' if cpu_minutes else ''}), "
         "exported to ONNX and evaluated through the appliance runtime (`edge_inspect.vlm`).", "",
         f"Evaluation: {seeds.stop - seeds.start} generated parts, seeds {seeds.start}–{seeds.stop - 1}. Training draws "
