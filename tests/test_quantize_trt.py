@@ -45,7 +45,9 @@ def test_int8_bundle_records_precision_and_calibration(int8_bundle, tiny_bundle)
     assert "MatMulInteger" in _ops(int8_bundle / "decoder.onnx") and "MatMulNBits" not in _ops(int8_bundle / "decoder.onnx")
     step_nodes = onnx.load(str(int8_bundle / "decoder_step.onnx")).graph.node
     assert {a.i for n in step_nodes if n.op_type == "MatMulNBits" for a in n.attribute if a.name == "bits"} == {8}
-    assert manifest["quantization"]["decoder_scheme"].startswith("int8 per channel")
+    # 7-bit weights: full-range ones saturated ONNX Runtime's 16-bit pair sums on CPUs without VNNI
+    # (AVX2 only), where the pair then failed the load check and was written block-wise
+    assert manifest["quantization"]["decoder_scheme"].startswith("int8 per channel (7-bit range)")
     for graph in ("decoder", "decoder_step"):  # the LM head kept at full precision
         assert manifest["graphs"][graph]["kept_full_precision"] == ["/lm_head/MatMul"]
         assert manifest["graphs"][graph]["precision"] == "int8"
