@@ -227,3 +227,6 @@ def test_report_of_a_run_started_from_a_bundle_counts_the_earlier_training(tmp_p
     assert "| 8500 | 325 | 0.760 |" in text and "| 8600 | 330 | 0.810 |" in text
     training = json.loads((bundle / "report.json").read_text())["training"]
     assert (training["steps"], training["cpu_minutes"], training["earlier"]["steps"]) == (8600, 447.0, 8500)
+    (source / "report.json").unlink()  # a source bundle without a report: said, not taken for training from scratch
+    text = write_report(run, bundle, metrics, range(0, 6), ["cmd"]).read_text()
+    assert "whose training is not counted here (it has no report.json)" in text and "from scratch" not in text

@@ -84,6 +84,9 @@ def write_report(run_dir: Path, bundle: Path, metrics: dict, seeds: range, comma
                   f"`{earlier['bundle']}` (its weights, a new optimizer), whose report.json gives the earlier phases")
         steps += earlier["steps"]
         minutes += earlier["minutes"]
+    elif config.get("init_from"):
+        origin = (f"continued for {steps} steps from the bundle `{config['init_from']}`, whose training is not counted "
+                  "here (it has no report.json)")
     bars = bar_rows(metrics, shifts)
     report = {
         "headline": h, "metrics": metrics, "evaluation_seeds": [seeds.start, seeds.stop],
