@@ -88,6 +88,7 @@ def test_init_from_a_bundle_with_another_tokenizer_exits_with_a_message(exported
                              "--eval-parts", "0"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 2, result.stderr
     assert "not this student's tokenizer" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()  # nothing left behind
 
 
 def test_defect_counts_choose_how_many_defects_a_part_has():

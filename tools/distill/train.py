@@ -156,7 +156,6 @@ def _start_from_bundle(model: torch.nn.Module, tok, bundle: Path) -> None:
 
 def train(cfg: TrainConfig, resume: bool = False, evaluate_fn: Callable | None = None) -> Path:
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
@@ -199,6 +198,7 @@ def train(cfg: TrainConfig, resume: bool = False, evaluate_fn: Callable | None =
         if cfg.init_from:
             _start_from_bundle(model, tok, Path(cfg.init_from))
     bf16 = native_bf16() if cfg.bf16 is None else cfg.bf16
+    out.mkdir(parents=True, exist_ok=True)  # only now: a bad --init-from leaves no empty run folder behind
     (out / "train_config.json").write_text(json.dumps({**asdict(cfg), "bf16_used": bf16, "shape_values": asdict(shape)},
                                                       indent=2))
 
