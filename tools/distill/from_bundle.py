@@ -43,20 +43,21 @@ def _initializers(folder: Path) -> dict[str, dict[str, np.ndarray]]:
         if not path.is_file():
             raise BundleWeightsError(f"{path}: missing (a student bundle has {', '.join(GRAPH_FILES)})")
         model = onnx.load(str(path), load_external_data=True)
-        out[name] = {_stable_key(model.graph, t.name): numpy_helper.to_array(t) for t in model.graph.initializer}
+        keys = _stable_keys(model.graph)
+        out[name] = {keys.get(t.name, t.name): numpy_helper.to_array(t) for t in model.graph.initializer}
     return out
 
 
-def _stable_key(graph: onnx.GraphProto, name: str) -> str:
+def _stable_keys(graph: onnx.GraphProto) -> dict[str, str]:
     """The tracer numbers unnamed constants (``onnx::MatMul_577``) by a counter that differs between
     exports; such a constant is named by its first consumer instead (the node's name, which the
     tracer takes from the module path, e.g. ``/layers.0/self_attn/o_proj/MatMul``, and the input slot)."""
-    if not name.startswith("onnx::"):
-        return name
+    keys: dict[str, str] = {}
     for node in graph.node:
-        if name in node.input:
-            return f"{node.name or node.op_type}:input{list(node.input).index(name)}"
-    return name
+        for slot, name in enumerate(node.input):
+            if name.startswith("onnx::") and name not in keys:
+                keys[name] = f"{node.name or node.op_type}:input{slot}"
+    return keys
 
 
 def _as_2d(value: np.ndarray) -> np.ndarray:
