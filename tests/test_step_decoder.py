@@ -200,3 +200,18 @@ def test_quantized_step_graph_is_checked_against_the_size_of_its_outputs(tiny_bu
     with caplog.at_level(logging.WARNING):
         assert not load_bundle(int8).engine.step_graph
     assert "decode-step graph differs from the decoder graph" in caplog.text
+
+
+def test_decode_steps_run_on_one_thread_and_the_prefill_on_every_allowed_core(tiny_bundle):
+    """A decode step is ~75 kernels of microseconds: a second thread costs more than it gives (and
+    the core stays with the PLC link); vision and prefill are matrix products that use every core."""
+    import os
+
+    from edge_inspect.vlm.backends import DECODE_STEP_THREADS
+
+    sessions = load_bundle(tiny_bundle).backend._sessions
+    assert DECODE_STEP_THREADS == 1
+    assert sessions["decoder_step"].get_session_options().intra_op_num_threads == DECODE_STEP_THREADS
+    cores = len(os.sched_getaffinity(0))
+    for graph in ("vision", "decoder"):
+        assert sessions[graph].get_session_options().intra_op_num_threads == cores
