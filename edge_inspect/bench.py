@@ -1,7 +1,9 @@
 """``edge-inspect bench``: per-stage latency of a recipe on each bundle / backend, side by side.
 
-Each variant runs in its own process (so peak memory is its own): warm-up inspections first,
-then timed ones on the same generated frames; medians per stage, p50/p95 per inspection.
+Each variant (a bundle at a decode-step thread count) runs in its own process, so peak memory is
+its own; with ``--interleave`` all run in one process, inspections round-robin over the variants so
+that a noisy machine slows them alike. Warm-up inspections first, then timed ones on the same
+generated frames; medians per stage, p50/p95 per inspection.
 Two paths per bundle, interleaved run by run so that load from other processes hits both alike:
 ``batched`` (the inspector: one prefill for all checks of a view, pointing prompts decoded
 together) and ``one-by-one`` (the previous path: one prefill per check and the stepwise decode
@@ -33,6 +35,7 @@ DEMO_RECIPE = {
         {"name": "screws", "kind": "count", "prompt": "Point to the screws.", "expected": 4},
         {"name": "label", "kind": "qa", "question": "Is the label present?", "expect": "yes"},
     ]}  # fmt: skip
+STEP_SAMPLES = 7
 STAGES = ("preprocess_ms", "vision_ms", "prefill_ms", "decode_ms", "postprocess_ms")
 
 
@@ -91,53 +94,90 @@ def decode_step_ms(model, frame, recipe: Recipe, tokens: int = 33, repeats: int 
     return out
 
 
-def measure(bundle: str, providers: str, recipe: dict, frames: int, runs: int, warmup: int,
-            backend: str = "onnxruntime") -> dict:
-    """Runs in the worker process."""
-    from .inspector import Inspector
-    from .sim import render_part
-    from .vlm import load_bundle
+class _Variant:
+    """One bundle at one decode-step thread count, loaded, with its timings so far."""
 
-    model = load_bundle(bundle, providers=providers, backend=backend)
-    if backend == "tensorrt" and model.fallback_reason:
-        raise SystemExit(f"TensorRT engines refused: {model.fallback_reason}")
-    inspector = Inspector(model)
-    r = Recipe.model_validate(recipe)
-    images = [render_part(700_000 + i).image for i in range(frames)]
-    for i in range(warmup):
-        inspector.run(images[i % frames], r)
-        one_by_one(model, images[i % frames], r, inspector.max_new_tokens)
-    per_stage: dict[str, list[float]] = {s: [] for s in STAGES}
-    totals, tokens_per_s, reference_totals = [], [], []
-    for i in range(runs):
+    def __init__(self, bundle: str, providers: str, backend: str, step_threads: int, recipe: Recipe):
+        from .inspector import Inspector
+        from .vlm import load_bundle
+
+        self.bundle, self.step_threads, self.recipe = bundle, step_threads, recipe
+        self.model = load_bundle(bundle, providers=providers, backend=backend, step_threads=step_threads)
+        if backend == "tensorrt" and self.model.fallback_reason:
+            raise SystemExit(f"TensorRT engines refused: {self.model.fallback_reason}")
+        self.inspector = Inspector(self.model)
+        self.per_stage: dict[str, list[float]] = {s: [] for s in STAGES}
+        self.totals: list[float] = []
+        self.tokens_per_s: list[float] = []
+        self.reference_totals: list[float] = []
+        self.steps: list[dict[str, float | int]] = []  # decode_step_ms samples
+
+    def warm(self, frame) -> None:
+        self.inspector.run(frame, self.recipe)
+        one_by_one(self.model, frame, self.recipe, self.inspector.max_new_tokens)
+
+    def time_once(self, frame) -> None:
+        """The previous path and the inspector on one frame, back to back."""
         start = time.perf_counter()
-        one_by_one(model, images[i % frames], r, inspector.max_new_tokens)
-        reference_totals.append((time.perf_counter() - start) * 1000)
+        one_by_one(self.model, frame, self.recipe, self.inspector.max_new_tokens)
+        self.reference_totals.append((time.perf_counter() - start) * 1000)
         start = time.perf_counter()
-        result = inspector.run(images[i % frames], r)
+        result = self.inspector.run(frame, self.recipe)
         total = (time.perf_counter() - start) * 1000
         t = result.timings_ms
-        totals.append(total)
-        model_ms = sum(t.get(s, 0.0) for s in STAGES[:4])
+        self.totals.append(total)
         for s in STAGES[:4]:
-            per_stage[s].append(t.get(s, 0.0))
-        per_stage["postprocess_ms"].append(max(0.0, total - model_ms))
+            self.per_stage[s].append(t.get(s, 0.0))
+        self.per_stage["postprocess_ms"].append(max(0.0, total - sum(t.get(s, 0.0) for s in STAGES[:4])))
         if t.get("decode_ms"):
-            tokens_per_s.append(t["decode_tokens"] / (t["decode_ms"] / 1000))
-    manifest = json.loads((Path(bundle) / "manifest.json").read_text())
-    steps = decode_step_ms(model, images[0], r)
-    return {
-        "bundle": bundle, "backend": model.backend.name,
-        "precision": {g: manifest["graphs"][g].get("precision", "fp32") for g in ("vision", "decoder")},
-        "stages_ms": {s: statistics.median(v) for s, v in per_stage.items()},
-        "decode_tokens_per_s": statistics.median(tokens_per_s) if tokens_per_s else None,
-        "inspection_ms": {"p50": percentile(totals, 0.5), "p95": percentile(totals, 0.95),
-                          "mean": statistics.fmean(totals)},
-        "one_by_one_ms": {"p50": percentile(reference_totals, 0.5), "p95": percentile(reference_totals, 0.95)},
-        "decode_step": steps,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "runs": runs, "warmup": warmup,
-    }
+            self.tokens_per_s.append(t["decode_tokens"] / (t["decode_ms"] / 1000))
+
+    def result(self, frame, runs: int, warmup: int) -> dict:
+        manifest = json.loads((Path(self.bundle) / "manifest.json").read_text())
+        totals = self.totals
+        return {
+            "bundle": self.bundle, "backend": self.model.backend.name,
+            "precision": {g: manifest["graphs"][g].get("precision", "fp32") for g in ("vision", "decoder", "decoder_step")
+                          if g in manifest["graphs"]},
+            "step_graph": self.model.engine.step_graph, "step_threads": self.step_threads,
+            "stages_ms": {s: statistics.median(v) for s, v in self.per_stage.items()},
+            "decode_tokens_per_s": statistics.median(self.tokens_per_s) if self.tokens_per_s else None,
+            "inspection_ms": {"p50": percentile(totals, 0.5), "p95": percentile(totals, 0.95),
+                              "mean": statistics.fmean(totals)},
+            "one_by_one_ms": {"p50": percentile(self.reference_totals, 0.5),
+                              "p95": percentile(self.reference_totals, 0.95)},
+            "decode_step": {k: statistics.median(sample[k] for sample in self.steps) for k in self.steps[0]},
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "runs": runs, "warmup": warmup,
+        }
+
+
+def measure(variants: list[tuple[str, int | None]], providers: str, recipe: dict, frames: int, runs: int,
+            warmup: int, backend: str = "onnxruntime") -> list[dict]:
+    """Runs in the worker process: each (bundle, decode-step threads) of ``variants`` loaded, then the
+    inspections round-robin over them (variant 1 on frame i, variant 2 on frame i, ...), so that load
+    from other processes hits them alike. With several variants, peak RSS is the process's, for all."""
+    from .sim import render_part
+    from .vlm.backends import DECODE_STEP_THREADS
+
+    r = Recipe.model_validate(recipe)
+    loaded = [_Variant(bundle, providers, backend, DECODE_STEP_THREADS if threads is None else threads, r)
+              for bundle, threads in variants]
+    images = [render_part(700_000 + i).image for i in range(frames)]
+    for i in range(warmup):
+        for v in loaded:
+            v.warm(images[i % frames])
+    for i in range(runs):
+        for v in loaded:
+            v.time_once(images[i % frames])
+    # the decode step alone: one sample of 7 repeats per variant, or 7 samples of 1 taken in turn
+    for _ in range(1 if len(loaded) == 1 else STEP_SAMPLES):
+        for v in loaded:
+            v.steps.append(decode_step_ms(v.model, images[0], r, repeats=STEP_SAMPLES if len(loaded) == 1 else 1))
+    rows = [v.result(images[0], runs, warmup) for v in loaded]
+    for row in rows:
+        row["interleaved"] = len(rows) > 1
+    return rows
 
 
 def _worker(args: dict) -> dict | str:
@@ -172,20 +212,29 @@ def load_average() -> list[float] | None:
 
 
 def run_bench(bundles: list[str], providers: str, frames: int, runs: int, warmup: int, json_path: str | None,
-              recipe: dict | None = None, verify: list[str] | None = None, backend: str = "onnxruntime") -> int:
+              recipe: dict | None = None, verify: list[str] | None = None, backend: str = "onnxruntime",
+              step_threads: list[int] | None = None, interleave: bool = False) -> int:
+    """``step_threads``: decode-step thread counts to measure each bundle with (default: the runtime's).
+    ``interleave``: every variant in one worker process, inspections round-robin (steadier ratios on a
+    noisy machine; one peak RSS for all); otherwise each variant in its own process, one after another."""
     rows = []
     load_before = load_average()
-    common = {"recipe": recipe or DEMO_RECIPE, "frames": frames, "runs": runs, "warmup": warmup}
-    for bundle in bundles:
-        result = _worker({"bundle": str(Path(bundle).resolve()), "providers": providers, "backend": backend, **common})
+    common = {"recipe": recipe or DEMO_RECIPE, "frames": frames, "runs": runs, "warmup": warmup, "providers": providers,
+              "backend": backend}
+    variants = [(str(Path(bundle).resolve()), threads) for bundle in bundles for threads in step_threads or [None]]
+    for group in [variants] if interleave else [[v] for v in variants]:
+        result = _worker({"variants": group, **common})
         if isinstance(result, str):
-            log.warning("bench of %s failed: %s", bundle, result)
-            print(f"{bundle}: failed: {result}")
+            names = ", ".join(Path(b).name for b, _ in group)
+            log.warning("bench of %s failed: %s", names, result)
+            print(f"{names}: failed: {result}")
             continue
-        rows.append(result)
+        rows += result
     reports = read_verify(verify or [])  # read after the timing: the gate may run alongside
+    reference = rows[0]["bundle"] if rows else None
     for result in rows[1:]:  # the first bundle is the reference of the accuracy gate
-        result["verify"] = reports.get(result["bundle"], {"passed": None})
+        if result["bundle"] != reference:
+            result["verify"] = reports.get(result["bundle"], {"passed": None})
     if backend == "onnxruntime":
         rows += _trt_rows()
     load = {"before": load_before, "after": load_average()}
@@ -217,12 +266,21 @@ def _verify_cell(row: dict) -> str:
     return {True: "pass", False: "FAIL", None: "-"}[v["passed"]]
 
 
+def _precisions(row: dict) -> str:
+    """vision/decoder graph/decode steps: the step graph's precision where it decodes, '-' where the
+    bundle has none or the runtime did not use it (the decoder graph then decodes)."""
+    p = row["precision"]
+    step = p.get("decoder_step", "-") if row.get("step_graph", True) else "-"
+    return f"{p['vision']}/{p['decoder']}/{step}"
+
+
 def print_table(rows: list[dict]) -> None:
     base = next((r for r in rows if "inspection_ms" in r), None)
-    header = (f"{'bundle':<24} {'backend':<17} {'vis/dec':<10} {'pre':>5} {'vision':>6} {'prefill':>7} {'decode':>6} "
+    header = (f"{'bundle':<24} {'backend':<17} {'vis/dec/step':<15} {'thr':>3} {'pre':>5} {'vision':>6} {'prefill':>7} {'decode':>6} "
               f"{'tok/s':>5} {'post':>5} | {'1-by-1':>7} {'batched':>7} {'p95':>6} {'gain':>5} {'vs 1st':>6} | "
               f"{'step ms: stepwise':>17} {'bound':>6} {'batch/tok':>9} | {'verify':>6} {'RSS MB':>6}")
-    print("inspection ms (p50 unless p95); stages: medians of the batched path; step ms: per generated token")
+    print("inspection ms (p50 unless p95); stages: medians of the batched path; step ms: per generated token; "
+          "thr: decode-step threads")
     print(header)
     print("-" * len(header))
     for r in rows:
@@ -241,18 +299,25 @@ def print_table(rows: list[dict]) -> None:
         refcell = f"{ref:7.1f}" if ref else f"{'-':>7}"
         gain = f"{ref / p['p50']:4.2f}x" if ref else f"{'-':>5}"
         print(f"{Path(r['bundle']).name[:24]:<24} {r['backend'][:17]:<17} "
-              f"{r['precision']['vision'] + '/' + r['precision']['decoder']:<10} {stages} | "
+              f"{_precisions(r):<15} {r.get('step_threads', '-'):>3} {stages} | "
               f"{refcell} {p['p50']:7.1f} {p['p95']:6.1f} {gain} {speed:5.2f}x | {steps} | "
               f"{_verify_cell(r):>6} {r['peak_rss_mb']:6.0f}")
 
 
 def recommend(rows: list[dict]) -> str | None:
-    """The fastest variant that passed the accuracy gate, or the reference where none is faster."""
+    """The fastest variant that passed the accuracy gate, or the reference where none is faster.
+    Bundles are compared at one decode-step thread count: the runtime's where it was measured."""
+    from .vlm.backends import DECODE_STEP_THREADS
+
     measured = [r for r in rows if "inspection_ms" in r]
     if not measured:
         return None
-    base = measured[0]
-    passing = [r for r in measured[1:] if (r.get("verify") or {}).get("passed")]
+    counts = [r.get("step_threads") for r in measured]
+    threads = DECODE_STEP_THREADS if DECODE_STEP_THREADS in counts else counts[0]
+    reference = measured[0]["bundle"]
+    measured = [r for r in measured if r.get("step_threads") == threads]
+    base = next((r for r in measured if r["bundle"] == reference), measured[0])
+    passing = [r for r in measured if r is not base and (r.get("verify") or {}).get("passed")]
     best = min(passing, key=lambda r: r["inspection_ms"]["p50"], default=None)
     if best is None or best["inspection_ms"]["p50"] >= base["inspection_ms"]["p50"]:
         choice, why = base, "no variant that passed verify is faster: keep full precision"
@@ -265,5 +330,5 @@ def recommend(rows: list[dict]) -> str | None:
 
 if __name__ == "__main__":
     args = json.loads(sys.argv[1])
-    print(json.dumps(measure(args["bundle"], args["providers"], args["recipe"], args["frames"], args["runs"],
-                             args["warmup"], args.get("backend", "onnxruntime"))))
+    print(json.dumps(measure([tuple(v) for v in args["variants"]], args["providers"], args["recipe"], args["frames"],
+                             args["runs"], args["warmup"], args.get("backend", "onnxruntime"))))

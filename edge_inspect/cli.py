@@ -293,7 +293,18 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
         load_bundle_files(bundle)
     return run_bench(args.bundle, args.provider, args.frames, args.runs, args.warmup, args.json, recipe,
-                     verify=args.verify, backend=args.backend)
+                     verify=args.verify, backend=args.backend, step_threads=args.step_threads,
+                     interleave=args.interleave)
+
+
+def _thread_counts(text: str) -> list[int]:
+    try:
+        counts = [int(x) for x in text.split(",")]
+    except ValueError:
+        counts = []
+    if not counts or any(c < 0 or c > 1024 for c in counts):
+        raise argparse.ArgumentTypeError(f"{text!r}: thread counts 0-1024 separated by commas, e.g. 2,1")
+    return counts
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -379,6 +390,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", default="work/bench.json", help="where the figures are written")
     bench.add_argument("--backend", choices=["onnxruntime", "tensorrt"], default="onnxruntime",
                        help="tensorrt: the bundles' engines (python -m tools.export trt on this device)")
+    bench.add_argument("--step-threads", type=_thread_counts, default=None, metavar="N[,N...]",
+                       help="intra-op threads of the decode-step graph, one row per bundle and count side by side "
+                            "(default: the runtime's, 1; 0 = one per core like the other graphs)")
+    bench.add_argument("--interleave", action="store_true",
+                       help="all variants in one process, inspections round-robin: steadier ratios on a busy "
+                            "machine (peak RSS is then the process's, for all)")
     bench.add_argument("--verify", nargs="*", default=[],
                        help="accuracy-gate reports (`python -m tools.distill verify --json`) of the other bundles "
                             "against the first; shown in the table")

@@ -214,6 +214,25 @@ def test_bench_recommends_the_fastest_variant_that_passed_verify(capsys):
     assert "keep full precision" in capsys.readouterr().out
 
 
+def test_bench_compares_bundles_at_the_runtimes_decode_step_threads(capsys):
+    """`bench --step-threads 2,1`: the reference at two threads is not what a variant at one thread
+    is judged against."""
+    from edge_inspect.bench import recommend
+
+    def row(name, p50, threads, passed=None):
+        r = {"bundle": name, "inspection_ms": {"p50": p50}, "step_threads": threads}
+        if passed is not None:
+            r["verify"] = {"passed": passed}
+        return r
+
+    rows = [row("fp32", 100, 2), row("fp32", 70, 1), row("int8", 90, 2, True), row("int8", 75, 1, True)]
+    assert recommend(rows) == "fp32"
+    assert "keep full precision" in capsys.readouterr().out
+    rows[3]["inspection_ms"]["p50"] = 60
+    assert recommend(rows) == "int8"
+    assert "(1.17x)" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("step_graph", [False, True])
 def test_threads_decoding_with_one_model_get_what_each_gets_alone(tiny_bundle, step_graph):
     """Two threads decoding with the same loaded model at once (the decoder graph's I/O binding and

@@ -136,16 +136,41 @@ def test_quantize_without_onnx_ir_says_so_before_any_work(tiny_bundle, tmp_path,
     assert list(tmp_path.iterdir()) == []
 
 
-def test_int8_graphs_that_disagree_are_both_written_block_wise(tiny_bundle, tmp_path, monkeypatch, caplog):
+def test_int8_graphs_that_disagree_keep_the_decoder_graph_at_full_precision(tiny_bundle, tmp_path, monkeypatch, caplog):
     """When the per-channel decoder graph and the block-wise step graph differ by more than the load
-    check allows, quantize writes both block-wise (they then agree to float rounding) and says so."""
-
+    check allows, the decoder graph stays fp32 (prefill and yes/no answers at full precision) and only
+    the step graph is int8; quantize says so in one line and the runtime decodes with that pair."""
     monkeypatch.setattr(step_decode, "QUANTIZED_AGREEMENT", 1e-9)  # no per-channel pair passes the check now
     with caplog.at_level(logging.WARNING):
         out = quantize_bundle(tiny_bundle, tmp_path / "int8", decoder="int8")
-    assert "both graphs written block-wise instead" in caplog.text
+    assert "per-channel int8 decoder graph and the block-wise step graph differ" in caplog.text
+    assert "fp32 decoder graph instead" in caplog.text
     # one line from quantize; the runtime's warning about the staging folder is not passed on
     assert "decoding with the decoder graph" not in caplog.text and ".partial" not in caplog.text
+    monkeypatch.undo()
+    assert "MatMulInteger" not in _ops(out / "decoder.onnx") and "MatMulNBits" not in _ops(out / "decoder.onnx")
+    assert (out / "decoder.onnx").read_bytes() == (tiny_bundle / "decoder.onnx").read_bytes()
+    assert (out / "decoder.weights").read_bytes() == (tiny_bundle / "decoder.weights").read_bytes()
+    assert "MatMulNBits" in _ops(out / "decoder_step.onnx")
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["graphs"]["decoder"]["precision"] == "fp32" and manifest["graphs"]["decoder_step"]["precision"] == "int8"
+    assert manifest["quantization"]["decoder"] == "int8"
+    assert manifest["quantization"]["decoder_scheme"].startswith("fp32, not quantized")
+    model, reference = load_bundle(out), load_bundle(tiny_bundle)
+    assert model.engine.step_graph
+    frame = np.random.default_rng(0).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    a = reference.engine.prefill(reference.encode(frame), "Is the label present?")[0].logits
+    b = model.engine.prefill(model.encode(frame), "Is the label present?")[0].logits
+    assert np.array_equal(a, b)  # the prefill is the fp32 graph's
+
+
+def test_int8_graphs_that_still_disagree_are_both_written_block_wise(tiny_bundle, tmp_path, monkeypatch, caplog):
+    """The last resort: both graphs block-wise, which agree to float rounding."""
+    monkeypatch.setattr(step_decode, "QUANTIZED_AGREEMENT", 1e-9)
+    monkeypatch.setattr(step_decode, "MIXED_AGREEMENT", 1e-9)
+    with caplog.at_level(logging.WARNING):
+        out = quantize_bundle(tiny_bundle, tmp_path / "int8", decoder="int8")
+    assert "block-wise int8 decoder graph instead" in caplog.text
     monkeypatch.undo()
     assert "MatMulInteger" not in _ops(out / "decoder.onnx") and "MatMulNBits" in _ops(out / "decoder.onnx")
     manifest = json.loads((out / "manifest.json").read_text())
@@ -276,12 +301,18 @@ def test_bench_command(tiny_bundle, int8_bundle, tmp_path):
                                   "problems": ["label yes/no agreement 0.90 < 0.99"], "rows": []}))
     result = subprocess.run([sys.executable, "-m", "edge_inspect.cli", "bench", str(tiny_bundle), str(int8_bundle),
                              "--runs", "2", "--warmup", "1", "--frames", "2", "--json", str(out),
-                             "--verify", str(report)],
+                             "--verify", str(report), "--step-threads", "2,1"],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     rows = json.loads(out.read_text())["rows"]
     measured = [r for r in rows if "inspection_ms" in r]
-    assert len(measured) == 2 and measured[1]["precision"] == {"vision": "int8", "decoder": "int8"}
+    # each bundle at each decode-step thread count, side by side
+    assert [(Path(r["bundle"]), r["step_threads"]) for r in measured] == [
+        (Path(tiny_bundle).resolve(), 2), (Path(tiny_bundle).resolve(), 1), (Path(int8_bundle).resolve(), 2),
+        (Path(int8_bundle).resolve(), 1)]
+    assert measured[2]["precision"] == {"vision": "int8", "decoder": "int8", "decoder_step": "int8"}
+    assert all(r["step_graph"] for r in measured)
+    measured = measured[::2]
     for r in measured:
         assert set(r["stages_ms"]) == {"preprocess_ms", "vision_ms", "prefill_ms", "decode_ms", "postprocess_ms"}
         assert r["inspection_ms"]["p95"] >= r["inspection_ms"]["p50"] > 0 and r["peak_rss_mb"] > 0
@@ -290,3 +321,16 @@ def test_bench_command(tiny_bundle, int8_bundle, tmp_path):
     assert measured[1]["verify"]["passed"] is False and "verify" not in measured[0]
     assert "FAIL" in result.stdout and "keep full precision" in result.stdout
     assert "p50" in result.stdout and "tensorrt" in result.stdout and "load average" in result.stdout
+
+
+def test_bench_interleaved_runs_every_variant_in_one_process(tiny_bundle, tmp_path):
+    out = tmp_path / "bench.json"
+    result = subprocess.run([sys.executable, "-m", "edge_inspect.cli", "bench", str(tiny_bundle), "--runs", "2",
+                             "--warmup", "1", "--frames", "2", "--json", str(out), "--step-threads", "2,1",
+                             "--interleave"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    measured = [r for r in json.loads(out.read_text())["rows"] if "inspection_ms" in r]
+    assert [r["step_threads"] for r in measured] == [2, 1] and all(r["interleaved"] for r in measured)
+    assert measured[0]["peak_rss_mb"] == measured[1]["peak_rss_mb"]  # one process
+    for r in measured:
+        assert len({r["runs"], 2}) == 1 and r["inspection_ms"]["p50"] > 0 and r["decode_step"]["bound_ms"] > 0

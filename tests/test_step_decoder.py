@@ -215,3 +215,32 @@ def test_decode_steps_run_on_one_thread_and_the_prefill_on_every_allowed_core(ti
     cores = len(os.sched_getaffinity(0))
     for graph in ("vision", "decoder"):
         assert sessions[graph].get_session_options().intra_op_num_threads == cores
+
+
+def test_int8_step_graph_beside_an_fp32_decoder_graph_is_checked_with_its_own_bound(tiny_bundle, tmp_path, monkeypatch,
+                                                                                   caplog):
+    """quantize's second int8 form keeps the decoder graph fp32: the load check then allows the step
+    graph's quantization error (MIXED_AGREEMENT of the outputs' size, on every probe seed), and still
+    refuses a step graph that computes something else."""
+    from edge_inspect.vlm import step_decode
+    from tools.export import quantize
+    from tools.export.step_decoder import build_step_graph, spec_from_lean
+
+    monkeypatch.setattr(quantize, "INT8_FORMS", ("fp32", "same"))
+    mixed = quantize.quantize_bundle(tiny_bundle, tmp_path / "mixed", decoder="int8")
+    monkeypatch.undo()
+    model = load_bundle(mixed)
+    assert model.engine.step_graph and model.engine.bundle.precision("decoder") == "fp32"
+    for seed in range(20):
+        difference, scale = step_decode.difference_to_decoder(model.engine, seed)
+        assert step_decode.allowed_difference(model.engine, scale) == step_decode.MIXED_AGREEMENT * max(scale, 1.0)
+        assert difference <= step_decode.allowed_difference(model.engine, scale), seed
+
+    spec = spec_from_lean(tiny_bundle / "decoder.onnx")
+    spec.lm_head = spec.lm_head * 1.5
+    onnx.save_model(build_step_graph(spec, 512), str(tmp_path / "off.onnx"))
+    quantize._decoder_nbits(tmp_path / "off.onnx", mixed / "decoder_step.onnx", ["/lm_head/MatMul"], bits=8)
+    _rewrite_files(mixed)
+    with caplog.at_level(logging.WARNING):
+        assert not load_bundle(mixed).engine.step_graph
+    assert "decode-step graph differs from the decoder graph" in caplog.text

@@ -105,9 +105,11 @@ def _bound(binding, feeds: dict[str, np.ndarray], outputs: dict[str, np.ndarray]
 
 
 class OnnxRuntimeBackend:
-    """One ONNX Runtime session per graph of the bundle."""
+    """One ONNX Runtime session per graph of the bundle. ``threads``: intra-op threads of the vision,
+    embed and decoder graphs (0: one per allowed core); ``step_threads``: of the decode-step graph."""
 
-    def __init__(self, bundle: Bundle, providers: str | list[str] = "cpu", threads: int = 0):
+    def __init__(self, bundle: Bundle, providers: str | list[str] = "cpu", threads: int = 0,
+                 step_threads: int = DECODE_STEP_THREADS):
         import onnxruntime as ort
 
         self.providers = choose_providers(providers, ort.get_available_providers())
@@ -120,7 +122,7 @@ class OnnxRuntimeBackend:
                 self._sessions[graph] = ort.InferenceSession(str(path), options, providers=self.providers)
             except Exception as err:  # onnxruntime raises its own exception types
                 raise BundleError(f"{path}: onnxruntime cannot load it: {str(err).splitlines()[0]}") from None
-        step_options = session_options(ort, DECODE_STEP_THREADS)
+        step_options = session_options(ort, step_threads)  # 0: like the other graphs
         for graph in OPTIONAL_GRAPHS:
             if graph in bundle.info.graphs and self.providers == ["CPUExecutionProvider"]:
                 path = bundle.graph_path(graph)

@@ -30,15 +30,23 @@ AGREEMENT = 1e-3  # load-time check, fp32 graphs: largest |Δ| of logits or K/V 
 # round some blocks differently (|Δlogit| up to ~0.1 on the demo student, whose logits reach ~10):
 # the check then only catches a graph that computes something else, as a share of the outputs' size.
 QUANTIZED_AGREEMENT = 0.05
+# An fp32 decoder graph beside an int8 step graph (quantize's fallback when the per-channel pair
+# disagrees): the difference is the step graph's quantization error itself, 1.3-5.9 % of the probe's
+# outputs on 20 probe seeds of the demo student (1.3-1.7 % on the tiny test model). A step graph that
+# computes something else (LM head × 1.5) differs by a third or more.
+MIXED_AGREEMENT = 0.10
 
 
 def allowed_difference(engine: Engine, scale: float) -> float:
-    """The load check's bound for this bundle: AGREEMENT when both graphs are fp32, else
-    QUANTIZED_AGREEMENT × the largest output magnitude of the probe step (``scale``)."""
+    """The load check's bound for this bundle: AGREEMENT when both graphs are fp32, else a share of
+    the largest output magnitude of the probe step (``scale``): QUANTIZED_AGREEMENT when both graphs
+    are quantized, MIXED_AGREEMENT when one of them is full precision."""
     bundle = engine.bundle
-    if bundle.precision("decoder") == "fp32" and bundle.precision(STEP_GRAPH) == "fp32":
+    decoder, step = bundle.precision("decoder"), bundle.precision(STEP_GRAPH)
+    if decoder == step == "fp32":
         return AGREEMENT
-    return QUANTIZED_AGREEMENT * max(scale, 1.0)
+    share = MIXED_AGREEMENT if "fp32" in (decoder, step) else QUANTIZED_AGREEMENT
+    return share * max(scale, 1.0)
 
 
 def available(backend) -> bool:

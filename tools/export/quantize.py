@@ -7,8 +7,11 @@ Decoder schemes: INT4 is block-wise (MatMulNBits, block 32) in both decoder grap
 INT8 uses the fastest CPU form for each graph's shape — the decoder graph, which prefills hundreds
 of rows, per-channel weights with activations quantized per run (MatMulInteger, fused by ONNX
 Runtime into DynamicQuantizeMatMul); the decode-step graph, one row per sequence, block-wise
-MatMulNBits — provided the two still agree within the runtime's load check; if not, both graphs
-are block-wise (they then agree to float rounding) and the manifest says so.
+MatMulNBits — provided the two still agree within the runtime's load check. If not, the decoder
+graph stays fp32 and only the step graph is int8 (block-wise int8 prefilled no faster than fp32 on
+the CPUs measured, and the yes/no answers, read from the prefill, stay those of full precision);
+if even that pair disagrees, both graphs are block-wise (they then agree to float rounding). The
+manifest's ``decoder_scheme`` says which.
 
 The result is a new bundle folder with the same layout, written beside the target and renamed into
 place when complete; its manifest records each graph's precision, what was kept at full precision
@@ -50,9 +53,16 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 NBITS = {"int8": 8, "int4": 4}  # decoder precisions written block-wise (MatMulNBits) and their bits
 DECODER_SCHEMES = {  # how the decoder graph's weights are stored, as the manifest records it
     "int8-rows": "int8 per channel (7-bit range), activations quantized per run (MatMulInteger)",
+    "int8-fp32": "fp32, not quantized (prefill at full precision; decode steps int8 in the step graph)",
     "int8": "MatMulNBits 8-bit, block 32, symmetric",
     "int4": "MatMulNBits 4-bit, block 32, symmetric",
 }
+# Decoder-graph forms tried in turn for int8 with a step graph (the step graph is block-wise in each):
+# per-channel int8 prefills fastest where the CPU has VNNI/AMX; fp32 is next (block-wise int8 prefilled
+# slower than fp32 on both CPUs measured, and fp32 keeps yes/no answers at full precision); both
+# block-wise agree to float rounding, the last resort.
+INT8_FORMS = ("rows", "fp32", "same")
+FORM_NAMES = {"rows": "per-channel int8", "fp32": "fp32", "same": "block-wise int8"}
 PRECISIONS = {"vision": ("fp32", "int8", "fp16"), "decoder": ("fp32", "int8", "int4", "fp16")}
 
 
@@ -219,28 +229,35 @@ def _onnx_quantizer_ready(decoder: str) -> None:
 
 
 def _write_decoders(src: Path, tmp: Path, source_manifest: dict, vision: str, decoder: str, keep: list[str],
-                    calib_files: list[Path], mixed: bool) -> dict:
-    """Quantize the decoder graph (and the step graph after it) into ``tmp`` and write the manifest."""
+                    calib_files: list[Path], form: str) -> dict:
+    """Quantize the decoder graph (and the step graph after it) into ``tmp`` and write the manifest.
+    ``form``: how the decoder graph is written — "rows" (int8 per channel), "fp32" (left at full
+    precision, only the step graph quantized) or "same" (the precision asked, block-wise for int8/int4)."""
+    for path in src.iterdir():  # an earlier form's decoder files are replaced by the source's
+        if path.name == "decoder.onnx" or path.suffix in (".weights", ".data"):
+            shutil.copyfile(path, tmp / path.name)
     quantized, kept = _matmul_nodes(src / "decoder.onnx", keep)
-    if mixed:
+    if form == "rows":
         _decoder_int8_rows(src / "decoder.onnx", tmp / "decoder.onnx", quantized)
-    elif decoder in NBITS:
+    elif form == "same" and decoder in NBITS:
         _decoder_nbits(src / "decoder.onnx", tmp / "decoder.onnx", kept, bits=NBITS[decoder])
-    elif decoder == "fp16":
+    elif form == "same" and decoder == "fp16":
         _fp16(src / "decoder.onnx", tmp / "decoder.onnx", kept)
-    log.info("vision %s, decoder %s (%d MatMuls kept at full precision)", vision, decoder, len(kept))
+    graph_precision = "fp32" if form == "fp32" else decoder
+    log.info("vision %s, decoder graph %s, %s decode steps (%d MatMuls kept at full precision)", vision,
+             graph_precision, decoder, len(kept))
 
     manifest = dict(source_manifest, graphs={k: dict(v) for k, v in source_manifest["graphs"].items()})
-    step_scheme = _quantize_step_graph(src, tmp, manifest["graphs"], decoder, keep, share=not mixed)
+    step_scheme = _quantize_step_graph(src, tmp, manifest["graphs"], decoder, keep, share=form == "same")
     _drop_unreferenced_data(tmp)
     manifest["graphs"]["vision"]["precision"] = vision
-    manifest["graphs"]["decoder"]["precision"] = decoder
-    manifest["graphs"]["decoder"]["kept_full_precision"] = kept if decoder != "fp32" else []
-    schemes = {"decoder_scheme": DECODER_SCHEMES["int8-rows" if mixed else decoder]} if decoder in DECODER_SCHEMES else {}
+    manifest["graphs"]["decoder"]["precision"] = graph_precision
+    manifest["graphs"]["decoder"]["kept_full_precision"] = kept if graph_precision != "fp32" else []
+    scheme = DECODER_SCHEMES.get(f"int8-{form}" if form != "same" else decoder)
     manifest["quantization"] = {
         "source_manifest_sha256": sha256_file(src / MANIFEST),
         "calibration": {"images": len(calib_files), "sha256": calibration_hash(calib_files)} if calib_files else None,
-        "vision": vision, "decoder": decoder, "keep": keep, **schemes,
+        "vision": vision, "decoder": decoder, "keep": keep, **({"decoder_scheme": scheme} if scheme else {}),
         **({STEP_GRAPH: step_scheme} if step_scheme else {}),
     }  # fmt: skip
     manifest["files"] = file_entries(tmp)
@@ -314,12 +331,14 @@ def quantize_bundle(src: str | Path, out: str | Path, vision: str = "fp32", deco
             _fp16(src / "vision.onnx", tmp / "vision.onnx", [])
 
         # int8 with a step graph: each graph in its fastest form, kept only if the two agree (see top)
-        mixed = decoder == "int8" and STEP_GRAPH in manifest["graphs"]
-        manifest = _write_decoders(src, tmp, manifest, vision, decoder, keep, calib_files, mixed)
-        disagreement = _step_graph_disagreement(tmp) if mixed else None
-        if disagreement is not None:
-            log.warning("int8: the per-channel decoder graph and the block-wise step graph differ by %.2g on the "
-                        "load check's probes (allowed %.2g); both graphs written block-wise instead", *disagreement)
-            manifest = _write_decoders(src, tmp, bundle.manifest, vision, decoder, keep, calib_files, False)
+        forms = INT8_FORMS if decoder == "int8" and STEP_GRAPH in manifest["graphs"] else ("same",)
+        for form, fallback in zip(forms, forms[1:] + (None,), strict=True):
+            manifest = _write_decoders(src, tmp, bundle.manifest, vision, decoder, keep, calib_files, form)
+            disagreement = _step_graph_disagreement(tmp) if fallback else None
+            if disagreement is None:
+                break
+            log.warning("int8: the %s decoder graph and the block-wise step graph differ by %.2g on the load "
+                        "check's probes (allowed %.2g); %s instead", FORM_NAMES[form], *disagreement,
+                        FORM_NAMES[fallback] + " decoder graph")
         load_bundle_files(tmp)  # the new bundle verifies before it takes the target's place
     return out
