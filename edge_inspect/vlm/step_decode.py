@@ -5,9 +5,10 @@ the K/V cache of each layer in one buffer [rows, kv_heads, capacity, head_dim] t
 writes in place (ONNX Runtime's GroupQueryAttention with past and present bound to the same
 memory). Its other inputs keep one shape for the whole decode: the attention bias is
 capacity-wide (padding columns hold the mask value), ``seqlens_k`` says where each row's new K/V
-goes, and ``query_seqlens`` is 1 for a row still decoding and 0 for a finished one (the graph then
-leaves that row's cache alone). So a step is: write the token embeddings and counters into the
-bound arrays, run, read the logits — no allocation, no copy of the cache, no re-binding.
+goes, and ``query_seqlens`` is 1 per row (0 would leave a row's cache alone). So a step is: write
+the token embeddings and counters into the bound arrays, run, read the logits — no allocation, no
+copy of the cache, no re-binding. When rows finish, the live ones move to the front of the arrays
+and the graph is bound to views of those rows: later steps compute only the rows still decoding.
 
 The engine checks once at load that the step graph computes what the decoder graph computes
 (``difference_to_decoder``); any bundle without the graph, or a runtime that cannot load it,
@@ -56,19 +57,27 @@ def available(backend) -> bool:
 
 
 class StepBuffers:
-    """The arrays bound to the step graph for one decode: rows × capacity."""
+    """The arrays bound to the step graph for one decode: rows × capacity. ``first_rows`` binds the
+    graph to the leading rows of the same arrays (views, no copy) when rows leave the batch."""
 
-    def __init__(self, engine: Engine, rows: int, capacity: int):
+    def __init__(self, engine: Engine, rows: int, capacity: int, arrays: dict[str, Any] | None = None):
         t = engine.bundle.text
-        self.embeds = np.zeros((rows, 1, t.hidden_size), np.float32)
-        self.positions = np.zeros((rows, 1), np.int64)
-        self.bias = np.zeros((rows, 1, 1, capacity), np.float32)
-        self.seqlens = np.zeros(rows, np.int32)
+        self.engine = engine
+        if arrays is None:
+            arrays = {
+                "embeds": np.zeros((rows, 1, t.hidden_size), np.float32),
+                "positions": np.zeros((rows, 1), np.int64),
+                "bias": np.zeros((rows, 1, 1, capacity), np.float32),
+                "seqlens": np.zeros(rows, np.int32),
+                "active": np.ones(rows, np.int32),  # query_seqlens: 1 = decoding, 0 = finished
+                "cache": [np.zeros((rows, t.num_kv_heads, capacity, t.head_dim), np.float32)
+                          for _ in range(2 * engine.num_layers)],
+                "logits": np.zeros((rows, t.vocab_size), np.float32),
+            }
+        self.arrays = arrays
+        self.embeds, self.positions, self.bias = arrays["embeds"], arrays["positions"], arrays["bias"]
+        self.seqlens, self.active, self.cache, self.logits = arrays["seqlens"], arrays["active"], arrays["cache"], arrays["logits"]
         self.total = np.array(capacity, np.int32)
-        self.active = np.ones(rows, np.int32)  # query_seqlens: 1 = decoding, 0 = finished
-        self.cache = [np.zeros((rows, t.num_kv_heads, capacity, t.head_dim), np.float32)
-                      for _ in range(2 * engine.num_layers)]
-        self.logits = np.zeros((rows, t.vocab_size), np.float32)
         feeds = {"inputs_embeds": self.embeds, "position_ids": self.positions, "attention_bias": self.bias,
                  "seqlens_k": self.seqlens, "total_sequence_length": self.total, "query_seqlens": self.active}
         outputs = {"logits": self.logits}
@@ -76,6 +85,20 @@ class StepBuffers:
             for j, kind in enumerate(("key", "value")):
                 feeds[f"past_{kind}_{i}"] = outputs[f"present_{kind}_{i}"] = self.cache[2 * i + j]
         self.run = engine.backend.bind(STEP_GRAPH, feeds, outputs)
+
+    def keep_rows(self, rows: list[int]) -> StepBuffers:
+        """Buffers bound to ``rows`` only (in that order): they are moved to the front of every array
+        (nothing moves when they already lead) and the graph is bound to views of those leading rows,
+        so a step stops computing rows that have finished."""
+        k = len(rows)
+        move = rows != list(range(k))
+        views: dict[str, Any] = {}
+        for name, array in self.arrays.items():
+            for a in array if name == "cache" else [array]:
+                if move:
+                    a[:k] = a[rows]
+            views[name] = [a[:k] for a in array] if name == "cache" else array[:k]
+        return StepBuffers(self.engine, k, int(self.total), views)
 
 
 def take_greedy(logits: np.ndarray, indices, live: list[int], tokens: list[list[int]], chosen: list[list[np.ndarray]],
@@ -113,21 +136,20 @@ def greedy_in_place(engine: Engine, batch: Batch, live: list[int], max_new_token
     b.bias[:, 0, 0, :length][~batch.attend[live]] = engine.mask_value
     b.positions[:, 0] = batch.positions[live]
     logits = batch.logits[live]
-    decoding = list(range(n))  # indices into the buffers' rows
-    while True:
-        next_tokens, still = take_greedy(logits, decoding, live, tokens, chosen, stop, max_new_tokens)
-        b.active[sorted(set(decoding) - set(still))] = 0  # finished: the graph leaves their cache as it is
+    while True:  # every row of the buffers decodes; live[j] is buffer row j's batch row
+        next_tokens, still = take_greedy(logits, range(len(live)), live, tokens, chosen, stop, max_new_tokens)
         if not still:
             break
-        decoding = still
+        if len(still) < len(live):  # finished rows leave: the graph runs on the others only
+            b = b.keep_rows(still)
+            live, next_tokens = [live[j] for j in still], next_tokens[still]
         if length + 1 > capacity:
             raise ValueError(f"sequence of {length + 1} tokens exceeds the model's {max_positions} positions")
-        rows = np.array(decoding)
-        b.embeds[rows] = engine._step_embeds(next_tokens[rows])
-        b.seqlens[rows] = length  # the new K/V goes to cache position `length`
+        b.embeds[...] = engine._step_embeds(next_tokens)
+        b.seqlens[:] = length  # the new K/V goes to cache position `length`
         b.run()
         logits = b.logits
-        b.positions[rows, 0] += 1
+        b.positions += 1
         length += 1
     return tokens, chosen
 
