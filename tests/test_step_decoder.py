@@ -244,3 +244,32 @@ def test_int8_step_graph_beside_an_fp32_decoder_graph_is_checked_with_its_own_bo
     with caplog.at_level(logging.WARNING):
         assert not load_bundle(mixed).engine.step_graph
     assert "decode-step graph differs from the decoder graph" in caplog.text
+
+
+@pytest.mark.skipif(not (DEMO / "decoder_step.onnx").is_file(), reason="the shipped bundle has no decode-step graph")
+def test_load_check_probes_several_steps(tmp_path, caplog):
+    """An int8 step graph with one layer's output projection × 1.2 beside the demo student's fp32
+    decoder graph: within the bound on the first probe step (0.85 of it), outside on others (it
+    decodes other screw points). The runtime probes as many steps as quantize does, so it refuses."""
+    import copy
+
+    from edge_inspect.vlm import step_decode
+    from tools.export import quantize
+    from tools.export.step_decoder import build_step_graph, spec_from_lean
+
+    mixed = tmp_path / "mixed"
+    shutil.copytree(DEMO, mixed)
+    spec = copy.deepcopy(spec_from_lean(DEMO / "decoder.onnx"))
+    spec.layers[1].o = spec.layers[1].o * 1.2
+    onnx.save_model(build_step_graph(spec, load_bundle(DEMO).bundle.text.max_positions), str(tmp_path / "off.onnx"))
+    quantize._decoder_nbits(tmp_path / "off.onnx", mixed / "decoder_step.onnx", ["/lm_head/MatMul"], bits=8)
+    manifest = json.loads((mixed / "manifest.json").read_text())
+    manifest["graphs"]["decoder_step"]["precision"] = "int8"
+    (mixed / "manifest.json").write_text(json.dumps(manifest))
+    _rewrite_files(mixed)
+    with caplog.at_level(logging.WARNING):
+        model = load_bundle(mixed)
+    difference, scale = step_decode.difference_to_decoder(model.engine, 0)
+    assert difference <= step_decode.allowed_difference(model.engine, scale)  # one probe would let it through
+    assert not model.engine.step_graph
+    assert "decode-step graph differs from the decoder graph" in caplog.text

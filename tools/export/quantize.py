@@ -265,12 +265,12 @@ def _write_decoders(src: Path, tmp: Path, source_manifest: dict, vision: str, de
     return manifest
 
 
-def _step_graph_disagreement(folder: Path, seeds: int = 5) -> tuple[float, float] | None:
-    """The runtime's load check (decoder graph vs step graph, one probe step) on several probes:
-    None when every probe passes, else the worst (difference, allowed). The runtime's own warning
-    about the staging folder is held back: the caller decides what to write and says so."""
+def _step_graph_disagreement(folder: Path) -> tuple[float, float] | None:
+    """The runtime's load check (decoder graph vs step graph on its probe steps): None when every
+    probe passes, else the worst (difference, allowed). The runtime's own warning about the staging
+    folder is held back: the caller decides what to write and says so."""
     from edge_inspect.vlm import load_bundle
-    from edge_inspect.vlm.step_decode import allowed_difference, difference_to_decoder
+    from edge_inspect.vlm.step_decode import disagreement
 
     runtime_log = logging.getLogger("edge_inspect.vlm.generate")
     level = runtime_log.level
@@ -279,13 +279,7 @@ def _step_graph_disagreement(folder: Path, seeds: int = 5) -> tuple[float, float
         engine = load_bundle(folder).engine
     finally:
         runtime_log.setLevel(level)
-    worst: tuple[float, float] | None = None
-    for seed in range(seeds):
-        difference, scale = difference_to_decoder(engine, seed)
-        allowed = allowed_difference(engine, scale)
-        if difference > allowed and (worst is None or difference / allowed > worst[0] / worst[1]):
-            worst = (difference, allowed)
-    return worst
+    return disagreement(engine)
 
 
 def quantize_bundle(src: str | Path, out: str | Path, vision: str = "fp32", decoder: str = "int8",
