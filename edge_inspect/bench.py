@@ -132,7 +132,7 @@ class _Variant:
         if t.get("decode_ms"):
             self.tokens_per_s.append(t["decode_tokens"] / (t["decode_ms"] / 1000))
 
-    def result(self, frame, runs: int, warmup: int) -> dict:
+    def result(self, runs: int, warmup: int) -> dict:
         manifest = json.loads((Path(self.bundle) / "manifest.json").read_text())
         totals = self.totals
         return {
@@ -174,7 +174,7 @@ def measure(variants: list[tuple[str, int | None]], providers: str, recipe: dict
     for _ in range(1 if len(loaded) == 1 else STEP_SAMPLES):
         for v in loaded:
             v.steps.append(decode_step_ms(v.model, images[0], r, repeats=STEP_SAMPLES if len(loaded) == 1 else 1))
-    rows = [v.result(images[0], runs, warmup) for v in loaded]
+    rows = [v.result(runs, warmup) for v in loaded]
     for row in rows:
         row["interleaved"] = len(rows) > 1
     return rows
