@@ -58,7 +58,7 @@ def available(backend) -> bool:
 
 
 class StepBuffers:
-    """The arrays bound to the step graph for one decode: rows × capacity. ``first_rows`` binds the
+    """The arrays bound to the step graph for one decode: rows × capacity. ``keep_rows`` binds the
     graph to the leading rows of the same arrays (views, no copy) when rows leave the batch."""
 
     def __init__(self, engine: Engine, rows: int, capacity: int, arrays: dict[str, Any] | None = None):
@@ -70,7 +70,7 @@ class StepBuffers:
                 "positions": np.zeros((rows, 1), np.int64),
                 "bias": np.zeros((rows, 1, 1, capacity), np.float32),
                 "seqlens": np.zeros(rows, np.int32),
-                "active": np.ones(rows, np.int32),  # query_seqlens: 1 = decoding, 0 = finished
+                "active": np.ones(rows, np.int32),  # query_seqlens: one new token per row
                 "cache": [np.zeros((rows, t.num_kv_heads, capacity, t.head_dim), np.float32)
                           for _ in range(2 * engine.num_layers)],
                 "logits": np.zeros((rows, t.vocab_size), np.float32),
