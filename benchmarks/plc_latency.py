@@ -143,13 +143,22 @@ def main() -> int:
     parser.add_argument("--bundle", help="model bundle (default: the demo student)")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each phase")
     parser.add_argument("--period-ms", type=float, default=10.0, help="time between two probe reads")
+    parser.add_argument("--spin", choices=["on", "off"], default=None,
+                        help="model worker threads busy-wait during a run (on) or sleep between kernels (off); "
+                             "default: the runtime's")
     parser.add_argument("--json", default="work/plc_bench.json")
     args = parser.parse_args()
+    from edge_inspect.vlm import backends
+
+    if args.spin is not None:  # the station loads its model with the runtime's default
+        backends.SPIN_DURING_RUN = args.spin == "on"
     report = asyncio.run(run(args.bundle, args.seconds, args.period_ms / 1000))
+    report["spin"] = backends.SPIN_DURING_RUN
     print(f"{'phase':12} {'reads':>6} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
     for r in report["rows"]:
         print(f"{r['phase']:12} {r['reads']:>6} {r['p50_ms']:>8} {r['p99_ms']:>8} {r['max_ms']:>8}")
-    print(f"{report['inspections']} inspections, cycle p50 {report['cycle_ms_p50']} ms (model {report['model']})")
+    print(f"{report['inspections']} inspections, cycle p50 {report['cycle_ms_p50']} ms (model {report['model']}, "
+          f"spin {'on' if report['spin'] else 'off'})")
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")

@@ -95,14 +95,14 @@ def decode_step_ms(model, frame, recipe: Recipe, tokens: int = 33, repeats: int 
 
 
 class _Variant:
-    """One bundle at one decode-step thread count, loaded, with its timings so far."""
+    """One bundle at one decode-step thread count and spinning setting, loaded, with its timings so far."""
 
-    def __init__(self, bundle: str, providers: str, backend: str, step_threads: int, recipe: Recipe):
+    def __init__(self, bundle: str, providers: str, backend: str, step_threads: int, spin: bool, recipe: Recipe):
         from .inspector import Inspector
         from .vlm import load_bundle
 
-        self.bundle, self.step_threads, self.recipe = bundle, step_threads, recipe
-        self.model = load_bundle(bundle, providers=providers, backend=backend, step_threads=step_threads)
+        self.bundle, self.step_threads, self.spin, self.recipe = bundle, step_threads, spin, recipe
+        self.model = load_bundle(bundle, providers=providers, backend=backend, step_threads=step_threads, spin=spin)
         if backend == "tensorrt" and self.model.fallback_reason:
             raise SystemExit(f"TensorRT engines refused: {self.model.fallback_reason}")
         self.inspector = Inspector(self.model)
@@ -140,6 +140,7 @@ class _Variant:
             "precision": {g: manifest["graphs"][g].get("precision", "fp32") for g in ("vision", "decoder", "decoder_step")
                           if g in manifest["graphs"]},
             "step_graph": self.model.engine.step_graph, "step_threads": self.step_threads,
+            "spin": self.spin,
             "stages_ms": {s: statistics.median(v) for s, v in self.per_stage.items()},
             "decode_tokens_per_s": statistics.median(self.tokens_per_s) if self.tokens_per_s else None,
             "inspection_ms": {"p50": percentile(totals, 0.5), "p95": percentile(totals, 0.95),
@@ -152,17 +153,18 @@ class _Variant:
         }
 
 
-def measure(variants: list[tuple[str, int | None]], providers: str, recipe: dict, frames: int, runs: int,
-            warmup: int, backend: str = "onnxruntime") -> list[dict]:
-    """Runs in the worker process: each (bundle, decode-step threads) of ``variants`` loaded, then the
+def measure(variants: list[tuple[str, int | None, bool | None]], providers: str, recipe: dict, frames: int,
+            runs: int, warmup: int, backend: str = "onnxruntime") -> list[dict]:
+    """Runs in the worker process: each (bundle, decode-step threads, spinning) of ``variants`` loaded, then the
     inspections round-robin over them (variant 1 on frame i, variant 2 on frame i, ...), so that load
     from other processes hits them alike. With several variants, peak RSS is the process's, for all."""
     from .sim import render_part
-    from .vlm.backends import DECODE_STEP_THREADS
+    from .vlm.backends import DECODE_STEP_THREADS, SPIN_DURING_RUN
 
     r = Recipe.model_validate(recipe)
-    loaded = [_Variant(bundle, providers, backend, DECODE_STEP_THREADS if threads is None else threads, r)
-              for bundle, threads in variants]
+    loaded = [_Variant(bundle, providers, backend, DECODE_STEP_THREADS if threads is None else threads,
+                       SPIN_DURING_RUN if spin is None else spin, r)
+              for bundle, threads, spin in variants]
     images = [render_part(700_000 + i).image for i in range(frames)]
     for i in range(warmup):
         for v in loaded:
@@ -213,19 +215,21 @@ def load_average() -> list[float] | None:
 
 def run_bench(bundles: list[str], providers: str, frames: int, runs: int, warmup: int, json_path: str | None,
               recipe: dict | None = None, verify: list[str] | None = None, backend: str = "onnxruntime",
-              step_threads: list[int] | None = None, interleave: bool = False) -> int:
+              step_threads: list[int] | None = None, interleave: bool = False, spin: list[bool] | None = None) -> int:
     """``step_threads``: decode-step thread counts to measure each bundle with (default: the runtime's).
+    ``spin``: spinning settings of the worker threads to measure each bundle with (default: the runtime's).
     ``interleave``: every variant in one worker process, inspections round-robin (steadier ratios on a
     noisy machine; one peak RSS for all); otherwise each variant in its own process, one after another."""
     rows = []
     load_before = load_average()
     common = {"recipe": recipe or DEMO_RECIPE, "frames": frames, "runs": runs, "warmup": warmup, "providers": providers,
               "backend": backend}
-    variants = [(str(Path(bundle).resolve()), threads) for bundle in bundles for threads in step_threads or [None]]
+    variants = [(str(Path(bundle).resolve()), threads, on) for bundle in bundles
+                for threads in step_threads or [None] for on in spin or [None]]
     for group in [variants] if interleave else [[v] for v in variants]:
         result = _worker({"variants": group, **common})
         if isinstance(result, str):
-            names = ", ".join(Path(b).name for b, _ in group)
+            names = ", ".join(Path(b).name for b, _, _ in group)
             log.warning("bench of %s failed: %s", names, result)
             print(f"{names}: failed: {result}")
             continue
@@ -274,13 +278,17 @@ def _precisions(row: dict) -> str:
     return f"{p['vision']}/{p['decoder']}/{step}"
 
 
+def _spin_cell(row: dict) -> str:
+    return {True: "on", False: "off"}.get(row.get("spin"), "-")
+
+
 def print_table(rows: list[dict]) -> None:
     base = next((r for r in rows if "inspection_ms" in r), None)
-    header = (f"{'bundle':<24} {'backend':<17} {'vis/dec/step':<15} {'thr':>3} {'pre':>5} {'vision':>6} {'prefill':>7} {'decode':>6} "
+    header = (f"{'bundle':<24} {'backend':<17} {'vis/dec/step':<15} {'thr':>3} {'spin':>4} {'pre':>5} {'vision':>6} {'prefill':>7} {'decode':>6} "
               f"{'tok/s':>5} {'post':>5} | {'1-by-1':>7} {'batched':>7} {'p95':>6} {'gain':>5} {'vs 1st':>6} | "
               f"{'step ms: stepwise':>17} {'bound':>6} {'batch/tok':>9} | {'verify':>6} {'RSS MB':>6}")
     print("inspection ms (p50 unless p95); stages: medians of the batched path; step ms: per generated token; "
-          "thr: decode-step threads")
+          "thr: decode-step threads; spin: worker threads busy-wait during a run")
     print(header)
     print("-" * len(header))
     for r in rows:
@@ -299,23 +307,26 @@ def print_table(rows: list[dict]) -> None:
         refcell = f"{ref:7.1f}" if ref else f"{'-':>7}"
         gain = f"{ref / p['p50']:4.2f}x" if ref else f"{'-':>5}"
         print(f"{Path(r['bundle']).name[:24]:<24} {r['backend'][:17]:<17} "
-              f"{_precisions(r):<15} {r.get('step_threads', '-'):>3} {stages} | "
+              f"{_precisions(r):<15} {r.get('step_threads', '-'):>3} {_spin_cell(r):>4} {stages} | "
               f"{refcell} {p['p50']:7.1f} {p['p95']:6.1f} {gain} {speed:5.2f}x | {steps} | "
               f"{_verify_cell(r):>6} {r['peak_rss_mb']:6.0f}")
 
 
 def recommend(rows: list[dict]) -> str | None:
     """The fastest variant that passed the accuracy gate, or the reference where none is faster.
-    Bundles are compared at one decode-step thread count: the runtime's where it was measured."""
-    from .vlm.backends import DECODE_STEP_THREADS
+    Bundles are compared at one decode-step thread count and spinning setting: the runtime's where
+    they were measured."""
+    from .vlm.backends import DECODE_STEP_THREADS, SPIN_DURING_RUN
 
     measured = [r for r in rows if "inspection_ms" in r]
     if not measured:
         return None
     counts = [r.get("step_threads") for r in measured]
     threads = DECODE_STEP_THREADS if DECODE_STEP_THREADS in counts else counts[0]
+    spins = [r.get("spin") for r in measured]
+    spin = SPIN_DURING_RUN if SPIN_DURING_RUN in spins else spins[0]
     reference = measured[0]["bundle"]
-    measured = [r for r in measured if r.get("step_threads") == threads]
+    measured = [r for r in measured if r.get("step_threads") == threads and r.get("spin") == spin]
     base = next((r for r in measured if r["bundle"] == reference), measured[0])
     passing = [r for r in measured if r is not base and (r.get("verify") or {}).get("passed")]
     best = min(passing, key=lambda r: r["inspection_ms"]["p50"], default=None)

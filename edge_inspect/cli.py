@@ -294,7 +294,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         load_bundle_files(bundle)
     return run_bench(args.bundle, args.provider, args.frames, args.runs, args.warmup, args.json, recipe,
                      verify=args.verify, backend=args.backend, step_threads=args.step_threads,
-                     interleave=args.interleave)
+                     interleave=args.interleave, spin=args.spin)
 
 
 def _thread_counts(text: str) -> list[int]:
@@ -305,6 +305,14 @@ def _thread_counts(text: str) -> list[int]:
     if not counts or any(c < 0 or c > 1024 for c in counts):
         raise argparse.ArgumentTypeError(f"{text!r}: thread counts 0-1024 separated by commas, e.g. 2,1")
     return counts
+
+
+def _spin_settings(text: str) -> list[bool]:
+    words = {"on": True, "off": False}
+    settings = [words.get(x.strip().lower()) for x in text.split(",")]
+    if not settings or None in settings:
+        raise argparse.ArgumentTypeError(f"{text!r}: on and/or off separated by commas, e.g. on,off")
+    return settings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -393,6 +401,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--step-threads", type=_thread_counts, default=None, metavar="N[,N...]",
                        help="intra-op threads of the decode-step graph, one row per bundle and count side by side "
                             "(default: the runtime's, 1; 0 = one per core like the other graphs)")
+    bench.add_argument("--spin", type=_spin_settings, default=None, metavar="on|off[,...]",
+                       help="worker threads busy-wait between kernels during a run (on) or sleep (off), one row per "
+                            "bundle and setting side by side (default: the runtime's, on)")
     bench.add_argument("--interleave", action="store_true",
                        help="all variants in one process, inspections round-robin: steadier ratios on a busy "
                             "machine (peak RSS is then the process's, for all)")

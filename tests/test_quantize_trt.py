@@ -327,10 +327,19 @@ def test_bench_interleaved_runs_every_variant_in_one_process(tiny_bundle, tmp_pa
     out = tmp_path / "bench.json"
     result = subprocess.run([sys.executable, "-m", "edge_inspect.cli", "bench", str(tiny_bundle), "--runs", "2",
                              "--warmup", "1", "--frames", "2", "--json", str(out), "--step-threads", "2,1",
-                             "--interleave"], capture_output=True, text=True)
+                             "--spin", "on,off", "--interleave"], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     measured = [r for r in json.loads(out.read_text())["rows"] if "inspection_ms" in r]
-    assert [r["step_threads"] for r in measured] == [2, 1] and all(r["interleaved"] for r in measured)
+    # each decode-step thread count with worker threads spinning during a run and sleeping
+    assert [(r["step_threads"], r["spin"]) for r in measured] == [(2, True), (2, False), (1, True), (1, False)]
+    assert all(r["interleaved"] for r in measured)
     assert measured[0]["peak_rss_mb"] == measured[1]["peak_rss_mb"]  # one process
     for r in measured:
         assert len({r["runs"], 2}) == 1 and r["inspection_ms"]["p50"] > 0 and r["decode_step"]["bound_ms"] > 0
+
+
+def test_bench_refuses_a_spin_setting_it_does_not_know(tiny_bundle):
+    result = subprocess.run([sys.executable, "-m", "edge_inspect.cli", "bench", str(tiny_bundle), "--spin", "on,yes"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and "'on,yes': on and/or off" in result.stderr
+    assert "Traceback" not in result.stderr

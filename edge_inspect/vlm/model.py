@@ -64,7 +64,8 @@ class VisionLanguageModel:
     """A Molmo2 bundle running outside PyTorch."""
 
     def __init__(self, bundle: Bundle, providers: str | list[str] = "cpu", threads: int = 0,
-                 backend: str = "onnxruntime", step_threads: int = DECODE_STEP_THREADS):
+                 backend: str = "onnxruntime", step_threads: int = DECODE_STEP_THREADS,
+                 spin: bool | None = None):
         self.bundle = bundle
         try:
             tokenizer = Tokenizer.from_file(str(bundle.path / "tokenizer.json"))
@@ -72,10 +73,10 @@ class VisionLanguageModel:
             raise BundleError(f"{bundle.path / 'tokenizer.json'}: cannot be read: {err}") from None
         self.tokenizer = tokenizer
         self.fallback_reason: str | None = None  # why native TensorRT was not used, when it was asked for
-        self.backend = self._make_backend(backend, providers, threads, step_threads)
+        self.backend = self._make_backend(backend, providers, threads, step_threads, spin)
         self.engine = Engine(bundle, self.backend, PromptBuilder(tokenizer, bundle.prompt))
 
-    def _make_backend(self, backend: str, providers, threads: int, step_threads: int):
+    def _make_backend(self, backend: str, providers, threads: int, step_threads: int, spin: bool | None):
         if backend not in ("onnxruntime", "tensorrt", "auto"):
             raise ValueError(f"backend {backend!r}: choose onnxruntime, tensorrt or auto")
         if backend in ("tensorrt", "auto"):
@@ -90,7 +91,8 @@ class VisionLanguageModel:
             self.fallback_reason = reason
             if backend == "tensorrt":
                 warnings.warn(f"TensorRT engines refused: {reason}; using ONNX Runtime", stacklevel=3)
-        return OnnxRuntimeBackend(self.bundle, providers=providers, threads=threads, step_threads=step_threads)
+        return OnnxRuntimeBackend(self.bundle, providers=providers, threads=threads, step_threads=step_threads,
+                                  spin=spin)
 
     @property
     def sha256(self) -> str:
@@ -183,10 +185,11 @@ class VisionLanguageModel:
 
 
 def load_bundle(path: str | Path, providers: str | list[str] = "cpu", threads: int = 0,
-                backend: str = "onnxruntime", step_threads: int = DECODE_STEP_THREADS) -> VisionLanguageModel:
+                backend: str = "onnxruntime", step_threads: int = DECODE_STEP_THREADS,
+                spin: bool | None = None) -> VisionLanguageModel:
     """Verify and load a model bundle. Raises ``BundleError`` with a one-line reason.
 
     ``backend``: "onnxruntime" (with ``providers``), "tensorrt" (the bundle's engines; refused with
     a warning and replaced by ONNX Runtime when they do not fit this machine) or "auto"."""
     return VisionLanguageModel(load_bundle_files(path), providers=providers, threads=threads, backend=backend,
-                               step_threads=step_threads)
+                               step_threads=step_threads, spin=spin)
