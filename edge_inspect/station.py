@@ -55,7 +55,8 @@ class Station(PlcSide):
         self.config, self.config_sha256 = config, config_sha256
         self.events = EventBus()
         self.model = model or load_bundle(config.model.bundle, providers=config.model.providers,
-                                          threads=config.model.threads, backend=config.model.backend)
+                                          threads=config.model.threads, backend=config.model.backend,
+                                          spin=config.model.spin)
         self.model_sha256 = self.model.sha256
         self.inspector = Inspector(self.model, config.model.max_new_tokens)
         self.camera = make_camera(config.camera, base_dir, on_status=self._camera_status)

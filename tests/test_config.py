@@ -56,6 +56,7 @@ BAD = [
     ("unknown signal", lambda t: t.replace("  port: 5020", "  port: 5020\n  map:\n    trigga: {address: 9}"), 25, "unknown signal"),
     ("port out of range", lambda t: t.replace("port: 5020", "port: 70000"), 24, "plc.port"),
     ("rtu without serial port", lambda t: t.replace("  port: 5020", "  port: 5020\n  transport: rtu"), 25, "plc.transport: transport 'rtu' needs serial_port"),
+    ("spin not a boolean", lambda t: t.replace("  bundle: {bundle}", "  bundle: {bundle}\n  spin: maybe"), 7, "model.spin: Input should be a valid boolean"),
     ("missing model bundle", lambda t: t.replace("{bundle}", "/nonexistent/bundle"), 6, "no model bundle"),
     ("missing model section", lambda t: t.replace("model:\n  bundle: {bundle}\n", ""), 1, "model: Field required"),
     ("camera device missing", lambda t: t.replace("source: synthetic", "source: device"), 3, "needs 'device'"),

@@ -58,6 +58,23 @@ def test_tcp_handshake_with_pymodbus_master(tmp_path, tiny_bundle):
     assert all(r.cycle_ms > 0 for r in results)
 
 
+def test_station_with_spinning_model_threads(tmp_path, tiny_bundle):
+    """``model.spin: true`` reaches the model's sessions, and the handshake still answers."""
+    path = write_station(tmp_path, tiny_bundle, model={"bundle": str(tiny_bundle), "max_new_tokens": 8, "spin": True})
+
+    async def plc(station):
+        options = [s.get_session_options() for s in station.model.backend._sessions.values()]
+        assert {o.get_session_config_entry("session.intra_op.allow_spinning") for o in options} == {"1"}
+        sim = SimulatedPLC(station.signal_map, port=station.config.plc.port)
+        await sim.connect()
+        results = [await sim.cycle(100 + i, 1, f"SN{i:04d}") for i in range(2)]
+        sim.close()
+        return results
+
+    results = asyncio.run(run_station(path, plc))
+    _assert_matches_log(results, tmp_path / "data" / "inspections.db")
+
+
 def test_missed_trigger_is_counted(tmp_path, tiny_bundle):
     path = write_station(tmp_path, tiny_bundle)
 

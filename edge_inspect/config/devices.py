@@ -94,6 +94,8 @@ class ModelConfig(Strict):
         default="onnxruntime", description="tensorrt: the bundle's engines, falling back to ONNX Runtime")
     providers: Literal["auto", "cpu", "cuda", "tensorrt"] | list[Literal["cpu", "cuda", "tensorrt"]] = "cpu"
     threads: int = Field(default=0, ge=0, le=1024)
+    spin: bool = Field(default=False, description="model worker threads busy-wait between kernels during an "
+                       "inspection: faster only where nothing else needs those cores (docs/performance.md)")
     max_new_tokens: int = Field(default=96, ge=1, le=1024)
 
 

@@ -48,13 +48,13 @@ def run_into(backend, graph: str, feeds: dict[str, np.ndarray], outputs: dict[st
         target[...] = out[name]
 
 
-def session_options(ort, threads: int = 0, spin: bool = True):
+def session_options(ort, threads: int = 0, spin: bool = False):
     """Options for small-batch latency on a few shared cores.
 
     ``threads`` 0: one intra-op thread per core ``os.sched_getaffinity`` allows. ``spin``: while a Run
     lasts, idle worker threads busy-wait for the next kernel instead of sleeping and being woken for
     it; they stop when the Run returns (``session.force_spinning_stop``), so an idle appliance burns
-    no CPU between frames. ``spin=False``: workers sleep between kernels too (see SPIN_DURING_RUN)."""
+    no CPU between frames. ``spin=False``: workers sleep between kernels (the default: SPIN_DURING_RUN)."""
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -70,11 +70,15 @@ def session_options(ort, threads: int = 0, spin: bool = True):
     return options
 
 
-# Waking a sleeping worker for each of the vision and prefill graphs' hundreds of kernels costs more
-# than the kernels' second half saves. Measured on 2-core AMD EPYC (AVX2), the same captured inputs,
-# sessions in turn: demo student vision 22.7 -> 18.7 ms, image prefill 16.8 -> 10.2 ms with spinning
-# during the Run; CPU used in the 20 ms after a Run 0.1 ms either way (spinning stops with the Run).
-SPIN_DURING_RUN = True
+# Spinning is off by default: it pays only where the session's threads have the cores to themselves.
+# Measured on 2-core AMD EPYC (AVX2), demo student, the same captured inputs, sessions in turn:
+#   cores otherwise idle:          vision 22.8 -> 18.7 ms, image prefill 17.8 -> 14.0 ms with spinning;
+#   one other busy process (CPU):  vision 26.6 -> 48.1 ms, image prefill 15.8 -> 31.3 ms with spinning
+#     (a spinning worker holds a core while the thread it waits for is preempted; a bounded spin,
+#     session.intra_op.spin_duration_us 20-500 us, was slower than no spinning under load too).
+# An appliance shares its cores with the PLC link, the web page and often a kiosk browser, so a
+# station turns it on only on purpose (``model.spin`` in station.yaml).
+SPIN_DURING_RUN = False
 
 
 # The decode-step graph runs one token per row through ~75 kernels of a few microseconds each: handing
