@@ -106,7 +106,7 @@ def _row(name: str, values: list[float]) -> dict:
             "p99_ms": round(percentile(values, 0.99), 2), "max_ms": round(max(values), 2)}
 
 
-async def run(bundle: str | None, seconds: float, period_s: float) -> dict:
+async def run(bundle: str | None, seconds: float, period_s: float, spin: bool | None = None) -> dict:
     from edge_inspect.demo import demo_config
     from edge_inspect.station import Station
 
@@ -114,6 +114,8 @@ async def run(bundle: str | None, seconds: float, period_s: float) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix="plc-bench-"))
     config, sha = demo_config(workdir, bundle, port)
     config.plc.timeout_s = 0
+    if spin is not None:
+        config.model.spin = spin
     station = Station(config, sha, workdir)
     await station.start()
     ctx = mp.get_context("spawn")
@@ -129,7 +131,8 @@ async def run(bundle: str | None, seconds: float, period_s: float) -> dict:
     cycles = result["cycles_ms"]
     return {"rows": rows, "inspections": len(cycles),
             "cycle_ms_p50": round(percentile(cycles, 0.5), 1) if cycles else None,
-            "model": station.model_sha256[:12], "period_ms": period_s * 1000, "seconds_per_phase": seconds}
+            "model": station.model_sha256[:12], "period_ms": period_s * 1000, "seconds_per_phase": seconds,
+            "spin": getattr(station.model.backend, "spin", None)}  # what the model's sessions run with
 
 
 def _free_port() -> int:
@@ -144,21 +147,17 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each phase")
     parser.add_argument("--period-ms", type=float, default=10.0, help="time between two probe reads")
     parser.add_argument("--spin", choices=["on", "off"], default=None,
-                        help="model worker threads busy-wait during a run (on) or sleep between kernels (off); "
-                             "default: the runtime's")
+                        help="the station's model.spin: worker threads busy-wait during a run (on) or sleep between "
+                             "kernels (off); default: the demo config's")
     parser.add_argument("--json", default="work/plc_bench.json")
     args = parser.parse_args()
-    from edge_inspect.vlm import backends
-
-    if args.spin is not None:  # the station loads its model with the runtime's default
-        backends.SPIN_DURING_RUN = args.spin == "on"
-    report = asyncio.run(run(args.bundle, args.seconds, args.period_ms / 1000))
-    report["spin"] = backends.SPIN_DURING_RUN
+    report = asyncio.run(run(args.bundle, args.seconds, args.period_ms / 1000,
+                             None if args.spin is None else args.spin == "on"))
     print(f"{'phase':12} {'reads':>6} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
     for r in report["rows"]:
         print(f"{r['phase']:12} {r['reads']:>6} {r['p50_ms']:>8} {r['p99_ms']:>8} {r['max_ms']:>8}")
     print(f"{report['inspections']} inspections, cycle p50 {report['cycle_ms_p50']} ms (model {report['model']}, "
-          f"spin {'on' if report['spin'] else 'off'})")
+          f"spin {({True: 'on', False: 'off'}).get(report['spin'], '-')})")
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")

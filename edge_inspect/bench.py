@@ -224,8 +224,8 @@ def run_bench(bundles: list[str], providers: str, frames: int, runs: int, warmup
     load_before = load_average()
     common = {"recipe": recipe or DEMO_RECIPE, "frames": frames, "runs": runs, "warmup": warmup, "providers": providers,
               "backend": backend}
-    variants = [(str(Path(bundle).resolve()), threads, on) for bundle in bundles
-                for threads in step_threads or [None] for on in spin or [None]]
+    variants = [(str(Path(bundle).resolve()), threads, on) for bundle in dict.fromkeys(bundles)
+                for threads in dict.fromkeys(step_threads or [None]) for on in dict.fromkeys(spin or [None])]
     for group in [variants] if interleave else [[v] for v in variants]:
         result = _worker({"variants": group, **common})
         if isinstance(result, str):
@@ -326,6 +326,7 @@ def recommend(rows: list[dict]) -> str | None:
     spins = [r.get("spin") for r in measured]
     spin = SPIN_DURING_RUN if SPIN_DURING_RUN in spins else spins[0]
     reference = measured[0]["bundle"]
+    settings = len({(r.get("step_threads"), r.get("spin")) for r in measured}) > 1
     measured = [r for r in measured if r.get("step_threads") == threads and r.get("spin") == spin]
     base = next((r for r in measured if r["bundle"] == reference), measured[0])
     passing = [r for r in measured if r is not base and (r.get("verify") or {}).get("passed")]
@@ -335,6 +336,8 @@ def recommend(rows: list[dict]) -> str | None:
     else:
         choice = best
         why = f"fastest variant that passed verify ({base['inspection_ms']['p50'] / best['inspection_ms']['p50']:.2f}x)"
+    if settings:
+        why += f"; compared at {threads} decode-step thread(s), spinning {'on' if spin else 'off'}"
     print(f"recommended: {choice['bundle']} ({why})")
     return choice["bundle"]
 

@@ -137,22 +137,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_try(args: argparse.Namespace) -> int:
     from .config import load_config
     from .trial import run_try
-    from .vlm import load_bundle
 
     config, _ = load_config(args.config, bundle=args.bundle)
-    m = config.model
-    model = load_bundle(m.bundle, providers=m.providers, threads=m.threads, backend=m.backend)
+    model = config.model.load()
     return run_try(config, model, [Path(p) for p in args.images], args.recipe or [], Path(args.out))
 
 
 def _cmd_tune(args: argparse.Namespace) -> int:
     from .config import load_config
     from .tune import LabelError, print_report, run_tune
-    from .vlm import load_bundle
 
     config, _ = load_config(args.config, bundle=args.bundle)
-    m = config.model
-    model = load_bundle(m.bundle, providers=m.providers, threads=m.threads, backend=m.backend)
+    model = config.model.load()
     try:
         report = run_tune(config, model, Path(args.labelled), args.recipe or config.triggers.recipe, Path(args.out))
     except LabelError as err:
@@ -403,7 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "(default: the runtime's, 1; 0 = one per core like the other graphs)")
     bench.add_argument("--spin", type=_spin_settings, default=None, metavar="on|off[,...]",
                        help="worker threads busy-wait between kernels during a run (on) or sleep (off), one row per "
-                            "bundle and setting side by side (default: the runtime's, on)")
+                            "bundle and setting side by side (default: the runtime's, off)")
     bench.add_argument("--interleave", action="store_true",
                        help="all variants in one process, inspections round-robin: steadier ratios on a busy "
                             "machine (peak RSS is then the process's, for all)")

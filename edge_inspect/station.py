@@ -44,7 +44,7 @@ from .plc.modbus import StartError, make_link
 from .plc.recipe import RecipeSwitch
 from .station_plc import PlcSide
 from .verdict import ErrorCode, Verdict
-from .vlm import VisionLanguageModel, load_bundle
+from .vlm import VisionLanguageModel
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +54,7 @@ class Station(PlcSide):
                  model: VisionLanguageModel | None = None, config_path: Path | None = None):
         self.config, self.config_sha256 = config, config_sha256
         self.events = EventBus()
-        self.model = model or load_bundle(config.model.bundle, providers=config.model.providers,
-                                          threads=config.model.threads, backend=config.model.backend,
-                                          spin=config.model.spin)
+        self.model = model or config.model.load()
         self.model_sha256 = self.model.sha256
         self.inspector = Inspector(self.model, config.model.max_new_tokens)
         self.camera = make_camera(config.camera, base_dir, on_status=self._camera_status)

@@ -230,7 +230,24 @@ def test_bench_compares_bundles_at_the_runtimes_decode_step_threads(capsys):
     assert "keep full precision" in capsys.readouterr().out
     rows[3]["inspection_ms"]["p50"] = 60
     assert recommend(rows) == "int8"
-    assert "(1.17x)" in capsys.readouterr().out
+    assert "(1.17x); compared at 1 decode-step thread(s), spinning off" in capsys.readouterr().out
+
+
+def test_bench_compares_bundles_at_the_runtimes_spinning_setting(capsys):
+    """`bench --spin on,off`: a variant with spinning on is not judged against the reference with it off."""
+    from edge_inspect.bench import recommend
+
+    def row(name, p50, spin, passed=None):
+        r = {"bundle": name, "inspection_ms": {"p50": p50}, "step_threads": 1, "spin": spin}
+        if passed is not None:
+            r["verify"] = {"passed": passed}
+        return r
+
+    rows = [row("fp32", 100, True), row("fp32", 110, False), row("int8", 95, True, True), row("int8", 112, False, True)]
+    assert recommend(rows) == "fp32"
+    assert "keep full precision; compared at 1 decode-step thread(s), spinning off" in capsys.readouterr().out
+    assert recommend(rows[:1] + rows[2:3]) == "int8"  # one setting measured: compared as it is
+    assert "compared at" not in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("step_graph", [False, True])

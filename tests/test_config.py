@@ -129,3 +129,15 @@ def test_examples_are_valid_once_their_placeholders_are_filled(example, tmp_path
     assert "scrypt$16384$8$1$zd06Chbq" not in text  # the old demo hash (password = user name) is gone
     result = _validate(path)
     assert result.returncode == 0, result.stderr
+
+
+def test_model_settings_reach_the_loaded_model(write):
+    """The station, `try` and `tune` load the model through ModelConfig.load: every key applies."""
+    from edge_inspect.config import load_config
+
+    path = write(BASE.replace("  bundle: {bundle}", "  bundle: {bundle}\n  threads: 1\n  spin: true"))
+    config, _ = load_config(path)
+    options = [s.get_session_options() for s in config.model.load().backend._sessions.values()]
+    assert {o.intra_op_num_threads for o in options} == {1}
+    assert {o.get_session_config_entry("session.intra_op.allow_spinning") for o in options} == {"1"}
+

@@ -98,6 +98,13 @@ class ModelConfig(Strict):
                        "inspection: faster only where nothing else needs those cores (docs/performance.md)")
     max_new_tokens: int = Field(default=96, ge=1, le=1024)
 
+    def load(self, bundle: str | None = None):
+        """The bundle loaded with these settings: what the station, `try` and `tune` all run."""
+        from ..vlm import load_bundle
+
+        return load_bundle(bundle or self.bundle, providers=self.providers, threads=self.threads,
+                           backend=self.backend, spin=self.spin)
+
 
 class SignalOverride(Strict):
     table: Literal["coil", "discrete_input", "holding_register", "input_register"] | None = None

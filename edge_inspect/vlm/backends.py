@@ -48,13 +48,15 @@ def run_into(backend, graph: str, feeds: dict[str, np.ndarray], outputs: dict[st
         target[...] = out[name]
 
 
-def session_options(ort, threads: int = 0, spin: bool = False):
+def session_options(ort, threads: int = 0, spin: bool | None = None):
     """Options for small-batch latency on a few shared cores.
 
     ``threads`` 0: one intra-op thread per core ``os.sched_getaffinity`` allows. ``spin``: while a Run
     lasts, idle worker threads busy-wait for the next kernel instead of sleeping and being woken for
     it; they stop when the Run returns (``session.force_spinning_stop``), so an idle appliance burns
-    no CPU between frames. ``spin=False``: workers sleep between kernels (the default: SPIN_DURING_RUN)."""
+    no CPU between frames. ``spin=False``: workers sleep between kernels. None: SPIN_DURING_RUN (off)."""
+    if spin is None:
+        spin = SPIN_DURING_RUN
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -129,8 +131,8 @@ class OnnxRuntimeBackend:
 
         self.providers = choose_providers(providers, ort.get_available_providers())
         self.name = f"onnxruntime[{','.join(p.removesuffix('ExecutionProvider').lower() for p in self.providers)}]"
-        spin = SPIN_DURING_RUN if spin is None else spin
-        options = session_options(ort, threads, spin)
+        self.spin = SPIN_DURING_RUN if spin is None else spin
+        options = session_options(ort, threads, self.spin)
         self._sessions = {}
         for graph in GRAPHS:
             path: Path = bundle.graph_path(graph)
@@ -138,7 +140,7 @@ class OnnxRuntimeBackend:
                 self._sessions[graph] = ort.InferenceSession(str(path), options, providers=self.providers)
             except Exception as err:  # onnxruntime raises its own exception types
                 raise BundleError(f"{path}: onnxruntime cannot load it: {str(err).splitlines()[0]}") from None
-        step_options = session_options(ort, step_threads, spin)  # 0: like the other graphs
+        step_options = session_options(ort, step_threads, self.spin)  # 0: like the other graphs
         for graph in OPTIONAL_GRAPHS:
             if graph in bundle.info.graphs and self.providers == ["CPUExecutionProvider"]:
                 path = bundle.graph_path(graph)
