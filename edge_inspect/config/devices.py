@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from ..plc.settings import LinkSettings
 from ..plc.signals import MAX_DEFECT_POSITIONS, MapError, SignalMap, build_map
 from .base import FieldError, Strict, _base_dir, _in_base, check_host
+
+if TYPE_CHECKING:
+    from ..vlm import VisionLanguageModel
 
 
 class SyntheticCamera(Strict):
@@ -98,12 +101,12 @@ class ModelConfig(Strict):
                        "inspection: faster only where nothing else needs those cores (docs/performance.md)")
     max_new_tokens: int = Field(default=96, ge=1, le=1024)
 
-    def load(self, bundle: str | None = None):
+    def load(self) -> VisionLanguageModel:
         """The bundle loaded with these settings: what the station, `try` and `tune` all run."""
         from ..vlm import load_bundle
 
-        return load_bundle(bundle or self.bundle, providers=self.providers, threads=self.threads,
-                           backend=self.backend, spin=self.spin)
+        return load_bundle(self.bundle, providers=self.providers, threads=self.threads, backend=self.backend,
+                           spin=self.spin)
 
 
 class SignalOverride(Strict):
