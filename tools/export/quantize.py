@@ -267,7 +267,8 @@ def _write_decoders(src: Path, tmp: Path, source_manifest: dict, vision: str, de
 
 def _step_graph_disagreement(folder: Path) -> tuple[float, float] | None:
     """The runtime's load check (decoder graph vs step graph on its probe steps): None when every
-    probe passes, else the worst (difference, allowed). The runtime's own warning about the staging
+    probe passes, else the worst (difference, allowed). Loading runs the check; the probes run again
+    only where it refused the pair, for the figures. The runtime's own warning about the staging
     folder is held back: the caller decides what to write and says so."""
     from edge_inspect.vlm import load_bundle
     from edge_inspect.vlm.step_decode import disagreement
@@ -279,7 +280,7 @@ def _step_graph_disagreement(folder: Path) -> tuple[float, float] | None:
         engine = load_bundle(folder).engine
     finally:
         runtime_log.setLevel(level)
-    return disagreement(engine)
+    return None if engine.step_graph else disagreement(engine)
 
 
 def quantize_bundle(src: str | Path, out: str | Path, vision: str = "fp32", decoder: str = "int8",
