@@ -1,8 +1,8 @@
 """``edge-inspect bench``: per-stage latency of a recipe on each bundle / backend, side by side.
 
-Each variant (a bundle at a decode-step thread count) runs in its own process, so peak memory is
-its own; with ``--interleave`` all run in one process, inspections round-robin over the variants so
-that a noisy machine slows them alike. Warm-up inspections first, then timed ones on the same
+Each variant (a bundle at a decode-step thread count and spinning setting) runs in its own process,
+so peak memory is its own; with ``--interleave`` all run in one process, inspections round-robin
+over the variants so that a noisy machine slows them alike. Warm-up inspections first, then timed ones on the same
 generated frames; medians per stage, p50/p95 per inspection.
 Two paths per bundle, interleaved run by run so that load from other processes hits both alike:
 ``batched`` (the inspector: one prefill for all checks of a view, pointing prompts decoded

@@ -11,8 +11,9 @@ copy of the cache, no re-binding. When rows finish, the live ones move to the fr
 and the graph is bound to views of those rows: later steps compute only the rows still decoding.
 
 The engine checks once at load that the step graph computes what the decoder graph computes
-(``difference_to_decoder``); any bundle without the graph, or a runtime that cannot load it,
-decodes with the decoder graph as before, with the same tokens.
+(``disagreement``: ``difference_to_decoder`` on PROBE_SEEDS random steps); any bundle without the
+graph, or a runtime that cannot load it, decodes with the decoder graph as before, with the same
+tokens.
 """
 
 from __future__ import annotations
