@@ -34,8 +34,8 @@ TICK = os.sysconf("SC_CLK_TCK")
 
 
 def _record(n: int):
-    from edge_inspect.checks import CheckOutcome
-    from edge_inspect.log import InspectionRecord
+    from edge_inspect.inspection.checks import CheckOutcome
+    from edge_inspect.logbook import InspectionRecord
     from edge_inspect.verdict import Verdict
 
     fail = n % 20 == 0
@@ -57,7 +57,7 @@ def _stations(names: list[str], folder: str, broker_port: int, rate: float, seco
     from edge_inspect.fleet.messages import Topics
     from edge_inspect.fleet.mqtt import BrokerSettings
     from edge_inspect.fleet.publisher import Publisher
-    from edge_inspect.log import Store
+    from edge_inspect.logbook import Store
 
     broker = BrokerSettings("127.0.0.1", broker_port)
     parts = []

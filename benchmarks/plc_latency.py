@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edge_inspect.bench import percentile  # noqa: E402
+from edge_inspect.commands.bench import percentile  # noqa: E402
 
 
 class Master:
@@ -107,8 +107,8 @@ def _row(name: str, values: list[float]) -> dict:
 
 
 async def run(bundle: str | None, seconds: float, period_s: float, spin: bool | None = None) -> dict:
-    from edge_inspect.demo import demo_config
-    from edge_inspect.station import Station
+    from edge_inspect.commands.demo import demo_config
+    from edge_inspect.daemon import build_station
 
     port = _free_port()
     workdir = Path(tempfile.mkdtemp(prefix="plc-bench-"))
@@ -116,7 +116,7 @@ async def run(bundle: str | None, seconds: float, period_s: float, spin: bool | 
     config.plc.timeout_s = 0
     if spin is not None:
         config.model.spin = spin
-    station = Station(config, sha, workdir)
+    station = build_station(config, sha, workdir)
     await station.start()
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()

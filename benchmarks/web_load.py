@@ -3,7 +3,7 @@
 
 1. Builds a log of ``--rows`` inspections (checks and points in the demo recipe's proportions,
    dispositions and audit rows for some FAILs, spread over ``--days`` days up to now) by bulk
-   insert through the schema of ``edge_inspect/log`` (its migrations create the tables). The
+   insert through the schema of ``edge_inspect/logbook`` (its migrations create the tables). The
    built file is cached under ``--cache`` and copied for each run.
 2. Starts the station on the copy as a separate process (``edge-inspect run``: the demo student,
    the synthetic camera, the Modbus server and the web on free loopback ports).
@@ -41,8 +41,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from plc_latency import Master, _drive, _free_port  # noqa: E402
 
-from edge_inspect.bench import percentile  # noqa: E402
-from edge_inspect.log.schema import LATEST, migrate  # noqa: E402
+from edge_inspect.commands.bench import percentile  # noqa: E402
+from edge_inspect.logbook.schema import LATEST, migrate  # noqa: E402
 
 CHECKS = (("surface", "point"), ("screws", "count"), ("label", "qa"))
 TARGETS = {"modbus_p99_ms": 20, "review_p95_ms": 300, "charts_p95_ms": 500, "status_p95_ms": 20, "csv_first_byte_ms": 300}

@@ -97,7 +97,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     import signal
 
     from .config import load_config
-    from .station import Station
+    from .daemon import Daemon, build_station
 
     config, sha = load_config(args.config, bundle=args.bundle)
     if config.plc.enabled:  # a port in use or a missing serial device is reported before the model loads
@@ -106,37 +106,28 @@ def _cmd_run(args: argparse.Namespace) -> int:
         preflight(config.plc.link_settings())
 
     async def main() -> None:
-        station = Station(config, sha, Path(args.config).resolve().parent, config_path=Path(args.config).resolve())
+        path = Path(args.config).resolve()
+        station = build_station(config, sha, path.parent, config_path=path)
         station.events.subscribe(_print_event)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await station.start()
-        web = None
-        if config.web.enabled:
-            from .web.app import serve
-
-            try:
-                web = await serve(station, config)
-            except OSError:
-                await station.stop()  # the PLC sees offline; the error is reported in one line
-                raise
+        daemon = Daemon(station)
+        await daemon.start()  # a web port in use: the PLC sees offline; the error is reported in one line
+        if daemon.web is not None:
             scheme = "https" if config.web.tls_cert else "http"
             print(f"HMI on {scheme}://{config.web.host}:{config.web.port}/", flush=True)
         await stop.wait()
-        await station.stop()  # first: the inspection in flight finishes and the PLC sees offline
-        if web is not None:
-            web.server.should_exit = True  # event streams ended with the station's Stopped event
-            await web
+        await daemon.stop()
 
     asyncio.run(main())
     return 0
 
 
 def _cmd_try(args: argparse.Namespace) -> int:
+    from .commands.trial import run_try
     from .config import load_config
-    from .trial import run_try
 
     config, _ = load_config(args.config, bundle=args.bundle)
     model = config.model.load()
@@ -144,8 +135,8 @@ def _cmd_try(args: argparse.Namespace) -> int:
 
 
 def _cmd_tune(args: argparse.Namespace) -> int:
+    from .commands.tune import LabelError, print_report, run_tune
     from .config import load_config
-    from .tune import LabelError, print_report, run_tune
 
     config, _ = load_config(args.config, bundle=args.bundle)
     model = config.model.load()
@@ -159,7 +150,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
 
 
 def _cmd_calibrate_camera(args: argparse.Namespace) -> int:
-    from .camera_calibration import CalibrationError, calibrate
+    from .camera.calibration import CalibrationError, calibrate
 
     try:
         columns, _, rows = args.board.lower().partition("x")
@@ -180,7 +171,7 @@ def _cmd_calibrate_camera(args: argparse.Namespace) -> int:
 def _cmd_hash_password(args: argparse.Namespace) -> int:
     import getpass
 
-    from .web.auth import hash_password
+    from .http.auth import hash_password
 
     password = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else getpass.getpass("password: ")
     if len(password) < 4:
@@ -218,9 +209,9 @@ def _cmd_fleet_collect(args: argparse.Namespace) -> int:
 
     import psycopg
 
-    from .fleet.collector import Collector, load_tokens
-    from .fleet.images import open_store
-    from .fleet.pg_schema import SchemaError
+    from .plant.collector import Collector, load_tokens
+    from .plant.images import open_store
+    from .plant.pg_schema import SchemaError
 
     broker = _broker(args)
     collector = Collector(broker, args.db, prefix=args.prefix, client_id=args.client_id,
@@ -241,13 +232,13 @@ def _cmd_fleet_collect(args: argparse.Namespace) -> int:
 
 
 def _cmd_fleet_serve(args: argparse.Namespace) -> int:
-    from .fleet.serve import run_server
+    from .plant.serve import run_server
 
     return run_server(args)
 
 
 def _print_event(event) -> None:
-    from .events import AlarmCleared, AlarmRaised, InspectionDone, Started, Stopped
+    from .station.events import AlarmCleared, AlarmRaised, InspectionDone, Started, Stopped
 
     if isinstance(event, InspectionDone):
         print(f"{event.result_id:>6} {event.verdict:5} recipe={event.recipe} part={event.part_id or '-'} "
@@ -265,7 +256,7 @@ def _print_event(event) -> None:
 def _cmd_demo(args: argparse.Namespace) -> int:
     import asyncio
 
-    from .demo import run_demo
+    from .commands.demo import run_demo
 
     asyncio.run(run_demo(Path(args.workdir), duration_s=args.duration, bundle=args.bundle, port=args.port,
                          period_s=args.period, web_port=args.web_port))
@@ -273,7 +264,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import run_bench
+    from .commands.bench import run_bench
 
     recipe = None
     if args.config:

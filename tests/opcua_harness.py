@@ -10,7 +10,7 @@ from pathlib import Path
 from asyncua import Client, ua
 from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 
-from edge_inspect.web.auth import hash_password
+from edge_inspect.http.auth import hash_password
 
 from .plc_harness import FakeInspector, fake_station_config, make_station
 from .stations import free_port

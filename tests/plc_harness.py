@@ -16,10 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from edge_inspect.checks import CheckOutcome
 from edge_inspect.config import load_config
-from edge_inspect.inspector import Inspection
-from edge_inspect.station import Station
+from edge_inspect.daemon import build_station
+from edge_inspect.inspection.checks import CheckOutcome
+from edge_inspect.inspection.inspector import Inspection
+from edge_inspect.station.core import Station
 from edge_inspect.verdict import Verdict
 
 from .stations import write_station
@@ -67,7 +68,7 @@ def fake_station_config(tmp_path: Path, **sections) -> Path:
 
 def make_station(path: Path, inspector: FakeInspector | None = None) -> Station:
     config, sha = load_config(path)
-    station = Station(config, sha, path.parent, model=FakeModel())
+    station = build_station(config, sha, path.parent, model=FakeModel())
     station.inspector = inspector or FakeInspector()
     return station
 

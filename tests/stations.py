@@ -8,8 +8,8 @@ from pathlib import Path
 import yaml
 
 from edge_inspect.config import load_config
+from edge_inspect.daemon import build_station
 from edge_inspect.plc.simulated import SimulatedPLC
-from edge_inspect.station import Station
 
 
 def free_port() -> int:
@@ -46,7 +46,7 @@ def write_station(tmp_path: Path, bundle: Path, **sections) -> Path:
 async def run_station(config_path: Path, scenario):
     """Start the station of ``config_path``, run ``scenario(station)``, always stop it."""
     config, sha = load_config(config_path)
-    station = Station(config, sha, config_path.parent, config_path=config_path)
+    station = build_station(config, sha, config_path.parent, config_path=config_path)
     await station.start()
     try:
         return await scenario(station)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from edge_inspect.config import Recipe
-from edge_inspect.inspector import Inspector
+from edge_inspect.inspection.inspector import Inspector
 from edge_inspect.vlm import load_bundle
 from edge_inspect.vlm.backends import run_into
 from edge_inspect.vlm.generate import Batch
@@ -161,8 +161,8 @@ def test_model_ask_equals_single_calls_on_the_student(student):
 
 
 def test_inspector_batched_equals_one_by_one_on_the_student(student):
-    from edge_inspect.bench import DEMO_RECIPE
-    from edge_inspect.checks import judge_points, judge_qa
+    from edge_inspect.commands.bench import DEMO_RECIPE
+    from edge_inspect.inspection.checks import judge_points, judge_qa
 
     recipe = Recipe.model_validate(DEMO_RECIPE)
     inspector = Inspector(student)
@@ -201,7 +201,7 @@ def test_trt_decoder_profile_takes_a_batch_of_checks(tiny_bundle):
 
 
 def test_bench_recommends_the_fastest_variant_that_passed_verify(capsys):
-    from edge_inspect.bench import recommend
+    from edge_inspect.commands.bench import recommend
 
     def row(name, p50, passed):
         r = {"bundle": name, "inspection_ms": {"p50": p50}}
@@ -217,7 +217,7 @@ def test_bench_recommends_the_fastest_variant_that_passed_verify(capsys):
 def test_bench_compares_bundles_at_the_runtimes_decode_step_threads(capsys):
     """`bench --step-threads 2,1`: the reference at two threads is not what a variant at one thread
     is judged against."""
-    from edge_inspect.bench import recommend
+    from edge_inspect.commands.bench import recommend
 
     def row(name, p50, threads, passed=None):
         r = {"bundle": name, "inspection_ms": {"p50": p50}, "step_threads": threads}
@@ -235,7 +235,7 @@ def test_bench_compares_bundles_at_the_runtimes_decode_step_threads(capsys):
 
 def test_bench_compares_bundles_at_the_runtimes_spinning_setting(capsys):
     """`bench --spin on,off`: a variant with spinning on is not judged against the reference with it off."""
-    from edge_inspect.bench import recommend
+    from edge_inspect.commands.bench import recommend
 
     def row(name, p50, spin, passed=None):
         r = {"bundle": name, "inspection_ms": {"p50": p50}, "step_threads": 1, "spin": spin}

@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_inspect.camera_calibration import CameraCalibration, Undistorter
+from edge_inspect.camera.calibration import CameraCalibration, Undistorter
 
 SIZE = (640, 480)
 K = np.array([[800.0, 0, 320], [0, 800.0, 240], [0, 0, 1]])

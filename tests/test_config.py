@@ -107,7 +107,7 @@ def test_missing_file(tmp_path):
 @pytest.mark.parametrize("example", ["examples/usb-camera-plc.yaml", "examples/demo-station.yaml",
                                      "edge_inspect/demo_station.yaml"])
 def test_examples_are_valid_once_their_placeholders_are_filled(example, tmp_path, tiny_bundle):
-    from edge_inspect.web.auth import hash_password
+    from edge_inspect.http.auth import hash_password
 
     text = (ROOT / example).read_text()
     text = re.sub(r"bundle: \S+", f"bundle: {tiny_bundle}", text)

@@ -352,7 +352,7 @@ def test_refused_with_line_and_key(folder, case):
 
 
 def test_duplicate_users_are_refused(folder):
-    from edge_inspect.web.auth import hash_password
+    from edge_inspect.http.auth import hash_password
 
     h = hash_password("a long passphrase")
     text = BASE.replace("{bundle}", str(fake_bundle(folder))) + (

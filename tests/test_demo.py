@@ -62,10 +62,10 @@ def test_plc_registers_for_known_synthetic_parts(tmp_path):
     and the verdicts agree with the ground truth as often as the student's accuracy allows."""
     import asyncio
 
+    from edge_inspect.commands.demo import DEMO_CONFIG
     from edge_inspect.config import load_config
-    from edge_inspect.demo import DEMO_CONFIG
+    from edge_inspect.daemon import build_station
     from edge_inspect.plc.simulated import SimulatedPLC
-    from edge_inspect.station import Station
 
     config, sha = load_config(DEMO_CONFIG)
     config.storage.dir = str(tmp_path)
@@ -73,7 +73,7 @@ def test_plc_registers_for_known_synthetic_parts(tmp_path):
     config.web.enabled = False
 
     async def main():
-        station = Station(config, sha, DEMO_CONFIG.parent)
+        station = build_station(config, sha, DEMO_CONFIG.parent)
         await station.start()
         plc = SimulatedPLC(station.signal_map, port=config.plc.port)
         await plc.connect()

@@ -20,12 +20,12 @@ import pytest
 import yaml
 
 from edge_inspect.config import ConfigError, load_config
-from edge_inspect.fleet.collector import Collector
-from edge_inspect.fleet.link import attach_outbox
+from edge_inspect.fleet.link import FleetLink, attach_outbox
 from edge_inspect.fleet.messages import Topics, dumps
 from edge_inspect.fleet.mqtt import BrokerSettings
 from edge_inspect.fleet.publisher import Publisher
-from edge_inspect.log import Store, alarm_history
+from edge_inspect.logbook import Store, alarm_history
+from edge_inspect.plant.collector import Collector
 from edge_inspect.verdict import Verdict
 
 from .fleet_services import Mosquitto, Postgres, wait_for
@@ -325,8 +325,8 @@ def test_fleet_serve_pages_roles_filters_csv(tmp_path, postgres):
     from starlette.testclient import TestClient
 
     from edge_inspect.config import WebUser
-    from edge_inspect.fleet.serve import build_app
-    from edge_inspect.web.auth import hash_password
+    from edge_inspect.http.auth import hash_password
+    from edge_inspect.plant.serve import build_app
 
     dsn = postgres.database("fleet_serve")
     _fill(dsn, tmp_path)
@@ -376,8 +376,8 @@ def test_fleet_serve_pages_roles_filters_csv(tmp_path, postgres):
 
 
 def test_fleet_serve_users_file_shapes(tmp_path):
-    from edge_inspect.fleet.serve import load_users
-    from edge_inspect.web.auth import hash_password
+    from edge_inspect.http.auth import hash_password
+    from edge_inspect.plant.serve import load_users
 
     user = {"name": "qa", "role": "qa", "password_hash": hash_password("pw-qa")}
     for shape in ([user], {"users": [user]}, {"station": {"name": "x"}, "web": {"port": 8080, "users": [user]}}):
@@ -393,7 +393,7 @@ def test_fleet_serve_users_file_shapes(tmp_path):
 
 
 def test_migration_makes_station_and_inspection_id_unique(postgres):
-    from edge_inspect.fleet import pg_schema
+    from edge_inspect.plant import pg_schema
 
     dsn = postgres.database("fleet_migrate")
     with psycopg.connect(dsn) as conn:  # a database of schema 1 with one inspection stored twice
@@ -456,7 +456,7 @@ def test_a_silent_broker_never_delays_the_plc_handshake(tmp_path):
 
     async def scenario(station, plc):
         results = [await plc.cycle(trigger_id=i, part_id=f"P{i}") for i in range(1, 6)]
-        return results, station.fleet.publisher.connected, station.fleet.outbox.count
+        return results, station.attached(FleetLink).publisher.connected, station.attached(FleetLink).outbox.count
 
     try:
         results, connected, waiting = asyncio.run(run_station_with_plc(config, scenario))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from edge_inspect.web.i18n import LABELS, pick_language, translate
+from edge_inspect.http.i18n import LABELS, pick_language, translate
 
 from .test_web_api import run_api
 

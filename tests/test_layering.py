@@ -1,10 +1,11 @@
-"""Dependencies run one way: the tools' layers (molmo2 <- export <- distill), the appliance's rules
-(vlm knows no PLC, log or web; plc knows no model; verdict.py is a leaf; no import cycles), the
-appliance names no tool; the transformers bench row is a tools command."""
+"""Dependencies run one way: the tools' layers (molmo2 <- export <- distill), the appliance's packages
+as docs/architecture.md allows (no import circles between modules or packages), the appliance names
+no tool; the transformers bench row is a tools command."""
 
 import ast
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -32,7 +33,7 @@ def test_tools_layers_depend_one_way():
 
 def test_appliance_never_names_the_tools():
     """`edge-inspect bench` runs no tool (it ran tools.export.hf_bench by module name before)."""
-    assert not re.search(r"\btools\b", (ROOT / "edge_inspect/bench.py").read_text())
+    assert not re.search(r"\btools\b", (ROOT / "edge_inspect/commands/bench.py").read_text())
     assert not {m for m in _imports("edge_inspect") if m.startswith("tools")}
 
 
@@ -45,67 +46,117 @@ def test_no_design_notes_outside_the_repository():
     assert "DESIGN.md" not in (ROOT / "README.md").read_text()
 
 
-def _module_imports() -> dict[str, set[str]]:
-    """edge_inspect module → the edge_inspect modules it imports (relative imports resolved)."""
+def module_graph(root: Path, top: str) -> dict[str, set[str]]:
+    """module → the modules of ``top`` it imports: type-only imports, imports inside functions and
+    relative imports included. ``from pkg import name`` is an edge to ``pkg.name`` where that is a
+    module, else to ``pkg`` (its __init__)."""
+    files = {}
+    for path in (root / top).rglob("*.py"):
+        parts = list(path.relative_to(root).with_suffix("").parts)
+        files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = (path, parts[:-1])
     graph: dict[str, set[str]] = {}
-    for path in (ROOT / "edge_inspect").rglob("*.py"):
-        parts = list(path.relative_to(ROOT).with_suffix("").parts)
-        is_pkg = parts[-1] == "__init__"
-        name = ".".join(parts[:-1] if is_pkg else parts)
-        package = parts[:-1] if is_pkg else parts[:-1]
+    for name, (path, package) in files.items():
         found = set()
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom):
-                if node.level:
-                    base = package[: len(package) - node.level + 1]
-                    module = ".".join(base + ([node.module] if node.module else []))
-                else:
-                    module = node.module or ""
-                if module.startswith("edge_inspect"):
-                    found.add(module)
-                    found.update(f"{module}.{a.name}" for a in node.names)
+                base = package[: len(package) - node.level + 1] if node.level else []
+                module = ".".join(base + ([node.module] if node.module else []))
+                found.update(f"{module}.{a.name}" if f"{module}.{a.name}" in files else module for a in node.names)
             elif isinstance(node, ast.Import):
-                found.update(a.name for a in node.names if a.name.startswith("edge_inspect"))
-        graph[name] = found
-    known = set(graph)
-    return {m: {i for i in deps if i in known and i != m} for m, deps in graph.items()}
+                found.update(a.name for a in node.names)
+        graph[name] = {d for d in found if d in files and d != name}
+    return graph
 
 
-def _deps_of(graph: dict[str, set[str]], prefix: str) -> set[str]:
-    return {d for m, deps in graph.items() if m == prefix or m.startswith(prefix + ".") for d in deps}
-
-
-def test_appliance_layers():
-    graph = _module_imports()
-    assert not graph["edge_inspect.verdict"], graph["edge_inspect.verdict"]
-    assert not {d for d in _deps_of(graph, "edge_inspect.vlm") if d.startswith(
-        ("edge_inspect.plc", "edge_inspect.log", "edge_inspect.web", "edge_inspect.station"))}
-    assert not {d for d in _deps_of(graph, "edge_inspect.plc") if d.startswith(("edge_inspect.vlm", "edge_inspect.web"))}
-    assert not {d for d in _deps_of(graph, "edge_inspect.log") if d.startswith(
-        ("edge_inspect.plc", "edge_inspect.web", "edge_inspect.station"))}
-    for leafish in ("edge_inspect.checks", "edge_inspect.overlay", "edge_inspect.events", "edge_inspect.alarms"):
-        assert not {d for d in graph[leafish] if d.startswith(("edge_inspect.plc", "edge_inspect.station"))}, leafish
-
-
-def test_no_import_cycles_at_module_level():
-    graph = _module_imports()
-    # a package's __init__ re-exporting its own modules is not a cycle between concerns
-    edges = {m: {d for d in deps if not m.startswith(d + ".") and not d.startswith(m + ".")}
-             for m, deps in graph.items()}
+def find_cycle(edges: dict[str, set[str]]) -> list[str] | None:
+    """One circle of imports as a path (first = last), or None."""
     state: dict[str, int] = {}
 
-    def visit(node: str, path: list[str]) -> None:
+    def visit(node: str, path: list[str]) -> list[str] | None:
         state[node] = 1
         for dep in sorted(edges.get(node, ())):
             if state.get(dep) == 1:
-                raise AssertionError("import cycle: " + " -> ".join([*path, node, dep]))
-            if dep not in state:
-                visit(dep, [*path, node])
+                stack = [*path, node]
+                return [*stack[stack.index(dep):], dep]
+            if dep not in state and (cycle := visit(dep, [*path, node])):
+                return cycle
         state[node] = 2
+        return None
 
     for module in sorted(edges):
-        if module not in state:
-            visit(module, [])
+        if module not in state and (cycle := visit(module, [])):
+            return cycle
+    return None
+
+
+def unit_of(module: str) -> str:
+    """The package (or top-level module) of ``edge_inspect`` a module belongs to; "(root)" for the package itself."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "(root)"
+
+
+def package_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for module, deps in graph.items():
+        out.setdefault(unit_of(module), set()).update(unit_of(d) for d in deps if unit_of(d) != unit_of(module))
+    return out
+
+
+def architecture_rules() -> dict[str, set[str] | None]:
+    """docs/architecture.md's table: package → the packages it may import (None: everything)."""
+    rules: dict[str, set[str] | None] = {}
+    text = (ROOT / "docs/architecture.md").read_text()
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0].startswith("`"):
+            name = cells[0].strip("`")
+            rules[name] = None if cells[2] == "everything" else set(re.findall(r"`([^`]+)`", cells[2]))
+    return rules
+
+
+def check_appliance(root: Path) -> None:
+    graph = module_graph(root, "edge_inspect")
+    cycle = find_cycle(graph)
+    assert cycle is None, "import cycle: " + " -> ".join(cycle)
+    packages = package_graph(graph)
+    cycle = find_cycle(packages)
+    assert cycle is None, "packages import each other in a circle: " + " -> ".join(cycle)
+    rules = architecture_rules()
+    assert set(packages) - {"(root)"} <= set(rules), f"packages missing from docs/architecture.md: {set(packages) - set(rules)}"
+    for package, deps in packages.items():
+        allowed = rules.get(package, set())
+        if allowed is not None:
+            assert deps <= allowed, f"{package} imports {sorted(deps - allowed)}, which docs/architecture.md does not allow"
+
+
+def test_appliance_layers_follow_docs_architecture():
+    check_appliance(ROOT)
+
+
+def test_the_rules_name_real_packages():
+    units = {unit_of(m) for m in module_graph(ROOT, "edge_inspect")}
+    rules = architecture_rules()
+    assert set(rules) == units - {"(root)"}
+    for deps in rules.values():
+        assert deps is None or deps <= units, deps - units
+
+
+def test_no_import_cycles_in_the_tools():
+    cycle = find_cycle(module_graph(ROOT, "tools"))
+    assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+@pytest.mark.parametrize("module, added", [
+    ("edge_inspect/inspection/checks.py", "from ..logbook import store  # added\n"),  # a cycle through two packages
+    ("edge_inspect/vlm/points.py", "from .model import load_bundle  # added\n"),  # inside one package
+    ("edge_inspect/plc/codec.py", "if False:\n    from ..web import app  # added\n"),  # not allowed by the table
+])
+def test_the_check_fails_on_a_deliberately_added_import(tmp_path, module, added):
+    shutil.copytree(ROOT / "edge_inspect", tmp_path / "edge_inspect", ignore=shutil.ignore_patterns("__pycache__"))
+    target = tmp_path / module
+    target.write_text(target.read_text() + added)
+    with pytest.raises(AssertionError, match="cycle|circle|does not allow"):
+        check_appliance(tmp_path)
 
 
 def test_manifest_schema_is_shared_by_writer_and_reader():

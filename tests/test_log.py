@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from edge_inspect.log import Store, StoreError, review
-from edge_inspect.log.schema import LATEST
+from edge_inspect.logbook import Store, StoreError, review
+from edge_inspect.logbook.schema import LATEST
 from edge_inspect.verdict import Verdict
 
 from .test_store import FRAME, _record

@@ -13,10 +13,10 @@ import httpx
 import pytest
 
 from edge_inspect.config import load_config
-from edge_inspect.log import Store, review
-from edge_inspect.station import Station
+from edge_inspect.daemon import build_station
+from edge_inspect.http.auth import hash_password
+from edge_inspect.logbook import Store, review
 from edge_inspect.web.app import serve
-from edge_inspect.web.auth import hash_password
 
 from .stations import free_port, write_station
 
@@ -175,7 +175,7 @@ def test_no_sqlite_on_the_loop_thread(tmp_path, tiny_bundle, monkeypatch):
 
     async def main():
         config, sha = load_config(path)
-        station = Station(config, sha, path.parent)
+        station = build_station(config, sha, path.parent)
         station.store.conn.set_trace_callback(lambda sql: seen.append((threading.get_ident(), sql)))
         await station.start()
         web = await serve(station, config)

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from edge_inspect.checks import judge_qa
 from edge_inspect.config import QACheck, Recipe
+from edge_inspect.inspection.checks import judge_qa
 
 STUDENT = Path(__file__).resolve().parents[1] / "models" / "demo-student"
 
@@ -39,9 +39,9 @@ def test_min_mass_is_validated(value):
 def test_demo_bundle_mass_logged_and_off_vocabulary_question_uncertain(tmp_path):
     """Through the bundled student and the real log: the demo question carries its mass; a pointing
     prompt asked as a yes/no question has almost none and is uncertain (fail-safe)."""
-    from edge_inspect.inspector import Inspector
-    from edge_inspect.log import InspectionRecord, Store
-    from edge_inspect.log.review import get_inspection
+    from edge_inspect.inspection.inspector import Inspector
+    from edge_inspect.logbook import InspectionRecord, Store
+    from edge_inspect.logbook.review import get_inspection
     from edge_inspect.sim import render_part
     from edge_inspect.vlm import load_bundle
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import cv2
 import pytest
 
-from edge_inspect.camera import CameraError, OpenCVSource
-from edge_inspect.live_camera import LiveCamera
+from edge_inspect.camera.live import LiveCamera
+from edge_inspect.camera.sources import CameraError, OpenCVSource
 
 from .mjpeg_server import frame_number
 from .stations import free_port, run_station, write_station

@@ -10,6 +10,8 @@ import pytest
 from asyncua import ua
 from asyncua.ua.uaerrors import BadUserAccessDenied, UaError, UaStatusCodeError
 
+from edge_inspect.opcua import OpcUaServer
+
 from .opcua_harness import node, opcua_config, running, session
 from .plc_harness import FakeInspector, async_wait_until
 
@@ -71,7 +73,7 @@ def test_job_result_event_and_model(tmp_path):
     folder = tmp_path / "data" / "opcua"  # generated on first start, the key readable by its owner only
     assert (folder / "server_cert.der").stat().st_size > 500
     assert (folder / "server_key.pem").stat().st_mode & 0o777 == 0o600
-    assert station.opcua.loop is None  # the server's thread ended with the station
+    assert station.attached(OpcUaServer).loop is None  # the server's thread ended with the station
 
 
 def test_port_in_use_is_a_start_error(tmp_path):

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from edge_inspect.checks import CheckOutcome
-from edge_inspect.overlay import CHECK_BGR, check_colour, draw_overlay
+from edge_inspect.inspection.checks import CheckOutcome
+from edge_inspect.inspection.overlay import CHECK_BGR, check_colour, draw_overlay
 from edge_inspect.verdict import Verdict
 
 

@@ -10,8 +10,8 @@ import subprocess
 import sys
 
 from edge_inspect import __version__
-from edge_inspect.checks import CheckOutcome
-from edge_inspect.inspector import Inspection
+from edge_inspect.inspection.checks import CheckOutcome
+from edge_inspect.inspection.inspector import Inspection
 from edge_inspect.plc.handshake import Handshake, Inputs, Result
 from edge_inspect.verdict import Verdict
 

@@ -10,10 +10,10 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
-from edge_inspect.checks import CheckOutcome
 from edge_inspect.config import load_config
-from edge_inspect.log import InspectionRecord, Store, review
-from edge_inspect.station import Station
+from edge_inspect.daemon import build_station
+from edge_inspect.inspection.checks import CheckOutcome
+from edge_inspect.logbook import InspectionRecord, Store, review
 from edge_inspect.timefmt import iso_local
 from edge_inspect.verdict import Verdict
 from edge_inspect.web.app import build_app
@@ -69,7 +69,7 @@ def test_pages_and_exports_speak_the_station_zone(tmp_path, tiny_bundle):
 
     async def main():
         config, sha = load_config(path)
-        station = Station(config, sha, path.parent)
+        station = build_station(config, sha, path.parent)
         await station.start()
         try:
             for part in ("P0003&x", "P0003", "P0003"):

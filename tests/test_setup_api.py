@@ -15,10 +15,10 @@ import httpx
 import yaml
 
 from edge_inspect.config import load_config
+from edge_inspect.daemon import build_station
+from edge_inspect.http.auth import hash_password
 from edge_inspect.sim import render_part
-from edge_inspect.station import Station
 from edge_inspect.web.app import build_app
-from edge_inspect.web.auth import hash_password
 
 from .stations import write_station
 
@@ -32,7 +32,7 @@ def run_setup(tmp_path, scenario, **sections):
 
     async def main():
         config, sha = load_config(path)
-        station = Station(config, sha, path.parent, config_path=path)
+        station = build_station(config, sha, path.parent, config_path=path)
         await station.start()
         transport = httpx.ASGITransport(app=build_app(station, config))
         try:

@@ -13,8 +13,8 @@ import cv2
 import httpx
 import pytest
 
+from edge_inspect.http.auth import hash_password
 from edge_inspect.sim import render_part
-from edge_inspect.web.auth import hash_password
 
 from .stations import free_port, write_station
 from .test_web_browser import CHROMIUM, SHOTS, _start, page  # noqa: F401  (the page fixture)

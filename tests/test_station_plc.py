@@ -13,8 +13,8 @@ import pytest
 from pymodbus.client import AsyncModbusSerialClient
 
 from edge_inspect.config import load_config
+from edge_inspect.daemon import build_station
 from edge_inspect.plc.simulated import SimulatedPLC
-from edge_inspect.station import Station
 
 from .stations import free_port, run_station, write_station
 
@@ -229,7 +229,7 @@ def test_client_mode_against_a_plc_server(tmp_path, tiny_bundle):
         plc_server = ModbusTcpServer(device, address=("127.0.0.1", port))
         await plc_server.serve_forever(background=True)
         config, sha = load_config(path)
-        station = Station(config, sha, path.parent)
+        station = build_station(config, sha, path.parent)
         await station.start()
         seen = []
         try:

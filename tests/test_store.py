@@ -5,8 +5,8 @@ import time
 
 import numpy as np
 
-from edge_inspect.checks import CheckOutcome
-from edge_inspect.log import InspectionRecord, Store
+from edge_inspect.inspection.checks import CheckOutcome
+from edge_inspect.logbook import InspectionRecord, Store
 from edge_inspect.verdict import Verdict
 
 

@@ -9,9 +9,9 @@ import httpx
 import pytest
 
 from edge_inspect.config import load_config
-from edge_inspect.station import Station
+from edge_inspect.daemon import build_station
+from edge_inspect.http.auth import hash_password
 from edge_inspect.web.app import build_app
-from edge_inspect.web.auth import hash_password
 
 from .stations import write_station
 
@@ -32,7 +32,7 @@ def run_api(tmp_path, bundle, scenario, open_view=True):
 
     async def main():
         config, sha = load_config(path)
-        station = Station(config, sha, path.parent)
+        station = build_station(config, sha, path.parent)
         await station.start()
         transport = httpx.ASGITransport(app=build_app(station, config))
         try:

@@ -14,8 +14,8 @@ import cv2
 import httpx
 import pytest
 
+from edge_inspect.http.auth import hash_password
 from edge_inspect.sim import render_part
-from edge_inspect.web.auth import hash_password
 
 from .stations import free_port, write_station
 
@@ -288,8 +288,8 @@ def test_panel_geometry_every_size_language_and_verdict_with_an_alarm(daemon):
     """800×480, 1280×800, 1920×1080 × English, Japanese × PASS, FAIL, ERROR, with an alarm active and
     an operator logged in: verdict, checks, lights, alarm, buttons on screen, no scrolling, no
     horizontal overflow, touch targets ≥ 44 px. Screenshots are kept as artefacts."""
-    from edge_inspect.checks import CheckOutcome
-    from edge_inspect.log import InspectionRecord, Store
+    from edge_inspect.inspection.checks import CheckOutcome
+    from edge_inspect.logbook import InspectionRecord, Store
     from edge_inspect.verdict import Verdict
 
     store = Store(daemon["tmp"] / "data")  # a second writer on the station's log, as a QA tool would be
@@ -365,8 +365,8 @@ def test_qa_keyboard_review_through_the_unreviewed_queue_and_the_audit_page(daem
 
 
 def test_a_reviewer_corrects_the_models_points_for_retraining(daemon, page):
-    from edge_inspect.checks import CheckOutcome
-    from edge_inspect.log import InspectionRecord, Store
+    from edge_inspect.inspection.checks import CheckOutcome
+    from edge_inspect.logbook import InspectionRecord, Store
     from edge_inspect.verdict import Verdict
 
     store = Store(daemon["tmp"] / "data", save_pass_every=1)

@@ -15,8 +15,8 @@ import time
 import httpx
 import pytest
 
-from edge_inspect.web import auth
-from edge_inspect.web.sessions import SessionStore
+from edge_inspect.http import auth
+from edge_inspect.http.sessions import SessionStore
 
 from .errors import assert_one_line_error
 from .stations import free_port, write_station
@@ -201,7 +201,7 @@ def test_web_connections_send_without_waiting_for_acks(tmp_path, tiny_bundle):
     import asyncio
 
     from edge_inspect.config import load_config
-    from edge_inspect.station import Station
+    from edge_inspect.daemon import build_station
     from edge_inspect.web.app import serve
 
     config_path = write_station(tmp_path, tiny_bundle, plc={"enabled": False},
@@ -209,7 +209,7 @@ def test_web_connections_send_without_waiting_for_acks(tmp_path, tiny_bundle):
 
     async def main():
         config, sha = load_config(config_path)
-        station = Station(config, sha, tmp_path)
+        station = build_station(config, sha, tmp_path)
         await station.start()
         web = await serve(station, config)
         try:

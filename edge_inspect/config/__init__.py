@@ -11,7 +11,6 @@ import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from ..bundles import find_bundle
-from ..config_yaml import MAX_BYTES, YamlProblems, key_text, parse, read_limited
 from .access import OpcUaConfig, StationInfo, WebConfig, WebUser
 from .base import FieldError, Strict, _hosts_overlap, _is_loopback, check_host
 from .devices import (
@@ -26,6 +25,7 @@ from .devices import (
 )
 from .fleet import FleetConfig
 from .recipes import Check, CheckBase, CountCheck, PointCheck, QACheck, Recipe
+from .yaml_loader import MAX_BYTES, YamlProblems, key_text, parse, read_limited
 
 
 class StationConfig(Strict):

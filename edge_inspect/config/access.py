@@ -18,7 +18,7 @@ class WebUser(Strict):
     @field_validator("password_hash")
     @classmethod
     def _hash(cls, value: str) -> str:
-        from ..web.auth import parse_hash
+        from ..http.auth import parse_hash
 
         parse_hash(value)  # ValueError names what is wrong; a placeholder is refused here
         return value

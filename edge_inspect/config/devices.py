@@ -10,6 +10,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from ..plc.settings import LinkSettings
 from ..plc.signals import MAX_DEFECT_POSITIONS, MapError, SignalMap, build_map
 from .base import FieldError, Strict, _base_dir, _in_base, check_host
+from .calibration_file import CalibrationError, CameraCalibration
 
 if TYPE_CHECKING:
     from ..vlm import VisionLanguageModel
@@ -76,8 +77,6 @@ class CameraConfig(Strict):
         elif device is not None and (len(device) > 3 or int(device) > 255):
             raise FieldError(f"device index {device} is out of range (0..255)", ("device",))
         if self.calibration:
-            from ..camera_calibration import CalibrationError, CameraCalibration
-
             try:
                 CameraCalibration.load(_in_base(self.calibration, base))
             except CalibrationError as err:

@@ -11,15 +11,18 @@ import asyncio
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..config import FleetConfig
-from ..events import AlarmAcknowledged, AlarmCleared, AlarmRaised, Event, InspectionDone
-from ..log import Store
+from ..logbook import Store
+from ..station.events import AlarmAcknowledged, AlarmCleared, AlarmRaised, Event, InspectionDone, Started
 from .messages import Topics, alarm_payload, dumps, inspection_payload, new_id
 from .mqtt import BrokerSettings
 from .outbox import Outbox
 from .publisher import Publisher
+
+if TYPE_CHECKING:
+    from ..station.ports import FleetPort
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +49,9 @@ def attach_outbox(store: Store, topics: Topics, image_base_url: str | None = Non
 
 
 class FleetLink:
-    def __init__(self, station: Any, config: FleetConfig):
-        """``station``: the Station (not imported here: the station imports this module)."""
+    """Attached to the station by daemon.py: started after the PLC link, stopped before the log closes."""
+
+    def __init__(self, station: FleetPort, config: FleetConfig):
         self.station, self.config = station, config
         self.topics = Topics(config.prefix, config.site, config.line, station.config.station.name)
         self.outbox = attach_outbox(station.store, self.topics, config.image_base_url)
@@ -59,8 +63,13 @@ class FleetLink:
             on_alarm=self._alarm_from_thread)
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fleet-outbox")
         self._unsubscribe = station.events.subscribe(self._on_event)
+        self._status_task: asyncio.Task | None = None
 
     def _on_event(self, event: Event) -> None:
+        if isinstance(event, Started):  # the status says online from the first message on
+            self.publisher.set_status(self.station.status())
+            self._status_task = asyncio.create_task(self.status_loop(), name="fleet-status")
+            return
         if isinstance(event, InspectionDone):
             self.publisher.wake()  # the row (and its message) committed before the event
             return
@@ -99,13 +108,10 @@ class FleetLink:
         self.publisher.wake()
 
     def _alarm_from_thread(self, code: str, message: str | None) -> None:
-        loop = self.station._loop
-        if loop is None or loop.is_closed():
-            return
         if message is None:
-            loop.call_soon_threadsafe(self.station.clear_alarm, code)
+            self.station.call_soon_threadsafe(self.station.clear_alarm, code)
         else:
-            loop.call_soon_threadsafe(self.station.raise_alarm, code, message)
+            self.station.call_soon_threadsafe(self.station.raise_alarm, code, message)
 
     async def status_loop(self) -> None:
         """The retained status every status_every_s (and on every alarm event, above)."""
@@ -113,13 +119,20 @@ class FleetLink:
             self.publisher.set_status(self.station.status())
             await asyncio.sleep(min(self.config.status_every_s, 5.0))
 
-    def start(self) -> None:
-        self.publisher.set_status(self.station.status())
+    async def start(self) -> None:
+        """The publisher's thread starts (the broker never delays the PLC); alarms the previous run left
+        open and the start closed go out as cleared."""
+        codes, at = self.station.alarms_closed_at_start
+        if codes:
+            self.closed_at_start(codes, at)
         self.publisher.start()
 
     async def stop(self) -> None:
         """Before the store closes: pending alarm messages written, offline status published."""
         self._unsubscribe()
+        if self._status_task is not None:
+            self._status_task.cancel()
+            await asyncio.gather(self._status_task, return_exceptions=True)
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self._writer.shutdown, True)
         self.publisher.set_status(self.station.status())

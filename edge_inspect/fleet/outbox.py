@@ -15,8 +15,8 @@ import threading
 import time
 from dataclasses import dataclass
 
-from ..log import Store
-from ..log.store import utc_stamp
+from ..logbook import Store
+from ..logbook.store import utc_stamp
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from asyncua.ua.ua_binary import struct_from_binary
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from ..config import WebUser
-from ..web.auth import PERMISSIONS, LoginLimiter, check_login
+from ..http.auth import PERMISSIONS, LoginLimiter, check_login
 
 log = logging.getLogger(__name__)
 

@@ -27,13 +27,13 @@ from typing import TYPE_CHECKING, Any
 from asyncua import Server, ua
 
 from .. import __version__
-from ..events import AlarmAcknowledged, AlarmCleared, AlarmRaised, Event, InspectionDone, Started, Stopped
 from ..plc.settings import StartError
+from ..station.events import AlarmAcknowledged, AlarmCleared, AlarmRaised, Event, InspectionDone, Started, Stopped
 from . import model as m
 from .security import METHOD_ROLES, RolePermissions, StationUsers, ensure_certificate
 
 if TYPE_CHECKING:
-    from ..station import Station
+    from ..station.ports import OpcUaPort
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ ERROR_ALARMS = ("camera_lost", "model_error", "internal")
 class OpcUaServer:
     """Started and stopped by the station; subscribes to its events from construction on."""
 
-    def __init__(self, station: Station, base_dir: Path, data_dir: Path):
+    def __init__(self, station: OpcUaPort, base_dir: Path, data_dir: Path):
         self.station, self.base_dir = station, base_dir
         self.config = station.config.opcua
         self.data_dir = data_dir

@@ -14,11 +14,11 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from ..log import corrections, review
+from ..http.i18n import LABELS
+from ..logbook import corrections, review
 from ..timefmt import iso_local
 from .context import BadRequest, WebContext
 from .events import localise
-from .i18n import LABELS
 
 
 def image_file(folder: Path, relative: str | None) -> Path | None:

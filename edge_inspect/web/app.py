@@ -22,13 +22,13 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..config import StationConfig
-from ..log import review
+from ..http.sessions import SessionStore
+from ..logbook import review
 from . import api, events, metrics, pages, setup
 from .context import HERE, BadRequest, Unauthorized, WebContext
-from .sessions import SessionStore
 
 if TYPE_CHECKING:
-    from ..station import Station
+    from ..station.core import Station
 
 log = logging.getLogger(__name__)
 

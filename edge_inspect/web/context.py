@@ -17,14 +17,14 @@ from starlette.responses import Response
 from starlette.templating import Jinja2Templates
 
 from ..config import StationConfig, WebUser
-from ..log import Store
+from ..http.auth import LoginLimiter, User, allowed, basic_credentials, check_login, csrf_ok
+from ..http.i18n import LABELS, pick_language, translate
+from ..http.sessions import Session, SessionStore
+from ..logbook import Store
 from ..timefmt import display, iso_local, station_zone, zone_label, zone_name
-from .auth import LoginLimiter, User, allowed, basic_credentials, check_login, csrf_ok
-from .i18n import LABELS, pick_language, translate
-from .sessions import Session, SessionStore
 
 if TYPE_CHECKING:
-    from ..station import Station
+    from ..station.core import Station
 
 HERE = Path(__file__).parent
 

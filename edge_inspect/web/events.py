@@ -9,10 +9,10 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from ..events import Event, InspectionDone, Stopped
-from ..log import review
+from ..http.i18n import translate
+from ..logbook import review
+from ..station.events import Event, InspectionDone, Stopped
 from .context import WebContext
-from .i18n import translate
 
 
 class Broadcaster:

@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from ..events import Event, InspectionDone
+from ..station.events import Event, InspectionDone
 from .context import WebContext
 
 CYCLE_BUCKETS_MS = (50, 100, 200, 500, 1000, 2000, 5000, 10000)

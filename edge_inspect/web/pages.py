@@ -8,10 +8,10 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from ..log import alarm_history, review
-from .auth import User, allowed
+from ..http.auth import User, allowed
+from ..http.i18n import translate
+from ..logbook import alarm_history, review
 from .context import WebContext
-from .i18n import translate
 
 
 def _page_number(request: Request) -> int:

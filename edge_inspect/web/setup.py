@@ -17,16 +17,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..camera import CameraError
+from ..camera.sources import CameraError
 from ..config import ConfigError, Recipe
-from ..config_edit import EditError, replace_recipes
-from ..config_keeper import ConflictError, SaveError, SaveResult
-from ..inspector import Inspection
-from ..log import config_versions, review
-from ..overlay import draw_overlay
+from ..config.editing import EditError, replace_recipes
+from ..http.auth import User, allowed
+from ..inspection.inspector import Inspection
+from ..inspection.overlay import draw_overlay
+from ..logbook import config_versions, review
 from ..plc.handshake import Inputs
+from ..station.config_keeper import ConflictError, SaveError, SaveResult
 from .api import json_object
-from .auth import User, allowed
 from .context import BadRequest, Unauthorized, WebContext
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from tokenizers import Tokenizer
 
+from edge_inspect.camera.images import images_in
 from edge_inspect.vlm.points import parse_points
 from tools.molmo2.checkpoint import (
     NO_WORDS,
@@ -27,8 +28,6 @@ from tools.molmo2.checkpoint import (
 from tools.molmo2.predictor import TorchPredictor
 
 from .tasks import TASKS
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 
 
 def label_folder(teacher: Path, images: Path, out: Path, tasks: list[str], max_new_tokens: int = 96) -> Path:
@@ -46,7 +45,7 @@ def label_folder(teacher: Path, images: Path, out: Path, tasks: list[str], max_n
     predictor.yes = single_token_ids(tok, YES_WORDS, vocab)
     predictor.no = single_token_ids(tok, NO_WORDS, vocab)
 
-    files = sorted(p for p in images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = images_in(images)
     out.mkdir(parents=True, exist_ok=True)
     jsonl = out / "records.jsonl"
     kept = dropped = 0

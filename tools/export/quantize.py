@@ -39,6 +39,7 @@ from onnxruntime.quantization import (
     quantize_static,
 )
 
+from edge_inspect.camera.images import images_in
 from edge_inspect.vlm.bundle import MANIFEST, load_bundle_files, sha256_file
 from edge_inspect.vlm.manifest import STEP_GRAPH, parse_manifest
 from edge_inspect.vlm.preprocess import preprocess
@@ -49,7 +50,6 @@ from .staging import check_target, staged_folder
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 NBITS = {"int8": 8, "int4": 4}  # decoder precisions written block-wise (MatMulNBits) and their bits
 DECODER_SCHEMES = {  # how the decoder graph's weights are stored, as the manifest records it
     "int8-rows": "int8 per channel (7-bit range), activations quantized per run (MatMulInteger)",
@@ -67,9 +67,9 @@ PRECISIONS = {"vision": ("fp32", "int8", "fp16"), "decoder": ("fp32", "int8", "i
 
 
 def calibration_images(folder: Path) -> list[Path]:
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
+    files = images_in(folder)
     if not files:
-        raise CheckpointError(f"{folder}: no calibration images (.png/.jpg)")
+        raise CheckpointError(f"{folder}: no calibration images (.png/.jpg/.bmp/.tif/.webp)")
     return files
 
 

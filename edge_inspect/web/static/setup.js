@@ -3,7 +3,7 @@
 "use strict";
 const CSRF = document.querySelector('meta[name="csrf-token"]').content;
 const ZONE = document.querySelector('meta[name="station-zone"]').content;
-// The overlay's check colours (Okabe–Ito), in the same order as edge_inspect/overlay.py.
+// The overlay's check colours (Okabe–Ito), in the same order as edge_inspect/inspection/overlay.py.
 const COLOURS = ["#e69f00", "#56b4e9", "#009e73", "#f0e442", "#0072b2", "#d55e00", "#cc79a7", "#000000"];
 const $ = (id) => document.getElementById(id);
 

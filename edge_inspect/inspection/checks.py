@@ -17,8 +17,8 @@ from typing import Literal
 
 import numpy as np
 
-from .config import CountCheck, PointCheck, QACheck
-from .verdict import Verdict
+from ..config import CountCheck, PointCheck, QACheck
+from ..verdict import Verdict
 
 Status = Literal["pass", "fail", "error"]
 

@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..config import QACheck, Recipe
+from ..verdict import Verdict
+from ..vlm import VisionLanguageModel
 from .checks import CheckOutcome, error_outcome, judge_points, judge_qa, verdict
-from .config import QACheck, Recipe
-from .verdict import Verdict
-from .vlm import VisionLanguageModel
 
 
 @dataclass

@@ -31,9 +31,9 @@ import cv2
 import numpy as np
 import sqlite_utils
 
-from ..checks import CheckOutcome, defect_count, failed_mask
 from ..durable import write_durably
-from ..overlay import draw_overlay
+from ..inspection.checks import CheckOutcome, defect_count, failed_mask
+from ..inspection.overlay import draw_overlay
 from ..verdict import Verdict
 from .schema import SchemaError, migrate
 

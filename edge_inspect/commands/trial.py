@@ -14,12 +14,11 @@ from pathlib import Path
 
 import cv2
 
-from .config import StationConfig
-from .inspector import Inspector
-from .overlay import draw_overlay
-from .vlm import VisionLanguageModel
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+from ..camera.images import images_in
+from ..config import StationConfig
+from ..inspection.inspector import Inspector
+from ..inspection.overlay import draw_overlay
+from ..vlm import VisionLanguageModel
 
 
 def image_files(inputs: list[Path]) -> tuple[list[Path], list[str]]:
@@ -27,7 +26,7 @@ def image_files(inputs: list[Path]) -> tuple[list[Path], list[str]]:
     files, problems = [], []
     for item in inputs:
         if item.is_dir():
-            found = sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            found = images_in(item)
             if not found:
                 problems.append(f"{item}: no image files in this folder")
             files += found

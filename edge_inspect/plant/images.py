@@ -9,6 +9,7 @@ from the usual AWS_* environment variables, AWS_ENDPOINT_URL for MinIO, Ceph and
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import urllib.error
 import urllib.request
@@ -100,11 +101,16 @@ def fetch(url: str, token: str | None, timeout: float = 10.0, max_bytes: int = 5
     request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
+            announced = response.headers.get("Content-Length")
             data = response.read(max_bytes + 1)
     except urllib.error.HTTPError as err:
         raise FetchError(f"{url}: HTTP {err.code}", permanent=err.code in (404, 410)) from None
-    except (urllib.error.URLError, OSError, TimeoutError) as err:
+    except (urllib.error.URLError, OSError, TimeoutError, http.client.HTTPException) as err:
         raise FetchError(f"{url}: {getattr(err, 'reason', err)}") from None
     if len(data) > max_bytes:
         raise FetchError(f"{url}: larger than {max_bytes >> 20} MB", permanent=True)
+    # read(n) returns what came before the connection closed: a station stopped mid-answer gives a
+    # short (or empty) body, which is retried, never stored as the image.
+    if not data or (announced is not None and announced.isdigit() and len(data) != int(announced)):
+        raise FetchError(f"{url}: the answer ended after {len(data)} of {announced or 'unknown'} bytes")
     return data

@@ -12,11 +12,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .config import CameraConfig
-from .live_camera import CameraError, LiveCamera, Source
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-
+from ..config import CameraConfig
+from .images import images_in
+from .live import CameraError, LiveCamera, Source
 
 FrameSource = Source
 
@@ -77,7 +75,7 @@ class FolderSource:
     def open(self) -> None:
         if not self.folder.is_dir():
             raise CameraError(f"folder {self.folder} not found")
-        self.files = sorted(p for p in self.folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        self.files = images_in(self.folder)
         if not self.files:
             raise CameraError(f"folder {self.folder} holds no images")
 
@@ -103,7 +101,7 @@ class SyntheticSource:
     """Generated parts (edge_inspect.sim): a new part, with its ground truth, on every read."""
 
     def __init__(self, seed: int = 0, width: int = 320, height: int = 240):
-        from .sim import render_part
+        from ..sim import render_part
 
         self._render = render_part
         self.seed, self.size = seed, (width, height)

@@ -11,11 +11,11 @@ import logging
 import time
 from dataclasses import replace
 
-from .checks import defect_count, failed_mask
-from .log import InspectionRecord
-from .plc.handshake import Request, Result, State
-from .plc.modbus import LinkError
-from .verdict import ErrorCode, Verdict
+from ..inspection.checks import defect_count, failed_mask
+from ..logbook import InspectionRecord
+from ..plc.handshake import Request, Result, State
+from ..plc.modbus import LinkError
+from ..verdict import ErrorCode, Verdict
 
 log = logging.getLogger(__name__)
 

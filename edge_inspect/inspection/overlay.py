@@ -11,8 +11,8 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from ..verdict import Verdict
 from .checks import CheckOutcome
-from .verdict import Verdict
 
 Polygon = Sequence[tuple[float, float]]
 

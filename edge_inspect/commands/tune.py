@@ -19,11 +19,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .checks import CheckOutcome, judge_qa
-from .config import PointCheck, QACheck, Recipe, StationConfig
-from .inspector import Inspector
-from .trial import IMAGE_SUFFIXES
-from .vlm import VisionLanguageModel
+from ..camera.images import images_in
+from ..config import PointCheck, QACheck, Recipe, StationConfig
+from ..inspection.checks import CheckOutcome, judge_qa
+from ..inspection.inspector import Inspector
+from ..vlm import VisionLanguageModel
 
 MARGINS = [round(0.05 * i, 2) for i in range(20)]
 
@@ -59,7 +59,7 @@ def load_labelled(folder: Path) -> list[Sample]:
     for part in ("good", "bad"):
         sub = folder / part
         if sub.is_dir():
-            samples_list += [Sample(p, part) for p in sorted(sub.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
+            samples_list += [Sample(p, part) for p in images_in(sub)]
     if not samples_list:
         raise LabelError(f"{folder}: no good/ and bad/ images and no labels.csv")
     return samples_list

@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from .config import Recipe
+from ..config import Recipe
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +98,8 @@ class _Variant:
     """One bundle at one decode-step thread count and spinning setting, loaded, with its timings so far."""
 
     def __init__(self, bundle: str, providers: str, backend: str, step_threads: int, spin: bool, recipe: Recipe):
-        from .inspector import Inspector
-        from .vlm import load_bundle
+        from ..inspection.inspector import Inspector
+        from ..vlm import load_bundle
 
         self.bundle, self.step_threads, self.spin, self.recipe = bundle, step_threads, spin, recipe
         self.model = load_bundle(bundle, providers=providers, backend=backend, step_threads=step_threads, spin=spin)
@@ -158,8 +158,8 @@ def measure(variants: list[tuple[str, int | None, bool | None]], providers: str,
     """Runs in the worker process: each (bundle, decode-step threads, spinning) of ``variants`` loaded, then the
     inspections round-robin over them (variant 1 on frame i, variant 2 on frame i, ...), so that load
     from other processes hits them alike. With several variants, peak RSS is the process's, for all."""
-    from .sim import render_part
-    from .vlm.backends import DECODE_STEP_THREADS, SPIN_DURING_RUN
+    from ..sim import render_part
+    from ..vlm.backends import DECODE_STEP_THREADS, SPIN_DURING_RUN
 
     r = Recipe.model_validate(recipe)
     loaded = [_Variant(bundle, providers, backend, DECODE_STEP_THREADS if threads is None else threads,
@@ -185,7 +185,7 @@ def measure(variants: list[tuple[str, int | None, bool | None]], providers: str,
 def _worker(args: dict) -> dict | str:
     """Run one measurement of this module in its own process; its JSON result, or why it failed."""
     done = subprocess.run([sys.executable, "-m", __name__, json.dumps(args)], capture_output=True, text=True,
-                          cwd=Path(__file__).resolve().parents[1])
+                          cwd=Path(__file__).resolve().parents[2])
     if done.returncode != 0:
         lines = done.stderr.strip().splitlines()
         return lines[-1] if lines else f"exit code {done.returncode}"
@@ -316,7 +316,7 @@ def recommend(rows: list[dict]) -> str | None:
     """The fastest variant that passed the accuracy gate, or the reference where none is faster.
     Bundles are compared at one decode-step thread count and spinning setting: the runtime's where
     they were measured."""
-    from .vlm.backends import DECODE_STEP_THREADS, SPIN_DURING_RUN
+    from ..vlm.backends import DECODE_STEP_THREADS, SPIN_DURING_RUN
 
     measured = [r for r in rows if "inspection_ms" in r]
     if not measured:

@@ -15,15 +15,25 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 import cv2
 
+from ..camera.calibration import CameraCalibration, Undistorter
+from ..camera.sources import CameraError, make_camera
+from ..config import StationConfig
+from ..inspection.checks import defect_count, failed_mask
+from ..inspection.inspector import Inspection, Inspector
+from ..inspection.overlay import draw_overlay
+from ..logbook import InspectionRecord, Store, StoreError, alarm_history
+from ..plc.handshake import Handshake, State
+from ..plc.identity import identity_outputs
+from ..plc.modbus import StartError, make_link
+from ..plc.recipe import RecipeSwitch
+from ..verdict import ErrorCode, Verdict
+from ..vlm import VisionLanguageModel
 from . import sdnotify
 from .alarms import AlarmBoard
-from .camera import CameraError, make_camera
-from .camera_calibration import CameraCalibration, Undistorter
-from .checks import defect_count, failed_mask
-from .config import StationConfig
 from .config_keeper import LIVE_KEYS, ConfigKeeper, changed_keys, live_part
 from .events import (
     AlarmAcknowledged,
@@ -35,23 +45,29 @@ from .events import (
     Started,
     Stopped,
 )
-from .inspector import Inspection, Inspector
-from .log import InspectionRecord, Store, StoreError, alarm_history
-from .overlay import draw_overlay
-from .plc.handshake import Handshake, State
-from .plc.identity import identity_outputs
-from .plc.modbus import StartError, make_link
-from .plc.recipe import RecipeSwitch
-from .station_plc import PlcSide
-from .verdict import ErrorCode, Verdict
-from .vlm import VisionLanguageModel
+from .plc_side import PlcSide
 
 log = logging.getLogger(__name__)
+A = TypeVar("A")
+
+
+class Attachment(Protocol):
+    """What the composition root (daemon.py) attaches to a station: the OPC UA server, the config keeper,
+    fleet publishing. Started in the order attached, after the PLC link and before the camera; stopped in
+    the reverse order after the station's Stopped event, before the log closes."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
 
 
 class Station(PlcSide):
+    """The station core. It knows the camera, the model, the log and the PLC link, and none of the
+    adapters attached to it (OPC UA, fleet, web, config keeper): those see it through the narrow
+    Protocols of station/ports.py."""
+
     def __init__(self, config: StationConfig, config_sha256: str, base_dir: Path,
-                 model: VisionLanguageModel | None = None, config_path: Path | None = None):
+                 model: VisionLanguageModel | None = None):
         self.config, self.config_sha256 = config, config_sha256
         self.events = EventBus()
         self.model = model or config.model.load()
@@ -63,7 +79,7 @@ class Station(PlcSide):
             path = Path(config.camera.calibration)
             self.undistort = Undistorter(CameraCalibration.load(path if path.is_absolute() else base_dir / path))
         s = config.storage
-        data_dir = Path(s.dir) if Path(s.dir).is_absolute() else base_dir / s.dir
+        self.data_dir = data_dir = Path(s.dir) if Path(s.dir).is_absolute() else base_dir / s.dir
         self.store = Store(data_dir, s.save_pass_every, s.retention_days, s.max_disk_mb, s.min_free_mb, s.pending_max)
         self.handshake = Handshake(result_buffer=config.plc.options.result_buffer)
         self.signal_map = config.plc.signal_map()
@@ -92,20 +108,30 @@ class Station(PlcSide):
         self._tasks: set[asyncio.Task] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
-        self.opcua = None  # the OPC UA server (docs/opcua.md), started and stopped with the station
-        if config.opcua is not None and config.opcua.enabled:
-            from .opcua import OpcUaServer
-
-            self.opcua = OpcUaServer(self, base_dir, data_dir)
-        # Started from a file: versions, edits on disk, saves from the setup pages (config_keeper.py).
-        self.keeper = ConfigKeeper(self, config_path) if config_path is not None else None
         self._history_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="alarm-history")
         self._history_writes: list[asyncio.Future] = []
-        self.fleet = None  # inspections, alarms and status to the plant's MQTT broker (docs/fleet.md)
-        if config.fleet is not None and config.fleet.enabled:
-            from .fleet.link import FleetLink
+        self._attachments: list[Attachment] = []
+        self._status_sections: list[Callable[[], dict]] = []
+        # Set by the composition root for a station started from a file (config_keeper.py).
+        self.keeper: ConfigKeeper | None = None
+        # Alarms the previous run left open, closed in the log's history at this start (codes, unix time).
+        self.alarms_closed_at_start: tuple[list[str], float] = ([], 0.0)
 
-            self.fleet = FleetLink(self, config.fleet)
+    def attach(self, attachment: Attachment, status: Callable[[], dict] | None = None) -> None:
+        """Start and stop ``attachment`` with the station (see Attachment); ``status``: gives keys of status()."""
+        self._attachments.append(attachment)
+        if status is not None:
+            self._status_sections.append(status)
+
+    def attached(self, kind: type[A]) -> A | None:
+        """The attachment of this type, if any (tests and diagnostics)."""
+        return next((a for a in self._attachments if isinstance(a, kind)), None)
+
+    def call_soon_threadsafe(self, fn: Callable[..., None], *args) -> None:
+        """Run ``fn`` on the station's event loop, from any thread; dropped before start and after the loop closed."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(fn, *args)
 
     # -- status and alarms (changed on the event loop only) --------------------------------------
     def _on_loop(self, fn: Callable[..., None], *args) -> None:
@@ -211,10 +237,8 @@ class Station(PlcSide):
             "recipe_active": self.recipe_switch.active if self.recipe_switch else self.config.triggers.recipe,
             "now": time.time(), "last_result_at": last[0] if last else None,
             "last_cycle_ms": last[1] if last else None, "stopping": self._stopping,
-            "config": self.config_sha256[:12],
-            "config_on_disk": self.keeper.disk_sha256[:12] if self.keeper and self.keeper.disk_sha256 else None,
-            "restart_needed": list(self.keeper.restart_needed) if self.keeper else [],
-            "fleet": self.fleet.state() if self.fleet is not None else None,
+            "config": self.config_sha256[:12], "config_on_disk": None, "restart_needed": [], "fleet": None,
+            **{key: value for section in self._status_sections for key, value in section().items()},
         }  # fmt: skip
 
     def _close_left_open_alarms(self, at: float) -> None:
@@ -225,8 +249,7 @@ class Station(PlcSide):
             return
         if codes:
             log.info("alarms left open by the previous run closed at start: %s", ", ".join(codes))
-            if self.fleet is not None:
-                self.fleet.closed_at_start(codes, at)
+            self.alarms_closed_at_start = (codes, at)
 
     # -- inspecting ----------------------------------------------------------------------------------
     def grab_frame(self):
@@ -338,7 +361,7 @@ class Station(PlcSide):
 
     # -- loops -------------------------------------------------------------------------------------
     async def _health_loop(self) -> None:
-        next_retention = next_ping = next_flush = next_disk_check = 0.0
+        next_retention = next_ping = next_flush = 0.0
         ping_every = min(1.0, sdnotify.watchdog_interval_s() or 1.0)
         while not self._stopping:
             now = time.monotonic()
@@ -362,28 +385,10 @@ class Station(PlcSide):
             if now >= next_retention:
                 next_retention = now + 3600
                 await asyncio.get_running_loop().run_in_executor(self.executor, self.store.enforce_retention)
-            if self.keeper is not None and now >= next_disk_check:
-                next_disk_check = now + 2.0
-                await self._check_config_on_disk()
             if now >= next_ping:
                 next_ping = now + ping_every
                 sdnotify.notify("WATCHDOG=1")
             await asyncio.sleep(0.25)
-
-    async def _check_config_on_disk(self) -> None:
-        """An edit of the station file on disk is shown (alarm, status), never applied on its own."""
-        if self.keeper.saving:
-            return
-        try:
-            disk = await asyncio.get_running_loop().run_in_executor(None, self.keeper.check_disk)
-        except Exception:
-            log.warning("config: could not look at %s", self.keeper.path, exc_info=True)
-            return
-        if disk is not None:
-            self.raise_alarm("config_changed", f"{self.keeper.path} was changed on disk ({disk[:12]}); not applied — "
-                                               "apply or discard it on the setup page")
-        else:
-            self.clear_alarm("config_changed")
 
     async def _interval_loop(self) -> None:
         period = self.config.triggers.interval_s
@@ -411,17 +416,19 @@ class Station(PlcSide):
                 self.camera.close()
                 self.store.close()
                 raise
-        if self.opcua is not None:
-            try:
-                await self.opcua.start()  # on a thread and loop of its own
-            except Exception:  # port in use, unreadable certificate: the caller reports it
-                if self.link is not None:
-                    await self.link.stop(hold_s=0)
-                self.camera.close()
-                self.store.close()
-                raise
-        if self.keeper is not None:
-            await asyncio.get_running_loop().run_in_executor(None, self.keeper.boot)
+        started: list[Attachment] = []
+        try:
+            for attachment in self._attachments:
+                await attachment.start()
+                started.append(attachment)
+        except Exception:  # port in use, unreadable certificate: the caller reports it
+            for attachment in reversed(started):
+                await attachment.stop()
+            if self.link is not None:
+                await self.link.stop(hold_s=0)
+            self.camera.close()
+            self.store.close()
+            raise
         self.camera.start()  # a live camera's grabber starts streaming now
         self.handshake.set_online(True)
         if self.link is not None:
@@ -432,9 +439,6 @@ class Station(PlcSide):
         if self.config.triggers.interval_s > 0:
             self._spawn(self._interval_loop(), "interval")
         self._spawn(self._health_loop(), "health")
-        if self.fleet is not None:
-            self.fleet.start()  # a thread of its own: the broker never delays the PLC
-            self._spawn(self.fleet.status_loop(), "fleet")
         sdnotify.notify("READY=1", f"STATUS=inspecting ({self.config.station.name})")
         self.events.publish(Started(self.config.station.name))
 
@@ -455,9 +459,7 @@ class Station(PlcSide):
         self.camera.close()
         await asyncio.gather(*self._history_writes, return_exceptions=True)
         self._history_executor.shutdown(wait=True)
-        if self.fleet is not None:
-            await self.fleet.stop()
-        self.store.close()
         self.events.publish(Stopped())
-        if self.opcua is not None:  # after Stopped: clients see the state machine halted first
-            await self.opcua.stop()
+        for attachment in reversed(self._attachments):  # after Stopped: OPC UA clients see the state machine halted
+            await attachment.stop()
+        self.store.close()

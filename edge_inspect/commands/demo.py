@@ -14,13 +14,14 @@ import statistics
 import time
 from pathlib import Path
 
+from ..config import load_config
+from ..daemon import Daemon, build_station
+from ..plc.simulated import PLCTimeout, SimulatedPLC
+from ..station.core import Station
+from ..station.events import InspectionDone
 from .bench import percentile
-from .config import load_config
-from .events import InspectionDone
-from .plc.simulated import PLCTimeout, SimulatedPLC
-from .station import Station
 
-DEMO_CONFIG = Path(__file__).with_name("demo_station.yaml")
+DEMO_CONFIG = Path(__file__).resolve().parents[1] / "demo_station.yaml"
 VERDICTS = {1: "PASS", 2: "FAIL", 3: "ERROR"}
 
 
@@ -33,8 +34,8 @@ def demo_config(workdir: Path, bundle: str | None, port: int):
 
 def demo_users(config) -> dict[str, str]:
     """One account per role with a password made up for this run: the demo ships no usable password."""
-    from .config import WebUser
-    from .web.auth import hash_password
+    from ..config import WebUser
+    from ..http.auth import hash_password
 
     logins = {role: secrets.token_urlsafe(6) for role in ("operator", "qa", "integrator")}
     config.web.users = [WebUser(name=role, role=role, password_hash=hash_password(pw)) for role, pw in logins.items()]
@@ -45,7 +46,7 @@ async def run_demo(workdir: Path, duration_s: float = 0.0, bundle: str | None = 
                    period_s: float = 0.5, quiet: bool = False, web_port: int = 8080) -> dict:
     config, sha = demo_config(workdir, bundle, port)
     workdir.mkdir(parents=True, exist_ok=True)
-    station = Station(config, sha, DEMO_CONFIG.parent)
+    station = build_station(config, sha, DEMO_CONFIG.parent)
     last: dict[int, InspectionDone] = {}  # result_id → its event, for the reasons printed per part
     station.events.subscribe(lambda e: last.update({e.result_id: e}) if isinstance(e, InspectionDone) else None)
     stop = asyncio.Event()
@@ -53,16 +54,14 @@ async def run_demo(workdir: Path, duration_s: float = 0.0, bundle: str | None = 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     results = []
-    await station.start()
+    logins = demo_users(config) if config.web.enabled and web_port else {}
+    config.web.enabled = config.web.enabled and bool(web_port)
+    config.web.port = web_port or config.web.port
+    daemon = Daemon(station)
+    await daemon.start()
+    web = daemon.web
     port = getattr(getattr(station.link, "server", None), "port", port)  # --port 0: the one picked
     plc = SimulatedPLC(station.signal_map, "127.0.0.1", port)
-    web = None
-    logins = demo_users(config) if config.web.enabled and web_port else {}
-    if config.web.enabled and web_port:
-        from .web.app import serve
-
-        config.web.port = web_port
-        web = await serve(station, config)
     if not quiet:
         print(f"demo station up: Modbus TCP 127.0.0.1:{port}, log {station.store.path}, "
               f"model {station.model_sha256[:12]}; Ctrl-C to stop")
@@ -94,10 +93,7 @@ async def run_demo(workdir: Path, duration_s: float = 0.0, bundle: str | None = 
                 pass
     finally:
         plc.close()
-        await station.stop()
-        if web is not None:
-            web.server.should_exit = True
-            await web
+        await daemon.stop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
     summary = summarize(results)

@@ -11,12 +11,15 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from .config import StationConfig, config_from_bytes
-from .config_yaml import read_limited
-from .durable import write_durably
-from .log import config_versions
+from ..config import StationConfig, config_from_bytes
+from ..config.yaml_loader import read_limited
+from ..durable import write_durably
+from ..logbook import config_versions
+
+if TYPE_CHECKING:
+    from .ports import KeeperPort
 
 log = logging.getLogger(__name__)
 
@@ -67,14 +70,51 @@ def sha256_of(raw: bytes) -> str:
 
 
 class ConfigKeeper:
-    """One per station started from a file. Blocking file and log work runs in worker threads."""
+    """One per station started from a file (attached by daemon.py). Blocking file and log work runs in
+    worker threads; the file on disk is looked at every ``disk_check_s``."""
 
-    def __init__(self, station: Any, path: Path):  # the Station (not imported: it imports this module)
-        self.station, self.path = station, path
+    def __init__(self, station: KeeperPort, path: Path, disk_check_s: float = 2.0):
+        self.station, self.path, self.disk_check_s = station, path, disk_check_s
         self.disk_sha256: str | None = None  # the file on disk, when it differs from the running config
         self.restart_needed: list[str] = []
         self._stat: tuple | None = None
         self._lock = asyncio.Lock()
+        self._watch: asyncio.Task | None = None
+
+    # -- attachment (station.core.Attachment) ----------------------------------------------------------
+    async def start(self) -> None:
+        await asyncio.to_thread(self.boot)
+        self._watch = asyncio.create_task(self._watch_disk(), name="config-keeper")
+
+    async def stop(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            await asyncio.gather(self._watch, return_exceptions=True)
+
+    def status(self) -> dict:
+        """The keys of the station's status this keeper fills in."""
+        return {"config_on_disk": self.disk_sha256[:12] if self.disk_sha256 else None,
+                "restart_needed": list(self.restart_needed)}
+
+    async def _watch_disk(self) -> None:
+        while True:
+            await self._check_config_on_disk()
+            await asyncio.sleep(self.disk_check_s)
+
+    async def _check_config_on_disk(self) -> None:
+        """An edit of the station file on disk is shown (alarm, status), never applied on its own."""
+        if self.saving:
+            return
+        try:
+            disk = await asyncio.to_thread(self.check_disk)
+        except Exception:
+            log.warning("config: could not look at %s", self.path, exc_info=True)
+            return
+        if disk is not None:
+            self.station.raise_alarm("config_changed", f"{self.path} was changed on disk ({disk[:12]}); not applied "
+                                                       "— apply or discard it on the setup page")
+        else:
+            self.station.clear_alarm("config_changed")
 
     @property
     def saving(self) -> bool:

@@ -24,10 +24,10 @@ import paho.mqtt.client as paho
 import psycopg
 from psycopg.types.json import Jsonb
 
+from ..fleet.messages import SCHEMA, dumps, parse_topic
+from ..fleet.mqtt import BrokerSettings, make_client
 from . import pg_schema
 from .images import FetchError, ImageStore, fetch
-from .messages import SCHEMA, dumps, parse_topic
-from .mqtt import BrokerSettings, make_client
 
 log = logging.getLogger(__name__)
 

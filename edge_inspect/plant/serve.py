@@ -32,10 +32,10 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from ..config import WebUser
+from ..http.auth import LoginLimiter, User, basic_credentials, check_login
+from ..http.i18n import LABELS, pick_language
+from ..http.sessions import SessionStore
 from ..timefmt import display, station_zone, zone_label, zone_name
-from ..web.auth import LoginLimiter, User, basic_credentials, check_login
-from ..web.i18n import LABELS, pick_language
-from ..web.sessions import SessionStore
 from .images import ImageStore, open_store
 
 HERE = Path(__file__).parent

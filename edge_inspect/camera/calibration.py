@@ -8,47 +8,15 @@ undistorts frames with these figures and reports defect points in millimetres to
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from .trial import IMAGE_SUFFIXES
+from ..config.calibration_file import CalibrationError, CameraCalibration
+from .images import images_in
 
-
-class CalibrationError(ValueError):
-    """Calibration cannot be done from these images; names the file or the reason."""
-
-
-@dataclass
-class CameraCalibration:
-    image_size: tuple[int, int]  # width, height
-    camera_matrix: list[list[float]]
-    distortion: list[float]
-    mm_per_px: float  # on the working plane, after undistortion
-    rms_px: float  # reprojection error
-    board: tuple[int, int]
-    square_mm: float
-    images: int
-    plane_image: str
-
-    @property
-    def focal_px(self) -> tuple[float, float]:
-        return self.camera_matrix[0][0], self.camera_matrix[1][1]
-
-    def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(asdict(self), indent=2))
-
-    @classmethod
-    def load(cls, path: Path) -> CameraCalibration:
-        try:
-            data = json.loads(path.read_text())
-            return cls(**{**data, "image_size": tuple(data["image_size"]), "board": tuple(data["board"])})
-        except (OSError, ValueError, TypeError, KeyError) as err:
-            raise CalibrationError(f"{path}: not a camera calibration file ({err})") from None
+__all__ = ["CalibrationError", "CameraCalibration", "Undistorter", "calibrate"]
 
 
 def _corners(gray: np.ndarray, board: tuple[int, int]) -> np.ndarray | None:
@@ -60,7 +28,7 @@ def _corners(gray: np.ndarray, board: tuple[int, int]) -> np.ndarray | None:
 
 
 def calibrate(folder: Path, board: tuple[int, int], square_mm: float, plane: str | None = None) -> CameraCalibration:
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
+    files = images_in(folder)
     if not files:
         raise CalibrationError(f"{folder}: no images")
     grid = np.zeros((board[0] * board[1], 3), np.float32)

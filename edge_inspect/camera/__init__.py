@@ -1,0 +1,1 @@
+"""Cameras: frame sources, the live grabber thread, calibration and image files."""

@@ -1,0 +1,1 @@
+"""Offline commands: try, tune, bench and the demo."""

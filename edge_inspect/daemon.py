@@ -1,0 +1,64 @@
+"""The composition root: builds the station core and attaches what the config asks for — the OPC UA
+server, the config keeper, fleet publishing and the web — each of which sees the station only through
+the narrow Protocols of station/ports.py. ``edge-inspect run`` and ``edge-inspect demo`` start here."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from .config import StationConfig
+from .station.config_keeper import ConfigKeeper
+from .station.core import Station
+from .vlm import VisionLanguageModel
+
+
+def build_station(config: StationConfig, config_sha256: str, base_dir: Path, config_path: Path | None = None,
+                  model: VisionLanguageModel | None = None) -> Station:
+    """The station with its attachments, in their start order: OPC UA, config keeper (a station started
+    from a file: versions, edits on disk, saves from the setup pages), fleet publishing."""
+    station = Station(config, config_sha256, base_dir, model=model)
+    if config.opcua is not None and config.opcua.enabled:
+        from .opcua import OpcUaServer
+
+        station.attach(OpcUaServer(station, base_dir, station.data_dir))
+    if config_path is not None:
+        keeper = ConfigKeeper(station, config_path)
+        station.keeper = keeper
+        station.attach(keeper, status=keeper.status)
+    if config.fleet is not None and config.fleet.enabled:
+        from .fleet.link import FleetLink
+
+        link = FleetLink(station, config.fleet)
+        station.attach(link, status=lambda: {"fleet": link.state()})
+    return station
+
+
+class Daemon:
+    """A built station and, with ``web.enabled``, its web server: started and stopped together."""
+
+    def __init__(self, station: Station):
+        self.station = station
+        self.web: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        """The station first (the PLC sees it online), then the web; a web port in use stops the station
+        again (the PLC sees offline) and the OSError goes to the caller."""
+        await self.station.start()
+        config = self.station.config
+        if config.web.enabled:
+            from .web.app import serve
+
+            try:
+                self.web = await serve(self.station, config)
+            except OSError:
+                await self.station.stop()
+                raise
+
+    async def stop(self) -> None:
+        """The station first: the inspection in flight finishes and the PLC sees offline; event streams
+        end with its Stopped event, then the web server exits."""
+        await self.station.stop()
+        if self.web is not None:
+            self.web.server.should_exit = True
+            await self.web
