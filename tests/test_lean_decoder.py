@@ -15,6 +15,7 @@ pytest.importorskip("torch", reason="the export toolchain needs the 'export' ext
 
 from edge_inspect.vlm import load_bundle  # noqa: E402
 from tools.export import lean_decoder  # noqa: E402
+from tools.export.lean_bundle import lean_bundle  # noqa: E402
 from tools.molmo2.errors import CheckpointError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,7 +62,7 @@ def test_a_lean_graph_that_computes_otherwise_is_refused(traced_bundle, tmp_path
 
     monkeypatch.setattr(step_decoder, "graph_from_spec", off)
     with pytest.raises(CheckpointError, match="differs from the source one"):
-        lean_decoder.lean_bundle(traced_bundle, tmp_path / "bad")
+        lean_bundle(traced_bundle, tmp_path / "bad")
     assert not (tmp_path / "bad").exists()
 
 
@@ -70,4 +71,4 @@ def test_quantized_bundles_are_refused(traced_bundle, tmp_path):
 
     int8 = quantize_bundle(traced_bundle, tmp_path / "int8", decoder="int8")
     with pytest.raises(CheckpointError, match="make the lean copy of the fp32 bundle"):
-        lean_decoder.lean_bundle(int8, tmp_path / "x")
+        lean_bundle(int8, tmp_path / "x")

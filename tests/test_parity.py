@@ -125,11 +125,11 @@ def test_decoder_is_the_lean_graph_and_unsupported_checkpoints_fall_back(tiny_bu
 
     import onnx
 
-    from tools.export.lean_decoder import LeanUnsupported, build_lean_decoder
+    from tools.export.lean_decoder import LeanUnsupported, spec_from_model
 
     ops = [n.op_type for n in onnx.load(str(tiny_bundle / "decoder.onnx")).graph.node]
     assert "Shape" not in ops and "Expand" not in ops
     other = copy.deepcopy(hf_model)
     other.config.text_config.hidden_act = "gelu"
     with pytest.raises(LeanUnsupported):
-        build_lean_decoder(other, 18)
+        spec_from_model(other)

@@ -66,7 +66,7 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
 
 
 def _cmd_lean(args: argparse.Namespace) -> int:
-    from .lean_decoder import lean_bundle
+    from .lean_bundle import lean_bundle
 
     out, difference = lean_bundle(args.bundle, args.out, overwrite=args.overwrite)
     step = json.loads((out / "manifest.json").read_text(encoding="utf-8"))["lean_decoder"].get("step_max_difference")

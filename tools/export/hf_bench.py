@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tokenizers import Tokenizer
 
-from edge_inspect.bench import DEMO_RECIPE, percentile, print_table
+from edge_inspect.commands.bench import DEMO_RECIPE, percentile, print_table
 from edge_inspect.config import QACheck, Recipe
 from edge_inspect.sim import render_part
 from edge_inspect.vlm.prompt import PromptBuilder

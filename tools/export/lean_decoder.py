@@ -23,39 +23,11 @@ import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
+from .onnx_graph import GraphBuilder, f32, int64s, linear
+
 
 class LeanUnsupported(ValueError):
     """The checkpoint uses a feature the lean graph does not write out."""
-
-
-class _Graph:
-    def __init__(self) -> None:
-        self.nodes: list[onnx.NodeProto] = []
-        self.inits: list[onnx.TensorProto] = []
-        self._n = 0
-
-    def name(self, hint: str) -> str:
-        self._n += 1
-        return f"{hint}_{self._n}"
-
-    def const(self, hint: str, value: np.ndarray) -> str:
-        name = self.name(hint)
-        self.inits.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
-        return name
-
-    def op(self, op_type: str, inputs: list[str], hint: str | None = None, outputs: list[str] | None = None,
-           n_out: int = 1, node_name: str | None = None, **attrs) -> str | list[str]:
-        outs = outputs or [self.name(hint or op_type.lower()) for _ in range(n_out)]
-        # names like the traced graph's (/lm_head/MatMul): quantize --keep patterns select by them
-        name = node_name or f"/{outs[0]}/{op_type}"
-        self.nodes.append(helper.make_node(op_type, inputs, outs, name=name, **attrs))
-        return outs[0] if n_out == 1 and outputs is None else outs
-
-
-def _f32(t) -> np.ndarray:
-    if isinstance(t, np.ndarray):
-        return t.astype(np.float32, copy=False)
-    return t.detach().to(torch.float32).cpu().numpy()
 
 
 Array = np.ndarray
@@ -110,31 +82,31 @@ def spec_from_model(model: torch.nn.Module) -> DecoderSpec:
         if name in lm.rope_types:
             if getattr(rotary, "rope_type", "default") in ("dynamic", "longrope"):
                 raise LeanUnsupported(f"RoPE type {rotary.rope_type!r} changes its frequencies with the sequence length")
-            rope[name] = (_f32(rotary.inv_freq), float(rotary.attention_scaling))
+            rope[name] = (f32(rotary.inv_freq), float(rotary.attention_scaling))
 
     def bias(linear):
-        return _f32(linear.bias) if linear.bias is not None else None
+        return f32(linear.bias) if linear.bias is not None else None
 
     layers = []
     for i, layer in enumerate(lm.layers):
         a, m = layer.self_attn, layer.mlp
         layers.append(LayerSpec(
-            q=_f32(a.q_proj.weight), k=_f32(a.k_proj.weight), v=_f32(a.v_proj.weight), o=_f32(a.o_proj.weight),
-            gate=_f32(m.gate_proj.weight), up=_f32(m.up_proj.weight), down=_f32(m.down_proj.weight),
-            input_norm=_f32(layer.input_layernorm.weight), post_norm=_f32(layer.post_attention_layernorm.weight),
-            q_norm=_f32(a.q_norm.weight), k_norm=_f32(a.k_norm.weight), rope=lm.rope_types[i],
+            q=f32(a.q_proj.weight), k=f32(a.k_proj.weight), v=f32(a.v_proj.weight), o=f32(a.o_proj.weight),
+            gate=f32(m.gate_proj.weight), up=f32(m.up_proj.weight), down=f32(m.down_proj.weight),
+            input_norm=f32(layer.input_layernorm.weight), post_norm=f32(layer.post_attention_layernorm.weight),
+            q_norm=f32(a.q_norm.weight), k_norm=f32(a.k_norm.weight), rope=lm.rope_types[i],
             q_bias=bias(a.q_proj), k_bias=bias(a.k_proj), v_bias=bias(a.v_proj), o_bias=bias(a.o_proj)))  # fmt: skip
     first = lm.layers[0].self_attn
     return DecoderSpec(
         hidden=text.hidden_size, heads=text.num_attention_heads, kv_heads=text.num_key_value_heads,
         head_dim=getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads,
         eps=float(text.rms_norm_eps), qk_norm_type=first.qk_norm_type, qk_eps=float(first.q_norm.variance_epsilon),
-        norm_after=bool(text.norm_after), rope=rope, final_norm=_f32(lm.norm.weight), lm_head=_f32(model.lm_head.weight),
-        lm_head_bias=_f32(model.lm_head.bias) if getattr(model.lm_head, "bias", None) is not None else None,
+        norm_after=bool(text.norm_after), rope=rope, final_norm=f32(lm.norm.weight), lm_head=f32(model.lm_head.weight),
+        lm_head_bias=f32(model.lm_head.bias) if getattr(model.lm_head, "bias", None) is not None else None,
         layers=layers)  # fmt: skip
 
 
-def _rms_norm(g: _Graph, x: str, weight: torch.Tensor, eps: float, hint: str) -> str:
+def _rms_norm(g: GraphBuilder, x: str, weight: torch.Tensor, eps: float, hint: str) -> str:
     """x / sqrt(mean(x²) + eps) * weight — the pattern ONNX Runtime fuses into SimplifiedLayerNormalization."""
     two = g.const("two", np.array(2.0, np.float32))
     sq = g.op("Pow", [x, two], f"{hint}_sq")
@@ -142,34 +114,19 @@ def _rms_norm(g: _Graph, x: str, weight: torch.Tensor, eps: float, hint: str) ->
     var = g.op("Add", [mean, g.const("eps", np.array(eps, np.float32))], f"{hint}_var")
     std = g.op("Sqrt", [var], f"{hint}_std")
     normed = g.op("Div", [x, std], f"{hint}_normed")
-    return g.op("Mul", [normed, g.const(f"{hint}_w", _f32(weight))], hint)
+    return g.op("Mul", [normed, g.const(f"{hint}_w", f32(weight))], hint)
 
 
-def _linear(g: _Graph, x: str, weights: list[torch.Tensor], biases: list[torch.Tensor | None], hint: str) -> str:
-    """x @ [W1; W2; …]ᵀ (+ b): several projections of the same input as one MatMul."""
-    w = np.concatenate([_f32(wi).T for wi in weights], axis=1)
-    y = g.op("MatMul", [x, g.const(f"{hint}_w", w)], hint, node_name=f"/{hint}/MatMul")
-    if any(b is not None for b in biases):
-        b = np.concatenate([_f32(bi) if bi is not None else np.zeros(wi.shape[0], np.float32)
-                            for wi, bi in zip(weights, biases, strict=True)])
-        y = g.op("Add", [y, g.const(f"{hint}_b", b)], f"{hint}_bias")
-    return y
-
-
-def _shape(values: list[int]) -> np.ndarray:
-    return np.array(values, np.int64)
-
-
-def _rotate(g: _Graph, x: str, cos: str, sin: str, hint: str) -> str:
+def _rotate(g: GraphBuilder, x: str, cos: str, sin: str, hint: str) -> str:
     """x·cos + rotate_half(x)·sin, rotate_half(x) = [-x₂, x₁] over the halves of the last axis."""
     x1, x2 = g.op("Split", [x], hint=f"{hint}_half", n_out=2, axis=-1, num_outputs=2)
     rotated = g.op("Concat", [g.op("Neg", [x2], f"{hint}_neg"), x1], f"{hint}_rot", axis=-1)
     return g.op("Add", [g.op("Mul", [x, cos], f"{hint}_cos"), g.op("Mul", [rotated, sin], f"{hint}_sin")], hint)
 
 
-def _rope_tables(g: _Graph, positions: str, inv_freq: Array, scale: float, hint: str) -> tuple[str, str]:
+def _rope_tables(g: GraphBuilder, positions: str, inv_freq: Array, scale: float, hint: str) -> tuple[str, str]:
     """cos and sin [B, 1, S, head_dim] for the position ids, as transformers' rotary embedding computes them."""
-    freqs = g.op("Mul", [positions, g.const(f"{hint}_inv_freq", _f32(inv_freq))], f"{hint}_freqs")  # [B, S, D/2]
+    freqs = g.op("Mul", [positions, g.const(f"{hint}_inv_freq", f32(inv_freq))], f"{hint}_freqs")  # [B, S, D/2]
     emb = g.op("Concat", [freqs, freqs], f"{hint}_emb", axis=-1)
     cos, sin = g.op("Cos", [emb], f"{hint}_cos"), g.op("Sin", [emb], f"{hint}_sin")
     if scale != 1.0:
@@ -179,15 +136,10 @@ def _rope_tables(g: _Graph, positions: str, inv_freq: Array, scale: float, hint:
     return g.op("Unsqueeze", [cos, one], f"{hint}_cos4"), g.op("Unsqueeze", [sin, one], f"{hint}_sin4")
 
 
-def build_lean_decoder(model: torch.nn.Module, opset: int) -> onnx.ModelProto:
-    """The decoder graph of a Molmo2ForConditionalGeneration, with the I/O of graphs.DecoderGraph."""
-    return graph_from_spec(spec_from_model(model), opset)
-
-
 def graph_from_spec(spec: DecoderSpec, opset: int) -> onnx.ModelProto:
     heads, kv_heads, head_dim = spec.heads, spec.kv_heads, spec.head_dim
     group, eps = heads // kv_heads, spec.eps
-    g = _Graph()
+    g = GraphBuilder()
     embeds, mask, position_ids = "inputs_embeds", "attention_mask", "position_ids"
     positions = g.op("Unsqueeze", [g.op("Cast", [position_ids], "positions_f", to=TensorProto.FLOAT),
                                    g.const("axis2", np.array([2], np.int64))], "positions")
@@ -200,15 +152,15 @@ def graph_from_spec(spec: DecoderSpec, opset: int) -> onnx.ModelProto:
         p = f"layers.{i}"
         residual = h
         x = h if spec.norm_after else _rms_norm(g, h, layer.input_norm, eps, f"{p}_in_norm")
-        qkv = _linear(g, x, [layer.q, layer.k, layer.v], [layer.q_bias, layer.k_bias, layer.v_bias], f"{p}_qkv")
-        sizes = g.const("qkv_sizes", _shape([heads * head_dim, kv_heads * head_dim, kv_heads * head_dim]))
+        qkv = linear(g, x, [layer.q, layer.k, layer.v], [layer.q_bias, layer.k_bias, layer.v_bias], f"{p}_qkv")
+        sizes = g.const("qkv_sizes", int64s([heads * head_dim, kv_heads * head_dim, kv_heads * head_dim]))
         q, k, v = g.op("Split", [qkv, sizes], hint=f"{p}_split", n_out=3, axis=-1)
         if spec.qk_norm_type == "olmo":
             q = _rms_norm(g, q, layer.q_norm, spec.qk_eps, f"{p}_q_norm")
             k = _rms_norm(g, k, layer.k_norm, spec.qk_eps, f"{p}_k_norm")
-        q = g.op("Reshape", [q, g.const("q_shape", _shape([0, 0, heads, head_dim]))], f"{p}_q4")
-        k = g.op("Reshape", [k, g.const("kv_shape", _shape([0, 0, kv_heads, head_dim]))], f"{p}_k4")
-        v = g.op("Reshape", [v, g.const("kv_shape", _shape([0, 0, kv_heads, head_dim]))], f"{p}_v4")
+        q = g.op("Reshape", [q, g.const("q_shape", int64s([0, 0, heads, head_dim]))], f"{p}_q4")
+        k = g.op("Reshape", [k, g.const("kv_shape", int64s([0, 0, kv_heads, head_dim]))], f"{p}_k4")
+        v = g.op("Reshape", [v, g.const("kv_shape", int64s([0, 0, kv_heads, head_dim]))], f"{p}_v4")
         if spec.qk_norm_type == "qwen3":
             q = _rms_norm(g, q, layer.q_norm, spec.qk_eps, f"{p}_q_norm")
             k = _rms_norm(g, k, layer.k_norm, spec.qk_eps, f"{p}_k_norm")
@@ -220,33 +172,33 @@ def graph_from_spec(spec: DecoderSpec, opset: int) -> onnx.ModelProto:
         key = g.op("Concat", [f"past_key_{i}", k], outputs=[f"present_key_{i}"], axis=2)[0]
         value = g.op("Concat", [f"past_value_{i}", v], outputs=[f"present_value_{i}"], axis=2)[0]
         # grouped-query attention: query heads kv·G … kv·G+G-1 share K/V head kv (transformers' repeat_kv)
-        q5 = g.op("Reshape", [q, g.const("q5_shape", _shape([0, kv_heads, group, -1, head_dim]))], f"{p}_q5")
+        q5 = g.op("Reshape", [q, g.const("q5_shape", int64s([0, kv_heads, group, -1, head_dim]))], f"{p}_q5")
         axis2 = g.const("axis2", np.array([2], np.int64))
         k5 = g.op("Transpose", [g.op("Unsqueeze", [key, axis2], f"{p}_k5")], f"{p}_k5t", perm=[0, 1, 2, 4, 3])
         scores = g.op("Mul", [g.op("MatMul", [q5, k5], f"{p}_qk"), scaling], f"{p}_scores")
         probs = g.op("Softmax", [g.op("Add", [scores, mask5], f"{p}_masked")], f"{p}_probs", axis=-1)
         ctx5 = g.op("MatMul", [probs, g.op("Unsqueeze", [value, axis2], f"{p}_v5")], f"{p}_ctx5")
-        ctx = g.op("Reshape", [ctx5, g.const("ctx_shape", _shape([0, heads, -1, head_dim]))], f"{p}_ctx")
+        ctx = g.op("Reshape", [ctx5, g.const("ctx_shape", int64s([0, heads, -1, head_dim]))], f"{p}_ctx")
         ctx = g.op("Transpose", [ctx], f"{p}_ctx_t", perm=[0, 2, 1, 3])
-        ctx = g.op("Reshape", [ctx, g.const("merge_shape", _shape([0, 0, heads * head_dim]))], f"{p}_ctx_m")
-        out = _linear(g, ctx, [layer.o], [layer.o_bias], f"{p}_o")
+        ctx = g.op("Reshape", [ctx, g.const("merge_shape", int64s([0, 0, heads * head_dim]))], f"{p}_ctx_m")
+        out = linear(g, ctx, [layer.o], [layer.o_bias], f"{p}_o")
         if spec.norm_after:
             out = _rms_norm(g, out, layer.input_norm, eps, f"{p}_in_norm")
         h = g.op("Add", [residual, out], f"{p}_attn_res")
         residual = h
         x = h if spec.norm_after else _rms_norm(g, h, layer.post_norm, eps, f"{p}_post_norm")
-        gate_up = _linear(g, x, [layer.gate, layer.up], [None, None], f"{p}_gate_up")
+        gate_up = linear(g, x, [layer.gate, layer.up], [None, None], f"{p}_gate_up")
         gate, up = g.op("Split", [gate_up], hint=f"{p}_gu", n_out=2, axis=-1, num_outputs=2)
         act = g.op("Mul", [gate, g.op("Sigmoid", [gate], f"{p}_sig")], f"{p}_silu")
-        out = _linear(g, g.op("Mul", [act, up], f"{p}_act"), [layer.down], [None], f"{p}_down")
+        out = linear(g, g.op("Mul", [act, up], f"{p}_act"), [layer.down], [None], f"{p}_down")
         if spec.norm_after:
             out = _rms_norm(g, out, layer.post_norm, eps, f"{p}_post_norm")
         h = g.op("Add", [residual, out], f"{p}_mlp_res")
-    last = g.op("Slice", [h, g.const("last_start", _shape([-1])), g.const("last_end", _shape([2**62])),
-                          g.const("axis1", _shape([1]))], "last")
+    last = g.op("Slice", [h, g.const("last_start", int64s([-1])), g.const("last_end", int64s([2**62])),
+                          g.const("axis1", int64s([1]))], "last")
     last = _rms_norm(g, last, spec.final_norm, eps, "final_norm")
-    logits = _linear(g, last, [spec.lm_head], [spec.lm_head_bias], "lm_head")
-    g.op("Squeeze", [logits, g.const("axis1", _shape([1]))], outputs=["logits"])
+    logits = linear(g, last, [spec.lm_head], [spec.lm_head_bias], "lm_head")
+    g.op("Squeeze", [logits, g.const("axis1", int64s([1]))], outputs=["logits"])
     hidden, n_layers = spec.hidden, len(spec.layers)
 
     def tensor(name: str, dims: list) -> onnx.ValueInfoProto:
@@ -357,53 +309,3 @@ def max_difference(a: Path, b: Path, seed: int = 0) -> float:
 
 
 TOLERANCE = 1e-4  # the parity tests' bound on |Δlogit|
-
-
-def lean_bundle(src: str | Path, out: str | Path, overwrite: bool = False) -> tuple[Path, float]:
-    """A copy of fp32 bundle ``src`` with the lean decoder graph and, beside it, the decode-step
-    graph (step_decoder.py), both checked before the copy takes ``out``'s place: the lean graph
-    computes the source decoder's outputs (≤ TOLERANCE), the step graph the lean graph's. The source
-    may have a traced decoder (exported before the lean graph) or a lean one without a step graph."""
-    import shutil
-
-    from edge_inspect.vlm.bundle import MANIFEST, load_bundle_files, sha256_file
-    from edge_inspect.vlm.manifest import parse_manifest
-    from tools.molmo2.errors import CheckpointError
-
-    from .onnx_bundle import file_entries, graph_io
-    from .staging import check_target, staged_folder
-    from .step_decoder import STEP_FILE, WEIGHTS_FILE, spec_from_lean, write_decoders
-
-    src, out = Path(src), Path(out)
-    bundle = load_bundle_files(src)
-    manifest = bundle.manifest
-    if manifest["graphs"]["decoder"].get("precision", "fp32") != "fp32":
-        raise CheckpointError(f"{src}: the decoder is {manifest['graphs']['decoder']['precision']}; "
-                              "make the lean copy of the fp32 bundle, then quantize that")
-    check_target(out, overwrite)
-    if out.resolve() == src.resolve():
-        raise CheckpointError(f"{out}: is the source bundle; write the lean copy elsewhere")
-    source_decoder = src / bundle.info.graphs["decoder"].file
-    try:
-        lean = onnx.load(str(source_decoder), load_external_data=False).producer_name == "edge-inspect lean decoder"
-        spec = spec_from_lean(source_decoder) if lean else spec_from_traced(source_decoder)
-    except LeanUnsupported as err:
-        raise CheckpointError(str(err)) from None
-    decoder_files = {"decoder.onnx", "decoder.onnx.data", STEP_FILE, WEIGHTS_FILE}
-    with staged_folder(out, overwrite) as tmp:
-        for name in bundle.info.files:
-            if name not in decoder_files:
-                shutil.copyfile(src / name, tmp / name)
-        step_difference = write_decoders(spec, tmp, int(manifest.get("opset", 18)), bundle.text.max_positions)
-        difference = max_difference(source_decoder, tmp / "decoder.onnx")
-        if difference > TOLERANCE:
-            raise CheckpointError(f"{src}: the lean decoder differs from the source one by {difference:.2e} "
-                                  f"(> {TOLERANCE:g}); keeping the source graph")
-        manifest = dict(manifest, files=file_entries(tmp))
-        manifest["graphs"] = {name: dict(manifest["graphs"].get(name, {}), file=f"{name}.onnx", inputs=io[0], outputs=io[1])
-                              for name, io in graph_io(tmp).items()}
-        manifest["lean_decoder"] = {"source_manifest_sha256": sha256_file(src / MANIFEST), "max_difference": difference,
-                                    "step_max_difference": step_difference}
-        (tmp / MANIFEST).write_text(parse_manifest(manifest).to_json(), encoding="utf-8")
-        load_bundle_files(tmp)
-    return out, difference

@@ -31,7 +31,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from edge_inspect.vlm.manifest import STEP_GRAPH
 
-from .lean_decoder import TOLERANCE, DecoderSpec, LayerSpec, LeanUnsupported, _Graph, _shape, graph_from_spec
+from .lean_decoder import TOLERANCE, DecoderSpec, LayerSpec, LeanUnsupported, graph_from_spec
+from .onnx_graph import GraphBuilder, int64s, linear
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +41,12 @@ STEP_IO = (["inputs_embeds", "position_ids", "attention_bias", "seqlens_k", "tot
             "past_key_<i>", "past_value_<i>"], ["logits", "present_key_<i>", "present_value_<i>"])
 
 
-def _norm(g: _Graph, x: str, weight: np.ndarray, eps: float, hint: str) -> str:
+def _norm(g: GraphBuilder, x: str, weight: np.ndarray, eps: float, hint: str) -> str:
     return g.op("SimplifiedLayerNormalization", [x, g.const(f"{hint}_w", weight.astype(np.float32))], hint,
                 axis=-1, epsilon=eps, stash_type=1)
 
 
-def _skip_norm(g: _Graph, x: str, skip: str, weight: np.ndarray, eps: float, hint: str) -> tuple[str, str]:
+def _skip_norm(g: GraphBuilder, x: str, skip: str, weight: np.ndarray, eps: float, hint: str) -> tuple[str, str]:
     """(RMSNorm(x + skip), x + skip)."""
     outs = [g.name(hint), g.name(f"{hint}_sum")]
     node = helper.make_node("SkipSimplifiedLayerNormalization", [x, skip, g.const(f"{hint}_w", weight.astype(np.float32))],
@@ -53,16 +54,6 @@ def _skip_norm(g: _Graph, x: str, skip: str, weight: np.ndarray, eps: float, hin
                             domain="com.microsoft", epsilon=eps)
     g.nodes.append(node)
     return outs[0], outs[1]
-
-
-def _matmul(g: _Graph, x: str, weights: list[np.ndarray], biases: list[np.ndarray | None], hint: str) -> str:
-    w = np.concatenate([wi.T for wi in weights], axis=1).astype(np.float32)
-    y = g.op("MatMul", [x, g.const(f"{hint}_w", w)], hint, node_name=f"/{hint}/MatMul")
-    if any(b is not None for b in biases):
-        b = np.concatenate([bi if bi is not None else np.zeros(wi.shape[0], np.float32)
-                            for wi, bi in zip(weights, biases, strict=True)]).astype(np.float32)
-        y = g.op("Add", [y, g.const(f"{hint}_b", b)], f"{hint}_bias")
-    return y
 
 
 def rope_cache(inv_freq: np.ndarray, scale: float, max_positions: int) -> tuple[np.ndarray, np.ndarray]:
@@ -84,7 +75,7 @@ def build_step_graph(spec: DecoderSpec, max_positions: int) -> onnx.ModelProto:
         raise LeanUnsupported("norm_after (the step graph fuses pre-norm residuals)")
     inv_freq, rope_scale = spec.rope[spec.layers[0].rope]
     heads, kv_heads, d = spec.heads, spec.kv_heads, spec.head_dim
-    g = _Graph()
+    g = GraphBuilder()
     cos_table, sin_table = rope_cache(inv_freq, rope_scale, max_positions)
     cos, sin = g.const("cos_cache", cos_table), g.const("sin_cache", sin_table)
     seqlens, total, qlens = "seqlens_k", "total_sequence_length", "query_seqlens"
@@ -95,17 +86,17 @@ def build_step_graph(spec: DecoderSpec, max_positions: int) -> onnx.ModelProto:
             x, residual = _norm(g, h, layer.input_norm, spec.eps, f"{p}_in_norm"), h
         else:
             x, residual = _skip_norm(g, h, residual, layer.input_norm, spec.eps, f"{p}_in_norm")
-        qkv = _matmul(g, x, [layer.q, layer.k, layer.v], [layer.q_bias, layer.k_bias, layer.v_bias], f"{p}_qkv")
+        qkv = linear(g, x, [layer.q, layer.k, layer.v], [layer.q_bias, layer.k_bias, layer.v_bias], f"{p}_qkv")
         if spec.qk_norm_type == "qwen3":
-            heads4 = g.op("Reshape", [qkv, g.const("qkv_heads", _shape([0, 0, heads + 2 * kv_heads, d]))], f"{p}_qkv4")
-            q, k, v = g.op("Split", [heads4, g.const("head_sizes", _shape([heads, kv_heads, kv_heads]))],
+            heads4 = g.op("Reshape", [qkv, g.const("qkv_heads", int64s([0, 0, heads + 2 * kv_heads, d]))], f"{p}_qkv4")
+            q, k, v = g.op("Split", [heads4, g.const("head_sizes", int64s([heads, kv_heads, kv_heads]))],
                            hint=f"{p}_split", n_out=3, axis=2)
             q = _norm(g, q, layer.q_norm, spec.qk_eps, f"{p}_q_norm")
             k = _norm(g, k, layer.k_norm, spec.qk_eps, f"{p}_k_norm")
-            flat = g.const("flat3", _shape([0, 0, -1]))
+            flat = g.const("flat3", int64s([0, 0, -1]))
             q, k, v = (g.op("Reshape", [t, flat], f"{p}_{n}3") for t, n in ((q, "q"), (k, "k"), (v, "v")))
         else:
-            sizes = g.const("qkv_sizes", _shape([heads * d, kv_heads * d, kv_heads * d]))
+            sizes = g.const("qkv_sizes", int64s([heads * d, kv_heads * d, kv_heads * d]))
             q, k, v = g.op("Split", [qkv, sizes], hint=f"{p}_split", n_out=3, axis=-1)
             q = _norm(g, q, layer.q_norm, spec.qk_eps, f"{p}_q_norm")
             k = _norm(g, k, layer.k_norm, spec.qk_eps, f"{p}_k_norm")
@@ -117,15 +108,15 @@ def build_step_graph(spec: DecoderSpec, max_positions: int) -> onnx.ModelProto:
             [ctx, f"present_key_{i}", f"present_value_{i}"], name=f"/{p}_attn/GroupQueryAttention",
             domain="com.microsoft", num_heads=heads, kv_num_heads=kv_heads, do_rotary=1, rotary_interleaved=0,
             scale=float(d**-0.5)))
-        attn = _matmul(g, ctx, [layer.o], [layer.o_bias], f"{p}_o")
+        attn = linear(g, ctx, [layer.o], [layer.o_bias], f"{p}_o")
         x, residual = _skip_norm(g, attn, residual, layer.post_norm, spec.eps, f"{p}_post_norm")
-        gate_up = _matmul(g, x, [layer.gate, layer.up], [None, None], f"{p}_gate_up")
+        gate_up = linear(g, x, [layer.gate, layer.up], [None, None], f"{p}_gate_up")
         gate, up = g.op("Split", [gate_up], hint=f"{p}_gu", n_out=2, axis=-1, num_outputs=2)
         act = g.op("Mul", [g.op("Mul", [gate, g.op("Sigmoid", [gate], f"{p}_sig")], f"{p}_silu"), up], f"{p}_act")
-        h = _matmul(g, act, [layer.down], [None], f"{p}_down")
+        h = linear(g, act, [layer.down], [None], f"{p}_down")
     x, _ = _skip_norm(g, h, residual, spec.final_norm, spec.eps, "final_norm")
-    logits = _matmul(g, x, [spec.lm_head], [spec.lm_head_bias], "lm_head")
-    g.op("Reshape", [logits, g.const("logits_shape", _shape([0, -1]))], outputs=["logits"])
+    logits = linear(g, x, [spec.lm_head], [spec.lm_head_bias], "lm_head")
+    g.op("Reshape", [logits, g.const("logits_shape", int64s([0, -1]))], outputs=["logits"])
 
     def tensor(name: str, dims: list, dtype: int = TensorProto.FLOAT) -> onnx.ValueInfoProto:
         return helper.make_tensor_value_info(name, dtype, dims)
