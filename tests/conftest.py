@@ -27,3 +27,14 @@ def tiny_bundle(tiny_checkpoint, tmp_path_factory) -> Path:
 def bundle_copy(tiny_bundle, tmp_path) -> Path:
     """A private copy of the bundle that a test may damage."""
     return Path(shutil.copytree(tiny_bundle, tmp_path / "bundle"))
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A PostgreSQL cluster of its own in a temporary folder (tests/fleet_services.py), for the session."""
+    pytest.importorskip("psycopg")
+    from .fleet_services import Postgres
+
+    pg = Postgres().start()
+    yield pg
+    pg.stop()

@@ -7,7 +7,7 @@ import json
 
 from edge_inspect.http.i18n import LABELS, pick_language, translate
 
-from .test_web_api import run_api
+from .support.web import run_api
 
 
 def test_both_languages_have_every_label_and_japanese_shift_is_shift():

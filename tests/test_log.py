@@ -12,7 +12,8 @@ from edge_inspect.logbook import Store, StoreError, review
 from edge_inspect.logbook.schema import LATEST
 from edge_inspect.verdict import Verdict
 
-from .test_store import FRAME, _record
+from .support.records import FRAME
+from .support.records import record as _record
 
 RELEASE_0_1_LOG = Path(__file__).parent / "data" / "log-0.1.db"  # written by release 0.1's store and review
 

@@ -19,7 +19,7 @@ from edge_inspect.verdict import Verdict
 from edge_inspect.web.app import build_app
 
 from .stations import write_station
-from .test_web_api import RECIPES, USERS, run_api
+from .support.web import RECIPES, USERS, run_api
 
 
 def _rec(result_id: int, part_id: str, failed: bool) -> InspectionRecord:

@@ -8,46 +8,14 @@ import asyncio
 import base64
 import json
 import sqlite3
-from pathlib import Path
 
 import cv2
-import httpx
 import yaml
 
 from edge_inspect.config import load_config
-from edge_inspect.daemon import build_station
-from edge_inspect.http.auth import hash_password
 from edge_inspect.sim import render_part
-from edge_inspect.web.app import build_app
 
-from .stations import write_station
-
-USERS = [{"name": n, "role": n, "password_hash": hash_password(n)} for n in ("operator", "qa", "integrator")]
-BUNDLE = Path(__file__).resolve().parents[1] / "models" / "demo-student"
-
-
-def run_setup(tmp_path, scenario, **sections):
-    path = write_station(tmp_path, BUNDLE, plc={"enabled": False}, model={"bundle": str(BUNDLE), "max_new_tokens": 96},
-                         web={"enabled": True, "open_view": True, "users": USERS}, **sections)
-
-    async def main():
-        config, sha = load_config(path)
-        station = build_station(config, sha, path.parent, config_path=path)
-        await station.start()
-        transport = httpx.ASGITransport(app=build_app(station, config))
-        try:
-            async with httpx.AsyncClient(transport=transport, base_url="http://station") as client:
-                return await scenario(station, client, path)
-        finally:
-            await station.stop()
-
-    return asyncio.run(main())
-
-
-async def login(client, name):
-    r = await client.post("/login", data={"user": name, "password": name, "next": "/"})
-    assert r.status_code == 303, r.text
-    return {"X-CSRF-Token": (await client.get("/api/session")).json()["csrf"]}
+from .support.web import login_headers, run_setup
 
 
 def test_only_the_integrator_reaches_setup(tmp_path):
@@ -55,7 +23,7 @@ def test_only_the_integrator_reaches_setup(tmp_path):
         out = {"anon": [(await client.get(u)).status_code for u in ("/api/setup/config", "/api/setup/io")]}
         out["anon_page"] = (await client.get("/setup")).status_code
         for role in ("operator", "qa"):
-            headers = await login(client, role)
+            headers = await login_headers(client, role)
             out[role] = [(await client.get(u)).status_code for u in
                          ("/setup", "/setup/io", "/setup/config", "/api/setup/config", "/api/setup/io",
                           "/api/setup/versions", "/api/setup/frame.jpg")]
@@ -64,7 +32,7 @@ def test_only_the_integrator_reaches_setup(tmp_path):
                                     ("/api/setup/try", {"recipe": {}}), ("/api/setup/disk", {"action": "apply"}),
                                     ("/api/setup/versions/1/rollback", None))]
             await client.post("/logout")
-        headers = await login(client, "integrator")
+        headers = await login_headers(client, "integrator")
         out["integrator"] = [(await client.get(u)).status_code for u in
                              ("/setup", "/setup/io", "/setup/config", "/api/setup/config", "/api/setup/io",
                               "/api/setup/versions", "/api/setup/frame.jpg")]
@@ -82,7 +50,7 @@ def test_only_the_integrator_reaches_setup(tmp_path):
 
 def test_save_validates_versions_rollback_and_audit(tmp_path):
     async def scenario(station, client, path):
-        h = await login(client, "integrator")
+        h = await login_headers(client, "integrator")
         out = {}
         first = (await client.get("/api/setup/config")).json()
         out["boot_versions"] = (await client.get("/api/setup/versions")).json()["versions"]
@@ -142,7 +110,7 @@ def test_save_validates_versions_rollback_and_audit(tmp_path):
 
 def test_an_edit_on_disk_is_shown_and_never_overwritten(tmp_path):
     async def scenario(station, client, path):
-        h = await login(client, "integrator")
+        h = await login_headers(client, "integrator")
         out = {}
         opened = (await client.get("/api/setup/config")).json()
         text = path.read_text().replace("Is the label present?", "Is the label present on the part?")
@@ -179,7 +147,7 @@ def test_an_edit_on_disk_is_shown_and_never_overwritten(tmp_path):
 
 def test_changes_outside_recipes_wait_for_a_restart(tmp_path):
     async def scenario(station, client, path):
-        h = await login(client, "integrator")
+        h = await login_headers(client, "integrator")
         opened = (await client.get("/api/setup/config")).json()
         data = yaml.safe_load(opened["yaml"])
         data["storage"]["retention_days"] = 7
@@ -216,7 +184,7 @@ def test_apply_drops_ready_between_inspections(tmp_path):
 
 def test_try_on_frame_and_upload_logs_nothing(tmp_path):
     async def scenario(station, client, path):
-        h = await login(client, "integrator")
+        h = await login_headers(client, "integrator")
         recipe = (await client.get("/api/setup/config")).json()["recipes"][0]
         out = {"frame": (await client.post("/api/setup/try", headers=h, json={"recipe": recipe})).json()}
         ok, png = cv2.imencode(".png", render_part(7, 320, 240).image)
@@ -247,7 +215,7 @@ def test_try_on_frame_and_upload_logs_nothing(tmp_path):
 
 def test_io_monitor_lists_the_effective_map(tmp_path):
     async def scenario(station, client, path):
-        await login(client, "integrator")
+        await login_headers(client, "integrator")
         return (await client.get("/api/setup/io")).json()
 
     body = run_setup(tmp_path, scenario)
@@ -259,7 +227,7 @@ def test_io_monitor_lists_the_effective_map(tmp_path):
 
 def test_rollback_and_discard_never_lose_an_edit_on_disk(tmp_path):
     async def scenario(station, client, path):
-        h = await login(client, "integrator")
+        h = await login_headers(client, "integrator")
         path.chmod(0o600)
         opened = (await client.get("/api/setup/config")).json()
         data = yaml.safe_load(opened["yaml"])
@@ -300,7 +268,7 @@ def test_an_image_that_declares_huge_dimensions_is_a_400(tmp_path):
            + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
 
     async def scenario(station, client, path):
-        h = await login(client, "integrator")
+        h = await login_headers(client, "integrator")
         recipe = (await client.get("/api/setup/config")).json()["recipes"][0]
         return await client.post("/api/setup/try", headers=h,
                                  json={"recipe": recipe, "image": base64.b64encode(png).decode()})

@@ -3,25 +3,11 @@
 import sqlite3
 import time
 
-import numpy as np
-
-from edge_inspect.inspection.checks import CheckOutcome
-from edge_inspect.logbook import InspectionRecord, Store
+from edge_inspect.logbook import Store
 from edge_inspect.verdict import Verdict
 
-
-def _record(result_id: int, verdict: Verdict) -> InspectionRecord:
-    outcomes = [
-        CheckOutcome("surface", "point", "fail" if verdict == Verdict.FAIL else "pass", "found 1", [(0.5, 0.5)], 1),
-        CheckOutcome("label", "qa", "pass", "answered yes", answer="yes", p_yes=0.9, margin=0.8),
-    ]
-    return InspectionRecord(result_id=result_id, station="s", recipe=1, recipe_name="plate", part_id=f"P{result_id}",
-                            trigger="plc", verdict=verdict, error="", outcomes=outcomes,
-                            timings_ms={"inspect_ms": 12.5, "cycle_ms": 20.0}, model_sha256="m" * 64,
-                            config_sha256="c" * 64, rois=[[(0.1, 0.1), (0.9, 0.1), (0.9, 0.9)], None])
-
-
-FRAME = np.full((120, 160, 3), 128, np.uint8)
+from .support.records import FRAME
+from .support.records import record as _record
 
 
 def test_durability_pragmas_and_rows(tmp_path):

@@ -8,46 +8,7 @@ import sqlite3
 import httpx
 import pytest
 
-from edge_inspect.config import load_config
-from edge_inspect.daemon import build_station
-from edge_inspect.http.auth import hash_password
-from edge_inspect.web.app import build_app
-
-from .stations import write_station
-
-USERS = [{"name": n, "role": n, "password_hash": hash_password(n)} for n in ("operator", "qa", "integrator")]
-# Two yes/no checks that contradict each other: every part FAILs one of them (readable, deterministic).
-RECIPES = [
-    {"number": 1, "name": "always-fail", "checks": [
-        {"name": "label_yes", "kind": "qa", "question": "Is the label present?", "expect": "yes", "min_margin": 0.0, "min_mass": 0.0},
-        {"name": "label_no", "kind": "qa", "question": "Is the label present?", "expect": "no", "min_margin": 0.0, "min_mass": 0.0}]},
-    {"number": 2, "name": "label", "checks": [
-        {"name": "label_yes", "kind": "qa", "question": "Is the label present?", "expect": "yes", "min_margin": 0.0, "min_mass": 0.0}]},
-]  # fmt: skip
-
-
-def run_api(tmp_path, bundle, scenario, open_view=True):
-    path = write_station(tmp_path, bundle, recipes=RECIPES, plc={"enabled": False},
-                         web={"enabled": True, "open_view": open_view, "users": USERS})
-
-    async def main():
-        config, sha = load_config(path)
-        station = build_station(config, sha, path.parent)
-        await station.start()
-        transport = httpx.ASGITransport(app=build_app(station, config))
-        try:
-            async with httpx.AsyncClient(transport=transport, base_url="http://station") as client:
-                return await scenario(station, client)
-        finally:
-            await station.stop()
-
-    return asyncio.run(main())
-
-
-async def login(client, name):
-    r = await client.post("/login", data={"user": name, "password": name, "next": "/"})
-    assert r.status_code == 303, r.text
-    return (await client.get("/api/session")).json()["csrf"]
+from .support.web import login, run_api
 
 
 def test_list_filters_pagination_and_404(tmp_path, tiny_bundle):

@@ -20,7 +20,7 @@ from edge_inspect.http.sessions import SessionStore
 
 from .errors import assert_one_line_error
 from .stations import free_port, write_station
-from .test_web_api import login, run_api
+from .support.web import login, run_api
 
 
 def test_a_cookie_saved_before_logout_is_worthless_after_it(tmp_path, tiny_bundle):
