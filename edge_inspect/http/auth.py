@@ -8,11 +8,13 @@ integrator). API scripts may use HTTP Basic instead of the session cookie.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import secrets
+import threading
 import time
-from collections import defaultdict, deque
+from collections import deque
 from dataclasses import dataclass
 
 PERMISSIONS = {
@@ -81,30 +83,81 @@ def allowed(user: User | None, action: str) -> bool:
 
 
 class LoginLimiter:
-    """At most ``attempts`` failed logins per client address in ``window_s``."""
+    """Failed logins counted per client address and per account, each with its own limit in ``window_s``.
 
-    def __init__(self, attempts: int = 5, window_s: float = 60.0):
-        self.attempts, self.window_s = attempts, window_s
-        self._failures: dict[str, deque[float]] = defaultdict(deque)
+    An attempt is reserved before the (slow) password check and counts as a failure until it is
+    settled, so parallel guesses cannot overrun the limit while the hashes are computed. A success
+    takes back only its own reservation and clears only its own account's count: logging in with
+    one's own account does not reset the address's failures (the reset trick). Bounded: at most
+    ``max_keys`` addresses and accounts are remembered (the oldest are forgotten first)."""
 
-    def blocked(self, client: str, now: float | None = None) -> bool:
-        return self.retry_after(client, now) > 0
+    def __init__(self, attempts: int = 5, window_s: float = 60.0, account_attempts: int = 10, max_keys: int = 10_000):
+        self.attempts, self.window_s, self.account_attempts, self.max_keys = attempts, window_s, account_attempts, max_keys
+        self._failures: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
 
-    def retry_after(self, client: str, now: float | None = None) -> int:
-        """Seconds until ``client`` may try again (0: now)."""
+    def retry_after(self, client: str, account: str | None = None, now: float | None = None) -> int:
+        """Seconds until ``client`` (and ``account``) may try again (0: now)."""
         now = time.monotonic() if now is None else now
-        q = self._failures[client]
-        while q and now - q[0] > self.window_s:
-            q.popleft()
-        if len(q) < self.attempts:
-            return 0
-        return max(1, int(q[-self.attempts] + self.window_s - now + 0.999))
+        with self._lock:
+            return self._wait(client, account, now)
 
-    def failed(self, client: str, now: float | None = None) -> None:
-        self._failures[client].append(time.monotonic() if now is None else now)
+    def reserve(self, client: str, account: str | None = None, now: float | None = None) -> tuple[int, float]:
+        """(seconds to wait, 0) when over a limit; else (0, token): the attempt is counted as failed until
+        ``succeeded(client, account, token)`` takes it back."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            wait = self._wait(client, account, now)
+            if wait:
+                return wait, 0.0
+            for key in self._keys(client, account):
+                self._queue(key).append(now)
+            return 0, now
 
-    def succeeded(self, client: str) -> None:
-        self._failures.pop(client, None)
+    def failed(self, client: str, account: str | None = None, now: float | None = None) -> None:
+        """A failure that was not reserved (e.g. a malformed request)."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            for key in self._keys(client, account):
+                self._queue(key).append(now)
+
+    def succeeded(self, client: str, account: str | None = None, token: float | None = None) -> None:
+        """The reserved attempt ``token`` succeeded: it is no failure, and ``account``'s count starts again."""
+        with self._lock:
+            q = self._failures.get(f"ip:{client}")
+            if q is not None and token is not None:
+                with contextlib.suppress(ValueError):
+                    q.remove(token)
+            if account is not None:
+                self._failures.pop(f"user:{account}", None)
+
+    @staticmethod
+    def _keys(client: str, account: str | None) -> list[str]:
+        return [f"ip:{client}"] + ([f"user:{account}"] if account is not None else [])
+
+    def _queue(self, key: str) -> deque[float]:
+        q = self._failures.get(key)
+        if q is None:
+            while len(self._failures) >= self.max_keys:
+                self._failures.pop(next(iter(self._failures)))
+            q = self._failures[key] = deque()
+        return q
+
+    def _wait(self, client: str, account: str | None, now: float) -> int:
+        wait = 0
+        for key, limit in ((f"ip:{client}", self.attempts), (f"user:{account}", self.account_attempts)):
+            if key == "user:None" and account is None:
+                continue
+            q = self._failures.get(key)
+            if q is None:
+                continue
+            while q and now - q[0] > self.window_s:
+                q.popleft()
+            if not q:
+                del self._failures[key]
+            elif len(q) >= limit:
+                wait = max(wait, max(1, int(q[-limit] + self.window_s - now + 0.999)))
+        return wait
 
 
 def basic_credentials(header: str) -> tuple[str, str] | None:
@@ -116,10 +169,6 @@ def basic_credentials(header: str) -> tuple[str, str] | None:
     except (ValueError, UnicodeDecodeError):
         return None
     return name, password
-
-
-def new_csrf_token() -> str:
-    return secrets.token_urlsafe(24)
 
 
 def csrf_ok(session_token: str | None, sent: str | None) -> bool:

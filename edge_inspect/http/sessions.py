@@ -17,6 +17,7 @@ from .auth import User
 @dataclass
 class Session:
     user: User
+    credential: str = ""  # the user's name, role and password hash at login, hashed (http/accounts.py)
     csrf: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     created: float = field(default_factory=time.monotonic)
     last_seen: float = field(default_factory=time.monotonic)
@@ -28,11 +29,11 @@ class SessionStore:
         self._sessions: dict[str, Session] = {}
         self._lock = threading.Lock()
 
-    def create(self, user: User) -> tuple[str, Session]:
+    def create(self, user: User, credential: str = "") -> tuple[str, Session]:
         sid = secrets.token_urlsafe(32)
         with self._lock:
             self._expire(time.monotonic())
-            self._sessions[sid] = session = Session(user)
+            self._sessions[sid] = session = Session(user, credential)
         return sid, session
 
     def get(self, sid: str | None, now: float | None = None) -> Session | None:
@@ -53,11 +54,6 @@ class SessionStore:
     def revoke(self, sid: str | None) -> None:
         with self._lock:
             self._sessions.pop(sid or "", None)
-
-    def revoke_user(self, name: str) -> None:
-        with self._lock:
-            for sid in [s for s, v in self._sessions.items() if v.user.name == name]:
-                del self._sessions[sid]
 
     def _expire(self, now: float) -> None:
         for sid in [s for s, v in self._sessions.items()

@@ -18,11 +18,12 @@ from datetime import UTC, datetime, tzinfo
 
 import sqlite_utils
 
+from ..http.filters import FilterError, common_filters
+from ..http.spreadsheet import csv_cell
 from ..timefmt import iso_local, station_zone
 from .store import Store
 
 DISPOSITIONS = ("confirmed_defect", "false_reject", "missed_defect")
-VERDICTS = ("PASS", "FAIL", "ERROR")
 COUNT_AHEAD = 10_000  # a page's total counts at most this many rows past the page (docs/log.md)
 CHART_WINDOW_S = 24 * 3600  # charts without a time filter cover the last 24 h
 
@@ -79,20 +80,6 @@ def reading(store: Store) -> Iterator[sqlite_utils.Database]:
         pool.free.put(db)
 
 
-class FilterError(ValueError):
-    """A filter value that cannot be used; names the parameter."""
-
-
-def _time(value: str, name: str, tz: tzinfo | None = None) -> float:
-    try:
-        dt = datetime.fromisoformat(value)
-    except ValueError:
-        raise FilterError(f"{name}: {value!r} is not an ISO date/time (e.g. 2026-11-29T08:00)") from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=tz) if tz is not None else dt.astimezone()  # the station's zone
-    return dt.timestamp()
-
-
 @dataclass(frozen=True)
 class Filters:
     since: float | None = None
@@ -107,37 +94,13 @@ class Filters:
 
     @classmethod
     def from_query(cls, q, tz: tzinfo | None = None) -> Filters:
-        """Filters from query parameters; times without an offset are in ``tz`` (the station's)."""
-        def get(name: str) -> str | None:
-            v = q.get(name)
-            return v.strip() if v and v.strip() else None
-
-        verdict = get("verdict")
-        if verdict and verdict.upper() not in VERDICTS:
-            raise FilterError(f"verdict: {verdict!r} is not one of {', '.join(VERDICTS)}")
-        disposition = get("disposition")
+        """Filters from query parameters (http/filters.py, as the plant's review); times without an offset
+        are in ``tz`` (the station's)."""
+        disposition = q.get("disposition")
+        disposition = disposition.strip() if isinstance(disposition, str) and disposition.strip() else None
         if disposition and disposition not in (*DISPOSITIONS, "none"):
             raise FilterError(f"disposition: {disposition!r} is not one of none, {', '.join(DISPOSITIONS)}")
-        ints = {}
-        for name, lo, hi in (("recipe", 0, 65535), ("page", 1, 10**6), ("per_page", 1, 500)):
-            v = get(name)
-            if v is not None:
-                if not v.isdigit() or not lo <= int(v) <= hi:
-                    raise FilterError(f"{name}: {v!r} is not a whole number in {lo}..{hi}")
-                ints[name] = int(v)
-        return cls(
-            since=_time(get("from"), "from", tz) if get("from") else None,
-            until=_time(get("to"), "to", tz) if get("to") else None,
-            verdict=verdict.upper() if verdict else None, recipe=ints.get("recipe"), check=get("check"),
-            part_id=get("part_id"), disposition=disposition, page=ints.get("page", 1),
-            per_page=ints.get("per_page", 50),
-        )  # fmt: skip
-
-    def query_items(self) -> list[tuple[str, str]]:
-        """The filters as query parameters (for links that keep them), page excluded."""
-        items = [("verdict", self.verdict), ("recipe", self.recipe), ("check", self.check),
-                 ("part_id", self.part_id), ("disposition", self.disposition)]
-        return [(k, str(v)) for k, v in items if v is not None]
+        return cls(**common_filters(q, tz), disposition=disposition)
 
     def where(self) -> tuple[str, list]:
         clauses, args = [], []
@@ -272,29 +235,6 @@ def audit(store: Store, user: str, action: str, detail: dict, inspection_id: int
 
 CSV_FIELDS = ["id", "result_id", "time", "station", "recipe", "recipe_name", "part_id", "trigger", "verdict", "error",
               "defect_count", "failed_checks", "inspect_ms", "cycle_ms", "disposition", "reviewer", "comment"]
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def csv_cell(value) -> str:
-    """A cell a spreadsheet shows as text: a leading = + - @ tab or CR (a formula) gets a quote."""
-    if value is None:
-        return ""
-    if type(value) in (int, float):  # a number is never a formula (the fast path of a large export)
-        return str(value)
-    text = str(value)
-    if text.startswith(_FORMULA_START) and not _is_number(text):
-        return "'" + text
-    return text
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-        return True
-    except ValueError:
-        return False
-
-
 _CSV_COLUMNS = ("i.id, i.result_id, i.ts_unix, i.station, i.recipe, i.recipe_name, i.part_id, i.trigger, i.verdict, "
                 "i.error, i.defect_count, case when i.failed_checks = 0 then null else (select group_concat(c.name, ';') "
                 "from checks c where c.inspection_id = i.id and c.status != 'pass') end, "  # failed_checks: bit i = check i

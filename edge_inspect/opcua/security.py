@@ -53,15 +53,15 @@ class StationUsers:
                  certificate=None) -> User | None:
         if username is None:  # anonymous token (refused earlier unless enabled; checked here again)
             return User(role=UserRole.User, name=None) if self.anonymous else None
-        if self.limiter.blocked(username):
+        wait, token = self.limiter.reserve(username)  # counted as failed until the check succeeds
+        if wait:
             log.warning("OPC UA login refused for %r: too many failed attempts", username)
             return None
         stored = self.users.get(username)
         if not check_login(password or "", stored.password_hash if stored else None):
-            self.limiter.failed(username)
             log.warning("OPC UA login failed for %r", username)
             return None
-        self.limiter.succeeded(username)
+        self.limiter.succeeded(username, None, token)
         return User(role=UserRole.User, name=username)
 
 

@@ -6,12 +6,13 @@ the stations, which own their logs; this page reads.
 
 from __future__ import annotations
 
-import csv
-import io
+import logging
+import os
 import queue
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -32,20 +33,19 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from ..config import WebUser
-from ..http.auth import LoginLimiter, User, basic_credentials, check_login
+from ..http.accounts import Accounts, LoginRefused, client_address, login_form
+from ..http.accounts import logout as logout_response
+from ..http.auth import User
+from ..http.filters import FilterError, common_filters
 from ..http.i18n import LABELS, pick_language
-from ..http.sessions import SessionStore
+from ..http.spreadsheet import csv_text
 from ..timefmt import display, station_zone, zone_label, zone_name
 from .images import ImageStore, open_store
 
+log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
 WEB = HERE.parent / "web"
 PER_PAGE = 50
-VERDICTS = ("PASS", "FAIL", "ERROR")
-
-
-class FilterError(ValueError):
-    pass
 
 
 class Unauthorized(Exception):
@@ -94,39 +94,25 @@ class Pool:
             self._free.put(conn)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Filters:
+    """The station review's filters (http/filters.py: the same rules) and the station."""
+
     station: str | None = None
+    since: float | None = None
+    until: float | None = None
     verdict: str | None = None
     recipe: int | None = None
     check: str | None = None
     part_id: str | None = None
-    start: datetime | None = None
-    end: datetime | None = None
     page: int = 1
+    per_page: int = PER_PAGE
 
     @classmethod
     def from_query(cls, q, tz) -> Filters:
-        f = cls(station=q.get("station") or None, check=q.get("check") or None, part_id=q.get("part_id") or None)
-        verdict = q.get("verdict") or None
-        if verdict is not None and verdict not in VERDICTS:
-            raise FilterError(f"verdict: {verdict!r} is not one of PASS, FAIL, ERROR")
-        f.verdict = verdict
-        for name, attr in (("from", "start"), ("to", "end")):
-            value = q.get(name)
-            if value:
-                try:
-                    moment = datetime.fromisoformat(value)
-                except ValueError:
-                    raise FilterError(f"{name}: {value!r} is not an ISO date/time") from None
-                setattr(f, attr, moment if moment.tzinfo else moment.replace(tzinfo=tz))
-        for name in ("recipe", "page"):
-            value = q.get(name)
-            if value:
-                if not value.isdigit() or not 1 <= int(value) <= 10**6:
-                    raise FilterError(f"{name}: {value!r} is not a whole number in 1..1000000")
-                setattr(f, name, int(value))
-        return f
+        station = q.get("station")
+        return cls(station=station.strip() if isinstance(station, str) and station.strip() else None,
+                   **{**common_filters(q, tz), "per_page": PER_PAGE})
 
     def where(self) -> tuple[str, list]:
         sql, args = ["true"], []
@@ -138,12 +124,12 @@ class Filters:
             sql.append("i.part_id ILIKE %s")
             escaped = self.part_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             args.append(f"%{escaped}%")
-        if self.start:
+        if self.since is not None:
             sql.append("i.ts >= %s")
-            args.append(self.start)
-        if self.end:
+            args.append(datetime.fromtimestamp(self.since, UTC))
+        if self.until is not None:
             sql.append("i.ts < %s")
-            args.append(self.end)
+            args.append(datetime.fromtimestamp(self.until, UTC))
         if self.check:
             sql.append("EXISTS (SELECT 1 FROM checks c WHERE c.msg_id = i.msg_id AND c.name = %s AND c.status <> 'pass')")
             args.append(self.check)
@@ -197,6 +183,15 @@ def detail(pool: Pool, msg_id: str) -> dict | None:
     return row
 
 
+def dead_letters(pool: Pool, latest: int = 10) -> dict:
+    """How many messages the collector kept as dead letters, and the latest few (without their bytes)."""
+    with pool.conn() as conn:
+        count = conn.execute("SELECT count(*) AS n FROM dead_letters").fetchone()["n"]
+        rows = conn.execute("SELECT id, received_at, topic, station_key, reason, size FROM dead_letters "
+                            "ORDER BY id DESC LIMIT %s", [latest]).fetchall()
+    return {"count": count, "latest": rows}
+
+
 def names(pool: Pool) -> tuple[list[str], list[str]]:
     with pool.conn() as conn:
         keys = [r["station_key"] for r in conn.execute("SELECT station_key FROM stations ORDER BY 1")]
@@ -220,53 +215,40 @@ def csv_piece(pool: Pool, f: Filters, tz, after: tuple | None, size: int) -> tup
     with pool.conn() as conn:
         rows = conn.execute(f"SELECT i.*, i.ingest_seq AS k FROM inspections i WHERE {where} "
                             f"ORDER BY i.ts DESC, i.ingest_seq DESC LIMIT %s", [*args, size]).fetchall()
-    out = io.StringIO()
-    writer = csv.writer(out)
-    if after is None:
-        writer.writerow(CSV_COLUMNS)
-    for r in rows:
-        writer.writerow([r["ts"].astimezone(tz).isoformat(timespec="milliseconds") if c == "ts" else r[c]
-                         for c in CSV_COLUMNS])
-    return out.getvalue(), ((rows[-1]["ts"], rows[-1]["k"]) if len(rows) == size else None)
+    lines = [CSV_COLUMNS] if after is None else []
+    lines += [[r["ts"].astimezone(tz).isoformat(timespec="milliseconds") if c == "ts" else r[c] for c in CSV_COLUMNS]
+              for r in rows]
+    return csv_text(lines), ((rows[-1]["ts"], rows[-1]["k"]) if len(rows) == size else None)
 
 
 # -- the app --------------------------------------------------------------------------------------
-def build_app(dsn: str, users: list[WebUser], open_view: bool = False, images: ImageStore | None = None,
-              timezone: str | None = None, title: str = "fleet") -> Starlette:
+def build_app(dsn: str, users: list[WebUser] | Callable[[], dict[str, WebUser]], open_view: bool = False,
+              images: ImageStore | None = None, timezone: str | None = None, title: str = "fleet") -> Starlette:
+    """``users``: a list, or a function giving the users as they are now by name (UsersFile)."""
     tz = station_zone(timezone)
     pool = Pool(dsn)
-    by_name = {u.name: u for u in users}
-    sessions, limiter = SessionStore(), LoginLimiter()
+    if callable(users):
+        accounts = Accounts(users)
+    else:
+        by_name = {u.name: u for u in users}
+        accounts = Accounts(lambda: by_name)
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.loader = ChoiceLoader([FileSystemLoader(str(HERE / "templates")), FileSystemLoader(str(WEB / "templates"))])
     templates.env.filters["localtime"] = lambda value: display(value.timestamp(), tz) if value else ""
     templates.env.globals.update(zone_label=zone_label(tz), zone_name=zone_name(tz))
 
     def user_of(request: Request) -> User | None:
-        session = sessions.get(request.session.get("sid"))
-        return session.user if session is not None and session.user.name in by_name else None
-
-    async def basic_user(request: Request) -> User | None:
-        """HTTP Basic (scripts: curl -u), as on the station: failed attempts count against the client's
-        address in the same limiter as the login form (429 with Retry-After when over the limit)."""
-        credentials = basic_credentials(request.headers.get("authorization", ""))
-        if credentials is None:
-            return None
-        name, password = credentials
-        client = request.client.host if request.client else "?"
-        wait = limiter.retry_after(client)
-        if wait:
-            raise Unauthorized(429, wait)
-        u = by_name.get(name)
-        if not await run_in_threadpool(check_login, password, u.password_hash if u else None):
-            limiter.failed(client)
-            return None
-        return User(u.name, u.role)
+        session = accounts.session(request.session.get("sid"))
+        return session.user if session is not None else None
 
     async def require_view(request: Request) -> User | None:
+        """A session, or HTTP Basic (scripts: curl -u) under the same login limits as the form."""
         user = user_of(request)
         if user is None and not open_view:
-            user = await basic_user(request)
+            try:
+                user = await accounts.basic_user(request.headers.get("authorization", ""), client_address(request))
+            except LoginRefused as err:
+                raise Unauthorized(429, err.retry_after) from None
             if user is None:
                 raise Unauthorized()
         return user
@@ -274,7 +256,7 @@ def build_app(dsn: str, users: list[WebUser], open_view: bool = False, images: I
     def render(request: Request, name: str, **context) -> Response:
         lang = pick_language(None, request.headers.get("accept-language"), request.query_params.get("lang"),
                              request.cookies.get("lang"))
-        session = sessions.get(request.session.get("sid"))
+        session = accounts.session(request.session.get("sid"))
         return templates.TemplateResponse(request, name, {
             "t": LABELS[lang], "lang": lang, "user": session.user if session else None, "tr": lambda s: s,
             "csrf": session.csrf if session else "", "station": title, **context})
@@ -282,7 +264,23 @@ def build_app(dsn: str, users: list[WebUser], open_view: bool = False, images: I
     async def home(request: Request) -> Response:
         await require_view(request)
         rows = await run_in_threadpool(stations, pool, tz)
-        return render(request, "stations.html", rows=rows, now=time.time())
+        dead = await run_in_threadpool(dead_letters, pool)
+        return render(request, "stations.html", rows=rows, now=time.time(), dead=dead)
+
+    async def api_dead_letters(request: Request) -> Response:
+        await require_view(request)
+        dead = await run_in_threadpool(dead_letters, pool, 100)
+        return JSONResponse({"count": dead["count"], "latest": [
+            {**r, "received_at": r["received_at"].isoformat()} for r in dead["latest"]]})
+
+    async def metrics(request: Request) -> Response:
+        """Prometheus text: the dead letters (alert on any increase)."""
+        await require_view(request)
+        dead = await run_in_threadpool(dead_letters, pool, 0)
+        return PlainTextResponse("# HELP edge_inspect_fleet_dead_letters Messages the collector could not store.\n"
+                                 "# TYPE edge_inspect_fleet_dead_letters gauge\n"
+                                 f"edge_inspect_fleet_dead_letters {dead['count']}\n",
+                                 media_type="text/plain; version=0.0.4")
 
     async def api_stations(request: Request) -> Response:
         await require_view(request)
@@ -341,33 +339,11 @@ def build_app(dsn: str, users: list[WebUser], open_view: bool = False, images: I
         return render(request, "login.html", error=None, next=request.query_params.get("next", "/"))
 
     async def login(request: Request) -> Response:
-        form = dict(await request.form())
-        client = request.client.host if request.client else "?"
-        nxt = str(form.get("next", "/"))
-        nxt = nxt if nxt.startswith("/") and not nxt.startswith("//") else "/"
-        wait = limiter.retry_after(client)
-        if wait:
-            response = render(request, "login.html", error="too many attempts; wait a minute", next=nxt)
-            response.status_code, response.headers["Retry-After"] = 429, str(wait)
-            return response
-        u = by_name.get(str(form.get("user", "")))
-        ok = await run_in_threadpool(check_login, str(form.get("password", "")), u.password_hash if u else None)
-        if not ok:
-            limiter.failed(client)
-            response = render(request, "login.html", error="wrong user or password", next=nxt)
-            response.status_code = 401
-            return response
-        limiter.succeeded(client)
-        sessions.revoke(request.session.get("sid"))
-        sid, _ = sessions.create(User(u.name, u.role))
-        request.session.clear()
-        request.session["sid"] = sid
-        return RedirectResponse(nxt, 303)
+        return await login_form(request, accounts, lambda req, error, nxt: render(req, "login.html", error=error,
+                                                                                 next=nxt))
 
     async def logout(request: Request) -> Response:
-        sessions.revoke(request.session.get("sid"))
-        request.session.clear()
-        return RedirectResponse("/", 303)
+        return logout_response(request, accounts)
 
     async def unauthorized(request: Request, exc: Unauthorized) -> Response:
         if exc.status == 429:
@@ -381,7 +357,8 @@ def build_app(dsn: str, users: list[WebUser], open_view: bool = False, images: I
     async def bad_filter(request: Request, exc: FilterError) -> Response:
         return JSONResponse({"error": str(exc)}, 400)
 
-    routes = [Route("/", home), Route("/api/stations", api_stations), Route("/review", review),
+    routes = [Route("/", home), Route("/api/stations", api_stations), Route("/api/dead-letters", api_dead_letters),
+              Route("/metrics", metrics), Route("/review", review),
               Route("/review/{msg_id}", one), Route("/api/inspections.csv", export), Route("/images/{sha}", image),
               Route("/login", login_page), Route("/login", login, methods=["POST"]),
               Route("/logout", logout, methods=["POST"]),
@@ -419,11 +396,39 @@ def load_users(path: str | Path) -> list[WebUser]:
         raise ValueError(f"--users {path}: {key}: {first['msg']}") from None
 
 
+class UsersFile:
+    """The users file of ``fleet serve``, read again when it changes on disk: a user removed there, or
+    given another role or password, loses their sessions at the next request. A file that no longer
+    reads keeps the users it had (logged, once per change)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._users = {u.name: u for u in load_users(self.path)}
+        self._signature = self._stat()
+
+    def _stat(self) -> tuple | None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return st.st_mtime_ns, st.st_size, st.st_ino
+
+    def __call__(self) -> dict[str, WebUser]:
+        signature = self._stat()
+        if signature != self._signature:
+            self._signature = signature
+            try:
+                self._users = {u.name: u for u in load_users(self.path)}
+            except ValueError as err:
+                log.warning("fleet serve: %s; keeping the users read before", err)
+        return self._users
+
+
 def run_server(args) -> int:
     import uvicorn
 
-    users = load_users(args.users) if args.users else []
-    if not users and not args.open_view:
+    users = UsersFile(args.users) if args.users else []
+    if not (users and users()) and not args.open_view:
         raise ValueError("give --users (who may log in) or --open-view")
     try:
         with psycopg.connect(args.db, connect_timeout=10) as conn:

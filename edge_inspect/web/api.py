@@ -15,6 +15,7 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Route
 
 from ..http.i18n import LABELS
+from ..http.spreadsheet import csv_cell
 from ..logbook import corrections, review
 from ..timefmt import iso_local
 from .context import BadRequest, WebContext
@@ -131,10 +132,15 @@ def routes(ctx: WebContext) -> list[Route]:
         user = await ctx.require(request, "trigger")
         body = await json_object(request) if request.headers.get("content-type", "").startswith("application/json") \
             else {}  # fmt: skip
-        recipe = body.get("recipe", ctx.config.triggers.recipe)
-        if not isinstance(recipe, int) or ctx.config.recipe(recipe) is None:
+        recipe, part_id = body.get("recipe", ctx.config.triggers.recipe), body.get("part_id", "")
+        if type(recipe) is not int:  # a bool is an int to isinstance, and "1" is no number
+            return JSONResponse({"error": f"recipe: {recipe!r} is not a whole number"}, 400)
+        if ctx.config.recipe(recipe) is None:
             return JSONResponse({"error": f"recipe {recipe!r} is not configured"}, 400)
-        rec, code = await ctx.station.inspect(recipe, str(body.get("part_id", ""))[:20], trigger="software")
+        if not isinstance(part_id, str) or len(part_id) > 20 or not part_id.isascii() or not part_id.isprintable():
+            return JSONResponse({"error": "part_id: at most 20 printable ASCII characters, as the PLC's registers hold"},
+                                400)
+        rec, code = await ctx.station.inspect(recipe, part_id, trigger="software")
         await ctx.query(review.audit, user.name, "trigger", {"recipe": recipe, "result_id": rec.result_id})
         return JSONResponse({"id": ctx.station.last_row_id, "result_id": rec.result_id, "verdict": rec.verdict.name,
                              "error_code": int(code)})
@@ -173,8 +179,8 @@ def routes(ctx: WebContext) -> list[Route]:
         writer.writerow(["id", "result_id", "time", "part_id", "image_path", "check", "model_points", "corrected_points"])
         for r in records:
             for c in r["checks"]:
-                writer.writerow([r["id"], r["result_id"], iso_local(r["ts"], ctx.tz), review.csv_cell(r["part_id"]),
-                                 r["image_path"] or "", review.csv_cell(c["name"]), json.dumps(c["model_points"]),
+                writer.writerow([r["id"], r["result_id"], iso_local(r["ts"], ctx.tz), csv_cell(r["part_id"]),
+                                 r["image_path"] or "", csv_cell(c["name"]), json.dumps(c["model_points"]),
                                  json.dumps(c["corrected_points"])])
         return Response(out.getvalue(), media_type="text/csv; charset=utf-8",
                         headers={"Content-Disposition": 'attachment; filename="corrections.csv"'})

@@ -17,7 +17,8 @@ from starlette.responses import Response
 from starlette.templating import Jinja2Templates
 
 from ..config import StationConfig, WebUser
-from ..http.auth import LoginLimiter, User, allowed, basic_credentials, check_login, csrf_ok
+from ..http.accounts import Accounts, LoginRefused, client_address
+from ..http.auth import User, allowed, csrf_ok
 from ..http.i18n import LABELS, pick_language, translate
 from ..http.sessions import Session, SessionStore
 from ..logbook import Store
@@ -61,11 +62,11 @@ class WebContext:
     station: Station
     secret_key: str = ""
     templates: Jinja2Templates = field(default_factory=lambda: Jinja2Templates(directory=str(HERE / "templates")))
-    limiter: LoginLimiter = field(default_factory=LoginLimiter)
     sessions: SessionStore = field(default_factory=SessionStore)
     tz: tzinfo = field(default_factory=lambda: station_zone(None))
 
     def __post_init__(self) -> None:
+        self.accounts = Accounts(lambda: self.users, self.sessions)
         self.tz = station_zone(self.config.station.timezone)
         env = self.templates.env
         env.filters["localtime"] = lambda value: display(value, self.tz)
@@ -95,20 +96,11 @@ class WebContext:
         """Blocking work that is not a log query (files, image decoding) in a worker thread."""
         return await run_in_threadpool(fn, *args)
 
-    async def check_password(self, name: str, password: str) -> WebUser | None:
-        """The user, when the password is right; as slow for unknown users (off the loop)."""
-        u = self.users.get(name)
-        ok = await run_in_threadpool(check_login, password, u.password_hash if u else None)
-        return u if ok else None
-
     # -- who is asking ---------------------------------------------------------------------------
     def session(self, request: Request) -> Session | None:
-        """The live server-side session of the request's cookie (safe on the loop: no hashing)."""
-        session = self.sessions.get(request.session.get("sid"))
-        if session is not None and session.user.name not in self.users:
-            self.sessions.revoke(request.session.get("sid"))  # the user was removed from the config
-            return None
-        return session
+        """The live server-side session of the request's cookie (safe on the loop: no hashing); ended
+        when its user was removed or the user's role or password changed (a live config apply)."""
+        return self.accounts.session(request.session.get("sid"))
 
     def session_user(self, request: Request) -> User | None:
         session = self.session(request)
@@ -122,20 +114,13 @@ class WebContext:
         session = self.session(request)
         if session is not None:
             return session.user
-        credentials = basic_credentials(request.headers.get("authorization", ""))
-        if credentials is None:
-            return None
-        name, password = credentials
-        client = request.client.host if request.client else "?"
-        wait = self.limiter.retry_after(client)
-        if wait:
-            raise Unauthorized(429, "too many failed logins; try again later", retry_after=wait)
-        u = await self.check_password(name, password)
-        if u is None:
-            self.limiter.failed(client)
-            return None
-        request.state.basic_auth = True
-        return User(u.name, u.role)
+        try:
+            user = await self.accounts.basic_user(request.headers.get("authorization", ""), client_address(request))
+        except LoginRefused as err:
+            raise Unauthorized(err.status, err.message, retry_after=err.retry_after) from None
+        if user is not None:
+            request.state.basic_auth = True
+        return user
 
     async def require_view(self, request: Request) -> User | None:
         user = await self.user(request) if not self.config.web.open_view else self.session_user(request)

@@ -8,7 +8,9 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from ..http.auth import User, allowed
+from ..http.accounts import login_form
+from ..http.accounts import logout as logout_response
+from ..http.auth import allowed
 from ..http.i18n import translate
 from ..logbook import alarm_history, review
 from .context import WebContext
@@ -97,33 +99,11 @@ def routes(ctx: WebContext) -> list[Route]:
         return ctx.page(request, "login.html", error=None, next=request.query_params.get("next", "/"))
 
     async def login(request: Request) -> Response:
-        form = dict(await request.form())
-        client = request.client.host if request.client else "?"
-        nxt = form.get("next", "/")
-        nxt = nxt if nxt.startswith("/") and not nxt.startswith("//") else "/"
-        wait = ctx.limiter.retry_after(client)
-        if wait:
-            response = ctx.page(request, "login.html", error="too many attempts; wait a minute", next=nxt)
-            response.status_code = 429
-            response.headers["Retry-After"] = str(wait)
-            return response
-        u = await ctx.check_password(str(form.get("user", "")), str(form.get("password", "")))
-        if u is None:
-            ctx.limiter.failed(client)
-            response = ctx.page(request, "login.html", error="wrong user or password", next=nxt)
-            response.status_code = 401
-            return response
-        ctx.limiter.succeeded(client)
-        ctx.sessions.revoke(request.session.get("sid"))  # a new id at login: no session fixation
-        sid, _ = ctx.sessions.create(User(u.name, u.role))
-        request.session.clear()
-        request.session["sid"] = sid
-        return RedirectResponse(nxt, 303)
+        return await login_form(request, ctx.accounts,
+                                lambda req, error, nxt: ctx.page(req, "login.html", error=error, next=nxt))
 
     async def logout(request: Request) -> Response:
-        ctx.sessions.revoke(request.session.get("sid"))  # the old cookie is worthless from now on
-        request.session.clear()
-        return RedirectResponse("/", 303)
+        return logout_response(request, ctx.accounts)
 
     return [
         Route("/", hmi), Route("/review", review_list), Route("/review/{id:int}", review_detail),

@@ -1,0 +1,1 @@
+"""The plant side: collector, plant web."""
