@@ -224,10 +224,20 @@ def _cmd_fleet_collect(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: collector.stop())
     print(f"collecting {args.prefix}/+/+/+/… from {broker.where()} into the database", flush=True)
-    runner = threading.Thread(target=collector.run, name="collector")
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            collector.run()
+        except BaseException as err:  # a restart-on-failure unit restarts a collector that ended this way
+            failure.append(err)
+
+    runner = threading.Thread(target=run, name="collector")
     runner.start()
     while runner.is_alive():
         runner.join(0.5)
+    if failure:
+        raise failure[0]
     return 0
 
 

@@ -28,20 +28,14 @@ from edge_inspect.logbook import Store, alarm_history
 from edge_inspect.plant.collector import Collector
 from edge_inspect.verdict import Verdict
 
-from .fleet_services import Mosquitto, Postgres, wait_for
+from .fleet_services import Mosquitto, wait_for
 from .stations import free_port, write_station
-from .test_store import FRAME, _record
+from .support.records import FRAME
+from .support.records import record as _record
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "models" / "demo-student"
 psycopg = pytest.importorskip("psycopg")
-
-
-@pytest.fixture(scope="module")
-def postgres():
-    pg = Postgres().start()
-    yield pg
-    pg.stop()
 
 
 def _rows(dsn: str, sql: str, args=()) -> list[tuple]:
@@ -295,7 +289,7 @@ def _fill(dsn: str, tmp_path: Path) -> None:
             store.record(_record(i, Verdict.FAIL if (i == 0 or name == "st2" and i < 3) else Verdict.PASS), None)
         for (payload,) in store.conn.execute("select payload from outbox order by seq"):
             items.append((topics.of("inspection"), payload.encode(), 0, 1))
-        status = {"v": 1, "online": name == "st1", "at": 1e10}
+        status = {"v": 1, "type": "status", "online": name == "st1", "at": 1e10}
         if name == "st1":
             status["alarms"] = []  # the station's own board: nothing active
         items.append((topics.of("status"), dumps(status).encode(), 0, 1))
@@ -308,7 +302,7 @@ def _fill(dsn: str, tmp_path: Path) -> None:
     items.append(("edge-inspect/plant/l1/st2/alarm", dumps(alarm).encode(), 0, 1))
     stale = {**alarm, "id": "7d0e5e4a-8d2c-4a8e-9a55-4f1c2a8b9c03", "code": "fleet_offline", "message": "old run"}
     items.append(("edge-inspect/plant/l1/st1/alarm", dumps(stale).encode(), 0, 1))  # raised, never cleared
-    st3 = {"v": 1, "online": True, "at": 1.7e9, "alarms": [
+    st3 = {"v": 1, "type": "status", "online": True, "at": 1.7e9, "alarms": [
         {"code": "plc_absent", "message": "no PLC", "since": 1.69e9, "active": True, "acknowledged": False},
         {"code": "disk_low", "message": "disk", "since": 1.69e9, "active": False, "acknowledged": False}]}
     items.append(("edge-inspect/plant/l1/st3/status", dumps(st3).encode(), 0, 1))

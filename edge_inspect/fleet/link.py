@@ -20,6 +20,7 @@ from .messages import Topics, alarm_payload, dumps, inspection_payload, new_id
 from .mqtt import BrokerSettings
 from .outbox import Outbox
 from .publisher import Publisher
+from .schema import MessageRefused, parse_message
 
 if TYPE_CHECKING:
     from ..station.ports import FleetPort
@@ -38,9 +39,15 @@ def attach_outbox(store: Store, topics: Topics, image_base_url: str | None = Non
     """From now on every inspection ``store`` logs has its message in the outbox, in the same transaction."""
     outbox = Outbox(store)
 
-    def message(inspection_id: int, row: dict, rec) -> tuple[str, str, str]:
+    def message(inspection_id: int, row: dict, rec) -> tuple[str, str, str] | None:
+        """The inspection's message; None (logged, never published) where the fleet schema refuses it."""
         msg_id = new_id()
         payload = dumps(inspection_payload(msg_id, topics, inspection_id, row, rec, image_base_url))
+        try:
+            parse_message(payload, "inspection")
+        except MessageRefused as err:
+            log.error("fleet: inspection %d not published: its message breaks the fleet schema: %s", inspection_id, err)
+            return None
         outbox.added(len(payload))
         return msg_id, "inspection", payload
 

@@ -115,7 +115,7 @@ class Store:
         self.pending_dropped = 0  # records lost because the queue was full
         # Fleet publishing (docs/fleet.md): (inspection id, row, record) -> (msg_id, kind, payload),
         # inserted into the outbox in the inspection's own transaction. None: no outbox rows.
-        self.outbox_message: Callable[[int, dict, InspectionRecord], tuple[str, str, str]] | None = None
+        self.outbox_message: Callable[[int, dict, InspectionRecord], tuple[str, str, str] | None] | None = None
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -192,10 +192,10 @@ class Store:
                            [(inspection_id, i, x, y, round(x * scale[0], 2) if scale else None,
                              round(y * scale[1], 2) if scale else None)
                             for i, o in enumerate(rec.outcomes) for x, y in o.points])
-            if self.outbox_message is not None:
-                msg_id, kind, payload = self.outbox_message(inspection_id, row, rec)
+            message = self.outbox_message(inspection_id, row, rec) if self.outbox_message is not None else None
+            if message is not None:
                 db.execute("INSERT INTO outbox (msg_id, kind, created, payload) VALUES (?, ?, ?, ?)",
-                           [msg_id, kind, now, payload])
+                           [*message[:2], now, message[2]])
         return inspection_id
 
     @property

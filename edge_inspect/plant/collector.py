@@ -10,7 +10,6 @@ store; a station that cannot be reached is retried with backoff.
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import threading
@@ -24,12 +23,14 @@ import paho.mqtt.client as paho
 import psycopg
 from psycopg.types.json import Jsonb
 
-from ..fleet.messages import SCHEMA, dumps, parse_topic
+from ..fleet.messages import dumps, parse_topic
 from ..fleet.mqtt import BrokerSettings, make_client
+from ..fleet.schema import MessageRefused, parse_message
 from . import pg_schema
 from .images import FetchError, ImageStore, fetch
 
 log = logging.getLogger(__name__)
+DEAD_LETTER_BYTES = 1 << 20  # the raw bytes kept of a refused message
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,7 @@ class _Batch:
     alarms: list[tuple] = field(default_factory=list)
     status: dict[str, tuple] = field(default_factory=dict)
     confirm: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))  # topic base -> ids
+    dead: list[tuple] = field(default_factory=list)  # (topic, station key, reason, raw bytes kept, size)
 
 
 class Collector:
@@ -90,7 +92,7 @@ class Collector:
         self._image_wake = threading.Event()
         self._client: paho.Client | None = None
         self.connected = threading.Event()
-        self.stats = {"messages": 0, "inspections": 0, "duplicates": 0, "bad": 0, "images": 0}
+        self.stats = {"messages": 0, "inspections": 0, "duplicates": 0, "dead_letters": 0, "images": 0}
 
     # -- MQTT --------------------------------------------------------------------------------------
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
@@ -177,39 +179,41 @@ class Collector:
         return items
 
     def _parse(self, items: list) -> _Batch:
+        """The batch's rows; a message the schema refuses (bad JSON, wrong types, unknown version,
+        values out of range, oversize) becomes a dead letter with its reason, never an exception."""
         b = _Batch()
         for topic, raw, _mid, _qos in items:
             self.stats["messages"] += 1
             parts = parse_topic(topic)
+            key = "/".join(parts[1:4]) if parts else None
             try:
-                body = json.loads(raw)
-                if not isinstance(body, dict) or body.get("v") != SCHEMA:
-                    raise ValueError(f"payload version {body.get('v') if isinstance(body, dict) else '?'}")
-                _, site, line, station, kind = parts
-                key = f"{site}/{line}/{station}"
-                b.stations[key] = (site, line, station)
-                if kind == "inspection":
-                    self._inspection(b, key, body)
-                    b.confirm[topic.rsplit("/", 1)[0]].append(body["id"])
-                elif kind == "alarm":
-                    b.alarms.append((body["id"], key, body["event"], body["code"], body.get("message"),
-                                     body.get("user"), _ts(body.get("at")) or datetime.now(UTC)))
-                    b.confirm[topic.rsplit("/", 1)[0]].append(body["id"])
-                elif kind == "status":
-                    # The last will was written when the station connected: it counts from its arrival.
-                    will = not body.get("online") and body.get("reason") == "connection lost"
-                    at = datetime.now(UTC) if will else _ts(body.get("at")) or datetime.now(UTC)
-                    if key not in b.status or b.status[key][1] <= at:
-                        b.status[key] = (bool(body.get("online")), at, Jsonb(body), "alarms" in body)
-                    if will:
-                        continue
-                if kind in ("inspection", "status"):
-                    at = _ts(body.get("ts_unix") or body.get("at"))
-                    if at is not None and (key not in b.seen or b.seen[key] < at):
-                        b.seen[key] = at
-            except (ValueError, KeyError, TypeError, AttributeError) as err:
-                self.stats["bad"] += 1
-                log.warning("collector: %s: unreadable message dropped (%s)", topic, err)
+                if parts is None:
+                    raise MessageRefused(f"not a station topic: {topic!r}")
+                body, _ = parse_message(raw, parts[4])
+            except MessageRefused as err:
+                b.dead.append((topic, key, str(err), bytes(raw[:DEAD_LETTER_BYTES]), len(raw)))
+                continue
+            _, site, line, station, kind = parts
+            b.stations[key] = (site, line, station)
+            if kind == "inspection":
+                self._inspection(b, key, body)
+                b.confirm[topic.rsplit("/", 1)[0]].append(body["id"])
+            elif kind == "alarm":
+                b.alarms.append((body["id"], key, body["event"], body["code"], body.get("message"),
+                                 body.get("user"), _ts(body.get("at")) or datetime.now(UTC)))
+                b.confirm[topic.rsplit("/", 1)[0]].append(body["id"])
+            elif kind == "status":
+                # The last will was written when the station connected: it counts from its arrival.
+                will = not body.get("online") and body.get("reason") == "connection lost"
+                at = datetime.now(UTC) if will else _ts(body.get("at")) or datetime.now(UTC)
+                if key not in b.status or b.status[key][1] <= at:
+                    b.status[key] = (bool(body.get("online")), at, Jsonb(body), "alarms" in body)
+                if will:
+                    continue
+            if kind in ("inspection", "status"):
+                at = _ts(body.get("ts_unix") or body.get("at"))
+                if at is not None and (key not in b.seen or b.seen[key] < at):
+                    b.seen[key] = at
         return b
 
     def _inspection(self, b: _Batch, key: str, m: dict) -> None:
@@ -232,13 +236,35 @@ class Collector:
                              c.get("ms"), Jsonb(c.get("points") or [])))
 
     def _write(self, conn: psycopg.Connection, items: list) -> None:
+        """Store a batch in one transaction; a batch that PostgreSQL refuses (a value its columns cannot
+        hold) is stored one message at a time, and the message it refuses goes to the dead letters."""
         b = self._parse(items)
+        try:
+            counts = self._store(conn, b)
+        except psycopg.OperationalError:
+            raise
+        except psycopg.Error as err:
+            if len(items) == 1:
+                topic, raw = items[0][0], items[0][1]
+                parts = parse_topic(topic)
+                b = _Batch(dead=[(topic, "/".join(parts[1:4]) if parts else None, f"database refused it: "
+                                  f"{' '.join(str(err).split())}"[:500], bytes(raw[:DEAD_LETTER_BYTES]), len(raw))])
+                counts = self._store(conn, b)
+            else:
+                for item in items:
+                    self.stats["messages"] -= 1  # counted again, one by one
+                    self._write(conn, [item])
+                return
+        self._after_commit(b, items, counts)
+
+    def _store(self, conn: psycopg.Connection, b: _Batch) -> tuple[int, int]:
+        """One transaction; (inspections of the batch stored before, after)."""
+        before = stored = 0
         with conn.transaction(), conn.cursor() as cur:
             if b.stations:
                 cur.executemany("INSERT INTO stations (station_key, site, line, station) VALUES (%s, %s, %s, %s) "
                                 "ON CONFLICT (station_key) DO NOTHING",
                                 [(k, *v) for k, v in sorted(b.stations.items())])
-            before = 0
             if b.inspections:
                 before = cur.execute("SELECT count(*) FROM inspections WHERE msg_id = ANY(%s)",
                                      [[i[0] for i in b.inspections]]).fetchone()[0]
@@ -269,7 +295,21 @@ class Collector:
             for key, at in b.seen.items():
                 cur.execute("UPDATE stations SET last_seen = %s WHERE station_key = %s AND "
                             "(last_seen IS NULL OR last_seen < %s)", [at, key, at])
-        # Committed: now the broker may forget them, and the stations may drop them from their outboxes.
+            if b.dead:
+                cur.executemany("INSERT INTO dead_letters (topic, station_key, reason, raw, size) "
+                                "VALUES (%s, %s, %s, %s, %s)", b.dead)
+        return before, stored
+
+    def _after_commit(self, b: _Batch, items: list, counts: tuple[int, int]) -> None:
+        """Committed: now the broker may forget the messages (dead letters too: kept in the table), and
+        the stations may drop them from their outboxes."""
+        before, stored = counts
+        if b.dead:
+            self.stats["dead_letters"] += len(b.dead)
+            for topic, _key, reason, _raw, _size in b.dead[:3]:
+                log.warning("collector: %s: message kept as a dead letter: %s", topic, reason)
+            if len(b.dead) > 3:
+                log.warning("collector: %d more messages of this batch kept as dead letters", len(b.dead) - 3)
         if b.inspections:
             messages = len({i[0] for i in b.inspections})
             self.stats["inspections"] += stored - before

@@ -60,7 +60,16 @@ def _v2(conn: psycopg.Connection) -> None:
     conn.execute("CREATE UNIQUE INDEX inspections_station_local ON inspections (station_key, inspection_id)")
 
 
-MIGRATIONS: list[Callable[[psycopg.Connection], None]] = [_v1, _v2]
+def _v3(conn: psycopg.Connection) -> None:
+    """Messages the collector cannot store (bad JSON, wrong types, unknown version, out of range, oversize),
+    kept with the reason and their raw bytes instead of stopping the collection (docs/fleet.md)."""
+    conn.execute("""CREATE TABLE dead_letters (
+        id bigserial PRIMARY KEY, received_at timestamptz NOT NULL DEFAULT now(), topic text NOT NULL,
+        station_key text, reason text NOT NULL, raw bytea NOT NULL, size integer NOT NULL)""")
+    conn.execute("CREATE INDEX dead_letters_received ON dead_letters (received_at DESC)")
+
+
+MIGRATIONS: list[Callable[[psycopg.Connection], None]] = [_v1, _v2, _v3]
 LATEST = len(MIGRATIONS)
 
 
