@@ -11,11 +11,9 @@ import logging
 import sys
 from pathlib import Path
 
+from .errors import UserError
+
 EXIT_USAGE = 2
-
-
-class UserError(Exception):
-    """A mistake in what the user gave us; reported in one line, exit code 2."""
 
 
 def _cmd_model_verify(args: argparse.Namespace) -> int:
@@ -163,8 +161,10 @@ def _cmd_calibrate_camera(args: argparse.Namespace) -> int:
         raise UserError(str(err)) from None
     result.save(Path(args.out))
     fx, fy = result.focal_px
-    print(f"{result.images} images, reprojection error {result.rms_px:.3f} px; focal {fx:.1f} / {fy:.1f} px; "
-          f"working plane {result.mm_per_px:.4f} mm/px ({result.plane_image}); written to {args.out}")
+    print(
+        f"{result.images} images, reprojection error {result.rms_px:.3f} px; focal {fx:.1f} / {fy:.1f} px; "
+        f"working plane {result.mm_per_px:.4f} mm/px ({result.plane_image}); written to {args.out}"
+    )
     return 0
 
 
@@ -199,8 +199,9 @@ def _broker(args: argparse.Namespace):
         value = getattr(args, name)
         if value and not Path(value).is_file():
             raise UserError(f"--{name} {value}: no such file")
-    return BrokerSettings.from_url(args.broker, ca=args.ca, cert=args.cert, key=args.key, username=args.username,
-                                   password=password)
+    return BrokerSettings.from_url(
+        args.broker, ca=args.ca, cert=args.cert, key=args.key, username=args.username, password=password
+    )
 
 
 def _cmd_fleet_collect(args: argparse.Namespace) -> int:
@@ -214,9 +215,14 @@ def _cmd_fleet_collect(args: argparse.Namespace) -> int:
     from .plant.pg_schema import SchemaError
 
     broker = _broker(args)
-    collector = Collector(broker, args.db, prefix=args.prefix, client_id=args.client_id,
-                          images=open_store(args.images) if args.images else None,
-                          tokens=load_tokens(args.station_tokens) if args.station_tokens else None)
+    collector = Collector(
+        broker,
+        args.db,
+        prefix=args.prefix,
+        client_id=args.client_id,
+        images=open_store(args.images) if args.images else None,
+        tokens=load_tokens(args.station_tokens) if args.station_tokens else None,
+    )
     try:
         collector.check_database()
     except (psycopg.Error, SchemaError) as err:
@@ -251,8 +257,11 @@ def _print_event(event) -> None:
     from .station.events import AlarmCleared, AlarmRaised, InspectionDone, Started, Stopped
 
     if isinstance(event, InspectionDone):
-        print(f"{event.result_id:>6} {event.verdict:5} recipe={event.recipe} part={event.part_id or '-'} "
-              f"defects={event.defect_count} {event.error}", flush=True)
+        print(
+            f"{event.result_id:>6} {event.verdict:5} recipe={event.recipe} part={event.part_id or '-'} "
+            f"defects={event.defect_count} {event.error}",
+            flush=True,
+        )
     elif isinstance(event, AlarmRaised):
         print(f"[alarm] {event.code} {event.message}", flush=True)
     elif isinstance(event, AlarmCleared):
@@ -268,8 +277,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     from .commands.demo import run_demo
 
-    asyncio.run(run_demo(Path(args.workdir), duration_s=args.duration, bundle=args.bundle, port=args.port,
-                         period_s=args.period, web_port=args.web_port))
+    asyncio.run(
+        run_demo(
+            Path(args.workdir),
+            duration_s=args.duration,
+            bundle=args.bundle,
+            port=args.port,
+            period_s=args.period,
+            web_port=args.web_port,
+        )
+    )
     return 0
 
 
@@ -289,9 +306,20 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         from .vlm.bundle import load_bundle_files
 
         load_bundle_files(bundle)
-    return run_bench(args.bundle, args.provider, args.frames, args.runs, args.warmup, args.json, recipe,
-                     verify=args.verify, backend=args.backend, step_threads=args.step_threads,
-                     interleave=args.interleave, spin=args.spin)
+    return run_bench(
+        args.bundle,
+        args.provider,
+        args.frames,
+        args.runs,
+        args.warmup,
+        args.json,
+        recipe,
+        verify=args.verify,
+        backend=args.backend,
+        step_threads=args.step_threads,
+        interleave=args.interleave,
+        spin=args.spin,
+    )
 
 
 def _thread_counts(text: str) -> list[int]:
@@ -317,8 +345,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="edge-inspect", description="Line-side vision inspection appliance.")
     parser.add_argument("--version", action="version", version=f"edge-inspect {__version__}")
-    parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-                        help="what reaches stderr (the journal under systemd); unexpected errors come with a traceback")
+    parser.add_argument(
+        "--log-level",
+        default="WARNING",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="what reaches stderr (the journal under systemd); unexpected errors come with a traceback",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     model = sub.add_parser("model", help="model bundles").add_subparsers(dest="model_command", required=True)
@@ -356,31 +388,41 @@ def build_parser() -> argparse.ArgumentParser:
     trial = sub.add_parser("try", help="run a recipe on image files: overlays, a table and JSON (no PLC, no log)")
     trial.add_argument("config", help="station.yaml")
     trial.add_argument("images", nargs="+", help="image files or folders of images")
-    trial.add_argument("--recipe", type=int, action="append", help="recipe number (repeatable; default the "
-                       "config's triggers.recipe)")
+    trial.add_argument(
+        "--recipe", type=int, action="append", help="recipe number (repeatable; default the config's triggers.recipe)"
+    )
     trial.add_argument("--out", default="work/try", help="folder for the overlay PNGs and try.json")
     trial.add_argument("--bundle", help="model bundle (overrides model.bundle)")
     trial.set_defaults(func=_cmd_try)
 
-    tune = sub.add_parser("tune", help="false-reject and escape rates per check on labelled images; "
-                          "recommended margins and limits")
+    tune = sub.add_parser(
+        "tune", help="false-reject and escape rates per check on labelled images; recommended margins and limits"
+    )
     tune.add_argument("config", help="station.yaml")
-    tune.add_argument("--labelled", required=True, help="folder with good/ and bad/ images, or a labels.csv "
-                      "(image, check, expected pass|fail)")
+    tune.add_argument(
+        "--labelled",
+        required=True,
+        help="folder with good/ and bad/ images, or a labels.csv (image, check, expected pass|fail)",
+    )
     tune.add_argument("--recipe", type=int, help="recipe number (default the config's triggers.recipe)")
     tune.add_argument("--out", default="work/tune", help="folder for tune.json and the plots")
     tune.add_argument("--bundle", help="model bundle (overrides model.bundle)")
     tune.set_defaults(func=_cmd_tune)
 
-    calib = sub.add_parser("calibrate", help="calibrate the camera").add_subparsers(dest="calibrate_command",
-                                                                                      required=True)
+    calib = sub.add_parser("calibrate", help="calibrate the camera").add_subparsers(
+        dest="calibrate_command", required=True
+    )
     cam = calib.add_parser("camera", help="intrinsics, distortion and mm per pixel from chessboard images")
-    cam.add_argument("--images", required=True, help="folder of chessboard images (different angles, one flat "
-                     "on the working plane)")
+    cam.add_argument(
+        "--images", required=True, help="folder of chessboard images (different angles, one flat on the working plane)"
+    )
     cam.add_argument("--board", default="9x6", help="inner corners, columns x rows")
     cam.add_argument("--square-mm", type=float, required=True, help="side of one square in millimetres")
-    cam.add_argument("--plane", help="file name of the image with the board on the working plane (default: the "
-                     "last image, by name, in which the board was found)")
+    cam.add_argument(
+        "--plane",
+        help="file name of the image with the board on the working plane (default: the "
+        "last image, by name, in which the board was found)",
+    )
     cam.add_argument("--out", default="calibration/camera.json", help="where the calibration is written")
     cam.set_defaults(func=_cmd_calibrate_camera)
 
@@ -393,20 +435,41 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--runs", type=int, default=20, help="timed inspections per bundle")
     bench.add_argument("--warmup", type=int, default=3, help="untimed inspections first")
     bench.add_argument("--json", default="work/bench.json", help="where the figures are written")
-    bench.add_argument("--backend", choices=["onnxruntime", "tensorrt"], default="onnxruntime",
-                       help="tensorrt: the bundles' engines (python -m tools.export trt on this device)")
-    bench.add_argument("--step-threads", type=_thread_counts, default=None, metavar="N[,N...]",
-                       help="intra-op threads of the decode-step graph, one row per bundle and count side by side "
-                            "(default: the runtime's, 1; 0 = one per core like the other graphs)")
-    bench.add_argument("--spin", type=_spin_settings, default=None, metavar="on|off[,...]",
-                       help="worker threads busy-wait between kernels during a run (on) or sleep (off), one row per "
-                            "bundle and setting side by side (default: the runtime's, off)")
-    bench.add_argument("--interleave", action="store_true",
-                       help="all variants in one process, inspections round-robin: steadier ratios on a busy "
-                            "machine (peak RSS is then the process's, for all)")
-    bench.add_argument("--verify", nargs="*", default=[],
-                       help="accuracy-gate reports (`python -m tools.distill verify --json`) of the other bundles "
-                            "against the first; shown in the table")
+    bench.add_argument(
+        "--backend",
+        choices=["onnxruntime", "tensorrt"],
+        default="onnxruntime",
+        help="tensorrt: the bundles' engines (python -m tools.export trt on this device)",
+    )
+    bench.add_argument(
+        "--step-threads",
+        type=_thread_counts,
+        default=None,
+        metavar="N[,N...]",
+        help="intra-op threads of the decode-step graph, one row per bundle and count side by side "
+        "(default: the runtime's, 1; 0 = one per core like the other graphs)",
+    )
+    bench.add_argument(
+        "--spin",
+        type=_spin_settings,
+        default=None,
+        metavar="on|off[,...]",
+        help="worker threads busy-wait between kernels during a run (on) or sleep (off), one row per "
+        "bundle and setting side by side (default: the runtime's, off)",
+    )
+    bench.add_argument(
+        "--interleave",
+        action="store_true",
+        help="all variants in one process, inspections round-robin: steadier ratios on a busy "
+        "machine (peak RSS is then the process's, for all)",
+    )
+    bench.add_argument(
+        "--verify",
+        nargs="*",
+        default=[],
+        help="accuracy-gate reports (`python -m tools.distill verify --json`) of the other bundles "
+        "against the first; shown in the table",
+    )
     bench.set_defaults(func=_cmd_bench)
 
     user = sub.add_parser("user", help="HMI users").add_subparsers(dest="user_command", required=True)
@@ -422,24 +485,33 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--web-port", type=int, default=8080, help="HMI port (0 = no HMI)")
     demo.set_defaults(func=_cmd_demo)
 
-    fleet = sub.add_parser("fleet", help="plant-wide results: MQTT broker to PostgreSQL, cross-station review "
-                           "(docs/fleet.md)").add_subparsers(dest="fleet_command", required=True)
+    fleet = sub.add_parser(
+        "fleet", help="plant-wide results: MQTT broker to PostgreSQL, cross-station review (docs/fleet.md)"
+    ).add_subparsers(dest="fleet_command", required=True)
     collect = fleet.add_parser("collect", help="subscribe to the stations' topics and write PostgreSQL")
     collect.add_argument("--broker", default="mqtt://127.0.0.1:1883", help="mqtt://HOST[:PORT] or mqtts://HOST[:PORT]")
     collect.add_argument("--db", required=True, help="PostgreSQL URL, e.g. postgresql://qa@dbhost/fleet")
     collect.add_argument("--prefix", default="edge-inspect", help="first topic level (the stations' fleet.prefix)")
-    collect.add_argument("--client-id", default="edge-inspect-collector",
-                         help="MQTT client id; the broker keeps this session's messages while the collector is away")
+    collect.add_argument(
+        "--client-id",
+        default="edge-inspect-collector",
+        help="MQTT client id; the broker keeps this session's messages while the collector is away",
+    )
     collect.add_argument("--ca", help="PEM CA bundle of the broker's certificate (implies TLS)")
     collect.add_argument("--cert", help="PEM client certificate (mutual TLS)")
     collect.add_argument("--key", help="PEM private key of --cert")
     collect.add_argument("--username", help="broker user name")
     collect.add_argument("--password-env", help="environment variable holding the broker password")
     collect.add_argument("--password-file", help="file holding the broker password")
-    collect.add_argument("--images", help="content-addressed image store: a folder or s3://BUCKET/PREFIX "
-                         "(default: images are not fetched)")
-    collect.add_argument("--station-tokens", help="YAML: site/line/station (or *) -> token or {token, url} for "
-                         "fetching images from the stations' APIs")
+    collect.add_argument(
+        "--images",
+        help="content-addressed image store: a folder or s3://BUCKET/PREFIX (default: images are not fetched)",
+    )
+    collect.add_argument(
+        "--station-tokens",
+        help="YAML: site/line/station -> {url: http(s)://HOST:PORT, token: …}: "
+        "each station's pinned origin for fetching its images (no other host is ever fetched)",
+    )
     collect.set_defaults(func=_cmd_fleet_collect)
     fserve = fleet.add_parser("serve", help="web page of all stations and a cross-station review on PostgreSQL")
     fserve.add_argument("--db", required=True, help="PostgreSQL URL of the collector's database")
@@ -472,9 +544,6 @@ def _all_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParse
 
 def main(argv: list[str] | None = None) -> int:
     from .config import ConfigError
-    from .plc.server import StartError
-    from .plc.signals import MapError
-    from .vlm.bundle import BundleError
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
@@ -484,10 +553,10 @@ def main(argv: list[str] | None = None) -> int:
         for problem in err.problems:
             print(problem, file=sys.stderr)
         return EXIT_USAGE
-    except (UserError, BundleError, MapError, StartError, ValueError) as err:
+    except UserError as err:  # anything else is a bug: its traceback, exit 1
         print(f"edge-inspect: error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    except OSError as err:  # e.g. the Modbus port is taken, a serial device is missing
+    except OSError as err:  # the system refused a file, port or device the user named
         print(f"edge-inspect: error: {err}", file=sys.stderr)
         return EXIT_USAGE
 

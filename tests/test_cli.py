@@ -28,18 +28,64 @@ def test_every_option_has_help_and_shows_its_default():
                 continue
             if not action.help:
                 missing.append(f"{parser.prog} {action.option_strings or action.dest}")
-            elif action.option_strings and action.default not in (None, False) and \
-                    "%(default)" not in parser.formatter_class("x")._get_help_string(action):
+            elif (
+                action.option_strings
+                and action.default not in (None, False)
+                and "%(default)" not in parser.formatter_class("x")._get_help_string(action)
+            ):
                 no_default.append(f"{parser.prog} {action.option_strings}")
     assert not missing and not no_default, (missing, no_default)
 
 
 def test_help_text_shows_defaults():
-    out = subprocess.run([sys.executable, "-m", "edge_inspect.cli", "demo", "--help"], capture_output=True,
-                         text=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "edge_inspect.cli", "demo", "--help"], capture_output=True, text=True
+    ).stdout
     assert re.search(r"--port PORT\s+Modbus TCP port on 127.0.0.1 \(default: 5020\)", out), out
 
 
 def test_version():
     result = subprocess.run([sys.executable, "-m", "edge_inspect.cli", "--version"], capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.strip() == f"edge-inspect {__version__}"
+
+
+def _cli(*args: str, code: str | None = None) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-c", code] if code else [sys.executable, "-m", "edge_inspect.cli", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+def test_user_mistakes_are_one_line_and_exit_2(tmp_path):
+    (tmp_path / "tokens.yaml").write_text('"*": some-token\n')
+    (tmp_path / "users.yaml").write_text("people: []\n")
+    for args in (
+        ["fleet", "serve", "--db", "postgresql://nowhere/x"],
+        ["fleet", "serve", "--db", "postgresql://nowhere/x", "--users", str(tmp_path / "users.yaml")],
+        [
+            "fleet",
+            "collect",
+            "--broker",
+            "mqtt://127.0.0.1:1",
+            "--db",
+            "postgresql://nowhere/x",
+            "--station-tokens",
+            str(tmp_path / "tokens.yaml"),
+        ],
+        ["fleet", "collect", "--broker", "http://x", "--db", "postgresql://nowhere/x"],
+        ["config", "validate", str(tmp_path / "missing.yaml")],
+    ):
+        result = _cli(*args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr, result.stderr
+
+
+def test_anything_else_is_a_bug_with_its_traceback_and_exit_1():
+    """A ValueError that no user caused (here: made to happen inside a command) is not dressed up as a
+    user mistake: its traceback and exit 1 (ValueError was mapped to a one-line exit 2 before)."""
+    code = (
+        "import sys, edge_inspect.cli as cli\n"
+        "def broken(args): raise ValueError('an internal invariant broke')\n"
+        "cli._cmd_modbus_map = broken\n"
+        "sys.exit(cli.main(['modbus', 'map']))\n"
+    )
+    result = _cli(code=code)
+    assert result.returncode == 1 and "Traceback" in result.stderr and "an internal invariant broke" in result.stderr

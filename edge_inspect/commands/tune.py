@@ -21,6 +21,7 @@ import numpy as np
 
 from ..camera.images import images_in
 from ..config import PointCheck, QACheck, Recipe, StationConfig
+from ..errors import UserError
 from ..inspection.checks import CheckOutcome, judge_qa
 from ..inspection.inspector import Inspector
 from ..vlm import VisionLanguageModel
@@ -35,7 +36,7 @@ class Sample:
     checks: dict[str, str] = field(default_factory=dict)  # check name → "pass" | "fail" (labels.csv)
 
 
-class LabelError(ValueError):
+class LabelError(UserError, ValueError):
     """The labelled folder cannot be used; names the file and line."""
 
 
@@ -70,8 +71,12 @@ def _status(check, outcome: CheckOutcome, setting: float | int | None) -> str:
     if outcome.status == "error":
         return "fail"
     if isinstance(check, QACheck):
-        return judge_qa(check.model_copy(update={"min_margin": setting}), outcome.p_yes or 0.0,
-                        outcome.margin or 0.0, mass=outcome.mass).status.replace("error", "fail")
+        return judge_qa(
+            check.model_copy(update={"min_margin": setting}),
+            outcome.p_yes or 0.0,
+            outcome.margin or 0.0,
+            mass=outcome.mass,
+        ).status.replace("error", "fail")
     if isinstance(check, PointCheck):
         return "pass" if check.min <= outcome.counted <= setting else "fail"
     return outcome.status
@@ -105,21 +110,32 @@ def sweep(recipe: Recipe, samples: list[Sample], results: list[list[CheckOutcome
                         esc_n += 1
                         esc += status == "pass"
                 else:  # good/bad parts: this check at ``value``, the others as configured
-                    others_pass = all(_status(c, result[k], _settings(c, [result[k]])[2]) == "pass"
-                                      for k, c in enumerate(recipe.checks) if k != i)
+                    others_pass = all(
+                        _status(c, result[k], _settings(c, [result[k]])[2]) == "pass"
+                        for k, c in enumerate(recipe.checks)
+                        if k != i
+                    )
                     if sample.part == "good":
                         fr_n += 1
                         fr += status == "fail"
                     else:
                         esc_n += 1
                         esc += status == "pass" and others_pass
-            rows.append({"setting": value, "false_reject": fr / fr_n if fr_n else None,
-                         "escape": esc / esc_n if esc_n else None, "good": fr_n, "bad": esc_n})
-        best = min(rows, key=lambda r: ((r["escape"] or 0.0), (r["false_reject"] or 0.0),
-                                        abs((r["setting"] or 0) - (current or 0))))
+            rows.append(
+                {
+                    "setting": value,
+                    "false_reject": fr / fr_n if fr_n else None,
+                    "escape": esc / esc_n if esc_n else None,
+                    "good": fr_n,
+                    "bad": esc_n,
+                }
+            )
+        best = min(
+            rows,
+            key=lambda r: ((r["escape"] or 0.0), (r["false_reject"] or 0.0), abs((r["setting"] or 0) - (current or 0))),
+        )
         now = next(r for r in rows if r["setting"] == current)
-        report[check.name] = {"kind": check.kind, "parameter": name, "current": now, "recommended": best,
-                              "sweep": rows}
+        report[check.name] = {"kind": check.kind, "parameter": name, "current": now, "recommended": best, "sweep": rows}
     return report
 
 
@@ -142,8 +158,16 @@ def plot(name: str, entry: dict, path: Path) -> None:
     best = entry["recommended"]["setting"]
     if best is not None:
         cv2.line(img, px(best, 0), px(best, 1), (0, 150, 0), 1)
-    cv2.putText(img, f"{name}: {entry['parameter'] or '-'}  (blue false reject, red escape, green recommended)",
-                (m, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(
+        img,
+        f"{name}: {entry['parameter'] or '-'}  (blue false reject, red escape, green recommended)",
+        (m, 30),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        0.45,
+        (0, 0, 0),
+        1,
+        cv2.LINE_AA,
+    )
     for y in (0, 0.5, 1):
         cv2.putText(img, f"{y:.1f}", (10, px(x0, y)[1] + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
     cv2.putText(img, f"{x0}", (m - 5, h - 20), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
@@ -164,9 +188,13 @@ def run_tune(config: StationConfig, model: VisionLanguageModel, labelled: Path, 
             raise LabelError(f"{sample.path}: not an image OpenCV can read")
         results.append(inspector.run(frame, recipe).outcomes)
         kept.append(sample)
-    report = {"recipe": recipe.number, "images": len(kept),
-              "good": sum(s.part == "good" for s in kept), "bad": sum(s.part == "bad" for s in kept),
-              "checks": sweep(recipe, kept, results)}
+    report = {
+        "recipe": recipe.number,
+        "images": len(kept),
+        "good": sum(s.part == "good" for s in kept),
+        "bad": sum(s.part == "bad" for s in kept),
+        "checks": sweep(recipe, kept, results),
+    }
     out.mkdir(parents=True, exist_ok=True)
     for name, entry in report["checks"].items():
         file = out / f"tune_{''.join(c if c.isalnum() else '_' for c in name)}.png"
@@ -181,10 +209,14 @@ def print_report(report: dict) -> None:
         return "—" if v is None else f"{100 * v:.1f}%"
 
     print(f"recipe {report['recipe']}: {report['images']} images ({report['good']} good, {report['bad']} bad)")
-    print(f"{'check':16} {'parameter':11} {'now':>6} {'false rej.':>10} {'escapes':>8}   "
-          f"{'recommended':>11} {'false rej.':>10} {'escapes':>8}")
+    print(
+        f"{'check':16} {'parameter':11} {'now':>6} {'false rej.':>10} {'escapes':>8}   "
+        f"{'recommended':>11} {'false rej.':>10} {'escapes':>8}"
+    )
     for name, e in report["checks"].items():
         now, best = e["current"], e["recommended"]
-        print(f"{name[:16]:16} {(e['parameter'] or '-'):11} {str(now['setting']):>6} {pct(now['false_reject']):>10} "
-              f"{pct(now['escape']):>8}   {str(best['setting']):>11} {pct(best['false_reject']):>10} "
-              f"{pct(best['escape']):>8}")
+        print(
+            f"{name[:16]:16} {(e['parameter'] or '-'):11} {str(now['setting']):>6} {pct(now['false_reject']):>10} "
+            f"{pct(now['escape']):>8}   {str(best['setting']):>11} {pct(best['false_reject']):>10} "
+            f"{pct(best['escape']):>8}"
+        )

@@ -11,6 +11,7 @@ import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from ..bundles import find_bundle
+from ..errors import UserError
 from .access import OpcUaConfig, StationInfo, WebConfig, WebUser
 from .base import FieldError, Strict, _hosts_overlap, _is_loopback, check_host
 from .devices import (
@@ -48,8 +49,9 @@ class StationConfig(Strict):
             try:
                 topic_part(self.station.name)
             except ValueError as err:
-                raise FieldError(f"the station's name is a topic level of fleet publishing: {err}", ("station", "name"),
-                                 ("fleet",)) from None
+                raise FieldError(
+                    f"the station's name is a topic level of fleet publishing: {err}", ("station", "name"), ("fleet",)
+                ) from None
         return self
 
     @model_validator(mode="after")
@@ -58,14 +60,24 @@ class StationConfig(Strict):
         if ua is None or not ua.enabled:
             return self
         if not ua.anonymous and not (ua.users if ua.users is not None else self.web.users):
-            raise FieldError("no user could log in: add opcua.users (or web.users), or allow anonymous",
-                             ("opcua", "users"), ("opcua", "anonymous"), ("opcua",))
+            raise FieldError(
+                "no user could log in: add opcua.users (or web.users), or allow anonymous",
+                ("opcua", "users"),
+                ("opcua", "anonymous"),
+                ("opcua",),
+            )
         host, port = ua.host_port()
         for name, other in (("plc", self.plc), ("web", self.web)):
-            if (other.enabled and port == other.port and (name == "web" or (other.transport == "tcp" and other.mode == "server"))
-                    and _hosts_overlap(host, other.host)):
-                raise FieldError(f"port {port} is both OPC UA's and the {name} server's; give them different ports",
-                                 ("opcua", "endpoint"))
+            if (
+                other.enabled
+                and port == other.port
+                and (name == "web" or (other.transport == "tcp" and other.mode == "server"))
+                and _hosts_overlap(host, other.host)
+            ):
+                raise FieldError(
+                    f"port {port} is both OPC UA's and the {name} server's; give them different ports",
+                    ("opcua", "endpoint"),
+                )
         return self
 
     @model_validator(mode="after")
@@ -78,20 +90,34 @@ class StationConfig(Strict):
             raise ValueError(f"triggers.recipe {self.triggers.recipe} is not one of the recipes {numbers}")
         plc, web = self.plc, self.web
         if plc.options.defect_positions and not self.camera.calibration:
-            raise FieldError("defect positions are in mm: they need camera.calibration (edge-inspect calibrate camera)",
-                             ("plc", "options", "defect_positions"))
-        if (plc.enabled and web.enabled and plc.transport == "tcp" and plc.port == web.port
-                and (_hosts_overlap(plc.host, web.host) if plc.mode == "server" else _is_loopback(plc.host)
-                     and (_hosts_overlap(plc.host, web.host)))):
-            raise FieldError(f"port {web.port} is both the PLC's (plc.host {plc.host}) and the web server's "
-                             f"(web.host {web.host}); give them different ports", ("web", "port"), ("plc", "port"))
+            raise FieldError(
+                "defect positions are in mm: they need camera.calibration (edge-inspect calibrate camera)",
+                ("plc", "options", "defect_positions"),
+            )
+        if (
+            plc.enabled
+            and web.enabled
+            and plc.transport == "tcp"
+            and plc.port == web.port
+            and (
+                _hosts_overlap(plc.host, web.host)
+                if plc.mode == "server"
+                else _is_loopback(plc.host) and (_hosts_overlap(plc.host, web.host))
+            )
+        ):
+            raise FieldError(
+                f"port {web.port} is both the PLC's (plc.host {plc.host}) and the web server's "
+                f"(web.host {web.host}); give them different ports",
+                ("web", "port"),
+                ("plc", "port"),
+            )
         return self
 
     def recipe(self, number: int) -> Recipe | None:
         return next((r for r in self.recipes if r.number == number), None)
 
 
-class ConfigError(Exception):
+class ConfigError(UserError):
     """Every problem found in a config file, one per line as 'file:line: key.path: message'."""
 
     def __init__(self, problems: list[str]):
@@ -144,8 +170,13 @@ def _problems(err: ValidationError, path: Path, root: yaml.Node | None, data: di
             locs = [loc + tuple(k) for k in cause.keys]
             loc = next((candidate for candidate in locs if _spelled_out(root, candidate)), locs[0])
         plc = data.get("plc")
-        if (loc == ("plc", "map") and message.startswith("signal ") and isinstance(plc, dict)
-                and isinstance(plc.get("map"), dict) and message.split()[1] in plc["map"]):
+        if (
+            loc == ("plc", "map")
+            and message.startswith("signal ")
+            and isinstance(plc, dict)
+            and isinstance(plc.get("map"), dict)
+            and message.split()[1] in plc["map"]
+        ):
             loc += (message.split()[1],)  # point at the offending signal's line
         key = ".".join(str(p) for p in loc) or "(top)"
         problems.append(f"{path}:{_node_line(root, loc)}: {key}: {' '.join(message.split())}")
@@ -173,7 +204,9 @@ def config_from_bytes(raw: bytes, path: str | Path, bundle: str | Path | None = 
     setup pages save goes through the same checks as `config validate`."""
     path = Path(path)
     if len(raw) > MAX_BYTES:
-        raise ConfigError([f"{path}:1: (top): the file is {len(raw):,} bytes; a station file may be at most {MAX_BYTES:,}"])
+        raise ConfigError(
+            [f"{path}:1: (top): the file is {len(raw):,} bytes; a station file may be at most {MAX_BYTES:,}"]
+        )
     try:
         root, data = parse(raw)
     except YamlProblems as err:
@@ -195,7 +228,31 @@ def config_from_bytes(raw: bytes, path: str | Path, bundle: str | Path | None = 
     return config, hashlib.sha256(raw).hexdigest()
 
 
-__all__ = ["ConfigError", "StationConfig", "load_config", "config_from_bytes", "Strict", "FieldError", "check_host", "CheckBase",
-           "PointCheck", "CountCheck", "QACheck", "Recipe", "Check", "SyntheticCamera", "CameraConfig", "ModelConfig",
-           "SignalOverride", "PLCOptions", "PLCConfig", "TriggerConfig", "StorageConfig", "WebUser", "WebConfig",
-           "OpcUaConfig", "StationInfo", "FleetConfig"]
+__all__ = [
+    "ConfigError",
+    "StationConfig",
+    "load_config",
+    "config_from_bytes",
+    "Strict",
+    "FieldError",
+    "check_host",
+    "CheckBase",
+    "PointCheck",
+    "CountCheck",
+    "QACheck",
+    "Recipe",
+    "Check",
+    "SyntheticCamera",
+    "CameraConfig",
+    "ModelConfig",
+    "SignalOverride",
+    "PLCOptions",
+    "PLCConfig",
+    "TriggerConfig",
+    "StorageConfig",
+    "WebUser",
+    "WebConfig",
+    "OpcUaConfig",
+    "StationInfo",
+    "FleetConfig",
+]

@@ -29,13 +29,26 @@ class WebConfig(Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
     open_view: bool = Field(default=True, description="HMI and review readable without a login")
-    secret_key: str | None = Field(default=None, min_length=16, max_length=1024, description="session signing key; default: kept in the data folder")
+    secret_key: str | None = Field(
+        default=None,
+        min_length=16,
+        max_length=1024,
+        description="session signing key; default: kept in the data folder",
+    )
     shift_starts: list[str] = Field(default_factory=lambda: ["06:00", "14:00", "22:00"], max_length=24)
     users: list[WebUser] = Field(default_factory=list, max_length=1000)
-    tls_cert: str | None = Field(default=None, max_length=4096, description="PEM certificate: serve HTTPS (Secure cookies, HSTS)")
+    tls_cert: str | None = Field(
+        default=None, max_length=4096, description="PEM certificate: serve HTTPS (Secure cookies, HSTS)"
+    )
     tls_key: str | None = Field(default=None, max_length=4096, description="PEM private key of tls_cert")
     session_idle_min: float = Field(default=30.0, gt=0, le=24 * 60, description="log out after this idle time")
     session_max_h: float = Field(default=12.0, gt=0, le=24 * 7, description="log out after this long in all")
+    max_upload_pixels: int | None = Field(
+        default=None,
+        ge=64 * 64,
+        le=1_000_000_000,
+        description="uploaded images larger than this are refused from their header; default 4 × the camera's",
+    )
 
     @field_validator("users")
     @classmethod
@@ -76,16 +89,28 @@ class OpcUaConfig(Strict):
     """The OPC UA server (docs/opcua.md): an address space after OPC 40100-1 (Machine Vision)."""
 
     enabled: bool = True
-    endpoint: str = Field(default="opc.tcp://127.0.0.1:4840/edge-inspect", max_length=4096,
-                          description="opc.tcp://HOST:PORT/PATH; HOST is the address to listen on")
+    endpoint: str = Field(
+        default="opc.tcp://127.0.0.1:4840/edge-inspect",
+        max_length=4096,
+        description="opc.tcp://HOST:PORT/PATH; HOST is the address to listen on",
+    )
     security: list[Literal["Basic256Sha256_SignAndEncrypt", "Basic256Sha256_Sign", "None"]] = Field(
-        default_factory=lambda: ["Basic256Sha256_SignAndEncrypt"], min_length=1, max_length=3,
-        description="endpoints offered; None sends everything in clear text (test benches only)")
-    certificate: str | None = Field(default=None, max_length=4096, description=(
-        "server certificate (DER or PEM); default: generated on first start into <storage.dir>/opcua/"))
+        default_factory=lambda: ["Basic256Sha256_SignAndEncrypt"],
+        min_length=1,
+        max_length=3,
+        description="endpoints offered; None sends everything in clear text (test benches only)",
+    )
+    certificate: str | None = Field(
+        default=None,
+        max_length=4096,
+        description=("server certificate (DER or PEM); default: generated on first start into <storage.dir>/opcua/"),
+    )
     private_key: str | None = Field(default=None, max_length=4096, description="PEM private key of certificate")
-    trusted_clients: str | None = Field(default=None, max_length=4096, description=(
-        "folder of trusted client certificates (DER/PEM); unset: any client certificate, users log in"))
+    trusted_clients: str | None = Field(
+        default=None,
+        max_length=4096,
+        description=("folder of trusted client certificates (DER/PEM); unset: any client certificate, users log in"),
+    )
     anonymous: bool = Field(default=False, description="anonymous sessions (browse, read, subscribe; no methods)")
     users: list[WebUser] | None = Field(default=None, max_length=1000, description="default: web.users")
     namespace: str = Field(default="urn:edge-inspect:vision", min_length=1, max_length=1024)
@@ -133,10 +158,19 @@ class OpcUaConfig(Strict):
 
 class StationInfo(Strict):
     name: str = Field(default="station", min_length=1, max_length=200)
-    language: Literal["en", "ja"] | None = Field(default=None, description=(
-        "pin the HMI language; unset: each browser's Accept-Language (a person's choice on the page wins)"))
-    timezone: str | None = Field(default=None, max_length=64, description=(
-        "IANA zone for every time shown (pages, filters, charts, CSV), e.g. Asia/Tokyo; default the OS zone"))
+    language: Literal["en", "ja"] | None = Field(
+        default=None,
+        description=(
+            "pin the HMI language; unset: each browser's Accept-Language (a person's choice on the page wins)"
+        ),
+    )
+    timezone: str | None = Field(
+        default=None,
+        max_length=64,
+        description=(
+            "IANA zone for every time shown (pages, filters, charts, CSV), e.g. Asia/Tokyo; default the OS zone"
+        ),
+    )
 
     @field_validator("timezone")
     @classmethod
@@ -149,5 +183,3 @@ class StationInfo(Strict):
             except (ZoneInfoNotFoundError, ValueError):
                 raise ValueError(f"unknown time zone {name!r} (an IANA name such as Europe/Berlin)") from None
         return name
-
-

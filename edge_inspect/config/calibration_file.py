@@ -8,8 +8,10 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ..errors import UserError
 
-class CalibrationError(ValueError):
+
+class CalibrationError(UserError, ValueError):
     """Calibration cannot be done from these images; names the file or the reason."""
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from ..errors import UserError
 from .base import FieldError, Strict, check_host, resolve_files
 
 _TOPIC_PART = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
@@ -26,8 +27,11 @@ def topic_part(value: str) -> str:
 
 
 class FleetTLS(Strict):
-    ca: str | None = Field(default=None, max_length=4096, description="PEM CA bundle that signed the broker's certificate; "
-                           "unset: the system's CAs")
+    ca: str | None = Field(
+        default=None,
+        max_length=4096,
+        description="PEM CA bundle that signed the broker's certificate; unset: the system's CAs",
+    )
     cert: str | None = Field(default=None, max_length=4096, description="PEM client certificate (mutual TLS)")
     key: str | None = Field(default=None, max_length=4096, description="PEM private key of cert")
 
@@ -43,7 +47,7 @@ def _secret(env: str | None, file: str | None, what: str) -> str | None:
     if env:
         value = os.environ.get(env)
         if value is None:
-            raise ValueError(f"{what}: environment variable {env} is not set")
+            raise UserError(f"{what}: environment variable {env} is not set")
         return value
     if file:
         return Path(file).read_text().strip()
@@ -58,28 +62,56 @@ class FleetConfig(Strict):
     port: int | None = Field(default=None, ge=1, le=65535, description="default 8883 with tls, else 1883")
     tls: FleetTLS | None = Field(default=None, description="TLS to the broker (ca, cert, key)")
     username: str | None = Field(default=None, min_length=1, max_length=200)
-    password_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,100}$",
-                                     description="environment variable holding the broker password")
+    password_env: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,100}$",
+        description="environment variable holding the broker password",
+    )
     password_file: str | None = Field(default=None, max_length=4096, description="file holding the broker password")
-    client_id: str | None = Field(default=None, min_length=1, max_length=200,
-                                  description="default edge-inspect-<site>-<line>-<station>")
+    client_id: str | None = Field(
+        default=None, min_length=1, max_length=200, description="default edge-inspect-<site>-<line>-<station>"
+    )
     keepalive_s: int = Field(default=30, ge=5, le=3600)
     prefix: str = Field(default="edge-inspect", description="first topic level")
     site: str = Field(description="topic level: the plant")
     line: str = Field(description="topic level: the production line")
-    image_base_url: str | None = Field(default=None, max_length=4096, description=(
-        "how the collector reaches this station's web API, e.g. https://station-07.plant:8080; unset: "
-        "inspections name their image path only and the collector fetches no images"))
-    image_token_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,100}$",
-                                        description="environment variable holding this station's image token")
+    image_base_url: str | None = Field(
+        default=None,
+        max_length=4096,
+        description=(
+            "how the collector reaches this station's web API, e.g. https://station-07.plant:8080; unset: "
+            "inspections name their image path only and the collector fetches no images"
+        ),
+    )
+    image_token_env: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,100}$",
+        description="environment variable holding this station's image token",
+    )
     image_token_file: str | None = Field(default=None, max_length=4096, description="file holding the image token")
-    outbox_max_mb: float = Field(default=256.0, gt=0, le=1e6, description=(
-        "disk budget of the outbox (messages not yet confirmed by the collector); beyond it the oldest "
-        "are dropped with an alarm and an audit row (the log keeps the inspections)"))
-    window: int = Field(default=500, ge=1, le=100_000, description="messages sent ahead of the collector's confirmation")
-    confirm_timeout_s: float = Field(default=30.0, gt=0, le=86400, description=(
-        "no confirmation from the collector for this long: send again from the oldest unconfirmed message"))
-    status_every_s: float = Field(default=10.0, gt=0, le=3600, description="retained status republished at least this often")
+    outbox_max_mb: float = Field(
+        default=256.0,
+        gt=0,
+        le=1e6,
+        description=(
+            "disk budget of the outbox (messages not yet confirmed by the collector); beyond it the oldest "
+            "are dropped with an alarm and an audit row (the log keeps the inspections)"
+        ),
+    )
+    window: int = Field(
+        default=500, ge=1, le=100_000, description="messages sent ahead of the collector's confirmation"
+    )
+    confirm_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=86400,
+        description=(
+            "no confirmation from the collector for this long: send again from the oldest unconfirmed message"
+        ),
+    )
+    status_every_s: float = Field(
+        default=10.0, gt=0, le=3600, description="retained status republished at least this often"
+    )
 
     @field_validator("host")
     @classmethod

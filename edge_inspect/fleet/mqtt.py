@@ -9,6 +9,8 @@ from urllib.parse import unquote, urlsplit
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
+from ..errors import UserError
+
 
 @dataclass(frozen=True)
 class BrokerSettings:
@@ -27,11 +29,11 @@ class BrokerSettings:
         """``mqtt://[user@]host[:port]`` or ``mqtts://…`` (TLS, default port 8883)."""
         parts = urlsplit(url if "://" in url else f"mqtt://{url}")
         if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-            raise ValueError(f"--broker {url!r}: expected mqtt://HOST[:PORT] or mqtts://HOST[:PORT]")
+            raise UserError(f"--broker {url!r}: expected mqtt://HOST[:PORT] or mqtts://HOST[:PORT]")
         try:
             port = parts.port
         except ValueError:
-            raise ValueError(f"--broker {url!r}: the port must be a number 1..65535") from None
+            raise UserError(f"--broker {url!r}: the port must be a number 1..65535") from None
         tls = parts.scheme == "mqtts" or bool(kw.get("ca") or kw.get("cert"))
         if parts.username and not kw.get("username"):
             kw["username"] = unquote(parts.username)
@@ -43,14 +45,29 @@ class BrokerSettings:
         return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
 
 
-def make_client(settings: BrokerSettings, client_id: str, clean_session: bool = True,
-                will: tuple[str, str] | None = None, manual_ack: bool = False) -> paho.Client:
+def make_client(
+    settings: BrokerSettings,
+    client_id: str,
+    clean_session: bool = True,
+    will: tuple[str, str] | None = None,
+    manual_ack: bool = False,
+) -> paho.Client:
     """A client not yet connected (MQTT 3.1.1). ``will``: (topic, payload), retained, QoS 1."""
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean_session,
-                         protocol=paho.MQTTv311, manual_ack=manual_ack)
+    client = paho.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        clean_session=clean_session,
+        protocol=paho.MQTTv311,
+        manual_ack=manual_ack,
+    )
     if settings.tls:
-        client.tls_set(ca_certs=settings.ca, certfile=settings.cert, keyfile=settings.key,
-                       cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        client.tls_set(
+            ca_certs=settings.ca,
+            certfile=settings.cert,
+            keyfile=settings.key,
+            cert_reqs=ssl.CERT_REQUIRED,
+            tls_version=ssl.PROTOCOL_TLS_CLIENT,
+        )
     if settings.username:
         client.username_pw_set(settings.username, settings.password)
     if will is not None:

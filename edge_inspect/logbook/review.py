@@ -21,7 +21,7 @@ import sqlite_utils
 from ..http.filters import FilterError, common_filters
 from ..http.spreadsheet import csv_cell
 from ..timefmt import iso_local, station_zone
-from .store import Store
+from .store import CACHE_KIB, Store
 
 DISPOSITIONS = ("confirmed_defect", "false_reject", "missed_defect")
 COUNT_AHEAD = 10_000  # a page's total counts at most this many rows past the page (docs/log.md)
@@ -32,8 +32,11 @@ def _open_reader(path) -> sqlite3.Connection:
     """A read-only connection to the log file (tests wrap it to watch which thread queries)."""
     from pathlib import Path
 
-    return sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro", uri=True, isolation_level=None,
-                           check_same_thread=False)
+    conn = sqlite3.connect(
+        Path(path).resolve().as_uri() + "?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+    )
+    conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+    return conn
 
 
 READERS = 4  # read-only connections per log: bounds memory (each caches pages) and concurrent SQLite work
@@ -120,19 +123,25 @@ class Filters:
             clauses.append("i.part_id like ?")
             args.append(f"%{self.part_id}%")
         if self.check:
-            clauses.append("exists (select 1 from checks c where c.inspection_id = i.id and c.name = ? and c.status != 'pass')")
+            clauses.append(
+                "exists (select 1 from checks c where c.inspection_id = i.id and c.name = ? and c.status != 'pass')"
+            )
             args.append(self.check)
         if self.disposition == "none":  # the unreviewed queue
             clauses.append("not exists (select 1 from dispositions dd where dd.inspection_id = i.id)")
         elif self.disposition:
-            clauses.append("exists (select 1 from dispositions dd where dd.inspection_id = i.id and dd.disposition = ?)")
+            clauses.append(
+                "exists (select 1 from dispositions dd where dd.inspection_id = i.id and dd.disposition = ?)"
+            )
             args.append(self.disposition)
         return (" where " + " and ".join(clauses)) if clauses else "", args
 
 
-LIST_COLUMNS = ("i.id, i.result_id, i.ts, i.station, i.recipe, i.recipe_name, i.part_id, i.trigger, i.verdict, "
-                "i.error, i.defect_count, i.failed_checks, i.inspect_ms, i.cycle_ms, i.image_path, i.overlay_path, "
-                "d.disposition, d.reviewer")
+LIST_COLUMNS = (
+    "i.id, i.result_id, i.ts, i.station, i.recipe, i.recipe_name, i.part_id, i.trigger, i.verdict, "
+    "i.error, i.defect_count, i.failed_checks, i.inspect_ms, i.cycle_ms, i.image_path, i.overlay_path, "
+    "d.disposition, d.reviewer"
+)
 
 
 def list_page(store: Store, f: Filters) -> tuple[list[dict], int, bool]:
@@ -141,17 +150,17 @@ def list_page(store: Store, f: Filters) -> tuple[list[dict], int, bool]:
     where, args = f.where()
     cap = f.page * f.per_page + COUNT_AHEAD
     with reading(store) as db:
-        total = db.execute(f"select count(*) from (select 1 from inspections i{where} limit ?)", [*args, cap]).fetchone()[0]
-        rows = list(db.query(
-            f"select {LIST_COLUMNS} from inspections i left join dispositions d on d.inspection_id = i.id"
-            f"{where} order by i.id desc limit ? offset ?", [*args, f.per_page, (f.page - 1) * f.per_page]))
+        total = db.execute(
+            f"select count(*) from (select 1 from inspections i{where} limit ?)", [*args, cap]
+        ).fetchone()[0]
+        rows = list(
+            db.query(
+                f"select {LIST_COLUMNS} from inspections i left join dispositions d on d.inspection_id = i.id"
+                f"{where} order by i.id desc limit ? offset ?",
+                [*args, f.per_page, (f.page - 1) * f.per_page],
+            )
+        )
     return rows, total, total < cap
-
-
-def list_inspections(store: Store, f: Filters) -> tuple[list[dict], int]:
-    """One page and its total (capped as in ``list_page``)."""
-    rows, total, _ = list_page(store, f)
-    return rows, total
 
 
 def neighbours(store: Store, f: Filters, inspection_id: int) -> tuple[int | None, int | None]:
@@ -173,8 +182,12 @@ def audit_page(store: Store, action: str | None, page: int = 1, per_page: int = 
     """Audit rows, newest first (optionally one action), and whether there are more."""
     where, args = (" where action = ?", [action]) if action else ("", [])
     with reading(store) as db:
-        rows = list(db.query(f"select * from audit{where} order by id desc limit ? offset ?",
-                             [*args, per_page + 1, (page - 1) * per_page]))
+        rows = list(
+            db.query(
+                f"select * from audit{where} order by id desc limit ? offset ?",
+                [*args, per_page + 1, (page - 1) * per_page],
+            )
+        )
     return rows[:per_page], len(rows) > per_page
 
 
@@ -194,8 +207,9 @@ def get_inspection(store: Store, inspection_id: int) -> dict | None:
             return None
         row = rows[0]
         row["checks"] = list(db.query("select * from checks where inspection_id = ? order by idx", [inspection_id]))
-        points = list(db.query("select check_idx, x, y, x_mm, y_mm from points where inspection_id = ?",
-                               [inspection_id]))
+        points = list(
+            db.query("select check_idx, x, y, x_mm, y_mm from points where inspection_id = ?", [inspection_id])
+        )
         for check in row["checks"]:
             mine = [p for p in points if p["check_idx"] == check["idx"]]
             check["points"] = [[p["x"], p["y"]] for p in mine]
@@ -203,8 +217,9 @@ def get_inspection(store: Store, inspection_id: int) -> dict | None:
         disp = list(db.query("select * from dispositions where inspection_id = ?", [inspection_id]))
         row["disposition"] = disp[0] if disp else None
         row["audit"] = list(db.query("select * from audit where inspection_id = ? order by id", [inspection_id]))
-        row["corrections"] = list(db.query("select * from corrections where inspection_id = ? order by id",
-                                           [inspection_id]))
+        row["corrections"] = list(
+            db.query("select * from corrections where inspection_id = ? order by id", [inspection_id])
+        )
     return row
 
 
@@ -213,32 +228,58 @@ def set_disposition(store: Store, inspection_id: int, disposition: str, reviewer
         raise FilterError(f"disposition: {disposition!r} is not one of {', '.join(DISPOSITIONS)}")
     now = datetime.now(UTC).isoformat(timespec="seconds")
     with store.transaction() as db:
-        before = db.execute("select disposition, reviewer, comment from dispositions where inspection_id = ?",
-                            [inspection_id]).fetchone()
+        before = db.execute(
+            "select disposition, reviewer, comment from dispositions where inspection_id = ?", [inspection_id]
+        ).fetchone()
         before = dict(zip(("disposition", "reviewer", "comment"), before, strict=True)) if before else None
         after = {"disposition": disposition, "reviewer": reviewer, "comment": comment[:2000]}
-        db.execute("insert into dispositions (inspection_id, disposition, reviewer, comment, ts) values (?, ?, ?, ?, ?) "
-                   "on conflict (inspection_id) do update set disposition = excluded.disposition, "
-                   "reviewer = excluded.reviewer, comment = excluded.comment, ts = excluded.ts",
-                   [inspection_id, disposition, reviewer, after["comment"], now])
-        db.execute("insert into audit (ts, user, action, inspection_id, detail) values (?, ?, ?, ?, ?)",
-                   [now, reviewer, "disposition", inspection_id, json.dumps({"before": before, "after": after})])
+        db.execute(
+            "insert into dispositions (inspection_id, disposition, reviewer, comment, ts) values (?, ?, ?, ?, ?) "
+            "on conflict (inspection_id) do update set disposition = excluded.disposition, "
+            "reviewer = excluded.reviewer, comment = excluded.comment, ts = excluded.ts",
+            [inspection_id, disposition, reviewer, after["comment"], now],
+        )
+        db.execute(
+            "insert into audit (ts, user, action, inspection_id, detail) values (?, ?, ?, ?, ?)",
+            [now, reviewer, "disposition", inspection_id, json.dumps({"before": before, "after": after})],
+        )
     return after
 
 
 def audit(store: Store, user: str, action: str, detail: dict, inspection_id: int | None = None) -> None:
     now = datetime.now(UTC).isoformat(timespec="seconds")
     with store.transaction() as db:
-        db.execute("insert into audit (ts, user, action, inspection_id, detail) values (?, ?, ?, ?, ?)",
-                   [now, user, action, inspection_id, json.dumps(detail)])
+        db.execute(
+            "insert into audit (ts, user, action, inspection_id, detail) values (?, ?, ?, ?, ?)",
+            [now, user, action, inspection_id, json.dumps(detail)],
+        )
 
 
-CSV_FIELDS = ["id", "result_id", "time", "station", "recipe", "recipe_name", "part_id", "trigger", "verdict", "error",
-              "defect_count", "failed_checks", "inspect_ms", "cycle_ms", "disposition", "reviewer", "comment"]
-_CSV_COLUMNS = ("i.id, i.result_id, i.ts_unix, i.station, i.recipe, i.recipe_name, i.part_id, i.trigger, i.verdict, "
-                "i.error, i.defect_count, case when i.failed_checks = 0 then null else (select group_concat(c.name, ';') "
-                "from checks c where c.inspection_id = i.id and c.status != 'pass') end, "  # failed_checks: bit i = check i
-                "i.inspect_ms, i.cycle_ms, d.disposition, d.reviewer, d.comment")
+CSV_FIELDS = [
+    "id",
+    "result_id",
+    "time",
+    "station",
+    "recipe",
+    "recipe_name",
+    "part_id",
+    "trigger",
+    "verdict",
+    "error",
+    "defect_count",
+    "failed_checks",
+    "inspect_ms",
+    "cycle_ms",
+    "disposition",
+    "reviewer",
+    "comment",
+]
+_CSV_COLUMNS = (
+    "i.id, i.result_id, i.ts_unix, i.station, i.recipe, i.recipe_name, i.part_id, i.trigger, i.verdict, "
+    "i.error, i.defect_count, case when i.failed_checks = 0 then null else (select group_concat(c.name, ';') "
+    "from checks c where c.inspection_id = i.id and c.status != 'pass') end, "  # failed_checks: bit i = check i
+    "i.inspect_ms, i.cycle_ms, d.disposition, d.reviewer, d.comment"
+)
 
 
 def csv_chunks(store: Store, f: Filters, tz: tzinfo, chunk: int = 2000) -> Iterator[Callable[[], str]]:
@@ -259,10 +300,20 @@ def csv_chunks(store: Store, f: Filters, tz: tzinfo, chunk: int = 2000) -> Itera
             size = chunk if state["after"] else min(chunk, 200)  # a small first piece: the download starts at once
             rows = db.conn.execute(
                 f"select {_CSV_COLUMNS} from inspections i left join dispositions d on d.inspection_id = i.id"
-                f"{where}{keyset} order by i.id limit ?", [*args, state["after"], size]).fetchall()
+                f"{where}{keyset} order by i.id limit ?",
+                [*args, state["after"], size],
+            ).fetchall()
         for n, r in enumerate(rows, 1):
-            writer.writerow([csv_cell(r[0]), csv_cell(r[1]), iso_local(r[2], tz), *map(csv_cell, r[3:11]),
-                             csv_cell(r[11] or ""), *map(csv_cell, r[12:])])
+            writer.writerow(
+                [
+                    csv_cell(r[0]),
+                    csv_cell(r[1]),
+                    iso_local(r[2], tz),
+                    *map(csv_cell, r[3:11]),
+                    csv_cell(r[11] or ""),
+                    *map(csv_cell, r[12:]),
+                ]
+            )
             if n % 20 == 0:  # hand the GIL over every ~0.2 ms of work, not after the 5 ms switch interval:
                 time.sleep(0)  # the loop serving the PLC (and the other requests) waits less
         if rows:
@@ -273,12 +324,6 @@ def csv_chunks(store: Store, f: Filters, tz: tzinfo, chunk: int = 2000) -> Itera
 
     while not state["done"]:
         yield next_piece
-
-
-def csv_export(store: Store, f: Filters, tz: tzinfo | None = None) -> str:
-    """The whole CSV at once (small exports and tests)."""
-    zone = tz or station_zone(None)
-    return "".join(piece() for piece in csv_chunks(store, f, zone))
 
 
 def chart_filters(f: Filters, now: float | None = None) -> Filters:
@@ -300,20 +345,39 @@ def charts(store: Store, f: Filters, tz: tzinfo | None = None, now: float | None
         # the clock went back, and it reads only the window's failed checks.
         time_where, time_args = Filters(since=f.since, until=f.until).where()
         lo, hi = db.execute(f"select min(i.id), max(i.id) from inspections i{time_where}", time_args).fetchone()
-        pareto = [] if lo is None else list(db.query(
-            f"select c.name, count(*) as n from checks c join inspections i on i.id = c.inspection_id{where}"
-            f"{' and' if where else ' where'} c.status = 'fail' and c.inspection_id between ? and ? "
-            f"group by c.name order by n desc", [*args, lo, hi]))
-        hourly = list(db.query(  # whole hours since the epoch, local: cheaper than strftime per row
-            f"select cast((i.ts_unix + {_offset_s(tz)}) / 3600 as integer) as hour, count(*) as total, "
-            f"sum(i.verdict = 'PASS') as passed from inspections i{where} group by hour order by hour desc limit 24",
-            args))
+        pareto = (
+            []
+            if lo is None
+            else list(
+                db.query(
+                    f"select c.name, count(*) as n from checks c join inspections i on i.id = c.inspection_id{where}"
+                    f"{' and' if where else ' where'} c.status = 'fail' and c.inspection_id between ? and ? "
+                    f"group by c.name order by n desc",
+                    [*args, lo, hi],
+                )
+            )
+        )
+        hourly = list(
+            db.query(  # whole hours since the epoch, local: cheaper than strftime per row
+                f"select cast((i.ts_unix + {_offset_s(tz)}) / 3600 as integer) as hour, count(*) as total, "
+                f"sum(i.verdict = 'PASS') as passed from inspections i{where} group by hour order by hour desc limit 24",
+                args,
+            )
+        )
         for h in hourly:
             h["hour"] = datetime.fromtimestamp(h["hour"] * 3600, UTC).strftime("%Y-%m-%d %H:00")
-        agreement = [] if lo is None else list(db.query(  # the window's dispositions, by their key
-            f"select i.verdict, d.disposition, count(*) as n from dispositions d cross join inspections i "
-            f"on d.inspection_id = i.id{where}{' and' if where else ' where'} d.inspection_id between ? and ? "
-            f"group by i.verdict, d.disposition", [*args, lo, hi]))
+        agreement = (
+            []
+            if lo is None
+            else list(
+                db.query(  # the window's dispositions, by their key
+                    f"select i.verdict, d.disposition, count(*) as n from dispositions d cross join inspections i "
+                    f"on d.inspection_id = i.id{where}{' and' if where else ' where'} d.inspection_id between ? and ? "
+                    f"group by i.verdict, d.disposition",
+                    [*args, lo, hi],
+                )
+            )
+        )
     counts = {(r["verdict"], r["disposition"]): r["n"] for r in agreement}
     fails_reviewed = sum(n for (v, _), n in counts.items() if v == "FAIL")
     passes_reviewed = sum(n for (v, _), n in counts.items() if v == "PASS")
@@ -352,10 +416,19 @@ def shift_counters(store: Store, shift_starts: list[str], now: float | None = No
         current = local.replace(hour=hh, minute=mm, second=0, microsecond=0)
         current = datetime.fromtimestamp(current.timestamp() - 86400, zone)
     with reading(store) as db:  # "+verdict": the (ts_unix, verdict) index, not a scan of the verdict index
-        rows = {r["verdict"]: r["n"] for r in db.query(
-            "select verdict, count(*) as n from inspections where ts_unix >= ? group by +verdict",
-            [current.timestamp()])}
+        rows = {
+            r["verdict"]: r["n"]
+            for r in db.query(
+                "select verdict, count(*) as n from inspections where ts_unix >= ? group by +verdict",
+                [current.timestamp()],
+            )
+        }
     total = sum(rows.values())
-    return {"shift_start": current.isoformat(timespec="minutes"), "total": total, "PASS": rows.get("PASS", 0),
-            "FAIL": rows.get("FAIL", 0), "ERROR": rows.get("ERROR", 0),
-            "yield": rows.get("PASS", 0) / total if total else None}
+    return {
+        "shift_start": current.isoformat(timespec="minutes"),
+        "total": total,
+        "PASS": rows.get("PASS", 0),
+        "FAIL": rows.get("FAIL", 0),
+        "ERROR": rows.get("ERROR", 0),
+        "yield": rows.get("PASS", 0) / total if total else None,
+    }

@@ -14,6 +14,7 @@ import logging
 import queue
 import threading
 import time
+import urllib.parse
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,11 +24,12 @@ import paho.mqtt.client as paho
 import psycopg
 from psycopg.types.json import Jsonb
 
+from ..errors import UserError
 from ..fleet.messages import dumps, parse_topic
 from ..fleet.mqtt import BrokerSettings, make_client
 from ..fleet.schema import MessageRefused, parse_message
 from . import pg_schema
-from .images import FetchError, ImageStore, fetch
+from .images import FetchError, ImageStore, fetch, origin
 
 log = logging.getLogger(__name__)
 DEAD_LETTER_BYTES = 1 << 20  # the raw bytes kept of a refused message
@@ -35,32 +37,44 @@ DEAD_LETTER_BYTES = 1 << 20  # the raw bytes kept of a refused message
 
 @dataclass(frozen=True)
 class StationAccess:
-    token: str | None = None
-    url: str | None = None  # the station's API base; when given, only this host is sent the token
+    url: str  # the station's API base (http/https): its images are fetched from this origin only
+    token: str | None = None  # sent to that origin only
 
 
 def load_tokens(path: str | Path) -> dict[str, StationAccess]:
-    """``site/line/station: TOKEN`` or ``site/line/station: {token: TOKEN, url: https://…}``; key
-    ``"*"`` for every other station. YAML or JSON."""
+    """``site/line/station: {url: https://HOST:PORT, token: TOKEN}`` for each station whose images the
+    collector fetches (YAML or JSON). Every station has its own origin; there is no wildcard."""
     import yaml
 
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text())
     except OSError as err:
-        raise ValueError(f"{path}: cannot read: {err.strerror or err}") from None
+        raise UserError(f"{path}: cannot read: {err.strerror or err}") from None
     except yaml.YAMLError as err:
-        raise ValueError(f"{path}: not YAML: {err}") from None
+        raise UserError(f"{path}: not YAML: {err}") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping of site/line/station to a token")
+        raise UserError(f"{path}: expected a mapping of site/line/station to {{url, token}}")
     found = {}
     for key, value in data.items():
-        if isinstance(value, str):
-            found[str(key)] = StationAccess(value)
-        elif isinstance(value, dict) and set(value) <= {"token", "url"}:
-            found[str(key)] = StationAccess(value.get("token"), (value.get("url") or "").rstrip("/") or None)
-        else:
-            raise ValueError(f"{path}: {key}: expected a token or {{token, url}}")
+        key = str(key)
+        if key == "*" or key.count("/") != 2 or not all(key.split("/")):
+            raise UserError(
+                f"{path}: {key!r}: name one station as site/line/station (a token for every "
+                "station would be sent wherever a message points)"
+            )
+        if not isinstance(value, dict) or not set(value) <= {"token", "url"} or not isinstance(value.get("url"), str):
+            raise UserError(
+                f"{path}: {key}: expected {{url: https://HOST:PORT, token: TOKEN}} (the station's "
+                "origin is pinned here, never taken from its messages)"
+            )
+        token = value.get("token")
+        if token is not None and not isinstance(token, str):
+            raise UserError(f"{path}: {key}: token: expected a string")
+        url = value["url"].rstrip("/")
+        if origin(url) is None or urllib.parse.urlsplit(url).path not in ("", "/"):
+            raise UserError(f"{path}: {key}: url: {value['url']!r} is not http(s)://HOST[:PORT] (no path)")
+        found[key] = StationAccess(url, token)
     return found
 
 
@@ -81,9 +95,17 @@ class _Batch:
 
 
 class Collector:
-    def __init__(self, broker: BrokerSettings, dsn: str, prefix: str = "edge-inspect",
-                 client_id: str = "edge-inspect-collector", images: ImageStore | None = None,
-                 tokens: dict[str, StationAccess] | None = None, batch: int = 500, batch_ms: float = 50.0):
+    def __init__(
+        self,
+        broker: BrokerSettings,
+        dsn: str,
+        prefix: str = "edge-inspect",
+        client_id: str = "edge-inspect-collector",
+        images: ImageStore | None = None,
+        tokens: dict[str, StationAccess] | None = None,
+        batch: int = 500,
+        batch_ms: float = 50.0,
+    ):
         self.broker, self.dsn, self.prefix, self.client_id = broker, dsn, prefix, client_id
         self.images, self.tokens = images, tokens or {}
         self.batch, self.batch_s = batch, batch_ms / 1000
@@ -127,8 +149,11 @@ class Collector:
         """Until stop(): the database must be reachable at start (migrations); the broker may come later."""
         self.check_database()
         client = make_client(self.broker, self.client_id, clean_session=False, manual_ack=True)
-        client.on_connect, client.on_disconnect, client.on_message = (self._on_connect, self._on_disconnect,
-                                                                      self._on_message)
+        client.on_connect, client.on_disconnect, client.on_message = (
+            self._on_connect,
+            self._on_disconnect,
+            self._on_message,
+        )
         client.max_inflight_messages_set(1000)
         client.reconnect_delay_set(0.5, 10)
         self._client = client
@@ -199,8 +224,17 @@ class Collector:
                 self._inspection(b, key, body)
                 b.confirm[topic.rsplit("/", 1)[0]].append(body["id"])
             elif kind == "alarm":
-                b.alarms.append((body["id"], key, body["event"], body["code"], body.get("message"),
-                                 body.get("user"), _ts(body.get("at")) or datetime.now(UTC)))
+                b.alarms.append(
+                    (
+                        body["id"],
+                        key,
+                        body["event"],
+                        body["code"],
+                        body.get("message"),
+                        body.get("user"),
+                        _ts(body.get("at")) or datetime.now(UTC),
+                    )
+                )
                 b.confirm[topic.rsplit("/", 1)[0]].append(body["id"])
             elif kind == "status":
                 # The last will was written when the station connected: it counts from its arrival.
@@ -218,22 +252,58 @@ class Collector:
 
     def _inspection(self, b: _Batch, key: str, m: dict) -> None:
         image = m.get("image") or {}
-        access = self.tokens.get(key) or self.tokens.get("*")
-        urls = [image.get("url"), image.get("overlay_url")]
-        if access is not None and access.url:  # never send a station's token to a host a message names
-            urls = [f"{access.url}/api/inspections/{m['inspection_id']}/{kind}" if u else None
-                    for u, kind in zip(urls, ("image", "overlay"), strict=True)]
+        access = self.tokens.get(key)
+        # Only from the station's pinned origin, at the path the station serves: a URL in the message is
+        # never fetched (it could name a file, another station or any host).
+        urls = [
+            f"{access.url}/api/inspections/{m['inspection_id']}/{kind}" if access and image.get(field) else None
+            for field, kind in (("path", "image"), ("overlay_path", "overlay"))
+        ]
         pending = self.images is not None and any(urls)
-        b.inspections.append((
-            m["id"], key, m["inspection_id"], m.get("result_id"), _ts(m["ts_unix"]), m.get("recipe"),
-            m.get("recipe_name"), m.get("recipe_sha256"), m.get("part_id"), m.get("trigger"), m["verdict"],
-            m.get("error"), m.get("defect_count"), m.get("failed_checks"), Jsonb(m.get("timings_ms") or {}),
-            m.get("model_sha256"), m.get("config_sha256"), image.get("path"), image.get("overlay_path"), urls[0],
-            urls[1], "pending" if pending else "none"))
+        b.inspections.append(
+            (
+                m["id"],
+                key,
+                m["inspection_id"],
+                m.get("result_id"),
+                _ts(m["ts_unix"]),
+                m.get("recipe"),
+                m.get("recipe_name"),
+                m.get("recipe_sha256"),
+                m.get("part_id"),
+                m.get("trigger"),
+                m["verdict"],
+                m.get("error"),
+                m.get("defect_count"),
+                m.get("failed_checks"),
+                Jsonb(m.get("timings_ms") or {}),
+                m.get("model_sha256"),
+                m.get("config_sha256"),
+                image.get("path"),
+                image.get("overlay_path"),
+                urls[0],
+                urls[1],
+                "pending" if pending else "none",
+            )
+        )
         for c in m.get("checks") or []:
-            b.checks.append((m["id"], c["idx"], c.get("name"), c.get("kind"), c.get("status"), c.get("reason"),
-                             c.get("counted"), c.get("answer"), c.get("p_yes"), c.get("margin"), c.get("mass"),
-                             c.get("ms"), Jsonb(c.get("points") or [])))
+            b.checks.append(
+                (
+                    m["id"],
+                    c["idx"],
+                    c.get("name"),
+                    c.get("kind"),
+                    c.get("status"),
+                    c.get("reason"),
+                    c.get("counted"),
+                    c.get("answer"),
+                    c.get("p_yes"),
+                    c.get("margin"),
+                    c.get("mass"),
+                    c.get("ms"),
+                    Jsonb(c.get("points") or []),
+                )
+            )
 
     def _write(self, conn: psycopg.Connection, items: list) -> None:
         """Store a batch in one transaction; a batch that PostgreSQL refuses (a value its columns cannot
@@ -247,8 +317,17 @@ class Collector:
             if len(items) == 1:
                 topic, raw = items[0][0], items[0][1]
                 parts = parse_topic(topic)
-                b = _Batch(dead=[(topic, "/".join(parts[1:4]) if parts else None, f"database refused it: "
-                                  f"{' '.join(str(err).split())}"[:500], bytes(raw[:DEAD_LETTER_BYTES]), len(raw))])
+                b = _Batch(
+                    dead=[
+                        (
+                            topic,
+                            "/".join(parts[1:4]) if parts else None,
+                            f"database refused it: {' '.join(str(err).split())}"[:500],
+                            bytes(raw[:DEAD_LETTER_BYTES]),
+                            len(raw),
+                        )
+                    ]
+                )
                 counts = self._store(conn, b)
             else:
                 for item in items:
@@ -262,42 +341,60 @@ class Collector:
         before = stored = 0
         with conn.transaction(), conn.cursor() as cur:
             if b.stations:
-                cur.executemany("INSERT INTO stations (station_key, site, line, station) VALUES (%s, %s, %s, %s) "
-                                "ON CONFLICT (station_key) DO NOTHING",
-                                [(k, *v) for k, v in sorted(b.stations.items())])
+                cur.executemany(
+                    "INSERT INTO stations (station_key, site, line, station) VALUES (%s, %s, %s, %s) "
+                    "ON CONFLICT (station_key) DO NOTHING",
+                    [(k, *v) for k, v in sorted(b.stations.items())],
+                )
             if b.inspections:
-                before = cur.execute("SELECT count(*) FROM inspections WHERE msg_id = ANY(%s)",
-                                     [[i[0] for i in b.inspections]]).fetchone()[0]
+                before = cur.execute(
+                    "SELECT count(*) FROM inspections WHERE msg_id = ANY(%s)", [[i[0] for i in b.inspections]]
+                ).fetchone()[0]
                 cur.executemany(
                     "INSERT INTO inspections (msg_id, station_key, inspection_id, result_id, ts, recipe, recipe_name, "
                     "recipe_sha256, part_id, trigger, verdict, error, defect_count, failed_checks, timings_ms, "
                     "model_sha256, config_sha256, image_path, overlay_path, image_url, overlay_url, image_state) "
                     "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-                    "ON CONFLICT DO NOTHING", b.inspections)  # on msg_id, and on (station_key, inspection_id)
-                stored = cur.execute("SELECT count(*) FROM inspections WHERE msg_id = ANY(%s)",
-                                     [[i[0] for i in b.inspections]]).fetchone()[0]
+                    "ON CONFLICT DO NOTHING",
+                    b.inspections,
+                )  # on msg_id, and on (station_key, inspection_id)
+                stored = cur.execute(
+                    "SELECT count(*) FROM inspections WHERE msg_id = ANY(%s)", [[i[0] for i in b.inspections]]
+                ).fetchone()[0]
             if b.checks:  # only for the rows stored (not for a message whose inspection was stored under another id)
                 cur.executemany(
                     "INSERT INTO checks (msg_id, idx, name, kind, status, reason, counted, answer, p_yes, margin, "
                     "mass, ms, points) SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s "
                     "WHERE EXISTS (SELECT 1 FROM inspections WHERE msg_id = %s) "
-                    "ON CONFLICT (msg_id, idx) DO NOTHING", [(*c, c[0]) for c in b.checks])
+                    "ON CONFLICT (msg_id, idx) DO NOTHING",
+                    [(*c, c[0]) for c in b.checks],
+                )
             if b.alarms:
-                cur.executemany("INSERT INTO alarm_events (msg_id, station_key, event, code, message, username, at) "
-                                "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (msg_id) DO NOTHING", b.alarms)
+                cur.executemany(
+                    "INSERT INTO alarm_events (msg_id, station_key, event, code, message, username, at) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (msg_id) DO NOTHING",
+                    b.alarms,
+                )
             for key, (online, at, body, has_alarms) in b.status.items():
                 # A status without an alarm list (the last will) keeps the list of the one before: the
                 # station's alarms as they were when it was last heard of.
-                cur.execute("UPDATE stations SET online = %s, status_at = %s, status = CASE WHEN %s OR status IS NULL "
-                            "OR status -> 'alarms' IS NULL THEN %s ELSE %s || jsonb_build_object('alarms', "
-                            "status -> 'alarms') END WHERE station_key = %s AND (status_at IS NULL OR status_at <= %s)",
-                            [online, at, has_alarms, body, body, key, at])
+                cur.execute(
+                    "UPDATE stations SET online = %s, status_at = %s, status = CASE WHEN %s OR status IS NULL "
+                    "OR status -> 'alarms' IS NULL THEN %s ELSE %s || jsonb_build_object('alarms', "
+                    "status -> 'alarms') END WHERE station_key = %s AND (status_at IS NULL OR status_at <= %s)",
+                    [online, at, has_alarms, body, body, key, at],
+                )
             for key, at in b.seen.items():
-                cur.execute("UPDATE stations SET last_seen = %s WHERE station_key = %s AND "
-                            "(last_seen IS NULL OR last_seen < %s)", [at, key, at])
+                cur.execute(
+                    "UPDATE stations SET last_seen = %s WHERE station_key = %s AND "
+                    "(last_seen IS NULL OR last_seen < %s)",
+                    [at, key, at],
+                )
             if b.dead:
-                cur.executemany("INSERT INTO dead_letters (topic, station_key, reason, raw, size) "
-                                "VALUES (%s, %s, %s, %s, %s)", b.dead)
+                cur.executemany(
+                    "INSERT INTO dead_letters (topic, station_key, reason, raw, size) VALUES (%s, %s, %s, %s, %s)",
+                    b.dead,
+                )
         return before, stored
 
     def _after_commit(self, b: _Batch, items: list, counts: tuple[int, int]) -> None:
@@ -320,7 +417,7 @@ class Collector:
                 client.ack(mid, qos)
         for base, ids in b.confirm.items():
             for start in range(0, len(ids), 1000):
-                client.publish(f"{base}/ack", dumps({"ids": ids[start:start + 1000]}), qos=1)
+                client.publish(f"{base}/ack", dumps({"ids": ids[start : start + 1000]}), qos=1)
         if any(i[-1] == "pending" for i in b.inspections):
             self._image_wake.set()
 
@@ -334,7 +431,8 @@ class Collector:
                 rows = conn.execute(
                     "SELECT msg_id, station_key, image_url, overlay_url, image_attempts FROM inspections "
                     "WHERE image_state = 'pending' AND (image_next_try IS NULL OR image_next_try <= now()) "
-                    "ORDER BY image_next_try NULLS FIRST, ingest_seq LIMIT 20").fetchall()
+                    "ORDER BY image_next_try NULLS FIRST, ingest_seq LIMIT 20"
+                ).fetchall()
                 for row in rows:
                     if self._stop.is_set():
                         break
@@ -350,17 +448,26 @@ class Collector:
             conn.close()
 
     def _fetch_one(self, conn: psycopg.Connection, msg_id, key: str, image_url, overlay_url, attempts: int) -> None:
-        access = self.tokens.get(key) or self.tokens.get("*") or StationAccess()
+        access = self.tokens.get(key)
         try:
-            shas = [self.images.put(fetch(u, access.token)) if u else None for u in (image_url, overlay_url)]
+            if access is None:
+                raise FetchError(f"{key}: no pinned origin in --station-tokens", permanent=True)
+            shas = [
+                self.images.put(fetch(u, access.token, access.url)) if u else None for u in (image_url, overlay_url)
+            ]
         except FetchError as err:
             attempts += 1
             failed = err.permanent or attempts >= 20
-            conn.execute("UPDATE inspections SET image_attempts = %s, image_error = %s, image_state = %s, "
-                         "image_next_try = now() + make_interval(secs => %s) WHERE msg_id = %s",
-                         [attempts, str(err), "failed" if failed else "pending", min(2.0 ** attempts, 3600.0), msg_id])
+            conn.execute(
+                "UPDATE inspections SET image_attempts = %s, image_error = %s, image_state = %s, "
+                "image_next_try = now() + make_interval(secs => %s) WHERE msg_id = %s",
+                [attempts, str(err), "failed" if failed else "pending", min(2.0**attempts, 3600.0), msg_id],
+            )
             log.info("collector: image of %s: %s%s", key, err, " (given up)" if failed else "")
             return
-        conn.execute("UPDATE inspections SET image_sha256 = %s, overlay_sha256 = %s, image_state = 'done', "
-                     "image_error = NULL WHERE msg_id = %s", [shas[0], shas[1], msg_id])
+        conn.execute(
+            "UPDATE inspections SET image_sha256 = %s, overlay_sha256 = %s, image_state = 'done', "
+            "image_error = NULL WHERE msg_id = %s",
+            [shas[0], shas[1], msg_id],
+        )
         self.stats["images"] += 1

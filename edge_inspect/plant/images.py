@@ -12,8 +12,11 @@ import hashlib
 import http.client
 import os
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
+
+from ..errors import UserError
 
 
 class ImageStore:
@@ -62,10 +65,10 @@ class S3ImageStore(ImageStore):
         try:
             import boto3  # optional: only for s3:// image stores
         except ImportError:
-            raise ValueError("--images s3://…: install boto3 (pip install boto3) for S3-compatible storage") from None
+            raise UserError("--images s3://…: install boto3 (pip install boto3) for S3-compatible storage") from None
         bucket, _, prefix = url.removeprefix("s3://").partition("/")
         if not bucket:
-            raise ValueError(f"--images {url!r}: expected s3://BUCKET[/PREFIX]")
+            raise UserError(f"--images {url!r}: expected s3://BUCKET[/PREFIX]")
         self.bucket, self.prefix = bucket, prefix.strip("/")
         self.s3 = boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None)
 
@@ -96,15 +99,44 @@ class FetchError(Exception):
         self.permanent = permanent  # 404: the station kept no such image any more; do not retry
 
 
-def fetch(url: str, token: str | None, timeout: float = 10.0, max_bytes: int = 50 << 20) -> bytes:
-    """GET an image from a station's API with its token (Authorization: Bearer)."""
+def origin(url: str) -> str | None:
+    """scheme://host:port of an http(s) URL (the port written out), or None for any other URL."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
+        return None
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return None
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{parts.scheme}://{host.lower()}:{port}"
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A station's image API never redirects: a redirect (anywhere) is refused, so no fetch and no token
+    leaves the station's pinned origin."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        raise urllib.error.HTTPError(req.full_url, code, f"redirect to {newurl} refused", headers, fp)
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
+def fetch(url: str, token: str | None, pinned: str, timeout: float = 10.0, max_bytes: int = 50 << 20) -> bytes:
+    """GET an image from a station's API with its token (Authorization: Bearer) — only from ``pinned``,
+    the station's origin in the collector's config (http/https; no redirects; size and time limits)."""
+    if origin(url) is None or origin(url) != origin(pinned):
+        raise FetchError(f"{url}: not the station's pinned origin {pinned}", permanent=True)
     request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with _OPENER.open(request, timeout=timeout) as response:
             announced = response.headers.get("Content-Length")
             data = response.read(max_bytes + 1)
     except urllib.error.HTTPError as err:
-        raise FetchError(f"{url}: HTTP {err.code}", permanent=err.code in (404, 410)) from None
+        raise FetchError(
+            f"{url}: HTTP {err.code} {err.msg}", permanent=err.code in (404, 410) or 300 <= err.code < 400
+        ) from None
     except (urllib.error.URLError, OSError, TimeoutError, http.client.HTTPException) as err:
         raise FetchError(f"{url}: {getattr(err, 'reason', err)}") from None
     if len(data) > max_bytes:

@@ -33,11 +33,13 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from ..config import WebUser
+from ..errors import UserError
 from ..http.accounts import Accounts, LoginRefused, client_address, login_form
 from ..http.accounts import logout as logout_response
 from ..http.auth import User
 from ..http.filters import FilterError, common_filters
 from ..http.i18n import LABELS, pick_language
+from ..http.middleware import BodyLimit, SecurityHeaders
 from ..http.spreadsheet import csv_text
 from ..timefmt import display, station_zone, zone_label, zone_name
 from .images import ImageStore, open_store
@@ -111,8 +113,10 @@ class Filters:
     @classmethod
     def from_query(cls, q, tz) -> Filters:
         station = q.get("station")
-        return cls(station=station.strip() if isinstance(station, str) and station.strip() else None,
-                   **{**common_filters(q, tz), "per_page": PER_PAGE})
+        return cls(
+            station=station.strip() if isinstance(station, str) and station.strip() else None,
+            **{**common_filters(q, tz), "per_page": PER_PAGE},
+        )
 
     def where(self) -> tuple[str, list]:
         sql, args = ["true"], []
@@ -131,7 +135,9 @@ class Filters:
             sql.append("i.ts < %s")
             args.append(datetime.fromtimestamp(self.until, UTC))
         if self.check:
-            sql.append("EXISTS (SELECT 1 FROM checks c WHERE c.msg_id = i.msg_id AND c.name = %s AND c.status <> 'pass')")
+            sql.append(
+                "EXISTS (SELECT 1 FROM checks c WHERE c.msg_id = i.msg_id AND c.name = %s AND c.status <> 'pass')"
+            )
             args.append(self.check)
         return " AND ".join(sql), args
 
@@ -144,16 +150,21 @@ def stations(pool: Pool, tz) -> list[dict]:
             "SELECT s.*, coalesce(y.total, 0) AS total_today, coalesce(y.passed, 0) AS passed_today FROM stations s "
             "LEFT JOIN (SELECT station_key, count(*) AS total, count(*) FILTER (WHERE verdict = 'PASS') AS passed "
             "FROM inspections WHERE ts >= %s GROUP BY station_key) y USING (station_key) ORDER BY s.station_key",
-            [midnight]).fetchall()
+            [midnight],
+        ).fetchall()
         alarms = conn.execute(
             "SELECT * FROM (SELECT DISTINCT ON (station_key, code) station_key, code, event, message, at "
             "FROM alarm_events WHERE event IN ('raised', 'cleared') ORDER BY station_key, code, at DESC) a "
-            "WHERE event = 'raised' ORDER BY at").fetchall()
+            "WHERE event = 'raised' ORDER BY at"
+        ).fetchall()
     for row in rows:
         listed = (row["status"] or {}).get("alarms")
         if isinstance(listed, list):  # the station's own alarm board, as of its latest status: the truth
-            row["alarms"] = [{"code": a.get("code"), "message": a.get("message"), "at": _since(a.get("since"))}
-                             for a in listed if isinstance(a, dict) and a.get("active")]
+            row["alarms"] = [
+                {"code": a.get("code"), "message": a.get("message"), "at": _since(a.get("since"))}
+                for a in listed
+                if isinstance(a, dict) and a.get("active")
+            ]
         else:  # no status with a list yet: the latest event per code
             row["alarms"] = [a for a in alarms if a["station_key"] == row["station_key"]]
         row["yield_today"] = row["passed_today"] / row["total_today"] if row["total_today"] else None
@@ -171,7 +182,8 @@ def page(pool: Pool, f: Filters) -> tuple[list[dict], bool]:
             f"SELECT i.msg_id, i.station_key, i.inspection_id, i.result_id, i.ts, i.recipe, i.recipe_name, i.part_id, "
             f"i.verdict, i.defect_count, i.overlay_sha256 FROM inspections i WHERE {where} "
             f"ORDER BY i.ts DESC, i.ingest_seq DESC LIMIT %s OFFSET %s",
-            [*args, PER_PAGE + 1, (f.page - 1) * PER_PAGE]).fetchall()
+            [*args, PER_PAGE + 1, (f.page - 1) * PER_PAGE],
+        ).fetchall()
     return rows[:PER_PAGE], len(rows) > PER_PAGE
 
 
@@ -187,23 +199,44 @@ def dead_letters(pool: Pool, latest: int = 10) -> dict:
     """How many messages the collector kept as dead letters, and the latest few (without their bytes)."""
     with pool.conn() as conn:
         count = conn.execute("SELECT count(*) AS n FROM dead_letters").fetchone()["n"]
-        rows = conn.execute("SELECT id, received_at, topic, station_key, reason, size FROM dead_letters "
-                            "ORDER BY id DESC LIMIT %s", [latest]).fetchall()
+        rows = conn.execute(
+            "SELECT id, received_at, topic, station_key, reason, size FROM dead_letters ORDER BY id DESC LIMIT %s",
+            [latest],
+        ).fetchall()
     return {"count": count, "latest": rows}
 
 
 def names(pool: Pool) -> tuple[list[str], list[str]]:
     with pool.conn() as conn:
         keys = [r["station_key"] for r in conn.execute("SELECT station_key FROM stations ORDER BY 1")]
-        checks = [r["name"] for r in conn.execute(  # from the latest 5,000 inspections: bounded on any size
-            "SELECT DISTINCT c.name FROM checks c JOIN (SELECT msg_id FROM inspections ORDER BY ts DESC LIMIT 5000) i "
-            "USING (msg_id) WHERE c.status <> 'pass' ORDER BY 1 LIMIT 200")]
+        checks = [
+            r["name"]
+            for r in conn.execute(  # from the latest 5,000 inspections: bounded on any size
+                "SELECT DISTINCT c.name FROM checks c JOIN (SELECT msg_id FROM inspections ORDER BY ts DESC LIMIT 5000) i "
+                "USING (msg_id) WHERE c.status <> 'pass' ORDER BY 1 LIMIT 200"
+            )
+        ]
     return keys, checks
 
 
-CSV_COLUMNS = ("station_key", "inspection_id", "result_id", "ts", "recipe", "recipe_name", "part_id", "trigger",
-               "verdict", "error", "defect_count", "failed_checks", "model_sha256", "config_sha256", "image_sha256",
-               "msg_id")
+CSV_COLUMNS = (
+    "station_key",
+    "inspection_id",
+    "result_id",
+    "ts",
+    "recipe",
+    "recipe_name",
+    "part_id",
+    "trigger",
+    "verdict",
+    "error",
+    "defect_count",
+    "failed_checks",
+    "model_sha256",
+    "config_sha256",
+    "image_sha256",
+    "msg_id",
+)
 
 
 def csv_piece(pool: Pool, f: Filters, tz, after: tuple | None, size: int) -> tuple[str, tuple | None]:
@@ -213,17 +246,28 @@ def csv_piece(pool: Pool, f: Filters, tz, after: tuple | None, size: int) -> tup
         where += " AND (i.ts, i.ingest_seq) < (%s, %s)"
         args = [*args, *after]
     with pool.conn() as conn:
-        rows = conn.execute(f"SELECT i.*, i.ingest_seq AS k FROM inspections i WHERE {where} "
-                            f"ORDER BY i.ts DESC, i.ingest_seq DESC LIMIT %s", [*args, size]).fetchall()
+        rows = conn.execute(
+            f"SELECT i.*, i.ingest_seq AS k FROM inspections i WHERE {where} "
+            f"ORDER BY i.ts DESC, i.ingest_seq DESC LIMIT %s",
+            [*args, size],
+        ).fetchall()
     lines = [CSV_COLUMNS] if after is None else []
-    lines += [[r["ts"].astimezone(tz).isoformat(timespec="milliseconds") if c == "ts" else r[c] for c in CSV_COLUMNS]
-              for r in rows]
+    lines += [
+        [r["ts"].astimezone(tz).isoformat(timespec="milliseconds") if c == "ts" else r[c] for c in CSV_COLUMNS]
+        for r in rows
+    ]
     return csv_text(lines), ((rows[-1]["ts"], rows[-1]["k"]) if len(rows) == size else None)
 
 
 # -- the app --------------------------------------------------------------------------------------
-def build_app(dsn: str, users: list[WebUser] | Callable[[], dict[str, WebUser]], open_view: bool = False,
-              images: ImageStore | None = None, timezone: str | None = None, title: str = "fleet") -> Starlette:
+def build_app(
+    dsn: str,
+    users: list[WebUser] | Callable[[], dict[str, WebUser]],
+    open_view: bool = False,
+    images: ImageStore | None = None,
+    timezone: str | None = None,
+    title: str = "fleet",
+) -> Starlette:
     """``users``: a list, or a function giving the users as they are now by name (UsersFile)."""
     tz = station_zone(timezone)
     pool = Pool(dsn)
@@ -233,7 +277,9 @@ def build_app(dsn: str, users: list[WebUser] | Callable[[], dict[str, WebUser]],
         by_name = {u.name: u for u in users}
         accounts = Accounts(lambda: by_name)
     templates = Jinja2Templates(directory=str(HERE / "templates"))
-    templates.env.loader = ChoiceLoader([FileSystemLoader(str(HERE / "templates")), FileSystemLoader(str(WEB / "templates"))])
+    templates.env.loader = ChoiceLoader(
+        [FileSystemLoader(str(HERE / "templates")), FileSystemLoader(str(WEB / "templates"))]
+    )
     templates.env.filters["localtime"] = lambda value: display(value.timestamp(), tz) if value else ""
     templates.env.globals.update(zone_label=zone_label(tz), zone_name=zone_name(tz))
 
@@ -254,12 +300,23 @@ def build_app(dsn: str, users: list[WebUser] | Callable[[], dict[str, WebUser]],
         return user
 
     def render(request: Request, name: str, **context) -> Response:
-        lang = pick_language(None, request.headers.get("accept-language"), request.query_params.get("lang"),
-                             request.cookies.get("lang"))
+        lang = pick_language(
+            None, request.headers.get("accept-language"), request.query_params.get("lang"), request.cookies.get("lang")
+        )
         session = accounts.session(request.session.get("sid"))
-        return templates.TemplateResponse(request, name, {
-            "t": LABELS[lang], "lang": lang, "user": session.user if session else None, "tr": lambda s: s,
-            "csrf": session.csrf if session else "", "station": title, **context})
+        return templates.TemplateResponse(
+            request,
+            name,
+            {
+                "t": LABELS[lang],
+                "lang": lang,
+                "user": session.user if session else None,
+                "tr": lambda s: s,
+                "csrf": session.csrf if session else "",
+                "station": title,
+                **context,
+            },
+        )
 
     async def home(request: Request) -> Response:
         await require_view(request)
@@ -270,27 +327,41 @@ def build_app(dsn: str, users: list[WebUser] | Callable[[], dict[str, WebUser]],
     async def api_dead_letters(request: Request) -> Response:
         await require_view(request)
         dead = await run_in_threadpool(dead_letters, pool, 100)
-        return JSONResponse({"count": dead["count"], "latest": [
-            {**r, "received_at": r["received_at"].isoformat()} for r in dead["latest"]]})
+        return JSONResponse(
+            {
+                "count": dead["count"],
+                "latest": [{**r, "received_at": r["received_at"].isoformat()} for r in dead["latest"]],
+            }
+        )
 
     async def metrics(request: Request) -> Response:
         """Prometheus text: the dead letters (alert on any increase)."""
         await require_view(request)
         dead = await run_in_threadpool(dead_letters, pool, 0)
-        return PlainTextResponse("# HELP edge_inspect_fleet_dead_letters Messages the collector could not store.\n"
-                                 "# TYPE edge_inspect_fleet_dead_letters gauge\n"
-                                 f"edge_inspect_fleet_dead_letters {dead['count']}\n",
-                                 media_type="text/plain; version=0.0.4")
+        return PlainTextResponse(
+            "# HELP edge_inspect_fleet_dead_letters Messages the collector could not store.\n"
+            "# TYPE edge_inspect_fleet_dead_letters gauge\n"
+            f"edge_inspect_fleet_dead_letters {dead['count']}\n",
+            media_type="text/plain; version=0.0.4",
+        )
 
     async def api_stations(request: Request) -> Response:
         await require_view(request)
         rows = await run_in_threadpool(stations, pool, tz)
-        return JSONResponse([{**{k: v for k, v in r.items() if k not in ("status", "alarms")},
-                              "last_seen": r["last_seen"].isoformat() if r["last_seen"] else None,
-                              "status_at": r["status_at"].isoformat() if r["status_at"] else None,
-                              "alarms": [{"code": a["code"], "message": a["message"],
-                                          "since": a["at"].isoformat() if a["at"] else None}
-                                         for a in r["alarms"]]} for r in rows])
+        return JSONResponse(
+            [
+                {
+                    **{k: v for k, v in r.items() if k not in ("status", "alarms")},
+                    "last_seen": r["last_seen"].isoformat() if r["last_seen"] else None,
+                    "status_at": r["status_at"].isoformat() if r["status_at"] else None,
+                    "alarms": [
+                        {"code": a["code"], "message": a["message"], "since": a["at"].isoformat() if a["at"] else None}
+                        for a in r["alarms"]
+                    ],
+                }
+                for r in rows
+            ]
+        )
 
     async def review(request: Request) -> Response:
         await require_view(request)
@@ -298,8 +369,17 @@ def build_app(dsn: str, users: list[WebUser] | Callable[[], dict[str, WebUser]],
         rows, more = await run_in_threadpool(page, pool, f)
         keys, checks = await run_in_threadpool(names, pool)
         query = urlencode([(k, v) for k, v in request.query_params.multi_items() if k != "page"])
-        return render(request, "fleet_review.html", rows=rows, more=more, f=f, q=request.query_params, query=query,
-                      keys=keys, checks=checks)
+        return render(
+            request,
+            "fleet_review.html",
+            rows=rows,
+            more=more,
+            f=f,
+            q=request.query_params,
+            query=query,
+            keys=keys,
+            checks=checks,
+        )
 
     async def one(request: Request) -> Response:
         await require_view(request)
@@ -325,30 +405,37 @@ def build_app(dsn: str, users: list[WebUser] | Callable[[], dict[str, WebUser]],
                     return
                 size = 2000
 
-        return StreamingResponse(stream(), media_type="text/csv; charset=utf-8",
-                                 headers={"Content-Disposition": 'attachment; filename="fleet-inspections.csv"'})
+        return StreamingResponse(
+            stream(),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": 'attachment; filename="fleet-inspections.csv"'},
+        )
 
     async def image(request: Request) -> Response:
         await require_view(request)
         data = await run_in_threadpool(images.get, request.path_params["sha"]) if images else None
         if data is None:
             return JSONResponse({"error": "not found"}, 404)
-        return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=31536000, immutable"})
+        return Response(
+            data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=31536000, immutable"}
+        )
 
     async def login_page(request: Request) -> Response:
         return render(request, "login.html", error=None, next=request.query_params.get("next", "/"))
 
     async def login(request: Request) -> Response:
-        return await login_form(request, accounts, lambda req, error, nxt: render(req, "login.html", error=error,
-                                                                                 next=nxt))
+        return await login_form(
+            request, accounts, lambda req, error, nxt: render(req, "login.html", error=error, next=nxt)
+        )
 
     async def logout(request: Request) -> Response:
         return logout_response(request, accounts)
 
     async def unauthorized(request: Request, exc: Unauthorized) -> Response:
         if exc.status == 429:
-            return JSONResponse({"error": "too many failed logins; try again later"}, 429,
-                                headers={"Retry-After": str(exc.retry_after)})
+            return JSONResponse(
+                {"error": "too many failed logins; try again later"}, 429, headers={"Retry-After": str(exc.retry_after)}
+            )
         if request.method == "GET" and not request.url.path.startswith(("/api", "/images")) \
                 and "authorization" not in request.headers:  # fmt: skip
             return RedirectResponse(f"/login?{urlencode({'next': request.url.path})}", 303)
@@ -357,16 +444,35 @@ def build_app(dsn: str, users: list[WebUser] | Callable[[], dict[str, WebUser]],
     async def bad_filter(request: Request, exc: FilterError) -> Response:
         return JSONResponse({"error": str(exc)}, 400)
 
-    routes = [Route("/", home), Route("/api/stations", api_stations), Route("/api/dead-letters", api_dead_letters),
-              Route("/metrics", metrics), Route("/review", review),
-              Route("/review/{msg_id}", one), Route("/api/inspections.csv", export), Route("/images/{sha}", image),
-              Route("/login", login_page), Route("/login", login, methods=["POST"]),
-              Route("/logout", logout, methods=["POST"]),
-              Mount("/static", StaticFiles(directory=str(WEB / "static")), name="static")]
-    return Starlette(routes=routes, exception_handlers={Unauthorized: unauthorized, FilterError: bad_filter},
-                     middleware=[Middleware(SessionMiddleware, secret_key=secrets.token_urlsafe(32),
-                                            session_cookie="edge_inspect_fleet", same_site="strict",
-                                            max_age=int(timedelta(hours=12).total_seconds()))])
+    routes = [
+        Route("/", home),
+        Route("/api/stations", api_stations),
+        Route("/api/dead-letters", api_dead_letters),
+        Route("/metrics", metrics),
+        Route("/review", review),
+        Route("/review/{msg_id}", one),
+        Route("/api/inspections.csv", export),
+        Route("/images/{sha}", image),
+        Route("/login", login_page),
+        Route("/login", login, methods=["POST"]),
+        Route("/logout", logout, methods=["POST"]),
+        Mount("/static", StaticFiles(directory=str(WEB / "static")), name="static"),
+    ]
+    return Starlette(
+        routes=routes,
+        exception_handlers={Unauthorized: unauthorized, FilterError: bad_filter},
+        middleware=[
+            Middleware(SecurityHeaders),
+            Middleware(BodyLimit),
+            Middleware(
+                SessionMiddleware,
+                secret_key=secrets.token_urlsafe(32),
+                session_cookie="edge_inspect_fleet",
+                same_site="strict",
+                max_age=int(timedelta(hours=12).total_seconds()),
+            ),
+        ],
+    )
 
 
 def load_users(path: str | Path) -> list[WebUser]:
@@ -376,9 +482,9 @@ def load_users(path: str | Path) -> list[WebUser]:
     try:
         data = yaml.safe_load(Path(path).read_text())
     except OSError as err:
-        raise ValueError(f"--users {path}: {err.strerror or err}") from None
+        raise UserError(f"--users {path}: {err.strerror or err}") from None
     except yaml.YAMLError as err:
-        raise ValueError(f"--users {path}: not YAML: {err}") from None
+        raise UserError(f"--users {path}: not YAML: {err}") from None
     where: tuple = ()
     if isinstance(data, dict):  # {users: [...]}, or a whole station.yaml: its web.users
         if "users" in data:
@@ -386,14 +492,16 @@ def load_users(path: str | Path) -> list[WebUser]:
         elif isinstance(data.get("web"), dict) and "users" in data["web"]:
             data, where = data["web"]["users"], ("web", "users")
     if not isinstance(data, list):
-        raise ValueError(f"--users {path}: expected a list of users, a mapping with users: [...], or a station.yaml "
-                         "with web.users (each user: name, role, password_hash)")
+        raise UserError(
+            f"--users {path}: expected a list of users, a mapping with users: [...], or a station.yaml "
+            "with web.users (each user: name, role, password_hash)"
+        )
     try:
         return TypeAdapter(list[WebUser]).validate_python(data)
     except ValidationError as err:
         first = err.errors()[0]
         key = ".".join(str(p) for p in (*where, *first["loc"])) or "(top)"
-        raise ValueError(f"--users {path}: {key}: {first['msg']}") from None
+        raise UserError(f"--users {path}: {key}: {first['msg']}") from None
 
 
 class UsersFile:
@@ -419,7 +527,7 @@ class UsersFile:
             self._signature = signature
             try:
                 self._users = {u.name: u for u in load_users(self.path)}
-            except ValueError as err:
+            except UserError as err:
                 log.warning("fleet serve: %s; keeping the users read before", err)
         return self._users
 
@@ -429,17 +537,18 @@ def run_server(args) -> int:
 
     users = UsersFile(args.users) if args.users else []
     if not (users and users()) and not args.open_view:
-        raise ValueError("give --users (who may log in) or --open-view")
+        raise UserError("give --users (who may log in) or --open-view")
     try:
         with psycopg.connect(args.db, connect_timeout=10) as conn:
             from .pg_schema import version
 
             if version(conn) == 0:
-                raise ValueError("--db: no fleet tables yet; start `edge-inspect fleet collect` on it first")
+                raise UserError("--db: no fleet tables yet; start `edge-inspect fleet collect` on it first")
     except psycopg.Error as err:
-        raise ValueError(f"--db: {' '.join(str(err).split())}") from None
-    app = build_app(args.db, users, args.open_view, open_store(args.images) if args.images else None,
-                    args.timezone, args.title)
+        raise UserError(f"--db: {' '.join(str(err).split())}") from None
+    app = build_app(
+        args.db, users, args.open_view, open_store(args.images) if args.images else None, args.timezone, args.title
+    )
     print(f"fleet review on http://{args.host}:{args.port}/", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
     return 0

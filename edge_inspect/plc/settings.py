@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from ..errors import UserError
 from .handshake import Inputs
 from .signals import SignalMap
 
@@ -13,7 +14,7 @@ class LinkError(Exception):
     """The PLC link failed (connection refused, timeout, exception response, port lost)."""
 
 
-class StartError(Exception):
+class StartError(UserError):
     """The link cannot start: port in use, serial device missing or busy (one line for the user)."""
 
 
@@ -43,6 +44,11 @@ def input_names(signal_map: SignalMap) -> list[str]:
 
 
 def inputs_from(values: dict[str, object]) -> Inputs:
-    return Inputs(trigger=bool(values["trigger"]), results_ack=bool(values["results_ack"]),
-                  trigger_id=int(values["trigger_id"]), recipe=int(values["recipe"]), part_id=str(values["part_id"]),
-                  recipe_change=bool(values.get("recipe_change", False)))
+    return Inputs(
+        trigger=bool(values["trigger"]),
+        results_ack=bool(values["results_ack"]),
+        trigger_id=int(values["trigger_id"]),
+        recipe=int(values["recipe"]),
+        part_id=str(values["part_id"]),
+        recipe_change=bool(values.get("recipe_change", False)),
+    )

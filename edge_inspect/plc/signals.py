@@ -15,6 +15,8 @@ import json
 from dataclasses import asdict, dataclass, replace
 from typing import Literal
 
+from ..errors import UserError
+
 Table = Literal["coil", "discrete_input", "holding_register", "input_register"]
 Kind = Literal["bool", "uint16", "uint32", "text"]
 Mode = Literal["server", "client"]
@@ -110,7 +112,7 @@ OPTIONAL_NAMES = {s.name: option for option, signals in OPTIONAL_MAP.items() for
 DEFAULT_BY_NAME = {s.name: s for signals in (DEFAULT_MAP, *OPTIONAL_MAP.values()) for s in signals}
 
 
-class MapError(ValueError):
+class MapError(UserError, ValueError):
     """A register map that cannot work: names the signal(s) and the clash."""
 
 
@@ -138,28 +140,38 @@ def _kept(signal: Signal, defect_positions: int) -> bool:
     return not (parts[0] == "defect" and parts[1].isdigit()) or int(parts[1]) <= defect_positions
 
 
-def default_map(mode: Mode = "server", options: frozenset[str] | set[str] = frozenset(),
-                defect_positions: int = 0) -> tuple[Signal, ...]:
+def default_map(
+    mode: Mode = "server", options: frozenset[str] | set[str] = frozenset(), defect_positions: int = 0
+) -> tuple[Signal, ...]:
     """The default map of a mode (with the signals of ``options``): in client mode discrete inputs →
     coils from 16 and input registers → holding registers from 100 (a PLC's own memory is writable
     there by the appliance). ``defect_positions`` (with the option of that name) keeps that many pairs."""
-    signals = DEFAULT_MAP + tuple(s for option in OPTIONS if option in options for s in OPTIONAL_MAP[option]
-                                  if _kept(s, defect_positions))
+    signals = DEFAULT_MAP + tuple(
+        s for option in OPTIONS if option in options for s in OPTIONAL_MAP[option] if _kept(s, defect_positions)
+    )
     if mode == "server":
         return signals
     moved = {"discrete_input": ("coil", CLIENT_COIL_BASE), "input_register": ("holding_register", CLIENT_REGISTER_BASE)}
-    return tuple(replace(s, table=moved[s.table][0], address=moved[s.table][1] + s.address) if s.table in moved else s
-                 for s in signals)
+    return tuple(
+        replace(s, table=moved[s.table][0], address=moved[s.table][1] + s.address) if s.table in moved else s
+        for s in signals
+    )
 
 
-def build_map(overrides: dict[str, dict] | None = None, mode: Mode = "server",
-              options: frozenset[str] | set[str] = frozenset(), defect_positions: int = 0) -> SignalMap:
+def build_map(
+    overrides: dict[str, dict] | None = None,
+    mode: Mode = "server",
+    options: frozenset[str] | set[str] = frozenset(),
+    defect_positions: int = 0,
+) -> SignalMap:
     """The default map of ``mode`` and ``options`` with per-signal overrides of table and/or address;
     checked for tables that cannot work in that mode and for clashes."""
     overrides = overrides or {}
     unknown = sorted(set(overrides) - set(SIGNAL_NAMES) - set(OPTIONAL_NAMES))
     if unknown:
-        raise MapError(f"unknown signal(s) {', '.join(unknown)}; known: {', '.join(SIGNAL_NAMES + tuple(OPTIONAL_NAMES))}")
+        raise MapError(
+            f"unknown signal(s) {', '.join(unknown)}; known: {', '.join(SIGNAL_NAMES + tuple(OPTIONAL_NAMES))}"
+        )
     off = sorted(n for n in overrides if n in OPTIONAL_NAMES and OPTIONAL_NAMES[n] not in options)
     if off:
         raise MapError(f"signal {off[0]} belongs to option {OPTIONAL_NAMES[off[0]]}, which is off in plc.options")
@@ -175,8 +187,10 @@ def build_map(overrides: dict[str, dict] | None = None, mode: Mode = "server",
         if mode == "server" and s.direction == IN and table not in WRITABLE_BY_MASTER:
             raise MapError(f"signal {s.name} is written by the PLC; table {table} is read-only for it")
         if mode == "client" and s.direction == OUT and table not in WRITABLE_BY_MASTER:
-            raise MapError(f"signal {s.name} is written by the appliance, which is the Modbus client in client mode; "
-                           f"table {table} is read-only for a client (use coil or holding_register)")
+            raise MapError(
+                f"signal {s.name} is written by the appliance, which is the Modbus client in client mode; "
+                f"table {table} is read-only for a client (use coil or holding_register)"
+            )
         signals.append(replace(s, table=table, address=int(change.get("address", s.address))))
     check_overlaps(signals)
     return SignalMap(tuple(signals))
@@ -188,7 +202,9 @@ def check_overlaps(signals: list[Signal]) -> None:
             raise MapError(f"signal {a.name}: address {a.address} outside 0..65535")
         for b in signals[i + 1 :]:
             if a.table == b.table and a.address < b.end and b.address < a.end:
-                raise MapError(f"signals {a.name} and {b.name} overlap in {a.table} at address {max(a.address, b.address)}")
+                raise MapError(
+                    f"signals {a.name} and {b.name} overlap in {a.table} at address {max(a.address, b.address)}"
+                )
 
 
 def export_map(signal_map: SignalMap, fmt: str = "md") -> str:
@@ -202,9 +218,14 @@ def export_map(signal_map: SignalMap, fmt: str = "md") -> str:
         writer.writerows(rows)
         return buf.getvalue()
     if fmt == "md":
-        lines = ["| name | table | address (0-based) | count | type | direction | description |",
-                 "|---|---|---|---|---|---|---|"]
-        lines += [f"| {r['name']} | {r['table']} | {r['address']} | {r['count']} | {r['type']} | {r['direction']} | "
-                  f"{r['description']} |" for r in rows]
+        lines = [
+            "| name | table | address (0-based) | count | type | direction | description |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r['name']} | {r['table']} | {r['address']} | {r['count']} | {r['type']} | {r['direction']} | "
+            f"{r['description']} |"
+            for r in rows
+        ]
         return "\n".join(lines) + "\n"
     raise ValueError(f"unknown format {fmt!r}; use md, csv or json")

@@ -16,8 +16,14 @@ from typing import Protocol
 
 import numpy as np
 
+from ..errors import UserError
 from .bundle import GRAPHS, Bundle, BundleError
 from .manifest import OPTIONAL_GRAPHS
+
+
+class ProviderError(UserError, ValueError):
+    """An execution provider that is unknown or not in this onnxruntime build (one line for the user)."""
+
 
 log = logging.getLogger(__name__)
 
@@ -99,12 +105,14 @@ def choose_providers(requested: str | list[str], available: list[str]) -> list[s
     chosen = []
     for name in names:
         if name not in PROVIDERS:
-            raise ValueError(f"unknown provider {name!r}; choose from {', '.join(PROVIDERS)} or 'auto'")
+            raise ProviderError(f"unknown provider {name!r}; choose from {', '.join(PROVIDERS)} or 'auto'")
         provider = PROVIDERS[name]
         if provider in available:
             chosen.append(provider)
         elif requested != "auto":
-            raise ValueError(f"provider {name!r} is not available in this onnxruntime build ({', '.join(available)})")
+            raise ProviderError(
+                f"provider {name!r} is not available in this onnxruntime build ({', '.join(available)})"
+            )
     if "CPUExecutionProvider" not in chosen:
         chosen.append("CPUExecutionProvider")
     return chosen
@@ -125,8 +133,14 @@ class OnnxRuntimeBackend:
     ``spin``: worker threads busy-wait between kernels while a Run lasts (``session_options``; None:
     SPIN_DURING_RUN)."""
 
-    def __init__(self, bundle: Bundle, providers: str | list[str] = "cpu", threads: int = 0,
-                 step_threads: int = DECODE_STEP_THREADS, spin: bool | None = None):
+    def __init__(
+        self,
+        bundle: Bundle,
+        providers: str | list[str] = "cpu",
+        threads: int = 0,
+        step_threads: int = DECODE_STEP_THREADS,
+        spin: bool | None = None,
+    ):
         import onnxruntime as ort
 
         self.providers = choose_providers(providers, ort.get_available_providers())
@@ -147,8 +161,12 @@ class OnnxRuntimeBackend:
                 try:
                     self._sessions[graph] = ort.InferenceSession(str(path), step_options, providers=self.providers)
                 except Exception as err:  # an older onnxruntime without the contrib ops: decode without it
-                    log.warning("%s: not used (onnxruntime %s cannot load it: %s); decoding with the decoder graph",
-                                path, ort.__version__, str(err).splitlines()[0])
+                    log.warning(
+                        "%s: not used (onnxruntime %s cannot load it: %s); decoding with the decoder graph",
+                        path,
+                        ort.__version__,
+                        str(err).splitlines()[0],
+                    )
         self._inputs = {g: [i.name for i in s.get_inputs()] for g, s in self._sessions.items()}
         self._outputs = {g: [o.name for o in s.get_outputs()] for g, s in self._sessions.items()}
         self._local = threading.local()  # run_into's I/O bindings, one set per thread

@@ -14,12 +14,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import UserError
 from .manifest import FORMAT, FORMAT_VERSION, GRAPHS, MANIFEST, Manifest, ManifestError, Text, Tokens, parse_manifest
 from .preprocess import ImageSettings
 from .prompt import PromptSettings
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "GRAPHS", "MANIFEST", "Bundle", "BundleError", "TextShape", "TokenIds",
-           "load_bundle_files", "read_manifest", "sha256_file", "verify_files"]
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "GRAPHS",
+    "MANIFEST",
+    "Bundle",
+    "BundleError",
+    "TextShape",
+    "TokenIds",
+    "load_bundle_files",
+    "read_manifest",
+    "sha256_file",
+    "verify_files",
+]
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +40,7 @@ TokenIds = Tokens  # the names this module used before the schema moved to manif
 TextShape = Text
 
 
-class BundleError(Exception):
+class BundleError(UserError):
     """A bundle that cannot be used; the message names the file and the problem."""
 
 
@@ -103,5 +116,12 @@ def load_bundle_files(path: str | Path, verify: bool = True) -> Bundle:
     if verify:
         verify_files(path, manifest)
     log.debug("bundle %s: manifest ok, %d files verified=%s", path, len(manifest.files), verify)
-    return Bundle(path=path, manifest=raw, info=manifest, image=manifest.preprocess.settings(),
-                  prompt=manifest.prompt.settings(), tokens=manifest.tokens, text=manifest.text)
+    return Bundle(
+        path=path,
+        manifest=raw,
+        info=manifest,
+        image=manifest.preprocess.settings(),
+        prompt=manifest.prompt.settings(),
+        tokens=manifest.tokens,
+        text=manifest.text,
+    )

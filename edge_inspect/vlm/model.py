@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer
 
-from .backends import DECODE_STEP_THREADS, OnnxRuntimeBackend
+from .backends import DECODE_STEP_THREADS, OnnxRuntimeBackend, ProviderError
 from .bundle import Bundle, BundleError, load_bundle_files
 from .generate import EncodedImage, Engine
 from .points import PointAnswer, parse_points
@@ -63,9 +63,15 @@ class Answers:
 class VisionLanguageModel:
     """A Molmo2 bundle running outside PyTorch."""
 
-    def __init__(self, bundle: Bundle, providers: str | list[str] = "cpu", threads: int = 0,
-                 backend: str = "onnxruntime", step_threads: int = DECODE_STEP_THREADS,
-                 spin: bool | None = None):
+    def __init__(
+        self,
+        bundle: Bundle,
+        providers: str | list[str] = "cpu",
+        threads: int = 0,
+        backend: str = "onnxruntime",
+        step_threads: int = DECODE_STEP_THREADS,
+        spin: bool | None = None,
+    ):
         self.bundle = bundle
         try:
             tokenizer = Tokenizer.from_file(str(bundle.path / "tokenizer.json"))
@@ -78,7 +84,7 @@ class VisionLanguageModel:
 
     def _make_backend(self, backend: str, providers, threads: int, step_threads: int, spin: bool | None):
         if backend not in ("onnxruntime", "tensorrt", "auto"):
-            raise ValueError(f"backend {backend!r}: choose onnxruntime, tensorrt or auto")
+            raise ProviderError(f"backend {backend!r}: choose onnxruntime, tensorrt or auto")
         if backend in ("tensorrt", "auto"):
             from .engines import compatibility, detect_environment, read_metadata
 
@@ -91,8 +97,9 @@ class VisionLanguageModel:
             self.fallback_reason = reason
             if backend == "tensorrt":
                 warnings.warn(f"TensorRT engines refused: {reason}; using ONNX Runtime", stacklevel=3)
-        return OnnxRuntimeBackend(self.bundle, providers=providers, threads=threads, step_threads=step_threads,
-                                  spin=spin)
+        return OnnxRuntimeBackend(
+            self.bundle, providers=providers, threads=threads, step_threads=step_threads, spin=spin
+        )
 
     @property
     def sha256(self) -> str:
@@ -117,7 +124,11 @@ class VisionLanguageModel:
         tokens, _ = self.engine.greedy(step, max_new_tokens)
         decode_ms = (time.perf_counter() - start) * 1000.0
         text = self.tokenizer.decode(tokens, skip_special_tokens=True)
-        return Generation(text=text, token_ids=tokens, timings_ms={"prefill_ms": prefill_ms, "decode_ms": decode_ms, "tokens": len(tokens)})
+        return Generation(
+            text=text,
+            token_ids=tokens,
+            timings_ms={"prefill_ms": prefill_ms, "decode_ms": decode_ms, "tokens": len(tokens)},
+        )
 
     def point(self, image: EncodedImage, prompt: str, max_new_tokens: int = 128) -> Pointing:
         """Ask a pointing/counting question; the answer's points are normalized to the image."""
@@ -130,15 +141,17 @@ class VisionLanguageModel:
         step, _ = self.engine.prefill(image, question)
         p_yes, mass = self.engine.yes_no(step.logits)
         ms = (time.perf_counter() - start) * 1000.0
-        return YesNo(answer=p_yes >= 0.5, p_yes=p_yes, margin=abs(2 * p_yes - 1), mass=mass, timings_ms={"prefill_ms": ms})
-
+        return YesNo(
+            answer=p_yes >= 0.5, p_yes=p_yes, margin=abs(2 * p_yes - 1), mass=mass, timings_ms={"prefill_ms": ms}
+        )
 
     def _yes_no(self, logits: np.ndarray, timings: dict[str, float]) -> YesNo:
         p_yes, mass = self.engine.yes_no(logits)
         return YesNo(answer=p_yes >= 0.5, p_yes=p_yes, margin=abs(2 * p_yes - 1), mass=mass, timings_ms=timings)
 
-    def ask(self, image: EncodedImage, questions: list[str] = (), point_prompts: list[str] = (),
-            max_new_tokens: int = 128) -> Answers:
+    def ask(
+        self, image: EncodedImage, questions: list[str] = (), point_prompts: list[str] = (), max_new_tokens: int = 128
+    ) -> Answers:
         """All prompts about ``image`` at once: the yes/no questions and the pointing prompts share one
         prefill (one decoder run, rows left-padded); the pointing rows are then decoded together, each
         stopping at its own end token. Each answer equals what ``ask_yes_no`` / ``point`` give alone
@@ -162,34 +175,45 @@ class VisionLanguageModel:
         pointing = []
         for r in point_rows:
             text = self.tokenizer.decode(tokens[r], skip_special_tokens=True)
-            pointing.append(Pointing(answer=parse_points(text), text=text,
-                                     timings_ms={**shared, "decode_ms": decode_ms, "tokens": len(tokens[r])}))
+            pointing.append(
+                Pointing(
+                    answer=parse_points(text),
+                    text=text,
+                    timings_ms={**shared, "decode_ms": decode_ms, "tokens": len(tokens[r])},
+                )
+            )
         return Answers(yes_no, pointing, {"prefill_ms": prefill_ms, "decode_ms": decode_ms, "tokens": n_tokens})
 
-    def _ask_one_by_one(self, image: EncodedImage, questions: list[str], point_prompts: list[str],
-                        max_new_tokens: int) -> Answers:
+    def _ask_one_by_one(
+        self, image: EncodedImage, questions: list[str], point_prompts: list[str], max_new_tokens: int
+    ) -> Answers:
         yes_no = [self.ask_yes_no(image, q) for q in questions]
         pointing = [self.point(image, p, max_new_tokens) for p in point_prompts]
-        timings = {"prefill_ms": sum(a.timings_ms["prefill_ms"] for a in yes_no + pointing),
-                   "decode_ms": sum(p.timings_ms["decode_ms"] for p in pointing),
-                   "tokens": sum(p.timings_ms["tokens"] for p in pointing)}
+        timings = {
+            "prefill_ms": sum(a.timings_ms["prefill_ms"] for a in yes_no + pointing),
+            "decode_ms": sum(p.timings_ms["decode_ms"] for p in pointing),
+            "tokens": sum(p.timings_ms["tokens"] for p in pointing),
+        }
         return Answers(yes_no, pointing, timings)
 
-    def ask_yes_no_many(self, image: EncodedImage, questions: list[str]) -> list[YesNo]:
-        """Several yes/no questions in one prefill."""
-        return self.ask(image, questions=questions).yes_no
 
-    def point_many(self, image: EncodedImage, prompts: list[str], max_new_tokens: int = 128) -> list[Pointing]:
-        """Several pointing prompts prefilled as one batch and decoded together."""
-        return self.ask(image, point_prompts=prompts, max_new_tokens=max_new_tokens).pointing
-
-
-def load_bundle(path: str | Path, providers: str | list[str] = "cpu", threads: int = 0,
-                backend: str = "onnxruntime", step_threads: int = DECODE_STEP_THREADS,
-                spin: bool | None = None) -> VisionLanguageModel:
+def load_bundle(
+    path: str | Path,
+    providers: str | list[str] = "cpu",
+    threads: int = 0,
+    backend: str = "onnxruntime",
+    step_threads: int = DECODE_STEP_THREADS,
+    spin: bool | None = None,
+) -> VisionLanguageModel:
     """Verify and load a model bundle. Raises ``BundleError`` with a one-line reason.
 
     ``backend``: "onnxruntime" (with ``providers``), "tensorrt" (the bundle's engines; refused with
     a warning and replaced by ONNX Runtime when they do not fit this machine) or "auto"."""
-    return VisionLanguageModel(load_bundle_files(path), providers=providers, threads=threads, backend=backend,
-                               step_threads=step_threads, spin=spin)
+    return VisionLanguageModel(
+        load_bundle_files(path),
+        providers=providers,
+        threads=threads,
+        backend=backend,
+        step_threads=step_threads,
+        spin=spin,
+    )

@@ -20,11 +20,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import UserError
+
 KERNELS = ("auto", "generic", "channels_last")
 _CHANNELS_LAST_MAX_OUTPUT = 128  # torch uses its channels-last kernel when out_h + out_w <= this
 
 
-class ImageError(ValueError):
+class ImageError(UserError, ValueError):
     """A frame the model cannot take (empty, wrong dtype or channels); the message names its shape."""
 
 
@@ -87,9 +89,7 @@ def crop_geometry(height: int, width: int, s: ImageSettings) -> tuple[int, int, 
     left, right = s.overlap_margins
     window = (s.crop_patches - left - right) * s.patch_size
     if window <= 0:
-        raise ValueError(
-            f"overlap_margins {list(s.overlap_margins)} leave no window in a {s.crop_patches}-patch crop"
-        )
+        raise ValueError(f"overlap_margins {list(s.overlap_margins)} leave no window in a {s.crop_patches}-patch crop")
     margin = (left + right) * s.patch_size
     rows, cols = select_tiling(height - margin, width - margin, window, s.max_crops)
     return rows, cols, rows * window + margin, cols * window + margin

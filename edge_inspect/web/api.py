@@ -52,9 +52,10 @@ def fleet_token_ok(ctx: WebContext, request: Request) -> bool:
 
 async def json_object(request: Request) -> dict:
     """The request's JSON body, which must be an object; BadRequest (400, one line) otherwise."""
+    raw = await request.body()  # bounded per endpoint by http.middleware.BodyLimit
     try:
-        body = await request.json()
-    except ValueError:
+        body = json.loads(raw) if len(raw) < 64 * 1024 else await run_in_threadpool(json.loads, raw)
+    except (ValueError, RecursionError):
         raise BadRequest("the body is not valid JSON") from None
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object")
@@ -67,8 +68,7 @@ def routes(ctx: WebContext) -> list[Route]:
         session = ctx.session(request)
         user = await ctx.user(request)
         csrf = session.csrf if session else ctx.basic_csrf(user.name) if user else None
-        return JSONResponse({"user": user.name if user else None, "role": user.role if user else None,
-                             "csrf": csrf})
+        return JSONResponse({"user": user.name if user else None, "role": user.role if user else None, "csrf": csrf})
 
     async def api_status(request: Request) -> Response:
         await ctx.require_view(request)
@@ -81,8 +81,9 @@ def routes(ctx: WebContext) -> list[Route]:
         await ctx.require_view(request)
         f = review.Filters.from_query(request.query_params, ctx.tz)
         rows, total, exact = await ctx.query(review.list_page, f)
-        return JSONResponse({"items": rows, "total": total, "total_exact": exact, "page": f.page,
-                             "per_page": f.per_page})
+        return JSONResponse(
+            {"items": rows, "total": total, "total_exact": exact, "page": f.page, "per_page": f.per_page}
+        )
 
     async def api_one(request: Request) -> Response:
         await ctx.require_view(request)
@@ -114,12 +115,17 @@ def routes(ctx: WebContext) -> list[Route]:
             for piece in pieces:
                 yield await run_in_threadpool(piece)
 
-        return StreamingResponse(stream(), media_type="text/csv; charset=utf-8",
-                                 headers={"Content-Disposition": 'attachment; filename="inspections.csv"'})
+        return StreamingResponse(
+            stream(),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": 'attachment; filename="inspections.csv"'},
+        )
 
     async def api_charts(request: Request) -> Response:
         await ctx.require_view(request)
-        return JSONResponse(await ctx.query(review.charts, review.Filters.from_query(request.query_params, ctx.tz), ctx.tz))
+        return JSONResponse(
+            await ctx.query(review.charts, review.Filters.from_query(request.query_params, ctx.tz), ctx.tz)
+        )
 
     async def api_live_overlay(request: Request) -> Response:
         await ctx.require_view(request)
@@ -138,12 +144,19 @@ def routes(ctx: WebContext) -> list[Route]:
         if ctx.config.recipe(recipe) is None:
             return JSONResponse({"error": f"recipe {recipe!r} is not configured"}, 400)
         if not isinstance(part_id, str) or len(part_id) > 20 or not part_id.isascii() or not part_id.isprintable():
-            return JSONResponse({"error": "part_id: at most 20 printable ASCII characters, as the PLC's registers hold"},
-                                400)
+            return JSONResponse(
+                {"error": "part_id: at most 20 printable ASCII characters, as the PLC's registers hold"}, 400
+            )
         rec, code = await ctx.station.inspect(recipe, part_id, trigger="software")
         await ctx.query(review.audit, user.name, "trigger", {"recipe": recipe, "result_id": rec.result_id})
-        return JSONResponse({"id": ctx.station.last_row_id, "result_id": rec.result_id, "verdict": rec.verdict.name,
-                             "error_code": int(code)})
+        return JSONResponse(
+            {
+                "id": ctx.station.last_row_id,
+                "result_id": rec.result_id,
+                "verdict": rec.verdict.name,
+                "error_code": int(code),
+            }
+        )
 
     async def api_disposition(request: Request) -> Response:
         user = await ctx.require(request, "disposition")
@@ -151,8 +164,13 @@ def routes(ctx: WebContext) -> list[Route]:
         inspection_id = request.path_params["id"]
         if await ctx.query(review.get_inspection, inspection_id) is None:
             return JSONResponse({"error": "no such inspection"}, 404)
-        saved = await ctx.query(review.set_disposition, inspection_id, str(body.get("disposition", "")), user.name,
-                                str(body.get("comment", "")))
+        saved = await ctx.query(
+            review.set_disposition,
+            inspection_id,
+            str(body.get("disposition", "")),
+            user.name,
+            str(body.get("comment", "")),
+        )
         return JSONResponse(saved)
 
     async def api_corrections_post(request: Request) -> Response:
@@ -162,8 +180,14 @@ def routes(ctx: WebContext) -> list[Route]:
         inspection_id = request.path_params["id"]
         if await ctx.query(review.get_inspection, inspection_id) is None:
             return JSONResponse({"error": "no such inspection"}, 404)
-        points = await ctx.query(corrections.add, inspection_id, body.get("check_idx"), body.get("add", []),
-                                 body.get("remove", []), user.name)
+        points = await ctx.query(
+            corrections.add,
+            inspection_id,
+            body.get("check_idx"),
+            body.get("add", []),
+            body.get("remove", []),
+            user.name,
+        )
         return JSONResponse({"points": {str(k): v for k, v in points.items()}})
 
     async def api_corrections_json(request: Request) -> Response:
@@ -176,14 +200,28 @@ def routes(ctx: WebContext) -> list[Route]:
         records = await ctx.query(corrections.export)
         out = io.StringIO()
         writer = csv.writer(out)
-        writer.writerow(["id", "result_id", "time", "part_id", "image_path", "check", "model_points", "corrected_points"])
+        writer.writerow(
+            ["id", "result_id", "time", "part_id", "image_path", "check", "model_points", "corrected_points"]
+        )
         for r in records:
             for c in r["checks"]:
-                writer.writerow([r["id"], r["result_id"], iso_local(r["ts"], ctx.tz), csv_cell(r["part_id"]),
-                                 r["image_path"] or "", csv_cell(c["name"]), json.dumps(c["model_points"]),
-                                 json.dumps(c["corrected_points"])])
-        return Response(out.getvalue(), media_type="text/csv; charset=utf-8",
-                        headers={"Content-Disposition": 'attachment; filename="corrections.csv"'})
+                writer.writerow(
+                    [
+                        r["id"],
+                        r["result_id"],
+                        iso_local(r["ts"], ctx.tz),
+                        csv_cell(r["part_id"]),
+                        r["image_path"] or "",
+                        csv_cell(c["name"]),
+                        json.dumps(c["model_points"]),
+                        json.dumps(c["corrected_points"]),
+                    ]
+                )
+        return Response(
+            out.getvalue(),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": 'attachment; filename="corrections.csv"'},
+        )
 
     async def api_ack(request: Request) -> Response:
         user = await ctx.require(request, "ack_alarm")
@@ -194,13 +232,19 @@ def routes(ctx: WebContext) -> list[Route]:
         return JSONResponse({"acknowledged": code})
 
     return [
-        Route("/api/session", api_session), Route("/api/status", api_status),
-        Route("/api/inspections", api_list), Route("/api/inspections.csv", api_csv),
-        Route("/api/inspections/{id:int}", api_one), Route("/api/inspections/{id:int}/{kind:str}", api_image),
+        Route("/api/session", api_session),
+        Route("/api/status", api_status),
+        Route("/api/inspections", api_list),
+        Route("/api/inspections.csv", api_csv),
+        Route("/api/inspections/{id:int}", api_one),
+        Route("/api/inspections/{id:int}/{kind:str}", api_image),
         Route("/api/inspections/{id:int}/disposition", api_disposition, methods=["POST"]),
         Route("/api/inspections/{id:int}/corrections", api_corrections_post, methods=["POST"]),
-        Route("/api/corrections.json", api_corrections_json), Route("/api/corrections.csv", api_corrections_csv),
-        Route("/api/charts", api_charts), Route("/api/live/overlay.jpg", api_live_overlay),
-        Route("/api/trigger", api_trigger, methods=["POST"]), Route("/api/alarms/{code}/ack", api_ack, methods=["POST"]),
+        Route("/api/corrections.json", api_corrections_json),
+        Route("/api/corrections.csv", api_corrections_csv),
+        Route("/api/charts", api_charts),
+        Route("/api/live/overlay.jpg", api_live_overlay),
+        Route("/api/trigger", api_trigger, methods=["POST"]),
+        Route("/api/alarms/{code}/ack", api_ack, methods=["POST"]),
         Route("/images/{path:path}", images),
     ]

@@ -19,9 +19,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..config import StationConfig
+from ..errors import UserError
+from ..http.middleware import BodyLimit, SecurityHeaders
 from ..http.sessions import SessionStore
 from ..logbook import review
 from . import api, events, metrics, pages, setup
@@ -43,7 +44,7 @@ def _secret_key(config: StationConfig, data_dir: Path) -> str:
     return path.read_text().strip()
 
 
-class WebStartError(OSError):
+class WebStartError(UserError, OSError):
     """The web server could not start (port in use, unknown host); one line for the user."""
 
 
@@ -65,48 +66,48 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
     return JSONResponse({"error": "internal error; see the station's log"}, 500)
 
 
-class SecurityHeaders:
-    """Headers on every response: no sniffing or framing; HSTS when the server speaks TLS."""
-
-    def __init__(self, app: ASGIApp, tls: bool):
-        self.app = app
-        self.headers = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
-                        (b"referrer-policy", b"same-origin")]
-        if tls:
-            self.headers.append((b"strict-transport-security", b"max-age=31536000"))
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-
-        async def with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *self.headers]
-            await send(message)
-
-        await self.app(scope, receive, with_headers)
-
-
 def build_app(station: Station, config: StationConfig) -> Starlette:
     """The web app for ``station``; subscribes its event stream and metrics to the station's events."""
     web = config.web
     secret = _secret_key(config, station.store.folder)
-    ctx = WebContext(station, secret_key=secret,
-                     sessions=SessionStore(web.session_idle_min * 60, web.session_max_h * 3600))
+    ctx = WebContext(
+        station, secret_key=secret, sessions=SessionStore(web.session_idle_min * 60, web.session_max_h * 3600)
+    )
     broadcaster = events.Broadcaster(asyncio.get_running_loop())
     hist = metrics.CycleHistogram()
     station.events.subscribe(hist.on_event)
     station.events.subscribe(broadcaster.on_event)
-    routes = [*pages.routes(ctx), *api.routes(ctx), *setup.routes(ctx), *events.routes(ctx, broadcaster), *metrics.routes(ctx, hist),
-              Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")]
+    routes = [
+        *pages.routes(ctx),
+        *api.routes(ctx),
+        *setup.routes(ctx),
+        *events.routes(ctx, broadcaster),
+        *metrics.routes(ctx, hist),
+        Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
+    ]
     tls = bool(web.tls_cert)
     return Starlette(
         routes=routes,
-        middleware=[Middleware(SecurityHeaders, tls=tls),
-                    Middleware(SessionMiddleware, secret_key=secret, session_cookie="edge_inspect",
-                               same_site="strict", https_only=tls, max_age=int(web.session_max_h * 3600))],
-        exception_handlers={Unauthorized: _unauthorized, review.FilterError: _bad_request, BadRequest: _bad_request,
-                            500: _internal_error},
+        middleware=[
+            Middleware(SecurityHeaders, tls=tls),
+            Middleware(
+                BodyLimit, limits={"/api/setup/try": setup.MAX_UPLOAD_BODY, "/api/setup/config": setup.MAX_CONFIG_BODY}
+            ),
+            Middleware(
+                SessionMiddleware,
+                secret_key=secret,
+                session_cookie="edge_inspect",
+                same_site="strict",
+                https_only=tls,
+                max_age=int(web.session_max_h * 3600),
+            ),
+        ],
+        exception_handlers={
+            Unauthorized: _unauthorized,
+            review.FilterError: _bad_request,
+            BadRequest: _bad_request,
+            500: _internal_error,
+        },
     )
 
 
@@ -123,9 +124,17 @@ async def serve(station: Station, config: StationConfig) -> asyncio.Task:
     # Accepted connections inherit this: without it a response on a kept-alive connection (every
     # browser's) waited ~40 ms for the client's delayed ACK (Nagle), /api/status 48 ms instead of ~2.
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    server = uvicorn.Server(uvicorn.Config(build_app(station, config), log_level="warning", lifespan="off",
-                                           access_log=False, timeout_graceful_shutdown=3,
-                                           ssl_certfile=web.tls_cert, ssl_keyfile=web.tls_key))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            build_app(station, config),
+            log_level="warning",
+            lifespan="off",
+            access_log=False,
+            timeout_graceful_shutdown=3,
+            ssl_certfile=web.tls_cert,
+            ssl_keyfile=web.tls_key,
+        )
+    )
     task = asyncio.create_task(server.serve(sockets=[sock]), name="web")
     while not server.started and not task.done():
         await asyncio.sleep(0.02)

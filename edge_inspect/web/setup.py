@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import io
 import time
 
 import cv2
@@ -18,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..camera.sources import CameraError
-from ..config import ConfigError, Recipe
+from ..config import ConfigError, Recipe, StationConfig
 from ..config.editing import EditError, replace_recipes
 from ..http.auth import User, allowed
 from ..inspection.inspector import Inspection
@@ -30,11 +31,43 @@ from .api import json_object
 from .context import BadRequest, Unauthorized, WebContext
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+MAX_UPLOAD_BODY = MAX_UPLOAD_BYTES * 4 // 3 + 256 * 1024  # base64 of the largest upload, and the recipe
+MAX_CONFIG_BODY = 2 * 1024 * 1024  # a station file (config/yaml_loader.py MAX_BYTES is 1 MiB) as JSON
+DEFAULT_CAMERA_PIXELS = 12_000_000  # a 12 MP machine-vision camera, when the config names no size
 FRAME_MAX_AGE_S = 0.5  # the live view shares one grab between browsers refreshing at once
 
 
-def _decode_image(data: str) -> np.ndarray:
-    """An uploaded image (a data: URL or bare base64) as a BGR frame; BadRequest naming the problem."""
+def max_upload_pixels(config: StationConfig) -> int:
+    """web.max_upload_pixels, or 4 × the camera's resolution (4 × 12 MP when the config names none)."""
+    if config.web.max_upload_pixels is not None:
+        return config.web.max_upload_pixels
+    camera = config.camera
+    size = (camera.width or 0) * (camera.height or 0)
+    return 4 * (size if size else DEFAULT_CAMERA_PIXELS)
+
+
+def check_image_size(raw: bytes, max_pixels: int) -> tuple[int, int]:
+    """(width, height) from the image's header, nothing decoded (Pillow reads headers lazily);
+    BadRequest when it declares more than ``max_pixels`` or is no image."""
+    from PIL import Image, UnidentifiedImageError
+
+    too_many = f"more than this station takes ({max_pixels:,} pixels, web.max_upload_pixels)"
+    try:
+        with Image.open(io.BytesIO(raw)) as image:
+            width, height = image.size
+    except Image.DecompressionBombError:  # Pillow's own bound, far above ours
+        raise BadRequest(f"image: declares {too_many}") from None
+    except (UnidentifiedImageError, OSError, ValueError) as err:
+        raise BadRequest(f"image: not an image this station reads (PNG, JPEG, BMP, TIFF, WebP): {err}") from None
+    if width * height > max_pixels:
+        raise BadRequest(f"image: {width} × {height} pixels is {too_many}")
+    return width, height
+
+
+def _decode_image(data: str, max_pixels: int) -> np.ndarray:
+    """An uploaded image (a data: URL or bare base64) as a BGR frame; BadRequest naming the problem.
+    Its size is read from the header first: over ``max_pixels`` it is refused before any decoding (a
+    629-byte JPEG can declare 30000 × 30000 pixels, which would take gigabytes)."""
     payload = data.split(",", 1)[1] if data.startswith("data:") else data
     if len(payload) > MAX_UPLOAD_BYTES * 4 // 3 + 4:
         raise BadRequest(f"image: larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MB")
@@ -42,6 +75,7 @@ def _decode_image(data: str) -> np.ndarray:
         raw = base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
         raise BadRequest("image: not base64 data") from None
+    check_image_size(raw, max_pixels)
     try:
         frame = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR)
     except cv2.error as err:  # e.g. a small file that declares 60000 × 60000 pixels
@@ -60,8 +94,9 @@ def _recipe(value: object) -> Recipe:
     except ValidationError as err:
         first = err.errors()[0]
         loc = ".".join(str(p) for p in first["loc"] if p not in ("point", "count", "qa"))
-        raise BadRequest(f"recipe.{loc}: {first['msg'].removeprefix('Value error, ')}" if loc
-                         else f"recipe: {first['msg']}") from None
+        raise BadRequest(
+            f"recipe.{loc}: {first['msg'].removeprefix('Value error, ')}" if loc else f"recipe: {first['msg']}"
+        ) from None
 
 
 def _jpeg(frame: np.ndarray, quality: int = 85) -> bytes:
@@ -74,7 +109,8 @@ def _jpeg(frame: np.ndarray, quality: int = 85) -> bytes:
 def _result(inspection: Inspection, frame: np.ndarray, recipe: Recipe) -> dict:
     overlay = draw_overlay(frame, inspection.outcomes, inspection.verdict, [c.roi for c in recipe.checks])
     return {
-        "verdict": inspection.verdict.name, "error": inspection.error,
+        "verdict": inspection.verdict.name,
+        "error": inspection.error,
         "checks": [dataclasses.asdict(o) for o in inspection.outcomes],
         "timings_ms": {k: round(v, 1) for k, v in inspection.timings_ms.items()},
         "frame_size": [frame.shape[1], frame.shape[0]],
@@ -91,15 +127,30 @@ def io_values(ctx: WebContext) -> list[dict]:
     for s in station.signal_map.signals:
         value = station.handshake.outputs.get(s.name) if s.direction == "appliance_to_plc" \
             else getattr(inputs, s.name, None)  # fmt: skip
-        rows.append({"name": s.name, "table": s.table, "address": s.address, "count": s.count, "type": s.type,
-                     "direction": s.direction, "description": s.description,
-                     "value": int(value) if isinstance(value, bool) else value})
+        rows.append(
+            {
+                "name": s.name,
+                "table": s.table,
+                "address": s.address,
+                "count": s.count,
+                "type": s.type,
+                "direction": s.direction,
+                "description": s.description,
+                "value": int(value) if isinstance(value, bool) else value,
+            }
+        )
     return rows
 
 
 def _saved(result: SaveResult) -> JSONResponse:
-    return JSONResponse({"version": result.version_id, "sha256": result.sha256, "applied": result.applied,
-                         "restart_needed": result.restart_needed})
+    return JSONResponse(
+        {
+            "version": result.version_id,
+            "sha256": result.sha256,
+            "applied": result.applied,
+            "restart_needed": result.restart_needed,
+        }
+    )
 
 
 def routes(ctx: WebContext) -> list[Route]:
@@ -179,8 +230,9 @@ def routes(ctx: WebContext) -> list[Route]:
         try:
             result = await k.save(text, user.name, "web", comment, base_sha256=base)
         except ConfigError as err:
-            return JSONResponse({"error": "the config has problems; nothing was saved", "problems": err.problems,
-                                 "yaml": text}, 422)
+            return JSONResponse(
+                {"error": "the config has problems; nothing was saved", "problems": err.problems, "yaml": text}, 422
+            )
         except ConflictError as err:
             return JSONResponse({"error": str(err)}, 409)
         except SaveError as err:
@@ -194,7 +246,7 @@ def routes(ctx: WebContext) -> list[Route]:
         upload = body.get("image")
         if upload is not None and not isinstance(upload, str):
             raise BadRequest("image: a data: URL or base64 text")
-        image = await ctx.run(_decode_image, upload) if upload else None
+        image = await ctx.run(_decode_image, upload, max_upload_pixels(ctx.config)) if upload else None
         station = ctx.station
 
         def run() -> dict:
@@ -205,9 +257,16 @@ def routes(ctx: WebContext) -> list[Route]:
             result = await station.between_inspections(run)
         except CameraError as err:
             return JSONResponse({"error": f"camera: {err}"}, 503)
-        await ctx.query(review.audit, user.name, "setup_try",
-                        {"recipe": recipe.number, "image": "upload" if image is not None else "camera",
-                         "verdict": result["verdict"]})
+        await ctx.query(
+            review.audit,
+            user.name,
+            "setup_try",
+            {
+                "recipe": recipe.number,
+                "image": "upload" if image is not None else "camera",
+                "verdict": result["verdict"],
+            },
+        )
         return JSONResponse(result)
 
     async def io(request: Request) -> Response:
@@ -227,8 +286,13 @@ def routes(ctx: WebContext) -> list[Route]:
         if v is None:
             return JSONResponse({"error": f"no config version {version_id}"}, 404)
         before = await ctx.query(config_versions.previous, version_id)
-        diff = await ctx.run(config_versions.diff, before.yaml if before else "", v.yaml,
-                             f"version {before.id}" if before else "(none)", f"version {v.id}")
+        diff = await ctx.run(
+            config_versions.diff,
+            before.yaml if before else "",
+            v.yaml,
+            f"version {before.id}" if before else "(none)",
+            f"version {v.id}",
+        )
         return JSONResponse({**dataclasses.asdict(v), "previous": before.id if before else None, "diff": diff})
 
     async def rollback(request: Request) -> Response:
@@ -238,8 +302,9 @@ def routes(ctx: WebContext) -> list[Route]:
         except LookupError as err:
             return JSONResponse({"error": str(err)}, 404)
         except ConfigError as err:  # e.g. a bundle that is gone since
-            return JSONResponse({"error": "that version no longer validates; nothing was changed",
-                                 "problems": err.problems}, 422)
+            return JSONResponse(
+                {"error": "that version no longer validates; nothing was changed", "problems": err.problems}, 422
+            )
         except ConflictError as err:
             return JSONResponse({"error": str(err)}, 409)
         except SaveError as err:
@@ -257,10 +322,13 @@ def routes(ctx: WebContext) -> list[Route]:
             elif action == "discard":
                 result = await k.discard_disk(user.name)
             else:
-                raise BadRequest("action: 'apply' (take the file on disk) or 'discard' (write the running version back)")
+                raise BadRequest(
+                    "action: 'apply' (take the file on disk) or 'discard' (write the running version back)"
+                )
         except ConfigError as err:
-            return JSONResponse({"error": "the file on disk has problems; nothing was applied",
-                                 "problems": err.problems}, 422)
+            return JSONResponse(
+                {"error": "the file on disk has problems; nothing was applied", "problems": err.problems}, 422
+            )
         except (ConflictError, LookupError) as err:
             return JSONResponse({"error": str(err)}, 409)
         except SaveError as err:
@@ -268,10 +336,15 @@ def routes(ctx: WebContext) -> list[Route]:
         return _saved(result)
 
     return [
-        Route("/setup", setup_page), Route("/setup/io", io_page), Route("/setup/config", config_page),
-        Route("/api/setup/frame.jpg", frame), Route("/api/setup/config", get_config),
-        Route("/api/setup/config", post_config, methods=["POST"]), Route("/api/setup/try", try_recipe, methods=["POST"]),
-        Route("/api/setup/io", io), Route("/api/setup/versions", versions),
+        Route("/setup", setup_page),
+        Route("/setup/io", io_page),
+        Route("/setup/config", config_page),
+        Route("/api/setup/frame.jpg", frame),
+        Route("/api/setup/config", get_config),
+        Route("/api/setup/config", post_config, methods=["POST"]),
+        Route("/api/setup/try", try_recipe, methods=["POST"]),
+        Route("/api/setup/io", io),
+        Route("/api/setup/versions", versions),
         Route("/api/setup/versions/{id:int}", version),
         Route("/api/setup/versions/{id:int}/rollback", rollback, methods=["POST"]),
         Route("/api/setup/disk", disk, methods=["POST"]),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -35,8 +35,18 @@ class StudentShape:
 
 SHAPES = {
     "demo": StudentShape(),
-    "test": StudentShape(crop=112, vit_hidden=32, vit_layers=2, vit_heads=2, vit_mlp=64, text_hidden=64,
-                         text_layers=2, text_heads=4, text_kv_heads=2, text_mlp=128),
+    "test": StudentShape(
+        crop=112,
+        vit_hidden=32,
+        vit_layers=2,
+        vit_heads=2,
+        vit_mlp=64,
+        text_hidden=64,
+        text_layers=2,
+        text_heads=4,
+        text_kv_heads=2,
+        text_mlp=128,
+    ),
 }
 
 
@@ -84,13 +94,10 @@ def image_settings(shape: StudentShape) -> ImageSettings:
 
 
 def prompt_builder(tok: Tokenizer) -> PromptBuilder:
-    return PromptBuilder(tok, PromptSettings(chat_template=CHAT_TEMPLATE, bos_token="<|endoftext|>",
-                                             use_single_crop_col_tokens=False))
+    return PromptBuilder(
+        tok, PromptSettings(chat_template=CHAT_TEMPLATE, bos_token="<|endoftext|>", use_single_crop_col_tokens=False)
+    )
 
 
 def save_student(model: Molmo2ForConditionalGeneration, tok: Tokenizer, shape: StudentShape, out: Path) -> Path:
     return write_checkpoint(model, tok, out, shape.max_crops, shape.margins)
-
-
-def shape_dict(shape: StudentShape) -> dict:
-    return asdict(shape)
