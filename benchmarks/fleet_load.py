@@ -40,15 +40,32 @@ def _record(n: int):
 
     fail = n % 20 == 0
     outcomes = [
-        CheckOutcome("surface", "point", "fail" if fail else "pass", "found 1" if fail else "none", [(0.41, 0.52)]
-                     if fail else [], int(fail)),
+        CheckOutcome(
+            "surface",
+            "point",
+            "fail" if fail else "pass",
+            "found 1" if fail else "none",
+            [(0.41, 0.52)] if fail else [],
+            int(fail),
+        ),
         CheckOutcome("screws", "count", "pass", "4 of 4", [(0.1, 0.1), (0.9, 0.1), (0.1, 0.9), (0.9, 0.9)], 4),
         CheckOutcome("label", "qa", "pass", "answered yes", answer="yes", p_yes=0.97, margin=0.94),
     ]
-    return InspectionRecord(result_id=n, station="", recipe=1, recipe_name="plate", part_id=f"P{n:08d}", trigger="plc",
-                            verdict=Verdict.FAIL if fail else Verdict.PASS, error="", outcomes=outcomes,
-                            timings_ms={"grab_ms": 3.0, "inspect_ms": 95.0, "cycle_ms": 101.0}, model_sha256="m" * 64,
-                            config_sha256="c" * 64, rois=[None, None, None])
+    return InspectionRecord(
+        result_id=n,
+        station="",
+        recipe=1,
+        recipe_name="plate",
+        part_id=f"P{n:08d}",
+        trigger="plc",
+        verdict=Verdict.FAIL if fail else Verdict.PASS,
+        error="",
+        outcomes=outcomes,
+        timings_ms={"grab_ms": 3.0, "inspect_ms": 95.0, "cycle_ms": 101.0},
+        model_sha256="m" * 64,
+        config_sha256="c" * 64,
+        rois=[None, None, None],
+    )
 
 
 def _stations(names: list[str], folder: str, broker_port: int, rate: float, seconds: float, done, counts) -> None:
@@ -137,8 +154,10 @@ def main() -> int:
     pg = Postgres(fsync=True).start()
     broker = Mosquitto(folder).start()
     dsn = pg.database("fleet_load")
-    collector = subprocess.Popen([sys.executable, "-m", "edge_inspect.cli", "fleet", "collect", "--broker", broker.url,
-                                  "--db", dsn], stdout=subprocess.DEVNULL)
+    collector = subprocess.Popen(
+        [sys.executable, "-m", "edge_inspect.cli", "fleet", "collect", "--broker", broker.url, "--db", dsn],
+        stdout=subprocess.DEVNULL,
+    )
     names = [f"st{i:03d}" for i in range(args.stations)]
     ctx = mp.get_context("spawn")
     manager = ctx.Manager()
@@ -147,13 +166,19 @@ def main() -> int:
     time.sleep(2.0)  # the collector subscribes (its session then keeps everything)
     for k in range(args.procs):
         done = ctx.Event()
-        p = ctx.Process(target=_stations, args=(names[k::args.procs], str(folder), broker.port, args.rate, args.seconds,
-                                               done, counts))
+        p = ctx.Process(
+            target=_stations,
+            args=(names[k :: args.procs], str(folder), broker.port, args.rate, args.seconds, done, counts),
+        )
         p.start()
         procs.append(p)
         events.append(done)
-    components = {"stations": lambda: [p.pid for p in procs], "broker": lambda: [broker.proc.pid],
-                  "collector": lambda: [collector.pid], "postgres": lambda: _postgres_pids(pg.folder)}
+    components = {
+        "stations": lambda: [p.pid for p in procs],
+        "broker": lambda: [broker.proc.pid],
+        "collector": lambda: [collector.pid],
+        "postgres": lambda: _postgres_pids(pg.folder),
+    }
     peak = dict.fromkeys(components, 0)
     cpu0 = {k: sum(_proc_stats(pid)[0] for pid in f()) for k, f in components.items()}
     t0 = time.monotonic()
@@ -166,12 +191,16 @@ def main() -> int:
     for p in procs:
         p.join()
     with psycopg.connect(dsn) as conn:
-        rows = conn.execute("SELECT count(*), count(DISTINCT (station_key, inspection_id)), min(received_at), "
-                            "max(received_at) FROM inspections").fetchone()
+        rows = conn.execute(
+            "SELECT count(*), count(DISTINCT (station_key, inspection_id)), min(received_at), "
+            "max(received_at) FROM inspections"
+        ).fetchone()
         lags = [r[0] for r in conn.execute("SELECT extract(epoch FROM received_at - ts)::float8 FROM inspections")]
         db_bytes = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
-        payload = conn.execute("SELECT avg(length(t::text)) FROM (SELECT i.*, (SELECT json_agg(c) FROM checks c "
-                               "WHERE c.msg_id = i.msg_id) FROM inspections i LIMIT 1000) t").fetchone()[0]
+        payload = conn.execute(
+            "SELECT avg(length(t::text)) FROM (SELECT i.*, (SELECT json_agg(c) FROM checks c "
+            "WHERE c.msg_id = i.msg_id) FROM inspections i LIMIT 1000) t"
+        ).fetchone()[0]
     collector.terminate()
     collector.wait(20)
     broker.stop()
@@ -183,19 +212,33 @@ def main() -> int:
     span = (rows[3] - rows[2]).total_seconds()
     lag_ms = [x * 1000 for x in lags]
     result = {
-        "stations": args.stations, "rate_per_station": args.rate, "seconds": args.seconds, "logged": logged,
-        "stored": rows[0], "distinct": rows[1], "exactly_once": rows[0] == rows[1] == logged,
-        "rows_per_s": round(rows[0] / span, 1) if span else None, "wall_s": round(wall, 1),
-        "lag_ms": {"p50": round(statistics.median(lag_ms), 1), "p95": round(_percentile(lag_ms, 0.95), 1),
-                   "p99": round(_percentile(lag_ms, 0.99), 1), "max": round(max(lag_ms), 1)},
+        "stations": args.stations,
+        "rate_per_station": args.rate,
+        "seconds": args.seconds,
+        "logged": logged,
+        "stored": rows[0],
+        "distinct": rows[1],
+        "exactly_once": rows[0] == rows[1] == logged,
+        "rows_per_s": round(rows[0] / span, 1) if span else None,
+        "wall_s": round(wall, 1),
+        "lag_ms": {
+            "p50": round(statistics.median(lag_ms), 1),
+            "p95": round(_percentile(lag_ms, 0.95), 1),
+            "p99": round(_percentile(lag_ms, 0.99), 1),
+            "max": round(max(lag_ms), 1),
+        },
         "cpu_percent_of_one_core": {k: round(100 * v / wall, 1) for k, v in cpu.items()},
         "peak_rss_mb": {k: round(v / 1e6, 1) for k, v in peak.items()},
-        "database_bytes": db_bytes, "database_bytes_per_inspection": round(db_bytes / max(rows[0], 1)),
+        "database_bytes": db_bytes,
+        "database_bytes_per_inspection": round(db_bytes / max(rows[0], 1)),
         "row_json_bytes": round(float(payload or 0)),
-        "cores": os.cpu_count(), "load_avg_end": os.getloadavg(),
+        "cores": os.cpu_count(),
+        "load_avg_end": os.getloadavg(),
     }
-    print(f"{args.stations} stations x {args.rate:g}/s for {args.seconds:g} s: logged {logged}, stored {rows[0]} "
-          f"(exactly once: {result['exactly_once']})")
+    print(
+        f"{args.stations} stations x {args.rate:g}/s for {args.seconds:g} s: logged {logged}, stored {rows[0]} "
+        f"(exactly once: {result['exactly_once']})"
+    )
     print(f"{'':<12}{'value':>12}")
     print(f"{'rows/s':<12}{result['rows_per_s']:>12}")
     for k in ("p50", "p95", "p99", "max"):

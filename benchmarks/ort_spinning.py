@@ -76,8 +76,9 @@ def measure(bundle: str, feeds: dict[str, dict], rounds: int) -> dict[str, dict[
             options = session_options(ort, 0, spin=spin)
             for key, value in entries.items():
                 options.add_session_config_entry(key, value)
-            sessions[name] = ort.InferenceSession(str(Path(bundle) / f"{graph}.onnx"), options,
-                                                  providers=["CPUExecutionProvider"])
+            sessions[name] = ort.InferenceSession(
+                str(Path(bundle) / f"{graph}.onnx"), options, providers=["CPUExecutionProvider"]
+            )
         for session in sessions.values():
             session.run(None, feeds[graph])
         times: dict[str, list[float]] = {n: [] for n in sessions}
@@ -90,8 +91,10 @@ def measure(bundle: str, feeds: dict[str, dict], rounds: int) -> dict[str, dict[
                 cpu = time.process_time()
                 time.sleep(0.02)
                 after[name].append((time.process_time() - cpu) * 1000)
-        out[graph] = {n: {"ms": round(statistics.median(times[n]), 2), "cpu_after_ms": round(statistics.median(after[n]), 2)}
-                      for n in sessions}
+        out[graph] = {
+            n: {"ms": round(statistics.median(times[n]), 2), "cpu_after_ms": round(statistics.median(after[n]), 2)}
+            for n in sessions
+        }
     return out
 
 
@@ -122,8 +125,12 @@ def main() -> int:
     parser.add_argument("--json", default="work/ort_spinning.json")
     args = parser.parse_args()
     feeds = capture_inputs(args.bundle)
-    report = {"bundle": args.bundle, "rounds": args.rounds, "busy_processes": args.busy,
-              "idle": measure(args.bundle, feeds, args.rounds)}
+    report = {
+        "bundle": args.bundle,
+        "rounds": args.rounds,
+        "busy_processes": args.busy,
+        "idle": measure(args.bundle, feeds, args.rounds),
+    }
     stop_at = time.time() + 3600
     busy = [mp.get_context("spawn").Process(target=_busy, args=(stop_at,), daemon=True) for _ in range(args.busy)]
     for p in busy:
@@ -135,12 +142,16 @@ def main() -> int:
             p.terminate()
     report["cpu_after_run_without_stop_ms"] = cpu_after_run_without_stop(args.bundle, feeds, args.rounds)
     print(f"median ms per Run (CPU ms used in the 20 ms after it); busy = beside {args.busy} busy process(es)")
-    print(f"{'setting':<14} " + " ".join(f"{LABELS[g] + ', ' + phase:>24}" for phase in ("idle", "busy") for g in GRAPHS))
+    print(
+        f"{'setting':<14} " + " ".join(f"{LABELS[g] + ', ' + phase:>24}" for phase in ("idle", "busy") for g in GRAPHS)
+    )
     for name in SETTINGS:
         cells = [report[phase][g][name] for phase in ("idle", "busy") for g in GRAPHS]
         print(f"{name:<14} " + " ".join(f"{c['ms']:>15.2f} ({c['cpu_after_ms']:5.1f})" for c in cells))
-    print(f"spinning without session.force_spinning_stop: {report['cpu_after_run_without_stop_ms']} ms of CPU "
-          "in the 20 ms after a vision Run")
+    print(
+        f"spinning without session.force_spinning_stop: {report['cpu_after_run_without_stop_ms']} ms of CPU "
+        "in the 20 ms after a vision Run"
+    )
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")

@@ -102,8 +102,13 @@ def plc_process(port: int, seconds: float, period_s: float, queue) -> None:
 
 
 def _row(name: str, values: list[float]) -> dict:
-    return {"phase": name, "reads": len(values), "p50_ms": round(percentile(values, 0.5), 2),
-            "p99_ms": round(percentile(values, 0.99), 2), "max_ms": round(max(values), 2)}
+    return {
+        "phase": name,
+        "reads": len(values),
+        "p50_ms": round(percentile(values, 0.5), 2),
+        "p99_ms": round(percentile(values, 0.99), 2),
+        "max_ms": round(max(values), 2),
+    }
 
 
 async def run(bundle: str | None, seconds: float, period_s: float, spin: bool | None = None) -> dict:
@@ -129,10 +134,15 @@ async def run(bundle: str | None, seconds: float, period_s: float, spin: bool | 
         await station.stop()
     rows = [_row("idle", result["idle"]), _row("inspecting", result["inspecting"])]
     cycles = result["cycles_ms"]
-    return {"rows": rows, "inspections": len(cycles),
-            "cycle_ms_p50": round(percentile(cycles, 0.5), 1) if cycles else None,
-            "model": station.model_sha256[:12], "period_ms": period_s * 1000, "seconds_per_phase": seconds,
-            "spin": getattr(station.model.backend, "spin", None)}  # what the model's sessions run with
+    return {
+        "rows": rows,
+        "inspections": len(cycles),
+        "cycle_ms_p50": round(percentile(cycles, 0.5), 1) if cycles else None,
+        "model": station.model_sha256[:12],
+        "period_ms": period_s * 1000,
+        "seconds_per_phase": seconds,
+        "spin": getattr(station.model.backend, "spin", None),
+    }  # what the model's sessions run with
 
 
 def _free_port() -> int:
@@ -146,18 +156,25 @@ def main() -> int:
     parser.add_argument("--bundle", help="model bundle (default: the demo student)")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each phase")
     parser.add_argument("--period-ms", type=float, default=10.0, help="time between two probe reads")
-    parser.add_argument("--spin", choices=["on", "off"], default=None,
-                        help="the station's model.spin: worker threads busy-wait during a run (on) or sleep between "
-                             "kernels (off); default: the demo config's")
+    parser.add_argument(
+        "--spin",
+        choices=["on", "off"],
+        default=None,
+        help="the station's model.spin: worker threads busy-wait during a run (on) or sleep between "
+        "kernels (off); default: the demo config's",
+    )
     parser.add_argument("--json", default="work/plc_bench.json")
     args = parser.parse_args()
-    report = asyncio.run(run(args.bundle, args.seconds, args.period_ms / 1000,
-                             None if args.spin is None else args.spin == "on"))
+    report = asyncio.run(
+        run(args.bundle, args.seconds, args.period_ms / 1000, None if args.spin is None else args.spin == "on")
+    )
     print(f"{'phase':12} {'reads':>6} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
     for r in report["rows"]:
         print(f"{r['phase']:12} {r['reads']:>6} {r['p50_ms']:>8} {r['p99_ms']:>8} {r['max_ms']:>8}")
-    print(f"{report['inspections']} inspections, cycle p50 {report['cycle_ms_p50']} ms (model {report['model']}, "
-          f"spin {({True: 'on', False: 'off'}).get(report['spin'], '-')})")
+    print(
+        f"{report['inspections']} inspections, cycle p50 {report['cycle_ms_p50']} ms (model {report['model']}, "
+        f"spin {({True: 'on', False: 'off'}).get(report['spin'], '-')})"
+    )
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")

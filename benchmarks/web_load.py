@@ -45,7 +45,13 @@ from edge_inspect.commands.bench import percentile  # noqa: E402
 from edge_inspect.logbook.schema import LATEST, migrate  # noqa: E402
 
 CHECKS = (("surface", "point"), ("screws", "count"), ("label", "qa"))
-TARGETS = {"modbus_p99_ms": 20, "review_p95_ms": 300, "charts_p95_ms": 500, "status_p95_ms": 20, "csv_first_byte_ms": 300}
+TARGETS = {
+    "modbus_p99_ms": 20,
+    "review_p95_ms": 300,
+    "charts_p95_ms": 500,
+    "status_p95_ms": 20,
+    "csv_first_byte_ms": 300,
+}
 
 
 # -- the log -------------------------------------------------------------------------------------
@@ -70,9 +76,12 @@ def build_log(path: Path, rows: int, days: float, seed: int = 13, end: float | N
         "INSERT INTO inspections (id, result_id, ts, ts_unix, station, recipe, recipe_name, part_id, trigger, verdict, "
         "error, defect_count, failed_checks, grab_ms, preprocess_ms, vision_ms, prefill_ms, decode_ms, inspect_ms, "
         "cycle_ms, model_sha256, config_sha256, image_path, overlay_path) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
-    insert_c = ("INSERT INTO checks (inspection_id, idx, name, kind, status, reason, counted, answer, p_yes, margin, ms) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    )
+    insert_c = (
+        "INSERT INTO checks (inspection_id, idx, name, kind, status, reason, counted, answer, p_yes, margin, ms) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    )
     from datetime import UTC, datetime
 
     for first in range(1, rows + 1, batch):
@@ -91,37 +100,90 @@ def build_log(path: Path, rows: int, days: float, seed: int = 13, end: float | N
             screws = 4 if statuses[1] == "pass" else rng.choice((3, 5))
             surface = 0 if statuses[0] == "pass" else rng.randint(1, 3)
             mask = sum(1 << k for k, s in enumerate(statuses) if s != "pass")
-            image = f"images/{stamp[:10]}/{stamp[11:23].replace(':', '').replace('.', '_')}_{i % 65535}" \
-                if verdict != "PASS" or i % 20 == 0 else None
-            ins.append((i, i % 65535 + 1, stamp, ts_unix, "demo-station", 1, "plate", f"P{i:08d}", "plc", verdict,
-                        "model error" if verdict == "ERROR" else "", surface + abs(screws - 4), mask, 3.1, 1.2,
-                        18.0, 9.5, 40.2, 72.0, 80.5, "ab" * 32, "cd" * 32,
-                        image and image + ".jpg", image and image + "_overlay.jpg"))
+            image = (
+                f"images/{stamp[:10]}/{stamp[11:23].replace(':', '').replace('.', '_')}_{i % 65535}"
+                if verdict != "PASS" or i % 20 == 0
+                else None
+            )
+            ins.append(
+                (
+                    i,
+                    i % 65535 + 1,
+                    stamp,
+                    ts_unix,
+                    "demo-station",
+                    1,
+                    "plate",
+                    f"P{i:08d}",
+                    "plc",
+                    verdict,
+                    "model error" if verdict == "ERROR" else "",
+                    surface + abs(screws - 4),
+                    mask,
+                    3.1,
+                    1.2,
+                    18.0,
+                    9.5,
+                    40.2,
+                    72.0,
+                    80.5,
+                    "ab" * 32,
+                    "cd" * 32,
+                    image and image + ".jpg",
+                    image and image + "_overlay.jpg",
+                )
+            )
             if verdict != "ERROR":
-                chk.append((i, 0, "surface", "point", statuses[0], f"{surface} defect(s)", surface, None, None, None, 20.1))
+                chk.append(
+                    (i, 0, "surface", "point", statuses[0], f"{surface} defect(s)", surface, None, None, None, 20.1)
+                )
                 chk.append((i, 1, "screws", "count", statuses[1], f"{screws} of 4", screws, None, None, None, 21.3))
-                chk.append((i, 2, "label", "qa", statuses[2], "yes" if statuses[2] == "pass" else "no", None,
-                            "yes" if statuses[2] == "pass" else "no", 0.9, 0.8, 6.2))
+                chk.append(
+                    (
+                        i,
+                        2,
+                        "label",
+                        "qa",
+                        statuses[2],
+                        "yes" if statuses[2] == "pass" else "no",
+                        None,
+                        "yes" if statuses[2] == "pass" else "no",
+                        0.9,
+                        0.8,
+                        6.2,
+                    )
+                )
                 pts += [(i, 1, 0.2 + 0.15 * k, 0.3) for k in range(screws)]
                 pts += [(i, 0, rng.random(), rng.random()) for _ in range(surface)]
             if (verdict == "FAIL" and rng.random() < 0.3) or (verdict == "PASS" and rng.random() < 0.001):
-                d = ("confirmed_defect" if rng.random() < 0.8 else "false_reject") if verdict == "FAIL" else "missed_defect"
+                d = (
+                    ("confirmed_defect" if rng.random() < 0.8 else "false_reject")
+                    if verdict == "FAIL"
+                    else "missed_defect"
+                )
                 disp.append((i, d, "qa", "", stamp))
                 aud.append((stamp, "qa", "disposition", i, json.dumps({"before": None, "after": {"disposition": d}})))
         db.execute("BEGIN")
         db.executemany(insert_i, ins)
         db.executemany(insert_c, chk)
         db.executemany("INSERT INTO points (inspection_id, check_idx, x, y) VALUES (?, ?, ?, ?)", pts)
-        db.executemany("INSERT INTO dispositions (inspection_id, disposition, reviewer, comment, ts) VALUES (?, ?, ?, ?, ?)",
-                       disp)
+        db.executemany(
+            "INSERT INTO dispositions (inspection_id, disposition, reviewer, comment, ts) VALUES (?, ?, ?, ?, ?)", disp
+        )
         db.executemany("INSERT INTO audit (ts, user, action, inspection_id, detail) VALUES (?, ?, ?, ?, ?)", aud)
         db.execute("COMMIT")
         for k, v in (("inspections", ins), ("checks", chk), ("points", pts), ("dispositions", disp)):
             counts[k] += len(v)
     db.execute("PRAGMA journal_mode=WAL")
     db.close()
-    return {**counts, "days": days, "schema": LATEST, "build_s": round(time.perf_counter() - t0, 1),
-            "mb": round(path.stat().st_size / 1e6, 1), "end": end}
+    return {
+        **counts,
+        "days": days,
+        "schema": LATEST,
+        "build_s": round(time.perf_counter() - t0, 1),
+        "mb": round(path.stat().st_size / 1e6, 1),
+        "end": end,
+    }
 
 
 def cached_log(cache: Path, rows: int, days: float) -> tuple[Path, dict]:
@@ -167,8 +229,9 @@ def start_station(config: Path, timeout: float = 300) -> tuple[subprocess.Popen,
     exe = Path(sys.executable).parent / "edge-inspect"
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "edge_inspect.cli"]
     t0 = time.perf_counter()
-    proc = subprocess.Popen([*cmd, "run", str(config)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            cwd=config.parent)
+    proc = subprocess.Popen(
+        [*cmd, "run", str(config)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=config.parent
+    )
     lines = []
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -215,9 +278,16 @@ PATHS = (("review", "/review"), ("charts", "/api/charts"), ("status", "/api/stat
 
 
 class Client(threading.Thread):
-
-    def __init__(self, n: int, port: int, stop: threading.Event, full_export: bool, think_s: float = 0.0,
-                 keep_alive: bool = True, paths: tuple = PATHS):
+    def __init__(
+        self,
+        n: int,
+        port: int,
+        stop: threading.Event,
+        full_export: bool,
+        think_s: float = 0.0,
+        keep_alive: bool = True,
+        paths: tuple = PATHS,
+    ):
         super().__init__(daemon=True)
         self.PATHS = paths
         self.n, self.port, self.stop, self.full_export, self.think_s = n, port, stop, full_export, think_s
@@ -248,8 +318,14 @@ class Client(threading.Thread):
                         size = 1
                         while piece := resp.read(1 << 16):
                             size += len(piece)
-                        self.csv_full.append({"bytes": size, "seconds": round(time.perf_counter() - t0, 2),
-                                              "start": t0, "end": time.perf_counter()})
+                        self.csv_full.append(
+                            {
+                                "bytes": size,
+                                "seconds": round(time.perf_counter() - t0, 2),
+                                "start": t0,
+                                "end": time.perf_counter(),
+                            }
+                        )
                     else:
                         resp.read(64 << 10)
                         conn.close()  # a user who cancels the download
@@ -268,8 +344,13 @@ class Client(threading.Thread):
 def _stats(values: list[float]) -> dict:
     if not values:
         return {"n": 0}
-    return {"n": len(values), "p50_ms": round(percentile(values, 0.5), 1), "p95_ms": round(percentile(values, 0.95), 1),
-            "p99_ms": round(percentile(values, 0.99), 1), "max_ms": round(max(values), 1)}
+    return {
+        "n": len(values),
+        "p50_ms": round(percentile(values, 0.5), 1),
+        "p95_ms": round(percentile(values, 0.95), 1),
+        "p99_ms": round(percentile(values, 0.99), 1),
+        "max_ms": round(max(values), 1),
+    }
 
 
 def run(args) -> dict:
@@ -280,9 +361,16 @@ def run(args) -> dict:
     plc_port, web_port = _free_port(), _free_port()
     config = write_station(folder, plc_port, web_port, args.bundle)
     station, start_s = start_station(config)
-    report: dict = {"log": log_info, "station_start_s": round(start_s, 1), "clients": args.clients,
-                    "think_ms": args.think_ms, "keep_alive": not args.new_connections,
-                    "seconds_per_phase": args.seconds, "period_ms": args.period_ms, "load_before": os.getloadavg()}
+    report: dict = {
+        "log": log_info,
+        "station_start_s": round(start_s, 1),
+        "clients": args.clients,
+        "think_ms": args.think_ms,
+        "keep_alive": not args.new_connections,
+        "seconds_per_phase": args.seconds,
+        "period_ms": args.period_ms,
+        "load_before": os.getloadavg(),
+    }
     ctx = mp.get_context("spawn")
     drive, stop, queue = ctx.Event(), ctx.Event(), ctx.Queue()
     plc = ctx.Process(target=plc_process, args=(plc_port, args.period_ms / 1000, drive, stop, queue))
@@ -310,14 +398,25 @@ def run(args) -> dict:
         halt = threading.Event()
         paths = tuple(p for p in PATHS if p[0] in args.paths.split(","))
         exporting = any(name == "csv" for name, _ in paths)
-        clients = [Client(n, web_port, halt, full_export=(n == 0), think_s=args.think_ms / 1000,
-                          keep_alive=not args.new_connections, paths=paths) for n in range(args.clients)]
+        clients = [
+            Client(
+                n,
+                web_port,
+                halt,
+                full_export=(n == 0),
+                think_s=args.think_ms / 1000,
+                keep_alive=not args.new_connections,
+                paths=paths,
+            )
+            for n in range(args.clients)
+        ]
         windows["inspecting + web"] = [time.monotonic()]
         for c in clients:
             c.start()
         t_end = time.perf_counter() + args.seconds
-        while time.perf_counter() < t_end or (exporting and not clients[0].csv_full
-                                                  and time.perf_counter() < t_end + 600):
+        while time.perf_counter() < t_end or (
+            exporting and not clients[0].csv_full and time.perf_counter() < t_end + 600
+        ):
             time.sleep(0.2)
         windows["inspecting + web"].append(time.monotonic())
         halt.set()
@@ -338,8 +437,10 @@ def run(args) -> dict:
         if not args.keep:
             shutil.rmtree(folder, ignore_errors=True)
     report["load_after"] = os.getloadavg()
-    report["modbus"] = [{"phase": name, **_stats([ms for t, ms in result["probes"] if lo <= t < hi])}
-                        for name, (lo, hi) in windows.items()]
+    report["modbus"] = [
+        {"phase": name, **_stats([ms for t, ms in result["probes"] if lo <= t < hi])}
+        for name, (lo, hi) in windows.items()
+    ]
     cycles = result["cycles_ms"]
     report["inspections"] = len(cycles)
     report["cycle_ms_p50"] = round(percentile(cycles, 0.5), 1) if cycles else None
@@ -351,23 +452,34 @@ def run(args) -> dict:
         first = exports[0]
         during = [mb for t, mb in rss if first["start"] <= t <= first["end"]]
         before = [mb for t, mb in rss if t <= first["start"]] or during[:1]
-        report["rss_mb"] = {"at_start": round(before[-1], 1), "max_during_export": round(max(during), 1),
-                            "samples": len(during)}
-    report["rss_mb_all"] = {"min": round(min(mb for _, mb in rss), 1), "max": round(max(mb for _, mb in rss), 1)} if rss else {}
+        report["rss_mb"] = {
+            "at_start": round(before[-1], 1),
+            "max_during_export": round(max(during), 1),
+            "samples": len(during),
+        }
+    report["rss_mb_all"] = (
+        {"min": round(min(mb for _, mb in rss), 1), "max": round(max(mb for _, mb in rss), 1)} if rss else {}
+    )
     report["rss_timeline"] = [(round(t - rss[0][0], 1), round(mb, 1)) for t, mb in rss[::10]] if rss else []
     return report
 
 
 def print_table(r: dict) -> None:
     log = r["log"]
-    print(f"log: {log['inspections']:,} inspections, {log['checks']:,} checks, {log['points']:,} points, "
-          f"{log['dispositions']:,} dispositions over {log['days']:g} days ({log['mb']} MB); "
-          f"station up in {r['station_start_s']} s")
+    print(
+        f"log: {log['inspections']:,} inspections, {log['checks']:,} checks, {log['points']:,} points, "
+        f"{log['dispositions']:,} dispositions over {log['days']:g} days ({log['mb']} MB); "
+        f"station up in {r['station_start_s']} s"
+    )
     print(f"{'Modbus read':22} {'reads':>6} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
     for m in r["modbus"]:
-        print(f"{m['phase']:22} {m['n']:>6} {m.get('p50_ms', '-'):>8} {m.get('p99_ms', '-'):>8} {m.get('max_ms', '-'):>8}")
-    print(f"HTTP: {r['clients']} clients, {'keep-alive' if r.get('keep_alive', True) else 'a connection per request'}, "
-          f"think time {r.get('think_ms', 0):g} ms")
+        print(
+            f"{m['phase']:22} {m['n']:>6} {m.get('p50_ms', '-'):>8} {m.get('p99_ms', '-'):>8} {m.get('max_ms', '-'):>8}"
+        )
+    print(
+        f"HTTP: {r['clients']} clients, {'keep-alive' if r.get('keep_alive', True) else 'a connection per request'}, "
+        f"think time {r.get('think_ms', 0):g} ms"
+    )
     print(f"{'HTTP (' + str(r['clients']) + ' clients)':22} {'n':>6} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}")
     for name, s in r["http"].items():
         label = "csv first byte" if name == "csv" else "/review" if name == "review" else f"/api/{name}"
@@ -376,10 +488,14 @@ def print_table(r: dict) -> None:
         print(f"full CSV export: {e['bytes'] / 1e6:.1f} MB in {e['seconds']} s")
     if "rss_mb" in r:
         m = r["rss_mb"]
-        print(f"server RSS during the first full export: {m['at_start']} MB at start, max {m['max_during_export']} MB "
-              f"({m['samples']} samples)")
-    print(f"{r['inspections']} inspections driven, cycle p50 {r['cycle_ms_p50']} ms; load average "
-          f"{' '.join(f'{x:.2f}' for x in r['load_before'])} before, {' '.join(f'{x:.2f}' for x in r['load_after'])} after")
+        print(
+            f"server RSS during the first full export: {m['at_start']} MB at start, max {m['max_during_export']} MB "
+            f"({m['samples']} samples)"
+        )
+    print(
+        f"{r['inspections']} inspections driven, cycle p50 {r['cycle_ms_p50']} ms; load average "
+        f"{' '.join(f'{x:.2f}' for x in r['load_before'])} before, {' '.join(f'{x:.2f}' for x in r['load_after'])} after"
+    )
     if r["http_errors"]:
         print("errors:", *r["http_errors"], sep="\n  ")
 
@@ -388,13 +504,24 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="inspections in the built log")
     parser.add_argument("--days", type=float, default=30.0, help="the log spans this many days up to now")
-    parser.add_argument("--seconds", type=float, default=15.0, help="length of each phase (the web phase lasts "
-                        "at least until one full CSV export is read)")
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=15.0,
+        help="length of each phase (the web phase lasts at least until one full CSV export is read)",
+    )
     parser.add_argument("--clients", type=int, default=5)
-    parser.add_argument("--think-ms", type=float, default=0.0, help="mean pause of each client between requests "
-                        "(uniform 0.5x-1.5x; 0 = back to back)")
-    parser.add_argument("--new-connections", action="store_true", help="a new TCP connection per request "
-                        "(default: keep-alive, as browsers do)")
+    parser.add_argument(
+        "--think-ms",
+        type=float,
+        default=0.0,
+        help="mean pause of each client between requests (uniform 0.5x-1.5x; 0 = back to back)",
+    )
+    parser.add_argument(
+        "--new-connections",
+        action="store_true",
+        help="a new TCP connection per request (default: keep-alive, as browsers do)",
+    )
     parser.add_argument("--paths", default="review,charts,status,csv", help="what the clients load, in turn")
     parser.add_argument("--period-ms", type=float, default=10.0, help="time between two Modbus probe reads")
     parser.add_argument("--bundle", default=str(ROOT / "models" / "demo-student"))

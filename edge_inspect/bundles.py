@@ -22,8 +22,11 @@ DEMO_BUNDLE = "demo-student"
 def search_path() -> list[Path]:
     folders = [Path(p) for p in os.environ.get(ENV, "").split(os.pathsep) if p]
     folders.append(Path(__file__).resolve().parent.parent / "models")
-    folders += [Path(sys.prefix) / "share/edge-inspect/models", Path("/usr/local/share/edge-inspect/models"),
-                Path("/usr/share/edge-inspect/models")]
+    folders += [
+        Path(sys.prefix) / "share/edge-inspect/models",
+        Path("/usr/local/share/edge-inspect/models"),
+        Path("/usr/share/edge-inspect/models"),
+    ]
     return folders
 
 

@@ -13,8 +13,13 @@ from .station.core import Station
 from .vlm import VisionLanguageModel
 
 
-def build_station(config: StationConfig, config_sha256: str, base_dir: Path, config_path: Path | None = None,
-                  model: VisionLanguageModel | None = None) -> Station:
+def build_station(
+    config: StationConfig,
+    config_sha256: str,
+    base_dir: Path,
+    config_path: Path | None = None,
+    model: VisionLanguageModel | None = None,
+) -> Station:
     """The station with its attachments, in their start order: OPC UA, config keeper (a station started
     from a file: versions, edits on disk, saves from the setup pages), fleet publishing."""
     station = Station(config, config_sha256, base_dir, model=model)

@@ -37,11 +37,13 @@ class Mosquitto:
         self.folder, self.port = folder, port or free_port()
         self.conf = folder / "mosquitto.conf"
         # No persistence: a kill -9 loses whatever the broker held in memory (the worst case).
-        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-                             "max_queued_messages 0\nmax_inflight_messages 100\n"
-                             f"log_dest file {folder / 'mosquitto.log'}\n"
-                             + ("user root\n" if os.getuid() == 0 else "")  # root: do not switch users
-                             + extra)
+        self.conf.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+            "max_queued_messages 0\nmax_inflight_messages 100\n"
+            f"log_dest file {folder / 'mosquitto.log'}\n"
+            + ("user root\n" if os.getuid() == 0 else "")  # root: do not switch users
+            + extra
+        )
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -49,8 +51,9 @@ class Mosquitto:
         return f"mqtt://127.0.0.1:{self.port}"
 
     def start(self) -> Mosquitto:
-        self.proc = subprocess.Popen([self.binary, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [self.binary, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         import socket
 
         def listening():
@@ -110,11 +113,32 @@ class Postgres:
 
     def start(self) -> Postgres:
         data = self.folder / "data"
-        self._run(str(self.bin / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
-                  "--no-sync", "--no-instructions")
-        self._run(str(self.bin / "pg_ctl"), "-D", str(data), "-w", "-t", "120", "-l", str(self.folder / "log"),
-                  "-o", f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 "
-                  f"-c fsync={'on' if self.fsync else 'off'} -c max_connections=50", "start")
+        self._run(
+            str(self.bin / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+            "--no-instructions",
+        )
+        self._run(
+            str(self.bin / "pg_ctl"),
+            "-D",
+            str(data),
+            "-w",
+            "-t",
+            "120",
+            "-l",
+            str(self.folder / "log"),
+            "-o",
+            f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 "
+            f"-c fsync={'on' if self.fsync else 'off'} -c max_connections=50",
+            "start",
+        )
         return self
 
     def dsn(self, db: str = "postgres") -> str:

@@ -24,9 +24,9 @@ def numbered_frame(seq: int) -> np.ndarray:
     frame = np.full((HEIGHT, WIDTH, 3), 90, np.uint8)
     for bit in range(BITS):
         if (seq >> bit) & 1:
-            frame[:BLOCK, bit * BLOCK:(bit + 1) * BLOCK] = 255
+            frame[:BLOCK, bit * BLOCK : (bit + 1) * BLOCK] = 255
         else:
-            frame[:BLOCK, bit * BLOCK:(bit + 1) * BLOCK] = 0
+            frame[:BLOCK, bit * BLOCK : (bit + 1) * BLOCK] = 0
     cv2.putText(frame, str(seq), (10, 100), cv2.FONT_HERSHEY_SIMPLEX, 1.2, (255, 255, 255), 2)
     return frame
 

@@ -63,17 +63,26 @@ def client_certificate(folder: Path) -> tuple[Path, Path]:
     if not cert.exists():
         pk = generate_private_key()
         c = generate_self_signed_app_certificate(
-            pk, "urn:edge-inspect:test-client", {"commonName": "test-client"},
+            pk,
+            "urn:edge-inspect:test-client",
+            {"commonName": "test-client"},
             [x509.UniformResourceIdentifier("urn:edge-inspect:test-client")],
-            extended=[ExtendedKeyUsageOID.CLIENT_AUTH], days=30)
+            extended=[ExtendedKeyUsageOID.CLIENT_AUTH],
+            days=30,
+        )
         cert.write_bytes(c.public_bytes(Encoding.DER))
         key.write_bytes(dump_private_key_as_pem(pk))
     return cert, key
 
 
 @contextlib.asynccontextmanager
-async def session(url: str, user: str | None, password: str | None = None, folder: Path | None = None,
-                  mode: ua.MessageSecurityMode = ua.MessageSecurityMode.SignAndEncrypt):
+async def session(
+    url: str,
+    user: str | None,
+    password: str | None = None,
+    folder: Path | None = None,
+    mode: ua.MessageSecurityMode = ua.MessageSecurityMode.SignAndEncrypt,
+):
     client = Client(url, timeout=10)
     client.application_uri = "urn:edge-inspect:test-client"
     if user is not None:

@@ -194,8 +194,11 @@ class PtyPair:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> PtyPair:
-        self.proc = subprocess.Popen(["socat", f"pty,raw,echo=0,link={self.a}", f"pty,raw,echo=0,link={self.b}"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            ["socat", f"pty,raw,echo=0,link={self.a}", f"pty,raw,echo=0,link={self.b}"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         wait_until(lambda: Path(self.a).exists() and Path(self.b).exists(), 10, "socat pty pair")
         return self
 

@@ -31,21 +31,36 @@ def _audit(page) -> list[dict]:
 def test_no_serious_violations_and_every_text_4_5_to_1(daemon):  # noqa: F811
     trigger_dir = daemon["tmp"]
     assert shutil.which("node") or True  # axe runs inside Chromium; node only installs it
-    pages = ["/", "/review", "/review/1", "/login", "/alarms", "/audit", "/?lang=ja", "/review?lang=ja", "/alarms?lang=ja"]
+    pages = [
+        "/",
+        "/review",
+        "/review/1",
+        "/login",
+        "/alarms",
+        "/audit",
+        "/?lang=ja",
+        "/review?lang=ja",
+        "/alarms?lang=ja",
+    ]
     found = {}
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"])
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"],
+        )
         page = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
         _login(page, daemon["base"], "qa")
         from .test_web_browser import trigger
+
         trigger(daemon["base"])
         daemon["frames"].rename(trigger_dir / "unplugged")  # an alarm on the HMI
         page.goto(daemon["base"] + "/")
         page.wait_for_selector('#alarms li.alarm[data-code="camera_lost"]', timeout=15000)
         # the check can fail: a page with grey-on-grey text and an unlabelled button is caught
-        page.set_content('<html lang="en"><body><p style="color:#aaa;background:#ccc">low</p>'
-                         '<button></button></body></html>')
+        page.set_content(
+            '<html lang="en"><body><p style="color:#aaa;background:#ccc">low</p><button></button></body></html>'
+        )
         control = {v["id"] for v in _audit(page)}
         assert {"color-contrast", "button-name"} <= control, control
         for path in pages:

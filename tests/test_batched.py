@@ -92,10 +92,14 @@ def test_backend_without_run_into_gets_the_fallback(tiny):
     out = {"logits": np.empty((1, engine.bundle.text.vocab_size), np.float32)}
     for i in range(engine.num_layers):
         for kind in ("key", "value"):
-            out[f"present_{kind}_{i}"] = np.empty((1, engine.bundle.text.num_kv_heads, step.cache.length + 1,
-                                                   engine.bundle.text.head_dim), np.float32)
-    feeds = {"inputs_embeds": engine.embed(np.array([7])), "position_ids": np.array([[step.cache.length]]),
-             "attention_mask": np.zeros((1, 1, 1, step.cache.length + 1), np.float32)}
+            out[f"present_{kind}_{i}"] = np.empty(
+                (1, engine.bundle.text.num_kv_heads, step.cache.length + 1, engine.bundle.text.head_dim), np.float32
+            )
+    feeds = {
+        "inputs_embeds": engine.embed(np.array([7])),
+        "position_ids": np.array([[step.cache.length]]),
+        "attention_mask": np.zeros((1, 1, 1, step.cache.length + 1), np.float32),
+    }
     for i in range(engine.num_layers):
         feeds[f"past_key_{i}"], feeds[f"past_value_{i}"] = step.cache.keys[i], step.cache.values[i]
     run_into(Plain(engine.backend), "decoder", feeds, out)

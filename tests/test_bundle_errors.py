@@ -15,7 +15,6 @@ def _cli(*args):
     return subprocess.run([sys.executable, "-m", "edge_inspect.cli", *args], capture_output=True, text=True)
 
 
-
 def test_good_bundle_verifies(tiny_bundle):
     result = _cli("model", "verify", str(tiny_bundle))
     assert result.returncode == 0, result.stderr
@@ -85,11 +84,13 @@ def test_not_a_folder(tmp_path):
 
 
 def test_ask_with_missing_image(tiny_bundle, tmp_path):
-    assert_one_line_error(_cli("model", "ask", str(tiny_bundle), str(tmp_path / "x.png"), "--yes-no", "Ok?"),
-                           "x.png", "no such image")
+    assert_one_line_error(
+        _cli("model", "ask", str(tiny_bundle), str(tmp_path / "x.png"), "--yes-no", "Ok?"), "x.png", "no such image"
+    )
 
 
 def test_ask_with_damaged_bundle(bundle_copy, tmp_path):
     (bundle_copy / "vision.onnx").write_bytes(b"")
-    assert_one_line_error(_cli("model", "ask", str(bundle_copy), str(tmp_path / "x.png"), "--yes-no", "Ok?"),
-                           "vision.onnx")
+    assert_one_line_error(
+        _cli("model", "ask", str(bundle_copy), str(tmp_path / "x.png"), "--yes-no", "Ok?"), "vision.onnx"
+    )

@@ -51,9 +51,26 @@ def test_focal_length_and_mm_per_pixel_within_1_percent(tmp_path):
         cv2.imwrite(str(folder / f"view{i:02d}.png"), _render(tex, rx, ry))
     cv2.imwrite(str(folder / "zz_plane.png"), _render(tex, 0, 0))  # flat on the working plane, 400 mm away
     out = tmp_path / "camera.json"
-    result = subprocess.run([sys.executable, "-m", "edge_inspect.cli", "calibrate", "camera", "--images", str(folder),
-                             "--board", "9x6", "--square-mm", "10", "--out", str(out)],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edge_inspect.cli",
+            "calibrate",
+            "camera",
+            "--images",
+            str(folder),
+            "--board",
+            "9x6",
+            "--square-mm",
+            "10",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     calib = CameraCalibration.load(out)
     fx, fy = calib.focal_px
@@ -71,8 +88,23 @@ def test_too_few_boards_is_one_line(tmp_path):
     folder = tmp_path / "empty"
     folder.mkdir()
     cv2.imwrite(str(folder / "blank.png"), np.full((480, 640), 200, np.uint8))
-    result = subprocess.run([sys.executable, "-m", "edge_inspect.cli", "calibrate", "camera", "--images", str(folder),
-                             "--square-mm", "10", "--out", str(tmp_path / "c.json")], capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edge_inspect.cli",
+            "calibrate",
+            "camera",
+            "--images",
+            str(folder),
+            "--square-mm",
+            "10",
+            "--out",
+            str(tmp_path / "c.json"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "found in 0 image(s)" in result.stderr
 
 
@@ -87,13 +119,26 @@ def _calibrated_station(tmp_path: Path, parts: int, **sections) -> Path:
     frames.mkdir()
     for seed in range(parts):
         cv2.imwrite(str(frames / f"{seed}.png"), render_part(seed, 320, 240).image)
-    calib = CameraCalibration(image_size=(320, 240), camera_matrix=[[400.0, 0, 160], [0, 400.0, 120], [0, 0, 1]],
-                              distortion=[0.0] * 5, mm_per_px=0.5, rms_px=0.1, board=(9, 6), square_mm=10.0,
-                              images=10, plane_image="plane.png")
+    calib = CameraCalibration(
+        image_size=(320, 240),
+        camera_matrix=[[400.0, 0, 160], [0, 400.0, 120], [0, 0, 1]],
+        distortion=[0.0] * 5,
+        mm_per_px=0.5,
+        rms_px=0.1,
+        board=(9, 6),
+        square_mm=10.0,
+        images=10,
+        plane_image="plane.png",
+    )
     calib.save(tmp_path / "camera.json")
     bundle = Path(__file__).resolve().parents[1] / "models" / "demo-student"
-    return write_station(tmp_path, bundle, model={"bundle": str(bundle), "max_new_tokens": 96},
-                         camera={"source": "folder", "path": str(frames), "calibration": "camera.json"}, **sections)
+    return write_station(
+        tmp_path,
+        bundle,
+        model={"bundle": str(bundle), "max_new_tokens": 96},
+        camera={"source": "folder", "path": str(frames), "calibration": "camera.json"},
+        **sections,
+    )
 
 
 def test_a_calibrated_station_logs_points_in_millimetres(tmp_path):
@@ -141,8 +186,10 @@ def test_plc_registers_carry_the_first_defect_positions_in_tenths_of_a_millimetr
     with sqlite3.connect(db_path) as db:
         for result_id, valid, xy in seen:
             (inspection_id,) = db.execute("select id from inspections where result_id = ?", [result_id]).fetchone()
-            mm = db.execute("select x_mm, y_mm from points where inspection_id = ? and check_idx = 0 order by rowid",
-                            [inspection_id]).fetchall()
+            mm = db.execute(
+                "select x_mm, y_mm from points where inspection_id = ? and check_idx = 0 order by rowid",
+                [inspection_id],
+            ).fetchall()
             assert valid == min(len(mm), 2)
             for k in range(2):
                 expected = (round(mm[k][0] * 10), round(mm[k][1] * 10)) if k < valid else (0, 0)

@@ -42,21 +42,66 @@ storage:
 BAD = [
     ("yaml syntax", lambda t: t.replace("  name: plate", "  name: [plate"), None, "YAML syntax error"),
     ("unknown top key", lambda t: t + "cameras: {}\n", 27, "cameras: unknown key"),
-    ("unknown nested key", lambda t: t.replace("  source: synthetic", "  source: synthetic\n  sorce: x"), 5, "camera.sorce: unknown key"),
+    (
+        "unknown nested key",
+        lambda t: t.replace("  source: synthetic", "  source: synthetic\n  sorce: x"),
+        5,
+        "camera.sorce: unknown key",
+    ),
     ("wrong type", lambda t: t.replace("expected: 4", "expected: four"), 18, "recipes.0.checks.1.expected"),
     ("negative count", lambda t: t.replace("expected: 4", "expected: -1"), 18, "greater than or equal to 0"),
     ("unknown check kind", lambda t: t.replace("kind: qa", "kind: maybe"), 19, "recipes.0.checks.2"),
     ("bad expect", lambda t: t.replace('expect: "yes"', "expect: perhaps"), 22, "expect"),
-    ("roi outside frame", lambda t: t.replace("        max: 0", "        max: 0\n        roi: [[0, 0], [1.5, 0], [1, 1]]"), 15, "outside the frame"),
-    ("roi too small", lambda t: t.replace("        max: 0", "        max: 0\n        roi: [[0, 0], [1, 1]]"), 15, "at least 3 points"),
-    ("crop without roi", lambda t: t.replace("        max: 0", "        max: 0\n        crop: true"), 11, "crop: true needs an roi"),
-    ("min above max", lambda t: t.replace("        max: 0", "        max: 0\n        min: 2"), 11, "min (2) is greater than max (0)"),
+    (
+        "roi outside frame",
+        lambda t: t.replace("        max: 0", "        max: 0\n        roi: [[0, 0], [1.5, 0], [1, 1]]"),
+        15,
+        "outside the frame",
+    ),
+    (
+        "roi too small",
+        lambda t: t.replace("        max: 0", "        max: 0\n        roi: [[0, 0], [1, 1]]"),
+        15,
+        "at least 3 points",
+    ),
+    (
+        "crop without roi",
+        lambda t: t.replace("        max: 0", "        max: 0\n        crop: true"),
+        11,
+        "crop: true needs an roi",
+    ),
+    (
+        "min above max",
+        lambda t: t.replace("        max: 0", "        max: 0\n        min: 2"),
+        11,
+        "min (2) is greater than max (0)",
+    ),
     ("duplicate check name", lambda t: t.replace("name: screws", "name: surface"), 8, "unique"),
-    ("duplicate register", lambda t: t.replace("  port: 5020", "  port: 5020\n  map:\n    trigger: {address: 1}"), 25, "overlap"),
-    ("unknown signal", lambda t: t.replace("  port: 5020", "  port: 5020\n  map:\n    trigga: {address: 9}"), 25, "unknown signal"),
+    (
+        "duplicate register",
+        lambda t: t.replace("  port: 5020", "  port: 5020\n  map:\n    trigger: {address: 1}"),
+        25,
+        "overlap",
+    ),
+    (
+        "unknown signal",
+        lambda t: t.replace("  port: 5020", "  port: 5020\n  map:\n    trigga: {address: 9}"),
+        25,
+        "unknown signal",
+    ),
     ("port out of range", lambda t: t.replace("port: 5020", "port: 70000"), 24, "plc.port"),
-    ("rtu without serial port", lambda t: t.replace("  port: 5020", "  port: 5020\n  transport: rtu"), 25, "plc.transport: transport 'rtu' needs serial_port"),
-    ("spin not a boolean", lambda t: t.replace("  bundle: {bundle}", "  bundle: {bundle}\n  spin: maybe"), 7, "model.spin: Input should be a valid boolean"),
+    (
+        "rtu without serial port",
+        lambda t: t.replace("  port: 5020", "  port: 5020\n  transport: rtu"),
+        25,
+        "plc.transport: transport 'rtu' needs serial_port",
+    ),
+    (
+        "spin not a boolean",
+        lambda t: t.replace("  bundle: {bundle}", "  bundle: {bundle}\n  spin: maybe"),
+        7,
+        "model.spin: Input should be a valid boolean",
+    ),
     ("missing model bundle", lambda t: t.replace("{bundle}", "/nonexistent/bundle"), 6, "no model bundle"),
     ("missing model section", lambda t: t.replace("model:\n  bundle: {bundle}\n", ""), 1, "model: Field required"),
     ("camera device missing", lambda t: t.replace("source: synthetic", "source: device"), 3, "needs 'device'"),
@@ -67,8 +112,9 @@ BAD = [
 
 
 def _validate(path: Path):
-    return subprocess.run([sys.executable, "-m", "edge_inspect.cli", "config", "validate", str(path)],
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "edge_inspect.cli", "config", "validate", str(path)], capture_output=True, text=True
+    )
 
 
 @pytest.fixture
@@ -77,6 +123,7 @@ def write(tmp_path, tiny_bundle):
         path = tmp_path / "station.yaml"
         path.write_text(text.replace("{bundle}", str(tiny_bundle)))
         return path
+
     return _write
 
 
@@ -104,8 +151,9 @@ def test_missing_file(tmp_path):
     assert result.returncode == 2 and "no such file" in result.stderr
 
 
-@pytest.mark.parametrize("example", ["examples/usb-camera-plc.yaml", "examples/demo-station.yaml",
-                                     "edge_inspect/demo_station.yaml"])
+@pytest.mark.parametrize(
+    "example", ["examples/usb-camera-plc.yaml", "examples/demo-station.yaml", "edge_inspect/demo_station.yaml"]
+)
 def test_examples_are_valid_once_their_placeholders_are_filled(example, tmp_path, tiny_bundle):
     from edge_inspect.http.auth import hash_password
 
@@ -140,4 +188,3 @@ def test_model_settings_reach_the_loaded_model(write):
     options = [s.get_session_options() for s in config.model.load().backend._sessions.values()]
     assert {o.intra_op_num_threads for o in options} == {1}
     assert {o.get_session_config_entry("session.intra_op.allow_spinning") for o in options} == {"1"}
-

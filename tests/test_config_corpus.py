@@ -132,10 +132,22 @@ NUMERIC: list[tuple[str, str, str]] = [
     ("web.session_idle_min", "  session_idle_min: 30", "1e9"),
     ("web.session_max_h", "  session_max_h: 12", "1e9"),
 ]
-FLOATS = ["camera.fps", "camera.stall_timeout_s", "camera.reconnect_min_s", "camera.reconnect_max_s",
-          "camera.max_frame_age_ms", "recipes.0.checks.2.min_margin", "triggers.interval_s", "plc.timeout_s",
-          "plc.response_timeout_s", "storage.retention_days", "storage.max_disk_mb", "storage.min_free_mb",
-          "web.session_idle_min", "web.session_max_h"]
+FLOATS = [
+    "camera.fps",
+    "camera.stall_timeout_s",
+    "camera.reconnect_min_s",
+    "camera.reconnect_max_s",
+    "camera.max_frame_age_ms",
+    "recipes.0.checks.2.min_margin",
+    "triggers.interval_s",
+    "plc.timeout_s",
+    "plc.response_timeout_s",
+    "storage.retention_days",
+    "storage.max_disk_mb",
+    "storage.min_free_mb",
+    "web.session_idle_min",
+    "web.session_max_h",
+]
 
 
 class Case:
@@ -149,6 +161,7 @@ def sub(old: str, new: str) -> Callable[[str, Path], str]:
     def edit(text: str, folder: Path) -> str:
         assert text.count(old) == 1, old
         return text.replace(old, new)
+
     return edit
 
 
@@ -177,13 +190,16 @@ BOMB = "".join(f"  l{i}: &l{i} [" + ", ".join([f"*l{i - 1}" if i else "x"] * 9) 
 def _bytes_at(old: str, new: bytes) -> Callable[[str, Path], bytes]:
     def edit(text: str, folder: Path) -> bytes:
         return text.encode().replace(old.encode(), new)
+
     return edit
 
 
 def _in_folder(template: str, old: str) -> Callable[[str, Path], str]:
     """Replace ``old`` with ``template`` formatted with the file's folder (for paths that must not exist)."""
+
     def edit(text: str, folder: Path) -> str:
         return text.replace(old, template.format(folder=folder))
+
     return edit
 
 
@@ -191,122 +207,331 @@ def _file_in_folder(old: str, new: str, make: str) -> Callable[[str, Path], str]
     def edit(text: str, folder: Path) -> str:
         (folder / make).write_text("not a folder")
         return text.replace(old, new.format(folder=folder))
+
     return edit
 
 
 CASES += [
     # duplicate keys: PyYAML would keep the last silently
     Case("duplicate section", lambda t, f: t + "camera:\n  source: synthetic\n", 67, "camera", "lines 4 and 67"),
-    Case("duplicate nested key", sub("  height: 480\n", "  height: 480\n  width: 800\n"), 8, "camera.width",
-         "lines 6 and 8"),
-    Case("duplicate check key", sub("        max: 0\n", "        max: 0\n        max: 3\n"), 29,
-         "recipes.0.checks.0.max", "lines 28 and 29"),
-    Case("duplicate flow key", sub(SYN, "  synthetic: {seed: 1, seed: 2}"), 14, "camera.synthetic.seed", "lines 14 and 14"),
-    Case("duplicate key, other spelling", sub("  port: 8080\n", "  port: 8080\n  'port': 8081\n"), 65, "web.port",
-         "lines 64 and 65"),
+    Case(
+        "duplicate nested key",
+        sub("  height: 480\n", "  height: 480\n  width: 800\n"),
+        8,
+        "camera.width",
+        "lines 6 and 8",
+    ),
+    Case(
+        "duplicate check key",
+        sub("        max: 0\n", "        max: 0\n        max: 3\n"),
+        29,
+        "recipes.0.checks.0.max",
+        "lines 28 and 29",
+    ),
+    Case(
+        "duplicate flow key",
+        sub(SYN, "  synthetic: {seed: 1, seed: 2}"),
+        14,
+        "camera.synthetic.seed",
+        "lines 14 and 14",
+    ),
+    Case(
+        "duplicate key, other spelling",
+        sub("  port: 8080\n", "  port: 8080\n  'port': 8081\n"),
+        65,
+        "web.port",
+        "lines 64 and 65",
+    ),
     # bytes that are not UTF-8, control characters
-    Case("latin-1 byte in a value", _bytes_at("corpus-station", b"corpus-stati\xf3n"), 2, "station.name",
-         f"byte 0xf3 at offset {BASE.index('corpus-station') + 12}"),
-    Case("invalid byte in a comment", _bytes_at("  pending_max: 1000\n", b"  pending_max: 1000  # \xff\xfe\n"),
-         60, "storage.pending_max", "byte 0xff"),
+    Case(
+        "latin-1 byte in a value",
+        _bytes_at("corpus-station", b"corpus-stati\xf3n"),
+        2,
+        "station.name",
+        f"byte 0xf3 at offset {BASE.index('corpus-station') + 12}",
+    ),
+    Case(
+        "invalid byte in a comment",
+        _bytes_at("  pending_max: 1000\n", b"  pending_max: 1000  # \xff\xfe\n"),
+        60,
+        "storage.pending_max",
+        "byte 0xff",
+    ),
     Case("utf-16 file", lambda t, f: t.encode("utf-16"), 1, "(top)", "byte 0xff at offset 0"),
-    Case("truncated utf-8 sequence", _bytes_at("  language: en", b"  language: \xe3\x81"), 3, "station.language",
-         "not UTF-8"),
+    Case(
+        "truncated utf-8 sequence",
+        _bytes_at("  language: en", b"  language: \xe3\x81"),
+        3,
+        "station.language",
+        "not UTF-8",
+    ),
     Case("bell character", _bytes_at("name: plate", b"name: pl\x07ate"), 22, "recipes.0.name", "U+0007"),
-    Case("NUL byte", _bytes_at("  host: 127.0.0.1\n  port: 5020", b"  host: 127.0.0.1\x00\n  port: 5020"), 47,
-         "plc.host", "U+0000"),
+    Case(
+        "NUL byte",
+        _bytes_at("  host: 127.0.0.1\n  port: 5020", b"  host: 127.0.0.1\x00\n  port: 5020"),
+        47,
+        "plc.host",
+        "U+0000",
+    ),
     # sizes and shapes that exhaust memory, time or the stack
     Case("file over 1 MiB", lambda t, f: t + "#" * (1 << 20) + "\n", 1, "(top)", "at most 1,048,576 bytes"),
-    Case("deep flow nesting", sub("  name: corpus-station", "  name: " + DEEP), 2,
-         "station.name" + ".0" * 31, "nested more than 32 levels"),
-    Case("deep block nesting", sub("  dir: data\n", "  dir:\n" + "".join("  " * (i + 2) + f"k{i}:\n" for i in range(40))
-                                   + "  " * 42 + "leaf\n"), 87, "storage.dir." + ".".join(f"k{i}" for i in range(31)),
-         "nested more than 32 levels"),
+    Case(
+        "deep flow nesting",
+        sub("  name: corpus-station", "  name: " + DEEP),
+        2,
+        "station.name" + ".0" * 31,
+        "nested more than 32 levels",
+    ),
+    Case(
+        "deep block nesting",
+        sub(
+            "  dir: data\n", "  dir:\n" + "".join("  " * (i + 2) + f"k{i}:\n" for i in range(40)) + "  " * 42 + "leaf\n"
+        ),
+        87,
+        "storage.dir." + ".".join(f"k{i}" for i in range(31)),
+        "nested more than 32 levels",
+    ),
     Case("alias bomb", lambda t, f: t + "bomb:\n" + BOMB, 72, "bomb.l4", "more than 50,000 values"),
-    Case("alias cycle", sub("station:\n  name: corpus-station\n", "station: &s\n  name: *s\n"), 1, "station.name",
-         "cycle"),
-    Case("integer with 5000 digits in a list", sub(ROI, "        roi: [[0.1, 0.1], [0.9, 0.1], [0.9, " + "9" * 5000 + "]]"),
-         29, "recipes.0.checks.0.roi.2.1", "5,000 digits"),
+    Case(
+        "alias cycle",
+        sub("station:\n  name: corpus-station\n", "station: &s\n  name: *s\n"),
+        1,
+        "station.name",
+        "cycle",
+    ),
+    Case(
+        "integer with 5000 digits in a list",
+        sub(ROI, "        roi: [[0.1, 0.1], [0.9, 0.1], [0.9, " + "9" * 5000 + "]]"),
+        29,
+        "recipes.0.checks.0.roi.2.1",
+        "5,000 digits",
+    ),
     # values the schema refuses
-    Case("reconnect min above max", value("  reconnect_min_s: 0.5", "20"), 10, "camera.reconnect_min_s",
-         "greater than reconnect_max_s"),
-    Case("collinear roi", sub(ROI, "        roi: [[0.1, 0.1], [0.5, 0.5], [0.9, 0.9]]"), 29,
-         "recipes.0.checks.0.roi", "no area"),
-    Case("repeated roi point", sub(ROI, "        roi: [[0.5, 0.5], [0.5, 0.5], [0.5, 0.5]]"), 29,
-         "recipes.0.checks.0.roi", "no area"),
-    Case("roi with 65 points", sub(ROI, "        roi: [" + ", ".join(["[0.1, 0.1]", "[0.9, 0.1]", "[0.9, 0.9]"] * 21
-                                                               + ["[0.5, 0.5]", "[0.2, 0.2]"]) + "]"), 29,
-         "recipes.0.checks.0.roi", "at most 64 points"),
-    Case("roi coordinate .inf", sub(ROI, "        roi: [[0.1, .inf], [0.9, 0.1], [0.9, 0.9]]"), 29,
-         "recipes.0.checks.0.roi.0.1", "finite number"),
-    Case("prompt too long", sub("prompt: Point to the screws.", "prompt: " + "x" * 1001), 32,
-         "recipes.0.checks.1.prompt", "at most 1000"),
+    Case(
+        "reconnect min above max",
+        value("  reconnect_min_s: 0.5", "20"),
+        10,
+        "camera.reconnect_min_s",
+        "greater than reconnect_max_s",
+    ),
+    Case(
+        "collinear roi",
+        sub(ROI, "        roi: [[0.1, 0.1], [0.5, 0.5], [0.9, 0.9]]"),
+        29,
+        "recipes.0.checks.0.roi",
+        "no area",
+    ),
+    Case(
+        "repeated roi point",
+        sub(ROI, "        roi: [[0.5, 0.5], [0.5, 0.5], [0.5, 0.5]]"),
+        29,
+        "recipes.0.checks.0.roi",
+        "no area",
+    ),
+    Case(
+        "roi with 65 points",
+        sub(
+            ROI,
+            "        roi: ["
+            + ", ".join(["[0.1, 0.1]", "[0.9, 0.1]", "[0.9, 0.9]"] * 21 + ["[0.5, 0.5]", "[0.2, 0.2]"])
+            + "]",
+        ),
+        29,
+        "recipes.0.checks.0.roi",
+        "at most 64 points",
+    ),
+    Case(
+        "roi coordinate .inf",
+        sub(ROI, "        roi: [[0.1, .inf], [0.9, 0.1], [0.9, 0.9]]"),
+        29,
+        "recipes.0.checks.0.roi.0.1",
+        "finite number",
+    ),
+    Case(
+        "prompt too long",
+        sub("prompt: Point to the screws.", "prompt: " + "x" * 1001),
+        32,
+        "recipes.0.checks.1.prompt",
+        "at most 1000",
+    ),
     Case("synthetic seed negative", sub(SYN, "  synthetic: {seed: -1}"), 14, "camera.synthetic.seed", "greater than"),
-    Case("synthetic width huge", sub(SYN, "  synthetic: {width: 1000000000000}"), 14, "camera.synthetic.width",
-         "less than"),
-    Case("camera device missing", sub("  source: synthetic\n", "  source: device\n  device: /dev/video97\n"), 6,
-         "camera.device", "no such device /dev/video97"),
-    Case("camera device not a path", sub("  source: synthetic\n", "  source: device\n  device: video0\n"), 6,
-         "camera.device", "neither an index"),
-    Case("camera device index", sub("  source: synthetic\n", "  source: device\n  device: 300\n"), 6,
-         "camera.device", "out of range"),
-    Case("camera folder missing", sub("  source: synthetic\n", "  source: folder\n  path: replay\n"), 6,
-         "camera.path", "no such folder"),
-    Case("camera folder is a file", _file_in_folder("  source: synthetic\n", "  source: folder\n  path: {folder}/img\n",
-                                                    "img"), 6, "camera.path", "no such folder"),
-    Case("camera file missing", sub("  source: synthetic\n", "  source: file\n  path: clip.mp4\n"), 6,
-         "camera.path", "no such file"),
-    Case("serial device missing", sub("  transport: tcp\n", "  transport: rtu\n  serial_port: /dev/ttyNOPE9\n"), 47,
-         "plc.serial_port", "no such device /dev/ttyNOPE9"),
+    Case(
+        "synthetic width huge",
+        sub(SYN, "  synthetic: {width: 1000000000000}"),
+        14,
+        "camera.synthetic.width",
+        "less than",
+    ),
+    Case(
+        "camera device missing",
+        sub("  source: synthetic\n", "  source: device\n  device: /dev/video97\n"),
+        6,
+        "camera.device",
+        "no such device /dev/video97",
+    ),
+    Case(
+        "camera device not a path",
+        sub("  source: synthetic\n", "  source: device\n  device: video0\n"),
+        6,
+        "camera.device",
+        "neither an index",
+    ),
+    Case(
+        "camera device index",
+        sub("  source: synthetic\n", "  source: device\n  device: 300\n"),
+        6,
+        "camera.device",
+        "out of range",
+    ),
+    Case(
+        "camera folder missing",
+        sub("  source: synthetic\n", "  source: folder\n  path: replay\n"),
+        6,
+        "camera.path",
+        "no such folder",
+    ),
+    Case(
+        "camera folder is a file",
+        _file_in_folder("  source: synthetic\n", "  source: folder\n  path: {folder}/img\n", "img"),
+        6,
+        "camera.path",
+        "no such folder",
+    ),
+    Case(
+        "camera file missing",
+        sub("  source: synthetic\n", "  source: file\n  path: clip.mp4\n"),
+        6,
+        "camera.path",
+        "no such file",
+    ),
+    Case(
+        "serial device missing",
+        sub("  transport: tcp\n", "  transport: rtu\n  serial_port: /dev/ttyNOPE9\n"),
+        47,
+        "plc.serial_port",
+        "no such device /dev/ttyNOPE9",
+    ),
     Case("rtu without serial port", value("  transport: tcp", "rtu"), 46, "plc.transport", "needs serial_port"),
-    Case("tls cert missing", _in_folder("  port: 8080\n  tls_cert: {folder}/c.pem\n  tls_key: {folder}/k.pem\n",
-                                        "  port: 8080\n"), 65, "web.tls_cert", "no such file"),
+    Case(
+        "tls cert missing",
+        _in_folder("  port: 8080\n  tls_cert: {folder}/c.pem\n  tls_key: {folder}/k.pem\n", "  port: 8080\n"),
+        65,
+        "web.tls_cert",
+        "no such file",
+    ),
     Case("tls key alone", sub("  port: 8080\n", "  port: 8080\n  tls_key: k.pem\n"), 65, "web.tls_key", "go together"),
     Case("plc port is the web port", value("  port: 5020", "8080"), 64, "web.port", "both the PLC's"),
-    Case("plc port is the web port, web on all addresses", lambda t, f: t.replace("  port: 5020", "  port: 8080")
-         .replace("  host: 127.0.0.1\n  port: 8080\n  session", "  host: 0.0.0.0\n  port: 8080\n  session"), 64,
-         "web.port", "both the PLC's"),
-    Case("plc port is the web port, localhost", lambda t, f: t.replace("  port: 5020", "  port: 8080")
-         .replace("  host: 127.0.0.1\n  port: 8080\n  baud", "  host: localhost\n  port: 8080\n  baud"), 64,
-         "web.port", "both the PLC's"),
-    Case("plc port is the default web port", lambda t, f: t.replace("  port: 5020", "  port: 8080")
-         .replace("  port: 8080\n  session", "  session"), 48, "plc.port", "both the PLC's"),
-    Case("plc host not a host", value("  host: 127.0.0.1\n  port: 5020", "'not a host!!'\n  port: 5020"), 47,
-         "plc.host", "neither an IP address nor a valid host name"),
-    Case("web host underscore", lambda t, f: t.replace("  host: 127.0.0.1\n  port: 8080", "  host: bad_host\n  port: 8080"),
-         63, "web.host", "valid host name"),
-    Case("web host bad ip", lambda t, f: t.replace("  host: 127.0.0.1\n  port: 8080", "  host: 999.1.1.1\n  port: 8080"),
-         63, "web.host", "valid host name"),
-    Case("web host leading hyphen", lambda t, f: t.replace("  host: 127.0.0.1\n  port: 8080",
-                                                            "  host: -plant.example\n  port: 8080"), 63, "web.host"),
-    Case("web host label too long", lambda t, f: t.replace("  host: 127.0.0.1\n  port: 8080",
-                                                            f"  host: {'a' * 64}.example\n  port: 8080"), 63, "web.host"),
-    Case("web host empty", lambda t, f: t.replace("  host: 127.0.0.1\n  port: 8080", "  host: ''\n  port: 8080"),
-         63, "web.host"),
+    Case(
+        "plc port is the web port, web on all addresses",
+        lambda t, f: t.replace("  port: 5020", "  port: 8080").replace(
+            "  host: 127.0.0.1\n  port: 8080\n  session", "  host: 0.0.0.0\n  port: 8080\n  session"
+        ),
+        64,
+        "web.port",
+        "both the PLC's",
+    ),
+    Case(
+        "plc port is the web port, localhost",
+        lambda t, f: t.replace("  port: 5020", "  port: 8080").replace(
+            "  host: 127.0.0.1\n  port: 8080\n  baud", "  host: localhost\n  port: 8080\n  baud"
+        ),
+        64,
+        "web.port",
+        "both the PLC's",
+    ),
+    Case(
+        "plc port is the default web port",
+        lambda t, f: t.replace("  port: 5020", "  port: 8080").replace("  port: 8080\n  session", "  session"),
+        48,
+        "plc.port",
+        "both the PLC's",
+    ),
+    Case(
+        "plc host not a host",
+        value("  host: 127.0.0.1\n  port: 5020", "'not a host!!'\n  port: 5020"),
+        47,
+        "plc.host",
+        "neither an IP address nor a valid host name",
+    ),
+    Case(
+        "web host underscore",
+        lambda t, f: t.replace("  host: 127.0.0.1\n  port: 8080", "  host: bad_host\n  port: 8080"),
+        63,
+        "web.host",
+        "valid host name",
+    ),
+    Case(
+        "web host bad ip",
+        lambda t, f: t.replace("  host: 127.0.0.1\n  port: 8080", "  host: 999.1.1.1\n  port: 8080"),
+        63,
+        "web.host",
+        "valid host name",
+    ),
+    Case(
+        "web host leading hyphen",
+        lambda t, f: t.replace("  host: 127.0.0.1\n  port: 8080", "  host: -plant.example\n  port: 8080"),
+        63,
+        "web.host",
+    ),
+    Case(
+        "web host label too long",
+        lambda t, f: t.replace("  host: 127.0.0.1\n  port: 8080", f"  host: {'a' * 64}.example\n  port: 8080"),
+        63,
+        "web.host",
+    ),
+    Case(
+        "web host empty",
+        lambda t, f: t.replace("  host: 127.0.0.1\n  port: 8080", "  host: ''\n  port: 8080"),
+        63,
+        "web.host",
+    ),
     Case("storage under /proc", value("  dir: data", "/proc/self"), 55, "storage.dir", "under /proc"),
     Case("storage under /sys", value("  dir: data", "/sys/kernel/x"), 55, "storage.dir", "under /sys"),
     Case("storage under /dev", value("  dir: data", "/dev/shm/edge"), 55, "storage.dir", "under /dev"),
-    Case("storage relative into /proc", value("  dir: data", "../../../../../../../../../../../../proc/x"), 55,
-         "storage.dir", "under /proc"),
+    Case(
+        "storage relative into /proc",
+        value("  dir: data", "../../../../../../../../../../../../proc/x"),
+        55,
+        "storage.dir",
+        "under /proc",
+    ),
     Case("bundle with NUL", lambda t, f: re.sub("  bundle: .*", r'  bundle: "a\\0b"', t), 16, "model.bundle"),
     # YAML that does not parse or construct
     Case("unclosed flow sequence", sub("  name: plate", "  name: [plate"), 23, "recipes.0.name", "YAML syntax error"),
-    Case("tab indentation", sub("  host: 127.0.0.1\n  port: 5020", "\thost: 127.0.0.1\n  port: 5020"), 47, "plc",
-         "YAML syntax error"),
-    Case("python tag", value("  language: en", "!!python/object/apply:os.system [ls]"), 3, "station.language",
-         "YAML syntax error"),
+    Case(
+        "tab indentation",
+        sub("  host: 127.0.0.1\n  port: 5020", "\thost: 127.0.0.1\n  port: 5020"),
+        47,
+        "plc",
+        "YAML syntax error",
+    ),
+    Case(
+        "python tag",
+        value("  language: en", "!!python/object/apply:os.system [ls]"),
+        3,
+        "station.language",
+        "YAML syntax error",
+    ),
     Case("impossible date", value("  name: corpus-station", "2024-13-45"), 2, "station.name", "cannot read this value"),
-    Case("unhashable key", sub("  language: en\n", "  language: en\n  ? [a, b]\n  : 1\n"), 4, "station.?", "unhashable"),
-    Case("merge of a scalar", sub("  language: en\n", "  language: en\n  <<: 1\n"), 4, "station.<<", "merges a mapping"),
+    Case(
+        "unhashable key", sub("  language: en\n", "  language: en\n  ? [a, b]\n  : 1\n"), 4, "station.?", "unhashable"
+    ),
+    Case(
+        "merge of a scalar", sub("  language: en\n", "  language: en\n  <<: 1\n"), 4, "station.<<", "merges a mapping"
+    ),
     Case("undefined alias", value("  language: en", "*nope"), 3, "station.language", "undefined alias"),
     Case("two documents", lambda t, f: t + "---\nstation: {}\n", 67, "(top)", "expected a single document"),
     Case("empty file", lambda t, f: "", 1, "(top)", "must be a mapping"),
     Case("a list", lambda t, f: "- station\n- camera\n", 1, "(top)", "must be a mapping"),
     Case("a string in a number", value("  port: 5020", "five"), 48, "plc.port", "valid integer"),
     Case("unknown key", sub("  language: en", "  langauge: en"), 3, "station.langauge", "unknown key"),
-    Case("duplicate user", sub("  session_max_h: 12\n", "  session_max_h: 12\n  users:\n"
-                               "    - {name: a, role: qa, password_hash: x}\n"), 68, "web.users.0.password_hash",
-         "not a password hash"),
+    Case(
+        "duplicate user",
+        sub("  session_max_h: 12\n", "  session_max_h: 12\n  users:\n    - {name: a, role: qa, password_hash: x}\n"),
+        68,
+        "web.users.0.password_hash",
+        "not a password hash",
+    ),
 ]
 
 
@@ -356,7 +581,8 @@ def test_duplicate_users_are_refused(folder):
 
     h = hash_password("a long passphrase")
     text = BASE.replace("{bundle}", str(fake_bundle(folder))) + (
-        f"  users:\n    - {{name: a, role: qa, password_hash: '{h}'}}\n    - {{name: a, role: qa, password_hash: '{h}'}}\n")
+        f"  users:\n    - {{name: a, role: qa, password_hash: '{h}'}}\n    - {{name: a, role: qa, password_hash: '{h}'}}\n"
+    )
     path = folder / "station.yaml"
     path.write_text(text)
     assert _problems(path) == [f"{path}:67: web.users: user 'a' is listed twice"]
@@ -376,8 +602,12 @@ def test_paths_relative_to_the_config_file_that_exist_are_accepted(folder):
     (folder / "clip.mp4").write_bytes(b"")
     base = BASE.replace("{bundle}", str(fake_bundle(folder)))
     path = folder / "station.yaml"
-    for camera in ("  source: folder\n  path: replay\n", "  source: file\n  path: clip.mp4\n",
-                   "  source: device\n  device: /dev/null\n", "  source: device\n  device: 0\n"):
+    for camera in (
+        "  source: folder\n  path: replay\n",
+        "  source: file\n  path: clip.mp4\n",
+        "  source: device\n  device: /dev/null\n",
+        "  source: device\n  device: 0\n",
+    ):
         path.write_text(base.replace("  source: synthetic\n", camera))
         load_config(path)
 
@@ -390,16 +620,27 @@ def test_hash_is_of_the_files_bytes(folder):
 
 
 # -- through the CLI: exit 2, one line, no traceback --------------------------------------------------
-CLI_CASES = ["duplicate nested key", "latin-1 byte in a value", "file over 1 MiB", "deep flow nesting",
-             "camera.width 5000 digits", "alias bomb", "plc port is the web port"]
+CLI_CASES = [
+    "duplicate nested key",
+    "latin-1 byte in a value",
+    "file over 1 MiB",
+    "deep flow nesting",
+    "camera.width 5000 digits",
+    "alias bomb",
+    "plc port is the web port",
+]
 
 
 @pytest.mark.parametrize("name", CLI_CASES)
 def test_cli_exit_2_one_line(folder, name):
     case = next(c for c in CASES if c.id == name)
     path = _write(folder, case)
-    result = subprocess.run([sys.executable, "-m", "edge_inspect.cli", "config", "validate", str(path)],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "edge_inspect.cli", "config", "validate", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert_one_line_error(result, f"{path}:{case.line}: {case.key}: ", case.needle)
 
 
@@ -423,7 +664,8 @@ def test_fuzz_mutated_and_truncated_examples(folder):
     rng = random.Random(7)
     path = folder / "station.yaml"
     sources = [BASE.replace("{bundle}", str(fake_bundle(folder))).encode()] + [
-        (ROOT / p).read_bytes() for p in ("examples/usb-camera-plc.yaml", "examples/demo-station.yaml")]
+        (ROOT / p).read_bytes() for p in ("examples/usb-camera-plc.yaml", "examples/demo-station.yaml")
+    ]
     alphabet = b"[]{}:-,&*!|>'\"#%@`?\t\n \\0.e9x\xff\x00"
     for source in sources:
         for cut in range(0, len(source), max(1, len(source) // 60)):  # truncations
@@ -433,20 +675,63 @@ def test_fuzz_mutated_and_truncated_examples(folder):
             data = bytearray(source)
             for _ in range(rng.randrange(1, 6)):
                 i = rng.randrange(len(data))
-                data[i:i + rng.randrange(0, 4)] = bytes(rng.choice(alphabet) for _ in range(rng.randrange(0, 4)))
+                data[i : i + rng.randrange(0, 4)] = bytes(rng.choice(alphabet) for _ in range(rng.randrange(0, 4)))
             path.write_bytes(bytes(data))
             _only_config_error(path)
 
 
 def _random_yaml(rng: random.Random, depth: int = 0) -> str:
-    scalars = ["1", "-1", "0x10", "1e999", ".nan", "~", "true", "''", "'a'", "2024-01-01", "9" * 50, "[]", "{}",
-               "&a 1", "*a", "!!str 3", "!!binary aGk=", "0o7", "1:30", "2024-02-30"]
+    scalars = [
+        "1",
+        "-1",
+        "0x10",
+        "1e999",
+        ".nan",
+        "~",
+        "true",
+        "''",
+        "'a'",
+        "2024-01-01",
+        "9" * 50,
+        "[]",
+        "{}",
+        "&a 1",
+        "*a",
+        "!!str 3",
+        "!!binary aGk=",
+        "0o7",
+        "1:30",
+        "2024-02-30",
+    ]
     if depth > 4 or rng.random() < 0.3:
         return rng.choice(scalars)
-    keys = ["station", "camera", "model", "recipes", "plc", "web", "storage", "triggers", "name", "port", "host",
-            "checks", "roi", "kind", "<<", "1", "source", "device", "path"]
+    keys = [
+        "station",
+        "camera",
+        "model",
+        "recipes",
+        "plc",
+        "web",
+        "storage",
+        "triggers",
+        "name",
+        "port",
+        "host",
+        "checks",
+        "roi",
+        "kind",
+        "<<",
+        "1",
+        "source",
+        "device",
+        "path",
+    ]
     if rng.random() < 0.5:
-        return "{" + ", ".join(f"{rng.choice(keys)}: {_random_yaml(rng, depth + 1)}" for _ in range(rng.randrange(4))) + "}"
+        return (
+            "{"
+            + ", ".join(f"{rng.choice(keys)}: {_random_yaml(rng, depth + 1)}" for _ in range(rng.randrange(4)))
+            + "}"
+        )
     return "[" + ", ".join(_random_yaml(rng, depth + 1) for _ in range(rng.randrange(4))) + "]"
 
 

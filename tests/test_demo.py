@@ -16,9 +16,25 @@ STUDENT = ROOT / "models" / "demo-student"
 def test_demo_runs_until_pass_and_fail_and_registers_match_the_log(tmp_path):
     assert (STUDENT / "manifest.json").is_file(), "the bundled student is part of the repository"
     port, web_port = free_port(), free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "edge_inspect.cli", "demo", "--workdir", str(tmp_path),
-                             "--port", str(port), "--web-port", str(web_port), "--period", "0.2"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "edge_inspect.cli",
+            "demo",
+            "--workdir",
+            str(tmp_path),
+            "--port",
+            str(port),
+            "--web-port",
+            str(web_port),
+            "--period",
+            "0.2",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     db = tmp_path / "inspections.db"
 
     def logged_verdicts() -> list[str]:
@@ -105,9 +121,27 @@ def test_plc_registers_for_known_synthetic_parts(tmp_path):
 
 def test_demo_on_a_port_the_system_picks(tmp_path):
     """--port 0: the Modbus server listens on a free port and the simulated PLC dials that one."""
-    result = subprocess.run([sys.executable, "-m", "edge_inspect.cli", "demo", "--workdir", str(tmp_path),
-                             "--port", "0", "--web-port", "0", "--duration", "6", "--period", "0.2"],
-                            capture_output=True, text=True, timeout=240)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edge_inspect.cli",
+            "demo",
+            "--workdir",
+            str(tmp_path),
+            "--port",
+            "0",
+            "--web-port",
+            "0",
+            "--duration",
+            "6",
+            "--period",
+            "0.2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     up = next(line for line in result.stdout.splitlines() if line.startswith("demo station up"))
     assert "127.0.0.1:0," not in up

@@ -21,7 +21,9 @@ def test_bundle_fits_in_25_mb():
 def test_loads_and_answers_without_torch():
     from .test_no_torch import BLOCK
 
-    code = BLOCK + f"""
+    code = (
+        BLOCK
+        + f"""
 from edge_inspect.sim import render_part
 from edge_inspect.vlm import load_bundle
 model = load_bundle({str(STUDENT)!r})
@@ -29,6 +31,7 @@ image = model.encode(render_part(3).image, order="bgr")
 print(model.point(image, "Point to the screws.").answer.count, model.ask_yes_no(image, "Is the label present?").answer)
 assert not [m for m in sys.modules if m.split(".")[0] in ("torch", "transformers")]
 """
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 
@@ -43,6 +46,13 @@ def test_smaller_evaluation_matches_the_report():
     seeds = range(report["evaluation_seeds"][0], report["evaluation_seeds"][0] + 60)
     figures = headline(evaluate_records(BundlePredictor(STUDENT), sim_records(seeds)))
     # rates on the few good or defect-free parts among 60 are too coarse to compare
-    compared = ("defect_f1", "defect_micro_f1", "screw_f1", "screw_count_exact", "label_accuracy", "label_missing_accuracy")
+    compared = (
+        "defect_f1",
+        "defect_micro_f1",
+        "screw_f1",
+        "screw_count_exact",
+        "label_accuracy",
+        "label_missing_accuracy",
+    )
     for name in (n for n in compared if n in report["headline"]):
         assert abs(figures[name] - report["headline"][name]) <= 0.12, (name, figures[name], report["headline"][name])

@@ -23,8 +23,11 @@ def small_disk(tmp_path):
         pytest.skip("mounting a tmpfs needs root (CI runs as root)")
     mount = tmp_path / "disk"
     mount.mkdir()
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", f"edge-inspect-{uuid.uuid4().hex[:8]}",
-                             str(mount)], capture_output=True, text=True)
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", f"edge-inspect-{uuid.uuid4().hex[:8]}", str(mount)],
+        capture_output=True,
+        text=True,
+    )
     if result.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
     yield mount
@@ -45,15 +48,20 @@ def _fill(folder: Path) -> Path:
 
 
 def test_disk_full_keeps_the_line_running_and_loses_no_result(small_disk, tmp_path, tiny_bundle):
-    config = write_station(tmp_path, tiny_bundle, storage={"dir": str(small_disk / "data"), "save_pass_every": 1,
-                                                           "min_free_mb": 0.5})
+    config = write_station(
+        tmp_path, tiny_bundle, storage={"dir": str(small_disk / "data"), "save_pass_every": 1, "min_free_mb": 0.5}
+    )
 
     async def scenario(station, plc):
         first = await plc.cycle(1, 1, "before")
         filler = _fill(small_disk)
         during = [await plc.cycle(100 + i, 1, f"full{i}") for i in range(20)]  # each waits for `ready`
-        state = {"pending": station.store.pending, "alarm": station.alarms.active("disk_full"),
-                 "warning": bool(station.handshake.outputs["warning"]), "status": station.status()["disk"]}
+        state = {
+            "pending": station.store.pending,
+            "alarm": station.alarms.active("disk_full"),
+            "warning": bool(station.handshake.outputs["warning"]),
+            "status": station.status()["disk"],
+        }
         filler.unlink()
         for _ in range(200):  # the health loop writes what waited, every 2 s
             if station.store.pending == 0 and not station.alarms.active("disk_full"):
@@ -72,8 +80,9 @@ def test_disk_full_keeps_the_line_running_and_loses_no_result(small_disk, tmp_pa
     assert state["pending_after"] == 0 and not state["alarm_after"]
     with sqlite3.connect(small_disk / "data" / "inspections.db") as db:
         logged = [r[0] for r in db.execute("select result_id from inspections order by id")]
-        checks = db.execute("select count(*) from inspections i where not exists "
-                            "(select 1 from checks c where c.inspection_id = i.id)").fetchone()[0]
+        checks = db.execute(
+            "select count(*) from inspections i where not exists (select 1 from checks c where c.inspection_id = i.id)"
+        ).fetchone()[0]
     assert sorted(logged) == sorted([1, *range(100, 120), 200]) and checks == 0  # each once, with its checks
     assert logged.index(100) < logged.index(119) < logged.index(200)  # written in order
     print(f"error code 4 on {codes.count(4)}/20 results during the fault; all 22 in the log afterwards")

@@ -93,27 +93,88 @@ def test_teacher_labels_then_student_trains_then_evaluates(tiny_checkpoint, tmp_
         assert result.returncode == 0, result.stderr[-2000:]
         return result
 
-    run("tools.distill", "label", "--teacher", str(tiny_checkpoint), "--images", str(images), "--out",
-        str(tmp_path / "labels"), "--max-new-tokens", "8")
+    run(
+        "tools.distill",
+        "label",
+        "--teacher",
+        str(tiny_checkpoint),
+        "--images",
+        str(images),
+        "--out",
+        str(tmp_path / "labels"),
+        "--max-new-tokens",
+        "8",
+    )
     lines = [json.loads(x) for x in (tmp_path / "labels" / "records.jsonl").read_text().splitlines()]
-    assert lines and all(r["target"] in ("Yes.", "No.") or "points" in r["target"] or "none" in r["target"] for r in lines)
+    assert lines and all(
+        r["target"] in ("Yes.", "No.") or "points" in r["target"] or "none" in r["target"] for r in lines
+    )
 
-    run("tools.distill", "train", "--data", str(tmp_path / "labels" / "records.jsonl"), "--out", str(tmp_path / "s"),
-        "--shape", "test", "--steps", "3", "--batch", "2", "--eval-parts", "0")
-    log = [json.loads(x) for x in (tmp_path / "s" / "log.jsonl").read_text().splitlines()] if (tmp_path / "s" / "log.jsonl").read_text() else []
+    run(
+        "tools.distill",
+        "train",
+        "--data",
+        str(tmp_path / "labels" / "records.jsonl"),
+        "--out",
+        str(tmp_path / "s"),
+        "--shape",
+        "test",
+        "--steps",
+        "3",
+        "--batch",
+        "2",
+        "--eval-parts",
+        "0",
+    )
+    log = (
+        [json.loads(x) for x in (tmp_path / "s" / "log.jsonl").read_text().splitlines()]
+        if (tmp_path / "s" / "log.jsonl").read_text()
+        else []
+    )
     assert (tmp_path / "s" / "checkpoint" / "model.safetensors").is_file()
     assert log == [] or all("loss" in r or "eval" in r for r in log)
 
     # resume continues from the saved step
-    run("tools.distill", "train", "--data", str(tmp_path / "labels" / "records.jsonl"), "--out", str(tmp_path / "s"),
-        "--shape", "test", "--steps", "4", "--batch", "2", "--eval-parts", "0", "--resume")
+    run(
+        "tools.distill",
+        "train",
+        "--data",
+        str(tmp_path / "labels" / "records.jsonl"),
+        "--out",
+        str(tmp_path / "s"),
+        "--shape",
+        "test",
+        "--steps",
+        "4",
+        "--batch",
+        "2",
+        "--eval-parts",
+        "0",
+        "--resume",
+    )
 
     run("tools.export", "onnx", "--checkpoint", str(tmp_path / "s" / "checkpoint"), "--out", str(tmp_path / "b"))
-    result = run("tools.distill", "evaluate", "--bundle", str(tmp_path / "b"), "--seeds", "0:2", "--out",
-                 str(tmp_path / "report.json"))
+    result = run(
+        "tools.distill",
+        "evaluate",
+        "--bundle",
+        str(tmp_path / "b"),
+        "--seeds",
+        "0:2",
+        "--out",
+        str(tmp_path / "report.json"),
+    )
     report = json.loads((tmp_path / "report.json").read_text())
-    assert {"defect_micro_f1", "defect_f1", "screw_f1", "screw_count_exact", "label_accuracy",
-            "label_missing_accuracy", "false_call_rate", "bad_part_pass_rate"} <= set(report["headline"])
+    assert {
+        "defect_micro_f1",
+        "defect_f1",
+        "screw_f1",
+        "screw_count_exact",
+        "label_accuracy",
+        "label_missing_accuracy",
+        "false_call_rate",
+        "bad_part_pass_rate",
+    } <= set(report["headline"])
     assert report["metrics"]["pointing"]["defects"]["micro"]["ci95"]
     assert (tmp_path / "report.md").is_file()
     assert "defect_f1" in result.stdout
@@ -122,8 +183,9 @@ def test_teacher_labels_then_student_trains_then_evaluates(tiny_checkpoint, tmp_
 def test_training_loss_falls_on_generated_parts(tmp_path):
     from tools.distill.train import TrainConfig, train
 
-    cfg = TrainConfig(out=str(tmp_path / "run"), shape="test", steps=30, batch=4, lr=3e-3, warmup=5, save_every=30,
-                      workers=0)  # no forked worker inside the long-lived test process
+    cfg = TrainConfig(
+        out=str(tmp_path / "run"), shape="test", steps=30, batch=4, lr=3e-3, warmup=5, save_every=30, workers=0
+    )  # no forked worker inside the long-lived test process
     train(cfg)
     losses = [json.loads(x)["loss"] for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert losses[-1] < 0.7 * losses[0], losses
@@ -153,9 +215,9 @@ def test_grounding_targets_mark_objects_and_their_points():
                     k = min(7, int(y * 8)) * 8 + min(7, int(x * 8))
                     assert column[k] == 1.0 and view[k, PRESENCE.index(name)] == 1.0
                     # the point target is this point, or another one in the same token
-                    assert np.isclose(view[k, flags + 2:], [x, y]).all() or len(points) > 1
-            off = view[:, len(PRESENCE):flags].max(-1) == 0  # tokens without a point regress their centre
-            assert np.allclose(view[off, flags:flags + 2], view[off, flags + 2:])
+                    assert np.isclose(view[k, flags + 2 :], [x, y]).all() or len(points) > 1
+            off = view[:, len(PRESENCE) : flags].max(-1) == 0  # tokens without a point regress their centre
+            assert np.allclose(view[off, flags : flags + 2], view[off, flags + 2 :])
         if rec.region_masks["label"].any():
             seen_present += 1
             assert views[0][:, PRESENCE.index("label")].sum() >= 4

@@ -65,8 +65,18 @@ def test_a_new_run_starts_from_the_bundle(exported, tmp_path):
     from tools.molmo2.checkpoint import load_checkpoint
 
     source, folder = exported
-    cfg = TrainConfig(out=str(tmp_path / "run"), shape="test", steps=1, batch=2, lr=0.0, warmup=1, save_every=1,
-                      eval_every=1000, workers=0, init_from=str(folder))
+    cfg = TrainConfig(
+        out=str(tmp_path / "run"),
+        shape="test",
+        steps=1,
+        batch=2,
+        lr=0.0,
+        warmup=1,
+        save_every=1,
+        eval_every=1000,
+        workers=0,
+        init_from=str(folder),
+    )
     checkpoint = train(cfg)
     loaded = load_checkpoint(checkpoint).state_dict()
     for name, value in source.state_dict().items():
@@ -81,11 +91,33 @@ def test_init_from_a_bundle_with_another_tokenizer_exits_with_a_message(exported
     for name in ("vision.onnx", "embed.onnx", "decoder.onnx", "decoder_step.onnx", "decoder.weights"):
         if (folder / name).is_file():
             (other / name).write_bytes((folder / name).read_bytes())
-    (other / "tokenizer.json").write_text(json.dumps({"version": "1.0", "model": {"type": "WordLevel",
-                                                      "vocab": {"a": 0}, "unk_token": "a"}}))
-    result = subprocess.run([sys.executable, "-m", "tools.distill", "train", "--out", str(tmp_path / "run"),
-                             "--shape", "test", "--steps", "1", "--init-from", str(other), "--workers", "0",
-                             "--eval-parts", "0"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    (other / "tokenizer.json").write_text(
+        json.dumps({"version": "1.0", "model": {"type": "WordLevel", "vocab": {"a": 0}, "unk_token": "a"}})
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tools.distill",
+            "train",
+            "--out",
+            str(tmp_path / "run"),
+            "--shape",
+            "test",
+            "--steps",
+            "1",
+            "--init-from",
+            str(other),
+            "--workers",
+            "0",
+            "--eval-parts",
+            "0",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 2, result.stderr
     assert "not this student's tokenizer" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "run").exists()  # nothing left behind
@@ -104,6 +136,11 @@ def test_defect_counts_choose_how_many_defects_a_part_has():
 
 
 def test_defect_counts_are_checked_on_the_command_line(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "tools.distill", "train", "--out", str(tmp_path / "run"),
-                             "--defect-counts", "1,x"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "tools.distill", "train", "--out", str(tmp_path / "run"), "--defect-counts", "1,x"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2 and "defect counts must be whole numbers" in result.stderr

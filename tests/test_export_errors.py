@@ -17,17 +17,23 @@ from tokenizers import Tokenizer, models, pre_tokenizers  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 # Runs the export CLI and records the process's peak resident memory beside the output.
-RUNNER = ("import resource, runpy, sys\n"
-          "sys.argv = ['tools.export', *sys.argv[2:]]\n"
-          "try:\n    runpy.run_module('tools.export', run_name='__main__')\n"
-          "finally:\n    open(sys.argv_rss, 'w').write(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))\n")
+RUNNER = (
+    "import resource, runpy, sys\n"
+    "sys.argv = ['tools.export', *sys.argv[2:]]\n"
+    "try:\n    runpy.run_module('tools.export', run_name='__main__')\n"
+    "finally:\n    open(sys.argv_rss, 'w').write(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))\n"
+)
 
 
 def _export(ckpt: Path, out: Path, *extra: str):
     rss = out.parent / "peak_rss_kb"
     code = RUNNER.replace("sys.argv_rss", repr(str(rss)))
-    result = subprocess.run([sys.executable, "-c", code, "x", "onnx", "--checkpoint", str(ckpt), "--out", str(out),
-                             *extra], capture_output=True, text=True, cwd=ROOT)
+    result = subprocess.run(
+        [sys.executable, "-c", code, "x", "onnx", "--checkpoint", str(ckpt), "--out", str(out), *extra],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     result.peak_mb = int(rss.read_text()) / 1024
     return result
 
@@ -151,5 +157,7 @@ def test_failed_export_leaves_nothing_and_keeps_a_good_bundle(ckpt, tmp_path, ti
     monkeypatch.undo()  # a re-run is not blocked by anything the failures left
     assert cli.main(["onnx", "--checkpoint", str(ckpt), "--out", str(target)]) == 0
     assert cli.main(["onnx", "--checkpoint", str(ckpt), "--out", str(good), "--overwrite"]) == 0
-    assert json.loads((good / "manifest.json").read_text())["files"] == json.loads(
-        (target / "manifest.json").read_text())["files"]
+    assert (
+        json.loads((good / "manifest.json").read_text())["files"]
+        == json.loads((target / "manifest.json").read_text())["files"]
+    )

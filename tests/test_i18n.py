@@ -26,8 +26,10 @@ def test_order_of_choice():
 def test_reasons_and_messages_in_japanese():
     assert translate("counted 3, expected 4", "ja") == "3個 (期待値 4)"
     assert translate("found 2, allowed 0..0", "ja") == "2個検出 (許容 0〜0)"
-    assert translate("uncertain: answered yes (p_yes 0.55, margin 0.10), expected yes", "ja") == \
-        "判定不確か: 回答 はい (p_yes 0.55, マージン 0.10), 期待 はい"
+    assert (
+        translate("uncertain: answered yes (p_yes 0.55, margin 0.10), expected yes", "ja")
+        == "判定不確か: 回答 はい (p_yes 0.55, マージン 0.10), 期待 はい"
+    )
     assert translate("trigger while busy (3 so far)", "ja") == "検査中のトリガ (累計 3)"
     assert translate("counted 3, expected 4", "en") == "counted 3, expected 4"
 

@@ -38,8 +38,9 @@ def _in_root(command: str, root: Path) -> str:
 
 
 def _checkout_copy(dest: Path) -> Path:
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
-                           text=True, check=True).stdout.split()
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
     for name in files:
         src = ROOT / name
         if src.is_file():
@@ -72,22 +73,25 @@ def installed(tmp_path_factory) -> dict:
             command = command.split("#")[0] + f"> {root}/hash.txt"
         if command.startswith("sudoedit "):  # the integrator's edit: a password and a camera this machine has
             path = Path(command.split()[1])
-            text = path.read_text().replace("REPLACE with the output of: edge-inspect user hash-password",
-                                            (root / "hash.txt").read_text().strip())
+            text = path.read_text().replace(
+                "REPLACE with the output of: edge-inspect user hash-password", (root / "hash.txt").read_text().strip()
+            )
             text = re.sub(r"(?m)^camera:\n(  .*\n)+", "camera:\n  source: synthetic\n", text)
             path.write_text(text)
             ran.append(step)
             continue
         group = re.search(r"-g edge-inspect\b", command)
         if group:  # the group lives in the temporary root's /etc/group, not this machine's
-            gid = next(line.split(":")[2] for line in (root / "etc" / "group").read_text().splitlines()
-                       if line.startswith("edge-inspect:"))
+            gid = next(
+                line.split(":")[2]
+                for line in (root / "etc" / "group").read_text().splitlines()
+                if line.startswith("edge-inspect:")
+            )
             command = command.replace("-g edge-inspect", f"-g {gid}")
         if command.startswith("useradd "):
             command = command.replace("useradd ", f"useradd --prefix {root} ", 1)
             command = command.replace(f"--home-dir {root}/", "--home-dir /")  # a path inside the prefix
-        result = subprocess.run(command, shell=True, cwd=checkout, env=env, capture_output=True, text=True,
-                                input=stdin)
+        result = subprocess.run(command, shell=True, cwd=checkout, env=env, capture_output=True, text=True, input=stdin)
         assert result.returncode == 0, f"systemd/README.md step failed: {step}\n{result.stdout}\n{result.stderr}"
         ran.append(step)
     unit = (ROOT / "systemd" / "edge-inspect.service").read_text()
@@ -95,25 +99,53 @@ def installed(tmp_path_factory) -> dict:
         assert (root / doc.removeprefix("file:///")).is_file(), f"Documentation= names a missing file: {doc}"
     assert "edge-inspect:" in (root / "etc" / "passwd").read_text()
     venv = root / "opt" / "edge-inspect" / "venv"
-    return {"root": root, "venv": venv, "exe": root / "usr" / "local" / "bin" / "edge-inspect", "env": env,
-            "steps": ran}
+    return {
+        "root": root,
+        "venv": venv,
+        "exe": root / "usr" / "local" / "bin" / "edge-inspect",
+        "env": env,
+        "steps": ran,
+    }
 
 
 def test_readme_steps_install_a_torch_free_appliance(installed):
     assert len(installed["steps"]) >= 8
     python = installed["venv"] / "bin" / "python"
-    probe = subprocess.run([str(python), "-c", "import importlib.util as u; import edge_inspect, edge_inspect.web.app;"
-                            "print(u.find_spec('torch') is None, u.find_spec('transformers') is None)"],
-                           capture_output=True, text=True)
+    probe = subprocess.run(
+        [
+            str(python),
+            "-c",
+            "import importlib.util as u; import edge_inspect, edge_inspect.web.app;"
+            "print(u.find_spec('torch') is None, u.find_spec('transformers') is None)",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert probe.stdout.split() == ["True", "True"], probe.stdout + probe.stderr
     version = subprocess.run([str(installed["exe"]), "--version"], capture_output=True, text=True)
     assert version.returncode == 0 and re.fullmatch(r"edge-inspect \d+\.\d+\.\d+\S*\n", version.stdout), version
 
 
 def test_installed_demo_runs_from_another_folder(installed, tmp_path):
-    result = subprocess.run([str(installed["exe"]), "demo", "--duration", "15", "--workdir", "work",
-                             "--port", str(free_port()), "--web-port", "0"], cwd=tmp_path, env=installed["env"],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            str(installed["exe"]),
+            "demo",
+            "--duration",
+            "15",
+            "--workdir",
+            "work",
+            "--port",
+            str(free_port()),
+            "--web-port",
+            "0",
+        ],
+        cwd=tmp_path,
+        env=installed["env"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     verdicts = re.findall(r"^#\d+\s+P\d+\s+(PASS|FAIL|ERROR)", result.stdout, re.M)
     assert "PASS" in verdicts and "FAIL" in verdicts, result.stdout
@@ -121,18 +153,30 @@ def test_installed_demo_runs_from_another_folder(installed, tmp_path):
 
 
 def test_installed_run_serves_the_hmi_and_hashes_passwords(installed, tmp_path):
-    hashed = subprocess.run([str(installed["exe"]), "user", "hash-password"], input="correct horse\n",
-                            capture_output=True, text=True, cwd=tmp_path)
+    hashed = subprocess.run(
+        [str(installed["exe"]), "user", "hash-password"],
+        input="correct horse\n",
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert hashed.returncode == 0 and hashed.stdout.startswith("scrypt$"), hashed.stderr
     config = yaml.safe_load((ROOT / "examples" / "demo-station.yaml").read_text())
     web_port = free_port()
     config["plc"]["port"] = free_port()
-    config["web"].update(port=web_port, users=[{"name": "op", "role": "operator",
-                                                "password_hash": hashed.stdout.strip()}])
+    config["web"].update(
+        port=web_port, users=[{"name": "op", "role": "operator", "password_hash": hashed.stdout.strip()}]
+    )
     config["storage"]["dir"] = str(tmp_path / "data")
     (tmp_path / "station.yaml").write_text(yaml.safe_dump(config))
-    proc = subprocess.Popen([str(installed["exe"]), "run", "station.yaml"], cwd=tmp_path, env=installed["env"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [str(installed["exe"]), "run", "station.yaml"],
+        cwd=tmp_path,
+        env=installed["env"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         status, deadline = None, time.monotonic() + 120
         while status != 200 and time.monotonic() < deadline and proc.poll() is None:

@@ -32,8 +32,12 @@ def test_lean_copy_of_a_traced_bundle_answers_the_same(traced_bundle, tmp_path):
     import onnx
 
     out = tmp_path / "lean"
-    result = subprocess.run([sys.executable, "-m", "tools.export", "lean", "--bundle", str(traced_bundle),
-                             "--out", str(out)], capture_output=True, text=True, cwd=ROOT)
+    result = subprocess.run(
+        [sys.executable, "-m", "tools.export", "lean", "--bundle", str(traced_bundle), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert result.returncode == 0, result.stderr
     ops = [n.op_type for n in onnx.load(str(out / "decoder.onnx")).graph.node]
     traced_ops = [n.op_type for n in onnx.load(str(traced_bundle / "decoder.onnx")).graph.node]

@@ -30,8 +30,10 @@ def test_retention_never_hands_an_old_disposition_to_a_new_inspection(tmp_path):
     row = review.get_inspection(store, new)
     assert row["disposition"] is None and row["audit"] == []
     assert store.conn.execute("select count(*) from dispositions").fetchone()[0] == 0
-    kept = [dict(zip(("action", "inspection_id"), r, strict=True)) for r in store.conn.execute(
-        "select action, inspection_id from audit order by id")]
+    kept = [
+        dict(zip(("action", "inspection_id"), r, strict=True))
+        for r in store.conn.execute("select action, inspection_id from audit order by id")
+    ]
     assert kept == [{"action": "disposition", "inspection_id": first}, {"action": "retention", "inspection_id": None}]
 
 
@@ -77,9 +79,13 @@ def test_one_transaction_per_inspection_and_per_disposition(tmp_path):
     store = Store(tmp_path, save_pass_every=1)
     ids = []
     assert _commits(store, lambda: ids.append(store.record(_record(1, Verdict.FAIL), FRAME))) == [
-        "BEGIN IMMEDIATE", "COMMIT"]
+        "BEGIN IMMEDIATE",
+        "COMMIT",
+    ]
     assert _commits(store, lambda: review.set_disposition(store, ids[0], "confirmed_defect", "qa1", "ok")) == [
-        "BEGIN IMMEDIATE", "COMMIT"]
+        "BEGIN IMMEDIATE",
+        "COMMIT",
+    ]
     row = review.get_inspection(store, ids[0])
     assert len(row["checks"]) == 2 and row["checks"][0]["points"] == [[0.5, 0.5]] and len(row["audit"]) == 1
     assert (tmp_path / row["image_path"]).is_file() and not list(tmp_path.rglob("*.tmp"))

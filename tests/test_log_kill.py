@@ -14,15 +14,22 @@ from .stations import write_station
 
 
 def test_kill_9_during_log_writes_never_leaves_half_an_inspection(tmp_path, tiny_bundle):
-    config = write_station(tmp_path, tiny_bundle, plc={"enabled": False},
-                           model={"bundle": str(tiny_bundle), "max_new_tokens": 2},
-                           triggers={"plc": False, "interval_s": 0.01},
-                           storage={"dir": str(tmp_path / "data"), "save_pass_every": 1})
+    config = write_station(
+        tmp_path,
+        tiny_bundle,
+        plc={"enabled": False},
+        model={"bundle": str(tiny_bundle), "max_new_tokens": 2},
+        triggers={"plc": False, "interval_s": 0.01},
+        storage={"dir": str(tmp_path / "data"), "save_pass_every": 1},
+    )
     wal = tmp_path / "data" / "inspections.db-wal"
     kills = 0
     for _ in range(20):
-        proc = subprocess.Popen([sys.executable, "-m", "edge_inspect.cli", "run", str(config)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "edge_inspect.cli", "run", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             deadline = time.monotonic() + 120
             size = wal.stat().st_size if wal.exists() else -1
@@ -40,10 +47,12 @@ def test_kill_9_during_log_writes_never_leaves_half_an_inspection(tmp_path, tiny
     with sqlite3.connect(tmp_path / "data" / "inspections.db") as db:
         assert db.execute("pragma integrity_check").fetchone()[0] == "ok"
         total = db.execute("select count(*) from inspections").fetchone()[0]
-        without_checks = db.execute("select count(*) from inspections i where not exists "
-                                    "(select 1 from checks c where c.inspection_id = i.id)").fetchone()[0]
-        orphans = db.execute("select count(*) from checks c where not exists "
-                             "(select 1 from inspections i where i.id = c.inspection_id)").fetchone()[0]
+        without_checks = db.execute(
+            "select count(*) from inspections i where not exists (select 1 from checks c where c.inspection_id = i.id)"
+        ).fetchone()[0]
+        orphans = db.execute(
+            "select count(*) from checks c where not exists (select 1 from inspections i where i.id = c.inspection_id)"
+        ).fetchone()[0]
         images = [r[0] for r in db.execute("select image_path from inspections where image_path is not null")]
     assert kills == 20 and total > 0  # some kills land on the start-up writes (migrations)
     assert without_checks == 0 and orphans == 0

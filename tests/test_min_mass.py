@@ -14,8 +14,9 @@ STUDENT = Path(__file__).resolve().parents[1] / "models" / "demo-student"
 
 
 def _qa(**kw) -> QACheck:
-    return QACheck.model_validate({"name": "label", "kind": "qa", "question": "Is the label present?",
-                                   "expect": "yes", **kw})
+    return QACheck.model_validate(
+        {"name": "label", "kind": "qa", "question": "Is the label present?", "expect": "yes", **kw}
+    )
 
 
 def test_low_mass_is_uncertain_whatever_the_margin():
@@ -45,9 +46,22 @@ def test_demo_bundle_mass_logged_and_off_vocabulary_question_uncertain(tmp_path)
     from edge_inspect.sim import render_part
     from edge_inspect.vlm import load_bundle
 
-    recipe = Recipe.model_validate({"number": 1, "name": "qa", "checks": [
-        {"name": "label", "kind": "qa", "question": "Is the label present?", "expect": "yes", "min_margin": 0.0},
-        {"name": "odd", "kind": "qa", "question": "Point to the screws.", "expect": "yes", "min_margin": 0.0}]})
+    recipe = Recipe.model_validate(
+        {
+            "number": 1,
+            "name": "qa",
+            "checks": [
+                {
+                    "name": "label",
+                    "kind": "qa",
+                    "question": "Is the label present?",
+                    "expect": "yes",
+                    "min_margin": 0.0,
+                },
+                {"name": "odd", "kind": "qa", "question": "Point to the screws.", "expect": "yes", "min_margin": 0.0},
+            ],
+        }
+    )
     frame = render_part(2).image  # label present
     result = Inspector(load_bundle(STUDENT)).run(frame, recipe)
     label, odd = result.outcomes
@@ -55,10 +69,24 @@ def test_demo_bundle_mass_logged_and_off_vocabulary_question_uncertain(tmp_path)
     assert odd.mass < 0.5 and odd.status == "fail" and "yes/no mass" in odd.reason, odd
 
     store = Store(tmp_path, save_pass_every=0)
-    row_id = store.record(InspectionRecord(
-        result_id=1, station="s", recipe=1, recipe_name="qa", part_id="P1", trigger="software",
-        verdict=result.verdict, error="", outcomes=result.outcomes, timings_ms=result.timings_ms,
-        model_sha256="m" * 64, config_sha256="c" * 64, rois=[None, None]), frame)
+    row_id = store.record(
+        InspectionRecord(
+            result_id=1,
+            station="s",
+            recipe=1,
+            recipe_name="qa",
+            part_id="P1",
+            trigger="software",
+            verdict=result.verdict,
+            error="",
+            outcomes=result.outcomes,
+            timings_ms=result.timings_ms,
+            model_sha256="m" * 64,
+            config_sha256="c" * 64,
+            rois=[None, None],
+        ),
+        frame,
+    )
     checks = get_inspection(store, row_id)["checks"]
     store.close()
     assert [c["mass"] for c in checks] == pytest.approx([label.mass, odd.mass])

@@ -34,7 +34,9 @@ def test_yes_no_scoring_rule(model):
     assert p_yes > 0.9 and 0 < mass <= 1
     logits[model.bundle.tokens.no[0]] = 5.0
     p_yes, _ = model.engine.yes_no(logits)
-    assert p_yes == pytest.approx(len(model.bundle.tokens.yes) / (len(model.bundle.tokens.yes) + len(model.bundle.tokens.no)), abs=0.2)
+    assert p_yes == pytest.approx(
+        len(model.bundle.tokens.yes) / (len(model.bundle.tokens.yes) + len(model.bundle.tokens.no)), abs=0.2
+    )
 
 
 def test_yes_no_uncertain_margin(model):
@@ -73,8 +75,9 @@ def test_timings_are_reported(model):
 def test_provider_choice():
     assert choose_providers("auto", ["CPUExecutionProvider"]) == ["CPUExecutionProvider"]
     assert choose_providers("auto", ["CUDAExecutionProvider", "CPUExecutionProvider"])[0] == "CUDAExecutionProvider"
-    assert choose_providers(["tensorrt", "cuda"], ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]) == [
-        "TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert choose_providers(
+        ["tensorrt", "cuda"], ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    ) == ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
     with pytest.raises(ValueError, match="not available"):
         choose_providers("cuda", ["CPUExecutionProvider"])
     with pytest.raises(ValueError, match="unknown provider"):

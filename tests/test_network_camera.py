@@ -31,8 +31,12 @@ class MJPEGServer:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "tests.mjpeg_server", str(self.port), str(self.log),
-                                      str(self.fps)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.mjpeg_server", str(self.port), str(self.log), str(self.fps)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert self.proc.stdout.readline().strip() == "serving"
 
     def freeze(self) -> None:
@@ -78,8 +82,12 @@ def _assert_fresh(camera: LiveCamera, server: MJPEGServer) -> None:
 
 
 def test_a_frozen_or_dead_stream_is_lost_fast_and_recovers_20_rounds(server):
-    camera = LiveCamera(lambda: OpenCVSource(server.url, cv2.CAP_FFMPEG, timeout_ms=1000), stall_timeout_s=1.0,
-                        reconnect_min_s=0.1, reconnect_max_s=0.5)
+    camera = LiveCamera(
+        lambda: OpenCVSource(server.url, cv2.CAP_FFMPEG, timeout_ms=1000),
+        stall_timeout_s=1.0,
+        reconnect_min_s=0.1,
+        reconnect_max_s=0.5,
+    )
     try:
         camera.start()
         assert _until(lambda: camera.check() == "ok", 15) is not None, camera.detail
@@ -101,8 +109,17 @@ def test_a_frozen_or_dead_stream_is_lost_fast_and_recovers_20_rounds(server):
 
 
 def test_station_on_a_network_camera_drops_ready_and_inspects_only_new_frames(server, tmp_path, tiny_bundle):
-    config = write_station(tmp_path, tiny_bundle, camera={
-        "source": "url", "url": server.url, "stall_timeout_s": 1.0, "reconnect_min_s": 0.1, "reconnect_max_s": 0.5})
+    config = write_station(
+        tmp_path,
+        tiny_bundle,
+        camera={
+            "source": "url",
+            "url": server.url,
+            "stall_timeout_s": 1.0,
+            "reconnect_min_s": 0.1,
+            "reconnect_max_s": 0.5,
+        },
+    )
 
     async def scenario(station):
         async def until(condition, timeout: float) -> float | None:

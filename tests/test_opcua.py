@@ -54,14 +54,17 @@ def test_job_result_event_and_model(tmp_path):
             await _subscribe(c, events)
             sm = await node(c, "VisionSystem/VisionSystemStateMachine")
             method = await node(c, "VisionSystem/VisionSystemStateMachine/StartSingleJob")
-            job = await sm.call_method(method, ua.Variant("SN-0001", ua.VariantType.String),
-                                       ua.Variant("", ua.VariantType.String))
+            job = await sm.call_method(
+                method, ua.Variant("SN-0001", ua.VariantType.String), ua.Variant("", ua.VariantType.String)
+            )
             await async_wait_until(lambda: events.events, 20, "result event")
             ev = events.events[0]
             assert ev["JobId"].Value == job and ev["PartId"].Value == "SN-0001"
             assert ev["Verdict"].Value == "PASS" and ev["CheckNames"].Value == ["surface"]
-            last = {name: await (await node(c, f"VisionSystem/ResultManagement/LastResult/{name}")).read_value()
-                    for name in ("ResultId", "JobId", "PartId", "Verdict", "DefectCount", "LogId", "CheckOutcomes")}
+            last = {
+                name: await (await node(c, f"VisionSystem/ResultManagement/LastResult/{name}")).read_value()
+                for name in ("ResultId", "JobId", "PartId", "Verdict", "DefectCount", "LogId", "CheckOutcomes")
+            }
             assert last["JobId"] == job and last["Verdict"] == "PASS" and last["CheckOutcomes"] == ["pass"]
             rows = _rows(station)  # logged before published
             assert [r["id"] for r in rows] == [last["LogId"]] and rows[0]["part_id"] == "SN-0001"
@@ -141,8 +144,10 @@ def test_trigger_while_busy_is_refused_and_counted(tmp_path):
     path = opcua_config(tmp_path)
 
     async def scenario():
-        async with running(path, FakeInspector(delay_s=1.0)) as station, \
-                session(station.config.opcua.endpoint, "op", folder=tmp_path) as c:
+        async with (
+            running(path, FakeInspector(delay_s=1.0)) as station,
+            session(station.config.opcua.endpoint, "op", folder=tmp_path) as c,
+        ):
             first = await _call(c, START, "SN-1", "1")
             with pytest.raises(UaStatusCodeError, match="BadInvalidState"):
                 await _call(c, START, "SN-2", "1")
@@ -163,8 +168,10 @@ def test_modbus_and_opcua_together(tmp_path):
     path = opcua_config(tmp_path)
 
     async def scenario():
-        async with running(path, FakeInspector(delay_s=0.3)) as station, \
-                session(station.config.opcua.endpoint, "op", folder=tmp_path) as c:
+        async with (
+            running(path, FakeInspector(delay_s=0.3)) as station,
+            session(station.config.opcua.endpoint, "op", folder=tmp_path) as c,
+        ):
             events = Results()
             await _subscribe(c, events)
             plc = SimulatedPLC(station.signal_map, port=station.config.plc.port)
@@ -182,7 +189,9 @@ def test_modbus_and_opcua_together(tmp_path):
                 plc.close()
             await asyncio.sleep(0.3)
             assert [(e["Trigger"].Value, e["PartId"].Value, e["JobId"].Value) for e in events.events] == [
-                ("plc", "PLC-41", ""), ("opcua", "UA-1", job)]
+                ("plc", "PLC-41", ""),
+                ("opcua", "UA-1", job),
+            ]
             assert [r["part_id"] for r in _rows(station)] == ["PLC-41", "UA-1"]
             assert station.counters["total"] == 2
 
@@ -196,8 +205,14 @@ def test_config_errors_name_the_key(tmp_path):
 
     cases = [
         ({"endpoint": "opc.tcp://127.0.0.1:4840/x"}, ": opcua: no user could log in"),
-        ({"endpoint": "http://127.0.0.1:4840/x", "anonymous": True}, "opcua.endpoint: 'http://127.0.0.1:4840/x' is not"),
-        ({"endpoint": "opc.tcp://127.0.0.1:5020/x", "anonymous": True}, "opcua.endpoint: port 5020 is both OPC UA's and the plc"),
+        (
+            {"endpoint": "http://127.0.0.1:4840/x", "anonymous": True},
+            "opcua.endpoint: 'http://127.0.0.1:4840/x' is not",
+        ),
+        (
+            {"endpoint": "opc.tcp://127.0.0.1:5020/x", "anonymous": True},
+            "opcua.endpoint: port 5020 is both OPC UA's and the plc",
+        ),
         ({"anonymous": True, "security": ["Basic128"]}, "opcua.security.0:"),
         ({"anonymous": True, "certificate": "cert.der"}, "opcua.certificate: certificate and private_key go together"),
         ({"anonymous": True, "trusted_clients": "nowhere"}, "opcua.trusted_clients: no such folder nowhere"),
@@ -222,7 +237,9 @@ def test_alarm_events_and_error_state(tmp_path):
             ns = await c.get_namespace_index("urn:edge-inspect:vision")
             alarms = Alarms()
             sub = await c.create_subscription(50, alarms)
-            await sub.subscribe_events(c.get_node(ua.ObjectIds.Server), c.get_node(ua.NodeId("Types/VisionAlarmEventType", ns)))
+            await sub.subscribe_events(
+                c.get_node(ua.ObjectIds.Server), c.get_node(ua.NodeId("Types/VisionAlarmEventType", ns))
+            )
             state = await node(c, "VisionSystem/VisionSystemStateMachine/CurrentState")
             reason = await node(c, "VisionSystem/VisionSystemStateMachine/ErrorReason")
             active = await node(c, "VisionSystem/ActiveAlarms")
@@ -236,7 +253,10 @@ def test_alarm_events_and_error_state(tmp_path):
             station.clear_alarm("camera_lost")
             await async_wait_until(lambda: len(mine()) >= 3, 10, "three alarm events")
             assert [(e["AlarmCode"].Value, e["AlarmState"].Value, e["User"].Value) for e in mine()] == [
-                ("camera_lost", "raised", ""), ("camera_lost", "acknowledged", "qa"), ("camera_lost", "cleared", "")]
+                ("camera_lost", "raised", ""),
+                ("camera_lost", "acknowledged", "qa"),
+                ("camera_lost", "cleared", ""),
+            ]
             assert (await state.read_value()).Text == "Operational"
             assert "camera_lost" not in await active.read_value()
 

@@ -19,8 +19,10 @@ NODE_DIR = Path(__file__).resolve().parent / "node"
 
 pytestmark = [
     pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed (Debian nodejs)"),
-    pytest.mark.skipif(not (NODE_DIR / "node_modules" / "node-opcua").is_dir(),
-                       reason="node-opcua is not installed: run `npm ci` in tests/node (.ci/run does)"),
+    pytest.mark.skipif(
+        not (NODE_DIR / "node_modules" / "node-opcua").is_dir(),
+        reason="node-opcua is not installed: run `npm ci` in tests/node (.ci/run does)",
+    ),
 ]
 
 
@@ -30,8 +32,17 @@ def test_node_opcua_client(tmp_path):
     async def scenario():
         async with running(path) as station:
             proc = await asyncio.create_subprocess_exec(
-                "node", str(NODE_DIR / "client.mjs"), station.config.opcua.endpoint, "op", PASSWORDS["op"], NAMESPACE,
-                str(tmp_path / "pki"), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=NODE_DIR)
+                "node",
+                str(NODE_DIR / "client.mjs"),
+                station.config.opcua.endpoint,
+                "op",
+                PASSWORDS["op"],
+                NAMESPACE,
+                str(tmp_path / "pki"),
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                cwd=NODE_DIR,
+            )
             out, err = await asyncio.wait_for(proc.communicate(), 90)
             return proc.returncode, out.decode(), err.decode()
 
@@ -42,7 +53,9 @@ def test_node_opcua_client(tmp_path):
     assert code == 0 and "error" not in result, (result, err[-2000:])
     assert {"VisionSystemStateMachine", "RecipeManagement", "ResultManagement", "Statistics"} <= set(result["system"])
     assert "StartSingleJob" in result["stateMachine"]
-    assert {"ResultId", "PartId", "Verdict", "CheckOutcomes", "DefectCount", "CreationTime"} <= set(result["lastResult"])
+    assert {"ResultId", "PartId", "Verdict", "CheckOutcomes", "DefectCount", "CreationTime"} <= set(
+        result["lastResult"]
+    )
     assert result["state"] == "Operational" and result["callStatus"] == "Good"
     assert result["event"]["JobId"] == result["jobId"] and result["event"]["PartId"] == "NODE-1"
     assert result["event"]["Verdict"] == result["verdict"] == "PASS" and result["partId"] == "NODE-1"

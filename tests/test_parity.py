@@ -84,7 +84,7 @@ def test_greedy_tokens_match_generate(model, hf_model, tiny_checkpoint, h, w):
     inputs = hf_inputs(HFImageProcessor.from_checkpoint(tiny_checkpoint), frame, model.engine, question)
     with torch.no_grad():
         out = hf_model.generate(**inputs, max_new_tokens=DECODE_STEPS, do_sample=False, eos_token_id=None)
-    theirs = out[0, inputs["input_ids"].shape[1]:].tolist()
+    theirs = out[0, inputs["input_ids"].shape[1] :].tolist()
     assert len(ours) == DECODE_STEPS and ours == theirs
 
 

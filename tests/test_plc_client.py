@@ -47,9 +47,21 @@ class PLCServer:
             return None
         rising = values[valid.address - address] and not await self.get("results_valid")  # before the write
         if rising:
-            self.snapshots.append({n: await self.get(n) for n in
-                                   ("result_id", "verdict", "defect_count", "failed_checks", "error_code", "pass",
-                                    "fail", "error")})
+            self.snapshots.append(
+                {
+                    n: await self.get(n)
+                    for n in (
+                        "result_id",
+                        "verdict",
+                        "defect_count",
+                        "failed_checks",
+                        "error_code",
+                        "pass",
+                        "fail",
+                        "error",
+                    )
+                }
+            )
         return None
 
     async def start(self) -> None:
@@ -165,9 +177,16 @@ def test_results_are_complete_before_results_valid_rises(tmp_path):
     bad = []
     for i, snap in enumerate(snapshots):
         expected = 1 if i % 2 == 0 else 2  # the fake inspector alternates PASS, FAIL
-        want = {"result_id": 1000 + i, "verdict": expected, "defect_count": expected - 1,
-                "failed_checks": expected - 1, "error_code": 0, "pass": expected == 1, "fail": expected == 2,
-                "error": False}
+        want = {
+            "result_id": 1000 + i,
+            "verdict": expected,
+            "defect_count": expected - 1,
+            "failed_checks": expected - 1,
+            "error_code": 0,
+            "pass": expected == 1,
+            "fail": expected == 2,
+            "error": False,
+        }
         if snap != want or {"PASS": 1, "FAIL": 2}[logged[1000 + i]] != expected:
             bad.append((i, snap))
     assert not bad, f"{len(bad)} stale or mixed results, first: {bad[:3]}"
@@ -302,8 +321,9 @@ def test_result_buffer_in_client_mode_never_changes_a_result_under_results_valid
     """Queued results are shown one after another: between two of them results_valid must be seen
     low by the PLC, and each must be complete when it rises."""
     plc_port = free_port()
-    path = fake_station_config(tmp_path, plc={"mode": "client", "port": plc_port, "poll_ms": 5,
-                                              "options": {"result_buffer": 3}})
+    path = fake_station_config(
+        tmp_path, plc={"mode": "client", "port": plc_port, "poll_ms": 5, "options": {"result_buffer": 3}}
+    )
 
     async def main():
         plc = PLCServer(plc_port)
@@ -343,8 +363,12 @@ def test_result_buffer_in_client_mode_never_changes_a_result_under_results_valid
     con.close()
     for s in snapshots:
         verdict = {"PASS": 1, "FAIL": 2}[logged[s["result_id"]]]
-        assert (s["verdict"], s["pass"], s["fail"], s["defect_count"]) == (verdict, verdict == 1, verdict == 2,
-                                                                            verdict - 1)
+        assert (s["verdict"], s["pass"], s["fail"], s["defect_count"]) == (
+            verdict,
+            verdict == 1,
+            verdict == 2,
+            verdict - 1,
+        )
 
 
 def test_new_results_under_a_high_results_valid_drop_it_first(tmp_path):
@@ -389,8 +413,9 @@ def test_new_results_under_a_high_results_valid_drop_it_first(tmp_path):
 @needs_socat
 def test_client_mode_over_rtu_with_a_serial_port_lost_and_back(tmp_path):
     pty = PtyPair(tmp_path).start()
-    path = fake_station_config(tmp_path, plc={"mode": "client", "transport": "rtu", "serial_port": pty.a,
-                                              "baudrate": 115200, "poll_ms": 10})
+    path = fake_station_config(
+        tmp_path, plc={"mode": "client", "transport": "rtu", "serial_port": pty.a, "baudrate": 115200, "poll_ms": 10}
+    )
 
     async def main():
         plc = PLCServer(pty.b)

@@ -90,8 +90,9 @@ def tcp_station(tmp_path):
 @pytest.fixture
 def rtu_station(tmp_path):
     with PtyPair(tmp_path) as pty:
-        path = fake_station_config(tmp_path, plc={"transport": "rtu", "serial_port": pty.a, "baudrate": 115200,
-                                                  "device_id": 5})
+        path = fake_station_config(
+            tmp_path, plc={"transport": "rtu", "serial_port": pty.a, "baudrate": 115200, "device_id": 5}
+        )
         with StationThread(path) as st:
             st.pty = pty
             raw = RawSerial(pty.b)
@@ -303,12 +304,15 @@ def _logged_part_ids(tmp_path) -> dict[int, str]:
 
 
 @needs_mbpoll
-@pytest.mark.parametrize("encoding,order,text", [
-    ("ascii", "high_first", "SN-0042"),
-    ("ascii", "low_first", "SN-0042"),
-    ("utf-8", "high_first", "Ä-12"),
-    ("shift_jis", "low_first", "部品7"),
-])
+@pytest.mark.parametrize(
+    "encoding,order,text",
+    [
+        ("ascii", "high_first", "SN-0042"),
+        ("ascii", "low_first", "SN-0042"),
+        ("utf-8", "high_first", "Ä-12"),
+        ("shift_jis", "low_first", "部品7"),
+    ],
+)
 def test_part_id_encodings(tmp_path, encoding, order, text):
     port = free_port()
     path = fake_station_config(tmp_path, plc={"port": port, "part_id_encoding": encoding, "part_id_byte_order": order})
@@ -335,8 +339,9 @@ def test_undecodable_part_id_is_kept_escaped(tmp_path):
 
 # -- 9: start-up errors ---------------------------------------------------------------------------------
 def _run(path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "edge_inspect.cli", "run", str(path)], capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "edge_inspect.cli", "run", str(path)], capture_output=True, text=True, timeout=60
+    )
 
 
 def test_run_with_the_modbus_port_in_use(tmp_path):

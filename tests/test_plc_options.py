@@ -26,8 +26,10 @@ RECIPE_CHANGE = 2  # coil
 
 def _station(tmp_path, **options):
     port = free_port()
-    recipes = [{"number": n, "name": f"r{n}", "checks": [{"name": "surface", "kind": "point", "prompt": "defects?"}]}
-               for n in (1, 2)]
+    recipes = [
+        {"number": n, "name": f"r{n}", "checks": [{"name": "surface", "kind": "point", "prompt": "defects?"}]}
+        for n in (1, 2)
+    ]
     return fake_station_config(tmp_path, plc={"port": port, "options": options}, recipes=recipes), port
 
 
@@ -133,7 +135,9 @@ class UncertainInspector(FakeInspector):
     def run(self, frame, recipe) -> Inspection:
         self.runs += 1
         if self.runs == 1:
-            return Inspection(Verdict.FAIL, [CheckOutcome("label", "qa", "fail", "uncertain: answered yes (margin 0.05)")])
+            return Inspection(
+                Verdict.FAIL, [CheckOutcome("label", "qa", "fail", "uncertain: answered yes (margin 0.05)")]
+            )
         return Inspection(Verdict.PASS, [CheckOutcome("label", "qa", "pass", "answered yes")])
 
 
@@ -155,13 +159,31 @@ def test_warning_bit(tmp_path):
 
 def test_options_appear_in_the_map(tmp_path):
     path, _ = _station(tmp_path, result_buffer=8, recipe_change=True, identity=True, warning=True)
-    out = subprocess.run([sys.executable, "-m", "edge_inspect.cli", "modbus", "map", "--config", str(path), "--format",
-                          "json"], capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "edge_inspect.cli", "modbus", "map", "--config", str(path), "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     names = {s["name"] for s in json.loads(out.stdout)["signals"]}
-    assert {"results_overrun", "results_queued", "recipe_change", "recipe_change_done", "recipe_change_failed",
-            "recipe_active", "model_id", "config_id", "software_version", "warning"} <= names
+    assert {
+        "results_overrun",
+        "results_queued",
+        "recipe_change",
+        "recipe_change_done",
+        "recipe_change_failed",
+        "recipe_active",
+        "model_id",
+        "config_id",
+        "software_version",
+        "warning",
+    } <= names
     path, _ = _station(tmp_path)
-    out = subprocess.run([sys.executable, "-m", "edge_inspect.cli", "modbus", "map", "--config", str(path), "--format",
-                          "json"], capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "edge_inspect.cli", "modbus", "map", "--config", str(path), "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert "warning" not in {s["name"] for s in json.loads(out.stdout)["signals"]}

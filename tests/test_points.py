@@ -8,19 +8,43 @@ from edge_inspect.vlm.points import format_molmo2_points, parse_points
 
 CASES = [
     # text, expected points [(x, y, label, object, image)], malformed, stated count
-    ('<points coords="1 1 412 630 2 505 611">screw</points>',
-     [(0.412, 0.630, "screw", 1, 0), (0.505, 0.611, "screw", 2, 0)], False, None),
-    ('Counting the <points coords="1 1 100 200 2 300 400 3 500 600">screw</points> shows a total of 3.',
-     [(0.1, 0.2, "screw", 1, 0), (0.3, 0.4, "screw", 2, 0), (0.5, 0.6, "screw", 3, 0)], False, 3),
-    ('<points coords="1 1 010 020\t2 1 900 950">dent</points>',
-     [(0.01, 0.02, "dent", 1, 0), (0.9, 0.95, "dent", 1, 1)], False, None),
-    ('<points coords="1 1 010 020;2 1 900 950 2 000 1000">spot</points>',
-     [(0.01, 0.02, "spot", 1, 0), (0.9, 0.95, "spot", 1, 1), (0.0, 1.0, "spot", 2, 1)], False, None),
+    (
+        '<points coords="1 1 412 630 2 505 611">screw</points>',
+        [(0.412, 0.630, "screw", 1, 0), (0.505, 0.611, "screw", 2, 0)],
+        False,
+        None,
+    ),
+    (
+        'Counting the <points coords="1 1 100 200 2 300 400 3 500 600">screw</points> shows a total of 3.',
+        [(0.1, 0.2, "screw", 1, 0), (0.3, 0.4, "screw", 2, 0), (0.5, 0.6, "screw", 3, 0)],
+        False,
+        3,
+    ),
+    (
+        '<points coords="1 1 010 020\t2 1 900 950">dent</points>',
+        [(0.01, 0.02, "dent", 1, 0), (0.9, 0.95, "dent", 1, 1)],
+        False,
+        None,
+    ),
+    (
+        '<points coords="1 1 010 020;2 1 900 950 2 000 1000">spot</points>',
+        [(0.01, 0.02, "spot", 1, 0), (0.9, 0.95, "spot", 1, 1), (0.0, 1.0, "spot", 2, 1)],
+        False,
+        None,
+    ),
     ('<point x="61.5" y="40.0" alt="scratch">scratch</point>', [(0.615, 0.4, "scratch", 1, 0)], False, None),
-    ('<points x1="10" y1="20" x2="30.5" y2="40" alt="screws">screws</points>',
-     [(0.1, 0.2, "screws", 1, 0), (0.305, 0.4, "screws", 2, 0)], False, None),
-    ('Counting the <points x1="10" y1="20" x2="30" y2="40" alt="screw">screw</points> shows a total of 2.',
-     [(0.1, 0.2, "screw", 1, 0), (0.3, 0.4, "screw", 2, 0)], False, 2),
+    (
+        '<points x1="10" y1="20" x2="30.5" y2="40" alt="screws">screws</points>',
+        [(0.1, 0.2, "screws", 1, 0), (0.305, 0.4, "screws", 2, 0)],
+        False,
+        None,
+    ),
+    (
+        'Counting the <points x1="10" y1="20" x2="30" y2="40" alt="screw">screw</points> shows a total of 2.',
+        [(0.1, 0.2, "screw", 1, 0), (0.3, 0.4, "screw", 2, 0)],
+        False,
+        2,
+    ),
     ("There are none.", [], False, None),
     ("Counting the screws shows a total of 0.", [], False, 0),
     # garbage and damaged markup: zero points, flagged
@@ -70,16 +94,19 @@ def test_format_round_trip():
 HUGE = "9" * 5000
 
 
-@pytest.mark.parametrize("text", [
-    f'<points coords="1 1 {HUGE} 630">screw</points>',
-    f'<points coords="{HUGE} 1 412 630">screw</points>',
-    f'<points coords="1 {HUGE} 412 630">screw</points>',
-    f'<point x="{HUGE}" y="2">scratch</point>',
-    f'<point x="0.{HUGE}" y="2">scratch</point>',
-    f'<points x{HUGE}="10" y{HUGE}="20">screws</points>',
-    f"Counting the screws shows a total of {HUGE}.",
-    f'Counting the <points coords="1 1 100 200">screw</points> shows a total of {HUGE}.',
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        f'<points coords="1 1 {HUGE} 630">screw</points>',
+        f'<points coords="{HUGE} 1 412 630">screw</points>',
+        f'<points coords="1 {HUGE} 412 630">screw</points>',
+        f'<point x="{HUGE}" y="2">scratch</point>',
+        f'<point x="0.{HUGE}" y="2">scratch</point>',
+        f'<points x{HUGE}="10" y{HUGE}="20">screws</points>',
+        f"Counting the screws shows a total of {HUGE}.",
+        f'Counting the <points coords="1 1 100 200">screw</points> shows a total of {HUGE}.',
+    ],
+)
 def test_huge_numbers_never_raise(text):
     answer = parse_points(text)
     assert answer.stated_count is None or answer.stated_count < 10**10

@@ -24,6 +24,7 @@ def multithreaded_torch():
     yield
     torch.set_num_threads(before)
 
+
 # (height, width, max_crops): squares, portrait, landscape, tiny, and images larger than
 # max_crops tiles can cover at native resolution (downscaled onto the canvas).
 SIZES = [
@@ -69,10 +70,16 @@ def test_tilings_differ_across_sizes():
 @pytest.mark.parametrize("h,w", [(90, 140), (300, 200), (64, 64), (900, 1600)])
 def test_matches_hf_with_checkpoint_settings(h, w):
     """Non-default crop size, margins, max_crops, mean and std, as a checkpoint may set them."""
-    settings = ImageSettings(crop_size=112, max_crops=4, overlap_margins=(2, 2), image_mean=(0.48, 0.45, 0.4),
-                             image_std=(0.27, 0.26, 0.28))
-    hf = HFImageProcessor(size={"height": 112, "width": 112}, max_crops=4, overlap_margins=[2, 2],
-                          image_mean=[0.48, 0.45, 0.4], image_std=[0.27, 0.26, 0.28])
+    settings = ImageSettings(
+        crop_size=112, max_crops=4, overlap_margins=(2, 2), image_mean=(0.48, 0.45, 0.4), image_std=(0.27, 0.26, 0.28)
+    )
+    hf = HFImageProcessor(
+        size={"height": 112, "width": 112},
+        max_crops=4,
+        overlap_margins=[2, 2],
+        image_mean=[0.48, 0.45, 0.4],
+        image_std=[0.27, 0.26, 0.28],
+    )
     image = _image(h, w, seed=7)
     ref = hf.run(image)
     ours = preprocess(image, settings)
@@ -108,8 +115,16 @@ def _half_cases(image, height, width):
 
 # (source h, w, output h, w): upscales whose weights are near 1/2, exact 2x down, small outputs
 # (height + width <= 128: torch's channels-last kernel) and large ones (its generic kernel).
-RESIZES = [(64, 64, 112, 112), (64, 64, 56, 56), (33, 50, 112, 112), (60, 90, 30, 45), (240, 320, 112, 112),
-           (100, 37, 60, 68), (224, 224, 112, 112), (50, 50, 378, 378)]
+RESIZES = [
+    (64, 64, 112, 112),
+    (64, 64, 56, 56),
+    (33, 50, 112, 112),
+    (60, 90, 30, 45),
+    (240, 320, 112, 112),
+    (100, 37, 60, 68),
+    (224, 224, 112, 112),
+    (50, 50, 378, 378),
+]
 
 
 @pytest.mark.parametrize("h,w,out_h,out_w", RESIZES)

@@ -15,11 +15,17 @@ from transformers.models.molmo2.processing_molmo2 import Molmo2Processor  # noqa
 @pytest.mark.parametrize("single_start", [True, False])
 @pytest.mark.parametrize("grid", [(14, 14, 14, 14), (4, 4, 6, 12), (7, 7, 21, 14)])
 def test_image_tokens_match_hf(cols, single_cols, single_start, grid):
-    hf_self = SimpleNamespace(image_use_col_tokens=cols, use_single_crop_col_tokens=single_cols,
-                              use_single_crop_start_token=single_start)
+    hf_self = SimpleNamespace(
+        image_use_col_tokens=cols, use_single_crop_col_tokens=single_cols, use_single_crop_start_token=single_start
+    )
     expected = Molmo2Processor.replace_image_token(hf_self, {"image_grids": [list(grid)]}, 0)
-    settings = PromptSettings(chat_template="", bos_token="<|endoftext|>", image_use_col_tokens=cols,
-                              use_single_crop_col_tokens=single_cols, use_single_crop_start_token=single_start)
+    settings = PromptSettings(
+        chat_template="",
+        bos_token="<|endoftext|>",
+        image_use_col_tokens=cols,
+        use_single_crop_col_tokens=single_cols,
+        use_single_crop_start_token=single_start,
+    )
     assert image_token_text(grid, settings) == expected
 
 
@@ -36,8 +42,9 @@ def test_prompt_ids_match_hf_tokenizer(tiny_checkpoint, tiny_bundle):
     messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
     text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     text = tok.bos_token + text if not text.startswith(tok.bos_token) else text
-    hf_self = SimpleNamespace(image_use_col_tokens=True, use_single_crop_col_tokens=False,
-                              use_single_crop_start_token=True)
+    hf_self = SimpleNamespace(
+        image_use_col_tokens=True, use_single_crop_col_tokens=False, use_single_crop_start_token=True
+    )
     text = text.replace("<|image|>", Molmo2Processor.replace_image_token(hf_self, {"image_grids": [list(grid)]}, 0))
     expected = tok(text, add_special_tokens=True)["input_ids"]
     prompt = model.engine.prompts.build(question, grid)

@@ -26,8 +26,9 @@ CALIBRATION = ROOT / "calibration" / "parts"
 
 @pytest.fixture(scope="module")
 def int8_bundle(tiny_bundle, tmp_path_factory):
-    return quantize_bundle(tiny_bundle, tmp_path_factory.mktemp("q") / "int8", vision="int8", decoder="int8",
-                           calibration=CALIBRATION)
+    return quantize_bundle(
+        tiny_bundle, tmp_path_factory.mktemp("q") / "int8", vision="int8", decoder="int8", calibration=CALIBRATION
+    )
 
 
 def _ops(path: Path) -> list[str]:
@@ -42,7 +43,9 @@ def test_int8_bundle_records_precision_and_calibration(int8_bundle, tiny_bundle)
     assert len(manifest["quantization"]["calibration"]["sha256"]) == 64
     assert "QuantizeLinear" in _ops(int8_bundle / "vision.onnx")  # QDQ, as TensorRT's explicit INT8 wants
     # each decoder graph in its fastest int8 form: per-channel rows for the prefill, block-wise for steps
-    assert "MatMulInteger" in _ops(int8_bundle / "decoder.onnx") and "MatMulNBits" not in _ops(int8_bundle / "decoder.onnx")
+    assert "MatMulInteger" in _ops(int8_bundle / "decoder.onnx") and "MatMulNBits" not in _ops(
+        int8_bundle / "decoder.onnx"
+    )
     step_nodes = onnx.load(str(int8_bundle / "decoder_step.onnx")).graph.node
     assert {a.i for n in step_nodes if n.op_type == "MatMulNBits" for a in n.attribute if a.name == "bits"} == {8}
     # 7-bit weights: full-range ones saturated ONNX Runtime's 16-bit pair sums on CPUs without VNNI
@@ -87,8 +90,9 @@ def test_vision_int8_needs_calibration(tiny_bundle, tmp_path):
 
 
 def _quantize_cli(*args):
-    return subprocess.run([sys.executable, "-m", "tools.export", "quantize", *args], capture_output=True, text=True,
-                          cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "tools.export", "quantize", *args], capture_output=True, text=True, cwd=ROOT
+    )
 
 
 def test_decoder_int4_alone_keeps_vision_at_full_precision(tiny_bundle, tmp_path):
@@ -105,16 +109,21 @@ def test_quantize_user_errors_are_one_line_and_leave_nothing(tiny_bundle, tmp_pa
     from .errors import assert_one_line_error
 
     out = tmp_path / "q"
-    assert_one_line_error(_quantize_cli("--bundle", str(tiny_bundle), "--out", str(out), "--vision", "int8"),
-                          "calibration")
-    assert_one_line_error(_quantize_cli("--bundle", str(tiny_bundle), "--out", str(out), "--vision", "int8",
-                                        "--calibration", str(tmp_path / "none")), "none", "no calibration images")
+    assert_one_line_error(
+        _quantize_cli("--bundle", str(tiny_bundle), "--out", str(out), "--vision", "int8"), "calibration"
+    )
+    assert_one_line_error(
+        _quantize_cli(
+            "--bundle", str(tiny_bundle), "--out", str(out), "--vision", "int8", "--calibration", str(tmp_path / "none")
+        ),
+        "none",
+        "no calibration images",
+    )
     assert_one_line_error(_quantize_cli("--bundle", str(tmp_path / "nope"), "--out", str(out)), "nope")
     assert_one_line_error(_quantize_cli("--bundle", str(tiny_bundle), "--out", str(out), "--keep", "(["), "--keep")
     before = sorted(p.name for p in tiny_bundle.iterdir())
     assert_one_line_error(_quantize_cli("--bundle", str(tiny_bundle), "--out", str(tiny_bundle)), "source bundle")
-    assert_one_line_error(_quantize_cli("--bundle", str(tiny_bundle), "--out", str(tiny_bundle / "int8")),
-                          "inside it")
+    assert_one_line_error(_quantize_cli("--bundle", str(tiny_bundle), "--out", str(tiny_bundle / "int8")), "inside it")
     assert sorted(p.name for p in tiny_bundle.iterdir()) == before
     assert list(tmp_path.iterdir()) == []  # nothing written, no manifest-less bundle
 
@@ -153,7 +162,10 @@ def test_int8_graphs_that_disagree_keep_the_decoder_graph_at_full_precision(tiny
     assert (out / "decoder.weights").read_bytes() == (tiny_bundle / "decoder.weights").read_bytes()
     assert "MatMulNBits" in _ops(out / "decoder_step.onnx")
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["graphs"]["decoder"]["precision"] == "fp32" and manifest["graphs"]["decoder_step"]["precision"] == "int8"
+    assert (
+        manifest["graphs"]["decoder"]["precision"] == "fp32"
+        and manifest["graphs"]["decoder_step"]["precision"] == "int8"
+    )
     assert manifest["quantization"]["decoder"] == "int8"
     assert manifest["quantization"]["decoder_scheme"].startswith("fp32, not quantized")
     model, reference = load_bundle(out), load_bundle(tiny_bundle)
@@ -199,9 +211,25 @@ def test_failed_quantize_keeps_the_existing_bundle(tiny_bundle, tmp_path, monkey
 
 
 def _verify(reference, candidate, tmp_path, seeds="600000:600006"):
-    return subprocess.run([sys.executable, "-m", "tools.distill", "verify", "--reference", str(reference),
-                           "--candidate", str(candidate), "--seeds", seeds, "--json", str(tmp_path / "v.json")],
-                          capture_output=True, text=True, cwd=ROOT)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tools.distill",
+            "verify",
+            "--reference",
+            str(reference),
+            "--candidate",
+            str(candidate),
+            "--seeds",
+            seeds,
+            "--json",
+            str(tmp_path / "v.json"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
 
 
 def test_verify_passes_an_identical_bundle(tiny_bundle, tmp_path):
@@ -256,7 +284,9 @@ def test_engines_for_another_gpu_or_version_are_refused(tiny_bundle, tmp_path):
     meta = {"tensorrt_version": "10.3.0", "gpu_name": "Orin", "compute_capability": "8.7", "engines": {}}
     here = Environment("10.3.0", "NVIDIA H200", "9.0")
     assert compatibility(meta, here) == "engines were built for Orin (sm 8.7), this machine has NVIDIA H200 (sm 9.0)"
-    assert "TensorRT 10.3.0, this machine has TensorRT 10.9.0" in compatibility(meta, Environment("10.9.0", "Orin", "8.7"))
+    assert "TensorRT 10.3.0, this machine has TensorRT 10.9.0" in compatibility(
+        meta, Environment("10.9.0", "Orin", "8.7")
+    )
     assert compatibility(meta, Environment("10.3.0", "Orin", "8.7")) is None
     assert compatibility(meta, Environment(None, None, None)) == "TensorRT is not installed on this machine"
     # through the runtime: refused in one line, and ONNX Runtime answers instead
@@ -297,19 +327,51 @@ def test_tensorrt_engines_build_and_match_onnxruntime(tiny_bundle, tmp_path):
 def test_bench_command(tiny_bundle, int8_bundle, tmp_path):
     out = tmp_path / "bench.json"
     report = tmp_path / "verify.json"  # the layout `python -m tools.distill verify --json` writes
-    report.write_text(json.dumps({"reference": str(tiny_bundle), "candidate": str(int8_bundle), "passed": False,
-                                  "problems": ["label yes/no agreement 0.90 < 0.99"], "rows": []}))
-    result = subprocess.run([sys.executable, "-m", "edge_inspect.cli", "bench", str(tiny_bundle), str(int8_bundle),
-                             "--runs", "2", "--warmup", "1", "--frames", "2", "--json", str(out),
-                             "--verify", str(report), "--step-threads", "2,1"],
-                            capture_output=True, text=True)
+    report.write_text(
+        json.dumps(
+            {
+                "reference": str(tiny_bundle),
+                "candidate": str(int8_bundle),
+                "passed": False,
+                "problems": ["label yes/no agreement 0.90 < 0.99"],
+                "rows": [],
+            }
+        )
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edge_inspect.cli",
+            "bench",
+            str(tiny_bundle),
+            str(int8_bundle),
+            "--runs",
+            "2",
+            "--warmup",
+            "1",
+            "--frames",
+            "2",
+            "--json",
+            str(out),
+            "--verify",
+            str(report),
+            "--step-threads",
+            "2,1",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     rows = json.loads(out.read_text())["rows"]
     measured = [r for r in rows if "inspection_ms" in r]
     # each bundle at each decode-step thread count, side by side
     assert [(Path(r["bundle"]), r["step_threads"]) for r in measured] == [
-        (Path(tiny_bundle).resolve(), 2), (Path(tiny_bundle).resolve(), 1), (Path(int8_bundle).resolve(), 2),
-        (Path(int8_bundle).resolve(), 1)]
+        (Path(tiny_bundle).resolve(), 2),
+        (Path(tiny_bundle).resolve(), 1),
+        (Path(int8_bundle).resolve(), 2),
+        (Path(int8_bundle).resolve(), 1),
+    ]
     assert measured[2]["precision"] == {"vision": "int8", "decoder": "int8", "decoder_step": "int8"}
     assert all(r["step_graph"] for r in measured)
     measured = measured[::2]
@@ -325,9 +387,30 @@ def test_bench_command(tiny_bundle, int8_bundle, tmp_path):
 
 def test_bench_interleaved_runs_every_variant_in_one_process(tiny_bundle, tmp_path):
     out = tmp_path / "bench.json"
-    result = subprocess.run([sys.executable, "-m", "edge_inspect.cli", "bench", str(tiny_bundle), "--runs", "2",
-                             "--warmup", "1", "--frames", "2", "--json", str(out), "--step-threads", "2,1",
-                             "--spin", "on,off", "--interleave"], capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edge_inspect.cli",
+            "bench",
+            str(tiny_bundle),
+            "--runs",
+            "2",
+            "--warmup",
+            "1",
+            "--frames",
+            "2",
+            "--json",
+            str(out),
+            "--step-threads",
+            "2,1",
+            "--spin",
+            "on,off",
+            "--interleave",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     measured = [r for r in json.loads(out.read_text())["rows"] if "inspection_ms" in r]
     # each decode-step thread count with worker threads spinning during a run and sleeping
@@ -339,7 +422,10 @@ def test_bench_interleaved_runs_every_variant_in_one_process(tiny_bundle, tmp_pa
 
 
 def test_bench_refuses_a_spin_setting_it_does_not_know(tiny_bundle):
-    result = subprocess.run([sys.executable, "-m", "edge_inspect.cli", "bench", str(tiny_bundle), "--spin", "on,yes"],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "edge_inspect.cli", "bench", str(tiny_bundle), "--spin", "on,yes"],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2 and "'on,yes': on and/or off" in result.stderr
     assert "Traceback" not in result.stderr

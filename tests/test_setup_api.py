@@ -24,18 +24,41 @@ def test_only_the_integrator_reaches_setup(tmp_path):
         out["anon_page"] = (await client.get("/setup")).status_code
         for role in ("operator", "qa"):
             headers = await login_headers(client, role)
-            out[role] = [(await client.get(u)).status_code for u in
-                         ("/setup", "/setup/io", "/setup/config", "/api/setup/config", "/api/setup/io",
-                          "/api/setup/versions", "/api/setup/frame.jpg")]
-            out[role + "_post"] = [(await client.post(u, headers=headers, json=body)).status_code for u, body in
-                                   (("/api/setup/config", {"yaml": "x", "base_sha256": "x"}),
-                                    ("/api/setup/try", {"recipe": {}}), ("/api/setup/disk", {"action": "apply"}),
-                                    ("/api/setup/versions/1/rollback", None))]
+            out[role] = [
+                (await client.get(u)).status_code
+                for u in (
+                    "/setup",
+                    "/setup/io",
+                    "/setup/config",
+                    "/api/setup/config",
+                    "/api/setup/io",
+                    "/api/setup/versions",
+                    "/api/setup/frame.jpg",
+                )
+            ]
+            out[role + "_post"] = [
+                (await client.post(u, headers=headers, json=body)).status_code
+                for u, body in (
+                    ("/api/setup/config", {"yaml": "x", "base_sha256": "x"}),
+                    ("/api/setup/try", {"recipe": {}}),
+                    ("/api/setup/disk", {"action": "apply"}),
+                    ("/api/setup/versions/1/rollback", None),
+                )
+            ]
             await client.post("/logout")
         headers = await login_headers(client, "integrator")
-        out["integrator"] = [(await client.get(u)).status_code for u in
-                             ("/setup", "/setup/io", "/setup/config", "/api/setup/config", "/api/setup/io",
-                              "/api/setup/versions", "/api/setup/frame.jpg")]
+        out["integrator"] = [
+            (await client.get(u)).status_code
+            for u in (
+                "/setup",
+                "/setup/io",
+                "/setup/config",
+                "/api/setup/config",
+                "/api/setup/io",
+                "/api/setup/versions",
+                "/api/setup/frame.jpg",
+            )
+        ]
         out["no_csrf"] = (await client.post("/api/setup/disk", json={"action": "apply"})).status_code
         return out
 
@@ -62,8 +85,11 @@ def test_save_validates_versions_rollback_and_audit(tmp_path):
         # the recipe editor's save: the screws check limited to an ROI in the top-left corner
         recipes = first["recipes"]
         recipes[0]["checks"][1]["roi"] = [[0.0, 0.0], [0.1, 0.0], [0.1, 0.1]]
-        r = await client.post("/api/setup/config", headers=h,
-                              json={"recipes": recipes, "base_sha256": first["sha256"], "comment": "screws ROI"})
+        r = await client.post(
+            "/api/setup/config",
+            headers=h,
+            json={"recipes": recipes, "base_sha256": first["sha256"], "comment": "screws ROI"},
+        )
         out["saved"] = (r.status_code, r.json())
         rec, _ = await station.inspect(1)
         out["after_save"] = rec
@@ -71,7 +97,9 @@ def test_save_validates_versions_rollback_and_audit(tmp_path):
         out["versions"] = versions
         out["diff"] = (await client.get(f"/api/setup/versions/{versions[0]['id']}")).json()["diff"]
         # a save from the old version is refused: the file changed since
-        r = await client.post("/api/setup/config", headers=h, json={"yaml": first["yaml"], "base_sha256": first["sha256"]})
+        r = await client.post(
+            "/api/setup/config", headers=h, json={"yaml": first["yaml"], "base_sha256": first["sha256"]}
+        )
         out["stale"] = r.status_code
         # roll back to the boot version: the ROI is gone again
         r = await client.post(f"/api/setup/versions/{versions[-1]['id']}/rollback", headers=h)
@@ -122,8 +150,9 @@ def test_an_edit_on_disk_is_shown_and_never_overwritten(tmp_path):
             await asyncio.sleep(0.1)
         out["status"] = status
         # the editor opened before the edit cannot save over it
-        r = await client.post("/api/setup/config", headers=h, json={"recipes": opened["recipes"],
-                                                                   "base_sha256": opened["sha256"]})
+        r = await client.post(
+            "/api/setup/config", headers=h, json={"recipes": opened["recipes"], "base_sha256": opened["sha256"]}
+        )
         out["conflict"] = r.status_code
         out["file_kept"] = path.read_text() == text
         r = await client.post("/api/setup/disk", headers=h, json={"action": "apply"})
@@ -151,8 +180,9 @@ def test_changes_outside_recipes_wait_for_a_restart(tmp_path):
         opened = (await client.get("/api/setup/config")).json()
         data = yaml.safe_load(opened["yaml"])
         data["storage"]["retention_days"] = 7
-        r = await client.post("/api/setup/config", headers=h, json={"yaml": yaml.safe_dump(data),
-                                                                   "base_sha256": opened["sha256"]})
+        r = await client.post(
+            "/api/setup/config", headers=h, json={"yaml": yaml.safe_dump(data), "base_sha256": opened["sha256"]}
+        )
         return r.json(), (await client.get("/api/status")).json()
 
     body, status = run_setup(tmp_path, scenario)
@@ -189,9 +219,12 @@ def test_try_on_frame_and_upload_logs_nothing(tmp_path):
         out = {"frame": (await client.post("/api/setup/try", headers=h, json={"recipe": recipe})).json()}
         ok, png = cv2.imencode(".png", render_part(7, 320, 240).image)
         upload = "data:image/png;base64," + base64.b64encode(png.tobytes()).decode()
-        out["upload"] = (await client.post("/api/setup/try", headers=h, json={"recipe": recipe, "image": upload})).json()
-        out["junk"] = (await client.post("/api/setup/try", headers=h,
-                                         json={"recipe": recipe, "image": base64.b64encode(b"no image").decode()}))
+        out["upload"] = (
+            await client.post("/api/setup/try", headers=h, json={"recipe": recipe, "image": upload})
+        ).json()
+        out["junk"] = await client.post(
+            "/api/setup/try", headers=h, json={"recipe": recipe, "image": base64.b64encode(b"no image").decode()}
+        )
         recipe["checks"][0]["max"] = -1
         out["bad_recipe"] = await client.post("/api/setup/try", headers=h, json={"recipe": recipe})
         out["rows"] = (await client.get("/api/inspections")).json()["total"]
@@ -232,8 +265,9 @@ def test_rollback_and_discard_never_lose_an_edit_on_disk(tmp_path):
         opened = (await client.get("/api/setup/config")).json()
         data = yaml.safe_load(opened["yaml"])
         data["recipes"][0]["name"] = "renamed"
-        r = await client.post("/api/setup/config", headers=h, json={"yaml": yaml.safe_dump(data),
-                                                                   "base_sha256": opened["sha256"]})
+        r = await client.post(
+            "/api/setup/config", headers=h, json={"yaml": yaml.safe_dump(data), "base_sha256": opened["sha256"]}
+        )
         assert r.status_code == 200
         mode = path.stat().st_mode & 0o777  # a save keeps the file's mode (it holds password hashes)
         edited = path.read_text().replace("renamed", "edited-by-hand")
@@ -264,14 +298,19 @@ def test_an_image_that_declares_huge_dimensions_is_a_400(tmp_path):
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
-    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 60000, 60000, 8, 2, 0, 0, 0))
-           + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+    png = (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", 60000, 60000, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + chunk(b"IEND", b"")
+    )
 
     async def scenario(station, client, path):
         h = await login_headers(client, "integrator")
         recipe = (await client.get("/api/setup/config")).json()["recipes"][0]
-        return await client.post("/api/setup/try", headers=h,
-                                 json={"recipe": recipe, "image": base64.b64encode(png).decode()})
+        return await client.post(
+            "/api/setup/try", headers=h, json={"recipe": recipe, "image": base64.b64encode(png).decode()}
+        )
 
     r = run_setup(tmp_path, scenario)
     assert r.status_code == 400 and r.json()["error"].startswith("image:")

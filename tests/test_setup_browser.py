@@ -132,8 +132,9 @@ def test_try_an_upload_and_watch_mbpoll_on_the_io_monitor(daemon, page):  # noqa
     port = str(daemon["plc_port"])
 
     def mbpoll(*args: str) -> None:
-        subprocess.run(["mbpoll", "-m", "tcp", "-0", "-1", "-q", "-p", port, *args], check=True, capture_output=True,
-                       timeout=10)
+        subprocess.run(
+            ["mbpoll", "-m", "tcp", "-0", "-1", "-q", "-p", port, *args], check=True, capture_output=True, timeout=10
+        )
 
     mbpoll("-t", "4", "-r", "0", "127.0.0.1", "4321")  # trigger_id
     page.wait_for_selector("#io-trigger_id .value >> text=4321")
@@ -151,8 +152,12 @@ def test_setup_pages_pass_axe(daemon, page):  # noqa: F811
         pytest.skip("axe-core is not installed: npm ci --prefix tests/axe")
     login(page, daemon["base"])
     found = {}
-    for path, ready in (("/setup", "#c0-draw"), ("/setup/io", "#io-ready"), ("/setup/config", "#versions tbody tr"),
-                        ("/setup?lang=ja", "#c0-draw")):
+    for path, ready in (
+        ("/setup", "#c0-draw"),
+        ("/setup/io", "#io-ready"),
+        ("/setup/config", "#versions tbody tr"),
+        ("/setup?lang=ja", "#c0-draw"),
+    ):
         page.goto(daemon["base"] + path)
         page.wait_for_selector(ready)
         bad = [v for v in _audit(page) if v["impact"] in ("serious", "critical") or v["id"] == "color-contrast"]

@@ -14,9 +14,28 @@ from edge_inspect.plc.signals import DEFAULT_MAP, MapError, build_map, export_ma
 
 def test_default_map_has_no_overlaps_and_every_design_signal():
     names = {s.name for s in build_map().signals}
-    assert {"trigger", "trigger_id", "recipe", "part_id", "results_ack", "online", "ready", "busy", "results_valid",
-            "pass", "fail", "error", "result_id", "verdict", "defect_count", "failed_checks", "error_code",
-            "heartbeat", "inspection_count", "cycle_ms"} <= names
+    assert {
+        "trigger",
+        "trigger_id",
+        "recipe",
+        "part_id",
+        "results_ack",
+        "online",
+        "ready",
+        "busy",
+        "results_valid",
+        "pass",
+        "fail",
+        "error",
+        "result_id",
+        "verdict",
+        "defect_count",
+        "failed_checks",
+        "error_code",
+        "heartbeat",
+        "inspection_count",
+        "cycle_ms",
+    } <= names
 
 
 def test_override_moves_a_signal():
@@ -24,14 +43,17 @@ def test_override_moves_a_signal():
     assert m["trigger"].address == 100 and m["verdict"].table == "holding_register"
 
 
-@pytest.mark.parametrize("overrides,message", [
-    ({"trigger": {"address": 1}}, "overlap"),
-    ({"part_id": {"address": 0}}, "overlap"),
-    ({"ready": {"table": "input_register"}}, "cannot live"),
-    ({"trigger_id": {"table": "input_register"}}, "read-only"),
-    ({"nonsense": {"address": 3}}, "unknown signal"),
-    ({"part_id": {"address": 65530}}, "outside"),
-])
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        ({"trigger": {"address": 1}}, "overlap"),
+        ({"part_id": {"address": 0}}, "overlap"),
+        ({"ready": {"table": "input_register"}}, "cannot live"),
+        ({"trigger_id": {"table": "input_register"}}, "read-only"),
+        ({"nonsense": {"address": 3}}, "unknown signal"),
+        ({"part_id": {"address": 65530}}, "outside"),
+    ],
+)
 def test_bad_maps_are_refused(overrides, message):
     with pytest.raises(MapError, match=message):
         build_map(overrides)
@@ -48,11 +70,20 @@ def test_exports():
 
 
 def test_cli_map_json():
-    out = subprocess.run([sys.executable, "-m", "edge_inspect.cli", "modbus", "map", "--format", "json"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "edge_inspect.cli", "modbus", "map", "--format", "json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     signals = {s["name"]: s for s in json.loads(out)["signals"]}
-    assert signals["inspection_count"] == {**signals["inspection_count"], "table": "input_register", "count": 2,
-                                           "type": "uint32", "direction": "appliance_to_plc"}
+    assert signals["inspection_count"] == {
+        **signals["inspection_count"],
+        "table": "input_register",
+        "count": 2,
+        "type": "uint32",
+        "direction": "appliance_to_plc",
+    }
 
 
 def test_encodings_round_trip():

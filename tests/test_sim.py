@@ -56,7 +56,8 @@ def test_defect_masks_cover_changed_pixels():
             inner = defect.mask
         grey = cv2.cvtColor(with_defect.image, cv2.COLOR_BGR2GRAY).astype(float)
         ring = (cv2.dilate(defect.mask.astype(np.uint8), np.ones((15, 15), np.uint8)) > 0) & ~(
-            cv2.dilate(defect.mask.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0)
+            cv2.dilate(defect.mask.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
+        )
         assert np.abs(grey[inner] - grey[ring].mean()).mean() > 15, (seed, defect.kind)
 
 

@@ -109,7 +109,9 @@ def test_missed_trigger_is_counted(tmp_path, tiny_bundle):
 
 
 def _mbpoll(*args: str) -> str:
-    result = subprocess.run(["mbpoll", "-m", "tcp", "-0", "-1", "-q", *args], capture_output=True, text=True, timeout=10)
+    result = subprocess.run(
+        ["mbpoll", "-m", "tcp", "-0", "-1", "-q", *args], capture_output=True, text=True, timeout=10
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
 
@@ -122,9 +124,14 @@ def _mbpoll_values(out: str) -> list[int]:
 def test_tcp_handshake_with_mbpoll(tmp_path, tiny_bundle):
     path = write_station(tmp_path, tiny_bundle)
     port = str(load_config(path)[0].plc.port)
-    proc = subprocess.Popen([sys.executable, "-m", "edge_inspect.cli", "run", str(path)], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edge_inspect.cli", "run", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
+
         def read(table: str, address: int, count: int = 1) -> list[int]:
             return _mbpoll_values(_mbpoll("-p", port, "-t", table, "-r", str(address), "-c", str(count), "127.0.0.1"))
 
@@ -144,13 +151,13 @@ def test_tcp_handshake_with_mbpoll(tmp_path, tiny_bundle):
 
         seen = []
         for trigger_id in (501, 502):
-            wait("1", 1, 1)                      # ready (discrete input 1)
-            write("4", 0, trigger_id, 1)         # trigger_id, recipe (holding registers 0-1)
-            write("0", 0, 1)                     # trigger coil
-            wait("1", 3, 1)                      # results_valid
-            regs = read("3", 0, 5)               # result_id, verdict, defect_count, failed_checks, error_code
+            wait("1", 1, 1)  # ready (discrete input 1)
+            write("4", 0, trigger_id, 1)  # trigger_id, recipe (holding registers 0-1)
+            write("0", 0, 1)  # trigger coil
+            wait("1", 3, 1)  # results_valid
+            regs = read("3", 0, 5)  # result_id, verdict, defect_count, failed_checks, error_code
             write("0", 0, 0)
-            write("0", 1, 1)                     # results_ack
+            write("0", 1, 1)  # results_ack
             wait("1", 3, 0)
             write("0", 1, 0)
             seen.append(regs)
@@ -166,15 +173,21 @@ def test_tcp_handshake_with_mbpoll(tmp_path, tiny_bundle):
 
 @pytest.mark.skipif(shutil.which("socat") is None, reason="socat is not installed (needed for a pty pair)")
 def test_rtu_handshake_over_pty_pair(tmp_path, tiny_bundle):
-    socat = subprocess.Popen(["socat", "-d", "-d", f"pty,raw,echo=0,link={tmp_path}/appliance",
-                              f"pty,raw,echo=0,link={tmp_path}/plc"], stderr=subprocess.PIPE, text=True)
+    socat = subprocess.Popen(
+        ["socat", "-d", "-d", f"pty,raw,echo=0,link={tmp_path}/appliance", f"pty,raw,echo=0,link={tmp_path}/plc"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         for _ in range(100):
             if (tmp_path / "appliance").exists() and (tmp_path / "plc").exists():
                 break
             time.sleep(0.05)
-        path = write_station(tmp_path, tiny_bundle, plc={"transport": "rtu", "serial_port": str(tmp_path / "appliance"),
-                                                         "baudrate": 115200})
+        path = write_station(
+            tmp_path,
+            tiny_bundle,
+            plc={"transport": "rtu", "serial_port": str(tmp_path / "appliance"), "baudrate": 115200},
+        )
 
         async def plc(station):
             client = AsyncModbusSerialClient(str(tmp_path / "plc"), baudrate=115200, timeout=1)
@@ -256,7 +269,10 @@ def test_client_mode_against_a_plc_server(tmp_path, tiny_bundle):
     for s in seen:
         row = rows[s["result_id"]]
         assert (s["verdict"], s["defect_count"], s["failed_checks"]) == (
-            VERDICT_CODE[row["verdict"]], row["defect_count"], row["failed_checks"])
+            VERDICT_CODE[row["verdict"]],
+            row["defect_count"],
+            row["failed_checks"],
+        )
 
 
 @pytest.mark.skipif(shutil.which("mbpoll") is None, reason="mbpoll is not installed (Debian package mbpoll)")
@@ -266,22 +282,34 @@ def test_sigterm_publishes_offline_before_the_link_closes(tmp_path, tiny_bundle)
 
     path = write_station(tmp_path, tiny_bundle)
     port = str(load_config(path)[0].plc.port)
-    proc = subprocess.Popen([sys.executable, "-m", "edge_inspect.cli", "run", str(path)], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edge_inspect.cli", "run", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     reads: list[list[int]] = []
     try:
         deadline = time.monotonic() + 60
         while reads[-1:] != [[1, 1]]:  # online and ready
             assert time.monotonic() < deadline, "the station never came up"
-            r = subprocess.run(["mbpoll", "-m", "tcp", "-0", "-1", "-q", "-p", port, "-t", "1", "-r", "0", "-c", "2",
-                                "127.0.0.1"], capture_output=True, text=True, timeout=10)
+            r = subprocess.run(
+                ["mbpoll", "-m", "tcp", "-0", "-1", "-q", "-p", port, "-t", "1", "-r", "0", "-c", "2", "127.0.0.1"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            )
             if r.returncode == 0:
                 reads.append(_mbpoll_values(r.stdout))
             time.sleep(0.05)
         proc.send_signal(signal.SIGTERM)
         while proc.poll() is None:  # poll as a PLC does until the link closes
-            r = subprocess.run(["mbpoll", "-m", "tcp", "-0", "-1", "-q", "-p", port, "-t", "1", "-r", "0", "-c", "2",
-                                "127.0.0.1"], capture_output=True, text=True, timeout=10)
+            r = subprocess.run(
+                ["mbpoll", "-m", "tcp", "-0", "-1", "-q", "-p", port, "-t", "1", "-r", "0", "-c", "2", "127.0.0.1"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            )
             if r.returncode == 0:
                 reads.append(_mbpoll_values(r.stdout))
     finally:

@@ -24,8 +24,10 @@ PROMPTS = ["Point to the screws.", "Point to any scratches.", "Point to the empt
 
 
 def _max_difference(a: list[list[np.ndarray]], b: list[list[np.ndarray]]) -> float:
-    return max((float(np.abs(x - y).max()) for ra, rb in zip(a, b, strict=True) for x, y in zip(ra, rb, strict=True)),
-               default=0.0)
+    return max(
+        (float(np.abs(x - y).max()) for ra, rb in zip(a, b, strict=True) for x, y in zip(ra, rb, strict=True)),
+        default=0.0,
+    )
 
 
 def _decode_both(path: Path, frame: np.ndarray, prompts: list[str], max_new: int, stop: tuple[int, ...] | None = None):
@@ -76,9 +78,13 @@ def test_demo_student_answers_the_same_through_the_step_graph():
 
 def test_export_stores_the_decoder_weights_once(tiny_bundle):
     step = onnx.load(str(tiny_bundle / "decoder_step.onnx"), load_external_data=False)
-    inline = [t.name for t in step.graph.initializer
-              if t.data_location != onnx.TensorProto.EXTERNAL and len(t.raw_data) > 4096
-              and not t.name.startswith(("cos_cache", "sin_cache"))]
+    inline = [
+        t.name
+        for t in step.graph.initializer
+        if t.data_location != onnx.TensorProto.EXTERNAL
+        and len(t.raw_data) > 4096
+        and not t.name.startswith(("cos_cache", "sin_cache"))
+    ]
     external = {e.value for t in step.graph.initializer for e in t.external_data if e.key == "location"}
     assert inline == [] and external == {"decoder.weights"}
     manifest = json.loads((tiny_bundle / "manifest.json").read_text())
@@ -121,8 +127,12 @@ def test_lean_adds_the_step_graph_to_a_bundle_without_one(tiny_bundle, tmp_path)
     assert not load_bundle(old).engine.step_graph
 
     new = tmp_path / "new"
-    result = subprocess.run([sys.executable, "-m", "tools.export", "lean", "--bundle", str(old), "--out", str(new)],
-                            capture_output=True, text=True, cwd=ROOT)
+    result = subprocess.run(
+        [sys.executable, "-m", "tools.export", "lean", "--bundle", str(old), "--out", str(new)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads((new / "manifest.json").read_text())["lean_decoder"]["step_max_difference"] <= 1e-4
     a, b = load_bundle(old), load_bundle(new)
@@ -165,15 +175,24 @@ def test_step_graph_decodes_up_to_the_last_position_like_the_decoder_graph(tiny_
     length = batches[0].attend.shape[1]
     for model in (fast, slow):  # a model whose context ends 6 positions after the prompts
         bundle = model.engine.bundle
-        model.engine.bundle = dataclasses.replace(bundle, text=bundle.text.model_copy(update={"max_positions": length + 6}))
-    results = [model.engine.greedy_batch(batch, 7, stop_ids=()) for model, batch in zip((fast, slow), batches, strict=True)]
+        model.engine.bundle = dataclasses.replace(
+            bundle, text=bundle.text.model_copy(update={"max_positions": length + 6})
+        )
+    results = [
+        model.engine.greedy_batch(batch, 7, stop_ids=()) for model, batch in zip((fast, slow), batches, strict=True)
+    ]
     assert results[0][0] == results[1][0] and all(len(t) == 7 for t in results[0][0])
     assert _max_difference(results[0][1], results[1][1]) <= 1e-4
     stop = results[1][0][0][2]  # row 0 stops by its 3rd token; a limit of 50 is never reached by it
-    rows = [model.engine.greedy_batch(batch, 50, stop_ids=(stop,), rows=[0]) for model, batch in zip((fast, slow), batches, strict=True)]
+    rows = [
+        model.engine.greedy_batch(batch, 50, stop_ids=(stop,), rows=[0])
+        for model, batch in zip((fast, slow), batches, strict=True)
+    ]
     assert rows[0][0] == rows[1][0] and len(rows[0][0][0]) == results[1][0][0].index(stop) + 1
     for model, batch in zip((fast, slow), batches, strict=True):
-        with pytest.raises(ValueError, match=f"sequence of {length + 7} tokens exceeds the model's {length + 6} positions"):
+        with pytest.raises(
+            ValueError, match=f"sequence of {length + 7} tokens exceeds the model's {length + 6} positions"
+        ):
             model.engine.greedy_batch(batch, 8, stop_ids=())
 
 
@@ -253,13 +272,15 @@ def test_worker_threads_sleep_between_kernels_unless_spinning_is_asked_for(tiny_
     time.sleep(0.3)
     # without the forced stop the workers went on spinning for 70-90 ms of CPU in this time
     assert cpu_seconds(workers) - cpu < 0.03
-    answers = [m.engine.greedy(m.engine.prefill(m.encode(frame), "Point to the screws.")[0], 8)[0]
-               for m in (quiet, spinning)]
+    answers = [
+        m.engine.greedy(m.engine.prefill(m.encode(frame), "Point to the screws.")[0], 8)[0] for m in (quiet, spinning)
+    ]
     assert answers[0] == answers[1]
 
 
-def test_int8_step_graph_beside_an_fp32_decoder_graph_is_checked_with_its_own_bound(tiny_bundle, tmp_path, monkeypatch,
-                                                                                   caplog):
+def test_int8_step_graph_beside_an_fp32_decoder_graph_is_checked_with_its_own_bound(
+    tiny_bundle, tmp_path, monkeypatch, caplog
+):
     """quantize's second int8 form keeps the decoder graph fp32: the load check then allows the step
     graph's quantization error (MIXED_AGREEMENT of the outputs' size, on every probe seed), and still
     refuses a step graph that computes something else."""

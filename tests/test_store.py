@@ -17,8 +17,11 @@ def test_durability_pragmas_and_rows(tmp_path):
     assert store.db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     store.close()
     con = sqlite3.connect(tmp_path / "inspections.db")  # a plain SQLite file any tool can open
-    row = con.execute("select result_id, verdict, defect_count, failed_checks, part_id, image_path, overlay_path "
-                      "from inspections where id = ?", [row_id]).fetchone()
+    row = con.execute(
+        "select result_id, verdict, defect_count, failed_checks, part_id, image_path, overlay_path "
+        "from inspections where id = ?",
+        [row_id],
+    ).fetchone()
     assert row[:5] == (7, "FAIL", 1, 1, "P7") and row[5].endswith(".jpg") and row[6].endswith("_overlay.jpg")
     assert con.execute("select count(*) from checks where inspection_id = ?", [row_id]).fetchone()[0] == 2
     assert con.execute("select x, y from points where inspection_id = ?", [row_id]).fetchall() == [(0.5, 0.5)]

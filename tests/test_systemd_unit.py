@@ -15,12 +15,36 @@ from .stations import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 UNIT = ROOT / "systemd" / "edge-inspect.service"
-SANDBOX_KEYS = ("NoNewPrivileges", "ProtectSystem", "ProtectHome", "PrivateTmp", "ProtectKernelTunables",
-                "ProtectKernelModules", "ProtectKernelLogs", "ProtectControlGroups", "ProtectClock",
-                "ProtectHostname", "RestrictSUIDSGID", "RestrictRealtime", "RestrictNamespaces", "LockPersonality",
-                "RestrictAddressFamilies", "CapabilityBoundingSet", "SystemCallArchitectures", "SystemCallFilter",
-                "SystemCallErrorNumber", "RemoveIPC", "PrivateMounts", "ProtectProc", "IPAddressDeny",
-                "IPAddressAllow", "UMask", "DevicePolicy", "DeviceAllow", "MemoryDenyWriteExecute")
+SANDBOX_KEYS = (
+    "NoNewPrivileges",
+    "ProtectSystem",
+    "ProtectHome",
+    "PrivateTmp",
+    "ProtectKernelTunables",
+    "ProtectKernelModules",
+    "ProtectKernelLogs",
+    "ProtectControlGroups",
+    "ProtectClock",
+    "ProtectHostname",
+    "RestrictSUIDSGID",
+    "RestrictRealtime",
+    "RestrictNamespaces",
+    "LockPersonality",
+    "RestrictAddressFamilies",
+    "CapabilityBoundingSet",
+    "SystemCallArchitectures",
+    "SystemCallFilter",
+    "SystemCallErrorNumber",
+    "RemoveIPC",
+    "PrivateMounts",
+    "ProtectProc",
+    "IPAddressDeny",
+    "IPAddressAllow",
+    "UMask",
+    "DevicePolicy",
+    "DeviceAllow",
+    "MemoryDenyWriteExecute",
+)
 
 
 def _systemd_running() -> bool:
@@ -32,8 +56,9 @@ def _systemd_running() -> bool:
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
 def test_exposure_is_at_most_2_5():
-    result = subprocess.run(["systemd-analyze", "security", "--offline=true", "--no-pager", str(UNIT)],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        ["systemd-analyze", "security", "--offline=true", "--no-pager", str(UNIT)], capture_output=True, text=True
+    )
     match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", result.stdout + result.stderr)
     assert match, result.stdout + result.stderr
     exposure = float(match.group(1))
@@ -50,12 +75,37 @@ def _sandbox_properties() -> list[str]:
     return props
 
 
-@pytest.mark.skipif(not _systemd_running(), reason="systemd is not the running init here (a container): "
-                    "systemd-run cannot start a sandboxed unit")
+@pytest.mark.skipif(
+    not _systemd_running(),
+    reason="systemd is not the running init here (a container): systemd-run cannot start a sandboxed unit",
+)
 def test_daemon_runs_under_the_units_sandboxing(tmp_path):
-    result = subprocess.run(["systemd-run", "--wait", "--pipe", "--collect", "-p", f"ReadWritePaths={tmp_path}",
-                             *_sandbox_properties(), sys.executable, "-m", "edge_inspect.cli", "demo", "--duration",
-                             "10", "--workdir", str(tmp_path / "demo"), "--port", str(free_port()), "--web-port", "0"],
-                            capture_output=True, text=True, cwd=ROOT, timeout=300)
+    result = subprocess.run(
+        [
+            "systemd-run",
+            "--wait",
+            "--pipe",
+            "--collect",
+            "-p",
+            f"ReadWritePaths={tmp_path}",
+            *_sandbox_properties(),
+            sys.executable,
+            "-m",
+            "edge_inspect.cli",
+            "demo",
+            "--duration",
+            "10",
+            "--workdir",
+            str(tmp_path / "demo"),
+            "--port",
+            str(free_port()),
+            "--web-port",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert re.search(r"^#\d+\s+P\d+\s+(PASS|FAIL)", result.stdout, re.M), result.stdout

@@ -25,9 +25,25 @@ def test_try_on_generated_parts_and_bad_input(tmp_path):
         parts[f"part{seed}.png"] = part
     (images / "broken.png").write_text("not an image")
     out = tmp_path / "out"
-    result = subprocess.run([sys.executable, "-m", "edge_inspect.cli", "try", str(ROOT / "examples/demo-station.yaml"),
-                             str(images), "--recipe", "1", "--recipe", "7", "--out", str(out)],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edge_inspect.cli",
+            "try",
+            str(ROOT / "examples/demo-station.yaml"),
+            str(images),
+            "--recipe",
+            "1",
+            "--recipe",
+            "7",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 2, result.stdout + result.stderr
     errors = result.stderr.strip().splitlines()
     assert len(errors) == 2 and "Traceback" not in result.stderr

@@ -21,8 +21,12 @@ def _good(part) -> bool:
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "edge_inspect.cli", "tune", str(ROOT / "examples/demo-station.yaml"),
-                           *args], capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "edge_inspect.cli", "tune", str(ROOT / "examples/demo-station.yaml"), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def test_tune_on_good_and_bad_parts(tmp_path):

@@ -67,26 +67,36 @@ def test_roles_and_csrf(tmp_path, tiny_bundle):
         r["basic_qa_trigger"] = await client.post("/api/trigger", json={}, auth=("qa", "qa"))
         r["basic_wrong_pw"] = await client.post("/api/trigger", json={}, auth=("operator", "nope"))
         r["basic_op_no_csrf"] = await client.post("/api/trigger", json={}, auth=("operator", "operator"))
-        r["basic_op_text"] = await client.post("/api/trigger", content="x", headers={"content-type": "text/plain"},
-                                               auth=("operator", "operator"))
+        r["basic_op_text"] = await client.post(
+            "/api/trigger", content="x", headers={"content-type": "text/plain"}, auth=("operator", "operator")
+        )
         basic_csrf = (await client.get("/api/session", auth=("operator", "operator"))).json()["csrf"]
-        r["basic_op_trigger"] = await client.post("/api/trigger", json={}, auth=("operator", "operator"),
-                                                  headers={"X-CSRF-Token": basic_csrf})
-        r["basic_op_disp"] = await client.post("/api/inspections/1/disposition", json={"disposition": "false_reject"},
-                                               auth=("operator", "operator"))
+        r["basic_op_trigger"] = await client.post(
+            "/api/trigger", json={}, auth=("operator", "operator"), headers={"X-CSRF-Token": basic_csrf}
+        )
+        r["basic_op_disp"] = await client.post(
+            "/api/inspections/1/disposition", json={"disposition": "false_reject"}, auth=("operator", "operator")
+        )
         csrf = await login(client, "qa")
         r["no_csrf"] = await client.post("/api/inspections/1/disposition", json={"disposition": "false_reject"})
-        r["bad_csrf"] = await client.post("/api/inspections/1/disposition", json={"disposition": "false_reject"},
-                                          headers={"X-CSRF-Token": "forged"})
-        r["ok"] = await client.post("/api/inspections/1/disposition",
-                                    json={"disposition": "false_reject", "comment": "label was fine"},
-                                    headers={"X-CSRF-Token": csrf})
-        r["bad_value"] = await client.post("/api/inspections/1/disposition", json={"disposition": "meh"},
-                                           headers={"X-CSRF-Token": csrf})
-        r["missing"] = await client.post("/api/inspections/999/disposition", json={"disposition": "false_reject"},
-                                         headers={"X-CSRF-Token": csrf})
+        r["bad_csrf"] = await client.post(
+            "/api/inspections/1/disposition", json={"disposition": "false_reject"}, headers={"X-CSRF-Token": "forged"}
+        )
+        r["ok"] = await client.post(
+            "/api/inspections/1/disposition",
+            json={"disposition": "false_reject", "comment": "label was fine"},
+            headers={"X-CSRF-Token": csrf},
+        )
+        r["bad_value"] = await client.post(
+            "/api/inspections/1/disposition", json={"disposition": "meh"}, headers={"X-CSRF-Token": csrf}
+        )
+        r["missing"] = await client.post(
+            "/api/inspections/999/disposition", json={"disposition": "false_reject"}, headers={"X-CSRF-Token": csrf}
+        )
         r["form_no_csrf"] = await client.post("/review/1/disposition", data={"disposition": "confirmed_defect"})
-        r["form_ok"] = await client.post("/review/1/disposition", data={"disposition": "confirmed_defect", "csrf": csrf})
+        r["form_ok"] = await client.post(
+            "/review/1/disposition", data={"disposition": "confirmed_defect", "csrf": csrf}
+        )
         r["detail"] = (await client.get("/api/inspections/1")).json()
         return r
 
@@ -120,18 +130,27 @@ def test_login_is_rate_limited(tmp_path, tiny_bundle):
 
 def test_closed_view_needs_login(tmp_path, tiny_bundle):
     async def scenario(station, client):
-        return [(await client.get(u)).status_code for u in ("/api/status", "/api/inspections", "/metrics")], \
-            (await client.get("/review")).status_code
+        return [(await client.get(u)).status_code for u in ("/api/status", "/api/inspections", "/metrics")], (
+            await client.get("/review")
+        ).status_code
 
     api_codes, page = run_api(tmp_path, tiny_bundle, scenario, open_view=False)
     assert api_codes == [401, 401, 401] and page == 303
 
 
-@pytest.mark.parametrize("url", [
-    "/images/../inspections.db", "/images/%2e%2e/inspections.db", "/images/..%2finspections.db",
-    "/images/%2e%2e%2f%2e%2e%2fsetup.cfg", "/images//etc/passwd", "/images/%2fetc%2fpasswd",
-    "/images/..\\inspections.db", "/images/C:/Windows/win.ini",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/images/../inspections.db",
+        "/images/%2e%2e/inspections.db",
+        "/images/..%2finspections.db",
+        "/images/%2e%2e%2f%2e%2e%2fsetup.cfg",
+        "/images//etc/passwd",
+        "/images/%2fetc%2fpasswd",
+        "/images/..\\inspections.db",
+        "/images/C:/Windows/win.ini",
+    ],
+)
 def test_image_paths_cannot_escape_the_data_folder(tmp_path, tiny_bundle, url):
     async def scenario(station, client):
         await station.inspect(1)  # FAIL: images are kept
@@ -150,6 +169,7 @@ def test_image_paths_cannot_escape_the_data_folder(tmp_path, tiny_bundle, url):
 
 def test_log_opens_read_only_while_inspecting(tmp_path, tiny_bundle):
     """sqlite3/Datasette can open the log read-only and query it while the daemon writes."""
+
     async def scenario(station, client):
         db = station.store.path
         counts = []

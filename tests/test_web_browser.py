@@ -26,14 +26,39 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not 
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = Path(os.environ.get("EDGE_INSPECT_ARTIFACTS", ROOT / "artifacts")) / "screenshots"
 USERS = [{"name": n, "role": n, "password_hash": hash_password(n)} for n in ("operator", "qa")]
-RECIPES = [{"number": 1, "name": "plate", "checks": [
-    {"name": "label_yes", "kind": "qa", "question": "Is the label present?", "expect": "yes", "min_margin": 0.0, "min_mass": 0.0},
-    {"name": "label_no", "kind": "qa", "question": "Is the label present?", "expect": "no", "min_margin": 0.0, "min_mass": 0.0}]}]
+RECIPES = [
+    {
+        "number": 1,
+        "name": "plate",
+        "checks": [
+            {
+                "name": "label_yes",
+                "kind": "qa",
+                "question": "Is the label present?",
+                "expect": "yes",
+                "min_margin": 0.0,
+                "min_mass": 0.0,
+            },
+            {
+                "name": "label_no",
+                "kind": "qa",
+                "question": "Is the label present?",
+                "expect": "no",
+                "min_margin": 0.0,
+                "min_mass": 0.0,
+            },
+        ],
+    }
+]
 
 
 def _start(config: Path, base: str) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "edge_inspect.cli", "run", str(config)], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edge_inspect.cli", "run", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     deadline = time.monotonic() + 60
     while True:
         try:
@@ -96,13 +121,17 @@ def test_hmi_shows_each_new_verdict(daemon, page):
         page.wait_for_selector(f'#verdict[data-result-id="{result["result_id"]}"]', timeout=20000)
         latencies.append(time.monotonic() - done)
         assert page.inner_text("#verdict") in ("FAIL", "PASS", "ERROR")
-        page.wait_for_function("document.getElementById('frame').complete && "
-                               "document.getElementById('frame').naturalWidth > 0", timeout=20000)
+        page.wait_for_function(
+            "document.getElementById('frame').complete && document.getElementById('frame').naturalWidth > 0",
+            timeout=20000,
+        )
         assert f"id={result['result_id']}" in page.get_attribute("#frame", "src")
     assert page.locator("#checks li").count() == 2
     page.screenshot(path=str(SHOTS / "hmi_verdict.png"))
-    print(f"HMI update latency after the inspection finished: max {max(latencies) * 1000:.0f} ms, "
-          f"all {[round(x * 1000) for x in latencies]} ms")
+    print(
+        f"HMI update latency after the inspection finished: max {max(latencies) * 1000:.0f} ms, "
+        f"all {[round(x * 1000) for x in latencies]} ms"
+    )
     page.goto(daemon["base"] + "/?lang=ja")
     page.wait_for_selector("text=アラーム")
     page.screenshot(path=str(SHOTS / "hmi_japanese.png"))
@@ -177,8 +206,11 @@ def _login(page, base: str, user: str) -> None:
 
 def test_sigterm_with_three_hmis_open_stops_gracefully_within_5_s(daemon):
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"])
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"],
+        )
         pages = [browser.new_context().new_page() for _ in range(3)]
         for page in pages:
             page.goto(daemon["base"] + "/")
@@ -295,20 +327,46 @@ def test_panel_geometry_every_size_language_and_verdict_with_an_alarm(daemon):
     store = Store(daemon["tmp"] / "data")  # a second writer on the station's log, as a QA tool would be
     daemon["frames"].rename(daemon["tmp"] / "unplugged")  # camera_lost: an alarm stays active
     checks = {
-        Verdict.PASS: ["pass", "pass", "pass"], Verdict.FAIL: ["fail", "pass", "fail"],
-        Verdict.ERROR: ["error", "pass", "fail"]}
+        Verdict.PASS: ["pass", "pass", "pass"],
+        Verdict.FAIL: ["fail", "pass", "fail"],
+        Verdict.ERROR: ["error", "pass", "fail"],
+    }
     problems = []
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"])
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"],
+        )
         for verdict, statuses in checks.items():
             outcomes = [
                 CheckOutcome("surface defects", "point", statuses[0], "found 2, allowed 0..0", [(0.3, 0.3)], 2),
                 CheckOutcome("screws", "count", statuses[1], "counted 4, expected 4", [], 4),
-                CheckOutcome("label present", "qa", statuses[2],
-                             "uncertain: answered yes (p_yes 0.55, margin 0.10), expected yes")]
-            store.record(InspectionRecord(900 + int(verdict), "s", 1, "plate", "P000123456789", "plc", verdict, "",
-                                          outcomes, {"cycle_ms": 130.0}, "m" * 64, "c" * 64, []), None)
+                CheckOutcome(
+                    "label present",
+                    "qa",
+                    statuses[2],
+                    "uncertain: answered yes (p_yes 0.55, margin 0.10), expected yes",
+                ),
+            ]
+            store.record(
+                InspectionRecord(
+                    900 + int(verdict),
+                    "s",
+                    1,
+                    "plate",
+                    "P000123456789",
+                    "plc",
+                    verdict,
+                    "",
+                    outcomes,
+                    {"cycle_ms": 130.0},
+                    "m" * 64,
+                    "c" * 64,
+                    [],
+                ),
+                None,
+            )
             for width, height in ((800, 480), (1280, 800), (1920, 1080)):
                 for lang in ("en", "ja"):
                     page = browser.new_context(viewport={"width": width, "height": height}).new_page()
@@ -317,8 +375,13 @@ def test_panel_geometry_every_size_language_and_verdict_with_an_alarm(daemon):
                     page.wait_for_selector('#alarms button.ack[data-code="camera_lost"]', timeout=15000)
                     geometry = page.evaluate(GEOMETRY)
                     page.screenshot(path=str(SHOTS / f"hmi_{width}x{height}_{lang}_{verdict.name}.png"))
-                    if (geometry["scrollW"] > width or geometry["scrollH"] > height or geometry["missing"]
-                            or geometry["outside"] or geometry["small"]):
+                    if (
+                        geometry["scrollW"] > width
+                        or geometry["scrollH"] > height
+                        or geometry["missing"]
+                        or geometry["outside"]
+                        or geometry["small"]
+                    ):
                         problems.append((width, height, lang, verdict.name, geometry))
                     page.context.close()
         browser.close()
@@ -370,24 +433,36 @@ def test_a_reviewer_corrects_the_models_points_for_retraining(daemon, page):
     from edge_inspect.verdict import Verdict
 
     store = Store(daemon["tmp"] / "data", save_pass_every=1)
-    outcomes = [CheckOutcome("surface", "point", "fail", "found 2, allowed 0..0", [(0.25, 0.25), (0.75, 0.75)], 2),
-                CheckOutcome("label", "qa", "pass", "answered yes (p_yes 0.99, margin 0.98), expected yes")]
+    outcomes = [
+        CheckOutcome("surface", "point", "fail", "found 2, allowed 0..0", [(0.25, 0.25), (0.75, 0.75)], 2),
+        CheckOutcome("label", "qa", "pass", "answered yes (p_yes 0.99, margin 0.98), expected yes"),
+    ]
     frame = cv2.imread(str(next(daemon["frames"].iterdir())))
-    row_id = store.record(InspectionRecord(77, "s", 1, "plate", "P77", "plc", Verdict.FAIL, "", outcomes,
-                                           {}, "m" * 64, "c" * 64, [None, None]), frame)
+    row_id = store.record(
+        InspectionRecord(
+            77, "s", 1, "plate", "P77", "plc", Verdict.FAIL, "", outcomes, {}, "m" * 64, "c" * 64, [None, None]
+        ),
+        frame,
+    )
     store.close()
     _login(page, daemon["base"], "qa")
     page.goto(f"{daemon['base']}/review/{row_id}")
     marks = page.locator("#correct-marks")
-    page.wait_for_function("document.getElementById('correct-image').complete && "
-                           "document.getElementById('correct-image').naturalWidth > 0")
+    page.wait_for_function(
+        "document.getElementById('correct-image').complete && document.getElementById('correct-image').naturalWidth > 0"
+    )
     marks.scroll_into_view_if_needed()
     box = marks.bounding_box()
     click = lambda x, y: page.mouse.click(box["x"] + x * box["width"], box["y"] + y * box["height"])  # noqa: E731
     click(0.751, 0.749)  # the model's second point was not a defect: remove it
     click(0.5, 0.2)  # a missed one: add it
-    state = (marks.get_attribute("data-added"), marks.get_attribute("data-removed"), box,
-             page.evaluate("document.getElementById('correct-check').value"), page.inner_html("#correct-marks"))
+    state = (
+        marks.get_attribute("data-added"),
+        marks.get_attribute("data-removed"),
+        box,
+        page.evaluate("document.getElementById('correct-check').value"),
+        page.inner_html("#correct-marks"),
+    )
     assert state[:2] == ("1", "1"), state
     page.click("#save-corrections")
     page.wait_for_selector("#corrections-list")

@@ -33,8 +33,11 @@ def test_a_cookie_saved_before_logout_is_worthless_after_it(tmp_path, tiny_bundl
         client.cookies.clear()
         client.cookies.update(saved)  # an attacker replays the cookie
         after = (await client.get("/api/session")).json()
-        replay = await client.post("/api/inspections/1/disposition", json={"disposition": "false_reject"},
-                                   headers={"X-CSRF-Token": before["csrf"]})
+        replay = await client.post(
+            "/api/inspections/1/disposition",
+            json={"disposition": "false_reject"},
+            headers={"X-CSRF-Token": before["csrf"]},
+        )
         return before, after, replay
 
     before, after, replay = run_api(tmp_path, tiny_bundle, scenario)
@@ -96,8 +99,16 @@ def test_password_checks_run_off_the_event_loop(tmp_path, tiny_bundle, monkeypat
 BAD_REQUESTS = [
     ("POST", "/api/trigger", {"content": b"{not json", "headers": {"content-type": "application/json"}}),
     ("POST", "/api/trigger", {"content": b"[1, 2]", "headers": {"content-type": "application/json"}}),
-    ("POST", "/api/inspections/1/disposition", {"content": b"\xff\xfe", "headers": {"content-type": "application/json"}}),
-    ("POST", "/login", {"content": b"user=%ff%fe&password=\x00", "headers": {"content-type": "application/x-www-form-urlencoded"}}),
+    (
+        "POST",
+        "/api/inspections/1/disposition",
+        {"content": b"\xff\xfe", "headers": {"content-type": "application/json"}},
+    ),
+    (
+        "POST",
+        "/login",
+        {"content": b"user=%ff%fe&password=\x00", "headers": {"content-type": "application/x-www-form-urlencoded"}},
+    ),
     ("POST", "/login", {"content": b"--x\r\nbroken", "headers": {"content-type": "multipart/form-data; boundary=x"}}),
     ("GET", "/images/%00/../../etc/passwd", {}),
     ("GET", "/images/..%2f..%2fweb_secret", {}),
@@ -112,7 +123,11 @@ BAD_REQUESTS = [
     ("GET", "/api/status", {"headers": {"cookie": "edge_inspect=garbage.value.here"}}),
     ("GET", "/review?page=0", {}),
     ("GET", "/review/99999999999999999999999", {}),
-    ("POST", "/alarms/%00/ack", {"content": b"csrf=x", "headers": {"content-type": "application/x-www-form-urlencoded"}}),
+    (
+        "POST",
+        "/alarms/%00/ack",
+        {"content": b"csrf=x", "headers": {"content-type": "application/x-www-form-urlencoded"}},
+    ),
     ("DELETE", "/api/inspections/1", {}),
 ]
 
@@ -120,12 +135,14 @@ BAD_REQUESTS = [
 def test_no_request_from_anyone_gets_a_500_or_logs_a_traceback(tmp_path, tiny_bundle, caplog):
     async def scenario(station, client):
         await station.inspect(1)
-        return [(method, path, (await client.request(method, path, **kw)).status_code)
-                for method, path, kw in BAD_REQUESTS]
+        return [
+            (method, path, (await client.request(method, path, **kw)).status_code) for method, path, kw in BAD_REQUESTS
+        ]
 
     (tmp_path / "open").mkdir()
     results = run_api(tmp_path, tiny_bundle, scenario, open_view=False) + run_api(
-        tmp_path / "open", tiny_bundle, scenario, open_view=True)
+        tmp_path / "open", tiny_bundle, scenario, open_view=True
+    )
     assert all(code < 500 for _, _, code in results), [r for r in results if r[2] >= 500]
     assert "Traceback" not in caplog.text
 
@@ -141,19 +158,46 @@ def test_login_lockout_answers_429_with_retry_after_for_basic_auth_too(tmp_path,
 
 
 def _daemon(config, **kw) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "edge_inspect.cli", "run", str(config)], text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "edge_inspect.cli", "run", str(config)],
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        **kw,
+    )
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed (to make a test certificate)")
 def test_tls_with_secure_cookies_and_hsts(tmp_path, tiny_bundle):
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
-                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
     port = free_port()
     users = [{"name": "qa", "role": "qa", "password_hash": auth.hash_password("qa")}]
-    config = write_station(tmp_path, tiny_bundle, plc={"enabled": False}, web={
-        "enabled": True, "port": port, "users": users, "tls_cert": str(cert), "tls_key": str(key)})
+    config = write_station(
+        tmp_path,
+        tiny_bundle,
+        plc={"enabled": False},
+        web={"enabled": True, "port": port, "users": users, "tls_cert": str(cert), "tls_key": str(key)},
+    )
     proc = _daemon(config)
     try:
         base, deadline, status = f"https://127.0.0.1:{port}", time.monotonic() + 60, None
@@ -182,16 +226,22 @@ def test_web_port_in_use_is_one_line_and_exit_2(tmp_path, tiny_bundle):
         taken.listen()
         port = taken.getsockname()[1]
         config = write_station(tmp_path, tiny_bundle, plc={"enabled": False}, web={"enabled": True, "port": port})
-        result = subprocess.run([sys.executable, "-m", "edge_inspect.cli", "run", str(config)], capture_output=True,
-                                text=True, timeout=120)
+        result = subprocess.run(
+            [sys.executable, "-m", "edge_inspect.cli", "run", str(config)], capture_output=True, text=True, timeout=120
+        )
     assert_one_line_error(result, f"127.0.0.1:{port}", "web")
 
 
 def test_web_host_that_does_not_resolve_is_one_line_and_exit_2(tmp_path, tiny_bundle):
-    config = write_station(tmp_path, tiny_bundle, plc={"enabled": False},
-                           web={"enabled": True, "host": "no-such-host.invalid", "port": free_port()})
-    result = subprocess.run([sys.executable, "-m", "edge_inspect.cli", "run", str(config)], capture_output=True,
-                            text=True, timeout=120)
+    config = write_station(
+        tmp_path,
+        tiny_bundle,
+        plc={"enabled": False},
+        web={"enabled": True, "host": "no-such-host.invalid", "port": free_port()},
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "edge_inspect.cli", "run", str(config)], capture_output=True, text=True, timeout=120
+    )
     assert_one_line_error(result, "no-such-host.invalid")
 
 
@@ -204,8 +254,9 @@ def test_web_connections_send_without_waiting_for_acks(tmp_path, tiny_bundle):
     from edge_inspect.daemon import build_station
     from edge_inspect.web.app import serve
 
-    config_path = write_station(tmp_path, tiny_bundle, plc={"enabled": False},
-                                web={"enabled": True, "port": free_port()})
+    config_path = write_station(
+        tmp_path, tiny_bundle, plc={"enabled": False}, web={"enabled": True, "port": free_port()}
+    )
 
     async def main():
         config, sha = load_config(config_path)

@@ -23,8 +23,9 @@ def _corners(gray: np.ndarray, board: tuple[int, int]) -> np.ndarray | None:
     found, corners = cv2.findChessboardCorners(gray, board, cv2.CALIB_CB_ADAPTIVE_THRESH | cv2.CALIB_CB_NORMALIZE_IMAGE)
     if not found:
         return None
-    return cv2.cornerSubPix(gray, corners, (5, 5), (-1, -1),
-                            (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 50, 1e-4))
+    return cv2.cornerSubPix(
+        gray, corners, (5, 5), (-1, -1), (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 50, 1e-4)
+    )
 
 
 def calibrate(folder: Path, board: tuple[int, int], square_mm: float, plane: str | None = None) -> CameraCalibration:
@@ -48,19 +49,30 @@ def calibrate(folder: Path, board: tuple[int, int], square_mm: float, plane: str
             image_points.append(corners)
             used.append(path)
     if len(used) < 3:
-        raise CalibrationError(f"{folder}: the {board[0]}×{board[1]} board was found in {len(used)} image(s); "
-                               "need at least 3 (different angles)")
+        raise CalibrationError(
+            f"{folder}: the {board[0]}×{board[1]} board was found in {len(used)} image(s); "
+            "need at least 3 (different angles)"
+        )
     rms, matrix, dist, _, _ = cv2.calibrateCamera(object_points, image_points, size, None, None)
     plane_path = next((p for p in used if p.name == plane), None) if plane else used[-1]
     if plane_path is None:
         raise CalibrationError(f"{folder}: the plane image {plane} is missing or the board was not found in it")
     corners = image_points[used.index(plane_path)]
     flat = cv2.undistortPoints(corners, matrix, dist, P=matrix).reshape(board[1], board[0], 2)
-    spacing = np.concatenate([np.linalg.norm(np.diff(flat, axis=1), axis=2).ravel(),
-                              np.linalg.norm(np.diff(flat, axis=0), axis=2).ravel()])
-    return CameraCalibration(image_size=size, camera_matrix=matrix.tolist(), distortion=dist.ravel().tolist(),
-                             mm_per_px=float(square_mm / np.median(spacing)), rms_px=float(rms), board=board,
-                             square_mm=square_mm, images=len(used), plane_image=plane_path.name)
+    spacing = np.concatenate(
+        [np.linalg.norm(np.diff(flat, axis=1), axis=2).ravel(), np.linalg.norm(np.diff(flat, axis=0), axis=2).ravel()]
+    )
+    return CameraCalibration(
+        image_size=size,
+        camera_matrix=matrix.tolist(),
+        distortion=dist.ravel().tolist(),
+        mm_per_px=float(square_mm / np.median(spacing)),
+        rms_px=float(rms),
+        board=board,
+        square_mm=square_mm,
+        images=len(used),
+        plane_image=plane_path.name,
+    )
 
 
 class Undistorter:
@@ -75,8 +87,9 @@ class Undistorter:
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         if (frame.shape[1], frame.shape[0]) != self.size:
-            raise CalibrationError(f"frame is {frame.shape[1]}×{frame.shape[0]}, the calibration is for "
-                                   f"{self.size[0]}×{self.size[1]}")
+            raise CalibrationError(
+                f"frame is {frame.shape[1]}×{frame.shape[0]}, the calibration is for {self.size[0]}×{self.size[1]}"
+            )
         return cv2.remap(frame, *self.maps, cv2.INTER_LINEAR)
 
     def to_mm(self, x: float, y: float) -> tuple[float, float]:

@@ -40,9 +40,16 @@ class Source(Protocol):
 
 
 class LiveCamera:
-    def __init__(self, make_source: Callable[[], Source], stall_timeout_s: float = 1.5,
-                 reconnect_min_s: float = 0.2, reconnect_max_s: float = 10.0, max_frame_age_ms: float = 500.0,
-                 frames_after_trigger: int = 2, on_status: Callable[[str, str], None] | None = None):
+    def __init__(
+        self,
+        make_source: Callable[[], Source],
+        stall_timeout_s: float = 1.5,
+        reconnect_min_s: float = 0.2,
+        reconnect_max_s: float = 10.0,
+        max_frame_age_ms: float = 500.0,
+        frames_after_trigger: int = 2,
+        on_status: Callable[[str, str], None] | None = None,
+    ):
         self.make_source = make_source
         self.name = make_source().name
         self.stall_timeout_s = stall_timeout_s
@@ -73,8 +80,9 @@ class LiveCamera:
         """Start a grabber of a new generation (call with the condition held)."""
         self._generation += 1
         self._started_at = time.monotonic()
-        self._thread = threading.Thread(target=self._grabber, args=(self._generation,), daemon=True,
-                                        name=f"grabber-{self._generation}")
+        self._thread = threading.Thread(
+            target=self._grabber, args=(self._generation,), daemon=True, name=f"grabber-{self._generation}"
+        )
         self._thread.start()
 
     def _current(self, generation: int) -> bool:

@@ -136,25 +136,43 @@ class _Variant:
         manifest = json.loads((Path(self.bundle) / "manifest.json").read_text())
         totals = self.totals
         return {
-            "bundle": self.bundle, "backend": self.model.backend.name,
-            "precision": {g: manifest["graphs"][g].get("precision", "fp32") for g in ("vision", "decoder", "decoder_step")
-                          if g in manifest["graphs"]},
-            "step_graph": self.model.engine.step_graph, "step_threads": self.step_threads,
+            "bundle": self.bundle,
+            "backend": self.model.backend.name,
+            "precision": {
+                g: manifest["graphs"][g].get("precision", "fp32")
+                for g in ("vision", "decoder", "decoder_step")
+                if g in manifest["graphs"]
+            },
+            "step_graph": self.model.engine.step_graph,
+            "step_threads": self.step_threads,
             "spin": self.spin,
             "stages_ms": {s: statistics.median(v) for s, v in self.per_stage.items()},
             "decode_tokens_per_s": statistics.median(self.tokens_per_s) if self.tokens_per_s else None,
-            "inspection_ms": {"p50": percentile(totals, 0.5), "p95": percentile(totals, 0.95),
-                              "mean": statistics.fmean(totals)},
-            "one_by_one_ms": {"p50": percentile(self.reference_totals, 0.5),
-                              "p95": percentile(self.reference_totals, 0.95)},
+            "inspection_ms": {
+                "p50": percentile(totals, 0.5),
+                "p95": percentile(totals, 0.95),
+                "mean": statistics.fmean(totals),
+            },
+            "one_by_one_ms": {
+                "p50": percentile(self.reference_totals, 0.5),
+                "p95": percentile(self.reference_totals, 0.95),
+            },
             "decode_step": {k: statistics.median(sample[k] for sample in self.steps) for k in self.steps[0]},
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "runs": runs, "warmup": warmup,
+            "runs": runs,
+            "warmup": warmup,
         }
 
 
-def measure(variants: list[tuple[str, int | None, bool | None]], providers: str, recipe: dict, frames: int,
-            runs: int, warmup: int, backend: str = "onnxruntime") -> list[dict]:
+def measure(
+    variants: list[tuple[str, int | None, bool | None]],
+    providers: str,
+    recipe: dict,
+    frames: int,
+    runs: int,
+    warmup: int,
+    backend: str = "onnxruntime",
+) -> list[dict]:
     """Runs in the worker process: each (bundle, decode-step threads, spinning) of ``variants`` loaded, then the
     inspections round-robin over them (variant 1 on frame i, variant 2 on frame i, ...), so that load
     from other processes hits them alike. With several variants, peak RSS is the process's, for all."""
@@ -162,9 +180,17 @@ def measure(variants: list[tuple[str, int | None, bool | None]], providers: str,
     from ..vlm.backends import DECODE_STEP_THREADS, SPIN_DURING_RUN
 
     r = Recipe.model_validate(recipe)
-    loaded = [_Variant(bundle, providers, backend, DECODE_STEP_THREADS if threads is None else threads,
-                       SPIN_DURING_RUN if spin is None else spin, r)
-              for bundle, threads, spin in variants]
+    loaded = [
+        _Variant(
+            bundle,
+            providers,
+            backend,
+            DECODE_STEP_THREADS if threads is None else threads,
+            SPIN_DURING_RUN if spin is None else spin,
+            r,
+        )
+        for bundle, threads, spin in variants
+    ]
     images = [render_part(700_000 + i).image for i in range(frames)]
     for i in range(warmup):
         for v in loaded:
@@ -184,8 +210,12 @@ def measure(variants: list[tuple[str, int | None, bool | None]], providers: str,
 
 def _worker(args: dict) -> dict | str:
     """Run one measurement of this module in its own process; its JSON result, or why it failed."""
-    done = subprocess.run([sys.executable, "-m", __name__, json.dumps(args)], capture_output=True, text=True,
-                          cwd=Path(__file__).resolve().parents[2])
+    done = subprocess.run(
+        [sys.executable, "-m", __name__, json.dumps(args)],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     if done.returncode != 0:
         lines = done.stderr.strip().splitlines()
         return lines[-1] if lines else f"exit code {done.returncode}"
@@ -201,8 +231,11 @@ def read_verify(paths: list[str]) -> dict[str, dict]:
             continue
         report = json.loads(Path(path).read_text())
         reports[str(Path(report["candidate"]).resolve())] = {
-            "passed": bool(report["passed"]), "reference": report.get("reference"), "report": str(path),
-            "problems": report.get("problems", [])}
+            "passed": bool(report["passed"]),
+            "reference": report.get("reference"),
+            "report": str(path),
+            "problems": report.get("problems", []),
+        }
     return reports
 
 
@@ -213,19 +246,40 @@ def load_average() -> list[float] | None:
         return None
 
 
-def run_bench(bundles: list[str], providers: str, frames: int, runs: int, warmup: int, json_path: str | None,
-              recipe: dict | None = None, verify: list[str] | None = None, backend: str = "onnxruntime",
-              step_threads: list[int] | None = None, interleave: bool = False, spin: list[bool] | None = None) -> int:
+def run_bench(
+    bundles: list[str],
+    providers: str,
+    frames: int,
+    runs: int,
+    warmup: int,
+    json_path: str | None,
+    recipe: dict | None = None,
+    verify: list[str] | None = None,
+    backend: str = "onnxruntime",
+    step_threads: list[int] | None = None,
+    interleave: bool = False,
+    spin: list[bool] | None = None,
+) -> int:
     """``step_threads``: decode-step thread counts to measure each bundle with (default: the runtime's).
     ``spin``: spinning settings of the worker threads to measure each bundle with (default: the runtime's).
     ``interleave``: every variant in one worker process, inspections round-robin (steadier ratios on a
     noisy machine; one peak RSS for all); otherwise each variant in its own process, one after another."""
     rows = []
     load_before = load_average()
-    common = {"recipe": recipe or DEMO_RECIPE, "frames": frames, "runs": runs, "warmup": warmup, "providers": providers,
-              "backend": backend}
-    variants = [(str(Path(bundle).resolve()), threads, on) for bundle in dict.fromkeys(bundles)
-                for threads in dict.fromkeys(step_threads or [None]) for on in dict.fromkeys(spin or [None])]
+    common = {
+        "recipe": recipe or DEMO_RECIPE,
+        "frames": frames,
+        "runs": runs,
+        "warmup": warmup,
+        "providers": providers,
+        "backend": backend,
+    }
+    variants = [
+        (str(Path(bundle).resolve()), threads, on)
+        for bundle in dict.fromkeys(bundles)
+        for threads in dict.fromkeys(step_threads or [None])
+        for on in dict.fromkeys(spin or [None])
+    ]
     for group in [variants] if interleave else [[v] for v in variants]:
         result = _worker({"variants": group, **common})
         if isinstance(result, str):
@@ -247,9 +301,20 @@ def run_bench(bundles: list[str], providers: str, frames: int, runs: int, warmup
     recommend(rows)
     if json_path:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(json_path).write_text(json.dumps({"rows": rows, "frames": frames, "runs": runs, "warmup": warmup,
-                                               "load_average": load,
-                                               "statistic": "median per stage; p50/p95 per inspection"}, indent=2) + "\n")
+        Path(json_path).write_text(
+            json.dumps(
+                {
+                    "rows": rows,
+                    "frames": frames,
+                    "runs": runs,
+                    "warmup": warmup,
+                    "load_average": load,
+                    "statistic": "median per stage; p50/p95 per inspection",
+                },
+                indent=2,
+            )
+            + "\n"
+        )
         print(f"JSON: {json_path}")
     return 0 if rows else 1
 
@@ -284,11 +349,15 @@ def _spin_cell(row: dict) -> str:
 
 def print_table(rows: list[dict]) -> None:
     base = next((r for r in rows if "inspection_ms" in r), None)
-    header = (f"{'bundle':<24} {'backend':<17} {'vis/dec/step':<15} {'thr':>3} {'spin':>4} {'pre':>5} {'vision':>6} {'prefill':>7} {'decode':>6} "
-              f"{'tok/s':>5} {'post':>5} | {'1-by-1':>7} {'batched':>7} {'p95':>6} {'gain':>5} {'vs 1st':>6} | "
-              f"{'step ms: stepwise':>17} {'bound':>6} {'batch/tok':>9} | {'verify':>6} {'RSS MB':>6}")
-    print("inspection ms (p50 unless p95); stages: medians of the batched path; step ms: per generated token; "
-          "thr: decode-step threads; spin: worker threads busy-wait during a run")
+    header = (
+        f"{'bundle':<24} {'backend':<17} {'vis/dec/step':<15} {'thr':>3} {'spin':>4} {'pre':>5} {'vision':>6} {'prefill':>7} {'decode':>6} "
+        f"{'tok/s':>5} {'post':>5} | {'1-by-1':>7} {'batched':>7} {'p95':>6} {'gain':>5} {'vs 1st':>6} | "
+        f"{'step ms: stepwise':>17} {'bound':>6} {'batch/tok':>9} | {'verify':>6} {'RSS MB':>6}"
+    )
+    print(
+        "inspection ms (p50 unless p95); stages: medians of the batched path; step ms: per generated token; "
+        "thr: decode-step threads; spin: worker threads busy-wait during a run"
+    )
     print(header)
     print("-" * len(header))
     for r in rows:
@@ -299,17 +368,28 @@ def print_table(rows: list[dict]) -> None:
         ref = r.get("one_by_one_ms", {}).get("p50")
         speed = base["inspection_ms"]["p50"] / p["p50"] if base else 1.0
         tps = f"{r['decode_tokens_per_s']:.0f}" if r["decode_tokens_per_s"] else "-"
-        stages = (f"{s['preprocess_ms']:5.1f} {s['vision_ms']:6.1f} {s['prefill_ms']:7.1f} {s['decode_ms']:6.1f} {tps:>5} "
-                  f"{s['postprocess_ms']:5.1f}") if s else f"{'-':>5} {'-':>6} {'-':>7} {'-':>6} {'-':>5} {'-':>5}"
+        stages = (
+            (
+                f"{s['preprocess_ms']:5.1f} {s['vision_ms']:6.1f} {s['prefill_ms']:7.1f} {s['decode_ms']:6.1f} {tps:>5} "
+                f"{s['postprocess_ms']:5.1f}"
+            )
+            if s
+            else f"{'-':>5} {'-':>6} {'-':>7} {'-':>6} {'-':>5} {'-':>5}"
+        )
         st = r.get("decode_step") or {}
-        steps = (f"{st['stepwise_ms']:17.3f} {st['bound_ms']:6.3f} {st['batched_per_token_ms']:9.3f}" if st
-                 else f"{'-':>17} {'-':>6} {'-':>9}")
+        steps = (
+            f"{st['stepwise_ms']:17.3f} {st['bound_ms']:6.3f} {st['batched_per_token_ms']:9.3f}"
+            if st
+            else f"{'-':>17} {'-':>6} {'-':>9}"
+        )
         refcell = f"{ref:7.1f}" if ref else f"{'-':>7}"
         gain = f"{ref / p['p50']:4.2f}x" if ref else f"{'-':>5}"
-        print(f"{Path(r['bundle']).name[:24]:<24} {r['backend'][:17]:<17} "
-              f"{_precisions(r):<15} {r.get('step_threads', '-'):>3} {_spin_cell(r):>4} {stages} | "
-              f"{refcell} {p['p50']:7.1f} {p['p95']:6.1f} {gain} {speed:5.2f}x | {steps} | "
-              f"{_verify_cell(r):>6} {r['peak_rss_mb']:6.0f}")
+        print(
+            f"{Path(r['bundle']).name[:24]:<24} {r['backend'][:17]:<17} "
+            f"{_precisions(r):<15} {r.get('step_threads', '-'):>3} {_spin_cell(r):>4} {stages} | "
+            f"{refcell} {p['p50']:7.1f} {p['p95']:6.1f} {gain} {speed:5.2f}x | {steps} | "
+            f"{_verify_cell(r):>6} {r['peak_rss_mb']:6.0f}"
+        )
 
 
 def recommend(rows: list[dict]) -> str | None:
@@ -344,5 +424,16 @@ def recommend(rows: list[dict]) -> str | None:
 
 if __name__ == "__main__":
     args = json.loads(sys.argv[1])
-    print(json.dumps(measure([tuple(v) for v in args["variants"]], args["providers"], args["recipe"], args["frames"],
-                             args["runs"], args["warmup"], args.get("backend", "onnxruntime"))))
+    print(
+        json.dumps(
+            measure(
+                [tuple(v) for v in args["variants"]],
+                args["providers"],
+                args["recipe"],
+                args["frames"],
+                args["runs"],
+                args["warmup"],
+                args.get("backend", "onnxruntime"),
+            )
+        )
+    )

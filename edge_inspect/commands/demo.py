@@ -42,8 +42,15 @@ def demo_users(config) -> dict[str, str]:
     return logins
 
 
-async def run_demo(workdir: Path, duration_s: float = 0.0, bundle: str | None = None, port: int = 5020,
-                   period_s: float = 0.5, quiet: bool = False, web_port: int = 8080) -> dict:
+async def run_demo(
+    workdir: Path,
+    duration_s: float = 0.0,
+    bundle: str | None = None,
+    port: int = 5020,
+    period_s: float = 0.5,
+    quiet: bool = False,
+    web_port: int = 8080,
+) -> dict:
     config, sha = demo_config(workdir, bundle, port)
     workdir.mkdir(parents=True, exist_ok=True)
     station = build_station(config, sha, DEMO_CONFIG.parent)
@@ -63,8 +70,10 @@ async def run_demo(workdir: Path, duration_s: float = 0.0, bundle: str | None = 
     port = getattr(getattr(station.link, "server", None), "port", port)  # --port 0: the one picked
     plc = SimulatedPLC(station.signal_map, "127.0.0.1", port)
     if not quiet:
-        print(f"demo station up: Modbus TCP 127.0.0.1:{port}, log {station.store.path}, "
-              f"model {station.model_sha256[:12]}; Ctrl-C to stop")
+        print(
+            f"demo station up: Modbus TCP 127.0.0.1:{port}, log {station.store.path}, "
+            f"model {station.model_sha256[:12]}; Ctrl-C to stop"
+        )
         if web is not None:
             accounts = ", ".join(f"{name} / {password}" for name, password in logins.items())
             print(f"HMI: http://127.0.0.1:{web_port}/  (log in as {accounts}; passwords made up for this run)")
@@ -83,10 +92,14 @@ async def run_demo(workdir: Path, duration_s: float = 0.0, bundle: str | None = 
             results.append(r)
             if not quiet:
                 event = last.pop(r.result_id, None)
-                reasons = "; ".join(f"{c.name}: {c.reason}" for c in (event.checks if event else [])
-                                    if c.status != "pass") or "all checks pass"
-                print(f"#{r.result_id:<5} {part}  {VERDICTS.get(r.verdict, r.verdict):5}  defects={r.defect_count} "
-                      f"failed=0b{r.failed_checks:03b}  {r.trigger_to_valid_ms:6.0f} ms  {reasons}")
+                reasons = (
+                    "; ".join(f"{c.name}: {c.reason}" for c in (event.checks if event else []) if c.status != "pass")
+                    or "all checks pass"
+                )
+                print(
+                    f"#{r.result_id:<5} {part}  {VERDICTS.get(r.verdict, r.verdict):5}  defects={r.defect_count} "
+                    f"failed=0b{r.failed_checks:03b}  {r.trigger_to_valid_ms:6.0f} ms  {reasons}"
+                )
             try:
                 await asyncio.wait_for(stop.wait(), period_s)
             except TimeoutError:
@@ -109,13 +122,21 @@ def summarize(results) -> dict:
     def pct(p: float) -> float:
         return percentile(latencies, p) if latencies else float("nan")
 
-    return {"inspections": len(results), **counts,
-            "trigger_to_valid_ms": {"p50": pct(0.5), "p95": pct(0.95),
-                                    "mean": statistics.fmean(latencies) if latencies else float("nan")}}
+    return {
+        "inspections": len(results),
+        **counts,
+        "trigger_to_valid_ms": {
+            "p50": pct(0.5),
+            "p95": pct(0.95),
+            "mean": statistics.fmean(latencies) if latencies else float("nan"),
+        },
+    }
 
 
 def print_summary(summary: dict, station: Station) -> None:
     t = summary["trigger_to_valid_ms"]
-    print(f"\n{summary['inspections']} inspections: {summary['PASS']} PASS, {summary['FAIL']} FAIL, "
-          f"{summary['ERROR']} ERROR; trigger→results_valid p50 {t['p50']:.0f} ms, p95 {t['p95']:.0f} ms")
+    print(
+        f"\n{summary['inspections']} inspections: {summary['PASS']} PASS, {summary['FAIL']} FAIL, "
+        f"{summary['ERROR']} ERROR; trigger→results_valid p50 {t['p50']:.0f} ms, p95 {t['p95']:.0f} ms"
+    )
     print(f"log: {station.store.path}")

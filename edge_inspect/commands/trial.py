@@ -37,15 +37,17 @@ def image_files(inputs: list[Path]) -> tuple[list[Path], list[str]]:
     return files, problems
 
 
-def run_try(config: StationConfig, model: VisionLanguageModel, inputs: list[Path], recipes: list[int],
-            out: Path) -> int:
+def run_try(
+    config: StationConfig, model: VisionLanguageModel, inputs: list[Path], recipes: list[int], out: Path
+) -> int:
     problems: list[str] = []
     chosen = []
     for number in recipes or [config.triggers.recipe]:
         recipe = config.recipe(number)
         if recipe is None:
-            problems.append(f"recipe {number} is not configured (recipes: "
-                            f"{', '.join(str(r.number) for r in config.recipes)})")
+            problems.append(
+                f"recipe {number} is not configured (recipes: {', '.join(str(r.number) for r in config.recipes)})"
+            )
         else:
             chosen.append(recipe)
     files, bad_inputs = image_files(inputs)
@@ -66,16 +68,41 @@ def run_try(config: StationConfig, model: VisionLanguageModel, inputs: list[Path
         for recipe in chosen:
             inspection = inspector.run(frame, recipe)
             overlay = out / f"{path.stem}_r{recipe.number}_overlay.png"
-            cv2.imwrite(str(overlay), draw_overlay(frame, inspection.outcomes, inspection.verdict,
-                                                   [c.roi for c in recipe.checks]))
-            results.append({"image": str(path), "recipe": recipe.number, "verdict": inspection.verdict.name,
-                            "error": inspection.error, "overlay": str(overlay), "timings_ms": inspection.timings_ms,
-                            "checks": [asdict(o) for o in inspection.outcomes]})
+            cv2.imwrite(
+                str(overlay),
+                draw_overlay(frame, inspection.outcomes, inspection.verdict, [c.roi for c in recipe.checks]),
+            )
+            results.append(
+                {
+                    "image": str(path),
+                    "recipe": recipe.number,
+                    "verdict": inspection.verdict.name,
+                    "error": inspection.error,
+                    "overlay": str(overlay),
+                    "timings_ms": inspection.timings_ms,
+                    "checks": [asdict(o) for o in inspection.outcomes],
+                }
+            )
             for o in inspection.outcomes:
-                answer = o.answer if o.kind != "qa" else f"{o.answer} (p_yes {o.p_yes:.2f})" if o.p_yes is not None else o.answer
+                answer = (
+                    o.answer
+                    if o.kind != "qa"
+                    else f"{o.answer} (p_yes {o.p_yes:.2f})"
+                    if o.p_yes is not None
+                    else o.answer
+                )
                 pts = " ".join(f"({x:.3f},{y:.3f})" for x, y in o.points) or "-"
-                table.append((path.name, str(recipe.number), o.name, answer[:40].replace("\n", " "), pts[:60],
-                              o.status, inspection.verdict.name))
+                table.append(
+                    (
+                        path.name,
+                        str(recipe.number),
+                        o.name,
+                        answer[:40].replace("\n", " "),
+                        pts[:60],
+                        o.status,
+                        inspection.verdict.name,
+                    )
+                )
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     for row in table:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())

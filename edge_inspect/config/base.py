@@ -33,14 +33,19 @@ def check_host(value: str) -> str:
     except ValueError:
         pass
     labels = value.removesuffix(".").split(".")
-    if (not value or len(value) > 253 or not all(_HOST_LABEL.fullmatch(label) for label in labels)
-            or labels[-1].isdigit()):
+    if (
+        not value
+        or len(value) > 253
+        or not all(_HOST_LABEL.fullmatch(label) for label in labels)
+        or labels[-1].isdigit()
+    ):
         raise ValueError(f"{value!r} is neither an IP address nor a valid host name")
     return value
 
 
 def _hosts_overlap(a: str, b: str) -> bool:
     """Whether listening on host ``a`` and host ``b`` can clash (the same address, or a wildcard)."""
+
     def addr(h: str):
         try:
             return ipaddress.ip_address(h)
@@ -91,5 +96,3 @@ def resolve_files(model: object, names: tuple[str, ...], info: ValidationInfo) -
 
 
 Polygon = list[tuple[float, float]]
-
-

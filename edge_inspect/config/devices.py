@@ -35,14 +35,26 @@ class CameraConfig(Strict):
     stall_timeout_s: float = Field(default=1.5, gt=0, le=3600)
     reconnect_min_s: float = Field(default=0.2, gt=0, le=3600)
     reconnect_max_s: float = Field(default=10.0, gt=0, le=3600)
-    max_frame_age_ms: float = Field(default=500.0, gt=0, le=3_600_000,
-                                    description="live sources: an older frame is never inspected")
-    frames_after_trigger: int = Field(default=2, ge=1, le=10, description=(
-        "live sources: inspect the n-th frame that arrives after the trigger (the first may have been sent before it)"))
+    max_frame_age_ms: float = Field(
+        default=500.0, gt=0, le=3_600_000, description="live sources: an older frame is never inspected"
+    )
+    frames_after_trigger: int = Field(
+        default=2,
+        ge=1,
+        le=10,
+        description=(
+            "live sources: inspect the n-th frame that arrives after the trigger (the first may have been sent before it)"
+        ),
+    )
     synthetic: SyntheticCamera = SyntheticCamera()
-    calibration: str | None = Field(default=None, max_length=4096, description=(
-        "camera calibration JSON from `edge-inspect calibrate camera` (relative to this file): frames are "
-        "undistorted and points are also logged in millimetres on the working plane"))
+    calibration: str | None = Field(
+        default=None,
+        max_length=4096,
+        description=(
+            "camera calibration JSON from `edge-inspect calibrate camera` (relative to this file): frames are "
+            "undistorted and points are also logged in millimetres on the working plane"
+        ),
+    )
 
     @field_validator("device")
     @classmethod
@@ -60,8 +72,11 @@ class CameraConfig(Strict):
         if key and getattr(self, key) in (None, ""):
             raise ValueError(f"camera source '{self.source}' needs '{key}'")
         if self.reconnect_min_s > self.reconnect_max_s:
-            raise FieldError(f"reconnect_min_s ({self.reconnect_min_s}) is greater than reconnect_max_s "
-                             f"({self.reconnect_max_s})", ("reconnect_min_s",), ("reconnect_max_s",))
+            raise FieldError(
+                f"reconnect_min_s ({self.reconnect_min_s}) is greater than reconnect_max_s ({self.reconnect_max_s})",
+                ("reconnect_min_s",),
+                ("reconnect_max_s",),
+            )
         base = _base_dir(info)
         if base is not None:  # while loading a file: what the source names must exist on this machine
             self._source_exists(base)
@@ -86,26 +101,38 @@ class CameraConfig(Strict):
             exists = path.is_dir() if self.source == "folder" else path.is_file()
             if not exists:
                 what = "folder" if self.source == "folder" else "file"
-                raise FieldError(f"no such {what} {path}" + (" (relative paths start at the config file's folder)"
-                                                            if not Path(self.path).is_absolute() else ""), ("path",))
+                raise FieldError(
+                    f"no such {what} {path}"
+                    + (
+                        " (relative paths start at the config file's folder)"
+                        if not Path(self.path).is_absolute()
+                        else ""
+                    ),
+                    ("path",),
+                )
 
 
 class ModelConfig(Strict):
     bundle: str = Field(min_length=1, max_length=4096, pattern=r"^[^\x00]*$")
     backend: Literal["onnxruntime", "tensorrt", "auto"] = Field(
-        default="onnxruntime", description="tensorrt: the bundle's engines, falling back to ONNX Runtime")
+        default="onnxruntime", description="tensorrt: the bundle's engines, falling back to ONNX Runtime"
+    )
     providers: Literal["auto", "cpu", "cuda", "tensorrt"] | list[Literal["cpu", "cuda", "tensorrt"]] = "cpu"
     threads: int = Field(default=0, ge=0, le=1024)
-    spin: bool = Field(default=False, description="model worker threads busy-wait between kernels during an "
-                       "inspection: faster only where nothing else needs those cores (docs/performance.md)")
+    spin: bool = Field(
+        default=False,
+        description="model worker threads busy-wait between kernels during an "
+        "inspection: faster only where nothing else needs those cores (docs/performance.md)",
+    )
     max_new_tokens: int = Field(default=96, ge=1, le=1024)
 
     def load(self) -> VisionLanguageModel:
         """The bundle loaded with these settings: what the station, `try` and `tune` all run."""
         from ..vlm import load_bundle
 
-        return load_bundle(self.bundle, providers=self.providers, threads=self.threads, backend=self.backend,
-                           spin=self.spin)
+        return load_bundle(
+            self.bundle, providers=self.providers, threads=self.threads, backend=self.backend, spin=self.spin
+        )
 
 
 class SignalOverride(Strict):
@@ -120,13 +147,17 @@ class PLCOptions(Strict):
     recipe_change: bool = Field(default=False, description="PLC switches recipes with recipe_change / _done / _failed")
     identity: bool = Field(default=False, description="model_id, config_id, software_version registers")
     warning: bool = Field(default=False, description="warning bit: uncertain answer resolved by policy, or degraded")
-    defect_positions: int = Field(default=0, ge=0, le=MAX_DEFECT_POSITIONS,
-                                  description="first N defect points as x/y registers in 0.1 mm (needs "
-                                              "camera.calibration); 0 = off")
+    defect_positions: int = Field(
+        default=0,
+        ge=0,
+        le=MAX_DEFECT_POSITIONS,
+        description="first N defect points as x/y registers in 0.1 mm (needs camera.calibration); 0 = off",
+    )
 
     def names(self) -> frozenset[str]:
-        return frozenset(n for n in ("result_buffer", "recipe_change", "identity", "warning", "defect_positions")
-                         if getattr(self, n))
+        return frozenset(
+            n for n in ("result_buffer", "recipe_change", "identity", "warning", "defect_positions") if getattr(self, n)
+        )
 
 
 class PLCConfig(Strict):
@@ -138,13 +169,18 @@ class PLCConfig(Strict):
     serial_port: str | None = Field(default=None, max_length=4096)
     baudrate: int = Field(default=19200, ge=50, le=4_000_000)
     parity: Literal["N", "E", "O"] = "N"
-    device_id: int = Field(default=1, ge=1, le=247, description="RTU slave address; on TCP the unit id (0 and 255 are answered too)")
+    device_id: int = Field(
+        default=1, ge=1, le=247, description="RTU slave address; on TCP the unit id (0 and 255 are answered too)"
+    )
     poll_ms: int = Field(default=20, ge=5, le=1000)
-    timeout_s: float = Field(default=5.0, ge=0.0, le=3600, description="server mode: no PLC request for this long = PLC absent; 0 = off")
+    timeout_s: float = Field(
+        default=5.0, ge=0.0, le=3600, description="server mode: no PLC request for this long = PLC absent; 0 = off"
+    )
     response_timeout_s: float = Field(default=0.5, gt=0.0, le=10.0, description="client mode: one request's answer")
     part_id_encoding: Literal["ascii", "utf-8", "shift_jis"] = "ascii"
     part_id_byte_order: Literal["high_first", "low_first"] = Field(
-        default="high_first", description="high_first: the first character in the high byte of each register")
+        default="high_first", description="high_first: the first character in the high byte of each register"
+    )
     options: PLCOptions = PLCOptions()
     map: dict[str, SignalOverride] = Field(default_factory=dict)
 
@@ -153,15 +189,23 @@ class PLCConfig(Strict):
     def _map_works(cls, overrides: dict[str, SignalOverride], info: ValidationInfo) -> dict[str, SignalOverride]:
         options = info.data.get("options") or PLCOptions()
         try:  # mode and options are declared above map, so they are validated already (maps are mode-aware)
-            build_map({k: v.model_dump(exclude_none=True) for k, v in overrides.items()}, info.data.get("mode", "server"),
-                      options.names(), options.defect_positions)
+            build_map(
+                {k: v.model_dump(exclude_none=True) for k, v in overrides.items()},
+                info.data.get("mode", "server"),
+                options.names(),
+                options.defect_positions,
+            )
         except MapError as err:
             raise ValueError(str(err)) from None
         return overrides
 
     def signal_map(self) -> SignalMap:
-        return build_map({k: v.model_dump(exclude_none=True) for k, v in self.map.items()}, self.mode,
-                         self.options.names(), self.options.defect_positions)
+        return build_map(
+            {k: v.model_dump(exclude_none=True) for k, v in self.map.items()},
+            self.mode,
+            self.options.names(),
+            self.options.defect_positions,
+        )
 
     def link_settings(self) -> LinkSettings:
         return LinkSettings(
@@ -174,8 +218,12 @@ class PLCConfig(Strict):
     def _transport(self, info: ValidationInfo):
         if self.transport == "rtu" and not self.serial_port:
             raise FieldError("transport 'rtu' needs serial_port", ("serial_port",), ("transport",))
-        if (self.enabled and self.transport == "rtu" and _base_dir(info) is not None
-                and not Path(self.serial_port).exists()):  # opened as given, like at start-up
+        if (
+            self.enabled
+            and self.transport == "rtu"
+            and _base_dir(info) is not None
+            and not Path(self.serial_port).exists()
+        ):  # opened as given, like at start-up
             raise FieldError(f"no such device {self.serial_port}", ("serial_port",))
         return self
 
@@ -193,12 +241,18 @@ class TriggerConfig(Strict):
 
 class StorageConfig(Strict):
     dir: str = Field(default="data", min_length=1, max_length=4096)
-    save_pass_every: int = Field(default=20, ge=0, le=1_000_000, description="keep the image of every Nth PASS; 0 = none")
+    save_pass_every: int = Field(
+        default=20, ge=0, le=1_000_000, description="keep the image of every Nth PASS; 0 = none"
+    )
     retention_days: float = Field(default=30.0, gt=0, le=36525)
     max_disk_mb: float = Field(default=2048.0, gt=0, le=1e9)
     min_free_mb: float = Field(default=200.0, ge=0, le=1e9, description="below this, images are not kept (rows are)")
-    pending_max: int = Field(default=1000, ge=0, le=100000, description=(
-        "results kept in memory while the log cannot be written, flushed when it can"))
+    pending_max: int = Field(
+        default=1000,
+        ge=0,
+        le=100000,
+        description=("results kept in memory while the log cannot be written, flushed when it can"),
+    )
 
     @field_validator("dir")
     @classmethod
@@ -207,7 +261,7 @@ class StorageConfig(Strict):
         resolved = Path(path).resolve()
         for system in ("/proc", "/sys", "/dev"):
             if resolved == Path(system) or resolved.is_relative_to(system) or path.is_relative_to(system):
-                raise ValueError(f"{value} is under {system}, a kernel file system; images and the log need a real folder")
+                raise ValueError(
+                    f"{value} is under {system}, a kernel file system; images and the log need a real folder"
+                )
         return value
-
-

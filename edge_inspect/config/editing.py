@@ -46,8 +46,9 @@ _Dumper.add_representer(list, _represent_list)
 
 def dump_recipes(recipes: list[dict]) -> str:
     """The ``recipes:`` block for ``recipes``."""
-    return yaml.dump({"recipes": recipes}, Dumper=_Dumper, sort_keys=False, allow_unicode=True,
-                     default_flow_style=False, width=120)
+    return yaml.dump(
+        {"recipes": recipes}, Dumper=_Dumper, sort_keys=False, allow_unicode=True, default_flow_style=False, width=120
+    )
 
 
 def replace_recipes(text: str, recipes: list[dict]) -> str:

@@ -90,8 +90,6 @@ class Recipe(Strict):
             raise ValueError(f"check names must be unique within a recipe: {', '.join(dupes)}")
         return self
 
-
-
     def sha256(self) -> str:
         """The recipe's version: a hash of its settings (not of the file's spelling or comments), so
         an inspection's log row tells which checks, prompts, limits and ROIs it ran."""

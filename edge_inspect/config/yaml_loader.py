@@ -61,8 +61,11 @@ class StationLoader(yaml.SafeLoader):
             self.composed += 1
             depth = sum(1 for p in self.key_path if p is not None)
             if depth > MAX_DEPTH or self.composed > MAX_NODES:
-                what = (f"nested more than {MAX_DEPTH} levels deep" if depth > MAX_DEPTH
-                        else f"more than {MAX_NODES:,} values")
+                what = (
+                    f"nested more than {MAX_DEPTH} levels deep"
+                    if depth > MAX_DEPTH
+                    else f"more than {MAX_NODES:,} values"
+                )
                 raise _LimitError(what, self.peek_event().start_mark, self._path())
             return super().compose_node(parent, index)
         except yaml.YAMLError as err:
@@ -98,8 +101,9 @@ def read_limited(path: Path) -> bytes:
             data = f.read(MAX_BYTES + 1)
         size = len(data)
     if size > MAX_BYTES:
-        raise YamlProblems([Problem(1, (), f"the file is {size:,} bytes; a station file may be at most "
-                                           f"{MAX_BYTES:,} bytes (1 MiB)")])
+        raise YamlProblems(
+            [Problem(1, (), f"the file is {size:,} bytes; a station file may be at most {MAX_BYTES:,} bytes (1 MiB)")]
+        )
     return data
 
 
@@ -182,8 +186,11 @@ def _check_tree(loader: StationLoader, root: Node) -> list[Problem]:
             depth[nid] = 1 + max((depth.get(id(c), 1) for _, c in children), default=0)
             open_.discard(nid)
             if size[nid] > MAX_NODES or depth[nid] > MAX_DEPTH + 1:
-                what = (f"more than {MAX_NODES:,} values once aliases are expanded" if size[nid] > MAX_NODES
-                        else f"nested more than {MAX_DEPTH} levels deep once aliases are expanded")
+                what = (
+                    f"more than {MAX_NODES:,} values once aliases are expanded"
+                    if size[nid] > MAX_NODES
+                    else f"nested more than {MAX_DEPTH} levels deep once aliases are expanded"
+                )
                 return [Problem(node.start_mark.line + 1, path, what)]
             continue
         if nid in size:
@@ -197,7 +204,9 @@ def _check_tree(loader: StationLoader, root: Node) -> list[Problem]:
         elif isinstance(node, ScalarNode) and node.tag == INT_TAG:
             digits = sum(c.isdigit() for c in node.value)
             if digits > MAX_INT_DIGITS:
-                problems.append(Problem(node.start_mark.line + 1, path, f"an integer with {digits:,} digits is out of range"))
+                problems.append(
+                    Problem(node.start_mark.line + 1, path, f"an integer with {digits:,} digits is out of range")
+                )
         for key, child in reversed(children):
             stack.append((child, path + (key,), False))
     return problems
@@ -217,8 +226,13 @@ def _duplicate_keys(loader: StationLoader, node: MappingNode, path: Path_) -> li
     for key_node, _ in node.value:
         if isinstance(key_node, ScalarNode) and key_node.tag == MERGE_TAG:
             if not _mergeable(_):
-                problems.append(Problem(key_node.start_mark.line + 1, path + (key_node.value,),
-                                        "'<<' merges a mapping or a list of mappings (e.g. <<: *defaults)"))
+                problems.append(
+                    Problem(
+                        key_node.start_mark.line + 1,
+                        path + (key_node.value,),
+                        "'<<' merges a mapping or a list of mappings (e.g. <<: *defaults)",
+                    )
+                )
             continue
         if not isinstance(key_node, ScalarNode):
             continue  # merged keys ('<<: *base') may be overridden; complex keys are refused by the schema
@@ -229,8 +243,13 @@ def _duplicate_keys(loader: StationLoader, node: MappingNode, path: Path_) -> li
             continue  # reported when the document is constructed
         line = key_node.start_mark.line + 1
         if key in first:
-            problems.append(Problem(line, path + (key_node.value,),
-                                    f"duplicate key (lines {first[key]} and {line}); each key may appear once"))
+            problems.append(
+                Problem(
+                    line,
+                    path + (key_node.value,),
+                    f"duplicate key (lines {first[key]} and {line}); each key may appear once",
+                )
+            )
         else:
             first[key] = line
     return problems

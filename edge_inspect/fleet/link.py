@@ -30,9 +30,17 @@ log = logging.getLogger(__name__)
 
 def broker_settings(config: FleetConfig) -> BrokerSettings:
     tls = config.tls
-    return BrokerSettings(host=config.host, port=config.broker_port, tls=tls is not None,
-                          ca=tls.ca if tls else None, cert=tls.cert if tls else None, key=tls.key if tls else None,
-                          username=config.username, password=config.password(), keepalive_s=config.keepalive_s)
+    return BrokerSettings(
+        host=config.host,
+        port=config.broker_port,
+        tls=tls is not None,
+        ca=tls.ca if tls else None,
+        cert=tls.cert if tls else None,
+        key=tls.key if tls else None,
+        username=config.username,
+        password=config.password(),
+        keepalive_s=config.keepalive_s,
+    )
 
 
 def attach_outbox(store: Store, topics: Topics, image_base_url: str | None = None) -> Outbox:
@@ -63,11 +71,17 @@ class FleetLink:
         self.topics = Topics(config.prefix, config.site, config.line, station.config.station.name)
         self.outbox = attach_outbox(station.store, self.topics, config.image_base_url)
         self.publisher = Publisher(
-            self.outbox, self.topics, broker_settings(config),
+            self.outbox,
+            self.topics,
+            broker_settings(config),
             config.client_id or f"edge-inspect-{config.site}-{config.line}-{self.topics.station}",
-            window=config.window, confirm_timeout_s=config.confirm_timeout_s, status_every_s=config.status_every_s,
-            outbox_max_bytes=config.outbox_max_mb * 1e6, offline_alarm_s=max(60.0, 2.0 * config.keepalive_s),
-            on_alarm=self._alarm_from_thread)
+            window=config.window,
+            confirm_timeout_s=config.confirm_timeout_s,
+            status_every_s=config.status_every_s,
+            outbox_max_bytes=config.outbox_max_mb * 1e6,
+            offline_alarm_s=max(60.0, 2.0 * config.keepalive_s),
+            on_alarm=self._alarm_from_thread,
+        )
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fleet-outbox")
         self._unsubscribe = station.events.subscribe(self._on_event)
         self._status_task: asyncio.Task | None = None
@@ -104,8 +118,7 @@ class FleetLink:
     def state(self) -> dict:
         """For /api/status: connected, and if not, why (e.g. "… refused the connection: not authorized: …")."""
         p = self.publisher
-        return {"connected": p.connected, "problem": None if p.connected else p.problem,
-                "outbox": p.outbox_stats()}
+        return {"connected": p.connected, "problem": None if p.connected else p.problem, "outbox": p.outbox_stats()}
 
     def _enqueue(self, msg_id: str, payload: str) -> None:
         try:

@@ -58,8 +58,9 @@ def _num(value: Any) -> Any:
     return value
 
 
-def inspection_payload(msg_id: str, topics: Topics, inspection_id: int, row: dict, rec: Any,
-                       image_base_url: str | None) -> dict[str, Any]:
+def inspection_payload(
+    msg_id: str, topics: Topics, inspection_id: int, row: dict, rec: Any, image_base_url: str | None
+) -> dict[str, Any]:
     """The message of one logged inspection: ``row`` is the inspections row just inserted, ``rec``
     the InspectionRecord (checks with their answers and points)."""
     image = None
@@ -86,25 +87,68 @@ def inspection_payload(msg_id: str, topics: Topics, inspection_id: int, row: dic
     }  # fmt: skip
 
 
-def alarm_payload(msg_id: str, topics: Topics, event: str, code: str, message: str = "", user: str = "",
-                  at: float = 0.0) -> dict[str, Any]:
+def alarm_payload(
+    msg_id: str, topics: Topics, event: str, code: str, message: str = "", user: str = "", at: float = 0.0
+) -> dict[str, Any]:
     """An alarm raised, cleared or acknowledged (``event``)."""
-    return {"v": SCHEMA, "type": "alarm", "id": msg_id, "station": topics.station, "site": topics.site,
-            "line": topics.line, "event": event, "code": code, "message": message, "user": user, "at": at}
+    return {
+        "v": SCHEMA,
+        "type": "alarm",
+        "id": msg_id,
+        "station": topics.station,
+        "site": topics.site,
+        "line": topics.line,
+        "event": event,
+        "code": code,
+        "message": message,
+        "user": user,
+        "at": at,
+    }
 
 
-def status_payload(topics: Topics, online: bool, at: float, status: dict | None = None, reason: str = "",
-                   outbox: dict | None = None) -> dict[str, Any]:
+def status_payload(
+    topics: Topics, online: bool, at: float, status: dict | None = None, reason: str = "", outbox: dict | None = None
+) -> dict[str, Any]:
     """The retained status: the station's /api/status essentials, or offline (the last will)."""
-    body: dict[str, Any] = {"v": SCHEMA, "type": "status", "station": topics.station, "site": topics.site,
-                            "line": topics.line, "online": online, "at": at}
+    body: dict[str, Any] = {
+        "v": SCHEMA,
+        "type": "status",
+        "station": topics.station,
+        "site": topics.site,
+        "line": topics.line,
+        "online": online,
+        "at": at,
+    }
     if reason:
         body["reason"] = reason
     if status is not None:
-        body.update({k: status.get(k) for k in ("ready", "busy", "camera", "plc", "model", "model_status", "counters",
-                                                 "disk", "last_result_at", "last_cycle_ms")})
-        body["alarms"] = [{"code": a["code"], "message": a["message"], "since": a["since"], "active": a["active"],
-                           "acknowledged": a["acknowledged"]} for a in status.get("alarms", [])]
+        body.update(
+            {
+                k: status.get(k)
+                for k in (
+                    "ready",
+                    "busy",
+                    "camera",
+                    "plc",
+                    "model",
+                    "model_status",
+                    "counters",
+                    "disk",
+                    "last_result_at",
+                    "last_cycle_ms",
+                )
+            }
+        )
+        body["alarms"] = [
+            {
+                "code": a["code"],
+                "message": a["message"],
+                "since": a["since"],
+                "active": a["active"],
+                "acknowledged": a["acknowledged"],
+            }
+            for a in status.get("alarms", [])
+        ]
     if outbox is not None:
         body["outbox"] = outbox
     return body

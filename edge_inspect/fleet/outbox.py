@@ -48,15 +48,19 @@ class Outbox:
 
     def enqueue(self, msg_id: str, kind: str, payload: str) -> None:
         with self.store.transaction() as db:
-            db.execute("insert into outbox (msg_id, kind, created, payload) values (?, ?, ?, ?)",
-                       [msg_id, kind, time.time(), payload])
+            db.execute(
+                "insert into outbox (msg_id, kind, created, payload) values (?, ?, ?, ?)",
+                [msg_id, kind, time.time(), payload],
+            )
         self.added(len(payload))
 
     def after(self, seq: int, limit: int) -> list[Message]:
         """Messages with a sequence number above ``seq``, oldest first."""
         with self._lock:
-            rows = self._reader.execute("select seq, msg_id, kind, created, payload from outbox where seq > ? "
-                                        "order by seq limit ?", [seq, limit]).fetchall()
+            rows = self._reader.execute(
+                "select seq, msg_id, kind, created, payload from outbox where seq > ? order by seq limit ?",
+                [seq, limit],
+            ).fetchall()
         return [Message(*r) for r in rows]
 
     def oldest(self) -> Message | None:
@@ -70,10 +74,11 @@ class Outbox:
         deleted = freed = 0
         with self.store.transaction() as db:
             for start in range(0, len(msg_ids), 500):
-                part = msg_ids[start:start + 500]
+                part = msg_ids[start : start + 500]
                 marks = ",".join("?" * len(part))
-                n, size = db.execute(f"select count(*), coalesce(sum(length(payload)), 0) from outbox "
-                                     f"where msg_id in ({marks})", part).fetchone()
+                n, size = db.execute(
+                    f"select count(*), coalesce(sum(length(payload)), 0) from outbox where msg_id in ({marks})", part
+                ).fetchone()
                 db.execute(f"delete from outbox where msg_id in ({marks})", part)
                 deleted, freed = deleted + n, freed + size
         with self._lock:
@@ -101,13 +106,28 @@ class Outbox:
         now = time.time()
         with self.store.transaction() as db:
             db.execute("delete from outbox where seq <= ?", [cut[-1][0]])
-            db.execute("insert into audit (ts, user, action, inspection_id, detail) values (?, ?, ?, ?, ?)",
-                       [utc_stamp(now), "system", "fleet_outbox_dropped", None,
-                        json.dumps({"dropped": len(cut), "first_seq": cut[0][0], "last_seq": cut[-1][0],
-                                    "oldest": utc_stamp(cut[0][1]), "budget_mb": round(max_bytes / 1e6, 3)})])
+            db.execute(
+                "insert into audit (ts, user, action, inspection_id, detail) values (?, ?, ?, ?, ?)",
+                [
+                    utc_stamp(now),
+                    "system",
+                    "fleet_outbox_dropped",
+                    None,
+                    json.dumps(
+                        {
+                            "dropped": len(cut),
+                            "first_seq": cut[0][0],
+                            "last_seq": cut[-1][0],
+                            "oldest": utc_stamp(cut[0][1]),
+                            "budget_mb": round(max_bytes / 1e6, 3),
+                        }
+                    ),
+                ],
+            )
         with self._lock:
-            count, size = self._reader.execute("select count(*), coalesce(sum(length(payload)), 0) from outbox"
-                                               ).fetchone()
+            count, size = self._reader.execute(
+                "select count(*), coalesce(sum(length(payload)), 0) from outbox"
+            ).fetchone()
             self.count, self.bytes = int(count), int(size)
         self.dropped += len(cut)
         return len(cut)

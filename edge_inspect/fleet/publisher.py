@@ -50,10 +50,20 @@ def refusal(reason_code) -> str:
 
 
 class Publisher:
-    def __init__(self, outbox: Outbox, topics: Topics, broker: BrokerSettings, client_id: str, *,
-                 window: int = 500, confirm_timeout_s: float = 30.0, status_every_s: float = 10.0,
-                 outbox_max_bytes: float = 256e6, offline_alarm_s: float = 60.0,
-                 on_alarm: AlarmCallback | None = None):
+    def __init__(
+        self,
+        outbox: Outbox,
+        topics: Topics,
+        broker: BrokerSettings,
+        client_id: str,
+        *,
+        window: int = 500,
+        confirm_timeout_s: float = 30.0,
+        status_every_s: float = 10.0,
+        outbox_max_bytes: float = 256e6,
+        offline_alarm_s: float = 60.0,
+        on_alarm: AlarmCallback | None = None,
+    ):
         self.outbox, self.topics, self.broker, self.client_id = outbox, topics, broker, client_id
         self.window, self.confirm_timeout_s, self.status_every_s = window, confirm_timeout_s, status_every_s
         self.outbox_max_bytes, self.offline_alarm_s = outbox_max_bytes, offline_alarm_s
@@ -82,8 +92,15 @@ class Publisher:
         self._logged_problem: str | None = None
         self._refused = False  # the current attempt was refused by the broker (its CONNACK)
         self._up_since = 0.0  # monotonic time of the latest accepted connection
-        self.stats = {"published": 0, "confirmed": 0, "rewinds": 0, "connects": 0, "dropped": 0, "attempts": 0,
-                      "refused": 0}
+        self.stats = {
+            "published": 0,
+            "confirmed": 0,
+            "rewinds": 0,
+            "connects": 0,
+            "dropped": 0,
+            "attempts": 0,
+            "refused": 0,
+        }
 
     # -- from other threads ----------------------------------------------------------------------
     def start(self) -> None:
@@ -134,8 +151,11 @@ class Publisher:
                 if client is not None:
                     rc = client.loop(timeout=0.05)
                     if rc != paho.MQTT_ERR_SUCCESS or (not self._connected and now - self._connecting_since > 15):
-                        self._drop(f"connection lost ({paho.error_string(rc)})" if rc
-                                   else "no answer from the broker (no CONNACK in 15 s)")
+                        self._drop(
+                            f"connection lost ({paho.error_string(rc)})"
+                            if rc
+                            else "no answer from the broker (no CONNACK in 15 s)"
+                        )
                         next_try = self._retry_later(now)
                 else:
                     self._wake.wait(0.05)
@@ -148,10 +168,15 @@ class Publisher:
                 if now >= next_trim:
                     next_trim = now + 1.0
                     self._check_budget()
-                self._alarm("fleet_offline", None if self._connected or now - self._disconnected_since
-                            < self.offline_alarm_s else f"no connection to the MQTT broker {self.broker.where()} "
-                            f"for {now - self._disconnected_since:.0f} s ({self.problem or 'connecting'}); "
-                            f"{self.outbox.count} message(s) wait", key=self.problem)
+                self._alarm(
+                    "fleet_offline",
+                    None
+                    if self._connected or now - self._disconnected_since < self.offline_alarm_s
+                    else f"no connection to the MQTT broker {self.broker.where()} "
+                    f"for {now - self._disconnected_since:.0f} s ({self.problem or 'connecting'}); "
+                    f"{self.outbox.count} message(s) wait",
+                    key=self.problem,
+                )
             except Exception:  # a bug or a full disk: keep trying, never take the station down
                 log.exception("fleet publisher")
                 self._drop("error")
@@ -163,8 +188,13 @@ class Publisher:
         self.problem = problem
         if problem != self._logged_problem:
             self._logged_problem = problem
-            log.log(level, "fleet: %s (trying again from 0.5 s, doubling up to %.0f s between attempts; logged "
-                    "again when this changes)", problem, MAX_RETRY_S)
+            log.log(
+                level,
+                "fleet: %s (trying again from 0.5 s, doubling up to %.0f s between attempts; logged "
+                "again when this changes)",
+                problem,
+                MAX_RETRY_S,
+            )
 
     def _connect(self) -> bool:
         # The last will is registered now: its time is the connection's (``connected_at``), not the loss's.
@@ -202,8 +232,9 @@ class Publisher:
         if reason_code.is_failure:
             self.stats["refused"] += 1
             self._refused = True
-            self._note_problem(f"broker {self.broker.where()} refused the connection: {refusal(reason_code)}",
-                               logging.WARNING)
+            self._note_problem(
+                f"broker {self.broker.where()} refused the connection: {refusal(reason_code)}", logging.WARNING
+            )
             return
         client.subscribe(self.topics.of("ack"), qos=1)
         self._connected = True
@@ -262,8 +293,11 @@ class Publisher:
 
     def _check_timeout(self, now: float) -> None:
         if self._sent and now - self._last_progress > self._timeout:
-            log.warning("fleet: no confirmation from the collector for %.0f s; sending again from the oldest of "
-                        "%d message(s)", self._timeout, self.outbox.count)
+            log.warning(
+                "fleet: no confirmation from the collector for %.0f s; sending again from the oldest of %d message(s)",
+                self._timeout,
+                self.outbox.count,
+            )
             self.stats["rewinds"] += 1
             self._cursor = 0
             self._sent.clear()
@@ -283,15 +317,25 @@ class Publisher:
         dropped = self.outbox.trim(self.outbox_max_bytes)
         if dropped:
             self.stats["dropped"] += dropped
-            log.error("fleet: outbox over its budget (%.0f MB): the %d oldest message(s) dropped (the log keeps "
-                      "the inspections; audit row fleet_outbox_dropped)", self.outbox_max_bytes / 1e6, dropped)
+            log.error(
+                "fleet: outbox over its budget (%.0f MB): the %d oldest message(s) dropped (the log keeps "
+                "the inspections; audit row fleet_outbox_dropped)",
+                self.outbox_max_bytes / 1e6,
+                dropped,
+            )
         used = self.outbox.bytes / self.outbox_max_bytes
         if self.outbox.dropped:
-            self._alarm("fleet_backlog", f"fleet outbox full: {self.outbox.dropped} message(s) dropped, "
-                        f"{self.outbox.count} wait ({used:.0%} of {self.outbox_max_bytes / 1e6:.0f} MB)")
+            self._alarm(
+                "fleet_backlog",
+                f"fleet outbox full: {self.outbox.dropped} message(s) dropped, "
+                f"{self.outbox.count} wait ({used:.0%} of {self.outbox_max_bytes / 1e6:.0f} MB)",
+            )
         elif used >= 0.8:
-            self._alarm("fleet_backlog", f"fleet outbox at {used:.0%} of {self.outbox_max_bytes / 1e6:.0f} MB "
-                        f"({self.outbox.count} message(s) not yet in the central database)")
+            self._alarm(
+                "fleet_backlog",
+                f"fleet outbox at {used:.0%} of {self.outbox_max_bytes / 1e6:.0f} MB "
+                f"({self.outbox.count} message(s) not yet in the central database)",
+            )
         elif used < 0.5:
             self._alarm("fleet_backlog", None)
 
@@ -318,8 +362,9 @@ class Publisher:
                 client.loop(timeout=0.05)
                 self._take_confirmations()
             self._take_confirmations(flush=True)
-            body = status_payload(self.topics, False, time.time(), self._status, reason="stopped",
-                                  outbox=self.outbox_stats())
+            body = status_payload(
+                self.topics, False, time.time(), self._status, reason="stopped", outbox=self.outbox_stats()
+            )
             info = client.publish(self.topics.of("status"), dumps(body), qos=1, retain=True)
             deadline = time.monotonic() + 2.0
             while not info.is_published() and time.monotonic() < deadline and self._connected:

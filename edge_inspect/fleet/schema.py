@@ -49,7 +49,9 @@ class CheckResult(BaseModel):
     margin: Real | None = None
     mass: Real | None = None
     ms: Real | None = None
-    points: Annotated[list[Annotated[list[Real | None], Field(min_length=2, max_length=2)]], Field(max_length=10_000)] = []
+    points: Annotated[
+        list[Annotated[list[Real | None], Field(min_length=2, max_length=2)]], Field(max_length=10_000)
+    ] = []
 
 
 class Image(BaseModel):

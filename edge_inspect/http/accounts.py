@@ -39,8 +39,13 @@ def credential(account: Account) -> str:
 
 
 class Accounts:
-    def __init__(self, users: Callable[[], Mapping[str, Account]], sessions: SessionStore | None = None,
-                 limiter: LoginLimiter | None = None, check: Callable[[str, str | None], bool] = check_login):
+    def __init__(
+        self,
+        users: Callable[[], Mapping[str, Account]],
+        sessions: SessionStore | None = None,
+        limiter: LoginLimiter | None = None,
+        check: Callable[[str, str | None], bool] = check_login,
+    ):
         """``users``: the accounts as they are now, by name (called on every check, so a live change of
         the config applies to the next request); ``check(password, stored hash or None)``: the password check."""
         self.users, self.check = users, check
@@ -102,8 +107,9 @@ def safe_next(value: object) -> str:
     return text if text.startswith("/") and not text.startswith("//") and "\\" not in text else "/"
 
 
-async def login_form(request: Request, accounts: Accounts,
-                     render_login: Callable[[Request, str | None, str], Response]) -> Response:
+async def login_form(
+    request: Request, accounts: Accounts, render_login: Callable[[Request, str | None, str], Response]
+) -> Response:
     """POST /login of either web: the user's session on success (a redirect to ``next``), else the login
     page again with the reason (401, or 429 with Retry-After). ``render_login(request, error, next)``."""
     form = await request.form()

@@ -65,8 +65,14 @@ def verify_password(password: str, stored: str) -> bool:
         kind, n, r, p, salt, digest = stored.split("$")
         if kind != "scrypt":
             return False
-        actual = hashlib.scrypt(password.encode(), salt=base64.b64decode(salt), n=int(n), r=int(r), p=int(p),
-                                dklen=len(base64.b64decode(digest)))
+        actual = hashlib.scrypt(
+            password.encode(),
+            salt=base64.b64decode(salt),
+            n=int(n),
+            r=int(r),
+            p=int(p),
+            dklen=len(base64.b64decode(digest)),
+        )
     except (ValueError, TypeError):
         return False
     return hmac.compare_digest(actual, base64.b64decode(digest))
@@ -92,7 +98,12 @@ class LoginLimiter:
     ``max_keys`` addresses and accounts are remembered (the oldest are forgotten first)."""
 
     def __init__(self, attempts: int = 5, window_s: float = 60.0, account_attempts: int = 10, max_keys: int = 10_000):
-        self.attempts, self.window_s, self.account_attempts, self.max_keys = attempts, window_s, account_attempts, max_keys
+        self.attempts, self.window_s, self.account_attempts, self.max_keys = (
+            attempts,
+            window_s,
+            account_attempts,
+            max_keys,
+        )
         self._failures: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
 

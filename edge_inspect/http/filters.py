@@ -50,7 +50,13 @@ def common_filters(q: Any, tz: tzinfo | None = None) -> dict[str, Any]:
                 raise FilterError(f"{name}: {value!r} is not a whole number in {lo}..{hi}")
             ints[name] = int(value)
     since, until = get("from"), get("to")
-    return {"since": parse_time(since, "from", tz) if since else None,
-            "until": parse_time(until, "to", tz) if until else None,
-            "verdict": verdict.upper() if verdict else None, "recipe": ints.get("recipe"), "check": get("check"),
-            "part_id": get("part_id"), "page": ints.get("page", 1), "per_page": ints.get("per_page", 50)}
+    return {
+        "since": parse_time(since, "from", tz) if since else None,
+        "until": parse_time(until, "to", tz) if until else None,
+        "verdict": verdict.upper() if verdict else None,
+        "recipe": ints.get("recipe"),
+        "check": get("check"),
+        "part_id": get("part_id"),
+        "page": ints.get("page", 1),
+        "per_page": ints.get("per_page", 50),
+    }

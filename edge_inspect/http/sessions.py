@@ -56,6 +56,7 @@ class SessionStore:
             self._sessions.pop(sid or "", None)
 
     def _expire(self, now: float) -> None:
-        for sid in [s for s, v in self._sessions.items()
-                    if now - v.last_seen > self.idle_s or now - v.created > self.max_s]:
+        for sid in [
+            s for s, v in self._sessions.items() if now - v.last_seen > self.idle_s or now - v.created > self.max_s
+        ]:
             del self._sessions[sid]

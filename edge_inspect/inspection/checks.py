@@ -59,10 +59,13 @@ def inside(points: list[tuple[float, float]], roi: list[tuple[float, float]] | N
     return kept
 
 
-def judge_points(check: PointCheck | CountCheck, points: list[tuple[float, float]], malformed: bool,
-                 answer: str, ms: float = 0.0) -> CheckOutcome:
+def judge_points(
+    check: PointCheck | CountCheck, points: list[tuple[float, float]], malformed: bool, answer: str, ms: float = 0.0
+) -> CheckOutcome:
     if malformed:
-        return CheckOutcome(check.name, check.kind, "error", f"unreadable model answer: {answer[:80]!r}", answer=answer, ms=ms)
+        return CheckOutcome(
+            check.name, check.kind, "error", f"unreadable model answer: {answer[:80]!r}", answer=answer, ms=ms
+        )
     counted = inside(points, check.roi)
     n = len(counted)
     if isinstance(check, CountCheck):

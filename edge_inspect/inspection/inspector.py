@@ -40,8 +40,13 @@ class Inspector:
         one batched prefill; their pointing prompts are decoded together. A check's ``ms`` is the time
         of its group (the encoding and the batch it was answered in)."""
         height, width = frame_bgr.shape[:2]
-        timings: dict[str, float] = {"preprocess_ms": 0.0, "vision_ms": 0.0, "prefill_ms": 0.0, "decode_ms": 0.0,
-                                     "decode_tokens": 0.0}
+        timings: dict[str, float] = {
+            "preprocess_ms": 0.0,
+            "vision_ms": 0.0,
+            "prefill_ms": 0.0,
+            "decode_ms": 0.0,
+            "decode_tokens": 0.0,
+        }
         groups: dict[tuple | None, list[int]] = {}
         boxes = []
         for i, check in enumerate(recipe.checks):
@@ -61,8 +66,12 @@ class Inspector:
                 timings["prefill_ms"] += image.timings_ms.get("image_prefill_ms", 0.0)
                 qa = [i for i, c in zip(members, checks, strict=True) if isinstance(c, QACheck)]
                 pointing = [i for i, c in zip(members, checks, strict=True) if not isinstance(c, QACheck)]
-                answers = self.model.ask(image, [recipe.checks[i].question for i in qa],
-                                         [recipe.checks[i].prompt for i in pointing], self.max_new_tokens)
+                answers = self.model.ask(
+                    image,
+                    [recipe.checks[i].question for i in qa],
+                    [recipe.checks[i].prompt for i in pointing],
+                    self.max_new_tokens,
+                )
             except Exception as err:  # a model failure makes these checks ERROR, never PASS
                 for i in members:
                     outcomes[i] = error_outcome(recipe.checks[i], f"model failed: {type(err).__name__}: {err}")

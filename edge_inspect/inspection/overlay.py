@@ -17,8 +17,16 @@ from .checks import CheckOutcome
 Polygon = Sequence[tuple[float, float]]
 
 # Okabe–Ito colours (BGR): told apart with the common colour-vision deficiencies.
-CHECK_BGR = [(0, 159, 230), (233, 180, 86), (115, 158, 0), (66, 228, 240), (178, 114, 0), (0, 94, 213),
-             (167, 121, 204), (0, 0, 0)]
+CHECK_BGR = [
+    (0, 159, 230),
+    (233, 180, 86),
+    (115, 158, 0),
+    (66, 228, 240),
+    (178, 114, 0),
+    (0, 94, 213),
+    (167, 121, 204),
+    (0, 0, 0),
+]
 _VERDICT_BGR = {Verdict.PASS: (80, 160, 80), Verdict.FAIL: (40, 40, 200), Verdict.ERROR: (0, 120, 230)}
 _STATUS_MARK = {"pass": "ok", "fail": "FAIL", "error": "ERR"}
 
@@ -33,8 +41,9 @@ def _text(img: np.ndarray, text: str, org: tuple[int, int], scale: float, colour
     cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, thickness, cv2.LINE_AA)
 
 
-def draw_overlay(frame: np.ndarray, outcomes: Sequence[CheckOutcome], verdict: Verdict,
-                 rois: Sequence[Polygon | None] = ()) -> np.ndarray:
+def draw_overlay(
+    frame: np.ndarray, outcomes: Sequence[CheckOutcome], verdict: Verdict, rois: Sequence[Polygon | None] = ()
+) -> np.ndarray:
     """A copy of ``frame`` (BGR) with each check's ROI (fractions of the frame) and points in its
     colour, a numbered label at each point, a legend, and the verdict."""
     out = frame.copy()
@@ -58,8 +67,13 @@ def draw_overlay(frame: np.ndarray, outcomes: Sequence[CheckOutcome], verdict: V
     for i, outcome in enumerate(outcomes):
         y = h - 8 - (len(outcomes) - 1 - i) * line_h
         cv2.rectangle(out, (6, y - line_h + 6), (6 + line_h - 8, y - 2), check_colour(i), -1)
-        _text(out, f"{i + 1} {outcome.name} {_STATUS_MARK.get(outcome.status, outcome.status)}",
-              (10 + line_h - 8, y - 4), scale * 0.9, (255, 255, 255))
+        _text(
+            out,
+            f"{i + 1} {outcome.name} {_STATUS_MARK.get(outcome.status, outcome.status)}",
+            (10 + line_h - 8, y - 4),
+            scale * 0.9,
+            (255, 255, 255),
+        )
     label = verdict.name
     (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale * 1.2, 2)
     cv2.rectangle(out, (0, 0), (tw + 12, th + 14), _VERDICT_BGR[verdict], -1)

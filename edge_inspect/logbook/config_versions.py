@@ -27,23 +27,33 @@ class ConfigVersion:
     yaml: str
 
 
-def record(store: Store, text: str, sha256: str, author: str, source: str, comment: str = "",
-           action: str = "config") -> int:
+def record(
+    store: Store, text: str, sha256: str, author: str, source: str, comment: str = "", action: str = "config"
+) -> int:
     """Keep ``text`` as a new version (with an audit row naming it); returns its id."""
     if source not in SOURCES:
         raise ValueError(f"source {source!r} is not one of {SOURCES}")
     now = time.time()
     with store.transaction() as db:
         previous = db.execute("select sha256 from config_versions order by id desc limit 1").fetchone()
-        cursor = db.execute("insert into config_versions (sha256, ts, ts_unix, author, source, comment, yaml) "
-                            "values (?, ?, ?, ?, ?, ?, ?)", [sha256, utc_stamp(now), now, author, source, comment, text])
+        cursor = db.execute(
+            "insert into config_versions (sha256, ts, ts_unix, author, source, comment, yaml) "
+            "values (?, ?, ?, ?, ?, ?, ?)",
+            [sha256, utc_stamp(now), now, author, source, comment, text],
+        )
         version_id = int(cursor.lastrowid)
-        detail = {"version": version_id, "source": source, "sha256": sha256[:16],
-                  "before": previous[0][:16] if previous else None}
+        detail = {
+            "version": version_id,
+            "source": source,
+            "sha256": sha256[:16],
+            "before": previous[0][:16] if previous else None,
+        }
         if comment:
             detail["comment"] = comment
-        db.execute("insert into audit (ts, user, action, inspection_id, detail) values (?, ?, ?, ?, ?)",
-                   [utc_stamp(now), author, action, None, json.dumps(detail)])
+        db.execute(
+            "insert into audit (ts, user, action, inspection_id, detail) values (?, ?, ?, ?, ?)",
+            [utc_stamp(now), author, action, None, json.dumps(detail)],
+        )
     return version_id
 
 
@@ -71,8 +81,12 @@ def with_sha256(store: Store, sha256: str) -> ConfigVersion | None:
 def history(store: Store, limit: int = 200) -> list[dict]:
     """The newest versions first, without their text."""
     with reading(store) as db:
-        return list(db.query("select id, sha256, ts, ts_unix, author, source, comment from config_versions "
-                             "order by id desc limit ?", [limit]))
+        return list(
+            db.query(
+                "select id, sha256, ts, ts_unix, author, source, comment from config_versions order by id desc limit ?",
+                [limit],
+            )
+        )
 
 
 def previous(store: Store, version_id: int) -> ConfigVersion | None:
@@ -83,5 +97,6 @@ def previous(store: Store, version_id: int) -> ConfigVersion | None:
 
 def diff(before: str, after: str, before_name: str = "before", after_name: str = "after") -> str:
     """A unified diff of two config texts (empty when they are the same)."""
-    return "".join(difflib.unified_diff(before.splitlines(keepends=True), after.splitlines(keepends=True),
-                                        before_name, after_name))
+    return "".join(
+        difflib.unified_diff(before.splitlines(keepends=True), after.splitlines(keepends=True), before_name, after_name)
+    )

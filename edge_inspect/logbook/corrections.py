@@ -32,19 +32,32 @@ def add(store: Store, inspection_id: int, check_idx: int, added: list, removed: 
     removes = [_point(p, "remove") for p in removed]
     now = datetime.now(UTC).isoformat(timespec="seconds")
     with store.transaction() as db:
-        kind = db.execute("select kind from checks where inspection_id = ? and idx = ?",
-                          [inspection_id, check_idx if isinstance(check_idx, int) else -1]).fetchone()
+        kind = db.execute(
+            "select kind from checks where inspection_id = ? and idx = ?",
+            [inspection_id, check_idx if isinstance(check_idx, int) else -1],
+        ).fetchone()
         if kind is None:
             raise FilterError(f"check_idx: {check_idx!r} is not a check of inspection {inspection_id}")
         if kind[0] not in ("point", "count"):
-            raise FilterError(f"check_idx: check {check_idx} is a {kind[0]} check; only point and count checks have points")
-        db.executemany("insert into corrections (inspection_id, check_idx, x, y, action, reviewer, ts) "
-                       "values (?, ?, ?, ?, ?, ?, ?)",
-                       [(inspection_id, check_idx, x, y, "add", reviewer, now) for x, y in adds]
-                       + [(inspection_id, check_idx, x, y, "remove", reviewer, now) for x, y in removes])
-        db.execute("insert into audit (ts, user, action, inspection_id, detail) values (?, ?, ?, ?, ?)",
-                   [now, reviewer, "correction", inspection_id,
-                    json.dumps({"check_idx": check_idx, "added": adds, "removed": removes})])
+            raise FilterError(
+                f"check_idx: check {check_idx} is a {kind[0]} check; only point and count checks have points"
+            )
+        db.executemany(
+            "insert into corrections (inspection_id, check_idx, x, y, action, reviewer, ts) "
+            "values (?, ?, ?, ?, ?, ?, ?)",
+            [(inspection_id, check_idx, x, y, "add", reviewer, now) for x, y in adds]
+            + [(inspection_id, check_idx, x, y, "remove", reviewer, now) for x, y in removes],
+        )
+        db.execute(
+            "insert into audit (ts, user, action, inspection_id, detail) values (?, ?, ?, ?, ?)",
+            [
+                now,
+                reviewer,
+                "correction",
+                inspection_id,
+                json.dumps({"check_idx": check_idx, "added": adds, "removed": removes}),
+            ],
+        )
     return corrected_points(store, inspection_id)
 
 
@@ -52,8 +65,11 @@ def corrected_points(store: Store, inspection_id: int) -> dict[int, list[list[fl
     """Per check: the model's points, minus those removed, plus those added (in review order)."""
     with reading(store) as db:
         model = list(db.execute("select check_idx, x, y from points where inspection_id = ?", [inspection_id]))
-        changes = list(db.execute("select check_idx, x, y, action from corrections where inspection_id = ? "
-                                  "order by id", [inspection_id]))
+        changes = list(
+            db.execute(
+                "select check_idx, x, y, action from corrections where inspection_id = ? order by id", [inspection_id]
+            )
+        )
     points: dict[int, list[list[float]]] = {}
     for idx, x, y in model:
         points.setdefault(idx, []).append([x, y])
@@ -74,19 +90,39 @@ def export(store: Store) -> list[dict]:
         ids = [r[0] for r in db.execute("select distinct inspection_id from corrections order by inspection_id")]
         records = []
         for inspection_id in ids:
-            row = db.execute("select id, result_id, ts, recipe, part_id, image_path, model_sha256 from inspections "
-                             "where id = ?", [inspection_id]).fetchone()
+            row = db.execute(
+                "select id, result_id, ts, recipe, part_id, image_path, model_sha256 from inspections where id = ?",
+                [inspection_id],
+            ).fetchone()
             if row is None:
                 continue
-            checks = list(db.execute("select idx, name, kind from checks where inspection_id = ? order by idx",
-                                     [inspection_id]))
-            records.append({"id": row[0], "result_id": row[1], "ts": row[2], "recipe": row[3], "part_id": row[4],
-                            "image_path": row[5], "model_sha256": row[6], "checks": checks})
+            checks = list(
+                db.execute("select idx, name, kind from checks where inspection_id = ? order by idx", [inspection_id])
+            )
+            records.append(
+                {
+                    "id": row[0],
+                    "result_id": row[1],
+                    "ts": row[2],
+                    "recipe": row[3],
+                    "part_id": row[4],
+                    "image_path": row[5],
+                    "model_sha256": row[6],
+                    "checks": checks,
+                }
+            )
     for record in records:
         corrected = corrected_points(store, record["id"])
         with reading(store) as db:
             model = list(db.execute("select check_idx, x, y from points where inspection_id = ?", [record["id"]]))
-        record["checks"] = [{"idx": idx, "name": name, "kind": kind,
-                             "model_points": [[x, y] for i, x, y in model if i == idx],
-                             "corrected_points": corrected.get(idx, [])} for idx, name, kind in record["checks"]]
+        record["checks"] = [
+            {
+                "idx": idx,
+                "name": name,
+                "kind": kind,
+                "model_points": [[x, y] for i, x, y in model if i == idx],
+                "corrected_points": corrected.get(idx, []),
+            }
+            for idx, name, kind in record["checks"]
+        ]
     return records

@@ -122,9 +122,15 @@ def _v7_fleet_outbox(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1_tables, _v2_ids_never_reused, _v3_review_indexes,
-                                                          _v4_alarms_and_corrections, _v5_points_in_mm,
-                                                          _v6_config_versions, _v7_fleet_outbox]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
+    _v1_tables,
+    _v2_ids_never_reused,
+    _v3_review_indexes,
+    _v4_alarms_and_corrections,
+    _v5_points_in_mm,
+    _v6_config_versions,
+    _v7_fleet_outbox,
+]
 LATEST = len(MIGRATIONS)
 
 
@@ -139,8 +145,9 @@ def migrate(db: sqlite3.Connection) -> tuple[int, int]:
     """
     before = db.execute("PRAGMA user_version").fetchone()[0]
     if before > LATEST:
-        raise SchemaError(f"log schema version {before} is newer than this release knows ({LATEST}); "
-                          "upgrade edge-inspect")
+        raise SchemaError(
+            f"log schema version {before} is newer than this release knows ({LATEST}); upgrade edge-inspect"
+        )
     for version in range(before + 1, LATEST + 1):
         db.execute("BEGIN IMMEDIATE")
         try:

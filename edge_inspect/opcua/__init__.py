@@ -5,8 +5,10 @@ try:
 except ImportError:  # the daemon says so in one line (cli: StartError), not with a traceback
     from ..plc.settings import StartError
 
-    raise StartError("station.yaml has an opcua section, but asyncua is not installed: "
-                     "pip install 'asyncua==2.1.*' (or reinstall edge-inspect)") from None
+    raise StartError(
+        "station.yaml has an opcua section, but asyncua is not installed: "
+        "pip install 'asyncua==2.1.*' (or reinstall edge-inspect)"
+    ) from None
 
 from .server import OpcUaServer  # noqa: E402
 

@@ -36,10 +36,18 @@ RESULT_FIELDS: list[tuple[str, ua.VariantType, bool]] = [
     ("CreationTime", V.DateTime, False), ("ProcessingTimeMs", V.Double, False),
 ]  # fmt: skip
 ALARM_FIELDS: list[tuple[str, ua.VariantType, bool]] = [
-    ("AlarmCode", V.String, False), ("AlarmState", V.String, False), ("User", V.String, False),
+    ("AlarmCode", V.String, False),
+    ("AlarmState", V.String, False),
+    ("User", V.String, False),
 ]
-COUNTERS = [("InspectionCount", "total"), ("PassCount", "PASS"), ("FailCount", "FAIL"), ("ErrorCount", "ERROR"),
-            ("MissedTriggers", "missed_triggers"), ("RefusedTriggers", "refused_triggers")]
+COUNTERS = [
+    ("InspectionCount", "total"),
+    ("PassCount", "PASS"),
+    ("FailCount", "FAIL"),
+    ("ErrorCount", "ERROR"),
+    ("MissedTriggers", "missed_triggers"),
+    ("RefusedTriggers", "refused_triggers"),
+]
 
 
 def _arg(name: str, vtype: ua.VariantType, description: str, array: bool = False) -> ua.Argument:
@@ -92,36 +100,47 @@ class Builder:
     async def var(self, parent: Node, path: str, vtype: ua.VariantType, value: Any = None, array: bool = False) -> Node:
         name = path.rsplit("/", 1)[-1]
         value = _default(vtype, array) if value is None else value
-        node = await parent.add_variable(self.nid(path), ua.QualifiedName(name, self.ns),
-                                         ua.Variant(value, vtype, is_array=array) if array else ua.Variant(value, vtype),
-                                         datatype=ua.NodeId(vtype.value))
+        node = await parent.add_variable(
+            self.nid(path),
+            ua.QualifiedName(name, self.ns),
+            ua.Variant(value, vtype, is_array=array) if array else ua.Variant(value, vtype),
+            datatype=ua.NodeId(vtype.value),
+        )
         if array:
             await node.write_value_rank(1)
             await node.write_array_dimensions([0])
         self.model.variables[path.removeprefix("VisionSystem/")] = node
         return node
 
-    async def method(self, parent: Node, path: str, func, inputs: list[ua.Argument], outputs: list[ua.Argument]) -> Node:
+    async def method(
+        self, parent: Node, path: str, func, inputs: list[ua.Argument], outputs: list[ua.Argument]
+    ) -> Node:
         name = path.rsplit("/", 1)[-1]
         node = await parent.add_method(self.nid(path), ua.QualifiedName(name, self.ns), func, inputs, outputs)
         self.model.methods[name] = node
         return node
 
     async def event_type(self, name: str, fields: list[tuple[str, ua.VariantType, bool]]) -> Node:
-        etype = await self.server.nodes.base_event_type.add_object_type(self.nid(f"Types/{name}"),
-                                                                        ua.QualifiedName(name, self.ns))
+        etype = await self.server.nodes.base_event_type.add_object_type(
+            self.nid(f"Types/{name}"), ua.QualifiedName(name, self.ns)
+        )
         for fname, vtype, array in fields:
-            prop = await etype.add_property(self.nid(f"Types/{name}/{fname}"), ua.QualifiedName(fname, self.ns),
-                                            ua.Variant(_default(vtype, array), vtype, is_array=array) if array
-                                            else ua.Variant(_default(vtype, array), vtype),
-                                            datatype=ua.NodeId(vtype.value))
+            prop = await etype.add_property(
+                self.nid(f"Types/{name}/{fname}"),
+                ua.QualifiedName(fname, self.ns),
+                ua.Variant(_default(vtype, array), vtype, is_array=array)
+                if array
+                else ua.Variant(_default(vtype, array), vtype),
+                datatype=ua.NodeId(vtype.value),
+            )
             if array:
                 await prop.write_value_rank(1)
         return etype
 
 
-async def build(server: Server, namespace: str, config: StationConfig, identity: dict[str, str],
-                handlers: dict[str, Any]) -> VisionModel:
+async def build(
+    server: Server, namespace: str, config: StationConfig, identity: dict[str, str], handlers: dict[str, Any]
+) -> VisionModel:
     """Create the VisionSystem object with everything below it; ``handlers`` are the method
     callbacks (StartSingleJob, PrepareRecipe, GetRecipeList)."""
     ns = await server.register_namespace(namespace)
@@ -136,15 +155,25 @@ async def build(server: Server, namespace: str, config: StationConfig, identity:
         await b.var(ident, f"VisionSystem/Identification/{key}", V.String, value)
 
     sm = await b.obj(system, "VisionSystem/VisionSystemStateMachine")
-    await b.var(sm, "VisionSystem/VisionSystemStateMachine/CurrentState", V.LocalizedText,
-                ua.LocalizedText("Preoperational", "en"))
+    await b.var(
+        sm,
+        "VisionSystem/VisionSystemStateMachine/CurrentState",
+        V.LocalizedText,
+        ua.LocalizedText("Preoperational", "en"),
+    )
     await b.var(sm, "VisionSystem/VisionSystemStateMachine/CurrentStateNumber", V.UInt32, STATES["Preoperational"])
     await b.var(sm, "VisionSystem/VisionSystemStateMachine/OperationalState", V.String, "")
     await b.var(sm, "VisionSystem/VisionSystemStateMachine/ErrorReason", V.String, "")
-    await b.method(sm, "VisionSystem/VisionSystemStateMachine/StartSingleJob", handlers["StartSingleJob"], [
-        _arg("PartId", V.String, "part id, at most 20 characters (may be empty)"),
-        _arg("RecipeId", V.String, "recipe number as text; empty: the active recipe"),
-    ], [_arg("JobId", V.String, "the job's id; the ResultReadyEvent and LastResult carry it as JobId and ResultId")])
+    await b.method(
+        sm,
+        "VisionSystem/VisionSystemStateMachine/StartSingleJob",
+        handlers["StartSingleJob"],
+        [
+            _arg("PartId", V.String, "part id, at most 20 characters (may be empty)"),
+            _arg("RecipeId", V.String, "recipe number as text; empty: the active recipe"),
+        ],
+        [_arg("JobId", V.String, "the job's id; the ResultReadyEvent and LastResult carry it as JobId and ResultId")],
+    )
 
     rm = await b.obj(system, "VisionSystem/RecipeManagement")
     recipes = await rm.add_folder(b.nid("VisionSystem/RecipeManagement/Recipes"), ua.QualifiedName("Recipes", ns))
@@ -157,12 +186,23 @@ async def build(server: Server, namespace: str, config: StationConfig, identity:
     await b.var(rm, "VisionSystem/RecipeManagement/ActiveRecipeId", V.String, str(config.triggers.recipe))
     active = config.recipe(config.triggers.recipe)
     await b.var(rm, "VisionSystem/RecipeManagement/ActiveRecipeName", V.String, active.name if active else "")
-    await b.method(rm, "VisionSystem/RecipeManagement/PrepareRecipe", handlers["PrepareRecipe"],
-                   [_arg("RecipeId", V.String, "recipe number as text")],
-                   [_arg("IsCompleted", V.Boolean, "true: the recipe is active")])
-    await b.method(rm, "VisionSystem/RecipeManagement/GetRecipeList", handlers["GetRecipeList"], [],
-                   [_arg("RecipeIds", V.String, "recipe numbers", array=True),
-                    _arg("Names", V.String, "recipe names", array=True)])
+    await b.method(
+        rm,
+        "VisionSystem/RecipeManagement/PrepareRecipe",
+        handlers["PrepareRecipe"],
+        [_arg("RecipeId", V.String, "recipe number as text")],
+        [_arg("IsCompleted", V.Boolean, "true: the recipe is active")],
+    )
+    await b.method(
+        rm,
+        "VisionSystem/RecipeManagement/GetRecipeList",
+        handlers["GetRecipeList"],
+        [],
+        [
+            _arg("RecipeIds", V.String, "recipe numbers", array=True),
+            _arg("Names", V.String, "recipe names", array=True),
+        ],
+    )
 
     res = await b.obj(system, "VisionSystem/ResultManagement")
     last = await b.obj(res, "VisionSystem/ResultManagement/LastResult")

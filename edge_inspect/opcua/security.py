@@ -49,8 +49,9 @@ class StationUsers:
         found = self.users.get(user.name) if user is not None and user.name else None
         return found.role if found is not None else None
 
-    def get_user(self, iserver, username: str | None = None, password: str | None = None,
-                 certificate=None) -> User | None:
+    def get_user(
+        self, iserver, username: str | None = None, password: str | None = None, certificate=None
+    ) -> User | None:
         if username is None:  # anonymous token (refused earlier unless enabled; checked here again)
             return User(role=UserRole.User, name=None) if self.anonymous else None
         wait, token = self.limiter.reserve(username)  # counted as failed until the check succeeds
@@ -85,8 +86,12 @@ class RolePermissions(SimpleRoleRuleset):
         for call in params.MethodsToCall:
             allowed = self.method_roles.get(call.MethodId)
             if allowed is not None and role not in allowed:
-                log.warning("OPC UA call refused: %s (role %s) may not call %s", getattr(user, "name", None),
-                            role, call.MethodId.to_string())
+                log.warning(
+                    "OPC UA call refused: %s (role %s) may not call %s",
+                    getattr(user, "name", None),
+                    role,
+                    call.MethodId.to_string(),
+                )
                 return False
         return True
 
@@ -98,8 +103,13 @@ async def ensure_certificate(folder: Path, app_uri: str) -> tuple[Path, Path]:
     os.chmod(folder, 0o700)
     cert, key = folder / "server_cert.der", folder / "server_key.pem"
     host = socket.gethostname()
-    await setup_self_signed_certificate(key, cert, app_uri, host, [ExtendedKeyUsageOID.SERVER_AUTH,
-                                                                   ExtendedKeyUsageOID.CLIENT_AUTH],
-                                        {"commonName": f"edge-inspect@{host}", "organizationName": "edge-inspect"})
+    await setup_self_signed_certificate(
+        key,
+        cert,
+        app_uri,
+        host,
+        [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
+        {"commonName": f"edge-inspect@{host}", "organizationName": "edge-inspect"},
+    )
     os.chmod(key, 0o600)
     return cert, key

@@ -130,11 +130,13 @@ class OpcUaServer:
         server.set_server_name(f"edge-inspect {station.config.station.name}")
         app_uri = f"urn:edge-inspect:{station.config.station.name}".replace(" ", "_")
         await server.set_application_uri(app_uri)
-        await server.set_build_info("urn:edge-inspect", "edge-inspect", "edge-inspect", __version__, __version__,
-                                    datetime.now(UTC))
+        await server.set_build_info(
+            "urn:edge-inspect", "edge-inspect", "edge-inspect", __version__, __version__, datetime.now(UTC)
+        )
         if cfg.certificate:
-            cert, key = (Path(p) if Path(p).is_absolute() else self.base_dir / p
-                         for p in (cfg.certificate, cfg.private_key))
+            cert, key = (
+                Path(p) if Path(p).is_absolute() else self.base_dir / p for p in (cfg.certificate, cfg.private_key)
+            )
         else:
             cert, key = await ensure_certificate(self.data_dir / "opcua", app_uri)
         await server.load_certificate(str(cert))
@@ -146,17 +148,33 @@ class OpcUaServer:
             folder = Path(cfg.trusted_clients)
             store = TrustStore([folder if folder.is_absolute() else self.base_dir / folder], [])
             await store.load()
-            server.set_certificate_validator(CertificateValidator(
-                CertificateValidatorOptions.TRUSTED_VALIDATION | CertificateValidatorOptions.PEER_CLIENT, store))
+            server.set_certificate_validator(
+                CertificateValidator(
+                    CertificateValidatorOptions.TRUSTED_VALIDATION | CertificateValidatorOptions.PEER_CLIENT, store
+                )
+            )
         server.set_security_policy([POLICIES[p] for p in cfg.security], permission_ruleset=self.permissions)
         tokens = [ua.UserNameIdentityToken] + ([ua.AnonymousIdentityToken] if cfg.anonymous else [])
         server.set_identity_tokens(tokens)
-        identity = {"Manufacturer": "edge-inspect", "ProductInstanceUri": app_uri,
-                    "StationName": station.config.station.name, "SoftwareRevision": __version__,
-                    "ModelId": station.model_sha256, "ConfigId": station.config_sha256}
-        self.model = await m.build(server, cfg.namespace, station.config, identity, {
-            "StartSingleJob": self._start_single_job, "PrepareRecipe": self._prepare_recipe,
-            "GetRecipeList": self._get_recipe_list})
+        identity = {
+            "Manufacturer": "edge-inspect",
+            "ProductInstanceUri": app_uri,
+            "StationName": station.config.station.name,
+            "SoftwareRevision": __version__,
+            "ModelId": station.model_sha256,
+            "ConfigId": station.config_sha256,
+        }
+        self.model = await m.build(
+            server,
+            cfg.namespace,
+            station.config,
+            identity,
+            {
+                "StartSingleJob": self._start_single_job,
+                "PrepareRecipe": self._prepare_recipe,
+                "GetRecipeList": self._get_recipe_list,
+            },
+        )
         for name, node in self.model.methods.items():
             self.permissions.method_roles[node.nodeid] = METHOD_ROLES[name]
         await server.start()
@@ -176,8 +194,11 @@ class OpcUaServer:
         await self._write(f"{sm}/CurrentState", ua.LocalizedText(state, "en"), ua.VariantType.LocalizedText)
         await self._write(f"{sm}/CurrentStateNumber", m.STATES[state], ua.VariantType.UInt32)
         await self._write(f"{sm}/ErrorReason", reason, ua.VariantType.String)
-        await self._write(f"{sm}/OperationalState", ("SingleExecution" if busy else "Ready")
-                          if state == "Operational" else "", ua.VariantType.String)
+        await self._write(
+            f"{sm}/OperationalState",
+            ("SingleExecution" if busy else "Ready") if state == "Operational" else "",
+            ua.VariantType.String,
+        )
 
     async def _show_counters(self, counters: dict[str, int]) -> None:
         for name, key in m.COUNTERS:
@@ -235,8 +256,9 @@ class OpcUaServer:
         elif isinstance(event, AlarmRaised | AlarmCleared | AlarmAcknowledged):
             active = [a["code"] for a in self.station.alarms.listed() if a["active"]]
             kind = {AlarmRaised: "raised", AlarmCleared: "cleared", AlarmAcknowledged: "acknowledged"}[type(event)]
-            coros.append(self._show_alarm(event.code, kind, getattr(event, "message", ""),
-                                          getattr(event, "user", ""), active))
+            coros.append(
+                self._show_alarm(event.code, kind, getattr(event, "message", ""), getattr(event, "user", ""), active)
+            )
         self._submit(*coros)
 
     def _submit(self, *coros) -> None:
@@ -322,5 +344,7 @@ class OpcUaServer:
 
     async def _get_recipe_list(self, parent):
         recipes = self.station.config.recipes
-        return [ua.Variant([str(r.number) for r in recipes], ua.VariantType.String, is_array=True),
-                ua.Variant([r.name for r in recipes], ua.VariantType.String, is_array=True)]
+        return [
+            ua.Variant([str(r.number) for r in recipes], ua.VariantType.String, is_array=True),
+            ua.Variant([r.name for r in recipes], ua.VariantType.String, is_array=True),
+        ]

@@ -54,8 +54,10 @@ def _v2(conn: psycopg.Connection) -> None:
     """A station's inspection is stored once, whatever its message id (a message made anew for the same
     inspection would otherwise add a second row): (station_key, inspection_id) becomes unique. Rows
     already stored twice keep the first stored (lowest ingest_seq); the others go with their checks."""
-    conn.execute("DELETE FROM inspections i USING inspections keep WHERE keep.station_key = i.station_key AND "
-                 "keep.inspection_id = i.inspection_id AND keep.ingest_seq < i.ingest_seq")
+    conn.execute(
+        "DELETE FROM inspections i USING inspections keep WHERE keep.station_key = i.station_key AND "
+        "keep.inspection_id = i.inspection_id AND keep.ingest_seq < i.ingest_seq"
+    )
     conn.execute("DROP INDEX inspections_station_local")
     conn.execute("CREATE UNIQUE INDEX inspections_station_local ON inspections (station_key, inspection_id)")
 
@@ -81,12 +83,15 @@ def migrate(conn: psycopg.Connection) -> tuple[int, int]:
     """Bring the database to the latest schema; returns (version before, version after)."""
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", [LOCK_KEY])
-        conn.execute("CREATE TABLE IF NOT EXISTS fleet_schema (version integer PRIMARY KEY, "
-                     "applied_at timestamptz NOT NULL DEFAULT now())")
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS fleet_schema (version integer PRIMARY KEY, "
+            "applied_at timestamptz NOT NULL DEFAULT now())"
+        )
         before = conn.execute("SELECT coalesce(max(version), 0) FROM fleet_schema").fetchone()[0]
     if before > LATEST:
-        raise SchemaError(f"database schema version {before} is newer than this release knows ({LATEST}); "
-                          "upgrade edge-inspect")
+        raise SchemaError(
+            f"database schema version {before} is newer than this release knows ({LATEST}); upgrade edge-inspect"
+        )
     for version in range(before + 1, LATEST + 1):
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", [LOCK_KEY])

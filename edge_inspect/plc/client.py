@@ -60,8 +60,9 @@ class ClientLink:
         s = self.settings
         if s.transport == "tcp":  # reconnect_delay=0: we reconnect ourselves, with backoff
             return AsyncModbusTcpClient(s.host, port=s.port, timeout=s.timeout_s, retries=0, reconnect_delay=0)
-        return AsyncModbusSerialClient(s.serial_port, baudrate=s.baudrate, parity=s.parity, timeout=s.timeout_s,
-                                       retries=0, reconnect_delay=0)
+        return AsyncModbusSerialClient(
+            s.serial_port, baudrate=s.baudrate, parity=s.parity, timeout=s.timeout_s, retries=0, reconnect_delay=0
+        )
 
     def where(self) -> str:
         s = self.settings
@@ -122,9 +123,12 @@ class ClientLink:
     async def _read_run(self, run: list[Signal]) -> dict[str, object]:
         first, table = run[0], run[0].table
         count = run[-1].end - first.address
-        reader = {"coil": self.client.read_coils, "discrete_input": self.client.read_discrete_inputs,
-                  "holding_register": self.client.read_holding_registers,
-                  "input_register": self.client.read_input_registers}[table]
+        reader = {
+            "coil": self.client.read_coils,
+            "discrete_input": self.client.read_discrete_inputs,
+            "holding_register": self.client.read_holding_registers,
+            "input_register": self.client.read_input_registers,
+        }[table]
         r = await self._call(reader, first.address, count=count, what=f"read {table} {first.address}+{count}")
         raw = r.bits if table in BIT_TABLES else r.registers
         if len(raw) < count:
@@ -137,10 +141,16 @@ class ClientLink:
             raw += encode(s, outputs[s.name], self.text)
         first = run[0]
         if first.table == "coil":
-            await self._call(self.client.write_coils, first.address, raw, what=f"write coils {first.address}+{len(raw)}")
+            await self._call(
+                self.client.write_coils, first.address, raw, what=f"write coils {first.address}+{len(raw)}"
+            )
         elif first.table == "holding_register":
-            await self._call(self.client.write_registers, first.address, raw,
-                             what=f"write holding registers {first.address}+{len(raw)}")
+            await self._call(
+                self.client.write_registers,
+                first.address,
+                raw,
+                what=f"write holding registers {first.address}+{len(raw)}",
+            )
         else:
             raise LinkError(f"signal {first.name} is in {first.table}, which a Modbus client cannot write")
         for s in run:
@@ -182,7 +192,8 @@ class ClientLink:
             valid = bool(outputs.get("results_valid"))
             results_changed = any(n in changed for n in RESULT_CORE)
             drop_first = ("results_valid" in names and not valid) or (
-                valid and results_changed and self._last.get("results_valid", True) is not False)
+                valid and results_changed and self._last.get("results_valid", True) is not False
+            )
             if drop_first and "results_valid" in mapped:
                 await self._write_run([self.map["results_valid"]], {**outputs, "results_valid": False})
             for run in runs([self.map[n] for n in names if n != "results_valid"]):

@@ -216,7 +216,11 @@ class Handshake:
                 o[f"defect_{i + 1}_x"] = min(max(round(x * 10), 0), 0xFFFF)
                 o[f"defect_{i + 1}_y"] = min(max(round(y * 10), 0), 0xFFFF)
         queued = len(self._queue) + (self._shown is not None)
-        room = self._shown is None and not self._release if not self.result_buffer else len(self._queue) < self.result_buffer
+        room = (
+            self._shown is None and not self._release
+            if not self.result_buffer
+            else len(self._queue) < self.result_buffer
+        )
         o["online"] = self.online
         o["busy"] = self._pending is not None
         o["results_valid"] = self._shown is not None

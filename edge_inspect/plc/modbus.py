@@ -35,16 +35,30 @@ class ServerLink:
         if settings.transport == "tcp":
             self.server: TcpServer | RtuServer = TcpServer(self.bank, settings.device_id, settings.host, settings.port)
         else:
-            self.server = RtuServer(self.bank, settings.device_id, settings.serial_port, settings.baudrate,
-                                    settings.parity, settings.reconnect_min_s, settings.reconnect_max_s)
+            self.server = RtuServer(
+                self.bank,
+                settings.device_id,
+                settings.serial_port,
+                settings.baudrate,
+                settings.parity,
+                settings.reconnect_min_s,
+                settings.reconnect_max_s,
+            )
         self._started_at = time.monotonic()
         self._online_read: asyncio.Event | None = None
         self._online_read_at: float | None = None  # when the PLC last read `online`
         self._online_period = 0.0  # its polling period (moving average)
         # Rising edges the PLC writes are latched at write time, so a pulse shorter than poll_ms
         # still reaches the handshake (as high for one read, then the level in the table).
-        self._edges = [s for s in (signal_map[n] for n in ("trigger", "results_ack", "recipe_change")
-                                   if n in {x.name for x in signal_map.signals}) if s.table == "coil"]
+        self._edges = [
+            s
+            for s in (
+                signal_map[n]
+                for n in ("trigger", "results_ack", "recipe_change")
+                if n in {x.name for x in signal_map.signals}
+            )
+            if s.table == "coil"
+        ]
         self._levels = {s.name: False for s in self._edges}
         self._latched: set[str] = set()
         self.server.on_request = self._on_request
@@ -135,5 +149,6 @@ def preflight(settings: LinkSettings) -> None:
             try:
                 s.bind((settings.host, settings.port))
             except OSError as err:
-                raise StartError(f"cannot listen for Modbus TCP on {settings.host}:{settings.port}: "
-                                 f"{err.strerror or err}") from None
+                raise StartError(
+                    f"cannot listen for Modbus TCP on {settings.host}:{settings.port}: {err.strerror or err}"
+                ) from None

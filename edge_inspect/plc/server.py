@@ -73,7 +73,9 @@ class TcpServer(ServerCore):
         try:
             self._server = await asyncio.start_server(self._connection, self.host, self.port)
         except OSError as err:
-            raise StartError(f"cannot listen for Modbus TCP on {self.host}:{self.port}: {err.strerror or err}") from None
+            raise StartError(
+                f"cannot listen for Modbus TCP on {self.host}:{self.port}: {err.strerror or err}"
+            ) from None
         if self.port == 0:  # the port the system picked, for whoever connects next
             self.port = self._server.sockets[0].getsockname()[1]
 
@@ -99,8 +101,9 @@ class TcpServer(ServerCore):
                 try:
                     tid, length, unit = mb.parse_mbap(header)
                 except ValueError as err:
-                    self.bad_input.warning(f"Modbus TCP {peer}: malformed MBAP header {header.hex(' ')}: {err}; "
-                                           "connection closed")
+                    self.bad_input.warning(
+                        f"Modbus TCP {peer}: malformed MBAP header {header.hex(' ')}: {err}; connection closed"
+                    )
                     break
                 request = await reader.readexactly(length - 1)
                 writer.write(mb.build_mbap(tid, unit, self._answer(unit, request)))
@@ -133,8 +136,16 @@ class RtuServer(ServerCore):
     event loop for I/O). A port that disappears (USB adapter unplugged, pty closed) is reported
     lost and reopened with backoff."""
 
-    def __init__(self, bank: mb.Bank, device_id: int, port: str, baudrate: int, parity: str,
-                 reopen_min_s: float = 0.2, reopen_max_s: float = 5.0):
+    def __init__(
+        self,
+        bank: mb.Bank,
+        device_id: int,
+        port: str,
+        baudrate: int,
+        parity: str,
+        reopen_min_s: float = 0.2,
+        reopen_max_s: float = 5.0,
+    ):
         super().__init__(bank, device_id)
         self.port, self.baudrate, self.parity = port, baudrate, parity
         self.reopen_min_s, self.reopen_max_s = reopen_min_s, reopen_max_s

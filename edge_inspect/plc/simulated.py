@@ -36,8 +36,9 @@ class PLCResult:
 class SimulatedPLC:
     """Drives the appliance through any pymodbus async client (TCP by default, or serial RTU)."""
 
-    def __init__(self, signal_map: SignalMap, host: str = "127.0.0.1", port: int = 5020, device_id: int = 1,
-                 client=None):
+    def __init__(
+        self, signal_map: SignalMap, host: str = "127.0.0.1", port: int = 5020, device_id: int = 1, client=None
+    ):
         self.map, self.device_id = signal_map, device_id
         self.client = client or AsyncModbusTcpClient(host, port=port, timeout=2)
 
@@ -53,9 +54,12 @@ class SimulatedPLC:
 
     async def read(self, name: str):
         s = self.map[name]
-        fn = {"coil": self.client.read_coils, "discrete_input": self.client.read_discrete_inputs,
-              "holding_register": self.client.read_holding_registers,
-              "input_register": self.client.read_input_registers}[s.table]
+        fn = {
+            "coil": self.client.read_coils,
+            "discrete_input": self.client.read_discrete_inputs,
+            "holding_register": self.client.read_holding_registers,
+            "input_register": self.client.read_input_registers,
+        }[s.table]
         try:
             r = await fn(s.address, count=s.count, device_id=self.device_id)
         except ModbusException as err:
@@ -94,8 +98,10 @@ class SimulatedPLC:
         t0 = time.monotonic()
         await self.write("trigger", True)
         t1 = await self.wait_for("results_valid", True, timeout_s)
-        values = {name: await self.read(name) for name in
-                  ("result_id", "verdict", "defect_count", "failed_checks", "error_code", "cycle_ms")}
+        values = {
+            name: await self.read(name)
+            for name in ("result_id", "verdict", "defect_count", "failed_checks", "error_code", "cycle_ms")
+        }
         await self.write("trigger", False)
         await self.write("results_ack", True)
         await self.wait_for("results_valid", False, timeout_s)

@@ -50,8 +50,13 @@ class Camera:
     jpeg: int = 0
 
     def __post_init__(self) -> None:
-        if not 0.2 <= self.scale <= 5 or not -1 < self.brightness <= 5 or self.blur < 0 or self.noise < 0 \
-                or not 0 <= self.jpeg <= 100:
+        if (
+            not 0.2 <= self.scale <= 5
+            or not -1 < self.brightness <= 5
+            or self.blur < 0
+            or self.noise < 0
+            or not 0 <= self.jpeg <= 100
+        ):
             raise ValueError(f"camera out of range: {self}")
 
     @property
@@ -116,8 +121,9 @@ def _draw_blob(canvas: np.ndarray, mask: np.ndarray, center, axes, angle, color)
     cv2.ellipse(mask, c, a, angle, 0, 360, 255, -1, cv2.LINE_8, shift=4)
 
 
-def render_part(seed: int, width: int = 320, height: int = 240, spec: PartSpec | None = None,
-                camera: Camera | None = None) -> Part:
+def render_part(
+    seed: int, width: int = 320, height: int = 240, spec: PartSpec | None = None, camera: Camera | None = None
+) -> Part:
     """Render one part; the same seed, size, spec and camera give the same bytes.
 
     Under a ``camera`` that moves, objects that leave the frame are dropped and a partly visible
@@ -139,8 +145,12 @@ def render_part(seed: int, width: int = 320, height: int = 240, spec: PartSpec |
     canvas[plate > 0] = plate_tone + rng.normal(0, 3, 3)
 
     hole_r = min(width, height) * 0.045
-    holes = [(x0 + 0.09 * (x1 - x0), y0 + 0.12 * (y1 - y0)), (x1 - 0.09 * (x1 - x0), y0 + 0.12 * (y1 - y0)),
-             (x0 + 0.09 * (x1 - x0), y1 - 0.12 * (y1 - y0)), (x1 - 0.09 * (x1 - x0), y1 - 0.12 * (y1 - y0))]
+    holes = [
+        (x0 + 0.09 * (x1 - x0), y0 + 0.12 * (y1 - y0)),
+        (x1 - 0.09 * (x1 - x0), y0 + 0.12 * (y1 - y0)),
+        (x0 + 0.09 * (x1 - x0), y1 - 0.12 * (y1 - y0)),
+        (x1 - 0.09 * (x1 - x0), y1 - 0.12 * (y1 - y0)),
+    ]
     if spec.screws is None:
         # Half the parts are complete; the others miss one to four screws.
         n_screws = 4 if rng.random() < 0.5 else int(rng.integers(0, 4))
@@ -155,14 +165,28 @@ def render_part(seed: int, width: int = 320, height: int = 240, spec: PartSpec |
             cv2.circle(canvas, (int(round(hx)), int(round(hy))), int(round(hole_r)), (head,) * 3, -1, cv2.LINE_AA)
             angle = rng.uniform(0, np.pi)
             dx, dy = np.cos(angle) * hole_r * 0.75, np.sin(angle) * hole_r * 0.75
-            cv2.line(canvas, (int(hx - dx), int(hy - dy)), (int(hx + dx), int(hy + dy)), (head * 0.35,) * 3,
-                     max(1, int(hole_r * 0.25)), cv2.LINE_AA)
-            cv2.circle(canvas, (int(round(hx - hole_r * 0.3)), int(round(hy - hole_r * 0.3))), max(1, int(hole_r * 0.2)),
-                       (min(255, head * 1.5),) * 3, -1, cv2.LINE_AA)
+            cv2.line(
+                canvas,
+                (int(hx - dx), int(hy - dy)),
+                (int(hx + dx), int(hy + dy)),
+                (head * 0.35,) * 3,
+                max(1, int(hole_r * 0.25)),
+                cv2.LINE_AA,
+            )
+            cv2.circle(
+                canvas,
+                (int(round(hx - hole_r * 0.3)), int(round(hy - hole_r * 0.3))),
+                max(1, int(hole_r * 0.2)),
+                (min(255, head * 1.5),) * 3,
+                -1,
+                cv2.LINE_AA,
+            )
             layers.append(("screw", (hx, hy), mask))
         else:
             cv2.circle(canvas, (int(round(hx)), int(round(hy))), int(round(hole_r)), (bg * 0.5,) * 3, -1, cv2.LINE_AA)
-            cv2.circle(canvas, (int(round(hx)), int(round(hy))), int(round(hole_r)), (plate_tone * 0.7,) * 3, 1, cv2.LINE_AA)
+            cv2.circle(
+                canvas, (int(round(hx)), int(round(hy))), int(round(hole_r)), (plate_tone * 0.7,) * 3, 1, cv2.LINE_AA
+            )
             layers.append(("empty_hole", (hx, hy), mask))
 
     label = spec.label or str(rng.choice(["straight", "straight", "skewed", "absent"]))
@@ -175,7 +199,9 @@ def render_part(seed: int, width: int = 320, height: int = 240, spec: PartSpec |
         a = np.deg2rad(angle)
         for k in range(3):  # printed text bars, offset along the label's own vertical axis
             dy = ((k + 1) / 4 - 0.5) * lh * 0.8
-            bar = cv2.boxPoints(((cx - np.sin(a) * dy, cy + np.cos(a) * dy), (lw * rng.uniform(0.5, 0.8), lh * 0.1), angle))
+            bar = cv2.boxPoints(
+                ((cx - np.sin(a) * dy, cy + np.cos(a) * dy), (lw * rng.uniform(0.5, 0.8), lh * 0.1), angle)
+            )
             cv2.fillPoly(canvas, [bar.astype(np.int32)], (40, 40, 40), cv2.LINE_AA)
         label_mask = np.zeros((height, width), np.uint8)
         cv2.fillPoly(label_mask, [box], 255)
@@ -215,8 +241,14 @@ def render_part(seed: int, width: int = 320, height: int = 240, spec: PartSpec |
                 _draw_blob(canvas, mask, (cx, cy), axes, angle, color)
             else:  # dent: darker rim on one side, highlight on the other
                 _draw_blob(canvas, mask, (cx, cy), axes, angle, (plate_tone * 0.7,) * 3)
-                _draw_blob(canvas, np.zeros_like(mask), (cx - axes[0] * 0.2, cy - axes[1] * 0.2),
-                           (axes[0] * 0.6, axes[1] * 0.6), angle, (min(255, plate_tone * 1.25),) * 3)
+                _draw_blob(
+                    canvas,
+                    np.zeros_like(mask),
+                    (cx - axes[0] * 0.2, cy - axes[1] * 0.2),
+                    (axes[0] * 0.6, axes[1] * 0.6),
+                    angle,
+                    (min(255, plate_tone * 1.25),) * 3,
+                )
         keep_out |= cv2.dilate(mask, np.ones((9, 9), np.uint8))
         layers.append((kind, (cx, cy), mask))
         placed += 1

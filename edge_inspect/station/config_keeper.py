@@ -44,9 +44,13 @@ def changed_keys(old: StationConfig, new: StationConfig) -> list[str]:
 
 def live_part(running: StationConfig, new: StationConfig) -> StationConfig:
     """``running`` with the keys of LIVE_KEYS taken from ``new`` (which passed every check)."""
-    return running.model_copy(update={
-        "recipes": new.recipes, "triggers": running.triggers.model_copy(update={"recipe": new.triggers.recipe}),
-        "web": running.web.model_copy(update={"users": new.web.users})})
+    return running.model_copy(
+        update={
+            "recipes": new.recipes,
+            "triggers": running.triggers.model_copy(update={"recipe": new.triggers.recipe}),
+            "web": running.web.model_copy(update={"users": new.web.users}),
+        }
+    )
 
 
 class ConflictError(Exception):
@@ -93,8 +97,10 @@ class ConfigKeeper:
 
     def status(self) -> dict:
         """The keys of the station's status this keeper fills in."""
-        return {"config_on_disk": self.disk_sha256[:12] if self.disk_sha256 else None,
-                "restart_needed": list(self.restart_needed)}
+        return {
+            "config_on_disk": self.disk_sha256[:12] if self.disk_sha256 else None,
+            "restart_needed": list(self.restart_needed),
+        }
 
     async def _watch_disk(self) -> None:
         while True:
@@ -111,8 +117,10 @@ class ConfigKeeper:
             log.warning("config: could not look at %s", self.path, exc_info=True)
             return
         if disk is not None:
-            self.station.raise_alarm("config_changed", f"{self.path} was changed on disk ({disk[:12]}); not applied "
-                                                       "— apply or discard it on the setup page")
+            self.station.raise_alarm(
+                "config_changed",
+                f"{self.path} was changed on disk ({disk[:12]}); not applied — apply or discard it on the setup page",
+            )
         else:
             self.station.clear_alarm("config_changed")
 
@@ -139,8 +147,14 @@ class ConfigKeeper:
         text, sha = self.read()
         last = config_versions.latest(self.station.store)
         if last is None or last.sha256 != sha:
-            config_versions.record(self.station.store, text, sha, "edge-inspect", "boot" if last is None else "disk",
-                                   "" if last is None else "changed on disk while the daemon was stopped")
+            config_versions.record(
+                self.station.store,
+                text,
+                sha,
+                "edge-inspect",
+                "boot" if last is None else "disk",
+                "" if last is None else "changed on disk while the daemon was stopped",
+            )
         self._stat = self._signature()
 
     def check_disk(self) -> str | None:
@@ -157,28 +171,38 @@ class ConfigKeeper:
         return self.disk_sha256
 
     # -- changes (on the loop) -------------------------------------------------------------------------
-    async def save(self, text: str, author: str, source: str = "web", comment: str = "",
-                   base_sha256: str | None = None) -> SaveResult:
+    async def save(
+        self, text: str, author: str, source: str = "web", comment: str = "", base_sha256: str | None = None
+    ) -> SaveResult:
         """Validate ``text`` as the station file (ConfigError with file:line problems), write it, keep it
         as a version and apply what can be applied live. ``base_sha256``: the version the change was
         made from; ConflictError when the file on disk is another one."""
         async with self._lock:
             _, disk_sha = await asyncio.to_thread(self.read)
             if base_sha256 is not None and disk_sha != base_sha256:
-                raise ConflictError(f"{self.path} changed on disk since this version was opened "
-                                    f"(now {disk_sha[:12]}); reload and make the change again")
+                raise ConflictError(
+                    f"{self.path} changed on disk since this version was opened "
+                    f"(now {disk_sha[:12]}); reload and make the change again"
+                )
             raw = text.encode()
             config, sha = await asyncio.to_thread(config_from_bytes, raw, self.path)
             try:
                 await asyncio.to_thread(write_durably, self.path, raw)
             except OSError as err:
                 raise SaveError(f"cannot write {self.path}: {err.strerror or err}") from None
-            version_id = await asyncio.to_thread(config_versions.record, self.station.store, text, sha, author,
-                                                 source, comment)
+            version_id = await asyncio.to_thread(
+                config_versions.record, self.station.store, text, sha, author, source, comment
+            )
             applied, self.restart_needed = await self.station.apply_config(config, sha)
             self._stat, self.disk_sha256 = await asyncio.to_thread(self._signature), None
-            log.info("config %s saved by %s (%s): applied %s; restart needed for %s", sha[:12], author, source,
-                     applied or "nothing", self.restart_needed or "nothing")
+            log.info(
+                "config %s saved by %s (%s): applied %s; restart needed for %s",
+                sha[:12],
+                author,
+                source,
+                applied or "nothing",
+                self.restart_needed or "nothing",
+            )
             return SaveResult(version_id, sha, applied, self.restart_needed)
 
     async def rollback(self, version_id: int, author: str) -> SaveResult:
@@ -188,10 +212,13 @@ class ConfigKeeper:
             raise LookupError(f"no config version {version_id}")
         _, disk_sha = await asyncio.to_thread(self.read)
         if disk_sha != self.station.config_sha256:  # an edit on disk is never overwritten unseen
-            raise ConflictError(f"{self.path} was changed on disk and that change is not applied; "
-                                "apply or discard it first, then roll back")
-        return await self.save(version.yaml, author, "rollback", f"rollback to version {version_id}",
-                               base_sha256=disk_sha)
+            raise ConflictError(
+                f"{self.path} was changed on disk and that change is not applied; "
+                "apply or discard it first, then roll back"
+            )
+        return await self.save(
+            version.yaml, author, "rollback", f"rollback to version {version_id}", base_sha256=disk_sha
+        )
 
     async def apply_disk(self, author: str) -> SaveResult:
         """Take over the file as edited on disk (validated first)."""
@@ -205,6 +232,13 @@ class ConfigKeeper:
             raise LookupError("the running config is not among the kept versions")
         text, sha = await asyncio.to_thread(self.read)
         if sha != self.station.config_sha256:  # the discarded edit stays readable in the history
-            await asyncio.to_thread(config_versions.record, self.station.store, text, sha, author, "disk",
-                                    "edited on disk, discarded from the setup page (never applied)")
+            await asyncio.to_thread(
+                config_versions.record,
+                self.station.store,
+                text,
+                sha,
+                author,
+                "disk",
+                "edited on disk, discarded from the setup page (never applied)",
+            )
         return await self.save(version.yaml, author, "web", "edit on disk discarded", base_sha256=sha)

@@ -66,8 +66,9 @@ class Station(PlcSide):
     adapters attached to it (OPC UA, fleet, web, config keeper): those see it through the narrow
     Protocols of station/ports.py."""
 
-    def __init__(self, config: StationConfig, config_sha256: str, base_dir: Path,
-                 model: VisionLanguageModel | None = None):
+    def __init__(
+        self, config: StationConfig, config_sha256: str, base_dir: Path, model: VisionLanguageModel | None = None
+    ):
         self.config, self.config_sha256 = config, config_sha256
         self.events = EventBus()
         self.model = model or config.model.load()
@@ -262,8 +263,9 @@ class Station(PlcSide):
         async with self._busy:
             return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
-    def _inspect_blocking(self, recipe_number: int, part_id: str, trigger: str, result_id: int,
-                          started: float) -> tuple[InspectionRecord, ErrorCode, StoreError | None]:
+    def _inspect_blocking(
+        self, recipe_number: int, part_id: str, trigger: str, result_id: int, started: float
+    ) -> tuple[InspectionRecord, ErrorCode, StoreError | None]:
         """Grab, inspect, log. Runs in the worker thread. Never raises for camera/model/disk trouble;
         a log that could not be written comes back as the third value (alarms are raised on the loop)."""
         recipe = self.config.recipe(recipe_number)
@@ -310,15 +312,22 @@ class Station(PlcSide):
             code = ErrorCode.DISK_FULL
         return rec, code, store_error
 
-    async def inspect(self, recipe: int, part_id: str = "", trigger: str = "software", result_id: int | None = None,
-                      started: float | None = None) -> tuple[InspectionRecord, ErrorCode]:
+    async def inspect(
+        self,
+        recipe: int,
+        part_id: str = "",
+        trigger: str = "software",
+        result_id: int | None = None,
+        started: float | None = None,
+    ) -> tuple[InspectionRecord, ErrorCode]:
         """Run one inspection (one at a time) and report it as an event."""
         started = time.monotonic() if started is None else started
         result_id = next(self._ids) if result_id is None else result_id
         async with self._busy:
             loop = asyncio.get_running_loop()
-            rec, code, store_error = await loop.run_in_executor(self.executor, self._inspect_blocking, recipe,
-                                                                part_id, trigger, result_id, started)
+            rec, code, store_error = await loop.run_in_executor(
+                self.executor, self._inspect_blocking, recipe, part_id, trigger, result_id, started
+            )
         self._update_disk_alarms(store_error)
         if code == ErrorCode.MODEL:
             self.raise_alarm("model_error", rec.error or "the model gave no usable answer")

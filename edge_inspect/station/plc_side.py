@@ -34,10 +34,15 @@ class PlcSide:
     async def _serve(self, request: Request) -> None:
         try:
             rec, code = await self.inspect(request.recipe, request.part_id, "plc", request.trigger_id, request.at)
-            result = Result(result_id=request.trigger_id, verdict=rec.verdict, defect_count=defect_count(rec.outcomes),
-                            failed_checks=failed_mask(rec.outcomes), error_code=code,
-                            warning=any(o.reason.startswith("uncertain") for o in rec.outcomes),
-                            positions_mm=self._defect_positions_mm(rec))
+            result = Result(
+                result_id=request.trigger_id,
+                verdict=rec.verdict,
+                defect_count=defect_count(rec.outcomes),
+                failed_checks=failed_mask(rec.outcomes),
+                error_code=code,
+                warning=any(o.reason.startswith("uncertain") for o in rec.outcomes),
+                positions_mm=self._defect_positions_mm(rec),
+            )
         except Exception as err:  # a bug must not leave the PLC waiting on `busy` forever
             log.exception("inspection for PLC trigger %d failed", request.trigger_id)
             self.raise_alarm("internal", f"inspection failed: {type(err).__name__}: {err}")

@@ -60,5 +60,11 @@ class OpcUaPort(Observed, Protocol):
 
     def spawn_inspection(self, coro: Coroutine[Any, Any, Any]) -> None: ...
 
-    async def inspect(self, recipe: int, part_id: str = "", trigger: str = "software", result_id: int | None = None,
-                      started: float | None = None) -> tuple[InspectionRecord, ErrorCode]: ...
+    async def inspect(
+        self,
+        recipe: int,
+        part_id: str = "",
+        trigger: str = "software",
+        result_id: int | None = None,
+        started: float | None = None,
+    ) -> tuple[InspectionRecord, ErrorCode]: ...

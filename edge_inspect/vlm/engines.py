@@ -67,6 +67,8 @@ def compatibility(metadata: dict | None, env: Environment) -> str | None:
     if env.gpu is None:
         return "no CUDA GPU found on this machine"
     if built_gpu != env.gpu or metadata.get("compute_capability") != env.compute_capability:
-        return (f"engines were built for {built_gpu} (sm {metadata.get('compute_capability')}), "
-                f"this machine has {env.gpu} (sm {env.compute_capability})")
+        return (
+            f"engines were built for {built_gpu} (sm {metadata.get('compute_capability')}), "
+            f"this machine has {env.gpu} (sm {env.compute_capability})"
+        )
     return None

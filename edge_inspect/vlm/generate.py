@@ -87,8 +87,13 @@ class Batch:
     @classmethod
     def from_step(cls, step: Step) -> Batch:
         n = step.cache.length
-        return cls(logits=step.logits[None], keys=step.cache.keys, values=step.cache.values,
-                   attend=np.ones((1, n), dtype=bool), positions=np.array([n], dtype=np.int64))
+        return cls(
+            logits=step.logits[None],
+            keys=step.cache.keys,
+            values=step.cache.values,
+            attend=np.ones((1, n), dtype=bool),
+            positions=np.array([n], dtype=np.int64),
+        )
 
 
 log = logging.getLogger(__name__)
@@ -125,12 +130,19 @@ class Engine:
         try:
             worst = step_decode.disagreement(self)
         except Exception as err:  # onnxruntime's own types: a graph with other inputs, an op it cannot run
-            log.warning("%s: not used (%s); decoding with the decoder graph",
-                        self.bundle.graph_path(step_decode.STEP_GRAPH), str(err).splitlines()[0])
+            log.warning(
+                "%s: not used (%s); decoding with the decoder graph",
+                self.bundle.graph_path(step_decode.STEP_GRAPH),
+                str(err).splitlines()[0],
+            )
             return False
         if worst is not None:
-            log.warning("%s: the decode-step graph differs from the decoder graph by %.2e (allowed %.1e); "
-                        "decoding with the decoder graph", self.bundle.path, *worst)
+            log.warning(
+                "%s: the decode-step graph differs from the decoder graph by %.2e (allowed %.1e); "
+                "decoding with the decoder graph",
+                self.bundle.path,
+                *worst,
+            )
             return False
         return True
 
@@ -143,7 +155,9 @@ class Engine:
             return None
         try:
             ids = np.arange(rows, dtype=np.int64)[None]
-            table = self.backend.run("embed", {"input_ids": ids, "image_embeds": np.zeros((1, rows, hidden), np.float32)})
+            table = self.backend.run(
+                "embed", {"input_ids": ids, "image_embeds": np.zeros((1, rows, hidden), np.float32)}
+            )
             table = np.ascontiguousarray(table["inputs_embeds"][0], dtype=np.float32)
             probe_ids = np.array([[0, rows - 1, rows // 2, 1]], dtype=np.int64)
             extra = np.random.default_rng(0).standard_normal((1, 4, hidden)).astype(np.float32)
@@ -173,7 +187,9 @@ class Engine:
         if features is not None or len(patch_positions):
             n_features = 0 if features is None else features.shape[0]
             if n_features != len(patch_positions):
-                raise ValueError(f"prompt has {len(patch_positions)} image patch tokens but the image gave {n_features} features")
+                raise ValueError(
+                    f"prompt has {len(patch_positions)} image patch tokens but the image gave {n_features} features"
+                )
             image_embeds[0, patch_positions] = features
         if self.table is not None and (ids2.size == 0 or int(ids2.max()) < self.table.shape[0]):
             return self.table[ids2] + image_embeds
@@ -195,7 +211,9 @@ class Engine:
         """Feed a chunk of embedded tokens after ``past``."""
         p, s = past.length, embeds.shape[1]
         if p + s > self.bundle.text.max_positions:
-            raise ValueError(f"sequence of {p + s} tokens exceeds the model's {self.bundle.text.max_positions} positions")
+            raise ValueError(
+                f"sequence of {p + s} tokens exceeds the model's {self.bundle.text.max_positions} positions"
+            )
         feeds = {
             "inputs_embeds": embeds,
             "attention_mask": self.attention_mask(past, flags, prefix_lm),
@@ -237,8 +255,9 @@ class Engine:
             return self.feed(prompt.ids[prompt.image_end :], image.prefix_kv), prompt
         return self.feed(prompt.ids, self.empty_cache(), image.features, prefix_lm), prompt
 
-    def greedy_stepwise(self, step: Step, max_new_tokens: int,
-                        stop_ids: tuple[int, ...] | None = None) -> tuple[list[int], list[np.ndarray]]:
+    def greedy_stepwise(
+        self, step: Step, max_new_tokens: int, stop_ids: tuple[int, ...] | None = None
+    ) -> tuple[list[int], list[np.ndarray]]:
         """The reference decoding loop: one ``feed`` (embed graph + decoder, K/V as numpy arrays in
         and out) per token. ``greedy`` computes the same thing faster; benches and tests compare them."""
         stop = set(self.bundle.tokens.eos if stop_ids is None else stop_ids)
@@ -253,25 +272,34 @@ class Engine:
             step = self.feed(np.array([token], dtype=np.int64), step.cache)
         return tokens, logits
 
-    def greedy(self, step: Step, max_new_tokens: int, stop_ids: tuple[int, ...] | None = None) -> tuple[list[int], list[np.ndarray]]:
+    def greedy(
+        self, step: Step, max_new_tokens: int, stop_ids: tuple[int, ...] | None = None
+    ) -> tuple[list[int], list[np.ndarray]]:
         """Greedy decoding from ``step``; returns the new token ids and the logits that chose each one."""
         tokens, logits = self.greedy_batch(Batch.from_step(step), max_new_tokens, stop_ids)
         return tokens[0], logits[0]
 
     # -- batches ---------------------------------------------------------------------------
-    def prefill_batch(self, image: EncodedImage, questions: list[str], prefix_lm: bool = True) -> tuple[Batch, list[PromptIds]]:
+    def prefill_batch(
+        self, image: EncodedImage, questions: list[str], prefix_lm: bool = True
+    ) -> tuple[Batch, list[PromptIds]]:
         """One decoder run for several prompts about ``image`` (left-padded rows)."""
         if not questions:
             raise ValueError("prefill_batch needs at least one prompt")
         prompts = [self.prompts.build(q, image.inputs.grid) for q in questions]
-        reuse = image.prefix_kv is not None and prefix_lm and all(
-            np.array_equal(p.ids[: p.image_end], image.prefix_ids) for p in prompts)
+        reuse = (
+            image.prefix_kv is not None
+            and prefix_lm
+            and all(np.array_equal(p.ids[: p.image_end], image.prefix_ids) for p in prompts)
+        )
         past = image.prefix_kv if reuse else self.empty_cache()
         chunks = [p.ids[p.image_end :] if reuse else p.ids for p in prompts]
         features = None if reuse else image.features
         b, s, p = len(chunks), max(len(c) for c in chunks), past.length
         if p + s > self.bundle.text.max_positions:
-            raise ValueError(f"sequence of {p + s} tokens exceeds the model's {self.bundle.text.max_positions} positions")
+            raise ValueError(
+                f"sequence of {p + s} tokens exceeds the model's {self.bundle.text.max_positions} positions"
+            )
         embeds = np.zeros((b, s, self.bundle.text.hidden_size), dtype=np.float32)
         mask = np.full((b, 1, s, p + s), self.mask_value, dtype=np.float32)
         positions = np.full((b, s), p, dtype=np.int64)
@@ -294,7 +322,8 @@ class Engine:
             logits=out["logits"],
             keys=tuple(out[f"present_key_{i}"] for i in range(self.num_layers)),
             values=tuple(out[f"present_value_{i}"] for i in range(self.num_layers)),
-            attend=attend, positions=np.array([p + len(c) for c in chunks], dtype=np.int64),
+            attend=attend,
+            positions=np.array([p + len(c) for c in chunks], dtype=np.int64),
         )
         return batch, prompts
 
@@ -303,8 +332,9 @@ class Engine:
             return self.table[tokens][:, None, :]
         return np.concatenate([self.embed(t[None]) for t in tokens], axis=0)
 
-    def greedy_batch(self, batch: Batch, max_new_tokens: int, stop_ids: tuple[int, ...] | None = None,
-                     rows: list[int] | None = None) -> tuple[list[list[int]], list[list[np.ndarray]]]:
+    def greedy_batch(
+        self, batch: Batch, max_new_tokens: int, stop_ids: tuple[int, ...] | None = None, rows: list[int] | None = None
+    ) -> tuple[list[list[int]], list[list[np.ndarray]]]:
         """Greedy decoding of the rows ``rows`` (default all) of ``batch`` together; each row stops at
         its own stop token or after ``max_new_tokens``. Returns per row of the batch the new token ids
         and the logits that chose each one (empty for rows not decoded)."""
@@ -325,7 +355,9 @@ class Engine:
         buffers = [[np.empty(n * per_row, dtype=np.float32) for _ in range(2 * self.num_layers)] for _ in range(2)]
 
         def view(buffer: np.ndarray, rows_: int, length_: int) -> np.ndarray:
-            return buffer[: rows_ * t.num_kv_heads * length_ * t.head_dim].reshape(rows_, t.num_kv_heads, length_, t.head_dim)
+            return buffer[: rows_ * t.num_kv_heads * length_ * t.head_dim].reshape(
+                rows_, t.num_kv_heads, length_, t.head_dim
+            )
 
         for i in range(self.num_layers):
             view(buffers[0][2 * i], n, length)[...] = batch.keys[i][live]

@@ -74,16 +74,20 @@ class Preprocess(_Section):
         return self
 
     def settings(self) -> ImageSettings:
-        return ImageSettings(**self.model_dump(exclude={"resample"}, exclude_unset=False,
-                                               include=set(ImageSettings.__dataclass_fields__)))
+        return ImageSettings(
+            **self.model_dump(
+                exclude={"resample"}, exclude_unset=False, include=set(ImageSettings.__dataclass_fields__)
+            )
+        )
 
     @classmethod
     def from_settings(cls, s: ImageSettings) -> Preprocess:
         return cls(**{name: getattr(s, name) for name in ImageSettings.__dataclass_fields__}, resample="bilinear")
 
 
-def geometry_problem(crop_size: int, patch_size: int, overlap_margins: tuple[int, int],
-                     pooling_size: tuple[int, int]) -> str | None:
+def geometry_problem(
+    crop_size: int, patch_size: int, overlap_margins: tuple[int, int], pooling_size: tuple[int, int]
+) -> str | None:
     """Why these crop settings cannot tile an image (None when they can)."""
     if crop_size % patch_size:
         return f"crop_size {crop_size} is not a multiple of patch_size {patch_size}"
@@ -91,8 +95,10 @@ def geometry_problem(crop_size: int, patch_size: int, overlap_margins: tuple[int
     if min(overlap_margins) < 0:
         return f"overlap_margins {list(overlap_margins)} must not be negative"
     if sum(overlap_margins) >= patches:
-        return (f"overlap_margins {list(overlap_margins)} leave no window in a {patches}-patch crop "
-                f"({crop_size} px / {patch_size} px patches): their sum must be below {patches}")
+        return (
+            f"overlap_margins {list(overlap_margins)} leave no window in a {patches}-patch crop "
+            f"({crop_size} px / {patch_size} px patches): their sum must be below {patches}"
+        )
     if min(pooling_size) < 1:
         return f"pooling_size {list(pooling_size)} must be at least 1"
     return None
@@ -193,8 +199,9 @@ def parse_manifest(data: Any) -> Manifest:
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ManifestError(f"not an {FORMAT} manifest")
     if data.get("format_version") != FORMAT_VERSION:
-        raise ManifestError(f"format_version {data.get('format_version')} is not supported "
-                            f"(this runtime reads {FORMAT_VERSION})")
+        raise ManifestError(
+            f"format_version {data.get('format_version')} is not supported (this runtime reads {FORMAT_VERSION})"
+        )
     try:
         return Manifest.model_validate(data)
     except ValidationError as err:

@@ -78,8 +78,10 @@ def parse_points(text: str) -> PointAnswer:
 def _read_tags(text: str) -> list[Point]:
     """Walk the tag events: each opening tag needs its '>' and then its own closing tag."""
     # (start, end, kind): kind is ">", or the tag as written: "point", "points", "/point", "/points", …
-    events = [(m.start(), m.end(), m.group(0) if m.group(0) == ">" else m.group(1) + m.group(2))
-              for m in _EVENT_RE.finditer(text)]
+    events = [
+        (m.start(), m.end(), m.group(0) if m.group(0) == ">" else m.group(1) + m.group(2))
+        for m in _EVENT_RE.finditer(text)
+    ]
     tags = [i for i, e in enumerate(events) if e[2] != ">"]
     points: list[Point] = []
     for t in range(0, len(tags), 2):
@@ -170,7 +172,5 @@ def format_molmo2_points(points: list[tuple[float, float]], label: str, image_in
     """Molmo2 point text for normalized (x, y) points; "There are none." for an empty list."""
     if not points:
         return "There are none."
-    triples = " ".join(
-        f"{i} {round(x * 1000):03d} {round(y * 1000):03d}" for i, (x, y) in enumerate(points, start=1)
-    )
+    triples = " ".join(f"{i} {round(x * 1000):03d} {round(y * 1000):03d}" for i, (x, y) in enumerate(points, start=1))
     return f'<points coords="{image_index} {triples}">{label}</points>'

@@ -68,9 +68,7 @@ class ChatTemplate:
     def render(self, question: str) -> str:
         """Prompt text for one image and one question, BOS first, image placeholder included."""
         messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
-        text = self._template.render(
-            messages=messages, add_generation_prompt=True, bos_token=self.settings.bos_token
-        )
+        text = self._template.render(messages=messages, add_generation_prompt=True, bos_token=self.settings.bos_token)
         if not text.startswith(self.settings.bos_token):
             text = self.settings.bos_token + text  # as Molmo2Processor does
         if text.count(self.settings.image_placeholder) != 1:

@@ -72,16 +72,29 @@ class StepBuffers:
                 "bias": np.zeros((rows, 1, 1, capacity), np.float32),
                 "seqlens": np.zeros(rows, np.int32),
                 "active": np.ones(rows, np.int32),  # query_seqlens: one new token per row
-                "cache": [np.zeros((rows, t.num_kv_heads, capacity, t.head_dim), np.float32)
-                          for _ in range(2 * engine.num_layers)],
+                "cache": [
+                    np.zeros((rows, t.num_kv_heads, capacity, t.head_dim), np.float32)
+                    for _ in range(2 * engine.num_layers)
+                ],
                 "logits": np.zeros((rows, t.vocab_size), np.float32),
             }
         self.arrays = arrays
         self.embeds, self.positions, self.bias = arrays["embeds"], arrays["positions"], arrays["bias"]
-        self.seqlens, self.active, self.cache, self.logits = arrays["seqlens"], arrays["active"], arrays["cache"], arrays["logits"]
+        self.seqlens, self.active, self.cache, self.logits = (
+            arrays["seqlens"],
+            arrays["active"],
+            arrays["cache"],
+            arrays["logits"],
+        )
         self.total = np.array(capacity, np.int32)
-        feeds = {"inputs_embeds": self.embeds, "position_ids": self.positions, "attention_bias": self.bias,
-                 "seqlens_k": self.seqlens, "total_sequence_length": self.total, "query_seqlens": self.active}
+        feeds = {
+            "inputs_embeds": self.embeds,
+            "position_ids": self.positions,
+            "attention_bias": self.bias,
+            "seqlens_k": self.seqlens,
+            "total_sequence_length": self.total,
+            "query_seqlens": self.active,
+        }
         outputs = {"logits": self.logits}
         for i in range(engine.num_layers):
             for j, kind in enumerate(("key", "value")):
@@ -103,8 +116,15 @@ class StepBuffers:
         return StepBuffers(self.engine, k, int(self.total), views)
 
 
-def take_greedy(logits: np.ndarray, indices, live: list[int], tokens: list[list[int]], chosen: list[list[np.ndarray]],
-                stop: set[int], max_new_tokens: int) -> tuple[np.ndarray, list[int]]:
+def take_greedy(
+    logits: np.ndarray,
+    indices,
+    live: list[int],
+    tokens: list[list[int]],
+    chosen: list[list[np.ndarray]],
+    stop: set[int],
+    max_new_tokens: int,
+) -> tuple[np.ndarray, list[int]]:
     """One greedy step's bookkeeping: for each index j of ``indices`` (a row of ``logits``, batch row
     ``live[j]``) append the argmax token and the logits that chose it; return the argmax of every
     row and the indices that go on (not a stop token, under ``max_new_tokens``)."""
@@ -119,8 +139,9 @@ def take_greedy(logits: np.ndarray, indices, live: list[int], tokens: list[list[
     return next_tokens, still
 
 
-def greedy_in_place(engine: Engine, batch: Batch, live: list[int], max_new_tokens: int,
-                    stop: set[int]) -> tuple[list[list[int]], list[list[np.ndarray]]]:
+def greedy_in_place(
+    engine: Engine, batch: Batch, live: list[int], max_new_tokens: int, stop: set[int]
+) -> tuple[list[list[int]], list[list[np.ndarray]]]:
     """``Engine.greedy_batch`` through the step graph: the same tokens and logits per row."""
     tokens: list[list[int]] = [[] for _ in range(batch.size)]
     chosen: list[list[np.ndarray]] = [[] for _ in range(batch.size)]
@@ -156,8 +177,16 @@ def greedy_in_place(engine: Engine, batch: Batch, live: list[int], max_new_token
     return tokens, chosen
 
 
-def probe_difference(run_decoder: Callable[[dict], dict], run_step: Callable[[dict], dict], hidden: int,
-                     kv_heads: int, head_dim: int, layers: int, mask_value: float, seed: int = 0) -> tuple[float, float]:
+def probe_difference(
+    run_decoder: Callable[[dict], dict],
+    run_step: Callable[[dict], dict],
+    hidden: int,
+    kv_heads: int,
+    head_dim: int,
+    layers: int,
+    mask_value: float,
+    seed: int = 0,
+) -> tuple[float, float]:
     """One decode step of a random batch of 2 (5 cached positions, row 1 left-padded by one) through
     the decoder graph and through the step graph: the largest |difference| of the logits and the new
     K/V rows, and the largest |value| of those outputs (the scale a quantized graph's rounding is
@@ -167,13 +196,21 @@ def probe_difference(run_decoder: Callable[[dict], dict], run_step: Callable[[di
     cached, capacity = 5, 8
     mask = np.zeros((2, 1, 1, cached + 1), np.float32)
     mask[1, ..., 0] = mask_value
-    feeds = {"inputs_embeds": rng.standard_normal((2, 1, hidden)).astype(np.float32), "attention_mask": mask,
-             "position_ids": np.array([[cached], [cached - 1]], np.int64)}
+    feeds = {
+        "inputs_embeds": rng.standard_normal((2, 1, hidden)).astype(np.float32),
+        "attention_mask": mask,
+        "position_ids": np.array([[cached], [cached - 1]], np.int64),
+    }
     bias = np.zeros((2, 1, 1, capacity), np.float32)
     bias[..., : cached + 1] = mask
-    step_feeds = {"inputs_embeds": feeds["inputs_embeds"], "position_ids": feeds["position_ids"], "attention_bias": bias,
-                  "seqlens_k": np.full(2, cached, np.int32), "total_sequence_length": np.array(capacity, np.int32),
-                  "query_seqlens": np.ones(2, np.int32)}
+    step_feeds = {
+        "inputs_embeds": feeds["inputs_embeds"],
+        "position_ids": feeds["position_ids"],
+        "attention_bias": bias,
+        "seqlens_k": np.full(2, cached, np.int32),
+        "total_sequence_length": np.array(capacity, np.int32),
+        "query_seqlens": np.ones(2, np.int32),
+    }
     for i in range(layers):
         for kind in ("key", "value"):
             name = f"past_{kind}_{i}"
@@ -208,8 +245,16 @@ def difference_to_decoder(engine: Engine, seed: int = 0) -> tuple[float, float]:
         b.run()
         return outputs
 
-    return probe_difference(lambda feeds: engine.backend.run("decoder", feeds), run_step, t.hidden_size,
-                            t.num_kv_heads, t.head_dim, engine.num_layers, float(engine.mask_value), seed)
+    return probe_difference(
+        lambda feeds: engine.backend.run("decoder", feeds),
+        run_step,
+        t.hidden_size,
+        t.num_kv_heads,
+        t.head_dim,
+        engine.num_layers,
+        float(engine.mask_value),
+        seed,
+    )
 
 
 PROBE_SEEDS = 5  # random probe steps compared at load (and by quantize before it keeps a pair)

@@ -70,8 +70,15 @@ class TensorRTBackend:
                 ctx.set_input_shape(name, array.shape)
                 ptr = alloc(array.nbytes)
                 if array.nbytes:
-                    self._check(cudart.cudaMemcpyAsync(ptr, array.ctypes.data, array.nbytes,
-                                                       cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, self.stream))
+                    self._check(
+                        cudart.cudaMemcpyAsync(
+                            ptr,
+                            array.ctypes.data,
+                            array.nbytes,
+                            cudart.cudaMemcpyKind.cudaMemcpyHostToDevice,
+                            self.stream,
+                        )
+                    )
                 ctx.set_tensor_address(name, ptr)
             outputs = {}
             for name in self._io(graph, trt.TensorIOMode.OUTPUT):
@@ -83,11 +90,20 @@ class TensorRTBackend:
                 raise RuntimeError(f"TensorRT failed to run the {graph} engine")
             for host, ptr in outputs.values():
                 if host.nbytes:
-                    self._check(cudart.cudaMemcpyAsync(host.ctypes.data, ptr, host.nbytes,
-                                                       cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost, self.stream))
+                    self._check(
+                        cudart.cudaMemcpyAsync(
+                            host.ctypes.data,
+                            ptr,
+                            host.nbytes,
+                            cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost,
+                            self.stream,
+                        )
+                    )
             self._check(cudart.cudaStreamSynchronize(self.stream))
-            return {name: host.astype(np.float32) if host.dtype == np.float16 else host
-                    for name, (host, _) in outputs.items()}
+            return {
+                name: host.astype(np.float32) if host.dtype == np.float16 else host
+                for name, (host, _) in outputs.items()
+            }
         finally:
             for ptr in allocations:
                 cudart.cudaFree(ptr)

@@ -147,16 +147,29 @@ class WebContext:
     def lang(self, request: Request) -> str:
         """A choice made on the page (?lang=, kept in a cookie) > the station's pinned language >
         the browser's Accept-Language > English."""
-        return pick_language(self.config.station.language, request.headers.get("accept-language"),
-                             request.query_params.get("lang"), request.cookies.get("lang"))
+        return pick_language(
+            self.config.station.language,
+            request.headers.get("accept-language"),
+            request.query_params.get("lang"),
+            request.cookies.get("lang"),
+        )
 
     def page(self, request: Request, name: str, **context) -> Response:
         lang = self.lang(request)
         session = self.session(request)
-        response = self.templates.TemplateResponse(request, name, {
-            "t": LABELS[lang], "lang": lang, "user": session.user if session else None,
-            "tr": lambda text: translate(text, lang),
-            "csrf": session.csrf if session else "", "station": self.config.station.name, **context})
+        response = self.templates.TemplateResponse(
+            request,
+            name,
+            {
+                "t": LABELS[lang],
+                "lang": lang,
+                "user": session.user if session else None,
+                "tr": lambda text: translate(text, lang),
+                "csrf": session.csrf if session else "",
+                "station": self.config.station.name,
+                **context,
+            },
+        )
         if request.query_params.get("lang") in LABELS:  # the choice holds on every page from now on
             response.set_cookie("lang", lang, max_age=365 * 86400, samesite="strict")
         return response

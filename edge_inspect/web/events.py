@@ -91,7 +91,8 @@ def routes(ctx: WebContext, broadcaster: Broadcaster) -> list[Route]:
             finally:
                 broadcaster.unsubscribe(queue)
 
-        return StreamingResponse(stream(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return StreamingResponse(
+            stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        )
 
     return [Route("/api/events", api_events)]

@@ -34,20 +34,31 @@ def routes(ctx: WebContext, hist: CycleHistogram) -> list[Route]:
     async def metrics(request: Request) -> Response:
         await ctx.require_view(request)
         status = ctx.station.status()
-        lines = ["# HELP edge_inspect_inspections_total Inspections since start, by verdict.",
-                 "# TYPE edge_inspect_inspections_total counter"]
-        lines += [f'edge_inspect_inspections_total{{verdict="{v}"}} {status["counters"].get(v, 0)}'
-                  for v in ("PASS", "FAIL", "ERROR")]
-        lines += ["# HELP edge_inspect_cycle_ms Trigger to result, milliseconds.", "# TYPE edge_inspect_cycle_ms histogram"]
+        lines = [
+            "# HELP edge_inspect_inspections_total Inspections since start, by verdict.",
+            "# TYPE edge_inspect_inspections_total counter",
+        ]
+        lines += [
+            f'edge_inspect_inspections_total{{verdict="{v}"}} {status["counters"].get(v, 0)}'
+            for v in ("PASS", "FAIL", "ERROR")
+        ]
+        lines += [
+            "# HELP edge_inspect_cycle_ms Trigger to result, milliseconds.",
+            "# TYPE edge_inspect_cycle_ms histogram",
+        ]
         cumulative = 0
         for bound, n in zip((*CYCLE_BUCKETS_MS, "+Inf"), hist.counts, strict=True):
             cumulative += n
             lines.append(f'edge_inspect_cycle_ms_bucket{{le="{bound}"}} {cumulative}')
         lines += [f"edge_inspect_cycle_ms_sum {hist.total_ms:.1f}", f"edge_inspect_cycle_ms_count {cumulative}"]
-        lines += ["# TYPE edge_inspect_camera_up gauge", f"edge_inspect_camera_up {int(status['camera'] == 'ok')}",
-                  "# TYPE edge_inspect_plc_up gauge", f"edge_inspect_plc_up {int(status['plc'] == 'ok')}",
-                  "# TYPE edge_inspect_missed_triggers_total counter",
-                  f"edge_inspect_missed_triggers_total {status['counters'].get('missed_triggers', 0)}"]
+        lines += [
+            "# TYPE edge_inspect_camera_up gauge",
+            f"edge_inspect_camera_up {int(status['camera'] == 'ok')}",
+            "# TYPE edge_inspect_plc_up gauge",
+            f"edge_inspect_plc_up {int(status['plc'] == 'ok')}",
+            "# TYPE edge_inspect_missed_triggers_total counter",
+            f"edge_inspect_missed_triggers_total {status['counters'].get('missed_triggers', 0)}",
+        ]
         return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
 
     return [Route("/metrics", metrics)]

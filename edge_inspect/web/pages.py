@@ -29,8 +29,14 @@ def routes(ctx: WebContext) -> list[Route]:
         latest = await ctx.query(review.latest_inspection)
         shift = await ctx.query(review.shift_counters, ctx.config.web.shift_starts, tz=ctx.tz)
         user = ctx.session_user(request)
-        return ctx.page(request, "hmi.html", status=ctx.station.status(), latest=latest, shift=shift,
-                        can_trigger=allowed(user, "trigger"))
+        return ctx.page(
+            request,
+            "hmi.html",
+            status=ctx.station.status(),
+            latest=latest,
+            shift=shift,
+            can_trigger=allowed(user, "trigger"),
+        )
 
     async def review_list(request: Request) -> Response:
         await ctx.require_view(request)
@@ -39,8 +45,19 @@ def routes(ctx: WebContext) -> list[Route]:
         charts = await ctx.query(review.charts, f, ctx.tz)
         query = urlencode([(k, v) for k, v in request.query_params.multi_items() if k != "page"])
         checks = sorted({c.name for r in ctx.config.recipes for c in r.checks})
-        return ctx.page(request, "review.html", rows=rows, total=total, total_exact=total_exact, f=f, query=query,
-                        q=request.query_params, charts=charts, checks=checks, recipes=[(r.number, r.name) for r in ctx.config.recipes])
+        return ctx.page(
+            request,
+            "review.html",
+            rows=rows,
+            total=total,
+            total_exact=total_exact,
+            f=f,
+            query=query,
+            q=request.query_params,
+            charts=charts,
+            checks=checks,
+            recipes=[(r.number, r.name) for r in ctx.config.recipes],
+        )
 
     async def review_detail(request: Request) -> Response:
         await ctx.require_view(request)
@@ -50,8 +67,9 @@ def routes(ctx: WebContext) -> list[Route]:
         f = review.Filters.from_query(request.query_params, ctx.tz)  # the list this one was opened from
         older, newer = await ctx.query(review.neighbours, f, row["id"])
         query = urlencode([(k, v) for k, v in request.query_params.multi_items() if k != "page"])
-        return ctx.page(request, "detail.html", row=row, dispositions=review.DISPOSITIONS, query=query,
-                        newer=newer, older=older)
+        return ctx.page(
+            request, "detail.html", row=row, dispositions=review.DISPOSITIONS, query=query, newer=newer, older=older
+        )
 
     async def alarm_list(request: Request) -> Response:
         await ctx.require_view(request)
@@ -69,8 +87,9 @@ def routes(ctx: WebContext) -> list[Route]:
             raise review.FilterError(f"action: {action!r} is not one of {', '.join(review.AUDIT_ACTIONS)}")
         page_no = _page_number(request)
         rows, more = await ctx.query(review.audit_page, action, page_no)
-        return ctx.page(request, "audit.html", rows=rows, more=more, action=action, page_no=page_no,
-                        actions=review.AUDIT_ACTIONS)
+        return ctx.page(
+            request, "audit.html", rows=rows, more=more, action=action, page_no=page_no, actions=review.AUDIT_ACTIONS
+        )
 
     async def form_disposition(request: Request) -> Response:
         form = dict(await request.form())
@@ -78,8 +97,9 @@ def routes(ctx: WebContext) -> list[Route]:
         inspection_id = request.path_params["id"]
         if await ctx.query(review.get_inspection, inspection_id) is None:
             return PlainTextResponse("no such inspection", 404)
-        await ctx.query(review.set_disposition, inspection_id, form.get("disposition", ""), user.name,
-                        form.get("comment", ""))
+        await ctx.query(
+            review.set_disposition, inspection_id, form.get("disposition", ""), user.name, form.get("comment", "")
+        )
         query = str(form.get("query", ""))
         target = inspection_id
         if form.get("advance"):  # keyboard review: on to the next one in the list
@@ -99,17 +119,22 @@ def routes(ctx: WebContext) -> list[Route]:
         return ctx.page(request, "login.html", error=None, next=request.query_params.get("next", "/"))
 
     async def login(request: Request) -> Response:
-        return await login_form(request, ctx.accounts,
-                                lambda req, error, nxt: ctx.page(req, "login.html", error=error, next=nxt))
+        return await login_form(
+            request, ctx.accounts, lambda req, error, nxt: ctx.page(req, "login.html", error=error, next=nxt)
+        )
 
     async def logout(request: Request) -> Response:
         return logout_response(request, ctx.accounts)
 
     return [
-        Route("/", hmi), Route("/review", review_list), Route("/review/{id:int}", review_detail),
-        Route("/audit", audit_list), Route("/alarms", alarm_list),
+        Route("/", hmi),
+        Route("/review", review_list),
+        Route("/review/{id:int}", review_detail),
+        Route("/audit", audit_list),
+        Route("/alarms", alarm_list),
         Route("/review/{id:int}/disposition", form_disposition, methods=["POST"]),
         Route("/alarms/{code}/ack", form_ack, methods=["POST"]),
-        Route("/login", login_page), Route("/login", login, methods=["POST"]),
+        Route("/login", login_page),
+        Route("/login", login, methods=["POST"]),
         Route("/logout", logout, methods=["POST"]),
     ]

@@ -43,8 +43,10 @@ def test_formulas_logged_at_a_station_reach_the_plant_csv_neutralised(tmp_path, 
     attach_outbox(store, topics)
     for i, part in enumerate([*FORMULAS, "-12.5"], 1):
         store.record(replace(record(i, Verdict.FAIL, part_id=part), recipe_name="=1+2"), None)
-    items = [(topics.of("inspection"), payload.encode(), 0, 1)
-             for (payload,) in store.conn.execute("select payload from outbox order by seq")]
+    items = [
+        (topics.of("inspection"), payload.encode(), 0, 1)
+        for (payload,) in store.conn.execute("select payload from outbox order by seq")
+    ]
     station_csv = "".join(piece() for piece in review.csv_chunks(store, review.Filters(), UTC))
     store.close()
     collector = Collector(BrokerSettings("127.0.0.1"), dsn)
@@ -64,11 +66,28 @@ def test_formulas_logged_at_a_station_reach_the_plant_csv_neutralised(tmp_path, 
 
 
 VALUES = [
-    ("verdict", "pass"), ("verdict", "MAYBE"), ("recipe", "0"), ("recipe", "65535"), ("recipe", "65536"),
-    ("recipe", "-1"), ("recipe", "1.5"), ("recipe", "true"), ("recipe", "\u0663"), ("page", "0"), ("page", "1000000"),
-    ("page", "1000001"), ("per_page", "500"), ("per_page", "501"), ("from", "2026-01-01T08:00"),
-    ("from", "2026-01-01T08:00+09:00"), ("from", "0001-01-01T00:00+14:00"), ("to", "9999-12-31T23:59:59-14:00"),
-    ("to", "1969-12-31T00:00Z"), ("from", "yesterday"), ("check", "=x"), ("part_id", "%_\\"),
+    ("verdict", "pass"),
+    ("verdict", "MAYBE"),
+    ("recipe", "0"),
+    ("recipe", "65535"),
+    ("recipe", "65536"),
+    ("recipe", "-1"),
+    ("recipe", "1.5"),
+    ("recipe", "true"),
+    ("recipe", "\u0663"),
+    ("page", "0"),
+    ("page", "1000000"),
+    ("page", "1000001"),
+    ("per_page", "500"),
+    ("per_page", "501"),
+    ("from", "2026-01-01T08:00"),
+    ("from", "2026-01-01T08:00+09:00"),
+    ("from", "0001-01-01T00:00+14:00"),
+    ("to", "9999-12-31T23:59:59-14:00"),
+    ("to", "1969-12-31T00:00Z"),
+    ("from", "yesterday"),
+    ("check", "=x"),
+    ("part_id", "%_\\"),
 ]
 
 
@@ -90,9 +109,15 @@ def test_out_of_range_filters_are_400_never_500(tmp_path, tiny_bundle):
     async def scenario(station, client):
         await station.inspect(1)
         await login(client, "qa")
-        return [(await client.get(url)).status_code for url in (
-            "/review?from=0001-01-01T00:00%2B14:00", "/api/charts?from=0001-01-01T00:00%2B14:00",
-            "/api/inspections?to=9999-12-31T23:59:59-14:00", "/api/inspections.csv?recipe=70000",
-            "/review?from=2026-01-01T00:00")]
+        return [
+            (await client.get(url)).status_code
+            for url in (
+                "/review?from=0001-01-01T00:00%2B14:00",
+                "/api/charts?from=0001-01-01T00:00%2B14:00",
+                "/api/inspections?to=9999-12-31T23:59:59-14:00",
+                "/api/inspections.csv?recipe=70000",
+                "/review?from=2026-01-01T00:00",
+            )
+        ]
 
     assert run_api(tmp_path, tiny_bundle, scenario) == [400, 400, 400, 400, 200]

@@ -23,8 +23,11 @@ async def _save_users(client, headers, change) -> None:
     current = (await client.get("/api/setup/config")).json()
     doc = yaml.safe_load(current["yaml"])
     change(doc["web"]["users"])
-    r = await client.post("/api/setup/config", headers=headers,
-                          json={"yaml": yaml.safe_dump(doc, sort_keys=False), "base_sha256": current["sha256"]})
+    r = await client.post(
+        "/api/setup/config",
+        headers=headers,
+        json={"yaml": yaml.safe_dump(doc, sort_keys=False), "base_sha256": current["sha256"]},
+    )
     assert r.status_code == 200, r.text
 
 
@@ -48,6 +51,7 @@ def test_station_sessions_end_when_the_user_is_demoted_given_a_new_password_or_r
 
         def demote(users):
             next(u for u in users if u["name"] == "operator")["role"] = "qa"
+
         await _save_users(client, admin, demote)
         out["op_after_demotion"] = (await op.get("/api/session")).json()["user"]
         out["op_trigger"] = (await op.post("/api/trigger", headers={"X-CSRF-Token": op_csrf}, json={})).status_code
@@ -57,6 +61,7 @@ def test_station_sessions_end_when_the_user_is_demoted_given_a_new_password_or_r
 
         def new_password(users):
             next(u for u in users if u["name"] == "qa")["password_hash"] = _cheap_hash("fresh")
+
         out["qa_before"] = (await qa.get("/api/session")).json()["user"]
         await _save_users(client, admin, new_password)
         out["qa_after_password"] = (await qa.get("/api/session")).json()["user"]
@@ -64,11 +69,13 @@ def test_station_sessions_end_when_the_user_is_demoted_given_a_new_password_or_r
 
         def remove(users):
             users[:] = [u for u in users if u["name"] != "operator"]
+
         await _save_users(client, admin, remove)
         out["op_after_removal"] = (await op.get("/api/session")).json()["user"]
 
         def demote_self(users):
             next(u for u in users if u["name"] == "integrator")["role"] = "operator"
+
         await _save_users(client, admin, demote_self)
         out["admin_setup_after_self_demotion"] = (await client.get("/api/setup/config")).status_code
         out["admin_session"] = (await client.get("/api/session")).json()["user"]
@@ -101,7 +108,9 @@ def test_plant_sessions_end_when_the_users_file_changes(tmp_path, postgres):
     client = TestClient(build_app(dsn, UsersFile(users)))
     assert client.post("/login", data={"user": "quality", "password": "pw"}, follow_redirects=False).status_code == 303
     assert client.get("/api/stations").status_code == 200
-    users.write_text(yaml.safe_dump({"users": [{"name": "quality", "role": "qa", "password_hash": _cheap_hash("new")}]}))
+    users.write_text(
+        yaml.safe_dump({"users": [{"name": "quality", "role": "qa", "password_hash": _cheap_hash("new")}]})
+    )
     assert client.get("/api/stations").status_code == 401  # the session made under the old password is over
     assert client.post("/login", data={"user": "quality", "password": "new"}, follow_redirects=False).status_code == 303
     assert client.get("/api/stations").status_code == 200
@@ -112,6 +121,7 @@ def test_plant_sessions_end_when_the_users_file_changes(tmp_path, postgres):
 def test_the_reset_trick_no_longer_clears_the_failures(tmp_path, tiny_bundle):
     """4 wrong guesses at the integrator + 1 login with one's own operator account, six rounds: the
     address's failures stay, so the fifth wrong guess is already refused (429)."""
+
     async def scenario(station, client):
         codes = []
         for _ in range(6):
@@ -140,8 +150,9 @@ def test_parallel_guesses_cannot_overrun_the_limit():
     accounts = Accounts(lambda: {"int": Slow()}, limiter=LoginLimiter(attempts=5, window_s=60), check=counting)
 
     async def main():
-        results = await asyncio.gather(*[accounts.verify("int", f"guess{i}", "10.0.0.9") for i in range(50)],
-                                       return_exceptions=True)
+        results = await asyncio.gather(
+            *[accounts.verify("int", f"guess{i}", "10.0.0.9") for i in range(50)], return_exceptions=True
+        )
         return [getattr(r, "status", 200) for r in results]
 
     statuses = asyncio.run(main())

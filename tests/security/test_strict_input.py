@@ -17,9 +17,19 @@ def test_trigger_refuses_a_bool_a_string_or_a_float_for_the_recipe(tmp_path, tin
     async def scenario(station, client):
         csrf = await login(client, "operator")
         h = {"X-CSRF-Token": csrf}
-        out = [(await client.post("/api/trigger", headers=h, json=body)).status_code for body in (
-            {"recipe": True}, {"recipe": "1"}, {"recipe": 1.0}, {"recipe": None}, {"recipe": 1, "part_id": 5},
-            {"recipe": 1, "part_id": "x" * 21}, {"recipe": 1, "part_id": "caf\u00e9"}, {"recipe": 99})]
+        out = [
+            (await client.post("/api/trigger", headers=h, json=body)).status_code
+            for body in (
+                {"recipe": True},
+                {"recipe": "1"},
+                {"recipe": 1.0},
+                {"recipe": None},
+                {"recipe": 1, "part_id": 5},
+                {"recipe": 1, "part_id": "x" * 21},
+                {"recipe": 1, "part_id": "caf\u00e9"},
+                {"recipe": 99},
+            )
+        ]
         ok = await client.post("/api/trigger", headers=h, json={"recipe": 2, "part_id": "=HYPERLINK(1)"})
         return out, ok.status_code, station.counters["total"]
 

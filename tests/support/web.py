@@ -44,16 +44,26 @@ def run_web(path: Path, scenario, with_file: bool = False):
 
 def run_api(tmp_path, bundle, scenario, open_view=True):
     """The REST API's station: RECIPES, no PLC, the three users."""
-    path = write_station(tmp_path, bundle, recipes=RECIPES, plc={"enabled": False},
-                         web={"enabled": True, "open_view": open_view, "users": USERS})
+    path = write_station(
+        tmp_path,
+        bundle,
+        recipes=RECIPES,
+        plc={"enabled": False},
+        web={"enabled": True, "open_view": open_view, "users": USERS},
+    )
     return run_web(path, scenario)
 
 
 def run_setup(tmp_path, scenario, **sections):
     """The setup pages' station: the demo student, started from its file."""
-    path = write_station(tmp_path, DEMO_BUNDLE, plc={"enabled": False},
-                         model={"bundle": str(DEMO_BUNDLE), "max_new_tokens": 96},
-                         web={"enabled": True, "open_view": True, "users": USERS}, **sections)
+    path = write_station(
+        tmp_path,
+        DEMO_BUNDLE,
+        plc={"enabled": False},
+        model={"bundle": str(DEMO_BUNDLE), "max_new_tokens": 96},
+        web={"enabled": True, "open_view": True, "users": USERS},
+        **sections,
+    )
     return run_web(path, scenario, with_file=True)
 
 

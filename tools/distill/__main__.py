@@ -1,11 +1,11 @@
 """``python -m tools.distill``: make data, label with a teacher, train a student, evaluate.
 
-  sim       render generated parts to images + masks + records.jsonl (ground-truth targets)
-  label     run a HF Molmo2 teacher checkpoint over a folder of images → records.jsonl
-  train     train a student from records.jsonl, or from parts generated on the fly
-  evaluate  pointing P/R/F1, screw counting, yes/no accuracy of a bundle or checkpoint
-  report    evaluate a trained student's bundle and write REPORT.md / report.json beside it
-  verify    accuracy gate: candidate bundle (quantized, rebuilt) vs reference bundle (exit 1 on a drop)
+sim       render generated parts to images + masks + records.jsonl (ground-truth targets)
+label     run a HF Molmo2 teacher checkpoint over a folder of images → records.jsonl
+train     train a student from records.jsonl, or from parts generated on the fly
+evaluate  pointing P/R/F1, screw counting, yes/no accuracy of a bundle or checkpoint
+report    evaluate a trained student's bundle and write REPORT.md / report.json beside it
+verify    accuracy gate: candidate bundle (quantized, rebuilt) vs reference bundle (exit 1 on a drop)
 """
 
 from __future__ import annotations
@@ -40,7 +40,9 @@ def _counts(text: str) -> tuple[int, ...]:
     try:
         counts = tuple(int(v) for v in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"defect counts must be whole numbers separated by commas, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"defect counts must be whole numbers separated by commas, got {text!r}"
+        ) from None
     if not counts or min(counts) < 0 or max(counts) > 6:
         raise argparse.ArgumentTypeError(f"defect counts {text!r}: each between 0 and 6")
     return counts
@@ -67,8 +69,9 @@ def _cmd_sim(args) -> int:
 def _cmd_label(args) -> int:
     from .label import label_folder
 
-    path = label_folder(Path(args.teacher), Path(args.images), Path(args.out), args.tasks.split(","),
-                        max_new_tokens=args.max_new_tokens)
+    path = label_folder(
+        Path(args.teacher), Path(args.images), Path(args.out), args.tasks.split(","), max_new_tokens=args.max_new_tokens
+    )
     print(f"wrote {path}")
     return 0
 
@@ -77,12 +80,30 @@ def _cmd_train(args) -> int:
     from .evaluate import TorchPredictor, evaluate_records, headline, sim_records
     from .train import TrainConfig, train
 
-    cfg = TrainConfig(out=args.out, shape=args.shape, steps=args.steps, batch=args.batch, lr=args.lr,
-                      seed=args.seed, data=args.data, save_every=args.save_every, eval_every=args.eval_every,
-                      eval_parts=args.eval_parts, threads=args.threads, workers=args.workers, max_minutes=args.max_minutes,
-                      grounding=args.grounding, task_weights=args.task_weights, stop_at=args.stop_at,
-                      digits=args.digits, augment=args.augment, bf16=args.bf16, warmup=args.warmup, init_from=args.init_from,
-                      defect_counts=args.defect_counts)
+    cfg = TrainConfig(
+        out=args.out,
+        shape=args.shape,
+        steps=args.steps,
+        batch=args.batch,
+        lr=args.lr,
+        seed=args.seed,
+        data=args.data,
+        save_every=args.save_every,
+        eval_every=args.eval_every,
+        eval_parts=args.eval_parts,
+        threads=args.threads,
+        workers=args.workers,
+        max_minutes=args.max_minutes,
+        grounding=args.grounding,
+        task_weights=args.task_weights,
+        stop_at=args.stop_at,
+        digits=args.digits,
+        augment=args.augment,
+        bf16=args.bf16,
+        warmup=args.warmup,
+        init_from=args.init_from,
+        defect_counts=args.defect_counts,
+    )
     validation = sim_records(range(500_000, 500_000 + args.eval_parts)) if args.eval_parts else []
 
     def evaluate_fn(model, tok, settings, builder, parts):
@@ -134,8 +155,18 @@ def _cmd_report(args) -> int:
     if args.robustness:
         shift_seeds = range(args.seeds.start, args.seeds.start + args.robustness)
         shifts = robustness(predictor, shift_seeds, args.shifts, args.dilate)
-    md = write_report(Path(args.run), Path(args.bundle), metrics, args.seeds, args.command or [], latency, args.note,
-                      shifts=shifts, shift_seeds=shift_seeds, cpu_minutes=args.cpu_minutes)
+    md = write_report(
+        Path(args.run),
+        Path(args.bundle),
+        metrics,
+        args.seeds,
+        args.command or [],
+        latency,
+        args.note,
+        shifts=shifts,
+        shift_seeds=shift_seeds,
+        cpu_minutes=args.cpu_minutes,
+    )
     print(json.dumps(headline(metrics), indent=2))
     print(f"report: {md}")
     return 0
@@ -144,14 +175,16 @@ def _cmd_report(args) -> int:
 def _cmd_verify(args) -> int:
     from .verify import Limits, run_verify
 
-    limits = Limits(max_f1_drop=args.max_f1_drop, max_count_drop=args.max_count_drop,
-                    min_yes_no_agreement=args.min_yes_no_agreement)
+    limits = Limits(
+        max_f1_drop=args.max_f1_drop, max_count_drop=args.max_count_drop, min_yes_no_agreement=args.min_yes_no_agreement
+    )
     return run_verify(args.reference, args.candidate, args.data, args.seeds, limits, args.json)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m tools.distill", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.distill", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("sim", help="write generated parts as a labelled set")
     p.add_argument("--out", required=True, help="folder for records.jsonl and images")
@@ -169,7 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a student")
     p.add_argument("--out", required=True, help="run folder: checkpoints, log.jsonl, train_config.json")
     p.add_argument("--data", help="records.jsonl (default: generate parts on the fly)")
-    p.add_argument("--shape", default="demo", choices=["demo", "test"], help="student size: demo (the bundled one) or test (tiny)")
+    p.add_argument(
+        "--shape", default="demo", choices=["demo", "test"], help="student size: demo (the bundled one) or test (tiny)"
+    )
     p.add_argument("--steps", type=int, default=3000, help="optimizer steps in all")
     p.add_argument("--batch", type=int, default=16, help="examples per step")
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
@@ -181,21 +216,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, help="data worker processes (0: make batches in this process)")
     p.add_argument("--max-minutes", type=float, default=0.0, help="save and stop after this long (0 = no limit)")
     p.add_argument("--grounding", type=float, default=1.0, help="weight of the auxiliary grounding loss (0 = off)")
-    p.add_argument("--task-weights", type=_weights, default=None,
-                   metavar="defects=0.5,screws=0.2,holes=0.08,label=0.11,label_missing=0.11",
-                   help="how often each task is drawn from generated parts")
+    p.add_argument(
+        "--task-weights",
+        type=_weights,
+        default=None,
+        metavar="defects=0.5,screws=0.2,holes=0.08,label=0.11,label_missing=0.11",
+        help="how often each task is drawn from generated parts",
+    )
     p.add_argument("--stop-at", type=int, default=0, help="save and stop after this step (one phase of a schedule)")
-    p.add_argument("--digits", type=float, default=0.0,
-                   help="weight of the grounding head's coordinate-digit targets (0 = off)")
-    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
-                   help="generated parts: random camera geometry/photometry and several phrasings per task")
-    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
-                   help="bfloat16 autocast (default: only where the CPU has bfloat16 instructions)")
+    p.add_argument(
+        "--digits", type=float, default=0.0, help="weight of the grounding head's coordinate-digit targets (0 = off)"
+    )
+    p.add_argument(
+        "--augment",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="generated parts: random camera geometry/photometry and several phrasings per task",
+    )
+    p.add_argument(
+        "--bf16",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="bfloat16 autocast (default: only where the CPU has bfloat16 instructions)",
+    )
     p.add_argument("--warmup", type=int, default=100, help="learning-rate warm-up steps")
-    p.add_argument("--init-from", metavar="BUNDLE",
-                   help="start a new run from an exported bundle's weights (same shape; fresh optimizer and grounding head)")
-    p.add_argument("--defect-counts", type=_counts, default=None, metavar="0,1,2,3,3",
-                   help="defect-pointing parts: draw their number of defects from this list (default: the generator's own)")
+    p.add_argument(
+        "--init-from",
+        metavar="BUNDLE",
+        help="start a new run from an exported bundle's weights (same shape; fresh optimizer and grounding head)",
+    )
+    p.add_argument(
+        "--defect-counts",
+        type=_counts,
+        default=None,
+        metavar="0,1,2,3,3",
+        help="defect-pointing parts: draw their number of defects from this list (default: the generator's own)",
+    )
     p.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
     p.set_defaults(func=_cmd_train)
 
@@ -203,28 +259,54 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bundle", required=True, help="bundle to evaluate")
     p.add_argument("--data", help="records.jsonl with ground truth (default: generated parts)")
     p.add_argument("--seeds", type=seed_range, default=seed_range("0:500"), help="generated parts START:STOP")
-    p.add_argument("--dilate", type=int, default=3, help="hit rule: a matched point within this many px (Euclidean) of its object's mask is a hit")
+    p.add_argument(
+        "--dilate",
+        type=int,
+        default=3,
+        help="hit rule: a matched point within this many px (Euclidean) of its object's mask is a hit",
+    )
     p.add_argument("--out", help="report JSON path (a .md is written beside it)")
-    p.add_argument("--robustness", type=int, default=0, metavar="N",
-                   help="robustness suite: the first N parts of --seeds under each camera shift (0 = off)")
-    p.add_argument("--shifts", type=_shifts, default=None,
-                   help="comma-separated shift names (default: all of evaluate.SHIFTS)")
+    p.add_argument(
+        "--robustness",
+        type=int,
+        default=0,
+        metavar="N",
+        help="robustness suite: the first N parts of --seeds under each camera shift (0 = off)",
+    )
+    p.add_argument(
+        "--shifts", type=_shifts, default=None, help="comma-separated shift names (default: all of evaluate.SHIFTS)"
+    )
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("report", help="evaluate a student bundle and write its report")
     p.add_argument("--run", required=True, help="training folder (log.jsonl, train_config.json)")
     p.add_argument("--bundle", required=True, help="the student's exported bundle")
     p.add_argument("--seeds", type=seed_range, default=seed_range("0:500"), help="generated parts START:STOP")
-    p.add_argument("--dilate", type=int, default=3, help="hit rule: a matched point within this many px (Euclidean) of its object's mask is a hit")
+    p.add_argument(
+        "--dilate",
+        type=int,
+        default=3,
+        help="hit rule: a matched point within this many px (Euclidean) of its object's mask is a hit",
+    )
     p.add_argument("--command", action="append", help="a command line that reproduces the student (repeatable)")
     p.add_argument("--note", action="append", help="a paragraph for the report: how it was trained (repeatable)")
-    p.add_argument("--robustness", type=int, default=0, metavar="N",
-                   help="robustness suite: the first N parts of --seeds under each camera shift (0 = off)")
-    p.add_argument("--shifts", type=_shifts, default=None,
-                   help="comma-separated shift names (default: all of evaluate.SHIFTS)")
-    p.add_argument("--cpu-minutes", type=float, default=None,
-                   help="training CPU minutes (all phases, all threads) to state in the report "
-                        "(default: the run log's last cpu_minutes)")
+    p.add_argument(
+        "--robustness",
+        type=int,
+        default=0,
+        metavar="N",
+        help="robustness suite: the first N parts of --seeds under each camera shift (0 = off)",
+    )
+    p.add_argument(
+        "--shifts", type=_shifts, default=None, help="comma-separated shift names (default: all of evaluate.SHIFTS)"
+    )
+    p.add_argument(
+        "--cpu-minutes",
+        type=float,
+        default=None,
+        help="training CPU minutes (all phases, all threads) to state in the report "
+        "(default: the run log's last cpu_minutes)",
+    )
     p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("verify", help="accuracy gate for a candidate bundle")
@@ -234,7 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=seed_range, default=seed_range("600000:600200"), help="generated parts START:STOP")
     p.add_argument("--max-f1-drop", type=float, default=0.01, help="largest allowed drop in pointing F1")
     p.add_argument("--max-count-drop", type=float, default=0.01, help="largest allowed drop in counting exact match")
-    p.add_argument("--min-yes-no-agreement", type=float, default=0.99, help="smallest allowed share of identical yes/no answers")
+    p.add_argument(
+        "--min-yes-no-agreement", type=float, default=0.99, help="smallest allowed share of identical yes/no answers"
+    )
     p.add_argument("--json", help="write the full report here")
     p.set_defaults(func=_cmd_verify)
     return show_defaults(parser)

@@ -79,22 +79,43 @@ class Record:
 def from_part(part: Part, task: str, prompt: str | None = None) -> Record:
     ex: Example = example(part, task, prompt)
     objects = point_objects(part, task)  # masks[i] belongs to points[i]
-    regions = {"defect": np.zeros(part.image.shape[:2], bool), "screw": np.zeros(part.image.shape[:2], bool),
-               "label": part.label_mask if part.label_mask is not None else np.zeros(part.image.shape[:2], bool)}
+    regions = {
+        "defect": np.zeros(part.image.shape[:2], bool),
+        "screw": np.zeros(part.image.shape[:2], bool),
+        "label": part.label_mask if part.label_mask is not None else np.zeros(part.image.shape[:2], bool),
+    }
     for obj in part.defects:
         regions["defect"] |= obj.mask
     for obj in part.screws:
         regions["screw"] |= obj.mask
-    region_points = {"defect": [o.normalized(part.width, part.height) for o in part.defects],
-                     "screw": [o.normalized(part.width, part.height) for o in part.screws]}
-    return Record(prompt=ex.prompt, target=ex.target, task=task, kind=TASKS[task][1], image=part.image[:, :, ::-1].copy(),
-                  points=ex.points, masks=[o.mask for o in objects], answer=ex.answer, seed=part.seed,
-                  region_masks=regions, region_points=region_points, kinds=[o.kind for o in objects],
-                  decoy_masks=[o.mask for o in part.of_kind("empty_hole")] if task == "screws" else [])
+    region_points = {
+        "defect": [o.normalized(part.width, part.height) for o in part.defects],
+        "screw": [o.normalized(part.width, part.height) for o in part.screws],
+    }
+    return Record(
+        prompt=ex.prompt,
+        target=ex.target,
+        task=task,
+        kind=TASKS[task][1],
+        image=part.image[:, :, ::-1].copy(),
+        points=ex.points,
+        masks=[o.mask for o in objects],
+        answer=ex.answer,
+        seed=part.seed,
+        region_masks=regions,
+        region_points=region_points,
+        kinds=[o.kind for o in objects],
+        decoy_masks=[o.mask for o in part.of_kind("empty_hole")] if task == "screws" else [],
+    )
 
 
-def sim_record(seed: int, task: str | None = None, weights: dict[str, float] | None = None,
-               augment: bool = False, defect_counts: tuple[int, ...] | None = None) -> Record:
+def sim_record(
+    seed: int,
+    task: str | None = None,
+    weights: dict[str, float] | None = None,
+    augment: bool = False,
+    defect_counts: tuple[int, ...] | None = None,
+) -> Record:
     """The record for generator seed ``seed``; the task is drawn from the seed (with ``weights``) unless given.
     ``augment``: a random camera (``sample_camera``) and a random phrasing of the task, drawn from the seed.
     ``defect_counts``: a defect-pointing part's number of defects is drawn from this list (the
@@ -155,9 +176,16 @@ def read_jsonl(path: Path, load_masks: bool = True) -> list[Record]:
             try:
                 row = json.loads(line)
                 kind = row.get("kind") or TASKS.get(row.get("task", ""), (None, "point"))[1]
-                rec = Record(prompt=row["prompt"], target=row["target"], task=row.get("task", ""), kind=kind,
-                             image_path=base / row["image"], points=[tuple(p) for p in row.get("points") or []],
-                             answer=row.get("answer"), seed=row.get("seed"))
+                rec = Record(
+                    prompt=row["prompt"],
+                    target=row["target"],
+                    task=row.get("task", ""),
+                    kind=kind,
+                    image_path=base / row["image"],
+                    points=[tuple(p) for p in row.get("points") or []],
+                    answer=row.get("answer"),
+                    seed=row.get("seed"),
+                )
                 if load_masks:
                     rec.masks = [cv2.imread(str(base / m), cv2.IMREAD_GRAYSCALE) > 0 for m in row.get("masks") or []]
             except (json.JSONDecodeError, KeyError, TypeError) as err:

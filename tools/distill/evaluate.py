@@ -29,8 +29,17 @@ from .dataset import FRAME, Record, from_part
 from .metrics import PointScore, bootstrap_micro, dilated, score_points, summarize
 from .tasks import TASKS
 
-__all__ = ["BundlePredictor", "Predictor", "SHIFTS", "TorchPredictor", "evaluate_records", "headline",
-           "robustness", "sim_records", "write_report"]
+__all__ = [
+    "BundlePredictor",
+    "Predictor",
+    "SHIFTS",
+    "TorchPredictor",
+    "evaluate_records",
+    "headline",
+    "robustness",
+    "sim_records",
+    "write_report",
+]
 
 # The robustness suite: one camera change at a time (masks and points move with the image).
 SHIFTS: dict[str, Camera] = {
@@ -86,8 +95,7 @@ def _part_key(rec: Record):
     return rec.seed if rec.seed is not None else str(rec.image_path)
 
 
-def evaluate_records(predictor: Predictor, records: list[Record], dilate_px: int = 3,
-                     bootstrap: int = 2000) -> dict:
+def evaluate_records(predictor: Predictor, records: list[Record], dilate_px: int = 3, bootstrap: int = 2000) -> dict:
     """Metrics over records; records of one image should be adjacent so the image is encoded once."""
     point_scores: dict[str, list[PointScore]] = {}
     point_records: dict[str, list[Record]] = {}
@@ -114,8 +122,9 @@ def evaluate_records(predictor: Predictor, records: list[Record], dilate_px: int
                 h, w = rec.decoy_masks[0].shape
                 for mask in rec.decoy_masks:
                     grown = dilated(mask, dilate_px)
-                    decoys[0] += any(grown[min(h - 1, max(0, round(y * h))), min(w - 1, max(0, round(x * w)))]
-                                     for x, y in points)
+                    decoys[0] += any(
+                        grown[min(h - 1, max(0, round(y * h))), min(w - 1, max(0, round(x * w)))] for x, y in points
+                    )
                     decoys[1] += 1
         elif rec.answer is not None:
             if hasattr(predictor, "yes_no_scores"):
@@ -132,17 +141,24 @@ def evaluate_records(predictor: Predictor, records: list[Record], dilate_px: int
         s["micro"]["ci95"] = bootstrap_micro(scores, bootstrap) if bootstrap else {}
         distances = [m.distance_px for sc in scores for m in sc.matches]
         s["median_px_error"] = float(np.median(distances)) if distances else float("nan")
-        s["median_px_error_hits"] = float(np.median([m.distance_px for sc in scores for m in sc.matches if m.hit])
-                                          if any(m.hit for sc in scores for m in sc.matches) else float("nan"))
-        s["median_px_error_misses"] = float(np.median([m.distance_px for sc in scores for m in sc.matches
-                                                       if not m.hit])) if any(not m.hit for sc in scores
-                                                                              for m in sc.matches) else float("nan")
+        s["median_px_error_hits"] = float(
+            np.median([m.distance_px for sc in scores for m in sc.matches if m.hit])
+            if any(m.hit for sc in scores for m in sc.matches)
+            else float("nan")
+        )
+        s["median_px_error_misses"] = (
+            float(np.median([m.distance_px for sc in scores for m in sc.matches if not m.hit]))
+            if any(not m.hit for sc in scores for m in sc.matches)
+            else float("nan")
+        )
         t = tokens.get(task, [])
         s["tokens_per_point"] = sum(a for a, _ in t) / sum(b for _, b in t) if t else float("nan")
         with_objects = [sc for sc in scores if sc.objects]
         without = [sc for sc in scores if not sc.objects]
         s["false_call_rate"] = float(np.mean([sc.predictions > 0 for sc in without])) if without else float("nan")
-        s["escape_rate"] = float(np.mean([sc.predictions == 0 for sc in with_objects])) if with_objects else float("nan")
+        s["escape_rate"] = (
+            float(np.mean([sc.predictions == 0 for sc in with_objects])) if with_objects else float("nan")
+        )
         s["parts_without_objects"], s["parts_with_objects"] = len(without), len(with_objects)
         by_n: dict[int, list[int]] = {}
         by_kind: dict[str, list[int]] = {}
@@ -155,18 +171,28 @@ def evaluate_records(predictor: Predictor, records: list[Record], dilate_px: int
                 by_kind.setdefault(kind, [0, 0])
                 by_kind[kind][0] += i in hit
                 by_kind[kind][1] += 1
-        s["recall_by_count"] = {str(n): {"recall": h / o if o else float("nan"), "objects": o}
-                                for n, (h, o) in sorted(by_n.items()) if n}
+        s["recall_by_count"] = {
+            str(n): {"recall": h / o if o else float("nan"), "objects": o} for n, (h, o) in sorted(by_n.items()) if n
+        }
         s["recall_by_kind"] = {k: {"recall": h / o, "objects": o} for k, (h, o) in sorted(by_kind.items())}
         pointing[task] = s
-    counting = {t: float(np.mean([p == sc.objects for p, sc in zip(c, point_scores[t], strict=True)]))
-                for t, c in predicted_counts.items()}
-    result: dict = {"pointing": pointing, "counting_exact": counting,
-                    "yes_no_accuracy": {t: float(np.mean([a == b for a, b, _, _ in v])) for t, v in yes_no.items()},
-                    "malformed_answers": malformed, "dilate_px": dilate_px}
+    counting = {
+        t: float(np.mean([p == sc.objects for p, sc in zip(c, point_scores[t], strict=True)]))
+        for t, c in predicted_counts.items()
+    }
+    result: dict = {
+        "pointing": pointing,
+        "counting_exact": counting,
+        "yes_no_accuracy": {t: float(np.mean([a == b for a, b, _, _ in v])) for t, v in yes_no.items()},
+        "malformed_answers": malformed,
+        "dilate_px": dilate_px,
+    }
     if "screws" in predicted_counts:
-        missing = [p == sc.objects for p, sc in zip(predicted_counts["screws"], point_scores["screws"], strict=True)
-                   if sc.objects < 4]
+        missing = [
+            p == sc.objects
+            for p, sc in zip(predicted_counts["screws"], point_scores["screws"], strict=True)
+            if sc.objects < 4
+        ]
         result["screws_missing"] = {
             "count_exact": float(np.mean(missing)) if missing else float("nan"), "parts": len(missing),
             "empty_holes_called_screw": decoys[0] / decoys[1] if decoys[1] else float("nan"), "empty_holes": decoys[1],
@@ -204,9 +230,12 @@ def station_rates(parts: dict[object, dict[str, tuple]]) -> dict:
             good, good_rejected = good + 1, good_rejected + (not passes)
         else:
             bad, bad_passed = bad + 1, bad_passed + passes
-    return {"good_parts": good, "bad_parts": bad,
-            "good_part_reject_rate": good_rejected / good if good else float("nan"),
-            "bad_part_pass_rate": bad_passed / bad if bad else float("nan")}
+    return {
+        "good_parts": good,
+        "bad_parts": bad,
+        "good_part_reject_rate": good_rejected / good if good else float("nan"),
+        "bad_part_pass_rate": bad_passed / bad if bad else float("nan"),
+    }
 
 
 def sim_records(seeds: range, tasks: list[str] | None = None, camera: Camera | None = None) -> list[Record]:
@@ -236,15 +265,22 @@ def shift_row(metrics: dict) -> dict[str, float]:
     }  # fmt: skip
 
 
-def robustness(predictor: Predictor, seeds: range, shifts: list[str] | None = None, dilate_px: int = 3,
-               tasks: tuple[str, ...] = ("defects", "screws", "label", "label_missing")) -> dict[str, dict]:
+def robustness(
+    predictor: Predictor,
+    seeds: range,
+    shifts: list[str] | None = None,
+    dilate_px: int = 3,
+    tasks: tuple[str, ...] = ("defects", "screws", "label", "label_missing"),
+) -> dict[str, dict]:
     """``shift_row`` figures per camera shift (``SHIFTS``), plus "none" (the same parts, unmoved)."""
     rows = {}
     for name in ["none", *(shifts or list(SHIFTS))]:
         camera = None if name == "none" else SHIFTS[name]
         metrics = evaluate_records(predictor, sim_records(seeds, list(tasks), camera), dilate_px, bootstrap=0)
-        rows[name] = shift_row(metrics) | {"good_parts": metrics["station"]["good_parts"],
-                                           "bad_parts": metrics["station"]["bad_parts"]}
+        rows[name] = shift_row(metrics) | {
+            "good_parts": metrics["station"]["good_parts"],
+            "bad_parts": metrics["station"]["bad_parts"],
+        }
     return rows
 
 
@@ -282,67 +318,103 @@ def _f(v, digits: int = 3) -> str:
 def metric_lines(metrics: dict) -> list[str]:
     """Markdown tables of an evaluation: pointing (micro with interval, per-image mean), defects by
     kind and by count, station rates, counting, yes/no."""
-    lines = ["| task | micro precision | micro recall | micro F1 (95% CI) | per-image mean F1 | objects | "
-             "median px error (matched) | tokens per point |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| task | micro precision | micro recall | micro F1 (95% CI) | per-image mean F1 | objects | "
+        "median px error (matched) | tokens per point |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for task, s in metrics["pointing"].items():
         m = s["micro"]
         ci = m.get("ci95", {}).get("f1")
         ci_text = f" ({ci[0]:.3f}–{ci[1]:.3f})" if ci else ""
-        lines.append(f"| {task} | {_f(m['precision'])} | {_f(m['recall'])} | {_f(m['f1'])}{ci_text} | {_f(s['f1'])} | "
-                     f"{m['objects']} | {_f(s.get('median_px_error'), 1)} | {_f(s.get('tokens_per_point'), 1)} |")
+        lines.append(
+            f"| {task} | {_f(m['precision'])} | {_f(m['recall'])} | {_f(m['f1'])}{ci_text} | {_f(s['f1'])} | "
+            f"{m['objects']} | {_f(s.get('median_px_error'), 1)} | {_f(s.get('tokens_per_point'), 1)} |"
+        )
     d = metrics["pointing"].get("defects")
     if d:
-        lines += ["", "| defects | value |", "|---|---|",
-                  f"| false-call rate (defect-free parts with a defect point) | {_pct(d['false_call_rate'])} of "
-                  f"{d['parts_without_objects']} |",
-                  f"| escape rate (parts with defects and no defect point) | {_pct(d['escape_rate'])} of "
-                  f"{d['parts_with_objects']} |",
-                  f"| median px error of matched points: hits / misses | {_f(d.get('median_px_error_hits'), 1)} / "
-                  f"{_f(d.get('median_px_error_misses'), 1)} |"]
-        lines += [f"| recall, {k} | {_f(v['recall'])} ({v['objects']} objects) |" for k, v in d["recall_by_kind"].items()
-                  if k in DEFECT_KINDS]
-        lines += [f"| recall on parts with {n} defect{'s' if n != '1' else ''} | {_f(v['recall'])} ({v['objects']} "
-                  "objects) |" for n, v in d["recall_by_count"].items()]
+        lines += [
+            "",
+            "| defects | value |",
+            "|---|---|",
+            f"| false-call rate (defect-free parts with a defect point) | {_pct(d['false_call_rate'])} of "
+            f"{d['parts_without_objects']} |",
+            f"| escape rate (parts with defects and no defect point) | {_pct(d['escape_rate'])} of "
+            f"{d['parts_with_objects']} |",
+            f"| median px error of matched points: hits / misses | {_f(d.get('median_px_error_hits'), 1)} / "
+            f"{_f(d.get('median_px_error_misses'), 1)} |",
+        ]
+        lines += [
+            f"| recall, {k} | {_f(v['recall'])} ({v['objects']} objects) |"
+            for k, v in d["recall_by_kind"].items()
+            if k in DEFECT_KINDS
+        ]
+        lines += [
+            f"| recall on parts with {n} defect{'s' if n != '1' else ''} | {_f(v['recall'])} ({v['objects']} objects) |"
+            for n, v in d["recall_by_count"].items()
+        ]
     st = metrics.get("station")
     if st and st["good_parts"] + st["bad_parts"]:
-        lines += ["", "| station (demo recipe: no defect, 4 screws, label present) | value |", "|---|---|",
-                  f"| good parts rejected | {_pct(st['good_part_reject_rate'])} of {st['good_parts']} |",
-                  f"| bad parts passed | {_pct(st['bad_part_pass_rate'])} of {st['bad_parts']} |"]
+        lines += [
+            "",
+            "| station (demo recipe: no defect, 4 screws, label present) | value |",
+            "|---|---|",
+            f"| good parts rejected | {_pct(st['good_part_reject_rate'])} of {st['good_parts']} |",
+            f"| bad parts passed | {_pct(st['bad_part_pass_rate'])} of {st['bad_parts']} |",
+        ]
     lines += ["", "| counting / yes-no | value |", "|---|---|"]
     lines += [f"| {t} count exact | {_f(v)} |" for t, v in metrics["counting_exact"].items()]
     sm = metrics.get("screws_missing")
     if sm:
-        lines += [f"| screw count exact on parts missing screws | {_f(sm['count_exact'])} ({sm['parts']} parts) |",
-                  f"| empty holes called a screw | {_pct(sm['empty_holes_called_screw'])} of {sm['empty_holes']} |"]
+        lines += [
+            f"| screw count exact on parts missing screws | {_f(sm['count_exact'])} ({sm['parts']} parts) |",
+            f"| empty holes called a screw | {_pct(sm['empty_holes_called_screw'])} of {sm['empty_holes']} |",
+        ]
     for t, v in metrics["yes_no_accuracy"].items():
         y = metrics.get("yes_no", {}).get(t)
-        extra = (f"; median margin {_f(y['median_margin'])}, margin < {UNCERTAIN_MARGIN}: {_pct(y['uncertain_share'])}, "
-                 f"median mass {_f(y['median_mass'])}, mass < {MIN_MASS}: {_pct(y['low_mass_share'])}"
-                 if y else "")
+        extra = (
+            f"; median margin {_f(y['median_margin'])}, margin < {UNCERTAIN_MARGIN}: {_pct(y['uncertain_share'])}, "
+            f"median mass {_f(y['median_mass'])}, mass < {MIN_MASS}: {_pct(y['low_mass_share'])}"
+            if y
+            else ""
+        )
         lines.append(f"| {t} yes/no accuracy | {_f(v)}{extra} |")
     return lines
 
 
 def robustness_lines(rows: dict[str, dict]) -> list[str]:
-    lines = ["| shift | defect micro F1 | defect recall | false calls | escapes | screw count | label | label missing | "
-             "good parts rejected | bad parts passed |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| shift | defect micro F1 | defect recall | false calls | escapes | screw count | label | label missing | "
+        "good parts rejected | bad parts passed |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, r in rows.items():
-        lines.append(f"| {name} | {_f(r['defect_micro_f1'])} | {_f(r['defect_micro_recall'])} | "
-                     f"{_pct(r['false_call_rate'])} | {_pct(r['escape_rate'])} | {_f(r['screw_count_exact'])} | "
-                     f"{_f(r['label_accuracy'])} | {_f(r['label_missing_accuracy'])} | "
-                     f"{_pct(r['good_part_reject_rate'])} of {r['good_parts']} | "
-                     f"{_pct(r['bad_part_pass_rate'])} of {r['bad_parts']} |")
+        lines.append(
+            f"| {name} | {_f(r['defect_micro_f1'])} | {_f(r['defect_micro_recall'])} | "
+            f"{_pct(r['false_call_rate'])} | {_pct(r['escape_rate'])} | {_f(r['screw_count_exact'])} | "
+            f"{_f(r['label_accuracy'])} | {_f(r['label_missing_accuracy'])} | "
+            f"{_pct(r['good_part_reject_rate'])} of {r['good_parts']} | "
+            f"{_pct(r['bad_part_pass_rate'])} of {r['bad_parts']} |"
+        )
     return lines
 
 
 def write_report(metrics: dict, out_json: Path, title: str, details: dict, shifts: dict | None = None) -> Path:
     out_json.parent.mkdir(parents=True, exist_ok=True)
-    out_json.write_text(json.dumps({"metrics": metrics, "headline": headline(metrics), "robustness": shifts,
-                                    **details}, indent=2) + "\n")
+    out_json.write_text(
+        json.dumps({"metrics": metrics, "headline": headline(metrics), "robustness": shifts, **details}, indent=2)
+        + "\n"
+    )
     md = out_json.with_suffix(".md")
-    lines = [f"# {title}", "", *metric_lines(metrics), "",
-             f"Malformed answers: {metrics['malformed_answers']}. Hit rule: Hungarian matching by pixel distance, "
-             f"a matched point is a hit inside the object's mask dilated by {metrics['dilate_px']} px.", ""]
+    lines = [
+        f"# {title}",
+        "",
+        *metric_lines(metrics),
+        "",
+        f"Malformed answers: {metrics['malformed_answers']}. Hit rule: Hungarian matching by pixel distance, "
+        f"a matched point is a hit inside the object's mask dilated by {metrics['dilate_px']} px.",
+        "",
+    ]
     if shifts:
         lines += ["## Robustness", "", *robustness_lines(shifts), ""]
     lines += [f"- {k}: {v}" for k, v in details.items()]

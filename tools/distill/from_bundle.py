@@ -124,16 +124,20 @@ def load_from_bundle(model: torch.nn.Module, bundle: str | Path) -> float:
         for name, place in places.items():
             stored = real[place.graph].get(place.initializer)
             if stored is None:
-                raise BundleWeightsError(f"{bundle / place.graph}: no initializer {place.initializer} "
-                                         f"(for {name}): the bundle is not of this student shape")
+                raise BundleWeightsError(
+                    f"{bundle / place.graph}: no initializer {place.initializer} "
+                    f"(for {name}): the bundle is not of this student shape"
+                )
             block = _stored_2d(stored)[place.rows, place.cols]
             p = params[name]
             expected = _as_2d(p.detach().numpy())
             if place.transposed:
                 block = block.T
             if block.shape != expected.shape:
-                raise BundleWeightsError(f"{bundle / place.graph}: {place.initializer} has shape {stored.shape}, "
-                                         f"not what {name} {tuple(p.shape)} needs")
+                raise BundleWeightsError(
+                    f"{bundle / place.graph}: {place.initializer} has shape {stored.shape}, "
+                    f"not what {name} {tuple(p.shape)} needs"
+                )
             p.copy_(torch.from_numpy(np.array(block, dtype=np.float32)).reshape(p.shape))
     with tempfile.TemporaryDirectory() as tmp:
         export_graphs(model, Path(tmp))

@@ -36,8 +36,13 @@ CENTRES = ("defect", "screw")  # object points
 COLUMNS = len(PRESENCE) + len(CENTRES) + 4
 
 
-def _view_targets(masks: dict[str, np.ndarray], points: dict[str, list[tuple[float, float]]],
-                  patches_h: int, patches_w: int, pool: tuple[int, int]) -> np.ndarray:
+def _view_targets(
+    masks: dict[str, np.ndarray],
+    points: dict[str, list[tuple[float, float]]],
+    patches_h: int,
+    patches_w: int,
+    pool: tuple[int, int],
+) -> np.ndarray:
     pool_h, pool_w = pool
     pad_h = pool_h * math.ceil(patches_h / pool_h) - patches_h
     pad_w = pool_w * math.ceil(patches_w / pool_w) - patches_w
@@ -67,8 +72,12 @@ def _view_targets(masks: dict[str, np.ndarray], points: dict[str, list[tuple[flo
     return np.stack([*columns, cx, cy, point_x, point_y], axis=1).astype(np.float32)
 
 
-def token_targets(masks: dict[str, np.ndarray], points: dict[str, list[tuple[float, float]]],
-                  image_hw: tuple[int, int], s: ImageSettings) -> np.ndarray:
+def token_targets(
+    masks: dict[str, np.ndarray],
+    points: dict[str, list[tuple[float, float]]],
+    image_hw: tuple[int, int],
+    s: ImageSettings,
+) -> np.ndarray:
     """[tokens, COLUMNS] for every image token in the order the vision graph emits them: global view,
     then canvas. ``masks`` holds a union mask per PRESENCE name, ``points`` normalized points per CENTRES name."""
     _, _, canvas_h, canvas_w = crop_geometry(image_hw[0], image_hw[1], s)
@@ -89,20 +98,21 @@ class GroundingHead(nn.Module):
         self.proj = nn.Linear(hidden, COLUMNS)
         self.digits = nn.Linear(hidden, 4 * 10)
 
-    def loss(self, features: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor,
-             digits: float = 0.0) -> torch.Tensor:
+    def loss(
+        self, features: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor, digits: float = 0.0
+    ) -> torch.Tensor:
         """``digits`` weighs the digit targets (0 = off); tokens holding an object point count 5× more."""
         features = features.float()
         out = self.proj(features)
         flags = len(PRESENCE) + len(CENTRES)
         presence = nn.functional.binary_cross_entropy_with_logits(out[:, :flags], targets[:, :flags], reduction="none")
-        where = (out[:, flags:flags + 2] - targets[:, flags:flags + 2]) ** 2
-        has_point = targets[:, len(PRESENCE):flags].amax(-1)
-        point = (out[:, flags + 2:] - targets[:, flags + 2:]).abs().sum(-1) * has_point
+        where = (out[:, flags : flags + 2] - targets[:, flags : flags + 2]) ** 2
+        has_point = targets[:, len(PRESENCE) : flags].amax(-1)
+        point = (out[:, flags + 2 :] - targets[:, flags + 2 :]).abs().sum(-1) * has_point
         per_token = presence.sum(-1) + 10.0 * where.sum(-1) + 20.0 * point
         if digits:
             logits = self.digits(features).view(-1, 4, 10)
-            classes = point_digits(targets[:, flags + 2:])
+            classes = point_digits(targets[:, flags + 2 :])
             ce = nn.functional.cross_entropy(logits.reshape(-1, 10), classes.reshape(-1), reduction="none")
             per_token = per_token + digits * ce.view(-1, 4).sum(-1) * (0.2 + has_point)
         return (per_token * weight).sum() / weight.sum().clamp(min=1.0)

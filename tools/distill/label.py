@@ -66,8 +66,19 @@ def label_folder(teacher: Path, images: Path, out: Path, tasks: list[str], max_n
                         dropped += 1
                         continue
                 rel = Path(path).resolve()
-                f.write(json.dumps({"image": str(rel), "prompt": prompt, "target": target, "task": task,
-                                    "kind": kind, "teacher": teacher.name}) + "\n")
+                f.write(
+                    json.dumps(
+                        {
+                            "image": str(rel),
+                            "prompt": prompt,
+                            "target": target,
+                            "task": task,
+                            "kind": kind,
+                            "teacher": teacher.name,
+                        }
+                    )
+                    + "\n"
+                )
                 kept += 1
     (out / "label_summary.json").write_text(json.dumps({"images": len(files), "records": kept, "dropped": dropped}))
     return jsonl

@@ -50,8 +50,9 @@ class PointScore:
         return 0.0 if p + r == 0 else 2 * p * r / (p + r)
 
 
-def score_points(predicted: list[tuple[float, float]], truth: list[tuple[float, float]], masks: list[np.ndarray],
-                 dilate_px: int = 3) -> PointScore:
+def score_points(
+    predicted: list[tuple[float, float]], truth: list[tuple[float, float]], masks: list[np.ndarray], dilate_px: int = 3
+) -> PointScore:
     """Hungarian-match predicted to true points by pixel distance; a match is a hit if it lies in
     that object's mask (dilated by ``dilate_px`` so a thin scratch can be hit). Points are normalized."""
     if not predicted or not truth:
@@ -87,8 +88,9 @@ def micro(scores: list[PointScore]) -> dict[str, float]:
     return _prf(hits, predictions, objects) | {"predictions": predictions, "objects": objects, "hits": hits}
 
 
-def bootstrap_micro(scores: list[PointScore], samples: int = 2000, seed: int = 0,
-                    level: float = 0.95) -> dict[str, list[float]]:
+def bootstrap_micro(
+    scores: list[PointScore], samples: int = 2000, seed: int = 0, level: float = 0.95
+) -> dict[str, list[float]]:
     """Percentile bootstrap interval of the micro precision, recall and F1, resampling images."""
     if not scores:
         return {}
@@ -101,8 +103,10 @@ def bootstrap_micro(scores: list[PointScore], samples: int = 2000, seed: int = 0
         recall = np.where(objects > 0, hits / objects, (predictions == 0).astype(float))
         f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
     q = [100 * (1 - level) / 2, 100 * (1 + level) / 2]
-    return {name: [float(v) for v in np.percentile(values, q)]
-            for name, values in (("precision", precision), ("recall", recall), ("f1", f1))}
+    return {
+        name: [float(v) for v in np.percentile(values, q)]
+        for name, values in (("precision", precision), ("recall", recall), ("f1", f1))
+    }
 
 
 def _prf(hits: float, predictions: float, objects: float) -> dict[str, float]:

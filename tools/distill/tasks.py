@@ -28,17 +28,42 @@ YES_NO = {"label": ("label_present", False), "label_missing": ("label_present", 
 
 # Training draws a phrasing per example; the first is the canonical prompt.
 PHRASINGS: dict[str, tuple[str, ...]] = {
-    "defects": ("Point to any surface defects.", "Point to the defects.", "Point to the surface defects.",
-                "Point to any defects.", "Point to the scratches, spots and dents.", "Where are the defects?",
-                "Show the defects on the part."),
-    "screws": ("Point to the screws.", "Point to each screw.", "Point to the installed screws.",
-               "Where are the screws?", "Point to every screw in the plate."),
-    "holes": ("Point to the empty screw holes.", "Point to the holes without a screw.", "Where are the empty holes?",
-              "Point to the missing screws."),
-    "label": ("Is the label present?", "Is there a label?", "Is the label on the part?", "Does the part have a label?",
-              "Is a label visible?"),
-    "label_missing": ("Is the label missing?", "Is the label absent?", "Is there no label?",
-                      "Does the part lack a label?", "Is the label not there?"),
+    "defects": (
+        "Point to any surface defects.",
+        "Point to the defects.",
+        "Point to the surface defects.",
+        "Point to any defects.",
+        "Point to the scratches, spots and dents.",
+        "Where are the defects?",
+        "Show the defects on the part.",
+    ),
+    "screws": (
+        "Point to the screws.",
+        "Point to each screw.",
+        "Point to the installed screws.",
+        "Where are the screws?",
+        "Point to every screw in the plate.",
+    ),
+    "holes": (
+        "Point to the empty screw holes.",
+        "Point to the holes without a screw.",
+        "Where are the empty holes?",
+        "Point to the missing screws.",
+    ),
+    "label": (
+        "Is the label present?",
+        "Is there a label?",
+        "Is the label on the part?",
+        "Does the part have a label?",
+        "Is a label visible?",
+    ),
+    "label_missing": (
+        "Is the label missing?",
+        "Is the label absent?",
+        "Is there no label?",
+        "Does the part lack a label?",
+        "Is the label not there?",
+    ),
 }
 assert all(PHRASINGS[t][0] == p for t, (p, _) in TASKS.items())
 
@@ -54,6 +79,7 @@ class Example:
 
 def reading_order(objects: list[GroundTruthObject], width: int, height: int) -> list[GroundTruthObject]:
     """Top to bottom in bands of 10% of the height, then left to right: a stable order to learn."""
+
     def key(o: GroundTruthObject) -> tuple[int, float]:
         x, y = o.normalized(width, height)
         return round(y * 10), x

@@ -53,7 +53,9 @@ class TrainConfig:
     stop_at: int = 0  # save and stop after this step (a phase of a schedule; --resume continues); 0 = run to steps
     digits: float = 0.0  # weight of the grounding head's coordinate-digit targets (0 = off)
     augment: bool = True  # generated parts: random camera geometry/photometry and phrasings (dataset.sim_record)
-    init_from: str | None = None  # a bundle whose weights a new run starts from (from_bundle.py); the grounding head starts fresh
+    init_from: str | None = (
+        None  # a bundle whose weights a new run starts from (from_bundle.py); the grounding head starts fresh
+    )
     defect_counts: tuple[int, ...] | None = None  # defect-pointing parts: their number of defects drawn from this list
 
 
@@ -70,9 +72,16 @@ def encode_record(rec: Record, settings: ImageSettings, builder: PromptBuilder, 
     else:
         aux = np.zeros((inputs.num_tokens, COLUMNS), np.float32)
         aux_weight = np.zeros(len(aux), np.float32)
-    return {"pixel_values": inputs.pixel_values, "pooling": inputs.pooling, "grid": np.array(inputs.grid),
-            "ids": ids, "labels": labels, "mm": builder.image_mask(ids).astype(np.int64),
-            "aux": aux, "aux_weight": aux_weight}
+    return {
+        "pixel_values": inputs.pixel_values,
+        "pooling": inputs.pooling,
+        "grid": np.array(inputs.grid),
+        "ids": ids,
+        "labels": labels,
+        "mm": builder.image_mask(ids).astype(np.int64),
+        "aux": aux,
+        "aux_weight": aux_weight,
+    }
 
 
 def collate(items: list[dict[str, np.ndarray]], pad_id: int) -> dict[str, torch.Tensor]:
@@ -102,9 +111,17 @@ def collate(items: list[dict[str, np.ndarray]], pad_id: int) -> dict[str, torch.
 class RecordSource(torch.utils.data.Dataset):
     """Index → encoded example; generator parts on the fly, or JSONL records (shuffled by epoch)."""
 
-    def __init__(self, records: list[Record] | None, settings: ImageSettings, builder: PromptBuilder, eos_id: int,
-                 seed: int, task_weights: dict[str, float] | None = None, augment: bool = False,
-                 defect_counts: tuple[int, ...] | None = None):
+    def __init__(
+        self,
+        records: list[Record] | None,
+        settings: ImageSettings,
+        builder: PromptBuilder,
+        eos_id: int,
+        seed: int,
+        task_weights: dict[str, float] | None = None,
+        augment: bool = False,
+        defect_counts: tuple[int, ...] | None = None,
+    ):
         self.records, self.settings, self.builder, self.eos_id, self.seed = records, settings, builder, eos_id, seed
         self.task_weights, self.augment, self.defect_counts = task_weights, augment, defect_counts
 
@@ -113,8 +130,12 @@ class RecordSource(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
         if self.records is None:
-            rec = sim_record(TRAIN_SEED_BASE + self.seed * 10_000_000 + index, weights=self.task_weights,
-                             augment=self.augment, defect_counts=self.defect_counts)
+            rec = sim_record(
+                TRAIN_SEED_BASE + self.seed * 10_000_000 + index,
+                weights=self.task_weights,
+                augment=self.augment,
+                defect_counts=self.defect_counts,
+            )
         else:
             epoch, k = divmod(index, len(self.records))
             order = np.random.default_rng(self.seed + epoch).permutation(len(self.records))
@@ -170,8 +191,11 @@ def train(cfg: TrainConfig, resume: bool = False, evaluate_fn: Callable | None =
     params = list(model.named_parameters()) + [(f"grounding.{n}", p) for n, p in head.proj.named_parameters()]
     decay = [p for n, p in params if p.dim() >= 2 and "embed" not in n and "positional" not in n]
     no_decay = [p for n, p in params if not (p.dim() >= 2 and "embed" not in n and "positional" not in n)]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98))
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr,
+        betas=(0.9, 0.98),
+    )
 
     def add_digit_groups() -> None:  # the digit read-out has its own groups: a run may switch it on when resumed
         optimizer.add_param_group({"params": [head.digits.weight], "weight_decay": cfg.weight_decay})
@@ -199,19 +223,27 @@ def train(cfg: TrainConfig, resume: bool = False, evaluate_fn: Callable | None =
             _start_from_bundle(model, tok, Path(cfg.init_from))
     bf16 = native_bf16() if cfg.bf16 is None else cfg.bf16
     out.mkdir(parents=True, exist_ok=True)  # only now: a bad --init-from leaves no empty run folder behind
-    (out / "train_config.json").write_text(json.dumps({**asdict(cfg), "bf16_used": bf16, "shape_values": asdict(shape)},
-                                                      indent=2))
+    (out / "train_config.json").write_text(
+        json.dumps({**asdict(cfg), "bf16_used": bf16, "shape_values": asdict(shape)}, indent=2)
+    )
 
     records = read_jsonl(Path(cfg.data), load_masks=False) if cfg.data else None
-    source = RecordSource(records, settings, builder, eos_id, cfg.seed, cfg.task_weights, cfg.augment,
-                          cfg.defect_counts)
+    source = RecordSource(
+        records, settings, builder, eos_id, cfg.seed, cfg.task_weights, cfg.augment, cfg.defect_counts
+    )
     sampler = range(step * cfg.batch, (cfg.steps + 1) * cfg.batch)
     # workers=0 makes the batches in this process: a forked data worker copies whatever locks other
     # threads of the parent hold, and inside a long-lived process with servers and camera threads (a
     # test run) it hung in torch's fd sharing. The training command runs alone and uses one worker.
     extra = {"prefetch_factor": 4, "persistent_workers": False} if cfg.workers else {}
-    loader = torch.utils.data.DataLoader(source, batch_size=cfg.batch, sampler=sampler, num_workers=cfg.workers,
-                                         collate_fn=functools.partial(collate, pad_id=pad_id), **extra)
+    loader = torch.utils.data.DataLoader(
+        source,
+        batch_size=cfg.batch,
+        sampler=sampler,
+        num_workers=cfg.workers,
+        collate_fn=functools.partial(collate, pad_id=pad_id),
+        **extra,
+    )
     log = open(out / "log.jsonl", "a")
     model.train()
     bar = tqdm(total=cfg.steps, initial=step, desc="train", unit="step", dynamic_ncols=True)
@@ -220,14 +252,23 @@ def train(cfg: TrainConfig, resume: bool = False, evaluate_fn: Callable | None =
 
     def cpu_minutes() -> float:
         return (time.process_time() - cpu_started) / 60
+
     losses: list[float] = []
     aux_losses: list[float] = []
 
     def save() -> None:
-        torch.save({"model": model.state_dict(), "grounding_head": head.state_dict(),
-                    "optimizer": optimizer.state_dict(), "step": step,
-                    "elapsed": time.perf_counter() - started, "cpu_seconds": cpu_minutes() * 60,
-                    "torch_rng": torch.get_rng_state()}, state_path)
+        torch.save(
+            {
+                "model": model.state_dict(),
+                "grounding_head": head.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "step": step,
+                "elapsed": time.perf_counter() - started,
+                "cpu_seconds": cpu_minutes() * 60,
+                "torch_rng": torch.get_rng_state(),
+            },
+            state_path,
+        )
 
     for batch in loader:
         if step >= cfg.steps:
@@ -236,12 +277,14 @@ def train(cfg: TrainConfig, resume: bool = False, evaluate_fn: Callable | None =
             group["lr"] = lr_at(step, cfg)
         aux, aux_weight = batch.pop("aux"), batch.pop("aux_weight")
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            image = model.model.get_image_features(batch.pop("pixel_values"), batch.pop("image_token_pooling"),
-                                                   batch.pop("image_grids"))
+            image = model.model.get_image_features(
+                batch.pop("pixel_values"), batch.pop("image_token_pooling"), batch.pop("image_grids")
+            )
             batch.pop("image_num_crops")
             lm_loss = model(**batch, mm_encoder_outputs={"image": image}).loss
-            aux_loss = (head.loss(torch.cat(image.pooler_output), aux, aux_weight, cfg.digits) if cfg.grounding
-                        else lm_loss * 0)
+            aux_loss = (
+                head.loss(torch.cat(image.pooler_output), aux, aux_weight, cfg.digits) if cfg.grounding else lm_loss * 0
+            )
             loss = lm_loss + cfg.grounding * aux_loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -254,9 +297,19 @@ def train(cfg: TrainConfig, resume: bool = False, evaluate_fn: Callable | None =
         bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", grounding=f"{np.mean(aux_losses[-20:]):.3f}")
         minutes = (time.perf_counter() - started) / 60
         if step % 10 == 0:
-            log.write(json.dumps({"step": step, "minutes": round(minutes, 2), "cpu_minutes": round(cpu_minutes(), 2),
-                                  "loss": float(np.mean(losses[-10:])),
-                                  "grounding_loss": float(np.mean(aux_losses[-10:])), "lr": lr_at(step, cfg)}) + "\n")
+            log.write(
+                json.dumps(
+                    {
+                        "step": step,
+                        "minutes": round(minutes, 2),
+                        "cpu_minutes": round(cpu_minutes(), 2),
+                        "loss": float(np.mean(losses[-10:])),
+                        "grounding_loss": float(np.mean(aux_losses[-10:])),
+                        "lr": lr_at(step, cfg),
+                    }
+                )
+                + "\n"
+            )
             log.flush()
         if step % cfg.save_every == 0 or step == cfg.steps:
             save()

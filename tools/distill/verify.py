@@ -32,8 +32,12 @@ def _yes_no_pairs(ref: BundlePredictor, cand: BundlePredictor, records: list[Rec
         if rec.kind != "yes_no":
             continue
         rgb = rec.rgb() if rec.image is None else rec.image
-        pairs.append((ref.model.ask_yes_no(ref.model.encode(rgb), rec.prompt).p_yes,
-                      cand.model.ask_yes_no(cand.model.encode(rgb), rec.prompt).p_yes))
+        pairs.append(
+            (
+                ref.model.ask_yes_no(ref.model.encode(rgb), rec.prompt).p_yes,
+                cand.model.ask_yes_no(cand.model.encode(rgb), rec.prompt).p_yes,
+            )
+        )
     return pairs
 
 
@@ -49,14 +53,28 @@ def verify(reference: str | Path, candidate: str | Path, records: list[Record], 
     for task, r in ref_metrics["pointing"].items():
         c = cand_metrics["pointing"].get(task, {"f1": 0.0})
         drop = r["f1"] - c["f1"]
-        rows.append({"metric": f"{task} pointing F1", "reference": r["f1"], "candidate": c["f1"], "drop": drop,
-                     "limit": limits.max_f1_drop})
+        rows.append(
+            {
+                "metric": f"{task} pointing F1",
+                "reference": r["f1"],
+                "candidate": c["f1"],
+                "drop": drop,
+                "limit": limits.max_f1_drop,
+            }
+        )
         if drop > limits.max_f1_drop:
             problems.append(f"{task} pointing F1 dropped {drop:.3f} (limit {limits.max_f1_drop})")
     for task, r in ref_metrics["counting_exact"].items():
         c = cand_metrics["counting_exact"].get(task, 0.0)
-        rows.append({"metric": f"{task} count accuracy", "reference": r, "candidate": c, "drop": r - c,
-                     "limit": limits.max_count_drop})
+        rows.append(
+            {
+                "metric": f"{task} count accuracy",
+                "reference": r,
+                "candidate": c,
+                "drop": r - c,
+                "limit": limits.max_count_drop,
+            }
+        )
         if r - c > limits.max_count_drop:
             problems.append(f"{task} count accuracy dropped {r - c:.3f} (limit {limits.max_count_drop})")
     for task, r in ref_metrics["yes_no_accuracy"].items():
@@ -65,29 +83,44 @@ def verify(reference: str | Path, candidate: str | Path, records: list[Record], 
     if agree < limits.min_yes_no_agreement:
         problems.append(f"yes/no agreement {agree:.3f} below {limits.min_yes_no_agreement}")
     return {
-        "reference": str(reference), "candidate": str(candidate), "records": len(records), "rows": rows,
-        "yes_no_agreement": agree, "yes_no_questions": len(pairs),
-        "margin_drift": {"mean": float(np.mean(drift)) if drift else 0.0, "max": float(np.max(drift)) if drift else 0.0},
-        "reference_metrics": ref_metrics, "candidate_metrics": cand_metrics, "limits": asdict(limits),
-        "passed": not problems, "problems": problems,
+        "reference": str(reference),
+        "candidate": str(candidate),
+        "records": len(records),
+        "rows": rows,
+        "yes_no_agreement": agree,
+        "yes_no_questions": len(pairs),
+        "margin_drift": {
+            "mean": float(np.mean(drift)) if drift else 0.0,
+            "max": float(np.max(drift)) if drift else 0.0,
+        },
+        "reference_metrics": ref_metrics,
+        "candidate_metrics": cand_metrics,
+        "limits": asdict(limits),
+        "passed": not problems,
+        "problems": problems,
     }
 
 
 def report_text(result: dict) -> str:
-    lines = [f"verify {result['candidate']} against {result['reference']} on {result['records']} records",
-             f"{'metric':<28} {'reference':>9} {'candidate':>9} {'drop':>7} {'limit':>6}"]
+    lines = [
+        f"verify {result['candidate']} against {result['reference']} on {result['records']} records",
+        f"{'metric':<28} {'reference':>9} {'candidate':>9} {'drop':>7} {'limit':>6}",
+    ]
     for r in result["rows"]:
         limit = "" if r["limit"] is None else f"{r['limit']:.3f}"
         lines.append(f"{r['metric']:<28} {r['reference']:9.3f} {r['candidate']:9.3f} {r['drop']:7.3f} {limit:>6}")
-    lines.append(f"yes/no agreement {result['yes_no_agreement']:.3f} over {result['yes_no_questions']} questions "
-                 f"(floor {result['limits']['min_yes_no_agreement']}); margin drift mean "
-                 f"{result['margin_drift']['mean']:.4f}, max {result['margin_drift']['max']:.4f}")
+    lines.append(
+        f"yes/no agreement {result['yes_no_agreement']:.3f} over {result['yes_no_questions']} questions "
+        f"(floor {result['limits']['min_yes_no_agreement']}); margin drift mean "
+        f"{result['margin_drift']['mean']:.4f}, max {result['margin_drift']['max']:.4f}"
+    )
     lines.append("PASSED" if result["passed"] else "FAILED: " + "; ".join(result["problems"]))
     return "\n".join(lines)
 
 
-def run_verify(reference: str, candidate: str, data: str | None, seeds: range, limits: Limits,
-               json_path: str | None) -> int:
+def run_verify(
+    reference: str, candidate: str, data: str | None, seeds: range, limits: Limits, json_path: str | None
+) -> int:
     records = read_jsonl(Path(data)) if data else sim_records(seeds)
     result = verify(reference, candidate, records, limits)
     print(report_text(result))

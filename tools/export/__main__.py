@@ -51,16 +51,24 @@ def _cmd_example(args: argparse.Namespace) -> int:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from .bench import run_bench
 
-    return run_bench(Path(args.work), Path(args.json), repeats=args.repeats, max_new_tokens=args.max_new_tokens,
-                     size=args.size)
+    return run_bench(
+        Path(args.work), Path(args.json), repeats=args.repeats, max_new_tokens=args.max_new_tokens, size=args.size
+    )
 
 
 def _cmd_quantize(args: argparse.Namespace) -> int:
     from .quantize import quantize_bundle
 
     keep = args.keep if args.keep is not None else ([] if args.no_keep_lm_head else ["lm_head"])
-    out = quantize_bundle(args.bundle, args.out, vision=args.vision, decoder=args.decoder,
-                          calibration=args.calibration, keep=keep, overwrite=args.overwrite)
+    out = quantize_bundle(
+        args.bundle,
+        args.out,
+        vision=args.vision,
+        decoder=args.decoder,
+        calibration=args.calibration,
+        keep=keep,
+        overwrite=args.overwrite,
+    )
     print(f"quantized bundle written to {out}")
     return 0
 
@@ -70,16 +78,26 @@ def _cmd_lean(args: argparse.Namespace) -> int:
 
     out, difference = lean_bundle(args.bundle, args.out, overwrite=args.overwrite)
     step = json.loads((out / "manifest.json").read_text(encoding="utf-8"))["lean_decoder"].get("step_max_difference")
-    print(f"bundle with the lean decoder written to {out} (max |difference| to the source decoder {difference:.1e}; "
-          + (f"decode-step graph written, max |difference| {step:.1e})" if step is not None else "no decode-step graph)"))
+    print(
+        f"bundle with the lean decoder written to {out} (max |difference| to the source decoder {difference:.1e}; "
+        + (f"decode-step graph written, max |difference| {step:.1e})" if step is not None else "no decode-step graph)")
+    )
     return 0
 
 
 def _cmd_hf_bench(args: argparse.Namespace) -> int:
     from .hf_bench import run_hf_bench
 
-    return run_hf_bench(Path(args.hf_checkpoint), args.config, args.recipe, args.frames, args.runs, args.warmup,
-                        args.json, args.max_new_tokens)
+    return run_hf_bench(
+        Path(args.hf_checkpoint),
+        args.config,
+        args.recipe,
+        args.frames,
+        args.runs,
+        args.warmup,
+        args.json,
+        args.max_new_tokens,
+    )
 
 
 def _cmd_trt(args: argparse.Namespace) -> int:
@@ -101,8 +119,11 @@ def _cmd_trt(args: argparse.Namespace) -> int:
     try:
         import tensorrt  # noqa: F401
     except ImportError:
-        print("tools.export: error: TensorRT is not installed here; build on the target device "
-              "(pip install '.[trt]' on x86, JetPack's python3-libnvinfer on Jetson)", file=sys.stderr)
+        print(
+            "tools.export: error: TensorRT is not installed here; build on the target device "
+            "(pip install '.[trt]' on x86, JetPack's python3-libnvinfer on Jetson)",
+            file=sys.stderr,
+        )
         return 2
     out = build_engines(args.bundle, args.precision, args.workspace_mb)
     print(f"engines written to {out}")
@@ -110,11 +131,16 @@ def _cmd_trt(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m tools.export", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("onnx", help="export a HF Molmo2 checkpoint to a bundle")
-    p.add_argument("--checkpoint", required=True, help="HF checkpoint folder (config.json, safetensors, tokenizer, processor configs)")
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        help="HF checkpoint folder (config.json, safetensors, tokenizer, processor configs)",
+    )
     p.add_argument("--out", required=True, help="bundle folder to write")
     p.add_argument("--overwrite", action="store_true", help="replace an existing bundle folder")
     p.set_defaults(func=_cmd_onnx)
@@ -151,27 +177,50 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("quantize", help="quantized copy of a bundle")
     p.add_argument("--bundle", required=True, help="full-precision bundle to quantize")
     p.add_argument("--out", required=True, help="quantized bundle folder to write")
-    p.add_argument("--vision", choices=["fp32", "int8", "fp16"], default="fp32",
-                   help="vision graph precision (default fp32: the ViT decides where points land; int8 needs "
-                        "--calibration, fp16 is for GPUs)")
-    p.add_argument("--decoder", choices=["fp32", "int8", "int4", "fp16"], default="int8", help="decoder weight precision")
+    p.add_argument(
+        "--vision",
+        choices=["fp32", "int8", "fp16"],
+        default="fp32",
+        help="vision graph precision (default fp32: the ViT decides where points land; int8 needs "
+        "--calibration, fp16 is for GPUs)",
+    )
+    p.add_argument(
+        "--decoder", choices=["fp32", "int8", "int4", "fp16"], default="int8", help="decoder weight precision"
+    )
     p.add_argument("--calibration", help="folder of calibration images (needed for vision int8)")
-    p.add_argument("--keep", action="append", metavar="REGEX",
-                   help="decoder node names kept at full precision (default: the LM head); repeatable")
+    p.add_argument(
+        "--keep",
+        action="append",
+        metavar="REGEX",
+        help="decoder node names kept at full precision (default: the LM head); repeatable",
+    )
     p.add_argument("--no-keep-lm-head", action="store_true", help="quantize the LM head too")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing bundle folder (only once the new one is complete)")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace an existing bundle folder (only once the new one is complete)"
+    )
     p.set_defaults(func=_cmd_quantize)
 
-    p = sub.add_parser("lean", help="copy of an older fp32 bundle with the lean decoder and decode-step graphs (same outputs, faster steps)")
-    p.add_argument("--bundle", required=True, help="fp32 bundle whose decoder was traced (exported before the lean graph)")
+    p = sub.add_parser(
+        "lean",
+        help="copy of an older fp32 bundle with the lean decoder and decode-step graphs (same outputs, faster steps)",
+    )
+    p.add_argument(
+        "--bundle", required=True, help="fp32 bundle whose decoder was traced (exported before the lean graph)"
+    )
     p.add_argument("--out", required=True, help="bundle folder to write")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing bundle folder (only once the new one is complete)")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace an existing bundle folder (only once the new one is complete)"
+    )
     p.set_defaults(func=_cmd_lean)
 
     p = sub.add_parser("trt", help="build TensorRT engines on this device")
     p.add_argument("--bundle", required=True, help="bundle whose graphs become engines")
-    p.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp16",
-                   help="int8 needs a bundle quantized with QDQ (quantize --vision int8)")
+    p.add_argument(
+        "--precision",
+        choices=["fp32", "fp16", "int8"],
+        default="fp16",
+        help="int8 needs a bundle quantized with QDQ (quantize --vision int8)",
+    )
     p.add_argument("--workspace-mb", type=int, default=2048, help="TensorRT builder workspace")
     p.add_argument("--check-only", action="store_true", help="graph checks and trtexec lines; build nothing")
     p.set_defaults(func=_cmd_trt)

@@ -85,9 +85,14 @@ def run_bench(work: Path, json_path: Path, repeats: int = 5, max_new_tokens: int
         def theirs(rgb=rgb, question=question) -> list[int]:
             inputs = hf_inputs(processor, rgb, engine, question)
             with torch.no_grad():
-                out = hf.generate(**inputs, max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens,
-                                  do_sample=False, eos_token_id=None)
-            return out[0, inputs["input_ids"].shape[1]:].tolist()
+                out = hf.generate(
+                    **inputs,
+                    max_new_tokens=max_new_tokens,
+                    min_new_tokens=max_new_tokens,
+                    do_sample=False,
+                    eos_token_id=None,
+                )
+            return out[0, inputs["input_ids"].shape[1] :].tolist()
 
         same = ours() == theirs() == stepwise()
 
@@ -100,6 +105,7 @@ def run_bench(work: Path, json_path: Path, repeats: int = 5, max_new_tokens: int
                         engine.greedy_stepwise(step, max_new_tokens, stop_ids=())
                     else:
                         engine.yes_no(step.logits)
+
             return run
 
         def recipe_batched(rgb=rgb) -> list[list[int]]:
@@ -116,20 +122,34 @@ def run_bench(work: Path, json_path: Path, repeats: int = 5, max_new_tokens: int
                 inputs = hf_inputs(processor, rgb, engine, prompt)
                 with torch.no_grad():
                     if kind == "point":
-                        hf.generate(**inputs, max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens,
-                                    do_sample=False, eos_token_id=None)
+                        hf.generate(
+                            **inputs,
+                            max_new_tokens=max_new_tokens,
+                            min_new_tokens=max_new_tokens,
+                            do_sample=False,
+                            eos_token_id=None,
+                        )
                     else:
                         hf(**inputs)
 
         image = model.encode(rgb)
         batched_tokens = recipe_batched()
         same_recipe = all(
-            batched_tokens[i] == engine.greedy_stepwise(engine.prefill(image, prompt)[0], max_new_tokens, stop_ids=())[0]
-            for i, (kind, prompt) in enumerate(RECIPE) if kind == "point")
+            batched_tokens[i]
+            == engine.greedy_stepwise(engine.prefill(image, prompt)[0], max_new_tokens, stop_ids=())[0]
+            for i, (kind, prompt) in enumerate(RECIPE)
+            if kind == "point"
+        )
         single = _interleaved_ms({"engine_ms": ours, "stepwise_ms": stepwise, "transformers_ms": theirs}, repeats)
-        recipes = _interleaved_ms({"recipe_batched_ms": recipe_batched, "recipe_reuse_ms": recipe(True),
-                                   "recipe_no_reuse_ms": recipe(False), "recipe_transformers_ms": recipe_transformers},
-                                  repeats)
+        recipes = _interleaved_ms(
+            {
+                "recipe_batched_ms": recipe_batched,
+                "recipe_reuse_ms": recipe(True),
+                "recipe_no_reuse_ms": recipe(False),
+                "recipe_transformers_ms": recipe_transformers,
+            },
+            repeats,
+        )
         grid = image.inputs
         rows.append({
             "image": f"{width}x{height}", "crops": int(grid.pixel_values.shape[0]), "image_tokens": grid.num_tokens,
@@ -148,21 +168,26 @@ def run_bench(work: Path, json_path: Path, repeats: int = 5, max_new_tokens: int
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(report, indent=2) + "\n")
 
-    print(f"per-inspection latency, median of {repeats} (ms), {max_new_tokens} new tokens; "
-          "recipe = 2 point + 2 yes/no prompts on one image")
-    header = (f"{'image':>8} {'crops':>5} {'tokens':>6} | {'engine':>7} {'stepwise':>8} {'transformers':>12} "
-              f"{'vs HF':>6} {'same':>5} | {'batched':>7} {'reuse':>7} {'no reuse':>8} {'HF':>7} "
-              f"{'batched/no reuse':>16} {'reuse/no reuse':>14} {'batched/HF':>10} {'same':>5}")
+    print(
+        f"per-inspection latency, median of {repeats} (ms), {max_new_tokens} new tokens; "
+        "recipe = 2 point + 2 yes/no prompts on one image"
+    )
+    header = (
+        f"{'image':>8} {'crops':>5} {'tokens':>6} | {'engine':>7} {'stepwise':>8} {'transformers':>12} "
+        f"{'vs HF':>6} {'same':>5} | {'batched':>7} {'reuse':>7} {'no reuse':>8} {'HF':>7} "
+        f"{'batched/no reuse':>16} {'reuse/no reuse':>14} {'batched/HF':>10} {'same':>5}"
+    )
     print(header)
     print("-" * len(header))
     for r in rows:
-        print(f"{r['image']:>8} {r['crops']:>5} {r['image_tokens']:>6} | {r['engine_ms']:7.1f} {r['stepwise_ms']:8.1f} "
-              f"{r['transformers_ms']:12.1f} {r['transformers_ms'] / r['engine_ms']:5.2f}x {str(r['same_tokens']):>5} | "
-              f"{r['recipe_batched_ms']:7.1f} {r['recipe_reuse_ms']:7.1f} {r['recipe_no_reuse_ms']:8.1f} "
-              f"{r['recipe_transformers_ms']:7.1f} {r['recipe_no_reuse_ms'] / r['recipe_batched_ms']:15.2f}x "
-              f"{r['recipe_no_reuse_ms'] / r['recipe_reuse_ms']:13.2f}x "
-              f"{r['recipe_transformers_ms'] / r['recipe_batched_ms']:9.2f}x {str(r['same_recipe_tokens']):>5}")
+        print(
+            f"{r['image']:>8} {r['crops']:>5} {r['image_tokens']:>6} | {r['engine_ms']:7.1f} {r['stepwise_ms']:8.1f} "
+            f"{r['transformers_ms']:12.1f} {r['transformers_ms'] / r['engine_ms']:5.2f}x {str(r['same_tokens']):>5} | "
+            f"{r['recipe_batched_ms']:7.1f} {r['recipe_reuse_ms']:7.1f} {r['recipe_no_reuse_ms']:8.1f} "
+            f"{r['recipe_transformers_ms']:7.1f} {r['recipe_no_reuse_ms'] / r['recipe_batched_ms']:15.2f}x "
+            f"{r['recipe_no_reuse_ms'] / r['recipe_reuse_ms']:13.2f}x "
+            f"{r['recipe_transformers_ms'] / r['recipe_batched_ms']:9.2f}x {str(r['same_recipe_tokens']):>5}"
+        )
     print(f"load average after: {os.getloadavg()}")
     print(f"JSON: {json_path}")
     return 0 if all(r["same_tokens"] and r["same_recipe_tokens"] for r in rows) else 1
-

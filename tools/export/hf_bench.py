@@ -79,15 +79,34 @@ def _recipe(config: str | None, number: int) -> dict:
     return chosen.model_dump()
 
 
-def run_hf_bench(checkpoint: Path, config: str | None, recipe: int, frames: int, runs: int, warmup: int,
-                 json_path: str | None, max_new_tokens: int = 96) -> int:
+def run_hf_bench(
+    checkpoint: Path,
+    config: str | None,
+    recipe: int,
+    frames: int,
+    runs: int,
+    warmup: int,
+    json_path: str | None,
+    max_new_tokens: int = 96,
+) -> int:
     if frames < 1 or runs < 1 or warmup < 0:
         raise CheckpointError("--frames and --runs must be at least 1, --warmup at least 0")
     row = measure_hf(checkpoint, _recipe(config, recipe), frames, runs, warmup, max_new_tokens)
     print_table([row])
     if json_path:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(json_path).write_text(json.dumps({"rows": [row], "frames": frames, "runs": runs, "warmup": warmup,
-                                               "statistic": "p50/p95 per inspection"}, indent=2) + "\n")
+        Path(json_path).write_text(
+            json.dumps(
+                {
+                    "rows": [row],
+                    "frames": frames,
+                    "runs": runs,
+                    "warmup": warmup,
+                    "statistic": "p50/p95 per inspection",
+                },
+                indent=2,
+            )
+            + "\n"
+        )
         print(f"JSON: {json_path}")
     return 0

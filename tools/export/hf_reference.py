@@ -98,8 +98,18 @@ class HFImageProcessor(Molmo2ImageProcessor):
     def from_checkpoint(cls, checkpoint: Path) -> HFImageProcessor:
         """The processor as the checkpoint's preprocessor_config.json sets it up."""
         config = json.loads((Path(checkpoint) / "preprocessor_config.json").read_text())
-        keys = ("size", "max_crops", "overlap_margins", "patch_size", "pooling_size", "image_mean", "image_std",
-                "do_rescale", "rescale_factor", "do_normalize")
+        keys = (
+            "size",
+            "max_crops",
+            "overlap_margins",
+            "patch_size",
+            "pooling_size",
+            "image_mean",
+            "image_std",
+            "do_rescale",
+            "rescale_factor",
+            "do_normalize",
+        )
         return cls(**{k: config[k] for k in keys if k in config})
 
 

@@ -27,8 +27,10 @@ def lean_bundle(src: str | Path, out: str | Path, overwrite: bool = False) -> tu
     bundle = load_bundle_files(src)
     manifest = bundle.manifest
     if manifest["graphs"]["decoder"].get("precision", "fp32") != "fp32":
-        raise CheckpointError(f"{src}: the decoder is {manifest['graphs']['decoder']['precision']}; "
-                              "make the lean copy of the fp32 bundle, then quantize that")
+        raise CheckpointError(
+            f"{src}: the decoder is {manifest['graphs']['decoder']['precision']}; "
+            "make the lean copy of the fp32 bundle, then quantize that"
+        )
     check_target(out, overwrite)
     if out.resolve() == src.resolve():
         raise CheckpointError(f"{out}: is the source bundle; write the lean copy elsewhere")
@@ -46,13 +48,20 @@ def lean_bundle(src: str | Path, out: str | Path, overwrite: bool = False) -> tu
         step_difference = write_decoders(spec, tmp, int(manifest.get("opset", 18)), bundle.text.max_positions)
         difference = max_difference(source_decoder, tmp / "decoder.onnx")
         if difference > TOLERANCE:
-            raise CheckpointError(f"{src}: the lean decoder differs from the source one by {difference:.2e} "
-                                  f"(> {TOLERANCE:g}); keeping the source graph")
+            raise CheckpointError(
+                f"{src}: the lean decoder differs from the source one by {difference:.2e} "
+                f"(> {TOLERANCE:g}); keeping the source graph"
+            )
         manifest = dict(manifest, files=file_entries(tmp))
-        manifest["graphs"] = {name: dict(manifest["graphs"].get(name, {}), file=f"{name}.onnx", inputs=io[0], outputs=io[1])
-                              for name, io in graph_io(tmp).items()}
-        manifest["lean_decoder"] = {"source_manifest_sha256": sha256_file(src / MANIFEST), "max_difference": difference,
-                                    "step_max_difference": step_difference}
+        manifest["graphs"] = {
+            name: dict(manifest["graphs"].get(name, {}), file=f"{name}.onnx", inputs=io[0], outputs=io[1])
+            for name, io in graph_io(tmp).items()
+        }
+        manifest["lean_decoder"] = {
+            "source_manifest_sha256": sha256_file(src / MANIFEST),
+            "max_difference": difference,
+            "step_max_difference": step_difference,
+        }
         (tmp / MANIFEST).write_text(parse_manifest(manifest).to_json(), encoding="utf-8")
         load_bundle_files(tmp)
     return out, difference

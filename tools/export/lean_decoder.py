@@ -81,7 +81,9 @@ def spec_from_model(model: torch.nn.Module) -> DecoderSpec:
     for name, rotary in (("scaled", lm.rotary_emb), ("unscaled", lm.rotary_emb_unscaled)):
         if name in lm.rope_types:
             if getattr(rotary, "rope_type", "default") in ("dynamic", "longrope"):
-                raise LeanUnsupported(f"RoPE type {rotary.rope_type!r} changes its frequencies with the sequence length")
+                raise LeanUnsupported(
+                    f"RoPE type {rotary.rope_type!r} changes its frequencies with the sequence length"
+                )
             rope[name] = (f32(rotary.inv_freq), float(rotary.attention_scaling))
 
     def bias(linear):
@@ -141,10 +143,15 @@ def graph_from_spec(spec: DecoderSpec, opset: int) -> onnx.ModelProto:
     group, eps = heads // kv_heads, spec.eps
     g = GraphBuilder()
     embeds, mask, position_ids = "inputs_embeds", "attention_mask", "position_ids"
-    positions = g.op("Unsqueeze", [g.op("Cast", [position_ids], "positions_f", to=TensorProto.FLOAT),
-                                   g.const("axis2", np.array([2], np.int64))], "positions")
-    ropes = {name: _rope_tables(g, positions, inv_freq, scale, f"rope_{name}")
-             for name, (inv_freq, scale) in spec.rope.items()}
+    positions = g.op(
+        "Unsqueeze",
+        [g.op("Cast", [position_ids], "positions_f", to=TensorProto.FLOAT), g.const("axis2", np.array([2], np.int64))],
+        "positions",
+    )
+    ropes = {
+        name: _rope_tables(g, positions, inv_freq, scale, f"rope_{name}")
+        for name, (inv_freq, scale) in spec.rope.items()
+    }
     mask5 = g.op("Unsqueeze", [mask, g.const("axis1", np.array([1], np.int64))], "mask5")  # [B, 1, 1, S, T]
     scaling = g.const("scaling", np.array(head_dim**-0.5, np.float32))
     h = embeds
@@ -194,8 +201,11 @@ def graph_from_spec(spec: DecoderSpec, opset: int) -> onnx.ModelProto:
         if spec.norm_after:
             out = _rms_norm(g, out, layer.post_norm, eps, f"{p}_post_norm")
         h = g.op("Add", [residual, out], f"{p}_mlp_res")
-    last = g.op("Slice", [h, g.const("last_start", int64s([-1])), g.const("last_end", int64s([2**62])),
-                          g.const("axis1", int64s([1]))], "last")
+    last = g.op(
+        "Slice",
+        [h, g.const("last_start", int64s([-1])), g.const("last_end", int64s([2**62])), g.const("axis1", int64s([1]))],
+        "last",
+    )
     last = _rms_norm(g, last, spec.final_norm, eps, "final_norm")
     logits = linear(g, last, [spec.lm_head], [spec.lm_head_bias], "lm_head")
     g.op("Squeeze", [logits, g.const("axis1", int64s([1]))], outputs=["logits"])
@@ -204,16 +214,20 @@ def graph_from_spec(spec: DecoderSpec, opset: int) -> onnx.ModelProto:
     def tensor(name: str, dims: list) -> onnx.ValueInfoProto:
         return helper.make_tensor_value_info(name, TensorProto.FLOAT, dims)
 
-    inputs = [tensor(embeds, ["batch", "seq", hidden]), tensor(mask, ["batch", 1, "seq", "total"]),
-              helper.make_tensor_value_info(position_ids, TensorProto.INT64, ["batch", "seq"])]
+    inputs = [
+        tensor(embeds, ["batch", "seq", hidden]),
+        tensor(mask, ["batch", 1, "seq", "total"]),
+        helper.make_tensor_value_info(position_ids, TensorProto.INT64, ["batch", "seq"]),
+    ]
     graph_outputs = [tensor("logits", ["batch", spec.lm_head.shape[0]])]
     for i in range(n_layers):
         for kind in ("key", "value"):
             inputs.append(tensor(f"past_{kind}_{i}", ["batch", kv_heads, "past", head_dim]))
             graph_outputs.append(tensor(f"present_{kind}_{i}", ["batch", kv_heads, "total", head_dim]))
     graph = helper.make_graph(g.nodes, "decoder", inputs, graph_outputs, g.inits)
-    model_proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
-                                    producer_name="edge-inspect lean decoder")
+    model_proto = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="edge-inspect lean decoder"
+    )
     model_proto.ir_version = 8
     onnx.checker.check_model(model_proto)
     return model_proto
@@ -254,13 +268,16 @@ def spec_from_traced(path: Path) -> DecoderSpec:
             found["qk_eps"] = next(values[i] for i in node.input if i in values)
     tables = [k.removesuffix(".inv_freq") for k in found if k.endswith(".inv_freq")]
     if len(tables) != 1 or "eps" not in found or "/lm_head/MatMul" not in found:
-        raise LeanUnsupported(f"{path}: not a decoder traced by this exporter with one RoPE table "
-                              f"(RoPE tables {tables}, eps {'eps' in found})")
+        raise LeanUnsupported(
+            f"{path}: not a decoder traced by this exporter with one RoPE table "
+            f"(RoPE tables {tables}, eps {'eps' in found})"
+        )
     n_layers = 1 + max(layer for layer, _, _ in linear)
     q_input = producer.get(next(n for n in model.graph.node if n.name == "/layers.0/self_attn/q_proj/MatMul").input[0])
     norm_after = q_input is None or not q_input.name.startswith("/layers.0/input_layernorm/")
     layers = []
     for i in range(n_layers):
+
         def w(name: str, i: int = i) -> Array:
             return values[f"lm.layers.{i}.{name}.weight"]
 

@@ -27,18 +27,33 @@ _EXTERNAL_DATA_BYTES = 1_500_000_000  # graphs above this keep weights in a side
 GRAPH_IO = {
     "vision": (["pixel_values", "pooling"], ["image_features"]),
     "embed": (["input_ids", "image_embeds"], ["inputs_embeds"]),
-    "decoder": (["inputs_embeds", "attention_mask", "position_ids", "past_key_<i>", "past_value_<i>"],
-                ["logits", "present_key_<i>", "present_value_<i>"]),
+    "decoder": (
+        ["inputs_embeds", "attention_mask", "position_ids", "past_key_<i>", "past_value_<i>"],
+        ["logits", "present_key_<i>", "present_value_<i>"],
+    ),
 }
 
 
-def _export(module: torch.nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str],
-            dynamic: dict[str, dict[int, str]]) -> None:
+def _export(
+    module: torch.nn.Module,
+    args: tuple,
+    path: Path,
+    inputs: list[str],
+    outputs: list[str],
+    dynamic: dict[str, dict[int, str]],
+) -> None:
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            module, args, str(path), input_names=inputs, output_names=outputs, dynamic_axes=dynamic,
-            opset_version=OPSET, do_constant_folding=True, dynamo=False,
+            module,
+            args,
+            str(path),
+            input_names=inputs,
+            output_names=outputs,
+            dynamic_axes=dynamic,
+            opset_version=OPSET,
+            do_constant_folding=True,
+            dynamo=False,
         )
     model = onnx.load(str(path))
     onnx.checker.check_model(model, full_check=False)
@@ -54,14 +69,29 @@ def export_graphs(model: torch.nn.Module, out: Path, crops: int = 2, tokens: int
     pixels = vis.patch_size * vis.patch_size * vis.num_channels
     pixel_values = torch.randn(crops, patches, pixels)
     pooling = torch.randint(0, crops * patches, (tokens, 4))
-    _export(VisionGraph(model), (pixel_values, pooling), out / "vision.onnx", ["pixel_values", "pooling"],
-            ["image_features"], {"pixel_values": {0: "crops"}, "pooling": {0: "tokens"}, "image_features": {0: "tokens"}})
+    _export(
+        VisionGraph(model),
+        (pixel_values, pooling),
+        out / "vision.onnx",
+        ["pixel_values", "pooling"],
+        ["image_features"],
+        {"pixel_values": {0: "crops"}, "pooling": {0: "tokens"}, "image_features": {0: "tokens"}},
+    )
 
     seq = 3
     ids = torch.randint(0, text.vocab_size, (1, seq))
-    _export(EmbedGraph(model), (ids, torch.zeros(1, seq, text.hidden_size)), out / "embed.onnx",
-            ["input_ids", "image_embeds"], ["inputs_embeds"],
-            {"input_ids": {0: "batch", 1: "seq"}, "image_embeds": {0: "batch", 1: "seq"}, "inputs_embeds": {0: "batch", 1: "seq"}})
+    _export(
+        EmbedGraph(model),
+        (ids, torch.zeros(1, seq, text.hidden_size)),
+        out / "embed.onnx",
+        ["input_ids", "image_embeds"],
+        ["inputs_embeds"],
+        {
+            "input_ids": {0: "batch", 1: "seq"},
+            "image_embeds": {0: "batch", 1: "seq"},
+            "inputs_embeds": {0: "batch", 1: "seq"},
+        },
+    )
 
     past_len = 2
     n_layers = text.num_hidden_layers
@@ -89,8 +119,14 @@ def export_graphs(model: torch.nn.Module, out: Path, crops: int = 2, tokens: int
         spec = spec_from_model(model)
     except LeanUnsupported as err:
         log.info("decoder: traced graph (%s)", err)
-        _export(DecoderGraph(model), args, out / "decoder.onnx",
-                ["inputs_embeds", "attention_mask", "position_ids", *past_names], ["logits", *present_names], dynamic)
+        _export(
+            DecoderGraph(model),
+            args,
+            out / "decoder.onnx",
+            ["inputs_embeds", "attention_mask", "position_ids", *past_names],
+            ["logits", *present_names],
+            dynamic,
+        )
         return
     difference = write_decoders(spec, out, OPSET, text.max_position_embeddings)
     if difference is not None:
@@ -99,8 +135,11 @@ def export_graphs(model: torch.nn.Module, out: Path, crops: int = 2, tokens: int
 
 def file_entries(folder: Path) -> dict[str, dict[str, object]]:
     """sha256 and size of every file of a bundle folder except the manifest."""
-    return {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size}
-            for p in sorted(folder.iterdir()) if p.is_file() and p.name != MANIFEST}
+    return {
+        p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+        for p in sorted(folder.iterdir())
+        if p.is_file() and p.name != MANIFEST
+    }
 
 
 def graph_io(folder: Path) -> dict[str, tuple[list[str], list[str]]]:
@@ -145,8 +184,10 @@ def build_manifest(info: CheckpointInfo, out: Path, model: torch.nn.Module) -> M
             "max_positions": text.max_position_embeddings,
         },
         opset=OPSET,
-        graphs={name: Graph(file=f"{name}.onnx", precision="fp32", inputs=io[0], outputs=io[1])
-                for name, io in graph_io(out).items()},
+        graphs={
+            name: Graph(file=f"{name}.onnx", precision="fp32", inputs=io[0], outputs=io[1])
+            for name, io in graph_io(out).items()
+        },
         files=file_entries(out),
     )
 

@@ -26,8 +26,16 @@ class GraphBuilder:
         self.inits.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
         return name
 
-    def op(self, op_type: str, inputs: list[str], hint: str | None = None, outputs: list[str] | None = None,
-           n_out: int = 1, node_name: str | None = None, **attrs) -> str | list[str]:
+    def op(
+        self,
+        op_type: str,
+        inputs: list[str],
+        hint: str | None = None,
+        outputs: list[str] | None = None,
+        n_out: int = 1,
+        node_name: str | None = None,
+        **attrs,
+    ) -> str | list[str]:
         outs = outputs or [self.name(hint or op_type.lower()) for _ in range(n_out)]
         # names like the traced graph's (/lm_head/MatMul): quantize --keep patterns select by them
         name = node_name or f"/{outs[0]}/{op_type}"
@@ -51,7 +59,11 @@ def linear(g: GraphBuilder, x: str, weights: list, biases: list, hint: str) -> s
     w = np.concatenate([f32(wi).T for wi in weights], axis=1)
     y = g.op("MatMul", [x, g.const(f"{hint}_w", w)], hint, node_name=f"/{hint}/MatMul")
     if any(b is not None for b in biases):
-        b = np.concatenate([f32(bi) if bi is not None else np.zeros(wi.shape[0], np.float32)
-                            for wi, bi in zip(weights, biases, strict=True)])
+        b = np.concatenate(
+            [
+                f32(bi) if bi is not None else np.zeros(wi.shape[0], np.float32)
+                for wi, bi in zip(weights, biases, strict=True)
+            ]
+        )
         y = g.op("Add", [y, g.const(f"{hint}_b", b)], f"{hint}_bias")
     return y

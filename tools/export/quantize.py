@@ -116,6 +116,7 @@ def _matmul_nodes(path: Path, keep: list[str]) -> tuple[list[str], list[str]]:
 def _without_preprocessing_advice():
     """ONNX Runtime's quantizers advise its shape pre-processing on the root logger; these graphs
     come from our own export with shapes inferred, so the advice is noise for the user."""
+
     def drop(record: logging.LogRecord) -> bool:
         return not record.getMessage().startswith("Please consider")
 
@@ -130,8 +131,14 @@ def _without_preprocessing_advice():
 def _vision_int8(src: Path, dst: Path, calibration: VisionCalibration) -> None:
     with tempfile.TemporaryDirectory() as tmp, _without_preprocessing_advice():
         quantize_static(
-            str(src), str(dst), calibration, quant_format=QuantFormat.QDQ, op_types_to_quantize=["MatMul"],
-            per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+            str(src),
+            str(dst),
+            calibration,
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=["MatMul"],
+            per_channel=True,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,
             extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},  # what TensorRT's explicit INT8 takes
             calibration_cache_path=str(Path(tmp) / "cache"),
@@ -143,8 +150,9 @@ def _decoder_nbits(src: Path, dst: Path, kept: list[str], bits: int = 4, block: 
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
     model = onnx.load(str(src))
-    quantizer = MatMulNBitsQuantizer(model, bits=bits, block_size=block, is_symmetric=True, accuracy_level=4,
-                                     nodes_to_exclude=kept)
+    quantizer = MatMulNBitsQuantizer(
+        model, bits=bits, block_size=block, is_symmetric=True, accuracy_level=4, nodes_to_exclude=kept
+    )
     quantizer.process()
     onnx.save_model(quantizer.model.model, str(dst))
 
@@ -161,12 +169,20 @@ def _decoder_int8_rows(src: Path, dst: Path, nodes: list[str]) -> None:
     from onnxruntime.quantization import quantize_dynamic
 
     with _without_preprocessing_advice():
-        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, nodes_to_quantize=nodes,
-                         op_types_to_quantize=["MatMul"], per_channel=True, reduce_range=True)
+        quantize_dynamic(
+            str(src),
+            str(dst),
+            weight_type=QuantType.QInt8,
+            nodes_to_quantize=nodes,
+            op_types_to_quantize=["MatMul"],
+            per_channel=True,
+            reduce_range=True,
+        )
 
 
-def _quantize_step_graph(src: Path, tmp: Path, graphs: dict, decoder: str, keep: list[str],
-                         share: bool = True) -> str | None:
+def _quantize_step_graph(
+    src: Path, tmp: Path, graphs: dict, decoder: str, keep: list[str], share: bool = True
+) -> str | None:
     """The decode-step graph follows the decoder: int8 and int4 become block-wise MatMulNBits (the
     fastest int8 form on CPU for one row), fp32 stays; fp16 bundles are for GPUs, where the step
     graph (CPU contrib ops) is not used, so it is left out. ``share``: the decoder graph is
@@ -204,8 +220,13 @@ def _share_quantized_weights(tmp: Path, decoder_name: str, step_name: str) -> No
 def _drop_unreferenced_data(folder: Path) -> None:
     """Remove weight side files (decoder.weights) that no graph of ``folder`` reads any more."""
     graphs = sorted(folder.glob("*.onnx"))
-    used = {entry.value for path in graphs for tensor in onnx.load(str(path), load_external_data=False).graph.initializer
-            for entry in tensor.external_data if entry.key == "location"}
+    used = {
+        entry.value
+        for path in graphs
+        for tensor in onnx.load(str(path), load_external_data=False).graph.initializer
+        for entry in tensor.external_data
+        if entry.key == "location"
+    }
     for path in folder.iterdir():
         if path.suffix in (".weights", ".data") and path.name not in used:
             path.unlink()
@@ -224,12 +245,22 @@ def _onnx_quantizer_ready(decoder: str) -> None:
             import onnx_ir  # noqa: F401
             from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer  # noqa: F401
         except ImportError as err:
-            raise CheckpointError(f"decoder {decoder} needs onnxruntime's block-wise quantizer and onnx-ir "
-                                  f"(pip install '.[export]'): {err}") from None
+            raise CheckpointError(
+                f"decoder {decoder} needs onnxruntime's block-wise quantizer and onnx-ir "
+                f"(pip install '.[export]'): {err}"
+            ) from None
 
 
-def _write_decoders(src: Path, tmp: Path, source_manifest: dict, vision: str, decoder: str, keep: list[str],
-                    calib_files: list[Path], form: str) -> dict:
+def _write_decoders(
+    src: Path,
+    tmp: Path,
+    source_manifest: dict,
+    vision: str,
+    decoder: str,
+    keep: list[str],
+    calib_files: list[Path],
+    form: str,
+) -> dict:
     """Quantize the decoder graph (and the step graph after it) into ``tmp`` and write the manifest.
     ``form``: how the decoder graph is written — "rows" (int8 per channel), "fp32" (left at full
     precision, only the step graph quantized) or "same" (the precision asked, block-wise for int8/int4)."""
@@ -244,8 +275,13 @@ def _write_decoders(src: Path, tmp: Path, source_manifest: dict, vision: str, de
     elif form == "same" and decoder == "fp16":
         _fp16(src / "decoder.onnx", tmp / "decoder.onnx", kept)
     graph_precision = "fp32" if form == "fp32" else decoder
-    log.info("vision %s, decoder graph %s, %s decode steps (%d MatMuls kept at full precision)", vision,
-             graph_precision, decoder, len(kept))
+    log.info(
+        "vision %s, decoder graph %s, %s decode steps (%d MatMuls kept at full precision)",
+        vision,
+        graph_precision,
+        decoder,
+        len(kept),
+    )
 
     manifest = dict(source_manifest, graphs={k: dict(v) for k, v in source_manifest["graphs"].items()})
     step_scheme = _quantize_step_graph(src, tmp, manifest["graphs"], decoder, keep, share=form == "same")
@@ -283,9 +319,15 @@ def _step_graph_disagreement(folder: Path) -> tuple[float, float] | None:
     return None if engine.step_graph else disagreement(engine)
 
 
-def quantize_bundle(src: str | Path, out: str | Path, vision: str = "fp32", decoder: str = "int8",
-                    calibration: str | Path | None = None, keep: list[str] | None = None,
-                    overwrite: bool = False) -> Path:
+def quantize_bundle(
+    src: str | Path,
+    out: str | Path,
+    vision: str = "fp32",
+    decoder: str = "int8",
+    calibration: str | Path | None = None,
+    keep: list[str] | None = None,
+    overwrite: bool = False,
+) -> Path:
     """Write a quantized copy of bundle ``src`` to ``out``. ``keep``: regexes of decoder node names
     kept at full precision (default: the LM head, whose margins decide yes/no and argmax).
     Everything the user gives is checked before any work; ``out`` appears only when complete."""
@@ -303,8 +345,10 @@ def quantize_bundle(src: str | Path, out: str | Path, vision: str = "fp32", deco
     calib_files: list[Path] = []
     if vision == "int8":
         if calibration is None:
-            raise CheckpointError("vision int8 needs --calibration (a folder of images); "
-                                  "leave --vision at fp32 to quantize the decoder only")
+            raise CheckpointError(
+                "vision int8 needs --calibration (a folder of images); "
+                "leave --vision at fp32 to quantize the decoder only"
+            )
         calib_files = calibration_images(Path(calibration))
     elif calibration is not None:
         log.warning("--calibration is used only with --vision int8; ignored")
@@ -332,8 +376,12 @@ def quantize_bundle(src: str | Path, out: str | Path, vision: str = "fp32", deco
             disagreement = _step_graph_disagreement(tmp) if fallback else None
             if disagreement is None:
                 break
-            log.warning("int8: the %s decoder graph and the block-wise step graph differ by %.2g on the load "
-                        "check's probes (allowed %.2g); %s instead", FORM_NAMES[form], *disagreement,
-                        FORM_NAMES[fallback] + " decoder graph")
+            log.warning(
+                "int8: the %s decoder graph and the block-wise step graph differ by %.2g on the load "
+                "check's probes (allowed %.2g); %s instead",
+                FORM_NAMES[form],
+                *disagreement,
+                FORM_NAMES[fallback] + " decoder graph",
+            )
         load_bundle_files(tmp)  # the new bundle verifies before it takes the target's place
     return out

@@ -37,21 +37,43 @@ from .onnx_graph import GraphBuilder, int64s, linear
 log = logging.getLogger(__name__)
 
 DECODER_FILE, STEP_FILE, WEIGHTS_FILE = "decoder.onnx", "decoder_step.onnx", "decoder.weights"
-STEP_IO = (["inputs_embeds", "position_ids", "attention_bias", "seqlens_k", "total_sequence_length", "query_seqlens",
-            "past_key_<i>", "past_value_<i>"], ["logits", "present_key_<i>", "present_value_<i>"])
+STEP_IO = (
+    [
+        "inputs_embeds",
+        "position_ids",
+        "attention_bias",
+        "seqlens_k",
+        "total_sequence_length",
+        "query_seqlens",
+        "past_key_<i>",
+        "past_value_<i>",
+    ],
+    ["logits", "present_key_<i>", "present_value_<i>"],
+)
 
 
 def _norm(g: GraphBuilder, x: str, weight: np.ndarray, eps: float, hint: str) -> str:
-    return g.op("SimplifiedLayerNormalization", [x, g.const(f"{hint}_w", weight.astype(np.float32))], hint,
-                axis=-1, epsilon=eps, stash_type=1)
+    return g.op(
+        "SimplifiedLayerNormalization",
+        [x, g.const(f"{hint}_w", weight.astype(np.float32))],
+        hint,
+        axis=-1,
+        epsilon=eps,
+        stash_type=1,
+    )
 
 
 def _skip_norm(g: GraphBuilder, x: str, skip: str, weight: np.ndarray, eps: float, hint: str) -> tuple[str, str]:
     """(RMSNorm(x + skip), x + skip)."""
     outs = [g.name(hint), g.name(f"{hint}_sum")]
-    node = helper.make_node("SkipSimplifiedLayerNormalization", [x, skip, g.const(f"{hint}_w", weight.astype(np.float32))],
-                            [outs[0], "", "", outs[1]], name=f"/{outs[0]}/SkipSimplifiedLayerNormalization",
-                            domain="com.microsoft", epsilon=eps)
+    node = helper.make_node(
+        "SkipSimplifiedLayerNormalization",
+        [x, skip, g.const(f"{hint}_w", weight.astype(np.float32))],
+        [outs[0], "", "", outs[1]],
+        name=f"/{outs[0]}/SkipSimplifiedLayerNormalization",
+        domain="com.microsoft",
+        epsilon=eps,
+    )
     g.nodes.append(node)
     return outs[0], outs[1]
 
@@ -89,8 +111,13 @@ def build_step_graph(spec: DecoderSpec, max_positions: int) -> onnx.ModelProto:
         qkv = linear(g, x, [layer.q, layer.k, layer.v], [layer.q_bias, layer.k_bias, layer.v_bias], f"{p}_qkv")
         if spec.qk_norm_type == "qwen3":
             heads4 = g.op("Reshape", [qkv, g.const("qkv_heads", int64s([0, 0, heads + 2 * kv_heads, d]))], f"{p}_qkv4")
-            q, k, v = g.op("Split", [heads4, g.const("head_sizes", int64s([heads, kv_heads, kv_heads]))],
-                           hint=f"{p}_split", n_out=3, axis=2)
+            q, k, v = g.op(
+                "Split",
+                [heads4, g.const("head_sizes", int64s([heads, kv_heads, kv_heads]))],
+                hint=f"{p}_split",
+                n_out=3,
+                axis=2,
+            )
             q = _norm(g, q, layer.q_norm, spec.qk_eps, f"{p}_q_norm")
             k = _norm(g, k, layer.k_norm, spec.qk_eps, f"{p}_k_norm")
             flat = g.const("flat3", int64s([0, 0, -1]))
@@ -101,13 +128,38 @@ def build_step_graph(spec: DecoderSpec, max_positions: int) -> onnx.ModelProto:
             q = _norm(g, q, layer.q_norm, spec.qk_eps, f"{p}_q_norm")
             k = _norm(g, k, layer.k_norm, spec.qk_eps, f"{p}_k_norm")
         ctx = g.name(f"{p}_attn")
-        g.nodes.append(helper.make_node(
-            "GroupQueryAttention",
-            [q, k, v, f"past_key_{i}", f"past_value_{i}", seqlens, total, cos, sin, "position_ids", "attention_bias",
-             "", "", "", "", "", qlens],
-            [ctx, f"present_key_{i}", f"present_value_{i}"], name=f"/{p}_attn/GroupQueryAttention",
-            domain="com.microsoft", num_heads=heads, kv_num_heads=kv_heads, do_rotary=1, rotary_interleaved=0,
-            scale=float(d**-0.5)))
+        g.nodes.append(
+            helper.make_node(
+                "GroupQueryAttention",
+                [
+                    q,
+                    k,
+                    v,
+                    f"past_key_{i}",
+                    f"past_value_{i}",
+                    seqlens,
+                    total,
+                    cos,
+                    sin,
+                    "position_ids",
+                    "attention_bias",
+                    "",
+                    "",
+                    "",
+                    "",
+                    "",
+                    qlens,
+                ],
+                [ctx, f"present_key_{i}", f"present_value_{i}"],
+                name=f"/{p}_attn/GroupQueryAttention",
+                domain="com.microsoft",
+                num_heads=heads,
+                kv_num_heads=kv_heads,
+                do_rotary=1,
+                rotary_interleaved=0,
+                scale=float(d**-0.5),
+            )
+        )
         attn = linear(g, ctx, [layer.o], [layer.o_bias], f"{p}_o")
         x, residual = _skip_norm(g, attn, residual, layer.post_norm, spec.eps, f"{p}_post_norm")
         gate_up = linear(g, x, [layer.gate, layer.up], [None, None], f"{p}_gate_up")
@@ -121,19 +173,25 @@ def build_step_graph(spec: DecoderSpec, max_positions: int) -> onnx.ModelProto:
     def tensor(name: str, dims: list, dtype: int = TensorProto.FLOAT) -> onnx.ValueInfoProto:
         return helper.make_tensor_value_info(name, dtype, dims)
 
-    inputs = [tensor("inputs_embeds", ["batch", 1, spec.hidden]),
-              tensor("position_ids", ["batch", 1], TensorProto.INT64),
-              tensor("attention_bias", ["batch", 1, 1, "capacity"]),
-              tensor(seqlens, ["batch"], TensorProto.INT32), tensor(total, [], TensorProto.INT32),
-              tensor(qlens, ["batch"], TensorProto.INT32)]
+    inputs = [
+        tensor("inputs_embeds", ["batch", 1, spec.hidden]),
+        tensor("position_ids", ["batch", 1], TensorProto.INT64),
+        tensor("attention_bias", ["batch", 1, 1, "capacity"]),
+        tensor(seqlens, ["batch"], TensorProto.INT32),
+        tensor(total, [], TensorProto.INT32),
+        tensor(qlens, ["batch"], TensorProto.INT32),
+    ]
     outputs = [tensor("logits", ["batch", spec.lm_head.shape[0]])]
     for i in range(len(spec.layers)):
         for kind in ("key", "value"):
             inputs.append(tensor(f"past_{kind}_{i}", ["batch", kv_heads, "capacity", d]))
             outputs.append(tensor(f"present_{kind}_{i}", ["batch", kv_heads, "capacity", d]))
     graph = helper.make_graph(g.nodes, STEP_GRAPH, inputs, outputs, g.inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid("com.microsoft", 1)],
-                              producer_name="edge-inspect step decoder")
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid("com.microsoft", 1)],
+        producer_name="edge-inspect step decoder",
+    )
     model.ir_version = 8
     return model
 
@@ -145,8 +203,14 @@ def _raw_key(tensor: onnx.TensorProto, raw: bytes) -> tuple:
 def save_sharing_weights(decoder: onnx.ModelProto, step: onnx.ModelProto, folder: Path) -> None:
     """``decoder.onnx`` with its weights in ``decoder.weights``, and ``decoder_step.onnx`` whose
     weight tensors point into the same file: the bundle carries the matrices once."""
-    onnx.save_model(decoder, str(folder / DECODER_FILE), save_as_external_data=True, all_tensors_to_one_file=True,
-                    location=WEIGHTS_FILE, size_threshold=1024)
+    onnx.save_model(
+        decoder,
+        str(folder / DECODER_FILE),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location=WEIGHTS_FILE,
+        size_threshold=1024,
+    )
     saved = onnx.load(str(folder / DECODER_FILE), load_external_data=False)
     data = (folder / WEIGHTS_FILE).read_bytes()
     shared = {}
@@ -182,8 +246,16 @@ def step_difference(decoder: Path, step: Path, seed: int = 0) -> float:
 
     past = next(i for i in ref.get_inputs() if i.name.startswith("past_"))
     layers = sum(1 for i in ref.get_inputs() if i.name.startswith("past_key_"))
-    return probe_difference(runner(ref), runner(new), ref.get_inputs()[0].shape[2], past.shape[1], past.shape[3],
-                            layers, float(np.finfo(np.float32).min), seed)[0]
+    return probe_difference(
+        runner(ref),
+        runner(new),
+        ref.get_inputs()[0].shape[2],
+        past.shape[1],
+        past.shape[3],
+        layers,
+        float(np.finfo(np.float32).min),
+        seed,
+    )[0]
 
 
 def write_decoders(spec: DecoderSpec, folder: Path, opset: int, max_positions: int) -> float | None:
@@ -195,8 +267,14 @@ def write_decoders(spec: DecoderSpec, folder: Path, opset: int, max_positions: i
         step = build_step_graph(spec, max_positions)
     except LeanUnsupported as err:
         log.info("no decode-step graph: %s", err)
-        onnx.save_model(decoder, str(folder / DECODER_FILE), save_as_external_data=True, all_tensors_to_one_file=True,
-                        location=WEIGHTS_FILE, size_threshold=1024)
+        onnx.save_model(
+            decoder,
+            str(folder / DECODER_FILE),
+            save_as_external_data=True,
+            all_tensors_to_one_file=True,
+            location=WEIGHTS_FILE,
+            size_threshold=1024,
+        )
         (folder / WEIGHTS_FILE).chmod(0o644)
         return None
     save_sharing_weights(decoder, step, folder)
@@ -251,11 +329,26 @@ def spec_from_lean(path: Path) -> DecoderSpec:
         q, k, v = np.split(qkv, split, axis=0)
         qb, kb, vb = np.split(qkv_b, split) if qkv_b is not None else (None, None, None)
         gate, up = np.split(gate_up, 2, axis=0)
-        layers.append(LayerSpec(
-            q=q, k=k, v=v, o=by_hint[f"{p}_o_w"].T, gate=gate, up=up, down=by_hint[f"{p}_down_w"].T,
-            input_norm=by_hint[f"{p}_in_norm_w"], post_norm=by_hint[f"{p}_post_norm_w"],
-            q_norm=by_hint[f"{p}_q_norm_w"], k_norm=by_hint[f"{p}_k_norm_w"], rope=_rope_of(nodes, p),
-            q_bias=qb, k_bias=kb, v_bias=vb, o_bias=o_b))
+        layers.append(
+            LayerSpec(
+                q=q,
+                k=k,
+                v=v,
+                o=by_hint[f"{p}_o_w"].T,
+                gate=gate,
+                up=up,
+                down=by_hint[f"{p}_down_w"].T,
+                input_norm=by_hint[f"{p}_in_norm_w"],
+                post_norm=by_hint[f"{p}_post_norm_w"],
+                q_norm=by_hint[f"{p}_q_norm_w"],
+                k_norm=by_hint[f"{p}_k_norm_w"],
+                rope=_rope_of(nodes, p),
+                q_bias=qb,
+                k_bias=kb,
+                v_bias=vb,
+                o_bias=o_b,
+            )
+        )
     rope = {}
     for key in by_hint:
         if m := re.fullmatch(r"rope_(\w+)_inv_freq", key):
@@ -264,7 +357,17 @@ def spec_from_lean(path: Path) -> DecoderSpec:
     eps = _scalar(const_of("layers.0_in_norm_var", 1)) if not norm_after else _scalar(by_hint["eps"])
     qk_eps = _scalar(const_of("layers.0_q_norm_var", 1))
     return DecoderSpec(
-        hidden=layers[0].q.shape[1], heads=heads, kv_heads=kv_heads, head_dim=head_dim, eps=eps,
-        qk_norm_type=qk_norm_type, qk_eps=qk_eps, norm_after=norm_after, rope=rope,
-        final_norm=by_hint["final_norm_w"], lm_head=by_hint["lm_head_w"].T, lm_head_bias=by_hint.get("lm_head_b"),
-        layers=layers)
+        hidden=layers[0].q.shape[1],
+        heads=heads,
+        kv_heads=kv_heads,
+        head_dim=head_dim,
+        eps=eps,
+        qk_norm_type=qk_norm_type,
+        qk_eps=qk_eps,
+        norm_after=norm_after,
+        rope=rope,
+        final_norm=by_hint["final_norm_w"],
+        lm_head=by_hint["lm_head_w"].T,
+        lm_head_bias=by_hint.get("lm_head_b"),
+        layers=layers,
+    )

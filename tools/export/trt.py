@@ -71,8 +71,9 @@ def _vision_limits(bundle: Bundle) -> tuple[int, int]:
     return crops, tokens
 
 
-def profiles(bundle: Bundle, max_seq: int = 1024, max_context: int = 2048,
-             max_batch: int = MAX_BATCH) -> dict[str, dict[str, tuple]]:
+def profiles(
+    bundle: Bundle, max_seq: int = 1024, max_context: int = 2048, max_batch: int = MAX_BATCH
+) -> dict[str, dict[str, tuple]]:
     """min / opt / max shapes per input of each graph. The decoder takes up to ``max_batch`` rows
     (the batched prefill of a recipe's prompts and their joint decoding)."""
     s, t = bundle.image, bundle.text
@@ -93,10 +94,14 @@ def profiles(bundle: Bundle, max_seq: int = 1024, max_context: int = 2048,
             decoder[f"past_{kind}_{i}"] = ((1, kv, 0, hd), (1, kv, context, hd), (b, kv, max_context - 1, hd))
     opt_seq = min(max_seq, tokens + 32)
     return {
-        "vision": {"pixel_values": ((1, patches, pixels), (crops, patches, pixels), (crops, patches, pixels)),
-                   "pooling": ((1, pool), (tokens, pool), (tokens, pool))},
-        "embed": {"input_ids": ((1, 1), (1, opt_seq), (1, max_seq)),
-                  "image_embeds": ((1, 1, h), (1, opt_seq, h), (1, max_seq, h))},
+        "vision": {
+            "pixel_values": ((1, patches, pixels), (crops, patches, pixels), (crops, patches, pixels)),
+            "pooling": ((1, pool), (tokens, pool), (tokens, pool)),
+        },
+        "embed": {
+            "input_ids": ((1, 1), (1, opt_seq), (1, max_seq)),
+            "image_embeds": ((1, 1, h), (1, opt_seq, h), (1, max_seq, h)),
+        },
         "decoder": decoder,
     }
 
@@ -109,11 +114,14 @@ def trtexec_commands(bundle: Bundle, precision: str) -> list[str]:
     flags = {"fp16": "--fp16", "int8": "--int8 --fp16", "fp32": ""}[precision]
     lines = []
     for graph, shapes in profiles(bundle).items():
-        spec = {k: ",".join(f"{n}:{_shape(v[i])}" for n, v in shapes.items()) for i, k in enumerate(("min", "opt", "max"))}
+        spec = {
+            k: ",".join(f"{n}:{_shape(v[i])}" for n, v in shapes.items()) for i, k in enumerate(("min", "opt", "max"))
+        }
         lines.append(
             f"trtexec --onnx={graph}.onnx --saveEngine={ENGINE_DIR}/{graph}.{precision}.engine {flags} "
             f"--minShapes={spec['min']} --optShapes={spec['opt']} --maxShapes={spec['max']} "
-            f"--timingCacheFile={ENGINE_DIR}/timing.cache".replace("  ", " "))
+            f"--timingCacheFile={ENGINE_DIR}/timing.cache".replace("  ", " ")
+        )
     return lines
 
 
@@ -158,8 +166,11 @@ def build_engines(bundle_path: str | Path, precision: str = "fp16", workspace_mb
         name = f"{graph}.{precision}.engine"
         (out / name).write_bytes(bytes(serialized))
         cache_path.write_bytes(bytes(config.get_timing_cache().serialize()))
-        engines[graph] = {"file": name, "build_s": round(time.perf_counter() - start, 1),
-                          "profile": {n: [list(v) for v in s] for n, s in shapes.items()}}
+        engines[graph] = {
+            "file": name,
+            "build_s": round(time.perf_counter() - start, 1),
+            "profile": {n: [list(v) for v in s] for n, s in shapes.items()},
+        }
     metadata = {
         "tensorrt_version": env.tensorrt, "gpu_name": env.gpu, "compute_capability": env.compute_capability,
         "precision": precision, "flags": {"fp16": precision in ("fp16", "int8"), "int8": precision == "int8"},

@@ -24,9 +24,22 @@ from edge_inspect.vlm.prompt import PromptSettings
 from .errors import CheckpointError
 from .weights import check_weights
 
-__all__ = ["CheckpointError", "CheckpointInfo", "NO_WORDS", "YES_WORDS", "chat_template", "image_settings",
-           "inspect_checkpoint", "load_checkpoint", "load_config", "prompt_settings", "read_tokenizer",
-           "settings_dict", "single_token_ids", "token_ids"]
+__all__ = [
+    "CheckpointError",
+    "CheckpointInfo",
+    "NO_WORDS",
+    "YES_WORDS",
+    "chat_template",
+    "image_settings",
+    "inspect_checkpoint",
+    "load_checkpoint",
+    "load_config",
+    "prompt_settings",
+    "read_tokenizer",
+    "settings_dict",
+    "single_token_ids",
+    "token_ids",
+]
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +71,9 @@ def load_config(checkpoint: Path) -> Any:
     raw = _read_json(path)
     model_type = raw.get("model_type")
     if model_type != MODEL_TYPE:
-        raise CheckpointError(f"{path}: model_type {model_type!r} is not {MODEL_TYPE!r} "
-                              "(only Molmo2 checkpoints are exported)")
+        raise CheckpointError(
+            f"{path}: model_type {model_type!r} is not {MODEL_TYPE!r} (only Molmo2 checkpoints are exported)"
+        )
     from transformers import Molmo2Config
 
     try:
@@ -127,7 +141,9 @@ def _token_text(value: Any) -> str | None:
 def prompt_settings(checkpoint: Path) -> PromptSettings:
     proc = _read_json(checkpoint / "processor_config.json", required=False)
     tok_cfg = _read_json(checkpoint / "tokenizer_config.json")
-    bos = _token_text(tok_cfg.get("bos_token")) or _token_text(tok_cfg.get("eos_token"))  # Molmo2Processor falls back to EOS
+    bos = _token_text(tok_cfg.get("bos_token")) or _token_text(
+        tok_cfg.get("eos_token")
+    )  # Molmo2Processor falls back to EOS
     if not bos:
         raise CheckpointError(f"{checkpoint / 'tokenizer_config.json'}: neither bos_token nor eos_token is set")
     return PromptSettings(
@@ -153,8 +169,9 @@ def _reserved_ids(tokenizer: Tokenizer, tok_cfg: dict[str, Any]) -> set[int]:
     """Ids that can never be an answer word: the unknown token, padding, BOS/EOS, every special token."""
     ids = {i for i, t in tokenizer.get_added_tokens_decoder().items() if t.special}
     model = tokenizer.model
-    names = [getattr(model, "unk_token", None)] + [_token_text(tok_cfg.get(k)) for k in
-                                                   ("unk_token", "pad_token", "bos_token", "eos_token")]
+    names = [getattr(model, "unk_token", None)] + [
+        _token_text(tok_cfg.get(k)) for k in ("unk_token", "pad_token", "bos_token", "eos_token")
+    ]
     ids |= {i for i in (tokenizer.token_to_id(n) for n in names if isinstance(n, str)) if i is not None}
     if isinstance(getattr(model, "unk_id", None), int):
         ids.add(model.unk_id)
@@ -163,8 +180,9 @@ def _reserved_ids(tokenizer: Tokenizer, tok_cfg: dict[str, Any]) -> set[int]:
     return ids
 
 
-def single_token_ids(tokenizer: Tokenizer, words: tuple[str, ...], vocab_size: int,
-                     reserved: set[int] | None = None) -> list[int]:
+def single_token_ids(
+    tokenizer: Tokenizer, words: tuple[str, ...], vocab_size: int, reserved: set[int] | None = None
+) -> list[int]:
     """Ids of the words that are exactly one real token of the LM head's vocabulary (never the
     unknown token or another reserved id standing in for a word the tokenizer does not have)."""
     reserved = reserved or set()
@@ -195,13 +213,20 @@ def token_ids(checkpoint: Path, tokenizer: Tokenizer, config: Any, prompt: Promp
     yes = single_token_ids(tokenizer, YES_WORDS, vocab, reserved)
     no = single_token_ids(tokenizer, NO_WORDS, vocab, reserved)
     if not yes or not no:
-        raise CheckpointError(f"{tokenizer_path}: no single-token 'Yes'/'No' words (yes {yes}, no {no}); "
-                              "yes/no scoring needs both")
+        raise CheckpointError(
+            f"{tokenizer_path}: no single-token 'Yes'/'No' words (yes {yes}, no {no}); yes/no scoring needs both"
+        )
     bos = tokenizer.token_to_id(prompt.bos_token)
     if bos is None:
         raise CheckpointError(f"{tokenizer_path}: BOS token {prompt.bos_token!r} is not in the vocabulary")
     log.info("yes ids %s, no ids %s (reserved ids excluded: %d)", yes, no, len(reserved))
-    return {"bos": bos, "eos": [int(i) for i in eos_ids], "image_patch": int(config.image_patch_id), "yes": yes, "no": no}
+    return {
+        "bos": bos,
+        "eos": [int(i) for i in eos_ids],
+        "image_patch": int(config.image_patch_id),
+        "yes": yes,
+        "no": no,
+    }
 
 
 def settings_dict(s: ImageSettings) -> dict[str, Any]:
@@ -240,8 +265,10 @@ def inspect_checkpoint(checkpoint: str | Path) -> CheckpointInfo:
     except CheckpointError:
         raise
     except Exception as err:  # the config builds no model (inconsistent sizes): say so in one line
-        raise CheckpointError(f"{checkpoint / 'config.json'}: does not describe a buildable Molmo2 "
-                              f"({type(err).__name__}: {str(err).splitlines()[0][:200]})") from None
+        raise CheckpointError(
+            f"{checkpoint / 'config.json'}: does not describe a buildable Molmo2 "
+            f"({type(err).__name__}: {str(err).splitlines()[0][:200]})"
+        ) from None
     return CheckpointInfo(checkpoint, config, image, prompt, tokens, parameters)
 
 
@@ -255,8 +282,9 @@ def load_checkpoint(checkpoint: str | Path, checked: bool = False) -> Any:
     if not checked:
         inspect_checkpoint(checkpoint)
     try:
-        model = Molmo2ForConditionalGeneration.from_pretrained(checkpoint, attn_implementation="eager",
-                                                               dtype=torch.float32)
+        model = Molmo2ForConditionalGeneration.from_pretrained(
+            checkpoint, attn_implementation="eager", dtype=torch.float32
+        )
     except (OSError, ValueError, RuntimeError) as err:
         raise CheckpointError(f"{checkpoint}: the weights do not load ({str(err).splitlines()[0][:200]})") from None
     return model.eval()

@@ -36,7 +36,7 @@ class TorchPredictor:
     def point(self, rgb, prompt):
         inputs = self._inputs(rgb, prompt)
         out = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False, eos_token_id=self.eos)
-        text = self.tok.decode(out[0, inputs["input_ids"].shape[1]:].tolist(), skip_special_tokens=True)
+        text = self.tok.decode(out[0, inputs["input_ids"].shape[1] :].tolist(), skip_special_tokens=True)
         return [(q.x, q.y) for q in parse_points(text).points], text
 
     @torch.no_grad()

@@ -128,8 +128,14 @@ def _legacy_config(config: dict) -> dict:
     return config
 
 
-def write_checkpoint(model: Molmo2ForConditionalGeneration, tok: Tokenizer, out: str | Path, max_crops: int,
-                     overlap_margins: tuple[int, int], legacy_keys: bool = True) -> Path:
+def write_checkpoint(
+    model: Molmo2ForConditionalGeneration,
+    tok: Tokenizer,
+    out: str | Path,
+    max_crops: int,
+    overlap_margins: tuple[int, int],
+    legacy_keys: bool = True,
+) -> Path:
     """Save model, tokenizer, chat template and processor configs as a hub release lays them out."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -142,7 +148,10 @@ def write_checkpoint(model: Molmo2ForConditionalGeneration, tok: Tokenizer, out:
         config_path.write_text(json.dumps(_legacy_config(json.loads(config_path.read_text())), indent=2))
 
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|im_end|>", pad_token="<|endoftext|>",
+        tokenizer_object=tok,
+        bos_token="<|endoftext|>",
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
     )
     fast.chat_template = CHAT_TEMPLATE
     fast.save_pretrained(out)
@@ -160,8 +169,9 @@ def write_checkpoint(model: Molmo2ForConditionalGeneration, tok: Tokenizer, out:
     return out
 
 
-def make_tiny_checkpoint(out: str | Path, seed: int = 0, size: str = "tiny", max_crops: int | None = None,
-                         legacy_keys: bool = True) -> Path:
+def make_tiny_checkpoint(
+    out: str | Path, seed: int = 0, size: str = "tiny", max_crops: int | None = None, legacy_keys: bool = True
+) -> Path:
     """Write a random Molmo2 checkpoint folder (config, weights, tokenizer, processor configs)."""
     torch.manual_seed(seed)
     tok, text_vocab = make_tokenizer()

@@ -22,8 +22,20 @@ log = logging.getLogger(__name__)
 
 INDEX = "model.safetensors.index.json"
 SINGLE = "model.safetensors"
-_ITEMSIZE = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,
-             "F8_E4M3": 1, "F8_E5M2": 1}
+_ITEMSIZE = {
+    "F64": 8,
+    "F32": 4,
+    "F16": 2,
+    "BF16": 2,
+    "I64": 8,
+    "I32": 4,
+    "I16": 2,
+    "I8": 1,
+    "U8": 1,
+    "BOOL": 1,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+}
 _FLOAT_DTYPES = {"F64", "F32", "F16", "BF16"}
 _MAX_HEADER = 100 * 1024 * 1024  # the format's own limit
 
@@ -46,8 +58,9 @@ def read_header(path: Path) -> dict[str, TensorInfo]:
                 raise CheckpointError(f"{path}: truncated ({size} bytes; not even a safetensors header)")
             (length,) = struct.unpack("<Q", head)
             if length > _MAX_HEADER or 8 + length > size:
-                raise CheckpointError(f"{path}: truncated or not safetensors (header of {length} bytes, "
-                                      f"file of {size})")
+                raise CheckpointError(
+                    f"{path}: truncated or not safetensors (header of {length} bytes, file of {size})"
+                )
             header = json.loads(f.read(length))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise CheckpointError(f"{path}: not a readable safetensors file ({err})") from None
@@ -66,7 +79,9 @@ def read_header(path: Path) -> dict[str, TensorInfo]:
         for n in shape:
             count *= n
         if end - begin != count * itemsize or begin < 0:
-            raise CheckpointError(f"{path}: tensor {name!r} byte range {begin}..{end} does not fit {dtype}{list(shape)}")
+            raise CheckpointError(
+                f"{path}: tensor {name!r} byte range {begin}..{end} does not fit {dtype}{list(shape)}"
+            )
         end_of_data = max(end_of_data, end)
         tensors[name] = TensorInfo(path.name, dtype, shape)
     data = size - 8 - length
@@ -92,14 +107,17 @@ def checkpoint_tensors(checkpoint: Path) -> dict[str, TensorInfo]:
             tensors.update(read_header(shard))
         missing = sorted(set(weight_map) - set(tensors))
         if missing:
-            raise CheckpointError(f"{index}: {len(missing)} tensor(s) listed but absent from the shards, "
-                                  f"e.g. {missing[0]}")
+            raise CheckpointError(
+                f"{index}: {len(missing)} tensor(s) listed but absent from the shards, e.g. {missing[0]}"
+            )
         return tensors
     if (checkpoint / SINGLE).is_file():
         return read_header(checkpoint / SINGLE)
     if any(checkpoint.glob("*.bin")) or any(checkpoint.glob("*.pt")):
-        raise CheckpointError(f"{checkpoint / SINGLE}: missing (only safetensors checkpoints are exported; "
-                              "pickled .bin weights are not read)")
+        raise CheckpointError(
+            f"{checkpoint / SINGLE}: missing (only safetensors checkpoints are exported; "
+            "pickled .bin weights are not read)"
+        )
     raise CheckpointError(f"{checkpoint / SINGLE}: missing (no weights in the checkpoint)")
 
 
@@ -133,8 +151,10 @@ def check_weights(checkpoint: Path, config: Any) -> int:
         if info is None:
             continue
         if info.shape != shape:
-            raise CheckpointError(f"{checkpoint / info.file}: {name} has shape {list(info.shape)}, config.json "
-                                  f"implies {list(shape)} (config and weights do not belong together)")
+            raise CheckpointError(
+                f"{checkpoint / info.file}: {name} has shape {list(info.shape)}, config.json "
+                f"implies {list(shape)} (config and weights do not belong together)"
+            )
         if info.dtype not in _FLOAT_DTYPES:
             raise CheckpointError(f"{checkpoint / info.file}: {name} is {info.dtype}, expected a float dtype")
     unexpected = sorted(set(tensors) - set(expected))
