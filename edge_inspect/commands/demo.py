@@ -12,6 +12,7 @@ import secrets
 import signal
 import statistics
 import time
+from collections import deque
 from pathlib import Path
 
 from ..config import load_config
@@ -21,6 +22,7 @@ from ..station.core import Station
 from ..station.events import InspectionDone
 from .bench import percentile
 
+RESULTS_KEPT = 100_000
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "demo_station.yaml"
 VERDICTS = {1: "PASS", 2: "FAIL", 3: "ERROR"}
 
@@ -60,7 +62,7 @@ async def run_demo(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    results = []
+    results: deque = deque(maxlen=RESULTS_KEPT)  # the summary's parts: bounded for a demo left running
     logins = demo_users(config) if config.web.enabled and web_port else {}
     config.web.enabled = config.web.enabled and bool(web_port)
     config.web.port = web_port or config.web.port
@@ -90,8 +92,9 @@ async def run_demo(
                 print(f"PLC: {err}")
                 continue
             results.append(r)
+            event = last.pop(r.result_id, None)
+            last.clear()  # events of cycles the PLC gave up on: never kept
             if not quiet:
-                event = last.pop(r.result_id, None)
                 reasons = (
                     "; ".join(f"{c.name}: {c.reason}" for c in (event.checks if event else []) if c.status != "pass")
                     or "all checks pass"

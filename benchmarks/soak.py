@@ -1,0 +1,224 @@
+"""A station's memory over many parts: ``python benchmarks/soak.py [--inspections 20000] [--warmup 2000]``.
+
+Starts a real station (``edge-inspect run``: the synthetic camera, the demo student, the web on a free
+loopback port, fleet publishing to a local Mosquitto when one is installed) triggered as fast as the
+machine allows (``triggers.interval_s`` 0.001). Beside it: ``--sse`` clients hold ``/api/events``
+open, and every ``--browse-s`` seconds a client loads ``/review`` and the whole CSV export.
+Every ``--sample-s`` seconds it samples the station's RSS, open file descriptors and threads (from
+/proc) and the log's size, with the inspection count from ``/api/status``.
+
+Prints a table and the RSS slope after warm-up (KB per 1,000 inspections, a least-squares line over
+the samples past ``--warmup``), writes JSON (``--json``). Target (docs/performance.md): the slope
+within noise of zero (≤ 50 KB per 1,000 inspections), file descriptors and threads flat.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "edge_inspect" / "demo_station.yaml"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def proc_figures(pid: int) -> dict:
+    """RSS (KB) and threads from /proc/PID/status, open file descriptors from /proc/PID/fd."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "Threads"):
+            fields[key] = int(value.split()[0])
+    return {"rss_kb": fields["VmRSS"], "threads": fields["Threads"], "fds": len(os.listdir(f"/proc/{pid}/fd"))}
+
+
+def slope_per_1000(points: list[tuple[float, float]]) -> float:
+    """Least-squares slope of y over x, times 1,000."""
+    n = len(points)
+    if n < 2:
+        return float("nan")
+    mx = sum(x for x, _ in points) / n
+    my = sum(y for _, y in points) / n
+    sxx = sum((x - mx) ** 2 for x, _ in points)
+    return 1000 * sum((x - mx) * (y - my) for x, y in points) / sxx if sxx else float("nan")
+
+
+def start_mosquitto(folder: Path) -> tuple[subprocess.Popen | None, int | None]:
+    binary = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").is_file() else None)
+    if binary is None:
+        return None, None
+    port = free_port()
+    conf = folder / "mosquitto.conf"
+    conf.write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+        + ("user root\n" if os.getuid() == 0 else "")
+    )
+    proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    return proc, port
+
+
+def write_config(folder: Path, web_port: int, broker_port: int | None) -> Path:
+    config = yaml.safe_load(DEMO.read_text())
+    config["plc"] = {"enabled": False}
+    config["triggers"] = {"plc": False, "recipe": 1, "interval_s": 0.001}
+    config["storage"] = {"dir": str(folder / "data"), "save_pass_every": 10}
+    config["web"] = {"enabled": True, "host": "127.0.0.1", "port": web_port, "open_view": True}
+    if broker_port is not None:
+        config["fleet"] = {"host": "127.0.0.1", "port": broker_port, "site": "soak", "line": "l1"}
+    path = folder / "station.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def hold_event_stream(base: str, stop: threading.Event) -> None:
+    """One browser's /api/events, read line by line until ``stop``."""
+    while not stop.is_set():
+        try:
+            with urllib.request.urlopen(base + "/api/events", timeout=10) as stream:
+                while not stop.is_set() and stream.readline():
+                    pass
+        except OSError:
+            stop.wait(1.0)
+
+
+def browse(base: str, every_s: float, stop: threading.Event, counts: dict) -> None:
+    """A QA engineer now and then: the review page and the whole CSV export."""
+    while not stop.wait(every_s):
+        for path in ("/review", "/api/inspections.csv"):
+            try:
+                with urllib.request.urlopen(base + path, timeout=120) as response:
+                    while response.read(1 << 16):
+                        pass
+                counts[path] = counts.get(path, 0) + 1
+            except OSError:
+                counts["errors"] = counts.get("errors", 0) + 1
+
+
+def status(base: str) -> dict:
+    with urllib.request.urlopen(base + "/api/status", timeout=10) as response:
+        return json.loads(response.read())
+
+
+def run(args: argparse.Namespace) -> dict:
+    folder = Path(tempfile.mkdtemp(prefix="soak-"))
+    broker, broker_port = (None, None) if args.no_fleet else start_mosquitto(folder)
+    web_port = free_port()
+    path = write_config(folder, web_port, broker_port)
+    station = subprocess.Popen(
+        [sys.executable, "-m", "edge_inspect.cli", "run", str(path)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=open(folder / "station.err", "wb"),
+    )
+    base = f"http://127.0.0.1:{web_port}"
+    stop = threading.Event()
+    browsed: dict = {}
+    samples: list[dict] = []
+    started = time.monotonic()
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                status(base)
+                break
+            except OSError as err:
+                if station.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(
+                        f"the station did not start: {(folder / 'station.err').read_text()[-2000:]}"
+                    ) from err
+                time.sleep(0.5)
+        threads = [threading.Thread(target=hold_event_stream, args=(base, stop), daemon=True) for _ in range(args.sse)]
+        threads.append(threading.Thread(target=browse, args=(base, args.browse_s, stop, browsed), daemon=True))
+        for t in threads:
+            t.start()
+        while True:
+            total = status(base)["counters"]["total"]
+            db = folder / "data" / "inspections.db"
+            log_mb = sum(p.stat().st_size for p in db.parent.glob("inspections.db*")) / 1e6 if db.exists() else 0.0
+            samples.append(
+                {
+                    "t_s": round(time.monotonic() - started, 1),
+                    "inspections": total,
+                    **proc_figures(station.pid),
+                    "log_mb": round(log_mb, 2),
+                }
+            )
+            s = samples[-1]
+            print(
+                f"{s['t_s']:8.0f} s  {s['inspections']:7d} parts  RSS {s['rss_kb'] / 1024:7.1f} MB  "
+                f"fds {s['fds']:3d}  threads {s['threads']:3d}  log {s['log_mb']:7.1f} MB",
+                flush=True,
+            )
+            if total >= args.inspections or station.poll() is not None:
+                break
+            time.sleep(args.sample_s)
+    finally:
+        stop.set()
+        station.send_signal(signal.SIGINT)
+        try:
+            station.wait(60)
+        except subprocess.TimeoutExpired:
+            station.kill()
+        if broker is not None:
+            broker.terminate()
+    after = [s for s in samples if s["inspections"] >= args.warmup]
+    result = {
+        "inspections": samples[-1]["inspections"] if samples else 0,
+        "warmup": args.warmup,
+        "seconds": round(time.monotonic() - started, 1),
+        "sse_clients": args.sse,
+        "fleet": broker is not None,
+        "browsed": browsed,
+        "rss_slope_kb_per_1000": round(slope_per_1000([(s["inspections"], s["rss_kb"]) for s in after]), 1),
+        "fd_range": [min(s["fds"] for s in after), max(s["fds"] for s in after)] if after else None,
+        "thread_range": [min(s["threads"] for s in after), max(s["threads"] for s in after)] if after else None,
+        "rss_mb_after_warmup": [round(after[0]["rss_kb"] / 1024, 1), round(after[-1]["rss_kb"] / 1024, 1)]
+        if after
+        else None,
+        "samples": samples,
+    }
+    shutil.rmtree(folder, ignore_errors=True)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--inspections", type=int, default=20000, help="stop after this many inspections")
+    parser.add_argument("--warmup", type=int, default=2000, help="inspections before the slope is measured")
+    parser.add_argument("--sse", type=int, default=3, help="event-stream clients held open")
+    parser.add_argument("--browse-s", type=float, default=60.0, help="seconds between review + CSV loads")
+    parser.add_argument("--sample-s", type=float, default=10.0, help="seconds between samples")
+    parser.add_argument("--no-fleet", action="store_true", help="no Mosquitto and no fleet publishing")
+    parser.add_argument("--json", help="write the result here")
+    args = parser.parse_args()
+    result = run(args)
+    print(
+        f"\n{result['inspections']} inspections in {result['seconds']:.0f} s; after {args.warmup}: "
+        f"RSS {result['rss_mb_after_warmup']} MB, slope {result['rss_slope_kb_per_1000']} KB per 1,000 "
+        f"inspections; fds {result['fd_range']}, threads {result['thread_range']}; browsed {result['browsed']}"
+    )
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The station core and what it keeps in memory."""
