@@ -38,3 +38,49 @@ def postgres():
     pg = Postgres().start()
     yield pg
     pg.stop()
+
+
+@pytest.fixture
+def daemon(tmp_path, tiny_bundle):
+    """``edge-inspect run`` on a folder camera with the browser tests' recipe and users (support/browser.py)."""
+    import signal
+
+    import cv2
+
+    from edge_inspect.sim import render_part
+
+    from .stations import free_port, write_station
+    from .support.browser import RECIPES, USERS, start_daemon
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(4):
+        cv2.imwrite(str(frames / f"{i}.png"), render_part(i).image)
+    port = free_port()
+    config = write_station(tmp_path, tiny_bundle, recipes=RECIPES, plc={"enabled": False},
+                           camera={"source": "folder", "path": str(frames), "stall_timeout_s": 0.5,
+                                   "reconnect_min_s": 0.1, "reconnect_max_s": 0.5},
+                           web={"enabled": True, "port": port, "users": USERS})  # fmt: skip
+    proc = start_daemon(config, f"http://127.0.0.1:{port}")
+    base = f"http://127.0.0.1:{port}"
+    info = {"base": base, "frames": frames, "tmp": tmp_path, "proc": proc, "config": config}
+    yield info
+    if info["proc"].poll() is None:
+        info["proc"].send_signal(signal.SIGTERM)
+        info["proc"].wait(timeout=30)
+
+
+@pytest.fixture
+def page():
+    """A page of Debian's chromium, headless (Playwright; skipped where either is missing)."""
+    from .support.browser import CHROMIUM, CHROMIUM_ARGS, SHOTS
+
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed (Debian package chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1280, "height": 800}, accept_downloads=True)
+        yield context.new_page()
+        browser.close()

@@ -4,28 +4,19 @@ an alarm active: no serious or critical violations, and every text at least 4.5:
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import pytest
 
-from .test_web_browser import CHROMIUM, _login, daemon, sync_api  # noqa: F401  (daemon is a fixture)
+from .support.browser import AXE, CHROMIUM, trigger
+from .support.browser import audit as _audit
+from .support.browser import login as _login
 
-AXE = Path(__file__).parent / "axe" / "node_modules" / "axe-core" / "axe.min.js"
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+
 pytestmark = [
     pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian package chromium)"),
     pytest.mark.skipif(not AXE.is_file(), reason="axe-core is not installed: npm ci --prefix tests/axe"),
 ]
-
-
-def _audit(page) -> list[dict]:
-    page.add_script_tag(path=str(AXE))
-    result = page.evaluate("""async () => {
-        const r = await axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21aa']},
-                                           rules: {'color-contrast': {enabled: true}}});
-        return r.violations.map((v) => ({id: v.id, impact: v.impact, help: v.help,
-                                         nodes: v.nodes.slice(0, 3).map((n) => n.target.join(' ') + ' ' + n.failureSummary)}));
-    }""")
-    return result
 
 
 def test_no_serious_violations_and_every_text_4_5_to_1(daemon):  # noqa: F811
@@ -51,8 +42,6 @@ def test_no_serious_violations_and_every_text_4_5_to_1(daemon):  # noqa: F811
         )
         page = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
         _login(page, daemon["base"], "qa")
-        from .test_web_browser import trigger
-
         trigger(daemon["base"])
         daemon["frames"].rename(trigger_dir / "unplugged")  # an alarm on the HMI
         page.goto(daemon["base"] + "/")

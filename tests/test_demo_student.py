@@ -19,7 +19,7 @@ def test_bundle_fits_in_25_mb():
 
 
 def test_loads_and_answers_without_torch():
-    from .test_no_torch import BLOCK
+    from .support.no_torch import BLOCK
 
     code = (
         BLOCK

@@ -4,14 +4,7 @@ import subprocess
 import sys
 import textwrap
 
-BLOCK = textwrap.dedent("""
-    import importlib.abc, sys
-    class Block(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in ("torch", "transformers", "torchvision"):
-                raise ImportError(f"{name} is blocked in this test")
-    sys.meta_path.insert(0, Block())
-""")
+from .support.no_torch import BLOCK
 
 
 def _run(code: str) -> subprocess.CompletedProcess:

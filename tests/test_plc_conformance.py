@@ -386,7 +386,7 @@ def test_client_mode_handshake_through_the_plcs_memory_with_mbpoll(tmp_path):
     import asyncio
     import threading
 
-    from .test_plc_client import PLCServer
+    from .support.plc_peer import PLCServer
 
     plc_port = free_port()
     loop = asyncio.new_event_loop()

@@ -17,7 +17,8 @@ from edge_inspect.http.auth import hash_password
 from edge_inspect.sim import render_part
 
 from .stations import free_port, write_station
-from .test_web_browser import CHROMIUM, SHOTS, _start, page  # noqa: F401  (the page fixture)
+from .support.browser import CHROMIUM, SHOTS
+from .support.browser import start_daemon as _start
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian package chromium)")
 BUNDLE = Path(__file__).resolve().parents[1] / "models" / "demo-student"
@@ -146,7 +147,8 @@ def test_try_an_upload_and_watch_mbpoll_on_the_io_monitor(daemon, page):  # noqa
 
 
 def test_setup_pages_pass_axe(daemon, page):  # noqa: F811
-    from .test_accessibility import AXE, _audit
+    from .support.browser import AXE
+    from .support.browser import audit as _audit
 
     if not AXE.is_file():
         pytest.skip("axe-core is not installed: npm ci --prefix tests/axe")

@@ -2,11 +2,7 @@
 
 Screenshots go to artifacts/screenshots/ (kept by CI as test artifacts)."""
 
-import os
-import shutil
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,101 +10,12 @@ import cv2
 import httpx
 import pytest
 
-from edge_inspect.http.auth import hash_password
-from edge_inspect.sim import render_part
+from .support.browser import CHROMIUM, SHOTS, trigger
+from .support.browser import login as _login
+from .support.browser import start_daemon as _start
 
-from .stations import free_port, write_station
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian package chromium)")
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-
-ROOT = Path(__file__).resolve().parents[1]
-SHOTS = Path(os.environ.get("EDGE_INSPECT_ARTIFACTS", ROOT / "artifacts")) / "screenshots"
-USERS = [{"name": n, "role": n, "password_hash": hash_password(n)} for n in ("operator", "qa")]
-RECIPES = [
-    {
-        "number": 1,
-        "name": "plate",
-        "checks": [
-            {
-                "name": "label_yes",
-                "kind": "qa",
-                "question": "Is the label present?",
-                "expect": "yes",
-                "min_margin": 0.0,
-                "min_mass": 0.0,
-            },
-            {
-                "name": "label_no",
-                "kind": "qa",
-                "question": "Is the label present?",
-                "expect": "no",
-                "min_margin": 0.0,
-                "min_mass": 0.0,
-            },
-        ],
-    }
-]
-
-
-def _start(config: Path, base: str) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "edge_inspect.cli", "run", str(config)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(base + "/api/status", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline and proc.poll() is None, "daemon did not start"
-        time.sleep(0.2)
-
-
-@pytest.fixture
-def daemon(tmp_path, tiny_bundle):
-    frames = tmp_path / "frames"
-    frames.mkdir()
-    for i in range(4):
-        cv2.imwrite(str(frames / f"{i}.png"), render_part(i).image)
-    port = free_port()
-    config = write_station(tmp_path, tiny_bundle, recipes=RECIPES, plc={"enabled": False},
-                           camera={"source": "folder", "path": str(frames), "stall_timeout_s": 0.5,
-                                   "reconnect_min_s": 0.1, "reconnect_max_s": 0.5},
-                           web={"enabled": True, "port": port, "users": USERS})  # fmt: skip
-    proc = _start(config, f"http://127.0.0.1:{port}")
-    base = f"http://127.0.0.1:{port}"
-    info = {"base": base, "frames": frames, "tmp": tmp_path, "proc": proc, "config": config}
-    yield info
-    if info["proc"].poll() is None:
-        info["proc"].send_signal(signal.SIGTERM)
-        info["proc"].wait(timeout=30)
-
-
-@pytest.fixture
-def page():
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])  # fmt: skip
-        context = browser.new_context(viewport={"width": 1280, "height": 800}, accept_downloads=True)
-        yield context.new_page()
-        browser.close()
-
-
-def trigger(base: str) -> dict:
-    """A software trigger by an API client with HTTP Basic (its CSRF token from /api/session)."""
-    auth = ("operator", "operator")
-    csrf = httpx.get(base + "/api/session", auth=auth, timeout=30).json()["csrf"]
-    r = httpx.post(base + "/api/trigger", json={}, auth=auth, headers={"X-CSRF-Token": csrf}, timeout=30)
-    assert r.status_code == 200, r.text
-    return r.json()
 
 
 def test_hmi_shows_each_new_verdict(daemon, page):
@@ -194,14 +101,6 @@ def test_qa_filters_fails_records_a_disposition_and_exports_it(daemon, page):
     line = next(row for row in text.splitlines() if row.startswith(f"{opened},"))
     assert "false_reject" in line and "qa" in line and "label present, model unsure" in line
     assert "100%" in page.inner_text("#false-reject-rate")
-
-
-def _login(page, base: str, user: str) -> None:
-    page.goto(base + "/login")
-    page.fill("input[name=user]", user)
-    page.fill("input[name=password]", user)
-    page.click("#login-submit")
-    page.wait_for_url(base + "/")
 
 
 def test_sigterm_with_three_hmis_open_stops_gracefully_within_5_s(daemon):
