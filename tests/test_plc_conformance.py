@@ -243,6 +243,39 @@ def test_serial_port_lost_and_reopened(tmp_path):
         pty.stop()
 
 
+@needs_socat
+@needs_mbpoll
+def test_serial_reopen_raises_no_absent_alarm_unless_the_plc_stays_silent(tmp_path):
+    """The port gone for longer than timeout_s is `plc_lost`, not `plc_absent`; once it is back the
+    PLC has timeout_s to speak before it counts as absent."""
+    from edge_inspect.station.events import AlarmRaised
+
+    timeout_s = 1.0
+    pty = PtyPair(tmp_path).start()
+    path = fake_station_config(
+        tmp_path, plc={"transport": "rtu", "serial_port": pty.a, "baudrate": 115200, "timeout_s": timeout_s}
+    )
+    raised: list[str] = []
+    try:
+        with StationThread(path) as st:
+            st.station.events.subscribe(lambda e: raised.append(e.code) if isinstance(e, AlarmRaised) else None)
+            m = Mbpoll(device=pty.b)
+            assert m.cycle(23)[0] == 23
+            pty.stop()
+            wait_until(lambda: st.station.status()["plc"] == "lost", 10, "plc lost")
+            time.sleep(2 * timeout_s)  # the scenario: away for longer than timeout_s
+            pty.start()
+            wait_until(lambda: st.station.status()["plc"] != "lost", 10, "serial port reopened")
+            assert m.cycle(24)[0] == 24  # the PLC speaks at once
+            assert "plc_absent" not in raised and st.station.status()["plc"] == "ok", raised
+            silent_from = time.monotonic()  # then stays silent: absent after timeout_s, not before
+            wait_until(lambda: st.station.status()["plc"] == "absent", 10, "plc absent")
+            assert time.monotonic() - silent_from >= timeout_s and raised.count("plc_absent") == 1
+    finally:
+        pty.stop()
+    assert raised.count("plc_lost") == 1
+
+
 # -- 11, 12: missed trigger, results_ack edge ----------------------------------------------------------
 @needs_mbpoll
 def test_missed_trigger_stays_until_acknowledged_and_alarm_clears(tmp_path):

@@ -44,7 +44,6 @@ class ServerLink:
                 settings.reconnect_min_s,
                 settings.reconnect_max_s,
             )
-        self._started_at = time.monotonic()
         self._online_read: asyncio.Event | None = None
         self._online_read_at: float | None = None  # when the PLC last read `online`
         self._online_period = 0.0  # its polling period (moving average)
@@ -65,7 +64,6 @@ class ServerLink:
 
     async def start(self) -> None:
         await self.server.start()
-        self._started_at = time.monotonic()
 
     async def stop(self, hold_s: float = 0.0) -> None:
         """Close, after the PLC has read ``online`` once more (at most ``hold_s``; at once when no
@@ -107,7 +105,7 @@ class ServerLink:
             return self.server.status, self.server.detail
         last = self.server.last_request_at
         limit = self.settings.absent_after_s
-        if limit > 0 and time.monotonic() - (last or self._started_at) > limit:
+        if limit > 0 and time.monotonic() - max(last or 0.0, self.server.reachable_since) > limit:
             return "absent", f"no Modbus request from the PLC for more than {limit:g} s"
         return ("ok", "") if last is not None else ("starting", "waiting for the PLC's first request")
 

@@ -50,6 +50,9 @@ class ServerCore:
     def __init__(self, bank: mb.Bank, device_id: int):
         self.bank, self.device_id = bank, device_id
         self.last_request_at: float | None = None
+        # since when a master could reach us (started, or the serial port reopened): a PLC is
+        # "absent" only after being silent for timeout_s from here, not while the port was gone
+        self.reachable_since = time.monotonic()
         self.on_request: Callable[[bytes], None] | None = None
         self.bad_input = RateLimitedLog()
 
@@ -76,6 +79,7 @@ class TcpServer(ServerCore):
             raise StartError(
                 f"cannot listen for Modbus TCP on {self.host}:{self.port}: {err.strerror or err}"
             ) from None
+        self.reachable_since = time.monotonic()
         if self.port == 0:  # the port the system picked, for whoever connects next
             self.port = self._server.sockets[0].getsockname()[1]
 
@@ -163,6 +167,7 @@ class RtuServer(ServerCore):
         self._buf.clear()
         asyncio.get_running_loop().add_reader(ser.fileno(), self._readable)
         self.status, self.detail = "ok", ""
+        self.reachable_since = time.monotonic()
 
     async def start(self) -> None:
         self._open()
