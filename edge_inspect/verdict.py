@@ -23,7 +23,7 @@ class ErrorCode(enum.IntEnum):
     NONE = 0
     MODEL = 1  # model failed or gave no usable answer
     CAMERA = 2  # no frame / camera lost
-    MISSED_TRIGGER = 3  # trigger while busy or before results were acknowledged
+    MISSED_TRIGGER = 3  # reserved: a missed trigger is counted in missed_triggers, never put on a result
     DISK_FULL = 4  # log could not be written; signalling continues
     BAD_RECIPE = 5  # recipe number not configured
     INTERNAL = 6

@@ -30,41 +30,114 @@ def test_full_cycle():
     assert h.outputs["ready"] and h.state == State.READY
 
 
+RESULT = ("results_valid", "result_id", "verdict", "defect_count", "failed_checks", "cycle_ms", "pass", "fail")
+SHOWN = RESULT + ("error", "error_code")
+
+
+def _shown(h: Handshake) -> dict:
+    return {n: h.outputs[n] for n in SHOWN}
+
+
 def test_trigger_while_busy_is_missed_not_queued():
     h = _online()
     assert h.update(Inputs(trigger=True, trigger_id=1), 0.0) is not None
     assert h.update(Inputs(trigger=False), 0.1) is None
     assert h.update(Inputs(trigger=True, trigger_id=2), 0.2) is None  # second edge while busy
-    assert h.missed_triggers == 1 and h.outputs["missed_triggers"] == 1
-    assert h.outputs["error_code"] == ErrorCode.MISSED_TRIGGER and h.outputs["error"]
+    assert h.missed_triggers == 1 and h.outputs["missed_triggers"] == 1 and h.last_refusal == "busy"
+    assert h.outputs["error_code"] == 0 and not h.outputs["error"]  # on the status, not on a result
     h.complete(Result(1, Verdict.PASS), 0.3)
-    # the result of the request in flight carries the missed trigger: error bit and code 3 stay up
+    # the result of the request in flight is the part's own: no error, no code 3
     assert h.outputs["result_id"] == 1 and h.outputs["pass"] and h.outputs["verdict"] == 1
-    assert h.outputs["error_code"] == ErrorCode.MISSED_TRIGGER and h.outputs["error"] and not h.last_cycle_clean
-    h.update(Inputs(results_ack=True), 0.4)  # the PLC acknowledged the result that carried it
-    assert h.outputs["error_code"] == 0 and not h.outputs["error"]
+    assert h.outputs["error_code"] == 0 and not h.outputs["error"] and not h.last_cycle_clean
+    h.update(Inputs(results_ack=True), 0.4)
     h.update(Inputs(), 0.5)
     assert h.update(Inputs(trigger=False), 0.6) is None  # nothing was queued
     h.update(Inputs(trigger=True, trigger_id=2), 0.7)
     h.complete(Result(2, Verdict.FAIL), 0.8)
     assert h.last_cycle_clean and h.outputs["error_code"] == 0 and not h.outputs["error"]
+    assert h.missed_triggers == 1
 
 
-def test_missed_trigger_while_results_wait_is_published_with_the_next_result():
+def test_missed_trigger_never_changes_a_presented_result_nor_marks_the_next():
     h = _online()
     h.update(Inputs(trigger=True, trigger_id=1), 0.0)
-    h.complete(Result(1, Verdict.PASS), 0.1)
+    h.complete(Result(1, Verdict.FAIL, defect_count=2, failed_checks=1), 0.1)
+    shown = _shown(h)
     h.update(Inputs(trigger=False), 0.2)
-    h.update(Inputs(trigger=True), 0.3)  # a trigger before the result was acknowledged
-    assert h.missed_triggers == 1 and h.outputs["error"] and h.outputs["error_code"] == 3
-    h.update(Inputs(results_ack=True), 0.4)  # this result did not carry the flag: it stays
+    h.update(Inputs(trigger=True, trigger_id=9), 0.3)  # a trigger before the result was acknowledged
+    assert h.missed_triggers == 1 and h.outputs["missed_triggers"] == 1
+    assert h.last_refusal == "results not acknowledged"
+    assert _shown(h) == shown  # the result on display is untouched
+    h.update(Inputs(trigger=True, trigger_id=9), 0.35)  # still high: the same missed trigger, counted once
+    assert h.missed_triggers == 1 and _shown(h) == shown
+    h.update(Inputs(results_ack=True), 0.4)
+    assert {**_shown(h), "results_valid": True} == shown  # released, registers unchanged
     h.update(Inputs(), 0.5)
-    assert h.outputs["error_code"] == 3 and h.outputs["ready"]
+    assert h.outputs["ready"]
     h.update(Inputs(trigger=True, trigger_id=2), 0.6)
     h.complete(Result(2, Verdict.PASS), 0.7)
-    assert h.outputs["error_code"] == 3 and not h.last_cycle_clean
-    h.update(Inputs(trigger=True, results_ack=True), 0.8)
-    assert h.outputs["error_code"] == 0 and not h.outputs["error"]
+    assert h.outputs["error_code"] == 0 and not h.outputs["error"] and h.outputs["pass"]  # not marked
+    assert not h.last_cycle_clean  # the alarm waits for a clean cycle
+    h.update(Inputs(results_ack=True), 0.8)
+    h.update(Inputs(), 0.9)
+    h.update(Inputs(trigger=True, trigger_id=3), 1.0)
+    h.complete(Result(3, Verdict.PASS), 1.1)
+    assert h.last_cycle_clean and h.missed_triggers == 1
+
+
+def _held_after_ack(h: Handshake, trigger_id: int) -> None:
+    """A cycle whose trigger the PLC keeps high after the ack: RELEASE, ready low."""
+    assert h.update(Inputs(trigger=True, trigger_id=trigger_id), 0.0) is not None
+    h.complete(Result(trigger_id, Verdict.PASS), 0.1)
+    h.update(Inputs(trigger=True, results_ack=True, trigger_id=trigger_id), 0.2)
+    h.update(Inputs(trigger=True, trigger_id=trigger_id), 0.3)
+    assert h.state == State.RELEASE and not h.outputs["ready"]
+
+
+def test_counted_edges_make_a_retrigger_between_two_samples_an_inspection():
+    """Server mode: the link counts every rising edge written, so a 1→0→1 the samples never saw low
+    is one edge; the appliance was idle in between, so it is inspected."""
+    h = _online()
+    _held_after_ack(h, 1)
+    req = h.update(Inputs(trigger=True, trigger_id=2, trigger_edges=1), 0.4)
+    assert req is not None and req.trigger_id == 2 and h.missed_triggers == 0
+    h.update(Inputs(trigger=True, trigger_id=2, trigger_edges=2), 0.5)  # two more while busy: both missed
+    assert h.missed_triggers == 2
+    h.complete(Result(2, Verdict.PASS), 0.6)
+    assert h.update(Inputs(trigger=False, trigger_edges=0), 0.7) is None
+    # a whole pulse between two samples (0→1→0): edge counted, level already low
+    h.update(Inputs(results_ack=True, trigger_edges=0), 0.8)
+    h.update(Inputs(trigger_edges=0), 0.9)
+    req = h.update(Inputs(trigger=False, trigger_id=3, trigger_edges=1), 1.0)
+    assert req is not None and req.trigger_id == 3
+
+
+def test_a_new_trigger_id_under_a_trigger_that_stayed_high_is_an_edge():
+    """Client mode samples levels: a low phase shorter than the poll shows as a new trigger_id,
+    taken once two samples in a row show it under a high trigger."""
+    h = _online()
+    _held_after_ack(h, 1)
+    assert h.update(Inputs(trigger=True, trigger_id=1), 0.4) is None and h.missed_triggers == 0  # held: no edge
+    assert h.update(Inputs(trigger=True, trigger_id=2), 0.5) is None  # to be confirmed
+    req = h.update(Inputs(trigger=True, trigger_id=2), 0.52)
+    assert req is not None and req.trigger_id == 2
+    assert h.update(Inputs(trigger=True, trigger_id=2), 0.54) is None  # the same trigger
+    h.update(Inputs(trigger=True, trigger_id=3), 0.6)
+    h.update(Inputs(trigger=True, trigger_id=3), 0.62)  # another while busy: missed
+    assert h.missed_triggers == 1 and h.last_refusal == "busy"
+
+
+def test_a_torn_read_is_no_trigger():
+    """trigger read high, then the PLC drops it and writes the next trigger_id before that is read:
+    one sample shows "high, new id", the next one low. No trigger until it rises."""
+    h = _online()
+    _held_after_ack(h, 1)
+    assert h.update(Inputs(trigger=True, trigger_id=2), 0.4) is None
+    assert h.update(Inputs(trigger=False, trigger_id=2), 0.42) is None
+    assert h.missed_triggers == 0 and h.state == State.READY
+    req = h.update(Inputs(trigger=True, trigger_id=2), 0.44)  # the PLC raises it: one trigger
+    assert req is not None and req.trigger_id == 2
+    assert h.update(Inputs(trigger=True, trigger_id=2), 0.46) is None and h.missed_triggers == 0
 
 
 def test_results_ack_is_a_rising_edge():

@@ -278,33 +278,49 @@ def test_serial_reopen_raises_no_absent_alarm_unless_the_plc_stays_silent(tmp_pa
 
 # -- 11, 12: missed trigger, results_ack edge ----------------------------------------------------------
 @needs_mbpoll
-def test_missed_trigger_stays_until_acknowledged_and_alarm_clears(tmp_path):
+def test_missed_trigger_is_reported_on_the_status_never_on_a_result(tmp_path):
+    """A trigger while busy, then one while the result waits for its ack: each counted once in
+    missed_triggers, the alarm raised once; the result on display and the next one keep their own
+    error bit and error code."""
+    from edge_inspect.station.events import AlarmRaised
+
     from .plc_harness import FakeInspector
 
     port = free_port()
     path = fake_station_config(tmp_path, plc={"port": port})
+    raised: list[str] = []
+    result_regs = [0, 1, 2, 3, 4, 6, 7, 8]  # all input registers but the heartbeat (5) and missed_triggers (9)
     with StationThread(path, FakeInspector(delay_s=0.8)) as st:
+        st.station.events.subscribe(lambda e: raised.append(e.code) if isinstance(e, AlarmRaised) else None)
         m = Mbpoll(port)
         m.wait("1", 1, 1)
         m.write("4", 0, 31, 1)
         m.write("0", 0, 1)
         m.wait("1", 2, 1)  # busy
         m.write("0", 0, 0)
-        time.sleep(0.1)  # longer than the poll period, so the low level is seen
         m.write("0", 0, 1)  # a second edge while busy: missed
+        wait_until(lambda: m.read("3", 9) == [1], 10, "missed_triggers 1")
+        assert m.read("1", 2) == [1], "the inspection ended too soon for this test"
         m.wait("1", 3, 1)
-        assert m.read("3", 0, 5)[4] == 3 and m.read("1", 6) == [1]  # error code 3, error bit
-        assert m.read("3", 9) == [1] and st.station.alarms.active("missed_trigger")
-        time.sleep(0.3)
-        assert m.read("3", 4) == [3]  # stays while not acknowledged
+        regs, bits = m.read("3", 0, 10), m.read("1", 0, 7)
+        assert regs[0] == 31 and regs[4] == 0 and bits[6] == 0 and regs[9] == 1  # code 0, error bit low
+        assert st.station.alarms.active("missed_trigger")
+        m.write("0", 0, 0)
+        m.write("0", 0, 1)  # a trigger while results_valid is high: missed
+        wait_until(lambda: m.read("3", 9) == [2], 10, "missed_triggers 2")
+        after = m.read("3", 0, 10)
+        assert [after[i] for i in result_regs] == [regs[i] for i in result_regs]  # the shown result unchanged
+        assert m.read("1", 0, 7) == bits
         m.write("0", 0, 0)
         m.write("0", 1, 1)  # ack
         m.wait("1", 3, 0)
-        assert m.read("3", 4) == [0] and m.read("1", 6) == [0]
         m.write("0", 1, 0)
         st.inspector.delay_s = 0
-        assert m.cycle(32)[4] == 0  # a clean cycle
-        wait_until(lambda: not st.station.alarms.active("missed_trigger"), 10, "alarm cleared")
+        assert m.cycle(32)[4] == 0 and m.read("1", 6) == [0]  # the next result is not marked either
+        assert m.read("3", 9) == [2] and st.station.alarms.active("missed_trigger")
+        assert m.cycle(33)[4] == 0
+        wait_until(lambda: not st.station.alarms.active("missed_trigger"), 10, "alarm cleared by a clean cycle")
+    assert raised.count("missed_trigger") == 1
 
 
 @needs_mbpoll

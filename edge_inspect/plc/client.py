@@ -54,6 +54,8 @@ class ClientLink:
         self._next_attempt = 0.0
         self._next_refresh = 0.0
         self.status, self.detail = "starting", ""
+        # trigger (a coil) is read before trigger_id (a register): a rising edge carries the id the
+        # PLC wrote before raising it (handshake.py copes with the reverse tear)
         self._input_runs = runs([signal_map[n] for n in input_names(signal_map)])
 
     def _make_client(self):

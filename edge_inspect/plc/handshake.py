@@ -10,12 +10,18 @@ high when the results were published (held from before) does not complete the cy
 must drop it and raise it again. In a normal cycle ack is low at trigger time (``ready`` only
 returns once ack is low), so any high ack seen after ``results_valid`` rose counts.
 
-A rising edge of ``trigger`` that is not accepted is a missed trigger: counted, never queued. It
-latches ``error`` and error code 3 (unless a fault or the result's own error code takes the
-register); the latch is published with the next result and clears when the PLC acknowledges
-that result, so the PLC always gets to see it. While a fault is active (camera lost, disk full …)
-``ready`` stays low and ``error`` is high; a trigger during a fault is answered at once with an
-ERROR result, so the PLC never hangs.
+Trigger edges: a link that sees every write (server mode) counts the rising edges itself
+(``Inputs.trigger_edges``), so a 1→0→1 pulse between two polls is one edge. A link that samples
+the PLC's memory (client mode) cannot see a low phase shorter than its poll: there a new
+``trigger_id`` under a trigger that stayed high is the edge, once seen at two samples in a row
+(``trigger`` and ``trigger_id`` are two reads: a PLC that drops ``trigger`` and writes the next id
+between them shows as "high, new id" once, then low). An edge that is not accepted (busy,
+results not acknowledged, offline, paused) is a missed trigger: counted in ``missed_triggers``,
+never queued, and never written into a result: the result registers and the pass / fail / error
+bits belong to the part that was inspected, so a missed trigger neither changes a result on
+display nor marks the next one. While a fault is active (camera lost, disk full …) ``ready``
+stays low and ``error`` is high; a trigger during a fault is answered at once with an ERROR
+result, so the PLC never hangs.
 
 Result buffer (``result_buffer`` = depth 1..8, 0 = off): a trigger is accepted whenever no
 inspection is running, even while a result waits for its ack; finished results queue behind the
@@ -33,6 +39,13 @@ from dataclasses import dataclass, field
 from ..verdict import ErrorCode, Verdict
 from .signals import MAX_DEFECT_POSITIONS
 
+# The result area: what one result writes.
+RESULT_AREA: dict[str, int | bool] = {
+    "result_id": 0, "verdict": 0, "defect_count": 0, "failed_checks": 0, "cycle_ms": 0, "pass": False, "fail": False,
+    "defect_positions_valid": 0,
+    **{f"defect_{i}_{axis}": 0 for i in range(1, MAX_DEFECT_POSITIONS + 1) for axis in ("x", "y")},
+}  # fmt: skip
+
 
 class State(enum.Enum):
     READY = "ready"
@@ -49,6 +62,7 @@ class Inputs:
     recipe: int = 0
     part_id: str = ""
     recipe_change: bool = False
+    trigger_edges: int | None = None  # rising edges since the last sample, where the link saw every write
 
 
 @dataclass(frozen=True)
@@ -89,8 +103,11 @@ class Handshake:
     missed_triggers: int = 0
     heartbeat: int = 0
     outputs: dict[str, int | bool] = field(default_factory=dict)
-    last_cycle_clean: bool = True  # no missed trigger was pending when the latest result came
+    last_cycle_clean: bool = True  # no trigger was missed between the previous result and the latest
+    last_refusal: str = ""  # why the latest missed trigger was not accepted
     _last_trigger: bool = False
+    _last_trigger_id: int | None = None
+    _new_id: int | None = None  # a new trigger_id seen under a trigger that stayed high, to confirm
     _last_ack: bool = False
     _pending: Request | None = None
     _shown: _Shown | None = None  # results_valid high
@@ -100,16 +117,13 @@ class Handshake:
     _queue: deque = field(default_factory=deque)
     _overrun: bool = False
     _last_beat: float | None = None
-    _missed_latched: bool = False
-    _missed_published: bool = False
+    _missed_since: bool = False  # a trigger was missed since the latest result
 
     def __post_init__(self) -> None:
         self.outputs = {
-            "online": False, "ready": False, "busy": False, "results_valid": False, "pass": False, "fail": False,
-            "error": False, "result_id": 0, "verdict": 0, "defect_count": 0, "failed_checks": 0, "error_code": 0,
-            "heartbeat": 0, "inspection_count": 0, "cycle_ms": 0, "missed_triggers": 0,
-            "results_overrun": False, "results_queued": 0, "warning": False, "defect_positions_valid": 0,
-            **{f"defect_{i}_{axis}": 0 for i in range(1, MAX_DEFECT_POSITIONS + 1) for axis in ("x", "y")},
+            "online": False, "ready": False, "busy": False, "results_valid": False, "error": False, "error_code": 0,
+            "heartbeat": 0, "inspection_count": 0, "missed_triggers": 0, "results_overrun": False,
+            "results_queued": 0, "warning": False, **RESULT_AREA,
         }  # fmt: skip
         self._refresh()
 
@@ -139,35 +153,60 @@ class Handshake:
         self.warning = warning
         self._refresh()
 
-    def _accepts_trigger(self) -> bool:
-        if not self.online or self.paused or self._pending is not None:
-            return False
-        return self.result_buffer > 0 or (self._shown is None and not self._release)
+    def _refusal(self) -> str:
+        """Why a trigger edge now would not be accepted ("" = it would)."""
+        if not self.online:
+            return "offline"
+        if self.paused:
+            return "configuration being applied"
+        if self._pending is not None:
+            return "busy"
+        if self.result_buffer == 0 and (self._shown is not None or self._release):
+            return "results not acknowledged"
+        return ""
+
+    def _trigger_edges(self, inputs: Inputs) -> int:
+        """Rising edges of ``trigger`` since the last sample (see the module's docstring)."""
+        if inputs.trigger_edges is not None:  # the link saw every write
+            return inputs.trigger_edges
+        new_id, self._new_id = self._new_id, None
+        if not inputs.trigger:
+            return 0
+        if not self._last_trigger:
+            return 1
+        # high at both samples: a new trigger_id means the PLC dropped and raised it in between,
+        # if the next sample still shows it under a high trigger
+        if new_id is not None and inputs.trigger_id == new_id:
+            return 1
+        if self._last_trigger_id is not None and inputs.trigger_id != self._last_trigger_id:
+            self._new_id = inputs.trigger_id
+        return 0
 
     def update(self, inputs: Inputs, now: float) -> Request | None:
         """Feed the PLC's latest inputs; returns a Request when an inspection must start."""
         self._beat(now)
-        rising = inputs.trigger and not self._last_trigger
-        self._last_trigger = inputs.trigger
+        edges = self._trigger_edges(inputs)
+        was_low = edges > 0 or not inputs.trigger  # trigger was low at some moment since the last sample
+        self._last_trigger, self._last_trigger_id = inputs.trigger, inputs.trigger_id
         self._last_ack = inputs.results_ack
-        request = None
-        if rising:
-            if self._accepts_trigger():
-                request = self._pending = Request(inputs.trigger_id, inputs.recipe, inputs.part_id, now)
-            else:
-                self.missed_triggers += 1
-                self._missed_latched = True
         if self._shown is not None:
             if not inputs.results_ack:
                 self._ack_armed = True
             elif self._ack_armed:  # a rising edge of results_ack
                 self._shown, self._release, self._overrun = None, True, False
-                if self._missed_published:
-                    self._missed_latched = self._missed_published = False
-        if self._release and not inputs.results_ack and (self.result_buffer > 0 or not inputs.trigger):
+        if self._release and not inputs.results_ack and (self.result_buffer > 0 or was_low):
             self._release = False
             if self._queue:
                 self._show(self._queue.popleft())
+        request = None
+        for _ in range(edges):  # after the release: a re-trigger whose low phase fell between two samples counts
+            refusal = "busy" if request is not None else self._refusal()
+            if not refusal:
+                request = self._pending = Request(inputs.trigger_id, inputs.recipe, inputs.part_id, now)
+            else:
+                self.missed_triggers += 1
+                self.last_refusal = refusal
+                self._missed_since = True
         self._refresh()
         return request
 
@@ -176,7 +215,8 @@ class Handshake:
         started = self._pending.at if self._pending else now
         self._pending = None
         self.inspection_count += 1
-        self.last_cycle_clean = not self._missed_latched
+        self.last_cycle_clean = not self._missed_since
+        self._missed_since = False
         entry = _Shown(result, min(round((now - started) * 1000), 0xFFFF))
         if self._shown is None and not self._release:
             self._show(entry)
@@ -188,7 +228,6 @@ class Handshake:
 
     def _show(self, entry: _Shown) -> None:
         self._shown = self._latest = entry
-        self._missed_published = self._missed_latched
         self._ack_armed = not self._last_ack
 
     # -- outputs --------------------------------------------------------------------------------
@@ -226,13 +265,11 @@ class Handshake:
         o["results_valid"] = self._shown is not None
         o["ready"] = self.online and not self.paused and self._pending is None and room and self.fault == ErrorCode.NONE
         error_verdict = latest is not None and latest.verdict == Verdict.ERROR
-        o["error"] = error_verdict or self.fault != ErrorCode.NONE or self._missed_latched
+        o["error"] = error_verdict or self.fault != ErrorCode.NONE
         if self.fault != ErrorCode.NONE:
             o["error_code"] = int(self.fault)
-        elif latest is not None and latest.error_code != ErrorCode.NONE:
-            o["error_code"] = int(latest.error_code)
         else:
-            o["error_code"] = int(ErrorCode.MISSED_TRIGGER) if self._missed_latched else 0
+            o["error_code"] = int(latest.error_code) if latest is not None else 0
         o["warning"] = self.warning or (latest is not None and latest.warning)
         o["results_queued"] = queued
         o["results_overrun"] = self._overrun

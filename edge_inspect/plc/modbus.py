@@ -47,8 +47,9 @@ class ServerLink:
         self._online_read: asyncio.Event | None = None
         self._online_read_at: float | None = None  # when the PLC last read `online`
         self._online_period = 0.0  # its polling period (moving average)
-        # Rising edges the PLC writes are latched at write time, so a pulse shorter than poll_ms
-        # still reaches the handshake (as high for one read, then the level in the table).
+        # Rising edges the PLC writes are counted at write time, so a pulse shorter than poll_ms
+        # still reaches the handshake: trigger as a count of edges (a 1→0→1 re-trigger between two
+        # reads is one), results_ack and recipe_change as high for one read, then the level.
         self._edges = [
             s
             for s in (
@@ -59,7 +60,7 @@ class ServerLink:
             if s.table == "coil"
         ]
         self._levels = {s.name: False for s in self._edges}
-        self._latched: set[str] = set()
+        self._rises = {s.name: 0 for s in self._edges}
         self.server.on_request = self._on_request
 
     async def start(self) -> None:
@@ -83,7 +84,7 @@ class ServerLink:
             for s in self._edges:
                 level = bool(self.bank.tables["coil"][s.address])
                 if level and not self._levels[s.name]:
-                    self._latched.add(s.name)
+                    self._rises[s.name] += 1
                 self._levels[s.name] = level
         self._watch_online(request)
 
@@ -115,10 +116,12 @@ class ServerLink:
 
     async def read_inputs(self) -> Inputs:
         values = {name: self._get(name) for name in self._inputs}
-        for name in self._latched:  # a pulse that may already be over: seen high once
-            values[name] = True
-        self._latched.clear()
-        return inputs_from(values)
+        trigger_edges = self._rises.get("trigger")
+        for name, rises in self._rises.items():
+            if rises and name != "trigger":  # a pulse that may already be over: seen high once
+                values[name] = True
+            self._rises[name] = 0
+        return inputs_from(values, trigger_edges)
 
     async def write_outputs(self, outputs: dict[str, object]) -> None:
         """All at once, with no await in between: a request is answered either before or after."""

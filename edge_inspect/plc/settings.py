@@ -43,7 +43,8 @@ def input_names(signal_map: SignalMap) -> list[str]:
     return [s.name for s in signal_map.signals if s.direction == "plc_to_appliance"]
 
 
-def inputs_from(values: dict[str, object]) -> Inputs:
+def inputs_from(values: dict[str, object], trigger_edges: int | None = None) -> Inputs:
+    """``trigger_edges``: rising edges of trigger since the last read, from a link that sees every write."""
     return Inputs(
         trigger=bool(values["trigger"]),
         results_ack=bool(values["results_ack"]),
@@ -51,4 +52,5 @@ def inputs_from(values: dict[str, object]) -> Inputs:
         recipe=int(values["recipe"]),
         part_id=str(values["part_id"]),
         recipe_change=bool(values.get("recipe_change", False)),
+        trigger_edges=trigger_edges,
     )

@@ -85,9 +85,12 @@ class PlcSide:
                 request = self.handshake.update(inputs, time.monotonic())
                 if request is not None and self.recipe_switch is not None:
                     request = replace(request, recipe=self.recipe_switch.active)
-                if self.handshake.missed_triggers != missed:
+                if self.handshake.missed_triggers != missed:  # on the status only, never on a result
                     self.counters["missed_triggers"] = self.handshake.missed_triggers
-                    self.raise_alarm("missed_trigger", f"trigger while busy ({self.handshake.missed_triggers} so far)")
+                    self.raise_alarm(
+                        "missed_trigger",
+                        f"trigger not accepted: {self.handshake.last_refusal} ({self.handshake.missed_triggers} so far)",
+                    )
                 await self._write_outputs()
                 if request is not None:
                     self._spawn(self._serve(request), "serve")

@@ -12,7 +12,7 @@ from ..plc_harness import async_wait_until
 
 CLIENT_MAP = build_map(mode="client")
 FC = {"coil": 1, "holding_register": 3}
-CORE = ("result_id", "verdict", "defect_count", "failed_checks", "pass", "fail")
+CORE = ("result_id", "verdict", "defect_count", "failed_checks", "error_code", "pass", "fail", "error")
 
 
 class PLCServer:
