@@ -140,6 +140,23 @@ def test_a_torn_read_is_no_trigger():
     assert h.update(Inputs(trigger=True, trigger_id=2), 0.46) is None and h.missed_triggers == 0
 
 
+def test_restart_voids_what_the_plc_asked_before():
+    h = _online()
+    h.update(Inputs(trigger=True, trigger_id=1), 0.0)
+    h.complete(Result(1, Verdict.FAIL, defect_count=3, failed_checks=4, error_code=ErrorCode.MODEL), 0.1)
+    assert h.outputs["results_valid"] and not h.outputs["ready"]
+    h.restart()  # waiting for an ack that the restarted PLC will never give
+    o = h.outputs
+    assert o["ready"] and not o["results_valid"] and h.state == State.READY
+    assert all(o[n] in (0, False) for n in SHOWN) and o["inspection_count"] == 1
+    request = h.update(Inputs(trigger=True, trigger_id=2), 0.2)  # busy when the PLC restarts
+    assert request is not None
+    h.restart()
+    assert h.update(Inputs(trigger=True, trigger_id=7), 0.3) is not None  # high in the new memory: an edge
+    assert not h.complete(Result(2, Verdict.PASS), 0.4, request)  # the old request's result: not shown
+    assert h.outputs["busy"] and not h.outputs["results_valid"] and h.outputs["result_id"] == 0
+
+
 def test_results_ack_is_a_rising_edge():
     """An ack held high from before does not complete the next cycle."""
     h = _online()

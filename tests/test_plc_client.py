@@ -101,12 +101,19 @@ def test_results_are_complete_before_results_valid_rises(tmp_path):
     assert not bad, f"{len(bad)} stale or mixed results, first: {bad[:3]}"
 
 
-def test_plc_restart_with_empty_memory_gets_every_output_again(tmp_path):
+def test_plc_restart_with_empty_memory_gets_online_ready_and_a_cleared_result_area(tmp_path):
+    """The counters (inspection_count, missed_triggers) are the appliance's and come back; the
+    result area is cleared: a restarted PLC never triggered what it held."""
     port = free_port()
     path = _client_station(tmp_path, port)
 
-    async def outputs_written(plc: PLCServer) -> bool:
-        return await plc.get("online") and await plc.get("ready") and await plc.get("result_id") == 7
+    async def outputs_written(plc: PLCServer, result_id: int) -> bool:
+        return (
+            await plc.get("online")
+            and await plc.get("ready")
+            and await plc.get("result_id") == result_id
+            and await plc.get("inspection_count") == 1
+        )
 
     async def main():
         plc = PLCServer(port)
@@ -115,19 +122,19 @@ def test_plc_restart_with_empty_memory_gets_every_output_again(tmp_path):
         await station.start()
         try:
             await plc.cycle(7)
-            await async_wait_until(lambda: outputs_written(plc), 20, "outputs in the PLC")
+            await async_wait_until(lambda: outputs_written(plc, 7), 20, "outputs in the PLC")
             # 1. the PLC program clears its memory, the connection stays
             for name in OUTPUTS:
                 await plc.put(name, 0)
-            await async_wait_until(lambda: outputs_written(plc), 20, "outputs rewritten after a memory reset")
+            await async_wait_until(lambda: outputs_written(plc, 0), 20, "outputs rewritten after a memory reset")
             # 2. the PLC restarts: connection dropped, a new server with empty memory
             await plc.stop()
             plc = PLCServer(port)
             await plc.start()
-            await async_wait_until(lambda: outputs_written(plc), 20, "outputs rewritten after a PLC restart")
-            assert await plc.get("verdict") == 1 and await plc.get("inspection_count") == 1
+            await async_wait_until(lambda: outputs_written(plc, 0), 20, "outputs rewritten after a PLC restart")
+            assert await plc.get("verdict") == 0 and not await plc.get("pass") and not await plc.get("results_valid")
             await plc.cycle(8)  # and the handshake goes on
-            assert await plc.get("result_id") == 8
+            assert await plc.get("result_id") == 8 and [s["result_id"] for s in plc.snapshots] == [8]
         finally:
             await station.stop()
             await plc.stop()

@@ -459,12 +459,13 @@ def test_client_mode_handshake_through_the_plcs_memory_with_mbpoll(tmp_path):
                 m.wait("0", 19, 0)
                 m.write("0", 1, 0)
             assert seen == [[81, 1, 0, 0, 0, 1, 0, 0], [82, 2, 1, 1, 0, 0, 1, 0]]
-            # the PLC program clears its memory: every output comes back
+            # the PLC program clears its memory: online, ready and the counters come back, not result 82
             m.write("0", 16, 0, 0, 0, 0, 0, 0, 0)
             m.write("4", 100, *[0] * 10)
+            m.wait("4", 107, 2)  # inspection_count (low word) rewritten
             m.wait("0", 16, 1)
-            m.wait("4", 100, 82)
-            assert m.read("0", 17) == [1] and m.read("4", 101, 4) == [2, 1, 1, 0]
+            m.wait("0", 17, 1)
+            assert m.read("4", 100, 5) == [0] * 5 and m.read("0", 19, 4) == [0] * 4
     finally:
         asyncio.run_coroutine_threadsafe(plc.stop(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)

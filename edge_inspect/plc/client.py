@@ -5,11 +5,14 @@ Integrity rules (docs/plc.md, "Client mode"):
 * one request at a time (a lock), contiguous signals of one table in one request;
 * when ``results_valid`` rises, every other output is written first and read back; only when the
   read-back matches is ``results_valid`` written. When it falls, it is written first;
-* all outputs are rewritten every ``refresh_s`` and after every reconnect, so a PLC that restarted
-  with empty memory sees online/ready/results again within that period; new results are never
-  written under a ``results_valid`` the PLC may still hold high (it is dropped first);
+* all outputs are rewritten every ``refresh_s``; new results are never written under a
+  ``results_valid`` the PLC may still hold high (it is dropped first);
+* a PLC restart — the connection re-established after a loss, or the PLC's memory found not to
+  hold what we wrote there (read back before each refresh and before ``results_valid`` rises) —
+  is reported by ``take_restart()``, and nothing is written until the station has taken it and
+  reset the handshake: a restarted PLC must never get back a result it did not ask for;
 * any failure (refused, timeout, exception response) drops the connection and raises LinkError;
-  the next call reconnects with exponential backoff.
+  the next call reconnects with exponential backoff, at most ``RECONNECT_MAX_S`` apart.
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ from .signals import BIT_TABLES, Signal, SignalMap
 RESULT_CORE = ("result_id", "verdict", "defect_count", "failed_checks", "cycle_ms", "pass", "fail")
 # What is read back before results_valid rises.
 RESULT_SIGNALS = RESULT_CORE + ("error_code", "error", "inspection_count")
+# Reconnection attempts at most this far apart, so a PLC back from a restart sees `online` and
+# `ready` again within 2 s (docs/plc.md); a connection attempt every second costs a PLC nothing.
+RECONNECT_MAX_S = 1.0
 
 
 def runs(signals: list[Signal]) -> list[list[Signal]]:
@@ -54,6 +60,8 @@ class ClientLink:
         self._next_attempt = 0.0
         self._next_refresh = 0.0
         self.status, self.detail = "starting", ""
+        self._connected_before = False
+        self._restart = ""  # why the PLC's memory is no longer what we wrote, until the station takes it
         # trigger (a coil) is read before trigger_id (a register): a rising edge carries the id the
         # PLC wrote before raising it (handshake.py copes with the reverse tear)
         self._input_runs = runs([signal_map[n] for n in input_names(signal_map)])
@@ -92,7 +100,7 @@ class ClientLink:
         if now < self._next_attempt:
             raise LinkError(self.detail or f"PLC {self.where()}: not connected")
         self._next_attempt = now + self._backoff
-        self._backoff = min(self._backoff * 2, self.settings.reconnect_max_s)
+        self._backoff = min(self._backoff * 2, self.settings.reconnect_max_s, RECONNECT_MAX_S)
         self.client.close()
         self.client = self._make_client()
         reason = ""
@@ -105,7 +113,30 @@ class ClientLink:
             raise LinkError(self.detail)
         self._backoff = self.settings.reconnect_min_s
         self._last.clear()  # whatever the PLC held before may be gone: rewrite everything
+        if self._connected_before:  # the PLC may have restarted: we cannot tell it from a pulled cable
+            self._restart = "connection lost and re-established"
+        self._connected_before = True
         self.status, self.detail = "ok", ""
+
+    def take_restart(self) -> str:
+        """Why the PLC is to be treated as restarted ("" = it is not); the caller resets the handshake
+        before it writes again. Until then ``write_outputs`` writes nothing."""
+        reason, self._restart = self._restart, ""
+        return reason
+
+    async def _memory_reset(self) -> bool:
+        """Read back what we wrote into the PLC; True (and a restart to take) when it is not there
+        any more: the PLC restarted, or its program cleared our area, with the connection kept."""
+        written = [self.map[n] for n in self._last if n in self._map_names()]
+        seen: dict[str, object] = {}
+        for run in runs(written):
+            seen.update(await self._read_run(run))
+        wrong = [s.name for s in written if seen[s.name] != self._last[s.name]]
+        if not wrong:
+            return False
+        self._restart = f"memory found reset ({', '.join(wrong[:4])}{' …' if len(wrong) > 4 else ''} not as written)"
+        self._last.clear()
+        return True
 
     def _fail(self, message: str) -> LinkError:
         self.status, self.detail = "lost", message
@@ -174,6 +205,8 @@ class ClientLink:
         """Write what changed (everything every ``refresh_s``), never letting the PLC see
         ``results_valid`` high over results that are not all in place:
 
+        0. before a refresh and before a new result, what we wrote is read back: if the PLC's memory
+           lost it, nothing is written (a restart for the station to take, see take_restart);
         1. ``results_valid`` goes low first when it falls, and also before new results are written
            while the PLC may still hold it high (or after a reconnect, when we cannot know);
         2. the other outputs, one request per contiguous run;
@@ -181,10 +214,10 @@ class ClientLink:
         """
         async with self._lock:
             await self._ensure_connected()
+            if self._restart:  # the station resets the handshake first: these outputs may be stale
+                return
             now = time.monotonic()
             force = now >= self._next_refresh
-            if force:
-                self._next_refresh = now + self.settings.refresh_s
             mapped = self._map_names()
             missing = object()
             changed = {n for n in outputs if n in mapped and self._last.get(n, missing) != outputs[n]}
@@ -193,6 +226,11 @@ class ClientLink:
                 return
             valid = bool(outputs.get("results_valid"))
             results_changed = any(n in changed for n in RESULT_CORE)
+            new_result = valid and (results_changed or self._last.get("results_valid") is not True)
+            if (force or new_result) and await self._memory_reset():
+                return
+            if force:
+                self._next_refresh = now + self.settings.refresh_s
             drop_first = ("results_valid" in names and not valid) or (
                 valid and results_changed and self._last.get("results_valid", True) is not False
             )

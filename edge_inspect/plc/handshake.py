@@ -23,6 +23,11 @@ display nor marks the next one. While a fault is active (camera lost, disk full 
 stays low and ``error`` is high; a trigger during a fault is answered at once with an ERROR
 result, so the PLC never hangs.
 
+A PLC restart (client mode: connection lost, or its memory found reset) voids what it asked for
+before: ``restart()`` drops the request in flight, the result shown and the queue, and clears the
+result area; the inspection in flight still completes and is logged, but ``complete()`` does not
+show it to a PLC that never triggered it.
+
 Result buffer (``result_buffer`` = depth 1..8, 0 = off): a trigger is accepted whenever no
 inspection is running, even while a result waits for its ack; finished results queue behind the
 one shown (up to ``depth``) and are shown one after another, each after the previous ack has
@@ -39,7 +44,7 @@ from dataclasses import dataclass, field
 from ..verdict import ErrorCode, Verdict
 from .signals import MAX_DEFECT_POSITIONS
 
-# The result area: what one result writes.
+# The result area: what one result writes, and what a PLC restart clears.
 RESULT_AREA: dict[str, int | bool] = {
     "result_id": 0, "verdict": 0, "defect_count": 0, "failed_checks": 0, "cycle_ms": 0, "pass": False, "fail": False,
     "defect_positions_valid": 0,
@@ -73,6 +78,7 @@ class Request:
     recipe: int
     part_id: str
     at: float  # monotonic seconds of the trigger edge
+    epoch: int = 0  # the handshake's restart count when it was accepted
 
 
 @dataclass(frozen=True)
@@ -118,6 +124,7 @@ class Handshake:
     _overrun: bool = False
     _last_beat: float | None = None
     _missed_since: bool = False  # a trigger was missed since the latest result
+    _epoch: int = 0  # restarts so far: a request from before the latest one is void
 
     def __post_init__(self) -> None:
         self.outputs = {
@@ -202,7 +209,7 @@ class Handshake:
         for _ in range(edges):  # after the release: a re-trigger whose low phase fell between two samples counts
             refusal = "busy" if request is not None else self._refusal()
             if not refusal:
-                request = self._pending = Request(inputs.trigger_id, inputs.recipe, inputs.part_id, now)
+                request = self._pending = Request(inputs.trigger_id, inputs.recipe, inputs.part_id, now, self._epoch)
             else:
                 self.missed_triggers += 1
                 self.last_refusal = refusal
@@ -210,8 +217,24 @@ class Handshake:
         self._refresh()
         return request
 
-    def complete(self, result: Result, now: float) -> None:
-        """Publish the result of the pending request (call after the log row is committed)."""
+    def restart(self) -> None:
+        """The PLC restarted: forget its requests and results, clear the result area (counters stay)."""
+        self._pending = self._shown = self._latest = None
+        self._epoch += 1
+        self._queue.clear()
+        self._release = self._overrun = self._ack_armed = False
+        self._last_trigger = self._last_ack = False  # a trigger already high in the new memory is an edge
+        self._last_trigger_id = self._new_id = None
+        self.outputs.update(RESULT_AREA)
+        self._refresh()
+
+    def complete(self, result: Result, now: float, request: Request | None = None) -> bool:
+        """Publish the result of the pending request (call after the log row is committed). Returns
+        False, showing nothing, when ``request`` was accepted before the PLC restarted."""
+        if request is not None and request.epoch != self._epoch:
+            self.inspection_count += 1
+            self._refresh()
+            return False
         started = self._pending.at if self._pending else now
         self._pending = None
         self.inspection_count += 1
@@ -225,6 +248,7 @@ class Handshake:
         else:
             self._overrun = True  # logged, but the PLC will not see it
         self._refresh()
+        return True
 
     def _show(self, entry: _Shown) -> None:
         self._shown = self._latest = entry

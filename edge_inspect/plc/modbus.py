@@ -2,7 +2,8 @@
 pdu.py / server.py) or as client of the PLC (ClientLink in client.py, pymodbus), over TCP or RTU.
 
 Every link offers: ``start()``, ``stop(hold_s)``, ``read_inputs()`` → handshake Inputs,
-``write_outputs(outputs)`` and ``health()`` → (status, detail) with status one of ``starting``,
+``write_outputs(outputs)``, ``take_restart()`` → why the PLC is to be taken as restarted ("" = it
+is not; client mode only) and ``health()`` → (status, detail) with status one of ``starting``,
 ``ok``, ``lost`` (port or connection gone) and ``absent`` (server mode: no master request for
 ``absent_after_s``). See docs/plc.md.
 """
@@ -109,6 +110,10 @@ class ServerLink:
         if limit > 0 and time.monotonic() - max(last or 0.0, self.server.reachable_since) > limit:
             return "absent", f"no Modbus request from the PLC for more than {limit:g} s"
         return ("ok", "") if last is not None else ("starting", "waiting for the PLC's first request")
+
+    def take_restart(self) -> str:
+        """Server mode cannot tell a restarted PLC (masters reconnect at will): never ("")."""
+        return ""
 
     def _get(self, name: str):
         s = self.map[name]

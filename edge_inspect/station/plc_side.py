@@ -47,16 +47,31 @@ class PlcSide:
             log.exception("inspection for PLC trigger %d failed", request.trigger_id)
             self.raise_alarm("internal", f"inspection failed: {type(err).__name__}: {err}")
             result = Result(result_id=request.trigger_id, verdict=Verdict.ERROR, error_code=ErrorCode.INTERNAL)
-        self.handshake.complete(result, time.monotonic())
+        if not self.handshake.complete(result, time.monotonic(), request):
+            log.warning("result for PLC trigger %d logged, not presented: the PLC restarted since", request.trigger_id)
+            return
         if self.handshake.last_cycle_clean:
             self.clear_alarm("missed_trigger")
         await self._write_outputs()
+
+    def _take_plc_restart(self) -> bool:
+        """A PLC restart the link found (client mode): what it asked for before is void, so reset the
+        handshake before anything is written to it. True when there was one."""
+        restart = self.link.take_restart()
+        if restart:
+            log.warning("PLC restarted (%s): handshake reset, result area cleared", restart)
+            self.handshake.restart()
+        return bool(restart)
 
     async def _write_outputs(self) -> None:
         if self.link is None:
             return
         try:
+            self._take_plc_restart()
             await self.link.write_outputs(dict(self.handshake.outputs))
+            if self._take_plc_restart():  # found while writing: nothing was written
+                self._plc_health()
+                await self.link.write_outputs(dict(self.handshake.outputs))
         except LinkError:
             self._plc_health()  # the link reports it lost; it reconnects with backoff
 
@@ -78,6 +93,8 @@ class PlcSide:
         while not self._stopping:
             try:
                 inputs = self.last_inputs = await self.link.read_inputs()
+                self._take_plc_restart()  # before its new memory's inputs meet the old handshake
+                self._plc_health()  # online again before the first write
                 if self.recipe_switch is not None:
                     self.recipe_switch.update(inputs, busy=self.handshake.state == State.BUSY)
                     self.handshake.outputs.update(self.recipe_switch.outputs())
