@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 
 import pytest
 from asyncua import ua
-from asyncua.ua.uaerrors import BadUserAccessDenied, UaError, UaStatusCodeError
+from asyncua.ua.uaerrors import BadSecurityPolicyRejected, BadUserAccessDenied, UaStatusCodeError
 
 from edge_inspect.opcua import OpcUaServer
 
 from .opcua_harness import node, opcua_config, running, session
-from .plc_harness import FakeInspector, async_wait_until
+from .plc_harness import FakeInspector, async_wait_until, make_station
 
 
 class Results:
@@ -117,7 +118,7 @@ def test_refused_credentials_and_roles(tmp_path):
                 with pytest.raises(UaStatusCodeError):  # wrong password, unknown user, anonymous (off)
                     async with session(url, user, password, folder=tmp_path):
                         pass
-            with pytest.raises(UaError, match="No matching endpoints"):  # no endpoint without security
+            with pytest.raises(BadSecurityPolicyRejected):  # no session without security, before any token
                 async with session(url, "op", folder=tmp_path, mode=ua.MessageSecurityMode.None_):
                     pass
             async with session(url, "qa", folder=tmp_path) as c:  # qa: reads, may not trigger
@@ -261,3 +262,73 @@ def test_alarm_events_and_error_state(tmp_path):
             assert "camera_lost" not in await active.read_value()
 
     asyncio.run(scenario())
+
+
+async def _raw_call(client, path: str, *args: ua.Variant) -> ua.CallMethodResult:
+    """Call without the client's own checks: the server's status and its per-argument results."""
+    req = ua.CallMethodRequest()
+    req.ObjectId = (await node(client, path.rsplit("/", 1)[0])).nodeid
+    req.MethodId = (await node(client, path)).nodeid
+    req.InputArguments = list(args)
+    return (await client.uaclient.call([req]))[0]
+
+
+def test_arguments_checked_by_type_and_presence(tmp_path):
+    path = opcua_config(tmp_path)
+    S, I32 = ua.VariantType.String, ua.VariantType.Int32
+    codes = ua.StatusCodes
+
+    async def scenario():
+        async with running(path) as station, session(station.config.opcua.endpoint, "op", folder=tmp_path) as c:
+            cases = [  # (arguments, the call's status, each argument's result)
+                ((ua.Variant(7, I32), ua.Variant("", S)), codes.BadInvalidArgument, [codes.BadTypeMismatch, codes.Good]),
+                ((ua.Variant(["a"], S, is_array=True), ua.Variant("1", S)), codes.BadInvalidArgument,
+                 [codes.BadTypeMismatch, codes.Good]),
+                ((ua.Variant("SN", S),), codes.BadArgumentsMissing, None),
+                ((), codes.BadArgumentsMissing, None),
+                ((ua.Variant("SN", S), ua.Variant("", S), ua.Variant("", S)), codes.BadTooManyArguments, None),
+                ((ua.Variant("X" * 21, S), ua.Variant("", S)), codes.BadInvalidArgument, [codes.BadOutOfRange, codes.Good]),
+                ((ua.Variant("SN", S), ua.Variant("9", S)), codes.BadInvalidArgument, [codes.Good, codes.BadInvalidArgument]),
+            ]  # fmt: skip
+            for args, status, per_argument in cases:
+                res = await _raw_call(c, START, *args)
+                assert res.StatusCode.value == status, (args, res.StatusCode)
+                if per_argument is not None:
+                    assert [r.value for r in res.InputArgumentResults] == per_argument, (args, res)
+            assert _rows(station) == []  # nothing refused ran
+            res = await _raw_call(c, START, ua.Variant("SN-OK", S), ua.Variant("", S))
+            assert res.StatusCode.is_good() and res.OutputArguments[0].Value
+
+    asyncio.run(scenario())
+
+
+class States:
+    def __init__(self):
+        self.seen: list[tuple[float, str]] = []
+
+    def datachange_notification(self, node, value, data):
+        self.seen.append((time.monotonic(), value.Text))
+
+
+def test_stop_passes_through_halted_before_the_session_closes(tmp_path):
+    path = opcua_config(tmp_path)
+
+    async def scenario():
+        station = make_station(path, None)
+        await station.start()
+        async with session(station.config.opcua.endpoint, "qa", folder=tmp_path) as c:
+            states = States()
+            sub = await c.create_subscription(100, states)
+            await sub.subscribe_data_change(await node(c, "VisionSystem/VisionSystemStateMachine/CurrentState"))
+            await async_wait_until(lambda: states.seen and states.seen[-1][1] == "Operational", 10, "Operational")
+            t0 = time.monotonic()
+            await station.stop()  # what SIGTERM does (cli → daemon → station.stop)
+            stopped = time.monotonic()
+        return states.seen, t0, stopped
+
+    seen, t0, stopped = asyncio.run(scenario())
+    halted = [t for t, state in seen if state == "Halted"]
+    assert halted, seen
+    assert t0 <= halted[0] <= stopped, (seen, t0, stopped)  # seen before the server closed the session
+    assert stopped - t0 < 1.5
+    print(f"Halted seen {1000 * (halted[0] - t0):.0f} ms after stop, server closed at {1000 * (stopped - t0):.0f} ms")

@@ -18,6 +18,7 @@ from typing import Any
 from asyncua import Node, Server, ua
 
 from ..config import StationConfig
+from .arguments import checked, expected_arguments
 
 # VisionSystemStateMachine states (OPC 40100-1) and the numbers CurrentStateNumber carries.
 STATES = {"Preoperational": 1, "Halted": 2, "Error": 3, "Operational": 4}
@@ -116,7 +117,8 @@ class Builder:
         self, parent: Node, path: str, func, inputs: list[ua.Argument], outputs: list[ua.Argument]
     ) -> Node:
         name = path.rsplit("/", 1)[-1]
-        node = await parent.add_method(self.nid(path), ua.QualifiedName(name, self.ns), func, inputs, outputs)
+        node = await parent.add_method(self.nid(path), ua.QualifiedName(name, self.ns), None, inputs, outputs)
+        self.server.link_method(node, checked(name, await expected_arguments(self.server, node), func))
         self.model.methods[name] = node
         return node
 

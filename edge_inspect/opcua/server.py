@@ -24,12 +24,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from asyncua import Server, ua
+from asyncua import ua
 
 from .. import __version__
 from ..plc.settings import StartError
 from ..station.events import AlarmAcknowledged, AlarmCleared, AlarmRaised, Event, InspectionDone, Started, Stopped
 from . import model as m
+from .arguments import ArgumentError
+from .channel import GuardedServer
 from .security import METHOD_ROLES, RolePermissions, StationUsers, ensure_certificate
 
 if TYPE_CHECKING:
@@ -44,6 +46,8 @@ POLICIES = {
 }
 # Alarms that put the VisionSystemStateMachine in Error (inspections answer ERROR meanwhile).
 ERROR_ALARMS = ("camera_lost", "model_error", "internal")
+# How long a stop holds the server open for the subscriptions to send the Halted state.
+HALT_HOLD_S = 1.0
 
 
 class OpcUaServer:
@@ -60,7 +64,7 @@ class OpcUaServer:
         self.active_recipe = station.config.triggers.recipe
         self.jobs = itertools.count(1)
         self._job: str = ""  # the OPC UA job whose inspection runs now
-        self.server: Server | None = None
+        self.server: GuardedServer | None = None
         self.model: m.VisionModel | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -101,6 +105,7 @@ class OpcUaServer:
         return {**self.station.counters, "refused_triggers": self.refused_triggers}
 
     async def stop(self) -> None:
+        self._state = "Halted"
         if self._watch_task is not None:
             self._watch_task.cancel()
             await asyncio.gather(self._watch_task, return_exceptions=True)
@@ -124,7 +129,7 @@ class OpcUaServer:
     # -- on the OPC UA loop --------------------------------------------------------------------------
     async def _start(self) -> None:
         cfg, station = self.config, self.station
-        server = Server(user_manager=self.users)
+        server = GuardedServer(user_manager=self.users)
         await server.init()
         server.set_endpoint(cfg.endpoint)
         server.set_server_name(f"edge-inspect {station.config.station.name}")
@@ -182,9 +187,26 @@ class OpcUaServer:
         await self._show_state(self._state, "", False)
 
     async def _stop(self) -> None:
+        """Halted first, and held until every subscription has sent it (at most HALT_HOLD_S), then close:
+        a client sees the state machine halted before its session ends."""
         if self.server is not None:
+            await self._show_state("Halted", "", False)
+            await self._flush_subscriptions(HALT_HOLD_S)
             server, self.server = self.server, None
             await server.stop()
+
+    async def _flush_subscriptions(self, limit_s: float) -> None:
+        subs = self.server.iserver.subscription_service.subscriptions
+        pending = lambda: [  # noqa: E731
+            s
+            for s in subs.values()
+            if getattr(s, "_triggered_datachanges", None) or getattr(s, "_triggered_events", None)
+        ]
+        deadline = asyncio.get_running_loop().time() + limit_s
+        while pending() and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+        if pending():
+            log.warning("OPC UA: %d subscription(s) did not fetch the Halted state in %.1f s", len(pending()), limit_s)
 
     async def _write(self, path: str, value: Any, vtype: ua.VariantType, array: bool = False) -> None:
         await self.model.var(path).write_value(m.variant(value, vtype, array))
@@ -287,12 +309,10 @@ class OpcUaServer:
         part = str(part_id.Value or "")
         recipe_text = str(recipe_id.Value or "").strip()
         if len(part) > 20:
-            return ua.StatusCode(ua.StatusCodes.BadOutOfRange)
-        if recipe_text and not recipe_text.isdigit():
-            return ua.StatusCode(ua.StatusCodes.BadInvalidArgument)
-        recipe = int(recipe_text) if recipe_text else self.active_recipe
+            raise ArgumentError(0, ua.StatusCodes.BadOutOfRange, "at most 20 characters")
+        recipe = int(recipe_text) if recipe_text.isdigit() else self.active_recipe if not recipe_text else -1
         if self.station.config.recipe(recipe) is None:
-            return ua.StatusCode(ua.StatusCodes.BadInvalidArgument)
+            raise ArgumentError(1, ua.StatusCodes.BadInvalidArgument, f"no recipe {recipe_text!r}")
         job_id = await self._on_station(self._begin_job(recipe, part))
         if job_id is None:
             return ua.StatusCode(ua.StatusCodes.BadInvalidState)
@@ -335,7 +355,7 @@ class OpcUaServer:
         text = str(recipe_id.Value or "").strip()
         recipe = self.station.config.recipe(int(text)) if text.isdigit() else None
         if recipe is None:
-            return ua.StatusCode(ua.StatusCodes.BadInvalidArgument)
+            raise ArgumentError(0, ua.StatusCodes.BadInvalidArgument, f"no recipe {text!r}")
         self.active_recipe = recipe.number
         await self._write("RecipeManagement/ActiveRecipeId", str(recipe.number), ua.VariantType.String)
         await self._write("RecipeManagement/ActiveRecipeName", recipe.name, ua.VariantType.String)
