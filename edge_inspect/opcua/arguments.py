@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from asyncua import Node, Server, ua
-from asyncua.common.ua_utils import data_type_to_variant_type
+from asyncua.common.ua_utils import data_type_to_variant_type, get_node_supertype
 
 log = logging.getLogger(__name__)
 
@@ -52,25 +52,43 @@ async def expected_arguments(server: Server, method: Node) -> list[Expected]:
     out = []
     for arg in await prop.read_value() or []:
         vtype = await data_type_to_variant_type(server.get_node(arg.DataType))
-        cls = ua.extension_objects_by_datatype.get(arg.DataType) if vtype == ua.VariantType.ExtensionObject else None
+        cls = await _structure_class(server.get_node(arg.DataType)) if vtype == ua.VariantType.ExtensionObject else None
         out.append(Expected(arg.Name, vtype, arg.ValueRank >= 0, cls))
     return out
+
+
+async def _structure_class(dtype: Node) -> type | None:
+    """The Python class of a structure data type; asyncua gives a subtype without fields of its own
+    (RecipeIdExternalDataType) its base's class (BinaryIdBaseDataType)."""
+    while dtype is not None and dtype.nodeid != ua.NodeId(ua.ObjectIds.Structure):
+        cls = ua.extension_objects_by_datatype.get(dtype.nodeid)
+        if cls is not None:
+            return cls
+        dtype = await get_node_supertype(dtype)
+    return None
 
 
 def mismatch(expected: Expected, given: ua.Variant) -> bool:
     """True when ``given`` cannot be this argument."""
     if not isinstance(given, ua.Variant):
         return True
-    if expected.vtype == ua.VariantType.Variant:
-        return False
     if given.VariantType == ua.VariantType.Null:
         return not expected.array  # a null array is an empty one
-    if given.is_array != expected.array or given.VariantType != expected.vtype:
+    if given.is_array != expected.array:
+        return True
+    if expected.vtype == ua.VariantType.Variant:  # BaseDataType: any type
+        return False
+    if given.VariantType != expected.vtype:
         return True
     if expected.cls is not None:
         values = given.Value if expected.array else [given.Value]
-        return not all(isinstance(v, expected.cls) for v in values or [])
+        return not all(is_null(v) or isinstance(v, expected.cls) for v in values or [])
     return False
+
+
+def is_null(value: Any) -> bool:
+    """A null structure: no value, or an ExtensionObject without a type (asyncua decodes it so)."""
+    return value is None or (isinstance(value, ua.ExtensionObject) and value.TypeId.is_null() and not value.Body)
 
 
 def _result(status: int, inputs: list[int] | None = None) -> ua.CallMethodResult:
