@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import shutil
 from pathlib import Path
 
 from asyncua import Client, ua
@@ -102,3 +104,65 @@ async def session(
 async def node(client: Client, path: str):
     ns = await client.get_namespace_index(NAMESPACE)
     return client.get_node(ua.NodeId(path, ns))
+
+
+# -- node-opcua (tests/node) ----------------------------------------------------------------------
+NODE_DIR = Path(__file__).resolve().parent / "node"
+NODE_MISSING = (
+    "node is not installed (Debian nodejs)"
+    if shutil.which("node") is None
+    else "node-opcua is not installed: run `npm ci` in tests/node (.ci/run does)"
+    if not (NODE_DIR / "node_modules" / "node-opcua").is_dir()
+    else ""
+)
+
+
+async def node_script(script: str, *args: str, timeout: float = 90) -> tuple[int, dict, str]:
+    """Run tests/node/<script> with ``args``; its exit code, its last JSON line and its stderr."""
+    proc = await asyncio.create_subprocess_exec(
+        "node",
+        str(NODE_DIR / script),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=NODE_DIR,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    lines = [line for line in out.decode().splitlines() if line.startswith("{")]
+    assert lines, out.decode() + err.decode()
+    return proc.returncode, json.loads(lines[-1]), err.decode()
+
+
+class Recorder:
+    """A TCP proxy in front of the server that keeps every byte either way (what a `socat -x` sees)."""
+
+    def __init__(self, target: tuple[str, int]):
+        self.target = target
+        self.captured = bytearray()  # both ways
+        self.from_server = bytearray()
+        self.server: asyncio.AbstractServer | None = None
+        self.port = 0
+
+    async def __aenter__(self) -> Recorder:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        self.server.close()
+        await self.server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self.target)
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter, down: bool) -> None:
+            with contextlib.suppress(ConnectionError):
+                while data := await src.read(65536):
+                    self.captured += data
+                    if down:
+                        self.from_server += data
+                    dst.write(data)
+                    await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pump(reader, up_writer, False), pump(up_reader, writer, True), return_exceptions=True)

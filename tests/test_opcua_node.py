@@ -1,5 +1,7 @@
-"""node-opcua, an independent OPC UA stack, against the station's server: browse the model,
-subscribe to result events, call StartSingleJob, read the result; an operator's PrepareRecipe is refused.
+"""node-opcua, an independent OPC UA stack, against the station's server, knowing only OPC 40100-1:
+it finds the VisionSystem by its type and every node by the specification's browse names, and runs
+PrepareRecipe → StartSingleJob → ResultReadyEvent → GetResultById; an Int32 PartId and a missing
+argument are refused, and so is an operator's PrepareRecipe.
 
 tests/node holds the client (client.mjs) and its locked dependencies; .ci/run installs them with
 `npm ci`."""
@@ -7,56 +9,51 @@ tests/node holds the client (client.mjs) and its locked dependencies; .ci/run in
 from __future__ import annotations
 
 import asyncio
-import json
-import shutil
-from pathlib import Path
 
 import pytest
 
-from .opcua_harness import NAMESPACE, PASSWORDS, opcua_config, running
+from .opcua_harness import NODE_MISSING, PASSWORDS, node_script, opcua_config, running
 
-NODE_DIR = Path(__file__).resolve().parent / "node"
-
-pytestmark = [
-    pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed (Debian nodejs)"),
-    pytest.mark.skipif(
-        not (NODE_DIR / "node_modules" / "node-opcua").is_dir(),
-        reason="node-opcua is not installed: run `npm ci` in tests/node (.ci/run does)",
-    ),
-]
+pytestmark = pytest.mark.skipif(bool(NODE_MISSING), reason=NODE_MISSING or "-")
 
 
-def test_node_opcua_client(tmp_path):
+def test_node_opcua_client_full_cycle_by_the_specification(tmp_path):
     path = opcua_config(tmp_path)
 
     async def scenario():
         async with running(path) as station:
-            proc = await asyncio.create_subprocess_exec(
-                "node",
-                str(NODE_DIR / "client.mjs"),
+            return await node_script(
+                "client.mjs",
                 station.config.opcua.endpoint,
+                "int",
+                PASSWORDS["int"],
                 "op",
                 PASSWORDS["op"],
-                NAMESPACE,
                 str(tmp_path / "pki"),
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                cwd=NODE_DIR,
             )
-            out, err = await asyncio.wait_for(proc.communicate(), 90)
-            return proc.returncode, out.decode(), err.decode()
 
-    code, out, err = asyncio.run(scenario())
-    lines = [line for line in out.splitlines() if line.startswith("{")]
-    assert lines, out + err
-    result = json.loads(lines[-1])
-    assert code == 0 and "error" not in result, (result, err[-2000:])
-    assert {"VisionSystemStateMachine", "RecipeManagement", "ResultManagement", "Statistics"} <= set(result["system"])
-    assert "StartSingleJob" in result["stateMachine"]
-    assert {"ResultId", "PartId", "Verdict", "CheckOutcomes", "DefectCount", "CreationTime"} <= set(
-        result["lastResult"]
+    code, result, err = asyncio.run(scenario())
+    assert code == 0 and "error" not in result, (result["error"] if "error" in result else result, err[-2000:])
+    assert result["systemType"].endswith(";i=1003")  # VisionSystemType of the Machine Vision namespace
+    assert {"VisionStateMachine", "RecipeManagement", "ResultManagement", "ConfigurationManagement"} <= {
+        n.split(":")[-1] for n in result["system"]
+    }
+    assert {"StartSingleJob", "StartContinuous", "Stop", "Abort"} <= {n.split(":")[-1] for n in result["automatic"]}
+    assert result["state"] == "Operational"
+    assert result["prepare"] == {"status": "Good", "internalId": "1", "isCompleted": True}
+    assert result["callStatus"] == "Good" and result["jobId"]
+    event = result["event"]
+    assert event["jobId"] == result["jobId"] and event["partId"] == "NODE-1" and event["measId"] == "MEAS-1"
+    assert event["resultState"] == 1  # PASS
+    got = result["getResultById"]
+    assert got["status"] == "Good" and got["error"] == 0
+    assert (got["resultId"], got["jobId"], got["partId"], got["recipe"]) == (
+        event["resultId"],
+        result["jobId"],
+        "NODE-1",
+        "1",
     )
-    assert result["state"] == "Operational" and result["callStatus"] == "Good"
-    assert result["event"]["JobId"] == result["jobId"] and result["event"]["PartId"] == "NODE-1"
-    assert result["event"]["Verdict"] == result["verdict"] == "PASS" and result["partId"] == "NODE-1"
-    assert "BadUserAccessDenied" in result["prepareRecipe"]
+    assert result["int32PartId"]["status"] == "BadInvalidArgument"
+    assert result["int32PartId"]["inputs"][1] == "BadTypeMismatch"
+    assert result["missingArgument"] == "BadArgumentsMissing"
+    assert "BadUserAccessDenied" in result["operatorPrepareRecipe"]

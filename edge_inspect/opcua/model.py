@@ -1,32 +1,55 @@
-"""The address space after OPC 40100-1 (Machine Vision), as far as it fits this appliance.
+"""The address space: OPC 40100-1 (Machine Vision) on the official nodeset, and the station's extensions.
 
-Built in the station's own namespace (docs/opcua.md, "Deviations"): the node names and the
-structure follow the companion specification (VisionSystem with its state machine, recipe
-management and result management, StartSingleJob, a result event per inspection); the
-types are simplified object and event types, not the specification's nodeset.
-
-NodeIds are strings, stable across restarts: ``ns=<ns>;s=VisionSystem/ResultManagement/LastResult/Verdict``
-(``ns`` is the index of the configured namespace URI; clients look it up by URI).
+``nodesets/Opc.Ua.MachineVision.NodeSet2.xml`` (OPCFoundation/UA-Nodeset, unchanged; it needs only
+the base nodeset) is imported; the VisionSystem is an instance of its ``VisionSystemType`` with the
+components this appliance implements (docs/opcua.md, "Node tree"). Instance nodes live in the
+station's namespace (``urn:edge-inspect:vision``) with string NodeIds made of their browse path
+(asyncua's instantiate: ``ns=2;s=VisionSystem.VisionStateMachine.CurrentState``); the browse names
+of the specification's nodes are in its namespace, those of the station's extensions in the
+station's.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from asyncua import Node, Server, ua
+from asyncua.common.instantiate_util import instantiate
 
 from ..config import StationConfig
+from .arguments import checked, expected_arguments
 
-# VisionSystemStateMachine states (OPC 40100-1) and the numbers CurrentStateNumber carries.
-STATES = {"Preoperational": 1, "Halted": 2, "Error": 3, "Operational": 4}
+NODESET = Path(__file__).resolve().parent / "nodesets" / "Opc.Ua.MachineVision.NodeSet2.xml"
+MV_URI = "http://opcfoundation.org/UA/MachineVision"
+# NodeIds of the nodeset's types (its NodeIds.csv): the ones this server instantiates.
+MV_TYPES = {
+    "VisionSystemType": 1003,
+    "VisionAutomaticModeStateMachineType": 1021,
+    "RecipeManagementType": 1004,
+    "ResultManagementType": 1007,
+    "ConfigurationManagementType": 1006,
+    "ResultReadyEventType": 1024,
+}
+# Optional components instantiated below the VisionSystem (path, type); the mandatory ones come with it.
+COMPONENTS = [
+    ("VisionStateMachine.AutomaticModeStateMachine", "VisionAutomaticModeStateMachineType"),
+    ("RecipeManagement", "RecipeManagementType"),
+    ("ResultManagement", "ResultManagementType"),
+    ("ConfigurationManagement", "ConfigurationManagementType"),
+]
+SELECT_MODE_AUTOMATIC = 7095  # VisionStateMachineType's optional SelectModeAutomatic method (instance declaration)
+
+# VisionStateMachine states; the nodeset's StateNumber of each is on its state node.
+STATES = ("Preoperational", "Halted", "Error", "Operational")
 # Result states: the Modbus verdict codes (docs/plc.md), positive = a complete result.
 RESULT_STATES = {"PASS": 1, "FAIL": 2, "ERROR": 3}
 
 V = ua.VariantType
 
-# (browse name, variant type, array) of LastResult and of the ResultReadyEventType's fields.
+# The station's own fields of LastResult and of its result event (besides the specification's).
 RESULT_FIELDS: list[tuple[str, ua.VariantType, bool]] = [
     ("ResultId", V.String, False), ("JobId", V.String, False), ("LogId", V.Int64, False),
     ("PartId", V.String, False), ("RecipeId", V.String, False), ("Trigger", V.String, False),
@@ -35,6 +58,15 @@ RESULT_FIELDS: list[tuple[str, ua.VariantType, bool]] = [
     ("CheckNames", V.String, True), ("CheckOutcomes", V.String, True), ("CheckReasons", V.String, True),
     ("CreationTime", V.DateTime, False), ("ProcessingTimeMs", V.Double, False),
 ]  # fmt: skip
+# Fields the specification's ResultReadyEventType has already (ResultId, JobId, PartId as its
+# structures, whose Id is the same text): the station's result event does not repeat them.
+EVENT_SPEC_FIELDS = {"ResultId", "JobId", "PartId", "ResultState", "CreationTime"}
+# The nodeset's ResultReadyEventType fields have no values, from which asyncua takes their types.
+SPEC_EVENT_TYPES = {
+    "CreationTime": V.DateTime, "IsPartial": V.Boolean, "IsSimulated": V.Boolean, "ResultState": V.Int32,
+    "InternalConfigurationId": V.ExtensionObject, "ExternalConfigurationId": V.ExtensionObject,
+    "InternalRecipeId": V.ExtensionObject, "ExternalRecipeId": V.ExtensionObject, "ResultContent": V.Variant,
+}  # fmt: skip
 ALARM_FIELDS: list[tuple[str, ua.VariantType, bool]] = [
     ("AlarmCode", V.String, False),
     ("AlarmState", V.String, False),
@@ -72,10 +104,13 @@ def _default(vtype: ua.VariantType, array: bool) -> Any:
 class VisionModel:
     """Handles on the nodes the server updates, and the event generators."""
 
-    ns: int
+    ns: int  # the station's namespace
+    mv: int  # the Machine Vision namespace
     system: Node
     variables: dict[str, Node] = field(default_factory=dict)  # path below VisionSystem -> node
-    methods: dict[str, Node] = field(default_factory=dict)  # browse name -> method node
+    methods: dict[str, Node] = field(default_factory=dict)  # path below VisionSystem -> method node
+    states: dict[str, ua.NodeId] = field(default_factory=dict)  # VisionStateMachine state -> its node
+    auto_states: dict[str, ua.NodeId] = field(default_factory=dict)  # AutomaticModeStateMachine state -> node
     result_events: list[Any] = field(default_factory=list)  # generators: the VisionSystem and the Server
     alarm_events: list[Any] = field(default_factory=list)
 
@@ -84,53 +119,53 @@ class VisionModel:
 
 
 class Builder:
-    def __init__(self, server: Server, ns: int):
-        self.server, self.ns = server, ns
-        self.model: VisionModel | None = None
+    def __init__(self, server: Server, model: VisionModel):
+        self.server, self.model, self.ns = server, model, model.ns
 
     def nid(self, path: str) -> ua.NodeId:
         return ua.NodeId(path, self.ns)
 
-    async def obj(self, parent: Node, path: str, type_node: Node | None = None) -> Node:
-        name = path.rsplit("/", 1)[-1]
-        if type_node is None:
-            return await parent.add_object(self.nid(path), ua.QualifiedName(name, self.ns))
-        return await parent.add_object(self.nid(path), ua.QualifiedName(name, self.ns), objecttype=type_node.nodeid)
+    def node(self, path: str) -> Node:
+        return self.server.get_node(self.nid(f"VisionSystem.{path}"))
+
+    async def obj(self, parent: Node, path: str) -> Node:
+        return await parent.add_object(self.nid(path), ua.QualifiedName(path.rsplit(".", 1)[-1], self.ns))
 
     async def var(self, parent: Node, path: str, vtype: ua.VariantType, value: Any = None, array: bool = False) -> Node:
-        name = path.rsplit("/", 1)[-1]
+        name = path.rsplit(".", 1)[-1]
         value = _default(vtype, array) if value is None else value
         node = await parent.add_variable(
             self.nid(path),
             ua.QualifiedName(name, self.ns),
-            ua.Variant(value, vtype, is_array=array) if array else ua.Variant(value, vtype),
+            variant(value, vtype, array),
             datatype=ua.NodeId(vtype.value),
         )
         if array:
             await node.write_value_rank(1)
             await node.write_array_dimensions([0])
-        self.model.variables[path.removeprefix("VisionSystem/")] = node
+        self.model.variables[path.removeprefix("VisionSystem.")] = node
         return node
 
-    async def method(
-        self, parent: Node, path: str, func, inputs: list[ua.Argument], outputs: list[ua.Argument]
-    ) -> Node:
-        name = path.rsplit("/", 1)[-1]
-        node = await parent.add_method(self.nid(path), ua.QualifiedName(name, self.ns), func, inputs, outputs)
-        self.model.methods[name] = node
-        return node
-
-    async def event_type(self, name: str, fields: list[tuple[str, ua.VariantType, bool]]) -> Node:
-        etype = await self.server.nodes.base_event_type.add_object_type(
-            self.nid(f"Types/{name}"), ua.QualifiedName(name, self.ns)
+    async def link(self, path: str, func) -> None:
+        """The handler of a method node (the specification's or the station's), behind the argument checks."""
+        node = self.node(path)
+        self.server.link_method(
+            node, checked(path.rsplit(".", 1)[-1], await expected_arguments(self.server, node), func)
         )
+        self.model.methods[path] = node
+
+    async def own_method(self, parent: Node, path: str, func, inputs: list, outputs: list) -> None:
+        name = path.rsplit(".", 1)[-1]
+        await parent.add_method(self.nid(path), ua.QualifiedName(name, self.ns), None, inputs, outputs)
+        await self.link(path.removeprefix("VisionSystem."), func)
+
+    async def event_type(self, base: Node, name: str, fields: list[tuple[str, ua.VariantType, bool]]) -> Node:
+        etype = await base.add_object_type(self.nid(f"Types.{name}"), ua.QualifiedName(name, self.ns))
         for fname, vtype, array in fields:
             prop = await etype.add_property(
-                self.nid(f"Types/{name}/{fname}"),
+                self.nid(f"Types.{name}.{fname}"),
                 ua.QualifiedName(fname, self.ns),
-                ua.Variant(_default(vtype, array), vtype, is_array=array)
-                if array
-                else ua.Variant(_default(vtype, array), vtype),
+                variant(_default(vtype, array), vtype, array),
                 datatype=ua.NodeId(vtype.value),
             )
             if array:
@@ -138,86 +173,123 @@ class Builder:
         return etype
 
 
+async def _state_nodes(parent: Node) -> dict[str, ua.NodeId]:
+    """The state objects (FiniteStateType's StateType subtypes) below ``parent``, by name."""
+    out = {}
+    for child in await parent.get_children(refs=ua.ObjectIds.HasComponent, nodeclassmask=ua.NodeClass.Object):
+        tdef = await child.read_type_definition()
+        if tdef in (ua.NodeId(ua.ObjectIds.StateType), ua.NodeId(ua.ObjectIds.InitialStateType)):
+            out[(await child.read_browse_name()).Name] = child.nodeid
+    return out
+
+
+async def _decode_field_less_subtypes(server: Server, mv: int) -> None:
+    """asyncua gives a structure subtype without fields of its own (RecipeIdExternalDataType,
+    RecipeIdInternalDataType, ConfigurationIdDataType) its base's class but does not decode its
+    encoding: a client that sends one (node-opcua does) would get BadTypeMismatch. Its binary
+    encoding is decoded as the base class (encoding stays the base's)."""
+    base = server.get_node(ua.NodeId(ua.ObjectIds.Structure))
+    todo = list(await base.get_children(refs=ua.ObjectIds.HasSubtype))
+    while todo:
+        dtype = todo.pop()
+        todo += await dtype.get_children(refs=ua.ObjectIds.HasSubtype)
+        if dtype.nodeid.NamespaceIndex != mv or dtype.nodeid in ua.extension_objects_by_datatype:
+            continue
+        cls = getattr(ua, (await dtype.read_browse_name()).Name, None)
+        for enc in await dtype.get_referenced_nodes(refs=ua.ObjectIds.HasEncoding):
+            if cls is not None and (await enc.read_browse_name()).Name == "Default Binary":
+                ua.extension_objects_by_typeid.setdefault(enc.nodeid, cls)
+
+
 async def build(
     server: Server, namespace: str, config: StationConfig, identity: dict[str, str], handlers: dict[str, Any]
 ) -> VisionModel:
-    """Create the VisionSystem object with everything below it; ``handlers`` are the method
-    callbacks (StartSingleJob, PrepareRecipe, GetRecipeList)."""
-    ns = await server.register_namespace(namespace)
-    b = Builder(server, ns)
-    types = server.nodes.base_object_type
-    system_type = await types.add_object_type(b.nid("Types/VisionSystemType"), ua.QualifiedName("VisionSystemType", ns))
-    system = await b.obj(server.nodes.objects, "VisionSystem", system_type)
-    b.model = model = VisionModel(ns, system)
+    """Import the nodeset, instantiate the VisionSystem and add the station's extensions; ``handlers``
+    are the method callbacks by path below the VisionSystem (e.g. ``RecipeManagement.PrepareRecipe``)."""
+    ns = await server.register_namespace(namespace)  # first: the station's namespace keeps index 2
+    await server.import_xml(str(NODESET))
+    mv = await server.get_namespace_index(MV_URI)
+    await _decode_field_less_subtypes(server, mv)
+    mv_type = {name: server.get_node(ua.NodeId(i, mv)) for name, i in MV_TYPES.items()}
+    system_id = ua.NodeId("VisionSystem", ns)
+    system = (
+        await instantiate(
+            server.nodes.objects,
+            mv_type["VisionSystemType"],
+            nodeid=system_id,
+            bname=ua.QualifiedName("VisionSystem", ns),
+            instantiate_optional=False,
+        )
+    )[0]
+    model = VisionModel(ns, mv, system)
+    b = Builder(server, model)
+    for path, type_name in COMPONENTS:
+        parent, name = (f"VisionSystem.{path}".rsplit(".", 1)[0], path.rsplit(".", 1)[-1])
+        await instantiate(
+            server.get_node(b.nid(parent)),
+            mv_type[type_name],
+            nodeid=b.nid(f"VisionSystem.{path}"),
+            bname=ua.QualifiedName(name, mv),
+            instantiate_optional=False,
+        )
+    vsm = b.node("VisionStateMachine")
+    await instantiate(
+        vsm,
+        server.get_node(ua.NodeId(SELECT_MODE_AUTOMATIC, mv)),
+        nodeid=b.nid("VisionSystem.VisionStateMachine.SelectModeAutomatic"),
+        bname=ua.QualifiedName("SelectModeAutomatic", mv),
+    )
+    model.states = await _state_nodes(vsm)
+    model.auto_states = await _state_nodes(mv_type["VisionAutomaticModeStateMachineType"])
+    for sm in ("VisionStateMachine", "VisionStateMachine.AutomaticModeStateMachine"):
+        model.variables[f"{sm}.CurrentState"] = b.node(f"{sm}.CurrentState")
+        model.variables[f"{sm}.CurrentState.Id"] = b.node(f"{sm}.CurrentState.Id")
+    for path in ("ConfigurationManagement.ActiveConfiguration",):
+        model.variables[path] = b.node(path)
+    for path, func in handlers.items():
+        if path.startswith("VisionSystem."):
+            continue  # the station's own methods, added below
+        await b.link(path, func)
 
-    ident = await b.obj(system, "VisionSystem/Identification")
+    # -- the station's extensions (its namespace) -------------------------------------------------
+    await b.var(vsm, "VisionSystem.VisionStateMachine.ErrorReason", V.String, "")
+    ident = await b.obj(system, "VisionSystem.Identification")
     for key, value in identity.items():
-        await b.var(ident, f"VisionSystem/Identification/{key}", V.String, value)
+        await b.var(ident, f"VisionSystem.Identification.{key}", V.String, value)
 
-    sm = await b.obj(system, "VisionSystem/VisionSystemStateMachine")
-    await b.var(
-        sm,
-        "VisionSystem/VisionSystemStateMachine/CurrentState",
-        V.LocalizedText,
-        ua.LocalizedText("Preoperational", "en"),
-    )
-    await b.var(sm, "VisionSystem/VisionSystemStateMachine/CurrentStateNumber", V.UInt32, STATES["Preoperational"])
-    await b.var(sm, "VisionSystem/VisionSystemStateMachine/OperationalState", V.String, "")
-    await b.var(sm, "VisionSystem/VisionSystemStateMachine/ErrorReason", V.String, "")
-    await b.method(
-        sm,
-        "VisionSystem/VisionSystemStateMachine/StartSingleJob",
-        handlers["StartSingleJob"],
-        [
-            _arg("PartId", V.String, "part id, at most 20 characters (may be empty)"),
-            _arg("RecipeId", V.String, "recipe number as text; empty: the active recipe"),
-        ],
-        [_arg("JobId", V.String, "the job's id; the ResultReadyEvent and LastResult carry it as JobId and ResultId")],
-    )
-
-    rm = await b.obj(system, "VisionSystem/RecipeManagement")
-    recipes = await rm.add_folder(b.nid("VisionSystem/RecipeManagement/Recipes"), ua.QualifiedName("Recipes", ns))
+    rm = b.node("RecipeManagement")
+    recipes = await rm.add_folder(b.nid("VisionSystem.RecipeManagement.Recipes"), ua.QualifiedName("Recipes", ns))
     for r in config.recipes:
-        base = f"VisionSystem/RecipeManagement/Recipes/Recipe_{r.number}"
+        base = f"VisionSystem.RecipeManagement.Recipes.Recipe_{r.number}"
         node = await b.obj(recipes, base)
-        await b.var(node, f"{base}/RecipeId", V.String, str(r.number))
-        await b.var(node, f"{base}/Name", V.String, r.name)
-        await b.var(node, f"{base}/Checks", V.String, [c.name for c in r.checks], array=True)
-    await b.var(rm, "VisionSystem/RecipeManagement/ActiveRecipeId", V.String, str(config.triggers.recipe))
+        await b.var(node, f"{base}.RecipeId", V.String, str(r.number))
+        await b.var(node, f"{base}.Name", V.String, r.name)
+        await b.var(node, f"{base}.Checks", V.String, [c.name for c in r.checks], array=True)
+    await b.var(rm, "VisionSystem.RecipeManagement.ActiveRecipeId", V.String, str(config.triggers.recipe))
     active = config.recipe(config.triggers.recipe)
-    await b.var(rm, "VisionSystem/RecipeManagement/ActiveRecipeName", V.String, active.name if active else "")
-    await b.method(
+    await b.var(rm, "VisionSystem.RecipeManagement.ActiveRecipeName", V.String, active.name if active else "")
+    await b.own_method(
         rm,
-        "VisionSystem/RecipeManagement/PrepareRecipe",
-        handlers["PrepareRecipe"],
-        [_arg("RecipeId", V.String, "recipe number as text")],
-        [_arg("IsCompleted", V.Boolean, "true: the recipe is active")],
-    )
-    await b.method(
-        rm,
-        "VisionSystem/RecipeManagement/GetRecipeList",
-        handlers["GetRecipeList"],
+        "VisionSystem.RecipeManagement.GetRecipeList",
+        handlers["VisionSystem.RecipeManagement.GetRecipeList"],
         [],
-        [
-            _arg("RecipeIds", V.String, "recipe numbers", array=True),
-            _arg("Names", V.String, "recipe names", array=True),
-        ],
+        [_arg("RecipeIds", V.String, "recipe numbers", array=True), _arg("Names", V.String, "recipe names", True)],
     )
 
-    res = await b.obj(system, "VisionSystem/ResultManagement")
-    last = await b.obj(res, "VisionSystem/ResultManagement/LastResult")
+    last = await b.obj(b.node("ResultManagement"), "VisionSystem.ResultManagement.LastResult")
     for name, vtype, array in RESULT_FIELDS:
-        await b.var(last, f"VisionSystem/ResultManagement/LastResult/{name}", vtype, array=array)
-
-    stats = await b.obj(system, "VisionSystem/Statistics")
+        await b.var(last, f"VisionSystem.ResultManagement.LastResult.{name}", vtype, array=array)
+    stats = await b.obj(system, "VisionSystem.Statistics")
     for name, _ in COUNTERS:
-        await b.var(stats, f"VisionSystem/Statistics/{name}", V.UInt32, 0)
-    await b.var(system, "VisionSystem/ActiveAlarms", V.String, [], array=True)
+        await b.var(stats, f"VisionSystem.Statistics.{name}", V.UInt32, 0)
+    await b.var(system, "VisionSystem.ActiveAlarms", V.String, [], array=True)
 
-    result_type = await b.event_type("ResultReadyEventType", RESULT_FIELDS)
-    alarm_type = await b.event_type("VisionAlarmEventType", ALARM_FIELDS)
+    own_fields = [f for f in RESULT_FIELDS if f[0] not in EVENT_SPEC_FIELDS]
+    result_type = await b.event_type(mv_type["ResultReadyEventType"], "VisionResultReadyEventType", own_fields)
+    alarm_type = await b.event_type(server.nodes.base_event_type, "VisionAlarmEventType", ALARM_FIELDS)
     for emitter in (system, server.nodes.server):
-        model.result_events.append(await server.get_event_generator(result_type, emitter))
+        model.result_events.append(gen := await server.get_event_generator(result_type, emitter))
+        gen.event.data_types.update(SPEC_EVENT_TYPES)
         model.alarm_events.append(await server.get_event_generator(alarm_type, emitter))
     return model
 

@@ -24,11 +24,17 @@ from ..http.auth import PERMISSIONS, LoginLimiter, check_login
 log = logging.getLogger(__name__)
 
 # Station roles allowed to call each method (by the method's browse name).
+_TRIGGER = frozenset(PERMISSIONS["trigger"])  # operator, integrator
+_READ = frozenset({"operator", "qa", "integrator"})
+_INTEGRATOR = frozenset({"integrator"})
 METHOD_ROLES: dict[str, frozenset[str]] = {
-    "StartSingleJob": frozenset(PERMISSIONS["trigger"]),  # operator, integrator
-    "PrepareRecipe": frozenset({"integrator"}),
-    "GetRecipeList": frozenset({"operator", "qa", "integrator"}),
-}
+    "Halt": _TRIGGER, "Reset": _TRIGGER, "SelectModeAutomatic": _TRIGGER,
+    "StartSingleJob": _TRIGGER, "StartContinuous": _TRIGGER, "Stop": _TRIGGER, "Abort": _TRIGGER,
+    "PrepareRecipe": _INTEGRATOR, "UnprepareRecipe": _INTEGRATOR, "ActivateConfiguration": _INTEGRATOR,
+    "GetRecipeListFiltered": _READ, "GetRecipeList": _READ,
+    "GetResultById": _READ, "GetResultComponentsById": _READ, "GetResultListFiltered": _READ,
+    "GetConfigurationById": _READ, "GetConfigurationList": _READ,
+}  # fmt: skip
 
 _CALL = ua.NodeId(ua.ObjectIds.CallRequest_Encoding_DefaultBinary)
 

@@ -7,7 +7,7 @@ PLC. The bridge:
 - station events (published on the station's loop) are copied to the OPC UA loop, which
   updates the nodes and fires the events: a result is published here only after the station
   committed its log row (InspectionDone comes after the commit);
-- StartSingleJob runs on the station's loop: refused (BadInvalidState, counted in
+- StartSingleJob (the specification's, on AutomaticModeStateMachine) runs on the station's loop: refused (BadInvalidState, counted in
   RefusedTriggers) while an inspection runs or the PLC's handshake is busy, else the
   inspection starts and the call returns its JobId at once; the result follows as a
   ResultReadyEvent and in LastResult.
@@ -24,12 +24,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from asyncua import Server, ua
+from asyncua import ua
 
 from .. import __version__
 from ..plc.settings import StartError
 from ..station.events import AlarmAcknowledged, AlarmCleared, AlarmRaised, Event, InspectionDone, Started, Stopped
 from . import model as m
+from .channel import GuardedServer
+from .methods import VisionMethods
+from .results import ResultMemory, utc
 from .security import METHOD_ROLES, RolePermissions, StationUsers, ensure_certificate
 
 if TYPE_CHECKING:
@@ -44,9 +47,11 @@ POLICIES = {
 }
 # Alarms that put the VisionSystemStateMachine in Error (inspections answer ERROR meanwhile).
 ERROR_ALARMS = ("camera_lost", "model_error", "internal")
+# How long a stop holds the server open for the subscriptions to send the Halted state.
+HALT_HOLD_S = 1.0
 
 
-class OpcUaServer:
+class OpcUaServer(VisionMethods):
     """Started and stopped by the station; subscribes to its events from construction on."""
 
     def __init__(self, station: OpcUaPort, base_dir: Path, data_dir: Path):
@@ -58,9 +63,13 @@ class OpcUaServer:
         self.permissions = RolePermissions(self.users)
         self.refused_triggers = 0
         self.active_recipe = station.config.triggers.recipe
+        self.prepared = False  # PrepareRecipe chose active_recipe (UnprepareRecipe returns to triggers.recipe)
+        self.results = ResultMemory()
+        self.config_loaded = datetime.now(UTC)
         self.jobs = itertools.count(1)
-        self._job: str = ""  # the OPC UA job whose inspection runs now
-        self.server: Server | None = None
+        self._job: tuple[str, str] = ("", "")  # the OPC UA job whose inspection runs now: JobId, MeasId
+        self._halted = False  # Halt called (jobs refused until Reset)
+        self.server: GuardedServer | None = None
         self.model: m.VisionModel | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -101,6 +110,7 @@ class OpcUaServer:
         return {**self.station.counters, "refused_triggers": self.refused_triggers}
 
     async def stop(self) -> None:
+        self._state = "Halted"
         if self._watch_task is not None:
             self._watch_task.cancel()
             await asyncio.gather(self._watch_task, return_exceptions=True)
@@ -124,7 +134,7 @@ class OpcUaServer:
     # -- on the OPC UA loop --------------------------------------------------------------------------
     async def _start(self) -> None:
         cfg, station = self.config, self.station
-        server = Server(user_manager=self.users)
+        server = GuardedServer(user_manager=self.users)
         await server.init()
         server.set_endpoint(cfg.endpoint)
         server.set_server_name(f"edge-inspect {station.config.station.name}")
@@ -164,65 +174,89 @@ class OpcUaServer:
             "ModelId": station.model_sha256,
             "ConfigId": station.config_sha256,
         }
-        self.model = await m.build(
-            server,
-            cfg.namespace,
-            station.config,
-            identity,
-            {
-                "StartSingleJob": self._start_single_job,
-                "PrepareRecipe": self._prepare_recipe,
-                "GetRecipeList": self._get_recipe_list,
-            },
+        self.model = await m.build(server, cfg.namespace, station.config, identity, self.handlers())
+        for path, node in self.model.methods.items():
+            self.permissions.method_roles[node.nodeid] = METHOD_ROLES[path.rsplit(".", 1)[-1]]
+        await self.model.var("ConfigurationManagement.ActiveConfiguration").write_value(
+            ua.Variant(self._configuration(), ua.VariantType.ExtensionObject)
         )
-        for name, node in self.model.methods.items():
-            self.permissions.method_roles[node.nodeid] = METHOD_ROLES[name]
         await server.start()
         self.server = server
         await self._show_state(self._state, "", False)
 
     async def _stop(self) -> None:
+        """Halted first, and held until every subscription has sent it (at most HALT_HOLD_S), then close:
+        a client sees the state machine halted before its session ends."""
         if self.server is not None:
+            await self._show_state("Halted", "", False)
+            await self._flush_subscriptions(HALT_HOLD_S)
             server, self.server = self.server, None
             await server.stop()
+
+    async def _flush_subscriptions(self, limit_s: float) -> None:
+        subs = self.server.iserver.subscription_service.subscriptions
+        pending = lambda: [  # noqa: E731
+            s
+            for s in subs.values()
+            if getattr(s, "_triggered_datachanges", None) or getattr(s, "_triggered_events", None)
+        ]
+        deadline = asyncio.get_running_loop().time() + limit_s
+        while pending() and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+        if pending():
+            log.warning("OPC UA: %d subscription(s) did not fetch the Halted state in %.1f s", len(pending()), limit_s)
 
     async def _write(self, path: str, value: Any, vtype: ua.VariantType, array: bool = False) -> None:
         await self.model.var(path).write_value(m.variant(value, vtype, array))
 
     async def _show_state(self, state: str, reason: str, busy: bool) -> None:
-        sm = "VisionSystemStateMachine"
-        await self._write(f"{sm}/CurrentState", ua.LocalizedText(state, "en"), ua.VariantType.LocalizedText)
-        await self._write(f"{sm}/CurrentStateNumber", m.STATES[state], ua.VariantType.UInt32)
-        await self._write(f"{sm}/ErrorReason", reason, ua.VariantType.String)
+        """VisionStateMachine's CurrentState (and its Id: the state node), and inside Operational the
+        AutomaticModeStateMachine's: Ready, or SingleExecution while an inspection runs."""
+        sm, auto = "VisionStateMachine", "VisionStateMachine.AutomaticModeStateMachine"
+        sub = ("SingleExecution" if busy else "Ready") if state == "Operational" else ""
+        await self._write(f"{sm}.ErrorReason", reason, ua.VariantType.String)
+        await self._write(f"{auto}.CurrentState", ua.LocalizedText(sub, "en"), ua.VariantType.LocalizedText)
         await self._write(
-            f"{sm}/OperationalState",
-            ("SingleExecution" if busy else "Ready") if state == "Operational" else "",
-            ua.VariantType.String,
+            f"{auto}.CurrentState.Id", self.model.auto_states.get(sub, ua.NodeId()), ua.VariantType.NodeId
         )
+        await self._write(f"{sm}.CurrentState", ua.LocalizedText(state, "en"), ua.VariantType.LocalizedText)
+        await self._write(f"{sm}.CurrentState.Id", self.model.states[state], ua.VariantType.NodeId)
+
+    async def _show_now(self) -> None:
+        await self._show_state(*self._state_now(), self.station.inspecting)
 
     async def _show_counters(self, counters: dict[str, int]) -> None:
         for name, key in m.COUNTERS:
-            await self._write(f"Statistics/{name}", int(counters.get(key, 0)) & 0xFFFFFFFF, ua.VariantType.UInt32)
+            await self._write(f"Statistics.{name}", int(counters.get(key, 0)) & 0xFFFFFFFF, ua.VariantType.UInt32)
 
     async def _show_result(self, e: InspectionDone, counters: dict[str, int]) -> None:
+        job_id, meas_id = self._job if e.trigger == "opcua" else ("", "")
         values = {
-            "ResultId": str(e.result_id), "JobId": self._job if e.trigger == "opcua" else "",
+            "ResultId": str(e.result_id), "JobId": job_id,
             "LogId": e.id if e.id is not None else -1, "PartId": e.part_id, "RecipeId": str(e.recipe),
             "Trigger": e.trigger, "Verdict": e.verdict, "ResultState": m.RESULT_STATES.get(e.verdict, 3),
             "ErrorCode": e.error_code, "Error": e.error, "DefectCount": e.defect_count,
             "FailedChecks": e.failed_checks, "CheckNames": [c.name for c in e.checks],
             "CheckOutcomes": [c.status for c in e.checks], "CheckReasons": [c.reason for c in e.checks],
-            "CreationTime": datetime.fromtimestamp(e.at or 0, UTC),
+            "CreationTime": utc(e.at),
             "ProcessingTimeMs": float(e.timings_ms.get("cycle_ms", 0.0)),
         }  # fmt: skip
         for name, vtype, array in m.RESULT_FIELDS:
-            await self._write(f"ResultManagement/LastResult/{name}", values[name], vtype, array)
+            await self._write(f"ResultManagement.LastResult.{name}", values[name], vtype, array)
         await self._show_counters(counters)
+        result = self.results.add(
+            spec_result_id(e), job_id, meas_id, e.part_id, e.recipe, self.station.config_sha256,
+            values["ResultState"], values["CreationTime"], values["ProcessingTimeMs"],
+        )  # fmt: skip
         for gen in self.model.result_events:
             for name, _, _ in m.RESULT_FIELDS:
-                setattr(gen.event, name, values[name])
+                if name not in m.EVENT_SPEC_FIELDS:
+                    setattr(gen.event, name, values[name])
+            for name in ("ResultId", "JobId", "PartId", "ResultState", "CreationTime", "IsPartial", "MeasId",
+                         "InternalRecipeId", "ExternalRecipeId", "InternalConfigurationId", "ProcessingTimes"):  # fmt: skip
+                setattr(gen.event, name, getattr(result, name))
             gen.event.Severity = 100 if e.verdict == "PASS" else 500
-            await gen.trigger(message=f"result {e.result_id}: {e.verdict}")
+            await gen.trigger(message=f"result {result.ResultId.Id}: {e.verdict}")
 
     async def _show_alarm(self, code: str, state: str, message: str, user: str, active: list[str]) -> None:
         await self._write("ActiveAlarms", active, ua.VariantType.String, True)
@@ -234,7 +268,7 @@ class OpcUaServer:
     # -- station events (on the station's loop) --------------------------------------------------
     def _state_now(self) -> tuple[str, str]:
         st = self.station
-        if self._state == "Halted":
+        if self._state == "Halted" or self._halted:
             return "Halted", ""
         faults = [a for a in st.alarms.listed() if a["active"] and a["code"] in ERROR_ALARMS]
         if faults:
@@ -283,27 +317,12 @@ class OpcUaServer:
     async def _on_station(self, coro):
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self._station_loop))
 
-    async def _start_single_job(self, parent, part_id: ua.Variant, recipe_id: ua.Variant):
-        part = str(part_id.Value or "")
-        recipe_text = str(recipe_id.Value or "").strip()
-        if len(part) > 20:
-            return ua.StatusCode(ua.StatusCodes.BadOutOfRange)
-        if recipe_text and not recipe_text.isdigit():
-            return ua.StatusCode(ua.StatusCodes.BadInvalidArgument)
-        recipe = int(recipe_text) if recipe_text else self.active_recipe
-        if self.station.config.recipe(recipe) is None:
-            return ua.StatusCode(ua.StatusCodes.BadInvalidArgument)
-        job_id = await self._on_station(self._begin_job(recipe, part))
-        if job_id is None:
-            return ua.StatusCode(ua.StatusCodes.BadInvalidState)
-        return [ua.Variant(job_id, ua.VariantType.String)]
-
     def _refuse(self, why: str) -> None:
         self.refused_triggers += 1
         log.warning("OPC UA StartSingleJob refused: %s (%d so far)", why, self.refused_triggers)
         self._submit(self._show_counters(self._counters()))
 
-    async def _begin_job(self, recipe: int, part_id: str) -> str | None:
+    async def _begin_job(self, recipe: int, part_id: str, meas_id: str = "") -> str | None:
         """On the station's loop: start the job's inspection, or refuse it (None). The check and
         taking the station's inspection lock happen in one step of the job's task (no await between
         them), so a PLC trigger cannot slip in between; a PLC trigger the handshake has already
@@ -313,14 +332,15 @@ class OpcUaServer:
         accepted: asyncio.Future = asyncio.get_running_loop().create_future()
 
         async def job():
-            if self._state != "Operational" or st.status()["stopping"]:
-                self._refuse("the station is stopping" if self._state == "Operational" else self._state.lower())
+            state = self._state_now()[0]
+            if state != "Operational" or st.status()["stopping"]:
+                self._refuse("the station is stopping" if state == "Operational" else state.lower())
                 accepted.set_result(None)
             elif st.inspecting:
                 self._refuse("busy")
                 accepted.set_result(None)
             else:
-                self._job = job_id
+                self._job = (job_id, meas_id)
                 accepted.set_result(job_id)
                 try:
                     await st.inspect(recipe, part_id, trigger="opcua")  # takes the lock before its first await
@@ -330,21 +350,8 @@ class OpcUaServer:
         st.spawn_inspection(job())
         return await accepted
 
-    async def _prepare_recipe(self, parent, recipe_id: ua.Variant):
-        """PrepareRecipe: the recipe StartSingleJob runs when its RecipeId is empty (integrator)."""
-        text = str(recipe_id.Value or "").strip()
-        recipe = self.station.config.recipe(int(text)) if text.isdigit() else None
-        if recipe is None:
-            return ua.StatusCode(ua.StatusCodes.BadInvalidArgument)
-        self.active_recipe = recipe.number
-        await self._write("RecipeManagement/ActiveRecipeId", str(recipe.number), ua.VariantType.String)
-        await self._write("RecipeManagement/ActiveRecipeName", recipe.name, ua.VariantType.String)
-        log.info("OPC UA: recipe %d (%s) prepared", recipe.number, recipe.name)
-        return [ua.Variant(True, ua.VariantType.Boolean)]
 
-    async def _get_recipe_list(self, parent):
-        recipes = self.station.config.recipes
-        return [
-            ua.Variant([str(r.number) for r in recipes], ua.VariantType.String, is_array=True),
-            ua.Variant([r.name for r in recipes], ua.VariantType.String, is_array=True),
-        ]
+def spec_result_id(e: InspectionDone) -> str:
+    """The specification's ResultId: the log row (unique; the station's result id is the PLC's
+    trigger_id, which repeats), or the station's result id when the log could not be written."""
+    return str(e.id) if e.id is not None else f"unlogged-{e.result_id}"
