@@ -20,7 +20,7 @@ import itertools
 import logging
 import threading
 from concurrent.futures import Future
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -131,7 +131,7 @@ class OpcUaServer:
         app_uri = f"urn:edge-inspect:{station.config.station.name}".replace(" ", "_")
         await server.set_application_uri(app_uri)
         await server.set_build_info(
-            "urn:edge-inspect", "edge-inspect", "edge-inspect", __version__, __version__, datetime.now(UTC)
+            "urn:edge-inspect", "edge-inspect", "edge-inspect", __version__, __version__, datetime.now(timezone.utc)
         )
         if cfg.certificate:
             cert, key = (
@@ -212,7 +212,7 @@ class OpcUaServer:
             "ErrorCode": e.error_code, "Error": e.error, "DefectCount": e.defect_count,
             "FailedChecks": e.failed_checks, "CheckNames": [c.name for c in e.checks],
             "CheckOutcomes": [c.status for c in e.checks], "CheckReasons": [c.reason for c in e.checks],
-            "CreationTime": datetime.fromtimestamp(e.at or 0, UTC),
+            "CreationTime": datetime.fromtimestamp(e.at or 0, timezone.utc),
             "ProcessingTimeMs": float(e.timings_ms.get("cycle_ms", 0.0)),
         }  # fmt: skip
         for name, vtype, array in m.RESULT_FIELDS:
