@@ -82,13 +82,13 @@ def build_log(path: Path, rows: int, days: float, seed: int = 13, end: float | N
         "INSERT INTO checks (inspection_id, idx, name, kind, status, reason, counted, answer, p_yes, margin, ms) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     )
-    from datetime import UTC, datetime
+    from datetime import datetime, timezone
 
     for first in range(1, rows + 1, batch):
         ins, chk, pts, disp, aud = [], [], [], [], []
         for i in range(first, min(rows, first + batch - 1) + 1):
             ts_unix = start + (i - 1) * step + rng.random() * step * 0.5
-            stamp = datetime.fromtimestamp(ts_unix, UTC).isoformat(timespec="milliseconds")
+            stamp = datetime.fromtimestamp(ts_unix, timezone.utc).isoformat(timespec="milliseconds")
             r = rng.random()
             verdict = "PASS" if r < 0.92 else "FAIL" if r < 0.99 else "ERROR"
             failing = rng.choices((0, 1, 2), (5, 3, 2))[0] if verdict == "FAIL" else None

@@ -123,6 +123,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from .commands.doctor import run_doctor
+    from .config import load_config
+
+    config = load_config(args.config, bundle=args.bundle)[0] if args.config else None
+    return run_doctor(config, args.bundle, args.json)
+
+
 def _cmd_try(args: argparse.Namespace) -> int:
     from .commands.trial import run_try
     from .config import load_config
@@ -384,6 +392,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("config", help="station.yaml")
     run.add_argument("--bundle", help="model bundle (overrides model.bundle)")
     run.set_defaults(func=_cmd_run)
+
+    doctor = sub.add_parser(
+        "doctor", help="what the model runs on here: ONNX Runtime providers, TensorRT, GPU, JetPack, and why not"
+    )
+    doctor.add_argument(
+        "config", nargs="?", help="station.yaml whose model to load (default: the demo student, 'auto')"
+    )
+    doctor.add_argument("--bundle", help="model bundle instead of the config's")
+    doctor.add_argument("--json", action="store_true", help="print JSON")
+    doctor.set_defaults(func=_cmd_doctor)
 
     trial = sub.add_parser("try", help="run a recipe on image files: overlays, a table and JSON (no PLC, no log)")
     trial.add_argument("config", help="station.yaml")

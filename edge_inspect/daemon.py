@@ -5,12 +5,15 @@ the narrow Protocols of station/ports.py. ``edge-inspect run`` and ``edge-inspec
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
 from .config import StationConfig
 from .station.config_keeper import ConfigKeeper
 from .station.core import Station
 from .vlm import VisionLanguageModel
+
+log = logging.getLogger(__name__)
 
 
 def build_station(
@@ -23,6 +26,8 @@ def build_station(
     """The station with its attachments, in their start order: OPC UA, config keeper (a station started
     from a file: versions, edits on disk, saves from the setup pages), fleet publishing."""
     station = Station(config, config_sha256, base_dir, model=model)
+    for line in station.platform.lines():
+        log.info("%s", line)
     if config.opcua is not None and config.opcua.enabled:
         from .opcua import OpcUaServer
 

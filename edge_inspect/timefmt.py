@@ -4,7 +4,7 @@ operating system's). The log stores UTC; pages, filters, charts and CSV convert 
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime, tzinfo
+from datetime import datetime, timezone, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 
@@ -20,19 +20,19 @@ def station_zone(name: str | None) -> tzinfo:
     except (OSError, ValueError, ZoneInfoNotFoundError):
         pass
     local = datetime.now().astimezone().tzinfo
-    return local if local is not None else UTC
+    return local if local is not None else timezone.utc
 
 
 def zone_name(tz: tzinfo) -> str:
     """The IANA name when known ("" otherwise): for the browser's Intl time formatting."""
-    return getattr(tz, "key", "") or ("UTC" if tz is UTC else "")
+    return getattr(tz, "key", "") or ("UTC" if tz is timezone.utc else "")
 
 
 def _as_datetime(value: float | str) -> datetime:
     if isinstance(value, (int, float)):
-        return datetime.fromtimestamp(value, UTC)
+        return datetime.fromtimestamp(value, timezone.utc)
     dt = datetime.fromisoformat(value)
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)  # the log's strings are UTC
+    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)  # the log's strings are UTC
 
 
 def iso_local(value: float | str | None, tz: tzinfo) -> str:

@@ -1,11 +1,17 @@
-"""Shared fixtures: one small random Molmo2 checkpoint and its exported bundle per test session."""
+"""Shared fixtures: one small random Molmo2 checkpoint and its exported bundle per test session.
+
+``--appliance-only`` runs the appliance's tests alone (no export toolchain, browser or plant side; see
+LEFT_OUT below): .ci/run uses it on Python 3.10 and 3.12, with the tiny bundle exported by 3.11 beforehand."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 import pytest
+
+from .support import tiny_bundle as tiny_bundle_module
 
 
 @pytest.fixture(scope="session")
@@ -13,14 +19,22 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     pytest.importorskip("torch", reason="the export toolchain needs the 'export' extra (torch, transformers)")
     from tools.molmo2.tiny import make_tiny_checkpoint
 
-    return make_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny-molmo2", seed=0)
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny-molmo2", seed=tiny_bundle_module.SEED)
 
 
 @pytest.fixture(scope="session")
-def tiny_bundle(tiny_checkpoint, tmp_path_factory) -> Path:
+def tiny_bundle(request, tmp_path_factory) -> Path:
+    """The tiny bundle: exported here (torch), or the one named by EDGE_INSPECT_TEST_BUNDLE, which another
+    interpreter exported with ``python -m tests.support.tiny_bundle`` (tests/support/tiny_bundle.py)."""
+    prebuilt = os.environ.get(tiny_bundle_module.ENV)
+    if prebuilt:
+        if not (Path(prebuilt) / "manifest.json").is_file():
+            pytest.exit(f"{tiny_bundle_module.ENV}={prebuilt}: no bundle there (manifest.json missing)", returncode=2)
+        return Path(shutil.copytree(prebuilt, tmp_path_factory.mktemp("bundle") / "tiny"))
     from tools.export.onnx_bundle import export_bundle
 
-    return export_bundle(tiny_checkpoint, tmp_path_factory.mktemp("bundle") / "tiny")
+    checkpoint = request.getfixturevalue("tiny_checkpoint")
+    return export_bundle(checkpoint, tmp_path_factory.mktemp("bundle") / "tiny")
 
 
 @pytest.fixture
@@ -84,3 +98,45 @@ def page():
         context = browser.new_context(viewport={"width": 1280, "height": 800}, accept_downloads=True)
         yield context.new_page()
         browser.close()
+
+
+# What ``--appliance-only`` leaves out (tests/test_appliance_only.py checks these lists against the modules):
+# - the export toolchain's modules (tools/): they import torch, transformers or onnx at the top and run on
+#   Python 3.11 with the 'export' extra;
+# - the browser tests: Chromium drives the HMI's HTML and JavaScript, which do not change with the Python
+#   the appliance runs on (the API tests cover the same web app from Python);
+# - the plant side: `fleet collect` / `fleet serve` run on a central server, not on the appliance.
+EXPORT_TEST_MODULES = frozenset(
+    {
+        "test_distill.py",
+        "test_distill_resume_from_bundle.py",
+        "test_distill_v2.py",
+        "test_export_cli.py",
+        "test_export_errors.py",
+        "test_lean_decoder.py",
+        "test_parity.py",
+        "test_preprocess.py",
+        "test_prompt_layout.py",
+        "test_quantize_trt.py",
+        "test_step_decoder.py",
+    }
+)
+BROWSER_TEST_MODULES = frozenset({"test_accessibility.py", "test_setup_browser.py", "test_web_browser.py"})
+PLANT_TEST_MODULES = frozenset({"test_fleet.py", "plant", "security/test_collector_poison.py"})
+LEFT_OUT = EXPORT_TEST_MODULES | BROWSER_TEST_MODULES | PLANT_TEST_MODULES
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--appliance-only",
+        action="store_true",
+        help="only the appliance's tests: without the export toolchain (no torch), the browser and the plant side",
+    )
+
+
+def pytest_ignore_collect(collection_path, config):
+    if config.getoption("appliance_only"):
+        relative = collection_path.relative_to(Path(__file__).parent).as_posix()
+        if relative in LEFT_OUT:
+            return True
+    return None

@@ -78,7 +78,7 @@ def test_sigkill_during_burst_loses_nothing_the_plc_read(tmp_path, tiny_bundle):
                 read_ids.append(result.result_id)
                 if len(read_ids) == 100:  # keep triggering; the kill lands mid-burst
                     asyncio.get_running_loop().call_later(0.05, proc.send_signal, signal.SIGKILL)
-        except (TimeoutError, PLCTimeout, ConnectionError, OSError, AttributeError):
+        except (TimeoutError, asyncio.TimeoutError, PLCTimeout, ConnectionError, OSError, AttributeError):
             pass  # the appliance is gone
         finally:
             plc.close()

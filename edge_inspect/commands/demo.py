@@ -105,7 +105,7 @@ async def run_demo(
                 )
             try:
                 await asyncio.wait_for(stop.wait(), period_s)
-            except TimeoutError:
+            except asyncio.TimeoutError:  # not the builtin one on Python 3.10
                 pass
     finally:
         plc.close()

@@ -16,8 +16,8 @@ class FilterError(ValueError):
 
 def parse_time(value: str, name: str, tz: tzinfo | None = None) -> float:
     """An ISO date/time as unix seconds; without an offset it is in ``tz`` (the station's zone)."""
-    try:
-        moment = datetime.fromisoformat(value)
+    try:  # a trailing Z (UTC): Python 3.10's fromisoformat does not read it
+        moment = datetime.fromisoformat(value[:-1] + "+00:00" if value[-1:] in ("Z", "z") else value)
     except ValueError:
         raise FilterError(f"{name}: {value!r} is not an ISO date/time (e.g. 2026-11-29T08:00)") from None
     if moment.tzinfo is None:

@@ -6,7 +6,7 @@ transaction; the corrected points per check are the training labels a retraining
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 
 from .review import FilterError, reading
 from .store import Store
@@ -30,7 +30,7 @@ def add(store: Store, inspection_id: int, check_idx: int, added: list, removed: 
         raise FilterError("add and remove must be lists of at most 200 points")
     adds = [_point(p, "add") for p in added]
     removes = [_point(p, "remove") for p in removed]
-    now = datetime.now(UTC).isoformat(timespec="seconds")
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     with store.transaction() as db:
         kind = db.execute(
             "select kind from checks where inspection_id = ? and idx = ?",

@@ -14,7 +14,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, tzinfo
+from datetime import datetime, timezone, tzinfo
 
 import sqlite_utils
 
@@ -226,7 +226,7 @@ def get_inspection(store: Store, inspection_id: int) -> dict | None:
 def set_disposition(store: Store, inspection_id: int, disposition: str, reviewer: str, comment: str) -> dict:
     if disposition not in DISPOSITIONS:
         raise FilterError(f"disposition: {disposition!r} is not one of {', '.join(DISPOSITIONS)}")
-    now = datetime.now(UTC).isoformat(timespec="seconds")
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     with store.transaction() as db:
         before = db.execute(
             "select disposition, reviewer, comment from dispositions where inspection_id = ?", [inspection_id]
@@ -247,7 +247,7 @@ def set_disposition(store: Store, inspection_id: int, disposition: str, reviewer
 
 
 def audit(store: Store, user: str, action: str, detail: dict, inspection_id: int | None = None) -> None:
-    now = datetime.now(UTC).isoformat(timespec="seconds")
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     with store.transaction() as db:
         db.execute(
             "insert into audit (ts, user, action, inspection_id, detail) values (?, ?, ?, ?, ?)",
@@ -365,7 +365,7 @@ def charts(store: Store, f: Filters, tz: tzinfo | None = None, now: float | None
             )
         )
         for h in hourly:
-            h["hour"] = datetime.fromtimestamp(h["hour"] * 3600, UTC).strftime("%Y-%m-%d %H:00")
+            h["hour"] = datetime.fromtimestamp(h["hour"] * 3600, timezone.utc).strftime("%Y-%m-%d %H:00")
         agreement = (
             []
             if lo is None

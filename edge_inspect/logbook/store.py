@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import cv2
@@ -80,7 +80,7 @@ def _disk_full(err: BaseException) -> bool:
 
 
 def utc_stamp(now: float) -> str:
-    return datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds")
+    return datetime.fromtimestamp(now, timezone.utc).isoformat(timespec="milliseconds")
 
 
 class Store:

@@ -12,7 +12,7 @@ station's.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +96,7 @@ def _default(vtype: ua.VariantType, array: bool) -> Any:
     if array:
         return []
     if vtype == V.DateTime:
-        return datetime(1601, 1, 1, tzinfo=UTC)  # OPC UA's "no time"
+        return datetime(1601, 1, 1, tzinfo=timezone.utc)  # OPC UA's "no time"
     return ua.get_default_value(vtype)
 
 

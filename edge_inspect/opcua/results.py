@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from asyncua import ua
@@ -95,7 +95,7 @@ def page(items: list[Any], max_results: int, start: int) -> tuple[bool, list[Any
 
 
 def utc(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts or 0, UTC)
+    return datetime.fromtimestamp(ts or 0, timezone.utc)
 
 
 def variants(values: Iterable[tuple[Any, ua.VariantType | None]]) -> list[ua.Variant]:

@@ -20,7 +20,7 @@ import itertools
 import logging
 import threading
 from concurrent.futures import Future
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -65,7 +65,7 @@ class OpcUaServer(VisionMethods):
         self.active_recipe = station.config.triggers.recipe
         self.prepared = False  # PrepareRecipe chose active_recipe (UnprepareRecipe returns to triggers.recipe)
         self.results = ResultMemory()
-        self.config_loaded = datetime.now(UTC)
+        self.config_loaded = datetime.now(timezone.utc)
         self.jobs = itertools.count(1)
         self._job: tuple[str, str] = ("", "")  # the OPC UA job whose inspection runs now: JobId, MeasId
         self._halted = False  # Halt called (jobs refused until Reset)
@@ -141,7 +141,7 @@ class OpcUaServer(VisionMethods):
         app_uri = f"urn:edge-inspect:{station.config.station.name}".replace(" ", "_")
         await server.set_application_uri(app_uri)
         await server.set_build_info(
-            "urn:edge-inspect", "edge-inspect", "edge-inspect", __version__, __version__, datetime.now(UTC)
+            "urn:edge-inspect", "edge-inspect", "edge-inspect", __version__, __version__, datetime.now(timezone.utc)
         )
         if cfg.certificate:
             cert, key = (

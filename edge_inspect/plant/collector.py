@@ -17,7 +17,7 @@ import time
 import urllib.parse
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import paho.mqtt.client as paho
@@ -79,7 +79,7 @@ def load_tokens(path: str | Path) -> dict[str, StationAccess]:
 
 
 def _ts(unix: float | None) -> datetime | None:
-    return datetime.fromtimestamp(unix, UTC) if isinstance(unix, int | float) else None
+    return datetime.fromtimestamp(unix, timezone.utc) if isinstance(unix, int | float) else None
 
 
 @dataclass
@@ -232,14 +232,14 @@ class Collector:
                         body["code"],
                         body.get("message"),
                         body.get("user"),
-                        _ts(body.get("at")) or datetime.now(UTC),
+                        _ts(body.get("at")) or datetime.now(timezone.utc),
                     )
                 )
                 b.confirm[topic.rsplit("/", 1)[0]].append(body["id"])
             elif kind == "status":
                 # The last will was written when the station connected: it counts from its arrival.
                 will = not body.get("online") and body.get("reason") == "connection lost"
-                at = datetime.now(UTC) if will else _ts(body.get("at")) or datetime.now(UTC)
+                at = datetime.now(timezone.utc) if will else _ts(body.get("at")) or datetime.now(timezone.utc)
                 if key not in b.status or b.status[key][1] <= at:
                     b.status[key] = (bool(body.get("online")), at, Jsonb(body), "alarms" in body)
                 if will:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -130,10 +130,10 @@ class Filters:
             args.append(f"%{escaped}%")
         if self.since is not None:
             sql.append("i.ts >= %s")
-            args.append(datetime.fromtimestamp(self.since, UTC))
+            args.append(datetime.fromtimestamp(self.since, timezone.utc))
         if self.until is not None:
             sql.append("i.ts < %s")
-            args.append(datetime.fromtimestamp(self.until, UTC))
+            args.append(datetime.fromtimestamp(self.until, timezone.utc))
         if self.check:
             sql.append(
                 "EXISTS (SELECT 1 FROM checks c WHERE c.msg_id = i.msg_id AND c.name = %s AND c.status <> 'pass')"
@@ -172,7 +172,7 @@ def stations(pool: Pool, tz) -> list[dict]:
 
 
 def _since(unix) -> datetime | None:
-    return datetime.fromtimestamp(unix, UTC) if isinstance(unix, int | float) else None
+    return datetime.fromtimestamp(unix, timezone.utc) if isinstance(unix, int | float) else None
 
 
 def page(pool: Pool, f: Filters) -> tuple[list[dict], bool]:

@@ -147,7 +147,7 @@ class ClientLink:
     async def _call(self, method, *args, what: str, **kwargs):
         try:  # the method itself raises ConnectionException when the socket is gone: call it inside
             response = await method(*args, device_id=self.settings.device_id, **kwargs)
-        except (TimeoutError, ModbusException, OSError) as err:
+        except (TimeoutError, asyncio.TimeoutError, ModbusException, OSError) as err:
             raise self._fail(f"PLC {self.where()}: {what}: {err}") from None
         if response.isError():
             raise self._fail(f"PLC {self.where()}: {what}: exception response {response}")

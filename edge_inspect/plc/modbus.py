@@ -76,7 +76,7 @@ class ServerLink:
             self._online_read = asyncio.Event()
             try:
                 await asyncio.wait_for(self._online_read.wait(), min(hold_s, 3 * self._online_period + 0.05))
-            except TimeoutError:
+            except asyncio.TimeoutError:  # not the builtin one on Python 3.10
                 pass
         await self.server.stop()
 

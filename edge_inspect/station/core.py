@@ -32,6 +32,7 @@ from ..plc.modbus import StartError, make_link
 from ..plc.recipe import RecipeSwitch
 from ..verdict import ErrorCode, Verdict
 from ..vlm import VisionLanguageModel
+from ..vlm.platform_info import collect as collect_platform
 from . import sdnotify
 from .alarms import AlarmBoard
 from .config_keeper import LIVE_KEYS, ConfigKeeper, changed_keys, live_part
@@ -99,6 +100,8 @@ class Station(PlcSide):
         if options.identity:
             self.handshake.outputs.update(identity_outputs(self.model_sha256, config_sha256))
         self.handshake.set_warning(bool(self.model.fallback_reason))  # a degraded model backend
+        # What the model runs on and why (providers, TensorRT, GPU, JetPack): read once, logged at start.
+        self.platform = collect_platform(self.model, config.model.providers)
         self.last_overlay_jpeg: bytes | None = None  # the latest frame with points drawn, for the HMI
         self.last_result: tuple[float, float] | None = None  # (unix time, cycle ms) of the latest inspection
         self.last_row_id: int | None = None
@@ -238,7 +241,7 @@ class Station(PlcSide):
             "recipe_active": self.recipe_switch.active if self.recipe_switch else self.config.triggers.recipe,
             "now": time.time(), "last_result_at": last[0] if last else None,
             "last_cycle_ms": last[1] if last else None, "stopping": self._stopping,
-            "config": self.config_sha256[:12], "config_on_disk": None, "restart_needed": [], "fleet": None,
+            "platform": self.platform.as_dict(), "config": self.config_sha256[:12], "config_on_disk": None, "restart_needed": [], "fleet": None,
             **{key: value for section in self._status_sections for key, value in section().items()},
         }  # fmt: skip
 

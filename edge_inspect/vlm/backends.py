@@ -118,6 +118,39 @@ def choose_providers(requested: str | list[str], available: list[str]) -> list[s
     return chosen
 
 
+def engine_cache_root() -> Path:
+    """Where the TensorRT provider keeps its engines: systemd's CacheDirectory= when the unit sets one
+    ($CACHE_DIRECTORY), else $XDG_CACHE_HOME or ~/.cache, under edge-inspect/engines."""
+    base = os.environ.get("CACHE_DIRECTORY") or os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(str(base).split(":")[0]) / "edge-inspect" / "engines"
+
+
+def provider_options(providers: list[str], bundle_sha256: str, cache_root: Path | None = None, env=None) -> list:
+    """``providers`` with the TensorRT provider's engine cache switched on, in a folder keyed by the
+    bundle, TensorRT version, GPU and L4T release (engines.Environment.cache_key): an engine cache
+    from another JetPack or bundle is never loaded, the provider builds a new one."""
+    if "TensorrtExecutionProvider" not in providers:
+        return list(providers)
+    from .engines import detect_environment
+
+    env = detect_environment() if env is None else env
+    folder = (cache_root or engine_cache_root()) / env.cache_key(bundle_sha256)
+    folder.mkdir(parents=True, exist_ok=True)
+    if not any(folder.iterdir()):
+        log.warning("TensorRT provider: building engines into %s (first start with this bundle, TensorRT, GPU and "
+                    "JetPack; this takes minutes)", folder)  # fmt: skip
+    else:
+        log.info("TensorRT provider: engines from %s", folder)
+    trt = {"trt_engine_cache_enable": "True", "trt_engine_cache_path": str(folder),
+           "trt_timing_cache_enable": "True", "trt_timing_cache_path": str(folder)}  # fmt: skip
+    return [("TensorrtExecutionProvider", trt) if p == "TensorrtExecutionProvider" else p for p in providers]
+
+
+def _first_words(message: str, limit: int = 160) -> str:
+    line = message.splitlines()[0] if message else ""
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
 def _bound(binding, feeds: dict[str, np.ndarray], outputs: dict[str, np.ndarray]):
     """``binding`` with every array bound in place (host memory, the arrays' own addresses)."""
     for name, array in feeds.items():
@@ -144,29 +177,36 @@ class OnnxRuntimeBackend:
         import onnxruntime as ort
 
         self.providers = choose_providers(providers, ort.get_available_providers())
-        self.name = f"onnxruntime[{','.join(p.removesuffix('ExecutionProvider').lower() for p in self.providers)}]"
         self.spin = SPIN_DURING_RUN if spin is None else spin
         options = session_options(ort, threads, self.spin)
+        with_options = provider_options(self.providers, bundle.sha256)
         self._sessions = {}
         for graph in GRAPHS:
             path: Path = bundle.graph_path(graph)
             try:
-                self._sessions[graph] = ort.InferenceSession(str(path), options, providers=self.providers)
+                self._sessions[graph] = ort.InferenceSession(str(path), options, providers=with_options)
             except Exception as err:  # onnxruntime raises its own exception types
                 raise BundleError(f"{path}: onnxruntime cannot load it: {str(err).splitlines()[0]}") from None
         step_options = session_options(ort, step_threads, self.spin)  # 0: like the other graphs
+        self.unused_graphs: dict[str, str] = {}  # optional graph → why it is not used (doctor, /api/status)
         for graph in OPTIONAL_GRAPHS:
             if graph in bundle.info.graphs and self.providers == ["CPUExecutionProvider"]:
                 path = bundle.graph_path(graph)
                 try:
                     self._sessions[graph] = ort.InferenceSession(str(path), step_options, providers=self.providers)
                 except Exception as err:  # an older onnxruntime without the contrib ops: decode without it
-                    log.warning(
-                        "%s: not used (onnxruntime %s cannot load it: %s); decoding with the decoder graph",
-                        path,
-                        ort.__version__,
-                        str(err).splitlines()[0],
+                    # Expected on Python 3.10, whose newest onnxruntime (1.23) predates the attention op's
+                    # inputs this graph uses: a fact of the platform (`edge-inspect doctor`), not a fault.
+                    self.unused_graphs[graph] = (
+                        f"onnxruntime {ort.__version__} cannot load {path.name} "
+                        f"({_first_words(str(err))}); decoding with the decoder graph (slower)"
                     )
+                    log.info("%s: not used: %s", path, self.unused_graphs[graph])
+        # What the sessions really run on: onnxruntime drops a provider whose libraries fail to load.
+        self.providers_in_use = [p for p in self._sessions["vision"].get_providers() if p in self.providers]
+        self.name = (
+            f"onnxruntime[{','.join(p.removesuffix('ExecutionProvider').lower() for p in self.providers_in_use)}]"
+        )
         self._inputs = {g: [i.name for i in s.get_inputs()] for g, s in self._sessions.items()}
         self._outputs = {g: [o.name for o in s.get_outputs()] for g, s in self._sessions.items()}
         self._local = threading.local()  # run_into's I/O bindings, one set per thread

@@ -7,9 +7,12 @@ runtime falls back to ONNX Runtime. No import here needs a GPU.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+
+from .jetson import read_jetson
 
 ENGINE_DIR = "engines"
 METADATA = "metadata.json"
@@ -20,13 +23,22 @@ class Environment:
     tensorrt: str | None  # installed TensorRT version, None when not installed
     gpu: str | None  # GPU name, None when there is none
     compute_capability: str | None  # e.g. "8.7" (Orin)
+    l4t: str | None = None  # the Jetson's L4T release (JetPack), None off a Jetson
+
+    def cache_key(self, bundle_sha256: str) -> str:
+        """Names a TensorRT engine cache: a cache built for another bundle, TensorRT, GPU or JetPack
+        has another key and is never loaded."""
+        parts = (bundle_sha256, self.tensorrt, self.gpu, self.compute_capability, self.l4t)
+        return hashlib.sha256("|".join(str(p) for p in parts).encode()).hexdigest()[:16]
 
 
-def detect_environment() -> Environment:
+def detect_environment(root: Path = Path("/")) -> Environment:
+    jetson = read_jetson(root)
+    l4t = jetson.l4t if jetson else None
     try:
         import tensorrt
     except ImportError:
-        return Environment(None, None, None)
+        return Environment(None, None, None, l4t)
     gpu = capability = None
     try:
         from cuda.bindings import runtime as cudart  # cuda-python
@@ -40,7 +52,7 @@ def detect_environment() -> Environment:
         if int(err) == 0:
             gpu = props.name.decode(errors="replace").strip("\0 ")
             capability = f"{props.major}.{props.minor}"
-    return Environment(tensorrt.__version__, gpu, capability)
+    return Environment(tensorrt.__version__, gpu, capability, l4t)
 
 
 def read_metadata(bundle_path: Path) -> dict | None:
@@ -53,8 +65,9 @@ def read_metadata(bundle_path: Path) -> dict | None:
         return {"invalid": f"{path}: not valid JSON ({err})"}
 
 
-def compatibility(metadata: dict | None, env: Environment) -> str | None:
-    """None when the engines can run here; otherwise one line saying why not."""
+def compatibility(metadata: dict | None, env: Environment, bundle_sha256: str | None = None) -> str | None:
+    """None when the engines can run here; otherwise one line saying why not. Engines are keyed by
+    the bundle they were built from, the TensorRT version, the GPU and the L4T (JetPack) release."""
     if metadata is None:
         return "the bundle has no TensorRT engines (build them with `python -m tools.export trt` on this device)"
     if "invalid" in metadata:
@@ -64,6 +77,12 @@ def compatibility(metadata: dict | None, env: Environment) -> str | None:
     built_trt, built_gpu = metadata.get("tensorrt_version"), metadata.get("gpu_name")
     if built_trt != env.tensorrt:
         return f"engines were built with TensorRT {built_trt}, this machine has TensorRT {env.tensorrt}"
+    if bundle_sha256 is not None and metadata.get("bundle_manifest_sha256") != bundle_sha256:
+        return "engines were built from another bundle (its manifest's sha256 differs); rebuild them"
+    if metadata.get("l4t") != env.l4t:
+        built_on = f"L4T {metadata['l4t']}" if metadata.get("l4t") else "no L4T release on record"
+        here = f"L4T {env.l4t}" if env.l4t else "no L4T (not a Jetson)"
+        return f"engines were built under {built_on}, this machine runs {here}; rebuild them here"
     if env.gpu is None:
         return "no CUDA GPU found on this machine"
     if built_gpu != env.gpu or metadata.get("compute_capability") != env.compute_capability:

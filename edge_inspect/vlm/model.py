@@ -89,7 +89,7 @@ class VisionLanguageModel:
             from .engines import compatibility, detect_environment, read_metadata
 
             metadata = read_metadata(self.bundle.path)
-            reason = compatibility(metadata, detect_environment())
+            reason = compatibility(metadata, detect_environment(), self.bundle.sha256)
             if reason is None:
                 from .trt_backend import TensorRTBackend
 

@@ -80,7 +80,7 @@ def routes(ctx: WebContext, broadcaster: Broadcaster) -> list[Route]:
                 while not broadcaster.closed:
                     try:
                         event = await asyncio.wait_for(queue.get(), 1.0)
-                    except TimeoutError:
+                    except asyncio.TimeoutError:  # not the builtin one on Python 3.10
                         event = {"type": "status", **ctx.station.status()}
                     if event.get("type") == InspectionDone.type:
                         shift = await ctx.query(review.shift_counters, ctx.config.web.shift_starts, tz=ctx.tz)

@@ -30,6 +30,31 @@ class CycleHistogram:
         self.counts[-1] += 1
 
 
+def _label(value) -> str:
+    """A Prometheus label value: backslash, quote and newline escaped; None as ""."""
+    text = "" if value is None else str(value)
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def platform_lines(platform: dict) -> list[str]:
+    """An info metric (value 1, the labels carry it): what the model runs on, so that a fleet's
+    dashboards show which stations fell back to the CPU."""
+    jetson = platform.get("jetson") or {}
+    labels = {
+        "python": platform.get("python"), "machine": platform.get("machine"),
+        "onnxruntime": platform.get("onnxruntime"), "backend": platform.get("backend"),
+        "tensorrt": platform.get("tensorrt"), "gpu": platform.get("gpu"),
+        "compute_capability": platform.get("compute_capability"), "l4t": jetson.get("l4t"),
+        "jetpack": jetson.get("jetpack"), "power_mode": jetson.get("power_mode"),
+    }  # fmt: skip
+    text = ",".join(f'{k}="{_label(v)}"' for k, v in labels.items())
+    return [
+        "# HELP edge_inspect_platform_info What the model runs on: runtime, providers, GPU, JetPack (value 1).",
+        "# TYPE edge_inspect_platform_info gauge",
+        f"edge_inspect_platform_info{{{text}}} 1",
+    ]
+
+
 def routes(ctx: WebContext, hist: CycleHistogram) -> list[Route]:
     async def metrics(request: Request) -> Response:
         await ctx.require_view(request)
@@ -58,6 +83,7 @@ def routes(ctx: WebContext, hist: CycleHistogram) -> list[Route]:
             f"edge_inspect_plc_up {int(status['plc'] == 'ok')}",
             "# TYPE edge_inspect_missed_triggers_total counter",
             f"edge_inspect_missed_triggers_total {status['counters'].get('missed_triggers', 0)}",
+            *platform_lines(status.get("platform") or {}),
         ]
         return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
 

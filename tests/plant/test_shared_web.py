@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import replace
-from datetime import UTC
+from datetime import timezone
 
 import pytest
 
@@ -47,7 +47,7 @@ def test_formulas_logged_at_a_station_reach_the_plant_csv_neutralised(tmp_path, 
         (topics.of("inspection"), payload.encode(), 0, 1)
         for (payload,) in store.conn.execute("select payload from outbox order by seq")
     ]
-    station_csv = "".join(piece() for piece in review.csv_chunks(store, review.Filters(), UTC))
+    station_csv = "".join(piece() for piece in review.csv_chunks(store, review.Filters(), timezone.utc))
     store.close()
     collector = Collector(BrokerSettings("127.0.0.1"), dsn)
     collector.check_database()
@@ -98,7 +98,7 @@ def test_station_and_plant_filters_accept_and_refuse_the_same_values(name, value
     outcomes = []
     for parse in (review.Filters.from_query, PlantFilters.from_query):
         try:
-            parse({name: value}, UTC)
+            parse({name: value}, timezone.utc)
             outcomes.append("ok")
         except FilterError as err:
             outcomes.append(str(err).split(":")[0])

@@ -59,3 +59,10 @@ def test_a_message_the_schema_refuses_is_not_queued(tmp_path, caplog):
     assert store.conn.execute("select count(*) from inspections").fetchone()[0] == 1  # the log row stays
     store.close()
     assert "breaks the fleet schema" in caplog.text
+
+
+def test_a_utc_time_with_z_is_read_on_every_python():
+    """Python 3.10's datetime.fromisoformat does not read a trailing Z; the filters do."""
+    from edge_inspect.http.filters import parse_time
+
+    assert parse_time("2026-11-29T08:00Z", "from") == parse_time("2026-11-29T08:00+00:00", "from") == 1795939200.0

@@ -173,7 +173,7 @@ def build_engines(bundle_path: str | Path, precision: str = "fp16", workspace_mb
         }
     metadata = {
         "tensorrt_version": env.tensorrt, "gpu_name": env.gpu, "compute_capability": env.compute_capability,
-        "precision": precision, "flags": {"fp16": precision in ("fp16", "int8"), "int8": precision == "int8"},
+        "l4t": env.l4t, "precision": precision, "flags": {"fp16": precision in ("fp16", "int8"), "int8": precision == "int8"},
         "workspace_mb": workspace_mb, "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "bundle_manifest_sha256": bundle.sha256, "engines": engines,
     }  # fmt: skip

@@ -8,7 +8,9 @@
 # BUNDLE defaults to models/demo-student; PRECISION to fp16 (int8 needs a QDQ bundle from
 # `quantize --vision int8`). The bundle is copied to work/trt-bench/ first: engines are device
 # artifacts and the repository's bundle stays as it is. --check-only runs the graph checks, prints
-# the trtexec lines and every command it would run, and needs no GPU.
+# the trtexec lines and every command it would run, and needs no GPU. Either way it first lists what
+# it needs (Python, GPU, TensorRT bindings, cuda-python, onnx, onnxruntime-gpu, trtexec), each found
+# or missing with how to get it on a Jetson, and stops (exit 2) when something needed is missing.
 # Output: work/trt-bench/{ort,trt}.json (edge-inspect bench rows) and the tables on stdout.
 set -euo pipefail
 
@@ -26,9 +28,15 @@ run() {  # run with a time limit, or only print it with --check-only
     if (( ! check_only )); then timeout "$limit" "$@"; fi
 }
 
-"$python" -m tools.export trt --bundle "$bundle" --precision "$precision" --check-only
+# Everything this needs, each found or missing with how to get it (tools/export/prereqs.py).
+if ! "$python" -m tools.export.prereqs; then
+    (( check_only )) || exit 2
+    echo "(check only: printing the commands anyway)"
+fi
+if "$python" -c "import onnx" 2>/dev/null; then
+    "$python" -m tools.export trt --bundle "$bundle" --precision "$precision" --check-only
+fi
 if (( ! check_only )); then
-    "$python" -c "import tensorrt" 2>/dev/null || { echo "TensorRT is not installed here" >&2; exit 2; }
     mkdir -p "$work"
     rm -rf "$copy"
     cp -r "$bundle" "$copy"
