@@ -198,6 +198,9 @@ def test_apply_drops_ready_between_inspections(tmp_path):
             async def write_outputs(self, outputs):
                 writes.append(bool(outputs["ready"]))
 
+            def take_restart(self) -> str:
+                return ""  # the PLC did not restart
+
         station.link = Recorder()
         try:
             await station._write_outputs()
