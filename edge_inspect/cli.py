@@ -540,6 +540,12 @@ def build_parser() -> argparse.ArgumentParser:
     fserve.add_argument("--images", help="the collector's image store (folder or s3://BUCKET/PREFIX)")
     fserve.add_argument("--timezone", help="IANA zone for times and 'today' (default: the OS zone)")
     fserve.add_argument("--title", default="fleet", help="name in the page header")
+    fserve.add_argument(
+        "--trusted-proxy",
+        action="append",
+        metavar="ADDRESS",
+        help="a reverse proxy whose X-Forwarded-For is believed (repeat for more; none by default)",
+    )
     fserve.set_defaults(func=_cmd_fleet_serve)
     return show_defaults(parser)
 

@@ -33,6 +33,7 @@ from .fleet_services import Mosquitto, wait_for
 from .stations import free_port, write_station
 from .support.records import FRAME
 from .support.records import record as _record
+from .support.web import login_fields_sync
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "models" / "demo-student"
@@ -413,8 +414,8 @@ def test_fleet_serve_pages_roles_filters_csv(tmp_path, postgres):
     r = client.get("/", follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"].startswith("/login")
     assert client.get("/api/inspections.csv").status_code == 401
-    assert client.post("/login", data={"user": "quality", "password": "wrong"}).status_code == 401
-    r = client.post("/login", data={"user": "quality", "password": "secret-qa", "next": "/"}, follow_redirects=False)
+    assert client.post("/login", data=login_fields_sync(client, "quality", "wrong")).status_code == 401
+    r = client.post("/login", data=login_fields_sync(client, "quality", "secret-qa", next="/"), follow_redirects=False)
     assert r.status_code == 303
     page = client.get("/").text
     assert "plant/l1/st1" in page and "plant/l1/st2" in page and "/static/app.css" in page

@@ -19,6 +19,7 @@ from edge_inspect.logbook import Store, review
 from edge_inspect.web.app import serve
 
 from .stations import free_port, write_station
+from .support.web import login_fields
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -226,7 +227,7 @@ def test_no_sqlite_on_the_loop_thread(tmp_path, tiny_bundle, monkeypatch):
                 ):
                     r = await client.get(url)
                     assert r.status_code in (200, 404), (url, r.status_code)
-                r = await client.post("/login", data={"user": "qa", "password": "qa", "next": "/"})
+                r = await client.post("/login", data=await login_fields(client, "qa", "qa", next="/"))
                 csrf = (await client.get("/api/session")).json()["csrf"]
                 r = await client.post(
                     "/api/inspections/1/disposition",

@@ -45,7 +45,7 @@ def test_only_the_integrator_reaches_setup(tmp_path):
                     ("/api/setup/versions/1/rollback", None),
                 )
             ]
-            await client.post("/logout")
+            await client.post("/logout", headers=headers)
         headers = await login_headers(client, "integrator")
         out["integrator"] = [
             (await client.get(u)).status_code

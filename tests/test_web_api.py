@@ -8,7 +8,7 @@ import sqlite3
 import httpx
 import pytest
 
-from .support.web import login, run_api
+from .support.web import login, login_fields, run_api
 
 
 def test_list_filters_pagination_and_404(tmp_path, tiny_bundle):
@@ -118,8 +118,10 @@ def test_roles_and_csrf(tmp_path, tiny_bundle):
 
 def test_login_is_rate_limited(tmp_path, tiny_bundle):
     async def scenario(station, client):
-        codes = [(await client.post("/login", data={"user": "qa", "password": "wrong"})).status_code for _ in range(5)]
-        blocked = await client.post("/login", data={"user": "qa", "password": "qa"})
+        codes = [
+            (await client.post("/login", data=await login_fields(client, "qa", "wrong"))).status_code for _ in range(5)
+        ]
+        blocked = await client.post("/login", data=await login_fields(client, "qa", "qa"))
         return codes, blocked
 
     codes, blocked = run_api(tmp_path, tiny_bundle, scenario)

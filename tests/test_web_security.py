@@ -20,7 +20,7 @@ from edge_inspect.http.sessions import SessionStore
 
 from .errors import assert_one_line_error
 from .stations import free_port, write_station
-from .support.web import login, run_api
+from .support.web import login, login_fields, login_fields_sync, run_api
 
 
 def test_a_cookie_saved_before_logout_is_worthless_after_it(tmp_path, tiny_bundle):
@@ -29,7 +29,9 @@ def test_a_cookie_saved_before_logout_is_worthless_after_it(tmp_path, tiny_bundl
         await login(client, "qa")
         saved = dict(client.cookies)
         before = (await client.get("/api/session")).json()
-        await client.post("/logout")
+        forged = await client.post("/logout")  # another site's form: no CSRF token
+        still = (await client.get("/api/session")).json()
+        await client.post("/logout", data={"csrf": before["csrf"]})
         client.cookies.clear()
         client.cookies.update(saved)  # an attacker replays the cookie
         after = (await client.get("/api/session")).json()
@@ -38,9 +40,10 @@ def test_a_cookie_saved_before_logout_is_worthless_after_it(tmp_path, tiny_bundl
             json={"disposition": "false_reject"},
             headers={"X-CSRF-Token": before["csrf"]},
         )
-        return before, after, replay
+        return before, after, replay, forged, still
 
-    before, after, replay = run_api(tmp_path, tiny_bundle, scenario)
+    before, after, replay, forged, still = run_api(tmp_path, tiny_bundle, scenario)
+    assert forged.status_code == 403 and still["user"] == "qa"  # logout needs the session's token
     assert before["user"] == "qa" and after["user"] is None
     assert replay.status_code == 401
 
@@ -86,8 +89,8 @@ def test_password_checks_run_off_the_event_loop(tmp_path, tiny_bundle, monkeypat
     async def scenario(station, client):
         loop_thread = threading.current_thread().name
         monkeypatch.setattr(auth.hashlib, "scrypt", recording)
-        await client.post("/login", data={"user": "qa", "password": "qa"})
-        await client.post("/login", data={"user": "nobody", "password": "x"})
+        await client.post("/login", data=await login_fields(client, "qa", "qa"))
+        await client.post("/login", data=await login_fields(client, "nobody", "x"))
         client.cookies.clear()  # an API client with HTTP Basic, no session
         await client.get("/api/session", auth=("operator", "operator"))
         return loop_thread
@@ -209,7 +212,7 @@ def test_tls_with_secure_cookies_and_hsts(tmp_path, tiny_bundle):
         assert status is not None and status.status_code == 200, proc.stderr.read() if proc.poll() else ""
         assert status.headers["strict-transport-security"].startswith("max-age=")
         with httpx.Client(verify=False, base_url=base) as client:
-            r = client.post("/login", data={"user": "qa", "password": "qa", "next": "/"})
+            r = client.post("/login", data=login_fields_sync(client, "qa", "qa", next="/"))
         assert r.status_code == 303
         cookie = r.headers["set-cookie"].lower()
         assert "secure" in cookie and "httponly" in cookie and "samesite=strict" in cookie

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
@@ -43,6 +44,11 @@ class WebConfig(Strict):
     tls_key: str | None = Field(default=None, max_length=4096, description="PEM private key of tls_cert")
     session_idle_min: float = Field(default=30.0, gt=0, le=24 * 60, description="log out after this idle time")
     session_max_h: float = Field(default=12.0, gt=0, le=24 * 7, description="log out after this long in all")
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        max_length=64,
+        description="addresses (or networks) of reverse proxies whose X-Forwarded-For is believed; none by default",
+    )
     max_upload_pixels: int | None = Field(
         default=None,
         ge=64 * 64,
@@ -74,6 +80,16 @@ class WebConfig(Strict):
     @classmethod
     def _host(cls, value: str) -> str:
         return check_host(value)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, values: list[str]) -> list[str]:
+        for value in values:
+            try:
+                ipaddress.ip_network(value, strict=False)
+            except ValueError:
+                raise ValueError(f"{value!r} is not an IP address or network (e.g. 10.0.0.5 or 10.0.0.0/24)") from None
+        return values
 
     @field_validator("shift_starts")
     @classmethod

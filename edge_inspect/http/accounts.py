@@ -5,14 +5,15 @@ user is removed or the user's role or password changes, HTTP Basic for scripts."
 from __future__ import annotations
 
 import hashlib
+import secrets
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
-from .auth import LoginLimiter, User, basic_credentials, check_login
+from .auth import LoginLimiter, User, basic_credentials, check_login, csrf_ok
 from .sessions import Session, SessionStore
 
 
@@ -107,6 +108,18 @@ def safe_next(value: object) -> str:
     return text if text.startswith("/") and not text.startswith("//") and "\\" not in text else "/"
 
 
+LOGIN_TOKEN = "login_token"
+
+
+def login_token(request: Request) -> str:
+    """The token the login form carries (kept in the signed session cookie): a login posted from
+    another site's page lacks it, so nobody can log a browser in to an account of theirs (login CSRF)."""
+    token = request.session.get(LOGIN_TOKEN)
+    if not token:
+        token = request.session[LOGIN_TOKEN] = secrets.token_urlsafe(24)
+    return token
+
+
 async def login_form(
     request: Request, accounts: Accounts, render_login: Callable[[Request, str | None, str], Response]
 ) -> Response:
@@ -114,6 +127,10 @@ async def login_form(
     page again with the reason (401, or 429 with Retry-After). ``render_login(request, error, next)``."""
     form = await request.form()
     nxt = safe_next(form.get("next", "/"))
+    if not csrf_ok(request.session.get(LOGIN_TOKEN), str(form.get(LOGIN_TOKEN, ""))):
+        response = render_login(request, "this login form has expired; please log in again", nxt)
+        response.status_code = 403
+        return response
     try:
         user = await accounts.verify(str(form.get("user", "")), str(form.get("password", "")), client_address(request))
     except LoginRefused as err:
@@ -128,8 +145,16 @@ async def login_form(
     return RedirectResponse(nxt, 303)
 
 
-def logout(request: Request, accounts: Accounts) -> Response:
-    """POST /logout: the session ends on the server (the old cookie is worthless from now on)."""
-    accounts.sessions.revoke(request.session.get("sid"))
+async def logout(request: Request, accounts: Accounts) -> Response:
+    """POST /logout with the session's CSRF token (form field ``csrf`` or X-CSRF-Token): the session ends
+    on the server (the old cookie is worthless from now on). Without the token another site could log
+    an operator out in the middle of a shift."""
+    sid = request.session.get("sid")
+    session = accounts.sessions.get(sid)
+    if session is not None:
+        sent = request.headers.get("x-csrf-token") or str((await request.form()).get("csrf", ""))
+        if not csrf_ok(session.csrf, sent):
+            return PlainTextResponse("missing or wrong CSRF token", status_code=403)
+    accounts.sessions.revoke(sid)
     request.session.clear()
     return RedirectResponse("/", 303)

@@ -5,11 +5,15 @@ spool more than the endpoint takes."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 DEFAULT_BODY_LIMIT = 64 * 1024  # JSON and form bodies: logins, dispositions, acknowledgements
+BODY_READ_TIMEOUT_S = 10.0  # the longest pause between two pieces of a request body
 
 
 class SecurityHeaders:
@@ -39,10 +43,17 @@ class SecurityHeaders:
 
 class BodyLimit:
     """At most ``limits[path]`` bytes of body (``default`` elsewhere), judged from Content-Length before
-    the endpoint runs; a body that claims less than it sends is cut off at the limit."""
+    the endpoint runs; a body that claims less than it sends is cut off at the limit, and one that
+    stalls for ``read_timeout_s`` between two pieces is given up (408, see ``client_gone``)."""
 
-    def __init__(self, app: ASGIApp, limits: dict[str, int] | None = None, default: int = DEFAULT_BODY_LIMIT):
-        self.app, self.limits, self.default = app, limits or {}, default
+    def __init__(
+        self,
+        app: ASGIApp,
+        limits: dict[str, int] | None = None,
+        default: int = DEFAULT_BODY_LIMIT,
+        read_timeout_s: float = BODY_READ_TIMEOUT_S,
+    ):
+        self.app, self.limits, self.default, self.read_timeout_s = app, limits or {}, default, read_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
@@ -59,7 +70,10 @@ class BodyLimit:
 
         async def bounded() -> Message:
             nonlocal seen
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.read_timeout_s)
+            except asyncio.TimeoutError:  # a slow-body client: stop waiting for it
+                return {"type": "http.disconnect"}
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:  # more than announced: stop reading, as if the client had gone
@@ -67,6 +81,16 @@ class BodyLimit:
             return message
 
         await self.app(scope, bounded, send)
+
+
+async def client_gone(request: Request, exc: ClientDisconnect) -> Response:
+    """The body stopped arriving (stalled, or more than its Content-Length): 408 and the connection
+    closed, never a 500 — an endpoint that reads the body sees ClientDisconnect from BodyLimit."""
+    return JSONResponse(
+        {"error": "the request body did not arrive in time or was longer than announced"},
+        status_code=408,
+        headers={"connection": "close"},
+    )
 
 
 async def _refuse(send: Send, status: int, message: str) -> None:

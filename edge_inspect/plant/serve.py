@@ -26,7 +26,7 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
@@ -34,12 +34,12 @@ from starlette.templating import Jinja2Templates
 
 from ..config import WebUser
 from ..errors import UserError
-from ..http.accounts import Accounts, LoginRefused, client_address, login_form
+from ..http.accounts import Accounts, LoginRefused, client_address, login_form, login_token
 from ..http.accounts import logout as logout_response
 from ..http.auth import User
 from ..http.filters import FilterError, common_filters
 from ..http.i18n import LABELS, pick_language
-from ..http.middleware import BodyLimit, SecurityHeaders
+from ..http.middleware import BodyLimit, SecurityHeaders, client_gone
 from ..http.spreadsheet import csv_text
 from ..timefmt import display, station_zone, zone_label, zone_name
 from .images import ImageStore, open_store
@@ -421,15 +421,18 @@ def build_app(
         )
 
     async def login_page(request: Request) -> Response:
-        return render(request, "login.html", error=None, next=request.query_params.get("next", "/"))
+        next_path = request.query_params.get("next", "/")
+        return render(request, "login.html", error=None, next=next_path, login_token=login_token(request))
 
     async def login(request: Request) -> Response:
         return await login_form(
-            request, accounts, lambda req, error, nxt: render(req, "login.html", error=error, next=nxt)
+            request,
+            accounts,
+            lambda req, error, nxt: render(req, "login.html", error=error, next=nxt, login_token=login_token(req)),
         )
 
     async def logout(request: Request) -> Response:
-        return logout_response(request, accounts)
+        return await logout_response(request, accounts)
 
     async def unauthorized(request: Request, exc: Unauthorized) -> Response:
         if exc.status == 429:
@@ -460,7 +463,7 @@ def build_app(
     ]
     return Starlette(
         routes=routes,
-        exception_handlers={Unauthorized: unauthorized, FilterError: bad_filter},
+        exception_handlers={Unauthorized: unauthorized, FilterError: bad_filter, ClientDisconnect: client_gone},
         middleware=[
             Middleware(SecurityHeaders),
             Middleware(BodyLimit),
@@ -535,6 +538,8 @@ class UsersFile:
 def run_server(args) -> int:
     import uvicorn
 
+    from ..http.server import server_config
+
     users = UsersFile(args.users) if args.users else []
     if not (users and users()) and not args.open_view:
         raise UserError("give --users (who may log in) or --open-view")
@@ -550,5 +555,5 @@ def run_server(args) -> int:
         args.db, users, args.open_view, open_store(args.images) if args.images else None, args.timezone, args.title
     )
     print(f"fleet review on http://{args.host}:{args.port}/", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    uvicorn.Server(server_config(app, trusted_proxies=args.trusted_proxy or [], host=args.host, port=args.port)).run()
     return 0

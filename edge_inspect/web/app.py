@@ -15,14 +15,15 @@ from urllib.parse import quote
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
 from ..config import StationConfig
 from ..errors import UserError
-from ..http.middleware import BodyLimit, SecurityHeaders
+from ..http.middleware import BodyLimit, SecurityHeaders, client_gone
+from ..http.server import server_config
 from ..http.sessions import SessionStore
 from ..logbook import review
 from . import api, events, metrics, pages, setup
@@ -106,6 +107,7 @@ def build_app(station: Station, config: StationConfig) -> Starlette:
             Unauthorized: _unauthorized,
             review.FilterError: _bad_request,
             BadRequest: _bad_request,
+            ClientDisconnect: client_gone,
             500: _internal_error,
         },
     )
@@ -125,11 +127,10 @@ async def serve(station: Station, config: StationConfig) -> asyncio.Task:
     # browser's) waited ~40 ms for the client's delayed ACK (Nagle), /api/status 48 ms instead of ~2.
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     server = uvicorn.Server(
-        uvicorn.Config(
+        server_config(
             build_app(station, config),
-            log_level="warning",
+            trusted_proxies=web.trusted_proxies,
             lifespan="off",
-            access_log=False,
             timeout_graceful_shutdown=3,
             ssl_certfile=web.tls_cert,
             ssl_keyfile=web.tls_key,

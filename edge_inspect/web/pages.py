@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from ..http.accounts import login_form
+from ..http.accounts import login_form, login_token
 from ..http.accounts import logout as logout_response
 from ..http.auth import allowed
 from ..http.i18n import translate
@@ -116,15 +116,18 @@ def routes(ctx: WebContext) -> list[Route]:
         return RedirectResponse("/", 303)
 
     async def login_page(request: Request) -> Response:
-        return ctx.page(request, "login.html", error=None, next=request.query_params.get("next", "/"))
+        next_path = request.query_params.get("next", "/")
+        return ctx.page(request, "login.html", error=None, next=next_path, login_token=login_token(request))
 
     async def login(request: Request) -> Response:
         return await login_form(
-            request, ctx.accounts, lambda req, error, nxt: ctx.page(req, "login.html", error=error, next=nxt)
+            request,
+            ctx.accounts,
+            lambda req, error, nxt: ctx.page(req, "login.html", error=error, next=nxt, login_token=login_token(req)),
         )
 
     async def logout(request: Request) -> Response:
-        return logout_response(request, ctx.accounts)
+        return await logout_response(request, ctx.accounts)
 
     return [
         Route("/", hmi),

@@ -15,7 +15,7 @@ import yaml
 from edge_inspect.http.accounts import Accounts
 from edge_inspect.http.auth import LoginLimiter, check_login
 
-from ..support.web import login, login_headers, run_api, run_setup
+from ..support.web import login, login_fields, login_fields_sync, login_headers, run_api, run_setup
 
 
 async def _save_users(client, headers, change) -> None:
@@ -65,7 +65,7 @@ def test_station_sessions_end_when_the_user_is_demoted_given_a_new_password_or_r
         out["qa_before"] = (await qa.get("/api/session")).json()["user"]
         await _save_users(client, admin, new_password)
         out["qa_after_password"] = (await qa.get("/api/session")).json()["user"]
-        out["qa_new_login"] = (await qa.post("/login", data={"user": "qa", "password": "fresh"})).status_code
+        out["qa_new_login"] = (await qa.post("/login", data=await login_fields(qa, "qa", "fresh"))).status_code
 
         def remove(users):
             users[:] = [u for u in users if u["name"] != "operator"]
@@ -106,13 +106,19 @@ def test_plant_sessions_end_when_the_users_file_changes(tmp_path, postgres):
     users = tmp_path / "users.yaml"
     users.write_text(yaml.safe_dump({"users": [{"name": "quality", "role": "qa", "password_hash": _cheap_hash("pw")}]}))
     client = TestClient(build_app(dsn, UsersFile(users)))
-    assert client.post("/login", data={"user": "quality", "password": "pw"}, follow_redirects=False).status_code == 303
+    assert (
+        client.post("/login", data=login_fields_sync(client, "quality", "pw"), follow_redirects=False).status_code
+        == 303
+    )
     assert client.get("/api/stations").status_code == 200
     users.write_text(
         yaml.safe_dump({"users": [{"name": "quality", "role": "qa", "password_hash": _cheap_hash("new")}]})
     )
     assert client.get("/api/stations").status_code == 401  # the session made under the old password is over
-    assert client.post("/login", data={"user": "quality", "password": "new"}, follow_redirects=False).status_code == 303
+    assert (
+        client.post("/login", data=login_fields_sync(client, "quality", "new"), follow_redirects=False).status_code
+        == 303
+    )
     assert client.get("/api/stations").status_code == 200
     users.write_text(yaml.safe_dump({"users": [{"name": "other", "role": "qa", "password_hash": _cheap_hash("x")}]}))
     assert client.get("/api/stations").status_code == 401
@@ -126,9 +132,9 @@ def test_the_reset_trick_no_longer_clears_the_failures(tmp_path, tiny_bundle):
         codes = []
         for _ in range(6):
             for _ in range(4):
-                r = await client.post("/login", data={"user": "integrator", "password": "guess"})
+                r = await client.post("/login", data=await login_fields(client, "integrator", "guess"))
                 codes.append(r.status_code)
-            await client.post("/login", data={"user": "operator", "password": "operator"})
+            await client.post("/login", data=await login_fields(client, "operator", "operator"))
         return codes
 
     codes = run_api(tmp_path, tiny_bundle, scenario)

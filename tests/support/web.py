@@ -1,6 +1,7 @@
 """A real station (the model, its log) with its web app in process, driven through httpx."""
 
 import asyncio
+import re
 from pathlib import Path
 
 import httpx
@@ -67,9 +68,23 @@ def run_setup(tmp_path, scenario, **sections):
     return run_web(path, scenario, with_file=True)
 
 
+LOGIN_TOKEN = re.compile(r'name="login_token" value="([^"]+)"')
+
+
+async def login_fields(client, user: str, password: str, **extra) -> dict[str, str]:
+    """The login form's fields as a browser sends them: the form's token from GET /login included."""
+    token = LOGIN_TOKEN.search((await client.get("/login")).text).group(1)
+    return {"user": user, "password": password, "login_token": token, **extra}
+
+
+def login_fields_sync(client, user: str, password: str, **extra) -> dict[str, str]:
+    token = LOGIN_TOKEN.search(client.get("/login").text).group(1)
+    return {"user": user, "password": password, "login_token": token, **extra}
+
+
 async def login(client, name, password=None) -> str:
     """Log in (the password is the name, as in USERS); the session's CSRF token."""
-    r = await client.post("/login", data={"user": name, "password": password or name, "next": "/"})
+    r = await client.post("/login", data=await login_fields(client, name, password or name, next="/"))
     assert r.status_code == 303, r.text
     return (await client.get("/api/session")).json()["csrf"]
 
