@@ -354,3 +354,39 @@ def test_stop_passes_through_halted_before_the_session_closes(tmp_path):
     assert t0 <= halted[0] <= stopped, (seen, t0, stopped)  # seen before the server closed the session
     assert stopped - t0 < 1.5
     print(f"Halted seen {1000 * (halted[0] - t0):.0f} ms after stop, server closed at {1000 * (stopped - t0):.0f} ms")
+
+
+def test_configuration_management_lists_the_kept_versions(tmp_path):
+    """ConfigurationManagement offers every kept version of station.yaml (InternalId the sha256,
+    ExternalId the version number); only the running one may be 'activated' — another version is the
+    integrator's to roll back to on the setup page."""
+    from edge_inspect.logbook import config_versions
+
+    path = opcua_config(tmp_path)
+    base = "VisionSystem.ConfigurationManagement."
+    codes = ua.StatusCodes
+
+    async def scenario():
+        async with running(path) as station, session(station.config.opcua.endpoint, "int", folder=tmp_path) as c:
+            old = config_versions.record(station.store, "station: {name: old}\n", "a" * 64, "int", "web")
+            now = config_versions.record(station.store, path.read_text(), station.config_sha256, "int", "boot")
+            complete, total, _, listed, *_ = await _call(
+                c, base + "GetConfigurationList", ua.UInt32(10), ua.UInt32(0), ua.Int32(0)
+            )
+            one = await _call(c, base + "GetConfigurationById", ua.ConfigurationIdDataType(Id="a" * 64), ua.Int32(0))
+            calls = {}
+            for name, ident in (("running", station.config_sha256), ("old", "a" * 64), ("unknown", "b" * 64)):
+                result = await _raw_call(
+                    c, base + "ActivateConfiguration", ua.Variant(ua.ConfigurationIdDataType(Id=ident))
+                )
+                calls[name] = (result.StatusCode.value, [r.value for r in result.InputArgumentResults or []])
+            return old, now, complete, total, listed, one, calls
+
+    old, now, complete, total, listed, one, calls = asyncio.run(scenario())
+    assert complete and total == 2
+    ids = [(x.InternalId.Id, x.ExternalId.Id) for x in listed]
+    assert ids[0][1] == str(now) and ids[1] == ("a" * 64, str(old))
+    assert one[1].InternalId.Id == "a" * 64 and one[1].ExternalId.Id == str(old)
+    assert calls["running"][0] == codes.Good
+    assert calls["old"] == (codes.BadInvalidArgument, [codes.BadNotSupported])  # the argument's own result says why
+    assert calls["unknown"] == (codes.BadInvalidArgument, [codes.BadNotFound])

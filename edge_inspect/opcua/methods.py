@@ -7,8 +7,9 @@ Every handler runs on the OPC UA loop after the argument checks (arguments.py) a
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from asyncua import ua
@@ -188,27 +189,46 @@ class VisionMethods:
         complete, chosen = page(found, most.Value, start.Value)
         return variants([(complete, V.Boolean), (len(found), V.UInt32), (0, V.UInt32), (chosen, None), OK])
 
-    # -- ConfigurationManagement: the running configuration ----------------------------------------
-    def _configuration(self) -> Any:
+    # -- ConfigurationManagement: the kept versions of station.yaml -------------------------------
+    async def _configurations(self) -> list[Any]:
+        """Every kept version (newest first; the log keeps them with each save, apply and rollback),
+        the running one included even where the log cannot be read."""
+        try:
+            versions = await asyncio.to_thread(self.station.config_versions)
+        except Exception:  # a full or damaged disk: the running configuration is still known
+            versions = []
+        listed = [self._configuration(v["sha256"], v["id"], v["ts_unix"]) for v in versions]
+        if not any(v["sha256"] == self.station.config_sha256 for v in versions):
+            listed.insert(0, self._configuration(self.station.config_sha256, None, None))
+        return listed
+
+    def _configuration(self, sha256: str, version_id: int | None, at: float | None) -> Any:
         return ua.ConfigurationDataType(
-            InternalId=ident("ConfigurationIdDataType", self.station.config_sha256),
-            ExternalId=None,
-            HasTransferableDataOnFile=None,
-            LastModified=self.config_loaded,
+            InternalId=ident("ConfigurationIdDataType", sha256),
+            ExternalId=ident("ConfigurationIdDataType", str(version_id)) if version_id is not None else None,
+            HasTransferableDataOnFile=False,
+            LastModified=datetime.fromtimestamp(at, timezone.utc) if at is not None else self.config_loaded,
         )
 
-    def _check_configuration(self, value: Any) -> None:
-        if id_text(value) != self.station.config_sha256:
-            raise ArgumentError(0, ua.StatusCodes.BadNotFound, "only the running configuration is offered")
+    async def _find_configuration(self, value: Any) -> Any:
+        wanted = id_text(value)
+        for configuration in await self._configurations():
+            if id_text(configuration.InternalId) == wanted:
+                return configuration
+        raise ArgumentError(0, ua.StatusCodes.BadNotFound, f"no kept configuration {wanted!r}")
 
     async def _activate_configuration(self, parent, internal: ua.Variant):
-        self._check_configuration(internal.Value)
+        found = await self._find_configuration(internal.Value)
+        if id_text(found.InternalId) != self.station.config_sha256:
+            # Changing what the station inspects with is the integrator's, on the setup page (rollback
+            # with its diff and audit), never a remote client's.
+            raise ArgumentError(0, ua.StatusCodes.BadNotSupported, "activate another version on the setup page")
         return variants([OK])  # it is active
 
     async def _get_configuration_by_id(self, parent, internal: ua.Variant, timeout: ua.Variant):
-        self._check_configuration(internal.Value)
-        return variants([(0, V.UInt32), (self._configuration(), None), OK])
+        return variants([(0, V.UInt32), (await self._find_configuration(internal.Value), None), OK])
 
     async def _get_configuration_list(self, parent, most, start, timeout):
-        complete, chosen = page([self._configuration()], most.Value, start.Value)
-        return variants([(complete, V.Boolean), (1, V.UInt32), (0, V.UInt32), (chosen, None), OK])
+        listed = await self._configurations()
+        complete, chosen = page(listed, most.Value, start.Value)
+        return variants([(complete, V.Boolean), (len(listed), V.UInt32), (0, V.UInt32), (chosen, None), OK])

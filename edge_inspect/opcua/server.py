@@ -178,7 +178,7 @@ class OpcUaServer(VisionMethods):
         for path, node in self.model.methods.items():
             self.permissions.method_roles[node.nodeid] = METHOD_ROLES[path.rsplit(".", 1)[-1]]
         await self.model.var("ConfigurationManagement.ActiveConfiguration").write_value(
-            ua.Variant(self._configuration(), ua.VariantType.ExtensionObject)
+            ua.Variant(self._configuration(station.config_sha256, None, None), ua.VariantType.ExtensionObject)
         )
         await server.start()
         self.server = server

@@ -25,7 +25,7 @@ from ..config import StationConfig
 from ..inspection.checks import defect_count, failed_mask
 from ..inspection.inspector import Inspection, Inspector
 from ..inspection.overlay import draw_overlay
-from ..logbook import InspectionRecord, Store, StoreError, alarm_history
+from ..logbook import InspectionRecord, Store, StoreError, alarm_history, config_versions
 from ..plc.handshake import Handshake, State
 from ..plc.identity import identity_outputs
 from ..plc.modbus import StartError, make_link
@@ -244,6 +244,11 @@ class Station(PlcSide):
             "platform": self.platform.as_dict(), "config": self.config_sha256[:12], "config_on_disk": None, "restart_needed": [], "fleet": None,
             **{key: value for section in self._status_sections for key, value in section().items()},
         }  # fmt: skip
+
+    def config_versions(self) -> list[dict]:
+        """The kept versions of station.yaml, newest first (id, sha256, ts_unix, author, source,
+        comment); blocking (SQLite): call it from a worker thread."""
+        return config_versions.history(self.store)
 
     def _close_left_open_alarms(self, at: float) -> None:
         try:
