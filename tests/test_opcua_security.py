@@ -49,6 +49,46 @@ def _open_with_policy(port: int, uri: str) -> tuple[float, bytes, ua.ErrorMessag
         return took, kind, error
 
 
+def _open_with_garbage_certificate(port: int) -> tuple[float, bytes, ua.ErrorMessage | None]:
+    """OpenSecureChannel on the offered policy with a sender certificate that is not one."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        hello = ua.Hello()
+        hello.EndpointUrl = f"opc.tcp://127.0.0.1:{port}/edge-inspect"
+        hello.ReceiveBufferSize = hello.SendBufferSize = 65536
+        sock.sendall(uatcp_to_binary(ua.MessageType.Hello, hello))
+        assert sock.recv(8)[:3] == b"ACK"
+        sock.recv(65536)
+        header = ua.AsymmetricAlgorithmHeader()
+        header.SecurityPolicyURI = "http://opcfoundation.org/UA/SecurityPolicy#Basic256Sha256"
+        header.SenderCertificate = b"\x30\x82garbage"
+        header.ReceiverCertificateThumbPrint = b"x" * 20
+        payload = struct.pack("<I", 0) + struct_to_binary(header) + struct.pack("<II", 1, 1) + b"\x00" * 256
+        t0 = time.monotonic()
+        sock.sendall(b"OPNF" + struct.pack("<I", 8 + len(payload)) + payload)
+        sock.settimeout(5)
+        head = sock.recv(8)
+        took = time.monotonic() - t0
+        kind, _, size = struct.unpack("<3scI", head)
+        body = b""
+        while len(body) < size - 8:
+            body += sock.recv(size - 8 - len(body))
+        error = struct_from_binary(ua.ErrorMessage, ua.utils.Buffer(body)) if kind == b"ERR" else None
+        return took, kind, error
+
+
+def test_an_unreadable_client_certificate_gets_an_answer_not_a_traceback(tmp_path, caplog):
+    path = opcua_config(tmp_path)
+
+    async def scenario():
+        async with running(path) as station:
+            port = int(station.config.opcua.endpoint.rsplit(":", 1)[1].split("/")[0])
+            return await asyncio.to_thread(_open_with_garbage_certificate, port)
+
+    took, kind, error = asyncio.run(scenario())
+    assert kind == b"ERR" and error.Error.value == ua.StatusCodes.BadSecurityChecksFailed and took < 1.0
+    assert "Traceback" not in caplog.text and not any(r.exc_info for r in caplog.records)
+
+
 def test_unoffered_policies_are_refused_at_once(tmp_path):
     path = opcua_config(tmp_path)
 

@@ -317,8 +317,8 @@ def test_missed_trigger_is_reported_on_the_status_never_on_a_result(tmp_path):
         m.write("0", 1, 0)
         st.inspector.delay_s = 0
         assert m.cycle(32)[4] == 0 and m.read("1", 6) == [0]  # the next result is not marked either
-        assert m.read("3", 9) == [2] and st.station.alarms.active("missed_trigger")
-        assert m.cycle(33)[4] == 0
+        assert m.read("3", 9) == [2]
+        # nothing was missed from 32's trigger to its result: that clean cycle clears the alarm
         wait_until(lambda: not st.station.alarms.active("missed_trigger"), 10, "alarm cleared by a clean cycle")
     assert raised.count("missed_trigger") == 1
 

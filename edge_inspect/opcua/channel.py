@@ -52,7 +52,8 @@ class GuardedProcessor(UaProcessor):
         return any(f.matches(policy.URI, policy.Mode) for f in self._configured)
 
     async def process(self, header, body) -> bool:
-        if header.MessageType == ua.MessageType.SecureOpen and not self._connection.is_open():
+        opening = header.MessageType == ua.MessageType.SecureOpen and not self._connection.is_open()
+        if opening:
             uri = struct_from_binary(ua.AsymmetricAlgorithmHeader, body.copy(header.body_size)).SecurityPolicyURI
             if uri != SecurityPolicyNone.URI and uri not in {f.cls.URI for f in self._configured}:
                 return self._reject(ua.StatusCodes.BadSecurityPolicyRejected, f"security policy {uri!r} is not offered")
@@ -60,6 +61,12 @@ class GuardedProcessor(UaProcessor):
             return await super().process(header, body)
         except _Rejected as err:
             return self._reject(err.status, str(err))
+        except Exception as err:  # an unreadable certificate or a forged open: an answer, no traceback
+            if not opening:
+                raise
+            return self._reject(
+                ua.StatusCodes.BadSecurityChecksFailed, f"cannot open the channel: {type(err).__name__}: {err}"[:200]
+            )
 
     def open_secure_channel(self, algohdr, seqhdr, body) -> None:
         try:

@@ -109,7 +109,7 @@ class Handshake:
     missed_triggers: int = 0
     heartbeat: int = 0
     outputs: dict[str, int | bool] = field(default_factory=dict)
-    last_cycle_clean: bool = True  # no trigger was missed between the previous result and the latest
+    last_cycle_clean: bool = True  # no trigger was missed between the latest result's trigger and the result
     last_refusal: str = ""  # why the latest missed trigger was not accepted
     _last_trigger: bool = False
     _last_trigger_id: int | None = None
@@ -210,6 +210,7 @@ class Handshake:
             refusal = "busy" if request is not None else self._refusal()
             if not refusal:
                 request = self._pending = Request(inputs.trigger_id, inputs.recipe, inputs.part_id, now, self._epoch)
+                self._missed_since = False  # a cycle is clean when nothing is missed from its trigger to its result
             else:
                 self.missed_triggers += 1
                 self.last_refusal = refusal
