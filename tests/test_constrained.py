@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edge_inspect.config import CountCheck, PointCheck
 from edge_inspect.sim import PartSpec, render_part
 from edge_inspect.vlm import load_bundle
 from edge_inspect.vlm.grammar import PointMachine, Vocabulary
@@ -121,6 +122,16 @@ def test_max_points_stops_a_crowded_answer_and_it_still_parses(student):
         assert capped.timings_ms["tokens"] <= free.timings_ms["tokens"]
         counts.append((free.answer.count, capped.answer.count, free.timings_ms["tokens"], capped.timings_ms["tokens"]))
     assert any(f > c for f, c, _, _ in counts), counts
+
+
+def test_decode_cap_is_the_first_failing_count_plus_a_margin_without_an_roi():
+    count = CountCheck(name="screws", kind="count", prompt="Point to the screws.", expected=4)
+    assert count.decode_cap() == 4 + 1 + 2
+    point = PointCheck(name="defects", kind="point", prompt="p", max=0, roi=[(0, 0), (1, 0), (1, 1)])
+    assert point.decode_cap() is None  # points outside an roi do not count: no default cap
+    assert PointCheck(name="d", kind="point", prompt="p", max=1, max_points=5).decode_cap() == 5
+    with pytest.raises(ValueError, match="more than could pass"):
+        CountCheck(name="screws", kind="count", prompt="p", expected=4, max_points=4)
 
 
 def test_yes_no_grammar_is_the_yes_and_no_tokens(student):
