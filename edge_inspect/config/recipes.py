@@ -44,9 +44,41 @@ class CheckBase(Strict):
         return self
 
 
-class PointCheck(CheckBase):
-    kind: Literal["point"]
+# Points decoded beyond the first count that fails, so the overlay shows a crowd of defects as a crowd.
+OVERLAY_MARGIN = 2
+
+
+class PointingBase(CheckBase):
     prompt: str = Field(min_length=1, max_length=1000)
+    max_points: int | None = Field(
+        default=None,
+        ge=1,
+        le=1000,
+        description="stop decoding the answer after this many points; default: the first failing count "
+        f"+ {OVERLAY_MARGIN} without an roi, no limit with one (points outside it do not count)",
+    )
+
+    @property
+    def pass_limit(self) -> int:
+        """The most points that can still pass."""
+        raise NotImplementedError
+
+    @model_validator(mode="after")
+    def _max_points_above_pass(self):
+        if self.max_points is not None and self.max_points <= self.pass_limit:
+            raise ValueError(f"max_points ({self.max_points}) must be more than could pass ({self.pass_limit})")
+        return self
+
+    def decode_cap(self) -> int | None:
+        """Points to decode at most: ``max_points``, else (without an roi) the first failing count plus
+        OVERLAY_MARGIN. None: no limit (with an roi, points outside it do not count)."""
+        if self.max_points is not None:
+            return self.max_points
+        return None if self.roi is not None else self.pass_limit + 1 + OVERLAY_MARGIN
+
+
+class PointCheck(PointingBase):
+    kind: Literal["point"]
     min: int = Field(default=0, ge=0, le=1000)
     max: int = Field(default=0, ge=0, le=1000)
 
@@ -56,11 +88,18 @@ class PointCheck(CheckBase):
             raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
         return self
 
+    @property
+    def pass_limit(self) -> int:
+        return self.max
 
-class CountCheck(CheckBase):
+
+class CountCheck(PointingBase):
     kind: Literal["count"]
-    prompt: str = Field(min_length=1, max_length=1000)
     expected: int = Field(ge=0, le=1000)
+
+    @property
+    def pass_limit(self) -> int:
+        return self.expected
 
 
 class QACheck(CheckBase):
@@ -93,5 +132,9 @@ class Recipe(Strict):
     def sha256(self) -> str:
         """The recipe's version: a hash of its settings (not of the file's spelling or comments), so
         an inspection's log row tells which checks, prompts, limits and ROIs it ran."""
-        text = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        settings = self.model_dump(mode="json")
+        for check in settings["checks"]:  # unset, it is not part of the version (recipes keep their hash)
+            if check.get("max_points", 0) is None:
+                del check["max_points"]
+        text = json.dumps(settings, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(text.encode()).hexdigest()

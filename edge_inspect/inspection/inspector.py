@@ -71,6 +71,7 @@ class Inspector:
                     [recipe.checks[i].question for i in qa],
                     [recipe.checks[i].prompt for i in pointing],
                     self.max_new_tokens,
+                    max_points=[recipe.checks[i].decode_cap() for i in pointing],
                 )
             except Exception as err:  # a model failure makes these checks ERROR, never PASS
                 for i in members:

@@ -36,6 +36,7 @@ import numpy as np
 from . import step_decode
 from .backends import Backend, run_into
 from .bundle import Bundle
+from .grammar import Constraint
 from .preprocess import ImageInputs
 from .prompt import PromptBuilder, PromptIds
 
@@ -273,10 +274,15 @@ class Engine:
         return tokens, logits
 
     def greedy(
-        self, step: Step, max_new_tokens: int, stop_ids: tuple[int, ...] | None = None
+        self,
+        step: Step,
+        max_new_tokens: int,
+        stop_ids: tuple[int, ...] | None = None,
+        constraint: Constraint | None = None,
     ) -> tuple[list[int], list[np.ndarray]]:
         """Greedy decoding from ``step``; returns the new token ids and the logits that chose each one."""
-        tokens, logits = self.greedy_batch(Batch.from_step(step), max_new_tokens, stop_ids)
+        constraints = None if constraint is None else [constraint]
+        tokens, logits = self.greedy_batch(Batch.from_step(step), max_new_tokens, stop_ids, constraints=constraints)
         return tokens[0], logits[0]
 
     # -- batches ---------------------------------------------------------------------------
@@ -333,11 +339,17 @@ class Engine:
         return np.concatenate([self.embed(t[None]) for t in tokens], axis=0)
 
     def greedy_batch(
-        self, batch: Batch, max_new_tokens: int, stop_ids: tuple[int, ...] | None = None, rows: list[int] | None = None
+        self,
+        batch: Batch,
+        max_new_tokens: int,
+        stop_ids: tuple[int, ...] | None = None,
+        rows: list[int] | None = None,
+        constraints: list[Constraint | None] | None = None,
     ) -> tuple[list[list[int]], list[list[np.ndarray]]]:
         """Greedy decoding of the rows ``rows`` (default all) of ``batch`` together; each row stops at
         its own stop token or after ``max_new_tokens``. Returns per row of the batch the new token ids
-        and the logits that chose each one (empty for rows not decoded)."""
+        and the logits that chose each one (empty for rows not decoded). ``constraints[row]``: that
+        row's grammar (grammar.Constraint, fresh); each step masks the tokens it forbids."""
         stop = set(self.bundle.tokens.eos if stop_ids is None else stop_ids)
         tokens: list[list[int]] = [[] for _ in range(batch.size)]
         chosen: list[list[np.ndarray]] = [[] for _ in range(batch.size)]
@@ -345,7 +357,7 @@ class Engine:
         if max_new_tokens <= 0 or not live:
             return tokens, chosen
         if self.step_graph:
-            return step_decode.greedy_in_place(self, batch, live, max_new_tokens, stop)
+            return step_decode.greedy_in_place(self, batch, live, max_new_tokens, stop, constraints)
         t = self.bundle.text
         length = batch.attend.shape[1]
         capacity = length + max_new_tokens
@@ -369,7 +381,9 @@ class Engine:
         logits = batch.logits[live]
         current, other = 0, 1
         while True:
-            next_tokens, keep = step_decode.take_greedy(logits, range(n), live, tokens, chosen, stop, max_new_tokens)
+            next_tokens, keep = step_decode.take_greedy(
+                logits, range(n), live, tokens, chosen, stop, max_new_tokens, constraints
+            )
             if not keep:
                 break
             if len(keep) < n:  # finished rows leave the batch: copy the live rows into the other buffers

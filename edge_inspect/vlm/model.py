@@ -13,6 +13,7 @@ from tokenizers import Tokenizer
 from .backends import DECODE_STEP_THREADS, OnnxRuntimeBackend, ProviderError
 from .bundle import Bundle, BundleError, load_bundle_files
 from .generate import EncodedImage, Engine
+from .grammar import Constraint, Vocabulary
 from .points import PointAnswer, parse_points
 from .preprocess import preprocess, to_rgb
 from .prompt import PromptBuilder
@@ -81,6 +82,18 @@ class VisionLanguageModel:
         self.fallback_reason: str | None = None  # why native TensorRT was not used, when it was asked for
         self.backend = self._make_backend(backend, providers, threads, step_threads, spin)
         self.engine = Engine(bundle, self.backend, PromptBuilder(tokenizer, bundle.prompt))
+        self._vocabulary: Vocabulary | None = None
+
+    @property
+    def vocabulary(self) -> Vocabulary:
+        """The answer grammars' view of this bundle's tokenizer, read once (on first use)."""
+        if self._vocabulary is None:
+            self._vocabulary = Vocabulary(self.tokenizer, self.bundle.text.vocab_size, tuple(self.bundle.tokens.eos))
+        return self._vocabulary
+
+    def point_constraint(self, max_points: int | None = None) -> Constraint:
+        """A fresh pointing-answer constraint: the answer always parses, with at most ``max_points``."""
+        return Constraint(self.vocabulary.pointing(max_points))
 
     def _make_backend(self, backend: str, providers, threads: int, step_threads: int, spin: bool | None):
         if backend not in ("onnxruntime", "tensorrt", "auto"):
@@ -116,12 +129,14 @@ class VisionLanguageModel:
         encoded.timings_ms["preprocess_ms"] = preprocess_ms
         return encoded
 
-    def generate(self, image: EncodedImage, prompt: str, max_new_tokens: int = 64) -> Generation:
+    def generate(
+        self, image: EncodedImage, prompt: str, max_new_tokens: int = 64, constraint: Constraint | None = None
+    ) -> Generation:
         start = time.perf_counter()
         step, _ = self.engine.prefill(image, prompt)
         prefill_ms = (time.perf_counter() - start) * 1000.0
         start = time.perf_counter()
-        tokens, _ = self.engine.greedy(step, max_new_tokens)
+        tokens, _ = self.engine.greedy(step, max_new_tokens, constraint=constraint)
         decode_ms = (time.perf_counter() - start) * 1000.0
         text = self.tokenizer.decode(tokens, skip_special_tokens=True)
         return Generation(
@@ -130,9 +145,18 @@ class VisionLanguageModel:
             timings_ms={"prefill_ms": prefill_ms, "decode_ms": decode_ms, "tokens": len(tokens)},
         )
 
-    def point(self, image: EncodedImage, prompt: str, max_new_tokens: int = 128) -> Pointing:
-        """Ask a pointing/counting question; the answer's points are normalized to the image."""
-        gen = self.generate(image, prompt, max_new_tokens)
+    def point(
+        self,
+        image: EncodedImage,
+        prompt: str,
+        max_new_tokens: int = 128,
+        constrained: bool = True,
+        max_points: int | None = None,
+    ) -> Pointing:
+        """Ask a pointing/counting question; the answer's points are normalized to the image.
+        ``constrained``: decode within the pointing grammar (grammar.py), at most ``max_points``."""
+        constraint = self.point_constraint(max_points) if constrained else None
+        gen = self.generate(image, prompt, max_new_tokens, constraint)
         return Pointing(answer=parse_points(gen.text), text=gen.text, timings_ms=gen.timings_ms)
 
     def ask_yes_no(self, image: EncodedImage, question: str) -> YesNo:
@@ -150,24 +174,33 @@ class VisionLanguageModel:
         return YesNo(answer=p_yes >= 0.5, p_yes=p_yes, margin=abs(2 * p_yes - 1), mass=mass, timings_ms=timings)
 
     def ask(
-        self, image: EncodedImage, questions: list[str] = (), point_prompts: list[str] = (), max_new_tokens: int = 128
+        self,
+        image: EncodedImage,
+        questions: list[str] = (),
+        point_prompts: list[str] = (),
+        max_new_tokens: int = 128,
+        constrained: bool = True,
+        max_points: list[int | None] | None = None,
     ) -> Answers:
         """All prompts about ``image`` at once: the yes/no questions and the pointing prompts share one
         prefill (one decoder run, rows left-padded); the pointing rows are then decoded together, each
         stopping at its own end token. Each answer equals what ``ask_yes_no`` / ``point`` give alone
-        (up to float rounding of the batched matrix products)."""
+        (up to float rounding of the batched matrix products). ``constrained``: pointing answers are
+        decoded within the pointing grammar, prompt i with at most ``max_points[i]`` points."""
         questions, point_prompts = list(questions), list(point_prompts)
+        caps = list(max_points) if max_points is not None else [None] * len(point_prompts)
         if not questions and not point_prompts:
             return Answers([], [], {"prefill_ms": 0.0, "decode_ms": 0.0, "tokens": 0})
         max_batch = getattr(self.backend, "max_batch", None)  # TensorRT engines built for one row
         if max_batch is not None and len(questions) + len(point_prompts) > max_batch:
-            return self._ask_one_by_one(image, questions, point_prompts, max_new_tokens)
+            return self._ask_one_by_one(image, questions, point_prompts, max_new_tokens, constrained, caps)
         start = time.perf_counter()
         batch, _ = self.engine.prefill_batch(image, questions + point_prompts)
         prefill_ms = (time.perf_counter() - start) * 1000.0
         start = time.perf_counter()
         point_rows = list(range(len(questions), batch.size))
-        tokens, _ = self.engine.greedy_batch(batch, max_new_tokens, rows=point_rows)
+        constraints = [None] * len(questions) + [self.point_constraint(c) if constrained else None for c in caps]
+        tokens, _ = self.engine.greedy_batch(batch, max_new_tokens, rows=point_rows, constraints=constraints)
         decode_ms = (time.perf_counter() - start) * 1000.0
         n_tokens = sum(len(tokens[r]) for r in point_rows)
         shared = {"prefill_ms": prefill_ms, "batch": float(batch.size)}
@@ -185,10 +218,18 @@ class VisionLanguageModel:
         return Answers(yes_no, pointing, {"prefill_ms": prefill_ms, "decode_ms": decode_ms, "tokens": n_tokens})
 
     def _ask_one_by_one(
-        self, image: EncodedImage, questions: list[str], point_prompts: list[str], max_new_tokens: int
+        self,
+        image: EncodedImage,
+        questions: list[str],
+        point_prompts: list[str],
+        max_new_tokens: int,
+        constrained: bool,
+        caps: list[int | None],
     ) -> Answers:
         yes_no = [self.ask_yes_no(image, q) for q in questions]
-        pointing = [self.point(image, p, max_new_tokens) for p in point_prompts]
+        pointing = [
+            self.point(image, p, max_new_tokens, constrained, cap) for p, cap in zip(point_prompts, caps, strict=True)
+        ]
         timings = {
             "prefill_ms": sum(a.timings_ms["prefill_ms"] for a in yes_no + pointing),
             "decode_ms": sum(p.timings_ms["decode_ms"] for p in pointing),

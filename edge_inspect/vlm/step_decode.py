@@ -124,14 +124,22 @@ def take_greedy(
     chosen: list[list[np.ndarray]],
     stop: set[int],
     max_new_tokens: int,
+    constraints: list | None = None,
 ) -> tuple[np.ndarray, list[int]]:
     """One greedy step's bookkeeping: for each index j of ``indices`` (a row of ``logits``, batch row
     ``live[j]``) append the argmax token and the logits that chose it; return the argmax of every
-    row and the indices that go on (not a stop token, under ``max_new_tokens``)."""
+    row and the indices that go on (not a stop token, under ``max_new_tokens``). A row with a
+    constraint (``constraints[row]``, grammar.Constraint) takes the argmax over the tokens its
+    grammar allows; the logits kept are the model's, unmasked."""
     next_tokens = np.argmax(logits, axis=1)
     still = []
     for j in indices:
         token, row = int(next_tokens[j]), live[j]
+        constraint = constraints[row] if constraints is not None else None
+        if constraint is not None:
+            token = int(np.argmax(constraint.mask(logits[j], max_new_tokens - len(tokens[row]), -np.inf)))
+            constraint.advance(token)
+            next_tokens[j] = token
         tokens[row].append(token)
         chosen[row].append(logits[j].copy())
         if token not in stop and len(tokens[row]) < max_new_tokens:
@@ -140,7 +148,7 @@ def take_greedy(
 
 
 def greedy_in_place(
-    engine: Engine, batch: Batch, live: list[int], max_new_tokens: int, stop: set[int]
+    engine: Engine, batch: Batch, live: list[int], max_new_tokens: int, stop: set[int], constraints: list | None = None
 ) -> tuple[list[list[int]], list[list[np.ndarray]]]:
     """``Engine.greedy_batch`` through the step graph: the same tokens and logits per row."""
     tokens: list[list[int]] = [[] for _ in range(batch.size)]
@@ -160,7 +168,9 @@ def greedy_in_place(
     b.positions[:, 0] = batch.positions[live]
     logits = batch.logits[live]
     while True:  # every row of the buffers decodes; live[j] is buffer row j's batch row
-        next_tokens, still = take_greedy(logits, range(len(live)), live, tokens, chosen, stop, max_new_tokens)
+        next_tokens, still = take_greedy(
+            logits, range(len(live)), live, tokens, chosen, stop, max_new_tokens, constraints
+        )
         if not still:
             break
         if len(still) < len(live):  # finished rows leave: the graph runs on the others only
