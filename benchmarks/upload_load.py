@@ -138,11 +138,17 @@ class Uploader(threading.Thread):
             self.results.append((status, time.perf_counter() - t0))
 
     def _send(self) -> int:
+        """One upload; a 429 is waited out as its Retry-After says (a browser's setup page does)."""
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=300)
         try:
-            conn.request("POST", "/api/setup/try", body=self.body, headers=self.headers)
+            try:
+                conn.request("POST", "/api/setup/try", body=self.body, headers=self.headers)
+            except OSError:
+                pass  # the server answered early and closed: read its answer
             resp = conn.getresponse()
             resp.read()
+            if resp.status == 429:
+                self.stop.wait(float(resp.getheader("Retry-After", "1")))
             return resp.status
         finally:
             conn.close()

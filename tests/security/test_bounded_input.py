@@ -127,3 +127,36 @@ def test_the_plant_web_sends_the_same_security_headers_and_bounds_bodies(tmp_pat
         ).status_code
         == 413
     )
+
+
+def test_one_try_at_a_time_and_a_pause_while_the_line_runs(tmp_path):
+    """A second try while one runs is a 429 with Retry-After, answered before its body is read and
+    with the connection closed; while a PLC is connected, tries are at least TRY_MIN_INTERVAL_S apart."""
+    import asyncio
+    import time
+
+    from edge_inspect.web.setup import TryGate
+
+    async def scenario(station, client, path):
+        h = await login_headers(client, "integrator")
+        recipe = (await client.get("/api/setup/config")).json()["recipes"][0]
+        first, second = await asyncio.gather(
+            client.post("/api/setup/try", headers=h, json={"recipe": recipe}),
+            client.post("/api/setup/try", headers=h, json={"recipe": recipe}),
+        )
+        after = await client.post("/api/setup/try", headers=h, json={"recipe": recipe})  # no PLC: no pause
+        return first, second, after
+
+    first, second, after = run_setup(tmp_path, scenario)
+    assert first.status_code == 200 and after.status_code == 200
+    assert second.status_code == 429 and second.headers["retry-after"] == "1"
+    assert second.headers["connection"] == "close" and "another try is running" in second.json()["error"]
+
+    gate = TryGate(min_interval_s=0.3)
+    assert gate.enter() == 0 and gate.enter() == 1  # one at a time
+    gate.leave()
+    assert gate.enter(line_running=True) == 1  # the line runs: wait
+    assert gate.enter(line_running=False) == 0  # no PLC connected: back to back
+    gate.leave()
+    time.sleep(0.35)
+    assert gate.enter(line_running=True) == 0
