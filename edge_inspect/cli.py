@@ -128,7 +128,7 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     from .config import load_config
 
     config = load_config(args.config, bundle=args.bundle)[0] if args.config else None
-    return run_doctor(config, args.bundle, args.json)
+    return run_doctor(config, args.bundle, args.json, args.build_engines)
 
 
 def _cmd_try(args: argparse.Namespace) -> int:
@@ -401,6 +401,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     doctor.add_argument("--bundle", help="model bundle instead of the config's")
     doctor.add_argument("--json", action="store_true", help="print JSON")
+    doctor.add_argument(
+        "--build-engines",
+        action="store_true",
+        help="build the TensorRT provider's engines for this bundle, TensorRT, GPU and JetPack now (minutes)",
+    )
     doctor.set_defaults(func=_cmd_doctor)
 
     trial = sub.add_parser("try", help="run a recipe on image files: overlays, a table and JSON (no PLC, no log)")

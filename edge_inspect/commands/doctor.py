@@ -18,20 +18,36 @@ from ..vlm.bundle import BundleError
 from ..vlm.platform_info import PlatformInfo, collect
 
 
-def diagnose(config: StationConfig | None, bundle: str | None = None) -> PlatformInfo:
-    """The platform, with the model of ``config`` (or ``bundle`` with providers 'auto') loaded on it."""
+def diagnose(config: StationConfig | None, bundle: str | None = None, build_engines: bool = False) -> PlatformInfo:
+    """The platform, with the model of ``config`` (or ``bundle`` with providers 'auto') loaded on it.
+    ``build_engines``: build the TensorRT provider's engines for this bundle, TensorRT, GPU and JetPack
+    now (minutes), running each kind of prompt once so that every graph gets its engine."""
     if config is not None:
-        model = config.model.load()
+        model = config.model.load(build_engines=build_engines)
+        if build_engines:
+            warm_up(model)
         return collect(model, config.model.providers)
     name = bundle or "demo-student"
     path, looked = find_bundle(name, Path.cwd())
     if path is None:
         raise BundleError(f"bundle {name!r} not found; looked in {', '.join(str(p) for p in looked)}")
-    return collect(load_bundle(path, providers="auto", backend="auto"), "auto")
+    model = load_bundle(path, providers="auto", backend="auto", build_engines=build_engines)
+    if build_engines:
+        warm_up(model)
+    return collect(model, "auto")
 
 
-def run_doctor(config: StationConfig | None, bundle: str | None, as_json: bool) -> int:
-    info = diagnose(config, bundle)
+def warm_up(model) -> None:
+    """One yes/no question and one pointing prompt on a generated part: every graph runs once."""
+    from ..sim import render_part
+
+    image = model.encode(render_part(1, 320, 240).image, order="bgr")
+    model.ask_yes_no(image, "Is the label present?")
+    model.point(image, "Point to the screws.")
+
+
+def run_doctor(config: StationConfig | None, bundle: str | None, as_json: bool, build_engines: bool = False) -> int:
+    info = diagnose(config, bundle, build_engines)
     if as_json:
         print(json.dumps(info.as_dict(), indent=2))
     else:

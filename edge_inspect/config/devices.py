@@ -126,13 +126,21 @@ class ModelConfig(Strict):
     )
     max_new_tokens: int = Field(default=96, ge=1, le=1024)
 
-    def load(self) -> VisionLanguageModel:
-        """The bundle loaded with these settings: what the station, `try` and `tune` all run."""
+    def load(self, build_engines: bool = False) -> VisionLanguageModel:
+        """The bundle loaded with these settings: what the station, `try` and `tune` all run.
+        ``build_engines``: build missing TensorRT provider engines now (edge-inspect doctor)."""
         from ..vlm import load_bundle
 
         return load_bundle(
-            self.bundle, providers=self.providers, threads=self.threads, backend=self.backend, spin=self.spin
-        )
+            self.bundle, providers=self.providers, threads=self.threads, backend=self.backend, spin=self.spin,
+            build_engines=build_engines,
+        )  # fmt: skip
+
+    @property
+    def wants_tensorrt(self) -> bool:
+        """TensorRT asked for by name (the native engines, or the provider), not only allowed by 'auto'."""
+        named = [self.providers] if isinstance(self.providers, str) else self.providers
+        return self.backend == "tensorrt" or "tensorrt" in named
 
 
 class SignalOverride(Strict):

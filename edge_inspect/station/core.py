@@ -90,8 +90,8 @@ class Station(PlcSide):
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inspect")
         self.alarms = AlarmBoard()
         self.events.subscribe(self._remember_alarm)  # the alarm history in the log (docs/log.md)
-        if self.model.fallback_reason and config.model.backend == "tensorrt":
-            self.alarms.raise_("model_fallback", f"TensorRT engines refused: {self.model.fallback_reason}")
+        if self.model.fallback_reason and config.model.wants_tensorrt:
+            self.alarms.raise_("model_fallback", f"TensorRT not used: {self.model.fallback_reason}")
         self.counters = {"total": 0, "PASS": 0, "FAIL": 0, "ERROR": 0, "missed_triggers": 0}
         self.plc_status = "off" if self.link is None else "starting"
         options = config.plc.options

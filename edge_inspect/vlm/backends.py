@@ -125,25 +125,35 @@ def engine_cache_root() -> Path:
     return Path(str(base).split(":")[0]) / "edge-inspect" / "engines"
 
 
-def provider_options(providers: list[str], bundle_sha256: str, cache_root: Path | None = None, env=None) -> list:
+def provider_options(
+    providers: list[str], bundle_sha256: str, cache_root: Path | None = None, env=None, build: bool = False
+) -> tuple[list, str | None]:
     """``providers`` with the TensorRT provider's engine cache switched on, in a folder keyed by the
     bundle, TensorRT version, GPU and L4T release (engines.Environment.cache_key): an engine cache
-    from another JetPack or bundle is never loaded, the provider builds a new one."""
+    from another JetPack or bundle is never loaded. With no engines in that folder yet, the TensorRT
+    provider is left out (the station starts on the next provider at once, instead of building for
+    minutes) and the second value says why and how to build them; ``build`` builds them now."""
     if "TensorrtExecutionProvider" not in providers:
-        return list(providers)
+        return list(providers), None
     from .engines import detect_environment
 
     env = detect_environment() if env is None else env
     folder = (cache_root or engine_cache_root()) / env.cache_key(bundle_sha256)
     folder.mkdir(parents=True, exist_ok=True)
     if not any(folder.iterdir()):
-        log.warning("TensorRT provider: building engines into %s (first start with this bundle, TensorRT, GPU and "
-                    "JetPack; this takes minutes)", folder)  # fmt: skip
+        if not build:
+            rest = [p for p in providers if p != "TensorrtExecutionProvider"]
+            return rest, (
+                f"no TensorRT engines for this bundle, TensorRT {env.tensorrt}, GPU and L4T {env.l4t or '-'} in {folder}: "
+                f"build them with `edge-inspect doctor STATION.yaml --build-engines` (minutes); running on "
+                f"{rest[0].removesuffix('ExecutionProvider')} meanwhile"
+            )
+        log.warning("TensorRT provider: building engines into %s (this takes minutes)", folder)
     else:
         log.info("TensorRT provider: engines from %s", folder)
     trt = {"trt_engine_cache_enable": "True", "trt_engine_cache_path": str(folder),
            "trt_timing_cache_enable": "True", "trt_timing_cache_path": str(folder)}  # fmt: skip
-    return [("TensorrtExecutionProvider", trt) if p == "TensorrtExecutionProvider" else p for p in providers]
+    return [("TensorrtExecutionProvider", trt) if p == "TensorrtExecutionProvider" else p for p in providers], None
 
 
 def _first_words(message: str, limit: int = 160) -> str:
@@ -173,13 +183,16 @@ class OnnxRuntimeBackend:
         threads: int = 0,
         step_threads: int = DECODE_STEP_THREADS,
         spin: bool | None = None,
+        build_engines: bool = False,
     ):
         import onnxruntime as ort
 
         self.providers = choose_providers(providers, ort.get_available_providers())
         self.spin = SPIN_DURING_RUN if spin is None else spin
         options = session_options(ort, threads, self.spin)
-        with_options = provider_options(self.providers, bundle.sha256)
+        with_options, self.engines_missing = provider_options(self.providers, bundle.sha256, build=build_engines)
+        if self.engines_missing:
+            log.warning("%s", self.engines_missing)
         self._sessions = {}
         for graph in GRAPHS:
             path: Path = bundle.graph_path(graph)

@@ -72,6 +72,7 @@ class VisionLanguageModel:
         backend: str = "onnxruntime",
         step_threads: int = DECODE_STEP_THREADS,
         spin: bool | None = None,
+        build_engines: bool = False,
     ):
         self.bundle = bundle
         try:
@@ -80,7 +81,7 @@ class VisionLanguageModel:
             raise BundleError(f"{bundle.path / 'tokenizer.json'}: cannot be read: {err}") from None
         self.tokenizer = tokenizer
         self.fallback_reason: str | None = None  # why native TensorRT was not used, when it was asked for
-        self.backend = self._make_backend(backend, providers, threads, step_threads, spin)
+        self.backend = self._make_backend(backend, providers, threads, step_threads, spin, build_engines)
         self.engine = Engine(bundle, self.backend, PromptBuilder(tokenizer, bundle.prompt))
         self._vocabulary: Vocabulary | None = None
 
@@ -95,7 +96,9 @@ class VisionLanguageModel:
         """A fresh pointing-answer constraint: the answer always parses, with at most ``max_points``."""
         return Constraint(self.vocabulary.pointing(max_points))
 
-    def _make_backend(self, backend: str, providers, threads: int, step_threads: int, spin: bool | None):
+    def _make_backend(
+        self, backend: str, providers, threads: int, step_threads: int, spin: bool | None, build_engines: bool
+    ):
         if backend not in ("onnxruntime", "tensorrt", "auto"):
             raise ProviderError(f"backend {backend!r}: choose onnxruntime, tensorrt or auto")
         if backend in ("tensorrt", "auto"):
@@ -110,9 +113,13 @@ class VisionLanguageModel:
             self.fallback_reason = reason
             if backend == "tensorrt":
                 warnings.warn(f"TensorRT engines refused: {reason}; using ONNX Runtime", stacklevel=3)
-        return OnnxRuntimeBackend(
-            self.bundle, providers=providers, threads=threads, step_threads=step_threads, spin=spin
-        )
+        runtime = OnnxRuntimeBackend(
+            self.bundle, providers=providers, threads=threads, step_threads=step_threads, spin=spin,
+            build_engines=build_engines,
+        )  # fmt: skip
+        if runtime.engines_missing and self.fallback_reason is None:
+            self.fallback_reason = runtime.engines_missing  # a degraded backend: the alarm, the warning bit
+        return runtime
 
     @property
     def sha256(self) -> str:
@@ -245,6 +252,7 @@ def load_bundle(
     backend: str = "onnxruntime",
     step_threads: int = DECODE_STEP_THREADS,
     spin: bool | None = None,
+    build_engines: bool = False,
 ) -> VisionLanguageModel:
     """Verify and load a model bundle. Raises ``BundleError`` with a one-line reason.
 
@@ -257,4 +265,5 @@ def load_bundle(
         backend=backend,
         step_threads=step_threads,
         spin=spin,
+        build_engines=build_engines,
     )

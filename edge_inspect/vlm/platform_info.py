@@ -114,10 +114,14 @@ def collect(model=None, requested: str | list[str] = "auto", root: Path = Path("
     if backend is not None:
         info.backend = getattr(backend, "name", type(backend).__name__)
         info.in_use = list(getattr(backend, "providers_in_use", [])) or [backend.name]
-        if getattr(model, "fallback_reason", None):
-            info.not_used["tensorrt-engines"] = f"TensorRT engines refused: {model.fallback_reason}"
+        missing = getattr(backend, "engines_missing", None)  # the TensorRT provider's engines not built yet
+        reason = getattr(model, "fallback_reason", None)
+        if reason and reason != missing:
+            info.not_used["tensorrt-engines"] = f"TensorRT engines refused: {reason}"
         for graph, why in getattr(backend, "unused_graphs", {}).items():
             info.not_used[f"{graph} graph"] = why
         if hasattr(backend, "providers_in_use"):
             info.not_used.update(why_not_used(requested, available, info.in_use, jetson))
+        if missing:
+            info.not_used["tensorrt"] = missing
     return info

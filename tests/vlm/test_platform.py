@@ -90,20 +90,25 @@ def test_engines_from_another_jetpack_or_bundle_are_never_loaded():
 def test_provider_engine_cache_is_keyed_by_bundle_tensorrt_gpu_and_l4t(tmp_path, caplog):
     providers = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
     jp62 = Environment("10.3.0", "Orin", "8.7", "36.4.3")
+    # no engines for this key yet: the station starts on CUDA at once, one line says how to build them
+    rest, missing = provider_options(providers, "b" * 64, tmp_path, jp62)
+    assert rest == providers[1:] and "--build-engines" in missing and "L4T 36.4.3" in missing
+    assert missing.endswith("running on CUDA meanwhile")
     with caplog.at_level(logging.INFO, logger="edge_inspect.vlm.backends"):
-        first = provider_options(providers, "b" * 64, tmp_path, jp62)
-    name, options = first[0]
+        built, missing = provider_options(providers, "b" * 64, tmp_path, jp62, build=True)
+    name, options = built[0]
     folder = Path(options["trt_engine_cache_path"])
-    assert name == "TensorrtExecutionProvider" and options["trt_engine_cache_enable"] == "True"
-    assert folder.parent == tmp_path and first[1:] == providers[1:]
+    assert missing is None and name == "TensorrtExecutionProvider" and options["trt_engine_cache_enable"] == "True"
+    assert folder.parent == tmp_path and built[1:] == providers[1:]
     assert "building engines into" in caplog.text
     (folder / "TensorrtExecutionProvider_cache.engine").write_bytes(b"engine")
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="edge_inspect.vlm.backends"):
-        assert provider_options(providers, "b" * 64, tmp_path, jp62)[0][1]["trt_engine_cache_path"] == str(folder)
+        found, missing = provider_options(providers, "b" * 64, tmp_path, jp62)
+    assert missing is None and found[0][1]["trt_engine_cache_path"] == str(folder)
     assert "engines from" in caplog.text and "building" not in caplog.text
-    others = {
-        provider_options(providers, sha, tmp_path, env)[0][1]["trt_engine_cache_path"]
+    others = {  # another bundle, JetPack, TensorRT or GPU: another folder, whose engines are not there
+        provider_options(providers, sha, tmp_path, env, build=True)[0][0][1]["trt_engine_cache_path"]
         for sha, env in [
             ("c" * 64, jp62),
             ("b" * 64, Environment("10.3.0", "Orin", "8.7", "36.3.0")),
@@ -112,7 +117,7 @@ def test_provider_engine_cache_is_keyed_by_bundle_tensorrt_gpu_and_l4t(tmp_path,
         ]
     }
     assert len(others) == 4 and str(folder) not in others
-    assert provider_options(["CPUExecutionProvider"], "b" * 64, tmp_path, jp62) == ["CPUExecutionProvider"]
+    assert provider_options(["CPUExecutionProvider"], "b" * 64, tmp_path, jp62) == (["CPUExecutionProvider"], None)
 
 
 def test_what_the_model_runs_on_here(tiny_bundle, tmp_path):
@@ -139,6 +144,11 @@ def test_doctor_prints_the_platform_and_the_reasons(tiny_bundle):
     report = json.loads(out.stdout)
     assert report["onnxruntime"] == ort.__version__ and report["in_use"] == ["CPUExecutionProvider"]
     assert report["python"] == ".".join(map(str, sys.version_info[:3]))
+    built = subprocess.run(  # on this machine: nothing to build, every prompt kind still runs once
+        [sys.executable, "-m", "edge_inspect.cli", "doctor", "--bundle", str(tiny_bundle), "--build-engines"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert built.returncode == 0 and "model runs on: onnxruntime[cpu]" in built.stdout, built.stderr
     missing = subprocess.run(
         [sys.executable, "-m", "edge_inspect.cli", "doctor", "--bundle", "no-such-bundle"],
         capture_output=True, text=True, timeout=60,
