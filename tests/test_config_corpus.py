@@ -174,12 +174,19 @@ CASES: list[Case] = []
 for key, base_line, big in NUMERIC:
     CASES.append(Case(f"{key} too large", value(base_line, big), line_of(base_line), key, "less than or equal"))
     CASES.append(Case(f"{key} 5000 digits", value(base_line, "9" * 5000), line_of(base_line), key, "5,000 digits"))
+for key, base_line, _ in NUMERIC:  # strict types: a boolean is no number, a quoted number is text
+    word = "valid number" if key in FLOATS else "valid integer"
+    number = base_line.split(":")[1].strip()
+    CASES.append(Case(f"{key} true", value(base_line, "true"), line_of(base_line), key, f"{word}, not true"))
+    CASES.append(
+        Case(f"{key} quoted", value(base_line, f"'{number}'"), line_of(base_line), key, f"not the text '{number}'")
+    )
 for key in FLOATS:
     base_line = next(b for k, b, _ in NUMERIC if k == key)
     for bad in (".inf", "-.inf", ".nan", "1e999"):
         CASES.append(Case(f"{key} {bad}", value(base_line, bad), line_of(base_line), key, "finite number"))
 for key, base_line in [("camera.width", "  width: 640"), ("plc.port", "  port: 5020"), ("web.port", "  port: 8080")]:
-    CASES.append(Case(f"{key} .inf", value(base_line, ".inf"), line_of(base_line), key, "finite number"))
+    CASES.append(Case(f"{key} .inf", value(base_line, ".inf"), line_of(base_line), key, "valid integer"))
 
 SYN = "  synthetic: {seed: 1, width: 320, height: 240}"
 ROI = "        roi: [[0.1, 0.1], [0.9, 0.1], [0.9, 0.9]]"

@@ -158,11 +158,23 @@ def _spelled_out(root: yaml.Node | None, loc: tuple) -> bool:
     return True
 
 
+def _type_hint(e: dict) -> str:
+    """What was written instead of a number or a boolean: strict types convert nothing."""
+    value = e.get("input")
+    if e["type"] not in ("int_type", "float_type", "bool_type"):
+        return ""
+    if isinstance(value, bool):
+        return f", not {str(value).lower()}"
+    if isinstance(value, str):
+        return f", not the text {value!r} (numbers and true/false are written without quotes)"
+    return ""
+
+
 def _problems(err: ValidationError, path: Path, root: yaml.Node | None, data: dict) -> list[str]:
     problems = []
     for e in err.errors():
         loc = tuple(part for part in e["loc"] if part not in ("point", "count", "qa"))
-        message = e["msg"].removeprefix("Value error, ")
+        message = e["msg"].removeprefix("Value error, ") + _type_hint(e)
         if e["type"] == "extra_forbidden":
             message = "unknown key"
         cause = (e.get("ctx") or {}).get("error")
