@@ -547,6 +547,9 @@ def folder(tmp_path) -> Path:
     return tmp_path
 
 
+PEOPLE = r"(?: \((?:recipe [^)]*)\))?"  # the 1-based names beside a recipe's path
+
+
 def _write(folder: Path, case: Case) -> Path:
     text = BASE.replace("{bundle}", str(fake_bundle(folder)))
     content = case.make(text, folder)
@@ -576,11 +579,15 @@ def test_base_is_valid(folder):
 def test_refused_with_line_and_key(folder, case):
     path = _write(folder, case)
     problems = _problems(path)
-    prefix = f"{path}:{case.line}: {case.key}: "
-    hits = [p for p in problems if p.startswith(prefix)]
+    prefix = rf"{re.escape(str(path))}:{case.line}: {re.escape(case.key)}{PEOPLE}: "  # the path, then (recipe 1 …)
+    hits = [p for p in problems if re.match(prefix, p)]
     assert hits, (prefix, problems)
     assert case.needle in hits[0], (case.needle, problems)
-    assert all("\n" not in p and re.match(rf"{re.escape(str(path))}:\d+: \S+: ", p) for p in problems), problems
+    assert all("\n" not in p and re.match(rf"{re.escape(str(path))}:\d+: \S+{PEOPLE}: ", p) for p in problems), problems
+    if case.key.startswith("recipes.0."):  # recipes as configured, checks from 1: as the HMI numbers them
+        check = re.match(r"recipes\.0\.checks\.(\d+)", case.key)
+        named = f"check {int(check[1]) + 1}" if check else "(recipe "
+        assert "(recipe " in hits[0] and named in hits[0], hits[0]
 
 
 def test_duplicate_users_are_refused(folder):

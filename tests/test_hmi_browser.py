@@ -3,6 +3,7 @@ a reload that tells the same story as the live page, and the layout from an 800Ã
 
 Screenshots go to artifacts/screenshots/ (kept by CI as test artifacts)."""
 
+import math
 import signal
 
 import cv2
@@ -96,10 +97,10 @@ def test_one_picture_area_and_a_reload_shows_what_the_live_page_showed(station, 
         page.wait_for_selector('body[data-live="1"]')
         reloaded = _wait_for_result(page, row["result_id"])
         page.screenshot(path=str(SHOTS / f"hmi_reload_{step}.png"))
-        shots.append((step, live, reloaded))
+        shots.append((step, live, reloaded, row["id"]))
         assert reloaded == live, (step, live, reloaded)
         assert f"#{row['result_id']}" in live["meta"] and f"{row['recipe']}" in live["meta"]
-        assert f"{round(row['cycle_ms'])} ms" in live["meta"]
+        assert f"{math.floor(round(row['cycle_ms'], 1) + 0.5)} ms" in live["meta"]  # as the event carries it
         if step == "ERROR":  # the reason in the picture's place, no image, no checks
             assert live["frame"] is None and "camera" in live["noFrame"] and live["checks"] == "", live
         else:  # this result's overlay and nothing else: no "No image" box under it
@@ -107,6 +108,8 @@ def test_one_picture_area_and_a_reload_shows_what_the_live_page_showed(station, 
             assert f"id={row['result_id']}" in live["frame"]
             assert live["checks"].count("<li") == len(row["checks"]) and "camera" not in live["checks"]
     assert shots[1][1]["frame"] != shots[2][1]["frame"]
+    page.goto(f"{base}/review/{shots[1][3]}")  # the FAIL's detail page numbers its checks as the HMI does
+    assert page.locator("#detail-checks tr td:first-child").all_inner_texts() == ["1", "2"]
 
 
 GEOMETRY = """() => {
