@@ -257,9 +257,14 @@ def _print_event(event) -> None:
     from .station.events import AlarmCleared, AlarmRaised, InspectionDone, Started, Stopped
 
     if isinstance(event, InspectionDone):
+        failed = "; ".join(  # by number (from 1, as on the HMI) and name, with the reason
+            f"{i} {c.name}: {c.reason}" for i, c in enumerate(event.checks, 1) if c.status != "pass"
+        )
         print(
             f"{event.result_id:>6} {event.verdict:5} recipe={event.recipe} part={event.part_id or '-'} "
-            f"defects={event.defect_count} {event.error}",
+            f"defects={event.defect_count}"
+            + (f" failed: {failed}" if failed else "")
+            + (f" {event.error}" if event.error else ""),
             flush=True,
         )
     elif isinstance(event, AlarmRaised):

@@ -39,9 +39,10 @@ def station(tmp_path, tiny_bundle):
                            web={"enabled": True, "port": port, "users": USERS})  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     proc = start_daemon(config, base)
-    yield {"base": base, "frames": frames, "tmp": tmp_path}
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=30)
+    yield {"base": base, "frames": frames, "tmp": tmp_path, "proc": proc}
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
 
 
 def _trigger(base: str, recipe: int) -> dict:
@@ -110,6 +111,11 @@ def test_one_picture_area_and_a_reload_shows_what_the_live_page_showed(station, 
     assert shots[1][1]["frame"] != shots[2][1]["frame"]
     page.goto(f"{base}/review/{shots[1][3]}")  # the FAIL's detail page numbers its checks as the HMI does
     assert page.locator("#detail-checks tr td:first-child").all_inner_texts() == ["1", "2"]
+    station["proc"].send_signal(signal.SIGTERM)  # `edge-inspect run` printed which check failed, by number and name
+    out = station["proc"].communicate(timeout=30)[0]
+    failed = 2 if passed == "label_yes" else 1
+    fail_line = next(line for line in out.splitlines() if line.split()[1:2] == ["FAIL"])
+    assert f" failed: {failed} label_{'no' if failed == 2 else 'yes'}: answered " in fail_line, fail_line
 
 
 GEOMETRY = """() => {

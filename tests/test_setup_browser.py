@@ -164,6 +164,14 @@ def test_try_an_upload_and_watch_mbpoll_on_the_io_monitor(daemon, page):  # noqa
     page.wait_for_selector("#io-results_valid .value >> text=1", timeout=60000)
     page.wait_for_selector("#io-result_id .value >> text=4321")
     page.screenshot(path=str(SHOTS / "setup_io.png"))
+    # result registers in words: the verdict, the error code's meaning, in each language
+    assert page.inner_text("#io-recipe .value") == "0"  # mbpoll wrote no recipe: recipe 0 is not configured
+    assert page.inner_text("#io-error_code .value") == "5 · recipe not configured"
+    assert page.inner_text("#io-verdict .value") == "3 · ERROR"
+    page.goto(base + "/setup/io?lang=ja")
+    page.wait_for_selector("#io-error_code .value >> text=5 · レシピ未設定")
+    assert page.inner_text("#io-verdict .value") == "3 · エラー"
+    assert "6 internal" in page.inner_text("#io-error_code")  # every code listed, none left to look up
 
 
 def test_setup_pages_pass_axe(daemon, page):  # noqa: F811

@@ -82,6 +82,16 @@ def test_qa_filters_fails_records_a_disposition_and_exports_it(daemon, page):
     rows = page.locator("#inspections tr.FAIL")
     assert rows.count() == 3 and page.locator("#inspections tr.PASS").count() == 0
     page.screenshot(path=str(SHOTS / "review_fails.png"), full_page=True)
+    for lang in ("en", "ja"):  # every chart label whole: not cut by its bar nor by the card
+        page.goto(f"{daemon['base']}/review?verdict=FAIL&lang={lang}")
+        cut = page.evaluate("""[...document.querySelectorAll('.bars .label')].filter((l) => {
+            const r = l.getBoundingClientRect(), card = l.closest('.card').getBoundingClientRect();
+            return l.scrollWidth > l.clientWidth + 1 || r.right > card.right + 0.5 || r.width < 10; })
+          .map((l) => l.textContent)""")
+        labels = page.locator("#yield-hours .label").all_inner_texts()
+        assert labels and not cut, (lang, cut, labels)
+        assert any(("0% · 3 parts" if lang == "en" else "0% · 3個") in label for label in labels), labels
+    page.goto(daemon["base"] + "/review?verdict=FAIL&lang=en")
     rows.first.locator("a.open").click()
     page.wait_for_selector("#disposition-form")
     opened = int(page.url.split("?")[0].rsplit("/", 1)[1])
@@ -91,7 +101,7 @@ def test_qa_filters_fails_records_a_disposition_and_exports_it(daemon, page):
     page.click("#save-disposition")
     page.wait_for_selector("#audit tr:nth-child(2)")
     audit = page.inner_text("#audit")
-    assert "qa" in audit and "disposition" in audit and "false_reject" in audit
+    assert "qa" in audit and "disposition" in audit and "— → False reject" in audit and "false_reject" not in audit
     assert "label present, model unsure" in page.inner_text("#current-disposition")
     page.screenshot(path=str(SHOTS / "review_detail_disposition.png"), full_page=True)
     page.goto(daemon["base"] + "/review?verdict=FAIL")
@@ -230,7 +240,11 @@ def test_qa_keyboard_review_through_the_unreviewed_queue_and_the_audit_page(daem
     assert page.locator("#inspections tr").count() == 2  # header + one
     page.goto(daemon["base"] + "/audit")
     text = page.inner_text("#audit-list")
-    assert "software trigger" in text and "disposition" in text and "— → false_reject" in text
+    assert "software trigger" in text and "disposition" in text and "— → False reject" in text
+    assert "recipe: 1, result: " in text and "result_id" not in text  # details in words, not field names
+    page.goto(daemon["base"] + "/audit?lang=ja")
+    text = page.inner_text("#audit-list")
+    assert "— → 過検出" in text and "レシピ: 1, 結果番号: " in text and "手動トリガ" in text
     page.select_option("#f-action", "trigger")
     page.click("form.filters button")
     page.wait_for_url("**/audit?action=trigger")

@@ -308,7 +308,7 @@ def csv_chunks(store: Store, f: Filters, tz: tzinfo, chunk: int = 2000) -> Itera
                 [
                     csv_cell(r[0]),
                     csv_cell(r[1]),
-                    iso_local(r[2], tz),
+                    iso_local(r[2], tz, "milliseconds"),
                     *map(csv_cell, r[3:11]),
                     csv_cell(r[11] or ""),
                     *map(csv_cell, r[12:]),
