@@ -290,9 +290,23 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             port=args.port,
             period_s=args.period,
             web_port=args.web_port,
+            defect_rate=args.defect_rate,
         )
     )
     return 0
+
+
+def _defect_rate(text: str) -> float | None:
+    """--defect-rate: a share 0..1, or 'mix' for the part generator's own mix (most parts defective)."""
+    if text == "mix":
+        return None
+    try:
+        rate = float(text)
+    except ValueError:
+        rate = -1.0
+    if not 0.0 <= rate <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a share from 0 to 1 (0.1 = one part in ten) nor 'mix'")
+    return rate
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -488,6 +502,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=5020, help="Modbus TCP port on 127.0.0.1")
     demo.add_argument("--period", type=float, default=0.5, help="seconds between PLC triggers")
     demo.add_argument("--web-port", type=int, default=8080, help="HMI port (0 = no HMI)")
+    demo.add_argument(
+        "--defect-rate",
+        type=_defect_rate,
+        default=0.1,
+        help="share of defective parts, as on a line; 'mix': the part generator's own mix, most parts defective",
+    )
     demo.set_defaults(func=_cmd_demo)
 
     fleet = sub.add_parser(
