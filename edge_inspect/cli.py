@@ -11,6 +11,7 @@ import logging
 import sys
 from pathlib import Path
 
+from .commands.console import defect_rate
 from .errors import UserError
 
 EXIT_USAGE = 2
@@ -103,10 +104,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
         preflight(config.plc.link_settings())
 
+    from .commands.console import print_event
+
     async def main() -> None:
         path = Path(args.config).resolve()
         station = build_station(config, sha, path.parent, config_path=path)
-        station.events.subscribe(_print_event)
+        station.events.subscribe(print_event)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -253,30 +256,6 @@ def _cmd_fleet_serve(args: argparse.Namespace) -> int:
     return run_server(args)
 
 
-def _print_event(event) -> None:
-    from .station.events import AlarmCleared, AlarmRaised, InspectionDone, Started, Stopped
-
-    if isinstance(event, InspectionDone):
-        failed = "; ".join(  # by number (from 1, as on the HMI) and name, with the reason
-            f"{i} {c.name}: {c.reason}" for i, c in enumerate(event.checks, 1) if c.status != "pass"
-        )
-        print(
-            f"{event.result_id:>6} {event.verdict:5} recipe={event.recipe} part={event.part_id or '-'} "
-            f"defects={event.defect_count}"
-            + (f" failed: {failed}" if failed else "")
-            + (f" {event.error}" if event.error else ""),
-            flush=True,
-        )
-    elif isinstance(event, AlarmRaised):
-        print(f"[alarm] {event.code} {event.message}", flush=True)
-    elif isinstance(event, AlarmCleared):
-        print(f"[alarm_cleared] {event.code}", flush=True)
-    elif isinstance(event, Started):
-        print(f"[started] {event.station}", flush=True)
-    elif isinstance(event, Stopped):
-        print("[stopped]", flush=True)
-
-
 def _cmd_demo(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -294,19 +273,6 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         )
     )
     return 0
-
-
-def _defect_rate(text: str) -> float | None:
-    """--defect-rate: a share 0..1, or 'mix' for the part generator's own mix (most parts defective)."""
-    if text == "mix":
-        return None
-    try:
-        rate = float(text)
-    except ValueError:
-        rate = -1.0
-    if not 0.0 <= rate <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text!r} is neither a share from 0 to 1 (0.1 = one part in ten) nor 'mix'")
-    return rate
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -504,7 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--web-port", type=int, default=8080, help="HMI port (0 = no HMI)")
     demo.add_argument(
         "--defect-rate",
-        type=_defect_rate,
+        type=defect_rate,
         default=0.1,
         help="share of defective parts, as on a line; 'mix': the part generator's own mix, most parts defective",
     )
