@@ -11,6 +11,7 @@ import logging
 import sys
 from pathlib import Path
 
+from .commands.console import defect_rate
 from .errors import UserError
 
 EXIT_USAGE = 2
@@ -103,10 +104,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
         preflight(config.plc.link_settings())
 
+    from .commands.console import print_event
+
     async def main() -> None:
         path = Path(args.config).resolve()
         station = build_station(config, sha, path.parent, config_path=path)
-        station.events.subscribe(_print_event)
+        station.events.subscribe(print_event)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -261,25 +264,6 @@ def _cmd_fleet_serve(args: argparse.Namespace) -> int:
     return run_server(args)
 
 
-def _print_event(event) -> None:
-    from .station.events import AlarmCleared, AlarmRaised, InspectionDone, Started, Stopped
-
-    if isinstance(event, InspectionDone):
-        print(
-            f"{event.result_id:>6} {event.verdict:5} recipe={event.recipe} part={event.part_id or '-'} "
-            f"defects={event.defect_count} {event.error}",
-            flush=True,
-        )
-    elif isinstance(event, AlarmRaised):
-        print(f"[alarm] {event.code} {event.message}", flush=True)
-    elif isinstance(event, AlarmCleared):
-        print(f"[alarm_cleared] {event.code}", flush=True)
-    elif isinstance(event, Started):
-        print(f"[started] {event.station}", flush=True)
-    elif isinstance(event, Stopped):
-        print("[stopped]", flush=True)
-
-
 def _cmd_demo(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -293,6 +277,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             port=args.port,
             period_s=args.period,
             web_port=args.web_port,
+            defect_rate=args.defect_rate,
         )
     )
     return 0
@@ -506,6 +491,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=5020, help="Modbus TCP port on 127.0.0.1")
     demo.add_argument("--period", type=float, default=0.5, help="seconds between PLC triggers")
     demo.add_argument("--web-port", type=int, default=8080, help="HMI port (0 = no HMI)")
+    demo.add_argument(
+        "--defect-rate",
+        type=defect_rate,
+        default=0.1,
+        help="share of defective parts, as on a line; 'mix': the part generator's own mix, most parts defective",
+    )
     demo.set_defaults(func=_cmd_demo)
 
     fleet = sub.add_parser(

@@ -35,11 +35,12 @@ def _as_datetime(value: float | str) -> datetime:
     return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)  # the log's strings are UTC
 
 
-def iso_local(value: float | str | None, tz: tzinfo) -> str:
-    """ISO 8601 with the zone's offset, to the second: 2026-11-29T22:04:05+09:00."""
+def iso_local(value: float | str | None, tz: tzinfo, timespec: str = "seconds") -> str:
+    """ISO 8601 with the zone's offset, to the second (2026-11-29T22:04:05+09:00) or, with
+    ``timespec="milliseconds"``, to the millisecond (the CSV: 2026-11-29T22:04:05.123+09:00)."""
     if value is None or value == "":
         return ""
-    return _as_datetime(value).astimezone(tz).isoformat(timespec="seconds")
+    return _as_datetime(value).astimezone(tz).isoformat(timespec=timespec)
 
 
 def display(value: float | str | None, tz: tzinfo) -> str:

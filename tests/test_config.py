@@ -108,6 +108,25 @@ BAD = [
     ("trigger recipe missing", lambda t: t + "triggers:\n  recipe: 9\n", 1, "triggers.recipe 9"),
     ("no recipes", lambda t: t[: t.index("recipes:")] + "recipes: []\nplc:\n  port: 5020\n", 7, "recipes"),
     ("not a mapping", lambda t: "- just\n- a list\n", 1, "must be a mapping"),
+    (  # the YAML path stays; beside it the recipe and the check as the HMI numbers them
+        "a typo in a check's key",
+        lambda t: t.replace("expected: 4", "expeted: 4"),
+        18,
+        "recipes.0.checks.1.expeted (recipe 1 'plate', check 2 'screws'): unknown key; did you mean `expected`?",
+    ),
+    (
+        "a typo in a section",
+        lambda t: t.replace("  source: synthetic", "  sorce: synthetic"),
+        4,
+        "camera.sorce: unknown key; did you mean `source`?",
+    ),  # fmt: skip
+    (
+        "a typo in a top key",
+        lambda t: t.replace("storage:", "storag:"),
+        25,
+        "storag: unknown key; did you mean `storage`?",
+    ),
+    ("far from every key", lambda t: t + "zzz: 1\n", 27, "zzz: unknown key\n"),
 ]
 
 

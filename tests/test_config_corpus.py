@@ -174,12 +174,19 @@ CASES: list[Case] = []
 for key, base_line, big in NUMERIC:
     CASES.append(Case(f"{key} too large", value(base_line, big), line_of(base_line), key, "less than or equal"))
     CASES.append(Case(f"{key} 5000 digits", value(base_line, "9" * 5000), line_of(base_line), key, "5,000 digits"))
+for key, base_line, _ in NUMERIC:  # strict types: a boolean is no number, a quoted number is text
+    word = "valid number" if key in FLOATS else "valid integer"
+    number = base_line.split(":")[1].strip()
+    CASES.append(Case(f"{key} true", value(base_line, "true"), line_of(base_line), key, f"{word}, not true"))
+    CASES.append(
+        Case(f"{key} quoted", value(base_line, f"'{number}'"), line_of(base_line), key, f"not the text '{number}'")
+    )
 for key in FLOATS:
     base_line = next(b for k, b, _ in NUMERIC if k == key)
     for bad in (".inf", "-.inf", ".nan", "1e999"):
         CASES.append(Case(f"{key} {bad}", value(base_line, bad), line_of(base_line), key, "finite number"))
 for key, base_line in [("camera.width", "  width: 640"), ("plc.port", "  port: 5020"), ("web.port", "  port: 8080")]:
-    CASES.append(Case(f"{key} .inf", value(base_line, ".inf"), line_of(base_line), key, "finite number"))
+    CASES.append(Case(f"{key} .inf", value(base_line, ".inf"), line_of(base_line), key, "valid integer"))
 
 SYN = "  synthetic: {seed: 1, width: 320, height: 240}"
 ROI = "        roi: [[0.1, 0.1], [0.9, 0.1], [0.9, 0.9]]"
@@ -540,6 +547,9 @@ def folder(tmp_path) -> Path:
     return tmp_path
 
 
+PEOPLE = r"(?: \((?:recipe [^)]*)\))?"  # the 1-based names beside a recipe's path
+
+
 def _write(folder: Path, case: Case) -> Path:
     text = BASE.replace("{bundle}", str(fake_bundle(folder)))
     content = case.make(text, folder)
@@ -569,11 +579,15 @@ def test_base_is_valid(folder):
 def test_refused_with_line_and_key(folder, case):
     path = _write(folder, case)
     problems = _problems(path)
-    prefix = f"{path}:{case.line}: {case.key}: "
-    hits = [p for p in problems if p.startswith(prefix)]
+    prefix = rf"{re.escape(str(path))}:{case.line}: {re.escape(case.key)}{PEOPLE}: "  # the path, then (recipe 1 …)
+    hits = [p for p in problems if re.match(prefix, p)]
     assert hits, (prefix, problems)
     assert case.needle in hits[0], (case.needle, problems)
-    assert all("\n" not in p and re.match(rf"{re.escape(str(path))}:\d+: \S+: ", p) for p in problems), problems
+    assert all("\n" not in p and re.match(rf"{re.escape(str(path))}:\d+: \S+{PEOPLE}: ", p) for p in problems), problems
+    if case.key.startswith("recipes.0."):  # recipes as configured, checks from 1: as the HMI numbers them
+        check = re.match(r"recipes\.0\.checks\.(\d+)", case.key)
+        named = f"check {int(check[1]) + 1}" if check else "(recipe "
+        assert "(recipe " in hits[0] and named in hits[0], hits[0]
 
 
 def test_duplicate_users_are_refused(folder):

@@ -148,3 +148,31 @@ def test_demo_on_a_port_the_system_picks(tmp_path):
     assert "PLC:" not in result.stdout  # no timeouts
     inspections = int(result.stdout.split(" inspections:")[0].split()[-1])
     assert inspections >= 1
+
+
+def test_the_demo_line_runs_at_its_defect_rate_and_the_old_mix_stays_available(tmp_path):
+    """Parts from the demo's synthetic camera, by their ground truth: --defect-rate 0.1 gives about one
+    defective part in ten, 0 none, and 'mix' the generator's own mix where most parts are defective."""
+    from edge_inspect.camera.sources import SyntheticSource
+    from edge_inspect.commands.demo import demo_config
+
+    def defective_share(source: SyntheticSource, n: int = 300) -> float:
+        bad = 0
+        for _ in range(n):
+            source.read()
+            part = source.last_part
+            bad += bool(part.defects) or len(part.screws) != 4 or part.label == "absent"
+        return bad / n
+
+    config, _ = demo_config(tmp_path, None, 0)
+    assert config.camera.synthetic.defect_rate == 0.1  # the demo's default
+    default = defective_share(SyntheticSource(1000, 320, 240, config.camera.synthetic.defect_rate))
+    assert 0.05 <= default <= 0.16, default
+    assert defective_share(SyntheticSource(1000, 320, 240, 0.0), 60) == 0.0
+    config, _ = demo_config(tmp_path, None, 0, defect_rate=None)  # --defect-rate mix
+    mix = defective_share(SyntheticSource(1000, 320, 240, config.camera.synthetic.defect_rate))
+    assert mix >= 0.7, mix
+    print(f"defective parts: demo default {default:.0%}, mix {mix:.0%}")
+    refused = subprocess.run([sys.executable, "-m", "edge_inspect.cli", "demo", "--defect-rate", "2"],
+                             capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert refused.returncode == 2 and "neither a share from 0 to 1" in refused.stderr, refused.stderr

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import re
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -25,6 +27,7 @@ from .support.web import RECIPES, USERS, run_api
 def _rec(result_id: int, part_id: str, failed: bool) -> InspectionRecord:
     outcomes = [
         CheckOutcome("surface", "point", "fail" if failed else "pass", "found 1", [(0.5, 0.5)], 1),
+        CheckOutcome("screws", "count", "pass", "counted 4, expected 4", [], 4),
         CheckOutcome("label", "qa", "fail" if failed else "pass", "answered no", answer="no"),
     ]
     return InspectionRecord(
@@ -54,9 +57,12 @@ def test_csv_cells_cannot_become_formulas_and_failed_checks_are_named(tmp_path):
     rows = list(csv.DictReader(io.StringIO(text)))
     assert rows[0]["comment"] == '\'=HYPERLINK("http://evil","click")'
     assert rows[0]["part_id"] == "'+SUM(A1:A9)" and rows[1]["part_id"] == "-1"  # a number stays a number
-    assert rows[0]["failed_checks"] == "surface;label" and rows[1]["failed_checks"] == ""
+    assert rows[0]["failed_checks"] == "1 surface;3 label" and rows[1]["failed_checks"] == ""  # numbered from 1
     first_ts = store.conn.execute("select ts_unix from inspections where id = ?", [first]).fetchone()[0]
-    assert rows[0]["time"] == iso_local(first_ts, tokyo) and rows[0]["time"].endswith("+09:00")
+    assert rows[0]["time"] == iso_local(first_ts, tokyo, "milliseconds")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+09:00", rows[0]["time"]), rows[0]["time"]
+    stamp = datetime.fromisoformat(rows[0]["time"]).timestamp()
+    assert abs(stamp - first_ts) < 0.0015  # to the millisecond, not rounded to whole seconds
 
 
 def test_csv_in_chunks_equals_the_whole(tmp_path):

@@ -122,7 +122,8 @@ def test_save_validates_versions_rollback_and_audit(tmp_path):
     assert screws.counted == 0 and screws.status == "fail"  # the ROI applied to the next inspection
     assert [v["source"] for v in out["versions"]] == ["web", "boot"] and out["versions"][0]["author"] == "integrator"
     assert out["versions"][0]["comment"] == "screws ROI"
-    assert "+        roi:" in out["diff"] and "-" in out["diff"]
+    changed = [line for line in out["diff"].splitlines() if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+    assert changed == ["+    roi: [[0.0, 0.0], [0.1, 0.0], [0.1, 0.1]]"], out["diff"]  # that check's ROI, nothing else
     assert out["stale"] == 409
     status, body = out["rollback"]
     assert status == 200 and body["applied"] == ["recipes"]

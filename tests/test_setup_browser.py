@@ -4,6 +4,7 @@ the config back; try on an uploaded image; the I/O monitor showing a trigger wri
 
 from __future__ import annotations
 
+import difflib
 import shutil
 import signal
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 import cv2
 import httpx
 import pytest
+import yaml
 
 from edge_inspect.http.auth import hash_password
 from edge_inspect.sim import render_part
@@ -93,8 +95,11 @@ def test_draw_an_roi_save_it_see_it_applied_and_roll_back(daemon, page):  # noqa
     screws = next(c for c in after["checks"] if c["name"] == "screws")
     assert screws["counted"] == 0 and screws["status"] == "fail"
     assert after["recipe_sha256"] != before["recipe_sha256"] and after["config_sha256"] != before["config_sha256"]
-    roi_x = [float(line.split("[")[1].split(",")[0]) for line in saved.splitlines() if line.strip().startswith("- [")]
-    assert any(0.14 <= x <= 0.16 for x in roi_x), roi_x  # the dragged corner
+    roi = yaml.safe_load(saved)["recipes"][0]["checks"][1]["roi"]
+    assert any(0.14 <= x <= 0.16 for x, _ in roi), roi  # the dragged corner
+    changed = [line for line in difflib.unified_diff(original.splitlines(), saved.splitlines(), lineterm="", n=0)
+               if line[:1] in "+-" and not line.startswith(("+++", "---"))]  # fmt: skip
+    assert len(changed) == 1 and changed[0].startswith("+    roi: [["), changed  # that check's ROI, nothing else
 
     page.on("dialog", lambda dialog: dialog.accept())
     page.goto(base + "/setup/config")
@@ -125,6 +130,21 @@ def test_try_an_upload_and_watch_mbpoll_on_the_io_monitor(daemon, page):  # noqa
     assert page.locator("#try-checks tr").count() == 4  # header + surface, screws, label
     page.wait_for_function("document.getElementById('try-overlay').naturalWidth == 320")
     page.screenshot(path=str(SHOTS / "setup_try.png"))
+    page.set_viewport_size({"width": 1366, "height": 768})  # a laptop: the try's table and overlay fit its width
+
+    def long_answer(route):  # the real try's result, with the longest answer a model may give: no spaces
+        body = route.fetch().json()
+        body["checks"][0]["answer"] = "<points" + "x1=0.123,y1=0.456;" * 20 + ">"
+        route.fulfill(json=body)
+
+    page.route("**/api/setup/try", long_answer)
+    page.click("#try-upload")
+    page.wait_for_function(
+        "document.getElementById('try-checks') && document.getElementById('try-checks').innerText.includes('x1=0.123')"
+    )
+    widths = page.evaluate("[document.documentElement.scrollWidth, innerWidth]")
+    page.screenshot(path=str(SHOTS / "setup_try_1366.png"), full_page=True)
+    assert widths[0] <= widths[1], widths
     auth = ("integrator", "integrator")
     assert httpx.get(base + "/api/inspections", auth=auth).json()["total"] == 0  # a try is not logged
 
@@ -144,6 +164,14 @@ def test_try_an_upload_and_watch_mbpoll_on_the_io_monitor(daemon, page):  # noqa
     page.wait_for_selector("#io-results_valid .value >> text=1", timeout=60000)
     page.wait_for_selector("#io-result_id .value >> text=4321")
     page.screenshot(path=str(SHOTS / "setup_io.png"))
+    # result registers in words: the verdict, the error code's meaning, in each language
+    assert page.inner_text("#io-recipe .value") == "0"  # mbpoll wrote no recipe: recipe 0 is not configured
+    assert page.inner_text("#io-error_code .value") == "5 · recipe not configured"
+    assert page.inner_text("#io-verdict .value") == "3 · ERROR"
+    page.goto(base + "/setup/io?lang=ja")
+    page.wait_for_selector("#io-error_code .value >> text=5 · レシピ未設定")
+    assert page.inner_text("#io-verdict .value") == "3 · エラー"
+    assert "6 internal" in page.inner_text("#io-error_code")  # every code listed, none left to look up
 
 
 def test_setup_pages_pass_axe(daemon, page):  # noqa: F811

@@ -48,13 +48,21 @@ def test_tune_on_good_and_bad_parts(tmp_path):
     assert set(checks) == {"surface", "screws", "label"}
     assert checks["label"]["parameter"] == "min_margin" and len(checks["label"]["sweep"]) == 20
     assert checks["surface"]["parameter"] == "max" and checks["surface"]["current"]["setting"] == 0
+    screws = checks["screws"]  # a count check: expected swept over the counts seen, 4 recommended
+    assert screws["parameter"] == "expected" and screws["current"]["setting"] == 4
+    assert len(screws["sweep"]) >= 3 and screws["recommended"]["setting"] == 4, screws["recommended"]
+    assert screws["counted_good"]["min"] <= 4 <= screws["counted_good"]["max"]
+    assert "None" not in result.stdout and "good parts counted" in result.stdout
     for entry in checks.values():
         for row in entry["sweep"]:
             for key in ("false_reject", "escape"):
                 assert row[key] is None or 0.0 <= row[key] <= 1.0
         best, now = entry["recommended"], entry["current"]
         assert (best["escape"] or 0) <= (now["escape"] or 0)  # never recommends more escapes
-        assert Path(entry["plot"]).is_file() and cv2.imread(entry["plot"]).shape == (360, 640, 3)
+        picture = cv2.imread(entry["plot"])
+        assert Path(entry["plot"]).is_file() and picture.shape == (360, 640, 3)
+        inside = picture[52:308, 52:588]  # the plot's area: curves drawn in it (blue and red), not empty
+        assert int((inside != 255).any(axis=2).sum()) > 200, entry["parameter"]
     # a defect limit of 5 lets bad parts through that a limit of 0 rejects
     sweep = {r["setting"]: r for r in checks["surface"]["sweep"]}
     assert max(sweep) >= 1 and sweep[max(sweep)]["escape"] >= sweep[0]["escape"]

@@ -108,13 +108,17 @@ class FolderSource:
 
 
 class SyntheticSource:
-    """Generated parts (edge_inspect.sim): a new part, with its ground truth, on every read."""
+    """Generated parts (edge_inspect.sim): a new part, with its ground truth, on every read.
 
-    def __init__(self, seed: int = 0, width: int = 320, height: int = 240):
+    ``defect_rate``: the share of parts with a defect (one of: surface defects, missing screws, no
+    label), the rest complete and clean, as on a line; None: the generator's own mix, where most
+    parts have something wrong (for showing FAILs)."""
+
+    def __init__(self, seed: int = 0, width: int = 320, height: int = 240, defect_rate: float | None = None):
         from ..sim import render_part
 
         self._render = render_part
-        self.seed, self.size = seed, (width, height)
+        self.seed, self.size, self.defect_rate = seed, (width, height), defect_rate
         self.name = f"synthetic:seed={seed}"
         self.count = 0
         self.last_part = None
@@ -122,8 +126,24 @@ class SyntheticSource:
     def open(self) -> None:
         pass
 
+    def _spec(self, seed: int):
+        from ..sim import PartSpec
+
+        if self.defect_rate is None:
+            return None
+        rng = np.random.default_rng([seed, 7])  # the part's own draw: the same seed, the same part
+        if rng.random() >= self.defect_rate:
+            return PartSpec(screws=4, defects=0, label="straight")
+        kind = int(rng.integers(3))
+        if kind == 0:
+            return PartSpec(defects=int(rng.integers(1, 4)), screws=4, label="straight")
+        if kind == 1:
+            return PartSpec(screws=int(rng.integers(0, 4)), defects=0, label="straight")
+        return PartSpec(label="absent", screws=4, defects=0)
+
     def read(self) -> np.ndarray:
-        part = self._render(self.seed + self.count, *self.size)
+        seed = self.seed + self.count
+        part = self._render(seed, *self.size, spec=self._spec(seed))
         self.count += 1
         self.last_part = part
         return part.image
@@ -155,7 +175,7 @@ def source_from_config(cfg: CameraConfig, base: Path | None = None) -> FrameSour
         return q if q.is_absolute() or base is None else base / q
 
     if cfg.source == "synthetic":
-        return SyntheticSource(cfg.synthetic.seed, cfg.synthetic.width, cfg.synthetic.height)
+        return SyntheticSource(cfg.synthetic.seed, cfg.synthetic.width, cfg.synthetic.height, cfg.synthetic.defect_rate)
     if cfg.source == "folder":
         return FolderSource(path(cfg.path), loop=cfg.loop)
     if cfg.source == "file":

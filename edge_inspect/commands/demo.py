@@ -27,10 +27,16 @@ DEMO_CONFIG = Path(__file__).resolve().parents[1] / "demo_station.yaml"
 VERDICTS = {1: "PASS", 2: "FAIL", 3: "ERROR"}
 
 
-def demo_config(workdir: Path, bundle: str | None, port: int):
+KEEP = object()  # --defect-rate not given: the demo file's (0.1)
+
+
+def demo_config(workdir: Path, bundle: str | None, port: int, defect_rate: float | None | object = KEEP):
+    """The demo station; ``defect_rate`` the share of defective parts, None the generator's own mix."""
     config, sha = load_config(DEMO_CONFIG, bundle=bundle)
     config.storage.dir = str(workdir.resolve())
     config.plc.port = port
+    if defect_rate is not KEEP:
+        config.camera.synthetic.defect_rate = defect_rate
     return config, sha
 
 
@@ -52,8 +58,9 @@ async def run_demo(
     period_s: float = 0.5,
     quiet: bool = False,
     web_port: int = 8080,
+    defect_rate: float | None | object = KEEP,
 ) -> dict:
-    config, sha = demo_config(workdir, bundle, port)
+    config, sha = demo_config(workdir, bundle, port, defect_rate)
     workdir.mkdir(parents=True, exist_ok=True)
     station = build_station(config, sha, DEMO_CONFIG.parent)
     last: dict[int, InspectionDone] = {}  # result_id → its event, for the reasons printed per part

@@ -2,7 +2,8 @@
 
 Writes an overlay PNG per image (each check in its own colour, with a legend), prints a table
 (image, check, answer, points, status, verdict) and writes JSON. A bad image or an unknown recipe
-is reported in one line and the rest go on; the exit code is 2 when anything was reported.
+is reported in one line and the rest go on; the exit code is 2 when anything was reported. When
+nothing ran, only the errors are printed.
 """
 
 from __future__ import annotations
@@ -103,10 +104,12 @@ def run_try(
                         inspection.verdict.name,
                     )
                 )
+    report = out / "try.json"
+    report.write_text(json.dumps({"results": results, "problems": problems}, indent=2))
+    if not results:  # nothing ran: the errors above say why, no empty table under them
+        return 2
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     for row in table:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-    report = out / "try.json"
-    report.write_text(json.dumps({"results": results, "problems": problems}, indent=2))
     print(f"{len(results)} inspection(s); overlays and {report.name} in {out}")
     return 2 if problems else 0

@@ -3,7 +3,8 @@ escapes with the fewest false rejects.
 
 The labelled folder holds ``good/`` and ``bad/`` images, or a ``labels.csv`` (image, check,
 expected pass|fail). Each image runs once through the model; every setting is then judged from the
-same answers: yes/no ``min_margin`` from 0 to 0.95, point ``max`` (and ``min``) over the counts seen.
+same answers: yes/no ``min_margin`` from 0 to 0.95, point ``max`` (and ``min``) over the counts seen,
+count ``expected`` over the counts seen (with the range the good parts were counted in).
 
 * false-reject rate: good parts (or checks expected to pass) that the setting rejects;
 * escape rate: bad parts that pass every check (with ``labels.csv``: checks expected to fail that pass).
@@ -20,7 +21,7 @@ import cv2
 import numpy as np
 
 from ..camera.images import images_in
-from ..config import PointCheck, QACheck, Recipe, StationConfig
+from ..config import CountCheck, PointCheck, QACheck, Recipe, StationConfig
 from ..errors import UserError
 from ..inspection.checks import CheckOutcome, judge_qa
 from ..inspection.inspector import Inspector
@@ -79,6 +80,8 @@ def _status(check, outcome: CheckOutcome, setting: float | int | None) -> str:
         ).status.replace("error", "fail")
     if isinstance(check, PointCheck):
         return "pass" if check.min <= outcome.counted <= setting else "fail"
+    if isinstance(check, CountCheck):
+        return "pass" if outcome.counted == setting else "fail"
     return outcome.status
 
 
@@ -88,7 +91,21 @@ def _settings(check, outcomes: list[CheckOutcome]):
     if isinstance(check, PointCheck):
         top = max([o.counted for o in outcomes] + [check.max, check.min]) + 1
         return "max", list(range(check.min, top + 1)), check.max
+    if isinstance(check, CountCheck):
+        counts = [o.counted for o in outcomes if o.status != "error"] + [check.expected]
+        return "expected", list(range(max(0, min(counts) - 1), max(counts) + 2)), check.expected
     return None, [None], None
+
+
+def _counted_on_good(check, samples: list[Sample], outcomes: list[CheckOutcome]) -> dict | None:
+    """A count check: the counts on parts that should pass (their range and how often each came)."""
+    if not isinstance(check, CountCheck):
+        return None
+    good = [o.counted for s, o in zip(samples, outcomes, strict=True)
+            if o.status != "error" and (s.checks.get(check.name) == "pass" if s.checks else s.part == "good")]  # fmt: skip
+    if not good:
+        return None
+    return {"min": min(good), "max": max(good), "histogram": {str(n): good.count(n) for n in sorted(set(good))}}
 
 
 def sweep(recipe: Recipe, samples: list[Sample], results: list[list[CheckOutcome]]) -> dict:
@@ -136,6 +153,9 @@ def sweep(recipe: Recipe, samples: list[Sample], results: list[list[CheckOutcome
         )
         now = next(r for r in rows if r["setting"] == current)
         report[check.name] = {"kind": check.kind, "parameter": name, "current": now, "recommended": best, "sweep": rows}
+        counted = _counted_on_good(check, samples, outcomes)
+        if counted is not None:
+            report[check.name]["counted_good"] = counted
     return report
 
 
@@ -220,3 +240,7 @@ def print_report(report: dict) -> None:
             f"{pct(now['escape']):>8}   {str(best['setting']):>11} {pct(best['false_reject']):>10} "
             f"{pct(best['escape']):>8}"
         )
+        if "counted_good" in e:
+            c = e["counted_good"]
+            seen = ", ".join(f"{n} on {k}" for n, k in c["histogram"].items())
+            print(f"{'':16} good parts counted {c['min']}..{c['max']} ({seen} part(s))")

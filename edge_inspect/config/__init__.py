@@ -25,6 +25,7 @@ from .devices import (
     TriggerConfig,
 )
 from .fleet import FleetConfig
+from .messages import people_name, suggestion
 from .recipes import Check, CheckBase, CountCheck, PointCheck, QACheck, Recipe
 from .yaml_loader import MAX_BYTES, YamlProblems, key_text, parse, read_limited
 
@@ -158,13 +159,25 @@ def _spelled_out(root: yaml.Node | None, loc: tuple) -> bool:
     return True
 
 
+def _type_hint(e: dict) -> str:
+    """What was written instead of a number or a boolean: strict types convert nothing."""
+    value = e.get("input")
+    if e["type"] not in ("int_type", "float_type", "bool_type"):
+        return ""
+    if isinstance(value, bool):
+        return f", not {str(value).lower()}"
+    if isinstance(value, str):
+        return f", not the text {value!r} (numbers and true/false are written without quotes)"
+    return ""
+
+
 def _problems(err: ValidationError, path: Path, root: yaml.Node | None, data: dict) -> list[str]:
     problems = []
     for e in err.errors():
         loc = tuple(part for part in e["loc"] if part not in ("point", "count", "qa"))
-        message = e["msg"].removeprefix("Value error, ")
+        message = e["msg"].removeprefix("Value error, ") + _type_hint(e)
         if e["type"] == "extra_forbidden":
-            message = "unknown key"
+            message = "unknown key" + suggestion(StationConfig, loc, data)
         cause = (e.get("ctx") or {}).get("error")
         if isinstance(cause, FieldError) and cause.keys:  # a model-level check about one of its fields
             locs = [loc + tuple(k) for k in cause.keys]
@@ -178,7 +191,7 @@ def _problems(err: ValidationError, path: Path, root: yaml.Node | None, data: di
             and message.split()[1] in plc["map"]
         ):
             loc += (message.split()[1],)  # point at the offending signal's line
-        key = ".".join(str(p) for p in loc) or "(top)"
+        key = (".".join(str(p) for p in loc) or "(top)") + people_name(loc, data)
         problems.append(f"{path}:{_node_line(root, loc)}: {key}: {' '.join(message.split())}")
     return problems
 
@@ -195,7 +208,9 @@ def load_config(path: str | Path, bundle: str | Path | None = None) -> tuple[Sta
     except OSError as err:
         raise ConfigError([f"{path}: cannot read: {err.strerror or err}"]) from None
     except YamlProblems as err:
-        raise ConfigError([f"{path}:{p.line}: {key_text(p.key)}: {p.message}" for p in err.problems]) from None
+        raise ConfigError(
+            [f"{path}:{p.line}: {key_text(p.key)}{people_name(p.key, None)}: {p.message}" for p in err.problems]
+        ) from None
     return config_from_bytes(raw, path, bundle)
 
 
@@ -210,7 +225,9 @@ def config_from_bytes(raw: bytes, path: str | Path, bundle: str | Path | None = 
     try:
         root, data = parse(raw)
     except YamlProblems as err:
-        raise ConfigError([f"{path}:{p.line}: {key_text(p.key)}: {p.message}" for p in err.problems]) from None
+        raise ConfigError(
+            [f"{path}:{p.line}: {key_text(p.key)}{people_name(p.key, None)}: {p.message}" for p in err.problems]
+        ) from None
     if not isinstance(data, dict):
         raise ConfigError([f"{path}:1: (top): the file must be a mapping of sections (station, camera, model, ...)"])
     if bundle is not None and isinstance(data.get("model"), dict):

@@ -5,12 +5,17 @@ from __future__ import annotations
 import ipaddress
 import re
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, ValidationInfo
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationInfo
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    """Unknown keys are refused, and so is every type conversion: `true` is not the number 1, `'5020'`
+    is not a number and `"yes"` is not a boolean (pydantic's strict mode, on every field of every
+    section, present and future). A YAML list stands for a tuple (Point)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
 
 class FieldError(ValueError):
@@ -95,4 +100,9 @@ def resolve_files(model: object, names: tuple[str, ...], info: ValidationInfo) -
             setattr(model, name, str(path))
 
 
-Polygon = list[tuple[float, float]]
+def _list_as_tuple(value: object) -> object:
+    return tuple(value) if isinstance(value, list) else value
+
+
+Point = Annotated[tuple[float, float], BeforeValidator(_list_as_tuple)]  # YAML has lists, not tuples
+Polygon = list[Point]

@@ -20,6 +20,9 @@ class SyntheticCamera(Strict):
     seed: int = Field(default=0, ge=0, le=2**32 - 1)
     width: int = Field(default=320, ge=64, le=4096)
     height: int = Field(default=240, ge=64, le=4096)
+    defect_rate: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="share of defective parts; unset: the generator's own mix (~85 %)"
+    )
 
 
 class CameraConfig(Strict):

@@ -6,6 +6,7 @@ cycles, integers too long to convert. Every refusal names the line and the key p
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,15 @@ class _LimitError(yaml.MarkedYAMLError):
     def __init__(self, problem: str, mark: yaml.Mark, key_path: Path_):
         super().__init__(problem=problem, problem_mark=mark)
         self.key_path = key_path
+
+
+# YAML 1.2 reads an unquoted 1e9 or 1.5e3 as a number; PyYAML (YAML 1.1) wants a dot and a signed
+# exponent (1.5e+3) and would hand over a string, which the strict schema refuses as it refuses quotes.
+StationLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
 
 
 def read_limited(path: Path) -> bytes:

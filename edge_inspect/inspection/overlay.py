@@ -1,7 +1,8 @@
-"""Draws an inspection onto its frame: each check's ROI and points in that check's colour, a
-legend naming the checks with their outcome, and the verdict.
+"""Draws an inspection onto its frame: each check's ROI and points in that check's colour, and
+under the frame a strip with the verdict and a legend naming the checks with their outcome.
 
-Used for the HMI's live image, the overlay images kept in the log, and `edge-inspect try`.
+Used for the overlay images kept in the log, `edge-inspect try` and the setup page's try; the HMI's
+live image leaves the strip out (its check list beside the picture is the legend).
 """
 
 from __future__ import annotations
@@ -41,11 +42,52 @@ def _text(img: np.ndarray, text: str, org: tuple[int, int], scale: float, colour
     cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, thickness, cv2.LINE_AA)
 
 
+def _legend_entries(outcomes: Sequence[CheckOutcome]) -> list[tuple[str, tuple[int, int, int]]]:
+    return [
+        (f"{i + 1} {o.name} {_STATUS_MARK.get(o.status, o.status)}", check_colour(i)) for i, o in enumerate(outcomes)
+    ]
+
+
+def _legend_strip(width: int, outcomes: Sequence[CheckOutcome], verdict: Verdict, scale: float) -> np.ndarray:
+    """The verdict and one entry per check ("1 surface FAIL" behind a swatch in the check's colour),
+    flowed into rows on a dark strip as wide as the frame: drawn beside the part, never over it."""
+    font, text_scale, thick = cv2.FONT_HERSHEY_SIMPLEX, scale * 0.9, max(1, round(scale * 1.3))
+    line_h = int(22 * scale / 0.5)
+    pad = max(4, line_h // 4)
+    (vw, vh), _ = cv2.getTextSize(verdict.name, font, text_scale * 1.2, 2)
+    items: list[tuple[int, int, str, tuple[int, int, int] | None]] = []  # x, row, text, swatch colour
+    x, row = pad + vw + 2 * pad, 0
+    for text, colour in _legend_entries(outcomes):
+        (tw, _), _ = cv2.getTextSize(text, font, text_scale, thick)
+        size = line_h - 8 + 4 + tw + 2 * pad
+        if x + size > width and x > pad + vw + 2 * pad:
+            x, row = pad, row + 1
+        items.append((x, row, text, colour))
+        x += size
+    strip = np.full(((row + 1) * line_h + pad, width, 3), 32, np.uint8)
+    cv2.rectangle(strip, (0, 0), (vw + 2 * pad, line_h), _VERDICT_BGR[verdict], -1)
+    cv2.putText(strip, verdict.name, (pad, (line_h + vh) // 2), font, text_scale * 1.2, (255, 255, 255), 2, cv2.LINE_AA)
+    for x, row, text, colour in items:
+        top = row * line_h + pad // 2
+        cv2.rectangle(strip, (x, top + 4), (x + line_h - 8, top + line_h - 4), colour, -1)
+        cv2.rectangle(strip, (x, top + 4), (x + line_h - 8, top + line_h - 4), (160, 160, 160), 1)  # black on dark
+        cv2.putText(
+            strip, text, (x + line_h - 4, top + line_h - 8), font, text_scale, (255, 255, 255), thick, cv2.LINE_AA
+        )
+    return strip
+
+
 def draw_overlay(
-    frame: np.ndarray, outcomes: Sequence[CheckOutcome], verdict: Verdict, rois: Sequence[Polygon | None] = ()
+    frame: np.ndarray,
+    outcomes: Sequence[CheckOutcome],
+    verdict: Verdict,
+    rois: Sequence[Polygon | None] = (),
+    legend: bool = True,
 ) -> np.ndarray:
     """A copy of ``frame`` (BGR) with each check's ROI (fractions of the frame) and points in its
-    colour, a numbered label at each point, a legend, and the verdict."""
+    colour and a numbered label at each point. With ``legend``, a strip under the frame names the
+    verdict and each check with its outcome (the image grows by the strip's height); without it
+    (the HMI, whose check list is the legend) the image keeps the frame's size."""
     out = frame.copy()
     h, w = out.shape[:2]
     scale = max(0.35, min(w, h) / 700)
@@ -62,20 +104,6 @@ def draw_overlay(
             cv2.circle(out, centre, radius, colour, 2, cv2.LINE_AA)
             cv2.circle(out, centre, 1, colour, -1)
             _text(out, str(i + 1), (centre[0] + radius, centre[1] - radius), scale * 0.8, colour)
-    # legend, bottom left: "1 surface FAIL"
-    line_h = int(22 * scale / 0.5)
-    for i, outcome in enumerate(outcomes):
-        y = h - 8 - (len(outcomes) - 1 - i) * line_h
-        cv2.rectangle(out, (6, y - line_h + 6), (6 + line_h - 8, y - 2), check_colour(i), -1)
-        _text(
-            out,
-            f"{i + 1} {outcome.name} {_STATUS_MARK.get(outcome.status, outcome.status)}",
-            (10 + line_h - 8, y - 4),
-            scale * 0.9,
-            (255, 255, 255),
-        )
-    label = verdict.name
-    (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale * 1.2, 2)
-    cv2.rectangle(out, (0, 0), (tw + 12, th + 14), _VERDICT_BGR[verdict], -1)
-    cv2.putText(out, label, (6, th + 7), cv2.FONT_HERSHEY_SIMPLEX, scale * 1.2, (255, 255, 255), 2, cv2.LINE_AA)
-    return out
+    if not legend:
+        return out
+    return np.vstack([out, _legend_strip(w, outcomes, verdict, scale)])

@@ -276,8 +276,8 @@ CSV_FIELDS = [
 ]
 _CSV_COLUMNS = (
     "i.id, i.result_id, i.ts_unix, i.station, i.recipe, i.recipe_name, i.part_id, i.trigger, i.verdict, "
-    "i.error, i.defect_count, case when i.failed_checks = 0 then null else (select group_concat(c.name, ';') "
-    "from checks c where c.inspection_id = i.id and c.status != 'pass') end, "  # failed_checks: bit i = check i
+    "i.error, i.defect_count, case when i.failed_checks = 0 then null else (select group_concat((c.idx + 1) || ' ' || "
+    "c.name, ';') from checks c where c.inspection_id = i.id and c.status != 'pass') end, "  # '2 screws;3 label'
     "i.inspect_ms, i.cycle_ms, d.disposition, d.reviewer, d.comment"
 )
 
@@ -308,7 +308,7 @@ def csv_chunks(store: Store, f: Filters, tz: tzinfo, chunk: int = 2000) -> Itera
                 [
                     csv_cell(r[0]),
                     csv_cell(r[1]),
-                    iso_local(r[2], tz),
+                    iso_local(r[2], tz, "milliseconds"),
                     *map(csv_cell, r[3:11]),
                     csv_cell(r[11] or ""),
                     *map(csv_cell, r[12:]),

@@ -308,7 +308,8 @@ class Station(PlcSide):
         )  # fmt: skip
         self.last_overlay_jpeg = None  # never an old frame under a new verdict
         if frame is not None:
-            overlay = draw_overlay(frame, rec.outcomes, rec.verdict, rec.rois)
+            # no legend strip: the HMI's check list beside the picture is its legend
+            overlay = draw_overlay(frame, rec.outcomes, rec.verdict, rec.rois, legend=False)
             ok, jpeg = cv2.imencode(".jpg", overlay, [cv2.IMWRITE_JPEG_QUALITY, 85])
             self.last_overlay_jpeg = jpeg.tobytes() if ok else None
         self.last_row_id = None

@@ -30,20 +30,30 @@ if TYPE_CHECKING:
 HERE = Path(__file__).parent
 
 
-def audit_text(detail: str | None) -> str:
-    """An audit row's JSON detail as a line a person reads: 'false_reject → confirmed_defect · comment'."""
+def audit_text(detail: str | None, t: dict[str, str]) -> str:
+    """An audit row's JSON detail as a line a person reads, in the page's labels ``t``: 'False reject →
+    Confirmed defect · “comment”', 'alarm: Camera lost', 'check: 2, points added: 1'."""
     try:
         data = json.loads(detail or "{}")
     except ValueError:
         return detail or ""
+
+    def word(value: object) -> str:
+        return t.get(value, value) if isinstance(value, str) else "—" if value is None else str(value)
+
     if isinstance(data, dict) and "after" in data:
         before, after = data.get("before") or {}, data.get("after") or {}
-        text = f"{before.get('disposition') or '—'} → {after.get('disposition', '')}"
+        text = f"{word(before.get('disposition'))} → {word(after.get('disposition', ''))}"
         if after.get("comment") != before.get("comment"):
             text += f" · “{after.get('comment', '')}”"
         return text
     if isinstance(data, dict):
-        return ", ".join(f"{k}: {v}" for k, v in data.items())
+        shown = {**data, "check_idx": data["check_idx"] + 1} if isinstance(data.get("check_idx"), int) else data
+        return ", ".join(
+            f"{t.get('ad_' + k, k.replace('_', ' '))}: "
+            + (str(len(v)) if isinstance(v, list) else f"“{v}”" if k == "comment" else word(v))
+            for k, v in shown.items()
+        )
     return str(data)
 
 
@@ -73,7 +83,6 @@ class WebContext:
         env.filters["iso_local"] = lambda value: iso_local(value, self.tz)
         env.globals["zone_label"] = zone_label(self.tz)
         env.globals["zone_name"] = zone_name(self.tz)
-        env.filters["audit_text"] = audit_text
 
     @property
     def config(self) -> StationConfig:
@@ -165,6 +174,7 @@ class WebContext:
                 "lang": lang,
                 "user": session.user if session else None,
                 "tr": lambda text: translate(text, lang),
+                "audit_text": lambda detail: audit_text(detail, LABELS[lang]),
                 "csrf": session.csrf if session else "",
                 "station": self.config.station.name,
                 **context,

@@ -14,6 +14,7 @@ from ..http.auth import allowed
 from ..http.i18n import translate
 from ..logbook import alarm_history, review
 from .context import WebContext
+from .events import localise
 
 
 def _page_number(request: Request) -> int:
@@ -23,17 +24,40 @@ def _page_number(request: Request) -> int:
     return int(page)
 
 
+def hmi_result(row: dict | None, live_overlay: bool) -> dict | None:
+    """The log row of the newest inspection in the shape of its live event (station/events.py
+    InspectionDone), so that the HMI draws a reload as it drew the event: verdict, reason, the row's
+    recipe and cycle, its checks. The picture: the station's live overlay while it holds this row's
+    (``live_overlay``), else the overlay kept in the log, else none (the reason is shown)."""
+    if row is None:
+        return None
+    image = None if live_overlay or not row["overlay_path"] else f"/api/inspections/{row['id']}/overlay"
+    checks = [{"name": c["name"], "kind": c["kind"], "status": c["status"], "reason": c["reason"] or ""}
+              for c in row["checks"]]  # fmt: skip
+    cycle = row["cycle_ms"]
+    return {
+        "id": row["id"], "result_id": row["result_id"], "verdict": row["verdict"], "recipe": row["recipe"],
+        "part_id": row["part_id"] or "", "error": row["error"] or "", "checks": checks,
+        "frame": live_overlay or image is not None, "image": image,
+        "timings_ms": {"cycle_ms": round(cycle, 1)} if cycle is not None else {},
+    }  # fmt: skip
+
+
 def routes(ctx: WebContext) -> list[Route]:
     async def hmi(request: Request) -> Response:
         await ctx.require_view(request)
-        latest = await ctx.query(review.latest_inspection)
+        row = await ctx.query(review.latest_inspection)
+        has_frame = (
+            row is not None and row["id"] == ctx.station.last_row_id and ctx.station.last_overlay_jpeg is not None
+        )
+        latest = hmi_result(row, has_frame)
         shift = await ctx.query(review.shift_counters, ctx.config.web.shift_starts, tz=ctx.tz)
         user = ctx.session_user(request)
         return ctx.page(
             request,
             "hmi.html",
             status=ctx.station.status(),
-            latest=latest,
+            latest=localise(latest, ctx.lang(request)) if latest else None,
             shift=shift,
             can_trigger=allowed(user, "trigger"),
         )

@@ -23,6 +23,7 @@ from ..camera.sources import CameraError
 from ..config import ConfigError, Recipe, StationConfig
 from ..config.editing import EditError, replace_recipes
 from ..http.auth import User, allowed
+from ..http.i18n import LABELS
 from ..inspection.inspector import Inspection
 from ..inspection.overlay import draw_overlay
 from ..logbook import config_versions, review
@@ -133,7 +134,21 @@ def _result(inspection: Inspection, frame: np.ndarray, recipe: Recipe) -> dict:
     }
 
 
-def io_values(ctx: WebContext) -> list[dict]:
+def value_meaning(name: str, value: object, t: dict[str, str]) -> str:
+    """A result register's value in words, in the page's labels: error_code 2 → 'camera: no frame',
+    verdict 2 → 'FAIL', failed_checks 5 → 'failed checks 1, 3' (numbered from 1, as on the HMI)."""
+    if type(value) is not int:
+        return ""
+    if name == "error_code":
+        return t.get(f"err_{value}", "")
+    if name == "verdict":
+        return {1: t["PASS"], 2: t["FAIL"], 3: t["ERROR"]}.get(value, "")
+    if name == "failed_checks" and value:
+        return f"{t['failed_checks_n']} " + ", ".join(str(i + 1) for i in range(16) if value >> i & 1)
+    return ""
+
+
+def io_values(ctx: WebContext, lang: str = "en") -> list[dict]:
     """Every signal of the effective map with its live value: outputs as the station last wrote
     them, inputs as last read from the PLC."""
     station = ctx.station
@@ -152,6 +167,7 @@ def io_values(ctx: WebContext) -> list[dict]:
                 "direction": s.direction,
                 "description": s.description,
                 "value": int(value) if isinstance(value, bool) else value,
+                "meaning": value_meaning(s.name, value, LABELS[lang]),
             }
         )
     return rows
@@ -326,7 +342,7 @@ def routes(ctx: WebContext) -> list[Route]:
 
     async def io(request: Request) -> Response:
         await viewer(request)
-        return JSONResponse({"plc": ctx.station.plc_status, "signals": io_values(ctx)})
+        return JSONResponse({"plc": ctx.station.plc_status, "signals": io_values(ctx, ctx.lang(request))})
 
     async def versions(request: Request) -> Response:
         await viewer(request)

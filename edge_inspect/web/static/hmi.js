@@ -12,28 +12,40 @@
   let lastStatus = null;
   let clockOffset = 0;  // station time - browser time, from status events
 
+  function showPicture(e) {
+    // Exactly one picture area: this result's overlay, or the reason there is none — never an earlier image.
+    const frame = $("frame");
+    if (e && e.frame !== false) {
+      $("no-frame").hidden = true;
+      frame.hidden = false;
+      frame.src = e.image || "/api/live/overlay.jpg?id=" + encodeURIComponent(e.result_id) + "&t=" + Date.now();
+    } else {
+      frame.hidden = true;
+      frame.removeAttribute("src");
+      $("no-frame").hidden = false;
+      $("no-frame-reason").textContent = (e && e.error) || "";
+    }
+  }
+
   function showInspection(e) {
     const v = $("verdict");
     v.className = "verdict " + e.verdict.toLowerCase();
     v.textContent = t[e.verdict] || e.verdict;
     v.dataset.id = e.id ?? "";
     v.dataset.resultId = e.result_id;
-    $("verdict-meta").textContent = `#${e.result_id} · ${e.part_id || "—"}`;
-    $("checks").innerHTML = e.checks.map((c, i) =>
-      `<li class="${esc(c.status)}"><i class="swatch c${i % 8}">${i + 1}</i><b>${esc(c.name)}</b> <span>${esc(c.reason)}</span></li>`).join("")
-      || `<li class="error"><b>${esc(t.ERROR)}</b> <span>${esc(e.error)}</span></li>`;
-    if (e.frame === false) {  // no frame for this result: the reason, never an old image
-      $("frame").hidden = true;
-      $("no-frame").hidden = false;
-      $("no-frame-reason").textContent = e.error || "";
-    } else {
-      $("no-frame").hidden = true;
-      $("frame").hidden = false;
-      $("frame").classList.remove("empty");
-      $("frame").src = "/api/live/overlay.jpg?id=" + encodeURIComponent(e.result_id) + "&t=" + Date.now();
-    }
-    if (e.timings_ms && e.timings_ms.cycle_ms != null) $("cycle").textContent = Math.round(e.timings_ms.cycle_ms);
-    if (e.recipe != null) $("recipe").textContent = e.recipe;
+    $("verdict-meta").hidden = false;
+    $("result-id").textContent = "#" + e.result_id;
+    $("part").textContent = e.part_id || "—";
+    $("recipe").textContent = e.recipe;
+    const cycle = e.timings_ms && e.timings_ms.cycle_ms;
+    $("cycle").textContent = cycle == null ? "—" : Math.round(cycle);
+    // The check list is the picture's legend: number and colour as drawn at each point.
+    const items = e.checks.map((c, i) =>
+      `<li class="${esc(c.status)}"><i class="swatch c${i % 8}">${i + 1}</i><b>${esc(c.name)}</b> <span>${esc(c.reason)}</span></li>`);
+    if (e.error && e.frame !== false)  // with a picture, the reason goes in the list; without one, in its place
+      items.push(`<li class="error"><b>${esc(t.ERROR)}</b> <span>${esc(e.error)}</span></li>`);
+    $("checks").innerHTML = items.join("");
+    showPicture(e);
     if (e.shift) showShift(e.shift);
   }
 
@@ -94,7 +106,7 @@
     light("plc", s.plc === "off" ? "off" : s.plc === "ok" ? "ok" : "fault", s.plc === "off" ? t.off : s.plc === "ok" ? "" : s.plc);
     light("model", s.model_status === "ok" ? "ok" : "fault", s.model_status === "ok" ? "" : s.model_status);
     light("disk", s.disk === "ok" ? "ok" : s.disk === "low" ? "warn" : "fault", s.disk === "ok" ? "" : s.disk);
-    if (s.recipe_active != null) $("recipe").textContent = s.recipe_active;
+    if (s.recipe_active != null) $("recipe-active").textContent = s.recipe_active;
     showAlarms(s.alarms || []);
     tick();
   }
@@ -130,6 +142,10 @@
       try { await post("/api/trigger", {}); } finally { button.disabled = false; button.textContent = t.trigger; }
     }
   });
+
+  $("frame").addEventListener("error", () => showPicture(null));  // the station no longer has it (restarted)
+  const latest = JSON.parse($("latest").textContent);  // the log's newest row, drawn as its event was
+  if (latest) showInspection(latest); else showPicture(null);
 
   const source = new EventSource("/api/events");
   const seen = () => { lastMessage = Date.now(); tick(); };

@@ -313,7 +313,8 @@ async function setupIo() {
     tbody.replaceChildren(...r.data.signals.map((s) => el("tr", { id: `io-${s.name}` },
       el("td", {}, s.name), el("td", {}, s.table), el("td", {}, s.count > 1 ? `${s.address}–${s.address + s.count - 1}` : s.address),
       el("td", {}, s.type), el("td", {}, s.direction === "plc_to_appliance" ? "PLC → appliance" : "appliance → PLC"),
-      el("td", { class: "value" }, String(s.value ?? "")), el("td", {}, s.description))));
+      el("td", { class: "value" }, String(s.value ?? ""), s.meaning ? el("small", { class: "meaning" }, ` · ${s.meaning}`) : ""),
+      el("td", {}, s.description))));
   };
   await poll();
   const timer = setInterval(poll, 500);
