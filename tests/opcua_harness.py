@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -91,7 +92,7 @@ async def session(
         client.set_user(user)
         client.set_password(password if password is not None else PASSWORDS[user])
     if mode != ua.MessageSecurityMode.None_:
-        cert, key = client_certificate(folder or Path("/tmp/edge-inspect-test-client"))
+        cert, key = client_certificate(folder or Path(f"/tmp/edge-inspect-test-client-{os.getpid()}"))  # the run's own
         await client.set_security(SecurityPolicyBasic256Sha256, str(cert), str(key), mode=mode)
     await client.connect()
     try:
