@@ -18,6 +18,7 @@ from ..http.i18n import LABELS
 from ..http.spreadsheet import csv_cell
 from ..logbook import corrections, review
 from ..timefmt import iso_local
+from .bodies import CorrectionsBody, DispositionBody, parse
 from .context import BadRequest, WebContext
 from .events import localise
 
@@ -164,30 +165,18 @@ def routes(ctx: WebContext) -> list[Route]:
         inspection_id = request.path_params["id"]
         if await ctx.query(review.get_inspection, inspection_id) is None:
             return JSONResponse({"error": "no such inspection"}, 404)
-        saved = await ctx.query(
-            review.set_disposition,
-            inspection_id,
-            str(body.get("disposition", "")),
-            user.name,
-            str(body.get("comment", "")),
-        )
+        given = parse(DispositionBody, body)
+        saved = await ctx.query(review.set_disposition, inspection_id, given.disposition, user.name, given.comment)
         return JSONResponse(saved)
 
     async def api_corrections_post(request: Request) -> Response:
         """A reviewer's corrections of one check's points: {"check_idx": i, "add": [[x, y]…], "remove": […]}."""
         user = await ctx.require(request, "disposition")
-        body = await json_object(request)
+        given = parse(CorrectionsBody, await json_object(request))
         inspection_id = request.path_params["id"]
         if await ctx.query(review.get_inspection, inspection_id) is None:
             return JSONResponse({"error": "no such inspection"}, 404)
-        points = await ctx.query(
-            corrections.add,
-            inspection_id,
-            body.get("check_idx"),
-            body.get("add", []),
-            body.get("remove", []),
-            user.name,
-        )
+        points = await ctx.query(corrections.add, inspection_id, given.check_idx, given.add, given.remove, user.name)
         return JSONResponse({"points": {str(k): v for k, v in points.items()}})
 
     async def api_corrections_json(request: Request) -> Response:

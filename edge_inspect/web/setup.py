@@ -30,6 +30,7 @@ from ..logbook import config_versions, review
 from ..plc.handshake import Inputs
 from ..station.config_keeper import ConflictError, SaveError, SaveResult
 from .api import json_object
+from .bodies import ConfigSaveBody, DiskBody, parse
 from .context import BadRequest, Unauthorized, WebContext
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
@@ -265,26 +266,22 @@ def routes(ctx: WebContext) -> list[Route]:
 
     async def post_config(request: Request) -> Response:
         user = await ctx.require(request, "setup")
-        body = await json_object(request)
+        given = parse(ConfigSaveBody, await json_object(request))
         k = keeper()
-        base = body.get("base_sha256")
-        if not isinstance(base, str):
-            raise BadRequest("base_sha256: the version the change was made from is required")
-        if "recipes" in body:
-            if not isinstance(body["recipes"], list):
-                raise BadRequest("recipes: must be a list")
+        base = given.base_sha256
+        if given.recipes is not None:
             text, disk_sha = await ctx.run(k.read)
             if disk_sha != base:
                 return JSONResponse({"error": f"{k.path} changed on disk since this page was loaded; reload"}, 409)
             try:  # YAML parsing off the loop that serves the PLC
-                text = await ctx.run(replace_recipes, text, body["recipes"])
+                text = await ctx.run(replace_recipes, text, given.recipes)
             except EditError as err:
                 raise BadRequest(f"{k.path}: {err}") from None
-        elif isinstance(body.get("yaml"), str):
-            text = body["yaml"]
+        elif given.yaml is not None:
+            text = given.yaml
         else:
             raise BadRequest("send either yaml (the whole file) or recipes (a list)")
-        comment = str(body.get("comment", ""))[:500]
+        comment = given.comment
         try:
             result = await k.save(text, user.name, "web", comment, base_sha256=base)
         except ConfigError as err:
@@ -384,9 +381,8 @@ def routes(ctx: WebContext) -> list[Route]:
 
     async def disk(request: Request) -> Response:
         user = await ctx.require(request, "setup")
-        body = await json_object(request)
+        action = parse(DiskBody, await json_object(request)).action
         k = keeper()
-        action = body.get("action")
         try:
             if action == "apply":
                 result = await k.apply_disk(user.name)

@@ -66,3 +66,43 @@ def test_a_utc_time_with_z_is_read_on_every_python():
     from edge_inspect.http.filters import parse_time
 
     assert parse_time("2026-11-29T08:00Z", "from") == parse_time("2026-11-29T08:00+00:00", "from") == 1795939200.0
+
+
+def test_rest_bodies_are_strict_a_bool_is_no_index_and_text_is_no_number(tmp_path, tiny_bundle):
+    """Dispositions, point corrections and setup saves: the wrong JSON type, or a key the endpoint does
+    not know, is a 400 naming the key — nothing is stored."""
+    from ..support.web import login_headers, run_setup
+
+    async def review_scenario(station, client):
+        await station.inspect(1)
+        h = await login_headers(client, "qa")
+        sent = {
+            "comment_number": ("disposition", {"disposition": "false_reject", "comment": 5}),
+            "unknown_key": ("disposition", {"disposition": "false_reject", "by": "me"}),
+            "bool_index": ("corrections", {"check_idx": True, "add": [[0.5, 0.5]]}),
+            "text_coords": ("corrections", {"check_idx": 0, "add": [["0.5", "0.5"]]}),
+            "three_coords": ("corrections", {"check_idx": 0, "add": [[0.5, 0.5, 0.5]]}),
+        }
+        out = {k: await client.post(f"/api/inspections/1/{path}", headers=h, json=b) for k, (path, b) in sent.items()}
+        out["stored"] = (await client.get("/api/inspections/1")).json()
+        return out
+
+    (tmp_path / "review").mkdir()
+    out = run_api(tmp_path / "review", tiny_bundle, review_scenario)
+    for key, prefix in [("comment_number", "comment:"), ("unknown_key", "by:"), ("bool_index", "check_idx:"),
+                        ("text_coords", "add.0.0:"), ("three_coords", "add.0:")]:  # fmt: skip
+        assert out[key].status_code == 400 and out[key].json()["error"].startswith(prefix), (key, out[key].text)
+    assert out["stored"].get("disposition") in (None, {}) or out["stored"]["disposition"] is None
+
+    async def setup_scenario(station, client, path):
+        h = await login_headers(client, "integrator")
+        return [
+            await client.post("/api/setup/config", headers=h, json={"yaml": "x", "base_sha256": 1}),
+            await client.post("/api/setup/config", headers=h, json={"recipes": "all", "base_sha256": "0" * 64}),
+            await client.post("/api/setup/disk", headers=h, json={"action": True}),
+        ]
+
+    (tmp_path / "setup").mkdir()
+    answers = run_setup(tmp_path / "setup", setup_scenario)
+    for r, prefix in zip(answers, ("base_sha256:", "recipes:", "action:"), strict=True):
+        assert r.status_code == 400 and r.json()["error"].startswith(prefix), r.text
