@@ -170,6 +170,12 @@ def test_missing_file(tmp_path):
     assert result.returncode == 2 and "no such file" in result.stderr
 
 
+def test_the_demo_example_is_the_demo_the_package_runs():
+    """examples/demo-station.yaml is what `edge-inspect demo` runs (the package's copy, which ships in the
+    wheel): a difference between the two has already made `run` on the example show another line."""
+    assert (ROOT / "examples/demo-station.yaml").read_bytes() == (ROOT / "edge_inspect/demo_station.yaml").read_bytes()
+
+
 @pytest.mark.parametrize(
     "example", ["examples/usb-camera-plc.yaml", "examples/demo-station.yaml", "edge_inspect/demo_station.yaml"]
 )
