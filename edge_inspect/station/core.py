@@ -351,7 +351,7 @@ class Station(PlcSide):
             part_id=rec.part_id, trigger=trigger, error=rec.error, error_code=int(code),
             defect_count=defect_count(rec.outcomes), failed_checks=failed_mask(rec.outcomes),
             checks=[CheckSummary(o.name, o.kind, o.status, o.reason, list(o.points)) for o in rec.outcomes],
-            timings_ms={k: round(v, 1) for k, v in rec.timings_ms.items()},
+            timings_ms={k: round(v, 2) for k, v in rec.timings_ms.items()},  # as the log keeps them
             at=self.last_result[0], frame=self.last_overlay_jpeg is not None,
         ))  # fmt: skip
         return rec, code

@@ -39,7 +39,7 @@ def hmi_result(row: dict | None, live_overlay: bool) -> dict | None:
         "id": row["id"], "result_id": row["result_id"], "verdict": row["verdict"], "recipe": row["recipe"],
         "part_id": row["part_id"] or "", "error": row["error"] or "", "checks": checks,
         "frame": live_overlay or image is not None, "image": image,
-        "timings_ms": {"cycle_ms": round(cycle, 1)} if cycle is not None else {},
+        "timings_ms": {"cycle_ms": cycle} if cycle is not None else {},  # as kept: the live event's value
     }  # fmt: skip
 
 
