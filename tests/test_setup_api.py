@@ -202,13 +202,13 @@ def test_apply_drops_ready_between_inspections(tmp_path):
             def take_restart(self) -> str:
                 return ""  # the PLC did not restart
 
-        station.link = Recorder()
+        station.plc.link = Recorder()
         try:
-            await station._write_outputs()
+            await station.plc.write_outputs()
             config, sha = load_config(path)
             await station.apply_config(config, "0" * 64)
         finally:
-            station.link = None
+            station.plc.link = None
         return station.config_sha256
 
     sha = run_setup(tmp_path, scenario)

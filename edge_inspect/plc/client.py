@@ -153,7 +153,7 @@ class ClientLink:
             raise self._fail(f"PLC {self.where()}: {what}: exception response {response}")
         return response
 
-    async def _read_run(self, run: list[Signal]) -> dict[str, object]:
+    async def _read_run(self, run: list[Signal]) -> dict[str, bool | int | str]:
         first, table = run[0], run[0].table
         count = run[-1].end - first.address
         reader = {
@@ -196,7 +196,7 @@ class ClientLink:
     async def read_inputs(self) -> Inputs:
         async with self._lock:
             await self._ensure_connected()
-            values: dict[str, object] = {}
+            values: dict[str, bool | int | str] = {}
             for run in self._input_runs:
                 values.update(await self._read_run(run))
             return inputs_from(values)

@@ -108,7 +108,7 @@ class Handshake:
     inspection_count: int = 0
     missed_triggers: int = 0
     heartbeat: int = 0
-    outputs: dict[str, int | bool] = field(default_factory=dict)
+    outputs: dict[str, int | bool | str] = field(default_factory=dict)  # identity text signals hold str
     last_cycle_clean: bool = True  # no trigger was missed between the latest result's trigger and the result
     last_refusal: str = ""  # why the latest missed trigger was not accepted
     _last_trigger: bool = False

@@ -22,7 +22,17 @@ from .server import RtuServer, TcpServer, open_serial
 from .settings import LinkError, LinkSettings, StartError, input_names, inputs_from
 from .signals import SignalMap
 
-__all__ = ["ClientLink", "LinkError", "LinkSettings", "ServerLink", "StartError", "decode", "encode", "make_link"]
+__all__ = [
+    "ClientLink",
+    "Link",
+    "LinkError",
+    "LinkSettings",
+    "ServerLink",
+    "StartError",
+    "decode",
+    "encode",
+    "make_link",
+]
 
 
 class ServerLink:
@@ -138,7 +148,10 @@ class ServerLink:
             self.bank.set(s.table, s.address, encode(s, value, self.text))
 
 
-def make_link(signal_map: SignalMap, settings: LinkSettings) -> ServerLink | ClientLink:
+Link = ServerLink | ClientLink  # what make_link gives: the station uses only the members listed above
+
+
+def make_link(signal_map: SignalMap, settings: LinkSettings) -> Link:
     return ServerLink(signal_map, settings) if settings.mode == "server" else ClientLink(signal_map, settings)
 
 

@@ -20,6 +20,7 @@ uses pymodbus (client.py).
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from .signals import BIT_TABLES, SignalMap
@@ -55,7 +56,7 @@ class Bank:
             raise ModbusError(ILLEGAL_ADDRESS)
         return values[address : address + count]
 
-    def set(self, table: str, address: int, values: list[int]) -> None:
+    def set(self, table: str, address: int, values: Sequence[int]) -> None:
         store = self.tables[table]
         if address < 0 or address + len(values) > len(store):
             raise ModbusError(ILLEGAL_ADDRESS)
@@ -189,7 +190,7 @@ def rtu_crc_ok(frame: bytes) -> bool:
     return len(frame) >= 4 and crc16(frame[:-2]) == struct.unpack("<H", frame[-2:])[0]
 
 
-def rtu_request_length(buf: bytes) -> int | None:
+def rtu_request_length(buf: bytes | bytearray) -> int | None:
     """Length of the request frame at the start of ``buf`` when its function code fixes it;
     0 when more bytes are needed to tell; None for a function code we do not know (the frame then
     ends at the next silence on the line)."""

@@ -211,9 +211,15 @@ class RtuServer(ServerCore):
                 self.detail = str(err)
                 delay = min(delay * 2, self.reopen_max_s)
 
+    def _fd(self) -> int:
+        """The open port's file descriptor (only called while it is open: the reader is registered then)."""
+        if self._serial is None:
+            raise OSError("serial port closed")
+        return self._serial.fileno()
+
     def _readable(self) -> None:
         try:
-            data = os.read(self._serial.fileno(), 512)
+            data = os.read(self._fd(), 512)
         except BlockingIOError:
             return
         except OSError as err:
@@ -259,6 +265,6 @@ class RtuServer(ServerCore):
             return  # another slave's request
         response = self.serve(request)
         try:
-            os.write(self._serial.fileno(), mb.rtu_frame(address, response))
+            os.write(self._fd(), mb.rtu_frame(address, response))
         except OSError as err:
             self._lost(err.strerror or str(err))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -43,7 +44,7 @@ def input_names(signal_map: SignalMap) -> list[str]:
     return [s.name for s in signal_map.signals if s.direction == "plc_to_appliance"]
 
 
-def inputs_from(values: dict[str, object], trigger_edges: int | None = None) -> Inputs:
+def inputs_from(values: Mapping[str, bool | int | str], trigger_edges: int | None = None) -> Inputs:
     """``trigger_edges``: rising edges of trigger since the last read, from a link that sees every write."""
     return Inputs(
         trigger=bool(values["trigger"]),

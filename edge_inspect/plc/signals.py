@@ -151,7 +151,10 @@ def default_map(
     )
     if mode == "server":
         return signals
-    moved = {"discrete_input": ("coil", CLIENT_COIL_BASE), "input_register": ("holding_register", CLIENT_REGISTER_BASE)}
+    moved: dict[str, tuple[Table, int]] = {
+        "discrete_input": ("coil", CLIENT_COIL_BASE),
+        "input_register": ("holding_register", CLIENT_REGISTER_BASE),
+    }
     return tuple(
         replace(s, table=moved[s.table][0], address=moved[s.table][1] + s.address) if s.table in moved else s
         for s in signals

@@ -66,16 +66,16 @@ class SimulatedPLC:
             raise PLCTimeout(f"read {name}: {err}") from None
         if r.isError():
             raise PLCTimeout(f"read {name}: {r}")
-        return decode(s, (r.bits if s.table in ("coil", "discrete_input") else r.registers)[: s.count])
+        return decode(s, list(r.bits if s.table in ("coil", "discrete_input") else r.registers)[: s.count])
 
     async def write(self, name: str, value) -> None:
         s = self.map[name]
         raw = encode(s, value)
         try:
             if s.table == "coil":
-                r = await self.client.write_coils(s.address, raw, device_id=self.device_id)
+                r = await self.client.write_coils(s.address, [bool(v) for v in raw], device_id=self.device_id)
             else:
-                r = await self.client.write_registers(s.address, raw, device_id=self.device_id)
+                r = await self.client.write_registers(s.address, [int(v) for v in raw], device_id=self.device_id)
         except ModbusException as err:
             raise PLCTimeout(f"write {name}: {err}") from None
         if r.isError():

@@ -8,6 +8,7 @@ keeps answering (and sees missed triggers) while an inspection is in flight.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 import threading
@@ -26,9 +27,9 @@ from ..inspection.checks import defect_count, failed_mask
 from ..inspection.inspector import Inspection, Inspector
 from ..inspection.overlay import draw_overlay
 from ..logbook import InspectionRecord, Store, StoreError, alarm_history, config_versions
-from ..plc.handshake import Handshake, State
+from ..plc.handshake import Handshake, Inputs, State
 from ..plc.identity import identity_outputs
-from ..plc.modbus import StartError, make_link
+from ..plc.modbus import Link, StartError, make_link
 from ..plc.recipe import RecipeSwitch
 from ..verdict import ErrorCode, Verdict
 from ..vlm import VisionLanguageModel
@@ -46,7 +47,7 @@ from .events import (
     Started,
     Stopped,
 )
-from .plc_side import PlcSide
+from .plc_cycle import PlcCycle
 
 log = logging.getLogger(__name__)
 A = TypeVar("A")
@@ -62,7 +63,7 @@ class Attachment(Protocol):
     async def stop(self) -> None: ...
 
 
-class Station(PlcSide):
+class Station:
     """The station core. It knows the camera, the model, the log and the PLC link, and none of the
     adapters attached to it (OPC UA, fleet, web, config keeper): those see it through the narrow
     Protocols of station/ports.py."""
@@ -76,27 +77,27 @@ class Station(PlcSide):
         self.model_sha256 = self.model.sha256
         self.inspector = Inspector(self.model, config.model.max_new_tokens)
         self.camera = make_camera(config.camera, base_dir, on_status=self._camera_status)
-        self.undistort = None  # a calibrated camera: frames undistorted, points also in mm
+        self.undistort: Undistorter | None = None  # a calibrated camera: frames undistorted, points also in mm
         if config.camera.calibration:
             path = Path(config.camera.calibration)
             self.undistort = Undistorter(CameraCalibration.load(path if path.is_absolute() else base_dir / path))
         s = config.storage
         self.data_dir = data_dir = Path(s.dir) if Path(s.dir).is_absolute() else base_dir / s.dir
         self.store = Store(data_dir, s.save_pass_every, s.retention_days, s.max_disk_mb, s.min_free_mb, s.pending_max)
-        self.handshake = Handshake(result_buffer=config.plc.options.result_buffer)
+        handshake = Handshake(result_buffer=config.plc.options.result_buffer)
         self.signal_map = config.plc.signal_map()
         p = config.plc
-        self.link = make_link(self.signal_map, p.link_settings()) if p.enabled else None
+        link = make_link(self.signal_map, p.link_settings()) if p.enabled else None
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inspect")
         self.alarms = AlarmBoard()
         self.events.subscribe(self._remember_alarm)  # the alarm history in the log (docs/log.md)
         if self.model.fallback_reason and config.model.wants_tensorrt:
             self.alarms.raise_("model_fallback", f"TensorRT not used: {self.model.fallback_reason}")
         self.counters = {"total": 0, "PASS": 0, "FAIL": 0, "ERROR": 0, "missed_triggers": 0}
-        self.plc_status = "off" if self.link is None else "starting"
         options = config.plc.options
-        self.recipe_switch = RecipeSwitch(config.triggers.recipe, lambda n: self.config.recipe(n) is not None) \
+        recipe_switch = RecipeSwitch(config.triggers.recipe, lambda n: self.config.recipe(n) is not None) \
             if options.recipe_change else None  # fmt: skip
+        self.plc = PlcCycle(self, handshake, link, recipe_switch, self.undistort)
         if options.identity:
             self.handshake.outputs.update(identity_outputs(self.model_sha256, config_sha256))
         self.handshake.set_warning(bool(self.model.fallback_reason))  # a degraded model backend
@@ -105,7 +106,6 @@ class Station(PlcSide):
         self.last_overlay_jpeg: bytes | None = None  # the latest frame with points drawn, for the HMI
         self.last_result: tuple[float, float] | None = None  # (unix time, cycle ms) of the latest inspection
         self.last_row_id: int | None = None
-        self.last_inputs = None  # the PLC's inputs as last read (the setup pages' I/O monitor)
         self._busy = asyncio.Lock()
         self._ids = itertools.count(1)
         self._stopping = False
@@ -120,6 +120,31 @@ class Station(PlcSide):
         self.keeper: ConfigKeeper | None = None
         # Alarms the previous run left open, closed in the log's history at this start (codes, unix time).
         self.alarms_closed_at_start: tuple[list[str], float] = ([], 0.0)
+
+    # The PLC's side of the state, owned by the PLC cycle (station/plc_cycle.py).
+    @property
+    def handshake(self) -> Handshake:
+        return self.plc.handshake
+
+    @property
+    def link(self) -> Link | None:
+        return self.plc.link
+
+    @property
+    def recipe_switch(self) -> RecipeSwitch | None:
+        return self.plc.recipe_switch
+
+    @property
+    def plc_status(self) -> str:
+        return self.plc.status
+
+    @property
+    def last_inputs(self) -> Inputs | None:
+        return self.plc.last_inputs
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
 
     def attach(self, attachment: Attachment, status: Callable[[], dict] | None = None) -> None:
         """Start and stop ``attachment`` with the station (see Attachment); ``status``: gives keys of status()."""
@@ -177,17 +202,17 @@ class Station(PlcSide):
     def _remember_alarm(self, event) -> None:
         """Alarm events into the log's alarm history, written by a worker thread (never on the loop)."""
         if isinstance(event, AlarmRaised):
-            write = (alarm_history.raised, self.store, event.code, event.message)
+            write = functools.partial(alarm_history.raised, self.store, event.code, event.message)
         elif isinstance(event, AlarmCleared):
-            write = (alarm_history.cleared, self.store, event.code)
+            write = functools.partial(alarm_history.cleared, self.store, event.code)
         elif isinstance(event, AlarmAcknowledged):
-            write = (alarm_history.acknowledged, self.store, event.code, event.user)
+            write = functools.partial(alarm_history.acknowledged, self.store, event.code, event.user)
         else:
             return
 
         def run() -> None:
             try:
-                write[0](*write[1:])
+                write()
             except Exception:  # a full disk must not stop the alarms themselves
                 log.warning("alarm history: could not record %s", event, exc_info=True)
 
@@ -364,7 +389,7 @@ class Station(PlcSide):
         applied = [k for k in changed if k in LIVE_KEYS]
         async with self._busy:
             self.handshake.set_paused(True)
-            await self._write_outputs()
+            await self.plc.write_outputs()
             try:
                 self.config = live_part(self.config, new)
                 self.config_sha256 = sha256
@@ -374,7 +399,7 @@ class Station(PlcSide):
                     self.recipe_switch.active = self.config.triggers.recipe
             finally:
                 self.handshake.set_paused(False)
-                await self._write_outputs()
+                await self.plc.write_outputs()
         return applied, [k for k in changed if k not in LIVE_KEYS]
 
     # -- loops -------------------------------------------------------------------------------------
@@ -389,7 +414,7 @@ class Station(PlcSide):
                 async with self._busy:
                     await asyncio.get_running_loop().run_in_executor(self.executor, self.camera.probe)
                 self._update_fault()
-                await self._write_outputs()
+                await self.plc.write_outputs()
             if self.store.pending and now >= next_flush and not self._busy.locked():
                 next_flush = now + 2.0  # results kept in memory while the log could not be written
                 store_error = None
@@ -399,7 +424,7 @@ class Station(PlcSide):
                     store_error = err
                 self._update_disk_alarms(store_error)
                 self._update_fault()
-                await self._write_outputs()
+                await self.plc.write_outputs()
             if now >= next_retention:
                 next_retention = now + 3600
                 await asyncio.get_running_loop().run_in_executor(self.executor, self.store.enforce_retention)
@@ -450,10 +475,10 @@ class Station(PlcSide):
         self.camera.start()  # a live camera's grabber starts streaming now
         self.handshake.set_online(True)
         if self.link is not None:
-            self._plc_health()  # client mode with the PLC unreachable: online / ready stay low, retrying
-        await self._write_outputs()
+            self.plc.check_health()  # client mode with the PLC unreachable: online / ready stay low, retrying
+        await self.plc.write_outputs()
         if self.link is not None and self.config.triggers.plc:
-            self._spawn(self._plc_loop(), "plc")
+            self._spawn(self.plc.run(), "plc")
         if self.config.triggers.interval_s > 0:
             self._spawn(self._interval_loop(), "interval")
         self._spawn(self._health_loop(), "health")
@@ -465,13 +490,13 @@ class Station(PlcSide):
         sdnotify.notify("STOPPING=1")
         self._stopping = True
         self.handshake.set_online(False)
-        await self._write_outputs()  # the PLC sees online = 0 / ready = 0 at once
+        await self.plc.write_outputs()  # the PLC sees online = 0 / ready = 0 at once
         for task in list(self._tasks):
             if task.get_name() != "serve":
                 task.cancel()
         await asyncio.gather(*list(self._tasks), return_exceptions=True)  # a PLC request in flight completes
         await asyncio.get_running_loop().run_in_executor(None, self.executor.shutdown, True)
-        await self._write_outputs()
+        await self.plc.write_outputs()
         if self.link is not None:  # server: held until the PLC has read online = 0 (bounded)
             await self.link.stop(hold_s=self.link.settings.stop_hold_s)
         self.camera.close()

@@ -1,5 +1,5 @@
-"""What each adapter may use of the station: narrow Protocols, so the OPC UA server, fleet publishing,
-the config keeper and the web depend on these few members and not on the Station class (which knows
+"""What each adapter may use of the station: narrow Protocols, so the PLC cycle, the OPC UA server,
+fleet publishing, the config keeper and the web depend on these few members and not on the Station class (which knows
 none of them; daemon.py attaches them)."""
 
 from __future__ import annotations
@@ -18,6 +18,32 @@ class Alarms(Protocol):
     def raise_alarm(self, code: str, message: str) -> None: ...
 
     def clear_alarm(self, code: str) -> None: ...
+
+
+class Inspects(Protocol):
+    """Running an inspection: awaited, or as a task of the station's that stop() lets complete."""
+
+    def spawn_inspection(self, coro: Coroutine[Any, Any, Any]) -> None: ...
+
+    async def inspect(
+        self,
+        recipe: int,
+        part_id: str = "",
+        trigger: str = "software",
+        result_id: int | None = None,
+        started: float | None = None,
+    ) -> tuple[InspectionRecord, ErrorCode]: ...
+
+
+class PlcHost(Alarms, Inspects, Protocol):
+    """What the PLC cycle uses: the config (poll period, options), the counters it adds missed
+    triggers to, whether the station stops, and running an inspection as the station's task."""
+
+    config: StationConfig
+    counters: dict[str, int]
+
+    @property
+    def stopping(self) -> bool: ...
 
 
 class Observed(Protocol):
@@ -48,7 +74,7 @@ class FleetPort(Observed, Alarms, Protocol):
     def call_soon_threadsafe(self, fn: Callable[..., None], *args: Any) -> None: ...
 
 
-class OpcUaPort(Observed, Protocol):
+class OpcUaPort(Observed, Inspects, Protocol):
     """What the OPC UA server uses: identity, counters, alarms, and starting an inspection."""
 
     model_sha256: str
@@ -59,14 +85,3 @@ class OpcUaPort(Observed, Protocol):
     def inspecting(self) -> bool: ...
 
     def config_versions(self) -> list[dict]: ...
-
-    def spawn_inspection(self, coro: Coroutine[Any, Any, Any]) -> None: ...
-
-    async def inspect(
-        self,
-        recipe: int,
-        part_id: str = "",
-        trigger: str = "software",
-        result_id: int | None = None,
-        started: float | None = None,
-    ) -> tuple[InspectionRecord, ErrorCode]: ...

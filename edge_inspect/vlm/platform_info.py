@@ -10,6 +10,7 @@ fabricate a Jetson.
 from __future__ import annotations
 
 import platform
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -66,7 +67,7 @@ def _gpu_runtime_hint(jetson: Jetson | None) -> str:
 
 
 def why_not_used(
-    requested: str | list[str], available: list[str], in_use: list[str], jetson: Jetson | None
+    requested: str | Sequence[str], available: list[str], in_use: list[str], jetson: Jetson | None
 ) -> dict[str, str]:
     """For each GPU provider the model does not run on, one line saying why."""
     names = (
@@ -89,7 +90,7 @@ def why_not_used(
     return reasons
 
 
-def collect(model=None, requested: str | list[str] = "auto", root: Path = Path("/"), available=None, env=None):
+def collect(model=None, requested: str | Sequence[str] = "auto", root: Path = Path("/"), available=None, env=None):
     """Everything above, for ``model`` (a VisionLanguageModel, or None before one is loaded)."""
     try:
         import onnxruntime as ort
