@@ -328,9 +328,10 @@ def _thread_counts(text: str) -> list[int]:
 def _spin_settings(text: str) -> list[bool]:
     words = {"on": True, "off": False}
     settings = [words.get(x.strip().lower()) for x in text.split(",")]
-    if not settings or None in settings:
+    chosen = [s for s in settings if s is not None]
+    if not chosen or len(chosen) != len(settings):
         raise argparse.ArgumentTypeError(f"{text!r}: on and/or off separated by commas, e.g. on,off")
-    return settings
+    return chosen
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -20,7 +20,8 @@ __all__ = ["CalibrationError", "CameraCalibration", "Undistorter", "calibrate"]
 
 
 def _corners(gray: np.ndarray, board: tuple[int, int]) -> np.ndarray | None:
-    found, corners = cv2.findChessboardCorners(gray, board, cv2.CALIB_CB_ADAPTIVE_THRESH | cv2.CALIB_CB_NORMALIZE_IMAGE)
+    flags = cv2.CALIB_CB_ADAPTIVE_THRESH | cv2.CALIB_CB_NORMALIZE_IMAGE
+    found, corners = cv2.findChessboardCorners(gray, board, None, flags=flags)
     if not found:
         return None
     return cv2.cornerSubPix(
@@ -53,6 +54,7 @@ def calibrate(folder: Path, board: tuple[int, int], square_mm: float, plane: str
             f"{folder}: the {board[0]}×{board[1]} board was found in {len(used)} image(s); "
             "need at least 3 (different angles)"
         )
+    assert size is not None  # set by the first image read, and 3 were used
     rms, matrix, dist, _, _ = cv2.calibrateCamera(object_points, image_points, size, None, None)
     plane_path = next((p for p in used if p.name == plane), None) if plane else used[-1]
     if plane_path is None:

@@ -192,8 +192,8 @@ class LiveCamera:
                     break
                 self._cond.wait(left)
             frame, arrived = self._frame, self.last_frame_at
-            fresh = self.frames >= wanted and frame is not None
-        if not fresh:
+            fresh = self.frames >= wanted
+        if not fresh or frame is None:
             self.check()
             raise CameraError(f"{self.name}: no new frame within {self.stall_timeout_s:.1f} s")
         if time.monotonic() - arrived > self.max_frame_age_s:

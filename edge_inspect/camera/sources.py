@@ -11,13 +11,20 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import cv2
 import numpy as np
 
 from ..config import CameraConfig
+from ..errors import UserError
 from .images import images_in
 from .live import CameraError, LiveCamera, Source
+
+if TYPE_CHECKING:
+    from ..sim import Part
+
+T = TypeVar("T")
 
 FrameSource = Source
 
@@ -121,7 +128,7 @@ class SyntheticSource:
         self.seed, self.size, self.defect_rate = seed, (width, height), defect_rate
         self.name = f"synthetic:seed={seed}"
         self.count = 0
-        self.last_part = None
+        self.last_part: Part | None = None
 
     def open(self) -> None:
         pass
@@ -169,9 +176,16 @@ def is_live(cfg: CameraConfig) -> bool:
     return cfg.source in ("device", "url", "gstreamer")
 
 
+def _given(value: T | None, key: str) -> T:
+    """A key the config's validation requires for this camera.source (given, unless built by hand)."""
+    if value is None:
+        raise UserError(f"camera.{key}: required for this camera.source")
+    return value
+
+
 def source_from_config(cfg: CameraConfig, base: Path | None = None) -> FrameSource:
-    def path(p: str) -> Path:
-        q = Path(p)
+    def path(p: str | None) -> Path:
+        q = Path(_given(p, "path"))
         return q if q.is_absolute() or base is None else base / q
 
     if cfg.source == "synthetic":
@@ -181,19 +195,20 @@ def source_from_config(cfg: CameraConfig, base: Path | None = None) -> FrameSour
     if cfg.source == "file":
         return OpenCVSource(str(path(cfg.path)), loop=cfg.loop)
     if cfg.source == "gstreamer":
-        return OpenCVSource(cfg.pipeline, cv2.CAP_GSTREAMER, cfg.width, cfg.height, cfg.fps)
+        return OpenCVSource(_given(cfg.pipeline, "pipeline"), cv2.CAP_GSTREAMER, cfg.width, cfg.height, cfg.fps)
     if cfg.source == "url":
         return OpenCVSource(
-            cfg.url,
+            _given(cfg.url, "url"),
             cv2.CAP_FFMPEG,
             cfg.width,
             cfg.height,
             cfg.fps,
             timeout_ms=max(100, int(cfg.stall_timeout_s * 1000)),
         )
-    device = cfg.device
-    if isinstance(device, str) and device.isdigit():
-        device = int(device)
+    given = cfg.device
+    if given is None:
+        raise UserError("camera.device: required for camera.source device")
+    device = int(given) if isinstance(given, str) and given.isdigit() else given
     return OpenCVSource(
         device, cv2.CAP_V4L2 if isinstance(device, int) else cv2.CAP_ANY, cfg.width, cfg.height, cfg.fps
     )

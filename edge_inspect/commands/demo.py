@@ -16,6 +16,7 @@ from collections import deque
 from pathlib import Path
 
 from ..config import load_config
+from ..config.access import Role
 from ..daemon import Daemon, build_station
 from ..plc.simulated import PLCTimeout, SimulatedPLC
 from ..station.core import Station
@@ -35,17 +36,18 @@ def demo_config(workdir: Path, bundle: str | None, port: int, defect_rate: float
     config, sha = load_config(DEMO_CONFIG, bundle=bundle)
     config.storage.dir = str(workdir.resolve())
     config.plc.port = port
-    if defect_rate is not KEEP:
-        config.camera.synthetic.defect_rate = defect_rate
+    if defect_rate is None or isinstance(defect_rate, int | float):
+        config.camera.synthetic.defect_rate = None if defect_rate is None else float(defect_rate)
     return config, sha
 
 
-def demo_users(config) -> dict[str, str]:
+def demo_users(config) -> dict[Role, str]:
     """One account per role with a password made up for this run: the demo ships no usable password."""
     from ..config import WebUser
     from ..http.auth import hash_password
 
-    logins = {role: secrets.token_urlsafe(6) for role in ("operator", "qa", "integrator")}
+    roles: tuple[Role, ...] = ("operator", "qa", "integrator")
+    logins = {role: secrets.token_urlsafe(6) for role in roles}
     config.web.users = [WebUser(name=role, role=role, password_hash=hash_password(pw)) for role, pw in logins.items()]
     return logins
 

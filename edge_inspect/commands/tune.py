@@ -78,7 +78,7 @@ def _status(check, outcome: CheckOutcome, setting: float | int | None) -> str:
             outcome.margin or 0.0,
             mass=outcome.mass,
         ).status.replace("error", "fail")
-    if isinstance(check, PointCheck):
+    if isinstance(check, PointCheck) and setting is not None:
         return "pass" if check.min <= outcome.counted <= setting else "fail"
     if isinstance(check, CountCheck):
         return "pass" if outcome.counted == setting else "fail"
@@ -208,15 +208,16 @@ def run_tune(config: StationConfig, model: VisionLanguageModel, labelled: Path, 
             raise LabelError(f"{sample.path}: not an image OpenCV can read")
         results.append(inspector.run(frame, recipe).outcomes)
         kept.append(sample)
+    checks = sweep(recipe, kept, results)
     report = {
         "recipe": recipe.number,
         "images": len(kept),
         "good": sum(s.part == "good" for s in kept),
         "bad": sum(s.part == "bad" for s in kept),
-        "checks": sweep(recipe, kept, results),
+        "checks": checks,
     }
     out.mkdir(parents=True, exist_ok=True)
-    for name, entry in report["checks"].items():
+    for name, entry in checks.items():
         file = out / f"tune_{''.join(c if c.isalnum() else '_' for c in name)}.png"
         plot(name, entry, file)
         entry["plot"] = str(file)

@@ -5,7 +5,9 @@ file:line and the key path.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import Field, ValidationError, model_validator
@@ -159,7 +161,7 @@ def _spelled_out(root: yaml.Node | None, loc: tuple) -> bool:
     return True
 
 
-def _type_hint(e: dict) -> str:
+def _type_hint(e: Mapping[str, Any]) -> str:
     """What was written instead of a number or a boolean: strict types convert nothing."""
     value = e.get("input")
     if e["type"] not in ("int_type", "float_type", "bool_type"):

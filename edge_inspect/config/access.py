@@ -10,10 +10,12 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from .base import FieldError, Strict, _base_dir, _in_base, check_host
 
+Role = Literal["operator", "qa", "integrator"]
+
 
 class WebUser(Strict):
     name: str = Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.@-]+$")
-    role: Literal["operator", "qa", "integrator"]
+    role: Role
     password_hash: str = Field(description="from `edge-inspect user hash-password`")
 
     @field_validator("password_hash")
@@ -111,7 +113,7 @@ class OpcUaConfig(Strict):
         description="opc.tcp://HOST:PORT/PATH; HOST is the address to listen on",
     )
     security: list[Literal["Basic256Sha256_SignAndEncrypt", "Basic256Sha256_Sign", "None"]] = Field(
-        default_factory=lambda: ["Basic256Sha256_SignAndEncrypt"],
+        default_factory=lambda: ["Basic256Sha256_SignAndEncrypt"],  # type: ignore[arg-type]  # a Literal member
         min_length=1,
         max_length=3,
         description="endpoints offered; None sends everything in clear text (test benches only)",

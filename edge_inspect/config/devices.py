@@ -233,7 +233,7 @@ class PLCConfig(Strict):
             self.enabled
             and self.transport == "rtu"
             and _base_dir(info) is not None
-            and not Path(self.serial_port).exists()
+            and not Path(self.serial_port or "").exists()
         ):  # opened as given, like at start-up
             raise FieldError(f"no such device {self.serial_port}", ("serial_port",))
         return self

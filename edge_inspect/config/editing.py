@@ -11,12 +11,13 @@ import json
 from typing import Any
 
 import yaml
+from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.nodes import CollectionNode, MappingNode, Node, ScalarNode, SequenceNode
 
 from .recipes import CountCheck, PointCheck, QACheck, Recipe
 
-_CHECKS = {"point": PointCheck, "count": CountCheck, "qa": QACheck}
+_CHECKS: dict[str, type[BaseModel]] = {"point": PointCheck, "count": CountCheck, "qa": QACheck}
 _NONE = object()
 
 
@@ -46,7 +47,7 @@ def dump_recipes(recipes: list[dict]) -> str:
     )
 
 
-def _default(model: type | None, key: str) -> Any:
+def _default(model: type[BaseModel] | None, key: str) -> Any:
     field = model.model_fields.get(key) if model is not None else None
     if field is None or field.default is PydanticUndefined:
         return _NONE
@@ -64,10 +65,11 @@ def _norm(value: Any) -> Any:
     return value
 
 
-def _model_of(data: Any, level: str) -> type | None:
+def _model_of(data: Any, level: str) -> type[BaseModel] | None:
     if level == "recipe":
         return Recipe
-    return _CHECKS.get(data.get("kind")) if isinstance(data, dict) else None
+    kind = data.get("kind") if isinstance(data, dict) else None
+    return _CHECKS.get(kind) if isinstance(kind, str) else None
 
 
 def _effective(data: Any, level: str) -> Any:
@@ -123,7 +125,7 @@ class _Unsafe(Exception):
 
 def _content_end(node: Node) -> int:
     """Offset just past a node's last character (a block collection's end mark lies at the next token)."""
-    if isinstance(node, ScalarNode) or node.flow_style or not node.value:
+    if not isinstance(node, CollectionNode) or node.flow_style or not node.value:
         return node.end_mark.index
     last = node.value[-1]
     return _content_end(last[1] if isinstance(node, MappingNode) else last)

@@ -32,7 +32,8 @@ def _pick(models: list[type[BaseModel]], value: Any) -> type[BaseModel] | None:
 
 def model_at(root: type[BaseModel], loc: tuple, data: Any) -> type[BaseModel] | None:
     """The model of the mapping at ``loc`` (a key path, list positions as ints) in ``data``."""
-    annotation, value = root, data
+    annotation: Any = root
+    value = data
     for part in loc:
         if isinstance(part, int):
             value = value[part] if isinstance(value, list) and 0 <= part < len(value) else None

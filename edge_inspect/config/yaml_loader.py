@@ -51,7 +51,7 @@ class StationLoader(yaml.SafeLoader):
         self.key_path: list[Any] = []
         self.composed = 0
 
-    def compose_node(self, parent: Node | None, index: Any) -> Node:
+    def compose_node(self, parent: Node | None, index: Any) -> Node | None:
         if isinstance(index, ScalarNode):
             self.key_path.append(index.value)
         elif isinstance(index, int):

@@ -161,9 +161,9 @@ class Publisher:
                     self._wake.wait(0.05)
                 self._wake.clear()
                 self._take_confirmations()
-                if self._connected:
-                    self._publish_status(now)
-                    self._publish_more()
+                if self._connected and self._client is not None:
+                    self._publish_status(self._client, now)
+                    self._publish_more(self._client)
                     self._check_timeout(now)
                 if now >= next_trim:
                     next_trim = now + 1.0
@@ -274,14 +274,14 @@ class Publisher:
             self._deleted_at = now
             self.stats["confirmed"] += self.outbox.confirm(ids)
 
-    def _publish_more(self) -> None:
+    def _publish_more(self, client: paho.Client) -> None:
         room = self.window - len(self._sent)
         while room > 0 and self._connected:
             batch = self.outbox.after(self._cursor, min(room, 200))
             if not batch:
                 return
             for m in batch:
-                info = self._client.publish(self.topics.of(m.kind), m.payload, qos=1)
+                info = client.publish(self.topics.of(m.kind), m.payload, qos=1)
                 if info.rc != paho.MQTT_ERR_SUCCESS:
                     return  # the connection is going; the next one starts over
                 if not self._sent:
@@ -303,11 +303,11 @@ class Publisher:
             self._sent.clear()
             self._last_progress, self._timeout = now, min(self._timeout * 2, 600.0)
 
-    def _publish_status(self, now: float) -> None:
+    def _publish_status(self, client: paho.Client, now: float) -> None:
         if self._status is None or not (self._status_dirty or now - self._status_sent_at >= self.status_every_s):
             return
         body = status_payload(self.topics, True, time.time(), self._status, outbox=self.outbox_stats())
-        self._client.publish(self.topics.of("status"), dumps(body), qos=1, retain=True)
+        client.publish(self.topics.of("status"), dumps(body), qos=1, retain=True)
         self._status_dirty, self._status_sent_at = False, now
 
     def outbox_stats(self) -> dict:

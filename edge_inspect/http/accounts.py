@@ -18,11 +18,16 @@ from .sessions import Session, SessionStore
 
 
 class Account(Protocol):
-    """A user as the config holds it (config.WebUser)."""
+    """A user as the config holds it (config.WebUser), read only."""
 
-    name: str
-    role: str
-    password_hash: str
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def role(self) -> str: ...
+
+    @property
+    def password_hash(self) -> str: ...
 
 
 class LoginRefused(Exception):
@@ -72,7 +77,7 @@ class Accounts:
         if wait:
             raise LoginRefused(429, "too many failed logins; try again later", retry_after=wait)
         account = self.users().get(name)
-        if not await run_in_threadpool(self.check, password, account.password_hash if account else None):
+        if not await run_in_threadpool(self.check, password, account.password_hash if account else None) or not account:
             raise LoginRefused(401, "wrong user or password")
         self.limiter.succeeded(client, name, token)
         return User(account.name, account.role)

@@ -183,4 +183,9 @@ def basic_credentials(header: str) -> tuple[str, str] | None:
 
 
 def csrf_ok(session_token: str | None, sent: str | None) -> bool:
-    return bool(session_token) and bool(sent) and hmac.compare_digest(session_token, sent)
+    return (
+        session_token is not None
+        and sent is not None
+        and bool(session_token)
+        and hmac.compare_digest(session_token, sent)
+    )

@@ -9,6 +9,7 @@ first byte), so a client that sends a few header bytes and then nothing holds a 
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import uvicorn
@@ -23,8 +24,9 @@ class HeadTimeoutH11(H11Protocol):
     """uvicorn's h11 protocol with a deadline for every request head."""
 
     head_timeout_s = HEAD_TIMEOUT_S
+    _head_timer: asyncio.TimerHandle | None = None
 
-    def connection_made(self, transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport) -> None:
         super().connection_made(transport)
         self._head_timer = self.loop.call_later(self.head_timeout_s, self._head_overdue)
 

@@ -13,7 +13,7 @@ An unreadable model answer is an ERROR, never a PASS.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -81,14 +81,14 @@ def judge_qa(check: QACheck, p_yes: float, margin: float, ms: float = 0.0, mass:
     """``mass``: how much of the next-token probability fell on yes/no tokens (None: not known, not judged)."""
     said = "yes" if p_yes >= 0.5 else "no"
     detail = f"answered {said} (p_yes {p_yes:.2f}, margin {margin:.2f}), expected {check.expect}"
-    common = dict(answer=said, p_yes=p_yes, margin=margin, ms=ms, mass=mass)
+    common: dict[str, Any] = dict(answer=said, p_yes=p_yes, margin=margin, ms=ms, mass=mass)
     low_mass = mass is not None and mass < check.min_mass
     if margin < check.min_margin or low_mass:
-        status: Status = {"fail": "fail", "error": "error", "pass": "pass"}[check.on_uncertain]
+        uncertain: dict[str, Status] = {"fail": "fail", "error": "error", "pass": "pass"}
+        status = uncertain[check.on_uncertain]
         why = f"yes/no mass {mass:.2f} below {check.min_mass:.2f}; " if low_mass else ""
         return CheckOutcome(check.name, check.kind, status, f"uncertain: {why}{detail}", **common)
-    status = "pass" if said == check.expect else "fail"
-    return CheckOutcome(check.name, check.kind, status, detail, **common)
+    return CheckOutcome(check.name, check.kind, "pass" if said == check.expect else "fail", detail, **common)
 
 
 def error_outcome(check, reason: str) -> CheckOutcome:

@@ -64,14 +64,14 @@ class Inspector:
                 for k in ("preprocess_ms", "vision_ms"):
                     timings[k] += image.timings_ms.get(k, 0.0)
                 timings["prefill_ms"] += image.timings_ms.get("image_prefill_ms", 0.0)
-                qa = [i for i, c in zip(members, checks, strict=True) if isinstance(c, QACheck)]
-                pointing = [i for i, c in zip(members, checks, strict=True) if not isinstance(c, QACheck)]
+                qa = [(i, c) for i, c in zip(members, checks, strict=True) if isinstance(c, QACheck)]
+                pointing = [(i, c) for i, c in zip(members, checks, strict=True) if not isinstance(c, QACheck)]
                 answers = self.model.ask(
                     image,
-                    [recipe.checks[i].question for i in qa],
-                    [recipe.checks[i].prompt for i in pointing],
+                    [c.question for _, c in qa],
+                    [c.prompt for _, c in pointing],
                     self.max_new_tokens,
-                    max_points=[recipe.checks[i].decode_cap() for i in pointing],
+                    max_points=[c.decode_cap() for _, c in pointing],
                 )
             except Exception as err:  # a model failure makes these checks ERROR, never PASS
                 for i in members:
@@ -81,14 +81,14 @@ class Inspector:
             timings["decode_ms"] += answers.timings_ms["decode_ms"]
             timings["decode_tokens"] += answers.timings_ms["tokens"]
             ms = (time.perf_counter() - t0) * 1000
-            for i, answer in zip(qa, answers.yes_no, strict=True):
-                outcomes[i] = judge_qa(recipe.checks[i], answer.p_yes, answer.margin, ms=ms, mass=answer.mass)
-            for i, result in zip(pointing, answers.pointing, strict=True):
+            for (i, qa_check), answer in zip(qa, answers.yes_no, strict=True):
+                outcomes[i] = judge_qa(qa_check, answer.p_yes, answer.margin, ms=ms, mass=answer.mass)
+            for (i, point_check), result in zip(pointing, answers.pointing, strict=True):
                 points = [(p.x, p.y) for p in result.answer.points]
                 if box is not None:  # crop fractions → frame fractions
                     bw, bh = box[2] - box[0], box[3] - box[1]
                     points = [((box[0] + x * bw) / width, (box[1] + y * bh) / height) for x, y in points]
-                outcomes[i] = judge_points(recipe.checks[i], points, result.answer.malformed, result.text, ms=ms)
+                outcomes[i] = judge_points(point_check, points, result.answer.malformed, result.text, ms=ms)
         timings["inspect_ms"] = (time.perf_counter() - start) * 1000
         done = [o for o in outcomes if o is not None]
         errors = [o.reason for o in done if o.status == "error"]

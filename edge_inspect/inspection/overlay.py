@@ -55,7 +55,7 @@ def _legend_strip(width: int, outcomes: Sequence[CheckOutcome], verdict: Verdict
     line_h = int(22 * scale / 0.5)
     pad = max(4, line_h // 4)
     (vw, vh), _ = cv2.getTextSize(verdict.name, font, text_scale * 1.2, 2)
-    items: list[tuple[int, int, str, tuple[int, int, int] | None]] = []  # x, row, text, swatch colour
+    items: list[tuple[int, int, str, tuple[int, int, int]]] = []  # x, row, text, swatch colour
     x, row = pad + vw + 2 * pad, 0
     for text, colour in _legend_entries(outcomes):
         (tw, _), _ = cv2.getTextSize(text, font, text_scale, thick)

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 
 from .review import reading
-from .store import Store, utc_stamp
+from .store import Store, inserted_id, utc_stamp
 
 SOURCES = ("boot", "disk", "web", "rollback")
 
@@ -41,7 +41,7 @@ def record(
             "values (?, ?, ?, ?, ?, ?, ?)",
             [sha256, utc_stamp(now), now, author, source, comment, text],
         )
-        version_id = int(cursor.lastrowid)
+        version_id = inserted_id(cursor)
         detail = {
             "version": version_id,
             "source": source,

@@ -106,7 +106,8 @@ class Filters:
         return cls(**common_filters(q, tz), disposition=disposition)
 
     def where(self) -> tuple[str, list]:
-        clauses, args = [], []
+        clauses: list[str] = []
+        args: list[object] = []
         if self.since is not None:
             clauses.append("i.ts_unix >= ?")
             args.append(self.since)

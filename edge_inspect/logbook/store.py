@@ -45,6 +45,13 @@ TIMINGS = ("grab_ms", "preprocess_ms", "vision_ms", "prefill_ms", "decode_ms", "
 log = logging.getLogger(__name__)
 
 
+def inserted_id(cursor: sqlite3.Cursor) -> int:
+    """The id SQLite gave the row ``cursor`` has just inserted."""
+    if cursor.lastrowid is None:
+        raise sqlite3.DatabaseError("no row id after an insert")
+    return cursor.lastrowid
+
+
 class StoreError(Exception):
     """The log could not be opened or written (disk full, I/O error, newer schema)."""
 
@@ -192,7 +199,7 @@ class Store:
             cursor = db.execute(
                 f"INSERT INTO inspections ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values())
             )
-            inspection_id = int(cursor.lastrowid)
+            inspection_id = inserted_id(cursor)
             db.executemany(
                 "INSERT INTO checks (inspection_id, idx, name, kind, status, reason, counted, answer, p_yes, "
                 "margin, mass, ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

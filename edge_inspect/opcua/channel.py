@@ -95,6 +95,8 @@ class GuardedProcessor(UaProcessor):
 
 
 class _GuardedProtocol(OPCUAProtocol):
+    processor: Any  # asyncua's UaProcessor, made by OPCUAProtocol.connection_made
+
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
         if self.processor is not None:  # None: refused (too many connections); the read loop has not run yet

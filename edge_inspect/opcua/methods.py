@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from asyncua import ua
 
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from .results import ResultMemory
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 V = ua.VariantType
 OK = (0, V.Int32)  # the Error output: no error
@@ -43,6 +45,18 @@ class VisionMethods:
     results: ResultMemory
     config_loaded: datetime
     _halted: bool
+
+    if TYPE_CHECKING:  # OpcUaServer's, which the handlers call
+
+        async def _write(self, path: str, value: Any, vtype: ua.VariantType, array: bool = False) -> None: ...
+
+        async def _show_now(self) -> None: ...
+
+        def _state_now(self) -> tuple[str, str]: ...
+
+        async def _on_station(self, coro: Coroutine[Any, Any, T]) -> T: ...
+
+        async def _begin_job(self, recipe: int, part_id: str, meas_id: str = "") -> str | None: ...
 
     def handlers(self) -> dict[str, Any]:
         sm, auto = "VisionStateMachine", "VisionStateMachine.AutomaticModeStateMachine"

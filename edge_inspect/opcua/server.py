@@ -56,6 +56,8 @@ class OpcUaServer(VisionMethods):
 
     def __init__(self, station: OpcUaPort, base_dir: Path, data_dir: Path):
         self.station, self.base_dir = station, base_dir
+        if station.config.opcua is None:
+            raise ValueError("OpcUaServer needs a station with an opcua section")  # daemon.py checks first
         self.config = station.config.opcua
         self.data_dir = data_dir
         users = self.config.users if self.config.users is not None else station.config.web.users
@@ -127,8 +129,10 @@ class OpcUaServer(VisionMethods):
         if loop is None:
             return
         loop.call_soon_threadsafe(loop.stop)
-        await asyncio.get_running_loop().run_in_executor(None, self._thread.join, 10)
-        if not self._thread.is_alive():
+        thread = self._thread
+        if thread is not None:
+            await asyncio.get_running_loop().run_in_executor(None, thread.join, 10)
+        if thread is None or not thread.is_alive():
             loop.close()
 
     # -- on the OPC UA loop --------------------------------------------------------------------------
@@ -143,7 +147,7 @@ class OpcUaServer(VisionMethods):
         await server.set_build_info(
             "urn:edge-inspect", "edge-inspect", "edge-inspect", __version__, __version__, datetime.now(timezone.utc)
         )
-        if cfg.certificate:
+        if cfg.certificate and cfg.private_key:  # the config names both or neither
             cert, key = (
                 Path(p) if Path(p).is_absolute() else self.base_dir / p for p in (cfg.certificate, cfg.private_key)
             )
@@ -194,6 +198,8 @@ class OpcUaServer(VisionMethods):
             await server.stop()
 
     async def _flush_subscriptions(self, limit_s: float) -> None:
+        if self.server is None:
+            return
         subs = self.server.iserver.subscription_service.subscriptions
         pending = lambda: [  # noqa: E731
             s
@@ -207,7 +213,13 @@ class OpcUaServer(VisionMethods):
             log.warning("OPC UA: %d subscription(s) did not fetch the Halted state in %.1f s", len(pending()), limit_s)
 
     async def _write(self, path: str, value: Any, vtype: ua.VariantType, array: bool = False) -> None:
-        await self.model.var(path).write_value(m.variant(value, vtype, array))
+        await self._space().var(path).write_value(m.variant(value, vtype, array))
+
+    def _space(self) -> m.VisionModel:
+        """The address space; the coroutines that use it run only once it is built (``_submit`` checks)."""
+        if self.model is None:
+            raise RuntimeError("the OPC UA address space is not built")
+        return self.model
 
     async def _show_state(self, state: str, reason: str, busy: bool) -> None:
         """VisionStateMachine's CurrentState (and its Id: the state node), and inside Operational the
@@ -217,10 +229,10 @@ class OpcUaServer(VisionMethods):
         await self._write(f"{sm}.ErrorReason", reason, ua.VariantType.String)
         await self._write(f"{auto}.CurrentState", ua.LocalizedText(sub, "en"), ua.VariantType.LocalizedText)
         await self._write(
-            f"{auto}.CurrentState.Id", self.model.auto_states.get(sub, ua.NodeId()), ua.VariantType.NodeId
+            f"{auto}.CurrentState.Id", self._space().auto_states.get(sub, ua.NodeId()), ua.VariantType.NodeId
         )
         await self._write(f"{sm}.CurrentState", ua.LocalizedText(state, "en"), ua.VariantType.LocalizedText)
-        await self._write(f"{sm}.CurrentState.Id", self.model.states[state], ua.VariantType.NodeId)
+        await self._write(f"{sm}.CurrentState.Id", self._space().states[state], ua.VariantType.NodeId)
 
     async def _show_now(self) -> None:
         await self._show_state(*self._state_now(), self.station.inspecting)
@@ -231,7 +243,7 @@ class OpcUaServer(VisionMethods):
 
     async def _show_result(self, e: InspectionDone, counters: dict[str, int]) -> None:
         job_id, meas_id = self._job if e.trigger == "opcua" else ("", "")
-        values = {
+        values: dict[str, Any] = {
             "ResultId": str(e.result_id), "JobId": job_id,
             "LogId": e.id if e.id is not None else -1, "PartId": e.part_id, "RecipeId": str(e.recipe),
             "Trigger": e.trigger, "Verdict": e.verdict, "ResultState": m.RESULT_STATES.get(e.verdict, 3),
@@ -248,7 +260,7 @@ class OpcUaServer(VisionMethods):
             spec_result_id(e), job_id, meas_id, e.part_id, e.recipe, self.station.config_sha256,
             values["ResultState"], values["CreationTime"], values["ProcessingTimeMs"],
         )  # fmt: skip
-        for gen in self.model.result_events:
+        for gen in self._space().result_events:
             for name, _, _ in m.RESULT_FIELDS:
                 if name not in m.EVENT_SPEC_FIELDS:
                     setattr(gen.event, name, values[name])
@@ -260,7 +272,7 @@ class OpcUaServer(VisionMethods):
 
     async def _show_alarm(self, code: str, state: str, message: str, user: str, active: list[str]) -> None:
         await self._write("ActiveAlarms", active, ua.VariantType.String, True)
-        for gen in self.model.alarm_events:
+        for gen in self._space().alarm_events:
             gen.event.AlarmCode, gen.event.AlarmState, gen.event.User = code, state, user
             gen.event.Severity = 700 if state == "raised" else 300
             await gen.trigger(message=message or f"{code} {state}")
@@ -308,6 +320,8 @@ class OpcUaServer(VisionMethods):
                 log.error("OPC UA: updating the address space failed: %r", f.exception())
 
         try:
+            if self.loop is None:
+                raise RuntimeError("the OPC UA loop is closed")
             asyncio.run_coroutine_threadsafe(run(), self.loop).add_done_callback(done)
         except RuntimeError:  # the OPC UA loop has just been closed
             for coro in coros:
@@ -315,6 +329,8 @@ class OpcUaServer(VisionMethods):
 
     # -- methods (called on the OPC UA loop; roles are checked before, security.RolePermissions) ------
     async def _on_station(self, coro):
+        if self._station_loop is None:
+            raise RuntimeError("the OPC UA server is not started")
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self._station_loop))
 
     def _refuse(self, why: str) -> None:

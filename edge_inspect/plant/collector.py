@@ -155,7 +155,7 @@ class Collector:
             self._on_message,
         )
         client.max_inflight_messages_set(1000)
-        client.reconnect_delay_set(0.5, 10)
+        client.reconnect_delay_set(0.5, 10)  # type: ignore[arg-type]  # seconds; paho takes a float as well
         self._client = client
         client.connect_async(self.broker.host, self.broker.port, keepalive=self.broker.keepalive_s)
         client.loop_start()
@@ -219,6 +219,7 @@ class Collector:
                 b.dead.append((topic, key, str(err), bytes(raw[:DEAD_LETTER_BYTES]), len(raw)))
                 continue
             _, site, line, station, kind = parts
+            key = f"{site}/{line}/{station}"
             b.stations[key] = (site, line, station)
             if kind == "inspection":
                 self._inspection(b, key, body)
@@ -245,9 +246,9 @@ class Collector:
                 if will:
                     continue
             if kind in ("inspection", "status"):
-                at = _ts(body.get("ts_unix") or body.get("at"))
-                if at is not None and (key not in b.seen or b.seen[key] < at):
-                    b.seen[key] = at
+                seen = _ts(body.get("ts_unix") or body.get("at"))
+                if seen is not None and (key not in b.seen or b.seen[key] < seen):
+                    b.seen[key] = seen
         return b
 
     def _inspection(self, b: _Batch, key: str, m: dict) -> None:
@@ -347,9 +348,9 @@ class Collector:
                     [(k, *v) for k, v in sorted(b.stations.items())],
                 )
             if b.inspections:
-                before = cur.execute(
-                    "SELECT count(*) FROM inspections WHERE msg_id = ANY(%s)", [[i[0] for i in b.inspections]]
-                ).fetchone()[0]
+                before = pg_schema.scalar(
+                    cur, "SELECT count(*) FROM inspections WHERE msg_id = ANY(%s)", [[i[0] for i in b.inspections]]
+                )
                 cur.executemany(
                     "INSERT INTO inspections (msg_id, station_key, inspection_id, result_id, ts, recipe, recipe_name, "
                     "recipe_sha256, part_id, trigger, verdict, error, defect_count, failed_checks, timings_ms, "
@@ -358,9 +359,9 @@ class Collector:
                     "ON CONFLICT DO NOTHING",
                     b.inspections,
                 )  # on msg_id, and on (station_key, inspection_id)
-                stored = cur.execute(
-                    "SELECT count(*) FROM inspections WHERE msg_id = ANY(%s)", [[i[0] for i in b.inspections]]
-                ).fetchone()[0]
+                stored = pg_schema.scalar(
+                    cur, "SELECT count(*) FROM inspections WHERE msg_id = ANY(%s)", [[i[0] for i in b.inspections]]
+                )
             if b.checks:  # only for the rows stored (not for a message whose inspection was stored under another id)
                 cur.executemany(
                     "INSERT INTO checks (msg_id, idx, name, kind, status, reason, counted, answer, p_yes, margin, "
@@ -412,6 +413,8 @@ class Collector:
             self.stats["inspections"] += stored - before
             self.stats["duplicates"] += messages - (stored - before)
         client = self._client
+        if client is None:
+            raise RuntimeError("the collector's MQTT client is not made")  # run() makes it before any message
         for _topic, _raw, mid, qos in items:
             if qos > 0:
                 client.ack(mid, qos)
@@ -449,6 +452,8 @@ class Collector:
 
     def _fetch_one(self, conn: psycopg.Connection, msg_id, key: str, image_url, overlay_url, attempts: int) -> None:
         access = self.tokens.get(key)
+        if self.images is None:
+            raise RuntimeError("image fetches without an image store")  # started only with --images
         try:
             if access is None:
                 raise FetchError(f"{key}: no pinned origin in --station-tokens", permanent=True)

@@ -7,7 +7,8 @@ migration that has shipped; add the next one.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import psycopg
 
@@ -87,7 +88,7 @@ def migrate(conn: psycopg.Connection) -> tuple[int, int]:
             "CREATE TABLE IF NOT EXISTS fleet_schema (version integer PRIMARY KEY, "
             "applied_at timestamptz NOT NULL DEFAULT now())"
         )
-        before = conn.execute("SELECT coalesce(max(version), 0) FROM fleet_schema").fetchone()[0]
+        before = scalar(conn, "SELECT coalesce(max(version), 0) FROM fleet_schema")
     if before > LATEST:
         raise SchemaError(
             f"database schema version {before} is newer than this release knows ({LATEST}); upgrade edge-inspect"
@@ -102,8 +103,15 @@ def migrate(conn: psycopg.Connection) -> tuple[int, int]:
     return before, LATEST
 
 
+def scalar(conn: psycopg.Connection | psycopg.Cursor, sql: str, args: Sequence[Any] = ()) -> Any:
+    """The one value of a query that always gives one row (an aggregate)."""
+    row = conn.execute(sql, args).fetchone()
+    if row is None:
+        raise psycopg.DataError(f"no row from {sql!r}")
+    return row[0]
+
+
 def version(conn: psycopg.Connection) -> int:
-    row = conn.execute("SELECT to_regclass('fleet_schema') IS NOT NULL").fetchone()
-    if not row[0]:
+    if not scalar(conn, "SELECT to_regclass('fleet_schema') IS NOT NULL"):
         return 0
-    return conn.execute("SELECT coalesce(max(version), 0) FROM fleet_schema").fetchone()[0]
+    return scalar(conn, "SELECT coalesce(max(version), 0) FROM fleet_schema")

@@ -12,7 +12,7 @@ import queue
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -38,6 +38,7 @@ from ..http.accounts import Accounts, LoginRefused, client_address, login_form, 
 from ..http.accounts import logout as logout_response
 from ..http.auth import User
 from ..http.filters import FilterError, common_filters
+from ..http.handlers import handles
 from ..http.i18n import LABELS, pick_language
 from ..http.middleware import BodyLimit, SecurityHeaders, client_gone
 from ..http.spreadsheet import csv_text
@@ -119,7 +120,8 @@ class Filters:
         )
 
     def where(self) -> tuple[str, list]:
-        sql, args = ["true"], []
+        sql: list[str] = ["true"]
+        args: list[object] = []
         for column, value in (("i.station_key", self.station), ("i.verdict", self.verdict), ("i.recipe", self.recipe)):
             if value is not None:
                 sql.append(f"{column} = %s")
@@ -251,7 +253,7 @@ def csv_piece(pool: Pool, f: Filters, tz, after: tuple | None, size: int) -> tup
             f"ORDER BY i.ts DESC, i.ingest_seq DESC LIMIT %s",
             [*args, size],
         ).fetchall()
-    lines = [CSV_COLUMNS] if after is None else []
+    lines: list[Sequence[object]] = [CSV_COLUMNS] if after is None else []
     lines += [
         [r["ts"].astimezone(tz).isoformat(timespec="milliseconds") if c == "ts" else r[c] for c in CSV_COLUMNS]
         for r in rows
@@ -463,7 +465,13 @@ def build_app(
     ]
     return Starlette(
         routes=routes,
-        exception_handlers={Unauthorized: unauthorized, FilterError: bad_filter, ClientDisconnect: client_gone},
+        exception_handlers=dict(
+            [
+                handles(Unauthorized, unauthorized),
+                handles(FilterError, bad_filter),
+                handles(ClientDisconnect, client_gone),
+            ]
+        ),
         middleware=[
             Middleware(SecurityHeaders),
             Middleware(BodyLimit),
@@ -540,8 +548,8 @@ def run_server(args) -> int:
 
     from ..http.server import server_config
 
-    users = UsersFile(args.users) if args.users else []
-    if not (users and users()) and not args.open_view:
+    users: UsersFile | list[WebUser] = UsersFile(args.users) if args.users else []
+    if not (isinstance(users, UsersFile) and users()) and not args.open_view:
         raise UserError("give --users (who may log in) or --open-view")
     try:
         with psycopg.connect(args.db, connect_timeout=10) as conn:

@@ -209,7 +209,7 @@ def render_part(
         label_mask = np.zeros((height, width), np.uint8)
 
     n_defects = int(rng.choice([0, 0, 1, 1, 2, 3])) if spec.defects is None else spec.defects
-    keep_out = cv2.dilate(label_mask, np.ones((5, 5), np.uint8))
+    keep_out: np.ndarray = cv2.dilate(label_mask, np.ones((5, 5), np.uint8))
     for mask_layer in [m for k, _, m in layers]:
         keep_out |= cv2.dilate(mask_layer, np.ones((9, 9), np.uint8))
     placed = 0
@@ -261,26 +261,26 @@ def render_part(
     angle = rng.uniform(-4, 4)
     scale = rng.uniform(0.92, 1.06)
     shift = rng.uniform(-0.04, 0.04, 2) * (width, height)
-    m = cv2.getRotationMatrix2D((width / 2, height / 2), angle, scale)
+    m: np.ndarray = cv2.getRotationMatrix2D((width / 2, height / 2), angle, scale)
     m[:, 2] += shift
     if camera.moves:
         m = (camera.matrix(width, height) @ np.vstack([m, [0.0, 0.0, 1.0]]))[:2]
     bg_fill = (float(bg),) * 3
-    image = cv2.warpAffine(canvas, m, (width, height), flags=cv2.INTER_LINEAR, borderValue=bg_fill)
+    image: np.ndarray = cv2.warpAffine(canvas, m, (width, height), flags=cv2.INTER_LINEAR, borderValue=bg_fill)
     blur = rng.choice([0, 0, 3])
     if blur:
         image = cv2.GaussianBlur(image, (blur, blur), 0)
-    image += rng.normal(0, rng.uniform(1.5, 5), image.shape).astype(np.float32)
+    image += np.asarray(rng.normal(0, rng.uniform(1.5, 5), image.shape), np.float32)
     if camera.brightness:
         image *= 1.0 + camera.brightness
     if camera.blur:
         image = cv2.GaussianBlur(image, (0, 0), camera.blur)
     if camera.noise:  # its own generator: the part's draws stay those of the seed
-        image += np.random.default_rng([seed, 1]).normal(0, camera.noise, image.shape).astype(np.float32)
+        image += np.asarray(np.random.default_rng([seed, 1]).normal(0, camera.noise, image.shape), np.float32)
     image = np.clip(image, 0, 255).astype(np.uint8)
     if camera.jpeg:
         ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(camera.jpeg)])
-        image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+        image = np.asarray(cv2.imdecode(data, cv2.IMREAD_COLOR))
 
     objects = []
     for kind, (px, py), mask in layers:
