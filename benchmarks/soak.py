@@ -3,7 +3,8 @@
 Starts a real station (``edge-inspect run``: the synthetic camera, the demo student, the web on a free
 loopback port, fleet publishing to a local Mosquitto when one is installed) triggered as fast as the
 machine allows (``triggers.interval_s`` 0.001). Beside it: ``--sse`` clients hold ``/api/events``
-open, and every ``--browse-s`` seconds a client loads ``/review`` and the whole CSV export.
+open, ``--opcua`` OPC UA clients stay subscribed to the result events and the state machine, and
+every ``--browse-s`` seconds a client loads ``/review`` and the whole CSV export.
 Every ``--sample-s`` seconds it samples the station's RSS, open file descriptors and threads (from
 /proc) and the log's size, with the inspection count from ``/api/status``.
 
@@ -76,7 +77,7 @@ def start_mosquitto(folder: Path) -> tuple[subprocess.Popen | None, int | None]:
     return proc, port
 
 
-def write_config(folder: Path, web_port: int, broker_port: int | None) -> Path:
+def write_config(folder: Path, web_port: int, broker_port: int | None, opcua_port: int | None = None) -> Path:
     config = yaml.safe_load(DEMO.read_text())
     config["plc"] = {"enabled": False}
     config["triggers"] = {"plc": False, "recipe": 1, "interval_s": 0.001}
@@ -84,6 +85,12 @@ def write_config(folder: Path, web_port: int, broker_port: int | None) -> Path:
     config["web"] = {"enabled": True, "host": "127.0.0.1", "port": web_port, "open_view": True}
     if broker_port is not None:
         config["fleet"] = {"host": "127.0.0.1", "port": broker_port, "site": "soak", "line": "l1"}
+    if opcua_port is not None:  # anonymous subscribers on a loopback test bench (docs/opcua.md)
+        config["opcua"] = {
+            "endpoint": f"opc.tcp://127.0.0.1:{opcua_port}/edge-inspect",
+            "security": ["None"],
+            "anonymous": True,
+        }
     path = folder / "station.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
@@ -98,6 +105,47 @@ def hold_event_stream(base: str, stop: threading.Event) -> None:
                     pass
         except OSError:
             stop.wait(1.0)
+
+
+def hold_opcua_subscriptions(url: str, clients: int, stop: threading.Event, counts: dict) -> None:
+    """``clients`` OPC UA sessions, each subscribed to the result events and to the state machine's
+    current state (what an MES or SCADA client keeps open), until ``stop``."""
+    import asyncio
+
+    from asyncua import Client, ua
+
+    class Handler:
+        def event_notification(self, event) -> None:
+            counts["opcua_events"] = counts.get("opcua_events", 0) + 1
+
+        def datachange_notification(self, node, value, data) -> None:
+            counts["opcua_changes"] = counts.get("opcua_changes", 0) + 1
+
+    async def one() -> None:
+        client = Client(url, timeout=10)
+        await client.connect()
+        try:
+            ns = await client.get_namespace_index("urn:edge-inspect:vision")
+            sub = await client.create_subscription(100, Handler())
+            await sub.subscribe_events(
+                client.get_node(ua.NodeId("VisionSystem", ns)),
+                client.get_node(ua.NodeId("Types.VisionResultReadyEventType", ns)),
+            )
+            await sub.subscribe_data_change(
+                client.get_node(ua.NodeId("VisionSystem.VisionStateMachine.CurrentState", ns))
+            )
+            while not stop.is_set():
+                await asyncio.sleep(0.5)
+        finally:
+            await asyncio.wait_for(client.disconnect(), 5)
+
+    async def all_clients() -> None:
+        await asyncio.gather(*(one() for _ in range(clients)))
+
+    try:
+        asyncio.run(all_clients())
+    except Exception as err:  # noqa: BLE001 - a benchmark reports, it does not stop the soak
+        counts["opcua_error"] = repr(err)
 
 
 def browse(base: str, every_s: float, stop: threading.Event, counts: dict) -> None:
@@ -122,7 +170,8 @@ def run(args: argparse.Namespace) -> dict:
     folder = Path(tempfile.mkdtemp(prefix="soak-"))
     broker, broker_port = (None, None) if args.no_fleet else start_mosquitto(folder)
     web_port = free_port()
-    path = write_config(folder, web_port, broker_port)
+    opcua_port = free_port() if args.opcua else None
+    path = write_config(folder, web_port, broker_port, opcua_port)
     station = subprocess.Popen(
         [sys.executable, "-m", "edge_inspect.cli", "run", str(path)],
         cwd=ROOT,
@@ -134,6 +183,7 @@ def run(args: argparse.Namespace) -> dict:
     browsed: dict = {}
     samples: list[dict] = []
     started = time.monotonic()
+    threads: list[threading.Thread] = []
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -148,6 +198,16 @@ def run(args: argparse.Namespace) -> dict:
                 time.sleep(0.5)
         threads = [threading.Thread(target=hold_event_stream, args=(base, stop), daemon=True) for _ in range(args.sse)]
         threads.append(threading.Thread(target=browse, args=(base, args.browse_s, stop, browsed), daemon=True))
+        if args.opcua:
+            url = f"opc.tcp://127.0.0.1:{opcua_port}/edge-inspect"
+            threads.append(
+                threading.Thread(
+                    target=hold_opcua_subscriptions,
+                    args=(url, args.opcua, stop, browsed),
+                    name="opcua-clients",
+                    daemon=True,
+                )
+            )
         for t in threads:
             t.start()
         while True:
@@ -170,9 +230,15 @@ def run(args: argparse.Namespace) -> dict:
             )
             if total >= args.inspections or station.poll() is not None:
                 break
-            time.sleep(args.sample_s)
+            try:
+                time.sleep(args.sample_s)
+            except KeyboardInterrupt:  # stopped early: report what was sampled
+                break
     finally:
         stop.set()
+        for t in threads:  # the OPC UA clients close their sessions before the station goes
+            if t.name == "opcua-clients":
+                t.join(15)
         station.send_signal(signal.SIGINT)
         try:
             station.wait(60)
@@ -187,6 +253,7 @@ def run(args: argparse.Namespace) -> dict:
         "seconds": round(time.monotonic() - started, 1),
         "sse_clients": args.sse,
         "fleet": broker is not None,
+        "opcua_clients": args.opcua,
         "browsed": browsed,
         "rss_slope_kb_per_1000": round(slope_per_1000([(s["inspections"], s["rss_kb"]) for s in after]), 1),
         "fd_range": [min(s["fds"] for s in after), max(s["fds"] for s in after)] if after else None,
@@ -207,9 +274,14 @@ def main() -> None:
     parser.add_argument("--sse", type=int, default=3, help="event-stream clients held open")
     parser.add_argument("--browse-s", type=float, default=60.0, help="seconds between review + CSV loads")
     parser.add_argument("--sample-s", type=float, default=10.0, help="seconds between samples")
+    parser.add_argument("--opcua", type=int, default=2, help="OPC UA clients subscribed to results (0: no OPC UA)")
     parser.add_argument("--no-fleet", action="store_true", help="no Mosquitto and no fleet publishing")
     parser.add_argument("--json", help="write the result here")
     args = parser.parse_args()
+    # SIGTERM (and SIGINT, which a shell's background job ignores) end the run cleanly: the station is
+    # stopped and the samples so far are reported.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     result = run(args)
     print(
         f"\n{result['inspections']} inspections in {result['seconds']:.0f} s; after {args.warmup}: "

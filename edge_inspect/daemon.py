@@ -9,6 +9,7 @@ import logging
 from pathlib import Path
 
 from .config import StationConfig
+from .station import allocator
 from .station.config_keeper import ConfigKeeper
 from .station.core import Station
 from .vlm import VisionLanguageModel
@@ -25,6 +26,9 @@ def build_station(
 ) -> Station:
     """The station with its attachments, in their start order: OPC UA, config keeper (a station started
     from a file: versions, edits on disk, saves from the setup pages), fleet publishing."""
+    tuned = allocator.tune()  # before the station's threads start
+    if tuned:
+        log.info("memory: %s (docs/performance.md)", tuned)
     station = Station(config, config_sha256, base_dir, model=model)
     for line in station.platform.lines():
         log.info("%s", line)

@@ -34,7 +34,7 @@ from ..plc.recipe import RecipeSwitch
 from ..verdict import ErrorCode, Verdict
 from ..vlm import VisionLanguageModel
 from ..vlm.platform_info import collect as collect_platform
-from . import sdnotify
+from . import allocator, sdnotify
 from .alarms import AlarmBoard
 from .config_keeper import LIVE_KEYS, ConfigKeeper, changed_keys, live_part
 from .events import (
@@ -405,6 +405,7 @@ class Station:
     # -- loops -------------------------------------------------------------------------------------
     async def _health_loop(self) -> None:
         next_retention = next_ping = next_flush = 0.0
+        next_trim = time.monotonic() + allocator.TRIM_EVERY_S
         ping_every = min(1.0, sdnotify.watchdog_interval_s() or 1.0)
         while not self._stopping:
             now = time.monotonic()
@@ -428,6 +429,9 @@ class Station:
             if now >= next_retention:
                 next_retention = now + 3600
                 await asyncio.get_running_loop().run_in_executor(self.executor, self.store.enforce_retention)
+            if now >= next_trim:  # off the loop and off the inspection's thread
+                next_trim = now + allocator.TRIM_EVERY_S
+                asyncio.get_running_loop().run_in_executor(self._history_executor, allocator.trim)
             if now >= next_ping:
                 next_ping = now + ping_every
                 sdnotify.notify("WATCHDOG=1")

@@ -57,3 +57,24 @@ def test_python_memory_and_threads_stay_flat_over_hundreds_of_inspections(tmp_pa
     assert grown <= MEASURED * BYTES_PER_INSPECTION, (grown, top)
     assert threads_after <= threads_before, (threads_before, threads_after)
     assert stalled_queue <= 100  # the stalled client's queue holds the newest 100 events, no more
+
+
+def test_the_allocator_is_held_to_two_arenas_and_a_fixed_mmap_threshold_unless_the_operator_chose():
+    """glibc's settings for a station process (station/allocator.py); the soak shows what they are for."""
+    import os
+    import subprocess
+    import sys
+
+    from edge_inspect.station import allocator
+
+    if allocator._LIBC is None:
+        import pytest
+
+        pytest.skip("not glibc: the allocator is left as it is")
+    probe = "from edge_inspect.station import allocator; print(allocator.tune()); allocator.trim()"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    said = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert said.stdout.strip() == "2 arenas, blocks over 128 KiB mapped"
+    env["MALLOC_ARENA_MAX"] = "4"  # set by the operator (a systemd drop-in): kept
+    said = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert said.stdout.strip() == "blocks over 128 KiB mapped"

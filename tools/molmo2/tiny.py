@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -81,17 +82,29 @@ def fan_in_init(model: torch.nn.Module, seed: int = 0) -> None:
 
 
 # Model sizes: "tiny" for tests (0.2 M parameters), "small" for benchmarks (a few million).
+@dataclass(frozen=True)
+class Preset:
+    """A model size: crop side, crops, overlap margins, vit (hidden, mlp, layers, heads), text (hidden,
+    mlp, layers, heads, kv heads)."""
+
+    crop: int
+    max_crops: int
+    margins: tuple[int, int]
+    vit: tuple[int, int, int, int]
+    text: tuple[int, int, int, int, int]
+
+
 SIZES = {
-    "tiny": dict(crop=112, max_crops=4, margins=(2, 2), vit=(32, 64, 3, 2), text=(64, 128, 2, 4, 2)),
-    "small": dict(crop=224, max_crops=6, margins=(2, 2), vit=(128, 512, 4, 4), text=(256, 768, 4, 8, 4)),
+    "tiny": Preset(crop=112, max_crops=4, margins=(2, 2), vit=(32, 64, 3, 2), text=(64, 128, 2, 4, 2)),
+    "small": Preset(crop=224, max_crops=6, margins=(2, 2), vit=(128, 512, 4, 4), text=(256, 768, 4, 8, 4)),
 }
 
 
 def tiny_config(text_vocab: int, image_ids: dict[str, int], size: str = "tiny") -> Molmo2Config:
     preset = SIZES[size]
-    vit_hidden, vit_mlp, vit_layers, vit_heads = preset["vit"]
-    hidden, mlp, layers, heads, kv_heads = preset["text"]
-    crop = preset["crop"]
+    vit_hidden, vit_mlp, vit_layers, vit_heads = preset.vit
+    hidden, mlp, layers, heads, kv_heads = preset.text
+    crop = preset.crop
     return Molmo2Config(
         vision_config=dict(
             hidden_size=vit_hidden, intermediate_size=vit_mlp, num_hidden_layers=vit_layers,
@@ -179,4 +192,4 @@ def make_tiny_checkpoint(
     preset = SIZES[size]
     model = Molmo2ForConditionalGeneration(tiny_config(text_vocab, image_ids, size)).eval()
     fan_in_init(model, seed)
-    return write_checkpoint(model, tok, out, max_crops or preset["max_crops"], preset["margins"], legacy_keys)
+    return write_checkpoint(model, tok, out, max_crops or preset.max_crops, preset.margins, legacy_keys)
