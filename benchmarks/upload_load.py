@@ -1,5 +1,5 @@
 """The PLC while the web takes the largest uploads it allows and a 200 MB body:
-``python benchmarks/upload_load.py [--seconds 20] [--json out.json]``.
+``python benchmarks/upload_load.py [--seconds 20] [--form binary|json] [--json out.json]``.
 
 Starts the station as a separate process (``edge-inspect run``: the demo student, the synthetic
 camera, the Modbus server and the web on free loopback ports; an integrator for the uploads), then a
@@ -8,8 +8,10 @@ handshakes back to back, in two phases of ``--seconds`` each:
 
 - ``inspecting``: the PLC alone;
 - ``uploads``: the same, while 4 clients POST maximum-size *try* uploads (a ~19.7 MB PNG of noise,
-  base64 in JSON: ~26 MB bodies, decoded by the station) back to back, one client sends 200 MB
-  bodies with a Content-Length and one 200 MB bodies chunked, to the same endpoint.
+  decoded by the station) back to back, one client sends 200 MB bodies with a Content-Length and
+  one 200 MB bodies chunked, to the same endpoint. ``--form binary`` (the default, as the setup
+  page sends it): the PNG itself is the body, the recipe in the query; ``--form json``: the PNG as
+  base64 in JSON (~26 MB bodies).
 
 Prints a table and writes JSON. Targets (issue: bounded input): Modbus read p99 ≤ 20 ms and the PLC
 cycle time unchanged (p50 within 10 %) while the uploads arrive; every oversize body refused before
@@ -29,6 +31,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +49,11 @@ from edge_inspect.http.auth import hash_password  # noqa: E402
 USER, PASSWORD = "integrator", "bench-integrator"
 BIG_BODY = 200 * 1024 * 1024
 BIG_EVERY_S = 3.0
+RECIPE = {
+    "number": 1,
+    "name": "plate",
+    "checks": [{"name": "label", "kind": "qa", "question": "Is the label present?", "expect": "yes"}],
+}
 
 
 def write_station(folder: Path, plc_port: int, web_port: int, bundle: str) -> Path:
@@ -105,24 +113,35 @@ def noise_png(side: int = 2560, seed: int = 7) -> bytes:
     return out.getvalue()
 
 
-def _auth(port: int) -> dict[str, str]:
+def _auth(port: int, content_type: str) -> dict[str, str]:
     """HTTP Basic headers with the user's CSRF token (GET /api/session with the same credentials)."""
     basic = {"Authorization": "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()}
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     conn.request("GET", "/api/session", headers=basic)
     csrf = json.loads(conn.getresponse().read())["csrf"]
     conn.close()
-    return {**basic, "X-CSRF-Token": csrf, "Content-Type": "application/json"}
+    return {**basic, "X-CSRF-Token": csrf, "Content-Type": content_type}
+
+
+def try_request(form: str, png: bytes) -> tuple[str, str, bytes]:
+    """(path, content type, body) of a *try* on ``png`` in ``form``."""
+    if form == "binary":
+        query = urllib.parse.urlencode({"recipe": json.dumps(RECIPE)})
+        return f"/api/setup/try?{query}", "image/png", png
+    body = json.dumps({"recipe": RECIPE, "image": "data:image/png;base64," + base64.b64encode(png).decode()})
+    return "/api/setup/try", "application/json", body.encode()
 
 
 class Uploader(threading.Thread):
     """POSTs one body again and again; records (status, seconds) per request."""
 
-    def __init__(self, port: int, stop: threading.Event, body: bytes | None = None, big: str = ""):
+    def __init__(self, port: int, stop: threading.Event, request: tuple[str, str, bytes], big: str = ""):
         super().__init__(daemon=True)
-        self.port, self.stop, self.body, self.big = port, stop, body, big
+        self.port, self.stop, self.big = port, stop, big
+        self.path, content_type, self.body = request
         self.results: list[tuple[int | str, float]] = []
-        self.headers = _auth(port)
+        self.errors: dict[int, str] = {}  # the first answer of each unexpected status
+        self.headers = _auth(port, content_type)
 
     def run(self) -> None:
         while not self.stop.is_set():
@@ -142,11 +161,13 @@ class Uploader(threading.Thread):
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=300)
         try:
             try:
-                conn.request("POST", "/api/setup/try", body=self.body, headers=self.headers)
+                conn.request("POST", self.path, body=self.body, headers=self.headers)
             except OSError:
                 pass  # the server answered early and closed: read its answer
             resp = conn.getresponse()
-            resp.read()
+            answer = resp.read()
+            if resp.status not in (200, 429):
+                self.errors.setdefault(resp.status, answer[:300].decode(errors="replace"))
             if resp.status == 429:
                 self.stop.wait(float(resp.getheader("Retry-After", "1")))
             return resp.status
@@ -158,7 +179,7 @@ class Uploader(threading.Thread):
         the server gives one (it should, before reading the body)."""
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=300)
         try:
-            conn.putrequest("POST", "/api/setup/try")
+            conn.putrequest("POST", self.path)
             for k, v in self.headers.items():
                 conn.putheader(k, v)
             chunked = self.big == "chunked"
@@ -189,18 +210,10 @@ def run(args) -> dict:
     plc_port, web_port = _free_port(), _free_port()
     station, start_s = start_station(write_station(folder, plc_port, web_port, args.bundle))
     png = noise_png()
-    body = json.dumps(
-        {
-            "recipe": {
-                "number": 1,
-                "name": "plate",
-                "checks": [{"name": "label", "kind": "qa", "question": "Is the label present?", "expect": "yes"}],
-            },  # fmt: skip
-            "image": "data:image/png;base64," + base64.b64encode(png).decode(),
-        }
-    ).encode()
-    report: dict = {"station_start_s": round(start_s, 1), "upload_png_bytes": len(png), "upload_body_bytes": len(body),
-                    "seconds_per_phase": args.seconds, "period_ms": args.period_ms, "load_before": os.getloadavg()}  # fmt: skip
+    request = try_request(args.form, png)
+    report: dict = {"form": args.form, "station_start_s": round(start_s, 1), "upload_png_bytes": len(png),
+                    "upload_body_bytes": len(request[2]), "seconds_per_phase": args.seconds,
+                    "period_ms": args.period_ms, "load_before": os.getloadavg()}  # fmt: skip
     ctx = mp.get_context("spawn")
     drive, stop, queue = ctx.Event(), ctx.Event(), ctx.Queue()
     plc = ctx.Process(target=plc_process, args=(plc_port, args.period_ms / 1000, drive, stop, queue))
@@ -213,8 +226,8 @@ def run(args) -> dict:
         time.sleep(args.seconds)
         windows["inspecting"].append(time.monotonic())
         halt = threading.Event()
-        clients = [Uploader(web_port, halt, body) for _ in range(4)]
-        clients += [Uploader(web_port, halt, big="length"), Uploader(web_port, halt, big="chunked")]
+        clients = [Uploader(web_port, halt, request) for _ in range(4)]
+        clients += [Uploader(web_port, halt, request, big="length"), Uploader(web_port, halt, request, big="chunked")]
         for c in clients:
             c.start()
         time.sleep(1.0)
@@ -245,7 +258,8 @@ def run(args) -> dict:
         statuses: dict[str, int] = {}
         for status, _ in results:
             statuses[str(status)] = statuses.get(str(status), 0) + 1
-        return {"n": len(results), "statuses": statuses, **_stats([s * 1000 for _, s in results])}
+        errors = {str(k): v for c in group for k, v in c.errors.items()}
+        return {"n": len(results), "statuses": statuses, **_stats([s * 1000 for _, s in results]), "errors": errors}
 
     report["uploads_max_size"] = summary(clients[:4])
     report["body_200mb_content_length"] = summary(clients[4:5])
@@ -258,6 +272,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each phase")
     parser.add_argument("--period-ms", type=float, default=10.0, help="the PLC's read period")
+    parser.add_argument(
+        "--form", choices=("binary", "json"), default="binary", help="the image as the body, or as base64 in JSON"
+    )
     parser.add_argument("--bundle", default=str(ROOT / "models" / "demo-student"))
     parser.add_argument("--json", help="write the report here")
     args = parser.parse_args()
