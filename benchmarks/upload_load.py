@@ -11,7 +11,8 @@ handshakes back to back, in two phases of ``--seconds`` each:
   decoded by the station) back to back, one client sends 200 MB bodies with a Content-Length and
   one 200 MB bodies chunked, to the same endpoint. ``--form binary`` (the default, as the setup
   page sends it): the PNG itself is the body, the recipe in the query; ``--form json``: the PNG as
-  base64 in JSON (~26 MB bodies).
+  base64 in JSON (~26 MB bodies). The clients are logged in with a session, as the page is
+  (``--basic``: HTTP Basic, a password check on every request).
 
 Prints a table and writes JSON. Targets (issue: bounded input): Modbus read p99 ≤ 20 ms and the PLC
 cycle time unchanged (p50 within 10 %) while the uploads arrive; every oversize body refused before
@@ -27,6 +28,7 @@ import io
 import json
 import multiprocessing as mp
 import os
+import re
 import sys
 import tempfile
 import threading
@@ -113,14 +115,32 @@ def noise_png(side: int = 2560, seed: int = 7) -> bytes:
     return out.getvalue()
 
 
-def _auth(port: int, content_type: str) -> dict[str, str]:
-    """HTTP Basic headers with the user's CSRF token (GET /api/session with the same credentials)."""
-    basic = {"Authorization": "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()}
+def _cookie(resp: http.client.HTTPResponse) -> str:
+    return resp.getheader("Set-Cookie", "").split(";", 1)[0]
+
+
+def _auth(port: int, content_type: str, basic: bool = False) -> dict[str, str]:
+    """Headers of a logged-in integrator with the CSRF token: a session cookie from the login form, as
+    the setup page has; or (``basic``) HTTP Basic, whose password check (scrypt, ~50 ms of CPU) the
+    station then makes on every request."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    conn.request("GET", "/api/session", headers=basic)
+    if basic:
+        auth = {"Authorization": "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()}
+    else:
+        conn.request("GET", "/login")
+        resp = conn.getresponse()
+        token = re.search(r'name="login_token" value="([^"]+)"', resp.read().decode()).group(1)
+        form = urllib.parse.urlencode({"user": USER, "password": PASSWORD, "login_token": token, "next": "/"})
+        conn.request("POST", "/login", body=form, headers={"Cookie": _cookie(resp),
+                     "Content-Type": "application/x-www-form-urlencoded"})  # fmt: skip
+        resp = conn.getresponse()
+        resp.read()
+        assert resp.status == 303, resp.status
+        auth = {"Cookie": _cookie(resp)}
+    conn.request("GET", "/api/session", headers=auth)
     csrf = json.loads(conn.getresponse().read())["csrf"]
     conn.close()
-    return {**basic, "X-CSRF-Token": csrf, "Content-Type": content_type}
+    return {**auth, "X-CSRF-Token": csrf, "Content-Type": content_type}
 
 
 def try_request(form: str, png: bytes) -> tuple[str, str, bytes]:
@@ -135,13 +155,15 @@ def try_request(form: str, png: bytes) -> tuple[str, str, bytes]:
 class Uploader(threading.Thread):
     """POSTs one body again and again; records (status, seconds) per request."""
 
-    def __init__(self, port: int, stop: threading.Event, request: tuple[str, str, bytes], big: str = ""):
+    def __init__(
+        self, port: int, stop: threading.Event, request: tuple[str, str, bytes], big: str = "", basic: bool = False
+    ):
         super().__init__(daemon=True)
         self.port, self.stop, self.big = port, stop, big
         self.path, content_type, self.body = request
         self.results: list[tuple[int | str, float]] = []
         self.errors: dict[int, str] = {}  # the first answer of each unexpected status
-        self.headers = _auth(port, content_type)
+        self.headers = _auth(port, content_type, basic)
 
     def run(self) -> None:
         while not self.stop.is_set():
@@ -211,7 +233,7 @@ def run(args) -> dict:
     station, start_s = start_station(write_station(folder, plc_port, web_port, args.bundle))
     png = noise_png()
     request = try_request(args.form, png)
-    report: dict = {"form": args.form, "station_start_s": round(start_s, 1), "upload_png_bytes": len(png),
+    report: dict = {"form": args.form, "basic": args.basic, "control": args.control, "station_start_s": round(start_s, 1), "upload_png_bytes": len(png),
                     "upload_body_bytes": len(request[2]), "seconds_per_phase": args.seconds,
                     "period_ms": args.period_ms, "load_before": os.getloadavg()}  # fmt: skip
     ctx = mp.get_context("spawn")
@@ -226,8 +248,10 @@ def run(args) -> dict:
         time.sleep(args.seconds)
         windows["inspecting"].append(time.monotonic())
         halt = threading.Event()
-        clients = [Uploader(web_port, halt, request) for _ in range(4)]
+        clients = [Uploader(web_port, halt, request, basic=args.basic) for _ in range(4)]
         clients += [Uploader(web_port, halt, request, big="length"), Uploader(web_port, halt, request, big="chunked")]
+        if args.control:  # the second phase without uploads: how far two phases differ on this machine anyway
+            clients = []
         for c in clients:
             c.start()
         time.sleep(1.0)
@@ -276,6 +300,12 @@ def main() -> int:
         "--form", choices=("binary", "json"), default="binary", help="the image as the body, or as base64 in JSON"
     )
     parser.add_argument("--bundle", default=str(ROOT / "models" / "demo-student"))
+    parser.add_argument(
+        "--basic", action="store_true", help="the uploads log in with HTTP Basic on every request, not a session"
+    )
+    parser.add_argument(
+        "--control", action="store_true", help="no uploads in the second phase: the noise between two phases"
+    )
     parser.add_argument("--json", help="write the report here")
     args = parser.parse_args()
     report = run(args)
