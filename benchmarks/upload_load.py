@@ -231,9 +231,9 @@ def run(args) -> dict:
     (folder / "data").mkdir()
     plc_port, web_port = _free_port(), _free_port()
     station, start_s = start_station(write_station(folder, plc_port, web_port, args.bundle))
-    png = noise_png()
+    png = noise_png(args.side)
     request = try_request(args.form, png)
-    report: dict = {"form": args.form, "basic": args.basic, "control": args.control, "station_start_s": round(start_s, 1), "upload_png_bytes": len(png),
+    report: dict = {"form": args.form, "side": args.side, "basic": args.basic, "control": args.control, "station_start_s": round(start_s, 1), "upload_png_bytes": len(png),
                     "upload_body_bytes": len(request[2]), "seconds_per_phase": args.seconds,
                     "period_ms": args.period_ms, "load_before": os.getloadavg()}  # fmt: skip
     ctx = mp.get_context("spawn")
@@ -302,6 +302,9 @@ def main() -> int:
     parser.add_argument("--bundle", default=str(ROOT / "models" / "demo-student"))
     parser.add_argument(
         "--basic", action="store_true", help="the uploads log in with HTTP Basic on every request, not a session"
+    )
+    parser.add_argument(
+        "--side", type=int, default=2560, help="the noise image's side in pixels (2560: ~19.7 MB, the largest)"
     )
     parser.add_argument(
         "--control", action="store_true", help="no uploads in the second phase: the noise between two phases"
