@@ -270,8 +270,8 @@ class TryGate:
     """One *try* at a time and, while a PLC is connected, at least ``min_interval_s`` from the end of
     one to the start of the next. A try shares the model and the CPU with the PLC's inspections (it
     runs between them): an integrator clicking does not notice, uploads posted back to back cannot
-    crowd out the line (benchmarks/upload_load.py: PLC cycle p50 1.03× instead of 1.84× with 4
-    clients uploading maximum-size images)."""
+    crowd out the line (benchmarks/upload_load.py: PLC cycle p50 1.12× instead of 1.84× with 4
+    clients uploading maximum-size images, 1.01× with small ones; docs/performance-web.md)."""
 
     def __init__(self, min_interval_s: float = TRY_MIN_INTERVAL_S):
         self.min_interval_s, self.running, self.last = min_interval_s, False, float("-inf")
