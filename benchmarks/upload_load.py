@@ -1,5 +1,5 @@
 """The PLC while the web takes the largest uploads it allows and a 200 MB body:
-``python benchmarks/upload_load.py [--seconds 20] [--json out.json]``.
+``python benchmarks/upload_load.py [--seconds 20] [--form binary|json] [--json out.json]``.
 
 Starts the station as a separate process (``edge-inspect run``: the demo student, the synthetic
 camera, the Modbus server and the web on free loopback ports; an integrator for the uploads), then a
@@ -8,8 +8,11 @@ handshakes back to back, in two phases of ``--seconds`` each:
 
 - ``inspecting``: the PLC alone;
 - ``uploads``: the same, while 4 clients POST maximum-size *try* uploads (a ~19.7 MB PNG of noise,
-  base64 in JSON: ~26 MB bodies, decoded by the station) back to back, one client sends 200 MB
-  bodies with a Content-Length and one 200 MB bodies chunked, to the same endpoint.
+  decoded by the station) back to back, one client sends 200 MB bodies with a Content-Length and
+  one 200 MB bodies chunked, to the same endpoint. ``--form binary`` (the default, as the setup
+  page sends it): the PNG itself is the body, the recipe in the query; ``--form json``: the PNG as
+  base64 in JSON (~26 MB bodies). The clients are logged in with a session, as the page is
+  (``--basic``: HTTP Basic, a password check on every request).
 
 Prints a table and writes JSON. Targets (issue: bounded input): Modbus read p99 ≤ 20 ms and the PLC
 cycle time unchanged (p50 within 10 %) while the uploads arrive; every oversize body refused before
@@ -25,10 +28,12 @@ import io
 import json
 import multiprocessing as mp
 import os
+import re
 import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +51,11 @@ from edge_inspect.http.auth import hash_password  # noqa: E402
 USER, PASSWORD = "integrator", "bench-integrator"
 BIG_BODY = 200 * 1024 * 1024
 BIG_EVERY_S = 3.0
+RECIPE = {
+    "number": 1,
+    "name": "plate",
+    "checks": [{"name": "label", "kind": "qa", "question": "Is the label present?", "expect": "yes"}],
+}
 
 
 def write_station(folder: Path, plc_port: int, web_port: int, bundle: str) -> Path:
@@ -105,24 +115,55 @@ def noise_png(side: int = 2560, seed: int = 7) -> bytes:
     return out.getvalue()
 
 
-def _auth(port: int) -> dict[str, str]:
-    """HTTP Basic headers with the user's CSRF token (GET /api/session with the same credentials)."""
-    basic = {"Authorization": "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()}
+def _cookie(resp: http.client.HTTPResponse) -> str:
+    return resp.getheader("Set-Cookie", "").split(";", 1)[0]
+
+
+def _auth(port: int, content_type: str, basic: bool = False) -> dict[str, str]:
+    """Headers of a logged-in integrator with the CSRF token: a session cookie from the login form, as
+    the setup page has; or (``basic``) HTTP Basic, whose password check (scrypt, ~50 ms of CPU) the
+    station then makes on every request."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    conn.request("GET", "/api/session", headers=basic)
+    if basic:
+        auth = {"Authorization": "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()}
+    else:
+        conn.request("GET", "/login")
+        resp = conn.getresponse()
+        token = re.search(r'name="login_token" value="([^"]+)"', resp.read().decode()).group(1)
+        form = urllib.parse.urlencode({"user": USER, "password": PASSWORD, "login_token": token, "next": "/"})
+        conn.request("POST", "/login", body=form, headers={"Cookie": _cookie(resp),
+                     "Content-Type": "application/x-www-form-urlencoded"})  # fmt: skip
+        resp = conn.getresponse()
+        resp.read()
+        assert resp.status == 303, resp.status
+        auth = {"Cookie": _cookie(resp)}
+    conn.request("GET", "/api/session", headers=auth)
     csrf = json.loads(conn.getresponse().read())["csrf"]
     conn.close()
-    return {**basic, "X-CSRF-Token": csrf, "Content-Type": "application/json"}
+    return {**auth, "X-CSRF-Token": csrf, "Content-Type": content_type}
+
+
+def try_request(form: str, png: bytes) -> tuple[str, str, bytes]:
+    """(path, content type, body) of a *try* on ``png`` in ``form``."""
+    if form == "binary":
+        query = urllib.parse.urlencode({"recipe": json.dumps(RECIPE)})
+        return f"/api/setup/try?{query}", "image/png", png
+    body = json.dumps({"recipe": RECIPE, "image": "data:image/png;base64," + base64.b64encode(png).decode()})
+    return "/api/setup/try", "application/json", body.encode()
 
 
 class Uploader(threading.Thread):
     """POSTs one body again and again; records (status, seconds) per request."""
 
-    def __init__(self, port: int, stop: threading.Event, body: bytes | None = None, big: str = ""):
+    def __init__(
+        self, port: int, stop: threading.Event, request: tuple[str, str, bytes], big: str = "", basic: bool = False
+    ):
         super().__init__(daemon=True)
-        self.port, self.stop, self.body, self.big = port, stop, body, big
+        self.port, self.stop, self.big = port, stop, big
+        self.path, content_type, self.body = request
         self.results: list[tuple[int | str, float]] = []
-        self.headers = _auth(port)
+        self.errors: dict[int, str] = {}  # the first answer of each unexpected status
+        self.headers = _auth(port, content_type, basic)
 
     def run(self) -> None:
         while not self.stop.is_set():
@@ -142,11 +183,13 @@ class Uploader(threading.Thread):
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=300)
         try:
             try:
-                conn.request("POST", "/api/setup/try", body=self.body, headers=self.headers)
+                conn.request("POST", self.path, body=self.body, headers=self.headers)
             except OSError:
                 pass  # the server answered early and closed: read its answer
             resp = conn.getresponse()
-            resp.read()
+            answer = resp.read()
+            if resp.status not in (200, 429):
+                self.errors.setdefault(resp.status, answer[:300].decode(errors="replace"))
             if resp.status == 429:
                 self.stop.wait(float(resp.getheader("Retry-After", "1")))
             return resp.status
@@ -158,7 +201,7 @@ class Uploader(threading.Thread):
         the server gives one (it should, before reading the body)."""
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=300)
         try:
-            conn.putrequest("POST", "/api/setup/try")
+            conn.putrequest("POST", self.path)
             for k, v in self.headers.items():
                 conn.putheader(k, v)
             chunked = self.big == "chunked"
@@ -188,19 +231,11 @@ def run(args) -> dict:
     (folder / "data").mkdir()
     plc_port, web_port = _free_port(), _free_port()
     station, start_s = start_station(write_station(folder, plc_port, web_port, args.bundle))
-    png = noise_png()
-    body = json.dumps(
-        {
-            "recipe": {
-                "number": 1,
-                "name": "plate",
-                "checks": [{"name": "label", "kind": "qa", "question": "Is the label present?", "expect": "yes"}],
-            },  # fmt: skip
-            "image": "data:image/png;base64," + base64.b64encode(png).decode(),
-        }
-    ).encode()
-    report: dict = {"station_start_s": round(start_s, 1), "upload_png_bytes": len(png), "upload_body_bytes": len(body),
-                    "seconds_per_phase": args.seconds, "period_ms": args.period_ms, "load_before": os.getloadavg()}  # fmt: skip
+    png = noise_png(args.side)
+    request = try_request(args.form, png)
+    report: dict = {"form": args.form, "side": args.side, "basic": args.basic, "control": args.control, "station_start_s": round(start_s, 1), "upload_png_bytes": len(png),
+                    "upload_body_bytes": len(request[2]), "seconds_per_phase": args.seconds,
+                    "period_ms": args.period_ms, "load_before": os.getloadavg()}  # fmt: skip
     ctx = mp.get_context("spawn")
     drive, stop, queue = ctx.Event(), ctx.Event(), ctx.Queue()
     plc = ctx.Process(target=plc_process, args=(plc_port, args.period_ms / 1000, drive, stop, queue))
@@ -213,8 +248,10 @@ def run(args) -> dict:
         time.sleep(args.seconds)
         windows["inspecting"].append(time.monotonic())
         halt = threading.Event()
-        clients = [Uploader(web_port, halt, body) for _ in range(4)]
-        clients += [Uploader(web_port, halt, big="length"), Uploader(web_port, halt, big="chunked")]
+        clients = [Uploader(web_port, halt, request, basic=args.basic) for _ in range(4)]
+        clients += [Uploader(web_port, halt, request, big="length"), Uploader(web_port, halt, request, big="chunked")]
+        if args.control:  # the second phase without uploads: how far two phases differ on this machine anyway
+            clients = []
         for c in clients:
             c.start()
         time.sleep(1.0)
@@ -245,7 +282,8 @@ def run(args) -> dict:
         statuses: dict[str, int] = {}
         for status, _ in results:
             statuses[str(status)] = statuses.get(str(status), 0) + 1
-        return {"n": len(results), "statuses": statuses, **_stats([s * 1000 for _, s in results])}
+        errors = {str(k): v for c in group for k, v in c.errors.items()}
+        return {"n": len(results), "statuses": statuses, **_stats([s * 1000 for _, s in results]), "errors": errors}
 
     report["uploads_max_size"] = summary(clients[:4])
     report["body_200mb_content_length"] = summary(clients[4:5])
@@ -258,7 +296,19 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each phase")
     parser.add_argument("--period-ms", type=float, default=10.0, help="the PLC's read period")
+    parser.add_argument(
+        "--form", choices=("binary", "json"), default="binary", help="the image as the body, or as base64 in JSON"
+    )
     parser.add_argument("--bundle", default=str(ROOT / "models" / "demo-student"))
+    parser.add_argument(
+        "--basic", action="store_true", help="the uploads log in with HTTP Basic on every request, not a session"
+    )
+    parser.add_argument(
+        "--side", type=int, default=2560, help="the noise image's side in pixels (2560: ~19.7 MB, the largest)"
+    )
+    parser.add_argument(
+        "--control", action="store_true", help="no uploads in the second phase: the noise between two phases"
+    )
     parser.add_argument("--json", help="write the report here")
     args = parser.parse_args()
     report = run(args)

@@ -228,10 +228,13 @@ def write_station(folder: Path, plc_port: int, web_port: int, bundle: str) -> Pa
 def start_station(config: Path, timeout: float = 300) -> tuple[subprocess.Popen, float]:
     exe = Path(sys.executable).parent / "edge-inspect"
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "edge_inspect.cli"]
+    # the station of this checkout, not the package the interpreter has installed (another checkout)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     t0 = time.perf_counter()
     proc = subprocess.Popen(
-        [*cmd, "run", str(config)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=config.parent
-    )
+        [*cmd, "run", str(config)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=config.parent,
+        env=env,
+    )  # fmt: skip
     lines = []
     deadline = time.time() + timeout
     while time.time() < deadline:

@@ -132,16 +132,20 @@ def test_try_an_upload_and_watch_mbpoll_on_the_io_monitor(daemon, page):  # noqa
     page.screenshot(path=str(SHOTS / "setup_try.png"))
     page.set_viewport_size({"width": 1366, "height": 768})  # a laptop: the try's table and overlay fit its width
 
+    sent = []
+
     def long_answer(route):  # the real try's result, with the longest answer a model may give: no spaces
+        sent.append((route.request.url, route.request.headers.get("content-type")))
         body = route.fetch().json()
         body["checks"][0]["answer"] = "<points" + "x1=0.123,y1=0.456;" * 20 + ">"
         route.fulfill(json=body)
 
-    page.route("**/api/setup/try", long_answer)
+    page.route("**/api/setup/try*", long_answer)
     page.click("#try-upload")
     page.wait_for_function(
         "document.getElementById('try-checks') && document.getElementById('try-checks').innerText.includes('x1=0.123')"
     )
+    assert "/api/setup/try?recipe=" in sent[0][0] and sent[0][1] == "image/png", sent  # the file as the body
     widths = page.evaluate("[document.documentElement.scrollWidth, innerWidth]")
     page.screenshot(path=str(SHOTS / "setup_try_1366.png"), full_page=True)
     assert widths[0] <= widths[1], widths

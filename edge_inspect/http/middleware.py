@@ -1,7 +1,9 @@
 """ASGI middleware both webs use: security headers on every response, and request bodies bounded per
 path before any of them is read (a body over its path's limit is a 413 from its Content-Length alone,
 a body without a Content-Length a 411), so nobody — logged in or not — makes the server read or
-spool more than the endpoint takes."""
+spool more than the endpoint takes. A response given before its request's body was read to the end
+(a 401, a 429, an image refused from its header) closes the connection: the rest of the body is
+never read."""
 
 from __future__ import annotations
 
@@ -44,7 +46,9 @@ class SecurityHeaders:
 class BodyLimit:
     """At most ``limits[path]`` bytes of body (``default`` elsewhere), judged from Content-Length before
     the endpoint runs; a body that claims less than it sends is cut off at the limit, and one that
-    stalls for ``read_timeout_s`` between two pieces is given up (408, see ``client_gone``)."""
+    stalls for ``read_timeout_s`` between two pieces is given up (408, see ``client_gone``). An answer
+    sent before the body was read to its end carries ``Connection: close``, so the server stops
+    reading there instead of receiving and dropping the rest (uvicorn would, to keep the connection)."""
 
     def __init__(
         self,
@@ -66,10 +70,10 @@ class BodyLimit:
             return await _refuse(send, 411, "send the body with a Content-Length")
         if length is not None and (not length.isdigit() or int(length) > limit):
             return await _refuse(send, 413, f"the body is larger than this endpoint takes ({limit} bytes)")
-        seen = 0
+        seen, unread = 0, length is not None and int(length) > 0
 
         async def bounded() -> Message:
-            nonlocal seen
+            nonlocal seen, unread
             try:
                 message = await asyncio.wait_for(receive(), self.read_timeout_s)
             except asyncio.TimeoutError:  # a slow-body client: stop waiting for it
@@ -78,9 +82,16 @@ class BodyLimit:
                 seen += len(message.get("body", b""))
                 if seen > limit:  # more than announced: stop reading, as if the client had gone
                     return {"type": "http.disconnect"}
+                unread = unread and message.get("more_body", False)
             return message
 
-        await self.app(scope, bounded, send)
+        async def closing(message: Message) -> None:
+            if message["type"] == "http.response.start" and unread:
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"connection"]
+                message["headers"] = [*headers, (b"connection", b"close")]
+            await send(message)
+
+        await self.app(scope, bounded, closing)
 
 
 async def client_gone(request: Request, exc: ClientDisconnect) -> Response:

@@ -6,12 +6,17 @@ Everything here needs the ``setup`` permission; every change is audited."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import dataclasses
 import io
+import json
 import math
+import os
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
@@ -33,8 +38,8 @@ from .api import json_object
 from .bodies import ConfigSaveBody, DiskBody, parse
 from .context import BadRequest, Unauthorized, WebContext
 
-MAX_UPLOAD_BYTES = 20 * 1024 * 1024
-MAX_UPLOAD_BODY = MAX_UPLOAD_BYTES * 4 // 3 + 256 * 1024  # base64 of the largest upload, and the recipe
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024  # an image file, sent as it is (the binary form of try)
+MAX_UPLOAD_BODY = MAX_UPLOAD_BYTES * 4 // 3 + 256 * 1024  # the JSON form: base64 of the largest upload, and the recipe
 MAX_CONFIG_BODY = 2 * 1024 * 1024  # a station file (config/yaml_loader.py MAX_BYTES is 1 MiB) as JSON
 DEFAULT_CAMERA_PIXELS = 12_000_000  # a 12 MP machine-vision camera, when the config names no size
 FRAME_MAX_AGE_S = 0.5
@@ -50,7 +55,11 @@ def max_upload_pixels(config: StationConfig) -> int:
     return 4 * (size if size else DEFAULT_CAMERA_PIXELS)
 
 
-def check_image_size(raw: bytes, max_pixels: int) -> tuple[int, int]:
+class TooManyPixels(BadRequest):
+    """An image that declares more pixels than the station takes."""
+
+
+def check_image_size(raw: bytes | bytearray, max_pixels: int) -> tuple[int, int]:
     """(width, height) from the image's header, nothing decoded (Pillow reads headers lazily);
     BadRequest when it declares more than ``max_pixels`` or is no image."""
     from PIL import Image, UnidentifiedImageError
@@ -60,11 +69,11 @@ def check_image_size(raw: bytes, max_pixels: int) -> tuple[int, int]:
         with Image.open(io.BytesIO(raw)) as image:
             width, height = image.size
     except Image.DecompressionBombError:  # Pillow's own bound, far above ours
-        raise BadRequest(f"image: declares {too_many}") from None
+        raise TooManyPixels(f"image: declares {too_many}") from None
     except (UnidentifiedImageError, OSError, ValueError) as err:
         raise BadRequest(f"image: not an image this station reads (PNG, JPEG, BMP, TIFF, WebP): {err}") from None
     if width * height > max_pixels:
-        raise BadRequest(f"image: {width} × {height} pixels is {too_many}")
+        raise TooManyPixels(f"image: {width} × {height} pixels is {too_many}")
     return width, height
 
 
@@ -93,6 +102,28 @@ def _decode_image(data: str, max_pixels: int) -> np.ndarray:
     except (binascii.Error, ValueError):
         raise BadRequest("image: not base64 data") from None
     check_image_size(raw, max_pixels)
+    return _decode_raw(raw)
+
+
+HEADER_PEEK = 64 * 1024  # an image's first bytes, where its header (and its size) is
+
+
+def peek_image_size(head: bytes, max_pixels: int) -> bool:
+    """Checks an upload's first bytes while the rest is still arriving: BadRequest when their header
+    declares more than ``max_pixels``; True when the size was read (and is allowed), False when these
+    bytes do not tell (a header further in, or a format Pillow reads only whole)."""
+    try:
+        check_image_size(head, max_pixels)
+    except TooManyPixels:
+        raise
+    except BadRequest:
+        return False
+    return True
+
+
+def _decode_raw(raw: bytes | bytearray) -> np.ndarray:
+    """An image file's bytes, already checked for size, as a BGR frame. OpenCV lets go of the GIL
+    while it decodes: the loop that serves the PLC goes on meanwhile."""
     try:
         frame = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR)
     except cv2.error as err:  # e.g. a small file that declares 60000 × 60000 pixels
@@ -123,16 +154,67 @@ def _jpeg(frame: np.ndarray, quality: int = 85) -> bytes:
     return data.tobytes()
 
 
-def _result(inspection: Inspection, frame: np.ndarray, recipe: Recipe) -> dict:
+B64_ENCODE_SLICE = 3 << 18  # bytes (a multiple of 3): ~1 ms of base64 at a time
+
+
+def _result(inspection: Inspection, frame: np.ndarray, recipe: Recipe) -> bytes:
+    """The try's answer as JSON bytes, the overlay a JPEG data: URL. Built in a worker thread, and
+    without one long hold of the GIL: the base64 of a large overlay (5 MB for a 6.6 MP image of
+    noise) is made a slice at a time and put into the JSON as it is (base64 needs no escaping), where
+    json.dumps of it would take 15 ms in one go — the Modbus server waits for the GIL meanwhile."""
     overlay = draw_overlay(frame, inspection.outcomes, inspection.verdict, [c.roi for c in recipe.checks])
-    return {
-        "verdict": inspection.verdict.name,
-        "error": inspection.error,
-        "checks": [dataclasses.asdict(o) for o in inspection.outcomes],
-        "timings_ms": {k: round(v, 1) for k, v in inspection.timings_ms.items()},
-        "frame_size": [frame.shape[1], frame.shape[0]],
-        "overlay": "data:image/jpeg;base64," + base64.b64encode(_jpeg(overlay)).decode(),
-    }
+    jpeg = _jpeg(overlay)
+    head = json.dumps(
+        {
+            "verdict": inspection.verdict.name,
+            "error": inspection.error,
+            "checks": [dataclasses.asdict(o) for o in inspection.outcomes],
+            "timings_ms": {k: round(v, 1) for k, v in inspection.timings_ms.items()},
+            "frame_size": [frame.shape[1], frame.shape[0]],
+        },
+        ensure_ascii=False,
+        allow_nan=False,
+        separators=(",", ":"),
+    ).encode()
+    pieces = [head[:-1], b',"overlay":"data:image/jpeg;base64,']
+    pieces += [base64.b64encode(jpeg[i : i + B64_ENCODE_SLICE]) for i in range(0, len(jpeg), B64_ENCODE_SLICE)]
+    return b"".join([*pieces, b'"}'])
+
+
+UPLOAD_NICE = 10  # the try's decoding and drawing yield the CPU to the inspections and the loop
+
+
+def _lower_priority() -> None:
+    try:  # Linux: a thread's own nice value (its id is a task id)
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), UPLOAD_NICE)
+    except (AttributeError, OSError):
+        pass
+
+
+def upload_executor() -> ThreadPoolExecutor:
+    """The thread that decodes uploads, draws and encodes a try's answer and encodes the live view's
+    JPEG: one (tries run one at a time), at a lower CPU priority than the inspection thread and the
+    event loop."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="try", initializer=_lower_priority)
+
+
+BINARY_TYPES = ("image/png", "image/jpeg", "image/bmp", "image/tiff", "image/webp", "application/octet-stream")
+
+
+def binary_upload(request: Request) -> bool:
+    """The binary form of try: the image file itself is the body (the recipe in the query)."""
+    return request.headers.get("content-type", "").split(";")[0].strip().lower() in BINARY_TYPES
+
+
+def _query_recipe(request: Request) -> Recipe:
+    text = request.query_params.get("recipe")
+    if not text:
+        raise BadRequest("recipe: send the recipe as JSON in the query (?recipe=…) with an image body")
+    try:
+        value = json.loads(text)  # at most the request head (16 KiB)
+    except (ValueError, RecursionError):
+        raise BadRequest("recipe: not valid JSON") from None
+    return _recipe(value)
 
 
 def value_meaning(name: str, value: object, t: dict[str, str]) -> str:
@@ -189,8 +271,8 @@ class TryGate:
     """One *try* at a time and, while a PLC is connected, at least ``min_interval_s`` from the end of
     one to the start of the next. A try shares the model and the CPU with the PLC's inspections (it
     runs between them): an integrator clicking does not notice, uploads posted back to back cannot
-    crowd out the line (benchmarks/upload_load.py: PLC cycle p50 1.03× instead of 1.84× with 4
-    clients uploading maximum-size images)."""
+    crowd out the line (benchmarks/upload_load.py: PLC cycle p50 1.12× instead of 1.84× with 4
+    clients uploading maximum-size images, 1.01× with small ones; docs/performance-web.md)."""
 
     def __init__(self, min_interval_s: float = TRY_MIN_INTERVAL_S):
         self.min_interval_s, self.running, self.last = min_interval_s, False, float("-inf")
@@ -214,6 +296,10 @@ class TryGate:
 def routes(ctx: WebContext) -> list[Route]:
     frame_cache: dict[str, object] = {"at": 0.0, "jpeg": None}
     gate = TryGate()
+    worker = upload_executor()
+
+    async def off_loop(fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(worker, fn, *args)
 
     async def viewer(request: Request) -> User:
         """An integrator (session or HTTP Basic), for the pages and GETs (no CSRF: nothing changes)."""
@@ -250,7 +336,8 @@ def routes(ctx: WebContext) -> list[Route]:
                 image = await ctx.station.between_inspections(ctx.station.grab_frame)
             except CameraError as err:  # a lost camera: the page says so and keeps refreshing
                 return JSONResponse({"error": f"camera: {err}"}, 503)
-            frame_cache["jpeg"], frame_cache["at"] = _jpeg(image), time.monotonic()
+            jpeg = await off_loop(_jpeg, image)  # 12 MP: ~50 ms the loop that answers the PLC would wait
+            frame_cache["jpeg"], frame_cache["at"] = jpeg, time.monotonic()
         return Response(frame_cache["jpeg"], media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
     async def get_config(request: Request) -> Response:
@@ -308,23 +395,60 @@ def routes(ctx: WebContext) -> list[Route]:
         finally:
             gate.leave()
 
+    async def receive_image(request: Request, size: int, max_pixels: int) -> bytearray:
+        """The binary form's body, into one buffer of its announced ``size`` (nothing per piece but a
+        copy); its header is checked as soon as its first HEADER_PEEK bytes are in, so an image that
+        declares too many pixels is refused before the rest of it is read."""
+        raw = bytearray(size)
+        at, header = 0, "unread"  # → "allowed", or "whole" (the first bytes did not tell)
+        with memoryview(raw) as view:
+            async for piece in request.stream():
+                end = at + len(piece)
+                if end > size:
+                    raise BadRequest("image: the body is longer than its Content-Length")
+                view[at:end] = piece
+                at = end
+                if header == "unread" and at >= min(size, HEADER_PEEK):
+                    first = bytes(view[:HEADER_PEEK])
+                    header = "allowed" if await off_loop(peek_image_size, first, max_pixels) else "whole"
+        if at < size:
+            raise BadRequest("image: the body is shorter than its Content-Length")
+        if header != "allowed":
+            await off_loop(check_image_size, raw, max_pixels)
+        return raw
+
     async def _try(request: Request, user: User) -> Response:
-        body = await json_object(request)
-        recipe = _recipe(body.get("recipe"))
-        upload = body.get("image")
-        if upload is not None and not isinstance(upload, str):
-            raise BadRequest("image: a data: URL or base64 text")
-        image = await ctx.run(_decode_image, upload, max_upload_pixels(ctx.config)) if upload else None
+        max_pixels = max_upload_pixels(ctx.config)
+        if binary_upload(request):
+            length = request.headers.get("content-length", "")
+            if not length.isdigit() or int(length) == 0:
+                raise BadRequest("image: send the image file as the body, with a Content-Length")
+            if int(length) > MAX_UPLOAD_BYTES:  # before a byte of it is read
+                limit = f"larger than this endpoint takes ({MAX_UPLOAD_BYTES} bytes)"
+                return JSONResponse({"error": f"image: {limit}"}, 413)
+            recipe = _query_recipe(request)  # before the body: a wrong recipe costs no upload
+            raw = await receive_image(request, int(length), max_pixels)
+            image = await off_loop(_decode_raw, raw)
+            del raw
+        else:
+            body = await json_object(request)
+            recipe = _recipe(body.get("recipe"))
+            upload = body.get("image")
+            del body
+            if upload is not None and not isinstance(upload, str):
+                raise BadRequest("image: a data: URL or base64 text")
+            image = await off_loop(_decode_image, upload, max_pixels) if upload else None
         station = ctx.station
 
-        def run() -> dict:
+        def run():  # in the inspection thread, between the PLC's inspections: the model and no more
             frame = image if image is not None else station.grab_frame()
-            return _result(station.inspector.run(frame, recipe), frame, recipe)
+            return station.inspector.run(frame, recipe), frame
 
         try:
-            result = await station.between_inspections(run)
+            inspection, frame = await station.between_inspections(run)
         except CameraError as err:
             return JSONResponse({"error": f"camera: {err}"}, 503)
+        body = await off_loop(_result, inspection, frame, recipe)
         await ctx.query(
             review.audit,
             user.name,
@@ -332,10 +456,10 @@ def routes(ctx: WebContext) -> list[Route]:
             {
                 "recipe": recipe.number,
                 "image": "upload" if image is not None else "camera",
-                "verdict": result["verdict"],
+                "verdict": inspection.verdict.name,
             },
         )
-        return JSONResponse(result)
+        return Response(body, media_type="application/json")
 
     async def io(request: Request) -> Response:
         await viewer(request)

@@ -267,6 +267,20 @@ function readFile(file) {
   });
 }
 
+const IMAGE_TYPES = ["image/png", "image/jpeg", "image/bmp", "image/tiff", "image/webp"];
+
+// The file itself is the body (no base64, no JSON for the station to parse), the recipe in the query;
+// a recipe too long for a request head (16 KiB) goes the JSON way, the image as a data: URL.
+async function tryUpload(recipeValue, file) {
+  const url = "/api/setup/try?" + new URLSearchParams({ recipe: JSON.stringify(recipeValue) });
+  if (url.length > 12000) return api("POST", "/api/setup/try", { recipe: recipeValue, image: await readFile(file) });
+  const type = IMAGE_TYPES.includes(file.type) ? file.type : "application/octet-stream";
+  const r = await fetch(url, { method: "POST", headers: { "X-CSRF-Token": CSRF, "Content-Type": type }, body: file });
+  let data = {};
+  try { data = await r.json(); } catch (e) { data = { error: `HTTP ${r.status}` }; }
+  return { ok: r.ok, status: r.status, data };
+}
+
 async function setupRecipes() {
   const c = await loadConfig(true);
   if (!c) return;
@@ -297,7 +311,7 @@ async function setupRecipes() {
     const file = $("upload").files[0];
     if (!file) { $("try-result").textContent = "Choose an image file first."; return; }
     $("try-result").textContent = "Running…";
-    renderTry($("try-result"), await api("POST", "/api/setup/try", { recipe: edited(), image: await readFile(file) }));
+    renderTry($("try-result"), await tryUpload(edited(), file));
   });
   setupView();
 }
