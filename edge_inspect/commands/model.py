@@ -112,7 +112,7 @@ def add_parsers(model: argparse._SubParsersAction) -> None:
     add.add_argument("--parent", help="the version it was trained from (alias or version id)")
     promote = command("promote", "point production (or --to candidate) at a version", cmd_promote)
     promote.add_argument("version", help="version id (8+ hex digits) or alias (candidate)")
-    promote.add_argument("--to", choices=ALIASES, default="production")
+    promote.add_argument("--to", choices=ALIASES, default="production", help="the alias to point at it")
     command("rollback", "production back to the production before it", cmd_rollback)
     remove = command("remove", "delete a version no alias names", cmd_remove)
     remove.add_argument("version", help="version id (8+ hex digits)")
