@@ -207,7 +207,16 @@ class ModelStore:
         self.versions_dir.mkdir(parents=True, exist_ok=True)
         with open(self.folder / LOCK_FILE, "a+b") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
+            self._clear_leftovers()
             yield
+
+    def _clear_leftovers(self) -> None:
+        """What an add or a remove cut short (a crash, a kill) left: half a copy, half a deletion.
+        Only called with the lock held, when no other command is in the middle of one."""
+        for path in self.versions_dir.iterdir():
+            if path.name.startswith((".incoming-", ".removing-")) and path.is_dir():
+                _set_writable(path)
+                shutil.rmtree(path, ignore_errors=True)
 
     def _record(self, state: dict[str, Any], user: str, action: str, **what: Any) -> None:
         state["history"].append({"at": _now(), "by": user, "action": action, **what})

@@ -123,3 +123,13 @@ def test_an_add_over_the_disk_budget_is_refused_naming_the_sizes(tmp_path, tiny_
     assert "\n" not in str(err.value) and "remove a version first" in str(err.value)
     assert len(store.versions()) == 1
     assert not [p for p in store.versions_dir.iterdir() if p.name.startswith(".")]  # nothing half-copied left
+
+
+def test_what_a_cut_short_add_left_is_cleared_by_the_next_change(store, tiny_bundle):
+    half = store.versions_dir / ".incoming-abc-1"
+    (half / "sub").mkdir(parents=True)
+    (half / "sub" / "vision.onnx").write_bytes(b"half")
+    (half / "sub").chmod(0o555)
+    assert store.versions() == []  # never taken for a version
+    store.add(tiny_bundle, "u")
+    assert not half.exists() and len(store.versions()) == 1
