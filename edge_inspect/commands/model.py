@@ -29,7 +29,7 @@ def _user() -> str:
     return default_user()
 
 
-def _mb(size: int) -> str:
+def _mb(size: float) -> str:
     return f"{size / 1e6:,.1f} MB"
 
 
@@ -56,7 +56,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             f"{v.short}  {named:<20} {_mb(v.size):>11}  added {_when(v.info.get('added_at'))} "
             f"by {v.info.get('added_by', '-')}  parent {parent}  from {v.info.get('source', '-')}"
         )
-    budget = "no budget" if store.max_bytes == float("inf") else f"budget {_mb(int(store.max_bytes))}"
+    budget = "no budget" if store.max_bytes == float("inf") else f"budget {_mb(store.max_bytes)}"
     print(f"{len(versions)} version(s), {_mb(store.used_bytes())} of {budget} in {store.folder}")
     return 0
 

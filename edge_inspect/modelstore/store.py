@@ -52,7 +52,7 @@ def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _mb(size: int) -> str:
+def _mb(size: float) -> str:
     return f"{size / 1e6:,.1f} MB"
 
 

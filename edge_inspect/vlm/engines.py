@@ -30,7 +30,7 @@ class Environment:
         """Names a TensorRT engine cache: a cache built for another bundle (another model version: its
         manifest's sha256 is the version's id in the model store), ONNX Runtime, TensorRT, GPU or
         JetPack has another key and is never loaded."""
-        parts = (bundle_sha256, self.tensorrt, self.gpu, self.compute_capability, self.l4t)
+        parts: tuple[str | None, ...] = (bundle_sha256, self.tensorrt, self.gpu, self.compute_capability, self.l4t)
         if self.onnxruntime is not None:  # keys made before ONNX Runtime was part of them stay as they were
             parts += (f"onnxruntime {self.onnxruntime}",)
         return hashlib.sha256("|".join(str(p) for p in parts).encode()).hexdigest()[:16]
