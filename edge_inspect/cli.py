@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from .commands.console import defect_rate
+from .commands.model import add_parsers as add_model_store_parsers
 from .errors import UserError
 
 EXIT_USAGE = 2
@@ -361,6 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--provider", default="cpu", help="ONNX Runtime provider: tensorrt, cuda, cpu or auto")
     ask.add_argument("--max-new-tokens", type=int, default=64, help="cap on generated tokens per prompt")
     ask.set_defaults(func=_cmd_model_ask)
+    add_model_store_parsers(model)  # list, add, promote, rollback, remove
 
     config = sub.add_parser("config", help="station configs").add_subparsers(dest="config_command", required=True)
     validate = config.add_parser("validate", help="check a station.yaml; every problem as file:line: key: message")

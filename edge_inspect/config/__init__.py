@@ -173,10 +173,10 @@ def _type_hint(e: Mapping[str, Any]) -> str:
     return ""
 
 
-def _problems(err: ValidationError, path: Path, root: yaml.Node | None, data: dict) -> list[str]:
+def _problems(err: ValidationError, path: Path, root: yaml.Node | None, data: dict, prefix: tuple = ()) -> list[str]:
     problems = []
     for e in err.errors():
-        loc = tuple(part for part in e["loc"] if part not in ("point", "count", "qa"))
+        loc = prefix + tuple(part for part in e["loc"] if part not in ("point", "count", "qa"))
         message = e["msg"].removeprefix("Value error, ") + _type_hint(e)
         if e["type"] == "extra_forbidden":
             message = "unknown key" + suggestion(StationConfig, loc, data)
@@ -238,19 +238,72 @@ def config_from_bytes(raw: bytes, path: str | Path, bundle: str | Path | None = 
         config = StationConfig.model_validate(data, context={"base_dir": path.resolve().parent})
     except ValidationError as err:
         raise ConfigError(_problems(err, path, root, data)) from None
-    found, looked = find_bundle(config.model.bundle, path.parent)  # paths are relative to the config file
+    config.model.bundle = str(_bundle_folder(config, path, root))
+    return config, hashlib.sha256(raw).hexdigest()
+
+
+def models_folder(storage: StorageConfig, path: Path) -> Path:
+    """The station's model store: ``models/`` in ``storage.dir`` (relative to the config file at ``path``)."""
+    from ..modelstore.store import STORE_DIR
+
+    folder = Path(storage.dir).expanduser()
+    return (folder if folder.is_absolute() else path.resolve().parent / folder) / STORE_DIR
+
+
+def _bundle_folder(config: StationConfig, path: Path, root: yaml.Node | None) -> Path:
+    """The bundle ``model.bundle`` names: an alias (production, candidate) or a version id of the model
+    store, else a path or a name on the bundle search path (edge_inspect/bundles.py)."""
+    from ..modelstore import ALIASES, ModelStore, ModelStoreError, looks_like_version
+
+    value = config.model.bundle
+    line = _node_line(root, ("model", "bundle"))
+    store_error = None
+    if value in ALIASES or looks_like_version(value):
+        store = ModelStore(models_folder(config.storage, path))
+        try:
+            return store.find(value).path
+        except ModelStoreError as err:
+            if value in ALIASES:
+                raise ConfigError([f"{path}:{line}: model.bundle: {err}"]) from None
+            store_error = err  # a hex name: a bundle of that name is looked for too
+    found, looked = find_bundle(value, path.parent)  # paths are relative to the config file
     if found is None:
-        line = _node_line(root, ("model", "bundle"))
+        if store_error is not None:
+            raise ConfigError([f"{path}:{line}: model.bundle: {store_error}"])
         where = looked[0] if len(looked) == 1 else ", ".join(str(p) for p in looked)
         raise ConfigError([f"{path}:{line}: model.bundle: no model bundle at {where} (manifest.json missing)"])
-    config.model.bundle = str(found)
-    return config, hashlib.sha256(raw).hexdigest()
+    return found
+
+
+def load_storage(path: str | Path) -> tuple[StorageConfig, Path]:
+    """The ``storage`` section of a station file alone, and the model store's folder: what the model
+    commands need, even while ``model.bundle`` names an alias no version has yet."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError([f"{path}: no such file"])
+    try:
+        raw = read_limited(path)
+        root, data = parse(raw)
+    except OSError as err:
+        raise ConfigError([f"{path}: cannot read: {err.strerror or err}"]) from None
+    except YamlProblems as err:
+        raise ConfigError(
+            [f"{path}:{p.line}: {key_text(p.key)}{people_name(p.key, None)}: {p.message}" for p in err.problems]
+        ) from None
+    section = data.get("storage", {}) if isinstance(data, dict) else {}
+    try:
+        storage = StorageConfig.model_validate(section, context={"base_dir": path.resolve().parent})
+    except ValidationError as err:
+        raise ConfigError(_problems(err, path, root, data, prefix=("storage",))) from None
+    return storage, models_folder(storage, path)
 
 
 __all__ = [
     "ConfigError",
     "StationConfig",
     "load_config",
+    "load_storage",
+    "models_folder",
     "config_from_bytes",
     "Strict",
     "FieldError",

@@ -258,6 +258,12 @@ class StorageConfig(Strict):
     retention_days: float = Field(default=30.0, gt=0, le=36525)
     max_disk_mb: float = Field(default=2048.0, gt=0, le=1e9)
     min_free_mb: float = Field(default=200.0, ge=0, le=1e9, description="below this, images are not kept (rows are)")
+    models_max_mb: float = Field(
+        default=20480.0,
+        gt=0,
+        le=1e9,
+        description="disk budget of the model store (<dir>/models): all versions together",
+    )
     pending_max: int = Field(
         default=1000,
         ge=0,

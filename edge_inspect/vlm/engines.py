@@ -24,21 +24,34 @@ class Environment:
     gpu: str | None  # GPU name, None when there is none
     compute_capability: str | None  # e.g. "8.7" (Orin)
     l4t: str | None = None  # the Jetson's L4T release (JetPack), None off a Jetson
+    onnxruntime: str | None = None  # installed ONNX Runtime version, None when not installed
 
     def cache_key(self, bundle_sha256: str) -> str:
-        """Names a TensorRT engine cache: a cache built for another bundle, TensorRT, GPU or JetPack
-        has another key and is never loaded."""
-        parts = (bundle_sha256, self.tensorrt, self.gpu, self.compute_capability, self.l4t)
+        """Names a TensorRT engine cache: a cache built for another bundle (another model version: its
+        manifest's sha256 is the version's id in the model store), ONNX Runtime, TensorRT, GPU or
+        JetPack has another key and is never loaded."""
+        parts: tuple[str | None, ...] = (bundle_sha256, self.tensorrt, self.gpu, self.compute_capability, self.l4t)
+        if self.onnxruntime is not None:  # keys made before ONNX Runtime was part of them stay as they were
+            parts += (f"onnxruntime {self.onnxruntime}",)
         return hashlib.sha256("|".join(str(p) for p in parts).encode()).hexdigest()[:16]
+
+
+def _onnxruntime_version() -> str | None:
+    try:
+        import onnxruntime
+    except ImportError:
+        return None
+    return str(onnxruntime.__version__)
 
 
 def detect_environment(root: Path = Path("/")) -> Environment:
     jetson = read_jetson(root)
     l4t = jetson.l4t if jetson else None
+    ort = _onnxruntime_version()
     try:
         import tensorrt
     except ImportError:
-        return Environment(None, None, None, l4t)
+        return Environment(None, None, None, l4t, ort)
     gpu = capability = None
     try:
         from cuda.bindings import runtime as cudart  # cuda-python
@@ -52,7 +65,7 @@ def detect_environment(root: Path = Path("/")) -> Environment:
         if int(err) == 0:
             gpu = props.name.decode(errors="replace").strip("\0 ")
             capability = f"{props.major}.{props.minor}"
-    return Environment(tensorrt.__version__, gpu, capability, l4t)
+    return Environment(tensorrt.__version__, gpu, capability, l4t, ort)
 
 
 def read_metadata(bundle_path: Path) -> dict | None:

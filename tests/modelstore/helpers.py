@@ -1,0 +1,17 @@
+"""Bundles for the model store's tests: the tiny bundle, and copies of it that are other versions."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+
+def other_version(tiny_bundle: Path, folder: Path, label: str) -> Path:
+    """A copy of the tiny bundle whose manifest differs (its ``created``), hence another version of
+    the same files: it loads and verifies like the original."""
+    copy = Path(shutil.copytree(tiny_bundle, folder))
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["created"] = f"{manifest.get('created', '')} {label}"
+    (copy / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return copy
