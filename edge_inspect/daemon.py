@@ -4,15 +4,18 @@ the narrow Protocols of station/ports.py. ``edge-inspect run`` and ``edge-inspec
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .config import StationConfig
 from .station import allocator
 from .station.config_keeper import ConfigKeeper
 from .station.core import Station
 from .vlm import VisionLanguageModel
+
+if TYPE_CHECKING:
+    from .web.app import WebServer
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +56,7 @@ class Daemon:
 
     def __init__(self, station: Station):
         self.station = station
-        self.web: asyncio.Task | None = None
+        self.web: WebServer | None = None
 
     async def start(self) -> None:
         """The station first (the PLC sees it online), then the web; a web port in use stops the station
@@ -74,5 +77,4 @@ class Daemon:
         end with its Stopped event, then the web server exits."""
         await self.station.stop()
         if self.web is not None:
-            self.web.server.should_exit = True
-            await self.web
+            await self.web.stop()

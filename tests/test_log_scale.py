@@ -237,8 +237,7 @@ def test_no_sqlite_on_the_loop_thread(tmp_path, tiny_bundle, monkeypatch):
                 assert r.status_code == 200, r.text
         finally:
             await station.stop()
-            web.server.should_exit = True
-            await web
+            await web.stop()
         return loop_thread, got_inspection_event
 
     loop_thread, got_event = asyncio.run(main())

@@ -271,7 +271,6 @@ def test_web_connections_send_without_waiting_for_acks(tmp_path, tiny_bundle):
             return [s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) for s in listening]
         finally:
             await station.stop()
-            web.server.should_exit = True
-            await web
+            await web.stop()
 
     assert asyncio.run(main()) == [1]

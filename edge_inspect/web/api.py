@@ -48,7 +48,7 @@ def fleet_token_ok(ctx: WebContext, request: Request) -> bool:
         token = fleet.image_token()  # read on every request: a rotated token applies at once
     except (OSError, ValueError):
         return False
-    return bool(token) and hmac.compare_digest(header[7:].strip().encode(), token.encode())
+    return token is not None and bool(token) and hmac.compare_digest(header[7:].strip().encode(), token.encode())
 
 
 async def json_object(request: Request) -> dict:

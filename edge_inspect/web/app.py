@@ -8,6 +8,7 @@ import asyncio
 import logging
 import secrets
 import socket
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
@@ -22,6 +23,7 @@ from starlette.staticfiles import StaticFiles
 
 from ..config import StationConfig
 from ..errors import UserError
+from ..http.handlers import handles
 from ..http.middleware import BodyLimit, SecurityHeaders, client_gone
 from ..http.server import server_config
 from ..http.sessions import SessionStore
@@ -30,6 +32,8 @@ from . import api, events, metrics, pages, setup
 from .context import HERE, BadRequest, Unauthorized, WebContext
 
 if TYPE_CHECKING:
+    import uvicorn
+
     from ..station.core import Station
 
 log = logging.getLogger(__name__)
@@ -104,17 +108,34 @@ def build_app(station: Station, config: StationConfig) -> Starlette:
             ),
         ],
         exception_handlers={
-            Unauthorized: _unauthorized,
-            review.FilterError: _bad_request,
-            BadRequest: _bad_request,
-            ClientDisconnect: client_gone,
+            **dict(
+                [
+                    handles(Unauthorized, _unauthorized),
+                    handles(review.FilterError, _bad_request),
+                    handles(BadRequest, _bad_request),
+                    handles(ClientDisconnect, client_gone),
+                ]
+            ),
             500: _internal_error,
         },
     )
 
 
-async def serve(station: Station, config: StationConfig) -> asyncio.Task:
-    """Start the web server on the running loop; returns its task (set ``task.server.should_exit``).
+@dataclass
+class WebServer:
+    """The web server running on the station's loop: uvicorn's server and the task serving it."""
+
+    server: uvicorn.Server
+    task: asyncio.Task
+
+    async def stop(self) -> None:
+        """Open event streams have ended with the station's Stopped event; the server exits."""
+        self.server.should_exit = True
+        await self.task
+
+
+async def serve(station: Station, config: StationConfig) -> WebServer:
+    """Start the web server on the running loop.
     Raises WebStartError when it cannot listen."""
     import uvicorn
 
@@ -146,5 +167,4 @@ async def serve(station: Station, config: StationConfig) -> asyncio.Task:
         except BaseException as err:  # uvicorn exits (SystemExit) when e.g. the TLS files are bad
             raise WebStartError(f"web: cannot start: {err}") from None
         raise WebStartError("web: the server stopped at start-up")
-    task.server = server  # type: ignore[attr-defined]
-    return task
+    return WebServer(server, task)

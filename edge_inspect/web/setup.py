@@ -293,8 +293,16 @@ class TryGate:
         self.last = time.monotonic()
 
 
+@dataclasses.dataclass
+class _FrameCache:
+    """The live view's latest frame as JPEG, and when it was grabbed (monotonic seconds)."""
+
+    at: float = 0.0
+    jpeg: bytes | None = None
+
+
 def routes(ctx: WebContext) -> list[Route]:
-    frame_cache: dict[str, object] = {"at": 0.0, "jpeg": None}
+    frame_cache = _FrameCache()
     gate = TryGate()
     worker = upload_executor()
 
@@ -331,14 +339,14 @@ def routes(ctx: WebContext) -> list[Route]:
     async def frame(request: Request) -> Response:
         await viewer(request)
         now = time.monotonic()
-        if frame_cache["jpeg"] is None or now - float(frame_cache["at"]) > FRAME_MAX_AGE_S:
+        if frame_cache.jpeg is None or now - frame_cache.at > FRAME_MAX_AGE_S:
             try:
                 image = await ctx.station.between_inspections(ctx.station.grab_frame)
             except CameraError as err:  # a lost camera: the page says so and keeps refreshing
                 return JSONResponse({"error": f"camera: {err}"}, 503)
             jpeg = await off_loop(_jpeg, image)  # 12 MP: ~50 ms the loop that answers the PLC would wait
-            frame_cache["jpeg"], frame_cache["at"] = jpeg, time.monotonic()
-        return Response(frame_cache["jpeg"], media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+            frame_cache.jpeg, frame_cache.at = jpeg, time.monotonic()
+        return Response(frame_cache.jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
     async def get_config(request: Request) -> Response:
         await viewer(request)
