@@ -122,6 +122,10 @@ class Engine:
         self._empty = np.zeros((1, t.num_kv_heads, 0, t.head_dim), dtype=np.float32)
         self.table = self._embedding_table()
         self.step_graph = self._check_step_graph()
+        # Jump-forward (step graph only): tokens a row's grammar forces are appended without sampling
+        # and fed in one run with the token before them where the step graph takes blocks.
+        self.step_blocks = self.step_graph and step_decode.takes_blocks(backend)
+        self.jump_forward = True
 
     def _check_step_graph(self) -> bool:
         """Whether to decode through the bundle's decode-step graph: present, loaded, and computing
