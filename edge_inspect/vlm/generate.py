@@ -126,6 +126,7 @@ class Engine:
         # and fed in one run with the token before them where the step graph takes blocks.
         self.step_blocks = self.step_graph and step_decode.takes_blocks(backend)
         self.jump_forward = True
+        self.decode_runs = self.row_steps = 0  # decode runs so far, and rows fed in them (benches)
 
     def _check_step_graph(self) -> bool:
         """Whether to decode through the bundle's decode-step graph: present, loaded, and computing
@@ -413,6 +414,7 @@ class Engine:
                 outputs[f"present_key_{i}"] = view(buffers[other][2 * i], n, length + 1)
                 outputs[f"present_value_{i}"] = view(buffers[other][2 * i + 1], n, length + 1)
             run_into(self.backend, "decoder", feeds, outputs)
+            self.decode_runs, self.row_steps = self.decode_runs + 1, self.row_steps + n
             current, other = other, current
             length += 1
             positions += 1

@@ -239,6 +239,7 @@ def greedy_in_place(
             b.positions[:, 0] = positions
             b.run()
             logits = b.logits
+            engine.decode_runs, engine.row_steps = engine.decode_runs + 1, engine.row_steps + len(live)
         else:
             logits = _run_blocks(engine, b, blocks, lengths, positions, capacity)
         sizes = np.array([len(x) for x in blocks], np.int64)
@@ -268,6 +269,7 @@ def _run_blocks(
         own["query_seqlens"][:] = sizes
         b.seqlens[:] = lengths + sizes - 1  # the block's K/V goes to positions lengths .. lengths + size - 1
         run()
+        engine.decode_runs, engine.row_steps = engine.decode_runs + 1, engine.row_steps + len(blocks)
         return b.logits
     out = np.empty_like(b.logits)
     for step in range(width):
@@ -277,6 +279,7 @@ def _run_blocks(
         b.active[:] = going
         b.positions[:, 0] = positions + np.minimum(step, sizes - 1)
         b.run()
+        engine.decode_runs, engine.row_steps = engine.decode_runs + 1, engine.row_steps + int(going.sum())
         ending = sizes == step + 1
         out[ending] = b.logits[ending]
     b.active[:] = 1
