@@ -109,3 +109,22 @@ def test_forced_tokens_have_no_logits_and_the_others_keep_theirs(student):
     assert 0 < len(sampled) < len(tokens)
     for i in sampled:
         np.testing.assert_allclose(logits[i], plain_logits[i], atol=1e-4)
+
+
+def test_bench_measures_with_and_without_jump_forward_side_by_side(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "bench.json"
+    args = [str(STUDENT), "--runs", "2", "--warmup", "1", "--frames", "2", "--json", str(out)]
+    result = subprocess.run(
+        [sys.executable, "-m", "edge_inspect.cli", "bench", *args, "--jump-forward", "off,on", "--interleave"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    off, on = [r for r in json.loads(out.read_text())["rows"] if "inspection_ms" in r]
+    assert (off["jump_forward"], on["jump_forward"]) == (False, True)
+    assert 0 < on["steps_per_answer"] <= 0.6 * off["steps_per_answer"]
+    assert " st/ans " in result.stdout
