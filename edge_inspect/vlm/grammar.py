@@ -384,12 +384,11 @@ class Constraint:
         self.grammar = grammar
         self.state = grammar.start
 
-    def mask(self, logits: np.ndarray, left: int, value: float) -> np.ndarray:
-        """``logits`` with every token the grammar forbids set to ``value``."""
+    def choose(self, logits: np.ndarray, left: int) -> int:
+        """The allowed token with the highest logit (the lowest id among equals, as ``np.argmax`` of
+        the masked logits)."""
         allowed = self.grammar.choices(self.state, left)
-        out = np.full_like(logits, value)
-        out[allowed] = logits[allowed]
-        return out
+        return int(allowed[int(np.argmax(logits[allowed]))]) if len(allowed) > 1 else int(allowed[0])
 
     def forced(self, left: int) -> int | None:
         """The one token the grammar allows next, when there is exactly one."""

@@ -27,6 +27,7 @@ tokens.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -151,6 +152,14 @@ class StepBuffers:
         return StepBuffers(self.engine, k, int(self.total), views)
 
 
+@lru_cache(maxsize=4)
+def _no_logits(vocab: int) -> np.ndarray:
+    """The logits kept for a forced token (none were computed): NaN, one read-only array."""
+    out = np.full(vocab, np.nan, np.float32)
+    out.flags.writeable = False
+    return out
+
+
 def take_greedy(
     logits: np.ndarray,
     indices,
@@ -175,7 +184,7 @@ def take_greedy(
         token, row = int(next_tokens[j]), live[j]
         constraint = constraints[row] if constraints is not None else None
         if constraint is not None:
-            token = int(np.argmax(constraint.mask(logits[j], max_new_tokens - len(tokens[row]), -np.inf)))
+            token = constraint.choose(logits[j], max_new_tokens - len(tokens[row]))
             constraint.advance(token)
             next_tokens[j] = token
         tokens[row].append(token)
@@ -187,7 +196,7 @@ def take_greedy(
             for t in run:
                 constraint.advance(t)
                 tokens[row].append(t)
-                chosen[row].append(np.full_like(logits[j], np.nan))
+                chosen[row].append(_no_logits(logits.shape[1]))
             forced[j] = run
             if run and (run[-1] in stop or len(tokens[row]) >= max_new_tokens):
                 continue
