@@ -123,8 +123,13 @@ class Engine:
         self.table = self._embedding_table()
         self.step_graph = self._check_step_graph()
         # Jump-forward (step graph only): tokens a row's grammar forces are appended without sampling
-        # and fed in one run with the token before them where the step graph takes blocks.
-        self.step_blocks = self.step_graph and step_decode.takes_blocks(backend)
+        # and fed in one run with the token before them where the step graph takes blocks. Not for a
+        # quantized step graph: its kernels round the activations of a block of tokens differently
+        # from one token's (|Δlogit| up to 0.08 on the demo student), which flips near-ties (3 of 200
+        # answers); it is fed the forced tokens one run each, and answers as without jump-forward.
+        self.step_blocks = (
+            self.step_graph and step_decode.takes_blocks(backend) and bundle.precision(step_decode.STEP_GRAPH) == "fp32"
+        )
         self.jump_forward = True
         self.decode_runs = self.row_steps = 0  # decode runs so far, and rows fed in them (benches)
 

@@ -15,8 +15,9 @@ Jump-forward: where a row's grammar allows exactly one token, and then one again
 before them in one run of the graph: a graph with a ``tokens`` dimension (tools/export/step_decoder.py)
 takes each row's block right-padded to the longest (``query_seqlens`` real tokens per row, causal
 inside the block) and returns the logits of each row's last token. A row whose forced tokens end
-the answer is done without a run. An older graph (one token per row) is fed the block one token
-per run, the rows whose block is shorter idle (``query_seqlens`` 0): the same tokens, no saving.
+the answer is done without a run. An older graph (one token per row), and a quantized one (whose
+kernels round a block's activations unlike one token's: near-ties would flip), is fed the block one
+token per run, the rows whose block is shorter idle (``query_seqlens`` 0): the same tokens.
 
 The engine checks once at load that the step graph computes what the decoder graph computes
 (``disagreement``: ``difference_to_decoder`` on PROBE_SEEDS random steps); any bundle without the
