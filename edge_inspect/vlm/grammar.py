@@ -271,6 +271,7 @@ class PointGrammar:
         self.longest = max((len(t) for t in self.pieces), default=1)
         self._masks: dict[State, np.ndarray] = {}
         self._close: dict[State, int] = {}
+        self.forced_runs: dict[State, tuple] = {}  # Constraint's forced runs under an ample budget
 
     @property
     def start(self) -> State:
@@ -398,8 +399,22 @@ class Constraint:
     def forced_run(self, left: int) -> list[int]:
         """The tokens the grammar allows one at a time from here (each the only one allowed), with
         ``left`` tokens still to generate; the state is not moved."""
+        return self._run(left)[0]
+
+    def jump(self, left: int) -> list[int]:
+        """``forced_run``, and the state moved past those tokens."""
+        run, state = self._run(left)
+        self.state = state
+        return run
+
+    def _run(self, left: int) -> tuple[list[int], State]:
+        cached = self.grammar.forced_runs.get(self.state)
+        if cached is not None and left >= cached[2]:  # the budget cuts nothing short: as computed
+            return list(cached[0]), cached[1]
         state, run = self.state, []
+        need = 0  # the budget above which no step of this run depends on it
         while len(run) < left:
+            need = max(need, self.grammar.close_cost(state) + self.grammar.longest + 3 + len(run))
             allowed = self.grammar.choices(state, left - len(run))
             if len(allowed) != 1:
                 break
@@ -407,7 +422,11 @@ class Constraint:
             if state[0] == "done":
                 break
             state = self.grammar.advance(state, run[-1])
-        return run
+        if left >= need:
+            if len(self.grammar.forced_runs) > 50_000:
+                self.grammar.forced_runs.clear()
+            self.grammar.forced_runs[self.state] = (tuple(run), state, need)
+        return run, state
 
     def advance(self, token: int) -> None:
         state = self.grammar.advance(self.state, token)

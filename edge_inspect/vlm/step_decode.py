@@ -193,11 +193,9 @@ def take_greedy(
         if token in stop or len(tokens[row]) >= max_new_tokens:
             continue
         if forced is not None and constraint is not None:
-            run = constraint.forced_run(max_new_tokens - len(tokens[row]))
-            for t in run:
-                constraint.advance(t)
-                tokens[row].append(t)
-                chosen[row].append(_no_logits(logits.shape[1]))
+            run = constraint.jump(max_new_tokens - len(tokens[row]))
+            tokens[row] += run
+            chosen[row] += [_no_logits(logits.shape[1])] * len(run)
             forced[j] = run
             if run and (run[-1] in stop or len(tokens[row]) >= max_new_tokens):
                 continue
