@@ -16,16 +16,24 @@ STUDENT = ROOT / "models" / "demo-student"
 PROMPTS = ["Point to any surface defects.", "Point to the screws."]
 
 
+def _with_step_graph(model):
+    if not model.engine.step_graph:  # Python 3.10's newest onnxruntime cannot run it: no jump-forward
+        pytest.skip(f"this onnxruntime does not run the step graph: {model.backend.unused_graphs}")
+    return model
+
+
 @pytest.fixture(scope="module")
 def student():
-    return load_bundle(STUDENT)
+    return _with_step_graph(load_bundle(STUDENT))
 
 
 @pytest.fixture(scope="module")
 def student_int8(tmp_path_factory):
+    pytest.importorskip("onnx", reason="quantizing needs the export toolchain ('export' extra)")
     from tools.export.quantize import quantize_bundle
 
-    return load_bundle(quantize_bundle(STUDENT, tmp_path_factory.mktemp("int8") / "int8", decoder="int8"))
+    path = quantize_bundle(STUDENT, tmp_path_factory.mktemp("int8") / "int8", decoder="int8")
+    return _with_step_graph(load_bundle(path))
 
 
 def _answers(model, seeds, jump: bool, blocks: bool | None = None, single: bool = False, max_new_tokens=96):
@@ -90,7 +98,7 @@ def test_a_step_graph_of_one_token_per_row_feeds_the_forced_tokens_one_run_each(
 
 
 def test_tiny_random_molmo2_answers_the_same_with_jump_forward(tiny_bundle):
-    model = load_bundle(tiny_bundle)
+    model = _with_step_graph(load_bundle(tiny_bundle))
     assert model.engine.step_blocks
     seeds = range(6)
     for single in (False, True):
@@ -114,7 +122,7 @@ def test_forced_tokens_have_no_logits_and_the_others_keep_theirs(student):
         np.testing.assert_allclose(logits[i], plain_logits[i], atol=1e-4)
 
 
-def test_bench_measures_with_and_without_jump_forward_side_by_side(tmp_path):
+def test_bench_measures_with_and_without_jump_forward_side_by_side(student, tmp_path):
     import json
     import subprocess
     import sys
