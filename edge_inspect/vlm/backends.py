@@ -221,11 +221,16 @@ class OnnxRuntimeBackend:
             f"onnxruntime[{','.join(p.removesuffix('ExecutionProvider').lower() for p in self.providers_in_use)}]"
         )
         self._inputs = {g: [i.name for i in s.get_inputs()] for g, s in self._sessions.items()}
+        self._shapes = {g: {i.name: list(i.shape) for i in s.get_inputs()} for g, s in self._sessions.items()}
         self._outputs = {g: [o.name for o in s.get_outputs()] for g, s in self._sessions.items()}
         self._local = threading.local()  # run_into's I/O bindings, one set per thread
 
     def input_names(self, graph: str) -> list[str]:
         return self._inputs[graph]
+
+    def input_shape(self, graph: str, name: str) -> list:
+        """The declared shape of input ``name`` of ``graph`` (named dimensions as strings)."""
+        return self._shapes[graph][name]
 
     def has_graph(self, graph: str) -> bool:
         return graph in self._sessions
