@@ -278,7 +278,7 @@ def run_bench(
     ``interleave``: every variant in one worker process, inspections round-robin (steadier ratios on a
     noisy machine; one peak RSS for all); otherwise each variant in its own process, one after another.
     ``jump_forward``: with and/or without jump-forward decoding of the forced tokens (default: with)."""
-    rows = []
+    rows: list[dict] = []
     load_before = load_average()
     common = {
         "recipe": recipe or DEMO_RECIPE,
@@ -288,11 +288,13 @@ def run_bench(
         "providers": providers,
         "backend": backend,
     }
+    thread_options: list[int | None] = [*step_threads] if step_threads else [None]
+    spin_options: list[bool | None] = [*spin] if spin else [None]
     variants = [
         (str(Path(bundle).resolve()), threads, on, jump)
         for bundle in dict.fromkeys(bundles)
-        for threads in dict.fromkeys(step_threads or [None])
-        for on in dict.fromkeys(spin or [None])
+        for threads in dict.fromkeys(thread_options)
+        for on in dict.fromkeys(spin_options)
         for jump in dict.fromkeys(jump_forward or [True])
     ]
     for group in [variants] if interleave else [[v] for v in variants]:
@@ -359,12 +361,12 @@ def _precisions(row: dict) -> str:
 
 
 def _spin_cell(row: dict) -> str:
-    return {True: "on", False: "off"}.get(row.get("spin"), "-")
+    return "-" if row.get("spin") is None else "on" if row["spin"] else "off"
 
 
 def _jump_cells(row: dict) -> str:
     steps = row.get("steps_per_answer")
-    jump = {True: "on", False: "off"}.get(row.get("jump_forward"), "-")
+    jump = "-" if row.get("jump_forward") is None else "on" if row["jump_forward"] else "off"
     return f"{jump:>3} {steps:6.1f}" if steps is not None else f"{jump:>3} {'-':>6}"
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -97,7 +98,7 @@ SPIN_DURING_RUN = False
 DECODE_STEP_THREADS = 1
 
 
-def choose_providers(requested: str | list[str], available: list[str]) -> list[str]:
+def choose_providers(requested: str | Sequence[str], available: list[str]) -> list[str]:
     """Resolve 'auto' or a list of names to the ONNX Runtime providers to use, best first."""
     names = ["tensorrt", "cuda", "cpu"] if requested == "auto" else requested
     if isinstance(names, str):
@@ -179,7 +180,7 @@ class OnnxRuntimeBackend:
     def __init__(
         self,
         bundle: Bundle,
-        providers: str | list[str] = "cpu",
+        providers: str | Sequence[str] = "cpu",
         threads: int = 0,
         step_threads: int = DECODE_STEP_THREADS,
         spin: bool | None = None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,7 +68,7 @@ class VisionLanguageModel:
     def __init__(
         self,
         bundle: Bundle,
-        providers: str | list[str] = "cpu",
+        providers: str | Sequence[str] = "cpu",
         threads: int = 0,
         backend: str = "onnxruntime",
         step_threads: int = DECODE_STEP_THREADS,
@@ -112,7 +113,7 @@ class VisionLanguageModel:
 
             metadata = read_metadata(self.bundle.path)
             reason = compatibility(metadata, detect_environment(), self.bundle.sha256)
-            if reason is None:
+            if reason is None and metadata is not None:
                 from .trt_backend import TensorRTBackend
 
                 return TensorRTBackend(self.bundle, metadata)
@@ -189,8 +190,8 @@ class VisionLanguageModel:
     def ask(
         self,
         image: EncodedImage,
-        questions: list[str] = (),
-        point_prompts: list[str] = (),
+        questions: Sequence[str] = (),
+        point_prompts: Sequence[str] = (),
         max_new_tokens: int = 128,
         constrained: bool = True,
         max_points: list[int | None] | None = None,
@@ -201,7 +202,7 @@ class VisionLanguageModel:
         (up to float rounding of the batched matrix products). ``constrained``: pointing answers are
         decoded within the pointing grammar, prompt i with at most ``max_points[i]`` points."""
         questions, point_prompts = list(questions), list(point_prompts)
-        caps = list(max_points) if max_points is not None else [None] * len(point_prompts)
+        caps: list[int | None] = list(max_points) if max_points is not None else [None] * len(point_prompts)
         if not questions and not point_prompts:
             return Answers([], [], {"prefill_ms": 0.0, "decode_ms": 0.0, "tokens": 0})
         max_batch = getattr(self.backend, "max_batch", None)  # TensorRT engines built for one row
@@ -255,7 +256,7 @@ class VisionLanguageModel:
 
 def load_bundle(
     path: str | Path,
-    providers: str | list[str] = "cpu",
+    providers: str | Sequence[str] = "cpu",
     threads: int = 0,
     backend: str = "onnxruntime",
     step_threads: int = DECODE_STEP_THREADS,
