@@ -148,15 +148,14 @@ def test_the_station_web_is_served_with_these_settings(tmp_path, tiny_bundle):
     async def main():
         station = build_station(config, sha, tmp_path)
         await station.start()
-        task = await serve(station, config)
+        web = await serve(station, config)
         try:
-            settings = task.server.config
+            settings = web.server.config
             async with httpx.AsyncClient() as client:
                 status = (await client.get(f"http://127.0.0.1:{port}/api/status")).status_code
             return settings, status
         finally:
-            task.server.should_exit = True
-            await task
+            await web.stop()
             await station.stop()
 
     settings, status = asyncio.run(main())
