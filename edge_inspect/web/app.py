@@ -65,6 +65,10 @@ async def _bad_request(request: Request, exc: ValueError) -> Response:
     return JSONResponse({"error": str(exc)}, 400)
 
 
+async def _keeper_refused(request: Request, exc: setup.KeeperRefused) -> Response:
+    return JSONResponse(exc.body, exc.status)
+
+
 async def _internal_error(request: Request, exc: Exception) -> Response:
     """A bug: the traceback goes to the journal, the client gets no detail."""
     log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
@@ -83,15 +87,15 @@ def build_app(station: Station, config: StationConfig) -> Starlette:
     station.events.subscribe(hist.on_event)
     station.events.subscribe(broadcaster.on_event)
     routes = [
-        *pages.routes(ctx),
-        *api.routes(ctx),
-        *setup.routes(ctx),
+        *pages.routes(),
+        *api.routes(),
+        *setup.routes(),
         *events.routes(ctx, broadcaster),
         *metrics.routes(ctx, hist),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
     tls = bool(web.tls_cert)
-    return Starlette(
+    app = Starlette(
         routes=routes,
         middleware=[
             Middleware(SecurityHeaders, tls=tls),
@@ -113,12 +117,15 @@ def build_app(station: Station, config: StationConfig) -> Starlette:
                     handles(Unauthorized, _unauthorized),
                     handles(review.FilterError, _bad_request),
                     handles(BadRequest, _bad_request),
+                    handles(setup.KeeperRefused, _keeper_refused),
                     handles(ClientDisconnect, client_gone),
                 ]
             ),
             500: _internal_error,
         },
     )
+    app.state.ctx = ctx  # what every endpoint reaches the station through (context.web_context)
+    return app
 
 
 @dataclass
