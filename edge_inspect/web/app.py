@@ -10,7 +10,7 @@ import secrets
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from starlette.applications import Starlette
@@ -23,7 +23,7 @@ from starlette.staticfiles import StaticFiles
 
 from ..config import StationConfig
 from ..errors import UserError
-from ..http.handlers import handles
+from ..http.handlers import Handler, handles
 from ..http.middleware import BodyLimit, SecurityHeaders, client_gone
 from ..http.server import server_config
 from ..http.sessions import SessionStore
@@ -75,6 +75,22 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
     return JSONResponse({"error": "internal error; see the station's log"}, 500)
 
 
+def exception_handlers() -> dict[Any, Handler]:
+    """How the station web answers what its endpoints raise (also for an endpoint tested alone)."""
+    return {
+        **dict(
+            [
+                handles(Unauthorized, _unauthorized),
+                handles(review.FilterError, _bad_request),
+                handles(BadRequest, _bad_request),
+                handles(setup.KeeperRefused, _keeper_refused),
+                handles(ClientDisconnect, client_gone),
+            ]
+        ),
+        500: _internal_error,
+    }
+
+
 def build_app(station: Station, config: StationConfig) -> Starlette:
     """The web app for ``station``; subscribes its event stream and metrics to the station's events."""
     web = config.web
@@ -111,18 +127,7 @@ def build_app(station: Station, config: StationConfig) -> Starlette:
                 max_age=int(web.session_max_h * 3600),
             ),
         ],
-        exception_handlers={
-            **dict(
-                [
-                    handles(Unauthorized, _unauthorized),
-                    handles(review.FilterError, _bad_request),
-                    handles(BadRequest, _bad_request),
-                    handles(setup.KeeperRefused, _keeper_refused),
-                    handles(ClientDisconnect, client_gone),
-                ]
-            ),
-            500: _internal_error,
-        },
+        exception_handlers=exception_handlers(),
     )
     app.state.ctx = ctx  # what every endpoint reaches the station through (context.web_context)
     return app
