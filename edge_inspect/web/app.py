@@ -30,6 +30,7 @@ from ..http.sessions import SessionStore
 from ..logbook import review
 from . import api, events, metrics, pages, setup
 from .context import HERE, BadRequest, Unauthorized, WebContext
+from .feeds import Broadcaster
 
 if TYPE_CHECKING:
     import uvicorn
@@ -96,18 +97,19 @@ def build_app(station: Station, config: StationConfig) -> Starlette:
     web = config.web
     secret = _secret_key(config, station.store.folder)
     ctx = WebContext(
-        station, secret_key=secret, sessions=SessionStore(web.session_idle_min * 60, web.session_max_h * 3600)
+        station,
+        secret_key=secret,
+        sessions=SessionStore(web.session_idle_min * 60, web.session_max_h * 3600),
+        broadcaster=Broadcaster(asyncio.get_running_loop()),
     )
-    broadcaster = events.Broadcaster(asyncio.get_running_loop())
-    hist = metrics.CycleHistogram()
-    station.events.subscribe(hist.on_event)
-    station.events.subscribe(broadcaster.on_event)
+    station.events.subscribe(ctx.cycles.on_event)
+    station.events.subscribe(ctx.broadcaster.on_event)
     routes = [
         *pages.routes(),
         *api.routes(),
         *setup.routes(),
-        *events.routes(ctx, broadcaster),
-        *metrics.routes(ctx, hist),
+        *events.routes(),
+        *metrics.routes(),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
     tls = bool(web.tls_cert)

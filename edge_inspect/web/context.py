@@ -23,6 +23,7 @@ from ..http.i18n import LABELS, pick_language, translate
 from ..http.sessions import Session, SessionStore
 from ..logbook import Store
 from ..timefmt import display, iso_local, station_zone, zone_label, zone_name
+from .feeds import Broadcaster, CycleHistogram
 from .setup_state import SetupState
 
 if TYPE_CHECKING:
@@ -71,7 +72,8 @@ class Unauthorized(Exception):
 @dataclass
 class WebContext:
     """What the station web's endpoints share, stored on the app (``app.state.ctx``, web_context):
-    the station, its sessions and templates, and the setup pages' gate, frame cache and worker."""
+    the station, its sessions and templates, the setup pages' gate, frame cache and worker, the event
+    streams' broadcaster and the cycle-time histogram."""
 
     station: Station
     secret_key: str = ""
@@ -79,6 +81,8 @@ class WebContext:
     sessions: SessionStore = field(default_factory=SessionStore)
     tz: tzinfo = field(default_factory=lambda: station_zone(None))
     setup: SetupState = field(default_factory=SetupState)
+    cycles: CycleHistogram = field(default_factory=CycleHistogram)
+    broadcaster: Broadcaster = field(kw_only=True)  # made on the loop that serves the web
 
     def __post_init__(self) -> None:
         self.accounts = Accounts(lambda: self.users, self.sessions)

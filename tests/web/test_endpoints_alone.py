@@ -113,3 +113,18 @@ def test_setup_refuses_a_station_without_a_config_file():
     )
     assert answer.status_code == 400
     assert answer.json() == {"error": "this station was started without a config file; nothing to edit"}
+
+
+def test_metrics_count_the_cycles_the_context_observed():
+    from edge_inspect.web import metrics
+    from edge_inspect.web.feeds import CycleHistogram
+
+    status = {"counters": {"PASS": 3, "FAIL": 1}, "camera": "ok", "plc": "lost"}
+    ctx = FakeContext(SimpleNamespace(status=lambda: status))
+    ctx.cycles = CycleHistogram()
+    for ms in (40, 120, 20000):
+        ctx.cycles.observe(ms)
+    text = client("/metrics", metrics.metrics, ctx).get("/metrics").text
+    assert 'edge_inspect_inspections_total{verdict="PASS"} 3' in text
+    assert 'edge_inspect_cycle_ms_bucket{le="50"} 1' in text and 'edge_inspect_cycle_ms_bucket{le="+Inf"} 3' in text
+    assert "edge_inspect_camera_up 1" in text and "edge_inspect_plc_up 0" in text
