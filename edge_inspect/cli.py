@@ -488,6 +488,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         step_threads=args.step_threads,
         interleave=args.interleave,
         spin=args.spin,
+        jump_forward=args.jump_forward,
     )
 
 
@@ -541,6 +542,14 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         metavar="on|off[,...]",
         help="worker threads busy-wait between kernels during a run (on) or sleep (off), one row per "
         "bundle and setting side by side (default: the runtime's, off)",
+    )
+    bench.add_argument(
+        "--jump-forward",
+        type=_spin_settings,
+        default=None,
+        metavar="on|off[,...]",
+        help="decode the tokens a pointing grammar forces without sampling, in one run (on) or one "
+        "step each (off); one row per bundle and setting side by side (default: on)",
     )
     bench.add_argument(
         "--interleave",

@@ -9,7 +9,7 @@ import pytest
 from edge_inspect.config import CountCheck, PointCheck
 from edge_inspect.sim import PartSpec, render_part
 from edge_inspect.vlm import load_bundle
-from edge_inspect.vlm.grammar import PointMachine, Vocabulary
+from edge_inspect.vlm.grammar import Constraint, Vocabulary, object_label
 from edge_inspect.vlm.points import parse_points
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,8 +22,13 @@ def student():
     return load_bundle(STUDENT)
 
 
-def _accepts(model, text: str) -> bool:
-    grammar = model.vocabulary.pointing(None)
+def _every_form(model) -> Vocabulary:
+    """The grammar of every answer form (no bundle dialect)."""
+    return Vocabulary(model.tokenizer, model.bundle.text.vocab_size, tuple(model.bundle.tokens.eos))
+
+
+def _accepts(model, text: str, grammar=None) -> bool:
+    grammar = grammar or _every_form(model).pointing(None)
     state = grammar.start
     for token in model.tokenizer.encode(text).ids:
         if token not in grammar.allowed(state):
@@ -51,9 +56,41 @@ def test_the_grammar_accepts_each_answer_form_and_refuses_what_is_out_of_range(s
         assert not _accepts(student, text), text
 
 
+def test_the_molmo2_dialect_is_the_coords_form_with_three_digit_coordinates_and_the_object_label(student):
+    assert student.vocabulary.dialect == "molmo2"
+    assert object_label("Point to the screws.") == "screw"
+    assert object_label("Point to any surface defects.") == "defect"
+    assert object_label("Point to the scratches, spots and dents.") is None
+    screws = student.vocabulary.pointing(None, "screw")
+    for text in ('<points coords="1 1 190 230 2 803 219 3 209 799 4 1000 000">screw</points>', "There are none."):
+        assert _accepts(student, text, screws), text
+    for text in (
+        '<points coords="1 1 190 230 2 803 219">defect</points>',  # another label
+        '<points coords="1 1 190 23">screw</points>',  # two digits
+        '<points coords="2 1 190 230">screw</points>',  # image 2
+        '<point x="61.5" y="40.0">screw</point>',  # Molmo v1
+    ):
+        assert not _accepts(student, text, screws), text
+    # The wrapper up to the first coordinate, and everything after the last point, is forced.
+    constraint = Constraint(screws)
+    constraint.advance(student.tokenizer.encode("<").ids[0])
+    run = constraint.forced_run(96)
+    assert student.tokenizer.decode(run) == 'points coords="1 1 '
+    for token in student.tokenizer.encode('points coords="1 1 190 230">').ids:
+        constraint.advance(token)
+    run = constraint.forced_run(96)
+    assert student.tokenizer.decode(run, skip_special_tokens=False) == "screw</points><|im_end|>"
+    assert run[-1] == student.bundle.tokens.eos[0]
+
+
 def test_every_state_closes_into_an_answer_that_parses(student):
     rng = np.random.default_rng(0)
-    grammar, machine = student.vocabulary.pointing(3), PointMachine(3)
+    for grammar in (_every_form(student).pointing(3), student.vocabulary.pointing(3, "screw")):
+        _closes(grammar, rng)
+
+
+def _closes(grammar, rng):
+    machine = grammar.machine
     for _ in range(200):  # random walks through the allowed tokens, cut anywhere, then closed
         state, text = grammar.start, ""
         for _ in range(int(rng.integers(0, 40))):

@@ -97,12 +97,17 @@ def decode_step_ms(model, frame, recipe: Recipe, tokens: int = 33, repeats: int 
 class _Variant:
     """One bundle at one decode-step thread count and spinning setting, loaded, with its timings so far."""
 
-    def __init__(self, bundle: str, providers: str, backend: str, step_threads: int, spin: bool, recipe: Recipe):
+    def __init__(
+        self, bundle: str, providers: str, backend: str, step_threads: int, spin: bool, recipe: Recipe, jump: bool
+    ):
         from ..inspection.inspector import Inspector
         from ..vlm import load_bundle
 
         self.bundle, self.step_threads, self.spin, self.recipe = bundle, step_threads, spin, recipe
         self.model = load_bundle(bundle, providers=providers, backend=backend, step_threads=step_threads, spin=spin)
+        self.model.engine.jump_forward = self.jump = jump
+        self.pointing = sum(1 for c in recipe.checks if c.kind != "qa")
+        self.steps_per_answer: list[float] = []  # decode steps (runs a row took part in) per pointing answer
         if backend == "tensorrt" and self.model.fallback_reason:
             raise SystemExit(f"TensorRT engines refused: {self.model.fallback_reason}")
         self.inspector = Inspector(self.model)
@@ -121,9 +126,13 @@ class _Variant:
         start = time.perf_counter()
         one_by_one(self.model, frame, self.recipe, self.inspector.max_new_tokens)
         self.reference_totals.append((time.perf_counter() - start) * 1000)
+        engine = self.model.engine
+        before = engine.row_steps
         start = time.perf_counter()
         result = self.inspector.run(frame, self.recipe)
         total = (time.perf_counter() - start) * 1000
+        if self.pointing:
+            self.steps_per_answer.append((engine.row_steps - before) / self.pointing)
         t = result.timings_ms
         self.totals.append(total)
         for s in STAGES[:4]:
@@ -144,6 +153,8 @@ class _Variant:
                 if g in manifest["graphs"]
             },
             "step_graph": self.model.engine.step_graph,
+            "jump_forward": self.jump,
+            "steps_per_answer": statistics.fmean(self.steps_per_answer) if self.steps_per_answer else None,
             "step_threads": self.step_threads,
             "spin": self.spin,
             "stages_ms": {s: statistics.median(v) for s, v in self.per_stage.items()},
@@ -165,7 +176,7 @@ class _Variant:
 
 
 def measure(
-    variants: list[tuple[str, int | None, bool | None]],
+    variants: list[tuple[str, int | None, bool | None, bool]],
     providers: str,
     recipe: dict,
     frames: int,
@@ -188,8 +199,9 @@ def measure(
             DECODE_STEP_THREADS if threads is None else threads,
             SPIN_DURING_RUN if spin is None else spin,
             r,
+            jump,
         )
-        for bundle, threads, spin in variants
+        for bundle, threads, spin, jump in variants
     ]
     images = [render_part(700_000 + i).image for i in range(frames)]
     for i in range(warmup):
@@ -259,12 +271,14 @@ def run_bench(
     step_threads: list[int] | None = None,
     interleave: bool = False,
     spin: list[bool] | None = None,
+    jump_forward: list[bool] | None = None,
 ) -> int:
     """``step_threads``: decode-step thread counts to measure each bundle with (default: the runtime's).
     ``spin``: spinning settings of the worker threads to measure each bundle with (default: the runtime's).
     ``interleave``: every variant in one worker process, inspections round-robin (steadier ratios on a
-    noisy machine; one peak RSS for all); otherwise each variant in its own process, one after another."""
-    rows = []
+    noisy machine; one peak RSS for all); otherwise each variant in its own process, one after another.
+    ``jump_forward``: with and/or without jump-forward decoding of the forced tokens (default: with)."""
+    rows: list[dict] = []
     load_before = load_average()
     common = {
         "recipe": recipe or DEMO_RECIPE,
@@ -274,16 +288,19 @@ def run_bench(
         "providers": providers,
         "backend": backend,
     }
+    thread_options: list[int | None] = [*step_threads] if step_threads else [None]
+    spin_options: list[bool | None] = [*spin] if spin else [None]
     variants = [
-        (str(Path(bundle).resolve()), threads, on)
+        (str(Path(bundle).resolve()), threads, on, jump)
         for bundle in dict.fromkeys(bundles)
-        for threads in dict.fromkeys(step_threads or [None])
-        for on in dict.fromkeys(spin or [None])
+        for threads in dict.fromkeys(thread_options)
+        for on in dict.fromkeys(spin_options)
+        for jump in dict.fromkeys(jump_forward or [True])
     ]
     for group in [variants] if interleave else [[v] for v in variants]:
         result = _worker({"variants": group, **common})
         if isinstance(result, str):
-            names = ", ".join(Path(b).name for b, _, _ in group)
+            names = ", ".join(Path(b).name for b, *_ in group)
             log.warning("bench of %s failed: %s", names, result)
             print(f"{names}: failed: {result}")
             continue
@@ -344,19 +361,26 @@ def _precisions(row: dict) -> str:
 
 
 def _spin_cell(row: dict) -> str:
-    return {True: "on", False: "off"}.get(row.get("spin"), "-")
+    return "-" if row.get("spin") is None else "on" if row["spin"] else "off"
+
+
+def _jump_cells(row: dict) -> str:
+    steps = row.get("steps_per_answer")
+    jump = "-" if row.get("jump_forward") is None else "on" if row["jump_forward"] else "off"
+    return f"{jump:>3} {steps:6.1f}" if steps is not None else f"{jump:>3} {'-':>6}"
 
 
 def print_table(rows: list[dict]) -> None:
     base = next((r for r in rows if "inspection_ms" in r), None)
     header = (
-        f"{'bundle':<24} {'backend':<17} {'vis/dec/step':<15} {'thr':>3} {'spin':>4} {'pre':>5} {'vision':>6} {'prefill':>7} {'decode':>6} "
+        f"{'bundle':<24} {'backend':<17} {'vis/dec/step':<15} {'thr':>3} {'spin':>4} {'jf':>3} {'st/ans':>6} {'pre':>5} {'vision':>6} {'prefill':>7} {'decode':>6} "
         f"{'tok/s':>5} {'post':>5} | {'1-by-1':>7} {'batched':>7} {'p95':>6} {'gain':>5} {'vs 1st':>6} | "
         f"{'step ms: stepwise':>17} {'bound':>6} {'batch/tok':>9} | {'verify':>6} {'RSS MB':>6}"
     )
     print(
         "inspection ms (p50 unless p95); stages: medians of the batched path; step ms: per generated token; "
-        "thr: decode-step threads; spin: worker threads busy-wait during a run"
+        "thr: decode-step threads; spin: worker threads busy-wait during a run; jf: jump-forward decoding; "
+        "st/ans: decode steps per pointing answer"
     )
     print(header)
     print("-" * len(header))
@@ -386,7 +410,7 @@ def print_table(rows: list[dict]) -> None:
         gain = f"{ref / p['p50']:4.2f}x" if ref else f"{'-':>5}"
         print(
             f"{Path(r['bundle']).name[:24]:<24} {r['backend'][:17]:<17} "
-            f"{_precisions(r):<15} {r.get('step_threads', '-'):>3} {_spin_cell(r):>4} {stages} | "
+            f"{_precisions(r):<15} {r.get('step_threads', '-'):>3} {_spin_cell(r):>4} {_jump_cells(r)} {stages} | "
             f"{refcell} {p['p50']:7.1f} {p['p95']:6.1f} {gain} {speed:5.2f}x | {steps} | "
             f"{_verify_cell(r):>6} {r['peak_rss_mb']:6.0f}"
         )
@@ -408,6 +432,8 @@ def recommend(rows: list[dict]) -> str | None:
     reference = measured[0]["bundle"]
     settings = len({(r.get("step_threads"), r.get("spin")) for r in measured}) > 1
     measured = [r for r in measured if r.get("step_threads") == threads and r.get("spin") == spin]
+    jump = any(r.get("jump_forward", True) for r in measured)  # the runtime's default where measured
+    measured = [r for r in measured if r.get("jump_forward", True) == jump]
     base = next((r for r in measured if r["bundle"] == reference), measured[0])
     passing = [r for r in measured if r is not base and (r.get("verify") or {}).get("passed")]
     best = min(passing, key=lambda r: r["inspection_ms"]["p50"], default=None)

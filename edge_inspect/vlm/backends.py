@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -97,7 +98,7 @@ SPIN_DURING_RUN = False
 DECODE_STEP_THREADS = 1
 
 
-def choose_providers(requested: str | list[str], available: list[str]) -> list[str]:
+def choose_providers(requested: str | Sequence[str], available: list[str]) -> list[str]:
     """Resolve 'auto' or a list of names to the ONNX Runtime providers to use, best first."""
     names = ["tensorrt", "cuda", "cpu"] if requested == "auto" else requested
     if isinstance(names, str):
@@ -179,7 +180,7 @@ class OnnxRuntimeBackend:
     def __init__(
         self,
         bundle: Bundle,
-        providers: str | list[str] = "cpu",
+        providers: str | Sequence[str] = "cpu",
         threads: int = 0,
         step_threads: int = DECODE_STEP_THREADS,
         spin: bool | None = None,
@@ -221,11 +222,16 @@ class OnnxRuntimeBackend:
             f"onnxruntime[{','.join(p.removesuffix('ExecutionProvider').lower() for p in self.providers_in_use)}]"
         )
         self._inputs = {g: [i.name for i in s.get_inputs()] for g, s in self._sessions.items()}
+        self._shapes = {g: {i.name: list(i.shape) for i in s.get_inputs()} for g, s in self._sessions.items()}
         self._outputs = {g: [o.name for o in s.get_outputs()] for g, s in self._sessions.items()}
         self._local = threading.local()  # run_into's I/O bindings, one set per thread
 
     def input_names(self, graph: str) -> list[str]:
         return self._inputs[graph]
+
+    def input_shape(self, graph: str, name: str) -> list:
+        """The declared shape of input ``name`` of ``graph`` (named dimensions as strings)."""
+        return self._shapes[graph][name]
 
     def has_graph(self, graph: str) -> bool:
         return graph in self._sessions

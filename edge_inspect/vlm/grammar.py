@@ -19,6 +19,14 @@ The accepted answers (each followed by an end token):
   two decimals, indices in order;
 * ``There are none.``
 
+A bundle's own dialect narrows this (``dialect="molmo2"``, what ``points.format_molmo2_points`` writes
+and a Molmo2 bundle is trained on): only the coords form, on image 1, coordinates of exactly three
+digits (or 1000); the label may be fixed to the check's object (``object_label``); fixed text is
+spelled only in the tokenizer's own pieces (its encoding of that text) and the answer ends with the
+first end token. Then the wrapper, the point indices, the space after each x, the label, the closing
+tag and the end token are the only token the grammar allows: ``Constraint.forced_run`` gives them to
+the engine, which appends them without sampling (jump-forward).
+
 Every accepted answer parses with ``points.parse_points``. Labels are at most ``MAX_LABEL`` bytes of
 printable text without ``<``, ``>`` or ``"``.
 """
@@ -26,6 +34,8 @@ printable text without ``<``, ``>`` or ``"``.
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
@@ -33,6 +43,18 @@ import numpy as np
 
 MAX_LABEL = 40  # bytes of a label or an alt attribute
 NONE_ANSWER = "There are none."
+DIALECTS = (None, "molmo2")
+_OBJECT = re.compile(r"Point to (?:the |any |each |every |all )?(?:[a-z]+ )*([a-z]*[a-rt-z])s\.")
+
+
+def object_label(prompt: str) -> str | None:
+    """The label a pointing answer to ``prompt`` carries, where the prompt names its object plainly
+    ("Point to the screws." → ``screw``, "Point to any surface defects." → ``defect``): the last
+    word, singular. None for any other phrasing (the label is then the model's choice)."""
+    match = _OBJECT.fullmatch(prompt.strip())
+    return match.group(1) if match else None
+
+
 State = tuple[Any, ...]
 
 
@@ -78,18 +100,20 @@ class PointMachine:
     allowed). Alternatives are (literal, next key, grows): ``grows`` marks a continuation that starts
     another point, which the shortest completion (``close_path``) never takes."""
 
-    def __init__(self, cap: int | None = None):
-        self.cap = cap
-        self.start: State = (
-            "alts",
-            0,
-            (
-                ('<points coords="', ("num", "img", ("m2img",)), False),
+    def __init__(self, cap: int | None = None, dialect: str | None = None, label: str | None = None):
+        if dialect not in DIALECTS:
+            raise ValueError(f"unknown answer dialect {dialect!r}")
+        self.cap, self.label = cap, label
+        self.coord = "m2w" if dialect == "molmo2" else "m2"  # m2w: exactly three digits, or 1000
+        forms: tuple = (('<points coords="', ("num", "img", ("m2img",)), False),)
+        if dialect == "molmo2":
+            forms = (('<points coords="1 1 ', ("num", self.coord, ("m2x", 0)), False),)
+        else:
+            forms += (
                 ('<point x="', ("num", "pct", ("v1y",)), False),
                 ('<points x1="', ("num", "pct", ("v1my", 1)), False),
-                (NONE_ANSWER, ("done",), False),
-            ),
-        )
+            )
+        self.start: State = ("alts", 0, (*forms, (NONE_ANSWER, ("done",), False)))
 
     def _more(self, done: int) -> bool:
         return self.cap is None or done < self.cap
@@ -109,14 +133,15 @@ class PointMachine:
             return ("alts", 0, ((key[1], key[2], False),))
         alts: tuple = ()
         if kind == "m2img":  # after the image index: the first point
-            alts = ((" 1 ", ("num", "m2", ("m2x", 0)), False),)
+            alts = ((" 1 ", ("num", self.coord, ("m2x", 0)), False),)
         elif kind == "m2x":  # after x of point done+1
-            alts = ((" ", ("num", "m2", ("m2y", key[1])), False),)
+            alts = ((" ", ("num", self.coord, ("m2y", key[1])), False),)
         elif kind == "m2y":  # after y: point done+1 is complete
             done = key[1] + 1
-            alts = (('">', ("label", "</points>"), False),)
+            label = ("label", "</points>") if self.label is None else ("lit", f"{self.label}</points>", ("done",))
+            alts = (('">', label, False),)
             if self._more(done):
-                alts += ((f" {done + 1} ", ("num", "m2", ("m2x", done)), True),)
+                alts += ((f" {done + 1} ", ("num", self.coord, ("m2x", done)), True),)
         elif kind == "v1y":
             alts = (('" y="', ("num", "pct", ("v1end",)), False),)
         elif kind == "v1end":
@@ -168,14 +193,30 @@ class PointMachine:
                 return None
             if spec == "m2" and (digits >= 4 or value2 > 1000):
                 return None
+            if spec == "m2w" and (digits >= 4 or (digits == 3 and value2 != 1000)):
+                return None
             if spec == "pct" and (digits >= 3 or value2 > 100):
                 return None
             return ("n", spec, digits + 1, value2, frac, fvalue, after)
         if ch == "." and spec == "pct" and digits and frac < 0:
             return ("n", spec, digits, value, 0, 0, after)
-        if digits and frac != 0:
+        if digits and frac != 0 and (spec != "m2w" or digits >= 3):
             return self.step(self.enter(after), ch)
         return None
+
+    def forced_text(self, state: State) -> str:
+        """The text that must follow ``state`` whatever comes (a literal, the space after a complete
+        three-digit coordinate, ...), up to the next choice; empty when the next character is a choice."""
+        out = ""
+        while True:
+            if state[0] == "alts" and len(state[2]) == 1:
+                literal, key, _ = state[2][0]
+                out += literal[state[1] :]
+                state = self.enter(key)
+            elif state[0] == "n" and state[1] == "m2w" and state[2] == 3 and state[3] != 100:
+                state = self.enter(state[6])
+            else:
+                return out
 
     def close_path(self, state: State) -> str:
         """A shortest way to finish from ``state`` (characters; no new point is started)."""
@@ -187,7 +228,7 @@ class PointMachine:
             options = [a for a in state[2] if not a[2]] or list(state[2])
             return min((a[0][pos:] + self.close_path(self.enter(a[1])) for a in options), key=len)
         if kind == "n":
-            if not state[2] or state[4] == 0:
+            if not state[2] or state[4] == 0 or (state[1] == "m2w" and state[2] < 3):
                 ch = "1" if state[1] == "img" and not state[2] else "0"
             else:
                 ch = min((a for a in self.enter(state[6])[2] if not a[2]), key=lambda a: len(a[0]))[0][0]
@@ -203,10 +244,23 @@ class PointGrammar:
     """A pointing answer's grammar compiled against one tokenizer's vocabulary: token masks per
     state (cached), the state after a token, and the fewest tokens that close an answer."""
 
-    def __init__(self, texts: list[str | None], stop_ids: tuple[int, ...], cap: int | None = None):
-        self.machine = PointMachine(cap)
+    def __init__(
+        self,
+        texts: list[str | None],
+        stop_ids: tuple[int, ...],
+        cap: int | None = None,
+        dialect: str | None = None,
+        label: str | None = None,
+        encode: Callable[[str], list[int]] | None = None,
+    ):
+        self.machine = PointMachine(cap, dialect, label)
         self.texts = texts
         self.stop_ids = tuple(s for s in stop_ids if s < len(texts))
+        # A dialect's answers end with the first end token and spell fixed text in the tokenizer's
+        # own pieces (``encode``): what the model was trained on, one token per step.
+        self.encode = encode if dialect is not None else None
+        if dialect is not None:
+            self.stop_ids = self.stop_ids[:1]
         self.vocab = len(texts)
         by_first: dict[str, list[int]] = {}
         for i, text in enumerate(texts):
@@ -217,6 +271,7 @@ class PointGrammar:
         self.longest = max((len(t) for t in self.pieces), default=1)
         self._masks: dict[State, np.ndarray] = {}
         self._close: dict[State, int] = {}
+        self.forced_runs: dict[State, tuple] = {}  # Constraint's forced runs under an ample budget
 
     @property
     def start(self) -> State:
@@ -239,8 +294,11 @@ class PointGrammar:
         """The token ids allowed after ``state`` (sorted)."""
         mask = self._masks.get(state)
         if mask is None:
+            canonical = self._canonical(state)
             if state[0] == "done":
                 mask = np.array(sorted(self.stop_ids), np.int64)
+            elif canonical is not None:
+                mask = np.array([canonical], np.int64)
             else:
                 ids = [
                     int(i)
@@ -255,6 +313,17 @@ class PointGrammar:
             self._masks[state] = mask
         return mask
 
+    def _canonical(self, state: State) -> int | None:
+        """The tokenizer's first piece of the text that must follow ``state`` (None: no fixed text,
+        no tokenizer, or a piece the automaton would not take)."""
+        if self.encode is None or state[0] == "done":
+            return None
+        text = self.machine.forced_text(state)
+        pieces = self.encode(text) if text else []
+        if pieces and self.advance(state, pieces[0]) is not None:
+            return int(pieces[0])
+        return None
+
     def close_cost(self, state: State) -> int:
         """Tokens that finish an answer from ``state``, the end token included: the shortest
         character completion, spelled in the fewest vocabulary pieces."""
@@ -267,6 +336,8 @@ class PointGrammar:
                     if best[j] + 1 < best[i] and path[j:i] in self.pieces:
                         best[i] = best[j] + 1
             cost = best[-1] + 1
+            if self.encode is not None and path:  # fixed text is spelled in the tokenizer's pieces
+                cost = max(cost, len(self.encode(path)) + 1)
             self._close[state] = cost
         return cost
 
@@ -283,17 +354,23 @@ class PointGrammar:
 class Vocabulary:
     """A bundle tokenizer's token texts, read once; grammars per point cap are built from it."""
 
-    def __init__(self, tokenizer, vocab_size: int, stop_ids: tuple[int, ...]):
+    def __init__(self, tokenizer, vocab_size: int, stop_ids: tuple[int, ...], dialect: str | None = None):
         self.texts = token_texts(tokenizer, vocab_size)
         self.stop_ids = tuple(stop_ids)
+        self.dialect = dialect
+        self.tokenizer = tokenizer
         self._grammar = lru_cache(maxsize=64)(self._make)
 
-    def _make(self, cap: int | None) -> PointGrammar:
-        return PointGrammar(self.texts, self.stop_ids, cap)
+    def encode(self, text: str) -> list[int]:
+        return list(self.tokenizer.encode(text, add_special_tokens=False).ids)
 
-    def pointing(self, cap: int | None = None) -> PointGrammar:
-        """The pointing grammar with at most ``cap`` points, compiled once per cap."""
-        return self._grammar(cap)
+    def _make(self, cap: int | None, label: str | None) -> PointGrammar:
+        return PointGrammar(self.texts, self.stop_ids, cap, self.dialect, label, self.encode)
+
+    def pointing(self, cap: int | None = None, label: str | None = None) -> PointGrammar:
+        """The pointing grammar with at most ``cap`` points (and, in a dialect, the label fixed to
+        ``label`` when given), compiled once per cap and label."""
+        return self._grammar(cap, label if self.dialect is not None else None)
 
     def yes_no(self, yes: tuple[int, ...], no: tuple[int, ...]) -> np.ndarray:
         """The yes/no answer's grammar: exactly one token of ``yes`` or ``no``. The engine scores a
@@ -308,17 +385,48 @@ class Constraint:
         self.grammar = grammar
         self.state = grammar.start
 
-    def mask(self, logits: np.ndarray, left: int, value: float) -> np.ndarray:
-        """``logits`` with every token the grammar forbids set to ``value``."""
+    def choose(self, logits: np.ndarray, left: int) -> int:
+        """The allowed token with the highest logit (the lowest id among equals, as ``np.argmax`` of
+        the masked logits)."""
         allowed = self.grammar.choices(self.state, left)
-        out = np.full_like(logits, value)
-        out[allowed] = logits[allowed]
-        return out
+        return int(allowed[int(np.argmax(logits[allowed]))]) if len(allowed) > 1 else int(allowed[0])
 
     def forced(self, left: int) -> int | None:
         """The one token the grammar allows next, when there is exactly one."""
         allowed = self.grammar.choices(self.state, left)
         return int(allowed[0]) if len(allowed) == 1 else None
+
+    def forced_run(self, left: int) -> list[int]:
+        """The tokens the grammar allows one at a time from here (each the only one allowed), with
+        ``left`` tokens still to generate; the state is not moved."""
+        return self._run(left)[0]
+
+    def jump(self, left: int) -> list[int]:
+        """``forced_run``, and the state moved past those tokens."""
+        run, state = self._run(left)
+        self.state = state
+        return run
+
+    def _run(self, left: int) -> tuple[list[int], State]:
+        cached = self.grammar.forced_runs.get(self.state)
+        if cached is not None and left >= cached[2]:  # the budget cuts nothing short: as computed
+            return list(cached[0]), cached[1]
+        state, run = self.state, []
+        need = 0  # the budget above which no step of this run depends on it
+        while len(run) < left:
+            need = max(need, self.grammar.close_cost(state) + self.grammar.longest + 3 + len(run))
+            allowed = self.grammar.choices(state, left - len(run))
+            if len(allowed) != 1:
+                break
+            run.append(int(allowed[0]))
+            if state[0] == "done":
+                break
+            state = self.grammar.advance(state, run[-1])
+        if left >= need:
+            if len(self.grammar.forced_runs) > 50_000:
+                self.grammar.forced_runs.clear()
+            self.grammar.forced_runs[self.state] = (tuple(run), state, need)
+        return run, state
 
     def advance(self, token: int) -> None:
         state = self.grammar.advance(self.state, token)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from tokenizers import Tokenizer
 from .backends import DECODE_STEP_THREADS, OnnxRuntimeBackend, ProviderError
 from .bundle import Bundle, BundleError, load_bundle_files
 from .generate import EncodedImage, Engine
-from .grammar import Constraint, Vocabulary
+from .grammar import Constraint, Vocabulary, object_label
 from .points import PointAnswer, parse_points
 from .preprocess import preprocess, to_rgb
 from .prompt import PromptBuilder
@@ -67,7 +68,7 @@ class VisionLanguageModel:
     def __init__(
         self,
         bundle: Bundle,
-        providers: str | list[str] = "cpu",
+        providers: str | Sequence[str] = "cpu",
         threads: int = 0,
         backend: str = "onnxruntime",
         step_threads: int = DECODE_STEP_THREADS,
@@ -89,12 +90,18 @@ class VisionLanguageModel:
     def vocabulary(self) -> Vocabulary:
         """The answer grammars' view of this bundle's tokenizer, read once (on first use)."""
         if self._vocabulary is None:
-            self._vocabulary = Vocabulary(self.tokenizer, self.bundle.text.vocab_size, tuple(self.bundle.tokens.eos))
+            # A Molmo2 bundle answers in Molmo2's coords form (points.format_molmo2_points).
+            dialect = "molmo2" if self.bundle.manifest.get("source", {}).get("model_type") == "molmo2" else None
+            self._vocabulary = Vocabulary(
+                self.tokenizer, self.bundle.text.vocab_size, tuple(self.bundle.tokens.eos), dialect
+            )
         return self._vocabulary
 
-    def point_constraint(self, max_points: int | None = None) -> Constraint:
-        """A fresh pointing-answer constraint: the answer always parses, with at most ``max_points``."""
-        return Constraint(self.vocabulary.pointing(max_points))
+    def point_constraint(self, max_points: int | None = None, prompt: str | None = None) -> Constraint:
+        """A fresh pointing-answer constraint: the answer always parses, with at most ``max_points``;
+        in the bundle's dialect, labelled with the object ``prompt`` names (grammar.object_label)."""
+        label = object_label(prompt) if prompt is not None else None
+        return Constraint(self.vocabulary.pointing(max_points, label))
 
     def _make_backend(
         self, backend: str, providers, threads: int, step_threads: int, spin: bool | None, build_engines: bool
@@ -106,7 +113,7 @@ class VisionLanguageModel:
 
             metadata = read_metadata(self.bundle.path)
             reason = compatibility(metadata, detect_environment(), self.bundle.sha256)
-            if reason is None:
+            if reason is None and metadata is not None:
                 from .trt_backend import TensorRTBackend
 
                 return TensorRTBackend(self.bundle, metadata)
@@ -162,7 +169,7 @@ class VisionLanguageModel:
     ) -> Pointing:
         """Ask a pointing/counting question; the answer's points are normalized to the image.
         ``constrained``: decode within the pointing grammar (grammar.py), at most ``max_points``."""
-        constraint = self.point_constraint(max_points) if constrained else None
+        constraint = self.point_constraint(max_points, prompt) if constrained else None
         gen = self.generate(image, prompt, max_new_tokens, constraint)
         return Pointing(answer=parse_points(gen.text), text=gen.text, timings_ms=gen.timings_ms)
 
@@ -183,8 +190,8 @@ class VisionLanguageModel:
     def ask(
         self,
         image: EncodedImage,
-        questions: list[str] = (),
-        point_prompts: list[str] = (),
+        questions: Sequence[str] = (),
+        point_prompts: Sequence[str] = (),
         max_new_tokens: int = 128,
         constrained: bool = True,
         max_points: list[int | None] | None = None,
@@ -195,7 +202,7 @@ class VisionLanguageModel:
         (up to float rounding of the batched matrix products). ``constrained``: pointing answers are
         decoded within the pointing grammar, prompt i with at most ``max_points[i]`` points."""
         questions, point_prompts = list(questions), list(point_prompts)
-        caps = list(max_points) if max_points is not None else [None] * len(point_prompts)
+        caps: list[int | None] = list(max_points) if max_points is not None else [None] * len(point_prompts)
         if not questions and not point_prompts:
             return Answers([], [], {"prefill_ms": 0.0, "decode_ms": 0.0, "tokens": 0})
         max_batch = getattr(self.backend, "max_batch", None)  # TensorRT engines built for one row
@@ -206,7 +213,9 @@ class VisionLanguageModel:
         prefill_ms = (time.perf_counter() - start) * 1000.0
         start = time.perf_counter()
         point_rows = list(range(len(questions), batch.size))
-        constraints = [None] * len(questions) + [self.point_constraint(c) if constrained else None for c in caps]
+        constraints = [None] * len(questions) + [
+            self.point_constraint(c, p) if constrained else None for c, p in zip(caps, point_prompts, strict=True)
+        ]
         tokens, _ = self.engine.greedy_batch(batch, max_new_tokens, rows=point_rows, constraints=constraints)
         decode_ms = (time.perf_counter() - start) * 1000.0
         n_tokens = sum(len(tokens[r]) for r in point_rows)
@@ -247,7 +256,7 @@ class VisionLanguageModel:
 
 def load_bundle(
     path: str | Path,
-    providers: str | list[str] = "cpu",
+    providers: str | Sequence[str] = "cpu",
     threads: int = 0,
     backend: str = "onnxruntime",
     step_threads: int = DECODE_STEP_THREADS,

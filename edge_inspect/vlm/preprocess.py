@@ -177,11 +177,11 @@ def _normalize(image: np.ndarray, s: ImageSettings) -> np.ndarray:
     x = image.astype(np.float32)
     if s.do_rescale and s.do_normalize:
         # HF fuses rescale into mean/std: (x - mean/f) / (std/f), all in float32.
-        mean = np.float32(s.image_mean) * np.float32(1.0 / s.rescale_factor)
-        std = np.float32(s.image_std) * np.float32(1.0 / s.rescale_factor)
+        mean = np.asarray(s.image_mean, np.float32) * np.float32(1.0 / s.rescale_factor)
+        std = np.asarray(s.image_std, np.float32) * np.float32(1.0 / s.rescale_factor)
         return (x - mean) / std
     if s.do_normalize:
-        return (x - np.float32(s.image_mean)) / np.float32(s.image_std)
+        return (x - np.asarray(s.image_mean, np.float32)) / np.asarray(s.image_std, np.float32)
     if s.do_rescale:
         return x * np.float32(s.rescale_factor)
     return x

@@ -96,7 +96,7 @@ class PromptBuilder:
         self.template = ChatTemplate(s)
         ids = [tokenizer.token_to_id(t) for t in IMAGE_STRUCTURE_TOKENS]
         self.image_structure_ids = np.array(sorted(i for i in ids if i is not None), dtype=np.int64)
-        self._built: dict[tuple[str, tuple[int, int, int, int]], PromptIds] = {}
+        self._built: dict[tuple[str, tuple[int, ...]], PromptIds] = {}
 
     def encode_text(self, text: str) -> np.ndarray:
         return np.array(self.tokenizer.encode(text, add_special_tokens=False).ids, dtype=np.int64)

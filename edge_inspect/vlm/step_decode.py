@@ -10,6 +10,15 @@ the token embeddings and counters into the bound arrays, run, read the logits â€
 copy of the cache, no re-binding. When rows finish, the live ones move to the front of the arrays
 and the graph is bound to views of those rows: later steps compute only the rows still decoding.
 
+Jump-forward: where a row's grammar allows exactly one token, and then one again, those tokens
+(``grammar.Constraint.forced_run``) are appended without sampling and fed with the sampled token
+before them in one run of the graph: a graph with a ``tokens`` dimension (tools/export/step_decoder.py)
+takes each row's block right-padded to the longest (``query_seqlens`` real tokens per row, causal
+inside the block) and returns the logits of each row's last token. A row whose forced tokens end
+the answer is done without a run. An older graph (one token per row), and a quantized one (whose
+kernels round a block's activations unlike one token's: near-ties would flip), is fed the block one
+token per run, the rows whose block is shorter idle (``query_seqlens`` 0): the same tokens.
+
 The engine checks once at load that the step graph computes what the decoder graph computes
 (``disagreement``: ``difference_to_decoder`` on PROBE_SEEDS random steps); any bundle without the
 graph, or a runtime that cannot load it, decodes with the decoder graph as before, with the same
@@ -19,6 +28,7 @@ tokens.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -50,6 +60,15 @@ def allowed_difference(engine: Engine, scale: float) -> float:
         return AGREEMENT
     share = MIXED_AGREEMENT if "fp32" in (decoder, step) else QUANTIZED_AGREEMENT
     return share * max(scale, 1.0)
+
+
+def takes_blocks(backend) -> bool:
+    """Whether the backend's step graph takes several new tokens per row (a ``tokens`` dimension)."""
+    shape = getattr(backend, "input_shape", None)
+    try:
+        return shape is not None and shape(STEP_GRAPH, "inputs_embeds")[1] != 1
+    except (KeyError, IndexError):
+        return False
 
 
 def available(backend) -> bool:
@@ -100,6 +119,24 @@ class StepBuffers:
             for j, kind in enumerate(("key", "value")):
                 feeds[f"past_{kind}_{i}"] = outputs[f"present_{kind}_{i}"] = self.cache[2 * i + j]
         self.run = engine.backend.bind(STEP_GRAPH, feeds, outputs)
+        self.feeds, self.outputs = feeds, outputs
+        self._blocks: dict[int, tuple[dict[str, np.ndarray], Callable[[], Any]]] = {}
+
+    def block(self, tokens: int) -> tuple[dict[str, np.ndarray], Callable[[], Any]]:
+        """Arrays for a run of ``tokens`` new tokens per row (embeds, positions, bias, query_seqlens;
+        the cache, seqlens_k and logits are this object's) and the graph bound to them, made once
+        per block length."""
+        if tokens not in self._blocks:
+            rows, capacity = self.embeds.shape[0], self.bias.shape[-1]
+            own = {
+                "inputs_embeds": np.zeros((rows, tokens, self.embeds.shape[2]), np.float32),
+                "position_ids": np.zeros((rows, tokens), np.int64),
+                "attention_bias": np.zeros((rows, 1, tokens, capacity), np.float32),
+                "query_seqlens": np.zeros(rows, np.int32),
+            }
+            run = self.engine.backend.bind(STEP_GRAPH, {**self.feeds, **own}, self.outputs)
+            self._blocks[tokens] = (own, run)
+        return self._blocks[tokens]
 
     def keep_rows(self, rows: list[int]) -> StepBuffers:
         """Buffers bound to ``rows`` only (in that order): they are moved to the front of every array
@@ -116,6 +153,14 @@ class StepBuffers:
         return StepBuffers(self.engine, k, int(self.total), views)
 
 
+@lru_cache(maxsize=4)
+def _no_logits(vocab: int) -> np.ndarray:
+    """The logits kept for a forced token (none were computed): NaN, one read-only array."""
+    out = np.full(vocab, np.nan, np.float32)
+    out.flags.writeable = False
+    return out
+
+
 def take_greedy(
     logits: np.ndarray,
     indices,
@@ -125,66 +170,128 @@ def take_greedy(
     stop: set[int],
     max_new_tokens: int,
     constraints: list | None = None,
+    forced: dict[int, list[int]] | None = None,
 ) -> tuple[np.ndarray, list[int]]:
     """One greedy step's bookkeeping: for each index j of ``indices`` (a row of ``logits``, batch row
     ``live[j]``) append the argmax token and the logits that chose it; return the argmax of every
     row and the indices that go on (not a stop token, under ``max_new_tokens``). A row with a
     constraint (``constraints[row]``, grammar.Constraint) takes the argmax over the tokens its
-    grammar allows; the logits kept are the model's, unmasked."""
+    grammar allows; the logits kept are the model's, unmasked. With ``forced`` (a dict, filled here:
+    jump-forward), the tokens the grammar then forces are appended too (``forced[j]``, logits NaN:
+    none were computed) and the row goes on only when they do not end it."""
     next_tokens = np.argmax(logits, axis=1)
     still = []
     for j in indices:
         token, row = int(next_tokens[j]), live[j]
         constraint = constraints[row] if constraints is not None else None
         if constraint is not None:
-            token = int(np.argmax(constraint.mask(logits[j], max_new_tokens - len(tokens[row]), -np.inf)))
+            token = constraint.choose(logits[j], max_new_tokens - len(tokens[row]))
             constraint.advance(token)
             next_tokens[j] = token
         tokens[row].append(token)
         chosen[row].append(logits[j].copy())
-        if token not in stop and len(tokens[row]) < max_new_tokens:
-            still.append(j)
+        if token in stop or len(tokens[row]) >= max_new_tokens:
+            continue
+        if forced is not None and constraint is not None:
+            run = constraint.jump(max_new_tokens - len(tokens[row]))
+            tokens[row] += run
+            chosen[row] += [_no_logits(logits.shape[1])] * len(run)
+            forced[j] = run
+            if run and (run[-1] in stop or len(tokens[row]) >= max_new_tokens):
+                continue
+        still.append(j)
     return next_tokens, still
 
 
 def greedy_in_place(
     engine: Engine, batch: Batch, live: list[int], max_new_tokens: int, stop: set[int], constraints: list | None = None
 ) -> tuple[list[list[int]], list[list[np.ndarray]]]:
-    """``Engine.greedy_batch`` through the step graph: the same tokens and logits per row."""
+    """``Engine.greedy_batch`` through the step graph: the same tokens and logits per row (forced
+    tokens, with ``engine.jump_forward``, fed in blocks and their logits NaN)."""
     tokens: list[list[int]] = [[] for _ in range(batch.size)]
     chosen: list[list[np.ndarray]] = [[] for _ in range(batch.size)]
     length = batch.attend.shape[1]
     max_positions = engine.bundle.text.max_positions
-    # The last token is never fed back: at most max_new_tokens - 1 steps, one new K/V row each. Like
-    # the decoder path, a decode that would pass max_positions fails only when it gets there (a row
-    # may stop first).
-    capacity = min(length + max_new_tokens - 1, max_positions)
+    jump = bool(getattr(engine, "jump_forward", False)) and constraints is not None and any(constraints)
+    # The last token is never fed back: at most max_new_tokens - 1 new K/V rows per row. Like the
+    # decoder path, a decode that would pass max_positions fails only when it gets there (a row may
+    # stop first). Jump-forward pads blocks to the longest: room for a block beyond any row's end.
+    capacity = min(length + (2 if jump else 1) * max_new_tokens - 1, max_positions)
     n = len(live)
     b = StepBuffers(engine, n, capacity)
     for i in range(engine.num_layers):
         b.cache[2 * i][:, :, :length] = batch.keys[i][live]
         b.cache[2 * i + 1][:, :, :length] = batch.values[i][live]
     b.bias[:, 0, 0, :length][~batch.attend[live]] = engine.mask_value
-    b.positions[:, 0] = batch.positions[live]
+    lengths = np.full(n, length, np.int64)  # cached positions of each buffer row
+    positions = batch.positions[live].astype(np.int64)
     logits = batch.logits[live]
     while True:  # every row of the buffers decodes; live[j] is buffer row j's batch row
+        forced: dict[int, list[int]] | None = {} if jump else None
         next_tokens, still = take_greedy(
-            logits, range(len(live)), live, tokens, chosen, stop, max_new_tokens, constraints
+            logits, range(len(live)), live, tokens, chosen, stop, max_new_tokens, constraints, forced
         )
         if not still:
             break
         if len(still) < len(live):  # finished rows leave: the graph runs on the others only
             b = b.keep_rows(still)
             live, next_tokens = [live[j] for j in still], next_tokens[still]
-        if length + 1 > capacity:
-            raise ValueError(f"sequence of {length + 1} tokens exceeds the model's {max_positions} positions")
-        b.embeds[...] = engine._step_embeds(next_tokens)
-        b.seqlens[:] = length  # the new K/V goes to cache position `length`
-        b.run()
-        logits = b.logits
-        b.positions += 1
-        length += 1
+            lengths, positions = lengths[still], positions[still]
+        blocks = [[int(next_tokens[k])] + (forced or {}).get(j, []) for k, j in enumerate(still)]
+        if int((lengths + np.array([len(x) for x in blocks])).max()) > capacity:
+            need = int((lengths + np.array([len(x) for x in blocks])).max())
+            raise ValueError(f"sequence of {need} tokens exceeds the model's {max_positions} positions")
+        if max(len(x) for x in blocks) == 1:
+            b.embeds[...] = engine._step_embeds(next_tokens)
+            b.seqlens[:] = lengths  # the new K/V goes to cache position `lengths`
+            b.positions[:, 0] = positions
+            b.run()
+            logits = b.logits
+            engine.decode_runs, engine.row_steps = engine.decode_runs + 1, engine.row_steps + len(live)
+        else:
+            logits = _run_blocks(engine, b, blocks, lengths, positions, capacity)
+        sizes = np.array([len(x) for x in blocks], np.int64)
+        lengths += sizes
+        positions += sizes
     return tokens, chosen
+
+
+def _run_blocks(
+    engine: Engine, b: StepBuffers, blocks: list[list[int]], lengths: np.ndarray, positions: np.ndarray, capacity: int
+) -> np.ndarray:
+    """Feed each buffer row its block of new tokens; returns each row's logits after its last one.
+    One run where the graph takes blocks and the padded block fits every row's buffer; else one
+    run per token, the rows whose block has ended idle."""
+    sizes = np.array([len(x) for x in blocks], np.int64)
+    width = int(sizes.max())
+    embeds = engine._step_embeds(np.array([t for x in blocks for t in x], np.int64))[:, 0]
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    if engine.step_blocks and int(lengths.max()) + width <= capacity:
+        own, run = b.block(width)
+        own["inputs_embeds"][...] = 0.0
+        for k, (start, size) in enumerate(zip(starts, sizes, strict=True)):
+            own["inputs_embeds"][k, :size] = embeds[start : start + size]
+        steps = np.arange(width, dtype=np.int64)[None]
+        own["position_ids"][...] = np.minimum(positions[:, None] + steps, engine.bundle.text.max_positions - 1)
+        own["attention_bias"][...] = b.bias[:, :, :1, :]  # each row's padding columns, for every new token
+        own["query_seqlens"][:] = sizes
+        b.seqlens[:] = lengths + sizes - 1  # the block's K/V goes to positions lengths .. lengths + size - 1
+        run()
+        engine.decode_runs, engine.row_steps = engine.decode_runs + 1, engine.row_steps + len(blocks)
+        return b.logits
+    out = np.empty_like(b.logits)
+    for step in range(width):
+        going = sizes > step
+        b.embeds[going, 0] = embeds[starts[going] + step]
+        b.seqlens[:] = np.where(going, lengths + step, lengths + sizes - 1)  # idle rows: unchanged
+        b.active[:] = going
+        b.positions[:, 0] = positions + np.minimum(step, sizes - 1)
+        b.run()
+        engine.decode_runs, engine.row_steps = engine.decode_runs + 1, engine.row_steps + int(going.sum())
+        ending = sizes == step + 1
+        out[ending] = b.logits[ending]
+    b.active[:] = 1
+    return out
 
 
 def probe_difference(

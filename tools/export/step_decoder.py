@@ -1,4 +1,4 @@
-"""The decode-step graph: one new token per row, K/V in preallocated buffers written in place.
+"""The decode-step graph: new tokens per row, K/V in preallocated buffers written in place.
 
 The lean decoder (lean_decoder.py) serves the prefill and any runtime; it takes the past K/V and
 returns ``present = past + new`` — the whole cache copied by ``Concat`` every step — and spends ~48
@@ -13,6 +13,11 @@ kernels per layer. This graph is for ONNX Runtime on CPU and uses its contrib op
 
 Inputs stay at one shape for the whole decode (capacity-wide bias, ``query_seqlens``), so a caller
 binds every buffer once and updates them in place. ~18 kernels per layer instead of ~48.
+
+A step takes ``tokens`` new tokens per row (usually 1): row b's first ``query_seqlens[b]`` are real,
+the rest right padding; attention is causal inside the block and ``logits`` are those of each row's
+last real token. Several tokens per row is how the runtime appends the tokens a pointing grammar
+forces (jump-forward): one run instead of one per token.
 
 Same arithmetic as the lean graph (qwen3-style q/k norm per head, or olmo-style over the whole
 projection; norm before or after): the runtime checks the two agree before using this one.
@@ -167,6 +172,13 @@ def build_step_graph(spec: DecoderSpec, max_positions: int) -> onnx.ModelProto:
         act = g.op("Mul", [g.op("Mul", [gate, g.op("Sigmoid", [gate], f"{p}_sig")], f"{p}_silu"), up], f"{p}_act")
         h = linear(g, act, [layer.down], [None], f"{p}_down")
     x, _ = _skip_norm(g, h, residual, spec.final_norm, spec.eps, "final_norm")
+    # Each row's last new token (query_seqlens - 1; 0 for an idle row) is the one whose logits count.
+    last = g.op("Sub", [qlens, g.const("one", np.array(1, np.int32))], "last_minus")
+    last = g.op("Max", [last, g.const("zero", np.array(0, np.int32))], "last_clip")
+    last = g.op("Cast", [last], "last_i64", to=TensorProto.INT64)
+    last = g.op("Reshape", [last, g.const("last_shape", int64s([-1, 1, 1]))], "last_3d")
+    last = g.op("Expand", [last, g.const("last_wide", int64s([1, 1, spec.hidden]))], "last_idx")
+    x = g.op("GatherElements", [x, last], "last_token", axis=1)
     logits = linear(g, x, [spec.lm_head], [spec.lm_head_bias], "lm_head")
     g.op("Reshape", [logits, g.const("logits_shape", int64s([0, -1]))], outputs=["logits"])
 
@@ -174,9 +186,9 @@ def build_step_graph(spec: DecoderSpec, max_positions: int) -> onnx.ModelProto:
         return helper.make_tensor_value_info(name, dtype, dims)
 
     inputs = [
-        tensor("inputs_embeds", ["batch", 1, spec.hidden]),
-        tensor("position_ids", ["batch", 1], TensorProto.INT64),
-        tensor("attention_bias", ["batch", 1, 1, "capacity"]),
+        tensor("inputs_embeds", ["batch", "tokens", spec.hidden]),
+        tensor("position_ids", ["batch", "tokens"], TensorProto.INT64),
+        tensor("attention_bias", ["batch", 1, "tokens", "capacity"]),
         tensor(seqlens, ["batch"], TensorProto.INT32),
         tensor(total, [], TensorProto.INT32),
         tensor(qlens, ["batch"], TensorProto.INT32),
