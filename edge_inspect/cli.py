@@ -67,6 +67,24 @@ def _cmd_model_ask(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_model(sub: argparse._SubParsersAction) -> None:
+    model = sub.add_parser("model", help="model bundles").add_subparsers(dest="model_command", required=True)
+    verify = model.add_parser("verify", help="check a bundle's files against its manifest")
+    verify.add_argument("bundle", help="bundle folder (with manifest.json)")
+    verify.set_defaults(func=_cmd_model_verify)
+
+    ask = model.add_parser("ask", help="run prompts on one image file")
+    ask.add_argument("bundle", help="bundle folder (with manifest.json)")
+    ask.add_argument("image", help="image file (PNG, JPEG, …)")
+    ask.add_argument("--point", action="append", metavar="PROMPT", help='e.g. "Point to any scratches."')
+    ask.add_argument("--yes-no", action="append", metavar="QUESTION", help='e.g. "Is the label present?"')
+    ask.add_argument("--generate", action="append", metavar="PROMPT", help="free-text answer")
+    ask.add_argument("--provider", default="cpu", help="ONNX Runtime provider: tensorrt, cuda, cpu or auto")
+    ask.add_argument("--max-new-tokens", type=int, default=64, help="cap on generated tokens per prompt")
+    ask.set_defaults(func=_cmd_model_ask)
+    add_model_store_parsers(model)  # list, add, promote, rollback, remove
+
+
 def _cmd_config_validate(args: argparse.Namespace) -> int:
     from .config import load_config
 
@@ -74,6 +92,13 @@ def _cmd_config_validate(args: argparse.Namespace) -> int:
     checks = sum(len(r.checks) for r in config.recipes)
     print(f"{args.file}: ok ({len(config.recipes)} recipe(s), {checks} check(s), sha256 {sha[:16]})")
     return 0
+
+
+def _add_config(sub: argparse._SubParsersAction) -> None:
+    config = sub.add_parser("config", help="station configs").add_subparsers(dest="config_command", required=True)
+    validate = config.add_parser("validate", help="check a station.yaml; every problem as file:line: key: message")
+    validate.add_argument("file", help="station.yaml")
+    validate.set_defaults(func=_cmd_config_validate)
 
 
 def _cmd_modbus_map(args: argparse.Namespace) -> int:
@@ -90,6 +115,15 @@ def _cmd_modbus_map(args: argparse.Namespace) -> int:
         signal_map = build_map(mode=args.mode or "server")
     sys.stdout.write(export_map(signal_map, args.format))
     return 0
+
+
+def _add_modbus(sub: argparse._SubParsersAction) -> None:
+    modbus = sub.add_parser("modbus", help="the PLC register map").add_subparsers(dest="modbus_command", required=True)
+    mmap = modbus.add_parser("map", help="print the effective Modbus map")
+    mmap.add_argument("--config", help="station.yaml whose plc.mode and plc.map apply")
+    mmap.add_argument("--mode", choices=["server", "client"], help="default map of this mode (default server)")
+    mmap.add_argument("--format", choices=["md", "csv", "json"], default="md", help="markdown table, CSV or JSON")
+    mmap.set_defaults(func=_cmd_modbus_map)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -127,12 +161,36 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_run(sub: argparse._SubParsersAction) -> None:
+    run = sub.add_parser("run", help="run a station (the daemon)")
+    run.add_argument("config", help="station.yaml")
+    run.add_argument("--bundle", help="model bundle (overrides model.bundle)")
+    run.set_defaults(func=_cmd_run)
+
+
 def _cmd_doctor(args: argparse.Namespace) -> int:
     from .commands.doctor import run_doctor
     from .config import load_config
 
     config = load_config(args.config, bundle=args.bundle)[0] if args.config else None
     return run_doctor(config, args.bundle, args.json, args.build_engines)
+
+
+def _add_doctor(sub: argparse._SubParsersAction) -> None:
+    doctor = sub.add_parser(
+        "doctor", help="what the model runs on here: ONNX Runtime providers, TensorRT, GPU, JetPack, and why not"
+    )
+    doctor.add_argument(
+        "config", nargs="?", help="station.yaml whose model to load (default: the demo student, 'auto')"
+    )
+    doctor.add_argument("--bundle", help="model bundle instead of the config's")
+    doctor.add_argument("--json", action="store_true", help="print JSON")
+    doctor.add_argument(
+        "--build-engines",
+        action="store_true",
+        help="build the TensorRT provider's engines for this bundle, TensorRT, GPU and JetPack now (minutes)",
+    )
+    doctor.set_defaults(func=_cmd_doctor)
 
 
 def _cmd_try(args: argparse.Namespace) -> int:
@@ -142,6 +200,18 @@ def _cmd_try(args: argparse.Namespace) -> int:
     config, _ = load_config(args.config, bundle=args.bundle)
     model = config.model.load()
     return run_try(config, model, [Path(p) for p in args.images], args.recipe or [], Path(args.out))
+
+
+def _add_try(sub: argparse._SubParsersAction) -> None:
+    trial = sub.add_parser("try", help="run a recipe on image files: overlays, a table and JSON (no PLC, no log)")
+    trial.add_argument("config", help="station.yaml")
+    trial.add_argument("images", nargs="+", help="image files or folders of images")
+    trial.add_argument(
+        "--recipe", type=int, action="append", help="recipe number (repeatable; default the config's triggers.recipe)"
+    )
+    trial.add_argument("--out", default="work/try", help="folder for the overlay PNGs and try.json")
+    trial.add_argument("--bundle", help="model bundle (overrides model.bundle)")
+    trial.set_defaults(func=_cmd_try)
 
 
 def _cmd_tune(args: argparse.Namespace) -> int:
@@ -157,6 +227,22 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     print_report(report)
     print(f"JSON and plots in {args.out}")
     return 0
+
+
+def _add_tune(sub: argparse._SubParsersAction) -> None:
+    tune = sub.add_parser(
+        "tune", help="false-reject and escape rates per check on labelled images; recommended margins and limits"
+    )
+    tune.add_argument("config", help="station.yaml")
+    tune.add_argument(
+        "--labelled",
+        required=True,
+        help="folder with good/ and bad/ images, or a labels.csv (image, check, expected pass|fail)",
+    )
+    tune.add_argument("--recipe", type=int, help="recipe number (default the config's triggers.recipe)")
+    tune.add_argument("--out", default="work/tune", help="folder for tune.json and the plots")
+    tune.add_argument("--bundle", help="model bundle (overrides model.bundle)")
+    tune.set_defaults(func=_cmd_tune)
 
 
 def _cmd_calibrate_camera(args: argparse.Namespace) -> int:
@@ -180,6 +266,25 @@ def _cmd_calibrate_camera(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_calibrate(sub: argparse._SubParsersAction) -> None:
+    calib = sub.add_parser("calibrate", help="calibrate the camera").add_subparsers(
+        dest="calibrate_command", required=True
+    )
+    cam = calib.add_parser("camera", help="intrinsics, distortion and mm per pixel from chessboard images")
+    cam.add_argument(
+        "--images", required=True, help="folder of chessboard images (different angles, one flat on the working plane)"
+    )
+    cam.add_argument("--board", default="9x6", help="inner corners, columns x rows")
+    cam.add_argument("--square-mm", type=float, required=True, help="side of one square in millimetres")
+    cam.add_argument(
+        "--plane",
+        help="file name of the image with the board on the working plane (default: the "
+        "last image, by name, in which the board was found)",
+    )
+    cam.add_argument("--out", default="calibration/camera.json", help="where the calibration is written")
+    cam.set_defaults(func=_cmd_calibrate_camera)
+
+
 def _cmd_hash_password(args: argparse.Namespace) -> int:
     import getpass
 
@@ -190,6 +295,12 @@ def _cmd_hash_password(args: argparse.Namespace) -> int:
         raise UserError("the password must have at least 4 characters")
     print(hash_password(password))
     return 0
+
+
+def _add_user(sub: argparse._SubParsersAction) -> None:
+    user = sub.add_parser("user", help="HMI users").add_subparsers(dest="user_command", required=True)
+    hp = user.add_parser("hash-password", help="read a password (stdin or prompt), print its hash for station.yaml")
+    hp.set_defaults(func=_cmd_hash_password)
 
 
 def _broker(args: argparse.Namespace):
@@ -265,6 +376,53 @@ def _cmd_fleet_serve(args: argparse.Namespace) -> int:
     return run_server(args)
 
 
+def _add_fleet(sub: argparse._SubParsersAction) -> None:
+    fleet = sub.add_parser(
+        "fleet", help="plant-wide results: MQTT broker to PostgreSQL, cross-station review (docs/fleet.md)"
+    ).add_subparsers(dest="fleet_command", required=True)
+    collect = fleet.add_parser("collect", help="subscribe to the stations' topics and write PostgreSQL")
+    collect.add_argument("--broker", default="mqtt://127.0.0.1:1883", help="mqtt://HOST[:PORT] or mqtts://HOST[:PORT]")
+    collect.add_argument("--db", required=True, help="PostgreSQL URL, e.g. postgresql://qa@dbhost/fleet")
+    collect.add_argument("--prefix", default="edge-inspect", help="first topic level (the stations' fleet.prefix)")
+    collect.add_argument(
+        "--client-id",
+        default="edge-inspect-collector",
+        help="MQTT client id; the broker keeps this session's messages while the collector is away",
+    )
+    collect.add_argument("--ca", help="PEM CA bundle of the broker's certificate (implies TLS)")
+    collect.add_argument("--cert", help="PEM client certificate (mutual TLS)")
+    collect.add_argument("--key", help="PEM private key of --cert")
+    collect.add_argument("--username", help="broker user name")
+    collect.add_argument("--password-env", help="environment variable holding the broker password")
+    collect.add_argument("--password-file", help="file holding the broker password")
+    collect.add_argument(
+        "--images",
+        help="content-addressed image store: a folder or s3://BUCKET/PREFIX (default: images are not fetched)",
+    )
+    collect.add_argument(
+        "--station-tokens",
+        help="YAML: site/line/station -> {url: http(s)://HOST:PORT, token: …}: "
+        "each station's pinned origin for fetching its images (no other host is ever fetched)",
+    )
+    collect.set_defaults(func=_cmd_fleet_collect)
+    fserve = fleet.add_parser("serve", help="web page of all stations and a cross-station review on PostgreSQL")
+    fserve.add_argument("--db", required=True, help="PostgreSQL URL of the collector's database")
+    fserve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    fserve.add_argument("--port", type=int, default=8090, help="port to listen on")
+    fserve.add_argument("--users", help="YAML list of users (name, role, password_hash) as in station.yaml web.users")
+    fserve.add_argument("--open-view", action="store_true", help="pages readable without a login")
+    fserve.add_argument("--images", help="the collector's image store (folder or s3://BUCKET/PREFIX)")
+    fserve.add_argument("--timezone", help="IANA zone for times and 'today' (default: the OS zone)")
+    fserve.add_argument("--title", default="fleet", help="name in the page header")
+    fserve.add_argument(
+        "--trusted-proxy",
+        action="append",
+        metavar="ADDRESS",
+        help="a reverse proxy whose X-Forwarded-For is believed (repeat for more; none by default)",
+    )
+    fserve.set_defaults(func=_cmd_fleet_serve)
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -282,6 +440,23 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         )
     )
     return 0
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    demo = sub.add_parser("demo", help="the whole station on this machine, no hardware")
+    demo.add_argument("--workdir", default="work/demo", help="folder for the SQLite log and images")
+    demo.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0 = until Ctrl-C)")
+    demo.add_argument("--bundle", help="model bundle instead of the bundled demo student")
+    demo.add_argument("--port", type=int, default=5020, help="Modbus TCP port on 127.0.0.1")
+    demo.add_argument("--period", type=float, default=0.5, help="seconds between PLC triggers")
+    demo.add_argument("--web-port", type=int, default=8080, help="HMI port (0 = no HMI)")
+    demo.add_argument(
+        "--defect-rate",
+        type=defect_rate,
+        default=0.1,
+        help="share of defective parts, as on a line; 'mix': the part generator's own mix, most parts defective",
+    )
+    demo.set_defaults(func=_cmd_demo)
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -336,108 +511,7 @@ def _spin_settings(text: str) -> list[bool]:
     return chosen
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
-
-    parser = argparse.ArgumentParser(prog="edge-inspect", description="Line-side vision inspection appliance.")
-    parser.add_argument("--version", action="version", version=f"edge-inspect {__version__}")
-    parser.add_argument(
-        "--log-level",
-        default="WARNING",
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        help="what reaches stderr (the journal under systemd); unexpected errors come with a traceback",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    model = sub.add_parser("model", help="model bundles").add_subparsers(dest="model_command", required=True)
-    verify = model.add_parser("verify", help="check a bundle's files against its manifest")
-    verify.add_argument("bundle", help="bundle folder (with manifest.json)")
-    verify.set_defaults(func=_cmd_model_verify)
-
-    ask = model.add_parser("ask", help="run prompts on one image file")
-    ask.add_argument("bundle", help="bundle folder (with manifest.json)")
-    ask.add_argument("image", help="image file (PNG, JPEG, …)")
-    ask.add_argument("--point", action="append", metavar="PROMPT", help='e.g. "Point to any scratches."')
-    ask.add_argument("--yes-no", action="append", metavar="QUESTION", help='e.g. "Is the label present?"')
-    ask.add_argument("--generate", action="append", metavar="PROMPT", help="free-text answer")
-    ask.add_argument("--provider", default="cpu", help="ONNX Runtime provider: tensorrt, cuda, cpu or auto")
-    ask.add_argument("--max-new-tokens", type=int, default=64, help="cap on generated tokens per prompt")
-    ask.set_defaults(func=_cmd_model_ask)
-    add_model_store_parsers(model)  # list, add, promote, rollback, remove
-
-    config = sub.add_parser("config", help="station configs").add_subparsers(dest="config_command", required=True)
-    validate = config.add_parser("validate", help="check a station.yaml; every problem as file:line: key: message")
-    validate.add_argument("file", help="station.yaml")
-    validate.set_defaults(func=_cmd_config_validate)
-
-    modbus = sub.add_parser("modbus", help="the PLC register map").add_subparsers(dest="modbus_command", required=True)
-    mmap = modbus.add_parser("map", help="print the effective Modbus map")
-    mmap.add_argument("--config", help="station.yaml whose plc.mode and plc.map apply")
-    mmap.add_argument("--mode", choices=["server", "client"], help="default map of this mode (default server)")
-    mmap.add_argument("--format", choices=["md", "csv", "json"], default="md", help="markdown table, CSV or JSON")
-    mmap.set_defaults(func=_cmd_modbus_map)
-
-    run = sub.add_parser("run", help="run a station (the daemon)")
-    run.add_argument("config", help="station.yaml")
-    run.add_argument("--bundle", help="model bundle (overrides model.bundle)")
-    run.set_defaults(func=_cmd_run)
-
-    doctor = sub.add_parser(
-        "doctor", help="what the model runs on here: ONNX Runtime providers, TensorRT, GPU, JetPack, and why not"
-    )
-    doctor.add_argument(
-        "config", nargs="?", help="station.yaml whose model to load (default: the demo student, 'auto')"
-    )
-    doctor.add_argument("--bundle", help="model bundle instead of the config's")
-    doctor.add_argument("--json", action="store_true", help="print JSON")
-    doctor.add_argument(
-        "--build-engines",
-        action="store_true",
-        help="build the TensorRT provider's engines for this bundle, TensorRT, GPU and JetPack now (minutes)",
-    )
-    doctor.set_defaults(func=_cmd_doctor)
-
-    trial = sub.add_parser("try", help="run a recipe on image files: overlays, a table and JSON (no PLC, no log)")
-    trial.add_argument("config", help="station.yaml")
-    trial.add_argument("images", nargs="+", help="image files or folders of images")
-    trial.add_argument(
-        "--recipe", type=int, action="append", help="recipe number (repeatable; default the config's triggers.recipe)"
-    )
-    trial.add_argument("--out", default="work/try", help="folder for the overlay PNGs and try.json")
-    trial.add_argument("--bundle", help="model bundle (overrides model.bundle)")
-    trial.set_defaults(func=_cmd_try)
-
-    tune = sub.add_parser(
-        "tune", help="false-reject and escape rates per check on labelled images; recommended margins and limits"
-    )
-    tune.add_argument("config", help="station.yaml")
-    tune.add_argument(
-        "--labelled",
-        required=True,
-        help="folder with good/ and bad/ images, or a labels.csv (image, check, expected pass|fail)",
-    )
-    tune.add_argument("--recipe", type=int, help="recipe number (default the config's triggers.recipe)")
-    tune.add_argument("--out", default="work/tune", help="folder for tune.json and the plots")
-    tune.add_argument("--bundle", help="model bundle (overrides model.bundle)")
-    tune.set_defaults(func=_cmd_tune)
-
-    calib = sub.add_parser("calibrate", help="calibrate the camera").add_subparsers(
-        dest="calibrate_command", required=True
-    )
-    cam = calib.add_parser("camera", help="intrinsics, distortion and mm per pixel from chessboard images")
-    cam.add_argument(
-        "--images", required=True, help="folder of chessboard images (different angles, one flat on the working plane)"
-    )
-    cam.add_argument("--board", default="9x6", help="inner corners, columns x rows")
-    cam.add_argument("--square-mm", type=float, required=True, help="side of one square in millimetres")
-    cam.add_argument(
-        "--plane",
-        help="file name of the image with the board on the working plane (default: the "
-        "last image, by name, in which the board was found)",
-    )
-    cam.add_argument("--out", default="calibration/camera.json", help="where the calibration is written")
-    cam.set_defaults(func=_cmd_calibrate_camera)
-
+def _add_bench(sub: argparse._SubParsersAction) -> None:
     bench = sub.add_parser("bench", help="per-stage latency of bundles side by side")
     bench.add_argument("bundle", nargs="+", help="bundles to compare (e.g. fp32, int8, int4 copies)")
     bench.add_argument("--config", help="station.yaml whose recipe to run (default: the demo recipe)")
@@ -492,69 +566,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.set_defaults(func=_cmd_bench)
 
-    user = sub.add_parser("user", help="HMI users").add_subparsers(dest="user_command", required=True)
-    hp = user.add_parser("hash-password", help="read a password (stdin or prompt), print its hash for station.yaml")
-    hp.set_defaults(func=_cmd_hash_password)
 
-    demo = sub.add_parser("demo", help="the whole station on this machine, no hardware")
-    demo.add_argument("--workdir", default="work/demo", help="folder for the SQLite log and images")
-    demo.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0 = until Ctrl-C)")
-    demo.add_argument("--bundle", help="model bundle instead of the bundled demo student")
-    demo.add_argument("--port", type=int, default=5020, help="Modbus TCP port on 127.0.0.1")
-    demo.add_argument("--period", type=float, default=0.5, help="seconds between PLC triggers")
-    demo.add_argument("--web-port", type=int, default=8080, help="HMI port (0 = no HMI)")
-    demo.add_argument(
-        "--defect-rate",
-        type=defect_rate,
-        default=0.1,
-        help="share of defective parts, as on a line; 'mix': the part generator's own mix, most parts defective",
-    )
-    demo.set_defaults(func=_cmd_demo)
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
 
-    fleet = sub.add_parser(
-        "fleet", help="plant-wide results: MQTT broker to PostgreSQL, cross-station review (docs/fleet.md)"
-    ).add_subparsers(dest="fleet_command", required=True)
-    collect = fleet.add_parser("collect", help="subscribe to the stations' topics and write PostgreSQL")
-    collect.add_argument("--broker", default="mqtt://127.0.0.1:1883", help="mqtt://HOST[:PORT] or mqtts://HOST[:PORT]")
-    collect.add_argument("--db", required=True, help="PostgreSQL URL, e.g. postgresql://qa@dbhost/fleet")
-    collect.add_argument("--prefix", default="edge-inspect", help="first topic level (the stations' fleet.prefix)")
-    collect.add_argument(
-        "--client-id",
-        default="edge-inspect-collector",
-        help="MQTT client id; the broker keeps this session's messages while the collector is away",
+    parser = argparse.ArgumentParser(prog="edge-inspect", description="Line-side vision inspection appliance.")
+    parser.add_argument("--version", action="version", version=f"edge-inspect {__version__}")
+    parser.add_argument(
+        "--log-level",
+        default="WARNING",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="what reaches stderr (the journal under systemd); unexpected errors come with a traceback",
     )
-    collect.add_argument("--ca", help="PEM CA bundle of the broker's certificate (implies TLS)")
-    collect.add_argument("--cert", help="PEM client certificate (mutual TLS)")
-    collect.add_argument("--key", help="PEM private key of --cert")
-    collect.add_argument("--username", help="broker user name")
-    collect.add_argument("--password-env", help="environment variable holding the broker password")
-    collect.add_argument("--password-file", help="file holding the broker password")
-    collect.add_argument(
-        "--images",
-        help="content-addressed image store: a folder or s3://BUCKET/PREFIX (default: images are not fetched)",
-    )
-    collect.add_argument(
-        "--station-tokens",
-        help="YAML: site/line/station -> {url: http(s)://HOST:PORT, token: …}: "
-        "each station's pinned origin for fetching its images (no other host is ever fetched)",
-    )
-    collect.set_defaults(func=_cmd_fleet_collect)
-    fserve = fleet.add_parser("serve", help="web page of all stations and a cross-station review on PostgreSQL")
-    fserve.add_argument("--db", required=True, help="PostgreSQL URL of the collector's database")
-    fserve.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    fserve.add_argument("--port", type=int, default=8090, help="port to listen on")
-    fserve.add_argument("--users", help="YAML list of users (name, role, password_hash) as in station.yaml web.users")
-    fserve.add_argument("--open-view", action="store_true", help="pages readable without a login")
-    fserve.add_argument("--images", help="the collector's image store (folder or s3://BUCKET/PREFIX)")
-    fserve.add_argument("--timezone", help="IANA zone for times and 'today' (default: the OS zone)")
-    fserve.add_argument("--title", default="fleet", help="name in the page header")
-    fserve.add_argument(
-        "--trusted-proxy",
-        action="append",
-        metavar="ADDRESS",
-        help="a reverse proxy whose X-Forwarded-For is believed (repeat for more; none by default)",
-    )
-    fserve.set_defaults(func=_cmd_fleet_serve)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    for add in (
+        _add_model,
+        _add_config,
+        _add_modbus,
+        _add_run,
+        _add_doctor,
+        _add_try,
+        _add_tune,
+        _add_calibrate,
+        _add_bench,
+        _add_user,
+        _add_demo,
+        _add_fleet,
+    ):
+        add(sub)
     return show_defaults(parser)
 
 

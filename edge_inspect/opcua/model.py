@@ -201,6 +201,50 @@ async def _decode_field_less_subtypes(server: Server, mv: int) -> None:
                 ua.extension_objects_by_typeid.setdefault(enc.nodeid, cls)
 
 
+async def _add_station_extensions(
+    b: Builder,
+    ns: int,
+    system: Node,
+    vsm: Node,
+    config: StationConfig,
+    identity: dict[str, str],
+    handlers: dict[str, Any],
+) -> None:
+    """The station's own nodes (its namespace ``ns``): the error reason, identification, recipes,
+    the last result, statistics and active alarms."""
+    await b.var(vsm, "VisionSystem.VisionStateMachine.ErrorReason", V.String, "")
+    ident = await b.obj(system, "VisionSystem.Identification")
+    for key, value in identity.items():
+        await b.var(ident, f"VisionSystem.Identification.{key}", V.String, value)
+
+    rm = b.node("RecipeManagement")
+    recipes = await rm.add_folder(b.nid("VisionSystem.RecipeManagement.Recipes"), ua.QualifiedName("Recipes", ns))
+    for r in config.recipes:
+        base = f"VisionSystem.RecipeManagement.Recipes.Recipe_{r.number}"
+        node = await b.obj(recipes, base)
+        await b.var(node, f"{base}.RecipeId", V.String, str(r.number))
+        await b.var(node, f"{base}.Name", V.String, r.name)
+        await b.var(node, f"{base}.Checks", V.String, [c.name for c in r.checks], array=True)
+    await b.var(rm, "VisionSystem.RecipeManagement.ActiveRecipeId", V.String, str(config.triggers.recipe))
+    active = config.recipe(config.triggers.recipe)
+    await b.var(rm, "VisionSystem.RecipeManagement.ActiveRecipeName", V.String, active.name if active else "")
+    await b.own_method(
+        rm,
+        "VisionSystem.RecipeManagement.GetRecipeList",
+        handlers["VisionSystem.RecipeManagement.GetRecipeList"],
+        [],
+        [_arg("RecipeIds", V.String, "recipe numbers", array=True), _arg("Names", V.String, "recipe names", True)],
+    )
+
+    last = await b.obj(b.node("ResultManagement"), "VisionSystem.ResultManagement.LastResult")
+    for name, vtype, array in RESULT_FIELDS:
+        await b.var(last, f"VisionSystem.ResultManagement.LastResult.{name}", vtype, array=array)
+    stats = await b.obj(system, "VisionSystem.Statistics")
+    for name, _ in COUNTERS:
+        await b.var(stats, f"VisionSystem.Statistics.{name}", V.UInt32, 0)
+    await b.var(system, "VisionSystem.ActiveAlarms", V.String, [], array=True)
+
+
 async def build(
     server: Server, namespace: str, config: StationConfig, identity: dict[str, str], handlers: dict[str, Any]
 ) -> VisionModel:
@@ -251,38 +295,7 @@ async def build(
             continue  # the station's own methods, added below
         await b.link(path, func)
 
-    # -- the station's extensions (its namespace) -------------------------------------------------
-    await b.var(vsm, "VisionSystem.VisionStateMachine.ErrorReason", V.String, "")
-    ident = await b.obj(system, "VisionSystem.Identification")
-    for key, value in identity.items():
-        await b.var(ident, f"VisionSystem.Identification.{key}", V.String, value)
-
-    rm = b.node("RecipeManagement")
-    recipes = await rm.add_folder(b.nid("VisionSystem.RecipeManagement.Recipes"), ua.QualifiedName("Recipes", ns))
-    for r in config.recipes:
-        base = f"VisionSystem.RecipeManagement.Recipes.Recipe_{r.number}"
-        node = await b.obj(recipes, base)
-        await b.var(node, f"{base}.RecipeId", V.String, str(r.number))
-        await b.var(node, f"{base}.Name", V.String, r.name)
-        await b.var(node, f"{base}.Checks", V.String, [c.name for c in r.checks], array=True)
-    await b.var(rm, "VisionSystem.RecipeManagement.ActiveRecipeId", V.String, str(config.triggers.recipe))
-    active = config.recipe(config.triggers.recipe)
-    await b.var(rm, "VisionSystem.RecipeManagement.ActiveRecipeName", V.String, active.name if active else "")
-    await b.own_method(
-        rm,
-        "VisionSystem.RecipeManagement.GetRecipeList",
-        handlers["VisionSystem.RecipeManagement.GetRecipeList"],
-        [],
-        [_arg("RecipeIds", V.String, "recipe numbers", array=True), _arg("Names", V.String, "recipe names", True)],
-    )
-
-    last = await b.obj(b.node("ResultManagement"), "VisionSystem.ResultManagement.LastResult")
-    for name, vtype, array in RESULT_FIELDS:
-        await b.var(last, f"VisionSystem.ResultManagement.LastResult.{name}", vtype, array=array)
-    stats = await b.obj(system, "VisionSystem.Statistics")
-    for name, _ in COUNTERS:
-        await b.var(stats, f"VisionSystem.Statistics.{name}", V.UInt32, 0)
-    await b.var(system, "VisionSystem.ActiveAlarms", V.String, [], array=True)
+    await _add_station_extensions(b, ns, system, vsm, config, identity, handlers)
 
     own_fields = [f for f in RESULT_FIELDS if f[0] not in EVENT_SPEC_FIELDS]
     result_type = await b.event_type(mv_type["ResultReadyEventType"], "VisionResultReadyEventType", own_fields)

@@ -12,11 +12,13 @@ import queue
 import secrets
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone, tzinfo
 from pathlib import Path
+from typing import Any, cast
 from urllib.parse import urlencode
 
 import psycopg
@@ -28,7 +30,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response, StreamingResponse
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
@@ -38,7 +40,7 @@ from ..http.accounts import Accounts, LoginRefused, client_address, login_form, 
 from ..http.accounts import logout as logout_response
 from ..http.auth import User
 from ..http.filters import FilterError, common_filters
-from ..http.handlers import handles
+from ..http.handlers import Handler, handles
 from ..http.i18n import LABELS, pick_language
 from ..http.middleware import BodyLimit, SecurityHeaders, client_gone
 from ..http.spreadsheet import csv_text
@@ -262,51 +264,41 @@ def csv_piece(pool: Pool, f: Filters, tz, after: tuple | None, size: int) -> tup
 
 
 # -- the app --------------------------------------------------------------------------------------
-def build_app(
-    dsn: str,
-    users: list[WebUser] | Callable[[], dict[str, WebUser]],
-    open_view: bool = False,
-    images: ImageStore | None = None,
-    timezone: str | None = None,
-    title: str = "fleet",
-) -> Starlette:
-    """``users``: a list, or a function giving the users as they are now by name (UsersFile)."""
-    tz = station_zone(timezone)
-    pool = Pool(dsn)
-    if callable(users):
-        accounts = Accounts(users)
-    else:
-        by_name = {u.name: u for u in users}
-        accounts = Accounts(lambda: by_name)
-    templates = Jinja2Templates(directory=str(HERE / "templates"))
-    templates.env.loader = ChoiceLoader(
-        [FileSystemLoader(str(HERE / "templates")), FileSystemLoader(str(WEB / "templates"))]
-    )
-    templates.env.filters["localtime"] = lambda value: display(value.timestamp(), tz) if value else ""
-    templates.env.globals.update(zone_label=zone_label(tz), zone_name=zone_name(tz))
+@dataclass
+class PlantContext:
+    """What the plant web's endpoints share, stored on the app as ``state.ctx`` (plant_context): the
+    database, who may log in, the templates, the image store and the page's time zone."""
 
-    def user_of(request: Request) -> User | None:
-        session = accounts.session(request.session.get("sid"))
+    pool: Pool
+    accounts: Accounts
+    templates: Jinja2Templates
+    tz: tzinfo
+    open_view: bool = False
+    images: ImageStore | None = None
+    title: str = "fleet"
+
+    def user_of(self, request: Request) -> User | None:
+        session = self.accounts.session(request.session.get("sid"))
         return session.user if session is not None else None
 
-    async def require_view(request: Request) -> User | None:
+    async def require_view(self, request: Request) -> User | None:
         """A session, or HTTP Basic (scripts: curl -u) under the same login limits as the form."""
-        user = user_of(request)
-        if user is None and not open_view:
+        user = self.user_of(request)
+        if user is None and not self.open_view:
             try:
-                user = await accounts.basic_user(request.headers.get("authorization", ""), client_address(request))
+                user = await self.accounts.basic_user(request.headers.get("authorization", ""), client_address(request))
             except LoginRefused as err:
                 raise Unauthorized(429, err.retry_after) from None
             if user is None:
                 raise Unauthorized()
         return user
 
-    def render(request: Request, name: str, **context) -> Response:
+    def render(self, request: Request, name: str, **context) -> Response:
         lang = pick_language(
             None, request.headers.get("accept-language"), request.query_params.get("lang"), request.cookies.get("lang")
         )
-        session = accounts.session(request.session.get("sid"))
-        return templates.TemplateResponse(
+        session = self.accounts.session(request.session.get("sid"))
+        return self.templates.TemplateResponse(
             request,
             name,
             {
@@ -315,141 +307,181 @@ def build_app(
                 "user": session.user if session else None,
                 "tr": lambda s: s,
                 "csrf": session.csrf if session else "",
-                "station": title,
+                "station": self.title,
                 **context,
             },
         )
 
-    async def home(request: Request) -> Response:
-        await require_view(request)
-        rows = await run_in_threadpool(stations, pool, tz)
-        dead = await run_in_threadpool(dead_letters, pool)
-        return render(request, "stations.html", rows=rows, now=time.time(), dead=dead)
 
-    async def api_dead_letters(request: Request) -> Response:
-        await require_view(request)
-        dead = await run_in_threadpool(dead_letters, pool, 100)
-        return JSONResponse(
+def plant_context(request: Request) -> PlantContext:
+    """The plant web's shared state, which build_app stores on the app."""
+    return cast(PlantContext, request.app.state.ctx)
+
+
+async def home(request: Request) -> Response:
+    ctx = plant_context(request)
+    await ctx.require_view(request)
+    rows = await run_in_threadpool(stations, ctx.pool, ctx.tz)
+    dead = await run_in_threadpool(dead_letters, ctx.pool)
+    return ctx.render(request, "stations.html", rows=rows, now=time.time(), dead=dead)
+
+
+async def api_dead_letters(request: Request) -> Response:
+    ctx = plant_context(request)
+    await ctx.require_view(request)
+    dead = await run_in_threadpool(dead_letters, ctx.pool, 100)
+    return JSONResponse(
+        {
+            "count": dead["count"],
+            "latest": [{**r, "received_at": r["received_at"].isoformat()} for r in dead["latest"]],
+        }
+    )
+
+
+async def metrics(request: Request) -> Response:
+    """Prometheus text: the dead letters (alert on any increase)."""
+    ctx = plant_context(request)
+    await ctx.require_view(request)
+    dead = await run_in_threadpool(dead_letters, ctx.pool, 0)
+    return PlainTextResponse(
+        "# HELP edge_inspect_fleet_dead_letters Messages the collector could not store.\n"
+        "# TYPE edge_inspect_fleet_dead_letters gauge\n"
+        f"edge_inspect_fleet_dead_letters {dead['count']}\n",
+        media_type="text/plain; version=0.0.4",
+    )
+
+
+async def api_stations(request: Request) -> Response:
+    ctx = plant_context(request)
+    await ctx.require_view(request)
+    rows = await run_in_threadpool(stations, ctx.pool, ctx.tz)
+    return JSONResponse(
+        [
             {
-                "count": dead["count"],
-                "latest": [{**r, "received_at": r["received_at"].isoformat()} for r in dead["latest"]],
+                **{k: v for k, v in r.items() if k not in ("status", "alarms")},
+                "last_seen": r["last_seen"].isoformat() if r["last_seen"] else None,
+                "status_at": r["status_at"].isoformat() if r["status_at"] else None,
+                "alarms": [
+                    {"code": a["code"], "message": a["message"], "since": a["at"].isoformat() if a["at"] else None}
+                    for a in r["alarms"]
+                ],
             }
-        )
+            for r in rows
+        ]
+    )
 
-    async def metrics(request: Request) -> Response:
-        """Prometheus text: the dead letters (alert on any increase)."""
-        await require_view(request)
-        dead = await run_in_threadpool(dead_letters, pool, 0)
-        return PlainTextResponse(
-            "# HELP edge_inspect_fleet_dead_letters Messages the collector could not store.\n"
-            "# TYPE edge_inspect_fleet_dead_letters gauge\n"
-            f"edge_inspect_fleet_dead_letters {dead['count']}\n",
-            media_type="text/plain; version=0.0.4",
-        )
 
-    async def api_stations(request: Request) -> Response:
-        await require_view(request)
-        rows = await run_in_threadpool(stations, pool, tz)
+async def review(request: Request) -> Response:
+    ctx = plant_context(request)
+    await ctx.require_view(request)
+    f = Filters.from_query(request.query_params, ctx.tz)
+    rows, more = await run_in_threadpool(page, ctx.pool, f)
+    keys, checks = await run_in_threadpool(names, ctx.pool)
+    query = urlencode([(k, v) for k, v in request.query_params.multi_items() if k != "page"])
+    return ctx.render(
+        request,
+        "fleet_review.html",
+        rows=rows,
+        more=more,
+        f=f,
+        q=request.query_params,
+        query=query,
+        keys=keys,
+        checks=checks,
+    )
+
+
+async def one(request: Request) -> Response:
+    ctx = plant_context(request)
+    await ctx.require_view(request)
+    try:
+        msg_id = str(uuid.UUID(request.path_params["msg_id"]))
+    except ValueError:
+        return PlainTextResponse("no such inspection", 404)
+    row = await run_in_threadpool(detail, ctx.pool, msg_id)
+    if row is None:
+        return PlainTextResponse("no such inspection", 404)
+    return ctx.render(request, "fleet_detail.html", row=row)
+
+
+async def export(request: Request) -> Response:
+    ctx = plant_context(request)
+    await ctx.require_view(request)
+    f = Filters.from_query(request.query_params, ctx.tz)
+
+    async def stream():
+        after, size = None, 200
+        while True:
+            text, after = await run_in_threadpool(csv_piece, ctx.pool, f, ctx.tz, after, size)
+            yield text
+            if after is None:
+                return
+            size = 2000
+
+    return StreamingResponse(
+        stream(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="fleet-inspections.csv"'},
+    )
+
+
+async def image(request: Request) -> Response:
+    ctx = plant_context(request)
+    await ctx.require_view(request)
+    data = await run_in_threadpool(ctx.images.get, request.path_params["sha"]) if ctx.images else None
+    if data is None:
+        return JSONResponse({"error": "not found"}, 404)
+    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=31536000, immutable"})
+
+
+async def login_page(request: Request) -> Response:
+    next_path = request.query_params.get("next", "/")
+    return plant_context(request).render(
+        request, "login.html", error=None, next=next_path, login_token=login_token(request)
+    )
+
+
+async def login(request: Request) -> Response:
+    ctx = plant_context(request)
+    return await login_form(
+        request,
+        ctx.accounts,
+        lambda req, error, nxt: ctx.render(req, "login.html", error=error, next=nxt, login_token=login_token(req)),
+    )
+
+
+async def logout(request: Request) -> Response:
+    return await logout_response(request, plant_context(request).accounts)
+
+
+async def unauthorized(request: Request, exc: Unauthorized) -> Response:
+    if exc.status == 429:
         return JSONResponse(
-            [
-                {
-                    **{k: v for k, v in r.items() if k not in ("status", "alarms")},
-                    "last_seen": r["last_seen"].isoformat() if r["last_seen"] else None,
-                    "status_at": r["status_at"].isoformat() if r["status_at"] else None,
-                    "alarms": [
-                        {"code": a["code"], "message": a["message"], "since": a["at"].isoformat() if a["at"] else None}
-                        for a in r["alarms"]
-                    ],
-                }
-                for r in rows
-            ]
+            {"error": "too many failed logins; try again later"}, 429, headers={"Retry-After": str(exc.retry_after)}
         )
+    if request.method == "GET" and not request.url.path.startswith(("/api", "/images")) \
+            and "authorization" not in request.headers:  # fmt: skip
+        return RedirectResponse(f"/login?{urlencode({'next': request.url.path})}", 303)
+    return JSONResponse({"error": "log in to view (session or HTTP Basic)"}, 401)
 
-    async def review(request: Request) -> Response:
-        await require_view(request)
-        f = Filters.from_query(request.query_params, tz)
-        rows, more = await run_in_threadpool(page, pool, f)
-        keys, checks = await run_in_threadpool(names, pool)
-        query = urlencode([(k, v) for k, v in request.query_params.multi_items() if k != "page"])
-        return render(
-            request,
-            "fleet_review.html",
-            rows=rows,
-            more=more,
-            f=f,
-            q=request.query_params,
-            query=query,
-            keys=keys,
-            checks=checks,
-        )
 
-    async def one(request: Request) -> Response:
-        await require_view(request)
-        try:
-            msg_id = str(__import__("uuid").UUID(request.path_params["msg_id"]))
-        except ValueError:
-            return PlainTextResponse("no such inspection", 404)
-        row = await run_in_threadpool(detail, pool, msg_id)
-        if row is None:
-            return PlainTextResponse("no such inspection", 404)
-        return render(request, "fleet_detail.html", row=row)
+async def bad_filter(request: Request, exc: FilterError) -> Response:
+    return JSONResponse({"error": str(exc)}, 400)
 
-    async def export(request: Request) -> Response:
-        await require_view(request)
-        f = Filters.from_query(request.query_params, tz)
 
-        async def stream():
-            after, size = None, 200
-            while True:
-                text, after = await run_in_threadpool(csv_piece, pool, f, tz, after, size)
-                yield text
-                if after is None:
-                    return
-                size = 2000
+def exception_handlers() -> dict[Any, Handler]:
+    """How the plant web answers what its endpoints raise (also for an endpoint tested alone)."""
+    return dict(
+        [
+            handles(Unauthorized, unauthorized),
+            handles(FilterError, bad_filter),
+            handles(ClientDisconnect, client_gone),
+        ]
+    )
 
-        return StreamingResponse(
-            stream(),
-            media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": 'attachment; filename="fleet-inspections.csv"'},
-        )
 
-    async def image(request: Request) -> Response:
-        await require_view(request)
-        data = await run_in_threadpool(images.get, request.path_params["sha"]) if images else None
-        if data is None:
-            return JSONResponse({"error": "not found"}, 404)
-        return Response(
-            data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=31536000, immutable"}
-        )
-
-    async def login_page(request: Request) -> Response:
-        next_path = request.query_params.get("next", "/")
-        return render(request, "login.html", error=None, next=next_path, login_token=login_token(request))
-
-    async def login(request: Request) -> Response:
-        return await login_form(
-            request,
-            accounts,
-            lambda req, error, nxt: render(req, "login.html", error=error, next=nxt, login_token=login_token(req)),
-        )
-
-    async def logout(request: Request) -> Response:
-        return await logout_response(request, accounts)
-
-    async def unauthorized(request: Request, exc: Unauthorized) -> Response:
-        if exc.status == 429:
-            return JSONResponse(
-                {"error": "too many failed logins; try again later"}, 429, headers={"Retry-After": str(exc.retry_after)}
-            )
-        if request.method == "GET" and not request.url.path.startswith(("/api", "/images")) \
-                and "authorization" not in request.headers:  # fmt: skip
-            return RedirectResponse(f"/login?{urlencode({'next': request.url.path})}", 303)
-        return JSONResponse({"error": "log in to view (session or HTTP Basic)"}, 401)
-
-    async def bad_filter(request: Request, exc: FilterError) -> Response:
-        return JSONResponse({"error": str(exc)}, 400)
-
-    routes = [
+def routes() -> list[BaseRoute]:
+    return [
         Route("/", home),
         Route("/api/stations", api_stations),
         Route("/api/dead-letters", api_dead_letters),
@@ -463,15 +495,37 @@ def build_app(
         Route("/logout", logout, methods=["POST"]),
         Mount("/static", StaticFiles(directory=str(WEB / "static")), name="static"),
     ]
-    return Starlette(
-        routes=routes,
-        exception_handlers=dict(
-            [
-                handles(Unauthorized, unauthorized),
-                handles(FilterError, bad_filter),
-                handles(ClientDisconnect, client_gone),
-            ]
-        ),
+
+
+def templates_for(tz: tzinfo) -> Jinja2Templates:
+    """The plant's templates, then the station web's (its login page and layout), in the page's zone."""
+    templates = Jinja2Templates(directory=str(HERE / "templates"))
+    templates.env.loader = ChoiceLoader(
+        [FileSystemLoader(str(HERE / "templates")), FileSystemLoader(str(WEB / "templates"))]
+    )
+    templates.env.filters["localtime"] = lambda value: display(value.timestamp(), tz) if value else ""
+    templates.env.globals.update(zone_label=zone_label(tz), zone_name=zone_name(tz))
+    return templates
+
+
+def build_app(
+    dsn: str,
+    users: list[WebUser] | Callable[[], dict[str, WebUser]],
+    open_view: bool = False,
+    images: ImageStore | None = None,
+    timezone: str | None = None,
+    title: str = "fleet",
+) -> Starlette:
+    """``users``: a list, or a function giving the users as they are now by name (UsersFile)."""
+    tz = station_zone(timezone)
+    if callable(users):
+        accounts = Accounts(users)
+    else:
+        by_name = {u.name: u for u in users}
+        accounts = Accounts(lambda: by_name)
+    app = Starlette(
+        routes=routes(),
+        exception_handlers=exception_handlers(),
         middleware=[
             Middleware(SecurityHeaders),
             Middleware(BodyLimit),
@@ -484,6 +538,8 @@ def build_app(
             ),
         ],
     )
+    app.state.ctx = PlantContext(Pool(dsn), accounts, templates_for(tz), tz, open_view, images, title)
+    return app
 
 
 def load_users(path: str | Path) -> list[WebUser]:

@@ -121,29 +121,47 @@ def _draw_blob(canvas: np.ndarray, mask: np.ndarray, center, axes, angle, color)
     cv2.ellipse(mask, c, a, angle, 0, 360, 255, -1, cv2.LINE_8, shift=4)
 
 
-def render_part(
-    seed: int, width: int = 320, height: int = 240, spec: PartSpec | None = None, camera: Camera | None = None
-) -> Part:
-    """Render one part; the same seed, size, spec and camera give the same bytes.
+Layer = tuple[str, tuple[float, float], np.ndarray]  # kind, point, mask (uint8) on the plate-aligned canvas
 
-    Under a ``camera`` that moves, objects that leave the frame are dropped and a partly visible
-    object's point moves to its nearest visible mask pixel."""
-    spec = spec or PartSpec()
-    camera = camera or Camera()
-    rng = np.random.default_rng(seed)
-    # Draw on a plate-aligned canvas, then warp everything (image and masks) with one transform.
+
+@dataclass
+class _Canvas:
+    """The plate-aligned drawing: the float image, the background and plate tones, the plate's
+    mask and corners. Every step draws on it in turn with the part's one random generator."""
+
+    image: np.ndarray  # float32 [H, W, 3]
+    bg: float
+    plate: np.ndarray  # uint8 [H, W]: 255 on the plate
+    plate_tone: float
+    box: tuple[float, float, float, float]  # x0, y0, x1, y1
+
+    @property
+    def height(self) -> int:
+        return self.image.shape[0]
+
+    @property
+    def width(self) -> int:
+        return self.image.shape[1]
+
+
+def _draw_plate(rng: np.random.Generator, width: int, height: int) -> _Canvas:
     bg = rng.uniform(25, 70)
     canvas = np.full((height, width, 3), bg, np.float32)
     canvas += rng.normal(0, 6, 3).astype(np.float32)  # background tint
-    layers: list[tuple[str, tuple[float, float], np.ndarray]] = []
-
     margin_x, margin_y = width * 0.12, height * 0.12
     x0, y0, x1, y1 = margin_x, margin_y, width - margin_x, height - margin_y
     plate_tone = rng.uniform(140, 200)
     plate = np.zeros((height, width), np.uint8)
     cv2.rectangle(plate, (int(x0), int(y0)), (int(x1), int(y1)), 255, -1)
     canvas[plate > 0] = plate_tone + rng.normal(0, 3, 3)
+    return _Canvas(canvas, bg, plate, plate_tone, (x0, y0, x1, y1))
 
+
+def _draw_holes(rng: np.random.Generator, c: _Canvas, spec: PartSpec) -> list[Layer]:
+    """The four holes, each with its screw or empty."""
+    canvas, width, height, plate_tone, bg = c.image, c.width, c.height, c.plate_tone, c.bg
+    x0, y0, x1, y1 = c.box
+    layers: list[Layer] = []
     hole_r = min(width, height) * 0.045
     holes = [
         (x0 + 0.09 * (x1 - x0), y0 + 0.12 * (y1 - y0)),
@@ -188,7 +206,13 @@ def render_part(
                 canvas, (int(round(hx)), int(round(hy))), int(round(hole_r)), (plate_tone * 0.7,) * 3, 1, cv2.LINE_AA
             )
             layers.append(("empty_hole", (hx, hy), mask))
+    return layers
 
+
+def _draw_label(rng: np.random.Generator, c: _Canvas, spec: PartSpec) -> tuple[str, np.ndarray]:
+    """The label (straight, skewed or absent) and its mask (empty when absent)."""
+    canvas, width, height = c.image, c.width, c.height
+    x0, y0, x1, y1 = c.box
     label = spec.label or str(rng.choice(["straight", "straight", "skewed", "absent"]))
     if label != "absent":
         lw, lh = (x1 - x0) * 0.34, (y1 - y0) * 0.22
@@ -207,7 +231,16 @@ def render_part(
         cv2.fillPoly(label_mask, [box], 255)
     else:
         label_mask = np.zeros((height, width), np.uint8)
+    return label, label_mask
 
+
+def _draw_defects(
+    rng: np.random.Generator, c: _Canvas, spec: PartSpec, layers: list[Layer], label_mask: np.ndarray
+) -> list[Layer]:
+    """Scratches, spots and dents on the plate, clear of the holes, the label and each other."""
+    canvas, width, height, plate, plate_tone = c.image, c.width, c.height, c.plate, c.plate_tone
+    x0, y0, x1, y1 = c.box
+    defects: list[Layer] = []
     n_defects = int(rng.choice([0, 0, 1, 1, 2, 3])) if spec.defects is None else spec.defects
     keep_out: np.ndarray = cv2.dilate(label_mask, np.ones((5, 5), np.uint8))
     for mask_layer in [m for k, _, m in layers]:
@@ -250,10 +283,15 @@ def render_part(
                     (min(255, plate_tone * 1.25),) * 3,
                 )
         keep_out |= cv2.dilate(mask, np.ones((9, 9), np.uint8))
-        layers.append((kind, (cx, cy), mask))
+        defects.append((kind, (cx, cy), mask))
         placed += 1
+    return defects
 
-    # Lighting gradient, then one small rigid transform for image and masks alike.
+
+def _shoot(rng: np.random.Generator, c: _Canvas, camera: Camera, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The final image and the 2×3 transform from the canvas to it: the lighting gradient, one small
+    rigid transform (and the camera's), then blur, noise and the camera's photometry."""
+    canvas, width, height = c.image, c.width, c.height
     gx, gy = rng.uniform(-0.25, 0.25, 2)
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     light = 1.0 + gx * (xx / width - 0.5) + gy * (yy / height - 0.5)
@@ -265,7 +303,7 @@ def render_part(
     m[:, 2] += shift
     if camera.moves:
         m = (camera.matrix(width, height) @ np.vstack([m, [0.0, 0.0, 1.0]]))[:2]
-    bg_fill = (float(bg),) * 3
+    bg_fill = (float(c.bg),) * 3
     image: np.ndarray = cv2.warpAffine(canvas, m, (width, height), flags=cv2.INTER_LINEAR, borderValue=bg_fill)
     blur = rng.choice([0, 0, 3])
     if blur:
@@ -281,7 +319,11 @@ def render_part(
     if camera.jpeg:
         ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(camera.jpeg)])
         image = np.asarray(cv2.imdecode(data, cv2.IMREAD_COLOR))
+    return image, m
 
+
+def _ground_truth(layers: list[Layer], m: np.ndarray, width: int, height: int) -> list[GroundTruthObject]:
+    """Each layer's mask and point through the transform ``m``; objects out of the frame dropped."""
     objects = []
     for kind, (px, py), mask in layers:
         warped = cv2.warpAffine(mask, m, (width, height), flags=cv2.INTER_NEAREST) > 0
@@ -294,5 +336,25 @@ def render_part(
             k = int(np.argmin((xs - wx) ** 2 + (ys - wy) ** 2))
             wx, wy = float(xs[k]), float(ys[k])
         objects.append(GroundTruthObject(kind=kind, point=(float(wx), float(wy)), mask=warped))
+    return objects
+
+
+def render_part(
+    seed: int, width: int = 320, height: int = 240, spec: PartSpec | None = None, camera: Camera | None = None
+) -> Part:
+    """Render one part; the same seed, size, spec and camera give the same bytes.
+
+    Under a ``camera`` that moves, objects that leave the frame are dropped and a partly visible
+    object's point moves to its nearest visible mask pixel."""
+    spec = spec or PartSpec()
+    camera = camera or Camera()
+    rng = np.random.default_rng(seed)  # one generator, drawn from in this order: the same seed, the same part
+    # Draw on a plate-aligned canvas, then warp everything (image and masks) with one transform.
+    canvas = _draw_plate(rng, width, height)
+    layers = _draw_holes(rng, canvas, spec)
+    label, label_mask = _draw_label(rng, canvas, spec)
+    layers += _draw_defects(rng, canvas, spec, layers, label_mask)
+    image, m = _shoot(rng, canvas, camera, seed)
+    objects = _ground_truth(layers, m, width, height)
     label_region = cv2.warpAffine(label_mask, m, (width, height), flags=cv2.INTER_NEAREST) > 0
     return Part(image=image, seed=seed, objects=objects, label=label, label_mask=label_region)

@@ -10,7 +10,7 @@ import secrets
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from starlette.applications import Starlette
@@ -23,13 +23,14 @@ from starlette.staticfiles import StaticFiles
 
 from ..config import StationConfig
 from ..errors import UserError
-from ..http.handlers import handles
+from ..http.handlers import Handler, handles
 from ..http.middleware import BodyLimit, SecurityHeaders, client_gone
 from ..http.server import server_config
 from ..http.sessions import SessionStore
 from ..logbook import review
 from . import api, events, metrics, pages, setup
 from .context import HERE, BadRequest, Unauthorized, WebContext
+from .feeds import Broadcaster
 
 if TYPE_CHECKING:
     import uvicorn
@@ -65,10 +66,30 @@ async def _bad_request(request: Request, exc: ValueError) -> Response:
     return JSONResponse({"error": str(exc)}, 400)
 
 
+async def _keeper_refused(request: Request, exc: setup.KeeperRefused) -> Response:
+    return JSONResponse(exc.body, exc.status)
+
+
 async def _internal_error(request: Request, exc: Exception) -> Response:
     """A bug: the traceback goes to the journal, the client gets no detail."""
     log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
     return JSONResponse({"error": "internal error; see the station's log"}, 500)
+
+
+def exception_handlers() -> dict[Any, Handler]:
+    """How the station web answers what its endpoints raise (also for an endpoint tested alone)."""
+    return {
+        **dict(
+            [
+                handles(Unauthorized, _unauthorized),
+                handles(review.FilterError, _bad_request),
+                handles(BadRequest, _bad_request),
+                handles(setup.KeeperRefused, _keeper_refused),
+                handles(ClientDisconnect, client_gone),
+            ]
+        ),
+        500: _internal_error,
+    }
 
 
 def build_app(station: Station, config: StationConfig) -> Starlette:
@@ -76,22 +97,23 @@ def build_app(station: Station, config: StationConfig) -> Starlette:
     web = config.web
     secret = _secret_key(config, station.store.folder)
     ctx = WebContext(
-        station, secret_key=secret, sessions=SessionStore(web.session_idle_min * 60, web.session_max_h * 3600)
+        station,
+        secret_key=secret,
+        sessions=SessionStore(web.session_idle_min * 60, web.session_max_h * 3600),
+        broadcaster=Broadcaster(asyncio.get_running_loop()),
     )
-    broadcaster = events.Broadcaster(asyncio.get_running_loop())
-    hist = metrics.CycleHistogram()
-    station.events.subscribe(hist.on_event)
-    station.events.subscribe(broadcaster.on_event)
+    station.events.subscribe(ctx.cycles.on_event)
+    station.events.subscribe(ctx.broadcaster.on_event)
     routes = [
-        *pages.routes(ctx),
-        *api.routes(ctx),
-        *setup.routes(ctx),
-        *events.routes(ctx, broadcaster),
-        *metrics.routes(ctx, hist),
+        *pages.routes(),
+        *api.routes(),
+        *setup.routes(),
+        *events.routes(),
+        *metrics.routes(),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
     tls = bool(web.tls_cert)
-    return Starlette(
+    app = Starlette(
         routes=routes,
         middleware=[
             Middleware(SecurityHeaders, tls=tls),
@@ -107,18 +129,10 @@ def build_app(station: Station, config: StationConfig) -> Starlette:
                 max_age=int(web.session_max_h * 3600),
             ),
         ],
-        exception_handlers={
-            **dict(
-                [
-                    handles(Unauthorized, _unauthorized),
-                    handles(review.FilterError, _bad_request),
-                    handles(BadRequest, _bad_request),
-                    handles(ClientDisconnect, client_gone),
-                ]
-            ),
-            500: _internal_error,
-        },
+        exception_handlers=exception_handlers(),
     )
+    app.state.ctx = ctx  # what every endpoint reaches the station through (context.web_context)
+    return app
 
 
 @dataclass

@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import tzinfo
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -23,6 +23,8 @@ from ..http.i18n import LABELS, pick_language, translate
 from ..http.sessions import Session, SessionStore
 from ..logbook import Store
 from ..timefmt import display, iso_local, station_zone, zone_label, zone_name
+from .feeds import Broadcaster, CycleHistogram
+from .setup_state import SetupState
 
 if TYPE_CHECKING:
     from ..station.core import Station
@@ -69,11 +71,18 @@ class Unauthorized(Exception):
 
 @dataclass
 class WebContext:
+    """What the station web's endpoints share, stored on the app (``app.state.ctx``, web_context):
+    the station, its sessions and templates, the setup pages' gate, frame cache and worker, the event
+    streams' broadcaster and the cycle-time histogram."""
+
     station: Station
     secret_key: str = ""
     templates: Jinja2Templates = field(default_factory=lambda: Jinja2Templates(directory=str(HERE / "templates")))
     sessions: SessionStore = field(default_factory=SessionStore)
     tz: tzinfo = field(default_factory=lambda: station_zone(None))
+    setup: SetupState = field(default_factory=SetupState)
+    cycles: CycleHistogram = field(default_factory=CycleHistogram)
+    broadcaster: Broadcaster = field(kw_only=True)  # made on the loop that serves the web
 
     def __post_init__(self) -> None:
         self.accounts = Accounts(lambda: self.users, self.sessions)
@@ -183,3 +192,9 @@ class WebContext:
         if request.query_params.get("lang") in LABELS:  # the choice holds on every page from now on
             response.set_cookie("lang", lang, max_age=365 * 86400, samesite="strict")
         return response
+
+
+def web_context(request: Request) -> WebContext:
+    """The station web's shared state, which app.build_app stores on the app as ``state.ctx``: every
+    endpoint reaches the station, its config, log, users and templates through it."""
+    return cast(WebContext, request.app.state.ctx)

@@ -11,42 +11,8 @@ from starlette.routing import Route
 
 from ..http.i18n import translate
 from ..logbook import review
-from ..station.events import Event, InspectionDone, Stopped
-from .context import WebContext
-
-
-class Broadcaster:
-    """Hands each event to every connected client's queue; slow clients lose old events and the
-    station is never blocked."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, max_queue: int = 100):
-        self._queues: set[asyncio.Queue] = set()
-        self.loop = loop
-        self.max_queue = max_queue
-        self.closed = False
-
-    def on_event(self, event: Event) -> None:
-        if isinstance(event, Stopped):
-            self.closed = True
-        self.publish(event.to_dict())
-
-    def publish(self, event: dict) -> None:
-        """Safe from any thread."""
-        self.loop.call_soon_threadsafe(self._deliver, event)
-
-    def _deliver(self, event: dict) -> None:
-        for q in list(self._queues):
-            if q.full():
-                q.get_nowait()
-            q.put_nowait(event)
-
-    def subscribe(self) -> asyncio.Queue:
-        q: asyncio.Queue = asyncio.Queue(self.max_queue)
-        self._queues.add(q)
-        return q
-
-    def unsubscribe(self, q: asyncio.Queue) -> None:
-        self._queues.discard(q)
+from ..station.events import InspectionDone, Stopped
+from .context import web_context
 
 
 def sse(event: dict) -> str:
@@ -68,31 +34,34 @@ def localise(event: dict, lang: str) -> dict:
     return out
 
 
-def routes(ctx: WebContext, broadcaster: Broadcaster) -> list[Route]:
-    async def api_events(request: Request) -> Response:
-        await ctx.require_view(request)
-        lang = ctx.lang(request)
-        queue = broadcaster.subscribe()
+async def api_events(request: Request) -> Response:
+    ctx = web_context(request)
+    broadcaster = ctx.broadcaster
+    await ctx.require_view(request)
+    lang = ctx.lang(request)
+    queue = broadcaster.subscribe()
 
-        async def stream():
-            try:
-                yield sse(localise({"type": "status", **ctx.station.status()}, lang))
-                while not broadcaster.closed:
-                    try:
-                        event = await asyncio.wait_for(queue.get(), 1.0)
-                    except asyncio.TimeoutError:  # not the builtin one on Python 3.10
-                        event = {"type": "status", **ctx.station.status()}
-                    if event.get("type") == InspectionDone.type:
-                        shift = await ctx.query(review.shift_counters, ctx.config.web.shift_starts, tz=ctx.tz)
-                        event = {**event, "shift": shift}
-                    yield sse(localise(event, lang))
-                    if event.get("type") == Stopped.type or await request.is_disconnected():
-                        break
-            finally:
-                broadcaster.unsubscribe(queue)
+    async def stream():
+        try:
+            yield sse(localise({"type": "status", **ctx.station.status()}, lang))
+            while not broadcaster.closed:
+                try:
+                    event = await asyncio.wait_for(queue.get(), 1.0)
+                except asyncio.TimeoutError:  # not the builtin one on Python 3.10
+                    event = {"type": "status", **ctx.station.status()}
+                if event.get("type") == InspectionDone.type:
+                    shift = await ctx.query(review.shift_counters, ctx.config.web.shift_starts, tz=ctx.tz)
+                    event = {**event, "shift": shift}
+                yield sse(localise(event, lang))
+                if event.get("type") == Stopped.type or await request.is_disconnected():
+                    break
+        finally:
+            broadcaster.unsubscribe(queue)
 
-        return StreamingResponse(
-            stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-        )
+    return StreamingResponse(
+        stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )
 
+
+def routes() -> list[Route]:
     return [Route("/api/events", api_events)]

@@ -6,17 +6,13 @@ Everything here needs the ``setup`` permission; every change is audited."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import dataclasses
 import io
 import json
-import math
-import os
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Awaitable
 
 import cv2
 import numpy as np
@@ -33,17 +29,16 @@ from ..inspection.inspector import Inspection
 from ..inspection.overlay import draw_overlay
 from ..logbook import config_versions, review
 from ..plc.handshake import Inputs
-from ..station.config_keeper import ConflictError, SaveError, SaveResult
+from ..station.config_keeper import ConfigKeeper, ConflictError, SaveError, SaveResult
 from .api import json_object
 from .bodies import ConfigSaveBody, DiskBody, parse
-from .context import BadRequest, Unauthorized, WebContext
+from .context import BadRequest, Unauthorized, WebContext, web_context
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024  # an image file, sent as it is (the binary form of try)
 MAX_UPLOAD_BODY = MAX_UPLOAD_BYTES * 4 // 3 + 256 * 1024  # the JSON form: base64 of the largest upload, and the recipe
 MAX_CONFIG_BODY = 2 * 1024 * 1024  # a station file (config/yaml_loader.py MAX_BYTES is 1 MiB) as JSON
 DEFAULT_CAMERA_PIXELS = 12_000_000  # a 12 MP machine-vision camera, when the config names no size
 FRAME_MAX_AGE_S = 0.5
-TRY_MIN_INTERVAL_S = 1.0  # from the end of one try to the start of the next, while a PLC is connected
 
 
 def max_upload_pixels(config: StationConfig) -> int:
@@ -181,23 +176,6 @@ def _result(inspection: Inspection, frame: np.ndarray, recipe: Recipe) -> bytes:
     return b"".join([*pieces, b'"}'])
 
 
-UPLOAD_NICE = 10  # the try's decoding and drawing yield the CPU to the inspections and the loop
-
-
-def _lower_priority() -> None:
-    try:  # Linux: a thread's own nice value (its id is a task id)
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), UPLOAD_NICE)
-    except (AttributeError, OSError):
-        pass
-
-
-def upload_executor() -> ThreadPoolExecutor:
-    """The thread that decodes uploads, draws and encodes a try's answer and encodes the live view's
-    JPEG: one (tries run one at a time), at a lower CPU priority than the inspection thread and the
-    event loop."""
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="try", initializer=_lower_priority)
-
-
 BINARY_TYPES = ("image/png", "image/jpeg", "image/bmp", "image/tiff", "image/webp", "application/octet-stream")
 
 
@@ -267,273 +245,259 @@ def _saved(result: SaveResult) -> JSONResponse:
     )
 
 
-class TryGate:
-    """One *try* at a time and, while a PLC is connected, at least ``min_interval_s`` from the end of
-    one to the start of the next. A try shares the model and the CPU with the PLC's inspections (it
-    runs between them): an integrator clicking does not notice, uploads posted back to back cannot
-    crowd out the line (benchmarks/upload_load.py: PLC cycle p50 1.12× instead of 1.84× with 4
-    clients uploading maximum-size images, 1.01× with small ones; docs/performance-web.md)."""
+class KeeperRefused(Exception):
+    """A save, rollback or disk action the config keeper refused; answered ``status`` with ``body``
+    (the station web's exception handler)."""
 
-    def __init__(self, min_interval_s: float = TRY_MIN_INTERVAL_S):
-        self.min_interval_s, self.running, self.last = min_interval_s, False, float("-inf")
-
-    def enter(self, line_running: bool = True) -> int:
-        """0 and the gate is taken; else the seconds to wait."""
-        now = time.monotonic()
-        if self.running:
-            return 1
-        interval = self.min_interval_s if line_running else 0.0
-        if now - self.last < interval:
-            return max(1, math.ceil(interval - (now - self.last)))
-        self.running, self.last = True, now
-        return 0
-
-    def leave(self) -> None:
-        self.running = False
-        self.last = time.monotonic()
+    def __init__(self, status: int, body: dict):
+        super().__init__(body.get("error", ""))
+        self.status, self.body = status, body
 
 
-@dataclasses.dataclass
-class _FrameCache:
-    """The live view's latest frame as JPEG, and when it was grabbed (monotonic seconds)."""
+async def _keep(action: Awaitable[SaveResult], problems: str, lookup: int | None = None, **extra) -> SaveResult:
+    """The keeper's ``action`` awaited, its refusals as KeeperRefused: the config's problems 422 (the
+    error ``problems``, and ``extra``), a conflict 409, a failed write 500, an unknown version
+    ``lookup`` (when given; else it is a bug)."""
+    try:
+        return await action
+    except ConfigError as err:
+        raise KeeperRefused(422, {"error": problems, "problems": err.problems, **extra}) from None
+    except ConflictError as err:
+        raise KeeperRefused(409, {"error": str(err)}) from None
+    except LookupError as err:
+        if lookup is None:
+            raise
+        raise KeeperRefused(lookup, {"error": str(err)}) from None
+    except SaveError as err:
+        raise KeeperRefused(500, {"error": str(err)}) from None
 
-    at: float = 0.0
-    jpeg: bytes | None = None
+
+async def viewer(request: Request) -> User:
+    """An integrator (session or HTTP Basic), for the pages and GETs (no CSRF: nothing changes)."""
+    user = await web_context(request).user(request)
+    if user is None:
+        raise Unauthorized(401, "log in first")
+    if not allowed(user, "setup"):
+        raise Unauthorized(403, f"role '{user.role}' may not use the setup pages")
+    return user
 
 
-def routes(ctx: WebContext) -> list[Route]:
-    frame_cache = _FrameCache()
-    gate = TryGate()
-    worker = upload_executor()
+def keeper(ctx: WebContext) -> ConfigKeeper:
+    if ctx.station.keeper is None:
+        raise BadRequest("this station was started without a config file; nothing to edit")
+    return ctx.station.keeper
 
-    async def off_loop(fn, *args):
-        return await asyncio.get_running_loop().run_in_executor(worker, fn, *args)
 
-    async def viewer(request: Request) -> User:
-        """An integrator (session or HTTP Basic), for the pages and GETs (no CSRF: nothing changes)."""
-        user = await ctx.user(request)
-        if user is None:
-            raise Unauthorized(401, "log in first")
-        if not allowed(user, "setup"):
-            raise Unauthorized(403, f"role '{user.role}' may not use the setup pages")
-        return user
+async def page(request: Request, name: str, **extra) -> Response:
+    await viewer(request)
+    ctx = web_context(request)
+    return ctx.page(request, name, has_file=ctx.station.keeper is not None, **extra)
 
-    def keeper():
-        if ctx.station.keeper is None:
-            raise BadRequest("this station was started without a config file; nothing to edit")
-        return ctx.station.keeper
 
-    async def page(request: Request, name: str, **extra) -> Response:
-        await viewer(request)
-        return ctx.page(request, name, has_file=ctx.station.keeper is not None, **extra)
+async def setup_page(request: Request) -> Response:
+    return await page(request, "setup.html")
 
-    async def setup_page(request: Request) -> Response:
-        return await page(request, "setup.html")
 
-    async def io_page(request: Request) -> Response:
-        return await page(request, "setup_io.html")
+async def io_page(request: Request) -> Response:
+    return await page(request, "setup_io.html")
 
-    async def config_page(request: Request) -> Response:
-        return await page(request, "setup_config.html")
 
-    async def frame(request: Request) -> Response:
-        await viewer(request)
-        now = time.monotonic()
-        if frame_cache.jpeg is None or now - frame_cache.at > FRAME_MAX_AGE_S:
-            try:
-                image = await ctx.station.between_inspections(ctx.station.grab_frame)
-            except CameraError as err:  # a lost camera: the page says so and keeps refreshing
-                return JSONResponse({"error": f"camera: {err}"}, 503)
-            jpeg = await off_loop(_jpeg, image)  # 12 MP: ~50 ms the loop that answers the PLC would wait
-            frame_cache.jpeg, frame_cache.at = jpeg, time.monotonic()
-        return Response(frame_cache.jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+async def config_page(request: Request) -> Response:
+    return await page(request, "setup_config.html")
 
-    async def get_config(request: Request) -> Response:
-        await viewer(request)
-        k = ctx.station.keeper
-        text, sha = await ctx.run(k.read) if k is not None else ("", None)
-        recipes = [r.model_dump(mode="json", exclude_defaults=True) for r in ctx.config.recipes]
-        return JSONResponse({
-            "path": str(k.path) if k else None, "yaml": text, "sha256": sha, "running": ctx.station.config_sha256,
-            "changed_on_disk": bool(k and k.disk_sha256), "restart_needed": k.restart_needed if k else [],
-            "recipes": recipes, "recipe_active": ctx.station.status()["recipe_active"],
-        })  # fmt: skip
 
-    async def post_config(request: Request) -> Response:
-        user = await ctx.require(request, "setup")
-        given = parse(ConfigSaveBody, await json_object(request))
-        k = keeper()
-        base = given.base_sha256
-        if given.recipes is not None:
-            text, disk_sha = await ctx.run(k.read)
-            if disk_sha != base:
-                return JSONResponse({"error": f"{k.path} changed on disk since this page was loaded; reload"}, 409)
-            try:  # YAML parsing off the loop that serves the PLC
-                text = await ctx.run(replace_recipes, text, given.recipes)
-            except EditError as err:
-                raise BadRequest(f"{k.path}: {err}") from None
-        elif given.yaml is not None:
-            text = given.yaml
-        else:
-            raise BadRequest("send either yaml (the whole file) or recipes (a list)")
-        comment = given.comment
+async def frame(request: Request) -> Response:
+    await viewer(request)
+    ctx = web_context(request)
+    cache = ctx.setup.frame_cache
+    now = time.monotonic()
+    if cache.jpeg is None or now - cache.at > FRAME_MAX_AGE_S:
         try:
-            result = await k.save(text, user.name, "web", comment, base_sha256=base)
-        except ConfigError as err:
-            return JSONResponse(
-                {"error": "the config has problems; nothing was saved", "problems": err.problems, "yaml": text}, 422
-            )
-        except ConflictError as err:
-            return JSONResponse({"error": str(err)}, 409)
-        except SaveError as err:
-            return JSONResponse({"error": str(err)}, 500)
-        return _saved(result)
-
-    async def try_recipe(request: Request) -> Response:
-        user = await ctx.require(request, "setup")
-        wait = gate.enter(line_running=ctx.station.plc_status == "ok")  # before the body is read
-        if wait:
-            return JSONResponse(
-                {"error": f"another try is running or has just run; try again in {wait} s"},
-                429,
-                headers={"Retry-After": str(wait), "Connection": "close"},  # the unread body is not read
-            )
-        try:
-            return await _try(request, user)
-        finally:
-            gate.leave()
-
-    async def receive_image(request: Request, size: int, max_pixels: int) -> bytearray:
-        """The binary form's body, into one buffer of its announced ``size`` (nothing per piece but a
-        copy); its header is checked as soon as its first HEADER_PEEK bytes are in, so an image that
-        declares too many pixels is refused before the rest of it is read."""
-        raw = bytearray(size)
-        at, header = 0, "unread"  # → "allowed", or "whole" (the first bytes did not tell)
-        with memoryview(raw) as view:
-            async for piece in request.stream():
-                end = at + len(piece)
-                if end > size:
-                    raise BadRequest("image: the body is longer than its Content-Length")
-                view[at:end] = piece
-                at = end
-                if header == "unread" and at >= min(size, HEADER_PEEK):
-                    first = bytes(view[:HEADER_PEEK])
-                    header = "allowed" if await off_loop(peek_image_size, first, max_pixels) else "whole"
-        if at < size:
-            raise BadRequest("image: the body is shorter than its Content-Length")
-        if header != "allowed":
-            await off_loop(check_image_size, raw, max_pixels)
-        return raw
-
-    async def _try(request: Request, user: User) -> Response:
-        max_pixels = max_upload_pixels(ctx.config)
-        if binary_upload(request):
-            length = request.headers.get("content-length", "")
-            if not length.isdigit() or int(length) == 0:
-                raise BadRequest("image: send the image file as the body, with a Content-Length")
-            if int(length) > MAX_UPLOAD_BYTES:  # before a byte of it is read
-                limit = f"larger than this endpoint takes ({MAX_UPLOAD_BYTES} bytes)"
-                return JSONResponse({"error": f"image: {limit}"}, 413)
-            recipe = _query_recipe(request)  # before the body: a wrong recipe costs no upload
-            raw = await receive_image(request, int(length), max_pixels)
-            image = await off_loop(_decode_raw, raw)
-            del raw
-        else:
-            body = await json_object(request)
-            recipe = _recipe(body.get("recipe"))
-            upload = body.get("image")
-            del body
-            if upload is not None and not isinstance(upload, str):
-                raise BadRequest("image: a data: URL or base64 text")
-            image = await off_loop(_decode_image, upload, max_pixels) if upload else None
-        station = ctx.station
-
-        def run():  # in the inspection thread, between the PLC's inspections: the model and no more
-            frame = image if image is not None else station.grab_frame()
-            return station.inspector.run(frame, recipe), frame
-
-        try:
-            inspection, frame = await station.between_inspections(run)
-        except CameraError as err:
+            image = await ctx.station.between_inspections(ctx.station.grab_frame)
+        except CameraError as err:  # a lost camera: the page says so and keeps refreshing
             return JSONResponse({"error": f"camera: {err}"}, 503)
-        body = await off_loop(_result, inspection, frame, recipe)
-        await ctx.query(
-            review.audit,
-            user.name,
-            "setup_try",
-            {
-                "recipe": recipe.number,
-                "image": "upload" if image is not None else "camera",
-                "verdict": inspection.verdict.name,
-            },
+        jpeg = await ctx.setup.off_loop(_jpeg, image)  # 12 MP: ~50 ms the loop that answers the PLC would wait
+        cache.jpeg, cache.at = jpeg, time.monotonic()
+    return Response(cache.jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+
+async def get_config(request: Request) -> Response:
+    await viewer(request)
+    ctx = web_context(request)
+    k = ctx.station.keeper
+    text, sha = await ctx.run(k.read) if k is not None else ("", None)
+    recipes = [r.model_dump(mode="json", exclude_defaults=True) for r in ctx.config.recipes]
+    return JSONResponse({
+        "path": str(k.path) if k else None, "yaml": text, "sha256": sha, "running": ctx.station.config_sha256,
+        "changed_on_disk": bool(k and k.disk_sha256), "restart_needed": k.restart_needed if k else [],
+        "recipes": recipes, "recipe_active": ctx.station.status()["recipe_active"],
+    })  # fmt: skip
+
+
+async def post_config(request: Request) -> Response:
+    ctx = web_context(request)
+    user = await ctx.require(request, "setup")
+    given = parse(ConfigSaveBody, await json_object(request))
+    k = keeper(ctx)
+    base = given.base_sha256
+    if given.recipes is not None:
+        text, disk_sha = await ctx.run(k.read)
+        if disk_sha != base:
+            return JSONResponse({"error": f"{k.path} changed on disk since this page was loaded; reload"}, 409)
+        try:  # YAML parsing off the loop that serves the PLC
+            text = await ctx.run(replace_recipes, text, given.recipes)
+        except EditError as err:
+            raise BadRequest(f"{k.path}: {err}") from None
+    elif given.yaml is not None:
+        text = given.yaml
+    else:
+        raise BadRequest("send either yaml (the whole file) or recipes (a list)")
+    save = k.save(text, user.name, "web", given.comment, base_sha256=base)
+    return _saved(await _keep(save, "the config has problems; nothing was saved", yaml=text))
+
+
+async def try_recipe(request: Request) -> Response:
+    ctx = web_context(request)
+    user = await ctx.require(request, "setup")
+    gate = ctx.setup.gate
+    wait = gate.enter(line_running=ctx.station.plc_status == "ok")  # before the body is read
+    if wait:
+        return JSONResponse(
+            {"error": f"another try is running or has just run; try again in {wait} s"},
+            429,
+            headers={"Retry-After": str(wait), "Connection": "close"},  # the unread body is not read
         )
-        return Response(body, media_type="application/json")
+    try:
+        return await _try(request, ctx, user)
+    finally:
+        gate.leave()
 
-    async def io(request: Request) -> Response:
-        await viewer(request)
-        return JSONResponse({"plc": ctx.station.plc_status, "signals": io_values(ctx, ctx.lang(request))})
 
-    async def versions(request: Request) -> Response:
-        await viewer(request)
-        k = ctx.station.keeper
-        rows = await ctx.query(config_versions.history) if k is not None else []
-        return JSONResponse({"running": ctx.station.config_sha256, "versions": rows})
+async def receive_image(request: Request, size: int, max_pixels: int) -> bytearray:
+    """The binary form's body, into one buffer of its announced ``size`` (nothing per piece but a
+    copy); its header is checked as soon as its first HEADER_PEEK bytes are in, so an image that
+    declares too many pixels is refused before the rest of it is read."""
+    off_loop = web_context(request).setup.off_loop
+    raw = bytearray(size)
+    at, header = 0, "unread"  # → "allowed", or "whole" (the first bytes did not tell)
+    with memoryview(raw) as view:
+        async for piece in request.stream():
+            end = at + len(piece)
+            if end > size:
+                raise BadRequest("image: the body is longer than its Content-Length")
+            view[at:end] = piece
+            at = end
+            if header == "unread" and at >= min(size, HEADER_PEEK):
+                first = bytes(view[:HEADER_PEEK])
+                header = "allowed" if await off_loop(peek_image_size, first, max_pixels) else "whole"
+    if at < size:
+        raise BadRequest("image: the body is shorter than its Content-Length")
+    if header != "allowed":
+        await off_loop(check_image_size, raw, max_pixels)
+    return raw
 
-    async def version(request: Request) -> Response:
-        await viewer(request)
-        version_id = request.path_params["id"]
-        v = await ctx.query(config_versions.get, version_id)
-        if v is None:
-            return JSONResponse({"error": f"no config version {version_id}"}, 404)
-        before = await ctx.query(config_versions.previous, version_id)
-        diff = await ctx.run(
-            config_versions.diff,
-            before.yaml if before else "",
-            v.yaml,
-            f"version {before.id}" if before else "(none)",
-            f"version {v.id}",
-        )
-        return JSONResponse({**dataclasses.asdict(v), "previous": before.id if before else None, "diff": diff})
 
-    async def rollback(request: Request) -> Response:
-        user = await ctx.require(request, "setup")
-        try:
-            result = await keeper().rollback(request.path_params["id"], user.name)
-        except LookupError as err:
-            return JSONResponse({"error": str(err)}, 404)
-        except ConfigError as err:  # e.g. a bundle that is gone since
-            return JSONResponse(
-                {"error": "that version no longer validates; nothing was changed", "problems": err.problems}, 422
-            )
-        except ConflictError as err:
-            return JSONResponse({"error": str(err)}, 409)
-        except SaveError as err:
-            return JSONResponse({"error": str(err)}, 500)
-        return _saved(result)
+async def _try(request: Request, ctx: WebContext, user: User) -> Response:
+    off_loop = ctx.setup.off_loop
+    max_pixels = max_upload_pixels(ctx.config)
+    if binary_upload(request):
+        length = request.headers.get("content-length", "")
+        if not length.isdigit() or int(length) == 0:
+            raise BadRequest("image: send the image file as the body, with a Content-Length")
+        if int(length) > MAX_UPLOAD_BYTES:  # before a byte of it is read
+            limit = f"larger than this endpoint takes ({MAX_UPLOAD_BYTES} bytes)"
+            return JSONResponse({"error": f"image: {limit}"}, 413)
+        recipe = _query_recipe(request)  # before the body: a wrong recipe costs no upload
+        raw = await receive_image(request, int(length), max_pixels)
+        image = await off_loop(_decode_raw, raw)
+        del raw
+    else:
+        body = await json_object(request)
+        recipe = _recipe(body.get("recipe"))
+        upload = body.get("image")
+        del body
+        if upload is not None and not isinstance(upload, str):
+            raise BadRequest("image: a data: URL or base64 text")
+        image = await off_loop(_decode_image, upload, max_pixels) if upload else None
+    station = ctx.station
 
-    async def disk(request: Request) -> Response:
-        user = await ctx.require(request, "setup")
-        action = parse(DiskBody, await json_object(request)).action
-        k = keeper()
-        try:
-            if action == "apply":
-                result = await k.apply_disk(user.name)
-            elif action == "discard":
-                result = await k.discard_disk(user.name)
-            else:
-                raise BadRequest(
-                    "action: 'apply' (take the file on disk) or 'discard' (write the running version back)"
-                )
-        except ConfigError as err:
-            return JSONResponse(
-                {"error": "the file on disk has problems; nothing was applied", "problems": err.problems}, 422
-            )
-        except (ConflictError, LookupError) as err:
-            return JSONResponse({"error": str(err)}, 409)
-        except SaveError as err:
-            return JSONResponse({"error": str(err)}, 500)
-        return _saved(result)
+    def run():  # in the inspection thread, between the PLC's inspections: the model and no more
+        frame = image if image is not None else station.grab_frame()
+        return station.inspector.run(frame, recipe), frame
 
+    try:
+        inspection, frame = await station.between_inspections(run)
+    except CameraError as err:
+        return JSONResponse({"error": f"camera: {err}"}, 503)
+    answer = await off_loop(_result, inspection, frame, recipe)
+    await ctx.query(
+        review.audit,
+        user.name,
+        "setup_try",
+        {
+            "recipe": recipe.number,
+            "image": "upload" if image is not None else "camera",
+            "verdict": inspection.verdict.name,
+        },
+    )
+    return Response(answer, media_type="application/json")
+
+
+async def io_signals(request: Request) -> Response:
+    await viewer(request)
+    ctx = web_context(request)
+    return JSONResponse({"plc": ctx.station.plc_status, "signals": io_values(ctx, ctx.lang(request))})
+
+
+async def versions(request: Request) -> Response:
+    await viewer(request)
+    ctx = web_context(request)
+    k = ctx.station.keeper
+    rows = await ctx.query(config_versions.history) if k is not None else []
+    return JSONResponse({"running": ctx.station.config_sha256, "versions": rows})
+
+
+async def version(request: Request) -> Response:
+    await viewer(request)
+    ctx = web_context(request)
+    version_id = request.path_params["id"]
+    v = await ctx.query(config_versions.get, version_id)
+    if v is None:
+        return JSONResponse({"error": f"no config version {version_id}"}, 404)
+    before = await ctx.query(config_versions.previous, version_id)
+    diff = await ctx.run(
+        config_versions.diff,
+        before.yaml if before else "",
+        v.yaml,
+        f"version {before.id}" if before else "(none)",
+        f"version {v.id}",
+    )
+    return JSONResponse({**dataclasses.asdict(v), "previous": before.id if before else None, "diff": diff})
+
+
+async def rollback(request: Request) -> Response:
+    ctx = web_context(request)
+    user = await ctx.require(request, "setup")
+    undo = keeper(ctx).rollback(request.path_params["id"], user.name)
+    # a version that no longer validates: e.g. a bundle that is gone since
+    return _saved(await _keep(undo, "that version no longer validates; nothing was changed", lookup=404))
+
+
+async def disk(request: Request) -> Response:
+    ctx = web_context(request)
+    user = await ctx.require(request, "setup")
+    action = parse(DiskBody, await json_object(request)).action
+    k = keeper(ctx)
+    if action == "apply":
+        take = k.apply_disk(user.name)
+    elif action == "discard":
+        take = k.discard_disk(user.name)
+    else:
+        raise BadRequest("action: 'apply' (take the file on disk) or 'discard' (write the running version back)")
+    return _saved(await _keep(take, "the file on disk has problems; nothing was applied", lookup=409))
+
+
+def routes() -> list[Route]:
     return [
         Route("/setup", setup_page),
         Route("/setup/io", io_page),
@@ -542,7 +506,7 @@ def routes(ctx: WebContext) -> list[Route]:
         Route("/api/setup/config", get_config),
         Route("/api/setup/config", post_config, methods=["POST"]),
         Route("/api/setup/try", try_recipe, methods=["POST"]),
-        Route("/api/setup/io", io),
+        Route("/api/setup/io", io_signals),
         Route("/api/setup/versions", versions),
         Route("/api/setup/versions/{id:int}", version),
         Route("/api/setup/versions/{id:int}/rollback", rollback, methods=["POST"]),

@@ -135,7 +135,7 @@ def test_one_try_at_a_time_and_a_pause_while_the_line_runs(tmp_path):
     import asyncio
     import time
 
-    from edge_inspect.web.setup import TryGate
+    from edge_inspect.web.setup_state import TryGate
 
     async def scenario(station, client, path):
         h = await login_headers(client, "integrator")

@@ -11,7 +11,7 @@ import gc
 import threading
 import tracemalloc
 
-from edge_inspect.web.events import Broadcaster
+from edge_inspect.web.feeds import Broadcaster
 
 from ..support.web import run_api
 
