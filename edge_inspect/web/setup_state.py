@@ -13,6 +13,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 TRY_MIN_INTERVAL_S = 1.0  # from the end of one try to the start of the next, while a PLC is connected
+TRY_LINE_SHARE = 0.1  # while a PLC is connected, tries take at most this share of the time
 
 
 UPLOAD_NICE = 10  # the try's decoding and drawing yield the CPU to the inspections and the loop
@@ -39,23 +40,30 @@ class TryGate:
     crowd out the line (benchmarks/upload_load.py: PLC cycle p50 1.12× instead of 1.84× with 4
     clients uploading maximum-size images, 1.01× with small ones; docs/performance-web.md)."""
 
-    def __init__(self, min_interval_s: float = TRY_MIN_INTERVAL_S):
-        self.min_interval_s, self.running, self.last = min_interval_s, False, float("-inf")
+    def __init__(self, min_interval_s: float = TRY_MIN_INTERVAL_S, line_share: float = TRY_LINE_SHARE):
+        self.min_interval_s, self.line_share = min_interval_s, line_share
+        self.running, self.last, self.began, self.took = False, float("-inf"), 0.0, 0.0
 
     def enter(self, line_running: bool = True) -> int:
         """0 and the gate is taken; else the seconds to wait."""
         now = time.monotonic()
         if self.running:
             return 1
-        interval = self.min_interval_s if line_running else 0.0
+        interval = self.interval() if line_running else 0.0
         if now - self.last < interval:
             return max(1, math.ceil(interval - (now - self.last)))
-        self.running, self.last = True, now
+        self.running, self.began = True, now
         return 0
+
+    def interval(self) -> float:
+        """The pause after a try while the line runs: at least ``min_interval_s``, and long enough that
+        tries take at most ``line_share`` of the time (a 1 s try of a maximum-size image: 9 s)."""
+        return max(self.min_interval_s, self.took * (1.0 / self.line_share - 1.0))
 
     def leave(self) -> None:
         self.running = False
         self.last = time.monotonic()
+        self.took = self.last - self.began
 
 
 @dataclasses.dataclass

@@ -320,3 +320,20 @@ def test_the_binary_form_checks_before_it_decodes(tmp_path):
     assert out["no_recipe"].status_code == 400 and "?recipe=" in out["no_recipe"].json()["error"]
     assert out["junk"].status_code == 400 and out["junk"].json()["error"].startswith("image:")
     assert out["large"].status_code == 413 and out["large"].headers["connection"] == "close"
+
+
+def test_tries_take_at_most_their_share_of_the_line_while_a_plc_is_connected():
+    """A try of a maximum-size image holds the model for a while: the next one waits nine times as
+    long while the line runs (10 % share), at least TRY_MIN_INTERVAL_S; with no PLC, none."""
+    from edge_inspect.web.setup_state import TryGate
+
+    gate = TryGate(min_interval_s=1.0, line_share=0.1)
+    assert gate.enter(line_running=True) == 0
+    gate.leave()
+    gate.took = 2.0  # as if that try had taken 2 s
+    assert gate.interval() == 18.0
+    assert gate.enter(line_running=True) == 18  # seconds to wait, told to the client (Retry-After)
+    assert gate.enter(line_running=False) == 0  # no PLC: the integrator's tries are not held back
+    gate.leave()
+    gate.took = 0.01
+    assert gate.interval() == 1.0
