@@ -35,7 +35,7 @@ from .feeds import Broadcaster
 if TYPE_CHECKING:
     import uvicorn
 
-    from ..station.core import Station
+    from .port import WebPort
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def exception_handlers() -> dict[Any, Handler]:
     }
 
 
-def build_app(station: Station, config: StationConfig) -> Starlette:
+def build_app(station: WebPort, config: StationConfig) -> Starlette:
     """The web app for ``station``; subscribes its event stream and metrics to the station's events."""
     web = config.web
     secret = _secret_key(config, station.store.folder)
@@ -148,7 +148,7 @@ class WebServer:
         await self.task
 
 
-async def serve(station: Station, config: StationConfig) -> WebServer:
+async def serve(station: WebPort, config: StationConfig) -> WebServer:
     """Start the web server on the running loop.
     Raises WebStartError when it cannot listen."""
     import uvicorn

@@ -27,7 +27,7 @@ from .feeds import Broadcaster, CycleHistogram
 from .setup_state import SetupState
 
 if TYPE_CHECKING:
-    from ..station.core import Station
+    from .port import WebPort
 
 HERE = Path(__file__).parent
 
@@ -75,7 +75,7 @@ class WebContext:
     the station, its sessions and templates, the setup pages' gate, frame cache and worker, the event
     streams' broadcaster and the cycle-time histogram."""
 
-    station: Station
+    station: WebPort
     secret_key: str = ""
     templates: Jinja2Templates = field(default_factory=lambda: Jinja2Templates(directory=str(HERE / "templates")))
     sessions: SessionStore = field(default_factory=SessionStore)
