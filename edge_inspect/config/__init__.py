@@ -198,22 +198,31 @@ def _problems(err: ValidationError, path: Path, root: yaml.Node | None, data: di
     return problems
 
 
+def _refused(path: Path, err: YamlProblems) -> ConfigError:
+    """The YAML reader's problems as file:line: key: message lines."""
+    return ConfigError(
+        [f"{path}:{p.line}: {key_text(p.key)}{people_name(p.key, None)}: {p.message}" for p in err.problems]
+    )
+
+
+def _read_file(path: Path) -> bytes:
+    """A station file's bytes, or a ConfigError naming why not (missing, unreadable, over the size limit)."""
+    if not path.is_file():
+        raise ConfigError([f"{path}: no such file"])
+    try:
+        return read_limited(path)
+    except OSError as err:
+        raise ConfigError([f"{path}: cannot read: {err.strerror or err}"]) from None
+    except YamlProblems as err:
+        raise _refused(path, err) from None
+
+
 def load_config(path: str | Path, bundle: str | Path | None = None) -> tuple[StationConfig, str]:
     """Parse and validate a station file; returns the config and the sha256 of its bytes.
 
     ``bundle`` replaces ``model.bundle`` (a command-line override)."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError([f"{path}: no such file"])
-    try:
-        raw = read_limited(path)
-    except OSError as err:
-        raise ConfigError([f"{path}: cannot read: {err.strerror or err}"]) from None
-    except YamlProblems as err:
-        raise ConfigError(
-            [f"{path}:{p.line}: {key_text(p.key)}{people_name(p.key, None)}: {p.message}" for p in err.problems]
-        ) from None
-    return config_from_bytes(raw, path, bundle)
+    return config_from_bytes(_read_file(path), path, bundle)
 
 
 def config_from_bytes(raw: bytes, path: str | Path, bundle: str | Path | None = None) -> tuple[StationConfig, str]:
@@ -227,9 +236,7 @@ def config_from_bytes(raw: bytes, path: str | Path, bundle: str | Path | None = 
     try:
         root, data = parse(raw)
     except YamlProblems as err:
-        raise ConfigError(
-            [f"{path}:{p.line}: {key_text(p.key)}{people_name(p.key, None)}: {p.message}" for p in err.problems]
-        ) from None
+        raise _refused(path, err) from None
     if not isinstance(data, dict):
         raise ConfigError([f"{path}:1: (top): the file must be a mapping of sections (station, camera, model, ...)"])
     if bundle is not None and isinstance(data.get("model"), dict):
@@ -279,17 +286,10 @@ def load_storage(path: str | Path) -> tuple[StorageConfig, Path]:
     """The ``storage`` section of a station file alone, and the model store's folder: what the model
     commands need, even while ``model.bundle`` names an alias no version has yet."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError([f"{path}: no such file"])
     try:
-        raw = read_limited(path)
-        root, data = parse(raw)
-    except OSError as err:
-        raise ConfigError([f"{path}: cannot read: {err.strerror or err}"]) from None
+        root, data = parse(_read_file(path))
     except YamlProblems as err:
-        raise ConfigError(
-            [f"{path}:{p.line}: {key_text(p.key)}{people_name(p.key, None)}: {p.message}" for p in err.problems]
-        ) from None
+        raise _refused(path, err) from None
     section = data.get("storage", {}) if isinstance(data, dict) else {}
     try:
         storage = StorageConfig.model_validate(section, context={"base_dir": path.resolve().parent})
