@@ -161,6 +161,19 @@ def browse(base: str, every_s: float, stop: threading.Event, counts: dict) -> No
                 counts["errors"] = counts.get("errors", 0) + 1
 
 
+def memory_holders(base: str) -> dict:
+    """The station's memory by holder from /metrics (KB; python_blocks as a count)."""
+    figures: dict = {}
+    with urllib.request.urlopen(base + "/metrics", timeout=10) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith('edge_inspect_memory_bytes{kind="'):
+                kind = line.split('"')[1]
+                figures[f"{kind}_kb"] = int(float(line.rsplit(" ", 1)[1]) / 1024)
+            elif line.startswith("edge_inspect_python_blocks "):
+                figures["python_blocks"] = int(line.rsplit(" ", 1)[1])
+    return figures
+
+
 def status(base: str) -> dict:
     with urllib.request.urlopen(base + "/api/status", timeout=10) as response:
         return json.loads(response.read())
@@ -219,13 +232,16 @@ def run(args: argparse.Namespace) -> dict:
                     "t_s": round(time.monotonic() - started, 1),
                     "inspections": total,
                     **proc_figures(station.pid),
+                    **memory_holders(base),
                     "log_mb": round(log_mb, 2),
                 }
             )
             s = samples[-1]
             print(
                 f"{s['t_s']:8.0f} s  {s['inspections']:7d} parts  RSS {s['rss_kb'] / 1024:7.1f} MB  "
-                f"fds {s['fds']:3d}  threads {s['threads']:3d}  log {s['log_mb']:7.1f} MB",
+                f"fds {s['fds']:3d}  threads {s['threads']:3d}  log {s['log_mb']:7.1f} MB  "
+                f"malloc {s.get('malloc_in_use_kb', 0) / 1024:6.1f}+{s.get('malloc_free_kb', 0) / 1024:5.1f} MB  "
+                f"sqlite {s.get('sqlite_kb', 0) / 1024:5.1f} MB  py blocks {s.get('python_blocks', 0)}",
                 flush=True,
             )
             if total >= args.inspections or station.poll() is not None:
@@ -256,6 +272,10 @@ def run(args: argparse.Namespace) -> dict:
         "opcua_clients": args.opcua,
         "browsed": browsed,
         "rss_slope_kb_per_1000": round(slope_per_1000([(s["inspections"], s["rss_kb"]) for s in after]), 1),
+        "holder_slopes_per_1000": {
+            key: round(slope_per_1000([(s["inspections"], s[key]) for s in after if key in s]), 1)
+            for key in ("malloc_in_use_kb", "malloc_free_kb", "sqlite_kb", "python_blocks")
+        },
         "fd_range": [min(s["fds"] for s in after), max(s["fds"] for s in after)] if after else None,
         "thread_range": [min(s["threads"] for s in after), max(s["threads"] for s in after)] if after else None,
         "rss_mb_after_warmup": [round(after[0]["rss_kb"] / 1024, 1), round(after[-1]["rss_kb"] / 1024, 1)]
@@ -288,6 +308,7 @@ def main() -> None:
         f"RSS {result['rss_mb_after_warmup']} MB, slope {result['rss_slope_kb_per_1000']} KB per 1,000 "
         f"inspections; fds {result['fd_range']}, threads {result['thread_range']}; browsed {result['browsed']}"
     )
+    print(f"slopes by holder (KB, or Python blocks, per 1,000 inspections): {result['holder_slopes_per_1000']}")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))
 

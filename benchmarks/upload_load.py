@@ -1,10 +1,11 @@
 """The PLC while the web takes the largest uploads it allows and a 200 MB body:
-``python benchmarks/upload_load.py [--seconds 20] [--form binary|json] [--json out.json]``.
+``python benchmarks/upload_load.py [--seconds 10] [--rounds 4] [--form binary|json] [--json out.json]``.
 
 Starts the station as a separate process (``edge-inspect run``: the demo student, the synthetic
 camera, the Modbus server and the web on free loopback ports; an integrator for the uploads), then a
 PLC process reads 10 input registers every ``--period-ms`` and times each answer while it drives
-handshakes back to back, in two phases of ``--seconds`` each:
+handshakes back to back, in two kinds of phase of ``--seconds`` each, alternated ``--rounds`` times
+(so a drift of the machine's load hits both kinds alike):
 
 - ``inspecting``: the PLC alone;
 - ``uploads``: the same, while 4 clients POST maximum-size *try* uploads (a ~19.7 MB PNG of noise,
@@ -234,36 +235,41 @@ def run(args) -> dict:
     png = noise_png(args.side)
     request = try_request(args.form, png)
     report: dict = {"form": args.form, "side": args.side, "basic": args.basic, "control": args.control, "station_start_s": round(start_s, 1), "upload_png_bytes": len(png),
-                    "upload_body_bytes": len(request[2]), "seconds_per_phase": args.seconds,
+                    "upload_body_bytes": len(request[2]), "seconds_per_phase": args.seconds, "rounds": args.rounds,
                     "period_ms": args.period_ms, "load_before": os.getloadavg()}  # fmt: skip
     ctx = mp.get_context("spawn")
     drive, stop, queue = ctx.Event(), ctx.Event(), ctx.Queue()
     plc = ctx.Process(target=plc_process, args=(plc_port, args.period_ms / 1000, drive, stop, queue))
     rss = [rss_mb(station.pid)]
+    windows: dict[str, list[tuple[float, float]]] = {"inspecting": [], "uploads": []}
+    clients: list[Uploader] = []
     try:
         plc.start()
         drive.set()
         time.sleep(3.0)  # the inspections get going
-        windows = {"inspecting": [time.monotonic()]}
-        time.sleep(args.seconds)
-        windows["inspecting"].append(time.monotonic())
-        halt = threading.Event()
-        clients = [Uploader(web_port, halt, request, basic=args.basic) for _ in range(4)]
-        clients += [Uploader(web_port, halt, request, big="length"), Uploader(web_port, halt, request, big="chunked")]
-        if args.control:  # the second phase without uploads: how far two phases differ on this machine anyway
-            clients = []
-        for c in clients:
-            c.start()
-        time.sleep(1.0)
-        windows["uploads"] = [time.monotonic()]
-        deadline = time.monotonic() + args.seconds
-        while time.monotonic() < deadline:
-            rss.append(rss_mb(station.pid))
-            time.sleep(0.2)
-        windows["uploads"].append(time.monotonic())
-        halt.set()
-        for c in clients:
-            c.join(60)
+        for _ in range(args.rounds):  # alternating phases: a slow drift of the machine hits both alike
+            lo = time.monotonic()
+            time.sleep(args.seconds)
+            windows["inspecting"].append((lo, time.monotonic()))
+            halt = threading.Event()
+            group = [] if args.control else [Uploader(web_port, halt, request, basic=args.basic) for _ in range(4)]
+            if not args.control:
+                group += [
+                    Uploader(web_port, halt, request, big="length"),
+                    Uploader(web_port, halt, request, big="chunked"),
+                ]
+            for c in group:
+                c.start()
+            time.sleep(1.0)
+            lo, deadline = time.monotonic(), time.monotonic() + args.seconds
+            while time.monotonic() < deadline:
+                rss.append(rss_mb(station.pid))
+                time.sleep(0.2)
+            windows["uploads"].append((lo, time.monotonic()))
+            halt.set()
+            for c in group:
+                c.join(60)
+            clients += group
         stop.set()
         result = queue.get(timeout=120)
         plc.join(30)
@@ -271,11 +277,15 @@ def run(args) -> dict:
         station.terminate()
         station.wait(30)
     probes, cycles = result["probes"], result["cycles_ms"]
-    for name, (lo, hi) in windows.items():
+    for name, spans in windows.items():
         report[name] = {
-            "modbus": _stats([ms for at, ms in probes if lo <= at <= hi]),
-            "cycle": _stats([ms for at, ms in cycles if lo <= at <= hi]),
+            "modbus": _stats([ms for at, ms in probes if any(lo <= at <= hi for lo, hi in spans)]),
+            "cycle": _stats([ms for at, ms in cycles if any(lo <= at <= hi for lo, hi in spans)]),
         }
+    report["cycle_p50_by_round"] = [
+        [_stats([ms for at, ms in cycles if lo <= at <= hi])["p50_ms"] for lo, hi in spans]
+        for spans in (windows["inspecting"], windows["uploads"])
+    ]
 
     def summary(group: list[Uploader]) -> dict:
         results = [r for c in group for r in c.results]
@@ -285,16 +295,19 @@ def run(args) -> dict:
         errors = {str(k): v for c in group for k, v in c.errors.items()}
         return {"n": len(results), "statuses": statuses, **_stats([s * 1000 for _, s in results]), "errors": errors}
 
-    report["uploads_max_size"] = summary(clients[:4])
-    report["body_200mb_content_length"] = summary(clients[4:5])
-    report["body_200mb_chunked"] = summary(clients[5:6])
+    report["uploads_max_size"] = summary([c for c in clients if not c.big])
+    report["body_200mb_content_length"] = summary([c for c in clients if c.big == "length"])
+    report["body_200mb_chunked"] = summary([c for c in clients if c.big == "chunked"])
     report["station_rss_mb"] = {"before": round(rss[0], 1), "max": round(max(rss), 1)}
     return report
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=20.0, help="length of each phase")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each phase")
+    parser.add_argument(
+        "--rounds", type=int, default=4, help="inspecting and uploads phases, alternated this many times"
+    )
     parser.add_argument("--period-ms", type=float, default=10.0, help="the PLC's read period")
     parser.add_argument(
         "--form", choices=("binary", "json"), default="binary", help="the image as the body, or as base64 in JSON"

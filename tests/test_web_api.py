@@ -56,6 +56,9 @@ def test_list_filters_pagination_and_404(tmp_path, tiny_bundle):
     assert out["charts"]["pareto"] and out["charts"]["pareto"][0]["n"] >= 1
     assert 'edge_inspect_inspections_total{verdict="FAIL"}' in out["metrics"]
     assert "edge_inspect_cycle_ms_bucket" in out["metrics"] and "edge_inspect_camera_up 1" in out["metrics"]
+    assert (
+        'edge_inspect_memory_bytes{kind="sqlite"}' in out["metrics"] and "edge_inspect_python_blocks" in out["metrics"]
+    )
 
 
 def test_roles_and_csrf(tmp_path, tiny_bundle):

@@ -1,4 +1,5 @@
-"""Prometheus text exposition at /metrics: inspections by verdict, cycle-time histogram, link gauges."""
+"""Prometheus text exposition at /metrics: inspections by verdict, cycle-time histogram, link gauges,
+memory by holder."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from ..station.allocator import memory_figures
 from .context import web_context
 from .feeds import CYCLE_BUCKETS_MS
 
@@ -33,6 +35,23 @@ def platform_lines(platform: dict) -> list[str]:
         "# TYPE edge_inspect_platform_info gauge",
         f"edge_inspect_platform_info{{{text}}} 1",
     ]
+
+
+def memory_lines() -> list[str]:
+    """Where the station's memory is (station/allocator.py), so a slow climb can be told apart:
+    glibc blocks in use or kept free, SQLite's caches, Python's live blocks."""
+    figures = memory_figures()
+    lines = [
+        "# HELP edge_inspect_memory_bytes Memory by holder: malloc_in_use, malloc_free (kept, not returned), sqlite.",
+        "# TYPE edge_inspect_memory_bytes gauge",
+    ]
+    lines += [f'edge_inspect_memory_bytes{{kind="{k}"}} {v}' for k, v in figures.items() if k != "python_blocks"]
+    lines += [
+        "# HELP edge_inspect_python_blocks Python's live memory blocks (sys.getallocatedblocks).",
+        "# TYPE edge_inspect_python_blocks gauge",
+        f"edge_inspect_python_blocks {figures['python_blocks']}",
+    ]
+    return lines
 
 
 async def metrics(request: Request) -> Response:
@@ -65,6 +84,7 @@ async def metrics(request: Request) -> Response:
         "# TYPE edge_inspect_missed_triggers_total counter",
         f"edge_inspect_missed_triggers_total {status['counters'].get('missed_triggers', 0)}",
         *platform_lines(status.get("platform") or {}),
+        *memory_lines(),
     ]
     return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
 

@@ -78,3 +78,26 @@ def test_the_allocator_is_held_to_two_arenas_and_a_fixed_mmap_threshold_unless_t
     env["MALLOC_ARENA_MAX"] = "4"  # set by the operator (a systemd drop-in): kept
     said = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
     assert said.stdout.strip() == "blocks over 128 KiB mapped"
+
+
+def test_memory_figures_follow_what_glibc_and_sqlite_hold():
+    """/metrics' memory by holder is read from the allocator and SQLite themselves: a 20 MB buffer
+    shows in ``malloc_in_use``, a filled in-memory database in ``sqlite``."""
+    import sqlite3
+
+    from edge_inspect.station.allocator import memory_figures
+
+    before = memory_figures()
+    if "malloc_in_use" not in before or "sqlite" not in before:
+        import pytest
+
+        pytest.skip(f"this C library or SQLite build does not report its memory: {sorted(before)}")
+    buffer = bytearray(20_000_000)
+    held = memory_figures()
+    assert held["malloc_in_use"] - before["malloc_in_use"] >= 19_000_000
+    del buffer
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE t (x TEXT)")
+    conn.executemany("INSERT INTO t VALUES (?)", [("x" * 500,) for _ in range(4000)])
+    assert memory_figures()["sqlite"] - before["sqlite"] >= 1_500_000
+    conn.close()
