@@ -1,5 +1,5 @@
 """The composition root: builds the station core and attaches what the config asks for — the OPC UA
-server, the config keeper, fleet publishing and the web — each of which sees the station only through
+server, the model follower, the config keeper, fleet publishing and the web — each of which sees the station only through
 the narrow Protocols of station/ports.py. ``edge-inspect run`` and ``edge-inspect demo`` start here."""
 
 from __future__ import annotations
@@ -39,6 +39,17 @@ def build_station(
         from .opcua import OpcUaServer
 
         station.attach(OpcUaServer(station, base_dir, station.data_dir))
+    alias = config.model.store_alias
+    if alias is not None:  # model.bundle: production | candidate — followed while the station runs
+        from .modelstore import ModelStore
+        from .station.model_follower import ModelFollower
+
+        store = ModelStore.of_storage(station.data_dir, config.storage.models_max_mb)
+        follower = ModelFollower(
+            station, store, alias, lambda path: config.model.model_copy(update={"bundle": path}).load()
+        )
+        station.models = follower
+        station.attach(follower, status=follower.status)
     if config_path is not None:
         keeper = ConfigKeeper(station, config_path)
         station.keeper = keeper

@@ -268,11 +268,15 @@ def _bundle_folder(config: StationConfig, path: Path, root: yaml.Node | None) ->
     if value in ALIASES or looks_like_version(value):
         store = ModelStore(models_folder(config.storage, path))
         try:
-            return store.find(value).path
+            found_version = store.find(value).path
         except ModelStoreError as err:
             if value in ALIASES:
                 raise ConfigError([f"{path}:{line}: model.bundle: {err}"]) from None
             store_error = err  # a hex name: a bundle of that name is looked for too
+        else:
+            if value in ALIASES:
+                config.model.follow_alias(value)
+            return found_version
     found, looked = find_bundle(value, path.parent)  # paths are relative to the config file
     if found is None:
         if store_error is not None:

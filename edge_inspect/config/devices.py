@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
 from ..plc.settings import LinkSettings
 from ..plc.signals import MAX_DEFECT_POSITIONS, MapError, SignalMap, build_map
@@ -115,6 +115,15 @@ class CameraConfig(Strict):
                 )
 
 
+class AutoRollback(Strict):
+    """The first parts a new production version judges after a live swap are watched; crossing a bound
+    puts production back to the last known good version (docs/model-lifecycle.md)."""
+
+    parts: int = Field(default=50, ge=0, le=1_000_000, description="parts watched after a swap (0: no watch)")
+    max_error_share: float = Field(default=0.2, ge=0.0, le=1.0, description="ERROR verdicts among them")
+    max_cycle_p95_ms: float | None = Field(default=None, gt=0, le=600_000, description="their cycle time, p95")
+
+
 class ModelConfig(Strict):
     bundle: str = Field(min_length=1, max_length=4096, pattern=r"^[^\x00]*$")
     backend: Literal["onnxruntime", "tensorrt", "auto"] = Field(
@@ -128,6 +137,17 @@ class ModelConfig(Strict):
         "inspection: faster only where nothing else needs those cores (docs/performance.md)",
     )
     max_new_tokens: int = Field(default=96, ge=1, le=1024)
+    auto_rollback: AutoRollback = Field(default_factory=AutoRollback)
+    # The model store's alias (production, candidate) ``bundle`` named, when it named one: the station
+    # follows it while it runs. ``bundle`` itself holds the folder it pointed at on loading.
+    _store_alias: str | None = PrivateAttr(default=None)
+
+    @property
+    def store_alias(self) -> str | None:
+        return self._store_alias
+
+    def follow_alias(self, alias: str) -> None:
+        self._store_alias = alias
 
     def load(self, build_engines: bool = False) -> VisionLanguageModel:
         """The bundle loaded with these settings: what the station, `try` and `tune` all run.

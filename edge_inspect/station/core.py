@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import cv2
 
@@ -48,6 +48,9 @@ from .events import (
     Stopped,
 )
 from .plc_cycle import PlcCycle
+
+if TYPE_CHECKING:
+    from .model_follower import ModelFollower
 
 log = logging.getLogger(__name__)
 A = TypeVar("A")
@@ -118,6 +121,8 @@ class Station:
         self._status_sections: list[Callable[[], dict]] = []
         # Set by the composition root for a station started from a file (config_keeper.py).
         self.keeper: ConfigKeeper | None = None
+        # Set by the composition root where model.bundle names an alias of the model store.
+        self.models: ModelFollower | None = None
         # Alarms the previous run left open, closed in the log's history at this start (codes, unix time).
         self.alarms_closed_at_start: tuple[list[str], float] = ([], 0.0)
 
@@ -401,6 +406,29 @@ class Station:
                 self.handshake.set_paused(False)
                 await self.plc.write_outputs()
         return applied, [k for k in changed if k not in LIVE_KEYS]
+
+    async def swap_model(self, model: VisionLanguageModel) -> str:
+        """Judge the next parts with ``model`` (loaded beforehand, off the loop): between inspections,
+        with `ready` low only for the swap, as apply_config. Returns the version it replaced."""
+        async with self._busy:
+            self.handshake.set_paused(True)
+            await self.plc.write_outputs()
+            try:
+                previous = self.model_sha256
+                self.model, self.model_sha256 = model, model.sha256
+                # the running config names the folder it runs (a config saved now compares against it)
+                self.config = self.config.model_copy(
+                    update={"model": self.config.model.model_copy(update={"bundle": str(model.bundle.path)})}
+                )
+                self.inspector = Inspector(model, self.config.model.max_new_tokens)
+                self.platform = collect_platform(model, self.config.model.providers)
+                if self.config.plc.options.identity:
+                    self.handshake.outputs.update(identity_outputs(self.model_sha256, self.config_sha256))
+                self._update_fault()
+            finally:
+                self.handshake.set_paused(False)
+                await self.plc.write_outputs()
+        return previous
 
     # -- loops -------------------------------------------------------------------------------------
     async def _health_loop(self) -> None:

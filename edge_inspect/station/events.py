@@ -82,6 +82,17 @@ class AlarmCleared(Event):
     code: str
 
 
+@dataclass(frozen=True)
+class ModelChanged(Event):
+    """Another model version judges the parts from now on (a live swap, docs/model-lifecycle.md)."""
+
+    type: ClassVar[str] = "model"
+    version: str
+    previous: str
+    alias: str
+    reason: str  # promote | rollback | auto-rollback
+
+
 Subscriber = Callable[[Event], None]
 
 

@@ -28,7 +28,7 @@ from ..http.middleware import BodyLimit, SecurityHeaders, client_gone
 from ..http.server import server_config
 from ..http.sessions import SessionStore
 from ..logbook import review
-from . import api, events, metrics, pages, setup
+from . import api, events, metrics, models, pages, setup
 from .context import HERE, BadRequest, Unauthorized, WebContext
 from .feeds import Broadcaster
 
@@ -108,6 +108,7 @@ def build_app(station: WebPort, config: StationConfig) -> Starlette:
         *pages.routes(),
         *api.routes(),
         *setup.routes(),
+        *models.routes(),
         *events.routes(),
         *metrics.routes(),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from ..plc.handshake import Handshake, Inputs
     from ..plc.signals import SignalMap
     from ..station.config_keeper import ConfigKeeper
+    from ..station.model_follower import ModelFollower
 
 T = TypeVar("T")
 
@@ -27,6 +28,8 @@ class WebPort(Observed, Inspects, Protocol):
 
     store: Store
     keeper: ConfigKeeper | None
+    models: ModelFollower | None
+    model_sha256: str
     inspector: Inspector
     signal_map: SignalMap
     last_overlay_jpeg: bytes | None
