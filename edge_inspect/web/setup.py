@@ -302,6 +302,10 @@ async def io_page(request: Request) -> Response:
     return await page(request, "setup_io.html")
 
 
+async def models_page(request: Request) -> Response:
+    return await page(request, "setup_models.html")
+
+
 async def config_page(request: Request) -> Response:
     return await page(request, "setup_config.html")
 
@@ -502,6 +506,7 @@ def routes() -> list[Route]:
         Route("/setup", setup_page),
         Route("/setup/io", io_page),
         Route("/setup/config", config_page),
+        Route("/setup/models", models_page),
         Route("/api/setup/frame.jpg", frame),
         Route("/api/setup/config", get_config),
         Route("/api/setup/config", post_config, methods=["POST"]),

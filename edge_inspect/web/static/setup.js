@@ -1,5 +1,5 @@
 // Setup pages (integrator): live view with ROIs, recipe editor with ROI drawing, try, I/O monitor,
-// config versions. Every change goes through /api/setup/* with the session's CSRF token.
+// config versions, model versions. Every change goes through /api/setup/* with the session's CSRF token.
 "use strict";
 const CSRF = document.querySelector('meta[name="csrf-token"]').content;
 const ZONE = document.querySelector('meta[name="station-zone"]').content;
@@ -373,6 +373,51 @@ async function setupConfig() {
   });
 }
 
+// -- model versions (the model store the station follows) -----------------------------------------
+function followText(running, f) {
+  if (!f) return `Runs ${running.slice(0, 12)}; model.bundle names no alias of the model store.`;
+  let text = `Runs ${running.slice(0, 12)}, following ${f.alias}: ${f.state}`;
+  if (f.watch) text += ` (${f.watch.parts} of ${f.watch.of} parts watched)`;
+  if (f.last_change) text += `. Last change: ${f.last_change.reason}, ${f.last_change.previous.slice(0, 12)} → ${f.last_change.version.slice(0, 12)}`;
+  const failed = Object.entries(f.failed || {});
+  if (failed.length) text += `. Not loaded: ${failed.map(([v, why]) => `${v} (${why})`).join("; ")}`;
+  return text + ".";
+}
+
+function isoTime(iso) {  // the store's UTC times in the station's zone, as the other setup pages show times
+  return iso && !Number.isNaN(Date.parse(iso)) ? localTime(Date.parse(iso) / 1000) : (iso || "");
+}
+
+async function setupModels() {
+  const changed = (d) => `${d.alias} is now ${d.version.slice(0, 12)} (was ${(d.previous || "none").slice(0, 12)}); the station follows within seconds.`;
+  const load = async () => {
+    const r = await api("GET", "/api/models");
+    if (!r.ok) { $("follow").textContent = r.data.error || `HTTP ${r.status}`; $("model-rollback").disabled = true; return; }
+    const d = r.data;
+    $("follow").textContent = followText(d.running, d.follow);
+    document.querySelector("#models tbody").replaceChildren(...d.versions.slice().reverse().map((v) => el("tr", { "data-version": v.id },
+      el("td", {}, el("code", {}, v.short), v.id === d.running ? " (running)" : ""),
+      el("td", {}, v.aliases.join(", ")), el("td", {}, isoTime(v.added_at)), el("td", {}, v.added_by || ""),
+      el("td", {}, v.parent ? el("code", {}, v.parent.slice(0, 12)) : ""), el("td", {}, (v.bytes / 1e6).toFixed(1)),
+      el("td", {}, v.aliases.includes("production") ? "" : el("button", { type: "button", class: "promote", onclick: async () => {
+        if (!confirm(`Make ${v.short} production? The line runs it within seconds.`)) return;
+        showProblems($("model-result"), await api("POST", "/api/models/promote", { version: v.id }), changed);
+        await load();
+      } }, "Make production")))));
+    document.querySelector("#model-history tbody").replaceChildren(...d.history.slice().reverse().map((h) => el("tr", {},
+      el("td", {}, isoTime(h.at)), el("td", {}, h.by || ""), el("td", {}, h.action || ""), el("td", {}, h.alias || ""),
+      el("td", {}, el("code", {}, (h.version || "").slice(0, 12))), el("td", {}, el("code", {}, (h.previous || "").slice(0, 12))))));
+  };
+  refreshPage = load;
+  $("model-rollback").addEventListener("click", async () => {
+    if (!confirm("Roll production back to the last known good version? The line runs it within seconds.")) return;
+    showProblems($("model-result"), await api("POST", "/api/models/rollback", {}), changed);
+    await load();
+  });
+  await load();
+  setInterval(load, 3000);  // the follower's state: loading, watching, a rollback by the station itself
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   if ($("disk-apply")) {
     $("disk-apply").addEventListener("click", () => diskAction("apply"));
@@ -381,5 +426,6 @@ document.addEventListener("DOMContentLoaded", () => {
   if ($("checks")) setupRecipes();
   else if ($("io")) setupIo();
   else if ($("versions")) setupConfig();
+  else if ($("models")) setupModels();
   setInterval(() => loadConfig(false), 3000);  // an edit on disk shows up while the page is open
 });
