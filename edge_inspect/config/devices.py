@@ -121,6 +121,9 @@ class AutoRollback(Strict):
 
     parts: int = Field(default=50, ge=0, le=1_000_000, description="parts watched after a swap (0: no watch)")
     max_error_share: float = Field(default=0.2, ge=0.0, le=1.0, description="ERROR verdicts among them")
+    max_uncertain_share: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="parts with a check the model was not sure of (uncertain: ...)"
+    )
     max_cycle_p95_ms: float | None = Field(default=None, gt=0, le=600_000, description="their cycle time, p95")
 
 

@@ -2,7 +2,7 @@
 the alias moves (``edge-inspect model promote`` / ``rollback``, or the setup page), the new version is
 loaded beside the running one, off the event loop, and swapped in between two inspections with
 `ready` low only for the swap. The first parts a new production version judges are watched; when its
-ERROR share or its cycle time crosses the configured bounds, production goes back to the last known
+ERROR or uncertain share or its cycle time crosses the configured bounds, production goes back to the last known
 good version by itself, with an alarm and a row in the store's history (docs/model-lifecycle.md)."""
 
 from __future__ import annotations
@@ -41,29 +41,37 @@ class ModelHost(Alarms, Protocol):
 
 @dataclass
 class Watch:
-    """The first ``bounds.parts`` parts of a new production version: ERROR share and cycle p95."""
+    """The first ``bounds.parts`` parts of a new production version: ERROR and uncertain shares, cycle p95."""
 
     version: str
     bounds: AutoRollback
     verdicts: list[str] = field(default_factory=list)
     cycles_ms: list[float] = field(default_factory=list)
+    uncertain: int = 0  # parts with a check the model was not sure of
 
-    def add(self, verdict: str, cycle_ms: float) -> None:
+    def add(self, verdict: str, cycle_ms: float, uncertain: bool = False) -> None:
         if len(self.verdicts) < self.bounds.parts:
             self.verdicts.append(verdict)
             self.cycles_ms.append(cycle_ms)
+            self.uncertain += uncertain
 
     @property
     def done(self) -> bool:
         return len(self.verdicts) >= self.bounds.parts
 
     def crossed(self) -> str | None:
-        """Why the version fails its watch ("" while it holds), judged once all its parts are in."""
+        """Why the version fails its watch ("" when it holds), judged once all its parts are in (None before)."""
         if not self.done or not self.verdicts:
             return None
         errors = self.verdicts.count("ERROR") / len(self.verdicts)
         if errors > self.bounds.max_error_share:
             return f"ERROR on {errors:.0%} of its first {len(self.verdicts)} parts (at most {self.bounds.max_error_share:.0%})"
+        unsure = self.uncertain / len(self.verdicts)
+        if self.bounds.max_uncertain_share is not None and unsure > self.bounds.max_uncertain_share:
+            return (
+                f"uncertain on {unsure:.0%} of its first {len(self.verdicts)} parts"
+                f" (at most {self.bounds.max_uncertain_share:.0%})"
+            )
         limit = self.bounds.max_cycle_p95_ms
         if limit is not None:
             ordered = sorted(self.cycles_ms)
@@ -191,7 +199,8 @@ class ModelFollower:
         watch = self.watch
         if watch is None or not isinstance(event, InspectionDone) or watch.version != self.station.model_sha256:
             return
-        watch.add(event.verdict, event.timings_ms.get("cycle_ms", 0.0))
+        unsure = any(c.reason.startswith("uncertain:") for c in event.checks)
+        watch.add(event.verdict, event.timings_ms.get("cycle_ms", 0.0), unsure)
         why = watch.crossed()
         if why is None:
             return
