@@ -28,7 +28,16 @@ from asyncua import ua
 
 from .. import __version__
 from ..plc.settings import StartError
-from ..station.events import AlarmAcknowledged, AlarmCleared, AlarmRaised, Event, InspectionDone, Started, Stopped
+from ..station.events import (
+    AlarmAcknowledged,
+    AlarmCleared,
+    AlarmRaised,
+    Event,
+    InspectionDone,
+    ModelChanged,
+    Started,
+    Stopped,
+)
 from . import model as m
 from .channel import GuardedServer
 from .methods import VisionMethods
@@ -299,6 +308,8 @@ class OpcUaServer(VisionMethods):
         coros = [self._show_state(state, reason, self.station.inspecting)]
         if isinstance(event, InspectionDone):
             coros.append(self._show_result(event, counters))
+        elif isinstance(event, ModelChanged):  # a live swap (docs/model-lifecycle.md)
+            coros.append(self._write("Identification.ModelId", event.version, ua.VariantType.String))
         elif isinstance(event, AlarmRaised | AlarmCleared | AlarmAcknowledged):
             active = [a["code"] for a in self.station.alarms.listed() if a["active"]]
             kind = {AlarmRaised: "raised", AlarmCleared: "cleared", AlarmAcknowledged: "acknowledged"}[type(event)]

@@ -169,3 +169,29 @@ def test_an_integrator_promotes_and_rolls_back_on_the_web_and_the_station_follow
     assert listed["history"][-1]["by"] == "integrator"
     assert out["rollback"]["version"] == a and out["again"] == 409  # no production before a
     assert [h["by"] for h in store.state()["history"][-2:]] == ["integrator", "integrator"]
+
+
+def test_opc_ua_names_the_version_that_judges_after_a_swap(tmp_path, tiny_bundle):
+    from ..opcua_harness import node, session, users
+    from ..stations import free_port
+
+    store, a, b = _two_versions(tmp_path, tiny_bundle)
+    url = f"opc.tcp://127.0.0.1:{free_port()}/edge-inspect"
+    config = write_station(
+        tmp_path, Path("production"), model={"max_new_tokens": 2}, opcua={"endpoint": url, "users": users()}
+    )
+
+    async def scenario(station):
+        async with session(url, "int", folder=tmp_path / "client") as client:
+            model_id = await node(client, "VisionSystem.Identification.ModelId")
+            before = await model_id.read_value()
+            store.promote("candidate", "integrator")
+            await station.models.check()
+            for _ in range(100):  # the address space is written on the OPC UA loop: wait for it
+                after = await model_id.read_value()
+                if after != before:
+                    break
+                await asyncio.sleep(0.05)
+            return before, after
+
+    assert asyncio.run(run_station(config, scenario)) == (a, b)
