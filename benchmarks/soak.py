@@ -35,6 +35,58 @@ ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "edge_inspect" / "demo_station.yaml"
 
 
+# ``--tracemalloc``: the station runs under tracemalloc (one frame per allocation: a deeper trace
+# slows the station too much to start) and writes a snapshot on SIGUSR1; the soak takes one at
+# warm-up and one at the end and prints where Python's memory grew in between.
+TRACED_STATION = """
+import signal, sys, tracemalloc
+tracemalloc.start(1)
+def dump(signum, frame):
+    tracemalloc.take_snapshot().dump(sys.argv[2] + ".%d" % dump.n)
+    dump.n += 1
+dump.n = 0
+signal.signal(signal.SIGUSR1, dump)
+from edge_inspect.cli import main
+sys.exit(main(["run", sys.argv[1]]))
+"""
+
+
+def snapshot(station: subprocess.Popen, prefix: Path, n: int) -> Path | None:
+    """Ask the traced station for snapshot ``n``; its path once written (None: it did not come)."""
+    path = Path(f"{prefix}.{n}")
+    station.send_signal(signal.SIGUSR1)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if path.exists():
+            size = path.stat().st_size
+            time.sleep(1.0)
+            if path.stat().st_size == size:
+                return path
+        time.sleep(0.5)
+    return None
+
+
+def python_growth(first: Path, last: Path, parts: int, top: int = 12) -> list[dict]:
+    """The lines whose live Python memory grew most between two snapshots, per 1,000 parts."""
+    import tracemalloc
+
+    before, after = tracemalloc.Snapshot.load(str(first)), tracemalloc.Snapshot.load(str(last))
+    stats = after.compare_to(before, "lineno")
+    # the largest changes (arrays in flight at either moment show here too), then the most new
+    # objects kept: a leak of small objects grows in count, not in one large block
+    chosen = stats[:top] + sorted(stats[top:], key=lambda s: -s.count_diff)[:top]
+    rows = []
+    for stat in chosen:
+        frame = stat.traceback[0]
+        rows.append({
+            "where": f"{frame.filename}:{frame.lineno}",
+            "kb": round(stat.size_diff / 1024, 1),
+            "blocks": stat.count_diff,
+            "kb_per_1000": round(stat.size_diff / 1024 / max(parts, 1) * 1000, 1),
+        })  # fmt: skip
+    return rows
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -185,8 +237,14 @@ def run(args: argparse.Namespace) -> dict:
     web_port = free_port()
     opcua_port = free_port() if args.opcua else None
     path = write_config(folder, web_port, broker_port, opcua_port)
+    traced = folder / "python.snapshot"
+    command = (
+        [sys.executable, "-c", TRACED_STATION, str(path), str(traced)]
+        if args.tracemalloc
+        else [sys.executable, "-m", "edge_inspect.cli", "run", str(path)]
+    )
     station = subprocess.Popen(
-        [sys.executable, "-m", "edge_inspect.cli", "run", str(path)],
+        command,
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=open(folder / "station.err", "wb"),
@@ -195,6 +253,7 @@ def run(args: argparse.Namespace) -> dict:
     stop = threading.Event()
     browsed: dict = {}
     samples: list[dict] = []
+    snapshots: list[tuple[int, Path]] = []
     started = time.monotonic()
     threads: list[threading.Thread] = []
     try:
@@ -244,6 +303,10 @@ def run(args: argparse.Namespace) -> dict:
                 f"sqlite {s.get('sqlite_kb', 0) / 1024:5.1f} MB  py blocks {s.get('python_blocks', 0)}",
                 flush=True,
             )
+            if args.tracemalloc and not snapshots and total >= args.warmup:
+                taken = snapshot(station, traced, 0)
+                if taken is not None:
+                    snapshots.append((total, taken))
             if total >= args.inspections or station.poll() is not None:
                 break
             try:
@@ -251,6 +314,10 @@ def run(args: argparse.Namespace) -> dict:
             except KeyboardInterrupt:  # stopped early: report what was sampled
                 break
     finally:
+        if snapshots and station.poll() is None:
+            taken = snapshot(station, traced, 1)
+            if taken is not None:
+                snapshots.append((status(base)["counters"]["total"], taken))
         stop.set()
         for t in threads:  # the OPC UA clients close their sessions before the station goes
             if t.name == "opcua-clients":
@@ -283,6 +350,9 @@ def run(args: argparse.Namespace) -> dict:
         else None,
         "samples": samples,
     }
+    if len(snapshots) == 2:
+        (n0, first), (n1, last) = snapshots
+        result["python_growth"] = {"from": n0, "to": n1, "lines": python_growth(first, last, n1 - n0)}
     shutil.rmtree(folder, ignore_errors=True)
     return result
 
@@ -296,6 +366,11 @@ def main() -> None:
     parser.add_argument("--sample-s", type=float, default=10.0, help="seconds between samples")
     parser.add_argument("--opcua", type=int, default=2, help="OPC UA clients subscribed to results (0: no OPC UA)")
     parser.add_argument("--no-fleet", action="store_true", help="no Mosquitto and no fleet publishing")
+    parser.add_argument(
+        "--tracemalloc",
+        action="store_true",
+        help="trace the station's Python memory; print where it grew after warm-up",
+    )
     parser.add_argument("--json", help="write the result here")
     args = parser.parse_args()
     # SIGTERM (and SIGINT, which a shell's background job ignores) end the run cleanly: the station is
@@ -309,6 +384,11 @@ def main() -> None:
         f"inspections; fds {result['fd_range']}, threads {result['thread_range']}; browsed {result['browsed']}"
     )
     print(f"slopes by holder (KB, or Python blocks, per 1,000 inspections): {result['holder_slopes_per_1000']}")
+    growth = result.get("python_growth")
+    if growth:
+        print(f"\nPython memory grown from inspection {growth['from']} to {growth['to']}, by line:")
+        for row in growth["lines"]:
+            print(f"  {row['kb']:9.1f} KB {row['blocks']:8d} blocks  {row['kb_per_1000']:7.1f} KB/1000  {row['where']}")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))
 
