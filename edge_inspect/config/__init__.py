@@ -29,6 +29,7 @@ from .devices import (
 from .fleet import FleetConfig
 from .messages import people_name, suggestion
 from .recipes import Check, CheckBase, CountCheck, PointCheck, QACheck, Recipe
+from .sampling import ReviewSampling
 from .yaml_loader import MAX_BYTES, YamlProblems, key_text, parse, read_limited
 
 
@@ -43,6 +44,7 @@ class StationConfig(Strict):
     web: WebConfig = WebConfig(enabled=False)
     opcua: OpcUaConfig | None = None
     fleet: FleetConfig | None = None
+    review_sampling: ReviewSampling = ReviewSampling()
 
     @model_validator(mode="after")
     def _fleet_checks(self):
@@ -331,4 +333,5 @@ __all__ = [
     "OpcUaConfig",
     "StationInfo",
     "FleetConfig",
+    "ReviewSampling",
 ]

@@ -92,6 +92,7 @@ class Filters:
     check: str | None = None  # inspections in which this check did not pass
     part_id: str | None = None
     disposition: str | None = None  # one of DISPOSITIONS, or "none": not reviewed yet
+    sampled: bool = False  # only the inspections review sampling chose (config review_sampling)
     page: int = 1
     per_page: int = 50
 
@@ -103,7 +104,11 @@ class Filters:
         disposition = disposition.strip() if isinstance(disposition, str) and disposition.strip() else None
         if disposition and disposition not in (*DISPOSITIONS, "none"):
             raise FilterError(f"disposition: {disposition!r} is not one of none, {', '.join(DISPOSITIONS)}")
-        return cls(**common_filters(q, tz), disposition=disposition)
+        sampled = q.get("sampled")
+        sampled = sampled.strip() if isinstance(sampled, str) else ""
+        if sampled not in ("", "1"):
+            raise FilterError(f"sampled: {sampled!r} is not 1 (only the parts sampled for review) or empty")
+        return cls(**common_filters(q, tz), disposition=disposition, sampled=sampled == "1")
 
     def where(self) -> tuple[str, list]:
         clauses: list[str] = []
@@ -128,6 +133,8 @@ class Filters:
                 "exists (select 1 from checks c where c.inspection_id = i.id and c.name = ? and c.status != 'pass')"
             )
             args.append(self.check)
+        if self.sampled:
+            clauses.append("i.review_reason is not null")
         if self.disposition == "none":  # the unreviewed queue
             clauses.append("not exists (select 1 from dispositions dd where dd.inspection_id = i.id)")
         elif self.disposition:
@@ -141,7 +148,7 @@ class Filters:
 LIST_COLUMNS = (
     "i.id, i.result_id, i.ts, i.station, i.recipe, i.recipe_name, i.part_id, i.trigger, i.verdict, "
     "i.error, i.defect_count, i.failed_checks, i.inspect_ms, i.cycle_ms, i.image_path, i.overlay_path, "
-    "d.disposition, d.reviewer"
+    "i.review_reason, d.disposition, d.reviewer"
 )
 
 

@@ -122,6 +122,13 @@ def _v7_fleet_outbox(db: sqlite3.Connection) -> None:
     )
 
 
+def _v8_review_sampling(db: sqlite3.Connection) -> None:
+    """Why review sampling put an inspection in the QA queue (docs/log.md), and an index over the
+    sampled ones only: the queue is a handful of rows among millions."""
+    db.execute("ALTER TABLE inspections ADD COLUMN review_reason TEXT")
+    db.execute("CREATE INDEX idx_inspections_review ON inspections (id) WHERE review_reason IS NOT NULL")
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v1_tables,
     _v2_ids_never_reused,
@@ -130,6 +137,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v5_points_in_mm,
     _v6_config_versions,
     _v7_fleet_outbox,
+    _v8_review_sampling,
 ]
 LATEST = len(MIGRATIONS)
 

@@ -78,6 +78,7 @@ class InspectionRecord:
     mm_per_px: float | None = None  # a calibrated camera: points are also logged in mm
     frame_size: tuple[int, int] | None = None  # width, height of the (undistorted) frame
     recipe_sha256: str = ""  # the version of the recipe it ran (Recipe.sha256)
+    review_reason: str = ""  # why review sampling chose it for the QA queue ("": it did not)
 
 
 def _disk_full(err: BaseException) -> bool:
@@ -194,6 +195,7 @@ class Store:
             **{k: round(float(t.get(k, 0.0)), 2) for k in TIMINGS},
             "model_sha256": rec.model_sha256, "config_sha256": rec.config_sha256,
             "recipe_sha256": rec.recipe_sha256 or None, "image_path": image_path, "overlay_path": overlay_path,
+            "review_reason": rec.review_reason or None,
         }  # fmt: skip
         with self.transaction() as db:
             cursor = db.execute(

@@ -48,6 +48,7 @@ from .events import (
     Stopped,
 )
 from .plc_cycle import PlcCycle
+from .review_sampling import ReviewSampler
 
 if TYPE_CHECKING:
     from .model_follower import ModelFollower
@@ -79,6 +80,7 @@ class Station:
         self.model = model or config.model.load()
         self.model_sha256 = self.model.sha256
         self.inspector = Inspector(self.model, config.model.max_new_tokens)
+        self.sampler = ReviewSampler(config.review_sampling)
         self.camera = make_camera(config.camera, base_dir, on_status=self._camera_status)
         self.undistort: Undistorter | None = None  # a calibrated camera: frames undistorted, points also in mm
         if config.camera.calibration:
@@ -265,7 +267,7 @@ class Station:
             "camera": self.camera.status, "plc": self.plc_status, "model": self.model_sha256[:12],
             "model_status": "fallback" if self.model.fallback_reason else "error" if self._alarm_active("model_error")
             else "ok",
-            "counters": dict(self.counters),
+            "counters": dict(self.counters), "review_sampling": self.sampler.status(time.time()),
             "disk": "full" if self.store.pending else "low" if self.store.low_space else "ok",
             "alarms": self.alarms.listed(),
             "recipe_active": self.recipe_switch.active if self.recipe_switch else self.config.triggers.recipe,
@@ -335,6 +337,7 @@ class Station:
             mm_per_px=self.undistort.calibration.mm_per_px if self.undistort else None,
             frame_size=(frame.shape[1], frame.shape[0]) if frame is not None else None,
             recipe_sha256=recipe.sha256() if recipe else "",
+            review_reason=self.sampler.choose(recipe, inspection.verdict, inspection.outcomes, time.time()),
         )  # fmt: skip
         self.last_overlay_jpeg = None  # never an old frame under a new verdict
         if frame is not None:

@@ -1,0 +1,73 @@
+"""Which inspections go to the QA review queue, and why (config ``review_sampling``, docs/log.md):
+the cases worth a person's look — a check the model was not sure of, a yes/no answer with a small
+margin, a count that fails by a point or two, every Nth PASS (escapes hide among passes) — at most
+``per_hour`` in any hour and ``per_day`` in any 24 hours, so a bad hour does not bury QA."""
+
+from __future__ import annotations
+
+from collections import deque
+
+from ..config import CountCheck, PointCheck, Recipe, ReviewSampling
+from ..inspection.checks import CheckOutcome
+from ..verdict import Verdict
+
+HOUR_S, DAY_S = 3600.0, 86400.0
+
+
+def _count_miss(check: PointCheck | CountCheck, counted: int) -> int:
+    """How many points the count is outside its passing range (0: it passes)."""
+    low, high = (check.expected, check.expected) if isinstance(check, CountCheck) else (check.min, check.max)
+    return max(low - counted, counted - high, 0)
+
+
+class ReviewSampler:
+    """Called from the inspection thread only (one inspection at a time): no locks."""
+
+    def __init__(self, rules: ReviewSampling):
+        self.rules = rules
+        self.passes = 0
+        self.taken: deque[float] = deque(maxlen=max(rules.per_day, 1))  # when each sampled part was taken
+        self.capped = 0  # parts a rule chose that the caps left out
+
+    def reasons(self, recipe: Recipe | None, verdict: Verdict, outcomes: list[CheckOutcome]) -> list[str]:
+        """Why the rules choose this part (empty: they do not), before the caps."""
+        rules, found = self.rules, []
+        if verdict == Verdict.PASS:
+            self.passes += 1
+        checks = {c.name: c for c in recipe.checks} if recipe is not None else {}
+        for o in outcomes:
+            check = checks.get(o.name)
+            if rules.uncertain and o.reason.startswith("uncertain:"):
+                found.append(f"uncertain: {o.name}")
+            elif rules.low_margin is not None and o.margin is not None and o.margin < rules.low_margin:
+                found.append(f"low margin: {o.name} {o.margin:.2f}")
+            if rules.count_edge is not None and isinstance(check, PointCheck | CountCheck):
+                miss = _count_miss(check, o.counted)
+                if 0 < miss <= rules.count_edge:
+                    found.append(f"count at the edge: {o.name} {o.counted}")
+        if verdict == Verdict.PASS and rules.every_nth_pass and self.passes % rules.every_nth_pass == 0:
+            found.append(f"one of every {rules.every_nth_pass} PASSes")
+        return found
+
+    def choose(self, recipe: Recipe | None, verdict: Verdict, outcomes: list[CheckOutcome], now: float) -> str:
+        """The reason this part goes to review ("" when it does not), within the caps."""
+        found = self.reasons(recipe, verdict, outcomes)
+        if not found:
+            return ""
+        taken = list(self.taken)
+        in_hour = sum(1 for t in taken if now - t < HOUR_S)
+        in_day = sum(1 for t in taken if now - t < DAY_S)
+        if in_hour >= self.rules.per_hour or in_day >= self.rules.per_day:
+            self.capped += 1
+            return ""
+        self.taken.append(now)
+        return "; ".join(found)[:500]
+
+    def status(self, now: float) -> dict[str, int]:
+        """Sampled in the last hour and day, and left out by the caps (any thread: reads a copy)."""
+        taken = list(self.taken)
+        return {
+            "last_hour": sum(1 for t in taken if now - t < HOUR_S),
+            "last_day": sum(1 for t in taken if now - t < DAY_S),
+            "capped": self.capped,
+        }
