@@ -82,7 +82,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from ..plant.serve import run_server
+    from ..plant.app import run_server
 
     return run_server(args)
 
