@@ -9,7 +9,6 @@ from datetime import tzinfo
 from pathlib import Path
 from typing import cast
 
-from jinja2 import ChoiceLoader, FileSystemLoader
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.templating import Jinja2Templates
@@ -17,6 +16,7 @@ from starlette.templating import Jinja2Templates
 from ..http.accounts import Accounts, LoginRefused, client_address
 from ..http.auth import User
 from ..http.i18n import LABELS, pick_language
+from ..http.layout import page_templates
 from ..timefmt import display, zone_label, zone_name
 from .images import ImageStore
 from .queries import Pool
@@ -86,11 +86,8 @@ def plant_context(request: Request) -> PlantContext:
 
 
 def templates_for(tz: tzinfo) -> Jinja2Templates:
-    """The plant's templates, then the station web's (its login page and layout), in the page's zone."""
-    templates = Jinja2Templates(directory=str(HERE / "templates"))
-    templates.env.loader = ChoiceLoader(
-        [FileSystemLoader(str(HERE / "templates")), FileSystemLoader(str(WEB / "templates"))]
-    )
+    """The plant's templates, then the station web's (its login page), then the shared layout, in the page's zone."""
+    templates = page_templates(HERE / "templates", WEB / "templates")
     templates.env.filters["localtime"] = lambda value: display(value.timestamp(), tz) if value else ""
     templates.env.globals.update(zone_label=zone_label(tz), zone_name=zone_name(tz))
     return templates
