@@ -79,10 +79,10 @@ def _all_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParse
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .config import ConfigError
-
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    from .config import ConfigError  # after parsing: --help, --version and a usage error load no config code
+
     try:
         return args.func(args)
     except ConfigError as err:
