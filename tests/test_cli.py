@@ -82,9 +82,9 @@ def test_anything_else_is_a_bug_with_its_traceback_and_exit_1():
     """A ValueError that no user caused (here: made to happen inside a command) is not dressed up as a
     user mistake: its traceback and exit 1 (ValueError was mapped to a one-line exit 2 before)."""
     code = (
-        "import sys, edge_inspect.cli as cli\n"
+        "import sys, edge_inspect.cli as cli, edge_inspect.commands.modbus_map as modbus_map\n"
         "def broken(args): raise ValueError('an internal invariant broke')\n"
-        "cli._cmd_modbus_map = broken\n"
+        "modbus_map.cmd_map = broken\n"
         "sys.exit(cli.main(['modbus', 'map']))\n"
     )
     result = _cli(code=code)

@@ -405,7 +405,7 @@ def test_fleet_serve_pages_roles_filters_csv(tmp_path, postgres):
 
     from edge_inspect.config import WebUser
     from edge_inspect.http.auth import hash_password
-    from edge_inspect.plant.serve import build_app
+    from edge_inspect.plant.app import build_app
 
     dsn = postgres.database("fleet_serve")
     _fill(dsn, tmp_path)
@@ -459,7 +459,7 @@ def test_fleet_serve_pages_roles_filters_csv(tmp_path, postgres):
 
 def test_fleet_serve_users_file_shapes(tmp_path):
     from edge_inspect.http.auth import hash_password
-    from edge_inspect.plant.serve import load_users
+    from edge_inspect.plant.users import load_users
 
     user = {"name": "qa", "role": "qa", "password_hash": hash_password("pw-qa")}
     for shape in ([user], {"users": [user]}, {"station": {"name": "x"}, "web": {"port": 8080, "users": [user]}}):

@@ -1,18 +1,71 @@
-"""``edge-inspect model list | add | promote | rollback | remove``: the station's model store
-(docs/model-lifecycle.md, "The model store"). Each finds the store through ``--config``'s
-``storage.dir``; a refusal is one line and exit 2."""
+"""``edge-inspect model``: a bundle's files checked (``verify``), prompts run on an image file
+(``ask``), and the station's model store (``list | add | promote | rollback | remove``,
+docs/model-lifecycle.md, "The model store"). The store's commands find it through ``--config``'s
+``storage.dir``; a refusal is one line and exit 2. The model code is imported by the handlers only."""
 
 from __future__ import annotations
 
 import argparse
+import json
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from ..errors import UserError
 
 if TYPE_CHECKING:
     from ..modelstore import ModelStore
 
 ALIASES = ("production", "candidate")  # as modelstore.ALIASES; named here so that `--help` loads no model code
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from ..vlm.bundle import load_bundle_files
+
+    bundle = load_bundle_files(args.bundle)
+    files = bundle.manifest["files"]
+    print(f"{bundle.path}: ok ({len(files)} files verified, manifest sha256 {bundle.sha256[:16]})")
+    return 0
+
+
+def _read_image(path: Path):
+    import cv2
+
+    if not path.is_file():
+        raise UserError(f"{path}: no such image file")
+    frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if frame is None:
+        raise UserError(f"{path}: not an image OpenCV can read")
+    return frame
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    from ..vlm import load_bundle
+
+    if not (args.point or args.yes_no or args.generate):
+        raise UserError("give at least one of --point, --yes-no or --generate")
+    model = load_bundle(args.bundle, providers=args.provider)
+    frame = _read_image(Path(args.image))
+    image = model.encode(frame, order="bgr")
+    results = []
+    for prompt in args.point or []:
+        p = model.point(image, prompt, max_new_tokens=args.max_new_tokens)
+        results.append({
+            "kind": "point", "prompt": prompt, "text": p.text, "count": p.answer.count,
+            "points": [[round(pt.x, 4), round(pt.y, 4)] for pt in p.answer.points],
+            "malformed": p.answer.malformed, "timings_ms": p.timings_ms,
+        })  # fmt: skip
+    for question in args.yes_no or []:
+        a = model.ask_yes_no(image, question)
+        results.append({
+            "kind": "yes_no", "prompt": question, "answer": "yes" if a.answer else "no",
+            "p_yes": round(a.p_yes, 4), "margin": round(a.margin, 4), "mass": round(a.mass, 4), "timings_ms": a.timings_ms,
+        })  # fmt: skip
+    for prompt in args.generate or []:
+        g = model.generate(image, prompt, max_new_tokens=args.max_new_tokens)
+        results.append({"kind": "generate", "prompt": prompt, "text": g.text, "timings_ms": g.timings_ms})
+    print(json.dumps({"image": args.image, "encode_ms": image.timings_ms, "results": results}, indent=2))
+    return 0
 
 
 def _store(args: argparse.Namespace) -> ModelStore:
@@ -120,3 +173,21 @@ def add_parsers(model: argparse._SubParsersAction) -> None:
         model.choices[name].add_argument(
             "--user", default=None, help="who is named in the store's history (default: $USER)"
         )
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    model = sub.add_parser("model", help="model bundles").add_subparsers(dest="model_command", required=True)
+    verify = model.add_parser("verify", help="check a bundle's files against its manifest")
+    verify.add_argument("bundle", help="bundle folder (with manifest.json)")
+    verify.set_defaults(func=cmd_verify)
+
+    ask = model.add_parser("ask", help="run prompts on one image file")
+    ask.add_argument("bundle", help="bundle folder (with manifest.json)")
+    ask.add_argument("image", help="image file (PNG, JPEG, …)")
+    ask.add_argument("--point", action="append", metavar="PROMPT", help='e.g. "Point to any scratches."')
+    ask.add_argument("--yes-no", action="append", metavar="QUESTION", help='e.g. "Is the label present?"')
+    ask.add_argument("--generate", action="append", metavar="PROMPT", help="free-text answer")
+    ask.add_argument("--provider", default="cpu", help="ONNX Runtime provider: tensorrt, cuda, cpu or auto")
+    ask.add_argument("--max-new-tokens", type=int, default=64, help="cap on generated tokens per prompt")
+    ask.set_defaults(func=cmd_ask)
+    add_parsers(model)  # list, add, promote, rollback, remove

@@ -20,6 +20,7 @@ from ..config import StationConfig, WebUser
 from ..http.accounts import Accounts, LoginRefused, client_address
 from ..http.auth import User, allowed, csrf_ok
 from ..http.i18n import LABELS, pick_language, translate
+from ..http.layout import page_templates
 from ..http.sessions import Session, SessionStore
 from ..logbook import Store
 from ..timefmt import display, iso_local, station_zone, zone_label, zone_name
@@ -77,7 +78,7 @@ class WebContext:
 
     station: WebPort
     secret_key: str = ""
-    templates: Jinja2Templates = field(default_factory=lambda: Jinja2Templates(directory=str(HERE / "templates")))
+    templates: Jinja2Templates = field(default_factory=lambda: page_templates(HERE / "templates"))
     sessions: SessionStore = field(default_factory=SessionStore)
     tz: tzinfo = field(default_factory=lambda: station_zone(None))
     setup: SetupState = field(default_factory=SetupState)

@@ -35,7 +35,7 @@ class _NoBroker:
 def test_formulas_logged_at_a_station_reach_the_plant_csv_neutralised(tmp_path, postgres):
     from starlette.testclient import TestClient
 
-    from edge_inspect.plant.serve import build_app
+    from edge_inspect.plant.app import build_app
 
     dsn = postgres.database("plant_csv")
     store = Store(tmp_path / "station", save_pass_every=0)
@@ -93,7 +93,7 @@ VALUES = [
 
 @pytest.mark.parametrize("name, value", VALUES)
 def test_station_and_plant_filters_accept_and_refuse_the_same_values(name, value):
-    from edge_inspect.plant.serve import Filters as PlantFilters
+    from edge_inspect.plant.queries import Filters as PlantFilters
 
     outcomes = []
     for parse in (review.Filters.from_query, PlantFilters.from_query):

@@ -113,8 +113,8 @@ def test_the_plant_web_sends_the_same_security_headers_and_bounds_bodies(tmp_pat
     from starlette.testclient import TestClient
 
     from edge_inspect.fleet.mqtt import BrokerSettings
+    from edge_inspect.plant.app import build_app
     from edge_inspect.plant.collector import Collector
-    from edge_inspect.plant.serve import build_app
 
     dsn = postgres.database("plant_headers")
     Collector(BrokerSettings("127.0.0.1"), dsn).check_database()

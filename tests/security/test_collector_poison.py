@@ -208,7 +208,7 @@ def test_poison_messages_never_stop_the_collector(tmp_path, postgres):
         assert collector.poll() is None, (tmp_path / "collector.err").read_text()[-2000:]
         from starlette.testclient import TestClient
 
-        from edge_inspect.plant.serve import build_app
+        from edge_inspect.plant.app import build_app
 
         plant = TestClient(build_app(dsn, [], open_view=True))
         assert f"could not store: {len(poison)}" in plant.get("/").text

@@ -96,7 +96,8 @@ def test_station_sessions_end_when_the_user_is_demoted_given_a_new_password_or_r
 def test_plant_sessions_end_when_the_users_file_changes(tmp_path, postgres):
     from starlette.testclient import TestClient
 
-    from edge_inspect.plant.serve import UsersFile, build_app
+    from edge_inspect.plant.app import build_app
+    from edge_inspect.plant.users import UsersFile
 
     dsn = postgres.database("plant_sessions")
     from edge_inspect.fleet.mqtt import BrokerSettings
