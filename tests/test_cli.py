@@ -89,3 +89,18 @@ def test_anything_else_is_a_bug_with_its_traceback_and_exit_1():
     )
     result = _cli(code=code)
     assert result.returncode == 1 and "Traceback" in result.stderr and "an internal invariant broke" in result.stderr
+
+
+def test_help_loads_none_of_the_heavy_libraries():
+    """`edge-inspect --help` and usage errors stay fast: building the parser imports no model runtime,
+    OpenCV, web stack, PostgreSQL driver or config schema (each command imports those when it runs)."""
+    script = (
+        "import contextlib, io, sys\n"
+        "from edge_inspect import cli\n"
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        "    cli.main(['--help'])\n"
+        "heavy = ['cv2', 'onnxruntime', 'numpy', 'starlette', 'uvicorn', 'psycopg', 'pydantic', 'edge_inspect.vlm']\n"
+        "print(','.join(m for m in heavy if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == ""
