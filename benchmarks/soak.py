@@ -257,7 +257,7 @@ def run(args: argparse.Namespace) -> dict:
     started = time.monotonic()
     threads: list[threading.Thread] = []
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + (600 if args.tracemalloc else 120)  # traced, it starts several times slower
         while True:
             try:
                 status(base)
