@@ -15,7 +15,7 @@ handshakes back to back, in two kinds of phase of ``--seconds`` each, alternated
   base64 in JSON (~26 MB bodies). The clients are logged in with a session, as the page is
   (``--basic``: HTTP Basic, a password check on every request).
 
-Prints a table and writes JSON. Targets (issue: bounded input): Modbus read p99 ≤ 20 ms and the PLC
+Prints a table and writes JSON. Targets (docs/security.md, "Measured: the PLC while uploads arrive"): Modbus read p99 ≤ 20 ms and the PLC
 cycle time unchanged (p50 within 10 %) while the uploads arrive; every oversize body refused before
 it is read.
 """

@@ -8,8 +8,10 @@ import asyncio
 import base64
 import json
 import sqlite3
+import urllib.parse
 
 import cv2
+import numpy as np
 import yaml
 
 from edge_inspect.config import load_config
@@ -318,3 +320,20 @@ def test_an_image_that_declares_huge_dimensions_is_a_400(tmp_path):
 
     r = run_setup(tmp_path, scenario)
     assert r.status_code == 400 and r.json()["error"].startswith("image:")
+
+
+def test_a_large_upload_is_judged_whole_and_its_overlay_comes_back_screen_sized(tmp_path):
+    async def scenario(station, client, path):
+        h = await login_headers(client, "integrator")
+        recipe = (await client.get("/api/setup/config")).json()["recipes"][0]
+        part = cv2.resize(render_part(7, 320, 240).image, (3200, 2400), interpolation=cv2.INTER_NEAREST)
+        ok, png = cv2.imencode(".png", part)
+        query = urllib.parse.urlencode({"recipe": json.dumps(recipe)})
+        headers = {**h, "Content-Type": "image/png"}
+        return (await client.post(f"/api/setup/try?{query}", headers=headers, content=png.tobytes())).json()
+
+    result = run_setup(tmp_path, scenario)
+    assert result["frame_size"] == [3200, 2400]  # the model saw the whole frame
+    jpeg = base64.b64decode(result["overlay"].split(",", 1)[1])
+    overlay = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert overlay.shape[1] == 1600  # 3200 wide, halved (the legend strip below adds to its height)

@@ -150,6 +150,20 @@ def _jpeg(frame: np.ndarray, quality: int = 85) -> bytes:
 
 
 B64_ENCODE_SLICE = 3 << 18  # bytes (a multiple of 3): ~1 ms of base64 at a time
+# The try's overlay is drawn at most this many pixels on its long side: what a screen shows of it.
+# A 6.6 MP upload is otherwise drawn, encoded and sent at full size (a 5 MB JPEG of noise), CPU the
+# line's inspections wait for; its points are fractions of the frame, so they land the same.
+OVERLAY_MAX_SIDE = 1600
+
+
+def screen_sized(frame: np.ndarray) -> np.ndarray:
+    """``frame`` scaled down (area-averaged) to fit OVERLAY_MAX_SIDE; as it is when it already does."""
+    side = max(frame.shape[:2])
+    if side <= OVERLAY_MAX_SIDE:
+        return frame
+    scale = OVERLAY_MAX_SIDE / side
+    size = (max(1, round(frame.shape[1] * scale)), max(1, round(frame.shape[0] * scale)))
+    return cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
 
 
 def _result(inspection: Inspection, frame: np.ndarray, recipe: Recipe) -> bytes:
@@ -157,7 +171,7 @@ def _result(inspection: Inspection, frame: np.ndarray, recipe: Recipe) -> bytes:
     without one long hold of the GIL: the base64 of a large overlay (5 MB for a 6.6 MP image of
     noise) is made a slice at a time and put into the JSON as it is (base64 needs no escaping), where
     json.dumps of it would take 15 ms in one go — the Modbus server waits for the GIL meanwhile."""
-    overlay = draw_overlay(frame, inspection.outcomes, inspection.verdict, [c.roi for c in recipe.checks])
+    overlay = draw_overlay(screen_sized(frame), inspection.outcomes, inspection.verdict, [c.roi for c in recipe.checks])
     jpeg = _jpeg(overlay)
     head = json.dumps(
         {
