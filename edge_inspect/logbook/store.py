@@ -149,8 +149,10 @@ class Store:
             self.conn.execute("COMMIT")
 
     # -- writing ---------------------------------------------------------------------------------
-    def _keep_image(self, verdict: Verdict) -> bool:
-        if verdict != Verdict.PASS:
+    def _keep_image(self, rec: InspectionRecord) -> bool:
+        """Every FAIL and ERROR, every part sampled for review (QA needs to see it, and it may become
+        training data), and every Nth PASS."""
+        if rec.verdict != Verdict.PASS or rec.review_reason:
             return True
         self._passes += 1
         return self.save_pass_every > 0 and self._passes % self.save_pass_every == 0
@@ -263,7 +265,7 @@ class Store:
         with self.lock:
             try:
                 self.flush_pending()
-                if frame is not None and self._keep_image(rec.verdict):
+                if frame is not None and self._keep_image(rec):
                     image_path, overlay_path = self._write_images(frame, rec, utc_stamp(now))
                 return self._insert(rec, now, image_path, overlay_path)
             except StoreError as err:

@@ -62,11 +62,12 @@ def test_sampled_parts_reach_the_review_queue_with_their_reason(tmp_path, tiny_b
         plc={"enabled": False},
         web={"enabled": True, "open_view": True, "users": USERS},
         review_sampling={"low_margin": 1.0, "per_hour": 3},  # every yes/no margin is under 1: the cap decides
+        storage={"dir": str(tmp_path / "data"), "save_pass_every": 0},  # PASS images only when sampled
     )
 
     async def scenario(station, client):
         for i in range(5):
-            await station.inspect(1, part_id=f"S{i}")
+            await station.inspect(2, part_id=f"S{i}")
         return {
             "sampled": (await client.get("/api/inspections?sampled=1")).json(),
             "all": (await client.get("/api/inspections")).json(),
@@ -83,3 +84,5 @@ def test_sampled_parts_reach_the_review_queue_with_their_reason(tmp_path, tiny_b
     assert "low margin: label_yes" in out["page"] and "S0" in out["page"] and "S4" not in out["page"]
     assert out["bad"] == 400
     assert out["status"] == {"last_hour": 3, "last_day": 3, "capped": 2}
+    for r in every:  # a sampled part keeps its image, PASS or not; the others only when not PASS
+        assert bool(r["image_path"]) == (r["part_id"] in ("S0", "S1", "S2") or r["verdict"] != "PASS")
