@@ -16,6 +16,7 @@ from .commands import (
     bench_command,
     calibrate,
     config_validate,
+    dataset_command,
     demo_command,
     doctor,
     fleet,
@@ -57,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         user,
         demo_command,
         fleet,
+        dataset_command,
     ):
         command.register(sub)
     return show_defaults(parser)
