@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 
 from ..logbook import Store
-from ..logbook.store import utc_stamp
+from ..logbook.store import READER_CACHE_KIB, utc_stamp
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,7 @@ class Outbox:
         self.store = store
         self._reader = sqlite3.connect(f"file:{store.path}?mode=ro", uri=True, check_same_thread=False)
         self._reader.execute("PRAGMA query_only=1")
+        self._reader.execute(f"PRAGMA cache_size=-{READER_CACHE_KIB}")
         self._lock = threading.Lock()
         count, size = self._reader.execute("select count(*), coalesce(sum(length(payload)), 0) from outbox").fetchone()
         self.count, self.bytes = int(count), int(size)

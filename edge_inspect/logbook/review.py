@@ -21,7 +21,7 @@ import sqlite_utils
 from ..http.filters import FilterError, common_filters
 from ..http.spreadsheet import csv_cell
 from ..timefmt import iso_local, station_zone
-from .store import CACHE_KIB, Store
+from .store import READER_CACHE_KIB, Store
 
 DISPOSITIONS = ("confirmed_defect", "false_reject", "missed_defect")
 COUNT_AHEAD = 10_000  # a page's total counts at most this many rows past the page (docs/log.md)
@@ -35,7 +35,7 @@ def _open_reader(path) -> sqlite3.Connection:
     conn = sqlite3.connect(
         Path(path).resolve().as_uri() + "?mode=ro", uri=True, isolation_level=None, check_same_thread=False
     )
-    conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+    conn.execute(f"PRAGMA cache_size=-{READER_CACHE_KIB}")
     return conn
 
 

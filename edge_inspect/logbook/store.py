@@ -38,9 +38,13 @@ from ..verdict import Verdict
 from .schema import SchemaError, migrate
 
 DB_NAME = "inspections.db"
-# SQLite's page cache per connection, in KiB, set explicitly (SQLite's own default, ~2 MiB): the writer's
-# cache fills over the first ~2,000 inspections and stays there; each of review.READERS readers the same.
+# SQLite's page cache per connection, in KiB, set explicitly: the writer's (SQLite's own default, ~2 MiB)
+# fills over the first ~2,000 inspections and stays there. A reader (review.READERS of them, and the
+# fleet outbox's) keeps less: its pages are the index's upper levels a page or an export walks, the
+# rest comes from the OS's file cache, and a small cache is full after the first export instead of
+# growing over days (docs/performance.md, "Memory over many parts"). At most 2 + 5 × 0.5 MiB in all.
 CACHE_KIB = 2048
+READER_CACHE_KIB = 512
 TIMINGS = ("grab_ms", "preprocess_ms", "vision_ms", "prefill_ms", "decode_ms", "inspect_ms", "cycle_ms")
 log = logging.getLogger(__name__)
 
