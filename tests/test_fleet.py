@@ -363,6 +363,8 @@ def _fill(dsn: str, tmp_path: Path) -> None:
         status = {"v": 1, "type": "status", "online": name == "st1", "at": 1e10}
         if name == "st1":
             status["alarms"] = []  # the station's own board: nothing active
+            status["model"] = "7db2cd7d1845"  # the version it runs, and the alias it follows
+            status["model_follow"] = {"alias": "production", "state": "watching"}
         items.append((topics.of("status"), dumps(status).encode(), 0, 1))
         store.close()
     # The same inspection in a message made anew (another id): stored once all the same.
@@ -420,7 +422,10 @@ def test_fleet_serve_pages_roles_filters_csv(tmp_path, postgres):
     page = client.get("/").text
     assert "plant/l1/st1" in page and "plant/l1/st2" in page and "/static/app.css" in page
     assert "camera_lost" in page and "online" in page and "offline" in page
+    assert "<code>7db2cd7d1845</code> (production: watching)" in page
     stations = {s["station_key"]: s for s in client.get("/api/stations").json()}
+    assert stations["plant/l1/st1"]["model"] == {"version": "7db2cd7d1845", "alias": "production", "state": "watching"}
+    assert stations["plant/l1/st2"]["model"] is None
     assert stations["plant/l1/st2"]["alarms"][0]["code"] == "camera_lost"  # no list in its status: the events
     assert stations["plant/l1/st1"]["alarms"] == []  # its status lists none: a raise from an old run is not active
     assert [a["code"] for a in stations["plant/l1/st3"]["alarms"]] == ["plc_absent"]  # as before its last will

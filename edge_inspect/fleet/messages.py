@@ -132,6 +132,7 @@ def status_payload(
                     "plc",
                     "model",
                     "model_status",
+                    "model_follow",
                     "counters",
                     "disk",
                     "last_result_at",

@@ -9,7 +9,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Route
 
 from .context import plant_context
-from .queries import Filters, csv_piece, dead_letters, stations
+from .queries import Filters, csv_piece, dead_letters, model_shown, stations
 
 
 async def api_dead_letters(request: Request) -> Response:
@@ -47,6 +47,7 @@ async def api_stations(request: Request) -> Response:
                 **{k: v for k, v in r.items() if k not in ("status", "alarms")},
                 "last_seen": r["last_seen"].isoformat() if r["last_seen"] else None,
                 "status_at": r["status_at"].isoformat() if r["status_at"] else None,
+                "model": model_shown(r.get("status")),
                 "alarms": [
                     {"code": a["code"], "message": a["message"], "since": a["at"].isoformat() if a["at"] else None}
                     for a in r["alarms"]

@@ -15,7 +15,7 @@ from starlette.routing import Route
 from ..http.accounts import login_form, login_token
 from ..http.accounts import logout as logout_response
 from .context import plant_context
-from .queries import Filters, dead_letters, detail, names, page, stations
+from .queries import Filters, dead_letters, detail, model_shown, names, page, stations
 
 
 async def home(request: Request) -> Response:
@@ -23,7 +23,7 @@ async def home(request: Request) -> Response:
     await ctx.require_view(request)
     rows = await run_in_threadpool(stations, ctx.pool, ctx.tz)
     dead = await run_in_threadpool(dead_letters, ctx.pool)
-    return ctx.render(request, "stations.html", rows=rows, now=time.time(), dead=dead)
+    return ctx.render(request, "stations.html", rows=rows, now=time.time(), dead=dead, model_shown=model_shown)
 
 
 async def review(request: Request) -> Response:

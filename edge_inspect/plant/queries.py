@@ -222,3 +222,13 @@ def csv_piece(pool: Pool, f: Filters, tz, after: tuple | None, size: int) -> tup
         for r in rows
     ]
     return csv_text(lines), ((rows[-1]["ts"], rows[-1]["k"]) if len(rows) == size else None)
+
+
+def model_shown(status: dict | None) -> dict | None:
+    """The model version a station runs, as its latest status says: the version (12 hex digits), the
+    alias it follows and that alias's state (docs/model-lifecycle.md)."""
+    if not isinstance(status, dict) or not status.get("model"):
+        return None
+    follow = status.get("model_follow")
+    follow = follow if isinstance(follow, dict) else {}
+    return {"version": str(status["model"]), "alias": follow.get("alias"), "state": follow.get("state")}
