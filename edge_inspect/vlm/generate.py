@@ -343,7 +343,8 @@ class Engine:
         )
         return batch, prompts
 
-    def _step_embeds(self, tokens: np.ndarray) -> np.ndarray:
+    def step_embeds(self, tokens: np.ndarray) -> np.ndarray:
+        """The embeddings [rows, 1, hidden] of one new text token per row (``tokens`` [rows])."""
         if self.table is not None and int(tokens.max()) < self.table.shape[0]:
             return self.table[tokens][:, None, :]
         return np.concatenate([self.embed(t[None]) for t in tokens], axis=0)
@@ -407,7 +408,7 @@ class Engine:
                 raise ValueError(f"sequence of {length + 1} tokens exceeds the model's {t.max_positions} positions")
             attend[:, length] = True
             feeds = {
-                "inputs_embeds": self._step_embeds(next_tokens),
+                "inputs_embeds": self.step_embeds(next_tokens),
                 "attention_mask": np.where(attend[:, None, None, : length + 1], np.float32(0.0), self.mask_value),
                 "position_ids": positions[:, None].copy(),
             }

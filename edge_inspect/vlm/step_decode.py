@@ -242,7 +242,7 @@ def greedy_in_place(
             need = int((lengths + np.array([len(x) for x in blocks])).max())
             raise ValueError(f"sequence of {need} tokens exceeds the model's {max_positions} positions")
         if max(len(x) for x in blocks) == 1:
-            b.embeds[...] = engine._step_embeds(next_tokens)
+            b.embeds[...] = engine.step_embeds(next_tokens)
             b.seqlens[:] = lengths  # the new K/V goes to cache position `lengths`
             b.positions[:, 0] = positions
             b.run()
@@ -264,7 +264,7 @@ def _run_blocks(
     run per token, the rows whose block has ended idle."""
     sizes = np.array([len(x) for x in blocks], np.int64)
     width = int(sizes.max())
-    embeds = engine._step_embeds(np.array([t for x in blocks for t in x], np.int64))[:, 0]
+    embeds = engine.step_embeds(np.array([t for x in blocks for t in x], np.int64))[:, 0]
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     if engine.step_blocks and int(lengths.max()) + width <= capacity:
         own, run = b.block(width)
