@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -42,6 +42,16 @@ class Backend(Protocol):
     def run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 
     def input_names(self, graph: str) -> list[str]: ...
+
+
+class BindingBackend(Backend, Protocol):
+    """A backend that binds arrays to a graph once and runs it on them in place (the decode-step graph)."""
+
+    def has_graph(self, graph: str) -> bool: ...
+
+    def bind(
+        self, graph: str, feeds: dict[str, np.ndarray], outputs: dict[str, np.ndarray]
+    ) -> Callable[[], object]: ...
 
 
 def run_into(backend, graph: str, feeds: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) -> None:
@@ -236,7 +246,7 @@ class OnnxRuntimeBackend:
     def has_graph(self, graph: str) -> bool:
         return graph in self._sessions
 
-    def bind(self, graph: str, feeds: dict[str, np.ndarray], outputs: dict[str, np.ndarray]):
+    def bind(self, graph: str, feeds: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) -> Callable[[], object]:
         """A callable that runs ``graph`` on these arrays, bound once (I/O binding on host memory):
         the caller changes their contents in place between calls, never their shape or address."""
         binding = _bound(self._sessions[graph].io_binding(), feeds, outputs)

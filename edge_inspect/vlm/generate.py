@@ -166,10 +166,8 @@ class Engine:
             return None
         try:
             ids = np.arange(rows, dtype=np.int64)[None]
-            table = self.backend.run(
-                "embed", {"input_ids": ids, "image_embeds": np.zeros((1, rows, hidden), np.float32)}
-            )
-            table = np.ascontiguousarray(table["inputs_embeds"][0], dtype=np.float32)
+            out = self.backend.run("embed", {"input_ids": ids, "image_embeds": np.zeros((1, rows, hidden), np.float32)})
+            table = np.ascontiguousarray(out["inputs_embeds"][0], dtype=np.float32)
             probe_ids = np.array([[0, rows - 1, rows // 2, 1]], dtype=np.int64)
             extra = np.random.default_rng(0).standard_normal((1, 4, hidden)).astype(np.float32)
             graph = self.backend.run("embed", {"input_ids": probe_ids, "image_embeds": extra})["inputs_embeds"]
@@ -262,7 +260,12 @@ class Engine:
         """Next-token logits after the full prompt for ``question`` about ``image``."""
         prompt = self.prompts.build(question, image.inputs.grid)
         head = prompt.ids[: prompt.image_end]
-        if image.prefix_kv is not None and prefix_lm and np.array_equal(head, image.prefix_ids):
+        if (
+            image.prefix_kv is not None
+            and image.prefix_ids is not None
+            and prefix_lm
+            and np.array_equal(head, image.prefix_ids)
+        ):
             return self.feed(prompt.ids[prompt.image_end :], image.prefix_kv), prompt
         return self.feed(prompt.ids, self.empty_cache(), image.features, prefix_lm), prompt
 
@@ -291,7 +294,7 @@ class Engine:
         constraint: Constraint | None = None,
     ) -> tuple[list[int], list[np.ndarray]]:
         """Greedy decoding from ``step``; returns the new token ids and the logits that chose each one."""
-        constraints = None if constraint is None else [constraint]
+        constraints: list[Constraint | None] | None = None if constraint is None else [constraint]
         tokens, logits = self.greedy_batch(Batch.from_step(step), max_new_tokens, stop_ids, constraints=constraints)
         return tokens[0], logits[0]
 
@@ -303,12 +306,14 @@ class Engine:
         if not questions:
             raise ValueError("prefill_batch needs at least one prompt")
         prompts = [self.prompts.build(q, image.inputs.grid) for q in questions]
+        prefix_ids, prefix_kv = image.prefix_ids, image.prefix_kv
         reuse = (
-            image.prefix_kv is not None
+            prefix_kv is not None
+            and prefix_ids is not None
             and prefix_lm
-            and all(np.array_equal(p.ids[: p.image_end], image.prefix_ids) for p in prompts)
+            and all(np.array_equal(p.ids[: p.image_end], prefix_ids) for p in prompts)
         )
-        past = image.prefix_kv if reuse else self.empty_cache()
+        past = prefix_kv if reuse and prefix_kv is not None else self.empty_cache()
         chunks = [p.ids[p.image_end :] if reuse else p.ids for p in prompts]
         features = None if reuse else image.features
         b, s, p = len(chunks), max(len(c) for c in chunks), past.length
@@ -329,7 +334,7 @@ class Engine:
             mask[row, 0, np.arange(pad), p + np.arange(pad)] = 0.0  # padding rows see themselves only
             positions[row, pad:] = np.arange(p, p + len(ids))
             attend[row, p : p + pad] = False
-        feeds = {"inputs_embeds": embeds, "attention_mask": mask, "position_ids": positions}
+        feeds: dict[str, np.ndarray] = {"inputs_embeds": embeds, "attention_mask": mask, "position_ids": positions}
         for i in range(self.num_layers):
             feeds[f"past_key_{i}"] = np.repeat(past.keys[i], b, axis=0) if b > 1 else past.keys[i]
             feeds[f"past_value_{i}"] = np.repeat(past.values[i], b, axis=0) if b > 1 else past.values[i]
@@ -343,7 +348,8 @@ class Engine:
         )
         return batch, prompts
 
-    def _step_embeds(self, tokens: np.ndarray) -> np.ndarray:
+    def step_embeds(self, tokens: np.ndarray) -> np.ndarray:
+        """The embeddings [rows, 1, hidden] of one new text token per row (``tokens`` [rows])."""
         if self.table is not None and int(tokens.max()) < self.table.shape[0]:
             return self.table[tokens][:, None, :]
         return np.concatenate([self.embed(t[None]) for t in tokens], axis=0)
@@ -407,7 +413,7 @@ class Engine:
                 raise ValueError(f"sequence of {length + 1} tokens exceeds the model's {t.max_positions} positions")
             attend[:, length] = True
             feeds = {
-                "inputs_embeds": self._step_embeds(next_tokens),
+                "inputs_embeds": self.step_embeds(next_tokens),
                 "attention_mask": np.where(attend[:, None, None, : length + 1], np.float32(0.0), self.mask_value),
                 "position_ids": positions[:, None].copy(),
             }

@@ -285,10 +285,18 @@ class PointGrammar:
         if not text:
             return None
         for ch in text:
-            state = self.machine.step(state, ch)
-            if state is None:
+            after = self.machine.step(state, ch)
+            if after is None:
                 return None
+            state = after
         return state
+
+    def after(self, state: State, token: int) -> State:
+        """The state after ``token``, which must be allowed (``allowed``: never None there)."""
+        following = self.advance(state, token)
+        if following is None:
+            raise ValueError(f"token {token} is not allowed by the grammar")
+        return following
 
     def allowed(self, state: State) -> np.ndarray:
         """The token ids allowed after ``state`` (sorted)."""
@@ -347,7 +355,7 @@ class PointGrammar:
         allowed = self.allowed(state)
         if state[0] == "done" or left > self.close_cost(state) + self.longest + 2:
             return allowed
-        fits = [t for t in allowed if self.close_cost(self.advance(state, int(t))) <= left - 1]
+        fits = [t for t in allowed if self.close_cost(self.after(state, int(t))) <= left - 1]
         return np.array(fits, np.int64) if fits else allowed
 
 
@@ -411,7 +419,8 @@ class Constraint:
         cached = self.grammar.forced_runs.get(self.state)
         if cached is not None and left >= cached[2]:  # the budget cuts nothing short: as computed
             return list(cached[0]), cached[1]
-        state, run = self.state, []
+        state = self.state
+        run: list[int] = []
         need = 0  # the budget above which no step of this run depends on it
         while len(run) < left:
             need = max(need, self.grammar.close_cost(state) + self.grammar.longest + 3 + len(run))
@@ -421,7 +430,7 @@ class Constraint:
             run.append(int(allowed[0]))
             if state[0] == "done":
                 break
-            state = self.grammar.advance(state, run[-1])
+            state = self.grammar.after(state, run[-1])
         if left >= need:
             if len(self.grammar.forced_runs) > 50_000:
                 self.grammar.forced_runs.clear()
@@ -429,10 +438,7 @@ class Constraint:
         return run, state
 
     def advance(self, token: int) -> None:
-        state = self.grammar.advance(self.state, token)
-        if state is None:
-            raise ValueError(f"token {token} is not allowed by the grammar")
-        self.state = state
+        self.state = self.grammar.after(self.state, token)
 
     @property
     def done(self) -> bool:

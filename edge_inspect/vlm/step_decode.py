@@ -27,15 +27,18 @@ tokens.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, TypeGuard
 
 import numpy as np
 
 from .manifest import STEP_GRAPH
 
-Engine = Batch = Any  # generate.Engine and generate.Batch (which import this module)
+if TYPE_CHECKING:  # generate imports this module
+    from .backends import Backend, BindingBackend
+    from .generate import Batch, Engine
+    from .grammar import Constraint
 
 AGREEMENT = 1e-3  # load-time check, fp32 graphs: largest |Δ| of logits or K/V between the two graphs
 # Quantized graphs quantize activations per block at run time, so two graphs with the same weights
@@ -62,7 +65,7 @@ def allowed_difference(engine: Engine, scale: float) -> float:
     return share * max(scale, 1.0)
 
 
-def takes_blocks(backend) -> bool:
+def takes_blocks(backend: object) -> bool:
     """Whether the backend's step graph takes several new tokens per row (a ``tokens`` dimension)."""
     shape = getattr(backend, "input_shape", None)
     try:
@@ -71,19 +74,34 @@ def takes_blocks(backend) -> bool:
         return False
 
 
-def available(backend) -> bool:
+def available(backend: object) -> TypeGuard[BindingBackend]:
     """Whether ``backend`` loaded a decode-step graph and can bind buffers to it."""
     has_graph = getattr(backend, "has_graph", None)
     return bool(has_graph and has_graph(STEP_GRAPH) and hasattr(backend, "bind"))
+
+
+def _binding(backend: Backend) -> BindingBackend:
+    """``backend``, which the engine decodes through the step graph only when it is ``available``."""
+    if not available(backend):
+        raise TypeError(f"{backend.name}: no decode-step graph to bind")
+    return backend
 
 
 class StepBuffers:
     """The arrays bound to the step graph for one decode: rows × capacity. ``keep_rows`` binds the
     graph to the leading rows of the same arrays (views, no copy) when rows leave the batch."""
 
-    def __init__(self, engine: Engine, rows: int, capacity: int, arrays: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        engine: Engine,
+        rows: int,
+        capacity: int,
+        arrays: dict[str, np.ndarray] | None = None,
+        cache: list[np.ndarray] | None = None,
+    ):
         t = engine.bundle.text
         self.engine = engine
+        self.backend = _binding(engine.backend)
         if arrays is None:
             arrays = {
                 "embeds": np.zeros((rows, 1, t.hidden_size), np.float32),
@@ -91,20 +109,15 @@ class StepBuffers:
                 "bias": np.zeros((rows, 1, 1, capacity), np.float32),
                 "seqlens": np.zeros(rows, np.int32),
                 "active": np.ones(rows, np.int32),  # query_seqlens: one new token per row
-                "cache": [
-                    np.zeros((rows, t.num_kv_heads, capacity, t.head_dim), np.float32)
-                    for _ in range(2 * engine.num_layers)
-                ],
                 "logits": np.zeros((rows, t.vocab_size), np.float32),
             }
-        self.arrays = arrays
+        if cache is None:  # K and V of each layer
+            cache = [
+                np.zeros((rows, t.num_kv_heads, capacity, t.head_dim), np.float32) for _ in range(2 * engine.num_layers)
+            ]
+        self.arrays, self.cache = arrays, cache
         self.embeds, self.positions, self.bias = arrays["embeds"], arrays["positions"], arrays["bias"]
-        self.seqlens, self.active, self.cache, self.logits = (
-            arrays["seqlens"],
-            arrays["active"],
-            arrays["cache"],
-            arrays["logits"],
-        )
+        self.seqlens, self.active, self.logits = arrays["seqlens"], arrays["active"], arrays["logits"]
         self.total = np.array(capacity, np.int32)
         feeds = {
             "inputs_embeds": self.embeds,
@@ -118,23 +131,23 @@ class StepBuffers:
         for i in range(engine.num_layers):
             for j, kind in enumerate(("key", "value")):
                 feeds[f"past_{kind}_{i}"] = outputs[f"present_{kind}_{i}"] = self.cache[2 * i + j]
-        self.run = engine.backend.bind(STEP_GRAPH, feeds, outputs)
+        self.run = self.backend.bind(STEP_GRAPH, feeds, outputs)
         self.feeds, self.outputs = feeds, outputs
-        self._blocks: dict[int, tuple[dict[str, np.ndarray], Callable[[], Any]]] = {}
+        self._blocks: dict[int, tuple[dict[str, np.ndarray], Callable[[], object]]] = {}
 
-    def block(self, tokens: int) -> tuple[dict[str, np.ndarray], Callable[[], Any]]:
+    def block(self, tokens: int) -> tuple[dict[str, np.ndarray], Callable[[], object]]:
         """Arrays for a run of ``tokens`` new tokens per row (embeds, positions, bias, query_seqlens;
         the cache, seqlens_k and logits are this object's) and the graph bound to them, made once
         per block length."""
         if tokens not in self._blocks:
             rows, capacity = self.embeds.shape[0], self.bias.shape[-1]
-            own = {
+            own: dict[str, np.ndarray] = {
                 "inputs_embeds": np.zeros((rows, tokens, self.embeds.shape[2]), np.float32),
                 "position_ids": np.zeros((rows, tokens), np.int64),
                 "attention_bias": np.zeros((rows, 1, tokens, capacity), np.float32),
                 "query_seqlens": np.zeros(rows, np.int32),
             }
-            run = self.engine.backend.bind(STEP_GRAPH, {**self.feeds, **own}, self.outputs)
+            run = self.backend.bind(STEP_GRAPH, {**self.feeds, **own}, self.outputs)
             self._blocks[tokens] = (own, run)
         return self._blocks[tokens]
 
@@ -144,13 +157,11 @@ class StepBuffers:
         so a step stops computing rows that have finished."""
         k = len(rows)
         move = rows != list(range(k))
-        views: dict[str, Any] = {}
-        for name, array in self.arrays.items():
-            for a in array if name == "cache" else [array]:
-                if move:
-                    a[:k] = a[rows]
-            views[name] = [a[:k] for a in array] if name == "cache" else array[:k]
-        return StepBuffers(self.engine, k, int(self.total), views)
+        if move:
+            for a in [*self.arrays.values(), *self.cache]:
+                a[:k] = a[rows]
+        views = {name: a[:k] for name, a in self.arrays.items()}
+        return StepBuffers(self.engine, k, int(self.total), views, [a[:k] for a in self.cache])
 
 
 @lru_cache(maxsize=4)
@@ -163,13 +174,13 @@ def _no_logits(vocab: int) -> np.ndarray:
 
 def take_greedy(
     logits: np.ndarray,
-    indices,
+    indices: Iterable[int],
     live: list[int],
     tokens: list[list[int]],
     chosen: list[list[np.ndarray]],
     stop: set[int],
     max_new_tokens: int,
-    constraints: list | None = None,
+    constraints: list[Constraint | None] | None = None,
     forced: dict[int, list[int]] | None = None,
 ) -> tuple[np.ndarray, list[int]]:
     """One greedy step's bookkeeping: for each index j of ``indices`` (a row of ``logits``, batch row
@@ -204,7 +215,12 @@ def take_greedy(
 
 
 def greedy_in_place(
-    engine: Engine, batch: Batch, live: list[int], max_new_tokens: int, stop: set[int], constraints: list | None = None
+    engine: Engine,
+    batch: Batch,
+    live: list[int],
+    max_new_tokens: int,
+    stop: set[int],
+    constraints: list[Constraint | None] | None = None,
 ) -> tuple[list[list[int]], list[list[np.ndarray]]]:
     """``Engine.greedy_batch`` through the step graph: the same tokens and logits per row (forced
     tokens, with ``engine.jump_forward``, fed in blocks and their logits NaN)."""
@@ -242,7 +258,7 @@ def greedy_in_place(
             need = int((lengths + np.array([len(x) for x in blocks])).max())
             raise ValueError(f"sequence of {need} tokens exceeds the model's {max_positions} positions")
         if max(len(x) for x in blocks) == 1:
-            b.embeds[...] = engine._step_embeds(next_tokens)
+            b.embeds[...] = engine.step_embeds(next_tokens)
             b.seqlens[:] = lengths  # the new K/V goes to cache position `lengths`
             b.positions[:, 0] = positions
             b.run()
@@ -264,7 +280,7 @@ def _run_blocks(
     run per token, the rows whose block has ended idle."""
     sizes = np.array([len(x) for x in blocks], np.int64)
     width = int(sizes.max())
-    embeds = engine._step_embeds(np.array([t for x in blocks for t in x], np.int64))[:, 0]
+    embeds = engine.step_embeds(np.array([t for x in blocks for t in x], np.int64))[:, 0]
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     if engine.step_blocks and int(lengths.max()) + width <= capacity:
         own, run = b.block(width)
@@ -295,8 +311,8 @@ def _run_blocks(
 
 
 def probe_difference(
-    run_decoder: Callable[[dict], dict],
-    run_step: Callable[[dict], dict],
+    run_decoder: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]],
+    run_step: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]],
     hidden: int,
     kv_heads: int,
     head_dim: int,
@@ -313,14 +329,14 @@ def probe_difference(
     cached, capacity = 5, 8
     mask = np.zeros((2, 1, 1, cached + 1), np.float32)
     mask[1, ..., 0] = mask_value
-    feeds = {
+    feeds: dict[str, np.ndarray] = {
         "inputs_embeds": rng.standard_normal((2, 1, hidden)).astype(np.float32),
         "attention_mask": mask,
         "position_ids": np.array([[cached], [cached - 1]], np.int64),
     }
     bias = np.zeros((2, 1, 1, capacity), np.float32)
     bias[..., : cached + 1] = mask
-    step_feeds = {
+    step_feeds: dict[str, np.ndarray] = {
         "inputs_embeds": feeds["inputs_embeds"],
         "position_ids": feeds["position_ids"],
         "attention_bias": bias,
@@ -350,7 +366,7 @@ def difference_to_decoder(engine: Engine, seed: int = 0) -> tuple[float, float]:
     (every buffer bound, the cache updated in place)."""
     t = engine.bundle.text
 
-    def run_step(feeds: dict) -> dict:
+    def run_step(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         b = StepBuffers(engine, 2, int(feeds["total_sequence_length"]))
         b.embeds[...], b.positions[...] = feeds["inputs_embeds"], feeds["position_ids"]
         b.bias[...], b.seqlens[...] = feeds["attention_bias"], feeds["seqlens_k"]

@@ -165,6 +165,13 @@ class JsonlError(ValueError):
     pass
 
 
+def _read_mask(path: Path, where: str) -> np.ndarray:
+    mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if mask is None:
+        raise JsonlError(f"{where}: mask {path} not found or unreadable")
+    return mask > 0
+
+
 def read_jsonl(path: Path, load_masks: bool = True) -> list[Record]:
     """Read records; a bad line raises JsonlError naming file and line."""
     records = []
@@ -176,21 +183,22 @@ def read_jsonl(path: Path, load_masks: bool = True) -> list[Record]:
             try:
                 row = json.loads(line)
                 kind = row.get("kind") or TASKS.get(row.get("task", ""), (None, "point"))[1]
+                image_path = base / row["image"]
                 rec = Record(
                     prompt=row["prompt"],
                     target=row["target"],
                     task=row.get("task", ""),
                     kind=kind,
-                    image_path=base / row["image"],
+                    image_path=image_path,
                     points=[tuple(p) for p in row.get("points") or []],
                     answer=row.get("answer"),
                     seed=row.get("seed"),
                 )
                 if load_masks:
-                    rec.masks = [cv2.imread(str(base / m), cv2.IMREAD_GRAYSCALE) > 0 for m in row.get("masks") or []]
+                    rec.masks = [_read_mask(base / m, f"{path}:{number}") for m in row.get("masks") or []]
             except (json.JSONDecodeError, KeyError, TypeError) as err:
                 raise JsonlError(f"{path}:{number}: bad record ({err})") from None
-            if not rec.image_path.is_file():
-                raise JsonlError(f"{path}:{number}: image {rec.image_path} not found")
+            if not image_path.is_file():
+                raise JsonlError(f"{path}:{number}: image {image_path} not found")
             records.append(rec)
     return records

@@ -26,7 +26,7 @@ from edge_inspect.vlm.points import parse_points
 from tools.molmo2.predictor import TorchPredictor
 
 from .dataset import FRAME, Record, from_part
-from .metrics import PointScore, bootstrap_micro, dilated, score_points, summarize
+from .metrics import PointScore, bootstrap_micro, dilated, micro, score_points, summarize
 from .tasks import TASKS
 
 __all__ = [
@@ -115,8 +115,9 @@ def evaluate_records(predictor: Predictor, records: list[Record], dilate_px: int
             point_scores.setdefault(rec.task, []).append(score)
             point_records.setdefault(rec.task, []).append(rec)
             predicted_counts.setdefault(rec.task, []).append(len(points))
-            if getattr(predictor, "last_tokens", None) is not None and points:
-                tokens.setdefault(rec.task, []).append((predictor.last_tokens, len(points)))
+            last_tokens = getattr(predictor, "last_tokens", None)  # the engine predictors count them
+            if last_tokens is not None and points:
+                tokens.setdefault(rec.task, []).append((last_tokens, len(points)))
             parts.setdefault(_part_key(rec), {})[rec.task] = (len(rec.points), len(points))
             if rec.decoy_masks:
                 h, w = rec.decoy_masks[0].shape
@@ -137,8 +138,8 @@ def evaluate_records(predictor: Predictor, records: list[Record], dilate_px: int
             parts.setdefault(_part_key(rec), {})[rec.task] = (rec.answer, answer and confident)
     pointing = {}
     for task, scores in point_scores.items():
-        s = summarize(scores)
-        s["micro"]["ci95"] = bootstrap_micro(scores, bootstrap) if bootstrap else {}
+        s: dict[str, object] = dict(summarize(scores))  # this task's figures in the JSON report
+        s["micro"] = {**micro(scores), "ci95": bootstrap_micro(scores, bootstrap) if bootstrap else {}}
         distances = [m.distance_px for sc in scores for m in sc.matches]
         s["median_px_error"] = float(np.median(distances)) if distances else float("nan")
         s["median_px_error_hits"] = float(

@@ -116,7 +116,7 @@ def _prf(hits: float, predictions: float, objects: float) -> dict[str, float]:
     return {"precision": float(precision), "recall": float(recall), "f1": float(f1)}
 
 
-def summarize(scores: list[PointScore]) -> dict[str, float]:
+def summarize(scores: list[PointScore]) -> dict[str, float | dict[str, float]]:
     """Mean per-image precision, recall and F1 (an image without objects and without predictions
     scores 1), and the object-level (micro) figures under ``micro``."""
     if not scores:

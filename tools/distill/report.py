@@ -61,9 +61,10 @@ def bar_rows(metrics: dict, shifts: dict | None) -> list[dict]:
                 "met": bool(v == v and (v >= bar if sense == "min" else v <= bar)),
             }
         )
-    for shift in SHIFT_BARS if shifts else []:
+    measured = shifts or {}
+    for shift in SHIFT_BARS if measured else []:
         for name, limit in SHIFT_LIMITS.items():
-            v = shifts.get(shift, {}).get(name, math.nan)
+            v = measured.get(shift, {}).get(name, math.nan)
             rows.append(
                 {"figure": f"{shift}: {name}", "value": v, "bar": f"≤ {limit}", "met": bool(v == v and v <= limit)}
             )
@@ -168,11 +169,12 @@ def write_report(
         f"object's mask grown by {metrics['dilate_px']} px (a disk: every pixel within that distance). Unreadable answers: {metrics['malformed_answers']}.",
     ]
     if shifts:
+        seed_range = f" (seeds {shift_seeds.start}–{shift_seeds.stop - 1})" if shift_seeds else ""
         lines += [
             "",
             "## Robustness",
             "",
-            f"The same parts (seeds {shift_seeds.start}–{shift_seeds.stop - 1}) rendered with one camera change at "
+            f"The same parts{seed_range} rendered with one camera change at "
             "a time (`edge_inspect.sim.Camera`: masks and points go through the same transform as the image).",
             "",
             *robustness_lines(shifts),

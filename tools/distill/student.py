@@ -11,7 +11,14 @@ from transformers import Molmo2Config, Molmo2ForConditionalGeneration
 
 from edge_inspect.vlm.preprocess import ImageSettings
 from edge_inspect.vlm.prompt import PromptBuilder, PromptSettings
-from tools.molmo2.tiny import CHAT_TEMPLATE, IMAGE_SPECIALS, fan_in_init, make_tokenizer, write_checkpoint
+from tools.molmo2.tiny import (
+    CHAT_TEMPLATE,
+    IMAGE_SPECIALS,
+    fan_in_init,
+    make_tokenizer,
+    special_id,
+    write_checkpoint,
+)
 
 from .tasks import PHRASINGS, POINT_LABELS
 
@@ -60,7 +67,7 @@ def student_corpus() -> list[str]:
 def build_student(shape: StudentShape, seed: int = 0) -> tuple[Molmo2ForConditionalGeneration, Tokenizer]:
     torch.manual_seed(seed)
     tok, text_vocab = make_tokenizer(shape.vocab, student_corpus())
-    ids = {t: tok.token_to_id(t) for t in IMAGE_SPECIALS}
+    ids = {t: special_id(tok, t) for t in IMAGE_SPECIALS}
     config = Molmo2Config(
         vision_config=dict(
             hidden_size=shape.vit_hidden, intermediate_size=shape.vit_mlp, num_hidden_layers=shape.vit_layers,

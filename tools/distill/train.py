@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from edge_inspect.vlm.preprocess import ImageSettings, preprocess
 from edge_inspect.vlm.prompt import PromptBuilder
+from tools.molmo2.tiny import special_id
 
 from .dataset import Record, read_jsonl, sim_record
 from .grounding import COLUMNS, GroundingHead, token_targets
@@ -186,7 +187,7 @@ def train(cfg: TrainConfig, resume: bool = False, evaluate_fn: Callable | None =
     model, tok = build_student(shape, cfg.seed)
     settings = image_settings(shape)
     builder = prompt_builder(tok)
-    eos_id, pad_id = tok.token_to_id("<|im_end|>"), tok.token_to_id("<|endoftext|>")
+    eos_id, pad_id = special_id(tok, "<|im_end|>"), special_id(tok, "<|endoftext|>")
     head = GroundingHead(shape.text_hidden)
     params = list(model.named_parameters()) + [(f"grounding.{n}", p) for n, p in head.proj.named_parameters()]
     decay = [p for n, p in params if p.dim() >= 2 and "embed" not in n and "positional" not in n]
@@ -235,14 +236,14 @@ def train(cfg: TrainConfig, resume: bool = False, evaluate_fn: Callable | None =
     # workers=0 makes the batches in this process: a forked data worker copies whatever locks other
     # threads of the parent hold, and inside a long-lived process with servers and camera threads (a
     # test run) it hung in torch's fd sharing. The training command runs alone and uses one worker.
-    extra = {"prefetch_factor": 4, "persistent_workers": False} if cfg.workers else {}
     loader = torch.utils.data.DataLoader(
         source,
         batch_size=cfg.batch,
         sampler=sampler,
         num_workers=cfg.workers,
         collate_fn=functools.partial(collate, pad_id=pad_id),
-        **extra,
+        prefetch_factor=4 if cfg.workers else None,
+        persistent_workers=False,
     )
     log = open(out / "log.jsonl", "a")
     model.train()

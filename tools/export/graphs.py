@@ -10,12 +10,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
+if TYPE_CHECKING:
+    from transformers import Molmo2ForConditionalGeneration
+
 
 class VisionGraph(nn.Module):
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: Molmo2ForConditionalGeneration):
         super().__init__()
         inner = model.model
         self.tower = inner.vision_tower
@@ -46,7 +51,7 @@ class VisionGraph(nn.Module):
 
 
 class EmbedGraph(nn.Module):
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: Molmo2ForConditionalGeneration):
         super().__init__()
         self.embed_tokens = model.model.language_model.embed_tokens
 
@@ -70,7 +75,7 @@ class _GraphCache:
 
 
 class DecoderGraph(nn.Module):
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: Molmo2ForConditionalGeneration):
         super().__init__()
         self.lm = model.model.language_model
         self.lm_head = model.lm_head

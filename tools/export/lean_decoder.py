@@ -17,13 +17,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
-import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from .onnx_graph import GraphBuilder, f32, int64s, linear
+
+if TYPE_CHECKING:
+    from transformers import Molmo2ForConditionalGeneration
 
 
 class LeanUnsupported(ValueError):
@@ -72,7 +75,7 @@ class DecoderSpec:
     layers: list[LayerSpec] = field(default_factory=list)
 
 
-def spec_from_model(model: torch.nn.Module) -> DecoderSpec:
+def spec_from_model(model: Molmo2ForConditionalGeneration) -> DecoderSpec:
     """The spec of a transformers Molmo2ForConditionalGeneration."""
     lm, text = model.model.language_model, model.config.text_config
     if text.hidden_act != "silu":
@@ -108,7 +111,7 @@ def spec_from_model(model: torch.nn.Module) -> DecoderSpec:
         layers=layers)  # fmt: skip
 
 
-def _rms_norm(g: GraphBuilder, x: str, weight: torch.Tensor, eps: float, hint: str) -> str:
+def _rms_norm(g: GraphBuilder, x: str, weight: Array, eps: float, hint: str) -> str:
     """x / sqrt(mean(x²) + eps) * weight — the pattern ONNX Runtime fuses into SimplifiedLayerNormalization."""
     two = g.const("two", np.array(2.0, np.float32))
     sq = g.op("Pow", [x, two], f"{hint}_sq")
@@ -121,7 +124,7 @@ def _rms_norm(g: GraphBuilder, x: str, weight: torch.Tensor, eps: float, hint: s
 
 def _rotate(g: GraphBuilder, x: str, cos: str, sin: str, hint: str) -> str:
     """x·cos + rotate_half(x)·sin, rotate_half(x) = [-x₂, x₁] over the halves of the last axis."""
-    x1, x2 = g.op("Split", [x], hint=f"{hint}_half", n_out=2, axis=-1, num_outputs=2)
+    x1, x2 = g.op_outputs("Split", [x], hint=f"{hint}_half", n_out=2, axis=-1, num_outputs=2)
     rotated = g.op("Concat", [g.op("Neg", [x2], f"{hint}_neg"), x1], f"{hint}_rot", axis=-1)
     return g.op("Add", [g.op("Mul", [x, cos], f"{hint}_cos"), g.op("Mul", [rotated, sin], f"{hint}_sin")], hint)
 
@@ -161,7 +164,7 @@ def graph_from_spec(spec: DecoderSpec, opset: int) -> onnx.ModelProto:
         x = h if spec.norm_after else _rms_norm(g, h, layer.input_norm, eps, f"{p}_in_norm")
         qkv = linear(g, x, [layer.q, layer.k, layer.v], [layer.q_bias, layer.k_bias, layer.v_bias], f"{p}_qkv")
         sizes = g.const("qkv_sizes", int64s([heads * head_dim, kv_heads * head_dim, kv_heads * head_dim]))
-        q, k, v = g.op("Split", [qkv, sizes], hint=f"{p}_split", n_out=3, axis=-1)
+        q, k, v = g.op_outputs("Split", [qkv, sizes], hint=f"{p}_split", n_out=3, axis=-1)
         if spec.qk_norm_type == "olmo":
             q = _rms_norm(g, q, layer.q_norm, spec.qk_eps, f"{p}_q_norm")
             k = _rms_norm(g, k, layer.k_norm, spec.qk_eps, f"{p}_k_norm")
@@ -176,8 +179,8 @@ def graph_from_spec(spec: DecoderSpec, opset: int) -> onnx.ModelProto:
         v = g.op("Transpose", [v], f"{p}_vt", perm=[0, 2, 1, 3])
         cos, sin = ropes[layer.rope]
         q, k = _rotate(g, q, cos, sin, f"{p}_q_rope"), _rotate(g, k, cos, sin, f"{p}_k_rope")
-        key = g.op("Concat", [f"past_key_{i}", k], outputs=[f"present_key_{i}"], axis=2)[0]
-        value = g.op("Concat", [f"past_value_{i}", v], outputs=[f"present_value_{i}"], axis=2)[0]
+        key = g.op_outputs("Concat", [f"past_key_{i}", k], outputs=[f"present_key_{i}"], axis=2)[0]
+        value = g.op_outputs("Concat", [f"past_value_{i}", v], outputs=[f"present_value_{i}"], axis=2)[0]
         # grouped-query attention: query heads kv·G … kv·G+G-1 share K/V head kv (transformers' repeat_kv)
         q5 = g.op("Reshape", [q, g.const("q5_shape", int64s([0, kv_heads, group, -1, head_dim]))], f"{p}_q5")
         axis2 = g.const("axis2", np.array([2], np.int64))
@@ -195,7 +198,7 @@ def graph_from_spec(spec: DecoderSpec, opset: int) -> onnx.ModelProto:
         residual = h
         x = h if spec.norm_after else _rms_norm(g, h, layer.post_norm, eps, f"{p}_post_norm")
         gate_up = linear(g, x, [layer.gate, layer.up], [None, None], f"{p}_gate_up")
-        gate, up = g.op("Split", [gate_up], hint=f"{p}_gu", n_out=2, axis=-1, num_outputs=2)
+        gate, up = g.op_outputs("Split", [gate_up], hint=f"{p}_gu", n_out=2, axis=-1, num_outputs=2)
         act = g.op("Mul", [gate, g.op("Sigmoid", [gate], f"{p}_sig")], f"{p}_silu")
         out = linear(g, g.op("Mul", [act, up], f"{p}_act"), [layer.down], [None], f"{p}_down")
         if spec.norm_after:
@@ -208,7 +211,7 @@ def graph_from_spec(spec: DecoderSpec, opset: int) -> onnx.ModelProto:
     )
     last = _rms_norm(g, last, spec.final_norm, eps, "final_norm")
     logits = linear(g, last, [spec.lm_head], [spec.lm_head_bias], "lm_head")
-    g.op("Squeeze", [logits, g.const("axis1", int64s([1]))], outputs=["logits"])
+    g.op_outputs("Squeeze", [logits, g.const("axis1", int64s([1]))], outputs=["logits"])
     hidden, n_layers = spec.hidden, len(spec.layers)
 
     def tensor(name: str, dims: list) -> onnx.ValueInfoProto:

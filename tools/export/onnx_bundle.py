@@ -7,18 +7,34 @@ import shutil
 import time
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import onnx
 import torch
 
 from edge_inspect.vlm.bundle import MANIFEST, sha256_file
-from edge_inspect.vlm.manifest import FORMAT, FORMAT_VERSION, STEP_GRAPH, Graph, Manifest, Preprocess
+from edge_inspect.vlm.manifest import (
+    FORMAT,
+    FORMAT_VERSION,
+    STEP_GRAPH,
+    FileEntry,
+    Graph,
+    Manifest,
+    Preprocess,
+    Prompt,
+    Source,
+    Text,
+    Tokens,
+)
 from tools.molmo2.checkpoint import CheckpointInfo, inspect_checkpoint, load_checkpoint
 
 from .graphs import DecoderGraph, EmbedGraph, VisionGraph
 from .lean_decoder import LeanUnsupported, spec_from_model
 from .staging import check_target, staged_folder
 from .step_decoder import STEP_FILE, STEP_IO, write_decoders
+
+if TYPE_CHECKING:
+    from transformers import Molmo2ForConditionalGeneration
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +77,9 @@ def _export(
         onnx.save_model(model, str(path), save_as_external_data=True, location=path.name + ".data")
 
 
-def export_graphs(model: torch.nn.Module, out: Path, crops: int = 2, tokens: int = 5, lean: bool = True) -> None:
+def export_graphs(
+    model: Molmo2ForConditionalGeneration, out: Path, crops: int = 2, tokens: int = 5, lean: bool = True
+) -> None:
     cfg = model.config
     vis = cfg.vision_config
     text = cfg.text_config
@@ -148,7 +166,7 @@ def graph_io(folder: Path) -> dict[str, tuple[list[str], list[str]]]:
     return {**GRAPH_IO, STEP_GRAPH: STEP_IO} if (folder / STEP_FILE).is_file() else dict(GRAPH_IO)
 
 
-def build_manifest(info: CheckpointInfo, out: Path, model: torch.nn.Module) -> Manifest:
+def build_manifest(info: CheckpointInfo, out: Path, model: Molmo2ForConditionalGeneration) -> Manifest:
     cfg = model.config
     text = cfg.text_config
     head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
@@ -156,39 +174,39 @@ def build_manifest(info: CheckpointInfo, out: Path, model: torch.nn.Module) -> M
         format=FORMAT,
         format_version=FORMAT_VERSION,
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        source={
-            "checkpoint": info.path.name,
-            "model_type": cfg.model_type,
-            "architecture": type(model).__name__,
-            "config_sha256": sha256_file(info.path / "config.json"),
-            "parameters": sum(p.numel() for p in model.parameters()),
-            "transformers": __import__("transformers").__version__,
-            "torch": torch.__version__,
-        },
+        source=Source(
+            checkpoint=info.path.name,
+            model_type=cfg.model_type,
+            architecture=type(model).__name__,
+            config_sha256=sha256_file(info.path / "config.json"),
+            parameters=sum(p.numel() for p in model.parameters()),
+            transformers=__import__("transformers").__version__,
+            torch=torch.__version__,
+        ),
         preprocess=Preprocess.from_settings(info.image),
-        prompt={
-            "chat_template": info.prompt.chat_template,
-            "bos_token": info.prompt.bos_token,
-            "image_placeholder": info.prompt.image_placeholder,
-            "image_use_col_tokens": info.prompt.image_use_col_tokens,
-            "use_single_crop_col_tokens": info.prompt.use_single_crop_col_tokens,
-            "use_single_crop_start_token": info.prompt.use_single_crop_start_token,
-        },
-        tokens=info.tokens,
-        text={
-            "hidden_size": text.hidden_size,
-            "num_layers": text.num_hidden_layers,
-            "num_kv_heads": text.num_key_value_heads,
-            "head_dim": head_dim,
-            "vocab_size": text.vocab_size,
-            "max_positions": text.max_position_embeddings,
-        },
+        prompt=Prompt(
+            chat_template=info.prompt.chat_template,
+            bos_token=info.prompt.bos_token,
+            image_placeholder=info.prompt.image_placeholder,
+            image_use_col_tokens=info.prompt.image_use_col_tokens,
+            use_single_crop_col_tokens=info.prompt.use_single_crop_col_tokens,
+            use_single_crop_start_token=info.prompt.use_single_crop_start_token,
+        ),
+        tokens=Tokens.model_validate(info.tokens),
+        text=Text(
+            hidden_size=text.hidden_size,
+            num_layers=text.num_hidden_layers,
+            num_kv_heads=text.num_key_value_heads,
+            head_dim=head_dim,
+            vocab_size=text.vocab_size,
+            max_positions=text.max_position_embeddings,
+        ),
         opset=OPSET,
         graphs={
-            name: Graph(file=f"{name}.onnx", precision="fp32", inputs=io[0], outputs=io[1])
+            name: Graph(file=f"{name}.onnx", precision="fp32", inputs=tuple(io[0]), outputs=tuple(io[1]))
             for name, io in graph_io(out).items()
         },
-        files=file_entries(out),
+        files={name: FileEntry.model_validate(entry) for name, entry in file_entries(out).items()},
     )
 
 

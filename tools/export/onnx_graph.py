@@ -27,6 +27,12 @@ class GraphBuilder:
         return name
 
     def op(
+        self, op_type: str, inputs: list[str], hint: str | None = None, node_name: str | None = None, **attrs
+    ) -> str:
+        """A node with one output, named after ``hint``; returns that name."""
+        return self.op_outputs(op_type, inputs, hint, node_name=node_name, **attrs)[0]
+
+    def op_outputs(
         self,
         op_type: str,
         inputs: list[str],
@@ -35,15 +41,17 @@ class GraphBuilder:
         n_out: int = 1,
         node_name: str | None = None,
         **attrs,
-    ) -> str | list[str]:
+    ) -> list[str]:
+        """A node with the given ``outputs`` (graph outputs by name), else ``n_out`` outputs named after
+        ``hint``; returns their names."""
         outs = outputs or [self.name(hint or op_type.lower()) for _ in range(n_out)]
         # names like the traced graph's (/lm_head/MatMul): quantize --keep patterns select by them
         name = node_name or f"/{outs[0]}/{op_type}"
         self.nodes.append(helper.make_node(op_type, inputs, outs, name=name, **attrs))
-        return outs[0] if n_out == 1 and outputs is None else outs
+        return outs
 
 
-def f32(t) -> np.ndarray:
+def f32(t: np.ndarray | torch.Tensor) -> np.ndarray:
     if isinstance(t, np.ndarray):
         return t.astype(np.float32, copy=False)
     return t.detach().to(torch.float32).cpu().numpy()

@@ -105,7 +105,8 @@ def _matmul_nodes(path: Path, keep: list[str]) -> tuple[list[str], list[str]]:
     """(nodes to quantize, nodes kept): weight MatMuls only, minus those matching ``keep`` patterns."""
     model = onnx.load(str(path), load_external_data=False)
     weights = {i.name for i in model.graph.initializer}
-    quantize, kept = [], []
+    quantize: list[str] = []
+    kept: list[str] = []
     for node in model.graph.node:
         if node.op_type == "MatMul" and any(i in weights for i in node.input):
             (kept if any(re.search(p, node.name) for p in keep) else quantize).append(node.name)
@@ -374,7 +375,7 @@ def quantize_bundle(
         for form, fallback in zip(forms, forms[1:] + (None,), strict=True):
             manifest = _write_decoders(src, tmp, bundle.manifest, vision, decoder, keep, calib_files, form)
             disagreement = _step_graph_disagreement(tmp) if fallback else None
-            if disagreement is None:
+            if disagreement is None or fallback is None:
                 break
             log.warning(
                 "int8: the %s decoder graph and the block-wise step graph differ by %.2g on the load "

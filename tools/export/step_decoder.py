@@ -106,17 +106,17 @@ def build_step_graph(spec: DecoderSpec, max_positions: int) -> onnx.ModelProto:
     cos_table, sin_table = rope_cache(inv_freq, rope_scale, max_positions)
     cos, sin = g.const("cos_cache", cos_table), g.const("sin_cache", sin_table)
     seqlens, total, qlens = "seqlens_k", "total_sequence_length", "query_seqlens"
-    h, residual = "inputs_embeds", None
+    h = residual = "inputs_embeds"
     for i, layer in enumerate(spec.layers):
         p = f"layers.{i}"
-        if residual is None:
+        if i == 0:
             x, residual = _norm(g, h, layer.input_norm, spec.eps, f"{p}_in_norm"), h
         else:
             x, residual = _skip_norm(g, h, residual, layer.input_norm, spec.eps, f"{p}_in_norm")
         qkv = linear(g, x, [layer.q, layer.k, layer.v], [layer.q_bias, layer.k_bias, layer.v_bias], f"{p}_qkv")
         if spec.qk_norm_type == "qwen3":
             heads4 = g.op("Reshape", [qkv, g.const("qkv_heads", int64s([0, 0, heads + 2 * kv_heads, d]))], f"{p}_qkv4")
-            q, k, v = g.op(
+            q, k, v = g.op_outputs(
                 "Split",
                 [heads4, g.const("head_sizes", int64s([heads, kv_heads, kv_heads]))],
                 hint=f"{p}_split",
@@ -129,7 +129,7 @@ def build_step_graph(spec: DecoderSpec, max_positions: int) -> onnx.ModelProto:
             q, k, v = (g.op("Reshape", [t, flat], f"{p}_{n}3") for t, n in ((q, "q"), (k, "k"), (v, "v")))
         else:
             sizes = g.const("qkv_sizes", int64s([heads * d, kv_heads * d, kv_heads * d]))
-            q, k, v = g.op("Split", [qkv, sizes], hint=f"{p}_split", n_out=3, axis=-1)
+            q, k, v = g.op_outputs("Split", [qkv, sizes], hint=f"{p}_split", n_out=3, axis=-1)
             q = _norm(g, q, layer.q_norm, spec.qk_eps, f"{p}_q_norm")
             k = _norm(g, k, layer.k_norm, spec.qk_eps, f"{p}_k_norm")
         ctx = g.name(f"{p}_attn")
@@ -168,7 +168,7 @@ def build_step_graph(spec: DecoderSpec, max_positions: int) -> onnx.ModelProto:
         attn = linear(g, ctx, [layer.o], [layer.o_bias], f"{p}_o")
         x, residual = _skip_norm(g, attn, residual, layer.post_norm, spec.eps, f"{p}_post_norm")
         gate_up = linear(g, x, [layer.gate, layer.up], [None, None], f"{p}_gate_up")
-        gate, up = g.op("Split", [gate_up], hint=f"{p}_gu", n_out=2, axis=-1, num_outputs=2)
+        gate, up = g.op_outputs("Split", [gate_up], hint=f"{p}_gu", n_out=2, axis=-1, num_outputs=2)
         act = g.op("Mul", [g.op("Mul", [gate, g.op("Sigmoid", [gate], f"{p}_sig")], f"{p}_silu"), up], f"{p}_act")
         h = linear(g, act, [layer.down], [None], f"{p}_down")
     x, _ = _skip_norm(g, h, residual, spec.final_norm, spec.eps, "final_norm")
@@ -180,7 +180,7 @@ def build_step_graph(spec: DecoderSpec, max_positions: int) -> onnx.ModelProto:
     last = g.op("Expand", [last, g.const("last_wide", int64s([1, 1, spec.hidden]))], "last_idx")
     x = g.op("GatherElements", [x, last], "last_token", axis=1)
     logits = linear(g, x, [spec.lm_head], [spec.lm_head_bias], "lm_head")
-    g.op("Reshape", [logits, g.const("logits_shape", int64s([0, -1]))], outputs=["logits"])
+    g.op_outputs("Reshape", [logits, g.const("logits_shape", int64s([0, -1]))], outputs=["logits"])
 
     def tensor(name: str, dims: list, dtype: int = TensorProto.FLOAT) -> onnx.ValueInfoProto:
         return helper.make_tensor_value_info(name, dtype, dims)

@@ -93,24 +93,34 @@ def image_settings(checkpoint: Path, vision_patch: int, vision_size: int) -> Ima
         raise CheckpointError(f"{path}: resample {pre['resample']!r} is not bilinear")
     if pre.get("do_resize", True) is not True:
         raise CheckpointError(f"{path}: do_resize must be true for Molmo2")
+    if crop is None:
+        raise CheckpointError(f"{path}: unreadable setting (size {size!r} gives no crop height)")
     try:
-        s = ImageSettings(
-            crop_size=int(crop),
-            patch_size=int(pre.get("patch_size", 14)),
-            max_crops=int(pre.get("max_crops", 8)),
-            overlap_margins=tuple(int(v) for v in pre.get("overlap_margins", (4, 4))),
-            pooling_size=tuple(int(v) for v in pre.get("pooling_size", (2, 2))),
-            image_mean=tuple(float(v) for v in pre.get("image_mean", (0.5, 0.5, 0.5))),
-            image_std=tuple(float(v) for v in pre.get("image_std", (0.5, 0.5, 0.5))),
-            do_rescale=bool(pre.get("do_rescale", True)),
-            rescale_factor=float(pre.get("rescale_factor", 1 / 255)),
-            do_normalize=bool(pre.get("do_normalize", True)),
-            do_convert_rgb=bool(pre.get("do_convert_rgb", True)),
-        )
+        crop_size = int(crop)
+        patch_size = int(pre.get("patch_size", 14))
+        max_crops = int(pre.get("max_crops", 8))
+        margins = tuple(int(v) for v in pre.get("overlap_margins", (4, 4)))
+        pooling = tuple(int(v) for v in pre.get("pooling_size", (2, 2)))
+        mean = tuple(float(v) for v in pre.get("image_mean", (0.5, 0.5, 0.5)))
+        std = tuple(float(v) for v in pre.get("image_std", (0.5, 0.5, 0.5)))
+        rescale_factor = float(pre.get("rescale_factor", 1 / 255))
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"{path}: unreadable setting ({err})") from None
-    if len(s.overlap_margins) != 2 or len(s.pooling_size) != 2 or len(s.image_mean) != 3 or len(s.image_std) != 3:
+    if len(margins) != 2 or len(pooling) != 2 or len(mean) != 3 or len(std) != 3:
         raise CheckpointError(f"{path}: overlap_margins and pooling_size need 2 values, image_mean/std 3")
+    s = ImageSettings(
+        crop_size=crop_size,
+        patch_size=patch_size,
+        max_crops=max_crops,
+        overlap_margins=(margins[0], margins[1]),
+        pooling_size=(pooling[0], pooling[1]),
+        image_mean=(mean[0], mean[1], mean[2]),
+        image_std=(std[0], std[1], std[2]),
+        do_rescale=bool(pre.get("do_rescale", True)),
+        rescale_factor=rescale_factor,
+        do_normalize=bool(pre.get("do_normalize", True)),
+        do_convert_rgb=bool(pre.get("do_convert_rgb", True)),
+    )
     if s.max_crops < 1:
         raise CheckpointError(f"{path}: max_crops {s.max_crops} must be at least 1")
     if s.patch_size != vision_patch or s.crop_size != vision_size:
@@ -205,8 +215,9 @@ def token_ids(checkpoint: Path, tokenizer: Tokenizer, config: Any, prompt: Promp
     if eos is None:
         eos_token = _token_text(tok_cfg.get("eos_token"))
         eos = tokenizer.token_to_id(eos_token) if eos_token else None
-    eos_ids = eos if isinstance(eos, list) else [eos]
-    if not eos_ids or any(not isinstance(i, int) for i in eos_ids):
+    listed = eos if isinstance(eos, list) else [eos]
+    eos_ids = [i for i in listed if isinstance(i, int)]
+    if not eos_ids or len(eos_ids) != len(listed):
         raise CheckpointError(f"{checkpoint / 'generation_config.json'}: no usable eos_token_id")
     vocab = config.text_config.vocab_size
     reserved = _reserved_ids(tokenizer, tok_cfg) | set(eos_ids)

@@ -64,6 +64,14 @@ def make_tokenizer(vocab_size: int = 320, corpus: list[str] | None = None) -> tu
     return tok, text_vocab
 
 
+def special_id(tok: Tokenizer, token: str) -> int:
+    """The id of a special token that ``make_tokenizer`` adds (ValueError for any other text)."""
+    token_id = tok.token_to_id(token)
+    if token_id is None:
+        raise ValueError(f"{token!r} is not in the tokenizer's vocabulary")
+    return token_id
+
+
 def fan_in_init(model: torch.nn.Module, seed: int = 0) -> None:
     """Re-initialize with 1/sqrt(fan_in) scaling: HF's std-0.02 default makes image features ~0 in small models."""
     gen = torch.Generator().manual_seed(seed)
@@ -188,7 +196,7 @@ def make_tiny_checkpoint(
     """Write a random Molmo2 checkpoint folder (config, weights, tokenizer, processor configs)."""
     torch.manual_seed(seed)
     tok, text_vocab = make_tokenizer()
-    image_ids = {t: tok.token_to_id(t) for t in IMAGE_SPECIALS}
+    image_ids = {t: special_id(tok, t) for t in IMAGE_SPECIALS}
     preset = SIZES[size]
     model = Molmo2ForConditionalGeneration(tiny_config(text_vocab, image_ids, size)).eval()
     fan_in_init(model, seed)
