@@ -29,73 +29,16 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from . import step_decode
 from .backends import Backend, run_into
+from .batches import Batch, EncodedImage, KVCache, Step
 from .bundle import Bundle
 from .grammar import Constraint
 from .preprocess import ImageInputs
 from .prompt import PromptBuilder, PromptIds
-
-
-@dataclass(frozen=True)
-class KVCache:
-    keys: tuple[np.ndarray, ...]
-    values: tuple[np.ndarray, ...]
-    image_flags: np.ndarray  # [length] bool: which cached positions are image-structure tokens
-
-    @property
-    def length(self) -> int:
-        return int(self.image_flags.shape[0])
-
-
-@dataclass
-class EncodedImage:
-    """One frame, ready for any number of prompts."""
-
-    inputs: ImageInputs
-    features: np.ndarray  # [n_image_tokens, hidden] from the vision graph
-    prefix_ids: np.ndarray | None  # BOS + template text + image tokens, when that prefix is reusable
-    prefix_kv: KVCache | None
-    timings_ms: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Step:
-    """Logits and cache after feeding some tokens."""
-
-    logits: np.ndarray  # [vocab] float32, next-token logits
-    cache: KVCache
-
-
-@dataclass(frozen=True)
-class Batch:
-    """Several prompts about one image after one batched prefill; row b is prompt b."""
-
-    logits: np.ndarray  # [B, vocab] next-token logits of each row
-    keys: tuple[np.ndarray, ...]  # per layer [B, kv_heads, T, head_dim]
-    values: tuple[np.ndarray, ...]
-    attend: np.ndarray  # [B, T] bool: the cached positions each row may attend to (False = padding)
-    positions: np.ndarray  # [B] int64: position id of each row's next token
-
-    @property
-    def size(self) -> int:
-        return int(self.logits.shape[0])
-
-    @classmethod
-    def from_step(cls, step: Step) -> Batch:
-        n = step.cache.length
-        return cls(
-            logits=step.logits[None],
-            keys=step.cache.keys,
-            values=step.cache.values,
-            attend=np.ones((1, n), dtype=bool),
-            positions=np.array([n], dtype=np.int64),
-        )
-
 
 log = logging.getLogger(__name__)
 

@@ -29,16 +29,33 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from functools import lru_cache
-from typing import TYPE_CHECKING, TypeGuard
+from typing import TYPE_CHECKING, Protocol, TypeGuard
 
 import numpy as np
 
 from .manifest import STEP_GRAPH
 
-if TYPE_CHECKING:  # generate imports this module
+if TYPE_CHECKING:
     from .backends import Backend, BindingBackend
-    from .generate import Batch, Engine
+    from .batches import Batch
+    from .bundle import Bundle
     from .grammar import Constraint
+
+
+class Engine(Protocol):
+    """What the step-graph decode uses of the engine (generate.Engine, which imports this module)."""
+
+    bundle: Bundle
+    backend: Backend
+    num_layers: int
+    mask_value: np.float32
+    jump_forward: bool
+    step_blocks: bool
+    decode_runs: int
+    row_steps: int
+
+    def step_embeds(self, tokens: np.ndarray) -> np.ndarray: ...
+
 
 AGREEMENT = 1e-3  # load-time check, fp32 graphs: largest |Δ| of logits or K/V between the two graphs
 # Quantized graphs quantize activations per block at run time, so two graphs with the same weights
