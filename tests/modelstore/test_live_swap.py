@@ -16,7 +16,7 @@ from edge_inspect.modelstore import ModelStore
 from edge_inspect.station.events import ModelChanged
 from edge_inspect.station.model_follower import AUTO_USER, Watch
 
-from ..stations import run_station, write_station
+from ..support.stations import run_station, write_station
 from .helpers import other_version
 
 
@@ -172,8 +172,8 @@ def test_an_integrator_promotes_and_rolls_back_on_the_web_and_the_station_follow
 
 
 def test_opc_ua_names_the_version_that_judges_after_a_swap(tmp_path, tiny_bundle):
-    from ..opcua_harness import node, session, users
-    from ..stations import free_port
+    from ..support.opcua_harness import node, session, users
+    from ..support.stations import free_port
 
     store, a, b = _two_versions(tmp_path, tiny_bundle)
     url = f"opc.tcp://127.0.0.1:{free_port()}/edge-inspect"

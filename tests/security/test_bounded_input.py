@@ -71,7 +71,7 @@ def test_bodies_are_bounded_before_they_are_read(tmp_path):
     from edge_inspect.config import load_config
     from edge_inspect.daemon import Daemon, build_station
 
-    from ..stations import free_port, write_station
+    from ..support.stations import free_port, write_station
     from ..support.web import DEMO_BUNDLE, USERS
 
     port = free_port()
@@ -183,7 +183,7 @@ def _serving(tmp_path, fn):
     from edge_inspect.config import load_config
     from edge_inspect.daemon import Daemon, build_station
 
-    from ..stations import free_port, write_station
+    from ..support.stations import free_port, write_station
     from ..support.web import DEMO_BUNDLE, USERS
 
     port = free_port()
