@@ -199,15 +199,18 @@ def test_no_sqlite_on_the_loop_thread(tmp_path, tiny_bundle, monkeypatch):
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
                 await station.inspect(1, part_id="A1")
 
+                subscribed = asyncio.Event()  # the stream's first event (the status) comes once it is subscribed
+
                 async def events():
                     async with client.stream("GET", "/api/events") as r:
                         async for line in r.aiter_lines():
+                            subscribed.set()
                             if line.startswith("event: inspection"):
                                 return True
                     return False
 
                 listener = asyncio.create_task(events())
-                await asyncio.sleep(0.3)
+                await asyncio.wait_for(subscribed.wait(), 20)
                 await station.inspect(1, part_id="A2")
                 got_inspection_event = await asyncio.wait_for(listener, 20)
                 for url in (

@@ -8,6 +8,7 @@ from edge_inspect.verdict import Verdict
 
 from ..support.records import FRAME
 from ..support.records import record as _record
+from ..support.wait import async_wait_until
 
 
 def test_durability_pragmas_and_rows(tmp_path):
@@ -78,10 +79,8 @@ def test_station_keeps_signalling_with_ready_up_when_the_disk_is_low(tmp_path, t
     async def scenario(station, plc):
         station.store.min_free_bytes = float("inf")
         results = [await plc.cycle(5 + i, 1, "low") for i in range(3)]  # each cycle waits for `ready`
-        for _ in range(200):  # ready returns once the PLC has dropped trigger and ack
-            if station.handshake.outputs["ready"]:
-                break
-            await asyncio.sleep(0.05)
+        # ready returns once the PLC has dropped trigger and ack
+        await async_wait_until(lambda: station.handshake.outputs["ready"], 20, "ready")
         return results, station.alarms.active("disk_low"), dict(station.handshake.outputs), station.store.count()
 
     results, disk_low, outputs, logged = asyncio.run(run_station_with_plc(path, scenario))

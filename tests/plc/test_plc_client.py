@@ -267,7 +267,10 @@ def test_result_buffer_in_client_mode_never_changes_a_result_under_results_valid
 
                     await async_wait_until(inspected, 20, f"inspection {trigger_id}", poll_s=0.002)
                     await plc.put("trigger", False)
-                    await asyncio.sleep(0.03)  # a trigger stays low for longer than the appliance's poll (5 ms)
+                    # the trigger stays low until the appliance has read it low
+                    await async_wait_until(
+                        lambda: not station.last_inputs.trigger, 10, "trigger read low", poll_s=0.002
+                    )
                 for _ in range(3):
                     await plc.wait("results_valid", True)
                     await plc.put("results_ack", True)

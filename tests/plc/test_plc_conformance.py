@@ -26,6 +26,7 @@ from ..support.plc_harness import (
     fake_station_config,
     needs_mbpoll,
     needs_socat,
+    wait_for_polls,
 )
 from ..support.stations import free_port
 from ..support.wait import wait_until
@@ -342,10 +343,10 @@ def test_results_ack_held_high_does_not_complete_the_cycle(tmp_path):
         m.write("4", 0, 41, 1)
         m.write("0", 0, 1)
         m.wait("1", 3, 1)
-        time.sleep(0.3)
-        assert m.read("1", 3) == [1]  # results_valid held, not a 13 ms pulse
+        wait_for_polls(st.station, 10, lambda inputs: inputs.results_ack)  # ten reads with ack high from before
+        assert m.read("1", 3) == [1]  # results_valid held, not a pulse of one poll
         m.write("0", 1, 0)
-        time.sleep(0.1)
+        wait_for_polls(st.station, 3, lambda inputs: not inputs.results_ack)
         assert m.read("1", 3) == [1]
         m.write("0", 1, 1)  # the rising edge
         m.wait("1", 3, 0)

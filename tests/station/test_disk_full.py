@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from ..support.stations import run_station_with_plc, write_station
+from ..support.wait import async_wait_until
 
 
 @pytest.fixture
@@ -63,10 +64,11 @@ def test_disk_full_keeps_the_line_running_and_loses_no_result(small_disk, tmp_pa
             "status": station.status()["disk"],
         }
         filler.unlink()
-        for _ in range(200):  # the health loop writes what waited, every 2 s
-            if station.store.pending == 0 and not station.alarms.active("disk_full"):
-                break
-            await asyncio.sleep(0.1)
+        await async_wait_until(  # the health loop writes what waited, every 2 s
+            lambda: station.store.pending == 0 and not station.alarms.active("disk_full"),
+            20,
+            "the waiting rows written",
+        )
         after = await plc.cycle(200, 1, "after")
         state.update(pending_after=station.store.pending, alarm_after=station.alarms.active("disk_full"))
         return first, during, after, state

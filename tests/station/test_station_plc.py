@@ -17,6 +17,7 @@ from edge_inspect.daemon import build_station
 from edge_inspect.plc.simulated import SimulatedPLC
 
 from ..support.stations import free_port, run_station, write_station
+from ..support.wait import async_wait_until, wait_until
 
 VERDICT_CODE = {"PASS": 1, "FAIL": 2, "ERROR": 3}
 
@@ -94,9 +95,9 @@ def test_missed_trigger_is_counted(tmp_path, tiny_bundle):
         await sim.write("trigger", True)
         await sim.wait_for("busy", True)
         await sim.write("trigger", False)
-        await asyncio.sleep(0.1)  # longer than the poll period, so the low level is seen
+        await async_wait_until(lambda: not station.last_inputs.trigger, 10, "the low level seen by the station")
         await sim.write("trigger", True)  # second edge while busy
-        await asyncio.sleep(0.1)
+        await async_wait_until(lambda: station.last_inputs.trigger, 10, "the second edge seen by the station")
         assert await sim.read("busy"), "the inspection ended too soon for this test"
         await sim.wait_for("results_valid", True)
         missed, code = await sim.read("missed_triggers"), await sim.read("error_code")
@@ -138,16 +139,16 @@ def test_tcp_handshake_with_mbpoll(tmp_path, tiny_bundle):
         def write(table: str, address: int, *values: int) -> None:
             _mbpoll("-p", port, "-t", table, "-r", str(address), "127.0.0.1", *[str(v) for v in values])
 
+        def reads(table: str, address: int, value: int) -> bool:
+            try:
+                return read(table, address) == [value]
+            except AssertionError:
+                return False  # the server may not be listening yet
+
         def wait(table, address, value, timeout=30):
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                try:
-                    if read(table, address) == [value]:
-                        return
-                except AssertionError:
-                    pass  # the server may not be listening yet
-                time.sleep(0.05)
-            raise AssertionError(f"table {table} address {address} never became {value}")
+            wait_until(
+                lambda: reads(table, address, value), timeout, f"table {table} address {address} == {value}", 0.05
+            )
 
         seen = []
         for trigger_id in (501, 502):
@@ -179,10 +180,7 @@ def test_rtu_handshake_over_pty_pair(tmp_path, tiny_bundle):
         text=True,
     )
     try:
-        for _ in range(100):
-            if (tmp_path / "appliance").exists() and (tmp_path / "plc").exists():
-                break
-            time.sleep(0.05)
+        wait_until(lambda: (tmp_path / "appliance").exists() and (tmp_path / "plc").exists(), 10, "socat pty pair")
         path = write_station(
             tmp_path,
             tiny_bundle,
@@ -231,11 +229,11 @@ def test_client_mode_against_a_plc_server(tmp_path, tiny_bundle):
         s = signal_map[name]
         await plc_server.context.async_setValues(1, fc[s.table], s.address, encode(s, value))
 
+    async def equals(name, value) -> bool:
+        return await get(name) == value
+
     async def wait(name, value, timeout=30):
-        deadline = time.monotonic() + timeout
-        while await get(name) != value:
-            assert time.monotonic() < deadline, f"{name} never became {value}"
-            await asyncio.sleep(0.01)
+        await async_wait_until(lambda: equals(name, value), timeout, f"{name} == {value}", poll_s=0.01)
 
     async def main():
         nonlocal plc_server

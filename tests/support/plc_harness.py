@@ -107,6 +107,21 @@ class StationThread:
             self.thread.join(10)
 
 
+def wait_for_polls(station: Station, count: int = 3, where=lambda inputs: True, timeout: float = 10.0) -> None:
+    """Wait until the station has read the PLC's inputs ``count`` more times with ``where(inputs)`` true:
+    what a level must outlast to be seen, counted instead of guessed from the poll period. Each read is
+    a new Inputs (station.last_inputs); a read this misses only makes the wait longer."""
+    seen: list = []
+
+    def enough() -> bool:
+        inputs = station.last_inputs
+        if inputs is not None and where(inputs) and not any(inputs is s for s in seen):
+            seen.append(inputs)
+        return len(seen) >= count
+
+    wait_until(enough, timeout, f"{count} reads of the PLC's inputs", every=0.001)
+
+
 # -- mbpoll -------------------------------------------------------------------------------------------
 def mbpoll(*args: str, check: bool = True, timeout: float = 10) -> subprocess.CompletedProcess:
     """``mbpoll -0 -1 -q`` (0-based addresses, one poll, quiet) with ``args``."""

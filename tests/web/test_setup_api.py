@@ -4,7 +4,6 @@ or an upload (nothing logged), the I/O monitor — through a real station, its l
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import sqlite3
@@ -17,6 +16,7 @@ import yaml
 from edge_inspect.config import load_config
 from edge_inspect.sim import render_part
 
+from ..support.wait import async_wait_until
 from ..support.web import login_headers, run_setup
 
 
@@ -139,6 +139,12 @@ def test_save_validates_versions_rollback_and_audit(tmp_path):
     assert sources == ["boot", "web", "rollback"]
 
 
+async def status_if(client, condition) -> dict | None:
+    """/api/status where ``condition`` holds for it, else None (for async_wait_until)."""
+    status = (await client.get("/api/status")).json()
+    return status if condition(status) else None
+
+
 def test_an_edit_on_disk_is_shown_and_never_overwritten(tmp_path):
     async def scenario(station, client, path):
         h = await login_headers(client, "integrator")
@@ -146,12 +152,10 @@ def test_an_edit_on_disk_is_shown_and_never_overwritten(tmp_path):
         opened = (await client.get("/api/setup/config")).json()
         text = path.read_text().replace("Is the label present?", "Is the label present on the part?")
         path.write_text(text)
-        for _ in range(100):  # the health loop looks every 2 s
-            status = (await client.get("/api/status")).json()
-            if status["config_on_disk"]:
-                break
-            await asyncio.sleep(0.1)
-        out["status"] = status
+        # the health loop looks every 2 s
+        out["status"] = await async_wait_until(
+            lambda: status_if(client, lambda s: s["config_on_disk"]), 20, "the edit seen", poll_s=0.1
+        )
         # the editor opened before the edit cannot save over it
         r = await client.post(
             "/api/setup/config", headers=h, json={"recipes": opened["recipes"], "base_sha256": opened["sha256"]}
@@ -161,12 +165,15 @@ def test_an_edit_on_disk_is_shown_and_never_overwritten(tmp_path):
         r = await client.post("/api/setup/disk", headers=h, json={"action": "apply"})
         out["apply"] = (r.status_code, r.json())
         out["question"] = station.config.recipes[0].checks[2].question
-        for _ in range(100):
-            status = (await client.get("/api/status")).json()
-            if not any(a["code"] == "config_changed" for a in status["alarms"]):
-                break
-            await asyncio.sleep(0.1)
-        out["status_after"] = status
+        out["status_after"] = await async_wait_until(
+            # cleared (it stays listed, inactive, until an operator acknowledges it)
+            lambda: status_if(
+                client, lambda s: not any(a["code"] == "config_changed" and a["active"] for a in s["alarms"])
+            ),
+            20,
+            "the config_changed alarm cleared",
+            poll_s=0.1,
+        )
         return out
 
     out = run_setup(tmp_path, scenario)
@@ -278,10 +285,9 @@ def test_rollback_and_discard_never_lose_an_edit_on_disk(tmp_path):
         mode = path.stat().st_mode & 0o777  # a save keeps the file's mode (it holds password hashes)
         edited = path.read_text().replace("renamed", "edited-by-hand")
         path.write_text(edited)
-        for _ in range(100):
-            if (await client.get("/api/status")).json()["config_on_disk"]:
-                break
-            await asyncio.sleep(0.1)
+        await async_wait_until(
+            lambda: status_if(client, lambda s: s["config_on_disk"]), 20, "the edit seen", poll_s=0.1
+        )
         rollback = await client.post("/api/setup/versions/1/rollback", headers=h)
         kept = path.read_text() == edited
         discard = await client.post("/api/setup/disk", headers=h, json={"action": "discard"})
