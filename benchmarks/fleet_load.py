@@ -148,7 +148,7 @@ def main() -> int:
 
     import psycopg
 
-    from tests.fleet_services import Mosquitto, Postgres
+    from tests.support.fleet_services import Mosquitto, Postgres
 
     folder = Path(tempfile.mkdtemp(prefix="fleet-load-"))
     pg = Postgres(fsync=True).start()

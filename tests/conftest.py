@@ -1,7 +1,8 @@
 """Shared fixtures: one small random Molmo2 checkpoint and its exported bundle per test session.
 
 ``--appliance-only`` runs the appliance's tests alone (no export toolchain, browser or plant side; see
-LEFT_OUT below): .ci/run uses it on Python 3.10 and 3.12, with the tiny bundle exported by 3.11 beforehand."""
+LEFT_OUT in tests/support/appliance_only.py): .ci/run uses it on Python 3.10 and 3.12, with the tiny
+bundle exported by 3.11 beforehand."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from .support import tiny_bundle as tiny_bundle_module
+from .support.appliance_only import LEFT_OUT
 
 
 @pytest.fixture(scope="session")
@@ -45,9 +47,9 @@ def bundle_copy(tiny_bundle, tmp_path) -> Path:
 
 @pytest.fixture(scope="session")
 def postgres():
-    """A PostgreSQL cluster of its own in a temporary folder (tests/fleet_services.py), for the session."""
+    """A PostgreSQL cluster of its own in a temporary folder (tests/support/fleet_services.py), for the session."""
     pytest.importorskip("psycopg")
-    from .fleet_services import Postgres
+    from .support.fleet_services import Postgres
 
     pg = Postgres().start()
     yield pg
@@ -63,8 +65,8 @@ def daemon(tmp_path, tiny_bundle):
 
     from edge_inspect.sim import render_part
 
-    from .stations import free_port, write_station
     from .support.browser import RECIPES, USERS, start_daemon
+    from .support.stations import free_port, write_station
 
     frames = tmp_path / "frames"
     frames.mkdir()
@@ -98,32 +100,6 @@ def page():
         context = browser.new_context(viewport={"width": 1280, "height": 800}, accept_downloads=True)
         yield context.new_page()
         browser.close()
-
-
-# What ``--appliance-only`` leaves out (tests/test_appliance_only.py checks these lists against the modules):
-# - the export toolchain's modules (tools/): they import torch, transformers or onnx at the top and run on
-#   Python 3.11 with the 'export' extra;
-# - the browser tests: Chromium drives the HMI's HTML and JavaScript, which do not change with the Python
-#   the appliance runs on (the API tests cover the same web app from Python);
-# - the plant side: `fleet collect` / `fleet serve` run on a central server, not on the appliance.
-EXPORT_TEST_MODULES = frozenset(
-    {
-        "test_distill.py",
-        "test_distill_resume_from_bundle.py",
-        "test_distill_v2.py",
-        "test_export_cli.py",
-        "test_export_errors.py",
-        "test_lean_decoder.py",
-        "test_parity.py",
-        "test_preprocess.py",
-        "test_prompt_layout.py",
-        "test_quantize_trt.py",
-        "test_step_decoder.py",
-    }
-)
-BROWSER_TEST_MODULES = frozenset({"test_accessibility.py", "test_setup_browser.py", "test_web_browser.py"})
-PLANT_TEST_MODULES = frozenset({"test_fleet.py", "plant", "security/test_collector_poison.py"})
-LEFT_OUT = EXPORT_TEST_MODULES | BROWSER_TEST_MODULES | PLANT_TEST_MODULES
 
 
 def pytest_addoption(parser):

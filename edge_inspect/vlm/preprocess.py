@@ -4,7 +4,7 @@ This reproduces transformers' ``Molmo2ImageProcessor`` (5.23) without torch or t
 The resize is torch's bilinear interpolation (``align_corners=False``, no antialias) computed in
 float32 in the same order of operations as torch's CPU kernel, then rounded back to uint8 as the
 HF processor does; transparent frames are composited on white as its torchvision backend does.
-``tests/test_preprocess.py`` checks the output against the HF processor's own code, bit for bit.
+``tests/vlm/test_preprocess.py`` checks the output against the HF processor's own code, bit for bit.
 
 torch has two CPU kernels for this resize and picks one at run time: the generic one, and a
 channels-last one for small outputs (height + width <= 128) or when torch runs on one thread.

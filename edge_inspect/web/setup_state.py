@@ -10,6 +10,7 @@ import math
 import os
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 TRY_MIN_INTERVAL_S = 1.0  # from the end of one try to the start of the next, while a PLC is connected
@@ -40,13 +41,18 @@ class TryGate:
     crowd out the line (benchmarks/upload_load.py: PLC cycle p50 1.12× instead of 1.84× with 4
     clients uploading maximum-size images, 1.01× with small ones; docs/performance-web.md)."""
 
-    def __init__(self, min_interval_s: float = TRY_MIN_INTERVAL_S, line_share: float = TRY_LINE_SHARE):
-        self.min_interval_s, self.line_share = min_interval_s, line_share
+    def __init__(
+        self,
+        min_interval_s: float = TRY_MIN_INTERVAL_S,
+        line_share: float = TRY_LINE_SHARE,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.min_interval_s, self.line_share, self.clock = min_interval_s, line_share, clock
         self.running, self.last, self.began, self.took = False, float("-inf"), 0.0, 0.0
 
     def enter(self, line_running: bool = True) -> int:
         """0 and the gate is taken; else the seconds to wait."""
-        now = time.monotonic()
+        now = self.clock()
         if self.running:
             return 1
         interval = self.interval() if line_running else 0.0
@@ -62,7 +68,7 @@ class TryGate:
 
     def leave(self) -> None:
         self.running = False
-        self.last = time.monotonic()
+        self.last = self.clock()
         self.took = self.last - self.began
 
 

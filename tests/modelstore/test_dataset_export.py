@@ -13,7 +13,7 @@ from pathlib import Path
 
 from edge_inspect.vlm.points import parse_points
 
-from ..stations import write_station
+from ..support.stations import write_station
 from ..support.web import USERS, login_headers, run_web
 
 

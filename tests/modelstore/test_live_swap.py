@@ -16,7 +16,8 @@ from edge_inspect.modelstore import ModelStore
 from edge_inspect.station.events import ModelChanged
 from edge_inspect.station.model_follower import AUTO_USER, Watch
 
-from ..stations import run_station, write_station
+from ..support.stations import run_station, write_station
+from ..support.wait import async_wait_until
 from .helpers import other_version
 
 
@@ -68,11 +69,8 @@ def test_a_version_past_its_bounds_is_rolled_back_by_the_station(tmp_path, tiny_
         assert await station.models.check() is True
         for i in range(3):
             await station.inspect(1, part_id=f"N{i}")
-        for _ in range(200):  # the rollback runs as a task of the loop's: wait for it, not for a time
-            if station.model_sha256 == a:
-                break
-            await asyncio.sleep(0.05)
-        assert station.model_sha256 == a
+        # the rollback runs as a task of the loop's: wait for it, not for a time
+        await async_wait_until(lambda: station.model_sha256 == a, 10, "the rollback to a", poll_s=0.05)
         alarm = station.alarms.active("model_rolled_back")
         assert await station.models.check() is False  # production is a again: nothing to swap
         store.promote(b, "integrator")  # promoted anew: tried (and watched) again
@@ -172,8 +170,8 @@ def test_an_integrator_promotes_and_rolls_back_on_the_web_and_the_station_follow
 
 
 def test_opc_ua_names_the_version_that_judges_after_a_swap(tmp_path, tiny_bundle):
-    from ..opcua_harness import node, session, users
-    from ..stations import free_port
+    from ..support.opcua_harness import node, session, users
+    from ..support.stations import free_port
 
     store, a, b = _two_versions(tmp_path, tiny_bundle)
     url = f"opc.tcp://127.0.0.1:{free_port()}/edge-inspect"
@@ -187,11 +185,12 @@ def test_opc_ua_names_the_version_that_judges_after_a_swap(tmp_path, tiny_bundle
             before = await model_id.read_value()
             store.promote("candidate", "integrator")
             await station.models.check()
-            for _ in range(100):  # the address space is written on the OPC UA loop: wait for it
-                after = await model_id.read_value()
-                if after != before:
-                    break
-                await asyncio.sleep(0.05)
-            return before, after
+
+            async def changed():
+                value = await model_id.read_value()
+                return value if value != before else None
+
+            # the address space is written on the OPC UA loop: wait for it
+            return before, await async_wait_until(changed, 10, "ModelId changed", poll_s=0.05)
 
     assert asyncio.run(run_station(config, scenario)) == (a, b)

@@ -12,7 +12,7 @@ import yaml
 from edge_inspect.config import load_config
 from edge_inspect.modelstore import ModelStore
 
-from ..stations import write_station
+from ..support.stations import write_station
 from .helpers import other_version
 
 

@@ -11,7 +11,7 @@ from edge_inspect.modelstore import ModelStore
 from edge_inspect.vlm.backends import provider_options
 from edge_inspect.vlm.engines import Environment
 
-from ..stations import run_station, write_station
+from ..support.stations import run_station, write_station
 from .helpers import other_version
 
 

@@ -12,6 +12,7 @@ import struct
 import cv2
 import numpy as np
 
+from ..support.clock import FakeClock
 from ..support.web import login_headers, run_setup
 
 
@@ -71,7 +72,7 @@ def test_bodies_are_bounded_before_they_are_read(tmp_path):
     from edge_inspect.config import load_config
     from edge_inspect.daemon import Daemon, build_station
 
-    from ..stations import free_port, write_station
+    from ..support.stations import free_port, write_station
     from ..support.web import DEMO_BUNDLE, USERS
 
     port = free_port()
@@ -133,7 +134,6 @@ def test_one_try_at_a_time_and_a_pause_while_the_line_runs(tmp_path):
     """A second try while one runs is a 429 with Retry-After, answered before its body is read and
     with the connection closed; while a PLC is connected, tries are at least TRY_MIN_INTERVAL_S apart."""
     import asyncio
-    import time
 
     from edge_inspect.web.setup_state import TryGate
 
@@ -152,13 +152,16 @@ def test_one_try_at_a_time_and_a_pause_while_the_line_runs(tmp_path):
     assert second.status_code == 429 and second.headers["retry-after"] == "1"
     assert second.headers["connection"] == "close" and "another try is running" in second.json()["error"]
 
-    gate = TryGate(min_interval_s=0.3)
+    clock = FakeClock()
+    gate = TryGate(min_interval_s=0.3, clock=clock)
     assert gate.enter() == 0 and gate.enter() == 1  # one at a time
     gate.leave()
     assert gate.enter(line_running=True) == 1  # the line runs: wait
     assert gate.enter(line_running=False) == 0  # no PLC connected: back to back
     gate.leave()
-    time.sleep(0.35)
+    clock.now += 0.29
+    assert gate.enter(line_running=True) == 1
+    clock.now += 0.02
     assert gate.enter(line_running=True) == 0
 
 
@@ -183,7 +186,7 @@ def _serving(tmp_path, fn):
     from edge_inspect.config import load_config
     from edge_inspect.daemon import Daemon, build_station
 
-    from ..stations import free_port, write_station
+    from ..support.stations import free_port, write_station
     from ..support.web import DEMO_BUNDLE, USERS
 
     port = free_port()
@@ -327,13 +330,14 @@ def test_tries_take_at_most_their_share_of_the_line_while_a_plc_is_connected():
     long while the line runs (10 % share), at least TRY_MIN_INTERVAL_S; with no PLC, none."""
     from edge_inspect.web.setup_state import TryGate
 
-    gate = TryGate(min_interval_s=1.0, line_share=0.1)
+    clock = FakeClock()
+    gate = TryGate(min_interval_s=1.0, line_share=0.1, clock=clock)
     assert gate.enter(line_running=True) == 0
+    clock.now += 2.0  # that try takes 2 s
     gate.leave()
-    gate.took = 2.0  # as if that try had taken 2 s
     assert gate.interval() == 18.0
     assert gate.enter(line_running=True) == 18  # seconds to wait, told to the client (Retry-After)
     assert gate.enter(line_running=False) == 0  # no PLC: the integrator's tries are not held back
+    clock.now += 0.01
     gate.leave()
-    gate.took = 0.01
     assert gate.interval() == 1.0

@@ -17,8 +17,9 @@ from edge_inspect.fleet.messages import Topics
 from edge_inspect.logbook import Store
 from edge_inspect.verdict import Verdict
 
-from ..fleet_services import Mosquitto, wait_for
+from ..support.fleet_services import Mosquitto
 from ..support.records import record
+from ..support.wait import wait_for
 
 psycopg = pytest.importorskip("psycopg")
 paho = pytest.importorskip("paho.mqtt.client")

@@ -21,7 +21,7 @@ from edge_inspect.config import ConfigError, load_config
 from edge_inspect.http.middleware import BodyLimit, client_gone
 from edge_inspect.http.server import server_config
 
-from ..stations import free_port, write_station
+from ..support.stations import free_port, write_station
 from ..support.web import USERS, login_fields, run_api
 
 

@@ -9,7 +9,7 @@ from edge_inspect.inspection.checks import CheckOutcome
 from edge_inspect.station.review_sampling import DAY_S, HOUR_S, ReviewSampler
 from edge_inspect.verdict import Verdict
 
-from ..stations import write_station
+from ..support.stations import write_station
 from ..support.web import RECIPES, USERS, run_web
 
 RECIPE = Recipe(

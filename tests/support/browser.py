@@ -12,10 +12,11 @@ import httpx
 
 from edge_inspect.http.auth import hash_password
 
+from .paths import REPO_ROOT, TESTS
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
-ROOT = Path(__file__).resolve().parents[2]
-SHOTS = Path(os.environ.get("EDGE_INSPECT_ARTIFACTS", ROOT / "artifacts")) / "screenshots"
+SHOTS = Path(os.environ.get("EDGE_INSPECT_ARTIFACTS", REPO_ROOT / "artifacts")) / "screenshots"
 USERS = [{"name": n, "role": n, "password_hash": hash_password(n)} for n in ("operator", "qa")]
 RECIPES = [
     {
@@ -41,7 +42,7 @@ RECIPES = [
         ],
     }
 ]
-AXE = ROOT / "tests" / "axe" / "node_modules" / "axe-core" / "axe.min.js"
+AXE = TESTS / "axe" / "node_modules" / "axe-core" / "axe.min.js"
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",

@@ -8,7 +8,7 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 from edge_inspect.plc.codec import decode, encode
 from edge_inspect.plc.signals import build_map
 
-from ..plc_harness import async_wait_until
+from .wait import async_wait_until
 
 CLIENT_MAP = build_map(mode="client")
 FC = {"coil": 1, "holding_register": 3}

@@ -11,10 +11,11 @@ from edge_inspect.daemon import build_station
 from edge_inspect.http.auth import hash_password
 from edge_inspect.web.app import build_app
 
-from ..stations import write_station
+from .paths import DEMO_STUDENT
+from .stations import write_station
 
 USERS = [{"name": n, "role": n, "password_hash": hash_password(n)} for n in ("operator", "qa", "integrator")]
-DEMO_BUNDLE = Path(__file__).resolve().parents[2] / "models" / "demo-student"
+DEMO_BUNDLE = DEMO_STUDENT
 # Two yes/no checks that contradict each other: every part FAILs one of them (readable, deterministic).
 RECIPES = [
     {"number": 1, "name": "always-fail", "checks": [

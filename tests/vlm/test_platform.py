@@ -20,22 +20,8 @@ from edge_inspect.vlm.engines import ENGINE_DIR, METADATA, Environment, compatib
 from edge_inspect.vlm.jetson import read_jetson
 from edge_inspect.vlm.platform_info import collect, why_not_used
 
+from ..support.jetson import fake_jetson
 from ..support.web import run_api
-
-ORIN_RELEASE = "# R36 (release), REVISION: 4.3, GCID: 38968081, BOARD: generic, EABI: aarch64, DATE: Wed Jan  8 01:49:37 UTC 2025\n"
-NVPMODEL_CONF = "< POWER_MODEL ID=0 NAME=MAXN >\nCPU_ONLINE CORE_0 1\n< POWER_MODEL ID=1 NAME=10W >\n< POWER_MODEL ID=2 NAME=15W >\n"
-
-
-def fake_jetson(root: Path, release: str = ORIN_RELEASE, pmode: str | None = "pmode:0002 fmode:quiet") -> Path:
-    (root / "etc").mkdir(parents=True)
-    (root / "etc/nv_tegra_release").write_text(release)
-    (root / "etc/nvpmodel.conf").write_text(NVPMODEL_CONF)
-    (root / "proc/device-tree").mkdir(parents=True)
-    (root / "proc/device-tree/model").write_bytes(b"NVIDIA Jetson Orin NX Engine Module\0")
-    if pmode is not None:
-        (root / "var/lib/nvpmodel").mkdir(parents=True)
-        (root / "var/lib/nvpmodel/status").write_text(pmode + "\n")
-    return root
 
 
 def test_jetson_release_model_and_power_mode_from_its_files(tmp_path):
@@ -172,7 +158,7 @@ def test_the_station_logs_the_platform_at_start(tmp_path, tiny_bundle, caplog):
     from edge_inspect.config import load_config
     from edge_inspect.daemon import build_station
 
-    from ..stations import write_station
+    from ..support.stations import write_station
 
     path = write_station(tmp_path, tiny_bundle, plc={"enabled": False})
     config, sha = load_config(path)

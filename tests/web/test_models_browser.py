@@ -13,8 +13,8 @@ from edge_inspect.http.auth import hash_password
 from edge_inspect.modelstore import ModelStore
 
 from ..modelstore.helpers import other_version
-from ..stations import free_port, write_station
 from ..support.browser import AXE, CHROMIUM, SHOTS, audit, start_daemon
+from ..support.stations import free_port, write_station
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian package chromium)")
 USERS = [{"name": "integrator", "role": "integrator", "password_hash": hash_password("integrator")}]

@@ -1,0 +1,88 @@
+"""The SQLite log: durability settings, images kept by verdict, retention, disk full."""
+
+import sqlite3
+import time
+
+from edge_inspect.logbook import Store
+from edge_inspect.verdict import Verdict
+
+from ..support.records import FRAME
+from ..support.records import record as _record
+from ..support.wait import async_wait_until
+
+
+def test_durability_pragmas_and_rows(tmp_path):
+    store = Store(tmp_path, save_pass_every=0)
+    row_id = store.record(_record(7, Verdict.FAIL), FRAME)
+    assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store.db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    store.close()
+    con = sqlite3.connect(tmp_path / "inspections.db")  # a plain SQLite file any tool can open
+    row = con.execute(
+        "select result_id, verdict, defect_count, failed_checks, part_id, image_path, overlay_path "
+        "from inspections where id = ?",
+        [row_id],
+    ).fetchone()
+    assert row[:5] == (7, "FAIL", 1, 1, "P7") and row[5].endswith(".jpg") and row[6].endswith("_overlay.jpg")
+    assert con.execute("select count(*) from checks where inspection_id = ?", [row_id]).fetchone()[0] == 2
+    assert con.execute("select x, y from points where inspection_id = ?", [row_id]).fetchall() == [(0.5, 0.5)]
+    assert (tmp_path / row[5]).is_file() and (tmp_path / row[6]).is_file()
+
+
+def test_images_for_every_fail_and_error_and_every_nth_pass(tmp_path):
+    store = Store(tmp_path, save_pass_every=3)
+    for i in range(6):
+        store.record(_record(i, Verdict.PASS), FRAME)
+    store.record(_record(10, Verdict.FAIL), FRAME)
+    store.record(_record(11, Verdict.ERROR), FRAME)
+    kept = {r["result_id"] for r in store.db.query("select result_id from inspections where image_path is not null")}
+    assert kept == {2, 5, 10, 11}
+
+
+def test_retention_by_age_and_by_budget(tmp_path):
+    store = Store(tmp_path, save_pass_every=1, retention_days=1, max_disk_mb=1000)
+    for i in range(4):
+        store.record(_record(i, Verdict.FAIL), FRAME)
+    old = time.time() - 3 * 86400
+    store.db.execute("update inspections set ts_unix = ? where result_id in (0, 1)", [old])
+    store.db.conn.commit()
+    assert store.enforce_retention()["deleted"] == 2
+    assert {r["result_id"] for r in store.db.query("select result_id from inspections")} == {2, 3}
+    assert store.db.execute("select count(*) from checks").fetchone()[0] == 4
+    store.max_disk_bytes = store.image_bytes() / 2  # now over budget: the oldest images go, rows stay
+    result = store.enforce_retention()
+    assert result["images_trimmed"] >= 1 and store.image_bytes() <= store.max_disk_bytes
+    assert store.db.execute("select count(*) from inspections").fetchone()[0] == 2
+
+
+def test_low_disk_drops_images_first_and_keeps_the_row(tmp_path):
+    store = Store(tmp_path, save_pass_every=1)
+    store.record(_record(1, Verdict.FAIL), FRAME)
+    store.min_free_bytes = float("inf")  # the disk now looks almost full
+    row_id = store.record(_record(2, Verdict.FAIL), FRAME)
+    assert store.low_space and store.images_dropped == 1 and store.count() == 2
+    row = store.db.execute("select image_path, overlay_path from inspections where id = ?", [row_id]).fetchone()
+    assert row == (None, None)
+    store.min_free_bytes = 0
+    store.record(_record(3, Verdict.FAIL), FRAME)
+    assert not store.low_space
+
+
+def test_station_keeps_signalling_with_ready_up_when_the_disk_is_low(tmp_path, tiny_bundle):
+    """Low disk: the PLC gets every result, `ready` stays up, the warning bit and an alarm tell."""
+    import asyncio
+
+    from ..support.stations import run_station_with_plc, write_station
+
+    path = write_station(tmp_path, tiny_bundle)
+
+    async def scenario(station, plc):
+        station.store.min_free_bytes = float("inf")
+        results = [await plc.cycle(5 + i, 1, "low") for i in range(3)]  # each cycle waits for `ready`
+        # ready returns once the PLC has dropped trigger and ack
+        await async_wait_until(lambda: station.handshake.outputs["ready"], 20, "ready")
+        return results, station.alarms.active("disk_low"), dict(station.handshake.outputs), station.store.count()
+
+    results, disk_low, outputs, logged = asyncio.run(run_station_with_plc(path, scenario))
+    assert [r.result_id for r in results] == [5, 6, 7] and all(r.error_code != 4 for r in results)
+    assert disk_low and outputs["warning"] and outputs["ready"] and logged == 3
