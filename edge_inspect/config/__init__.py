@@ -17,7 +17,9 @@ from ..errors import UserError
 from .access import OpcUaConfig, StationInfo, WebConfig, WebUser
 from .base import FieldError, Strict, _hosts_overlap, _is_loopback, check_host
 from .devices import (
+    PIXEL_FORMATS,
     CameraConfig,
+    GenICamSettings,
     ModelConfig,
     PLCConfig,
     PLCOptions,
@@ -322,6 +324,8 @@ __all__ = [
     "Check",
     "SyntheticCamera",
     "CameraConfig",
+    "GenICamSettings",
+    "PIXEL_FORMATS",
     "ModelConfig",
     "SignalOverride",
     "PLCOptions",
