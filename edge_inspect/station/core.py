@@ -23,6 +23,7 @@ import cv2
 from ..camera.calibration import CameraCalibration, Undistorter
 from ..camera.sources import CameraError, make_camera
 from ..config import StationConfig
+from ..errors import UserError
 from ..inspection.checks import defect_count, failed_mask
 from ..inspection.inspector import Inspection, Inspector
 from ..inspection.overlay import draw_overlay
@@ -293,9 +294,10 @@ class Station:
             self.alarms_closed_at_start = (codes, at)
 
     # -- inspecting ----------------------------------------------------------------------------------
-    def grab_frame(self):
-        """A frame from the camera, undistorted when the camera is calibrated (worker thread only)."""
-        frame = self.camera.grab()
+    def grab_frame(self, trigger_at: float | None = None):
+        """A frame from the camera, undistorted when the camera is calibrated (worker thread only).
+        ``trigger_at``: when the trigger was seen (monotonic), for a camera triggered on its own line."""
+        frame = self.camera.grab(trigger_at)
         return self.undistort(frame) if self.undistort is not None else frame
 
     async def between_inspections(self, fn: Callable, *args):
@@ -318,7 +320,7 @@ class Station:
         else:
             t0 = time.perf_counter()
             try:
-                frame = self.grab_frame()
+                frame = self.grab_frame(started)
                 timings["grab_ms"] = (time.perf_counter() - t0) * 1000
                 inspection = self.inspector.run(frame, recipe)
                 if inspection.verdict == Verdict.ERROR:
@@ -507,7 +509,16 @@ class Station:
             self.camera.close()
             self.store.close()
             raise
-        self.camera.start()  # a live camera's grabber starts streaming now
+        try:  # a live camera's grabber starts streaming now; a GenICam camera is opened and configured
+            await self._loop.run_in_executor(None, self.camera.start)
+        except UserError:  # a feature the camera refuses: one line, exit 2
+            for attachment in reversed(started):
+                await attachment.stop()
+            if self.link is not None:
+                await self.link.stop(hold_s=0)
+            self.camera.close()
+            self.store.close()
+            raise
         self.handshake.set_online(True)
         if self.link is not None:
             self.plc.check_health()  # client mode with the PLC unreachable: online / ready stay low, retrying
