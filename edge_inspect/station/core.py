@@ -313,6 +313,7 @@ class Station:
         recipe = self.config.recipe(recipe_number)
         timings: dict[str, float] = {}
         frame = None
+        frame_id = camera_ts_ns = None
         code = ErrorCode.NONE
         if recipe is None:
             inspection = Inspection(Verdict.ERROR, [], error=f"recipe {recipe_number} is not configured")
@@ -322,6 +323,9 @@ class Station:
             try:
                 frame = self.grab_frame(started)
                 timings["grab_ms"] = (time.perf_counter() - t0) * 1000
+                taken = getattr(self.camera, "last_frame", None)  # a GenICam camera: its id and timestamp
+                if taken is not None:
+                    frame_id, camera_ts_ns = taken.frame_id, taken.camera_ts_ns
                 inspection = self.inspector.run(frame, recipe)
                 if inspection.verdict == Verdict.ERROR:
                     code = ErrorCode.MODEL
@@ -338,7 +342,7 @@ class Station:
             rois=[c.roi for c in recipe.checks] if recipe else [],
             mm_per_px=self.undistort.calibration.mm_per_px if self.undistort else None,
             frame_size=(frame.shape[1], frame.shape[0]) if frame is not None else None,
-            recipe_sha256=recipe.sha256() if recipe else "",
+            recipe_sha256=recipe.sha256() if recipe else "", frame_id=frame_id, camera_ts_ns=camera_ts_ns,
             review_reason=self.sampler.choose(recipe, inspection.verdict, inspection.outcomes, time.time()),
         )  # fmt: skip
         self.last_overlay_jpeg = None  # never an old frame under a new verdict
