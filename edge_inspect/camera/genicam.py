@@ -27,7 +27,7 @@ import numpy as np
 
 from ..config import GenICamSettings
 from ..errors import UserError
-from .genicam_features import configure
+from .genicam_features import check_settings, configure, describe, find_device
 from .live import CameraError
 from .matching import Frame, for_hardware_trigger, for_software_trigger, is_after
 from .pixels import PixelFormatError, format_name, to_bgr
@@ -52,47 +52,6 @@ def load_aravis() -> Any:
     except (ImportError, ValueError) as err:
         raise UserError(f"{INSTALL_HINT} ({err})") from None
     return Aravis
-
-
-def describe(settings: GenICamSettings) -> str:
-    """The camera as the config names it (for messages)."""
-    for key in ("serial", "user_id", "address"):
-        value = getattr(settings, key)
-        if value is not None:
-            return f"{key.replace('_', ' ')} {value}"
-    return "(the only one found)"
-
-
-def find_device(aravis: Any, settings: GenICamSettings) -> str:
-    """The Aravis device id of the camera the config names. CameraError when it is not there (it may
-    come: the camera is reconnected), UserError when several answer and none is named."""
-    if settings.address is not None:
-        return settings.address  # opened by address, no discovery needed (GigE Vision)
-    aravis.update_device_list()
-    ids = [aravis.get_device_id(i) for i in range(aravis.get_n_devices())]
-    serials = [aravis.get_device_serial_nbr(i) for i in range(len(ids))]
-    if settings.serial is not None:
-        for device_id, serial in zip(ids, serials, strict=True):
-            if serial == settings.serial:
-                return device_id
-        raise CameraError(f"no camera with serial {settings.serial} found (found: {', '.join(serials) or 'none'})")
-    if settings.user_id is not None:
-        for device_id in ids:
-            camera = aravis.Camera.new(device_id)
-            device = camera.get_device()
-            names = [n for n in ("DeviceUserID", "GevDeviceUserID") if device.get_feature(n) is not None]
-            found = device.get_string_feature_value(names[0]) if names else None
-            del device, camera
-            if found == settings.user_id:
-                return device_id
-        raise CameraError(f"no camera with user id {settings.user_id} found ({len(ids)} cameras answered)")
-    if len(ids) > 1:
-        raise UserError(
-            f"camera.genicam: {len(ids)} cameras answered ({', '.join(serials)}); name one by serial, user_id or address"
-        )
-    if not ids:
-        raise CameraError("no GigE Vision / USB3 Vision camera found")
-    return ids[0]
 
 
 class GenICamCamera:
@@ -124,7 +83,7 @@ class GenICamCamera:
         self._received: deque[Frame] = deque(maxlen=32)
         self._last_used: int | None = None
         self._cond = threading.Condition()
-        self._requests: queue.SimpleQueue[tuple[str, Future] | None] = queue.SimpleQueue()
+        self._requests: queue.SimpleQueue[tuple[str, Future, Any] | None] = queue.SimpleQueue()
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._first_open: Future = Future()
@@ -203,7 +162,7 @@ class GenICamCamera:
         device = camera.get_device()
         checked = time.monotonic()
         while not self._stopping:
-            self._serve_requests(device, stream)
+            self._serve_requests(camera, device, stream)
             buffer = stream.timeout_pop_buffer(_POP_US)
             if buffer is not None:
                 self._take(buffer)
@@ -241,7 +200,7 @@ class GenICamCamera:
             self._cond.notify_all()
         self._set("ok")
 
-    def _serve_requests(self, device: Any, stream: Any) -> None:
+    def _serve_requests(self, camera: Any, device: Any, stream: Any) -> None:
         while True:
             try:
                 request = self._requests.get_nowait()
@@ -249,7 +208,18 @@ class GenICamCamera:
                 return
             if request is None or not request[1].set_running_or_notify_cancel():
                 continue
-            _, future = request
+            kind, future, settings = request
+            if kind == "check":  # the setup page's save: new settings against this camera's tree
+                try:
+                    check_settings(self.aravis, camera, self.name, settings)
+                    future.set_result(None)
+                except UserError as err:  # a fresh one: the traceback holds this thread's Aravis objects
+                    fresh = type(err)(str(err))
+                    fresh.__dict__.update(err.__dict__)
+                    future.set_exception(fresh)
+                except Exception as err:
+                    future.set_exception(CameraError(f"{self.name}: {getattr(err, 'message', err)}"))
+                continue
             try:  # software trigger: what was received before the command is not its frame
                 while (buffer := stream.timeout_pop_buffer(0)) is not None:
                     self._take(buffer)
@@ -345,7 +315,7 @@ class GenICamCamera:
 
     def _grab_software(self) -> Frame:
         future: Future = Future()
-        self._requests.put(("trigger", future))
+        self._requests.put(("trigger", future, None))
         try:
             last_id, sent_ns = future.result(timeout=self.stall_timeout_s)
         except TimeoutError:
@@ -366,6 +336,20 @@ class GenICamCamera:
         if frame is None:
             raise CameraError(f"{self.name}: no frame within {1000 * window:.0f} ms of the trigger (max_frame_age_ms)")
         return frame
+
+    def check_settings(self, settings: GenICamSettings) -> bool:
+        """Check ``settings`` against this camera's feature tree without writing (FeatureError); False
+        when it cannot be checked now (another camera, or this one not connected)."""
+        if describe(settings) != describe(self.settings) or self.status != "ok":
+            return False
+        future: Future = Future()
+        self._requests.put(("check", future, settings))
+        try:
+            future.result(timeout=self.stall_timeout_s + 5.0)
+        except (TimeoutError, CameraError):
+            future.cancel()
+            return False
+        return True
 
     def newer_than_used(self, frame_id: int) -> bool:
         """Whether ``frame_id`` comes after the last frame a grab used (tests, diagnostics)."""

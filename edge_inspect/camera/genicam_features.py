@@ -1,5 +1,5 @@
-"""Setting a GenICam camera's features from camera.genicam, each checked against the camera's own
-feature tree first: an unknown node, a value out of its range or not one of its entries is a
+"""Finding the GenICam camera camera.genicam names, and setting its features, each checked against
+the camera's own feature tree first: an unknown node, a value out of its range or not one of its entries is a
 ``FeatureError`` naming the camera, the feature and what it allows (one line; exit 2 at start).
 
 Runs only in the camera's own thread (genicam.py): every Aravis call for one camera is made there.
@@ -7,16 +7,63 @@ Runs only in the camera's own thread (genicam.py): every Aravis call for one cam
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from ..config import GenICamSettings
 from ..errors import UserError
+from .live import CameraError
 
 Value = int | float | bool | str
 
 
 class FeatureError(UserError):
-    """The config asks the camera for a feature it does not have or a value it does not allow."""
+    """The config asks the camera for a feature it does not have or a value it does not allow.
+    ``key``: where in camera.genicam it was asked for (``("features", "GainRaw")``), when known."""
+
+    key: tuple[str, ...] = ()
+
+
+def describe(settings: GenICamSettings) -> str:
+    """The camera as the config names it (for messages)."""
+    for key in ("serial", "user_id", "address"):
+        value = getattr(settings, key)
+        if value is not None:
+            return f"{key.replace('_', ' ')} {value}"
+    return "(the only one found)"
+
+
+def find_device(aravis: Any, settings: GenICamSettings) -> str:
+    """The Aravis device id of the camera the config names. CameraError when it is not there (it may
+    come: the camera is reconnected), UserError when several answer and none is named."""
+    if settings.address is not None:
+        return settings.address  # opened by address, no discovery needed (GigE Vision)
+    aravis.update_device_list()
+    ids = [aravis.get_device_id(i) for i in range(aravis.get_n_devices())]
+    serials = [aravis.get_device_serial_nbr(i) for i in range(len(ids))]
+    if settings.serial is not None:
+        for device_id, serial in zip(ids, serials, strict=True):
+            if serial == settings.serial:
+                return device_id
+        raise CameraError(f"no camera with serial {settings.serial} found (found: {', '.join(serials) or 'none'})")
+    if settings.user_id is not None:
+        for device_id in ids:
+            camera = aravis.Camera.new(device_id)
+            device = camera.get_device()
+            names = [n for n in ("DeviceUserID", "GevDeviceUserID") if device.get_feature(n) is not None]
+            found = device.get_string_feature_value(names[0]) if names else None
+            del device, camera
+            if found == settings.user_id:
+                return device_id
+        raise CameraError(f"no camera with user id {settings.user_id} found ({len(ids)} cameras answered)")
+    if len(ids) > 1:
+        raise UserError(
+            f"camera.genicam: {len(ids)} cameras answered ({', '.join(serials)}); name one by serial, user_id or address"
+        )
+    if not ids:
+        raise CameraError("no GigE Vision / USB3 Vision camera found")
+    return ids[0]
 
 
 def _number(value: float) -> str:
@@ -161,3 +208,59 @@ def _trigger(f: Features, settings: GenICamSettings) -> None:
     f.set("TriggerMode", "On")
     if settings.trigger == "software":
         f.node("TriggerSoftware")
+
+
+@contextmanager
+def _at(*key: str) -> Iterator[None]:
+    """A FeatureError raised inside names ``key`` (its place under camera.genicam)."""
+    try:
+        yield
+    except FeatureError as err:
+        err.key = key
+        raise
+
+
+def check_settings(aravis: Any, camera: Any, name: str, settings: GenICamSettings) -> None:
+    """What ``configure`` would set, checked against an open camera without writing anything (the
+    setup page's save, while the station streams). Raises FeatureError with its ``key``. Sizes are
+    checked as if the offsets were 0 (configure sets them to 0 first); features that depend on a
+    selector set before them are checked against the camera's present state."""
+    f = Features(aravis, camera, name)
+    if settings.pixel_format is not None:
+        with _at("pixel_format"):
+            f.check("PixelFormat", settings.pixel_format)
+    for feature, offset, key in (("Width", "OffsetX", "width"), ("Height", "OffsetY", "height")):
+        size = getattr(settings, key)
+        if size is not None:
+            with _at(key):
+                _check_size(f, feature, offset, size)
+    named = (
+        ("exposure_us", ("ExposureTime", "ExposureTimeAbs"), settings.exposure_us),
+        ("gain", ("Gain", "GainRaw"), settings.gain),
+        ("frame_rate", ("AcquisitionFrameRate", "AcquisitionFrameRateAbs"), settings.frame_rate),
+    )
+    for key, features, value in named:
+        if value is not None:
+            with _at(key):
+                feature = f.first(*features)
+                f.check(feature, int(value) if feature == "GainRaw" and value.is_integer() else value)
+    for feature, setting in settings.features.items():
+        with _at("features", feature):
+            f.check(feature, setting)
+    if settings.trigger == "hardware":
+        with _at("trigger_source"):
+            f.check("TriggerSource", str(settings.trigger_source))
+    elif settings.trigger == "software":
+        with _at("trigger"):
+            f.check("TriggerSource", "Software")
+            f.node("TriggerSoftware")
+
+
+def _check_size(f: Features, feature: str, offset: str, value: int) -> None:
+    """``value`` within the node's range once the offset is 0 (its maximum grows by the offset)."""
+    f.node(feature)
+    low, high = f.device.get_integer_feature_bounds(feature)
+    if f.has(offset):
+        high += f.device.get_integer_feature_value(offset)
+    if not low <= value <= high:
+        raise f._error(feature, f"{value} is out of its range {low}..{high}")

@@ -22,7 +22,7 @@ import cv2
 
 from ..camera.calibration import CameraCalibration, Undistorter
 from ..camera.sources import CameraError, make_camera
-from ..config import StationConfig
+from ..config import CameraConfig, StationConfig
 from ..errors import UserError
 from ..inspection.checks import defect_count, failed_mask
 from ..inspection.inspector import Inspection, Inspector
@@ -394,6 +394,14 @@ class Station:
             at=self.last_result[0], frame=self.last_overlay_jpeg is not None,
         ))  # fmt: skip
         return rec, code
+
+    async def check_camera(self, new: CameraConfig) -> None:
+        """New GenICam settings for the camera the station runs, checked against its feature tree
+        without writing (FeatureError): the setup page's save. Nothing to check for other sources,
+        another camera, or a camera not connected now (the start checks them)."""
+        check = getattr(self.camera, "check_settings", None)
+        if new.source == "genicam" and check is not None:
+            await asyncio.get_running_loop().run_in_executor(None, check, new.genicam)
 
     async def apply_config(self, new: StationConfig, sha256: str) -> tuple[list[str], list[str]]:
         """Take over the parts of ``new`` a running station can (LIVE_KEYS), between inspections, with

@@ -12,12 +12,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
 from ..stations import run_station_with_plc, write_station
 from .conftest import SERIAL, FakeCamera, line_trigger_xml
 
 
 def genicam(**settings) -> dict:
-    return {"source": "genicam", "stall_timeout_s": 10.0, "max_frame_age_ms": 2000.0,
+    return {"source": "genicam", "stall_timeout_s": 10.0, "max_frame_age_ms": 3000.0,
             "genicam": {"serial": SERIAL, "pixel_format": "Mono8", **settings}}  # fmt: skip
 
 
@@ -76,3 +78,30 @@ def test_a_feature_the_camera_refuses_ends_run_with_one_line_and_exit_2(fake_cam
     assert errors == [
         f"edge-inspect: error: camera genicam:serial {SERIAL}: feature GainRaw: 42 is out of its range 0..10"
     ], done.stderr
+
+
+def test_the_setup_pages_save_checks_the_features_against_the_running_camera(fake_camera, tmp_path):
+    from ..support.web import login_headers, run_setup
+
+    async def scenario(station, client, path):
+        h = await login_headers(client, "integrator")
+        opened = (await client.get("/api/setup/config")).json()
+        data = yaml.safe_load(opened["yaml"])
+        data["camera"]["genicam"]["features"] = {"ExposureTimeAbs": 900.0, "GainRaw": 42}
+        bad = yaml.safe_dump(data, sort_keys=False)
+        refused = await client.post("/api/setup/config", headers=h, json={"yaml": bad, "base_sha256": opened["sha256"]})
+        data["camera"]["genicam"]["features"]["GainRaw"] = 4
+        good = yaml.safe_dump(data, sort_keys=False)
+        saved = await client.post("/api/setup/config", headers=h, json={"yaml": good, "base_sha256": opened["sha256"]})
+        return bad, (refused.status_code, refused.json()), (saved.status_code, saved.json())
+
+    bad, (status, body), (saved, result) = run_setup(tmp_path, scenario, camera=genicam(trigger="software"))
+    line = next(n for n, text in enumerate(bad.splitlines(), 1) if text.strip().startswith("GainRaw:"))
+    assert status == 422
+    assert body["problems"] == [
+        f"{tmp_path / 'station.yaml'}:{line}: camera.genicam.features.GainRaw: camera genicam:serial {SERIAL}: "
+        "feature GainRaw: 42 is out of its range 0..10"
+    ]
+    assert saved == 200 and result["restart_needed"] == [
+        "camera.genicam"
+    ]  # checked, saved; the camera takes it at restart
