@@ -77,10 +77,11 @@ class GenICamCamera:
         self.frames_after_trigger = max(1, frames_after_trigger)
         self.on_status = on_status
         self.status, self.detail = "closed", ""
-        self.frames = self.failures = 0
+        self.frames = self.failures = self.incomplete = 0
         self.last_frame_at = time.monotonic()
         self.last_frame: Frame | None = None  # the frame the latest grab returned (its id and timestamp are logged)
-        self._received: deque[Frame] = deque(maxlen=32)
+        # The newest frames as received (raw: 8 of 5 MP Bayer8 are 40 MB): enough for a trigger's window.
+        self._received: deque[Frame] = deque(maxlen=8)
         self._last_used: int | None = None
         self._cond = threading.Condition()
         self._requests: queue.SimpleQueue[tuple[str, Future, Any] | None] = queue.SimpleQueue()
@@ -181,7 +182,12 @@ class GenICamCamera:
         """A received buffer as a Frame (the image copied out: the buffer goes back to the stream)."""
         status = buffer.get_status()
         if status != self.aravis.BufferStatus.SUCCESS:
-            log.warning("camera %s: frame %d incomplete (%s)", self.name, buffer.get_frame_id(), status.value_nick)
+            self.incomplete += 1
+            if self.incomplete % 100 == 1:  # the first and every 100th: a lossy link must not flood the log
+                log.warning(
+                    "camera %s: frame %d incomplete (%s; %d so far: docs/cameras.md, GigE Vision on Linux)",
+                    self.name, buffer.get_frame_id(), status.value_nick, self.incomplete,
+                )  # fmt: skip
             return
         try:
             fmt = format_name(buffer.get_image_pixel_format())
@@ -189,7 +195,8 @@ class GenICamCamera:
             log.warning("camera %s: %s", self.name, err)
             return
         frame = Frame(
-            frame_id=buffer.get_frame_id(), camera_ts_ns=buffer.get_timestamp(), host_ns=buffer.get_system_timestamp(),
+            frame_id=buffer.get_frame_id(), camera_ts_ns=buffer.get_timestamp(),
+            host_ns=buffer.get_system_timestamp() or time.time_ns(),  # a transport without it: when popped
             arrived=time.monotonic(), data=np.frombuffer(buffer.get_data(), np.uint8),
             width=buffer.get_image_width(), height=buffer.get_image_height(), pixel_format=fmt,
         )  # fmt: skip
