@@ -45,8 +45,9 @@ class FakeCamera:
         self.fake.write_register(TRIGGER_SOFTWARE_REGISTER, 1)
 
     def stop(self) -> None:
-        del self.fake
-        del self.gv  # its finalizer stops its thread and closes its sockets
+        """Drop the fake (its finalizer stops its thread and closes its sockets); again is a no-op."""
+        self.fake = None
+        self.gv = None
 
 
 def line_trigger_xml(aravis: Any, folder: Path) -> Path:

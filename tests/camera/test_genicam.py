@@ -157,3 +157,32 @@ def test_without_aravis_a_genicam_source_is_refused_naming_what_to_install(monke
         make_camera(CameraConfig(source="genicam"))
     assert "gir1.2-aravis-0.8" in str(refused.value) and "PyGObject" in str(refused.value)
     assert "\n" not in str(refused.value)
+
+
+def wait_status(cam: GenICamCamera, status: str) -> None:
+    deadline = time.monotonic() + 3 * WAIT_S
+    with cam._cond:
+        while cam.status != status:
+            assert time.monotonic() < deadline, f"camera still {cam.status} ({cam.detail})"
+            cam._cond.wait(0.1)
+
+
+def test_a_camera_that_goes_away_is_lost_and_taken_back_when_it_returns(aravis):
+    fake = FakeCamera(aravis)
+    cam = GenICamCamera(
+        GenICamSettings(serial=SERIAL, frame_rate=50.0), stall_timeout_s=1.0, reconnect_min_s=0.1, reconnect_max_s=0.5
+    )
+    try:
+        cam.start()
+        cam.grab()
+        fake.stop()  # the camera is unplugged while it streams
+        wait_status(cam, "lost")
+        assert cam.failures >= 1
+        fake = FakeCamera(aravis)  # and plugged in again
+        wait_status(cam, "ok")
+        received = cam.frames
+        cam.grab()
+        assert cam.frames > received
+    finally:
+        cam.close()
+        fake.stop()
