@@ -21,6 +21,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 import numpy as np
@@ -113,10 +114,9 @@ class GenICamCamera:
                 self._session()
                 backoff = self.reconnect_min_s
             except UserError as err:  # a fresh exception: the traceback holds this thread's Aravis objects
-                self._set("lost", f"{self.name}: {err}")
+                self._lost(f"{self.name}: {err}")  # start() stops the thread (close) if it still waits
                 if not self._first_open.done():
                     self._first_open.set_exception(UserError(str(err)))
-                    return
             except Exception as err:  # GLib.Error, CameraError: lost, looked for again
                 self._lost(f"{self.name}: {getattr(err, 'message', None) or err}")
                 if not self._first_open.done():
@@ -325,7 +325,7 @@ class GenICamCamera:
         self._requests.put(("trigger", future, None))
         try:
             last_id, sent_ns = future.result(timeout=self.stall_timeout_s)
-        except TimeoutError:
+        except FutureTimeout:
             future.cancel()
             raise CameraError(f"{self.name}: the camera's thread did not send TriggerSoftware") from None
         frame = self._wait_for(
@@ -353,7 +353,7 @@ class GenICamCamera:
         self._requests.put(("check", future, settings))
         try:
             future.result(timeout=self.stall_timeout_s + 5.0)
-        except (TimeoutError, CameraError):
+        except (FutureTimeout, CameraError):
             future.cancel()
             return False
         return True

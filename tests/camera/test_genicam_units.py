@@ -147,3 +147,15 @@ def test_genicam_mistakes_are_refused_at_their_line(camera, problem, tiny_bundle
         check(camera, tiny_bundle, tmp_path)
     assert len(refused.value.problems) == 1
     assert problem in refused.value.problems[0], refused.value.problems
+
+
+def test_the_example_in_docs_cameras_md_is_valid(tiny_bundle, tmp_path):
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "cameras.md").read_text()
+    example = doc.split("```yaml\n", 1)[1].split("```", 1)[0]
+    assert example.startswith("camera:\n  source: genicam\n")
+    station = STATION.replace("camera:\n  source: genicam\n{camera}\n", example)
+    config, _ = config_from_bytes(station.format(bundle=tiny_bundle).encode(), tmp_path / "station.yaml")
+    g = config.camera.genicam
+    assert (g.serial, g.trigger, g.features["GevSCPSPacketSize"]) == ("23045821", "software", 8972)
