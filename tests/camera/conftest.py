@@ -44,6 +44,12 @@ class FakeCamera:
         """A pulse on the camera's trigger line (only with line_trigger_xml): the appliance sends nothing."""
         self.fake.write_register(TRIGGER_SOFTWARE_REGISTER, 1)
 
+    def set_user_id(self, name: str) -> None:
+        """DeviceUserID (only with user_id_xml): the GigE bootstrap's user-defined name, 16 bytes at 0xe8."""
+        raw = name.encode().ljust(16, b"\0")
+        for i in range(0, 16, 4):  # registers are stored big-endian: these are the bytes in order
+            self.fake.write_register(0xE8 + i, int.from_bytes(raw[i : i + 4], "big"))
+
     def stop(self) -> None:
         """Drop the fake (its finalizer stops its thread and closes its sockets); again is a no-op."""
         self.fake = None
@@ -70,6 +76,22 @@ def line_trigger_xml(aravis: Any, folder: Path) -> Path:
     assert swapped != block.group(0)
     path = folder / "fake-line-trigger.xml"
     path.write_text(xml.replace(block.group(0), swapped))
+    return path
+
+
+def user_id_xml(aravis: Any, folder: Path) -> Path:
+    """The fake's genicam XML with a DeviceUserID node (its own XML has none) on the bootstrap
+    registers' user-defined name."""
+    probe = aravis.FakeCamera.new("probe")
+    xml = probe.get_genicam_xml()[0]
+    del probe
+    node = (
+        '\t<StringReg Name="DeviceUserID" NameSpace="Standard">\n\t\t<Address>0xe8</Address>\n'
+        "\t\t<Length>16</Length>\n\t\t<AccessMode>RW</AccessMode>\n\t\t<pPort>Device</pPort>\n\t</StringReg>\n\n"
+    )
+    assert "\t<!-- Acquisition control -->" in xml
+    path = folder / "fake-user-id.xml"
+    path.write_text(xml.replace("\t<!-- Acquisition control -->", node + "\t<!-- Acquisition control -->"))
     return path
 
 

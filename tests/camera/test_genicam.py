@@ -14,7 +14,7 @@ from edge_inspect.camera.matching import is_after
 from edge_inspect.config import CameraConfig, GenICamSettings
 from edge_inspect.errors import UserError
 
-from .conftest import SERIAL, FakeCamera, line_trigger_xml
+from .conftest import SERIAL, FakeCamera, line_trigger_xml, user_id_xml
 
 WAIT_S = 10.0  # generous: the machine may be busy; nothing here waits this long when it works
 
@@ -135,6 +135,26 @@ def test_a_feature_the_camera_refuses_stops_the_start_in_one_line(fake_camera, s
     assert text.startswith(f"camera genicam:serial {SERIAL}: ") and message in text
     assert "\n" not in text
     assert not cam._thread.is_alive()
+
+
+@pytest.mark.parametrize("way", ["address", "user_id"])
+def test_a_camera_chosen_by_address_or_user_id(aravis, tmp_path, way):
+    fake = FakeCamera(aravis, user_id_xml(aravis, tmp_path))
+    fake.set_user_id("line1-top")
+    given = {"address": "127.0.0.1"} if way == "address" else {"user_id": "line1-top"}
+    cam = GenICamCamera(GenICamSettings(frame_rate=50.0, **given), stall_timeout_s=WAIT_S)
+    try:
+        cam.start()
+        assert cam.status == "ok" and cam.grab().shape == (512, 512, 3)
+    finally:
+        cam.close()
+    wrong = GenICamCamera(GenICamSettings(user_id="line2-side"), reconnect_min_s=5.0)
+    try:
+        wrong.start()
+        assert wrong.status == "lost" and "no camera with user id line2-side found" in wrong.detail
+    finally:
+        wrong.close()
+        fake.stop()
 
 
 def test_a_camera_not_there_is_lost_and_looked_for_again(aravis):
