@@ -178,8 +178,9 @@ class LiveCamera:
         self.start()
         return self.check() == "ok"
 
-    def grab(self) -> np.ndarray:
-        """A frame that arrived after this call (the ``frames_after_trigger``-th), or CameraError."""
+    def grab(self, trigger_at: float | None = None) -> np.ndarray:
+        """A frame that arrived after this call (the ``frames_after_trigger``-th), or CameraError.
+        ``trigger_at`` is for cameras triggered on a line (genicam.py); this one streams."""
         self.start()
         deadline = time.monotonic() + self.stall_timeout_s
         with self._cond:

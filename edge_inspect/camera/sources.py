@@ -23,6 +23,7 @@ from .live import CameraError, LiveCamera, Source
 
 if TYPE_CHECKING:
     from ..sim import Part
+    from .genicam import GenICamCamera
 
 T = TypeVar("T")
 
@@ -81,7 +82,9 @@ class OpenCVSource:
 
 
 class FolderSource:
-    """Replays the images of a folder in name order, looping."""
+    """Replays the images of a folder in name order, one per read (one per trigger), looping: the
+    same sequence on every run. ``check()`` is the idle probe: it reads no image, so the station's
+    health checks between triggers do not skip any."""
 
     def __init__(self, folder: str | Path, loop: bool = True):
         self.folder, self.loop = Path(folder), loop
@@ -109,6 +112,11 @@ class FolderSource:
         if frame is None:
             raise CameraError(f"cannot read {path}")
         return frame
+
+    def check(self) -> None:
+        """The folder is still there (without taking an image)."""
+        if not self.folder.is_dir():
+            raise CameraError(f"folder {self.folder} not found")
 
     def close(self) -> None:
         self.files = []
@@ -188,6 +196,8 @@ def source_from_config(cfg: CameraConfig, base: Path | None = None) -> FrameSour
         q = Path(_given(p, "path"))
         return q if q.is_absolute() or base is None else base / q
 
+    if cfg.source == "genicam":
+        raise UserError("camera.source genicam is a camera of its own (make_camera), not a frame source")
     if cfg.source == "synthetic":
         return SyntheticSource(cfg.synthetic.seed, cfg.synthetic.width, cfg.synthetic.height, cfg.synthetic.defect_rate)
     if cfg.source == "folder":
@@ -291,7 +301,8 @@ class Camera:
             self._jobs.put(None)
             self._jobs = None
 
-    def grab(self) -> np.ndarray:
+    def grab(self, trigger_at: float | None = None) -> np.ndarray:
+        """A frame read now (``trigger_at`` is for triggered cameras; read on demand, it is now)."""
         with self._lock:
             if not self._opened:
                 if time.monotonic() < self._next_attempt:
@@ -317,12 +328,30 @@ class Camera:
         return not isinstance(self.source, SyntheticSource)
 
     def probe(self) -> bool:
-        """Check the camera when idle (grab and discard a frame): True when it delivers."""
-        try:
-            self.grab()
+        """Check the camera when idle: True when it delivers. A source with ``check()`` (the folder)
+        is checked without taking a frame; the others grab and discard one."""
+        check = getattr(self.source, "check", None)
+        if check is None:
+            try:
+                self.grab()
+                return True
+            except CameraError:
+                return False
+        with self._lock:
+            try:
+                if not self._opened:
+                    if time.monotonic() < self._next_attempt:
+                        return False
+                    self.source.open()
+                    self._opened = True
+                check()
+            except Exception as err:
+                self._fail(f"{self.source.name}: {err}")
+                return False
+            self.last_frame_at = time.monotonic()
+            self._backoff = self.reconnect_min_s
+            self._set("ok")
             return True
-        except CameraError:
-            return False
 
     def close(self) -> None:
         with self._lock:
@@ -335,7 +364,19 @@ class Camera:
 
 def make_camera(
     cfg: CameraConfig, base: Path | None = None, on_status: Callable[[str, str], None] | None = None
-) -> Camera | LiveCamera:
+) -> Camera | LiveCamera | GenICamCamera:
+    if cfg.source == "genicam":  # Aravis missing: UserError naming what to install
+        from .genicam import GenICamCamera
+
+        return GenICamCamera(
+            cfg.genicam,
+            cfg.stall_timeout_s,
+            cfg.reconnect_min_s,
+            cfg.reconnect_max_s,
+            cfg.max_frame_age_ms,
+            cfg.frames_after_trigger,
+            on_status,
+        )
     if is_live(cfg):
         return LiveCamera(
             lambda: source_from_config(cfg, base),

@@ -17,7 +17,9 @@ from ..errors import UserError
 from .access import OpcUaConfig, StationInfo, WebConfig, WebUser
 from .base import FieldError, Strict, _hosts_overlap, _is_loopback, check_host
 from .devices import (
+    PIXEL_FORMATS,
     CameraConfig,
+    GenICamSettings,
     ModelConfig,
     PLCConfig,
     PLCOptions,
@@ -251,6 +253,16 @@ def config_from_bytes(raw: bytes, path: str | Path, bundle: str | Path | None = 
     return config, hashlib.sha256(raw).hexdigest()
 
 
+def problem_at(raw: bytes, path: str | Path, loc: tuple[str, ...], message: str) -> ConfigError:
+    """A problem found beyond the schema (a camera's feature tree) as a ConfigError at the line of
+    ``loc`` in ``raw`` (or of its deepest key the file spells out)."""
+    try:
+        root, _ = parse(raw)
+    except YamlProblems:
+        root = None
+    return ConfigError([f"{path}:{_node_line(root, loc)}: {'.'.join(loc)}: {message}"])
+
+
 def models_folder(storage: StorageConfig, path: Path) -> Path:
     """The station's model store: ``models/`` in ``storage.dir`` (relative to the config file at ``path``)."""
     from ..modelstore.store import STORE_DIR
@@ -311,6 +323,7 @@ __all__ = [
     "load_storage",
     "models_folder",
     "config_from_bytes",
+    "problem_at",
     "Strict",
     "FieldError",
     "check_host",
@@ -322,6 +335,8 @@ __all__ = [
     "Check",
     "SyntheticCamera",
     "CameraConfig",
+    "GenICamSettings",
+    "PIXEL_FORMATS",
     "ModelConfig",
     "SignalOverride",
     "PLCOptions",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -25,8 +27,87 @@ class SyntheticCamera(Strict):
     )
 
 
+PIXEL_FORMATS = ("Mono8", "Mono16", "BayerRG8", "BayerGB8", "BayerGR8", "BayerBG8", "RGB8", "BGR8")
+PixelFormat = Literal["Mono8", "Mono16", "BayerRG8", "BayerGB8", "BayerGR8", "BayerBG8", "RGB8", "BGR8"]
+_NODE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+# Set by the named keys of camera.genicam (and the trigger mode): not also under features.
+NAMED_NODES = {
+    "PixelFormat": "pixel_format", "Width": "width", "Height": "height", "OffsetX": "offset_x",
+    "OffsetY": "offset_y", "AcquisitionFrameRate": "frame_rate", "TriggerMode": "trigger",
+    "TriggerSource": "trigger_source", "TriggerSelector": "trigger", "TriggerSoftware": "trigger",
+}  # fmt: skip
+
+
+class GenICamSettings(Strict):
+    """A GigE Vision / USB3 Vision camera through Aravis (docs/cameras.md): which one, its features
+    (checked against the camera's own feature tree at start) and its trigger."""
+
+    serial: str | None = Field(default=None, min_length=1, max_length=256, description="the camera's serial number")
+    user_id: str | None = Field(
+        default=None, min_length=1, max_length=256, description="DeviceUserID set on the camera"
+    )
+    address: str | None = Field(default=None, description="a GigE camera's IP address")
+    pixel_format: PixelFormat | None = Field(default=None, description="unset: the camera's own (one of these)")
+    exposure_us: float | None = Field(default=None, gt=0, le=1e8, description="ExposureTime (or ExposureTimeAbs)")
+    gain: float | None = Field(default=None, ge=-100, le=1000, description="Gain (or GainRaw)")
+    width: int | None = Field(default=None, ge=1, le=65535)
+    height: int | None = Field(default=None, ge=1, le=65535)
+    offset_x: int | None = Field(default=None, ge=0, le=65535)
+    offset_y: int | None = Field(default=None, ge=0, le=65535)
+    frame_rate: float | None = Field(default=None, gt=0, le=100000, description="AcquisitionFrameRate (free-run)")
+    trigger: Literal["free_run", "software", "hardware"] = Field(
+        default="free_run",
+        description="free_run: the newest frame; software: TriggerSoftware on the PLC's trigger; hardware: a line",
+    )
+    trigger_source: str | None = Field(default=None, description="hardware trigger: the camera's line (Line0, ...)")
+    features: dict[str, int | float | bool | str] = Field(
+        default_factory=dict, description="any other GenICam feature by its node name"
+    )
+    buffers: int = Field(default=8, ge=2, le=256, description="stream buffers")
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ipaddress.IPv4Address(value)
+            except ValueError:
+                raise ValueError(f"{value!r} is not an IPv4 address") from None
+        return value
+
+    @field_validator("trigger_source")
+    @classmethod
+    def _source_name(cls, value: str | None) -> str | None:
+        if value is not None and not _NODE_NAME.fullmatch(value):
+            raise ValueError(f"{value!r} is not a trigger source name (Line0, Line1, ...)")
+        return value
+
+    @field_validator("features")
+    @classmethod
+    def _features(cls, features: dict[str, int | float | bool | str]) -> dict[str, int | float | bool | str]:
+        for name, value in features.items():
+            if not _NODE_NAME.fullmatch(name):
+                raise ValueError(f"{name!r} is not a GenICam node name")
+            if name in NAMED_NODES:
+                raise ValueError(f"{name} is set by camera.genicam.{NAMED_NODES[name]}, not under features")
+            if isinstance(value, str) and len(value) > 256:
+                raise ValueError(f"{name}: a value is at most 256 characters")
+        return features
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        chosen = [k for k in ("serial", "user_id", "address") if getattr(self, k) is not None]
+        if len(chosen) > 1:
+            raise FieldError(f"name the camera one way: {' and '.join(chosen)} are both given", (chosen[1],))
+        if self.trigger == "hardware" and self.trigger_source is None:
+            raise FieldError("trigger 'hardware' needs trigger_source (the camera's line: Line0, ...)", ("trigger",))
+        if self.trigger != "hardware" and self.trigger_source is not None:
+            raise FieldError(f"trigger_source is for trigger 'hardware', not '{self.trigger}'", ("trigger_source",))
+        return self
+
+
 class CameraConfig(Strict):
-    source: Literal["synthetic", "device", "url", "gstreamer", "file", "folder"] = "synthetic"
+    source: Literal["synthetic", "device", "url", "gstreamer", "file", "folder", "genicam"] = "synthetic"
     device: int | str | None = Field(default=None, description="an index (0) or a device path (/dev/video0)")
     url: str | None = Field(default=None, max_length=4096)
     pipeline: str | None = Field(default=None, max_length=4096)
@@ -50,6 +131,7 @@ class CameraConfig(Strict):
         ),
     )
     synthetic: SyntheticCamera = SyntheticCamera()
+    genicam: GenICamSettings = GenICamSettings()
     calibration: str | None = Field(
         default=None,
         max_length=4096,
@@ -74,6 +156,11 @@ class CameraConfig(Strict):
         key = needed.get(self.source)
         if key and getattr(self, key) in (None, ""):
             raise ValueError(f"camera source '{self.source}' needs '{key}'")
+        if self.source == "genicam":
+            for key in ("width", "height", "fps"):
+                if getattr(self, key) is not None:
+                    better = "frame_rate" if key == "fps" else key
+                    raise FieldError(f"a genicam camera takes camera.genicam.{better}, not camera.{key}", (key,))
         if self.reconnect_min_s > self.reconnect_max_s:
             raise FieldError(
                 f"reconnect_min_s ({self.reconnect_min_s}) is greater than reconnect_max_s ({self.reconnect_max_s})",

@@ -129,6 +129,13 @@ def _v8_review_sampling(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX idx_inspections_review ON inspections (id) WHERE review_reason IS NOT NULL")
 
 
+def _v9_camera_frame(db: sqlite3.Connection) -> None:
+    """The camera's frame id and timestamp of the frame inspected (GenICam cameras, docs/cameras.md);
+    NULL for the other sources and for rows written before."""
+    db.execute("ALTER TABLE inspections ADD COLUMN frame_id INTEGER")
+    db.execute("ALTER TABLE inspections ADD COLUMN camera_ts_ns INTEGER")
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v1_tables,
     _v2_ids_never_reused,
@@ -138,6 +145,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v6_config_versions,
     _v7_fleet_outbox,
     _v8_review_sampling,
+    _v9_camera_frame,
 ]
 LATEST = len(MIGRATIONS)
 

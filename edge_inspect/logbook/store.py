@@ -83,6 +83,8 @@ class InspectionRecord:
     frame_size: tuple[int, int] | None = None  # width, height of the (undistorted) frame
     recipe_sha256: str = ""  # the version of the recipe it ran (Recipe.sha256)
     review_reason: str = ""  # why review sampling chose it for the QA queue ("": it did not)
+    frame_id: int | None = None  # a GenICam camera's id of the frame inspected
+    camera_ts_ns: int | None = None  # and its timestamp on the camera's clock
 
 
 def _disk_full(err: BaseException) -> bool:
@@ -202,6 +204,7 @@ class Store:
             "model_sha256": rec.model_sha256, "config_sha256": rec.config_sha256,
             "recipe_sha256": rec.recipe_sha256 or None, "image_path": image_path, "overlay_path": overlay_path,
             "review_reason": rec.review_reason or None,
+            "frame_id": rec.frame_id, "camera_ts_ns": rec.camera_ts_ns,
         }  # fmt: skip
         with self.transaction() as db:
             cursor = db.execute(

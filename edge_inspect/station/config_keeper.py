@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..config import StationConfig, config_from_bytes
+from ..camera.genicam_features import FeatureError
+from ..config import StationConfig, config_from_bytes, problem_at
 from ..config.yaml_loader import read_limited
 from ..durable import write_durably
 from ..logbook import config_versions
@@ -186,6 +187,10 @@ class ConfigKeeper:
                 )
             raw = text.encode()
             config, sha = await asyncio.to_thread(config_from_bytes, raw, self.path)
+            try:  # a GenICam camera's settings against the running camera's own feature tree
+                await self.station.check_camera(config.camera)
+            except FeatureError as err:
+                raise problem_at(raw, self.path, ("camera", "genicam", *err.key), str(err)) from None
             try:
                 await asyncio.to_thread(write_durably, self.path, raw)
             except OSError as err:

@@ -22,7 +22,8 @@ import cv2
 
 from ..camera.calibration import CameraCalibration, Undistorter
 from ..camera.sources import CameraError, make_camera
-from ..config import StationConfig
+from ..config import CameraConfig, StationConfig
+from ..errors import UserError
 from ..inspection.checks import defect_count, failed_mask
 from ..inspection.inspector import Inspection, Inspector
 from ..inspection.overlay import draw_overlay
@@ -293,9 +294,10 @@ class Station:
             self.alarms_closed_at_start = (codes, at)
 
     # -- inspecting ----------------------------------------------------------------------------------
-    def grab_frame(self):
-        """A frame from the camera, undistorted when the camera is calibrated (worker thread only)."""
-        frame = self.camera.grab()
+    def grab_frame(self, trigger_at: float | None = None):
+        """A frame from the camera, undistorted when the camera is calibrated (worker thread only).
+        ``trigger_at``: when the trigger was seen (monotonic), for a camera triggered on its own line."""
+        frame = self.camera.grab(trigger_at)
         return self.undistort(frame) if self.undistort is not None else frame
 
     async def between_inspections(self, fn: Callable, *args):
@@ -311,6 +313,7 @@ class Station:
         recipe = self.config.recipe(recipe_number)
         timings: dict[str, float] = {}
         frame = None
+        frame_id = camera_ts_ns = None
         code = ErrorCode.NONE
         if recipe is None:
             inspection = Inspection(Verdict.ERROR, [], error=f"recipe {recipe_number} is not configured")
@@ -318,8 +321,11 @@ class Station:
         else:
             t0 = time.perf_counter()
             try:
-                frame = self.grab_frame()
+                frame = self.grab_frame(started)
                 timings["grab_ms"] = (time.perf_counter() - t0) * 1000
+                taken = getattr(self.camera, "last_frame", None)  # a GenICam camera: its id and timestamp
+                if taken is not None:
+                    frame_id, camera_ts_ns = taken.frame_id, taken.camera_ts_ns
                 inspection = self.inspector.run(frame, recipe)
                 if inspection.verdict == Verdict.ERROR:
                     code = ErrorCode.MODEL
@@ -336,7 +342,7 @@ class Station:
             rois=[c.roi for c in recipe.checks] if recipe else [],
             mm_per_px=self.undistort.calibration.mm_per_px if self.undistort else None,
             frame_size=(frame.shape[1], frame.shape[0]) if frame is not None else None,
-            recipe_sha256=recipe.sha256() if recipe else "",
+            recipe_sha256=recipe.sha256() if recipe else "", frame_id=frame_id, camera_ts_ns=camera_ts_ns,
             review_reason=self.sampler.choose(recipe, inspection.verdict, inspection.outcomes, time.time()),
         )  # fmt: skip
         self.last_overlay_jpeg = None  # never an old frame under a new verdict
@@ -388,6 +394,14 @@ class Station:
             at=self.last_result[0], frame=self.last_overlay_jpeg is not None,
         ))  # fmt: skip
         return rec, code
+
+    async def check_camera(self, new: CameraConfig) -> None:
+        """New GenICam settings for the camera the station runs, checked against its feature tree
+        without writing (FeatureError): the setup page's save. Nothing to check for other sources,
+        another camera, or a camera not connected now (the start checks them)."""
+        check = getattr(self.camera, "check_settings", None)
+        if new.source == "genicam" and check is not None:
+            await asyncio.get_running_loop().run_in_executor(None, check, new.genicam)
 
     async def apply_config(self, new: StationConfig, sha256: str) -> tuple[list[str], list[str]]:
         """Take over the parts of ``new`` a running station can (LIVE_KEYS), between inspections, with
@@ -507,7 +521,16 @@ class Station:
             self.camera.close()
             self.store.close()
             raise
-        self.camera.start()  # a live camera's grabber starts streaming now
+        try:  # a live camera's grabber starts streaming now; a GenICam camera is opened and configured
+            await self._loop.run_in_executor(None, self.camera.start)
+        except UserError:  # a feature the camera refuses: one line, exit 2
+            for attachment in reversed(started):
+                await attachment.stop()
+            if self.link is not None:
+                await self.link.stop(hold_s=0)
+            self.camera.close()
+            self.store.close()
+            raise
         self.handshake.set_online(True)
         if self.link is not None:
             self.plc.check_health()  # client mode with the PLC unreachable: online / ready stay low, retrying

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
-from ..config import StationConfig
+from ..config import CameraConfig, StationConfig
 from ..logbook import InspectionRecord, Store
 from ..verdict import ErrorCode
 from .alarms import AlarmBoard
@@ -63,6 +63,8 @@ class KeeperPort(Alarms, Protocol):
     store: Store
 
     async def apply_config(self, new: StationConfig, sha256: str) -> tuple[list[str], list[str]]: ...
+
+    async def check_camera(self, new: CameraConfig) -> None: ...
 
 
 class FleetPort(Observed, Alarms, Protocol):

@@ -89,7 +89,7 @@ def test_every_integer_number_and_boolean_field_converts_nothing(model, name, le
             model.__pydantic_validator__.validate_assignment(blank, name, wrong)
         kinds = {e["type"] for e in err.value.errors() if e["loc"][:1] == (name,)}
         assert kinds and kinds <= {"int_type", "float_type", "bool_type", "int_from_float", "literal_error",
-                                   "string_type", "list_type", "tuple_type", "none_required",
+                                   "string_type", "list_type", "tuple_type", "dict_type", "none_required",
                                    "model_type"}, (wrong, err.value.errors())  # fmt: skip
 
 
