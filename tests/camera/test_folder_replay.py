@@ -12,7 +12,7 @@ import numpy as np
 
 from edge_inspect.camera.sources import Camera, FolderSource
 
-from ..stations import run_station, write_station
+from ..support.stations import run_station, write_station
 
 
 def folder_of_six(tmp_path):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from ..stations import run_station_with_plc, write_station
+from ..support.stations import run_station_with_plc, write_station
 from .conftest import SERIAL, FakeCamera, line_trigger_xml
 
 
