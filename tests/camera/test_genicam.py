@@ -14,7 +14,7 @@ from edge_inspect.camera.matching import is_after
 from edge_inspect.config import CameraConfig, GenICamSettings
 from edge_inspect.errors import UserError
 
-from .conftest import SERIAL, FakeCamera, line_trigger_xml, user_id_xml
+from ..support.genicam_fake import SERIAL, FakeCamera, line_trigger_xml, user_id_xml
 
 WAIT_S = 10.0  # generous: the machine may be busy; nothing here waits this long when it works
 

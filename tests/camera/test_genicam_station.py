@@ -14,8 +14,8 @@ from pathlib import Path
 
 import yaml
 
+from ..support.genicam_fake import SERIAL, FakeCamera, line_trigger_xml
 from ..support.stations import run_station_with_plc, write_station
-from .conftest import SERIAL, FakeCamera, line_trigger_xml
 
 
 def genicam(**settings) -> dict:
