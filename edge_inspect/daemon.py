@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .config import StationConfig
+from .inspection.inspector import Inspector
 from .station import allocator
 from .station.config_keeper import ConfigKeeper
 from .station.core import Station
@@ -26,13 +27,15 @@ def build_station(
     base_dir: Path,
     config_path: Path | None = None,
     model: VisionLanguageModel | None = None,
+    inspector: Inspector | None = None,
 ) -> Station:
-    """The station with its attachments, in their start order: OPC UA, config keeper (a station started
-    from a file: versions, edits on disk, saves from the setup pages), fleet publishing."""
+    """The station with its attachments, in their start order: OPC UA, the model follower, config keeper
+    (a station started from a file: versions, edits on disk, saves from the setup pages), fleet
+    publishing. ``model`` and ``inspector``: ones made beforehand (tests, the demo), else from the config."""
     tuned = allocator.tune()  # before the station's threads start
     if tuned:
         log.info("memory: %s (docs/performance.md)", tuned)
-    station = Station(config, config_sha256, base_dir, model=model)
+    station = Station(config, config_sha256, base_dir, model=model, inspector=inspector)
     for line in station.platform.lines():
         log.info("%s", line)
     if config.opcua is not None and config.opcua.enabled:

@@ -74,13 +74,18 @@ class Station:
     Protocols of station/ports.py."""
 
     def __init__(
-        self, config: StationConfig, config_sha256: str, base_dir: Path, model: VisionLanguageModel | None = None
+        self,
+        config: StationConfig,
+        config_sha256: str,
+        base_dir: Path,
+        model: VisionLanguageModel | None = None,
+        inspector: Inspector | None = None,
     ):
         self.config, self.config_sha256 = config, config_sha256
         self.events = EventBus()
         self.model = model or config.model.load()
         self.model_sha256 = self.model.sha256
-        self.inspector = Inspector(self.model, config.model.max_new_tokens)
+        self.inspector = inspector or Inspector(self.model, config.model.max_new_tokens)
         self.sampler = ReviewSampler(config.review_sampling)
         self.camera = make_camera(config.camera, base_dir, on_status=self._camera_status)
         self.undistort: Undistorter | None = None  # a calibrated camera: frames undistorted, points also in mm

@@ -14,6 +14,7 @@ from pymodbus.client import AsyncModbusSerialClient
 
 from edge_inspect.config import load_config
 from edge_inspect.daemon import build_station
+from edge_inspect.inspection.inspector import Inspector
 from edge_inspect.plc.simulated import SimulatedPLC
 
 from ..support.stations import free_port, run_station, write_station
@@ -76,17 +77,24 @@ def test_station_with_spinning_model_threads(tmp_path, tiny_bundle):
     _assert_matches_log(results, tmp_path / "data" / "inspections.db")
 
 
+class SlowInspector:
+    """The station's inspector, each run held ``delay_s`` longer (passed in through build_station)."""
+
+    def __init__(self, inspector: Inspector, delay_s: float):
+        self.inspector, self.delay_s = inspector, delay_s
+
+    def run(self, frame, recipe):
+        time.sleep(self.delay_s)
+        return self.inspector.run(frame, recipe)
+
+
 def test_missed_trigger_is_counted(tmp_path, tiny_bundle):
     path = write_station(tmp_path, tiny_bundle)
+    config, _ = load_config(path)
+    model = config.model.load()
+    slow = SlowInspector(Inspector(model, config.model.max_new_tokens), delay_s=0.6)  # busy past the second edge
 
     async def plc(station):
-        run = station.inspector.run
-
-        def slow_run(frame, recipe):  # keeps the inspection busy well past the PLC's second edge
-            time.sleep(0.6)
-            return run(frame, recipe)
-
-        station.inspector.run = slow_run
         sim = SimulatedPLC(station.signal_map, port=station.config.plc.port)
         await sim.connect()
         await sim.wait_for("ready", True)
@@ -104,7 +112,7 @@ def test_missed_trigger_is_counted(tmp_path, tiny_bundle):
         sim.close()
         return missed, code, station.counters["missed_triggers"]
 
-    missed, code, counted = asyncio.run(run_station(path, plc))
+    missed, code, counted = asyncio.run(run_station(path, plc, model=model, inspector=slow))
     assert missed == 1 and counted == 1
     assert code in (0, 1)  # never MISSED_TRIGGER on a result (1 only if the model itself failed)
 

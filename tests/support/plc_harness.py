@@ -67,9 +67,7 @@ def fake_station_config(tmp_path: Path, **sections) -> Path:
 
 def make_station(path: Path, inspector: FakeInspector | None = None) -> Station:
     config, sha = load_config(path)
-    station = build_station(config, sha, path.parent, model=FakeModel())
-    station.inspector = inspector or FakeInspector()
-    return station
+    return build_station(config, sha, path.parent, model=FakeModel(), inspector=inspector or FakeInspector())
 
 
 class StationThread:

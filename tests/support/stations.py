@@ -43,10 +43,11 @@ def write_station(tmp_path: Path, bundle: Path, **sections) -> Path:
     return path
 
 
-async def run_station(config_path: Path, scenario):
-    """Start the station of ``config_path``, run ``scenario(station)``, always stop it."""
+async def run_station(config_path: Path, scenario, **build):
+    """Start the station of ``config_path``, run ``scenario(station)``, always stop it. ``build``: what
+    build_station takes besides the config (a model or an inspector made by the test)."""
     config, sha = load_config(config_path)
-    station = build_station(config, sha, config_path.parent, config_path=config_path)
+    station = build_station(config, sha, config_path.parent, config_path=config_path, **build)
     await station.start()
     try:
         return await scenario(station)
