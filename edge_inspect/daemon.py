@@ -44,12 +44,17 @@ def build_station(
         station.attach(OpcUaServer(station, base_dir, station.data_dir))
     alias = config.model.store_alias
     if alias is not None:  # model.bundle: production | candidate — followed while the station runs
+        from .logbook.review import judged_any
         from .modelstore import ModelStore
         from .station.model_follower import ModelFollower
 
         store = ModelStore.of_storage(station.data_dir, config.storage.models_max_mb)
         follower = ModelFollower(
-            station, store, alias, lambda path: config.model.model_copy(update={"bundle": path}).load()
+            station,
+            store,
+            alias,
+            lambda path: config.model.model_copy(update={"bundle": path}).load(),
+            judged_any=lambda version: judged_any(station.store, version),
         )
         station.models = follower
         station.attach(follower, status=follower.status)

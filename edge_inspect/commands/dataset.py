@@ -110,7 +110,12 @@ def recipe_checks(recipes: list[Any]) -> dict[int, dict[str, CheckInfo]]:
     for r in recipes:
         r = r if isinstance(r, dict) else r.model_dump()
         out[int(r["number"])] = {
-            c["name"]: {"prompt": c.get("prompt") or c.get("question"), "kind": c.get("kind"), "max": c.get("max", 0)}
+            c["name"]: {
+                "prompt": c.get("prompt") or c.get("question"),
+                "kind": c.get("kind"),
+                "max": c.get("max", 0),
+                "expect": c.get("expect"),
+            }
             for c in r.get("checks", [])
         }
     return out
@@ -126,12 +131,16 @@ def label(
         return corrected[idx]
     disposition, passed = item.disposition, check["status"] == "pass"
     said_yes = (check["answer"] or "").lower() == "yes"
-    if disposition == "confirmed_defect" or (disposition == "false_reject" and passed):
-        return model.get(idx, []) if pointing else said_yes  # the model was right
-    if disposition == "false_reject" and not passed:  # the model failed the check wrongly
+    expect_yes = info.get("expect") == "yes"
+    if passed and disposition in ("confirmed_defect", "false_reject"):
+        return model.get(idx, []) if pointing else said_yes  # the part's verdict was not this check's doing
+    if disposition == "confirmed_defect":  # the check failed, and rightly
+        # a yes/no check fails on the other answer, or on an uncertain one: the truth is the other answer
+        return model.get(idx, []) if pointing else not expect_yes
+    if disposition == "false_reject":  # the check failed, wrongly: the expected answer is the true one
         if pointing:
             return [] if check["kind"] == "point" and info.get("max") == 0 else None  # no defect allowed, none there
-        return not said_yes
+        return expect_yes
     return None  # missed_defect without corrections: which check missed it is not known
 
 
@@ -142,6 +151,7 @@ class ExportReport:
     images: int = 0
     skipped_checks: int = 0
     inspections: int = 0
+    missing_images: int = 0  # reviewed inspections whose frame is no longer on disk
 
 
 def export(store: Store, out: Path, current_recipes: list[Any]) -> ExportReport:
@@ -154,7 +164,8 @@ def export(store: Store, out: Path, current_recipes: list[Any]) -> ExportReport:
     with open(out / "train.jsonl", "w", encoding="utf-8") as train, open(out / "holdout.jsonl", "w") as held:
         for item in _reviewed(store):
             source = store.folder / item.image_path
-            if not source.is_file():
+            if not source.is_file():  # deleted by retention or by hand since
+                report.missing_images += 1
                 continue
             report.inspections += 1
             digest = hashlib.sha256(source.read_bytes()).hexdigest()
@@ -162,7 +173,11 @@ def export(store: Store, out: Path, current_recipes: list[Any]) -> ExportReport:
             if not (out / image).exists():
                 shutil.copyfile(source, out / image)
                 report.images += 1
-            corrected = corrections.corrected_points(store, item.id)
+            points_now = corrections.corrected_points(store, item.id)
+            with reading(store) as db:
+                touched = {r[0] for r in db.execute(
+                    "select distinct check_idx from corrections where inspection_id = ?", [item.id])}  # fmt: skip
+            corrected = {idx: pts for idx, pts in points_now.items() if idx in touched}  # what a reviewer changed
             with reading(store) as db:
                 model: dict[int, list[list[float]]] = {}
                 for idx, x, y in db.execute("select check_idx, x, y from points where inspection_id = ?", [item.id]):

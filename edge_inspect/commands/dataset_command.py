@@ -23,9 +23,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     if not (data / "inspections.db").is_file():
         raise UserError(f"{data / 'inspections.db'}: no inspection log there (storage.dir in {config})")
     raw = yaml.safe_load(config.read_text(encoding="utf-8")) or {}  # load_storage has read it: it parses
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: not a folder (dataset export writes train.jsonl, holdout.jsonl and images/ into one)")
     store = Store(data)
     try:
-        report = export(store, Path(args.out), raw.get("recipes") or [])
+        report = export(store, out, raw.get("recipes") or [])
     finally:
         store.close()
     print(
@@ -33,6 +36,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         f"({report.holdout} in holdout.jsonl, ~{HOLDOUT_PERCENT} % by image hash), {report.images} new images; "
         f"{report.skipped_checks} checks whose true answer review does not tell were left out -> {args.out}"
     )
+    if report.missing_images:
+        print(f"{report.missing_images} reviewed inspections left out: their frame is no longer in {data / 'images'}")
     return 0
 
 

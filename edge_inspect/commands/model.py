@@ -129,7 +129,9 @@ def cmd_promote(args: argparse.Namespace) -> int:
     args.user = args.user or _user()
     version, previous = _store(args).promote(args.version, args.user, to=args.to)
     was = f" (was {previous[:12]})" if previous and previous != version.id else ""
-    print(f"{args.to} is version {version.id}{was}; a running station takes it at its next start")
+    print(
+        f"{args.to} is version {version.id}{was}; a station that follows the alias swaps it in within seconds, a stopped one starts on it"
+    )
     return 0
 
 
@@ -137,7 +139,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     args.user = args.user or _user()
     version, replaced = _store(args).rollback(args.user)
     print(
-        f"production is version {version.id} again (was {replaced[:12]}); a running station takes it at its next start"
+        f"production is version {version.id} again (was {replaced[:12]}); a station that follows the alias swaps it in within seconds, a stopped one starts on it"
     )
     return 0
 

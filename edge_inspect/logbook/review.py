@@ -199,6 +199,27 @@ def audit_page(store: Store, action: str | None, page: int = 1, per_page: int = 
     return rows[:per_page], len(rows) > per_page
 
 
+def judged_any(store: Store, model_sha256: str) -> bool:
+    """Whether the log holds a part that model version judged (one scan, at a station's start)."""
+    with reading(store) as db:
+        return (
+            db.execute("select 1 from inspections where model_sha256 = ? limit 1", [model_sha256]).fetchone()
+            is not None
+        )
+
+
+def sampled_times(store: Store, since: float) -> list[float]:
+    """When each part sampled for review since ``since`` was logged (the sampler's caps across a restart)."""
+    with reading(store) as db:
+        return [
+            row[0]
+            for row in db.execute(
+                "select ts_unix from inspections where review_reason is not null and ts_unix >= ? order by id",
+                [since],
+            )
+        ]
+
+
 def latest_inspection(store: Store) -> dict | None:
     """The newest inspection with its checks (the HMI): one index step, no count."""
     with reading(store) as db:

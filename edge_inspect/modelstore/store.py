@@ -300,15 +300,23 @@ class ModelStore:
             self._point(state, to, version.id, user, "promote")
         return version, previous
 
-    def rollback(self, user: str) -> tuple[Version, str]:
+    def rollback(self, user: str, to: str | None = None, only_from: str | None = None) -> tuple[Version, str]:
         """Production back to the production before it (the last known good); returns it and the one
-        it replaced. Productions removed from the store since are passed over."""
+        it replaced. Productions removed from the store since are passed over. ``to``: back to that
+        version (one a station ran) instead; ``only_from``: only while production is still that version
+        (a station's automatic rollback must not undo a promote that came after the one it judged)."""
         with self._locked():
             state = self.state()
             current = state["aliases"].get("production")
             if current is None:
                 raise ModelStoreError(f"no version is production in {self.folder}: nothing to roll back")
+            if only_from is not None and current != only_from:
+                raise ModelStoreError(f"production is {current[:12]} now, not {only_from[:12]}: left as it is")
             earlier = [v for v in state["productions"] if v != current and (self.versions_dir / v).is_dir()]
+            if to is not None:
+                earlier = [v for v in earlier if v == to] or (
+                    [to] if (self.versions_dir / to).is_dir() and to != current else []
+                )
             if not earlier:
                 raise ModelStoreError(
                     f"production {current[:12]} has no earlier production in the store to roll back to"

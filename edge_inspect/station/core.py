@@ -27,7 +27,7 @@ from ..errors import UserError
 from ..inspection.checks import defect_count, failed_mask
 from ..inspection.inspector import Inspection, Inspector
 from ..inspection.overlay import draw_overlay
-from ..logbook import InspectionRecord, Store, StoreError, alarm_history, config_versions
+from ..logbook import InspectionRecord, Store, StoreError, alarm_history, config_versions, review
 from ..plc.handshake import Handshake, Inputs, State
 from ..plc.identity import identity_outputs
 from ..plc.modbus import Link, StartError, make_link
@@ -49,7 +49,7 @@ from .events import (
     Stopped,
 )
 from .plc_cycle import PlcCycle
-from .review_sampling import ReviewSampler
+from .review_sampling import DAY_S, ReviewSampler
 
 if TYPE_CHECKING:
     from .model_follower import ModelFollower
@@ -95,6 +95,7 @@ class Station:
         s = config.storage
         self.data_dir = data_dir = Path(s.dir) if Path(s.dir).is_absolute() else base_dir / s.dir
         self.store = Store(data_dir, s.save_pass_every, s.retention_days, s.max_disk_mb, s.min_free_mb, s.pending_max)
+        self.sampler.seed(review.sampled_times(self.store, time.time() - DAY_S))
         handshake = Handshake(result_buffer=config.plc.options.result_buffer)
         self.signal_map = config.plc.signal_map()
         p = config.plc

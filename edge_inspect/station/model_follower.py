@@ -23,7 +23,7 @@ from .ports import Alarms
 
 log = logging.getLogger(__name__)
 
-Entry = tuple[str, str]  # a history entry of the store: (action, when)
+Entry = tuple[str, str, str]  # a history entry of the store: (action, when, by)
 CHECK_EVERY_S = 2.0  # how soon a moved alias is noticed
 AUTO_USER = "station (auto-rollback)"
 
@@ -38,6 +38,8 @@ class ModelHost(Alarms, Protocol):
 
     async def swap_model(self, model: VisionLanguageModel) -> str: ...
 
+    def call_soon_threadsafe(self, fn: Callable[..., None], *args: Any) -> None: ...
+
 
 @dataclass
 class Watch:
@@ -45,6 +47,7 @@ class Watch:
 
     version: str
     bounds: AutoRollback
+    previous: str | None = None  # the version that ran before it: where a rollback goes
     verdicts: list[str] = field(default_factory=list)
     cycles_ms: list[float] = field(default_factory=list)
     uncertain: int = 0  # parts with a check the model was not sure of
@@ -90,9 +93,13 @@ class ModelFollower:
         store: ModelStore,
         alias: str,
         load: Callable[[str], VisionLanguageModel],
+        judged_any: Callable[[str], bool] = lambda version: True,
         check_every_s: float = CHECK_EVERY_S,
     ):
+        """``judged_any(version)``: whether the log holds a part that version judged (a version
+        promoted while the station was stopped has judged none: it is watched from the start)."""
         self.station, self.store, self.alias, self.load = station, store, alias, load
+        self.judged_any = judged_any
         self.check_every_s = check_every_s
         self.state = "following"
         # version -> (why it is not swapped in, the alias's history entry then): tried again only
@@ -102,10 +109,14 @@ class ModelFollower:
         self.last_change: dict[str, Any] | None = None
         self._task: asyncio.Task | None = None
         self._unsubscribe: Callable[[], None] | None = None
-        self._rolling_back: set[str] = set()  # versions this station rolled back: not watched again
 
     async def start(self) -> None:
         self._unsubscribe = self.station.events.subscribe(self._on_event)
+        running = self.station.model_sha256
+        target, entry = await asyncio.to_thread(self._target)
+        promoted = target == running and entry[0] == "promote"
+        if promoted and self._watched() and not await asyncio.to_thread(self.judged_any, running):
+            self._begin_watch(running, self._previous_production(running))
         self._task = asyncio.get_running_loop().create_task(self._follow(), name="model-follower")
 
     async def stop(self) -> None:
@@ -147,7 +158,10 @@ class ModelFollower:
     async def check(self) -> bool:
         """Swap in the version the alias names now, if it is another one; True when it swapped."""
         target, entry = await asyncio.to_thread(self._target)
-        if target is None or target == self.station.model_sha256:
+        if target is None:
+            return False
+        if target == self.station.model_sha256:  # back where it runs (a rollback after a failed swap)
+            self.station.clear_alarm("model_swap_failed")
             return False
         if target in self.failed and self.failed[target][1] == entry:
             return False
@@ -168,31 +182,53 @@ class ModelFollower:
             return False
         previous = await self.station.swap_model(model)
         self.station.clear_alarm("model_swap_failed")
-        reason = (
-            "auto-rollback" if previous in self._rolling_back else "rollback" if entry[0] == "rollback" else "promote"
-        )
-        self._rolling_back.discard(previous)
+        reason = "promote" if entry[0] != "rollback" else "auto-rollback" if entry[2] == AUTO_USER else "rollback"
         self.last_change = {"version": target, "previous": previous, "reason": reason}
-        bounds = self.station.config.model.auto_rollback
-        watched = self.alias == "production" and reason == "promote" and bounds.parts > 0
-        self.watch = Watch(target, bounds) if watched else None
-        self.state = "watching" if watched else "following"
+        self.watch, self.state = None, "following"
+        if reason == "promote" and self._watched():
+            self._begin_watch(target, previous)
         log.info("model %s (%s) judges from now on, replacing %s (%s)", target[:12], self.alias, previous[:12], reason)
         self.station.events.publish(ModelChanged(target, previous, self.alias, reason))
         return True
 
+    def _watched(self) -> bool:
+        return self.alias == "production" and self.station.config.model.auto_rollback.parts > 0
+
+    def _begin_watch(self, version: str, previous: str | None) -> None:
+        self.watch = Watch(version, self.station.config.model.auto_rollback, previous=previous)
+        self.state = "watching"
+
+    def _previous_production(self, version: str) -> str | None:
+        """The production before ``version`` in the store's history (a restart lost what ran before)."""
+        try:
+            history = self.store.state()["history"]
+        except ModelStoreError:
+            return None
+        for item in reversed(history):
+            if isinstance(item, dict) and item.get("alias") == "production" and item.get("version") == version:
+                previous = item.get("previous")
+                return str(previous) if previous else None
+        return None
+
     def _target(self) -> tuple[str | None, Entry]:
-        """The version the alias names, and the newest history entry that moved it (action, when)."""
+        """The version the alias names, and the newest history entry that moved it (action, when, by).
+        An unreadable store keeps the running model and raises the alarm ``model_store``."""
         try:
             state = self.store.state()
-        except ModelStoreError as err:  # an unreadable state file: the running model stays
-            log.warning("model store: %s", err)
-            return None, ("", "")
+        except ModelStoreError as err:
+            why = str(err).splitlines()[0]
+            self.station.call_soon_threadsafe(self._store_unreadable, why)
+            return None, ("", "", "")
+        self.station.call_soon_threadsafe(self.station.clear_alarm, "model_store")
         target = state["aliases"].get(self.alias)
         for item in reversed(state["history"]):
             if isinstance(item, dict) and item.get("alias") == self.alias:
-                return target, (str(item.get("action", "")), str(item.get("at", "")))
-        return target, ("", "")
+                return target, (str(item.get("action", "")), str(item.get("at", "")), str(item.get("by", "")))
+        return target, ("", "", "")
+
+    def _store_unreadable(self, why: str) -> None:
+        self.state = "store unreadable"
+        self.station.raise_alarm("model_store", f"the model store cannot be read, the running model stays: {why}")
 
     # -- watching ----------------------------------------------------------------------------------
     def _on_event(self, event: Event) -> None:
@@ -207,15 +243,18 @@ class ModelFollower:
         self.watch = None
         self.state = "following"
         if why:
-            asyncio.get_running_loop().create_task(self._roll_back(watch.version, why), name="model-rollback")
+            asyncio.get_running_loop().create_task(self._roll_back(watch, why), name="model-rollback")
 
-    async def _roll_back(self, version: str, why: str) -> None:
-        """Production back to the last known good version; the next check swaps it in."""
+    async def _roll_back(self, watch: Watch, why: str) -> None:
+        """Production back to the version that ran before the watched one (known to load and run on
+        this station), only while production is still the watched version; then swapped in."""
+        version = watch.version
         try:
-            back, _ = await asyncio.to_thread(self.store.rollback, AUTO_USER)
+            back, _ = await asyncio.to_thread(
+                lambda: self.store.rollback(AUTO_USER, to=watch.previous, only_from=version)
+            )
         except ModelStoreError as err:
             self.station.raise_alarm("model_watch", f"model {version[:12]}: {why}; no rollback: {err}")
             return
-        self._rolling_back.add(version)
         self.station.raise_alarm("model_rolled_back", f"model {version[:12]} rolled back to {back.short}: {why}")
         await self.check()

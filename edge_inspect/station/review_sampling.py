@@ -29,6 +29,10 @@ class ReviewSampler:
         self.taken: deque[float] = deque(maxlen=max(rules.per_day, 1))  # when each sampled part was taken
         self.capped = 0  # parts a rule chose that the caps left out
 
+    def seed(self, times: list[float]) -> None:
+        """What the log says was sampled in the last day (a restart does not reset the caps)."""
+        self.taken.extend(times[-self.taken.maxlen :] if self.taken.maxlen else times)
+
     def reasons(self, recipe: Recipe | None, verdict: Verdict, outcomes: list[CheckOutcome]) -> list[str]:
         """Why the rules choose this part (empty: they do not), before the caps."""
         rules, found = self.rules, []
@@ -41,7 +45,8 @@ class ReviewSampler:
                 found.append(f"uncertain: {o.name}")
             elif rules.low_margin is not None and o.margin is not None and o.margin < rules.low_margin:
                 found.append(f"low margin: {o.name} {o.margin:.2f}")
-            if rules.count_edge is not None and isinstance(check, PointCheck | CountCheck):
+            zero_tolerance = isinstance(check, PointCheck) and check.max == 0  # a point there is a defect, not an edge
+            if rules.count_edge is not None and isinstance(check, PointCheck | CountCheck) and not zero_tolerance:
                 miss = _count_miss(check, o.counted)
                 if 0 < miss <= rules.count_edge:
                     found.append(f"count at the edge: {o.name} {o.counted}")

@@ -64,22 +64,24 @@ def test_reviewed_parts_become_training_records_with_their_provenance(tmp_path, 
     ids = {p: d["id"] for p, d in details.items()}
 
     confirmed = details["P0"]["checks"]
-    for check in confirmed:  # confirmed: every answer as the model gave it
+    for check in confirmed:  # confirmed: the passed checks as answered, the failed ones failed rightly
         r = by[(ids["P0"], check["name"])]
-        if check["kind"] == "qa":
-            assert r["answer"] == (check["answer"] == "yes") and r["target"] in ("Yes.", "No.")
+        if check["kind"] == "qa":  # the label check expects "yes"
+            assert r["answer"] == ((check["answer"] == "yes") if check["status"] == "pass" else False)
+            assert r["target"] == ("Yes." if r["answer"] else "No.")
         else:
             assert len(r["points"]) == len(check["points"])
             assert len(parse_points(r["target"]).points) == len(check["points"])
         assert r["source"]["reviewer"] == "qa" and r["source"]["disposition"] == "confirmed_defect"
+        assert r["source"]["corrected"] is False  # nobody changed its points
         assert r["source"]["model"] == details["P0"]["model_sha256"] and r["source"]["station"] == "test-station"
 
     for check in details["P1"]["checks"]:  # a false reject: the failed checks were wrong
         key = (ids["P1"], check["name"])
         if check["status"] == "pass":
             assert key in by
-        elif check["kind"] == "qa":
-            assert by[key]["answer"] == (check["answer"] != "yes")
+        elif check["kind"] == "qa":  # wrongly failed (another answer, or an uncertain one): the expected one
+            assert by[key]["answer"] is True and by[key]["target"] == "Yes."
         elif check["name"] == "surface":  # max 0: no defect after all
             assert by[key]["points"] == [] and by[key]["target"] == "There are none."
         else:  # a count called wrong, its points not corrected: not known
@@ -120,3 +122,28 @@ def test_the_distillation_tools_read_the_export(tmp_path, tiny_bundle):
     read = [rec for name in ("train.jsonl", "holdout.jsonl") for rec in read_jsonl(out / name, load_masks=False)]
     assert len(read) == 3 and all(rec.image_path.is_file() for rec in read)
     assert {rec.kind for rec in read} == {"point", "yes_no"}
+
+
+def test_an_uncertain_yes_no_check_called_a_false_reject_learns_the_expected_answer(tmp_path, tiny_bundle):
+    """A yes/no check that failed as uncertain still answered "yes": the label is what the check
+    expects (QA says the part is good), never the flip of what the model said."""
+    path = write_station(
+        tmp_path, tiny_bundle, plc={"enabled": False}, web={"enabled": True, "open_view": True, "users": USERS},
+        recipes=[{"number": 1, "name": "label", "checks": [
+            {"name": "label", "kind": "qa", "question": "Is the label present?", "expect": "yes",
+             "min_margin": 1.0, "on_uncertain": "fail"}]}],  # every answer is uncertain: it fails
+    )  # fmt: skip
+
+    async def scenario(station, client, path):
+        await station.inspect(1, part_id="U0")
+        row = (await client.get("/api/inspections")).json()["items"][0]
+        qa = await login_headers(client, "qa")
+        await client.post(f"/api/inspections/{row['id']}/disposition", json={"disposition": "false_reject"}, headers=qa)
+        return (await client.get(f"/api/inspections/{row['id']}")).json()["checks"][0]
+
+    check = run_web(path, scenario, with_file=True)
+    assert check["status"] == "fail" and check["reason"].startswith("uncertain:")
+    out = tmp_path / "dataset"
+    _export(path, out)
+    (record,) = _records(out)
+    assert record["answer"] is True and record["target"] == "Yes."

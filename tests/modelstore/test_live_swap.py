@@ -194,3 +194,88 @@ def test_opc_ua_names_the_version_that_judges_after_a_swap(tmp_path, tiny_bundle
             return before, await async_wait_until(changed, 10, "ModelId changed", poll_s=0.05)
 
     assert asyncio.run(run_station(config, scenario)) == (a, b)
+
+
+def _damage(store: ModelStore, version: str) -> None:
+    damaged = next(p for p in store.find(version).path.rglob("*.onnx"))
+    os.chmod(damaged.parent, 0o755)
+    os.chmod(damaged, 0o644)
+    damaged.write_bytes(damaged.read_bytes()[:-10] + b"0123456789")
+
+
+def test_the_station_rolls_back_to_the_version_that_ran_before_not_one_that_never_loaded(tmp_path, tiny_bundle):
+    store, a, b = _two_versions(tmp_path, tiny_bundle)
+    d = store.add(other_version(tiny_bundle, tmp_path / "d", "d"), "u").version.id
+    _damage(store, d)
+    rollback = {"parts": 2, "max_cycle_p95_ms": 0.001}
+    config = write_station(tmp_path, Path("production"), model={"max_new_tokens": 2, "auto_rollback": rollback})
+
+    async def scenario(station):
+        store.promote(d, "integrator")
+        assert await station.models.check() is False  # d does not load: a runs on
+        store.promote(b, "integrator")
+        assert await station.models.check() is True
+        for i in range(2):
+            await station.inspect(1, part_id=f"N{i}")
+        await async_wait_until(lambda: station.model_sha256 == a, 20, "the rollback to a")
+        return station.alarms.active("model_swap_failed")
+
+    swap_failed_still = asyncio.run(run_station(config, scenario))
+    assert store.aliases()["production"] == a  # the version that ran before b, not d
+    assert not swap_failed_still  # back on the version it runs: that alarm is over
+
+
+def test_an_automatic_rollback_never_undoes_a_promote_that_came_after_the_judged_version(tmp_path, tiny_bundle):
+    from edge_inspect.modelstore import ModelStoreError
+
+    store, a, b = _two_versions(tmp_path, tiny_bundle)
+    store.promote(b, "integrator")
+    c = store.add(other_version(tiny_bundle, tmp_path / "c", "c"), "u", alias="production").version.id
+    try:
+        store.rollback(AUTO_USER, only_from=b)  # the station judged b; c came since
+    except ModelStoreError as err:
+        assert "not " + b[:12] in str(err)
+    else:
+        raise AssertionError("rolled back a production the station did not judge")
+    assert store.aliases()["production"] == c
+
+
+def test_a_version_promoted_while_the_station_was_stopped_is_watched_from_its_first_part(tmp_path, tiny_bundle):
+    store, a, b = _two_versions(tmp_path, tiny_bundle)
+    rollback = {"parts": 2, "max_cycle_p95_ms": 0.001}
+    config = write_station(tmp_path, Path("production"), model={"max_new_tokens": 2, "auto_rollback": rollback})
+    asyncio.run(run_station(config, lambda station: station.inspect(1, part_id="A0")))  # a judges a part
+    store.promote("candidate", "integrator")  # b, while the station is stopped
+
+    async def scenario(station):
+        assert station.model_sha256 == b and station.models.state == "watching"
+        for i in range(2):
+            await station.inspect(1, part_id=f"B{i}")
+        await async_wait_until(lambda: station.model_sha256 == a, 20, "the rollback to a")
+
+    asyncio.run(run_station(config, scenario))
+    assert store.aliases()["production"] == a
+
+    async def again(station):  # a has judged parts before: a restart on it is not watched
+        return station.models.state
+
+    assert asyncio.run(run_station(config, again)) == "following"
+
+
+def test_an_unreadable_store_raises_an_alarm_and_keeps_the_running_model(tmp_path, tiny_bundle):
+    store, a, b = _two_versions(tmp_path, tiny_bundle)
+    config = write_station(tmp_path, Path("production"), model={"max_new_tokens": 2})
+    aliases = store.folder / "aliases.json"
+
+    async def scenario(station):
+        good = aliases.read_bytes()
+        aliases.write_text("{ half written")
+        assert await station.models.check() is False
+        await async_wait_until(lambda: station.alarms.active("model_store"), 10, "the model_store alarm")
+        unreadable = station.status()["model_follow"]["state"]
+        aliases.write_bytes(good)
+        await station.models.check()
+        await async_wait_until(lambda: not station.alarms.active("model_store"), 10, "the alarm cleared")
+        return unreadable, station.model_sha256
+
+    assert asyncio.run(run_station(config, scenario)) == ("store unreadable", a)

@@ -34,7 +34,7 @@ def test_a_station_on_production_logs_the_version_that_judged_each_part(tmp_path
     asyncio.run(run_station(config, two_parts))
     assert _logged_models(tmp_path / "data") == [a.id, a.id]
 
-    store.promote("candidate", "u")  # a running station keeps its model; the next start runs the new production
+    store.promote("candidate", "u")  # promoted while the station is stopped: the next start runs it
     asyncio.run(run_station(config, lambda station: station.inspect(1, part_id="P3")))
     assert _logged_models(tmp_path / "data") == [a.id, a.id, b.id]
 

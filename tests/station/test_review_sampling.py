@@ -37,7 +37,9 @@ def test_each_rule_says_why_it_chose_a_part():
     assert s.choose(RECIPE, Verdict.PASS, outcomes(), 0.0) == ""
     assert s.choose(RECIPE, Verdict.FAIL, outcomes(screws=3), 1.0) == "count at the edge: screws 3"
     assert s.choose(RECIPE, Verdict.FAIL, outcomes(screws=1), 2.0) == ""  # 3 off: a plain FAIL, not an edge
-    assert s.choose(RECIPE, Verdict.FAIL, outcomes(scratches=1), 3.0) == "count at the edge: scratches 1"
+    assert (
+        s.choose(RECIPE, Verdict.FAIL, outcomes(scratches=1), 3.0) == ""
+    )  # max 0: one scratch is a defect, not an edge
     assert s.choose(RECIPE, Verdict.PASS, outcomes(margin=0.12), 4.0) == "low margin: label 0.12"
     assert s.choose(RECIPE, Verdict.PASS, outcomes(margin=0.12, uncertain=True), 5.0) == "uncertain: label"
     assert s.choose(RECIPE, Verdict.PASS, outcomes(), 6.0) == "one of every 4 PASSes"  # the 4th PASS so far
@@ -86,3 +88,21 @@ def test_sampled_parts_reach_the_review_queue_with_their_reason(tmp_path, tiny_b
     assert out["status"] == {"last_hour": 3, "last_day": 3, "capped": 2}
     for r in every:  # a sampled part keeps its image, PASS or not; the others only when not PASS
         assert bool(r["image_path"]) == (r["part_id"] in ("S0", "S1", "S2") or r["verdict"] != "PASS")
+
+
+def test_the_caps_count_what_the_log_holds_across_a_restart(tmp_path, tiny_bundle):
+    import asyncio
+
+    from ..support.stations import run_station
+
+    path = write_station(
+        tmp_path, tiny_bundle, recipes=RECIPES, plc={"enabled": False},
+        review_sampling={"low_margin": 1.0, "per_hour": 3},  # every part qualifies: the cap decides
+    )  # fmt: skip
+
+    async def parts(station, n: int, prefix: str):
+        return [bool((await station.inspect(2, part_id=f"{prefix}{i}"))[0].review_reason) for i in range(n)]
+
+    first = asyncio.run(run_station(path, lambda station: parts(station, 2, "F")))
+    second = asyncio.run(run_station(path, lambda station: parts(station, 3, "S")))
+    assert first == [True, True] and second == [True, False, False]  # 3 in the hour, restart or not
