@@ -76,13 +76,13 @@ class Features:
     def __init__(self, aravis: Any, camera: Any, name: str):
         self.aravis, self.camera, self.device, self.name = aravis, camera, camera.get_device(), name
 
-    def _error(self, feature: str, message: str) -> FeatureError:
+    def refusal(self, feature: str, message: str) -> FeatureError:
         return FeatureError(f"camera {self.name}: feature {feature}: {message}")
 
     def node(self, feature: str) -> Any:
         node = self.device.get_feature(feature)
         if node is None:
-            raise self._error(feature, "no such node in the camera's feature tree")
+            raise self.refusal(feature, "no such node in the camera's feature tree")
         return node
 
     def has(self, feature: str) -> bool:
@@ -96,36 +96,36 @@ class Features:
         gi = self.aravis
         node = self.node(feature)
         if not node.is_available():
-            raise self._error(feature, "not available on this camera now")
+            raise self.refusal(feature, "not available on this camera now")
         if isinstance(node, gi.GcCommand):
-            raise self._error(feature, "is a command; commands are not set from the config")
+            raise self.refusal(feature, "is a command; commands are not set from the config")
         if isinstance(node, gi.GcEnumeration):
             allowed = self.entries(feature)
             if not isinstance(value, str) or value not in allowed:
-                raise self._error(feature, f"{value!r} is not one of its values: {', '.join(allowed)}")
+                raise self.refusal(feature, f"{value!r} is not one of its values: {', '.join(allowed)}")
         elif isinstance(node, gi.GcBoolean):
             if not isinstance(value, bool):
-                raise self._error(feature, f"{value!r} is not true or false")
+                raise self.refusal(feature, f"{value!r} is not true or false")
         elif isinstance(node, gi.GcInteger):
             if isinstance(value, bool) or not isinstance(value, int):
-                raise self._error(feature, f"{value!r} is not a whole number")
+                raise self.refusal(feature, f"{value!r} is not a whole number")
             low, high = self.device.get_integer_feature_bounds(feature)
             step = self.device.get_integer_feature_increment(feature) or 1
             if not low <= value <= high:
-                raise self._error(feature, f"{value} is out of its range {low}..{high}")
+                raise self.refusal(feature, f"{value} is out of its range {low}..{high}")
             if (value - low) % step:
-                raise self._error(feature, f"{value} is not {low} plus a multiple of {step}")
+                raise self.refusal(feature, f"{value} is not {low} plus a multiple of {step}")
         elif isinstance(node, gi.GcFloat):
             if isinstance(value, bool) or not isinstance(value, int | float):
-                raise self._error(feature, f"{value!r} is not a number")
+                raise self.refusal(feature, f"{value!r} is not a number")
             low, high = self.device.get_float_feature_bounds(feature)
             if not low <= value <= high:
-                raise self._error(feature, f"{_number(value)} is out of its range {_number(low)}..{_number(high)}")
+                raise self.refusal(feature, f"{_number(value)} is out of its range {_number(low)}..{_number(high)}")
         elif isinstance(node, gi.GcString):
             if not isinstance(value, str):
-                raise self._error(feature, f"{value!r} is not text")
+                raise self.refusal(feature, f"{value!r} is not text")
         else:
-            raise self._error(feature, f"a {type(node).__name__} node is not set from the config")
+            raise self.refusal(feature, f"a {type(node).__name__} node is not set from the config")
 
     def set(self, feature: str, value: Value) -> None:
         """Check ``value`` against the node, then write it."""
@@ -144,14 +144,14 @@ class Features:
             else:
                 device.set_float_feature_value(feature, float(value))
         except GLib.Error as err:
-            raise self._error(feature, f"the camera refused {value!r}: {err.message}") from None
+            raise self.refusal(feature, f"the camera refused {value!r}: {err.message}") from None
 
     def first(self, *features: str) -> str:
         """The first of ``features`` the camera has (ExposureTime or the older ExposureTimeAbs, ...)."""
         for feature in features:
             if self.has(feature):
                 return feature
-        raise self._error(features[0], f"no such node in the camera's feature tree (nor {', '.join(features[1:])})")
+        raise self.refusal(features[0], f"no such node in the camera's feature tree (nor {', '.join(features[1:])})")
 
 
 def configure(aravis: Any, camera: Any, name: str, settings: GenICamSettings) -> str:
@@ -164,7 +164,7 @@ def configure(aravis: Any, camera: Any, name: str, settings: GenICamSettings) ->
     from .pixels import PFNC
 
     if pixel_format not in PFNC.values():
-        raise f._error(
+        raise f.refusal(
             "PixelFormat", f"{pixel_format} is the camera's; set pixel_format to one of {', '.join(PFNC.values())}"
         )
     geometry = [("Width", settings.width), ("Height", settings.height), ("OffsetX", settings.offset_x),
@@ -263,4 +263,4 @@ def _check_size(f: Features, feature: str, offset: str, value: int) -> None:
     if f.has(offset):
         high += f.device.get_integer_feature_value(offset)
     if not low <= value <= high:
-        raise f._error(feature, f"{value} is out of its range {low}..{high}")
+        raise f.refusal(feature, f"{value} is out of its range {low}..{high}")
