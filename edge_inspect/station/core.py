@@ -95,7 +95,6 @@ class Station:
         s = config.storage
         self.data_dir = data_dir = Path(s.dir) if Path(s.dir).is_absolute() else base_dir / s.dir
         self.store = Store(data_dir, s.save_pass_every, s.retention_days, s.max_disk_mb, s.min_free_mb, s.pending_max)
-        self.sampler.seed(review.sampled_times(self.store, time.time() - DAY_S))
         handshake = Handshake(result_buffer=config.plc.options.result_buffer)
         self.signal_map = config.plc.signal_map()
         p = config.plc
@@ -507,6 +506,11 @@ class Station:
         self._loop_thread = threading.get_ident()
         # Alarms the previous run left open are over (this run raises again what still holds), before any new one.
         await self._loop.run_in_executor(self._history_executor, self._close_left_open_alarms, time.time())
+        # Review sampling's caps count what the log holds (a restart does not reset them), read off the loop.
+        taken = await self._loop.run_in_executor(
+            self._history_executor, review.sampled_times, self.store, time.time() - DAY_S
+        )
+        self.sampler.seed(taken)
         if self.link is not None:
             try:
                 await self.link.start()
