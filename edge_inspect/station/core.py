@@ -8,12 +8,13 @@ keeps answering (and sees missed triggers) while an inspection is in flight.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TypeVar
@@ -408,48 +409,48 @@ class Station:
         if new.source == "genicam" and check is not None:
             await asyncio.get_running_loop().run_in_executor(None, check, new.genicam)
 
+    @contextlib.asynccontextmanager
+    async def _paused(self) -> AsyncIterator[None]:
+        """Between inspections, with `ready` low (the PLC sees it) until the block is done."""
+        async with self._busy:
+            self.handshake.set_paused(True)
+            await self.plc.write_outputs()
+            try:
+                yield
+            finally:
+                self.handshake.set_paused(False)
+                await self.plc.write_outputs()
+
     async def apply_config(self, new: StationConfig, sha256: str) -> tuple[list[str], list[str]]:
         """Take over the parts of ``new`` a running station can (LIVE_KEYS), between inspections, with
         `ready` low while it happens. Returns (keys applied, keys that wait for a restart): the other
         sections of the running config are still the ones it started with."""
         changed = changed_keys(self.config, new)
         applied = [k for k in changed if k in LIVE_KEYS]
-        async with self._busy:
-            self.handshake.set_paused(True)
-            await self.plc.write_outputs()
-            try:
-                self.config = live_part(self.config, new)
-                self.config_sha256 = sha256
-                if self.config.plc.options.identity:
-                    self.handshake.outputs.update(identity_outputs(self.model_sha256, sha256))
-                if self.recipe_switch is not None and self.config.recipe(self.recipe_switch.active) is None:
-                    self.recipe_switch.active = self.config.triggers.recipe
-            finally:
-                self.handshake.set_paused(False)
-                await self.plc.write_outputs()
+        async with self._paused():
+            self.config = live_part(self.config, new)
+            self.config_sha256 = sha256
+            if self.config.plc.options.identity:
+                self.handshake.outputs.update(identity_outputs(self.model_sha256, sha256))
+            if self.recipe_switch is not None and self.config.recipe(self.recipe_switch.active) is None:
+                self.recipe_switch.active = self.config.triggers.recipe
         return applied, [k for k in changed if k not in LIVE_KEYS]
 
     async def swap_model(self, model: VisionLanguageModel) -> str:
         """Judge the next parts with ``model`` (loaded beforehand, off the loop): between inspections,
         with `ready` low only for the swap, as apply_config. Returns the version it replaced."""
-        async with self._busy:
-            self.handshake.set_paused(True)
-            await self.plc.write_outputs()
-            try:
-                previous = self.model_sha256
-                self.model, self.model_sha256 = model, model.sha256
-                # the running config names the folder it runs (a config saved now compares against it)
-                self.config = self.config.model_copy(
-                    update={"model": self.config.model.model_copy(update={"bundle": str(model.bundle.path)})}
-                )
-                self.inspector = Inspector(model, self.config.model.max_new_tokens)
-                self.platform = collect_platform(model, self.config.model.providers)
-                if self.config.plc.options.identity:
-                    self.handshake.outputs.update(identity_outputs(self.model_sha256, self.config_sha256))
-                self._update_fault()
-            finally:
-                self.handshake.set_paused(False)
-                await self.plc.write_outputs()
+        async with self._paused():
+            previous = self.model_sha256
+            self.model, self.model_sha256 = model, model.sha256
+            # the running config names the folder it runs (a config saved now compares against it)
+            self.config = self.config.model_copy(
+                update={"model": self.config.model.model_copy(update={"bundle": str(model.bundle.path)})}
+            )
+            self.inspector = Inspector(model, self.config.model.max_new_tokens)
+            self.platform = collect_platform(model, self.config.model.providers)
+            if self.config.plc.options.identity:
+                self.handshake.outputs.update(identity_outputs(self.model_sha256, self.config_sha256))
+            self._update_fault()
         return previous
 
     # -- loops -------------------------------------------------------------------------------------
