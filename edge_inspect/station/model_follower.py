@@ -106,6 +106,7 @@ class ModelFollower:
         # once the alias is moved anew (promoted again after a rollback, or a fixed copy added)
         self.failed: dict[str, tuple[str, Entry]] = {}
         self.watch: Watch | None = None
+        self.unreadable = False  # the store's state file could not be read at the last check
         self.last_change: dict[str, Any] | None = None
         self._task: asyncio.Task | None = None
         self._unsubscribe: Callable[[], None] | None = None
@@ -219,14 +220,22 @@ class ModelFollower:
             why = str(err).splitlines()[0]
             self.station.call_soon_threadsafe(self._store_unreadable, why)
             return None, ("", "", "")
-        self.station.call_soon_threadsafe(self.station.clear_alarm, "model_store")
+        if self.unreadable:
+            self.station.call_soon_threadsafe(self._store_readable)
         target = state["aliases"].get(self.alias)
         for item in reversed(state["history"]):
             if isinstance(item, dict) and item.get("alias") == self.alias:
                 return target, (str(item.get("action", "")), str(item.get("at", "")), str(item.get("by", "")))
         return target, ("", "", "")
 
+    def _store_readable(self) -> None:
+        self.unreadable = False
+        if self.state == "store unreadable":
+            self.state = "watching" if self.watch is not None else "following"
+        self.station.clear_alarm("model_store")
+
     def _store_unreadable(self, why: str) -> None:
+        self.unreadable = True
         self.state = "store unreadable"
         self.station.raise_alarm("model_store", f"the model store cannot be read, the running model stays: {why}")
 

@@ -268,6 +268,7 @@ def test_an_unreadable_store_raises_an_alarm_and_keeps_the_running_model(tmp_pat
     aliases = store.folder / "aliases.json"
 
     async def scenario(station):
+        before = station.status()["model_follow"]["state"]
         good = aliases.read_bytes()
         aliases.write_text("{ half written")
         assert await station.models.check() is False
@@ -276,6 +277,6 @@ def test_an_unreadable_store_raises_an_alarm_and_keeps_the_running_model(tmp_pat
         aliases.write_bytes(good)
         await station.models.check()
         await async_wait_until(lambda: not station.alarms.active("model_store"), 10, "the alarm cleared")
-        return unreadable, station.model_sha256
+        return unreadable, station.status()["model_follow"]["state"] == before, station.model_sha256
 
-    assert asyncio.run(run_station(config, scenario)) == ("store unreadable", a)
+    assert asyncio.run(run_station(config, scenario)) == ("store unreadable", True, a)  # its state back, too
