@@ -174,14 +174,13 @@ def export(store: Store, out: Path, current_recipes: list[Any]) -> ExportReport:
                 shutil.copyfile(source, out / image)
                 report.images += 1
             points_now = corrections.corrected_points(store, item.id)
+            model: dict[int, list[list[float]]] = {}
             with reading(store) as db:
                 touched = {r[0] for r in db.execute(
                     "select distinct check_idx from corrections where inspection_id = ?", [item.id])}  # fmt: skip
-            corrected = {idx: pts for idx, pts in points_now.items() if idx in touched}  # what a reviewer changed
-            with reading(store) as db:
-                model: dict[int, list[list[float]]] = {}
                 for idx, x, y in db.execute("select check_idx, x, y from points where inspection_id = ?", [item.id]):
                     model.setdefault(idx, []).append([x, y])
+            corrected = {idx: pts for idx, pts in points_now.items() if idx in touched}  # what a reviewer changed
             for check in item.checks:
                 info = checks.get(item.config_sha256, item.recipe, check["name"])
                 prompt = info["prompt"] if info else None
