@@ -19,9 +19,10 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -40,7 +41,12 @@ INSTALL_HINT = (
     "and PyGObject (pip install PyGObject==3.50.2 in the venv, or python3-gi for the system Python); docs/cameras.md"
 )
 _POP_US = 20_000  # the thread's longest wait for a buffer: how soon it answers a request
-_HEALTH_S = 1.0  # how often a triggered camera (no frames between triggers) is asked whether it is there
+_HEALTH_S = 0.5  # how often a triggered camera (no frames between triggers) is asked whether it is there
+# A register read on a camera that is there takes about a millisecond; Aravis itself gives up on an
+# unanswered one only after 5 tries of 500 ms. The watch thread calls the camera lost when a call of
+# the camera's thread has waited this long, so `camera_lost` comes within 2 s of a camera going away.
+_ANSWER_S = 0.8
+_WATCH_S = 0.1  # how often the watch thread looks
 
 
 def load_aravis() -> Any:
@@ -79,7 +85,14 @@ class GenICamCamera:
         self.on_status = on_status
         self.status, self.detail = "closed", ""
         self.frames = self.failures = self.incomplete = 0
+        self.resend_requests = self.missing_packets = 0  # the stream's own counts, summed over connections
+        self._stream_counts = (0, 0)  # this connection's, as last read
         self.last_frame_at = time.monotonic()
+        self._busy_since: float | None = None  # when the camera's thread began a call the camera must answer
+        self._answering = True  # False once a call went unanswered: the lost camera is not told to stop
+        self._unanswered = False  # set by the watch thread: a call waited over _ANSWER_S
+        self._incomplete_ids: deque[int] = deque(maxlen=32)  # frames that arrived with packets missing
+        self._last_seen_id: int | None = None  # the newest frame id received, complete or not
         self.last_frame: Frame | None = None  # the frame the latest grab returned (its id and timestamp are logged)
         # The newest frames as received (raw: 8 of 5 MP Bayer8 are 40 MB): enough for a trigger's window.
         self._received: deque[Frame] = deque(maxlen=8)
@@ -99,6 +112,7 @@ class GenICamCamera:
                 return
             self._thread = threading.Thread(target=self._run, name="genicam", daemon=True)
             self._thread.start()
+            threading.Thread(target=self._watch, name="genicam-watch", daemon=True).start()
         try:
             self._first_open.result(timeout=self.open_timeout_s)
         except UserError:
@@ -134,14 +148,28 @@ class GenICamCamera:
         aravis = self.aravis
         camera = aravis.Camera.new(find_device(aravis, self.settings))
         stream = None
+        self._answering, self._unanswered = True, False
         try:
+            device = camera.get_device()
+            if isinstance(device, aravis.GvDevice) and not device.is_controller():
+                raise CameraError(
+                    f"camera {describe(self.settings)} ({device.get_device_address().to_string()}) is held by another "
+                    "controller: its control channel is taken (another vision program, an arv-viewer or a second "
+                    "station); close that one, the station takes the camera when it is free"
+                )
+            del device
             pixel_format = configure(aravis, camera, self.name, self.settings)
             with self._cond:  # a new connection numbers its frames anew
                 self._received.clear()
-                self._last_used = None
+                self._incomplete_ids.clear()
+                self._last_used = self._last_seen_id = None
             stream = camera.create_stream(None, None)
             if stream is None:
                 raise CameraError("cannot open the camera's stream")
+            if isinstance(stream, aravis.GvStream):  # lost packets are asked for again (GigE Vision resend)
+                resend = aravis.GvStreamPacketResend
+                stream.set_property("packet-resend", resend.ALWAYS if self.settings.packet_resend else resend.NEVER)
+            self._stream_counts = (0, 0)
             payload = camera.get_payload()
             for _ in range(self.settings.buffers):
                 stream.push_buffer(aravis.Buffer.new_allocate(payload))
@@ -152,8 +180,10 @@ class GenICamCamera:
             log.info("camera %s: streaming %s, trigger %s", self.name, pixel_format, self.mode)
             self._stream(camera, stream)
         finally:
+            if stream is not None:
+                self._count_stream(stream)
             try:
-                if stream is not None:
+                if stream is not None and self._answering:  # a camera that does not answer is not waited for
                     camera.stop_acquisition()
             except Exception:  # a camera that is gone cannot be stopped; it is dropped all the same
                 log.debug("camera %s: stop_acquisition failed", self.name, exc_info=True)
@@ -169,20 +199,30 @@ class GenICamCamera:
                 self._take(buffer)
                 stream.push_buffer(buffer)
                 del buffer
+                self._count_stream(stream)
             now = time.monotonic()
             if self.mode == "free_run":
                 if now - max(self.last_frame_at, checked) > self.stall_timeout_s:
                     raise CameraError(f"no frame within {self.stall_timeout_s:.1f} s (stalled)")
             elif now - checked > _HEALTH_S:  # no frames between triggers: ask the camera it is there
-                device.get_string_feature_value("TriggerMode")
+                with self._answer():
+                    device.get_string_feature_value("TriggerMode")
                 checked = now
+                self._count_stream(stream)
                 self._set("ok")
 
     def _take(self, buffer: Any) -> None:
         """A received buffer as a Frame (the image copied out: the buffer goes back to the stream)."""
         status = buffer.get_status()
+        unfilled = (self.aravis.BufferStatus.CLEARED, self.aravis.BufferStatus.ABORTED)
+        if status in unfilled:  # handed back empty (the stream starting or stopping): no frame lost
+            return
         if status != self.aravis.BufferStatus.SUCCESS:
-            self.incomplete += 1
+            with self._cond:
+                self.incomplete += 1
+                self._last_seen_id = buffer.get_frame_id()
+                self._incomplete_ids.append(self._last_seen_id)
+                self._cond.notify_all()
             if self.incomplete % 100 == 1:  # the first and every 100th: a lossy link must not flood the log
                 log.warning(
                     "camera %s: frame %d incomplete (%s; %d so far: docs/cameras.md, GigE Vision on Linux)",
@@ -202,10 +242,61 @@ class GenICamCamera:
         )  # fmt: skip
         with self._cond:
             self._received.append(frame)
+            self._last_seen_id = frame.frame_id
             self.frames += 1
             self.last_frame_at = frame.arrived
             self._cond.notify_all()
         self._set("ok")
+
+    @contextmanager
+    def _answer(self) -> Iterator[None]:
+        """Around a call the camera must answer. The watch thread calls the camera lost when the call
+        waits over _ANSWER_S; the connection then ends even if a reply comes later (a camera plugged in
+        again answers the retried call, but it streams nowhere and has lost its features). A camera
+        that did not answer is not told to stop (each unanswered call costs Aravis 2.5 s)."""
+        self._busy_since = time.monotonic()
+        try:
+            yield
+        except Exception:
+            self._answering = False
+            raise
+        finally:
+            self._busy_since = None
+        if self._unanswered:
+            self._answering = False
+            raise CameraError(f"no reply within {_ANSWER_S:.1f} s: connecting again")
+
+    def _watch(self) -> None:
+        """Calls the camera lost when the camera's thread waits on it, or free-run frames stop, without
+        touching any Aravis object (those belong to the camera's thread)."""
+        while not self._stopping:
+            now, busy = time.monotonic(), self._busy_since
+            if self.status == "ok":
+                if busy is not None and now - busy > _ANSWER_S:
+                    self._unanswered = True
+                    self._lost(f"{self.name}: not answering ({1000 * (now - busy):.0f} ms without a reply)")
+                elif self.mode == "free_run" and now - self.last_frame_at > self.stall_timeout_s:
+                    self._lost(f"{self.name}: no frame within {self.stall_timeout_s:.1f} s (stalled)")
+            with self._cond:
+                self._cond.wait(_WATCH_S)
+
+    def _count_stream(self, stream: Any) -> None:
+        """Add what the stream counted since the last read (resend requests, missing packets)."""
+        if not isinstance(stream, self.aravis.GvStream):
+            return
+        now = (stream.get_info_uint64_by_name("n_resend_requests"), stream.get_info_uint64_by_name("n_missing_packets"))
+        before, self._stream_counts = self._stream_counts, now
+        with self._cond:
+            self.resend_requests += max(0, now[0] - before[0])
+            self.missing_packets += max(0, now[1] - before[1])
+
+    def counters(self) -> dict[str, int]:
+        """Frames received and lost, packets asked for again, reconnections (status, /metrics)."""
+        with self._cond:
+            return {
+                "frames": self.frames, "incomplete": self.incomplete, "resend_requests": self.resend_requests,
+                "missing_packets": self.missing_packets, "lost": self.failures,
+            }  # fmt: skip
 
     def _serve_requests(self, camera: Any, device: Any, stream: Any) -> None:
         while True:
@@ -233,9 +324,10 @@ class GenICamCamera:
                     stream.push_buffer(buffer)
                     del buffer
                 with self._cond:
-                    last_id = self._received[-1].frame_id if self._received else None
+                    last_id = self._last_seen_id
                 sent_ns = time.time_ns()
-                device.execute_command("TriggerSoftware")
+                with self._answer():
+                    device.execute_command("TriggerSoftware")
                 future.set_result((last_id, sent_ns))
             except Exception as err:
                 future.set_exception(
@@ -266,7 +358,8 @@ class GenICamCamera:
 
     def _lost(self, detail: str) -> None:
         with self._cond:
-            self.failures += 1
+            if self.status != "lost":  # times lost, not attempts to find it again
+                self.failures += 1
         self._set("lost", detail)
 
     # -- the camera interface -------------------------------------------------------------------------
@@ -328,9 +421,14 @@ class GenICamCamera:
         except FutureTimeout:
             future.cancel()
             raise CameraError(f"{self.name}: the camera's thread did not send TriggerSoftware") from None
-        frame = self._wait_for(
-            lambda: for_software_trigger(self._received, last_id, sent_ns), time.monotonic() + self.stall_timeout_s
-        )
+
+        def pick() -> Frame | None:
+            lost = next((i for i in self._incomplete_ids if is_after(i, last_id)), None)
+            if lost is not None:  # the trigger's own frame came with packets missing: never an older one
+                raise CameraError(f"{self.name}: frame {lost} of the trigger arrived incomplete (packets lost)")
+            return for_software_trigger(self._received, last_id, sent_ns)
+
+        frame = self._wait_for(pick, time.monotonic() + self.stall_timeout_s)
         if frame is None:
             raise CameraError(f"{self.name}: no frame within {self.stall_timeout_s:.1f} s of TriggerSoftware")
         return frame

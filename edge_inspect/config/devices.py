@@ -64,6 +64,10 @@ class GenICamSettings(Strict):
         default_factory=dict, description="any other GenICam feature by its node name"
     )
     buffers: int = Field(default=8, ge=2, le=256, description="stream buffers")
+    packet_resend: bool = Field(
+        default=True,
+        description="GigE Vision: ask the camera again for lost packets (frames still missing any are not inspected)",
+    )
 
     @field_validator("address")
     @classmethod

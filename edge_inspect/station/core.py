@@ -246,6 +246,8 @@ class Station:
         elif status == "ok":
             self.clear_alarm("camera_lost")
         self._update_fault()
+        if self._loop is not None and not self._stopping:  # the PLC sees `ready` follow the camera at once
+            self._spawn(self.plc.write_outputs(), "camera-status-outputs")
 
     def _update_fault(self) -> None:
         """Faults that stop inspections drop `ready` (a lost camera); disk trouble does not: the
@@ -271,7 +273,8 @@ class Station:
         return {
             "station": self.config.station.name, "online": self.handshake.online,
             "ready": bool(self.handshake.outputs["ready"]), "busy": bool(self.handshake.outputs["busy"]),
-            "camera": self.camera.status, "plc": self.plc_status, "model": self.model_sha256[:12],
+            "camera": self.camera.status, "camera_counters": getattr(self.camera, "counters", dict)(),
+            "plc": self.plc_status, "model": self.model_sha256[:12],
             "model_status": "fallback" if self.model.fallback_reason else "error" if self._alarm_active("model_error")
             else "ok",
             "counters": dict(self.counters), "review_sampling": self.sampler.status(time.time()),

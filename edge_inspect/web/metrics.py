@@ -79,6 +79,7 @@ async def metrics(request: Request) -> Response:
     lines += [
         "# TYPE edge_inspect_camera_up gauge",
         f"edge_inspect_camera_up {int(status['camera'] == 'ok')}",
+        *camera_lines(status.get("camera_counters") or {}),
         "# TYPE edge_inspect_plc_up gauge",
         f"edge_inspect_plc_up {int(status['plc'] == 'ok')}",
         "# TYPE edge_inspect_missed_triggers_total counter",
@@ -87,6 +88,25 @@ async def metrics(request: Request) -> Response:
         *memory_lines(),
     ]
     return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
+
+
+def camera_lines(counters: dict[str, int]) -> list[str]:
+    """A GenICam camera's counts: frames received and arrived incomplete, stream packets missing and
+    asked for again, times the camera was lost (docs/cameras.md)."""
+    if not counters:
+        return []
+    return [
+        "# HELP edge_inspect_camera_frames_total Frames received from the camera, by how they arrived.",
+        "# TYPE edge_inspect_camera_frames_total counter",
+        f'edge_inspect_camera_frames_total{{arrived="complete"}} {counters.get("frames", 0)}',
+        f'edge_inspect_camera_frames_total{{arrived="incomplete"}} {counters.get("incomplete", 0)}',
+        "# TYPE edge_inspect_camera_missing_packets_total counter",
+        f"edge_inspect_camera_missing_packets_total {counters.get('missing_packets', 0)}",
+        "# TYPE edge_inspect_camera_resend_requests_total counter",
+        f"edge_inspect_camera_resend_requests_total {counters.get('resend_requests', 0)}",
+        "# TYPE edge_inspect_camera_lost_total counter",
+        f"edge_inspect_camera_lost_total {counters.get('lost', 0)}",
+    ]
 
 
 def routes() -> list[Route]:

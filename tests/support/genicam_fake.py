@@ -28,12 +28,13 @@ def aravis_or_skip() -> Any:
 class FakeCamera:
     """An ArvGvFakeCamera on 127.0.0.1 (one at a time: it binds the GVCP port 3956)."""
 
-    def __init__(self, aravis: Any, genicam_xml: Path | None = None):
+    def __init__(self, aravis: Any, genicam_xml: Path | None = None, lost_ratio: float = 0.0):
+        """``lost_ratio``: the share of stream packets the fake drops (it does not resend them)."""
         self.aravis = aravis
-        if genicam_xml is None:
-            self.gv = aravis.GvFakeCamera.new("lo", SERIAL)
-        else:
-            self.gv = aravis.GvFakeCamera.new_full("lo", SERIAL, str(genicam_xml))
+        options: dict[str, Any] = {"interface_name": "lo", "serial_number": SERIAL, "gvsp_lost_ratio": lost_ratio}
+        if genicam_xml is not None:
+            options["genicam_filename"] = str(genicam_xml)
+        self.gv = aravis.GvFakeCamera(**options)
         if not self.gv.is_running():
             pytest.skip("the Aravis fake camera cannot listen on 127.0.0.1:3956 (in use?)")
         self.fake = self.gv.get_fake_camera()
