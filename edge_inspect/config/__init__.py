@@ -211,6 +211,8 @@ def _refused(path: Path, err: YamlProblems) -> ConfigError:
 
 def _read_file(path: Path) -> bytes:
     """A station file's bytes, or a ConfigError naming why not (missing, unreadable, over the size limit)."""
+    if path.is_dir():
+        raise ConfigError([f"{path}: is a folder, not a station file (name the station.yaml in it)"])
     if not path.is_file():
         raise ConfigError([f"{path}: no such file"])
     try:

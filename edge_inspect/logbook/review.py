@@ -302,12 +302,13 @@ CSV_FIELDS = [
     "disposition",
     "reviewer",
     "comment",
+    "review_reason",
 ]
 _CSV_COLUMNS = (
     "i.id, i.result_id, i.ts_unix, i.station, i.recipe, i.recipe_name, i.part_id, i.trigger, i.verdict, "
     "i.error, i.defect_count, case when i.failed_checks = 0 then null else (select group_concat((c.idx + 1) || ' ' || "
     "c.name, ';') from checks c where c.inspection_id = i.id and c.status != 'pass') end, "  # '2 screws;3 label'
-    "i.inspect_ms, i.cycle_ms, d.disposition, d.reviewer, d.comment"
+    "i.inspect_ms, i.cycle_ms, d.disposition, d.reviewer, d.comment, i.review_reason"
 )
 
 

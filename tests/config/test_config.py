@@ -142,6 +142,12 @@ def test_missing_file(tmp_path):
     assert result.returncode == 2 and "no such file" in result.stderr
 
 
+def test_a_folder_named_as_the_station_file(tmp_path):
+    result = _validate(tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"{tmp_path}: is a folder, not a station file" in result.stderr
+
+
 def test_the_demo_example_is_the_demo_the_package_runs():
     """examples/demo-station.yaml is what `edge-inspect demo` runs (the package's copy, which ships in the
     wheel): a difference between the two has already made `run` on the example show another line."""

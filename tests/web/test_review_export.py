@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import dataclasses
 import io
 import re
 from datetime import datetime
@@ -50,7 +51,7 @@ def _rec(result_id: int, part_id: str, failed: bool) -> InspectionRecord:
 def test_csv_cells_cannot_become_formulas_and_failed_checks_are_named(tmp_path):
     store = Store(tmp_path, save_pass_every=0)
     first = store.record(_rec(1, "+SUM(A1:A9)", True), None)
-    store.record(_rec(2, "-1", False), None)
+    store.record(dataclasses.replace(_rec(2, "-1", False), review_reason="every 100th pass"), None)
     review.set_disposition(store, first, "false_reject", "qa1", '=HYPERLINK("http://evil","click")')
     tokyo = ZoneInfo("Asia/Tokyo")
     text = "".join(piece() for piece in review.csv_chunks(store, review.Filters(), tokyo))
@@ -58,6 +59,7 @@ def test_csv_cells_cannot_become_formulas_and_failed_checks_are_named(tmp_path):
     assert rows[0]["comment"] == '\'=HYPERLINK("http://evil","click")'
     assert rows[0]["part_id"] == "'+SUM(A1:A9)" and rows[1]["part_id"] == "-1"  # a number stays a number
     assert rows[0]["failed_checks"] == "1 surface;3 label" and rows[1]["failed_checks"] == ""  # numbered from 1
+    assert rows[0]["review_reason"] == "" and rows[1]["review_reason"] == "every 100th pass"
     first_ts = store.conn.execute("select ts_unix from inspections where id = ?", [first]).fetchone()[0]
     assert rows[0]["time"] == iso_local(first_ts, tokyo, "milliseconds")
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+09:00", rows[0]["time"]), rows[0]["time"]
