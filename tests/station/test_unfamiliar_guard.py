@@ -114,3 +114,32 @@ def test_a_station_without_a_reference_runs_as_before_and_says_so(tmp_path):
     assert rec.unfamiliar_score is None and not rec.unfamiliar
     assert status["state"].startswith("off: no reference for recipe 1 of model ")
     assert main(["model", "reference", "--config", str(path), "--folder", str(tmp_path / "nowhere")]) == 2
+
+
+def test_the_sampling_rule_and_the_rollback_bound_count_unfamiliar_parts():
+    from edge_inspect.config import QACheck, Recipe, ReviewSampling
+    from edge_inspect.config.devices import AutoRollback
+    from edge_inspect.inspection.checks import CheckOutcome
+    from edge_inspect.station.model_follower import Watch
+    from edge_inspect.station.review_sampling import ReviewSampler
+    from edge_inspect.station.unfamiliar import Judgement
+    from edge_inspect.verdict import Verdict
+
+    recipe = Recipe(number=1, name="r", checks=[QACheck(name="label", kind="qa", question="Is it?", expect="yes")])
+    far, near = Judgement(40.0, 20.0, "frame"), Judgement(10.0, 20.0, "frame")
+    outcomes = [CheckOutcome("label", "qa", "fail", "uncertain: unfamiliar image (score 40.0 over 20.0); answered yes")]
+    sampler = ReviewSampler(ReviewSampling())
+    assert sampler.choose(recipe, Verdict.FAIL, outcomes, 0.0, far) == "unfamiliar image: score 40.0 over 20.0"
+    assert sampler.choose(recipe, Verdict.PASS, [CheckOutcome("label", "qa", "pass", "")], 1.0, near) == ""
+    assert ReviewSampler(ReviewSampling(unfamiliar=False, uncertain=False)).choose(
+        recipe, Verdict.FAIL, outcomes, 0.0, far
+    ) == ""  # fmt: skip
+    watch = Watch("v", AutoRollback(parts=2, max_error_share=1.0, max_unfamiliar_share=0.4))
+    watch.add("ERROR", 1.0, unfamiliar=True)
+    assert watch.crossed() is None
+    watch.add("PASS", 1.0)
+    assert "unfamiliar images on 50% of its first 2 parts" in (watch.crossed() or "")
+    calm = Watch("v", AutoRollback(parts=2, max_error_share=1.0, max_unfamiliar_share=0.5))
+    calm.add("ERROR", 1.0, unfamiliar=True)
+    calm.add("PASS", 1.0)
+    assert calm.crossed() == ""  # at the bound, not over it
