@@ -77,7 +77,7 @@ def cmd_reference(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - start
     if not args.kept:
         references.keep_frames(data_dir, frames)
-    for path, ref in built:
+    for _path, ref in built:
         for key, view in ref.views.items():
             print(
                 f"recipe {ref.meta['recipe']} ({ref.meta['recipe_name']}), {key}: threshold {view.threshold:.1f} "

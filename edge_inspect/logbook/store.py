@@ -91,8 +91,10 @@ class InspectionRecord:
     @property
     def unfamiliar(self) -> bool:
         """The unfamiliar-frame guard flagged the frame (a view past its reference's threshold)."""
-        return self.unfamiliar_score is not None and self.unfamiliar_threshold is not None and (
-            self.unfamiliar_score > self.unfamiliar_threshold
+        return (
+            self.unfamiliar_score is not None
+            and self.unfamiliar_threshold is not None
+            and (self.unfamiliar_score > self.unfamiliar_threshold)
         )
 
 

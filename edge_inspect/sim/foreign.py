@@ -82,9 +82,9 @@ def covered(seed: int, frame: np.ndarray, kind: str) -> np.ndarray:
             mask[: int(share * height)] = 1
         else:
             mask[int((1 - share) * height) :] = 1
-        mask = cv2.GaussianBlur(mask, (0, 0), 0.06 * min(width, height))[..., None]
+        soft = cv2.GaussianBlur(mask, (0, 0), 0.06 * min(width, height))[..., None]
         tone = rng.uniform(5, 60)
-        image = image * (1 - mask) + tone * mask
+        image = image * (1 - soft) + tone * soft
     return _finish(rng, image)
 
 

@@ -520,7 +520,9 @@ class Station:
             self._history_executor, review.sampled_times, self.store, time.time() - DAY_S
         )
         self.sampler.seed(taken)
-        await self._loop.run_in_executor(self._history_executor, self.guard.load, self.model_sha256, self.config.recipes)
+        await self._loop.run_in_executor(
+            self._history_executor, self.guard.load, self.model_sha256, self.config.recipes
+        )
         if self.link is not None:
             try:
                 await self.link.start()

@@ -162,7 +162,9 @@ def read_frames(folder: Path, limit: int | None = None) -> list[np.ndarray]:
     """The images of ``folder`` (PNG, JPEG, BMP, TIFF), by name; one line for a folder without any."""
     if not folder.is_dir():
         raise UserError(f"{folder}: no such folder")
-    names = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"))
+    names = sorted(
+        p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+    )
     frames = []
     for p in names[:limit] if limit else names:
         frame = cv2.imread(str(p), cv2.IMREAD_COLOR)

@@ -52,7 +52,11 @@ class ReviewSampler:
         checks = {c.name: c for c in recipe.checks} if recipe is not None else {}
         for o in outcomes:
             check = checks.get(o.name)
-            if rules.uncertain and o.reason.startswith("uncertain:") and not (flagged and "unfamiliar image" in o.reason):
+            if (
+                rules.uncertain
+                and o.reason.startswith("uncertain:")
+                and not (flagged and "unfamiliar image" in o.reason)
+            ):
                 found.append(f"uncertain: {o.name}")
             elif rules.low_margin is not None and o.margin is not None and o.margin < rules.low_margin:
                 found.append(f"low margin: {o.name} {o.margin:.2f}")
