@@ -100,11 +100,16 @@ def add_parser(model: argparse._SubParsersAction) -> None:
     frames.add_argument("--folder", help="read the frames from this folder of images instead of the camera")
     frames.add_argument("--kept", action="store_true", help="the frames kept by the last reference run")
     ref.add_argument(
-        "--frames", type=_count, default=None, help=f"frames to grab (default {DEFAULT_FRAMES}); with --folder: at most this many"
+        "--frames",
+        type=_count,
+        default=None,
+        help=f"frames to grab (default {DEFAULT_FRAMES}); with --folder: at most this many",
     )
     ref.add_argument("--model", help="a model store version or alias; none: the station's model.bundle")
     ref.add_argument("--recipe", type=int, help="only this recipe; none: every recipe")
-    ref.add_argument("--quantile", type=_quantile, default=0.999, help="the threshold's quantile of the held-out scores")
+    ref.add_argument(
+        "--quantile", type=_quantile, default=0.999, help="the threshold's quantile of the held-out scores"
+    )
     ref.set_defaults(func=cmd_reference)
 
 
