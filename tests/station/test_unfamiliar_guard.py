@@ -143,3 +143,22 @@ def test_the_sampling_rule_and_the_rollback_bound_count_unfamiliar_parts():
     calm.add("ERROR", 1.0, unfamiliar=True)
     calm.add("PASS", 1.0)
     assert calm.crossed() == ""  # at the bound, not over it
+
+
+def test_a_version_without_a_reference_gets_one_from_the_kept_frames(commissioned, tmp_path):
+    """What the model follower does for a promoted version (daemon._load_version): the same frames,
+    kept losslessly, give the same reference."""
+    from edge_inspect.config import load_config
+    from edge_inspect.station import references
+    from edge_inspect.vlm import load_bundle
+
+    kept = commissioned.parent / "data" / "references"
+    shutil.copytree(kept / "frames", tmp_path / "references" / "frames")
+    model = load_bundle(DEMO_STUDENT)
+    recipes = load_config(commissioned)[0].recipes
+    written = references.prepare(model, recipes, tmp_path)
+    assert written == [references.reference_path(tmp_path, model.sha256, 1)]
+    assert references.prepare(model, recipes, tmp_path) == []  # there now: nothing built again
+    built, original = references.load(written[0]), references.load(kept / model.sha256 / "recipe-1.npz")
+    assert built.meta["source"] == "kept commissioning frames" and built.meta["frames"] == 40
+    assert built.views["frame"].threshold == pytest.approx(original.views["frame"].threshold, rel=1e-6)
