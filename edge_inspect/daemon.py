@@ -4,6 +4,7 @@ the narrow Protocols of station/ports.py. ``edge-inspect run`` and ``edge-inspec
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -53,7 +54,7 @@ def build_station(
             station,
             store,
             alias,
-            lambda path: config.model.model_copy(update={"bundle": path}).load(),
+            functools.partial(_load_version, config, station),
             judged_any=lambda version: judged_any(station.store, version),
         )
         station.models = follower
@@ -68,6 +69,21 @@ def build_station(
         link = FleetLink(station, config.fleet)
         station.attach(link, status=lambda: {"fleet": link.state()})
     return station
+
+
+def _load_version(config: StationConfig, station: Station, path: str) -> VisionLanguageModel:
+    """A model store version the follower swaps in (worker thread): loaded, and given the
+    unfamiliar-frame guard's references from the kept commissioning frames where it has none."""
+    from .station import references
+
+    model = config.model.model_copy(update={"bundle": path}).load()
+    if config.unfamiliar.enabled:
+        try:
+            for written in references.prepare(model, station.config.recipes, station.data_dir):
+                log.info("unfamiliar-frame guard: %s built from the kept commissioning frames", written)
+        except Exception as err:  # noqa: BLE001 - a reference that cannot be built leaves the guard off, not the swap
+            log.warning("unfamiliar-frame guard: no reference for model %s: %s", model.sha256[:12], err)
+    return model
 
 
 class Daemon:

@@ -1,6 +1,6 @@
 """``edge-inspect model``: a bundle's files checked (``verify``), prompts run on an image file
-(``ask``), and the station's model store (``list | add | promote | rollback | remove``,
-docs/model-lifecycle.md, "The model store"). The store's commands find it through ``--config``'s
+(``ask``), the station's model store (``list | add | promote | rollback | remove``,
+docs/model-lifecycle.md, "The model store") and the unfamiliar-frame guard's ``reference``. The store's commands find it through ``--config``'s
 ``storage.dir``; a refusal is one line and exit 2. The model code is imported by the handlers only."""
 
 from __future__ import annotations
@@ -193,3 +193,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     ask.add_argument("--max-new-tokens", type=int, default=64, help="cap on generated tokens per prompt")
     ask.set_defaults(func=cmd_ask)
     add_parsers(model)  # list, add, promote, rollback, remove
+    from .reference import add_parser as add_reference
+
+    add_reference(model)  # the unfamiliar-frame guard's reference

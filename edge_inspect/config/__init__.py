@@ -32,6 +32,7 @@ from .fleet import FleetConfig
 from .messages import people_name, suggestion
 from .recipes import Check, CheckBase, CountCheck, PointCheck, QACheck, Recipe
 from .sampling import ReviewSampling
+from .unfamiliar import UnfamiliarGuard
 from .yaml_loader import MAX_BYTES, YamlProblems, key_text, parse, read_limited
 
 
@@ -47,6 +48,7 @@ class StationConfig(Strict):
     opcua: OpcUaConfig | None = None
     fleet: FleetConfig | None = None
     review_sampling: ReviewSampling = ReviewSampling()
+    unfamiliar: UnfamiliarGuard = UnfamiliarGuard()
 
     @model_validator(mode="after")
     def _fleet_checks(self):
@@ -351,4 +353,5 @@ __all__ = [
     "StationInfo",
     "FleetConfig",
     "ReviewSampling",
+    "UnfamiliarGuard",
 ]

@@ -215,6 +215,12 @@ class AutoRollback(Strict):
     max_uncertain_share: float | None = Field(
         default=None, ge=0.0, le=1.0, description="parts with a check the model was not sure of (uncertain: ...)"
     )
+    max_unfamiliar_share: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="parts the unfamiliar-frame guard flagged (needs the version's reference)",
+    )
     max_cycle_p95_ms: float | None = Field(default=None, gt=0, le=600_000, description="their cycle time, p95")
 
 

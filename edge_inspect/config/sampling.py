@@ -11,6 +11,9 @@ from .base import Strict
 
 class ReviewSampling(Strict):
     uncertain: bool = Field(default=True, description="a check the model was not sure of (reason 'uncertain: ...')")
+    unfamiliar: bool = Field(
+        default=True, description="a frame the unfamiliar-frame guard flagged ('unfamiliar image')"
+    )
     low_margin: float | None = Field(
         default=None,
         gt=0.0,

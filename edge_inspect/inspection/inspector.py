@@ -14,12 +14,23 @@ from ..vlm import VisionLanguageModel
 from .checks import CheckOutcome, error_outcome, judge_points, judge_qa, verdict
 
 
+@dataclass(frozen=True)
+class View:
+    """What the checks ``members`` looked at (the frame, or one ROI crop): its key, and the pooled
+    image features of its encoding (vlm/features.py; None when the model failed on it)."""
+
+    key: str
+    members: tuple[int, ...]
+    pooled: np.ndarray | None = None
+
+
 @dataclass
 class Inspection:
     verdict: Verdict
     outcomes: list[CheckOutcome]
     timings_ms: dict[str, float] = field(default_factory=dict)
     error: str = ""
+    views: list[View] = field(default_factory=list)
 
 
 def crop_box(roi: list[tuple[float, float]], width: int, height: int) -> tuple[int, int, int, int]:
@@ -28,6 +39,21 @@ def crop_box(roi: list[tuple[float, float]], width: int, height: int) -> tuple[i
     x0, x1 = int(np.floor(min(xs) * width)), int(np.ceil(max(xs) * width))
     y0, y1 = int(np.floor(min(ys) * height)), int(np.ceil(max(ys) * height))
     return max(0, x0), max(0, y0), min(width, max(x1, x0 + 1)), min(height, max(y1, y0 + 1))
+
+
+def view_key(box: tuple[int, int, int, int] | None) -> str:
+    """``frame``, or ``crop x0,y0,x1,y1`` (pixels): how references and logs name a view."""
+    return "frame" if box is None else "crop " + ",".join(str(v) for v in box)
+
+
+def views(recipe: Recipe, width: int, height: int) -> dict[tuple[int, int, int, int] | None, list[int]]:
+    """The recipe's views on a frame of this size: the crop box (None: the whole frame) of each
+    group of checks that share one image encoding, with the indices of its checks."""
+    groups: dict[tuple[int, int, int, int] | None, list[int]] = {}
+    for i, check in enumerate(recipe.checks):
+        box = crop_box(check.roi, width, height) if check.crop and check.roi else None
+        groups.setdefault(box, []).append(i)
+    return groups
 
 
 class Inspector:
@@ -47,13 +73,9 @@ class Inspector:
             "decode_ms": 0.0,
             "decode_tokens": 0.0,
         }
-        groups: dict[tuple | None, list[int]] = {}
-        boxes = []
-        for i, check in enumerate(recipe.checks):
-            box = crop_box(check.roi, width, height) if check.crop and check.roi else None
-            boxes.append(box)
-            groups.setdefault(box, []).append(i)
+        groups = views(recipe, width, height)
         outcomes: list[CheckOutcome | None] = [None] * len(recipe.checks)
+        seen: list[View] = []
         start = time.perf_counter()
         for box, members in groups.items():
             t0 = time.perf_counter()
@@ -61,6 +83,7 @@ class Inspector:
             try:
                 view = frame_bgr if box is None else frame_bgr[box[1] : box[3], box[0] : box[2]]
                 image = self.model.encode(view, order="bgr")
+                seen.append(View(view_key(box), tuple(members), image.pooled))
                 for k in ("preprocess_ms", "vision_ms"):
                     timings[k] += image.timings_ms.get(k, 0.0)
                 timings["prefill_ms"] += image.timings_ms.get("image_prefill_ms", 0.0)
@@ -92,4 +115,4 @@ class Inspector:
         timings["inspect_ms"] = (time.perf_counter() - start) * 1000
         done = [o for o in outcomes if o is not None]
         errors = [o.reason for o in done if o.status == "error"]
-        return Inspection(verdict(done), done, timings, "; ".join(errors))
+        return Inspection(verdict(done), done, timings, "; ".join(errors), seen)

@@ -136,6 +136,13 @@ def _v9_camera_frame(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE inspections ADD COLUMN camera_ts_ns INTEGER")
 
 
+def _v10_unfamiliar_score(db: sqlite3.Connection) -> None:
+    """The unfamiliar-frame guard's score of the inspected frame (its most unfamiliar view) and the
+    threshold it was judged against (docs/model-lifecycle.md); NULL where no reference was there."""
+    db.execute("ALTER TABLE inspections ADD COLUMN unfamiliar_score FLOAT")
+    db.execute("ALTER TABLE inspections ADD COLUMN unfamiliar_threshold FLOAT")
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v1_tables,
     _v2_ids_never_reused,
@@ -146,6 +153,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v7_fleet_outbox,
     _v8_review_sampling,
     _v9_camera_frame,
+    _v10_unfamiliar_score,
 ]
 LATEST = len(MIGRATIONS)
 

@@ -85,6 +85,17 @@ class InspectionRecord:
     review_reason: str = ""  # why review sampling chose it for the QA queue ("": it did not)
     frame_id: int | None = None  # a GenICam camera's id of the frame inspected
     camera_ts_ns: int | None = None  # and its timestamp on the camera's clock
+    unfamiliar_score: float | None = None  # the unfamiliar-frame guard's score (None: no reference)
+    unfamiliar_threshold: float | None = None  # and the threshold it was judged against
+
+    @property
+    def unfamiliar(self) -> bool:
+        """The unfamiliar-frame guard flagged the frame (a view past its reference's threshold)."""
+        return (
+            self.unfamiliar_score is not None
+            and self.unfamiliar_threshold is not None
+            and (self.unfamiliar_score > self.unfamiliar_threshold)
+        )
 
 
 def _disk_full(err: BaseException) -> bool:
@@ -205,6 +216,8 @@ class Store:
             "recipe_sha256": rec.recipe_sha256 or None, "image_path": image_path, "overlay_path": overlay_path,
             "review_reason": rec.review_reason or None,
             "frame_id": rec.frame_id, "camera_ts_ns": rec.camera_ts_ns,
+            "unfamiliar_score": None if rec.unfamiliar_score is None else round(rec.unfamiliar_score, 3),
+            "unfamiliar_threshold": None if rec.unfamiliar_threshold is None else round(rec.unfamiliar_threshold, 3),
         }  # fmt: skip
         with self.transaction() as db:
             cursor = db.execute(

@@ -51,6 +51,7 @@ from .events import (
 )
 from .plc_cycle import PlcCycle
 from .review_sampling import DAY_S, ReviewSampler
+from .unfamiliar import Guard
 
 if TYPE_CHECKING:
     from .model_follower import ModelFollower
@@ -96,6 +97,7 @@ class Station:
         s = config.storage
         self.data_dir = data_dir = Path(s.dir) if Path(s.dir).is_absolute() else base_dir / s.dir
         self.store = Store(data_dir, s.save_pass_every, s.retention_days, s.max_disk_mb, s.min_free_mb, s.pending_max)
+        self.guard = Guard(config.unfamiliar, data_dir)  # the unfamiliar-frame guard (station/unfamiliar.py)
         handshake = Handshake(result_buffer=config.plc.options.result_buffer)
         self.signal_map = config.plc.signal_map()
         p = config.plc
@@ -278,6 +280,7 @@ class Station:
             "model_status": "fallback" if self.model.fallback_reason else "error" if self._alarm_active("model_error")
             else "ok",
             "counters": dict(self.counters), "review_sampling": self.sampler.status(time.time()),
+            "unfamiliar": self.guard.status(),
             "disk": "full" if self.store.pending else "low" if self.store.low_space else "ok",
             "alarms": self.alarms.listed(),
             "recipe_active": self.recipe_switch.active if self.recipe_switch else self.config.triggers.recipe,
@@ -323,6 +326,7 @@ class Station:
         timings: dict[str, float] = {}
         frame = None
         frame_id = camera_ts_ns = None
+        judged = None
         code = ErrorCode.NONE
         if recipe is None:
             inspection = Inspection(Verdict.ERROR, [], error=f"recipe {recipe_number} is not configured")
@@ -336,6 +340,7 @@ class Station:
                 if taken is not None:
                     frame_id, camera_ts_ns = taken.frame_id, taken.camera_ts_ns
                 inspection = self.inspector.run(frame, recipe)
+                inspection, judged = self.guard.judge(recipe, inspection, self.model_sha256, self.config.recipes)
                 if inspection.verdict == Verdict.ERROR:
                     code = ErrorCode.MODEL
             except CameraError as err:
@@ -352,7 +357,8 @@ class Station:
             mm_per_px=self.undistort.calibration.mm_per_px if self.undistort else None,
             frame_size=(frame.shape[1], frame.shape[0]) if frame is not None else None,
             recipe_sha256=recipe.sha256() if recipe else "", frame_id=frame_id, camera_ts_ns=camera_ts_ns,
-            review_reason=self.sampler.choose(recipe, inspection.verdict, inspection.outcomes, time.time()),
+            review_reason=self.sampler.choose(recipe, inspection.verdict, inspection.outcomes, time.time(), judged),
+            unfamiliar_score=judged.score if judged else None, unfamiliar_threshold=judged.threshold if judged else None,
         )  # fmt: skip
         self.last_overlay_jpeg = None  # never an old frame under a new verdict
         if frame is not None:
@@ -386,10 +392,12 @@ class Station:
                 self.executor, self._inspect_blocking, recipe, part_id, trigger, result_id, started
             )
         self._update_disk_alarms(store_error)
-        if code == ErrorCode.MODEL:
+        if code == ErrorCode.MODEL and not rec.unfamiliar:
             self.raise_alarm("model_error", rec.error or "the model gave no usable answer")
         elif code in (ErrorCode.NONE, ErrorCode.DISK_FULL):
             self.clear_alarm("model_error")
+        unfamiliar = self.guard.alarm()
+        self.raise_alarm("unfamiliar_images", unfamiliar) if unfamiliar else self.clear_alarm("unfamiliar_images")
         self._update_fault()
         self.counters["total"] += 1
         self.counters[rec.verdict.name] += 1
@@ -400,7 +408,7 @@ class Station:
             defect_count=defect_count(rec.outcomes), failed_checks=failed_mask(rec.outcomes),
             checks=[CheckSummary(o.name, o.kind, o.status, o.reason, list(o.points)) for o in rec.outcomes],
             timings_ms={k: round(v, 2) for k, v in rec.timings_ms.items()},  # as the log keeps them
-            at=self.last_result[0], frame=self.last_overlay_jpeg is not None,
+            at=self.last_result[0], frame=self.last_overlay_jpeg is not None, unfamiliar=rec.unfamiliar,
         ))  # fmt: skip
         return rec, code
 
@@ -515,6 +523,9 @@ class Station:
             self._history_executor, review.sampled_times, self.store, time.time() - DAY_S
         )
         self.sampler.seed(taken)
+        await self._loop.run_in_executor(
+            self._history_executor, self.guard.load, self.model_sha256, self.config.recipes
+        )
         if self.link is not None:
             try:
                 await self.link.start()

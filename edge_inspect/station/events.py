@@ -60,6 +60,7 @@ class InspectionDone(Event):
     timings_ms: dict[str, float] = field(default_factory=dict)
     at: float = 0.0  # unix time the result was ready
     frame: bool = True  # False: no frame was taken (camera fault): the HMI shows the reason, not an old image
+    unfamiliar: bool = False  # the unfamiliar-frame guard flagged the frame
 
 
 @dataclass(frozen=True)

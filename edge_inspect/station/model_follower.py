@@ -3,7 +3,7 @@ the alias moves (``edge-inspect model promote`` / ``rollback``, or the setup pag
 loaded beside the running one, off the event loop, and swapped in between two inspections with
 `ready` low only for the swap. The first parts a new production version judges are watched; when its
 ERROR or uncertain share or its cycle time crosses the configured bounds, production goes back to the last known
-good version by itself, with an alarm and a row in the store's history (docs/model-lifecycle.md)."""
+good version by itself (also when too many of its frames are unfamiliar images), with an alarm and a row in the store's history (docs/model-lifecycle.md)."""
 
 from __future__ import annotations
 
@@ -43,7 +43,8 @@ class ModelHost(Alarms, Protocol):
 
 @dataclass
 class Watch:
-    """The first ``bounds.parts`` parts of a new production version: ERROR and uncertain shares, cycle p95."""
+    """The first ``bounds.parts`` parts of a new production version: ERROR, uncertain and unfamiliar
+    shares, cycle p95."""
 
     version: str
     bounds: AutoRollback
@@ -51,12 +52,14 @@ class Watch:
     verdicts: list[str] = field(default_factory=list)
     cycles_ms: list[float] = field(default_factory=list)
     uncertain: int = 0  # parts with a check the model was not sure of
+    unfamiliar: int = 0  # parts the unfamiliar-frame guard flagged
 
-    def add(self, verdict: str, cycle_ms: float, uncertain: bool = False) -> None:
+    def add(self, verdict: str, cycle_ms: float, uncertain: bool = False, unfamiliar: bool = False) -> None:
         if len(self.verdicts) < self.bounds.parts:
             self.verdicts.append(verdict)
             self.cycles_ms.append(cycle_ms)
             self.uncertain += uncertain
+            self.unfamiliar += unfamiliar
 
     @property
     def done(self) -> bool:
@@ -74,6 +77,12 @@ class Watch:
             return (
                 f"uncertain on {unsure:.0%} of its first {len(self.verdicts)} parts"
                 f" (at most {self.bounds.max_uncertain_share:.0%})"
+            )
+        strange = self.unfamiliar / len(self.verdicts)
+        if self.bounds.max_unfamiliar_share is not None and strange > self.bounds.max_unfamiliar_share:
+            return (
+                f"unfamiliar images on {strange:.0%} of its first {len(self.verdicts)} parts"
+                f" (at most {self.bounds.max_unfamiliar_share:.0%})"
             )
         limit = self.bounds.max_cycle_p95_ms
         if limit is not None:
@@ -245,7 +254,7 @@ class ModelFollower:
         if watch is None or not isinstance(event, InspectionDone) or watch.version != self.station.model_sha256:
             return
         unsure = any(c.reason.startswith("uncertain:") for c in event.checks)
-        watch.add(event.verdict, event.timings_ms.get("cycle_ms", 0.0), unsure)
+        watch.add(event.verdict, event.timings_ms.get("cycle_ms", 0.0), unsure, event.unfamiliar)
         why = watch.crossed()
         if why is None:
             return

@@ -1,15 +1,20 @@
 """Which inspections go to the QA review queue, and why (config ``review_sampling``, docs/log.md):
-the cases worth a person's look — a check the model was not sure of, a yes/no answer with a small
+the cases worth a person's look — a frame unlike the commissioning frames (the unfamiliar-frame
+guard), a check the model was not sure of, a yes/no answer with a small
 margin, a count that fails by a point or two, every Nth PASS (escapes hide among passes) — at most
 ``per_hour`` in any hour and ``per_day`` in any 24 hours, so a bad hour does not bury QA."""
 
 from __future__ import annotations
 
 from collections import deque
+from typing import TYPE_CHECKING
 
 from ..config import CountCheck, PointCheck, Recipe, ReviewSampling
 from ..inspection.checks import CheckOutcome
 from ..verdict import Verdict
+
+if TYPE_CHECKING:
+    from .unfamiliar import Judgement
 
 HOUR_S, DAY_S = 3600.0, 86400.0
 
@@ -33,15 +38,25 @@ class ReviewSampler:
         """What the log says was sampled in the last day (a restart does not reset the caps)."""
         self.taken.extend(times[-self.taken.maxlen :] if self.taken.maxlen else times)
 
-    def reasons(self, recipe: Recipe | None, verdict: Verdict, outcomes: list[CheckOutcome]) -> list[str]:
-        """Why the rules choose this part (empty: they do not), before the caps."""
+    def reasons(
+        self, recipe: Recipe | None, verdict: Verdict, outcomes: list[CheckOutcome], unfamiliar: Judgement | None = None
+    ) -> list[str]:
+        """Why the rules choose this part (empty: they do not), before the caps. ``unfamiliar``: the
+        unfamiliar-frame guard's judgement of the frame (None: not judged)."""
         rules, found = self.rules, []
         if verdict == Verdict.PASS:
             self.passes += 1
+        flagged = unfamiliar is not None and unfamiliar.unfamiliar
+        if rules.unfamiliar and unfamiliar is not None and flagged:
+            found.append(f"unfamiliar image: score {unfamiliar.score:.1f} over {unfamiliar.threshold:.1f}")
         checks = {c.name: c for c in recipe.checks} if recipe is not None else {}
         for o in outcomes:
             check = checks.get(o.name)
-            if rules.uncertain and o.reason.startswith("uncertain:"):
+            if (
+                rules.uncertain
+                and o.reason.startswith("uncertain:")
+                and not (flagged and "unfamiliar image" in o.reason)
+            ):
                 found.append(f"uncertain: {o.name}")
             elif rules.low_margin is not None and o.margin is not None and o.margin < rules.low_margin:
                 found.append(f"low margin: {o.name} {o.margin:.2f}")
@@ -54,9 +69,16 @@ class ReviewSampler:
             found.append(f"one of every {rules.every_nth_pass} PASSes")
         return found
 
-    def choose(self, recipe: Recipe | None, verdict: Verdict, outcomes: list[CheckOutcome], now: float) -> str:
+    def choose(
+        self,
+        recipe: Recipe | None,
+        verdict: Verdict,
+        outcomes: list[CheckOutcome],
+        now: float,
+        unfamiliar: Judgement | None = None,
+    ) -> str:
         """The reason this part goes to review ("" when it does not), within the caps."""
-        found = self.reasons(recipe, verdict, outcomes)
+        found = self.reasons(recipe, verdict, outcomes, unfamiliar)
         if not found:
             return ""
         taken = list(self.taken)

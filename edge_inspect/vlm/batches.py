@@ -30,6 +30,7 @@ class EncodedImage:
     prefix_ids: np.ndarray | None  # BOS + template text + image tokens, when that prefix is reusable
     prefix_kv: KVCache | None
     timings_ms: dict[str, float] = field(default_factory=dict)
+    pooled: np.ndarray | None = None  # [2 × hidden]: features.pool_features of ``features``
 
 
 @dataclass(frozen=True)

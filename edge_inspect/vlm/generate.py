@@ -36,6 +36,7 @@ from . import step_decode
 from .backends import Backend, run_into
 from .batches import Batch, EncodedImage, KVCache, Step
 from .bundle import Bundle
+from .features import pool_features
 from .grammar import Constraint
 from .preprocess import ImageInputs
 from .prompt import PromptBuilder, PromptIds
@@ -190,7 +191,10 @@ class Engine:
         start = time.perf_counter()
         features = self.vision(inputs)
         timings = {"vision_ms": _ms(start)}
-        encoded = EncodedImage(inputs=inputs, features=features, prefix_ids=None, prefix_kv=None, timings_ms=timings)
+        encoded = EncodedImage(
+            inputs=inputs, features=features, prefix_ids=None, prefix_kv=None, timings_ms=timings,
+            pooled=pool_features(features, inputs.grid),
+        )  # fmt: skip
         if reuse_prefix and self.prompts.reusable_prefix:
             start = time.perf_counter()
             prompt = self.prompts.build("", inputs.grid)
