@@ -54,6 +54,7 @@ from .review_sampling import DAY_S, ReviewSampler
 
 if TYPE_CHECKING:
     from .model_follower import ModelFollower
+    from .shadow import Shadow
 
 log = logging.getLogger(__name__)
 A = TypeVar("A")
@@ -132,6 +133,8 @@ class Station:
         self.keeper: ConfigKeeper | None = None
         # Set by the composition root where model.bundle names an alias of the model store.
         self.models: ModelFollower | None = None
+        # Set by the composition root for a station with a model store: a candidate judging after production.
+        self.shadow: Shadow | None = None
         # Alarms the previous run left open, closed in the log's history at this start (codes, unix time).
         self.alarms_closed_at_start: tuple[list[str], float] = ([], 0.0)
 
@@ -364,6 +367,8 @@ class Station:
         except StoreError as err:
             store_error = err
             code = ErrorCode.DISK_FULL
+        if self.shadow is not None:  # the frame, for after the result is out (result_out)
+            self.shadow.hold(rec, frame, self.last_row_id)
         return rec, code, store_error
 
     async def inspect(
@@ -399,7 +404,14 @@ class Station:
             timings_ms={k: round(v, 2) for k, v in rec.timings_ms.items()},  # as the log keeps them
             at=self.last_result[0], frame=self.last_overlay_jpeg is not None,
         ))  # fmt: skip
+        if trigger != "plc":  # the PLC's cycle calls result_out once `results_valid` is written
+            self.result_out(rec.result_id)
         return rec, code
+
+    def result_out(self, result_id: int) -> None:
+        """Production's result for ``result_id`` is out (the PLC has it): the shadow may judge its frame."""
+        if self.shadow is not None:
+            self.shadow.release(result_id)
 
     async def check_camera(self, new: CameraConfig) -> None:
         """New GenICam settings for the camera the station runs, checked against its feature tree

@@ -71,6 +71,7 @@ class PlcCycle:
         if self.handshake.last_cycle_clean:
             self.host.clear_alarm("missed_trigger")
         await self.write_outputs()
+        self.host.result_out(request.trigger_id)  # after `results_valid`: the shadow may have the frame
 
     def _take_restart(self) -> bool:
         """A PLC restart the link found (client mode): what it asked for before is void, so reset the
