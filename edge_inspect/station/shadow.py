@@ -116,7 +116,9 @@ def compare(rec: InspectionRecord, judged: Judged) -> tuple[bool, list[bool], li
         i < len(judged.outcomes) and judged.outcomes[i].name == o.name and judged.outcomes[i].status == o.status
         for i, o in enumerate(rec.outcomes)
     ]
-    differing = ([] if verdict_agrees else ["verdict"]) + [o.name for o, ok in zip(rec.outcomes, by_check) if not ok]
+    differing = ([] if verdict_agrees else ["verdict"]) + [
+        o.name for o, ok in zip(rec.outcomes, by_check, strict=True) if not ok
+    ]
     return verdict_agrees, by_check, differing
 
 
