@@ -253,7 +253,8 @@ def shadow_shown(shadow: object) -> str | None:
         )
     last = shadow.get("last")
     if isinstance(last, dict):
-        counts = last.get("counts") if isinstance(last.get("counts"), dict) else {}
+        found = last.get("counts")
+        counts = found if isinstance(found, dict) else {}
         judged, differ = counts.get("shadowed") or 0, counts.get("disagreements") or 0
         agreed = f", agreement {100 * (judged - differ) / judged:.1f} % of {judged}" if judged else ""
         return f"shadow {last.get('version', '?')} ended ({last.get('reason', '')}){agreed}"
