@@ -212,7 +212,9 @@ def main() -> int:
     args = parser.parse_args()
     report = run(args)
     print(f"back-to-back cycle p50 {report['cycle_back_to_back'].get('p50_ms')} ms; {report['cpus']} CPUs")
-    print(f"{'interval':>16} {'shadow':>6} {'parts':>6} {'valid p50':>10} {'valid p99':>10} {'read p99':>9} {'shadowed':>9} {'skipped':>8}")
+    print(
+        f"{'interval':>16} {'shadow':>6} {'parts':>6} {'valid p50':>10} {'valid p99':>10} {'read p99':>9} {'shadowed':>9} {'skipped':>8}"
+    )
     for r in report["summary"]:
         label = f"{r['interval']} {r['interval_ms']:.0f} ms"
         print(

@@ -96,7 +96,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"  check {c['name']}: {c['agree']} of {c['judged']} agree ({c['agreement']:.1%})")
     cost = run["cost"]
     print(
-        f"  shadow {cost['shadow_ms_p50']} ms per part (p50); production cycle p50 {cost['cycle_ms_p50_during']} ms "
+        f"  shadow {cost['shadow_cpu_ms_p50']} ms CPU per part (p50; {cost['shadow_ms_p50']} ms frame to verdict); "
+        f"production cycle p50 {cost['cycle_ms_p50_during']} ms "
         f"during the run, {cost['cycle_ms_p50_before']} ms over the {cost['parts_before']} parts before it"
     )
     for d in run["disagreement_list"][:10]:

@@ -133,6 +133,7 @@ def _percentile(values: list[float], q: float) -> float | None:
 def summary(store: Store, run_id: int, disagreements: int = 50) -> dict[str, Any] | None:
     """A run as the setup page, the CLI and the fleet show it: its counts, agreement per check and
     on the verdict, the latest disagreements (inspection ids for review), the shadow's time per part
+    (wall time, which includes the time it was stopped while production inspected, and its CPU time)
     and production's cycle time during the run beside the ``BEFORE_PARTS`` parts before it."""
     found = run(store, run_id)
     if found is None:
@@ -149,9 +150,11 @@ def summary(store: Store, run_id: int, disagreements: int = 50) -> dict[str, Any
             "WHERE run_id = ?",
             [run_id],
         ).fetchone()
-        shadow_ms = [r[0] for r in store.conn.execute(
-            "SELECT inspect_ms FROM shadow_results WHERE run_id = ? ORDER BY inspection_id DESC LIMIT 2000", [run_id]
-        )]  # fmt: skip
+        times = store.conn.execute(
+            "SELECT inspect_ms, cpu_ms FROM shadow_results WHERE run_id = ? ORDER BY inspection_id DESC LIMIT 2000",
+            [run_id],
+        ).fetchall()
+        shadow_ms, cpu_ms = [t[0] for t in times], [t[1] for t in times]
         end = found["ended_at"] if found["ended_at"] is not None else float("inf")
         during = [r[0] for r in store.conn.execute(
             "SELECT cycle_ms FROM inspections WHERE ts_unix >= ? AND ts_unix <= ? AND trigger != 'try' "
@@ -181,6 +184,7 @@ def summary(store: Store, run_id: int, disagreements: int = 50) -> dict[str, Any
         "cost": {
             "shadow_ms_p50": _percentile(shadow_ms, 0.5),
             "shadow_ms_p95": _percentile(shadow_ms, 0.95),
+            "shadow_cpu_ms_p50": _percentile(cpu_ms, 0.5),
             "cycle_ms_p50_before": _percentile(before, 0.5),
             "cycle_ms_p95_before": _percentile(before, 0.95),
             "parts_before": len(before),

@@ -382,6 +382,8 @@ class Station:
         """Run one inspection (one at a time) and report it as an event."""
         started = time.monotonic() if started is None else started
         result_id = next(self._ids) if result_id is None else result_id
+        if self.shadow is not None:  # frozen until this result is out (result_out)
+            self.shadow.pause()
         async with self._busy:
             loop = asyncio.get_running_loop()
             rec, code, store_error = await loop.run_in_executor(

@@ -11,7 +11,10 @@ The order that keeps production untouched:
    frames (``model.shadow.max_waiting``);
 3. the shadow's thread sends it to the shadow process (station/shadow_process.py, SCHED_IDLE) and
    writes the verdict to the log's shadow tables (logbook/shadow.py) while no inspection runs; a
-   disagreement goes to the QA queue through review sampling's caps, with the frame kept.
+   disagreement goes to the QA queue through review sampling's caps, with the frame kept;
+4. while production inspects, the shadow process is stopped outright (SIGSTOP at the start of an
+   inspection, SIGCONT once its result is out): SCHED_IDLE keeps it off a core production wants, but
+   not off the caches and memory bus the two models share; a stopped process touches neither.
 
 Runs are asked for through the model store (``edge-inspect model shadow start``, the setup page) or
 by the config (``model.shadow.auto``); a run a stop cut short resumes at the next start
@@ -83,7 +86,7 @@ class Run:
     jobs: queue.Queue = field(default_factory=queue.Queue)
     handed: int = 0  # frames handed to the thread (counted on the loop only)
     finished: int = 0  # frames the thread is done with (counted by the thread only)
-    ms: deque = field(default_factory=lambda: deque(maxlen=200))  # the shadow's recent time per part
+    ms: deque = field(default_factory=lambda: deque(maxlen=200))  # the shadow's recent CPU time per part
     thread: threading.Thread | None = None
     ending: bool = False
 
@@ -104,7 +107,7 @@ class Run:
             "skipped_line": c["skipped_line"], "skipped_shadow": c["skipped_shadow"],
             "disagreements": c["disagreements"],
             "agreement": round((judged - c["disagreements"]) / judged, 4) if judged else None,
-            "shadow_ms_p50": round(ordered[len(ordered) // 2], 1) if ordered else None,
+            "shadow_cpu_ms_p50": round(ordered[len(ordered) // 2], 1) if ordered else None,
             "scheduling": self.process.scheduling if self.process is not None else "",
         }  # fmt: skip
 
@@ -136,6 +139,20 @@ class Shadow:
         self._seen_seq = 0  # the newest request acted on (the log's runs remember it across restarts)
         self._lock = asyncio.Lock()
         self._task: asyncio.Task | None = None
+        self._paused: ShadowProcess | None = None  # the process stopped while production inspects
+
+    # -- production first: the shadow process stopped while an inspection runs -----------------
+    def pause(self) -> None:
+        """On the loop, as an inspection begins (a syscall, no waiting)."""
+        run = self.run
+        if self._paused is None and run is not None and run.process is not None and run.process.pause():
+            self._paused = run.process
+
+    def resume(self) -> None:
+        """On the loop, once a result is out (and by the check loop, should a result never come out)."""
+        paused, self._paused = self._paused, None
+        if paused is not None:
+            paused.resume()
 
     # -- the hook the station calls ------------------------------------------------------------
     def hold(self, rec: InspectionRecord, frame: Any, inspection_id: int | None) -> None:
@@ -147,6 +164,7 @@ class Shadow:
         """On the loop, once production's result for ``result_id`` is out: the held frame to the
         shadow, or a skipped part when the line or the shadow is busy."""
         held, self._held = self._held, None
+        self.resume()
         run = self.run
         if held is None or run is None or run.ending or held[0].result_id != result_id:
             return
@@ -198,7 +216,7 @@ class Shadow:
                 self.station.call_soon_threadsafe(self._failed_while_running, run, str(err))
                 continue
             done.append((job, judged, (started - job.out_at) * 1000))
-            run.ms.append(judged.wall_ms)
+            run.ms.append(judged.cpu_ms)
             if not self.station.inspecting:
                 self._write(run, done)
                 done = []
@@ -297,6 +315,8 @@ class Shadow:
             except ModelStoreError as err:
                 log.warning("shadow: %s", err)
                 request = None
+            if self._paused is not None and not self.station.inspecting:
+                self.resume()  # an inspection that ended without its result going out (a bug, a PLC restart)
             run = self.run
             if request is not None and request["seq"] > self._seen_seq:
                 self._seen_seq = request["seq"]
@@ -396,6 +416,8 @@ class Shadow:
     async def _shut(self, run: Run) -> None:
         """The thread finishes the frame it judges and writes what it has; then the process ends."""
         run.ending = True
+        if self._paused is run.process:
+            self.resume()
         run.jobs.put(_STOP)
         if run.thread is not None:
             await asyncio.to_thread(run.thread.join, 60)

@@ -7,13 +7,16 @@ gets a core only when production leaves it idle. It is a fresh interpreter
 (``python -m edge_inspect.station.shadow_process``: no copy of the station's threads and locks, and
 unlike multiprocessing's spawn it never re-runs the station's main module), talking over a socket
 pair; it lowers its priority before it loads the model (ONNX Runtime's threads inherit it), then
-judges one frame at a time: (frame, recipe) in, the inspection out.
+judges one frame at a time: (frame, recipe) in, the inspection out. The station also stops it
+outright (SIGSTOP) while production inspects and lets it go on (SIGCONT) once the result is out;
+it dies with the station (PR_SET_PDEATHSIG), stopped or not.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -56,8 +59,21 @@ def lower_priority() -> str:
         return f"nice {os.nice(0)}"
 
 
+def die_with_parent() -> None:
+    """SIGKILL this process when the station's process ends (Linux), so that a shadow left stopped
+    (SIGSTOP) by a station that crashed does not linger."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _serve(conn: Connection, bundle: str, providers: Any, backend: str, threads: int, max_new_tokens: int) -> None:
     """The process's body: lower the priority, load, then judge until told to stop (None) or the pipe closes."""
+    die_with_parent()
     scheduling = lower_priority()
     try:
         from ..inspection.inspector import Inspection, Inspector
@@ -109,6 +125,22 @@ class ShadowProcess:
     def pid(self) -> int | None:
         return self.process.pid
 
+    def pause(self) -> bool:
+        """Stop the process (SIGSTOP): it takes no CPU, cache or memory bandwidth until resume()."""
+        return self._signal(signal.SIGSTOP)
+
+    def resume(self) -> bool:
+        return self._signal(signal.SIGCONT)
+
+    def _signal(self, sig: int) -> bool:
+        if self.process.poll() is not None:
+            return False
+        try:
+            os.kill(self.process.pid, sig)
+        except ProcessLookupError:
+            return False
+        return True
+
     def wait_ready(self, timeout_s: float = START_TIMEOUT_S) -> None:
         if not self.conn.poll(timeout_s):
             self.close()
@@ -134,6 +166,7 @@ class ShadowProcess:
 
     def close(self) -> None:
         """Ask the process to end; terminated where it does not within a few seconds."""
+        self.resume()
         try:
             self.conn.send(None)
         except (OSError, ValueError):

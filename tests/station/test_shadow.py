@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sqlite3
 import threading
 import time
 from pathlib import Path
 
+from edge_inspect.fleet.messages import Topics, status_payload
 from edge_inspect.modelstore import request_start, request_stop
 from edge_inspect.station.events import ShadowChanged
 
@@ -102,6 +104,38 @@ def test_the_shadow_judges_after_results_valid_logs_beside_production_and_ends_b
     assert run == [(candidate, production, "3 parts shadowed", 3, 3, "qa-lead")]
     assert [(e.state, e.reason) for e in events] == [("running", "qa-lead"), ("ended", "3 parts shadowed")]
     assert status["shadow"]["state"] == "ended" and status["shadow"]["last"]["counts"]["shadowed"] == 3
+    published = status_payload(Topics("edge-inspect", "plant", "l1", "test-station"), True, time.time(), status)
+    assert published["shadow"]["last"]["reason"] == "3 parts shadowed"  # the fleet status carries it
+
+
+def _process_state(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+def _stop_sent(pid: int) -> bool:
+    """Stopped, or SIGSTOP pending: a SCHED_IDLE process on a busy machine may get a core to enter
+    the stopped state only later, and runs none of its own code before it does."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    pending = int(fields["ShdPnd"], 16) | int(fields["SigPnd"], 16)
+    return fields["State"].strip().startswith("T") or bool(pending & (1 << (signal.SIGSTOP - 1)))
+
+
+def test_the_shadow_process_is_stopped_while_production_inspects(tmp_path):
+    config, _, _ = _station(tmp_path, plc={"enabled": False})
+
+    async def scenario(station):
+        request_start(station.shadow.models, "candidate", "qa", 0, 1)
+        await station.shadow.check()
+        pid = station.shadow.run.process.pid
+        assert _process_state(pid) != "T"
+        inspection = asyncio.create_task(station.inspect(1))
+        await async_wait_until(lambda: station.inspecting, 5, "the inspection under way", poll_s=0.001)
+        stopped_while = _stop_sent(pid)
+        await inspection
+        return stopped_while, _stop_sent(pid)
+
+    stopped_while, after = asyncio.run(run_station(config, scenario))
+    assert stopped_while and not after  # SIGSTOP while production inspects, SIGCONT once the result is out
 
 
 def test_a_busy_line_skips_parts_and_counts_them(tmp_path):
@@ -159,23 +193,25 @@ def test_a_restart_resumes_the_run_and_a_stop_request_ends_it(tmp_path):
 
 
 def test_the_config_starts_a_shadow_once_per_version_and_hours_end_it(tmp_path):
-    shadow = {"auto": True, "parts": 0, "hours": 0.0005, "on_restart": "end"}  # 1.8 s
+    shadow = {"auto": True, "parts": 0, "hours": 0.001, "on_restart": "end"}  # 3.6 s
     config, _, candidate = _station(tmp_path, plc={"enabled": False}, model={"shadow": shadow})
+    events: list[ShadowChanged] = []
 
     async def first(station):
-        await station.shadow.check()
-        assert station.shadow.state == "running" and station.shadow.run.by == "config (model.shadow.auto)"
-        started = station.shadow.run.started_at
-        await async_wait_until(lambda: time.time() > started + 1.8, 10, "the run's hours")
-        await station.shadow.check()
-        return station.shadow.state, station.shadow.ended["reason"]
+        station.events.subscribe(lambda e: events.append(e) if isinstance(e, ShadowChanged) else None)
+        await _ended(station)  # started by the station's own check at start, ended by it too
+        return station.shadow.ended["reason"]
 
     async def second(station):
         await station.shadow.check()
         return station.shadow.state  # that version was shadowed before: not again
 
-    assert asyncio.run(run_station(config, first)) == ("ended", "0.0005 hours passed")
+    assert asyncio.run(run_station(config, first)) == "0.001 hours passed"
+    assert [(e.state, e.reason) for e in events] == [
+        ("running", "config (model.shadow.auto)"),
+        ("ended", "0.001 hours passed"),
+    ]
     assert asyncio.run(run_station(config, second)) == "ended"
-    assert _rows(tmp_path / "data", "SELECT version, end_reason FROM shadow_runs") == [
-        (candidate, "0.0005 hours passed")
+    assert _rows(tmp_path / "data", "SELECT version, started_by, end_reason FROM shadow_runs") == [
+        (candidate, "config (model.shadow.auto)", "0.001 hours passed")
     ]

@@ -411,7 +411,7 @@ function renderShadow(d) {
   $("shadow-state").textContent = shadowText(d.now, run);
   $("shadow-stop").disabled = !["running", "starting"].includes(d.now.state);
   const cost = run ? run.cost : null;
-  $("shadow-cost").textContent = cost && run.judged ? `Cost: the shadow takes ${cost.shadow_ms_p50} ms per part (p50, p95 ${cost.shadow_ms_p95}); ` +
+  $("shadow-cost").textContent = cost && run.judged ? `Cost: the shadow takes ${cost.shadow_cpu_ms_p50} ms of CPU per part (p50; ${cost.shadow_ms_p50} ms from frame to verdict, stopped while production inspects); ` +
     `production's cycle p50 ${cost.cycle_ms_p50_during} ms (p95 ${cost.cycle_ms_p95_during}) over ${cost.parts_during} parts during the run, ` +
     `${cost.cycle_ms_p50_before ?? "–"} ms (p95 ${cost.cycle_ms_p95_before ?? "–"}) over the ${cost.parts_before} parts before it.` : "";
   const rows = run ? [...run.checks.map((c) => el("tr", {}, el("td", {}, c.name), el("td", {}, String(c.judged)),
