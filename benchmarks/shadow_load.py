@@ -9,7 +9,9 @@ every ``--period-ms`` and times each answer. Phases of ``--seconds`` alternate w
 shadow (``edge-inspect model shadow start`` / ``stop``, the station's own path), ``--rounds`` times,
 at two trigger intervals: ``tight`` (1.15 × the back-to-back cycle p50 measured first, near the
 station's cycle) and ``relaxed`` (``--relaxed-ms``), so a drift of the machine's load hits both kinds
-alike. Per phase: trigger → `results_valid` p50/p99, Modbus read p99, parts shadowed and skipped.
+alike. Per phase: trigger → `results_valid` p50/p99, Modbus read p99, parts shadowed and skipped;
+the table pools each kind's phases, and the ratios (with / without) are the median over rounds of
+the two phases that ran back to back.
 
 Prints a table and writes JSON. docs/performance.md, "Shadow on the line", has the figures.
 """
@@ -156,6 +158,7 @@ def run(args) -> dict:
     config = build(folder, plc_port, web_port)
     station, start_s = start_station(config)
     rows: list[dict] = []
+    pooled: dict[tuple[str, bool], dict[str, list[float]]] = {}
     try:
         warm = run_plc(plc_port, args.warmup, 0.0, args.period_ms / 1000)
         cycle_p50 = percentile(warm["valid_ms"], 0.5)
@@ -174,6 +177,9 @@ def run(args) -> dict:
                         cli("model", "shadow", "stop", "--config", str(config))
                         wait_state(web_port, "off")
                     row = phase_row(name, interval_ms, shadow, result, before, after)
+                    pool = pooled.setdefault((name, shadow), {"valid_ms": [], "reads_ms": []})
+                    pool["valid_ms"] += result["valid_ms"]
+                    pool["reads_ms"] += result["reads_ms"]
                     row["round"] = rnd
                     rows.append(row)
                     print(json.dumps(row), flush=True)
@@ -185,18 +191,29 @@ def run(args) -> dict:
     for name in ("tight", "relaxed"):
         for shadow in (False, True):
             mine = [r for r in rows if r["interval"] == name and r["shadow"] == shadow]
+            pool = pooled[(name, shadow)]
             summary.append({
                 "interval": name, "interval_ms": mine[0]["interval_ms"], "shadow": shadow,
                 "parts": sum(r["parts"] for r in mine),
-                "valid_p50_ms": round(sum(r["valid_p50_ms"] for r in mine) / len(mine), 1),
-                "valid_p99_ms": max(r["valid_p99_ms"] for r in mine),
-                "read_p99_ms": max(r["read_p99_ms"] for r in mine),
+                "valid_p50_ms": round(percentile(pool["valid_ms"], 0.5), 1),
+                "valid_p99_ms": round(percentile(pool["valid_ms"], 0.99), 1),
+                "read_p99_ms": round(percentile(pool["reads_ms"], 0.99), 2),
                 "shadowed": sum(r["shadowed"] for r in mine), "skipped": sum(r["skipped"] for r in mine),
             })  # fmt: skip
+    ratios = {}  # with / without, per round (the two phases of a round ran back to back), then the median
+    for name in ("tight", "relaxed"):
+        for key in ("valid_p50_ms", "valid_p99_ms", "read_p99_ms"):
+            per_round = []
+            for rnd in range(args.rounds):
+                on = [r[key] for r in rows if r["interval"] == name and r["round"] == rnd and r["shadow"]]
+                off = [r[key] for r in rows if r["interval"] == name and r["round"] == rnd and not r["shadow"]]
+                if on and off and off[0]:
+                    per_round.append(on[0] / off[0])
+            ratios[f"{name}:{key}"] = round(sorted(per_round)[len(per_round) // 2], 2) if per_round else None
     return {
         "station_start_s": round(start_s, 1), "cycle_back_to_back": _stats(warm["valid_ms"]),
         "seconds_per_phase": args.seconds, "rounds": args.rounds, "period_ms": args.period_ms,
-        "load_before": os.getloadavg(), "phases": rows, "summary": summary, "shadow_last": last.get("last"),
+        "load_before": os.getloadavg(), "phases": rows, "summary": summary, "ratios_median_of_rounds": ratios, "shadow_last": last.get("last"),
         "cpus": os.cpu_count(),
     }  # fmt: skip
 
@@ -221,6 +238,10 @@ def main() -> int:
             f"{label:>16} {'on' if r['shadow'] else 'off':>6} {r['parts']:>6} {r['valid_p50_ms']:>10} "
             f"{r['valid_p99_ms']:>10} {r['read_p99_ms']:>9} {r['shadowed']:>9} {r['skipped']:>8}"
         )
+    print(
+        "with / without shadow, median over rounds: "
+        + ", ".join(f"{k} {v}" for k, v in report["ratios_median_of_rounds"].items())
+    )
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
