@@ -68,7 +68,7 @@ def test_start_a_shadow_watch_it_end_by_itself_and_stop_another(daemon, page):
     page.wait_for_function(
         "document.getElementById('shadow-state').textContent.includes('4 parts shadowed')", timeout=90_000
     )
-    assert "Shadow off. Last run 1" in _state(page) and "4 shadowed" in _state(page)
+    assert "Shadow off. Last run 1" in _state(page) and "It shadowed 4 parts" in _state(page)
     assert "agreement 0.0 %" in _state(page)  # every part: the candidate answers the label the other way
     page.wait_for_selector("#shadow-checks tbody tr")
     rows = page.inner_text("#shadow-checks tbody")

@@ -400,8 +400,8 @@ function shadowText(now, run) {
   }
   if (run) {
     const when = run.ended_at ? `ended ${localTime(run.ended_at)}: ${run.end_reason}` : "left open";
-    return `Shadow off. Last run ${run.id} of ${run.version.slice(0, 12)} ${when}; ${run.shadowed} shadowed, ` +
-      `${run.skipped_line + run.skipped_shadow} skipped, ${run.disagreements} disagreements, agreement ${pct(run.agreement)}.`;
+    return `Shadow off. Last run ${run.id} of ${run.version.slice(0, 12)} ${when}. It shadowed ${run.shadowed} parts, ` +
+      `skipped ${run.skipped_line + run.skipped_shadow} (line busy ${run.skipped_line}, shadow busy ${run.skipped_shadow}), ${run.disagreements} disagreements, agreement ${pct(run.agreement)}.`;
   }
   return "Shadow off. No version has been shadowed on this station.";
 }
@@ -416,7 +416,7 @@ function renderShadow(d) {
     `${cost.cycle_ms_p50_before ?? "–"} ms (p95 ${cost.cycle_ms_p95_before ?? "–"}) over the ${cost.parts_before} parts before it.` : "";
   const rows = run ? [...run.checks.map((c) => el("tr", {}, el("td", {}, c.name), el("td", {}, String(c.judged)),
     el("td", {}, String(c.agree)), el("td", {}, pct(c.agreement)))),
-    el("tr", { class: "verdict" }, el("td", {}, "verdict"), el("td", {}, String(run.judged)),
+    el("tr", { class: "shadow-verdict" }, el("td", {}, el("strong", {}, "verdict")), el("td", {}, String(run.judged)),
       el("td", {}, String(Math.round((run.verdict_agreement || 0) * run.judged))), el("td", {}, pct(run.verdict_agreement)))] : [];
   document.querySelector("#shadow-checks tbody").replaceChildren(...(run && run.judged ? rows : []));
   document.querySelector("#shadow-disagreements tbody").replaceChildren(...(run ? run.disagreement_list : []).map((x) =>
@@ -431,7 +431,7 @@ async function setupShadow() {
     if (!r.ok) { $("shadow-state").textContent = r.data.error || `HTTP ${r.status}`; return; }
     renderShadow(r.data);
   };
-  const started = (d) => d.now.state === "running" ? `Shadow of ${d.now.version} running.` : `Asked for (request ${d.request.seq}); ${d.now.last ? d.now.last.reason : d.now.state}.`;
+  const started = (d) => d.now.state === "running" ? `Started: ${d.now.version} judges in shadow.` : `Asked for (request ${d.request.seq}); ${d.now.last ? d.now.last.reason : d.now.state}.`;
   $("shadow-start").addEventListener("click", async () => {
     $("shadow-start").disabled = true;
     const body = { version: $("shadow-version").value.trim(), parts: Number($("shadow-parts").value), hours: Number($("shadow-hours").value) };
