@@ -24,7 +24,6 @@ import cv2
 from ..camera.calibration import CameraCalibration, Undistorter
 from ..camera.sources import CameraError, make_camera
 from ..config import CameraConfig, StationConfig
-from ..errors import UserError
 from ..inspection.checks import defect_count, failed_mask
 from ..inspection.inspector import Inspection, Inspector
 from ..inspection.overlay import draw_overlay
@@ -99,8 +98,7 @@ class Station:
         self.store = Store(data_dir, s.save_pass_every, s.retention_days, s.max_disk_mb, s.min_free_mb, s.pending_max)
         handshake = Handshake(result_buffer=config.plc.options.result_buffer)
         self.signal_map = config.plc.signal_map()
-        p = config.plc
-        link = make_link(self.signal_map, p.link_settings()) if p.enabled else None
+        link = make_link(self.signal_map, config.plc.link_settings()) if config.plc.enabled else None
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inspect")
         self.alarms = AlarmBoard()
         self.events.subscribe(self._remember_alarm)  # the alarm history in the log (docs/log.md)
@@ -133,8 +131,7 @@ class Station:
         self.keeper: ConfigKeeper | None = None
         # Set by the composition root where model.bundle names an alias of the model store.
         self.models: ModelFollower | None = None
-        # Set by the composition root for a station with a model store: a candidate judging after production.
-        self.shadow: Shadow | None = None
+        self.shadow: Shadow | None = None  # set by the composition root: a candidate judging after production
         # Alarms the previous run left open, closed in the log's history at this start (codes, unix time).
         self.alarms_closed_at_start: tuple[list[str], float] = ([], 0.0)
 
@@ -213,9 +210,6 @@ class Station:
         """Run ``coro`` (one that calls inspect) as a task of the station's: stop() lets it complete."""
         self._spawn(coro, "serve")
 
-    def _alarm_active(self, code: str) -> bool:
-        return self.alarms.active(code)
-
     def _remember_alarm(self, event) -> None:
         """Alarm events into the log's alarm history, written by a worker thread (never on the loop)."""
         if isinstance(event, AlarmRaised):
@@ -275,7 +269,7 @@ class Station:
             "station": self.config.station.name, "online": self.handshake.online,
             "ready": bool(self.handshake.outputs["ready"]), "busy": bool(self.handshake.outputs["busy"]),
             "camera": self.camera.status, "plc": self.plc_status, "model": self.model_sha256[:12],
-            "model_status": "fallback" if self.model.fallback_reason else "error" if self._alarm_active("model_error")
+            "model_status": "fallback" if self.model.fallback_reason else "error" if self.alarms.active("model_error")
             else "ok",
             "counters": dict(self.counters), "review_sampling": self.sampler.status(time.time()),
             "disk": "full" if self.store.pending else "low" if self.store.low_space else "ok",
@@ -538,17 +532,9 @@ class Station:
             for attachment in self._attachments:
                 await attachment.start()
                 started.append(attachment)
-        except Exception:  # port in use, unreadable certificate: the caller reports it
-            for attachment in reversed(started):
-                await attachment.stop()
-            if self.link is not None:
-                await self.link.stop(hold_s=0)
-            self.camera.close()
-            self.store.close()
-            raise
-        try:  # a live camera's grabber starts streaming now; a GenICam camera is opened and configured
+            # a live camera's grabber starts streaming now; a GenICam camera is opened and configured
             await self._loop.run_in_executor(None, self.camera.start)
-        except UserError:  # a feature the camera refuses: one line, exit 2
+        except Exception:  # port in use, unreadable certificate, a feature the camera refuses (UserError: exit 2)
             for attachment in reversed(started):
                 await attachment.stop()
             if self.link is not None:
