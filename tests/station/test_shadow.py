@@ -46,7 +46,7 @@ async def _ended(station, timeout: float = 60) -> None:
 
 
 def test_the_shadow_judges_after_results_valid_logs_beside_production_and_ends_by_parts(tmp_path):
-    config, production, candidate = _station(tmp_path)
+    config, production, candidate = _station(tmp_path, review_sampling={"per_hour": 2})
     data = tmp_path / "data"
     events: list[ShadowChanged] = []
     loop_sql: list[str] = []
@@ -94,9 +94,11 @@ def test_the_shadow_judges_after_results_valid_logs_beside_production_and_ends_b
         data, "SELECT name, status, agrees FROM shadow_checks WHERE inspection_id = ? ORDER BY idx", [shadowed[0][0]]
     )
     assert [(n, a) for n, _, a in checks] == [("surface", 1), ("label", 0)]
-    sampled = _rows(data, "SELECT review_reason, image_path FROM inspections WHERE id IN (?, ?, ?)",
+    sampled = _rows(data, "SELECT review_reason, image_path FROM inspections WHERE id IN (?, ?, ?) ORDER BY id",
                     [r[0] for r in shadowed])  # fmt: skip
-    assert all(reason == "shadow_disagreement: verdict, label" and image for reason, image in sampled)
+    assert all(reason == "shadow_disagreement: verdict, label" and image for reason, image in sampled[:2])
+    assert sampled[2] == (None, None)  # the third disagreement: over review sampling's cap of 2 an hour
+    assert status["review_sampling"]["capped"] == 1
     others = _rows(data, "SELECT review_reason, image_path FROM inspections WHERE id NOT IN (?, ?, ?)",
                    [r[0] for r in shadowed])  # fmt: skip
     assert others == [(None, None), (None, None)]  # passes not sampled keep no frame (save_pass_every: 0)
