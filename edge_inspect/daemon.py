@@ -1,5 +1,5 @@
 """The composition root: builds the station core and attaches what the config asks for — the OPC UA
-server, the model follower, the config keeper, fleet publishing and the web — each of which sees the station only through
+server, the model follower, the shadow, the config keeper, fleet publishing and the web — each of which sees the station only through
 the narrow Protocols of station/ports.py. ``edge-inspect run`` and ``edge-inspect demo`` start here."""
 
 from __future__ import annotations
@@ -11,9 +11,11 @@ from typing import TYPE_CHECKING
 
 from .config import StationConfig
 from .inspection.inspector import Inspector
+from .modelstore import ModelStore
 from .station import allocator
 from .station.config_keeper import ConfigKeeper
 from .station.core import Station
+from .station.shadow import Shadow
 from .vlm import VisionLanguageModel
 
 if TYPE_CHECKING:
@@ -30,13 +32,14 @@ def build_station(
     model: VisionLanguageModel | None = None,
     inspector: Inspector | None = None,
 ) -> Station:
-    """The station with its attachments, in their start order: OPC UA, the model follower, config keeper
+    """The station with its attachments, in their start order: OPC UA, the model follower, the shadow, config keeper
     (a station started from a file: versions, edits on disk, saves from the setup pages), fleet
     publishing. ``model`` and ``inspector``: ones made beforehand (tests, the demo), else from the config."""
     tuned = allocator.tune()  # before the station's threads start
     if tuned:
         log.info("memory: %s (docs/performance.md)", tuned)
     station = Station(config, config_sha256, base_dir, model=model, inspector=inspector)
+    models = ModelStore.of_storage(station.data_dir, config.storage.models_max_mb)
     for line in station.platform.lines():
         log.info("%s", line)
     if config.opcua is not None and config.opcua.enabled:
@@ -46,19 +49,20 @@ def build_station(
     alias = config.model.store_alias
     if alias is not None:  # model.bundle: production | candidate — followed while the station runs
         from .logbook.review import judged_any
-        from .modelstore import ModelStore
         from .station.model_follower import ModelFollower
 
-        store = ModelStore.of_storage(station.data_dir, config.storage.models_max_mb)
         follower = ModelFollower(
             station,
-            store,
+            models,
             alias,
             functools.partial(_load_version, config, station),
             judged_any=lambda version: judged_any(station.store, version),
         )
         station.models = follower
         station.attach(follower, status=follower.status)
+    shadow = Shadow(station, models)
+    station.shadow = shadow  # a candidate judging live frames after production, when a run is asked for
+    station.attach(shadow, status=shadow.status)
     if config_path is not None:
         keeper = ConfigKeeper(station, config_path)
         station.keeper = keeper

@@ -1,6 +1,7 @@
 """``edge-inspect model``: a bundle's files checked (``verify``), prompts run on an image file
-(``ask``), the station's model store (``list | add | promote | rollback | remove``,
-docs/model-lifecycle.md, "The model store") and the unfamiliar-frame guard's ``reference``. The store's commands find it through ``--config``'s
+(``ask``), the station's model store (``list | add | promote | rollback | remove``, and
+``shadow start | stop | status`` in shadow_command.py, docs/model-lifecycle.md, "The model store")
+and the unfamiliar-frame guard's ``reference``. The store's commands find it through ``--config``'s
 ``storage.dir``; a refusal is one line and exit 2. The model code is imported by the handlers only."""
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import UserError
+from . import shadow_command
 
 if TYPE_CHECKING:
     from ..modelstore import ModelStore
@@ -193,6 +195,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ask.add_argument("--max-new-tokens", type=int, default=64, help="cap on generated tokens per prompt")
     ask.set_defaults(func=cmd_ask)
     add_parsers(model)  # list, add, promote, rollback, remove
+    shadow_command.add_parsers(model)  # shadow start | stop | status
     from .reference import add_parser as add_reference
 
     add_reference(model)  # the unfamiliar-frame guard's reference

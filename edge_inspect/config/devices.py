@@ -224,6 +224,38 @@ class AutoRollback(Strict):
     max_cycle_p95_ms: float | None = Field(default=None, gt=0, le=600_000, description="their cycle time, p95")
 
 
+class ShadowSettings(Strict):
+    """A candidate judging live frames after production's verdict is out, never acting on the PLC
+    (docs/model-lifecycle.md, "Shadow on the line")."""
+
+    auto: bool = Field(
+        default=False, description="shadow `version` by itself whenever it names a version not shadowed before"
+    )
+    version: str = Field(
+        default="candidate", min_length=1, max_length=64, pattern=r"^(production|candidate|[0-9a-f]{8,64})$",
+        description="the version a shadow started from the config (or without a version named) judges: an alias or a version id",
+    )  # fmt: skip
+    parts: int = Field(
+        default=200, ge=0, le=10_000_000, description="a run ends after this many shadowed parts (0: no bound)"
+    )
+    hours: float = Field(
+        default=8.0, ge=0.0, le=24 * 365, description="a run ends this long after it started (0: no bound)"
+    )
+    max_waiting: int = Field(
+        default=0, ge=0, le=8, description="frames waiting beside the one the shadow judges; more are skipped"
+    )
+    threads: int = Field(default=1, ge=1, le=64, description="the shadow process's model threads")
+    on_restart: Literal["resume", "end"] = Field(
+        default="resume", description="a run a stop cut short: resume it at the next start, or end it there"
+    )
+
+    @model_validator(mode="after")
+    def _bounded(self):
+        if self.parts == 0 and self.hours == 0:
+            raise FieldError("a shadow run needs a bound: parts or hours (or both) above 0", ("parts",), ("hours",))
+        return self
+
+
 class ModelConfig(Strict):
     bundle: str = Field(min_length=1, max_length=4096, pattern=r"^[^\x00]*$")
     backend: Literal["onnxruntime", "tensorrt", "auto"] = Field(
@@ -238,6 +270,7 @@ class ModelConfig(Strict):
     )
     max_new_tokens: int = Field(default=96, ge=1, le=1024)
     auto_rollback: AutoRollback = Field(default_factory=AutoRollback)
+    shadow: ShadowSettings = Field(default_factory=ShadowSettings)
     # The model store's alias (production, candidate) ``bundle`` named, when it named one: the station
     # follows it while it runs. ``bundle`` itself holds the folder it pointed at on loading.
     _store_alias: str | None = PrivateAttr(default=None)

@@ -26,6 +26,9 @@ class ReviewSampling(Strict):
         le=1000,
         description="a count that fails by at most this many points (3 or 5 where 4 are expected)",
     )
+    shadow_disagreement: bool = Field(
+        default=True, description="the shadow's verdict or a check's result differs from production's"
+    )
     every_nth_pass: int = Field(default=0, ge=0, le=1_000_000, description="every Nth PASS (0: none)")
     per_hour: int = Field(default=20, ge=0, le=10_000, description="at most this many sampled in any hour")
     per_day: int = Field(default=200, ge=0, le=10_000, description="at most this many in any 24 hours")

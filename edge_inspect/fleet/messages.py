@@ -133,6 +133,7 @@ def status_payload(
                     "model",
                     "model_status",
                     "model_follow",
+                    "shadow",
                     "counters",
                     "disk",
                     "last_result_at",

@@ -1,7 +1,16 @@
 """The local defect log: the only owner of the SQLite file (schema and migrations, writes,
 review queries, retention). Format and retention rules: docs/log.md."""
 
-from . import alarm_history, config_versions, corrections, review
+from . import alarm_history, config_versions, corrections, review, shadow
 from .store import InspectionRecord, Store, StoreError
 
-__all__ = ["InspectionRecord", "Store", "StoreError", "alarm_history", "config_versions", "corrections", "review"]
+__all__ = [
+    "InspectionRecord",
+    "Store",
+    "StoreError",
+    "alarm_history",
+    "config_versions",
+    "corrections",
+    "review",
+    "shadow",
+]

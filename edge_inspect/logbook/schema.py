@@ -143,6 +143,29 @@ def _v10_unfamiliar_score(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE inspections ADD COLUMN unfamiliar_threshold FLOAT")
 
 
+def _v11_shadow(db: sqlite3.Connection) -> None:
+    """A candidate model's verdicts on live frames beside production's (docs/log.md, "Shadow"): each
+    run of a shadow, and per shadowed inspection and version its verdict and per-check results."""
+    db.execute(
+        "CREATE TABLE shadow_runs (id INTEGER PRIMARY KEY AUTOINCREMENT, version TEXT NOT NULL, production TEXT, "
+        "started_at FLOAT NOT NULL, ended_at FLOAT, end_reason TEXT, parts_bound INTEGER, hours_bound FLOAT, "
+        "started_by TEXT, request_seq INTEGER, shadowed INTEGER NOT NULL DEFAULT 0, skipped_line INTEGER NOT NULL "
+        "DEFAULT 0, skipped_shadow INTEGER NOT NULL DEFAULT 0, disagreements INTEGER NOT NULL DEFAULT 0)"
+    )
+    db.execute(
+        "CREATE TABLE shadow_results (inspection_id INTEGER NOT NULL REFERENCES inspections(id), version TEXT NOT NULL, "
+        "run_id INTEGER REFERENCES shadow_runs(id), ts TEXT, ts_unix FLOAT, verdict TEXT, error TEXT, "
+        "verdict_agrees INTEGER, agrees INTEGER, differing TEXT, inspect_ms FLOAT, cpu_ms FLOAT, waited_ms FLOAT, "
+        "PRIMARY KEY (inspection_id, version))"
+    )
+    db.execute("CREATE INDEX idx_shadow_results_run ON shadow_results (run_id, agrees, inspection_id)")
+    db.execute(
+        "CREATE TABLE shadow_checks (inspection_id INTEGER NOT NULL, version TEXT NOT NULL, idx INTEGER NOT NULL, "
+        "name TEXT, kind TEXT, status TEXT, reason TEXT, counted INTEGER, answer TEXT, p_yes FLOAT, margin FLOAT, "
+        "ms FLOAT, points TEXT, agrees INTEGER, PRIMARY KEY (inspection_id, version, idx))"
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v1_tables,
     _v2_ids_never_reused,
@@ -154,6 +177,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v8_review_sampling,
     _v9_camera_frame,
     _v10_unfamiliar_score,
+    _v11_shadow,
 ]
 LATEST = len(MIGRATIONS)
 

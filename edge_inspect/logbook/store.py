@@ -298,6 +298,38 @@ class Store:
                     f"log write failed: {err} ({self.pending} result(s) waiting in memory)", disk_full=_disk_full(err)
                 ) from None
 
+    def sample_afterwards(self, inspection_id: int, rec: InspectionRecord, frame: np.ndarray, reason: str) -> bool:
+        """Put a logged inspection into the review queue after the fact (the shadow disagreed with it):
+        its frame and overlay are written where the row has none, and ``reason`` is added to its
+        review reason. False when the row is gone (retention). The images are written outside the
+        log's lock, so the next inspection's commit does not wait for them."""
+        with self.lock:
+            row = self.conn.execute("select ts, image_path from inspections where id = ?", [inspection_id]).fetchone()
+        if row is None:
+            return False
+        paths: tuple[str | None, str | None] = (None, None)
+        if row[1] is None:
+            paths = self._write_images(frame, rec, row[0] if isinstance(row[0], str) else utc_stamp(time.time()))
+        try:
+            with self.transaction() as db:
+                if paths[0] is not None:
+                    db.execute(
+                        "update inspections set image_path = ?, overlay_path = ? where id = ? and image_path is null",
+                        [*paths, inspection_id],
+                    )
+                db.execute(
+                    "update inspections set review_reason = substr(coalesce(review_reason || '; ', '') || ?, 1, 500) "
+                    "where id = ?",
+                    [reason, inspection_id],
+                )
+                found = db.execute("select changes()").fetchone()[0] > 0
+        except BaseException:
+            self._unlink(*paths)
+            raise
+        if not found:
+            self._unlink(*paths)
+        return found
+
     def _wait(self, rec: InspectionRecord, at: float) -> None:
         if len(self._pending) >= self.pending_max:
             self._pending.popleft()
@@ -328,7 +360,7 @@ class Store:
                 for chunk in range(0, len(ids), 500):
                     part = ids[chunk : chunk + 500]
                     marks = ",".join("?" * len(part))
-                    for table in ("points", "checks", "dispositions", "corrections"):
+                    for table in ("points", "checks", "dispositions", "corrections", "shadow_checks", "shadow_results"):
                         db.execute(f"delete from {table} where inspection_id in ({marks})", part)
                     db.execute(f"delete from inspections where id in ({marks})", part)
                 db.execute(

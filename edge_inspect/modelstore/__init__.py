@@ -1,6 +1,19 @@
-"""The model store on the station: immutable versions, the aliases production and candidate, and the
-history of every change (docs/model-lifecycle.md, "The model store")."""
+"""The model store on the station: immutable versions, the aliases production and candidate, the
+history of every change, and the shadow request the running station reads (docs/model-lifecycle.md,
+"The model store", "Shadow on the line")."""
 
+from .shadow_request import read_request, request_start, request_stop
 from .store import ALIASES, Added, ModelStore, ModelStoreError, Version, default_user, looks_like_version
 
-__all__ = ["ALIASES", "Added", "ModelStore", "ModelStoreError", "Version", "default_user", "looks_like_version"]
+__all__ = [
+    "ALIASES",
+    "Added",
+    "ModelStore",
+    "ModelStoreError",
+    "Version",
+    "default_user",
+    "looks_like_version",
+    "read_request",
+    "request_start",
+    "request_stop",
+]

@@ -231,4 +231,31 @@ def model_shown(status: dict | None) -> dict | None:
         return None
     follow = status.get("model_follow")
     follow = follow if isinstance(follow, dict) else {}
-    return {"version": str(status["model"]), "alias": follow.get("alias"), "state": follow.get("state")}
+    return {
+        "version": str(status["model"]),
+        "alias": follow.get("alias"),
+        "state": follow.get("state"),
+        "shadow": shadow_shown(status.get("shadow")),
+    }
+
+
+def shadow_shown(shadow: object) -> str | None:
+    """The station's shadow in a few words: the version beside production and its agreement so far,
+    or how its last run ended (docs/model-lifecycle.md, "Shadow on the line")."""
+    if not isinstance(shadow, dict):
+        return None
+    if shadow.get("state") == "running":
+        agreement = shadow.get("agreement")
+        agreed = "–" if not isinstance(agreement, int | float) else f"{100 * agreement:.1f} %"
+        return (
+            f"shadow {shadow.get('version', '?')}: {shadow.get('shadowed', 0)} parts, agreement {agreed}, "
+            f"{shadow.get('skipped', 0)} skipped"
+        )
+    last = shadow.get("last")
+    if isinstance(last, dict):
+        found = last.get("counts")
+        counts = found if isinstance(found, dict) else {}
+        judged, differ = counts.get("shadowed") or 0, counts.get("disagreements") or 0
+        agreed = f", agreement {100 * (judged - differ) / judged:.1f} % of {judged}" if judged else ""
+        return f"shadow {last.get('version', '?')} ended ({last.get('reason', '')}){agreed}"
+    return None

@@ -24,7 +24,6 @@ import cv2
 from ..camera.calibration import CameraCalibration, Undistorter
 from ..camera.sources import CameraError, make_camera
 from ..config import CameraConfig, StationConfig
-from ..errors import UserError
 from ..inspection.checks import defect_count, failed_mask
 from ..inspection.inspector import Inspection, Inspector
 from ..inspection.overlay import draw_overlay
@@ -55,6 +54,7 @@ from .unfamiliar import Guard
 
 if TYPE_CHECKING:
     from .model_follower import ModelFollower
+    from .shadow import Shadow
 
 log = logging.getLogger(__name__)
 A = TypeVar("A")
@@ -100,8 +100,7 @@ class Station:
         self.guard = Guard(config.unfamiliar, data_dir)  # the unfamiliar-frame guard (station/unfamiliar.py)
         handshake = Handshake(result_buffer=config.plc.options.result_buffer)
         self.signal_map = config.plc.signal_map()
-        p = config.plc
-        link = make_link(self.signal_map, p.link_settings()) if p.enabled else None
+        link = make_link(self.signal_map, config.plc.link_settings()) if config.plc.enabled else None
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inspect")
         self.alarms = AlarmBoard()
         self.events.subscribe(self._remember_alarm)  # the alarm history in the log (docs/log.md)
@@ -134,6 +133,7 @@ class Station:
         self.keeper: ConfigKeeper | None = None
         # Set by the composition root where model.bundle names an alias of the model store.
         self.models: ModelFollower | None = None
+        self.shadow: Shadow | None = None  # set by the composition root: a candidate judging after production
         # Alarms the previous run left open, closed in the log's history at this start (codes, unix time).
         self.alarms_closed_at_start: tuple[list[str], float] = ([], 0.0)
 
@@ -212,9 +212,6 @@ class Station:
         """Run ``coro`` (one that calls inspect) as a task of the station's: stop() lets it complete."""
         self._spawn(coro, "serve")
 
-    def _alarm_active(self, code: str) -> bool:
-        return self.alarms.active(code)
-
     def _remember_alarm(self, event) -> None:
         """Alarm events into the log's alarm history, written by a worker thread (never on the loop)."""
         if isinstance(event, AlarmRaised):
@@ -277,7 +274,7 @@ class Station:
             "ready": bool(self.handshake.outputs["ready"]), "busy": bool(self.handshake.outputs["busy"]),
             "camera": self.camera.status, "camera_counters": getattr(self.camera, "counters", dict)(),
             "plc": self.plc_status, "model": self.model_sha256[:12],
-            "model_status": "fallback" if self.model.fallback_reason else "error" if self._alarm_active("model_error")
+            "model_status": "fallback" if self.model.fallback_reason else "error" if self.alarms.active("model_error")
             else "ok",
             "counters": dict(self.counters), "review_sampling": self.sampler.status(time.time()),
             "unfamiliar": self.guard.status(),
@@ -373,6 +370,8 @@ class Station:
         except StoreError as err:
             store_error = err
             code = ErrorCode.DISK_FULL
+        if self.shadow is not None:  # the frame, for after the result is out (result_out)
+            self.shadow.hold(rec, frame, self.last_row_id)
         return rec, code, store_error
 
     async def inspect(
@@ -386,6 +385,8 @@ class Station:
         """Run one inspection (one at a time) and report it as an event."""
         started = time.monotonic() if started is None else started
         result_id = next(self._ids) if result_id is None else result_id
+        if self.shadow is not None:  # frozen until this result is out (result_out)
+            self.shadow.pause()
         async with self._busy:
             loop = asyncio.get_running_loop()
             rec, code, store_error = await loop.run_in_executor(
@@ -410,7 +411,14 @@ class Station:
             timings_ms={k: round(v, 2) for k, v in rec.timings_ms.items()},  # as the log keeps them
             at=self.last_result[0], frame=self.last_overlay_jpeg is not None, unfamiliar=rec.unfamiliar,
         ))  # fmt: skip
+        if trigger != "plc":  # the PLC's cycle calls result_out once `results_valid` is written
+            self.result_out(rec.result_id)
         return rec, code
+
+    def result_out(self, result_id: int) -> None:
+        """Production's result for ``result_id`` is out (the PLC has it): the shadow may judge its frame."""
+        if self.shadow is not None:
+            self.shadow.release(result_id)
 
     async def check_camera(self, new: CameraConfig) -> None:
         """New GenICam settings for the camera the station runs, checked against its feature tree
@@ -538,17 +546,9 @@ class Station:
             for attachment in self._attachments:
                 await attachment.start()
                 started.append(attachment)
-        except Exception:  # port in use, unreadable certificate: the caller reports it
-            for attachment in reversed(started):
-                await attachment.stop()
-            if self.link is not None:
-                await self.link.stop(hold_s=0)
-            self.camera.close()
-            self.store.close()
-            raise
-        try:  # a live camera's grabber starts streaming now; a GenICam camera is opened and configured
+            # a live camera's grabber starts streaming now; a GenICam camera is opened and configured
             await self._loop.run_in_executor(None, self.camera.start)
-        except UserError:  # a feature the camera refuses: one line, exit 2
+        except Exception:  # port in use, unreadable certificate, a feature the camera refuses (UserError: exit 2)
             for attachment in reversed(started):
                 await attachment.stop()
             if self.link is not None:

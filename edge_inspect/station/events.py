@@ -94,6 +94,17 @@ class ModelChanged(Event):
     reason: str  # promote | rollback | auto-rollback
 
 
+@dataclass(frozen=True)
+class ShadowChanged(Event):
+    """A shadow run began (or resumed), ended by itself or was stopped (docs/model-lifecycle.md)."""
+
+    type: ClassVar[str] = "shadow"
+    state: str  # running | ended | failed
+    version: str
+    run: int
+    reason: str  # who started it, or why it ended
+
+
 Subscriber = Callable[[Event], None]
 
 

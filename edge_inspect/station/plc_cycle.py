@@ -67,10 +67,12 @@ class PlcCycle:
             result = Result(result_id=request.trigger_id, verdict=Verdict.ERROR, error_code=ErrorCode.INTERNAL)
         if not self.handshake.complete(result, time.monotonic(), request):
             log.warning("result for PLC trigger %d logged, not presented: the PLC restarted since", request.trigger_id)
+            self.host.result_out(request.trigger_id)  # logged: the shadow may judge it all the same
             return
         if self.handshake.last_cycle_clean:
             self.host.clear_alarm("missed_trigger")
         await self.write_outputs()
+        self.host.result_out(request.trigger_id)  # after `results_valid`: the shadow may have the frame
 
     def _take_restart(self) -> bool:
         """A PLC restart the link found (client mode): what it asked for before is void, so reset the

@@ -45,6 +45,8 @@ class PlcHost(Alarms, Inspects, Protocol):
     @property
     def stopping(self) -> bool: ...
 
+    def result_out(self, result_id: int) -> None: ...
+
 
 class Observed(Protocol):
     """A station seen from outside: its config, events and status."""

@@ -1,11 +1,13 @@
 """Which inspections go to the QA review queue, and why (config ``review_sampling``, docs/log.md):
 the cases worth a person's look — a frame unlike the commissioning frames (the unfamiliar-frame
-guard), a check the model was not sure of, a yes/no answer with a small
-margin, a count that fails by a point or two, every Nth PASS (escapes hide among passes) — at most
+guard), a check the model was not sure of, a yes/no answer with a small margin, a count that fails
+by a point or two, every Nth PASS (escapes hide among passes), a part the shadow judged otherwise
+than production (chosen afterwards, station/shadow.py) — at most
 ``per_hour`` in any hour and ``per_day`` in any 24 hours, so a bad hour does not bury QA."""
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -26,13 +28,15 @@ def _count_miss(check: PointCheck | CountCheck, counted: int) -> int:
 
 
 class ReviewSampler:
-    """Called from the inspection thread only (one inspection at a time): no locks."""
+    """``choose`` is called from the inspection thread (one inspection at a time), ``choose_afterwards``
+    from the shadow's thread: the caps they share are taken under a lock."""
 
     def __init__(self, rules: ReviewSampling):
         self.rules = rules
         self.passes = 0
         self.taken: deque[float] = deque(maxlen=max(rules.per_day, 1))  # when each sampled part was taken
         self.capped = 0  # parts a rule chose that the caps left out
+        self._lock = threading.Lock()
 
     def seed(self, times: list[float]) -> None:
         """What the log says was sampled in the last day (a restart does not reset the caps)."""
@@ -79,16 +83,27 @@ class ReviewSampler:
     ) -> str:
         """The reason this part goes to review ("" when it does not), within the caps."""
         found = self.reasons(recipe, verdict, outcomes, unfamiliar)
-        if not found:
+        if not found or not self._within_caps(now):
             return ""
-        taken = list(self.taken)
-        in_hour = sum(1 for t in taken if now - t < HOUR_S)
-        in_day = sum(1 for t in taken if now - t < DAY_S)
-        if in_hour >= self.rules.per_hour or in_day >= self.rules.per_day:
-            self.capped += 1
-            return ""
-        self.taken.append(now)
         return "; ".join(found)[:500]
+
+    def choose_afterwards(self, reason: str, now: float) -> bool:
+        """A part already logged that a later look chose (the shadow disagreed with it): whether the
+        caps let it into the queue."""
+        if reason == "shadow_disagreement" and not self.rules.shadow_disagreement:
+            return False
+        return self._within_caps(now)
+
+    def _within_caps(self, now: float) -> bool:
+        with self._lock:
+            taken = list(self.taken)
+            in_hour = sum(1 for t in taken if now - t < HOUR_S)
+            in_day = sum(1 for t in taken if now - t < DAY_S)
+            if in_hour >= self.rules.per_hour or in_day >= self.rules.per_day:
+                self.capped += 1
+                return False
+            self.taken.append(now)
+            return True
 
     def status(self, now: float) -> dict[str, int]:
         """Sampled in the last hour and day, and left out by the caps (any thread: reads a copy)."""

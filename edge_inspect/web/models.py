@@ -1,6 +1,7 @@
 """The model store on the web (docs/model-lifecycle.md): the versions, the aliases and the follower's
 state for an integrator, and promote / rollback — the same store changes as ``edge-inspect model``,
-which the running station then follows (station/model_follower.py)."""
+which the running station then follows (station/model_follower.py); the shadow's runs, started and
+stopped as ``edge-inspect model shadow`` does (station/shadow.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..modelstore import ALIASES, ModelStore, ModelStoreError, Version
+from ..logbook import shadow as shadow_log
+from ..modelstore import ALIASES, ModelStore, ModelStoreError, Version, request_start, request_stop
 from .api import json_object
 from .bodies import Body, parse
 from .context import BadRequest, WebContext, web_context
@@ -19,6 +21,12 @@ from .setup import viewer
 class PromoteBody(Body):
     version: str = Field(min_length=1, max_length=64)
     to: str = Field(default="production", max_length=20)
+
+
+class ShadowBody(Body):
+    version: str = Field(default="candidate", min_length=1, max_length=64)
+    parts: int = Field(default=200, ge=0, le=10_000_000)
+    hours: float = Field(default=8.0, ge=0.0, le=24 * 365)
 
 
 def _store(ctx: WebContext) -> ModelStore:
@@ -83,9 +91,55 @@ async def rollback(request: Request) -> Response:
     return JSONResponse({"alias": "production", "version": version.id, "previous": replaced})
 
 
+def _shadow(ctx: WebContext):
+    if ctx.station.shadow is None:
+        raise BadRequest("this station has no shadow")
+    return ctx.station.shadow
+
+
+def _shadow_report(store) -> dict:
+    latest = shadow_log.latest_run(store)
+    return {"run": shadow_log.summary(store, latest["id"]) if latest is not None else None}
+
+
+async def shadow_status(request: Request) -> Response:
+    """The shadow's state now, and the newest run from the log: agreement per check, disagreements, cost."""
+    await viewer(request)
+    ctx = web_context(request)
+    shadow = _shadow(ctx)
+    report = await ctx.query(_shadow_report)
+    return JSONResponse({"now": shadow.status()["shadow"], **report})
+
+
+async def shadow_start(request: Request) -> Response:
+    ctx = web_context(request)
+    user = await ctx.require(request, "setup")
+    body = parse(ShadowBody, await json_object(request))
+    shadow = _shadow(ctx)
+    try:
+        asked = await ctx.run(lambda: request_start(shadow.models, body.version, user.name, body.parts, body.hours))
+    except ModelStoreError as err:
+        return JSONResponse({"error": str(err)}, 409)
+    await shadow.check()  # at once, not at the next check: the answer says whether it runs
+    return JSONResponse({"request": asked, "now": shadow.status()["shadow"]})
+
+
+async def shadow_stop(request: Request) -> Response:
+    ctx = web_context(request)
+    user = await ctx.require(request, "setup")
+    await json_object(request)
+    shadow = _shadow(ctx)
+    asked = await ctx.run(lambda: request_stop(shadow.models, user.name))
+    await shadow.check()
+    return JSONResponse({"request": asked, "now": shadow.status()["shadow"]})
+
+
 def routes() -> list[Route]:
     return [
         Route("/api/models", models),
         Route("/api/models/promote", promote, methods=["POST"]),
         Route("/api/models/rollback", rollback, methods=["POST"]),
+        Route("/api/models/shadow", shadow_status),
+        Route("/api/models/shadow/start", shadow_start, methods=["POST"]),
+        Route("/api/models/shadow/stop", shadow_stop, methods=["POST"]),
     ]

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from ..plc.signals import SignalMap
     from ..station.config_keeper import ConfigKeeper
     from ..station.model_follower import ModelFollower
+    from ..station.shadow import Shadow
 
 T = TypeVar("T")
 
@@ -29,6 +30,7 @@ class WebPort(Observed, Inspects, Protocol):
     store: Store
     keeper: ConfigKeeper | None
     models: ModelFollower | None
+    shadow: Shadow | None
     model_sha256: str
     inspector: Inspector
     signal_map: SignalMap

@@ -317,7 +317,7 @@ async def io_page(request: Request) -> Response:
 
 
 async def models_page(request: Request) -> Response:
-    return await page(request, "setup_models.html")
+    return await page(request, "setup_models.html", shadow_defaults=web_context(request).config.model.shadow)
 
 
 async def config_page(request: Request) -> Response:

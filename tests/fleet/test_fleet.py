@@ -365,6 +365,8 @@ def _fill(dsn: str, tmp_path: Path) -> None:
             status["alarms"] = []  # the station's own board: nothing active
             status["model"] = "7db2cd7d1845"  # the version it runs, and the alias it follows
             status["model_follow"] = {"alias": "production", "state": "watching"}
+            status["shadow"] = {"state": "running", "version": "8fde78a6d44b", "shadowed": 120, "skipped": 3,
+                                "disagreements": 3, "agreement": 0.975}  # fmt: skip
         items.append((topics.of("status"), dumps(status).encode(), 0, 1))
         store.close()
     # The same inspection in a message made anew (another id): stored once all the same.
@@ -424,7 +426,11 @@ def test_fleet_serve_pages_roles_filters_csv(tmp_path, postgres):
     assert "camera_lost" in page and "online" in page and "offline" in page
     assert "<code>7db2cd7d1845</code> (production: watching)" in page
     stations = {s["station_key"]: s for s in client.get("/api/stations").json()}
-    assert stations["plant/l1/st1"]["model"] == {"version": "7db2cd7d1845", "alias": "production", "state": "watching"}
+    shadow = "shadow 8fde78a6d44b: 120 parts, agreement 97.5 %, 3 skipped"
+    assert shadow in page
+    assert stations["plant/l1/st1"]["model"] == {
+        "version": "7db2cd7d1845", "alias": "production", "state": "watching", "shadow": shadow
+    }  # fmt: skip
     assert stations["plant/l1/st2"]["model"] is None
     assert stations["plant/l1/st2"]["alarms"][0]["code"] == "camera_lost"  # no list in its status: the events
     assert stations["plant/l1/st1"]["alarms"] == []  # its status lists none: a raise from an old run is not active

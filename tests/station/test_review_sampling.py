@@ -106,3 +106,14 @@ def test_the_caps_count_what_the_log_holds_across_a_restart(tmp_path, tiny_bundl
     first = asyncio.run(run_station(path, lambda station: parts(station, 2, "F")))
     second = asyncio.run(run_station(path, lambda station: parts(station, 3, "S")))
     assert first == [True, True] and second == [True, False, False]  # 3 in the hour, restart or not
+
+
+def test_a_shadow_disagreement_is_chosen_afterwards_within_the_same_caps():
+    s = ReviewSampler(ReviewSampling(per_hour=2, per_day=100))
+    assert s.choose(RECIPE, Verdict.FAIL, outcomes(uncertain=True), 0.0) == "uncertain: label"
+    assert s.choose_afterwards("shadow_disagreement", 1.0) is True
+    assert s.choose_afterwards("shadow_disagreement", 2.0) is False  # the hour's 2 are taken
+    assert s.status(2.0) == {"last_hour": 2, "last_day": 2, "capped": 1}
+    assert s.choose_afterwards("shadow_disagreement", HOUR_S + 1.0) is True
+    off = ReviewSampler(ReviewSampling(shadow_disagreement=False))
+    assert off.choose_afterwards("shadow_disagreement", 0.0) is False and off.status(0.0)["capped"] == 0

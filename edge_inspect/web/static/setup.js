@@ -388,6 +388,65 @@ function isoTime(iso) {  // the store's UTC times in the station's zone, as the 
   return iso && !Number.isNaN(Date.parse(iso)) ? localTime(Date.parse(iso) / 1000) : (iso || "");
 }
 
+function pct(x) { return x === null || x === undefined ? "–" : `${(100 * x).toFixed(1)} %`; }
+
+function shadowText(now, run) {
+  if (now.state === "starting") return "Shadow: starting (loading the version in its own process).";
+  if (now.state === "running") {
+    const bounds = [now.parts ? `${now.parts} parts` : "", now.ends_at ? `until ${localTime(now.ends_at)}` : ""].filter(Boolean).join(", ");
+    return `Shadow running: ${now.version} judges live frames (${now.scheduling}); ${now.shadowed} shadowed, ` +
+      `${now.skipped} skipped (line busy ${now.skipped_line}, shadow busy ${now.skipped_shadow}), ` +
+      `${now.disagreements} disagreements, agreement ${pct(now.agreement)}; ends after ${bounds}.`;
+  }
+  if (run) {
+    const when = run.ended_at ? `ended ${localTime(run.ended_at)}: ${run.end_reason}` : "left open";
+    return `Shadow off. Last run ${run.id} of ${run.version.slice(0, 12)} ${when}. It shadowed ${run.shadowed} parts, ` +
+      `skipped ${run.skipped_line + run.skipped_shadow} (line busy ${run.skipped_line}, shadow busy ${run.skipped_shadow}), ${run.disagreements} disagreements, agreement ${pct(run.agreement)}.`;
+  }
+  return "Shadow off. No version has been shadowed on this station.";
+}
+
+function renderShadow(d) {
+  const run = d.run;
+  $("shadow-state").textContent = shadowText(d.now, run);
+  $("shadow-stop").disabled = !["running", "starting"].includes(d.now.state);
+  const cost = run ? run.cost : null;
+  $("shadow-cost").textContent = cost && run.judged ? `Cost: the shadow takes ${cost.shadow_cpu_ms_p50} ms of CPU per part (p50; ${cost.shadow_ms_p50} ms from frame to verdict, stopped while production inspects); ` +
+    `production's cycle p50 ${cost.cycle_ms_p50_during} ms (p95 ${cost.cycle_ms_p95_during}) over ${cost.parts_during} parts during the run, ` +
+    `${cost.cycle_ms_p50_before ?? "–"} ms (p95 ${cost.cycle_ms_p95_before ?? "–"}) over the ${cost.parts_before} parts before it.` : "";
+  const rows = run ? [...run.checks.map((c) => el("tr", {}, el("td", {}, c.name), el("td", {}, String(c.judged)),
+    el("td", {}, String(c.agree)), el("td", {}, pct(c.agreement)))),
+    el("tr", { class: "shadow-verdict" }, el("td", {}, el("strong", {}, "verdict")), el("td", {}, String(run.judged)),
+      el("td", {}, String(Math.round((run.verdict_agreement || 0) * run.judged))), el("td", {}, pct(run.verdict_agreement)))] : [];
+  document.querySelector("#shadow-checks tbody").replaceChildren(...(run && run.judged ? rows : []));
+  document.querySelector("#shadow-disagreements tbody").replaceChildren(...(run ? run.disagreement_list : []).map((x) =>
+    el("tr", { "data-inspection": x.inspection_id },
+      el("td", {}, el("a", { href: `/review/${x.inspection_id}` }, `#${x.inspection_id}`)), el("td", {}, localTime(x.ts_unix)),
+      el("td", {}, x.production_verdict || "–"), el("td", {}, x.verdict), el("td", {}, x.differing))));
+}
+
+async function setupShadow() {
+  const load = async () => {
+    const r = await api("GET", "/api/models/shadow");
+    if (!r.ok) { $("shadow-state").textContent = r.data.error || `HTTP ${r.status}`; return; }
+    renderShadow(r.data);
+  };
+  const started = (d) => d.now.state === "running" ? `Started: ${d.now.version} judges in shadow.` : `Asked for (request ${d.request.seq}); ${d.now.last ? d.now.last.reason : d.now.state}.`;
+  $("shadow-start").addEventListener("click", async () => {
+    $("shadow-start").disabled = true;
+    const body = { version: $("shadow-version").value.trim(), parts: Number($("shadow-parts").value), hours: Number($("shadow-hours").value) };
+    showProblems($("shadow-result"), await api("POST", "/api/models/shadow/start", body), started);
+    $("shadow-start").disabled = false;
+    await load();
+  });
+  $("shadow-stop").addEventListener("click", async () => {
+    showProblems($("shadow-result"), await api("POST", "/api/models/shadow/stop", {}), (d) => `Stopped: ${d.now.last ? d.now.last.reason : d.now.state}.`);
+    await load();
+  });
+  await load();
+  setInterval(load, 3000);
+}
+
 async function setupModels() {
   const changed = (d) => `${d.alias} is now ${d.version.slice(0, 12)} (was ${(d.previous || "none").slice(0, 12)}); the station follows within seconds.`;
   const load = async () => {
@@ -426,6 +485,6 @@ document.addEventListener("DOMContentLoaded", () => {
   if ($("checks")) setupRecipes();
   else if ($("io")) setupIo();
   else if ($("versions")) setupConfig();
-  else if ($("models")) setupModels();
+  else if ($("models")) { setupModels(); setupShadow(); }
   setInterval(() => loadConfig(false), 3000);  // an edit on disk shows up while the page is open
 });
