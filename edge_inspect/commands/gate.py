@@ -12,7 +12,6 @@ import platform
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,7 +21,6 @@ import cv2
 import numpy as np
 
 from ..config import GateConfig
-from ..durable import write_durably
 from ..evaluation.costs import by_part, percentiles, time_parts
 from ..evaluation.evaluate import BundlePredictor, evaluate_records
 from ..evaluation.records import Record, sim_records
@@ -299,7 +297,6 @@ def finish_progress(path: Path | None, state: str, **more: Any) -> None:
         now = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         now = {}
-    write_durably(path, (json.dumps({**now, "state": state, "ended_at": _now(), **more}) + "\n").encode())
-
-
-ProgressFn = Callable[[str], None]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({**now, "state": state, "ended_at": _now(), **more}) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
