@@ -218,7 +218,7 @@ def run_gate(
     progress.update("corrected cases")
     corrected = gate_rules.corrected_summary(corrected_cases(items, held, predictors), cfg)
     progress.update("latency", step=True)
-    timed = time_parts(predictors, by_part(generated)[: cfg.latency_parts])
+    timed = time_parts(predictors, by_part(generated)[: cfg.latency_parts], cfg.latency_repeats)
     latency = {who: percentiles(ms) for who, ms in timed.items()}
     progress.update("memory", step=True)
     mem = {
@@ -279,7 +279,8 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         lines.append(
             f"latency per part p50/p95/p99 ms: candidate {lat['candidate']['p50']:.0f}/{lat['candidate']['p95']:.0f}/"
             f"{lat['candidate']['p99']:.0f}, production {lat['production']['p50']:.0f}/{lat['production']['p95']:.0f}/"
-            f"{lat['production']['p99']:.0f} ({lat['candidate']['parts']} parts, alternating)"
+            f"{lat['production']['p99']:.0f} ({lat['candidate']['parts']} parts, alternating, fastest of "
+            f"{report['settings']['latency_repeats']})"
         )
     mem = report.get("memory_mb")
     if mem:

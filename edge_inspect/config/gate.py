@@ -29,6 +29,7 @@ class GateConfig(Strict):
     max_latency_ratio: float = Field(default=1.2, gt=0.0, le=100.0, description="p95 per part over production's")
     max_memory_ratio: float = Field(default=1.2, gt=0.0, le=100.0, description="the model's memory over production's")
     latency_parts: int = Field(default=30, ge=1, le=10_000, description="parts timed, alternating the two versions")
+    latency_repeats: int = Field(default=3, ge=1, le=100, description="times per part and version; the fastest counts")
 
     @field_validator("shifts")
     @classmethod
