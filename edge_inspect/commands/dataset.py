@@ -73,7 +73,7 @@ def _reviewed(store: Store) -> Iterator[Reviewed]:
             yield item
 
 
-CheckInfo = dict[str, Any]  # prompt (or question), kind, max (point checks)
+CheckInfo = dict[str, Any]  # prompt (or question), kind, max (point checks), the settings as written
 
 
 class RecipeChecks:
@@ -115,6 +115,7 @@ def recipe_checks(recipes: list[Any]) -> dict[int, dict[str, CheckInfo]]:
                 "kind": c.get("kind"),
                 "max": c.get("max", 0),
                 "expect": c.get("expect"),
+                "settings": c,  # the check as written: the gate judges a model's answer by its rule
             }
             for c in r.get("checks", [])
         }
@@ -154,56 +155,84 @@ class ExportReport:
     missing_images: int = 0  # reviewed inspections whose frame is no longer on disk
 
 
+@dataclass
+class Labelled:
+    """One training record as ``reviewed_records`` yields it: the JSON line (``record``, its image
+    still the log's file ``source``), the image's sha256, the check as the log holds it and as the
+    recipe defined it (``info``: prompt, kind, the rule's numbers and the check's settings)."""
+
+    record: dict[str, Any]
+    source: Path
+    digest: str
+    check: dict[str, Any]
+    info: CheckInfo
+
+    @property
+    def holdout(self) -> bool:
+        return holdout(self.digest)
+
+
+def reviewed_records(
+    store: Store, current_recipes: list[Any], report: ExportReport | None = None
+) -> Iterator[Labelled]:
+    """Every record the station's reviewed inspections give, oldest first: what ``export`` writes and
+    what the gate (commands/gate.py) judges a model on (the holdout side). ``report`` counts as it goes."""
+    checks = RecipeChecks(store, recipe_checks(current_recipes))
+    report = report if report is not None else ExportReport()
+    seen: set[tuple[str, str]] = set()  # (image sha256, prompt): the same question about the same frame once
+    for item in _reviewed(store):
+        source = store.folder / item.image_path
+        if not source.is_file():  # deleted by retention or by hand since
+            report.missing_images += 1
+            continue
+        report.inspections += 1
+        digest = hashlib.sha256(source.read_bytes()).hexdigest()
+        image = f"images/{digest}{source.suffix}"
+        points_now = corrections.corrected_points(store, item.id)
+        model: dict[int, list[list[float]]] = {}
+        with reading(store) as db:
+            touched = {r[0] for r in db.execute(
+                "select distinct check_idx from corrections where inspection_id = ?", [item.id])}  # fmt: skip
+            for idx, x, y in db.execute("select check_idx, x, y from points where inspection_id = ?", [item.id]):
+                model.setdefault(idx, []).append([x, y])
+        corrected = {idx: pts for idx, pts in points_now.items() if idx in touched}  # what a reviewer changed
+        for check in item.checks:
+            info = checks.get(item.config_sha256, item.recipe, check["name"])
+            prompt = info["prompt"] if info else None
+            truth = label(item, check, info or {}, corrected, model) if prompt else None
+            if prompt is None or truth is None or (digest, prompt) in seen:
+                report.skipped_checks += truth is None
+                continue
+            seen.add((digest, prompt))
+            pointing = check["kind"] in ("point", "count")
+            name = object_label(prompt) or check["name"]
+            record = {
+                "image": image, "prompt": prompt, "task": check["name"],
+                "kind": "point" if pointing else "yes_no",
+                "target": format_molmo2_points([tuple(p) for p in truth], name) if pointing
+                else ("Yes." if truth else "No."),
+                "points": truth if pointing else [], "masks": [], "answer": None if pointing else truth,
+                "source": {"station": item.station, "inspection": item.id, "ts": item.ts,
+                           "reviewer": item.reviewer, "disposition": item.disposition,
+                           "corrected": check["idx"] in corrected, "model": item.model_sha256,
+                           "image_sha256": digest},
+            }  # fmt: skip
+            yield Labelled(record, source, digest, check, info or {})
+
+
 def export(store: Store, out: Path, current_recipes: list[Any]) -> ExportReport:
     """Write ``out``/train.jsonl, ``out``/holdout.jsonl and ``out``/images/<sha256>.<ext>."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "images").mkdir(exist_ok=True)
-    checks = RecipeChecks(store, recipe_checks(current_recipes))
     report = ExportReport()
-    seen: set[tuple[str, str]] = set()  # (image sha256, prompt): the same question about the same frame once
     with open(out / "train.jsonl", "w", encoding="utf-8") as train, open(out / "holdout.jsonl", "w") as held:
-        for item in _reviewed(store):
-            source = store.folder / item.image_path
-            if not source.is_file():  # deleted by retention or by hand since
-                report.missing_images += 1
-                continue
-            report.inspections += 1
-            digest = hashlib.sha256(source.read_bytes()).hexdigest()
-            image = f"images/{digest}{source.suffix}"
-            if not (out / image).exists():
-                shutil.copyfile(source, out / image)
+        for item in reviewed_records(store, current_recipes, report):
+            image = out / item.record["image"]
+            if not image.exists():
+                shutil.copyfile(item.source, image)
                 report.images += 1
-            points_now = corrections.corrected_points(store, item.id)
-            model: dict[int, list[list[float]]] = {}
-            with reading(store) as db:
-                touched = {r[0] for r in db.execute(
-                    "select distinct check_idx from corrections where inspection_id = ?", [item.id])}  # fmt: skip
-                for idx, x, y in db.execute("select check_idx, x, y from points where inspection_id = ?", [item.id]):
-                    model.setdefault(idx, []).append([x, y])
-            corrected = {idx: pts for idx, pts in points_now.items() if idx in touched}  # what a reviewer changed
-            for check in item.checks:
-                info = checks.get(item.config_sha256, item.recipe, check["name"])
-                prompt = info["prompt"] if info else None
-                truth = label(item, check, info or {}, corrected, model) if prompt else None
-                if prompt is None or truth is None or (digest, prompt) in seen:
-                    report.skipped_checks += truth is None
-                    continue
-                seen.add((digest, prompt))
-                pointing = check["kind"] in ("point", "count")
-                name = object_label(prompt) or check["name"]
-                record = {
-                    "image": image, "prompt": prompt, "task": check["name"],
-                    "kind": "point" if pointing else "yes_no",
-                    "target": format_molmo2_points([tuple(p) for p in truth], name) if pointing
-                    else ("Yes." if truth else "No."),
-                    "points": truth if pointing else [], "masks": [], "answer": None if pointing else truth,
-                    "source": {"station": item.station, "inspection": item.id, "ts": item.ts,
-                               "reviewer": item.reviewer, "disposition": item.disposition,
-                               "corrected": check["idx"] in corrected, "model": item.model_sha256,
-                               "image_sha256": digest},
-                }  # fmt: skip
-                side = held if holdout(digest) else train
-                side.write(json.dumps(record, ensure_ascii=False) + "\n")
-                report.records += 1
-                report.holdout += side is held
+            side = held if item.holdout else train
+            side.write(json.dumps(item.record, ensure_ascii=False) + "\n")
+            report.records += 1
+            report.holdout += side is held
     return report

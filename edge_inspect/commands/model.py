@@ -1,5 +1,5 @@
 """``edge-inspect model``: a bundle's files checked (``verify``), prompts run on an image file
-(``ask``), the station's model store (``list | add | promote | rollback | remove``, and
+(``ask``), the station's model store (``list | add | promote | gate | rollback | remove``, and
 ``shadow start | stop | status`` in shadow_command.py, docs/model-lifecycle.md, "The model store")
 and the unfamiliar-frame guard's ``reference``. The store's commands find it through ``--config``'s
 ``storage.dir``; a refusal is one line and exit 2. The model code is imported by the handlers only."""
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -128,13 +129,47 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
+    from ..modelstore import gate_problem
+
     args.user = args.user or _user()
-    version, previous = _store(args).promote(args.version, args.user, to=args.to)
+    store = _store(args)
+    version, previous = store.promote(args.version, args.user, to=args.to, require_gate=True, force=args.force)
     was = f" (was {previous[:12]})" if previous and previous != version.id else ""
+    forced = gate_problem(version, previous) if args.force and args.to == "production" else None
+    if forced:
+        print(f"forced: {forced} (kept in the store's history)")
     print(
         f"{args.to} is version {version.id}{was}; a station that follows the alias swaps it in within seconds, a stopped one starts on it"
     )
     return 0
+
+
+def cmd_gate(args: argparse.Namespace) -> int:
+    """Exit 0: the version passed its gate against production; 1: it did not; 2: bad input."""
+    if args.nice:
+        os.nice(args.nice)  # below the station's inspections: the line keeps its cycle time
+    from ..config import load_gate
+    from ..modelstore import ModelStore
+    from .gate import GateSettings, finish_progress, run_gate, summary_lines
+
+    progress = Path(args.progress) if args.progress else None
+    try:
+        storage, folder, cfg, recipes = load_gate(args.config)
+        store = ModelStore(folder, storage.models_max_mb * 1e6)
+        candidate, production = store.find(args.version), store.find(args.against)
+        if args.parts is not None and args.parts < 1:
+            raise UserError(f"--parts {args.parts}: give 1 or more")
+        parts = args.parts if args.parts is not None else cfg.parts
+        settings = GateSettings(cfg, parts, cfg.shift_parts, args.threads)
+        user = args.user or _user()
+        report = run_gate(candidate, production, settings, folder.parent, recipes, user, progress)
+        store.set_gate(candidate.id, report)
+    except Exception as err:
+        finish_progress(progress, "failed", error=str(err).splitlines()[0] if str(err) else type(err).__name__)
+        raise
+    print("\n".join(summary_lines(report)))
+    finish_progress(progress, "done", passed=report["passed"], problems=report["problems"])
+    return 0 if report["passed"] else 1
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
@@ -170,10 +205,20 @@ def add_parsers(model: argparse._SubParsersAction) -> None:
     promote = command("promote", "point production (or --to candidate) at a version", cmd_promote)
     promote.add_argument("version", help="version id (8+ hex digits) or alias (candidate)")
     promote.add_argument("--to", choices=ALIASES, default="production", help="the alias to point at it")
+    promote.add_argument(
+        "--force", action="store_true", help="production without a passing gate against it (kept in the history)"
+    )
+    gate = command("gate", "judge a version against production: holdout, generated parts, camera shifts", cmd_gate)
+    gate.add_argument("version", help="version id (8+ hex digits) or alias (candidate)")
+    gate.add_argument("--against", default="production", help="the version it must not be worse than")
+    gate.add_argument("--parts", type=int, default=None, help="generated parts (default: model.gate.parts)")
+    gate.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads per graph (0: its default)")
+    gate.add_argument("--nice", type=int, default=0, help="lower this process's priority by this much first")
+    gate.add_argument("--progress", default=None, help=argparse.SUPPRESS)  # the setup page's progress file
     command("rollback", "production back to the production before it", cmd_rollback)
     remove = command("remove", "delete a version no alias names", cmd_remove)
     remove.add_argument("version", help="version id (8+ hex digits)")
-    for name in ("add", "promote", "rollback", "remove"):
+    for name in ("add", "promote", "rollback", "remove", "gate"):
         model.choices[name].add_argument(
             "--user", default=None, help="who is named in the store's history (default: $USER)"
         )

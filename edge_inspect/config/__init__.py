@@ -29,6 +29,7 @@ from .devices import (
     TriggerConfig,
 )
 from .fleet import FleetConfig
+from .gate import GateConfig
 from .messages import people_name, suggestion
 from .recipes import Check, CheckBase, CountCheck, PointCheck, QACheck, Recipe
 from .sampling import ReviewSampling
@@ -320,11 +321,29 @@ def load_storage(path: str | Path) -> tuple[StorageConfig, Path]:
     return storage, models_folder(storage, path)
 
 
+def load_gate(path: str | Path) -> tuple[StorageConfig, Path, GateConfig, list[Any]]:
+    """What the acceptance gate reads of a station file: ``storage`` (the model store and the log),
+    ``model.gate`` and the recipes as written (the holdout's prompts, as ``dataset export`` reads them)."""
+    storage, folder = load_storage(path)
+    path = Path(path)
+    root, data = parse(_read_file(path))  # load_storage has read it: it parses
+    model = data.get("model") if isinstance(data, dict) else None
+    section = model.get("gate", {}) if isinstance(model, dict) else {}
+    try:
+        gate = GateConfig.model_validate(section)
+    except ValidationError as err:
+        raise ConfigError(_problems(err, path, root, data, prefix=("model", "gate"))) from None
+    recipes = data.get("recipes") if isinstance(data, dict) else None
+    return storage, folder, gate, recipes if isinstance(recipes, list) else []
+
+
 __all__ = [
     "ConfigError",
     "StationConfig",
     "load_config",
     "load_storage",
+    "load_gate",
+    "GateConfig",
     "models_folder",
     "config_from_bytes",
     "problem_at",

@@ -13,6 +13,7 @@ from ..plc.settings import LinkSettings
 from ..plc.signals import MAX_DEFECT_POSITIONS, MapError, SignalMap, build_map
 from .base import FieldError, Strict, _base_dir, _in_base, check_host
 from .calibration_file import CalibrationError, CameraCalibration
+from .gate import GateConfig
 
 if TYPE_CHECKING:
     from ..vlm import VisionLanguageModel
@@ -271,6 +272,7 @@ class ModelConfig(Strict):
     max_new_tokens: int = Field(default=96, ge=1, le=1024)
     auto_rollback: AutoRollback = Field(default_factory=AutoRollback)
     shadow: ShadowSettings = Field(default_factory=ShadowSettings)
+    gate: GateConfig = Field(default_factory=GateConfig)
     # The model store's alias (production, candidate) ``bundle`` named, when it named one: the station
     # follows it while it runs. ``bundle`` itself holds the folder it pointed at on loading.
     _store_alias: str | None = PrivateAttr(default=None)

@@ -3,15 +3,27 @@ history of every change, and the shadow request the running station reads (docs/
 "The model store", "Shadow on the line")."""
 
 from .shadow_request import read_request, request_start, request_stop
-from .store import ALIASES, Added, ModelStore, ModelStoreError, Version, default_user, looks_like_version
+from .store import (
+    ALIASES,
+    Added,
+    GateRequired,
+    ModelStore,
+    ModelStoreError,
+    Version,
+    default_user,
+    gate_problem,
+    looks_like_version,
+)
 
 __all__ = [
     "ALIASES",
     "Added",
+    "GateRequired",
     "ModelStore",
     "ModelStoreError",
     "Version",
     "default_user",
+    "gate_problem",
     "looks_like_version",
     "read_request",
     "request_start",

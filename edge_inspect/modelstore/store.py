@@ -43,6 +43,25 @@ class ModelStoreError(UserError):
     """A model store operation refused: the message says why, in one line."""
 
 
+class GateRequired(ModelStoreError):
+    """A promote to production of a version whose gate did not pass against production (``force``)."""
+
+
+def gate_problem(version: Version, production: str | None) -> str | None:
+    """Why ``version`` may not become production without an override; None when it may: nothing is
+    production yet, it is production already, or its gate passed against that very production."""
+    if production is None or production == version.id:
+        return None
+    gate = version.info.get("gate")
+    if not isinstance(gate, dict):
+        return f"version {version.short} has no gate result"
+    if gate.get("against") != production:
+        return f"version {version.short} was gated against {str(gate.get('against'))[:12]}, not production {production[:12]}"
+    if not gate.get("passed"):
+        return f"version {version.short} failed its gate against production {production[:12]}"
+    return None
+
+
 def looks_like_version(value: str) -> bool:
     """``value`` could name a version: at least MIN_PREFIX lowercase hex digits, at most a full sha256."""
     return MIN_PREFIX <= len(value) <= 64 and bool(_HEX.match(value))
@@ -282,23 +301,49 @@ class ModelStore:
                 shutil.rmtree(incoming, ignore_errors=True)
             raise
 
-    def _point(self, state: dict[str, Any], alias: str, version_id: str, user: str, action: str) -> None:
+    def _point(self, state: dict[str, Any], alias: str, version_id: str, user: str, action: str, **extra: Any) -> None:
         if alias not in ALIASES:
             raise ModelStoreError(f"{alias!r} is not an alias: {' or '.join(ALIASES)}")
         previous = state["aliases"].get(alias)
         state["aliases"][alias] = version_id
         if alias == "production" and previous != version_id:
             state["productions"] = [v for v in state["productions"] if v != version_id] + [version_id]
-        self._record(state, user, action, alias=alias, version=version_id, previous=previous)
+        self._record(state, user, action, alias=alias, version=version_id, previous=previous, **extra)
 
-    def promote(self, name: str, user: str, to: str = "production") -> tuple[Version, str | None]:
-        """Point alias ``to`` at the version ``name`` names; returns it and the version it replaced."""
+    def promote(
+        self, name: str, user: str, to: str = "production", require_gate: bool = False, force: bool = False
+    ) -> tuple[Version, str | None]:
+        """Point alias ``to`` at the version ``name`` names; returns it and the version it replaced.
+        ``require_gate`` (a person's promote: the CLI, the web): production only for a version whose
+        gate passed against the production it replaces, unless ``force``d, which the history keeps."""
         with self._locked():
             version = self.find(name)
             state = self.state()
             previous = state["aliases"].get(to)
-            self._point(state, to, version.id, user, "promote")
+            why_not = gate_problem(version, previous) if require_gate and to == "production" else None
+            if why_not is not None and not force:
+                raise GateRequired(f"{why_not}: run edge-inspect model gate {version.short}, or promote with --force")
+            extra = {"forced": why_not} if why_not is not None else {}
+            if require_gate and to == "production" and why_not is None and previous not in (None, version.id):
+                extra = {"gate": f"passed against {previous[:12]} at {version.info['gate']['at']}"}
+            self._point(state, to, version.id, user, "promote", **extra)
         return version, previous
+
+    def set_gate(self, version_id: str, report: dict[str, Any]) -> Version:
+        """Keep a gate's report in the version's record (``version.json``, ``gate``): the bundle's files
+        stay as they are (the version's id hashes them, not version.json)."""
+        with self._locked():
+            version = self.find(version_id)
+            info = {**version.info, "gate": report}
+            version.path.chmod(stat.S_IRWXU | stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH)
+            try:
+                write_durably(version.path / VERSION_FILE, (json.dumps(info, indent=2) + "\n").encode())
+                (version.path / VERSION_FILE).chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+            finally:
+                _set_read_only(version.path)
+            self._record(self.state(), report.get("by", "?"), "gate", version=version.id,
+                         against=report.get("against"), passed=bool(report.get("passed")))  # fmt: skip
+        return self._read_version(version.path)
 
     def rollback(self, user: str, to: str | None = None, only_from: str | None = None) -> tuple[Version, str]:
         """Production back to the production before it (the last known good); returns it and the one
@@ -365,6 +410,8 @@ def default_user() -> str:
 __all__ = [
     "ALIASES",
     "Added",
+    "GateRequired",
+    "gate_problem",
     "ModelStore",
     "ModelStoreError",
     "Version",

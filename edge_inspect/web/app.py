@@ -28,7 +28,7 @@ from ..http.middleware import BodyLimit, SecurityHeaders, client_gone
 from ..http.server import server_config
 from ..http.sessions import SessionStore
 from ..logbook import review
-from . import api, events, metrics, models, pages, setup
+from . import api, events, gate_page, metrics, models, pages, setup
 from .context import HERE, BadRequest, Unauthorized, WebContext
 from .feeds import Broadcaster
 
@@ -109,6 +109,7 @@ def build_app(station: WebPort, config: StationConfig) -> Starlette:
         *api.routes(),
         *setup.routes(),
         *models.routes(),
+        *gate_page.routes(),
         *events.routes(),
         *metrics.routes(),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),

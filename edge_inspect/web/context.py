@@ -25,6 +25,7 @@ from ..http.sessions import Session, SessionStore
 from ..logbook import Store
 from ..timefmt import display, iso_local, station_zone, zone_label, zone_name
 from .feeds import Broadcaster, CycleHistogram
+from .gate_runs import GateRuns
 from .setup_state import SetupState
 
 if TYPE_CHECKING:
@@ -83,6 +84,7 @@ class WebContext:
     tz: tzinfo = field(default_factory=lambda: station_zone(None))
     setup: SetupState = field(default_factory=SetupState)
     cycles: CycleHistogram = field(default_factory=CycleHistogram)
+    gates: GateRuns = field(default_factory=GateRuns)
     broadcaster: Broadcaster = field(kw_only=True)  # made on the loop that serves the web
 
     def __post_init__(self) -> None:

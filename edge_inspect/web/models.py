@@ -1,7 +1,8 @@
 """The model store on the web (docs/model-lifecycle.md): the versions, the aliases and the follower's
-state for an integrator, and promote / rollback — the same store changes as ``edge-inspect model``,
-which the running station then follows (station/model_follower.py); the shadow's runs, started and
-stopped as ``edge-inspect model shadow`` does (station/shadow.py)."""
+state for an integrator, promote / rollback — the same store changes as ``edge-inspect model``,
+which the running station then follows (station/model_follower.py) — the gate of a version against
+production, run in a low-priority process of its own (gate_runs.py; its report: gate_page.py), and the
+shadow's runs, started and stopped as ``edge-inspect model shadow`` does (station/shadow.py)."""
 
 from __future__ import annotations
 
@@ -11,16 +12,22 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..logbook import shadow as shadow_log
-from ..modelstore import ALIASES, ModelStore, ModelStoreError, Version, request_start, request_stop
+from ..modelstore import ALIASES, GateRequired, ModelStore, ModelStoreError, Version, request_start, request_stop
 from .api import json_object
 from .bodies import Body, parse
 from .context import BadRequest, WebContext, web_context
+from .gate_runs import GateBusy
 from .setup import viewer
 
 
 class PromoteBody(Body):
     version: str = Field(min_length=1, max_length=64)
     to: str = Field(default="production", max_length=20)
+    force: bool = False  # production without a passing gate: the person confirmed it; the history says so
+
+
+class GateBody(Body):
+    version: str = Field(min_length=1, max_length=64)
 
 
 class ShadowBody(Body):
@@ -45,6 +52,15 @@ def _version(v: Version, aliases: dict[str, str]) -> dict:
         "added_by": v.info.get("added_by"),
         "parent": v.info.get("parent"),
         "bytes": v.size,
+        "gate": _gate_summary(v.info.get("gate")),
+    }
+
+
+def _gate_summary(gate: object) -> dict | None:
+    if not isinstance(gate, dict):
+        return None
+    return {k: gate.get(k) for k in ("passed", "against", "at", "by", "seconds")} | {
+        "problems": len(gate.get("problems") or [])
     }
 
 
@@ -73,10 +89,39 @@ async def promote(request: Request) -> Response:
     body = parse(PromoteBody, await json_object(request))
     store = _store(ctx)
     try:
-        version, previous = await ctx.run(lambda: store.promote(body.version, user.name, to=body.to))
+        version, previous = await ctx.run(
+            lambda: store.promote(body.version, user.name, to=body.to, require_gate=True, force=body.force)
+        )
+    except GateRequired as err:
+        return JSONResponse({"error": str(err), "gate_required": True}, 409)
     except ModelStoreError as err:
         return JSONResponse({"error": str(err)}, 409 if "not an alias" not in str(err) else 400)
-    return JSONResponse({"alias": body.to, "version": version.id, "previous": previous})
+    return JSONResponse({"alias": body.to, "version": version.id, "previous": previous, "forced": body.force})
+
+
+async def gate_status(request: Request) -> Response:
+    await viewer(request)
+    ctx = web_context(request)
+    store = _store(ctx)
+    return JSONResponse({"run": await ctx.run(ctx.gates.status, store.folder)})
+
+
+async def gate_start(request: Request) -> Response:
+    ctx = web_context(request)
+    user = await ctx.require(request, "setup")
+    body = parse(GateBody, await json_object(request))
+    store = _store(ctx)
+    if ctx.station.keeper is None:
+        raise BadRequest("this station was started without a config file: run edge-inspect model gate on the appliance")
+    try:
+        version = await ctx.run(store.find, body.version)
+        await ctx.run(store.find, "production")
+        await ctx.run(ctx.gates.start, store.folder, ctx.station.keeper.path, version.id, user.name)
+    except GateBusy as err:
+        return JSONResponse({"error": str(err)}, 409)
+    except ModelStoreError as err:
+        return JSONResponse({"error": str(err)}, 409)
+    return JSONResponse({"started": version.id}, 202)
 
 
 async def rollback(request: Request) -> Response:
@@ -142,4 +187,6 @@ def routes() -> list[Route]:
         Route("/api/models/shadow", shadow_status),
         Route("/api/models/shadow/start", shadow_start, methods=["POST"]),
         Route("/api/models/shadow/stop", shadow_stop, methods=["POST"]),
+        Route("/api/models/gate", gate_status),
+        Route("/api/models/gate", gate_start, methods=["POST"]),
     ]

@@ -12,7 +12,7 @@ from ..support.paths import REPO_ROOT
 
 pytest.importorskip("torch", reason="distillation needs the 'export' extra")
 
-from tools.distill.metrics import PointScore, score_points  # noqa: E402
+from edge_inspect.evaluation.metrics import PointScore, score_points  # noqa: E402
 
 
 def _mask(h, w, x0, y0, x1, y1):

@@ -5,8 +5,8 @@ import pytest
 
 pytest.importorskip("scipy", reason="evaluation needs the 'export' extra")
 
+from edge_inspect.evaluation.metrics import PointScore, bootstrap_micro, micro, score_points, summarize  # noqa: E402
 from edge_inspect.sim import Camera, render_part  # noqa: E402
-from tools.distill.metrics import PointScore, bootstrap_micro, micro, score_points, summarize  # noqa: E402
 
 
 def _box(x0, x1, y0=40, y1=60, size=100):

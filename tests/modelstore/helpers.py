@@ -15,3 +15,15 @@ def other_version(tiny_bundle: Path, folder: Path, label: str) -> Path:
     manifest["created"] = f"{manifest.get('created', '')} {label}"
     (copy / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return copy
+
+
+def degraded_copy(bundle: Path, folder: Path) -> Path:
+    """A copy of ``bundle`` that sees worse: its manifest normalises the frame with another spread
+    (image_std 0.8 instead of 0.5), so every crop reaches the vision tower dimmer than it was trained
+    on. Its files verify and it loads; on generated parts it finds fewer screws and empty holes."""
+    copy = Path(shutil.copytree(bundle, folder))
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["preprocess"]["image_std"] = [0.8, 0.8, 0.8]
+    manifest["created"] = f"{manifest.get('created', '')} degraded"
+    (copy / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return copy

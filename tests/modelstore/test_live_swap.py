@@ -146,7 +146,10 @@ def test_an_integrator_promotes_and_rolls_back_on_the_web_and_the_station_follow
         integrator = await login_headers(client, "integrator")
         out["no_csrf"] = (await client.post("/api/models/promote", json={"version": b[:12]})).status_code
         out["bad_body"] = (await client.post("/api/models/promote", json={"version": 7}, headers=integrator)).json()
-        out["promote"] = (await client.post("/api/models/promote", json={"version": b[:12]}, headers=integrator)).json()
+        out["ungated"] = await client.post("/api/models/promote", json={"version": b[:12]}, headers=integrator)
+        out["promote"] = (
+            await client.post("/api/models/promote", json={"version": b[:12], "force": True}, headers=integrator)
+        ).json()
         await station.models.check()
         out["after_promote"] = station.model_sha256
         out["listed"] = (await client.get("/api/models")).json()
@@ -159,12 +162,16 @@ def test_an_integrator_promotes_and_rolls_back_on_the_web_and_the_station_follow
     out = run_web(path, scenario)
     assert out["listing"] == 401 and out["operator"] == 403 and out["no_csrf"] == 403
     assert out["bad_body"]["error"].startswith("version:")
-    assert out["promote"] == {"alias": "production", "version": b, "previous": a}
+    assert out["ungated"].status_code == 409 and out["ungated"].json() == {
+        "error": f"version {b[:12]} has no gate result: run edge-inspect model gate {b[:12]}, or promote with --force",
+        "gate_required": True,
+    }
+    assert out["promote"] == {"alias": "production", "version": b, "previous": a, "forced": True}
     assert out["after_promote"] == b and out["after_rollback"] == a
     listed = out["listed"]
     assert listed["running"] == b and listed["aliases"]["production"] == b
     assert {v["id"]: v["aliases"] for v in listed["versions"]} == {a: [], b: ["candidate", "production"]}
-    assert listed["history"][-1]["by"] == "integrator"
+    assert listed["history"][-1]["by"] == "integrator" and listed["history"][-1]["forced"].endswith("no gate result")
     assert out["rollback"]["version"] == a and out["again"] == 409  # no production before a
     assert [h["by"] for h in store.state()["history"][-2:]] == ["integrator", "integrator"]
 

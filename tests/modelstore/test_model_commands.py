@@ -56,8 +56,17 @@ def test_the_model_commands_end_to_end(tmp_path, tiny_bundle):
     assert lines[1].startswith(f"{b_id[:12]}  candidate") and f"parent {a_id[:12]}" in lines[1]
     assert lines[2].startswith("2 version(s)") and "budget 20,480.0 MB" in lines[2]
 
-    promoted = _cli("model", "promote", "candidate", "--user", "carol", "--config", str(config), cwd=tmp_path)
-    assert promoted.returncode == 0 and promoted.stdout.startswith(f"production is version {b_id} (was {a_id[:12]})")
+    refused = _cli("model", "promote", "candidate", "--user", "carol", "--config", str(config), cwd=tmp_path)
+    assert refused.returncode == 2 and refused.stdout == ""  # no gate against production: an override is asked for
+    assert refused.stderr == (
+        f"edge-inspect: error: version {b_id[:12]} has no gate result: run edge-inspect model gate {b_id[:12]}, "
+        "or promote with --force\n"
+    )
+    promoted = _cli(
+        "model", "promote", "candidate", "--force", "--user", "carol", "--config", str(config), cwd=tmp_path
+    )
+    assert promoted.returncode == 0 and promoted.stdout.startswith(f"forced: version {b_id[:12]} has no gate result")
+    assert f"production is version {b_id} (was {a_id[:12]})" in promoted.stdout
     assert load_config(config)[0].model.bundle == str(tmp_path / "data" / "models" / "versions" / b_id)
 
     refused = _cli("model", "remove", b_id[:8], "--config", str(config), cwd=tmp_path)
@@ -74,7 +83,9 @@ def test_the_model_commands_end_to_end(tmp_path, tiny_bundle):
     refused = _cli("model", "rollback", "--config", str(config), cwd=tmp_path)
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and "no earlier production" in refused.stderr
 
-    history = [(h["action"], h["by"]) for h in ModelStore(tmp_path / "data" / "models").state()["history"]]
+    entries = ModelStore(tmp_path / "data" / "models").state()["history"]
+    assert entries[4]["forced"] == f"version {b_id[:12]} has no gate result"  # the override, in the audit
+    history = [(h["action"], h["by"]) for h in entries]
     somebody = history[2][1]  # no --user: $USER (or the login name)
     assert somebody and history == [
         ("add", "alice"), ("promote", "alice"), ("add", somebody), ("promote", somebody),

@@ -48,7 +48,8 @@ def test_make_the_candidate_production_and_roll_back_from_the_page(daemon, page)
     page.on("dialog", lambda dialog: dialog.accept())
     page.click(f"tr[data-version='{b}'] button.promote")
     page.wait_for_function(f"document.getElementById('follow').textContent.startsWith('Runs {b[:12]}')", timeout=30_000)
-    assert "production is now" in page.inner_text("#model-result")
+    assert "production is now" in page.inner_text("#model-result")  # both confirms accepted: ungated, forced
+    assert "without a passing gate" in page.inner_text("#model-result")
     page.set_viewport_size({"width": 800, "height": 480})
     page.screenshot(path=str(SHOTS / "setup_models_800x480.png"), full_page=True)
     page.reload()  # what the page shows after a reload is what it showed live

@@ -14,19 +14,30 @@ used by evaluation (a teacher-labelled plant set may have none).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from edge_inspect.sim import Camera, Part, PartSpec, render_part
+from edge_inspect.evaluation.records import FRAME, Record, from_part
+from edge_inspect.sim import Camera, PartSpec, render_part
 
-from .tasks import TASKS, Example, draw_phrasing, example, point_objects
+from .tasks import TASKS, draw_phrasing
+
+__all__ = [
+    "FRAME",
+    "TASK_WEIGHTS",
+    "JsonlError",
+    "Record",
+    "from_part",
+    "read_jsonl",
+    "sample_camera",
+    "sim_record",
+    "write_sim_set",
+]
 
 # How often each task is drawn in training: defect pointing is the hard one.
 TASK_WEIGHTS = {"defects": 0.5, "screws": 0.2, "holes": 0.08, "label": 0.11, "label_missing": 0.11}
-FRAME = (320, 240)
 
 
 def sample_camera(rng: np.random.Generator, identity_share: float = 0.2) -> Camera:
@@ -45,68 +56,6 @@ def sample_camera(rng: np.random.Generator, identity_share: float = 0.2) -> Came
         noise=float(rng.uniform(2, 10)) if on[5] else 0.0,
         jpeg=int(rng.integers(30, 90)) if on[6] else 0,
     )  # fmt: skip
-
-
-@dataclass
-class Record:
-    prompt: str
-    target: str
-    task: str
-    kind: str
-    image_path: Path | None = None
-    image: np.ndarray | None = None  # RGB, when held in memory
-    points: list[tuple[float, float]] = field(default_factory=list)
-    masks: list[np.ndarray] = field(default_factory=list)
-    answer: bool | None = None
-    seed: int | None = None
-    # Union masks of every defect, every screw and the label on the part, where the generator knows
-    # them: dense targets for the auxiliary grounding loss in training.
-    region_masks: dict[str, np.ndarray] | None = None
-    region_points: dict[str, list[tuple[float, float]]] | None = None  # every defect's and screw's point
-    kinds: list[str] = field(default_factory=list)  # kinds[i]: the generator's kind of object i (evaluation)
-    # Look-alikes a point task must not point at: a screw check's empty holes (evaluation)
-    decoy_masks: list[np.ndarray] = field(default_factory=list)
-
-    def rgb(self) -> np.ndarray:
-        if self.image is not None:
-            return self.image
-        frame = cv2.imread(str(self.image_path), cv2.IMREAD_COLOR)
-        if frame is None:
-            raise ValueError(f"{self.image_path}: cannot read image")
-        return frame[:, :, ::-1].copy()
-
-
-def from_part(part: Part, task: str, prompt: str | None = None) -> Record:
-    ex: Example = example(part, task, prompt)
-    objects = point_objects(part, task)  # masks[i] belongs to points[i]
-    regions = {
-        "defect": np.zeros(part.image.shape[:2], bool),
-        "screw": np.zeros(part.image.shape[:2], bool),
-        "label": part.label_mask if part.label_mask is not None else np.zeros(part.image.shape[:2], bool),
-    }
-    for obj in part.defects:
-        regions["defect"] |= obj.mask
-    for obj in part.screws:
-        regions["screw"] |= obj.mask
-    region_points = {
-        "defect": [o.normalized(part.width, part.height) for o in part.defects],
-        "screw": [o.normalized(part.width, part.height) for o in part.screws],
-    }
-    return Record(
-        prompt=ex.prompt,
-        target=ex.target,
-        task=task,
-        kind=TASKS[task][1],
-        image=part.image[:, :, ::-1].copy(),
-        points=ex.points,
-        masks=[o.mask for o in objects],
-        answer=ex.answer,
-        seed=part.seed,
-        region_masks=regions,
-        region_points=region_points,
-        kinds=[o.kind for o in objects],
-        decoy_masks=[o.mask for o in part.of_kind("empty_hole")] if task == "screws" else [],
-    )
 
 
 def sim_record(

@@ -447,25 +447,74 @@ async function setupShadow() {
   setInterval(load, 3000);
 }
 
+function gateCell(v, production) {
+  const parts = [];
+  if (v.gate) {
+    const current = v.gate.against === production;  // a gate against an earlier production no longer counts
+    parts.push(el("a", { href: `/setup/models/gate/${v.id}`, class: v.gate.passed ? "" : "problem",
+      title: `against ${(v.gate.against || "").slice(0, 12)}` },
+      `${v.gate.passed ? "passed" : "failed"}${current ? "" : " (earlier production)"}`), " ");
+  } else if (!v.aliases.includes("production")) parts.push("none ");
+  return parts;
+}
+
+function runText(run) {
+  if (!run) return null;
+  if (run.state === "running") {
+    return [`Gate of ${(run.version || "").slice(0, 12)} running: ${run.phase} `,
+      el("progress", { max: run.total || 1, value: run.done || 0, "aria-label": "gate progress" })];
+  }
+  if (run.state === "failed") return [el("span", { class: "problem" }, `Gate of ${(run.version || "").slice(0, 12)} did not finish: ${run.error || "?"}`)];
+  return [`Gate of ${(run.version || "").slice(0, 12)} ${run.passed ? "passed" : "failed"}: `,
+    el("a", { href: `/setup/models/gate/${run.version}` }, "the report")];
+}
+
 async function setupModels() {
-  const changed = (d) => `${d.alias} is now ${d.version.slice(0, 12)} (was ${(d.previous || "none").slice(0, 12)}); the station follows within seconds.`;
+  const changed = (d) => `${d.alias} is now ${d.version.slice(0, 12)} (was ${(d.previous || "none").slice(0, 12)}); the station follows within seconds.`
+    + (d.forced ? " Promoted without a passing gate (kept in the history)." : "");
+  let running = false;
+  const promote = async (v) => {
+    if (!confirm(`Make ${v.short} production? The line runs it within seconds.`)) return;
+    let r = await api("POST", "/api/models/promote", { version: v.id });
+    if (r.status === 409 && r.data.gate_required) {
+      if (!confirm(`${r.data.error}.\n\nPromote anyway? The override is kept in the store's history under your name.`)) {
+        showProblems($("model-result"), r, changed);
+        return;
+      }
+      r = await api("POST", "/api/models/promote", { version: v.id, force: true });
+    }
+    showProblems($("model-result"), r, changed);
+    await load();
+  };
+  const gate = async (v) => {
+    showProblems($("model-result"), await api("POST", "/api/models/gate", { version: v.id }),
+      () => `Gate of ${v.short} started (a low-priority process; the line keeps running).`);
+    await load();
+  };
   const load = async () => {
     const r = await api("GET", "/api/models");
     if (!r.ok) { $("follow").textContent = r.data.error || `HTTP ${r.status}`; $("model-rollback").disabled = true; return; }
     const d = r.data;
+    const g = await api("GET", "/api/models/gate");
+    const run = g.ok ? g.data.run : null;
+    running = !!run && run.state === "running";
+    const text = runText(run);
+    if (text) $("gate-run").replaceChildren(...text); else $("gate-run").replaceChildren();
     $("follow").textContent = followText(d.running, d.follow);
+    const production = d.aliases.production;
     document.querySelector("#models tbody").replaceChildren(...d.versions.slice().reverse().map((v) => el("tr", { "data-version": v.id },
       el("td", {}, el("code", {}, v.short), v.id === d.running ? " (running)" : ""),
       el("td", {}, v.aliases.join(", ")), el("td", {}, isoTime(v.added_at)), el("td", {}, v.added_by || ""),
       el("td", {}, v.parent ? el("code", {}, v.parent.slice(0, 12)) : ""), el("td", {}, (v.bytes / 1e6).toFixed(1)),
-      el("td", {}, v.aliases.includes("production") ? "" : el("button", { type: "button", class: "promote", onclick: async () => {
-        if (!confirm(`Make ${v.short} production? The line runs it within seconds.`)) return;
-        showProblems($("model-result"), await api("POST", "/api/models/promote", { version: v.id }), changed);
-        await load();
-      } }, "Make production")))));
+      el("td", { class: "gate" }, ...gateCell(v, production),
+        v.aliases.includes("production") || !production ? "" : el("button", { type: "button", class: "gate-start",
+          disabled: running ? "" : null, onclick: () => gate(v) }, v.gate ? "Gate again" : "Run gate")),
+      el("td", {}, v.aliases.includes("production") ? "" : el("button", { type: "button", class: "promote", onclick: () => promote(v) }, "Make production")))));
     document.querySelector("#model-history tbody").replaceChildren(...d.history.slice().reverse().map((h) => el("tr", {},
       el("td", {}, isoTime(h.at)), el("td", {}, h.by || ""), el("td", {}, h.action || ""), el("td", {}, h.alias || ""),
-      el("td", {}, el("code", {}, (h.version || "").slice(0, 12))), el("td", {}, el("code", {}, (h.previous || "").slice(0, 12))))));
+      el("td", {}, el("code", {}, (h.version || "").slice(0, 12))), el("td", {}, el("code", {}, (h.previous || h.against || "").slice(0, 12))),
+      el("td", { class: h.forced ? "problem" : "" }, h.forced ? `forced: ${h.forced}` : h.gate ? `gate ${h.gate}`
+        : h.action === "gate" ? (h.passed ? "passed" : "failed") : ""))));
   };
   refreshPage = load;
   $("model-rollback").addEventListener("click", async () => {
@@ -474,7 +523,7 @@ async function setupModels() {
     await load();
   });
   await load();
-  setInterval(load, 3000);  // the follower's state: loading, watching, a rollback by the station itself
+  setInterval(load, 3000);  // the follower's state and a running gate's progress
 }
 
 document.addEventListener("DOMContentLoaded", () => {

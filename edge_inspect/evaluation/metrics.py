@@ -1,7 +1,9 @@
 """Pointing, counting and yes/no metrics (PixMo-Points rules for pointing).
 
 Per image (``PointScore``) and over all objects (``micro``: hits, predictions and objects summed
-over the images, with a bootstrap interval over images in ``bootstrap_micro``)."""
+over the images, with a bootstrap interval over images in ``bootstrap_micro``). A record without
+masks (a reviewed frame: QA clicked points, nobody drew outlines) counts a matched point as a hit
+within ``RADIUS`` of its true point, the distance at which a reviewer's click names a model point."""
 
 from __future__ import annotations
 
@@ -9,7 +11,10 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
-from scipy.optimize import linear_sum_assignment
+
+from .assignment import linear_sum_assignment
+
+RADIUS = 0.03  # fractions of the frame, as logbook/corrections.py matches a reviewer's click to a point
 
 
 @dataclass(frozen=True)
@@ -51,12 +56,22 @@ class PointScore:
 
 
 def score_points(
-    predicted: list[tuple[float, float]], truth: list[tuple[float, float]], masks: list[np.ndarray], dilate_px: int = 3
+    predicted: list[tuple[float, float]],
+    truth: list[tuple[float, float]],
+    masks: list[np.ndarray],
+    dilate_px: int = 3,
+    size: tuple[int, int] | None = None,
 ) -> PointScore:
     """Hungarian-match predicted to true points by pixel distance; a match is a hit if it lies in
-    that object's mask (dilated by ``dilate_px`` so a thin scratch can be hit). Points are normalized."""
+    that object's mask (dilated by ``dilate_px`` so a thin scratch can be hit). Points are normalized.
+    Without masks (``size``: the frame's height and width) a match is a hit within ``RADIUS`` of the
+    true point (in fractions of the frame)."""
     if not predicted or not truth:
         return PointScore(len(predicted), len(truth), 0)
+    if not masks:
+        if size is None:
+            raise ValueError("score_points: records without masks need the frame's size")
+        return _score_by_distance(predicted, truth, size)
     h, w = masks[0].shape
     pred = np.array([(x * w, y * h) for x, y in predicted])
     true = np.array([(x * w, y * h) for x, y in truth])
@@ -66,6 +81,22 @@ def score_points(
     for r, c in zip(rows, cols, strict=True):
         x, y = int(min(w - 1, max(0, round(pred[r, 0])))), int(min(h - 1, max(0, round(pred[r, 1]))))
         matches.append(Match(int(r), int(c), float(cost[r, c]), bool(dilated(masks[c], dilate_px)[y, x])))
+    return PointScore(len(predicted), len(truth), sum(m.hit for m in matches), tuple(matches))
+
+
+def _score_by_distance(
+    predicted: list[tuple[float, float]], truth: list[tuple[float, float]], size: tuple[int, int]
+) -> PointScore:
+    h, w = size
+    pred = np.array([(x * w, y * h) for x, y in predicted])
+    true = np.array([(x * w, y * h) for x, y in truth])
+    cost = np.linalg.norm(pred[:, None, :] - true[None, :, :], axis=-1)
+    rows, cols = linear_sum_assignment(cost)
+    matches = []
+    for r, c in zip(rows, cols, strict=True):
+        (px, py), (tx, ty) = predicted[r], truth[c]
+        near = bool(np.hypot(px - tx, py - ty) <= RADIUS)
+        matches.append(Match(int(r), int(c), float(cost[r, c]), near))
     return PointScore(len(predicted), len(truth), sum(m.hit for m in matches), tuple(matches))
 
 
