@@ -1,16 +1,7 @@
 """Evaluate a bundle (ONNX, via edge_inspect.vlm) or a checkpoint (transformers) on generated parts
-or on a labelled JSONL set.
-
-Pointing: object-level (micro) precision/recall/F1 over all objects with a bootstrap 95 % interval
-(parts without objects add their predictions as false positives only), the per-image mean as a
-second figure, recall per defect kind and per number of defects on the part, false calls (a
-defect-free part with a defect point) and escapes (a part with defects and no defect point), the
-median pixel error of matched points and answer tokens per point. Counting: exact match, also on
-parts that miss screws, and how many empty holes were called a screw. Yes/no: accuracy, p_yes
-margins and the yes/no probability mass. Station level, where a part was asked all of defects,
-screws and label: the share of good parts rejected and of bad parts passed. The robustness suite
-(``robustness``) repeats this with the camera moved or its image degraded.
-"""
+or on a labelled JSONL set: the figures are edge_inspect.evaluation's (one copy, shared with the
+station's model gate; its docstring says what each one counts); this module adds the checkpoint
+predictor for a model still in training."""
 
 from __future__ import annotations
 
