@@ -21,7 +21,7 @@ from typing import Protocol
 
 import numpy as np
 
-from edge_inspect.sim import DEFECT_KINDS, Camera, render_part
+from edge_inspect.sim import ALL_DEFECT_KINDS, Camera, PartSpec, render_part
 from edge_inspect.vlm.points import parse_points
 from tools.molmo2.predictor import TorchPredictor
 
@@ -239,11 +239,14 @@ def station_rates(parts: dict[object, dict[str, tuple]]) -> dict:
     }
 
 
-def sim_records(seeds: range, tasks: list[str] | None = None, camera: Camera | None = None) -> list[Record]:
-    """Every task on every generated part (images held in memory), seen by ``camera``."""
+def sim_records(
+    seeds: range, tasks: list[str] | None = None, camera: Camera | None = None, spec: PartSpec | None = None
+) -> list[Record]:
+    """Every task on every generated part (images held in memory), seen by ``camera``; ``spec``: what
+    the parts hold (e.g. only a new defect kind, ``PartSpec(defects=2, defect_kinds=("crack",))``)."""
     records = []
     for seed in seeds:
-        part = render_part(seed, *FRAME, camera=camera)
+        part = render_part(seed, *FRAME, spec=spec, camera=camera)
         mine = [from_part(part, task) for task in tasks or list(TASKS)]
         for rec in mine[1:]:  # one array per part: a predictor encodes the image once for all its questions
             rec.image = mine[0].image
@@ -348,7 +351,7 @@ def metric_lines(metrics: dict) -> list[str]:
         lines += [
             f"| recall, {k} | {_f(v['recall'])} ({v['objects']} objects) |"
             for k, v in d["recall_by_kind"].items()
-            if k in DEFECT_KINDS
+            if k in ALL_DEFECT_KINDS
         ]
         lines += [
             f"| recall on parts with {n} defect{'s' if n != '1' else ''} | {_f(v['recall'])} ({v['objects']} objects) |"
