@@ -51,6 +51,15 @@ def _counts(text: str) -> tuple[int, ...]:
     return counts
 
 
+def _kinds(text: str) -> tuple[str, ...]:
+    from edge_inspect.sim import ALL_DEFECT_KINDS
+
+    kinds = tuple(k.strip() for k in text.split(",") if k.strip())
+    if not kinds or any(k not in ALL_DEFECT_KINDS for k in kinds):
+        raise argparse.ArgumentTypeError(f"defect kinds {text!r}: each one of {', '.join(ALL_DEFECT_KINDS)}")
+    return kinds
+
+
 def _shifts(text: str) -> list[str]:
     from .evaluate import SHIFTS
 
@@ -77,9 +86,7 @@ def _cmd_review_sim(args) -> int:
         import hashlib
 
         model = hashlib.sha256((Path(args.model) / "manifest.json").read_bytes()).hexdigest()
-    counts = write_review_export(
-        Path(args.out), args.seeds, tuple(args.kinds.split(",")), args.defect_counts or (1, 1, 2), model=model
-    )
+    counts = write_review_export(Path(args.out), args.seeds, args.kinds, args.defect_counts or (1, 1, 2), model=model)
     print(f"wrote {args.out}: {counts['train']} train and {counts['holdout']} holdout records")
     return 0
 
@@ -121,6 +128,7 @@ def _cmd_train(args) -> int:
         warmup=args.warmup,
         init_from=args.init_from,
         defect_counts=args.defect_counts,
+        defect_kinds=args.defect_kinds,
         replay=None if args.replay is None else [r for r in args.replay if r != "none"],
         replay_share=args.replay_share,
         corrected_weight=args.corrected_weight,
@@ -137,6 +145,8 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_evaluate(args) -> int:
+    from edge_inspect.sim import PartSpec
+
     from .dataset import read_jsonl
     from .evaluate import BundlePredictor, evaluate_records, headline, robustness, sim_records, write_report
 
@@ -145,8 +155,11 @@ def _cmd_evaluate(args) -> int:
         records = read_jsonl(Path(args.data))
         source = f"records {args.data}"
     else:
-        records = sim_records(args.seeds)
+        spec = PartSpec(defect_kinds=args.defect_kinds) if args.defect_kinds else None
+        records = sim_records(args.seeds, spec=spec)
         source = f"generated parts, seeds {args.seeds.start}:{args.seeds.stop}"
+        if args.defect_kinds:
+            source += f", defects of kinds {', '.join(args.defect_kinds)}"
     metrics = evaluate_records(predictor, records, dilate_px=args.dilate)
     parts = len({r.seed if r.seed is not None else str(r.image_path) for r in records})
     details = {"bundle": str(args.bundle), "data": source, "parts": parts}
@@ -252,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("review-sim", help="play QA on generated parts: an export folder of corrected defect checks")
     p.add_argument("--out", required=True, help="folder for train.jsonl, holdout.jsonl, images/ and masks/")
     p.add_argument("--seeds", type=seed_range, default=seed_range("3000000:3000100"), help="START:STOP")
-    p.add_argument("--kinds", default="chip", help="comma-separated defect kinds the parts hold (edge_inspect.sim)")
+    p.add_argument("--kinds", type=_kinds, default=("chip",), help="comma-separated defect kinds the parts hold")
     p.add_argument("--defect-counts", type=_counts, default=None, metavar="1,1,2", help="defects per part, drawn")
     p.add_argument("--model", help="the production bundle the labels were made against (its version is recorded)")
     p.set_defaults(func=_cmd_review_sim)
@@ -323,6 +336,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="defect-pointing parts: draw their number of defects from this list (default: the generator's own)",
     )
     p.add_argument(
+        "--defect-kinds",
+        type=_kinds,
+        default=None,
+        metavar="scratch,spot,dent,chip",
+        help="generated parts: the defect kinds drawn (default: the generator's own; crack and chip are new kinds)",
+    )
+    p.add_argument(
         "--replay",
         action="append",
         metavar="generated|RECORDS.jsonl|none",
@@ -354,6 +374,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=3,
         help="hit rule: a matched point within this many px (Euclidean) of its object's mask is a hit",
+    )
+    p.add_argument(
+        "--defect-kinds",
+        type=_kinds,
+        default=None,
+        metavar="chip",
+        help="generated parts: the defect kinds drawn (default: the generator's own)",
     )
     p.add_argument("--out", help="report JSON path (a .md is written beside it)")
     p.add_argument(

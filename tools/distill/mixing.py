@@ -13,7 +13,6 @@ and replay fills the rest: neither drowns the other.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,6 @@ from .reviewed import HOLDOUT, ReviewedSet, draw_weights, is_export, read_export
 GENERATED = "generated"
 DEFAULT_SHARE = 0.5
 DEFAULT_CORRECTED_WEIGHT = 3.0
-LINEAGE_FILE = "lineage.json"  # in the run folder and its checkpoint; tools.export copies it into the manifest
 
 
 def _refuse_holdout(path: Path, what: str) -> None:
@@ -48,6 +46,7 @@ class Mix:
     task_weights: dict[str, float] | None = None
     augment: bool = True
     defect_counts: tuple[int, ...] | None = None
+    defect_kinds: tuple[str, ...] | None = None
 
     def pick(self, index: int) -> tuple[str, int]:
         """The source of example ``index`` ("reviewed", GENERATED or a records file) and the record's
@@ -72,6 +71,7 @@ class Mix:
                 weights=self.task_weights,
                 augment=self.augment,
                 defect_counts=self.defect_counts,
+                defect_kinds=self.defect_kinds,
             )
         return self.replay_records[name][k]
 
@@ -90,6 +90,7 @@ def build_mix(
     task_weights: dict[str, float] | None = None,
     augment: bool = True,
     defect_counts: tuple[int, ...] | None = None,
+    defect_kinds: tuple[str, ...] | None = None,
 ) -> tuple[Mix | None, dict[str, Any]]:
     """The mix for ``--data``/``--replay`` and the data part of the lineage. None (no mix: the
     records file or generated parts as before) when ``data`` is a records file and no replay is named.
@@ -142,7 +143,13 @@ def build_mix(
         lineage["replay"] = {
             "share": share if reviewed else 1.0,
             "sources": [
-                {"generated": True, "task_weights": task_weights, "augment": augment, "defect_counts": defect_counts}
+                {
+                    "generated": True,
+                    "task_weights": task_weights,
+                    "augment": augment,
+                    "defect_counts": defect_counts,
+                    "defect_kinds": defect_kinds,
+                }
                 if name == GENERATED
                 else {**_file_identity(Path(name)), "records": len(replay_records[name])}
                 for name in replay
@@ -168,6 +175,7 @@ def build_mix(
         task_weights=task_weights,
         augment=augment,
         defect_counts=defect_counts,
+        defect_kinds=defect_kinds,
     )
     return mix, lineage
 
@@ -179,9 +187,3 @@ def parent_of(bundle: str | None) -> dict[str, Any] | None:
     manifest = Path(bundle) / "manifest.json"
     version = hashlib.sha256(manifest.read_bytes()).hexdigest() if manifest.is_file() else None
     return {"bundle": str(Path(bundle).resolve()), "version": version}
-
-
-def write_lineage(folder: Path, lineage: dict[str, Any]) -> Path:
-    path = folder / LINEAGE_FILE
-    path.write_text(json.dumps(lineage, indent=2) + "\n")
-    return path

@@ -8,9 +8,10 @@ import json
 import math
 from pathlib import Path
 
+from tools.export.onnx_bundle import LINEAGE_FILE
+
 from .evaluate import headline, metric_lines, robustness_lines
 from .finetune_report import comparison_lines, lineage_lines, new_kind_lines
-from .mixing import LINEAGE_FILE
 from .tasks import PHRASINGS, TASKS
 
 # The demo student's acceptance bars: (headline figure, "min" or "max", bar).
@@ -116,6 +117,12 @@ def write_report(
             f"trained from scratch on generated parts; the last {steps} steps continued from the bundle "
             f"`{earlier['bundle']}` (its weights, a new optimizer), whose report.json gives the earlier phases"
         )
+        if lineage and lineage.get("export"):
+            origin = (
+                f"trained from scratch on generated parts, then fine-tuned for its last {steps} steps from the bundle "
+                f"`{earlier['bundle']}` (its weights, a new optimizer; its report.json gives the earlier phases) on a "
+                "station's reviewed records mixed with replay (Data lineage, below)"
+            )
         steps += earlier["steps"]
         minutes += earlier["minutes"]
     elif config.get("init_from"):

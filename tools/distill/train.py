@@ -23,11 +23,12 @@ from tqdm import tqdm
 
 from edge_inspect.vlm.preprocess import ImageSettings, preprocess
 from edge_inspect.vlm.prompt import PromptBuilder
+from tools.export.onnx_bundle import LINEAGE_FILE
 from tools.molmo2.tiny import special_id
 
 from .dataset import Record, read_jsonl, sim_record
 from .grounding import COLUMNS, GroundingHead, token_targets
-from .mixing import DEFAULT_CORRECTED_WEIGHT, DEFAULT_SHARE, GENERATED, LINEAGE_FILE, Mix, build_mix, parent_of
+from .mixing import DEFAULT_CORRECTED_WEIGHT, DEFAULT_SHARE, GENERATED, Mix, build_mix, parent_of
 from .student import SHAPES, build_student, image_settings, prompt_builder, save_student
 
 TRAIN_SEED_BASE = 1_000_000  # generator seeds used for training start here; evaluation uses lower seeds
@@ -60,6 +61,7 @@ class TrainConfig:
         None  # a bundle whose weights a new run starts from (from_bundle.py); the grounding head starts fresh
     )
     defect_counts: tuple[int, ...] | None = None  # defect-pointing parts: their number of defects drawn from this list
+    defect_kinds: tuple[str, ...] | None = None  # generated parts: the defect kinds drawn (None: the generator's own)
     # Fine-tune (mixing.py): replay sources (GENERATED and/or records files); None: generated parts
     # when ``data`` is an export folder, none for a records file
     replay: list[str] | None = None
@@ -130,9 +132,11 @@ class RecordSource(torch.utils.data.Dataset):
         augment: bool = False,
         defect_counts: tuple[int, ...] | None = None,
         mix: Mix | None = None,
+        defect_kinds: tuple[str, ...] | None = None,
     ):
         self.records, self.settings, self.builder, self.eos_id, self.seed = records, settings, builder, eos_id, seed
         self.task_weights, self.augment, self.defect_counts, self.mix = task_weights, augment, defect_counts, mix
+        self.defect_kinds = defect_kinds
 
     def __len__(self) -> int:
         return 1 << 30
@@ -146,6 +150,7 @@ class RecordSource(torch.utils.data.Dataset):
                 weights=self.task_weights,
                 augment=self.augment,
                 defect_counts=self.defect_counts,
+                defect_kinds=self.defect_kinds,
             )
         else:
             epoch, k = divmod(index, len(self.records))
@@ -235,7 +240,7 @@ def train(cfg: TrainConfig, resume: bool = False, evaluate_fn: Callable | None =
     generated_seed = TRAIN_SEED_BASE + cfg.seed * 10_000_000
     mix, data_lineage = build_mix(
         cfg.data, cfg.replay, cfg.replay_share, cfg.corrected_weight, cfg.seed, generated_seed,
-        cfg.task_weights, cfg.augment, cfg.defect_counts,
+        cfg.task_weights, cfg.augment, cfg.defect_counts, cfg.defect_kinds,
     )  # fmt: skip
     records = read_jsonl(Path(cfg.data), load_masks=False) if cfg.data and mix is None else None
     bf16 = native_bf16() if cfg.bf16 is None else cfg.bf16
@@ -245,8 +250,9 @@ def train(cfg: TrainConfig, resume: bool = False, evaluate_fn: Callable | None =
     )
 
     source = RecordSource(
-        records, settings, builder, eos_id, cfg.seed, cfg.task_weights, cfg.augment, cfg.defect_counts, mix
-    )
+        records, settings, builder, eos_id, cfg.seed, cfg.task_weights, cfg.augment, cfg.defect_counts, mix,
+        cfg.defect_kinds,
+    )  # fmt: skip
     lineage = {
         "parent": parent_of(cfg.init_from), **data_lineage, "steps": cfg.steps, "batch": cfg.batch, "lr": cfg.lr,
         "seed": cfg.seed, "generated_seeds_from": generated_seed, "drawn": {},
