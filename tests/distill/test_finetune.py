@@ -198,3 +198,16 @@ def test_reviewed_points_are_trained_in_the_students_reading_order(tmp_path):
         said = [v for p in parse_points(rec.target).points for v in (p.x, p.y)]
         assert said == pytest.approx([v for p in rec.points for v in p], abs=1e-3)
     assert np.mean([len(r.points) for r in reviewed.train]) > 2
+
+
+def test_training_and_evaluation_parts_hold_a_new_kind_only_when_asked():
+    from edge_inspect.sim import NEW_KINDS, PartSpec
+    from tools.distill.dataset import sim_record
+    from tools.distill.evaluate import sim_records
+
+    asked = [sim_record(1_000_000 + s, task="defects", defect_kinds=("chip",), defect_counts=(2,)) for s in range(5)]
+    assert all(r.kinds == ["chip", "chip"] for r in asked)
+    default = [sim_record(1_000_000 + s, augment=True) for s in range(40)]
+    assert not any(k in NEW_KINDS for r in default for k in r.kinds)
+    evaluated = sim_records(range(10), ["defects"], spec=PartSpec(defect_kinds=("crack",)))
+    assert {k for r in evaluated for k in r.kinds} == {"crack"}
