@@ -7,7 +7,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
@@ -127,13 +127,23 @@ class SyntheticSource:
 
     ``defect_rate``: the share of parts with a defect (one of: surface defects, missing screws, no
     label), the rest complete and clean, as on a line; None: the generator's own mix, where most
-    parts have something wrong (for showing FAILs)."""
+    parts have something wrong (for showing FAILs). ``defect_kinds``: what surface defects are drawn
+    from (None: the generator's own, scratch, spot and dent; ``("chip",)``: a line that starts
+    producing a defect kind the demo student never saw)."""
 
-    def __init__(self, seed: int = 0, width: int = 320, height: int = 240, defect_rate: float | None = None):
+    def __init__(
+        self,
+        seed: int = 0,
+        width: int = 320,
+        height: int = 240,
+        defect_rate: float | None = None,
+        defect_kinds: Sequence[str] | None = None,
+    ):
         from ..sim import render_part
 
         self._render = render_part
         self.seed, self.size, self.defect_rate = seed, (width, height), defect_rate
+        self.defect_kinds = tuple(defect_kinds) if defect_kinds else None  # None: the generator's own kinds
         self.name = f"synthetic:seed={seed}"
         self.count = 0
         self.last_part: Part | None = None
@@ -142,16 +152,17 @@ class SyntheticSource:
         pass
 
     def _spec(self, seed: int):
-        from ..sim import PartSpec
+        from ..sim import DEFECT_KINDS, PartSpec
 
+        kinds = self.defect_kinds or DEFECT_KINDS
         if self.defect_rate is None:
-            return None
+            return None if self.defect_kinds is None else PartSpec(defect_kinds=kinds)
         rng = np.random.default_rng([seed, 7])  # the part's own draw: the same seed, the same part
         if rng.random() >= self.defect_rate:
             return PartSpec(screws=4, defects=0, label="straight")
         kind = int(rng.integers(3))
         if kind == 0:
-            return PartSpec(defects=int(rng.integers(1, 4)), screws=4, label="straight")
+            return PartSpec(defects=int(rng.integers(1, 4)), screws=4, label="straight", defect_kinds=kinds)
         if kind == 1:
             return PartSpec(screws=int(rng.integers(0, 4)), defects=0, label="straight")
         return PartSpec(label="absent", screws=4, defects=0)
@@ -199,7 +210,10 @@ def source_from_config(cfg: CameraConfig, base: Path | None = None) -> FrameSour
     if cfg.source == "genicam":
         raise UserError("camera.source genicam is a camera of its own (make_camera), not a frame source")
     if cfg.source == "synthetic":
-        return SyntheticSource(cfg.synthetic.seed, cfg.synthetic.width, cfg.synthetic.height, cfg.synthetic.defect_rate)
+        synthetic = cfg.synthetic
+        return SyntheticSource(
+            synthetic.seed, synthetic.width, synthetic.height, synthetic.defect_rate, synthetic.defect_kinds
+        )
     if cfg.source == "folder":
         return FolderSource(path(cfg.path), loop=cfg.loop)
     if cfg.source == "file":

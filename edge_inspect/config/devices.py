@@ -19,12 +19,24 @@ if TYPE_CHECKING:
     from ..vlm import VisionLanguageModel
 
 
+# The generator's defect kinds (edge_inspect.sim.ALL_DEFECT_KINDS; config may not import sim)
+DefectKind = Literal["scratch", "spot", "dent", "crack", "chip"]
+
+
 class SyntheticCamera(Strict):
     seed: int = Field(default=0, ge=0, le=2**32 - 1)
     width: int = Field(default=320, ge=64, le=4096)
     height: int = Field(default=240, ge=64, le=4096)
     defect_rate: float | None = Field(
         default=None, ge=0.0, le=1.0, description="share of defective parts; unset: the generator's own mix (~85 %)"
+    )
+    defect_kinds: list[DefectKind] | None = Field(
+        default=None,
+        min_length=1,
+        description=(
+            "the kinds a part's surface defects are drawn from; unset: scratch, spot and dent. crack and chip are "
+            "kinds the demo student never saw (a line that starts producing a new defect)"
+        ),
     )
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..sim import Camera, Part, render_part
+from ..sim import Camera, Part, PartSpec, render_part
 from .tasks import TASKS, Example, example, point_objects
 
 FRAME = (320, 240)  # the generated parts' frame (width, height)
@@ -78,11 +78,14 @@ def from_part(part: Part, task: str, prompt: str | None = None) -> Record:
     )
 
 
-def sim_records(seeds: range, tasks: list[str] | None = None, camera: Camera | None = None) -> list[Record]:
-    """Every task on every generated part (images held in memory), seen by ``camera``."""
+def sim_records(
+    seeds: range, tasks: list[str] | None = None, camera: Camera | None = None, spec: PartSpec | None = None
+) -> list[Record]:
+    """Every task on every generated part (images held in memory), seen by ``camera``; ``spec``: what
+    the parts hold (e.g. only a new defect kind, ``PartSpec(defects=2, defect_kinds=("crack",))``)."""
     records = []
     for seed in seeds:
-        part = render_part(seed, *FRAME, camera=camera)
+        part = render_part(seed, *FRAME, spec=spec, camera=camera)
         mine = [from_part(part, task) for task in tasks or list(TASKS)]
         for rec in mine[1:]:  # one array per part: a predictor encodes the image once for all its questions
             rec.image = mine[0].image

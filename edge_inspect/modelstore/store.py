@@ -39,6 +39,15 @@ REPORT_FILES = ("report.json", "REPORT.md")  # a bundle's evaluation report, whe
 _HEX = re.compile(r"^[0-9a-f]+$")
 
 
+def manifest_parent(manifest: dict[str, Any]) -> str | None:
+    """The version a bundle was trained from, as its manifest's ``lineage.parent.version`` names it
+    (the sha256 of the parent's manifest); None where the manifest names none."""
+    lineage = manifest.get("lineage")
+    parent = lineage.get("parent") if isinstance(lineage, dict) else None
+    version = parent.get("version") if isinstance(parent, dict) else None
+    return version if isinstance(version, str) and re.fullmatch(r"[0-9a-f]{64}", version) else None
+
+
 class ModelStoreError(UserError):
     """A model store operation refused: the message says why, in one line."""
 
@@ -250,6 +259,8 @@ class ModelStore:
         version_id = loaded.sha256
         if parent is not None:
             parent = self.find(parent).id
+        else:  # a fine-tuned bundle names the version it was trained from (tools.distill, the manifest's lineage)
+            parent = manifest_parent(loaded.manifest)
         with self._locked():
             target = self.versions_dir / version_id
             new = not target.is_dir()

@@ -19,7 +19,13 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-DEFECT_KINDS = ("scratch", "spot", "dent")
+DEFECT_KINDS = ("scratch", "spot", "dent")  # what a part's defects are drawn from by default
+# Kinds the generator can draw only when asked (``PartSpec.defect_kinds``): the demo student never saw
+# them, so a line that starts producing one is a new defect the model must learn from review
+# (docs/model-lifecycle.md, "Fine-tune"). crack: a thin, dark, jagged line that may fork; chip: a
+# piece broken out of the plate's edge (the background shows through a jagged notch).
+NEW_KINDS = ("crack", "chip")
+ALL_DEFECT_KINDS = DEFECT_KINDS + NEW_KINDS
 
 
 @dataclass(frozen=True)
@@ -29,7 +35,12 @@ class PartSpec:
     screws: int | None = None  # how many of the 4 holes hold a screw
     defects: int | None = None  # number of surface defects
     label: str | None = None  # "straight", "skewed" or "absent"
-    defect_kinds: tuple[str, ...] = DEFECT_KINDS
+    defect_kinds: tuple[str, ...] = DEFECT_KINDS  # drawn from uniformly; any of ALL_DEFECT_KINDS
+
+    def __post_init__(self) -> None:
+        unknown = [k for k in self.defect_kinds if k not in ALL_DEFECT_KINDS]
+        if unknown or not self.defect_kinds:
+            raise ValueError(f"defect kinds {list(self.defect_kinds)}: each one of {', '.join(ALL_DEFECT_KINDS)}")
 
 
 @dataclass(frozen=True)
@@ -74,7 +85,7 @@ class Camera:
 
 @dataclass
 class GroundTruthObject:
-    kind: str  # "screw", "empty_hole", "scratch", "spot", "dent"
+    kind: str  # "screw", "empty_hole", or a defect kind (ALL_DEFECT_KINDS)
     point: tuple[float, float]  # pixel (x, y) in the image
     mask: np.ndarray  # bool [H, W]
 
@@ -107,7 +118,7 @@ class Part:
 
     @property
     def defects(self) -> list[GroundTruthObject]:
-        return self.of_kind(*DEFECT_KINDS)
+        return self.of_kind(*ALL_DEFECT_KINDS)
 
     def answers(self) -> dict[str, bool]:
         """Yes/no ground truth for the label questions."""
@@ -262,6 +273,25 @@ def _draw_defects(
                 continue
             tone = plate_tone + rng.choice([-1, 1]) * rng.uniform(55, 90)
             cv2.line(canvas, p, q, (float(np.clip(tone, 0, 255)),) * 3, 3, cv2.LINE_AA)
+        elif kind == "crack":
+            path = _crack_path(rng, (cx, cy), width)
+            for line in path:
+                cv2.polylines(mask, [line], False, 255, 3)
+            if np.any((mask > 0) & ((keep_out > 0) | (plate == 0))):
+                continue
+            tone = (float(plate_tone * rng.uniform(0.15, 0.35)),) * 3
+            for k, line in enumerate(path):  # the trunk 2 px, a fork 1 px
+                cv2.polylines(canvas, [line], False, tone, 2 if k == 0 else 1, cv2.LINE_AA)
+            cx, cy = (float(v) for v in path[0][len(path[0]) // 2])
+        elif kind == "chip":
+            notch = _chip_polygon(rng, c.box, width)
+            cv2.fillPoly(mask, [notch], 255)
+            mask &= plate
+            if not mask.any() or np.any((mask > 0) & (keep_out > 0)):
+                continue
+            cv2.fillPoly(canvas, [notch], (float(c.bg),) * 3, cv2.LINE_AA)
+            ys, xs = np.nonzero(mask)
+            cx, cy = float(xs.mean()), float(ys.mean())
         else:
             axes = (rng.uniform(0.025, 0.05) * width, rng.uniform(0.02, 0.04) * width)
             angle = rng.uniform(0, 180)
@@ -286,6 +316,48 @@ def _draw_defects(
         defects.append((kind, (cx, cy), mask))
         placed += 1
     return defects
+
+
+def _crack_path(rng: np.random.Generator, start: tuple[float, float], width: int) -> list[np.ndarray]:
+    """A crack's polylines: a jagged trunk (a random walk of short segments, each turning up to
+    ±40°), and half of the time one fork from a vertex of it."""
+
+    def walk(x: float, y: float, heading: float, length: float) -> np.ndarray:
+        steps = int(rng.integers(6, 10))
+        points = [(x, y)]
+        for _ in range(steps):
+            heading += rng.uniform(-0.7, 0.7)
+            x, y = x + np.cos(heading) * length / steps, y + np.sin(heading) * length / steps
+            points.append((x, y))
+        return np.round(np.array(points)).astype(np.int32)
+
+    heading = rng.uniform(0, 2 * np.pi)
+    trunk = walk(*start, heading, rng.uniform(0.12, 0.22) * width)
+    lines = [trunk]
+    if rng.random() < 0.5:
+        at = trunk[int(rng.integers(2, len(trunk) - 2))]
+        lines.append(walk(float(at[0]), float(at[1]), heading + rng.choice([-1, 1]) * rng.uniform(0.6, 1.2),
+                          rng.uniform(0.04, 0.08) * width))  # fmt: skip
+    return lines
+
+
+def _chip_polygon(rng: np.random.Generator, box: tuple[float, float, float, float], width: int) -> np.ndarray:
+    """A notch broken out of one of the plate's four edges, between its corner holes: a jagged
+    polygon from just outside the edge to a depth of 3–6 % of the frame's width."""
+    x0, y0, x1, y1 = box
+    side = int(rng.integers(4))
+    along = rng.uniform(0.25, 0.75)
+    span, depth = rng.uniform(0.1, 0.18) * width, rng.uniform(0.025, 0.045) * width
+    n = int(rng.integers(3, 6))
+    offsets = np.linspace(-span / 2, span / 2, n + 2)  # along the edge, ends on it
+    depths = np.concatenate([[-2.0], rng.uniform(0.4, 1.0, n) * depth, [-2.0]])  # into the plate
+    if side in (0, 1):  # top, bottom
+        base, inward = (x0 + along * (x1 - x0), y0 if side == 0 else y1), (0.0, 1.0 if side == 0 else -1.0)
+        points = [(base[0] + o, base[1] + inward[1] * d) for o, d in zip(offsets, depths, strict=True)]
+    else:  # left, right
+        base, inward = (x0 if side == 2 else x1, y0 + along * (y1 - y0)), (1.0 if side == 2 else -1.0, 0.0)
+        points = [(base[0] + inward[0] * d, base[1] + o) for o, d in zip(offsets, depths, strict=True)]
+    return np.round(np.array(points)).astype(np.int32)
 
 
 def _shoot(rng: np.random.Generator, c: _Canvas, camera: Camera, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -331,7 +403,9 @@ def _ground_truth(layers: list[Layer], m: np.ndarray, width: int, height: int) -
             continue
         wx, wy = m @ np.array([px, py, 1.0])
         inside = 0 <= round(wx) < width and 0 <= round(wy) < height and warped[int(round(wy)), int(round(wx))]
-        if kind == "scratch" or not inside:  # the point sits on the line: the mask pixel nearest the midpoint
+        if (
+            kind in ("scratch", "crack") or not inside
+        ):  # the point sits on the line: the mask pixel nearest the midpoint
             ys, xs = np.nonzero(warped)
             k = int(np.argmin((xs - wx) ** 2 + (ys - wy) ** 2))
             wx, wy = float(xs[k]), float(ys[k])

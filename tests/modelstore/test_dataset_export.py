@@ -123,6 +123,19 @@ def test_the_distillation_tools_read_the_export(tmp_path, tiny_bundle):
     assert len(read) == 3 and all(rec.image_path.is_file() for rec in read)
     assert {rec.kind for rec in read} == {"point", "yes_no"}
 
+    # the fine-tune reads the same folder: its train side, and the provenance of both sides for the lineage
+    from tools.distill.reviewed import read_export
+
+    reviewed = read_export(out)
+    summary = reviewed.summary
+    assert (
+        summary["train_records"] == len(reviewed.train) and summary["train_records"] + summary["holdout_records"] == 3
+    )
+    assert summary["stations"] == {"test-station": 3} and summary["reviewers"] == {"qa": 3}
+    assert summary["inspections"] == 1 and summary["dispositions"] == {"confirmed_defect": 3}
+    (model,) = summary["models"]
+    assert len(model) == 64 and summary["corrected_records"] == 0
+
 
 def test_an_uncertain_yes_no_check_called_a_false_reject_learns_the_expected_answer(tmp_path, tiny_bundle):
     """A yes/no check that failed as uncertain still answered "yes": the label is what the check

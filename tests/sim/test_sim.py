@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_inspect.sim import DEFECT_KINDS, PartSpec, render_part
+from edge_inspect.sim import ALL_DEFECT_KINDS, DEFECT_KINDS, NEW_KINDS, PartSpec, render_part
 
 SEEDS = range(40)
 
@@ -88,3 +88,75 @@ def test_variety(parts):
     assert {len(p.screws) for p in parts} >= {2, 3, 4}
     assert {d.kind for p in parts for d in p.defects} == set(DEFECT_KINDS)
     assert any(not p.defects for p in parts) and any(len(p.defects) >= 2 for p in parts)
+
+
+# Digest of the generator's output before the new defect kinds existed (60 parts with their ground
+# truth, 10 parts under a camera shift, 20 frames of the demo line), with the OpenCV and NumPy it
+# was computed with: new kinds are off by default, so every existing seed renders as before.
+BEFORE_NEW_KINDS = ("5bfaf229f9e0252e90398ebc31150bab30bcc71509077cc75fc5214595e56170", "5.1.0", "2.4.6")
+
+
+def test_every_existing_seed_renders_as_before_the_new_kinds():
+    import hashlib
+
+    from edge_inspect.camera.sources import SyntheticSource
+    from edge_inspect.sim import Camera
+
+    digest, cv_version, np_version = BEFORE_NEW_KINDS
+    if (cv2.__version__, np.__version__) != (cv_version, np_version):
+        pytest.skip(f"the digest was computed with OpenCV {cv_version} and NumPy {np_version}")
+    h = hashlib.sha256()
+    for seed in range(60):
+        part = render_part(seed)
+        h.update(part.image.tobytes())
+        for o in part.objects:
+            h.update(o.kind.encode())
+            h.update(np.float64(o.point).tobytes())
+            h.update(np.packbits(o.mask).tobytes())
+    for seed in range(10):
+        h.update(
+            render_part(seed, spec=PartSpec(defects=3), camera=Camera(rotation=5, noise=3, jpeg=60)).image.tobytes()
+        )
+    camera = SyntheticSource(1000, 320, 240, 0.1)
+    for _ in range(20):
+        h.update(camera.read().tobytes())
+    assert h.hexdigest() == digest
+
+
+@pytest.mark.parametrize("kind", NEW_KINDS)
+def test_a_new_kind_is_drawn_only_when_asked_and_has_exact_ground_truth(kind):
+    asked = [render_part(seed, spec=PartSpec(defects=2, defect_kinds=(kind,))) for seed in range(30)]
+    assert all(o.kind == kind for part in asked for o in part.defects)
+    assert sum(len(part.defects) for part in asked) >= 50  # placed on nearly every try
+    for part in asked:
+        for obj in part.defects:
+            x, y = int(round(obj.point[0])), int(round(obj.point[1]))
+            assert obj.mask[y, x], (part.seed, obj.point)
+            assert 0 < obj.mask.sum() < 0.05 * obj.mask.size
+    # the pixels inside a new defect's mask differ from the clean part's: it is drawn, not only listed
+    clean = render_part(3, spec=PartSpec(defects=0))
+    drawn = render_part(3, spec=PartSpec(defects=1, defect_kinds=(kind,)))
+    mask = drawn.defects[0].mask
+    assert np.abs(drawn.image[mask].astype(int) - clean.image[mask].astype(int)).mean() > 20
+    # never by default, on any seed
+    assert not any(o.kind in NEW_KINDS for seed in range(200) for o in render_part(seed).objects)
+
+
+def test_a_chip_is_broken_out_of_the_plate_edge():
+    """The background shows through a chip (as dark as outside the plate), and it sits on the plate's
+    outline: grown by a few pixels it reaches the background beyond the plate."""
+    for seed in range(20):
+        part = render_part(seed, spec=PartSpec(defects=1, defect_kinds=("chip",)))
+        (chip,) = part.defects
+        grey = part.image.mean(axis=2)
+        plate = grey[part.height // 2, part.width // 3 : 2 * part.width // 3].mean()  # mid-plate
+        background = np.concatenate([grey[:4].ravel(), grey[-4:].ravel()]).mean()  # above and below the plate
+        assert grey[chip.mask].mean() < (plate + background) / 2, seed
+        grown = cv2.dilate(chip.mask.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
+        assert (grey[grown & ~chip.mask] < (plate + background) / 2).any(), seed
+
+
+def test_unknown_defect_kinds_are_refused():
+    with pytest.raises(ValueError, match="each one of scratch, spot, dent, crack, chip"):
+        PartSpec(defect_kinds=("rust",))
+    assert set(ALL_DEFECT_KINDS) == set(DEFECT_KINDS) | set(NEW_KINDS)

@@ -11,6 +11,7 @@ from __future__ import annotations
 EXPORT_TEST_MODULES = frozenset(
     {
         "distill/test_distill.py",
+        "distill/test_finetune.py",
         "distill/test_distill_resume_from_bundle.py",
         "distill/test_distill_v2.py",
         "export/test_export_cli.py",

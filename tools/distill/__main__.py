@@ -2,7 +2,9 @@
 
 sim       render generated parts to images + masks + records.jsonl (ground-truth targets)
 label     run a HF Molmo2 teacher checkpoint over a folder of images → records.jsonl
-train     train a student from records.jsonl, or from parts generated on the fly
+train     train a student from records.jsonl, or from parts generated on the fly; fine-tune a bundle
+          (--init-from) on a station's reviewed records (--data EXPORT) mixed with replay
+review-sim  play QA on generated parts: an export folder as 'edge-inspect dataset export' writes it
 evaluate  pointing P/R/F1, screw counting, yes/no accuracy of a bundle or checkpoint
 report    evaluate a trained student's bundle and write REPORT.md / report.json beside it
 verify    accuracy gate: candidate bundle (quantized, rebuilt) vs reference bundle (exit 1 on a drop)
@@ -16,6 +18,7 @@ import sys
 from pathlib import Path
 
 from edge_inspect.cli import show_defaults
+from edge_inspect.sim import ALL_DEFECT_KINDS
 from edge_inspect.vlm.bundle import BundleError
 from tools.args import seed_range
 from tools.molmo2.errors import CheckpointError
@@ -48,6 +51,15 @@ def _counts(text: str) -> tuple[int, ...]:
     return counts
 
 
+def _kinds(text: str) -> tuple[str, ...]:
+    from edge_inspect.sim import ALL_DEFECT_KINDS
+
+    kinds = tuple(k.strip() for k in text.split(",") if k.strip())
+    if not kinds or any(k not in ALL_DEFECT_KINDS for k in kinds):
+        raise argparse.ArgumentTypeError(f"defect kinds {text!r}: each one of {', '.join(ALL_DEFECT_KINDS)}")
+    return kinds
+
+
 def _shifts(text: str) -> list[str]:
     from .evaluate import SHIFTS
 
@@ -63,6 +75,19 @@ def _cmd_sim(args) -> int:
 
     path = write_sim_set(Path(args.out), args.seeds)
     print(f"wrote {path}")
+    return 0
+
+
+def _cmd_review_sim(args) -> int:
+    from .review_sim import write_review_export
+
+    model = None
+    if args.model:
+        import hashlib
+
+        model = hashlib.sha256((Path(args.model) / "manifest.json").read_bytes()).hexdigest()
+    counts = write_review_export(Path(args.out), args.seeds, args.kinds, args.defect_counts or (1, 1, 2), model=model)
+    print(f"wrote {args.out}: {counts['train']} train and {counts['holdout']} holdout records")
     return 0
 
 
@@ -103,6 +128,10 @@ def _cmd_train(args) -> int:
         warmup=args.warmup,
         init_from=args.init_from,
         defect_counts=args.defect_counts,
+        defect_kinds=args.defect_kinds,
+        replay=None if args.replay is None else [r for r in args.replay if r != "none"],
+        replay_share=args.replay_share,
+        corrected_weight=args.corrected_weight,
     )
     validation = sim_records(range(500_000, 500_000 + args.eval_parts)) if args.eval_parts else []
 
@@ -116,6 +145,8 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_evaluate(args) -> int:
+    from edge_inspect.sim import PartSpec
+
     from .dataset import read_jsonl
     from .evaluate import BundlePredictor, evaluate_records, headline, robustness, sim_records, write_report
 
@@ -124,8 +155,11 @@ def _cmd_evaluate(args) -> int:
         records = read_jsonl(Path(args.data))
         source = f"records {args.data}"
     else:
-        records = sim_records(args.seeds)
+        spec = PartSpec(defect_kinds=args.defect_kinds) if args.defect_kinds else None
+        records = sim_records(args.seeds, spec=spec)
         source = f"generated parts, seeds {args.seeds.start}:{args.seeds.stop}"
+        if args.defect_kinds:
+            source += f", defects of kinds {', '.join(args.defect_kinds)}"
     metrics = evaluate_records(predictor, records, dilate_px=args.dilate)
     parts = len({r.seed if r.seed is not None else str(r.image_path) for r in records})
     details = {"bundle": str(args.bundle), "data": source, "parts": parts}
@@ -143,8 +177,23 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
+def _parent_bundle(args) -> Path | None:
+    """``report --compare``: a bundle, or ``parent``: the bundle the run was started from."""
+    if not args.compare:
+        return None
+    if args.compare != "parent":
+        return Path(args.compare)
+    config = json.loads((Path(args.run) / "train_config.json").read_text())
+    if not config.get("init_from"):
+        raise ValueError(f"{args.run}: --compare parent: the run did not start from a bundle (--init-from)")
+    return Path(config["init_from"])
+
+
 def _cmd_report(args) -> int:
+    from edge_inspect.sim import PartSpec
+
     from .evaluate import BundlePredictor, evaluate_records, headline, robustness, sim_records
+    from .finetune_report import before_after, new_kind_figures
     from .report import write_report
 
     predictor = BundlePredictor(args.bundle)
@@ -155,6 +204,26 @@ def _cmd_report(args) -> int:
     if args.robustness:
         shift_seeds = range(args.seeds.start, args.seeds.start + args.robustness)
         shifts = robustness(predictor, shift_seeds, args.shifts, args.dilate)
+    comparison, new_kind = None, None
+    parent = _parent_bundle(args)
+    before = BundlePredictor(parent) if parent else None
+    if before is not None:
+        rows = before_after(
+            evaluate_records(before, records, dilate_px=args.dilate, bootstrap=0), metrics, args.tolerance
+        )
+        comparison = {"rows": rows, "tolerance": args.tolerance, "parent": str(parent)}
+    if args.new_kind:
+        spec = PartSpec(defect_kinds=(args.new_kind,))
+        kind_records = sim_records(args.new_kind_seeds, ["defects"], spec=spec)
+
+        def figures(p):
+            return new_kind_figures(evaluate_records(p, kind_records, args.dilate, bootstrap=0), args.new_kind)
+
+        new_kind = {
+            "after": figures(predictor),
+            "before": figures(before) if before is not None else None,
+            "seeds": [args.new_kind_seeds.start, args.new_kind_seeds.stop],
+        }
     md = write_report(
         Path(args.run),
         Path(args.bundle),
@@ -166,6 +235,8 @@ def _cmd_report(args) -> int:
         shifts=shifts,
         shift_seeds=shift_seeds,
         cpu_minutes=args.cpu_minutes,
+        comparison=comparison,
+        new_kind=new_kind,
     )
     print(json.dumps(headline(metrics), indent=2))
     print(f"report: {md}")
@@ -191,6 +262,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=seed_range, default=seed_range("0:100"), help="START:STOP")
     p.set_defaults(func=_cmd_sim)
 
+    p = sub.add_parser("review-sim", help="play QA on generated parts: an export folder of corrected defect checks")
+    p.add_argument("--out", required=True, help="folder for train.jsonl, holdout.jsonl, images/ and masks/")
+    p.add_argument("--seeds", type=seed_range, default=seed_range("3000000:3000100"), help="START:STOP")
+    p.add_argument("--kinds", type=_kinds, default=("chip",), help="comma-separated defect kinds the parts hold")
+    p.add_argument("--defect-counts", type=_counts, default=None, metavar="1,1,2", help="defects per part, drawn")
+    p.add_argument("--model", help="the production bundle the labels were made against (its version is recorded)")
+    p.set_defaults(func=_cmd_review_sim)
+
     p = sub.add_parser("label", help="label images with a teacher checkpoint")
     p.add_argument("--teacher", required=True, help="HF Molmo2 checkpoint folder")
     p.add_argument("--images", required=True, help="folder of images")
@@ -201,7 +280,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a student")
     p.add_argument("--out", required=True, help="run folder: checkpoints, log.jsonl, train_config.json")
-    p.add_argument("--data", help="records.jsonl (default: generate parts on the fly)")
+    p.add_argument(
+        "--data",
+        help="records.jsonl, or a folder written by 'edge-inspect dataset export' (its train.jsonl; never its "
+        "holdout) to fine-tune on (default: generate parts on the fly)",
+    )
     p.add_argument(
         "--shape", default="demo", choices=["demo", "test"], help="student size: demo (the bundled one) or test (tiny)"
     )
@@ -252,6 +335,33 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="0,1,2,3,3",
         help="defect-pointing parts: draw their number of defects from this list (default: the generator's own)",
     )
+    p.add_argument(
+        "--defect-kinds",
+        type=_kinds,
+        default=None,
+        metavar="scratch,spot,dent,chip",
+        help="generated parts: the defect kinds drawn (default: the generator's own; crack and chip are new kinds)",
+    )
+    p.add_argument(
+        "--replay",
+        action="append",
+        metavar="generated|RECORDS.jsonl|none",
+        help="earlier data mixed in so old skills do not fade: parts generated on the fly, and/or a records file "
+        "of earlier (e.g. teacher-labelled) data; repeatable (default with an export folder: generated; with a "
+        "records file: none)",
+    )
+    p.add_argument(
+        "--replay-share",
+        type=float,
+        default=0.5,
+        help="share of the examples drawn from replay; the rest are the reviewed records",
+    )
+    p.add_argument(
+        "--corrected-weight",
+        type=float,
+        default=3.0,
+        help="how much likelier a reviewed record whose points a reviewer corrected is drawn than a confirmed one",
+    )
     p.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
     p.set_defaults(func=_cmd_train)
 
@@ -264,6 +374,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=3,
         help="hit rule: a matched point within this many px (Euclidean) of its object's mask is a hit",
+    )
+    p.add_argument(
+        "--defect-kinds",
+        type=_kinds,
+        default=None,
+        metavar="chip",
+        help="generated parts: the defect kinds drawn (default: the generator's own)",
     )
     p.add_argument("--out", help="report JSON path (a .md is written beside it)")
     p.add_argument(
@@ -306,6 +423,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="training CPU minutes (all phases, all threads) to state in the report "
         "(default: the run log's last cpu_minutes)",
+    )
+    p.add_argument(
+        "--compare",
+        metavar="parent|BUNDLE",
+        help="evaluate this bundle too (parent: the one the run started from) and show every check before and after",
+    )
+    p.add_argument(
+        "--tolerance", type=float, default=0.02, help="--compare: flag a figure worse than the parent's by more"
+    )
+    p.add_argument(
+        "--new-kind", choices=ALL_DEFECT_KINDS, help="also evaluate defect pointing on parts holding this kind"
+    )
+    p.add_argument(
+        "--new-kind-seeds", type=seed_range, default=seed_range("920000:920150"), help="--new-kind: parts START:STOP"
     )
     p.set_defaults(func=_cmd_report)
 

@@ -64,20 +64,23 @@ def sim_record(
     weights: dict[str, float] | None = None,
     augment: bool = False,
     defect_counts: tuple[int, ...] | None = None,
+    defect_kinds: tuple[str, ...] | None = None,
 ) -> Record:
     """The record for generator seed ``seed``; the task is drawn from the seed (with ``weights``) unless given.
     ``augment``: a random camera (``sample_camera``) and a random phrasing of the task, drawn from the seed.
     ``defect_counts``: a defect-pointing part's number of defects is drawn from this list (the
-    generator's own draw is 0, 0, 1, 1, 2, 3); more parts with several defects teach the model not to stop early."""
+    generator's own draw is 0, 0, 1, 1, 2, 3); more parts with several defects teach the model not to stop early.
+    ``defect_kinds``: the kinds a part's defects are drawn from (default the generator's: no new kind)."""
     rng = np.random.default_rng(seed + 7_919)
     if task is None:
         weights = weights or TASK_WEIGHTS
         names = list(weights)
         p = np.array(list(weights.values()), dtype=float)
         task = names[int(rng.choice(len(names), p=p / p.sum()))]
-    spec = None
+    spec = None if defect_kinds is None else PartSpec(defect_kinds=defect_kinds)
     if defect_counts and task == "defects":
-        spec = PartSpec(defects=int(np.random.default_rng([seed, 47]).choice(defect_counts)))
+        n = int(np.random.default_rng([seed, 47]).choice(defect_counts))
+        spec = PartSpec(defects=n) if defect_kinds is None else PartSpec(defects=n, defect_kinds=defect_kinds)
     if not augment:
         return from_part(render_part(seed, *FRAME, spec=spec), task)
     aug = np.random.default_rng([seed, 31])

@@ -22,7 +22,7 @@ from edge_inspect.evaluation.evaluate import (
 )
 from edge_inspect.evaluation.records import sim_records
 from edge_inspect.evaluation.shifts import SHIFTS
-from edge_inspect.sim import DEFECT_KINDS
+from edge_inspect.sim import ALL_DEFECT_KINDS
 from tools.molmo2.predictor import TorchPredictor
 
 __all__ = [
@@ -85,7 +85,7 @@ def metric_lines(metrics: dict) -> list[str]:
         lines += [
             f"| recall, {k} | {_f(v['recall'])} ({v['objects']} objects) |"
             for k, v in d["recall_by_kind"].items()
-            if k in DEFECT_KINDS
+            if k in ALL_DEFECT_KINDS
         ]
         lines += [
             f"| recall on parts with {n} defect{'s' if n != '1' else ''} | {_f(v['recall'])} ({v['objects']} objects) |"

@@ -9,8 +9,10 @@ import math
 from pathlib import Path
 
 from edge_inspect.evaluation.shifts import SHIFT_SUITE
+from tools.export.onnx_bundle import LINEAGE_FILE
 
 from .evaluate import headline, metric_lines, robustness_lines
+from .finetune_report import comparison_lines, lineage_lines, new_kind_lines
 from .tasks import PHRASINGS, TASKS
 
 # The demo student's acceptance bars: (headline figure, "min" or "max", bar).
@@ -88,9 +90,15 @@ def write_report(
     shifts: dict | None = None,
     shift_seeds: range | None = None,
     cpu_minutes: float | None = None,
+    comparison: dict | None = None,
+    new_kind: dict | None = None,
 ) -> Path:
+    """``comparison``: {"rows": finetune_report.before_after(...), "tolerance", "parent"}; ``new_kind``:
+    {"after": new_kind_figures(...), "before": the parent's or None, "seeds": [start, stop]}."""
     losses, evals = learning_curve(run_dir)
     config = json.loads((run_dir / "train_config.json").read_text())
+    lineage_path = run_dir / LINEAGE_FILE
+    lineage = json.loads(lineage_path.read_text()) if lineage_path.is_file() else None
     h = headline(metrics)
     size_mb = sum(p.stat().st_size for p in bundle.iterdir() if p.is_file()) / 1e6
     minutes = max((r["minutes"] for r in losses + evals), default=0.0)  # wall clock, all phases
@@ -110,6 +118,12 @@ def write_report(
             f"trained from scratch on generated parts; the last {steps} steps continued from the bundle "
             f"`{earlier['bundle']}` (its weights, a new optimizer), whose report.json gives the earlier phases"
         )
+        if lineage and lineage.get("export"):
+            origin = (
+                f"trained from scratch on generated parts, then fine-tuned for its last {steps} steps from the bundle "
+                f"`{earlier['bundle']}` (its weights, a new optimizer; its report.json gives the earlier phases) on a "
+                "station's reviewed records mixed with replay (Data lineage, below)"
+            )
         steps += earlier["steps"]
         minutes += earlier["minutes"]
     elif config.get("init_from"):
@@ -126,11 +140,13 @@ def write_report(
                      "earlier": {k: v for k, v in earlier.items() if k != "evaluations"} if earlier else None},
         "learning_curve": {"loss": losses[::10], "evaluations": evals}, "bundle_mb": round(size_mb, 2),
         "cpu_latency_ms_per_image": latency_ms, "commands": commands, "notes": notes or [],
+        "lineage": lineage, "before_after": comparison, "new_kind": new_kind,
     }  # fmt: skip
     (bundle / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     sv = config["shape_values"]
+    fine_tune = bool(lineage and lineage.get("export"))
     lines = [
-        "# Demo student: evaluation report",
+        "# Fine-tuned student: evaluation report" if fine_tune else "# Demo student: evaluation report",
         "",
         f"A {config['shape']} Molmo2 student ({sv['vit_layers']}-layer ViT {sv['vit_hidden']}, {sv['text_layers']}-layer "
         f"LM {sv['text_hidden']}, {sv['crop']} px crops) {origin}, "
@@ -170,6 +186,14 @@ def write_report(
         f"Hit rule (PixMo-Points): Hungarian matching by pixel distance; a matched point is a hit inside its "
         f"object's mask grown by {metrics['dilate_px']} px (a disk: every pixel within that distance). Unreadable answers: {metrics['malformed_answers']}.",
     ]
+    if lineage:
+        lines += ["", "## Data lineage", "", *lineage_lines(lineage)]
+    if comparison:
+        lines += ["", "## Before and after", "", *comparison_lines(**comparison)]
+    if new_kind:
+        seeds_new = range(*new_kind["seeds"])
+        lines += ["", f"## New defect kind: {new_kind['after']['kind']}", ""]
+        lines += new_kind_lines(new_kind["after"], new_kind.get("before"), seeds_new)
     if shifts:
         seed_range = f" (seeds {shift_seeds.start}–{shift_seeds.stop - 1})" if shift_seeds else ""
         lines += [

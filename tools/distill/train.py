@@ -1,4 +1,5 @@
-"""Train a student Molmo2 from records (JSONL from a teacher or the generator, or generated on the fly).
+"""Train a student Molmo2 from records (JSONL from a teacher or the generator, or generated on the fly),
+or fine-tune one from a bundle on a station's reviewed records mixed with replay (mixing.py).
 
 Fixed seeds, bfloat16 autocast on CPU, AdamW with warm-up and cosine decay, a progress bar, a
 checkpoint every ``save_every`` steps that ``--resume`` continues from, and a JSONL log of the loss
@@ -22,10 +23,12 @@ from tqdm import tqdm
 
 from edge_inspect.vlm.preprocess import ImageSettings, preprocess
 from edge_inspect.vlm.prompt import PromptBuilder
+from tools.export.onnx_bundle import LINEAGE_FILE
 from tools.molmo2.tiny import special_id
 
 from .dataset import Record, read_jsonl, sim_record
 from .grounding import COLUMNS, GroundingHead, token_targets
+from .mixing import DEFAULT_CORRECTED_WEIGHT, DEFAULT_SHARE, GENERATED, Mix, build_mix, parent_of
 from .student import SHAPES, build_student, image_settings, prompt_builder, save_student
 
 TRAIN_SEED_BASE = 1_000_000  # generator seeds used for training start here; evaluation uses lower seeds
@@ -58,6 +61,12 @@ class TrainConfig:
         None  # a bundle whose weights a new run starts from (from_bundle.py); the grounding head starts fresh
     )
     defect_counts: tuple[int, ...] | None = None  # defect-pointing parts: their number of defects drawn from this list
+    defect_kinds: tuple[str, ...] | None = None  # generated parts: the defect kinds drawn (None: the generator's own)
+    # Fine-tune (mixing.py): replay sources (GENERATED and/or records files); None: generated parts
+    # when ``data`` is an export folder, none for a records file
+    replay: list[str] | None = None
+    replay_share: float = DEFAULT_SHARE  # share of examples drawn from replay when there is any
+    corrected_weight: float = DEFAULT_CORRECTED_WEIGHT  # a corrected reviewed record against a confirmed one
 
 
 def encode_record(rec: Record, settings: ImageSettings, builder: PromptBuilder, eos_id: int) -> dict[str, np.ndarray]:
@@ -122,20 +131,26 @@ class RecordSource(torch.utils.data.Dataset):
         task_weights: dict[str, float] | None = None,
         augment: bool = False,
         defect_counts: tuple[int, ...] | None = None,
+        mix: Mix | None = None,
+        defect_kinds: tuple[str, ...] | None = None,
     ):
         self.records, self.settings, self.builder, self.eos_id, self.seed = records, settings, builder, eos_id, seed
-        self.task_weights, self.augment, self.defect_counts = task_weights, augment, defect_counts
+        self.task_weights, self.augment, self.defect_counts, self.mix = task_weights, augment, defect_counts, mix
+        self.defect_kinds = defect_kinds
 
     def __len__(self) -> int:
         return 1 << 30
 
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
-        if self.records is None:
+        if self.mix is not None:  # a fine-tune: reviewed records and replay
+            rec = self.mix.draw(index)
+        elif self.records is None:
             rec = sim_record(
                 TRAIN_SEED_BASE + self.seed * 10_000_000 + index,
                 weights=self.task_weights,
                 augment=self.augment,
                 defect_counts=self.defect_counts,
+                defect_kinds=self.defect_kinds,
             )
         else:
             epoch, k = divmod(index, len(self.records))
@@ -222,16 +237,45 @@ def train(cfg: TrainConfig, resume: bool = False, evaluate_fn: Callable | None =
         add_digit_groups()
         if cfg.init_from:
             _start_from_bundle(model, tok, Path(cfg.init_from))
+    generated_seed = TRAIN_SEED_BASE + cfg.seed * 10_000_000
+    mix, data_lineage = build_mix(
+        cfg.data, cfg.replay, cfg.replay_share, cfg.corrected_weight, cfg.seed, generated_seed,
+        cfg.task_weights, cfg.augment, cfg.defect_counts, cfg.defect_kinds,
+    )  # fmt: skip
+    records = read_jsonl(Path(cfg.data), load_masks=False) if cfg.data and mix is None else None
     bf16 = native_bf16() if cfg.bf16 is None else cfg.bf16
-    out.mkdir(parents=True, exist_ok=True)  # only now: a bad --init-from leaves no empty run folder behind
+    out.mkdir(parents=True, exist_ok=True)  # only now: a bad --init-from or --data leaves no empty run folder behind
     (out / "train_config.json").write_text(
         json.dumps({**asdict(cfg), "bf16_used": bf16, "shape_values": asdict(shape)}, indent=2)
     )
 
-    records = read_jsonl(Path(cfg.data), load_masks=False) if cfg.data else None
     source = RecordSource(
-        records, settings, builder, eos_id, cfg.seed, cfg.task_weights, cfg.augment, cfg.defect_counts
-    )
+        records, settings, builder, eos_id, cfg.seed, cfg.task_weights, cfg.augment, cfg.defect_counts, mix,
+        cfg.defect_kinds,
+    )  # fmt: skip
+    lineage = {
+        "parent": parent_of(cfg.init_from), **data_lineage, "steps": cfg.steps, "batch": cfg.batch, "lr": cfg.lr,
+        "seed": cfg.seed, "generated_seeds_from": generated_seed, "drawn": {},
+    }  # fmt: skip
+    lineage_path = out / LINEAGE_FILE
+    if resume and lineage_path.is_file():  # the tally goes on
+        lineage["drawn"] = json.loads(lineage_path.read_text()).get("drawn", {})
+    drawn: dict[str, int] = lineage["drawn"]
+
+    def tally(step: int) -> None:  # the sources of this step's examples (cheap: no record is made)
+        if mix is None:
+            name = "generated" if records is None else "records"
+            drawn[name] = drawn.get(name, 0) + cfg.batch
+            return
+        for index in range(step * cfg.batch, (step + 1) * cfg.batch):
+            name = mix.pick(index)[0]
+            name = name if name in ("reviewed", GENERATED) else f"replay:{Path(name).name}"
+            drawn[name] = drawn.get(name, 0) + 1
+
+    def write_lineage() -> None:
+        lineage_path.write_text(json.dumps(lineage, indent=2) + "\n")
+
+    write_lineage()
     sampler = range(step * cfg.batch, (cfg.steps + 1) * cfg.batch)
     # workers=0 makes the batches in this process: a forked data worker copies whatever locks other
     # threads of the parent hold, and inside a long-lived process with servers and camera threads (a
@@ -258,6 +302,7 @@ def train(cfg: TrainConfig, resume: bool = False, evaluate_fn: Callable | None =
     aux_losses: list[float] = []
 
     def save() -> None:
+        write_lineage()
         torch.save(
             {
                 "model": model.state_dict(),
@@ -291,6 +336,7 @@ def train(cfg: TrainConfig, resume: bool = False, evaluate_fn: Callable | None =
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
+        tally(step)
         step += 1
         losses.append(lm_loss.item())
         aux_losses.append(aux_loss.item())
@@ -307,6 +353,7 @@ def train(cfg: TrainConfig, resume: bool = False, evaluate_fn: Callable | None =
                         "loss": float(np.mean(losses[-10:])),
                         "grounding_loss": float(np.mean(aux_losses[-10:])),
                         "lr": lr_at(step, cfg),
+                        "drawn": dict(drawn),
                     }
                 )
                 + "\n"
@@ -332,4 +379,7 @@ def train(cfg: TrainConfig, resume: bool = False, evaluate_fn: Callable | None =
     bar.close()
     log.close()
     model.eval()
-    return save_student(model, tok, shape, out / "checkpoint")
+    write_lineage()
+    checkpoint = save_student(model, tok, shape, out / "checkpoint")
+    (checkpoint / LINEAGE_FILE).write_text(lineage_path.read_text())  # tools.export puts it in the manifest
+    return checkpoint

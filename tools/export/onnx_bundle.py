@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import time
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 OPSET = 18
+LINEAGE_FILE = "lineage.json"  # beside a checkpoint a training run wrote: the lineage the manifest carries
 _EXTERNAL_DATA_BYTES = 1_500_000_000  # graphs above this keep weights in a side file (protobuf limit is 2 GB)
 GRAPH_IO = {
     "vision": (["pixel_values", "pooling"], ["image_features"]),
@@ -223,5 +225,9 @@ def export_bundle(checkpoint: str | Path, out: str | Path, overwrite: bool = Fal
     with staged_folder(out, overwrite) as tmp:
         shutil.copyfile(checkpoint / "tokenizer.json", tmp / "tokenizer.json")
         export_graphs(model, tmp, lean=lean)
-        (tmp / MANIFEST).write_text(build_manifest(info, tmp, model).to_json(), encoding="utf-8")
+        manifest = build_manifest(info, tmp, model)
+        lineage = checkpoint / LINEAGE_FILE  # written by a training run (tools/distill): its parent and data
+        if lineage.is_file():
+            manifest = manifest.model_copy(update={"lineage": json.loads(lineage.read_text())})
+        (tmp / MANIFEST).write_text(manifest.to_json(), encoding="utf-8")
     return out
