@@ -20,7 +20,7 @@ import sqlite_utils
 
 from ..http.filters import FilterError, common_filters
 from ..http.spreadsheet import csv_cell
-from ..timefmt import iso_local, station_zone
+from ..http.timefmt import iso_local, station_zone
 from .store import READER_CACHE_KIB, Store
 
 DISPOSITIONS = ("confirmed_defect", "false_reject", "missed_defect")

@@ -30,7 +30,7 @@ from ..http.accounts import Accounts
 from ..http.filters import FilterError
 from ..http.handlers import Handler, handles
 from ..http.middleware import BodyLimit, SecurityHeaders, client_gone
-from ..timefmt import station_zone
+from ..http.timefmt import station_zone
 from . import api, pages
 from .context import WEB, PlantContext, Unauthorized, templates_for
 from .images import ImageStore, open_store

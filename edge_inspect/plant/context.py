@@ -17,7 +17,7 @@ from ..http.accounts import Accounts, LoginRefused, client_address
 from ..http.auth import User
 from ..http.i18n import LABELS, pick_language
 from ..http.layout import page_templates
-from ..timefmt import display, zone_label, zone_name
+from ..http.timefmt import display, zone_label, zone_name
 from .images import ImageStore
 from .queries import Pool
 

@@ -16,8 +16,8 @@ from starlette.routing import Route
 
 from ..http.i18n import LABELS
 from ..http.spreadsheet import csv_cell
+from ..http.timefmt import iso_local
 from ..logbook import corrections, review
-from ..timefmt import iso_local
 from .bodies import CorrectionsBody, DispositionBody, parse
 from .context import BadRequest, WebContext, web_context
 from .events import localise

@@ -22,8 +22,8 @@ from ..http.auth import User, allowed, csrf_ok
 from ..http.i18n import LABELS, pick_language, translate
 from ..http.layout import page_templates
 from ..http.sessions import Session, SessionStore
+from ..http.timefmt import display, iso_local, station_zone, zone_label, zone_name
 from ..logbook import Store
-from ..timefmt import display, iso_local, station_zone, zone_label, zone_name
 from .feeds import Broadcaster, CycleHistogram
 from .gate_runs import GateRuns
 from .setup_state import SetupState

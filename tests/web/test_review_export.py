@@ -15,9 +15,9 @@ import httpx
 
 from edge_inspect.config import load_config
 from edge_inspect.daemon import build_station
+from edge_inspect.http.timefmt import iso_local
 from edge_inspect.inspection.checks import CheckOutcome
 from edge_inspect.logbook import InspectionRecord, Store, review
-from edge_inspect.timefmt import iso_local
 from edge_inspect.verdict import Verdict
 from edge_inspect.web.app import build_app
 
