@@ -29,7 +29,7 @@ CHART_WINDOW_S = 24 * 3600  # charts without a time filter cover the last 24 h
 
 
 def _open_reader(path) -> sqlite3.Connection:
-    """A read-only connection to the log file (tests wrap it to watch which thread queries)."""
+    """A read-only connection to the log file."""
     from pathlib import Path
 
     conn = sqlite3.connect(
@@ -43,8 +43,11 @@ READERS = 4  # read-only connections per log: bounds memory (each caches pages) 
 
 
 class _Readers:
-    def __init__(self, path):
-        self.path, self.made, self.lock, self.free = path, 0, threading.Lock(), queue.LifoQueue()
+    def __init__(self, path, trace: Callable[[str], None] | None = None):
+        self.path, self.made, self.lock = path, 0, threading.Lock()
+        self.free: queue.LifoQueue[sqlite_utils.Database] = queue.LifoQueue()
+        self.trace = trace  # trace_sql's callback, given to each connection
+        self.all: list[sqlite_utils.Database] = []
 
     def take(self) -> sqlite_utils.Database:
         try:
@@ -54,12 +57,37 @@ class _Readers:
         with self.lock:
             if self.made < READERS:
                 self.made += 1
-                return sqlite_utils.Database(_open_reader(self.path))
+                conn = _open_reader(self.path)
+                conn.set_trace_callback(self.trace)
+                db = sqlite_utils.Database(conn)
+                self.all.append(db)
+                return db
         return self.free.get()
 
 
 _pools: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _pools_lock = threading.Lock()
+
+
+def _pool(store: Store) -> _Readers:
+    with _pools_lock:
+        pool = _pools.get(store)
+        if pool is None:
+            pool = _pools[store] = _Readers(store.path, store.sql_trace)
+        return pool
+
+
+def trace_sql(store: Store, callback: Callable[[str], None] | None) -> None:
+    """Hand every SQL statement of this log — on the store's writer and on the read connections,
+    those open now and those opened later — to ``callback`` (None: stop). Diagnostics: which
+    thread queries, which plans the queries take."""
+    store.sql_trace = callback
+    store.conn.set_trace_callback(callback)
+    pool = _pool(store)
+    with pool.lock:
+        pool.trace = callback
+        for db in pool.all:
+            db.conn.set_trace_callback(callback)
 
 
 @contextmanager
@@ -68,10 +96,7 @@ def reading(store: Store) -> Iterator[sqlite_utils.Database]:
     inside one read transaction (one consistent snapshot). In WAL mode a reader neither waits for
     the writer nor holds the store's lock: a page or an export never delays an inspection's
     commit, nor the other way round."""
-    with _pools_lock:
-        pool = _pools.get(store)
-        if pool is None:
-            pool = _pools[store] = _Readers(store.path)
+    pool = _pool(store)
     db = pool.take()
     try:
         db.conn.execute("BEGIN")

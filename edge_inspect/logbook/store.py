@@ -143,6 +143,7 @@ class Store:
             raise StoreError(f"{self.path}: {err}") from None
         if before != after:
             log.info("log %s migrated from schema %d to %d", self.path, before, after)
+        self.sql_trace: Callable[[str], None] | None = None  # review.trace_sql's callback (diagnostics, tests)
         self._passes = 0
         self.low_space = False  # the last kept image was dropped for lack of space
         self.images_dropped = 0

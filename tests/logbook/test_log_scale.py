@@ -43,17 +43,10 @@ def logs(tmp_path_factory):
     return out
 
 
-def _watch(monkeypatch) -> list[tuple[int, str]]:
-    """(thread id, SQL) of every statement on the review's read connections from now on."""
+def _watch(store) -> list[tuple[int, str]]:
+    """(thread id, SQL) of every statement of the store's connections, its readers' included, from now on."""
     seen: list[tuple[int, str]] = []
-    opener = review._open_reader
-
-    def traced(path):
-        conn = opener(path)
-        conn.set_trace_callback(lambda sql: seen.append((threading.get_ident(), sql)))
-        return conn
-
-    monkeypatch.setattr(review, "_open_reader", traced)
+    review.trace_sql(store, lambda sql: seen.append((threading.get_ident(), sql)))
     return seen
 
 
@@ -100,9 +93,9 @@ QUERIES = {
 
 
 @pytest.mark.parametrize("name", ["shift_counters", "charts", "latest_inspection"])
-def test_queries_use_indexes_not_scans(logs, monkeypatch, name):
+def test_queries_use_indexes_not_scans(logs, name):
     store = Store(logs[50_000])
-    seen = _watch(monkeypatch)
+    seen = _watch(store)
     fn, args = QUERIES[name]
     fn(store, *args)
     plans = _plans(logs[50_000], [sql for _, sql in seen])
@@ -175,7 +168,7 @@ def test_charts_default_to_the_last_24_hours(logs):
 USERS = [{"name": "qa", "role": "qa", "password_hash": hash_password("qa")}]
 
 
-def test_no_sqlite_on_the_loop_thread(tmp_path, tiny_bundle, monkeypatch):
+def test_no_sqlite_on_the_loop_thread(tmp_path, tiny_bundle):
     """Pages, API, CSV, charts, SSE and a disposition, on the real server, while inspections run:
     every statement of the review's connections and of the store's own runs in a worker thread."""
     port = free_port()
@@ -185,12 +178,11 @@ def test_no_sqlite_on_the_loop_thread(tmp_path, tiny_bundle, monkeypatch):
         plc={"enabled": False},
         web={"enabled": True, "open_view": True, "port": port, "users": USERS},
     )
-    seen = _watch(monkeypatch)
 
     async def main():
         config, sha = load_config(path)
         station = build_station(config, sha, path.parent)
-        station.store.conn.set_trace_callback(lambda sql: seen.append((threading.get_ident(), sql)))
+        seen = _watch(station.store)
         await station.start()
         web = await serve(station, config)
         loop_thread = threading.get_ident()
@@ -240,9 +232,9 @@ def test_no_sqlite_on_the_loop_thread(tmp_path, tiny_bundle, monkeypatch):
         finally:
             await station.stop()
             await web.stop()
-        return loop_thread, got_inspection_event
+        return loop_thread, got_inspection_event, seen
 
-    loop_thread, got_event = asyncio.run(main())
+    loop_thread, got_event, seen = asyncio.run(main())
     assert got_event
     statements = [sql for _, sql in seen]
     assert any("from inspections" in s.lower() for s in statements)  # the watch saw the queries
