@@ -80,7 +80,9 @@ async def models(request: Request) -> Response:
     store = _store(ctx)
     listing = await ctx.run(_listing, store)
     follow = ctx.station.models.status()["model_follow"] if ctx.station.models is not None else None
-    return JSONResponse({"running": ctx.station.model_sha256, "follow": follow, **listing})
+    running = ctx.station.model_sha256
+    in_store = any(v["id"] == running for v in listing["versions"])  # removed while it runs: the page says so
+    return JSONResponse({"running": running, "running_in_store": in_store, "follow": follow, **listing})
 
 
 async def promote(request: Request) -> Response:

@@ -169,7 +169,7 @@ def test_an_integrator_promotes_and_rolls_back_on_the_web_and_the_station_follow
     assert out["promote"] == {"alias": "production", "version": b, "previous": a, "forced": True}
     assert out["after_promote"] == b and out["after_rollback"] == a
     listed = out["listed"]
-    assert listed["running"] == b and listed["aliases"]["production"] == b
+    assert listed["running"] == b and listed["aliases"]["production"] == b and listed["running_in_store"] is True
     assert {v["id"]: v["aliases"] for v in listed["versions"]} == {a: [], b: ["candidate", "production"]}
     assert listed["history"][-1]["by"] == "integrator" and listed["history"][-1]["forced"].endswith("no gate result")
     assert out["rollback"]["version"] == a and out["again"] == 409  # no production before a

@@ -500,7 +500,8 @@ async function setupModels() {
     running = !!run && run.state === "running";
     const text = runText(run);
     if (text) $("gate-run").replaceChildren(...text); else $("gate-run").replaceChildren();
-    $("follow").textContent = followText(d.running, d.follow);
+    $("follow").textContent = followText(d.running, d.follow) + (d.running_in_store ? "" :
+      ` The running version ${d.running.slice(0, 12)} is no longer in the store (removed): a restart loads what model.bundle names.`);
     const production = d.aliases.production;
     document.querySelector("#models tbody").replaceChildren(...d.versions.slice().reverse().map((v) => el("tr", { "data-version": v.id },
       el("td", {}, el("code", {}, v.short), v.id === d.running ? " (running)" : ""),
