@@ -78,9 +78,16 @@ def build_station(
 def _load_version(config: StationConfig, station: Station, path: str) -> VisionLanguageModel:
     """A model store version the follower swaps in (worker thread): loaded, and given the
     unfamiliar-frame guard's references from the kept commissioning frames where it has none."""
+    import numpy as np
+
     from .station import references
 
     model = config.model.model_copy(update={"bundle": path}).load()
+    try:  # a version whose graphs refuse a frame (a manifest that does not fit them) is not swapped in
+        model.encode(np.full((480, 640, 3), 128, np.uint8))
+    except Exception as err:
+        reason = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
+        raise RuntimeError(f"it cannot judge a frame: {reason}") from None
     if config.unfamiliar.enabled:
         try:
             for written in references.prepare(model, station.config.recipes, station.data_dir):

@@ -202,6 +202,12 @@ def run_gate(
         predictors["candidate"] = BundlePredictor(candidate.path, threads=settings.threads)
     except BundleError as err:
         return _report(candidate, production, settings, user, started, [], None, {}, {}, [f"does not load: {err}"])
+    try:  # a version that loads but cannot judge a frame (its graphs refuse the input) fails here, with a report
+        evaluate_records(predictors["candidate"], generated[:1], bootstrap=0)
+        predictors["candidate"].forget()
+    except Exception as err:  # ONNX Runtime's errors have no common base class of their own
+        reason = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
+        return _report(candidate, production, settings, user, started, [], None, {}, {}, [f"does not run: {reason}"])
     tables = []
     for key, title, records in suites:
         figures = {}
@@ -286,7 +292,10 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     if mem:
         show = lambda m: m.get("error") or f"{m['model_mb']:.0f} MB (peak {m['peak_rss_mb']:.0f} MB)"  # noqa: E731
         lines.append(f"memory: candidate {show(mem['candidate'])}, production {show(mem['production'])}")
-    lines.append("PASSED" if report["passed"] else "FAILED: " + "; ".join(report["problems"]))
+    if report["passed"]:
+        lines.append("PASSED")
+    else:  # one line per broken rule
+        lines += [f"FAILED: {problem}" for problem in report["problems"]]
     return lines
 
 

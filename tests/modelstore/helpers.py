@@ -27,3 +27,14 @@ def degraded_copy(bundle: Path, folder: Path) -> Path:
     manifest["created"] = f"{manifest.get('created', '')} degraded"
     (copy / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return copy
+
+
+def unrunnable_copy(bundle: Path, folder: Path) -> Path:
+    """A copy of ``bundle`` that loads but cannot judge a frame: its manifest cuts crops of twice the
+    size its vision graph was exported for, which refuses them (ONNX Runtime: invalid dimensions)."""
+    copy = Path(shutil.copytree(bundle, folder))
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["preprocess"]["crop_size"] *= 2
+    manifest["created"] = f"{manifest.get('created', '')} unrunnable"
+    (copy / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return copy

@@ -22,7 +22,7 @@ from edge_inspect.modelstore import ModelStore
 from ..support.paths import DEMO_STUDENT
 from ..support.stations import write_station
 from ..support.web import USERS, login_headers, run_web
-from .helpers import degraded_copy
+from .helpers import degraded_copy, unrunnable_copy
 
 # Small on purpose (seconds): 2 parts, 1 under one shift. Latency is measured but judged loosely here:
 # 2 parts on shared CI cores say little about a 1.2 × budget (the rules' own test holds the budget).
@@ -52,8 +52,9 @@ def test_gate_passes_demo_student_against_itself_and_fails_a_degraded_copy(tmp_p
     worse = store.add(degraded_copy(DEMO_STUDENT, tmp_path / "worse"), "qa", alias="candidate").version.id
     failed = _cli("model", "gate", "candidate", "--config", str(config), cwd=tmp_path)
     assert failed.returncode == 1, failed.stderr
-    last = failed.stdout.splitlines()[-1]
-    assert last.startswith("FAILED: Generated parts: ") and "dropped by" in last
+    failures = [line for line in failed.stdout.splitlines() if line.startswith("FAILED: ")]
+    assert failures == failed.stdout.splitlines()[-len(failures) :]  # the verdict last, one line per broken rule
+    assert any(line.startswith("FAILED: Generated parts: ") and "dropped by" in line for line in failures)
     record = json.loads((tmp_path / "data" / "models" / "versions" / worse / "version.json").read_text())
     assert record["gate"]["passed"] is False and record["gate"]["problems"]
     assert record["id"] == worse and record["added_by"] == "qa"  # the rest of the record as it was
@@ -71,6 +72,20 @@ def test_gate_passes_demo_student_against_itself_and_fails_a_degraded_copy(tmp_p
     assert last_entry["action"] == "promote" and last_entry["by"] == "lead"
     assert last_entry["forced"] == f"version {worse[:12]} failed its gate against production {production[:12]}"
     assert [h["action"] for h in store.state()["history"]].count("gate") == 2
+
+
+def test_a_version_that_loads_but_cannot_judge_a_frame_fails_its_gate_with_a_report(tmp_path):
+    config = write_station(
+        tmp_path, DEMO_STUDENT, model={"bundle": "production", "gate": {"parts": 2, "shift_parts": 0}}
+    )
+    store = ModelStore(tmp_path / "data" / "models")
+    store.add(DEMO_STUDENT, "commissioning", alias="production")
+    broken = store.add(unrunnable_copy(DEMO_STUDENT, tmp_path / "broken"), "qa", alias="candidate").version.id
+    out = _cli("model", "gate", "candidate", "--config", str(config), cwd=tmp_path)
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert out.stdout.splitlines()[-1].startswith("FAILED: does not run: ")
+    gate = store.find(broken).info["gate"]
+    assert gate["passed"] is False and gate["problems"][0].startswith("does not run: ")
 
 
 def test_bad_input_is_one_line_and_exit_2(tmp_path):

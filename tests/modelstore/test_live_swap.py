@@ -18,7 +18,7 @@ from edge_inspect.station.model_follower import AUTO_USER, Watch
 
 from ..support.stations import run_station, write_station
 from ..support.wait import async_wait_until
-from .helpers import other_version
+from .helpers import other_version, unrunnable_copy
 
 
 def _logged_models(data: Path) -> list[str]:
@@ -103,6 +103,24 @@ def test_a_version_that_does_not_load_leaves_the_running_one_with_an_alarm(tmp_p
     swapped, alarm, follow = asyncio.run(run_station(config, scenario))
     assert swapped == [False, False] and alarm
     assert b[:12] in follow["failed"] and _logged_models(tmp_path / "data") == [a]
+
+
+def test_a_version_that_loads_but_cannot_judge_a_frame_is_not_swapped_in(tmp_path, tiny_bundle):
+    store = ModelStore(tmp_path / "data" / "models")
+    a = store.add(tiny_bundle, "commissioning", alias="production").version.id
+    b = store.add(unrunnable_copy(tiny_bundle, tmp_path / "broken"), "qa", alias="candidate").version.id
+    config = write_station(tmp_path, Path("production"), model={"max_new_tokens": 2})
+
+    async def scenario(station):
+        store.promote("candidate", "integrator")
+        swapped = await station.models.check()
+        await station.inspect(1, part_id="P1")
+        return swapped, station.alarms.get("model_swap_failed"), station.model_sha256
+
+    swapped, alarm, running = asyncio.run(run_station(config, scenario))
+    assert swapped is False and running == a != b
+    assert alarm is not None and "cannot judge a frame" in alarm.message
+    assert _logged_models(tmp_path / "data") == [a]
 
 
 def test_the_watch_judges_the_error_share_and_the_cycle_p95_once_all_its_parts_are_in():
