@@ -153,8 +153,8 @@ def test_the_example_in_docs_cameras_md_is_valid(tiny_bundle, tmp_path):
     from pathlib import Path
 
     doc = (Path(__file__).resolve().parents[2] / "docs" / "cameras.md").read_text()
-    example = doc.split("```yaml\n", 1)[1].split("```", 1)[0]
-    assert example.startswith("camera:\n  source: genicam\n")
+    blocks = [block.split("```", 1)[0] for block in doc.split("```yaml\n")[1:]]
+    example = next(b for b in blocks if b.startswith("camera:\n  source: genicam\n"))  # the GenICam section's
     station = STATION.replace("camera:\n  source: genicam\n{camera}\n", example)
     config, _ = config_from_bytes(station.format(bundle=tiny_bundle).encode(), tmp_path / "station.yaml")
     g = config.camera.genicam
