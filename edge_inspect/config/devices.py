@@ -237,6 +237,14 @@ class AutoRollback(Strict):
     max_cycle_p95_ms: float | None = Field(default=None, gt=0, le=600_000, description="their cycle time, p95")
 
 
+def _quoted_id(value: object) -> object:
+    """A version id of digits only reads as a number in YAML: say to quote it (its digits as typed
+    may already be lost, e.g. a leading 0)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise ValueError(f"YAML read {value!r} as a number: quote a version id, e.g. \"{value}\"")
+    return value
+
+
 class ShadowSettings(Strict):
     """A candidate judging live frames after production's verdict is out, never acting on the PLC
     (docs/model-lifecycle.md, "Shadow on the line")."""
@@ -261,6 +269,8 @@ class ShadowSettings(Strict):
     on_restart: Literal["resume", "end"] = Field(
         default="resume", description="a run a stop cut short: resume it at the next start, or end it there"
     )
+
+    _version_quoted = field_validator("version", mode="before")(_quoted_id)
 
     @model_validator(mode="after")
     def _bounded(self):
@@ -288,6 +298,7 @@ class ModelConfig(Strict):
     # The model store's alias (production, candidate) ``bundle`` named, when it named one: the station
     # follows it while it runs. ``bundle`` itself holds the folder it pointed at on loading.
     _store_alias: str | None = PrivateAttr(default=None)
+    _bundle_quoted = field_validator("bundle", mode="before")(_quoted_id)
 
     @property
     def store_alias(self) -> str | None:

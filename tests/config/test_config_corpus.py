@@ -502,6 +502,13 @@ CASES += [
         "under /proc",
     ),
     Case("bundle with NUL", lambda t, f: re.sub("  bundle: .*", r'  bundle: "a\\0b"', t), 16, "model.bundle"),
+    Case(
+        "version id of digits unquoted",
+        lambda t, f: re.sub("  bundle: .*", "  bundle: 562844178583", t),
+        16,
+        "model.bundle",
+        'quote a version id, e.g. "562844178583"',
+    ),
     # YAML that does not parse or construct
     Case("unclosed flow sequence", sub("  name: plate", "  name: [plate"), 23, "recipes.0.name", "YAML syntax error"),
     Case(
