@@ -241,7 +241,7 @@ def _quoted_id(value: object) -> object:
     """A version id of digits only reads as a number in YAML: say to quote it (its digits as typed
     may already be lost, e.g. a leading 0)."""
     if isinstance(value, int | float) and not isinstance(value, bool):
-        raise ValueError(f"YAML read {value!r} as a number: quote a version id, e.g. \"{value}\"")
+        raise ValueError(f'YAML read {value!r} as a number: quote a version id, e.g. "{value}"')
     return value
 
 
