@@ -117,6 +117,7 @@ class ConfigKeeper:
         except Exception:
             log.warning("config: could not look at %s", self.path, exc_info=True)
             return
+        self.disk_sha256 = disk  # on the loop, with the alarm: the status never shows one without the other
         if disk is not None:
             self.station.raise_alarm(
                 "config_changed",
@@ -159,17 +160,18 @@ class ConfigKeeper:
         self._stat = self._signature()
 
     def check_disk(self) -> str | None:
-        """Look at the file (cheap when unchanged); the on-disk sha256 when it differs from the running config."""
+        """Look at the file (cheap when unchanged); the on-disk sha256 when it differs from the running config
+        (a worker thread: the caller stores it on the loop, beside the alarm)."""
         signature = self._signature()
-        if signature != self._stat:
-            self._stat = signature
-            try:
-                _, sha = self.read()
-            except OSError:
-                sha = None  # being replaced, or removed: looked at again at the next check
-                self._stat = None
-            self.disk_sha256 = sha if sha != self.station.config_sha256 else None
-        return self.disk_sha256
+        if signature == self._stat:
+            return self.disk_sha256
+        self._stat = signature
+        try:
+            _, sha = self.read()
+        except OSError:
+            sha = None  # being replaced, or removed: looked at again at the next check
+            self._stat = None
+        return sha if sha != self.station.config_sha256 else None
 
     # -- changes (on the loop) -------------------------------------------------------------------------
     async def save(
