@@ -31,6 +31,8 @@ def zone_name(tz: tzinfo) -> str:
 def _as_datetime(value: float | str) -> datetime:
     if isinstance(value, (int, float)):
         return datetime.fromtimestamp(value, timezone.utc)
+    if value[-1:] in ("Z", "z"):  # Python 3.10's fromisoformat does not read a trailing Z (UTC)
+        value = value[:-1] + "+00:00"
     dt = datetime.fromisoformat(value)
     return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)  # the log's strings are UTC
 
