@@ -116,47 +116,8 @@ def evaluate_records(predictor: Predictor, records: list[Record], dilate_px: int
             # the demo recipe fails a close call (min_margin) and, on the station, too little yes/no mass
             confident = p_yes is None or (abs(2 * p_yes - 1) >= UNCERTAIN_MARGIN and mass >= MIN_MASS)
             parts.setdefault(_part_key(rec), {})[rec.task] = (rec.answer, answer and confident)
-    pointing = {}
-    for task, scores in point_scores.items():
-        s: dict[str, object] = dict(summarize(scores))  # this task's figures in the JSON report
-        s["micro"] = {**micro(scores), "ci95": bootstrap_micro(scores, bootstrap) if bootstrap else {}}
-        distances = [m.distance_px for sc in scores for m in sc.matches]
-        s["median_px_error"] = float(np.median(distances)) if distances else float("nan")
-        s["median_px_error_hits"] = float(
-            np.median([m.distance_px for sc in scores for m in sc.matches if m.hit])
-            if any(m.hit for sc in scores for m in sc.matches)
-            else float("nan")
-        )
-        s["median_px_error_misses"] = (
-            float(np.median([m.distance_px for sc in scores for m in sc.matches if not m.hit]))
-            if any(not m.hit for sc in scores for m in sc.matches)
-            else float("nan")
-        )
-        t = tokens.get(task, [])
-        s["tokens_per_point"] = sum(a for a, _ in t) / sum(b for _, b in t) if t else float("nan")
-        with_objects = [sc for sc in scores if sc.objects]
-        without = [sc for sc in scores if not sc.objects]
-        s["false_call_rate"] = float(np.mean([sc.predictions > 0 for sc in without])) if without else float("nan")
-        s["escape_rate"] = (
-            float(np.mean([sc.predictions == 0 for sc in with_objects])) if with_objects else float("nan")
-        )
-        s["parts_without_objects"], s["parts_with_objects"] = len(without), len(with_objects)
-        by_n: dict[int, list[int]] = {}
-        by_kind: dict[str, list[int]] = {}
-        for sc, rec in zip(scores, point_records[task], strict=True):
-            hit = sc.hit_objects()
-            by_n.setdefault(sc.objects, [0, 0])
-            by_n[sc.objects][0] += len(hit)
-            by_n[sc.objects][1] += sc.objects
-            for i, kind in enumerate(rec.kinds):
-                by_kind.setdefault(kind, [0, 0])
-                by_kind[kind][0] += i in hit
-                by_kind[kind][1] += 1
-        s["recall_by_count"] = {
-            str(n): {"recall": h / o if o else float("nan"), "objects": o} for n, (h, o) in sorted(by_n.items()) if n
-        }
-        s["recall_by_kind"] = {k: {"recall": h / o, "objects": o} for k, (h, o) in sorted(by_kind.items())}
-        pointing[task] = s
+    pointing = {task: _pointing_figures(scores, point_records[task], tokens.get(task, []), bootstrap)
+                for task, scores in point_scores.items()}  # fmt: skip
     counting = {
         t: float(np.mean([p == sc.objects for p, sc in zip(c, point_scores[t], strict=True)]))
         for t, c in predicted_counts.items()
@@ -178,23 +139,67 @@ def evaluate_records(predictor: Predictor, records: list[Record], dilate_px: int
             "count_exact": float(np.mean(missing)) if missing else float("nan"), "parts": len(missing),
             "empty_holes_called_screw": decoys[0] / decoys[1] if decoys[1] else float("nan"), "empty_holes": decoys[1],
         }  # fmt: skip
-    result["yes_no"] = {}
-    for task, v in yes_no.items():
-        scored = [(p, m) for _, _, p, m in v if p is not None]
-        if not scored:
-            continue
-        margins = np.array([abs(2 * p - 1) for p, _ in scored])
-        masses = np.array([m for _, m in scored])
-        wrong = [abs(2 * p - 1) for (t, a, p, _) in v if p is not None and t != a]
-        result["yes_no"][task] = {
-            "accuracy": result["yes_no_accuracy"][task], "median_margin": float(np.median(margins)),
-            "uncertain_share": float(np.mean(margins < UNCERTAIN_MARGIN)), "median_mass": float(np.median(masses)),
-            "min_mass": float(masses.min()), "low_mass_share": float(np.mean(masses < MIN_MASS)),
-            "max_margin_wrong": float(max(wrong)) if wrong else None, "answers": len(v),
-        }  # fmt: skip
+    result["yes_no"] = {
+        task: _yes_no_figures(v, result["yes_no_accuracy"][task]) for task, v in yes_no.items() if _scored(v)
+    }
     result["station"] = station_rates(parts)
     result["seconds"] = round(time.perf_counter() - start, 2)
     return result
+
+
+def _pointing_figures(
+    scores: list[PointScore], records: list[Record], tokens: list[tuple[int, int]], bootstrap: int
+) -> dict[str, object]:
+    """One pointing task's figures in the JSON report: summary, micro with its bootstrap interval, pixel
+    errors, tokens per point, false-call and escape rates, recall by object count and by defect kind."""
+    s: dict[str, object] = dict(summarize(scores))
+    s["micro"] = {**micro(scores), "ci95": bootstrap_micro(scores, bootstrap) if bootstrap else {}}
+    distances = [m.distance_px for sc in scores for m in sc.matches]
+    hits = [m.distance_px for sc in scores for m in sc.matches if m.hit]
+    misses = [m.distance_px for sc in scores for m in sc.matches if not m.hit]
+    s["median_px_error"] = float(np.median(distances)) if distances else float("nan")
+    s["median_px_error_hits"] = float(np.median(hits)) if hits else float("nan")
+    s["median_px_error_misses"] = float(np.median(misses)) if misses else float("nan")
+    s["tokens_per_point"] = sum(a for a, _ in tokens) / sum(b for _, b in tokens) if tokens else float("nan")
+    with_objects = [sc for sc in scores if sc.objects]
+    without = [sc for sc in scores if not sc.objects]
+    s["false_call_rate"] = float(np.mean([sc.predictions > 0 for sc in without])) if without else float("nan")
+    s["escape_rate"] = float(np.mean([sc.predictions == 0 for sc in with_objects])) if with_objects else float("nan")
+    s["parts_without_objects"], s["parts_with_objects"] = len(without), len(with_objects)
+    by_n: dict[int, list[int]] = {}
+    by_kind: dict[str, list[int]] = {}
+    for sc, rec in zip(scores, records, strict=True):
+        hit = sc.hit_objects()
+        by_n.setdefault(sc.objects, [0, 0])
+        by_n[sc.objects][0] += len(hit)
+        by_n[sc.objects][1] += sc.objects
+        for i, kind in enumerate(rec.kinds):
+            by_kind.setdefault(kind, [0, 0])
+            by_kind[kind][0] += i in hit
+            by_kind[kind][1] += 1
+    s["recall_by_count"] = {
+        str(n): {"recall": h / o if o else float("nan"), "objects": o} for n, (h, o) in sorted(by_n.items()) if n
+    }
+    s["recall_by_kind"] = {k: {"recall": h / o, "objects": o} for k, (h, o) in sorted(by_kind.items())}
+    return s
+
+
+def _scored(answers: list[tuple[bool, bool, float | None, float | None]]) -> bool:
+    return any(p is not None for _, _, p, _ in answers)
+
+
+def _yes_no_figures(answers: list[tuple[bool, bool, float | None, float | None]], accuracy: float) -> dict[str, object]:
+    """One yes/no task's figures from its (truth, answer, p_yes, mass) tuples that carry scores."""
+    scored = [(p, m) for _, _, p, m in answers if p is not None and m is not None]
+    margins = np.array([abs(2 * p - 1) for p, _ in scored])
+    masses = np.array([m for _, m in scored])
+    wrong = [abs(2 * p - 1) for (t, a, p, _) in answers if p is not None and t != a]
+    return {
+        "accuracy": accuracy, "median_margin": float(np.median(margins)),
+        "uncertain_share": float(np.mean(margins < UNCERTAIN_MARGIN)), "median_mass": float(np.median(masses)),
+        "min_mass": float(masses.min()), "low_mass_share": float(np.mean(masses < MIN_MASS)),
+        "max_margin_wrong": float(max(wrong)) if wrong else None, "answers": len(answers),
+    }  # fmt: skip
 
 
 def station_rates(parts: dict[object, dict[str, tuple]]) -> dict:

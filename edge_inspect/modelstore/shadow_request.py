@@ -36,7 +36,7 @@ def read_request(store: ModelStore) -> dict[str, Any] | None:
 
 
 def _write(store: ModelStore, request: dict[str, Any]) -> dict[str, Any]:
-    with store._locked():
+    with store.locked():
         previous = read_request(store)
         request = {"seq": (previous["seq"] if previous else 0) + 1, **request}
         request["at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -229,7 +229,9 @@ class ModelStore:
     # changing
 
     @contextmanager
-    def _locked(self) -> Iterator[None]:
+    def locked(self) -> Iterator[None]:
+        """The store's lock (a file lock, so another process's command waits too), held for a change
+        of the store's files: versions, aliases, history, the shadow request."""
         import fcntl
 
         self.versions_dir.mkdir(parents=True, exist_ok=True)
@@ -261,7 +263,7 @@ class ModelStore:
             parent = self.find(parent).id
         else:  # a fine-tuned bundle names the version it was trained from (tools.distill, the manifest's lineage)
             parent = manifest_parent(loaded.manifest)
-        with self._locked():
+        with self.locked():
             target = self.versions_dir / version_id
             new = not target.is_dir()
             if new:
@@ -327,7 +329,7 @@ class ModelStore:
         """Point alias ``to`` at the version ``name`` names; returns it and the version it replaced.
         ``require_gate`` (a person's promote: the CLI, the web): production only for a version whose
         gate passed against the production it replaces, unless ``force``d, which the history keeps."""
-        with self._locked():
+        with self.locked():
             version = self.find(name)
             state = self.state()
             previous = state["aliases"].get(to)
@@ -343,7 +345,7 @@ class ModelStore:
     def set_gate(self, version_id: str, report: dict[str, Any]) -> Version:
         """Keep a gate's report in the version's record (``version.json``, ``gate``): the bundle's files
         stay as they are (the version's id hashes them, not version.json)."""
-        with self._locked():
+        with self.locked():
             version = self.find(version_id)
             info = {**version.info, "gate": report}
             version.path.chmod(stat.S_IRWXU | stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH)
@@ -361,7 +363,7 @@ class ModelStore:
         it replaced. Productions removed from the store since are passed over. ``to``: back to that
         version (one a station ran) instead; ``only_from``: only while production is still that version
         (a station's automatic rollback must not undo a promote that came after the one it judged)."""
-        with self._locked():
+        with self.locked():
             state = self.state()
             current = state["aliases"].get("production")
             if current is None:
@@ -387,7 +389,7 @@ class ModelStore:
         """Delete a version no alias names."""
         if name in ALIASES:
             raise ModelStoreError(f"remove takes a version id, not the alias {name}")
-        with self._locked():
+        with self.locked():
             version = self.find(name)
             state = self.state()
             named = sorted(a for a, v in state["aliases"].items() if v == version.id)
