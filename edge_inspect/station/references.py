@@ -25,6 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..camera.images import images_in
 from ..config import Recipe
 from ..durable import write_durably
 from ..errors import UserError
@@ -159,12 +160,10 @@ def keep_frames(data_dir: Path, frames: Sequence[np.ndarray]) -> Path:
 
 
 def read_frames(folder: Path, limit: int | None = None) -> list[np.ndarray]:
-    """The images of ``folder`` (PNG, JPEG, BMP, TIFF), by name; one line for a folder without any."""
+    """The images of ``folder`` (camera.images.IMAGE_SUFFIXES), by name; one line for a folder without any."""
     if not folder.is_dir():
         raise UserError(f"{folder}: no such folder")
-    names = sorted(
-        p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-    )
+    names = images_in(folder)
     frames = []
     for p in names[:limit] if limit else names:
         frame = cv2.imread(str(p), cv2.IMREAD_COLOR)

@@ -1,5 +1,5 @@
 """The test suite's layout: test modules in folders that mirror the packages they test, shared code in
-tests/support/ and conftest.py, and no test module importing another (issue 27)."""
+tests/support/ and conftest.py, and no test module importing another."""
 
 from __future__ import annotations
 
