@@ -20,7 +20,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..config import GateConfig
+from ..config import CountCheck, GateConfig, PointCheck, QACheck, Recipe
 from ..evaluation.costs import by_part, percentiles, time_parts
 from ..evaluation.evaluate import BundlePredictor, evaluate_records
 from ..evaluation.records import Record, sim_records
@@ -67,7 +67,7 @@ def _now() -> str:
 # -- the reviewed holdout ----------------------------------------------------------------------------
 
 
-def holdout(log_folder: Path, recipes: list[Any]) -> tuple[list[Record], list[Labelled]]:
+def holdout(log_folder: Path, recipes: list[Recipe]) -> tuple[list[Record], list[Labelled]]:
     """The holdout side of the station's reviewed records, as evaluation records (a frame read once
     for all its questions), beside what the export knows of each."""
     from ..logbook import Store
@@ -97,13 +97,15 @@ def holdout(log_folder: Path, recipes: list[Any]) -> tuple[list[Record], list[La
     return records, sorted(items, key=lambda i: i.digest)
 
 
-def _status(check: Any, predictor: BundlePredictor | None, rec: Record) -> str:
+def _status(check: PointCheck | CountCheck | QACheck, predictor: BundlePredictor | None, rec: Record) -> str:
     """The check's status by its rule (inspection/checks.py): on the model's answer, or on the truth
     (``predictor`` None)."""
     from ..inspection.checks import judge_points, judge_qa
 
     rgb = rec.image if rec.image is not None else rec.rgb()
-    if rec.kind == "point":
+    if (rec.kind == "point") == isinstance(check, QACheck):
+        raise ValueError(f"a {rec.kind} record judged by a {check.kind} check")
+    if not isinstance(check, QACheck):
         if predictor is None:
             return judge_points(check, list(rec.points), False, "").status
         points, text = predictor.point(rgb, rec.prompt)
@@ -176,7 +178,7 @@ def run_gate(
     production: Version,
     settings: GateSettings,
     log_folder: Path,
-    recipes: list[Any],
+    recipes: list[Recipe],
     user: str,
     progress_path: Path | None = None,
 ) -> dict[str, Any]:
