@@ -2,42 +2,31 @@
 of a part QA has reviewed becomes one line of the distillation JSONL format (tools/distill/dataset.py)
 where review tells its true answer, with the frame and where the label came from. Images are named by
 their content's sha256, so a frame is written once however often it was inspected; the holdout split
-is decided by that hash, so a record stays on its side as the set grows."""
+is decided by that hash, so a record stays on its side as the set grows.
+
+The labels, the records, the split and the writing are this module's, whoever holds the reviews: the
+station's log (below) or the plant's database (commands/fleet_dataset.py) hands over ``Reviewed``
+items, and both exports write what ``labelled`` and ``write`` make of them."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..logbook import Store, corrections
+from ..logbook.check_definitions import CheckInfo, RecipeChecks, recipe_checks
 from ..logbook.review import reading
 from ..vlm.grammar import object_label
 from ..vlm.points import format_molmo2_points
 
+__all__ = ["CheckInfo", "RecipeChecks", "recipe_checks"]  # where they were before logbook/check_definitions.py
+
 HOLDOUT_PERCENT = 10
-
-
-@dataclass
-class Reviewed:
-    """One reviewed inspection as the log holds it."""
-
-    id: int
-    ts: str
-    station: str
-    recipe: int
-    config_sha256: str
-    model_sha256: str
-    image_path: str
-    disposition: str | None
-    reviewer: str | None
-    checks: list[dict[str, Any]] = field(default_factory=list)  # idx, name, kind, status, answer
 
 
 def holdout(image_sha256: str, percent: int = HOLDOUT_PERCENT) -> bool:
@@ -45,81 +34,38 @@ def holdout(image_sha256: str, percent: int = HOLDOUT_PERCENT) -> bool:
     return int(image_sha256[:8], 16) % 100 < percent
 
 
-def _reviewed(store: Store) -> Iterator[Reviewed]:
-    """Inspections with a kept image and a disposition or a point correction, oldest first."""
-    with reading(store) as db:
-        rows = list(
-            db.execute(
-                "select i.id, i.ts, i.station, i.recipe, i.config_sha256, i.model_sha256, i.image_path, "
-                "d.disposition, d.reviewer from inspections i left join dispositions d on d.inspection_id = i.id "
-                "where i.image_path is not null and (d.disposition is not null or exists "
-                "(select 1 from corrections c where c.inspection_id = i.id)) order by i.id"
-            )
-        )
-        for row in rows:
-            item = Reviewed(*row)
-            item.checks = [
-                {"idx": idx, "name": name, "kind": kind, "status": status, "answer": answer}
-                for idx, name, kind, status, answer in db.execute(
-                    "select idx, name, kind, status, answer from checks where inspection_id = ? order by idx",
-                    [item.id],
-                )
-            ]
-            if item.reviewer is None:
-                found = db.execute(
-                    "select reviewer from corrections where inspection_id = ? order by id desc limit 1", [item.id]
-                ).fetchone()
-                item.reviewer = found[0] if found else None
-            yield item
+@dataclass(frozen=True)
+class Frame:
+    """A reviewed inspection's image: its content's sha256, its suffix, and where its bytes are."""
+
+    digest: str
+    suffix: str
+    path: Path | None = None  # a file (the station's log)
+    data: bytes | None = None  # or the bytes themselves (the plant's image store)
+
+    def write(self, target: Path) -> None:
+        if self.path is not None:
+            shutil.copyfile(self.path, target)
+        elif self.data is not None:
+            target.write_bytes(self.data)
 
 
-CheckInfo = dict[str, Any]  # prompt (or question), kind, max (point checks), the settings as written
+@dataclass
+class Reviewed:
+    """One reviewed inspection, as its log holds it, whoever holds the log."""
 
-
-class RecipeChecks:
-    """A recipe's check as the station ran it: from the station file of the inspection's config
-    version (kept in the log), else from the running config's recipes."""
-
-    def __init__(self, store: Store, current: dict[int, dict[str, CheckInfo]]):
-        self.store, self.current = store, current
-        self._by_config: dict[str, dict[int, dict[str, CheckInfo]] | None] = {}
-
-    def get(self, config_sha256: str, recipe: int, check: str) -> CheckInfo | None:
-        if config_sha256 not in self._by_config:
-            self._by_config[config_sha256] = self._from_version(config_sha256)
-        found = self._by_config[config_sha256] or self.current
-        return found.get(recipe, {}).get(check)
-
-    def _from_version(self, sha256: str) -> dict[int, dict[str, CheckInfo]] | None:
-        with reading(self.store) as db:
-            row = db.execute(
-                "select yaml from config_versions where sha256 = ? order by id desc limit 1", [sha256]
-            ).fetchone()
-        if row is None:
-            return None
-        try:
-            data = yaml.safe_load(row[0])
-            return recipe_checks(data.get("recipes") or [])
-        except (yaml.YAMLError, AttributeError, TypeError, KeyError, ValueError):
-            return None
-
-
-def recipe_checks(recipes: list[Any]) -> dict[int, dict[str, CheckInfo]]:
-    """recipe number → check name → its prompt (pointing) or question (yes/no), kind and max."""
-    out: dict[int, dict[str, CheckInfo]] = {}
-    for r in recipes:
-        r = r if isinstance(r, dict) else r.model_dump()
-        out[int(r["number"])] = {
-            c["name"]: {
-                "prompt": c.get("prompt") or c.get("question"),
-                "kind": c.get("kind"),
-                "max": c.get("max", 0),
-                "expect": c.get("expect"),
-                "settings": c,  # the check as written: the gate judges a model's answer by its rule
-            }
-            for c in r.get("checks", [])
-        }
-    return out
+    id: int  # the inspection's id in the station's log
+    ts: str  # its time as the station logged it (UTC ISO 8601)
+    station: str
+    model_sha256: str
+    disposition: str | None
+    reviewer: str | None  # the disposition's, else the latest correction's
+    frame: Frame | None  # None: the frame is no longer kept (the rest is then left empty)
+    checks: list[dict[str, Any]] = field(default_factory=list)  # idx, name, kind, status, answer
+    definitions: dict[str, CheckInfo] = field(default_factory=dict)  # check name → as its recipe defined it
+    model_points: dict[int, list[list[float]]] = field(default_factory=dict)  # check idx → the model's points
+    corrected: dict[int, list[list[float]]] = field(default_factory=dict)  # checks a reviewer changed: points after
+    provenance: dict[str, Any] = field(default_factory=dict)  # more of where it came from (the plant: site, line)
 
 
 def label(
@@ -152,54 +98,57 @@ class ExportReport:
     images: int = 0
     skipped_checks: int = 0
     inspections: int = 0
-    missing_images: int = 0  # reviewed inspections whose frame is no longer on disk
+    missing_images: int = 0  # reviewed inspections whose frame is no longer there
+
+    def summary(self, out: Path | str) -> str:
+        """What the export did, in one line, as both exports print it."""
+        return (
+            f"{self.records} records from {self.inspections} reviewed inspections "
+            f"({self.holdout} in holdout.jsonl, ~{HOLDOUT_PERCENT} % by image hash), {self.images} new images; "
+            f"{self.skipped_checks} checks whose true answer review does not tell were left out -> {out}"
+        )
 
 
 @dataclass
 class Labelled:
-    """One training record as ``reviewed_records`` yields it: the JSON line (``record``, its image
-    still the log's file ``source``), the image's sha256, the check as the log holds it and as the
-    recipe defined it (``info``: prompt, kind, the rule's numbers and the check's settings)."""
+    """One training record as ``labelled`` yields it: the JSON line (``record``), its frame (``frame``,
+    still where the log keeps it), the check as the log holds it and as the recipe defined it
+    (``info``: prompt, kind, the rule's numbers and the check's settings)."""
 
     record: dict[str, Any]
-    source: Path
-    digest: str
+    frame: Frame
     check: dict[str, Any]
     info: CheckInfo
+
+    @property
+    def digest(self) -> str:
+        return self.frame.digest
+
+    @property
+    def source(self) -> Path | None:
+        """The frame's file (the station's log); None where the bytes came from elsewhere (the plant)."""
+        return self.frame.path
 
     @property
     def holdout(self) -> bool:
         return holdout(self.digest)
 
 
-def reviewed_records(
-    store: Store, current_recipes: list[Any], report: ExportReport | None = None
-) -> Iterator[Labelled]:
-    """Every record the station's reviewed inspections give, oldest first: what ``export`` writes and
-    what the gate (commands/gate.py) judges a model on (the holdout side). ``report`` counts as it goes."""
-    checks = RecipeChecks(store, recipe_checks(current_recipes))
+def labelled(items: Iterable[Reviewed], report: ExportReport | None = None) -> Iterator[Labelled]:
+    """Every record the reviewed inspections give, in their order: one per check whose true answer review
+    tells, the same question about the same frame once. ``report`` counts as it goes."""
     report = report if report is not None else ExportReport()
     seen: set[tuple[str, str]] = set()  # (image sha256, prompt): the same question about the same frame once
-    for item in _reviewed(store):
-        source = store.folder / item.image_path
-        if not source.is_file():  # deleted by retention or by hand since
+    for item in items:
+        if item.frame is None:  # deleted by retention or by hand since (the plant: not fetched)
             report.missing_images += 1
             continue
         report.inspections += 1
-        digest = hashlib.sha256(source.read_bytes()).hexdigest()
-        image = f"images/{digest}{source.suffix}"
-        points_now = corrections.corrected_points(store, item.id)
-        model: dict[int, list[list[float]]] = {}
-        with reading(store) as db:
-            touched = {r[0] for r in db.execute(
-                "select distinct check_idx from corrections where inspection_id = ?", [item.id])}  # fmt: skip
-            for idx, x, y in db.execute("select check_idx, x, y from points where inspection_id = ?", [item.id]):
-                model.setdefault(idx, []).append([x, y])
-        corrected = {idx: pts for idx, pts in points_now.items() if idx in touched}  # what a reviewer changed
+        digest = item.frame.digest
         for check in item.checks:
-            info = checks.get(item.config_sha256, item.recipe, check["name"])
+            info = item.definitions.get(check["name"])
             prompt = info["prompt"] if info else None
-            truth = label(item, check, info or {}, corrected, model) if prompt else None
+            truth = label(item, check, info or {}, item.corrected, item.model_points) if prompt else None
             if prompt is None or truth is None or (digest, prompt) in seen:
                 report.skipped_checks += truth is None
                 continue
@@ -207,32 +156,95 @@ def reviewed_records(
             pointing = check["kind"] in ("point", "count")
             name = object_label(prompt) or check["name"]
             record = {
-                "image": image, "prompt": prompt, "task": check["name"],
+                "image": f"images/{digest}{item.frame.suffix}", "prompt": prompt, "task": check["name"],
                 "kind": "point" if pointing else "yes_no",
                 "target": format_molmo2_points([tuple(p) for p in truth], name) if pointing
                 else ("Yes." if truth else "No."),
                 "points": truth if pointing else [], "masks": [], "answer": None if pointing else truth,
                 "source": {"station": item.station, "inspection": item.id, "ts": item.ts,
                            "reviewer": item.reviewer, "disposition": item.disposition,
-                           "corrected": check["idx"] in corrected, "model": item.model_sha256,
-                           "image_sha256": digest},
+                           "corrected": check["idx"] in item.corrected, "model": item.model_sha256,
+                           "image_sha256": digest, **item.provenance},
             }  # fmt: skip
-            yield Labelled(record, source, digest, check, info or {})
+            yield Labelled(record, item.frame, check, info or {})
 
 
-def export(store: Store, out: Path, current_recipes: list[Any]) -> ExportReport:
-    """Write ``out``/train.jsonl, ``out``/holdout.jsonl and ``out``/images/<sha256>.<ext>."""
+def write(items: Iterable[Labelled], out: Path, report: ExportReport | None = None) -> ExportReport:
+    """Write ``out``/train.jsonl, ``out``/holdout.jsonl and ``out``/images/<sha256>.<ext> (an image
+    already there is kept)."""
+    report = report if report is not None else ExportReport()
     out.mkdir(parents=True, exist_ok=True)
     (out / "images").mkdir(exist_ok=True)
-    report = ExportReport()
-    with open(out / "train.jsonl", "w", encoding="utf-8") as train, open(out / "holdout.jsonl", "w") as held:
-        for item in reviewed_records(store, current_recipes, report):
+    with open(out / "train.jsonl", "w", encoding="utf-8") as train, open(
+        out / "holdout.jsonl", "w", encoding="utf-8"
+    ) as held:  # fmt: skip
+        for item in items:
             image = out / item.record["image"]
             if not image.exists():
-                shutil.copyfile(item.source, image)
+                item.frame.write(image)
                 report.images += 1
             side = held if item.holdout else train
             side.write(json.dumps(item.record, ensure_ascii=False) + "\n")
             report.records += 1
             report.holdout += side is held
     return report
+
+
+# -- the station's log -------------------------------------------------------------------------------
+
+
+def _reviewed(store: Store, checks: RecipeChecks) -> Iterator[Reviewed]:
+    """Inspections with a kept image and a disposition or a point correction, oldest first."""
+    with reading(store) as db:
+        rows = list(
+            db.execute(
+                "select i.id, i.ts, i.station, i.recipe, i.config_sha256, i.model_sha256, i.image_path, "
+                "d.disposition, d.reviewer from inspections i left join dispositions d on d.inspection_id = i.id "
+                "where i.image_path is not null and (d.disposition is not null or exists "
+                "(select 1 from corrections c where c.inspection_id = i.id)) order by i.id"
+            )
+        )
+    for inspection_id, ts, station, recipe, config_sha256, model_sha256, image_path, disposition, reviewer in rows:
+        source = store.folder / image_path
+        item = Reviewed(inspection_id, ts, station, model_sha256, disposition, reviewer, None)
+        if not source.is_file():  # deleted by retention or by hand since
+            yield item
+            continue
+        item.frame = Frame(hashlib.sha256(source.read_bytes()).hexdigest(), source.suffix, path=source)
+        with reading(store) as db:
+            item.checks = [
+                {"idx": idx, "name": name, "kind": kind, "status": status, "answer": answer}
+                for idx, name, kind, status, answer in db.execute(
+                    "select idx, name, kind, status, answer from checks where inspection_id = ? order by idx",
+                    [inspection_id],
+                )
+            ]
+            for idx, x, y in db.execute("select check_idx, x, y from points where inspection_id = ?", [inspection_id]):
+                item.model_points.setdefault(idx, []).append([x, y])
+            changes = list(
+                db.execute(
+                    "select check_idx, x, y, action, reviewer from corrections where inspection_id = ? order by id",
+                    [inspection_id],
+                )
+            )
+        after = corrections.apply_corrections(item.model_points, [c[:4] for c in changes])
+        touched = {c[0] for c in changes}
+        item.corrected = {idx: pts for idx, pts in after.items() if idx in touched}  # what a reviewer changed
+        if item.reviewer is None and changes:
+            item.reviewer = changes[-1][4]
+        item.definitions = checks.of(config_sha256, recipe)
+        yield item
+
+
+def reviewed_records(
+    store: Store, current_recipes: list[Any], report: ExportReport | None = None
+) -> Iterator[Labelled]:
+    """Every record the station's reviewed inspections give, oldest first: what ``export`` writes and
+    what the gate (commands/gate.py) judges a model on (the holdout side). ``report`` counts as it goes."""
+    return labelled(_reviewed(store, RecipeChecks(store, recipe_checks(current_recipes))), report)
+
+
+def export(store: Store, out: Path, current_recipes: list[Any]) -> ExportReport:
+    """The station's export: ``out``/train.jsonl, ``out``/holdout.jsonl and ``out``/images/<sha256>.<ext>."""
+    report = ExportReport()
+    return write(reviewed_records(store, current_recipes, report), out, report)

@@ -14,7 +14,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     from ..config import load_storage
     from ..logbook import Store
-    from .dataset import HOLDOUT_PERCENT, export
+    from .dataset import export
 
     config = Path(args.config)
     storage, _ = load_storage(config)
@@ -31,11 +31,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         report = export(store, out, raw.get("recipes") or [])
     finally:
         store.close()
-    print(
-        f"{report.records} records from {report.inspections} reviewed inspections "
-        f"({report.holdout} in holdout.jsonl, ~{HOLDOUT_PERCENT} % by image hash), {report.images} new images; "
-        f"{report.skipped_checks} checks whose true answer review does not tell were left out -> {args.out}"
-    )
+    print(report.summary(args.out))
     if report.missing_images:
         print(f"{report.missing_images} reviewed inspections left out: their frame is no longer in {data / 'images'}")
     return 0

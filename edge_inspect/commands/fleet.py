@@ -1,6 +1,7 @@
-"""``edge-inspect fleet collect | serve``: the plant's side of fleet publishing (docs/fleet.md): the
-collector (the stations' MQTT topics into PostgreSQL) and the plant web (all stations, the
-cross-station review). The MQTT client, PostgreSQL driver and web server are imported by the handlers."""
+"""``edge-inspect fleet collect | serve | dataset export``: the plant's side of fleet publishing
+(docs/fleet.md): the collector (the stations' MQTT topics into PostgreSQL), the plant web (all stations,
+the cross-station review) and the training records of every station's reviewed inspections
+(commands/fleet_dataset.py). The MQTT client, PostgreSQL driver and web server are imported by the handlers."""
 
 from __future__ import annotations
 
@@ -81,6 +82,19 @@ def cmd_collect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dataset_export(args: argparse.Namespace) -> int:
+    from .fleet_dataset import export
+
+    report = export(args.db, args.images, Path(args.out), args.station or None)
+    print(report.summary(args.out))
+    if report.missing_images:
+        print(
+            f"{report.missing_images} reviewed inspections left out: their frame is not in {args.images} "
+            "(not fetched yet, fetching failed, or deleted: the inspections' image_state and image_error say which)"
+        )
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from ..plant.app import run_server
 
@@ -132,3 +146,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="a reverse proxy whose X-Forwarded-For is believed (repeat for more; none by default)",
     )
     fserve.set_defaults(func=cmd_serve)
+    dataset = fleet.add_parser("dataset", help="training data from the stations' reviewed inspections").add_subparsers(
+        dest="fleet_dataset_command", required=True
+    )
+    export = dataset.add_parser(
+        "export",
+        help="every station's reviewed inspections as distillation JSONL (train.jsonl, holdout.jsonl, images/), "
+        "as `edge-inspect dataset export` writes one station's",
+    )
+    export.add_argument("out", help="folder to write (made if missing; images already there are kept)")
+    export.add_argument("--db", required=True, help="PostgreSQL URL of the collector's database")
+    export.add_argument("--images", required=True, help="the collector's image store (folder or s3://BUCKET/PREFIX)")
+    export.add_argument(
+        "--station",
+        action="append",
+        metavar="SITE/LINE/STATION",
+        help="only this station's inspections (repeat for more; default: every station)",
+    )
+    export.set_defaults(func=cmd_dataset_export)

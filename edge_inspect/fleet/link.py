@@ -8,15 +8,19 @@ status dict, and alarm callbacks. Alarm messages are written to the outbox by a 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import sqlite3
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from ..config import FleetConfig
 from ..logbook import Store
+from ..logbook.check_definitions import RecipeChecks, recipe_checks
 from ..station.events import AlarmAcknowledged, AlarmCleared, AlarmRaised, Event, InspectionDone, Started
-from .messages import Topics, alarm_payload, dumps, inspection_payload, new_id
+from .messages import Topics, alarm_payload, dumps, inspection_payload, new_id, review_payload
 from .mqtt import BrokerSettings
 from .outbox import Outbox
 from .publisher import Publisher
@@ -43,9 +47,14 @@ def broker_settings(config: FleetConfig) -> BrokerSettings:
     )
 
 
-def attach_outbox(store: Store, topics: Topics, image_base_url: str | None = None) -> Outbox:
-    """From now on every inspection ``store`` logs has its message in the outbox, in the same transaction."""
+def attach_outbox(
+    store: Store, topics: Topics, image_base_url: str | None = None, recipes: Callable[[], list] | None = None
+) -> Outbox:
+    """From now on every inspection ``store`` logs, and every review of one, has its message in the outbox,
+    in the same transaction. ``recipes``: the running config's recipes, for the checks of an inspection
+    whose config version the log does not hold (logbook/check_definitions.py)."""
     outbox = Outbox(store)
+    definitions = RecipeChecks(store, {})
 
     def message(inspection_id: int, row: dict, rec) -> tuple[str, str, str] | None:
         """The inspection's message; None (logged, never published) where the fleet schema refuses it."""
@@ -59,7 +68,37 @@ def attach_outbox(store: Store, topics: Topics, image_base_url: str | None = Non
         outbox.added(len(payload))
         return msg_id, "inspection", payload
 
+    def review(db: sqlite3.Connection, inspection_id: int, event: dict) -> tuple[str, str, str] | None:
+        """The review's message, with the inspection's check definitions; None (logged) where the
+        inspection is gone or the fleet schema refuses the message."""
+        row = db.execute("select config_sha256, recipe from inspections where id = ?", [inspection_id]).fetchone()
+        if row is None:
+            log.error("fleet: review of inspection %d not published: no such inspection", inspection_id)
+            return None
+        names = [
+            r[0] for r in db.execute("select name from checks where inspection_id = ? order by idx", [inspection_id])
+        ]
+        definitions.current = recipe_checks(recipes() if recipes is not None else [])
+        defined = definitions.of(row[0] or "", row[1] if isinstance(row[1], int) else -1, db)
+        shown = [
+            {"name": name, **{k: v for k, v in defined[name].items() if k != "settings"},
+             "settings": json.loads(json.dumps(defined[name].get("settings") or {}, default=str))}
+            for name in names if name in defined
+        ]  # fmt: skip
+        msg_id = new_id()
+        payload = dumps(review_payload(msg_id, topics, inspection_id, event, shown))
+        try:
+            parse_message(payload, "review")
+        except MessageRefused as err:
+            log.error(
+                "fleet: review of inspection %d not published: its message breaks the schema: %s", inspection_id, err
+            )
+            return None
+        outbox.added(len(payload))
+        return msg_id, "review", payload
+
     store.outbox_message = message
+    store.review_message = review
     return outbox
 
 
@@ -69,7 +108,9 @@ class FleetLink:
     def __init__(self, station: FleetPort, config: FleetConfig):
         self.station, self.config = station, config
         self.topics = Topics(config.prefix, config.site, config.line, station.config.station.name)
-        self.outbox = attach_outbox(station.store, self.topics, config.image_base_url)
+        self.outbox = attach_outbox(
+            station.store, self.topics, config.image_base_url, recipes=lambda: station.config.recipes
+        )
         self.publisher = Publisher(
             self.outbox,
             self.topics,

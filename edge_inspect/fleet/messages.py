@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 SCHEMA = 1  # the payloads' "v"; a collector ignores (and logs) a version it does not know
-KINDS = ("inspection", "alarm")  # what the outbox carries; status is retained, never queued
+KINDS = ("inspection", "alarm", "review")  # what the outbox carries; status is retained, never queued
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class Topics:
         return f"{self.site}/{self.line}/{self.station}"
 
     def of(self, kind: str) -> str:
-        return f"{self.base}/{kind}"  # inspection | alarm | status | ack
+        return f"{self.base}/{kind}"  # inspection | alarm | review | status | ack
 
 
 def parse_topic(topic: str) -> tuple[str, str, str, str, str] | None:
@@ -84,6 +84,23 @@ def inspection_payload(
         "failed_checks": row["failed_checks"], "checks": checks,
         "timings_ms": {k: _num(v) for k, v in row.items() if k.endswith("_ms")},
         "model_sha256": row["model_sha256"], "config_sha256": row["config_sha256"], "image": image,
+    }  # fmt: skip
+
+
+def review_payload(
+    msg_id: str, topics: Topics, inspection_id: int, event: dict, definitions: list[dict]
+) -> dict[str, Any]:
+    """QA's review of one logged inspection: ``event`` as the log wrote it (logbook/review.py
+    set_disposition, logbook/corrections.py add): ``event`` (disposition | correction), ``seq`` (the
+    review's audit row id: a later review has a higher one), ``at``, ``reviewer`` and ``disposition``
+    {disposition, comment} or ``correction`` {check_idx, points [{id, x, y, action}]}. ``definitions``:
+    the inspection's checks as its recipe defined them (name, prompt, kind, max, expect, settings), so
+    the plant turns the review into the same labels as the station (docs/model-lifecycle.md)."""
+    return {
+        "v": SCHEMA, "type": "review", "id": msg_id, "station": topics.station, "site": topics.site,
+        "line": topics.line, "inspection_id": inspection_id, "event": event["event"], "seq": event["seq"],
+        "at": event["at"], "reviewer": event["reviewer"], "disposition": event.get("disposition"),
+        "correction": event.get("correction"), "definitions": definitions,
     }  # fmt: skip
 
 

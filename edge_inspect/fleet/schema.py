@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from .messages import SCHEMA
 
@@ -96,6 +96,59 @@ class AlarmMessage(_Message):
     at: Unix | None = None
 
 
+class Disposition(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+    disposition: Literal["confirmed_defect", "false_reject", "missed_defect"]
+    comment: Text | None = None
+
+
+class CorrectedPoint(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+    id: Annotated[int, Field(ge=1, le=2**63 - 1)]  # the correction's row id in the station's log
+    x: Annotated[float, Field(allow_inf_nan=False, ge=0.0, le=1.0)]
+    y: Annotated[float, Field(allow_inf_nan=False, ge=0.0, le=1.0)]
+    action: Literal["add", "remove"]
+
+
+class Correction(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+    check_idx: Annotated[int, Field(ge=0, le=1000)]
+    points: Annotated[list[CorrectedPoint], Field(max_length=200)]
+
+
+class CheckDefinition(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+    name: Name
+    prompt: Text | None = None  # a pointing check's prompt, a yes/no check's question
+    kind: Name | None = None
+    max: Int32 | None = None
+    expect: Name | None = None
+    settings: dict[Name, Any] = {}  # the check as written in the station file
+
+
+class ReviewMessage(_Message):
+    type: Literal["review"]
+    id: MessageId
+    inspection_id: Annotated[int, Field(ge=1, le=2**63 - 1)]
+    event: Literal["disposition", "correction"]
+    seq: Annotated[int, Field(ge=1, le=2**63 - 1)]
+    at: Unix
+    reviewer: Name | None = None
+    disposition: Disposition | None = None
+    correction: Correction | None = None
+    definitions: Annotated[list[CheckDefinition], Field(max_length=1000)] = []
+
+    @model_validator(mode="after")
+    def _event_has_its_part(self) -> ReviewMessage:
+        if getattr(self, self.event) is None:
+            raise ValueError(f"a {self.event} review without its {self.event!r}")
+        return self
+
+
 class AlarmShown(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
 
@@ -115,7 +168,7 @@ class StatusMessage(_Message):
     alarms: Annotated[list[AlarmShown], Field(max_length=1000)] | None = None
 
 
-Message = Annotated[InspectionMessage | AlarmMessage | StatusMessage, Field(discriminator="type")]
+Message = Annotated[InspectionMessage | AlarmMessage | ReviewMessage | StatusMessage, Field(discriminator="type")]
 _ADAPTER: TypeAdapter[Any] = TypeAdapter(Message)
 
 

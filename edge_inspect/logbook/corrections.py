@@ -6,10 +6,12 @@ transaction; the corrected points per check are the training labels a retraining
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Iterable
 from datetime import datetime, timezone
 
 from .review import FilterError, reading
-from .store import Store
+from .store import Store, inserted_id
 
 MATCH = 0.03  # a removal names a model point within this distance (fractions of the frame)
 
@@ -25,12 +27,14 @@ def _point(value, what: str) -> tuple[float, float]:
 
 
 def add(store: Store, inspection_id: int, check_idx: int, added: list, removed: list, reviewer: str) -> dict:
-    """Store one review's corrections of check ``check_idx``; returns the check's points after them."""
+    """Store one review's corrections of check ``check_idx``; returns the check's points after them.
+    With fleet publishing, their message goes into the outbox in the same transaction (docs/fleet.md)."""
     if not isinstance(added, list) or not isinstance(removed, list) or len(added) + len(removed) > 200:
         raise FilterError("add and remove must be lists of at most 200 points")
     adds = [_point(p, "add") for p in added]
     removes = [_point(p, "remove") for p in removed]
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    at = time.time()
+    now = datetime.fromtimestamp(at, timezone.utc).isoformat(timespec="seconds")
     with store.transaction() as db:
         kind = db.execute(
             "select kind from checks where inspection_id = ? and idx = ?",
@@ -42,13 +46,16 @@ def add(store: Store, inspection_id: int, check_idx: int, added: list, removed: 
             raise FilterError(
                 f"check_idx: check {check_idx} is a {kind[0]} check; only point and count checks have points"
             )
-        db.executemany(
-            "insert into corrections (inspection_id, check_idx, x, y, action, reviewer, ts) "
-            "values (?, ?, ?, ?, ?, ?, ?)",
-            [(inspection_id, check_idx, x, y, "add", reviewer, now) for x, y in adds]
-            + [(inspection_id, check_idx, x, y, "remove", reviewer, now) for x, y in removes],
-        )
-        db.execute(
+        rows = []  # each with the id the log gives it: the plant keeps a correction once, whatever comes twice
+        for action, points in (("add", adds), ("remove", removes)):
+            for x, y in points:
+                cursor = db.execute(
+                    "insert into corrections (inspection_id, check_idx, x, y, action, reviewer, ts) "
+                    "values (?, ?, ?, ?, ?, ?, ?)",
+                    [inspection_id, check_idx, x, y, action, reviewer, now],
+                )
+                rows.append({"id": inserted_id(cursor), "x": x, "y": y, "action": action})
+        cursor = db.execute(
             "insert into audit (ts, user, action, inspection_id, detail) values (?, ?, ?, ?, ?)",
             [
                 now,
@@ -58,6 +65,12 @@ def add(store: Store, inspection_id: int, check_idx: int, added: list, removed: 
                 json.dumps({"check_idx": check_idx, "added": adds, "removed": removes}),
             ],
         )
+        store.queue_review(
+            db,
+            inspection_id,
+            {"event": "correction", "seq": inserted_id(cursor), "at": at, "reviewer": reviewer,
+             "correction": {"check_idx": check_idx, "points": rows}},
+        )  # fmt: skip
     return corrected_points(store, inspection_id)
 
 
@@ -73,6 +86,16 @@ def corrected_points(store: Store, inspection_id: int) -> dict[int, list[list[fl
     points: dict[int, list[list[float]]] = {}
     for idx, x, y in model:
         points.setdefault(idx, []).append([x, y])
+    return apply_corrections(points, changes)
+
+
+def apply_corrections(
+    model: dict[int, list[list[float]]], changes: Iterable[tuple[int, float, float, str]]
+) -> dict[int, list[list[float]]]:
+    """``model`` (check index → the model's points) after ``changes`` (check index, x, y, "add" or
+    "remove"; in review order): a removal takes the nearest point within MATCH. The station's log and
+    the plant's database (commands/fleet_dataset.py) both count on this one rule."""
+    points = {idx: [list(p) for p in pts] for idx, pts in model.items()}
     for idx, x, y, action in changes:
         current = points.setdefault(idx, [])
         if action == "add":

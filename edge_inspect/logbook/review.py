@@ -21,7 +21,7 @@ import sqlite_utils
 from ..http.filters import FilterError, common_filters
 from ..http.spreadsheet import csv_cell
 from ..http.timefmt import iso_local, station_zone
-from .store import READER_CACHE_KIB, Store
+from .store import READER_CACHE_KIB, Store, inserted_id
 
 DISPOSITIONS = ("confirmed_defect", "false_reject", "missed_defect")
 COUNT_AHEAD = 10_000  # a page's total counts at most this many rows past the page (docs/log.md)
@@ -278,9 +278,12 @@ def get_inspection(store: Store, inspection_id: int) -> dict | None:
 
 
 def set_disposition(store: Store, inspection_id: int, disposition: str, reviewer: str, comment: str) -> dict:
+    """QA's disposition of one inspection (replacing an earlier one), with its audit row and, with fleet
+    publishing, its message in the outbox: all in one transaction (docs/fleet.md)."""
     if disposition not in DISPOSITIONS:
         raise FilterError(f"disposition: {disposition!r} is not one of {', '.join(DISPOSITIONS)}")
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    at = time.time()
+    now = datetime.fromtimestamp(at, timezone.utc).isoformat(timespec="seconds")
     with store.transaction() as db:
         before = db.execute(
             "select disposition, reviewer, comment from dispositions where inspection_id = ?", [inspection_id]
@@ -293,10 +296,16 @@ def set_disposition(store: Store, inspection_id: int, disposition: str, reviewer
             "reviewer = excluded.reviewer, comment = excluded.comment, ts = excluded.ts",
             [inspection_id, disposition, reviewer, after["comment"], now],
         )
-        db.execute(
+        cursor = db.execute(
             "insert into audit (ts, user, action, inspection_id, detail) values (?, ?, ?, ?, ?)",
             [now, reviewer, "disposition", inspection_id, json.dumps({"before": before, "after": after})],
         )
+        store.queue_review(
+            db,
+            inspection_id,
+            {"event": "disposition", "seq": inserted_id(cursor), "at": at, "reviewer": reviewer,
+             "disposition": {"disposition": disposition, "comment": after["comment"]}},
+        )  # fmt: skip
     return after
 
 

@@ -160,6 +160,9 @@ class Store:
         # Fleet publishing (docs/fleet.md): (inspection id, row, record) -> (msg_id, kind, payload),
         # inserted into the outbox in the inspection's own transaction. None: no outbox rows.
         self.outbox_message: Callable[[int, dict, InspectionRecord], tuple[str, str, str] | None] | None = None
+        # And QA's review of an inspection (a disposition, a correction of points): (the review's
+        # transaction, inspection id, the event) -> (msg_id, kind, payload), in the review's transaction.
+        self.review_message: Callable[[sqlite3.Connection, int, dict], tuple[str, str, str] | None] | None = None
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -172,6 +175,16 @@ class Store:
                 self.conn.execute("ROLLBACK")
                 raise
             self.conn.execute("COMMIT")
+
+    def queue_review(self, db: sqlite3.Connection, inspection_id: int, event: dict) -> None:
+        """Inside a review's transaction (``db``): its fleet message into the outbox, if fleet publishing
+        is on; the review and its message commit together (docs/fleet.md)."""
+        message = self.review_message(db, inspection_id, event) if self.review_message is not None else None
+        if message is not None:
+            db.execute(
+                "INSERT INTO outbox (msg_id, kind, created, payload) VALUES (?, ?, ?, ?)",
+                [*message[:2], time.time(), message[2]],
+            )
 
     # -- writing ---------------------------------------------------------------------------------
     def _keep_image(self, rec: InspectionRecord) -> bool:

@@ -30,6 +30,7 @@ from ..fleet.mqtt import BrokerSettings, make_client
 from ..fleet.schema import MessageRefused, parse_message
 from . import pg_schema
 from .images import FetchError, ImageStore, fetch, origin
+from .reviews import ReviewRows
 
 log = logging.getLogger(__name__)
 DEAD_LETTER_BYTES = 1 << 20  # the raw bytes kept of a refused message
@@ -89,6 +90,7 @@ class _Batch:
     inspections: list[tuple] = field(default_factory=list)
     checks: list[tuple] = field(default_factory=list)
     alarms: list[tuple] = field(default_factory=list)
+    reviews: ReviewRows = field(default_factory=ReviewRows)
     status: dict[str, tuple] = field(default_factory=dict)
     confirm: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))  # topic base -> ids
     dead: list[tuple] = field(default_factory=list)  # (topic, station key, reason, raw bytes kept, size)
@@ -114,14 +116,14 @@ class Collector:
         self._image_wake = threading.Event()
         self._client: paho.Client | None = None
         self.connected = threading.Event()
-        self.stats = {"messages": 0, "inspections": 0, "duplicates": 0, "dead_letters": 0, "images": 0}
+        self.stats = {"messages": 0, "inspections": 0, "duplicates": 0, "dead_letters": 0, "images": 0, "reviews": 0}
 
     # -- MQTT --------------------------------------------------------------------------------------
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
             log.error("collector: broker %s refused the connection: %s", self.broker.where(), reason_code)
             return
-        client.subscribe([(f"{self.prefix}/+/+/+/{kind}", 1) for kind in ("inspection", "alarm", "status")])
+        client.subscribe([(f"{self.prefix}/+/+/+/{kind}", 1) for kind in ("inspection", "alarm", "review", "status")])
         self.connected.set()
         log.info("collector: subscribed on %s", self.broker.where())
 
@@ -236,6 +238,9 @@ class Collector:
                         _ts(body.get("at")) or datetime.now(timezone.utc),
                     )
                 )
+                b.confirm[topic.rsplit("/", 1)[0]].append(body["id"])
+            elif kind == "review":
+                b.reviews.add(key, body)
                 b.confirm[topic.rsplit("/", 1)[0]].append(body["id"])
             elif kind == "status":
                 # The last will was written when the station connected: it counts from its arrival.
@@ -376,6 +381,7 @@ class Collector:
                     "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (msg_id) DO NOTHING",
                     b.alarms,
                 )
+            b.reviews.write(cur)
             for key, (online, at, body, has_alarms) in b.status.items():
                 # A status without an alarm list (the last will) keeps the list of the one before: the
                 # station's alarms as they were when it was last heard of.
@@ -408,6 +414,7 @@ class Collector:
                 log.warning("collector: %s: message kept as a dead letter: %s", topic, reason)
             if len(b.dead) > 3:
                 log.warning("collector: %d more messages of this batch kept as dead letters", len(b.dead) - 3)
+        self.stats["reviews"] += b.reviews.messages()
         if b.inspections:
             messages = len({i[0] for i in b.inspections})
             self.stats["inspections"] += stored - before

@@ -72,7 +72,32 @@ def _v3(conn: psycopg.Connection) -> None:
     conn.execute("CREATE INDEX dead_letters_received ON dead_letters (received_at DESC)")
 
 
-MIGRATIONS: list[Callable[[psycopg.Connection], None]] = [_v1, _v2, _v3]
+def _v4(conn: psycopg.Connection) -> None:
+    """QA's review from the stations (docs/fleet.md, "review"): per inspection the latest disposition
+    (a later one, by the station's ``review_seq``, replaces it; an earlier one arriving late does not),
+    every correction of points once (keyed by its row id in the station's log), and the inspection's
+    check definitions as its recipe had them. Keyed by (station_key, inspection_id), as the station's
+    log is: the inspection's own row may arrive later or never."""
+    conn.execute("""CREATE TABLE review_dispositions (
+        station_key text NOT NULL REFERENCES stations(station_key), inspection_id bigint NOT NULL,
+        disposition text NOT NULL, comment text, reviewer text, reviewed_at timestamptz NOT NULL,
+        review_seq bigint NOT NULL, msg_id uuid NOT NULL, received_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (station_key, inspection_id))""")
+    conn.execute("""CREATE TABLE review_corrections (
+        station_key text NOT NULL REFERENCES stations(station_key), correction_id bigint NOT NULL,
+        inspection_id bigint NOT NULL, check_idx integer NOT NULL, x double precision NOT NULL,
+        y double precision NOT NULL, action text NOT NULL, reviewer text, reviewed_at timestamptz NOT NULL,
+        review_seq bigint NOT NULL, msg_id uuid NOT NULL, received_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (station_key, correction_id))""")
+    conn.execute(
+        "CREATE INDEX review_corrections_inspection ON review_corrections (station_key, inspection_id, correction_id)"
+    )
+    conn.execute("""CREATE TABLE review_checks (
+        station_key text NOT NULL REFERENCES stations(station_key), inspection_id bigint NOT NULL,
+        definitions jsonb NOT NULL, review_seq bigint NOT NULL, PRIMARY KEY (station_key, inspection_id))""")
+
+
+MIGRATIONS: list[Callable[[psycopg.Connection], None]] = [_v1, _v2, _v3, _v4]
 LATEST = len(MIGRATIONS)
 
 
