@@ -13,11 +13,12 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..config import Recipe
 from ..logbook import Store, corrections
 from ..logbook.check_definitions import CheckInfo, RecipeChecks, recipe_checks
 from ..logbook.review import reading
@@ -237,14 +238,14 @@ def _reviewed(store: Store, checks: RecipeChecks) -> Iterator[Reviewed]:
 
 
 def reviewed_records(
-    store: Store, current_recipes: list[Any], report: ExportReport | None = None
+    store: Store, current_recipes: Sequence[Recipe], report: ExportReport | None = None
 ) -> Iterator[Labelled]:
     """Every record the station's reviewed inspections give, oldest first: what ``export`` writes and
     what the gate (commands/gate.py) judges a model on (the holdout side). ``report`` counts as it goes."""
     return labelled(_reviewed(store, RecipeChecks(store, recipe_checks(current_recipes))), report)
 
 
-def export(store: Store, out: Path, current_recipes: list[Any]) -> ExportReport:
+def export(store: Store, out: Path, current_recipes: Sequence[Recipe]) -> ExportReport:
     """The station's export: ``out``/train.jsonl, ``out``/holdout.jsonl and ``out``/images/<sha256>.<ext>."""
     report = ExportReport()
     return write(reviewed_records(store, current_recipes, report), out, report)

@@ -6,7 +6,8 @@ publishing sends them with each review so that the plant labels alike (docs/mode
 from __future__ import annotations
 
 import sqlite3
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
 import yaml
 
@@ -16,11 +17,18 @@ from .store import Store
 CheckInfo = dict[str, Any]  # prompt (or question), kind, max (point checks), expect, the settings as written
 
 
-def recipe_checks(recipes: list[Any]) -> dict[int, dict[str, CheckInfo]]:
-    """recipe number → check name → its prompt (pointing) or question (yes/no), kind and max."""
+class RecipeModel(Protocol):
+    """A validated recipe (config.Recipe), as the running config holds it."""
+
+    def model_dump(self) -> dict[str, Any]: ...
+
+
+def recipe_checks(recipes: Sequence[RecipeModel | Mapping[str, Any]]) -> dict[int, dict[str, CheckInfo]]:
+    """recipe number → check name → its prompt (pointing) or question (yes/no), kind and max; ``recipes``
+    validated (the running config) or as a stored station file's YAML holds them."""
     out: dict[int, dict[str, CheckInfo]] = {}
-    for r in recipes:
-        r = r if isinstance(r, dict) else r.model_dump()
+    for recipe in recipes:
+        r = recipe if isinstance(recipe, Mapping) else recipe.model_dump()
         out[int(r["number"])] = {
             c["name"]: {
                 "prompt": c.get("prompt") or c.get("question"),
