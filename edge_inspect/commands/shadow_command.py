@@ -91,7 +91,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(
         f"  shadowed {run['shadowed']}, skipped {skipped} (line busy {run['skipped_line']}, shadow busy "
         f"{run['skipped_shadow']}), disagreements {run['disagreements']}, agreement {agreement}"
-    )
+        + (f" of {run['judged']} compared ({run['unfamiliar']} unfamiliar to production, not compared)"
+           if run["unfamiliar"] else "")
+    )  # fmt: skip
     for c in run["checks"]:
         print(f"  check {c['name']}: {c['agree']} of {c['judged']} agree ({c['agreement']:.1%})")
     cost = run["cost"]
