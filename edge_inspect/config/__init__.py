@@ -180,11 +180,34 @@ def _type_hint(e: Mapping[str, Any]) -> str:
     return ""
 
 
+def _written(value: object) -> str:
+    """What a YAML value is, in a person's words (for a key that wants another kind of value)."""
+    if value is None:
+        return "an empty value"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int | float):
+        return f"the number {value}"
+    if isinstance(value, str):
+        return f"the text {value!r}"
+    if isinstance(value, list):
+        return "a list"
+    return f"a {type(value).__name__}"
+
+
+def _section_message(e: Mapping[str, Any]) -> str | None:
+    """A section (a set of keys) written as something else: pydantic names its internal class there
+    ("a valid dictionary or instance of GateConfig"); say what the key wants and what it got."""
+    if e["type"] not in ("model_type", "model_attributes_type", "dict_type"):
+        return None
+    return f"expected a section of keys (key: value lines, or {{key: value}}), not {_written(e.get('input'))}"
+
+
 def _problems(err: ValidationError, path: Path, root: yaml.Node | None, data: dict, prefix: tuple = ()) -> list[str]:
     problems = []
     for e in err.errors():
         loc = prefix + tuple(part for part in e["loc"] if part not in ("point", "count", "qa"))
-        message = e["msg"].removeprefix("Value error, ") + _type_hint(e)
+        message = _section_message(e) or e["msg"].removeprefix("Value error, ") + _type_hint(e)
         if e["type"] == "extra_forbidden":
             message = "unknown key" + suggestion(StationConfig, loc, data)
         cause = (e.get("ctx") or {}).get("error")
