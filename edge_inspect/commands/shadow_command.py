@@ -22,13 +22,17 @@ def _store_and_log(args: argparse.Namespace):
 
 
 def cmd_start(args: argparse.Namespace) -> int:
-    from ..modelstore import default_user, request_start
+    """A version, ``--parts`` or ``--hours`` not given are the station file's ``model.shadow`` values."""
+    from ..config import load_shadow
+    from ..modelstore import ModelStore, default_user, request_start
 
-    store, _ = _store_and_log(args)
-    request = request_start(store, args.version, args.user or default_user(), args.parts, args.hours)
-    bounds = " and ".join(
-        b for b in (f"{args.parts} parts" if args.parts else "", f"{args.hours:g} hours" if args.hours else "") if b
-    )
+    storage, folder, settings = load_shadow(args.config)
+    store = ModelStore(folder, storage.models_max_mb * 1e6)
+    version = args.version if args.version is not None else settings.version
+    parts = args.parts if args.parts is not None else settings.parts
+    hours = args.hours if args.hours is not None else settings.hours
+    request = request_start(store, version, args.user or default_user(), parts, hours)
+    bounds = " and ".join(b for b in (f"{parts} parts" if parts else "", f"{hours:g} hours" if hours else "") if b)
     print(
         f"shadow of version {request['version']} asked for (request {request['seq']}), ending after {bounds}; "
         "a running station starts it within seconds, a stopped one at its start"
@@ -122,12 +126,20 @@ def add_parsers(model: argparse._SubParsersAction) -> None:
         return parser
 
     start = command("start", "ask the station to shadow a version, bounded by parts and/or hours", cmd_start)
-    start.add_argument("version", nargs="?", default="candidate", help="alias or version id (default: candidate)")
     start.add_argument(
-        "--parts", type=_count, default=200, help="end after this many shadowed parts (0: no bound; default 200)"
+        "version", nargs="?", default=None, help="alias or version id (default: model.shadow.version, candidate)"
     )
     start.add_argument(
-        "--hours", type=_hours, default=8.0, help="end this long after the start (0: no bound; default 8)"
+        "--parts",
+        type=_count,
+        default=None,
+        help="end after this many shadowed parts (0: no bound; default: model.shadow.parts, 200)",
+    )
+    start.add_argument(
+        "--hours",
+        type=_hours,
+        default=None,
+        help="end this long after the start (0: no bound; default: model.shadow.hours, 8)",
     )
     stop = command("stop", "end the shadow run the station has open", cmd_stop)
     for parser in (start, stop):

@@ -23,6 +23,7 @@ from .devices import (
     ModelConfig,
     PLCConfig,
     PLCOptions,
+    ShadowSettings,
     SignalOverride,
     StorageConfig,
     SyntheticCamera,
@@ -360,12 +361,29 @@ def load_gate(path: str | Path) -> tuple[StorageConfig, Path, GateConfig, list[A
     return storage, folder, gate, recipes if isinstance(recipes, list) else []
 
 
+def load_shadow(path: str | Path) -> tuple[StorageConfig, Path, ShadowSettings]:
+    """What ``model shadow`` reads of a station file: ``storage`` (the model store and the log) and
+    ``model.shadow`` (the defaults of a run started by hand), even while ``model.bundle`` names an
+    alias no version has yet."""
+    storage, folder = load_storage(path)
+    path = Path(path)
+    root, data = parse(_read_file(path))  # load_storage has read it: it parses
+    model = data.get("model") if isinstance(data, dict) else None
+    section = model.get("shadow", {}) if isinstance(model, dict) else {}
+    try:
+        shadow = ShadowSettings.model_validate(section)
+    except ValidationError as err:
+        raise ConfigError(_problems(err, path, root, data, prefix=("model", "shadow"))) from None
+    return storage, folder, shadow
+
+
 __all__ = [
     "ConfigError",
     "StationConfig",
     "load_config",
     "load_storage",
     "load_gate",
+    "load_shadow",
     "GateConfig",
     "models_folder",
     "config_from_bytes",

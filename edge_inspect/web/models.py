@@ -31,9 +31,11 @@ class GateBody(Body):
 
 
 class ShadowBody(Body):
-    version: str = Field(default="candidate", min_length=1, max_length=64)
-    parts: int = Field(default=200, ge=0, le=10_000_000)
-    hours: float = Field(default=8.0, ge=0.0, le=24 * 365)
+    """What the body leaves out is the station's ``model.shadow`` (version, parts, hours)."""
+
+    version: str | None = Field(default=None, min_length=1, max_length=64)
+    parts: int | None = Field(default=None, ge=0, le=10_000_000)
+    hours: float | None = Field(default=None, ge=0.0, le=24 * 365)
 
 
 def _store(ctx: WebContext) -> ModelStore:
@@ -163,8 +165,12 @@ async def shadow_start(request: Request) -> Response:
     user = await ctx.require(request, "setup")
     body = parse(ShadowBody, await json_object(request))
     shadow = _shadow(ctx)
+    s = ctx.config.model.shadow
+    version = body.version if body.version is not None else s.version
+    parts = body.parts if body.parts is not None else s.parts
+    hours = body.hours if body.hours is not None else s.hours
     try:
-        asked = await ctx.run(lambda: request_start(shadow.models, body.version, user.name, body.parts, body.hours))
+        asked = await ctx.run(lambda: request_start(shadow.models, version, user.name, parts, hours))
     except ModelStoreError as err:
         return JSONResponse({"error": str(err)}, 409)
     await shadow.check()  # at once, not at the next check: the answer says whether it runs
