@@ -5,6 +5,7 @@ file:line and the key path.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -279,6 +280,7 @@ def config_from_bytes(raw: bytes, path: str | Path, bundle: str | Path | None = 
     except ValidationError as err:
         raise ConfigError(_problems(err, path, root, data)) from None
     config.model.bundle = str(_bundle_folder(config, path, root))
+    _check_shadow_version(config, path, root)
     return config, hashlib.sha256(raw).hexdigest()
 
 
@@ -298,6 +300,26 @@ def models_folder(storage: StorageConfig, path: Path) -> Path:
 
     folder = Path(storage.dir).expanduser()
     return (folder if folder.is_absolute() else path.resolve().parent / folder) / STORE_DIR
+
+
+def _check_shadow_version(config: StationConfig, path: Path, root: yaml.Node | None) -> None:
+    """``model.shadow.auto: true`` with a version id the model store does not hold is refused, as a
+    ``model.bundle`` id is: the station would wait for that version silently. Only where the store is
+    there to read (a file validated away from its station is not judged on a store it cannot see); an
+    alias (candidate) may name no version yet: the automatic run starts once one is added."""
+    from ..modelstore import ModelStore, ModelStoreError, looks_like_version
+
+    shadow = config.model.shadow
+    if not shadow.auto or not looks_like_version(shadow.version):
+        return
+    store = ModelStore(models_folder(config.storage, path))
+    if not store.versions_dir.is_dir() or not os.access(store.versions_dir, os.R_OK | os.X_OK):
+        return
+    try:
+        store.find(shadow.version)
+    except ModelStoreError as err:
+        line = _node_line(root, ("model", "shadow", "version"))
+        raise ConfigError([f"{path}:{line}: model.shadow.version: {err} (model.shadow.auto is true)"]) from None
 
 
 def _bundle_folder(config: StationConfig, path: Path, root: yaml.Node | None) -> Path:

@@ -139,3 +139,23 @@ def test_model_commands_refuse_a_bad_storage_section_and_a_missing_config(tmp_pa
         result.returncode == 2
         and result.stderr == f"edge-inspect: error: {tmp_path / 'nothing'}: not a bundle folder\n"
     )
+
+
+def test_an_automatic_shadow_of_a_version_the_store_does_not_hold_is_refused_naming_the_key(tmp_path, tiny_bundle):
+    held = ModelStore(tmp_path / "data" / "models").add(tiny_bundle, "u", alias="production").version.id
+    shadow = {"auto": True, "version": "deadbeef00"}
+    config = write_station(tmp_path, Path("production"), model={"shadow": shadow})
+    result = _cli("config", "validate", str(config), cwd=tmp_path)
+    assert result.returncode == 2 and result.stdout == "" and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(f"{config}:{_line(config, 'version')}: model.shadow.version: no model version "
+                                    "deadbeef00 in ")  # fmt: skip
+    assert result.stderr.rstrip().endswith("(model.shadow.auto is true)")
+
+    for fine in ({"auto": True, "version": held[:10]}, {"auto": True, "version": "candidate"},  # no candidate yet
+                 {"auto": False, "version": "deadbeef00"}):  # fmt: skip
+        config = write_station(tmp_path, Path("production"), model={"shadow": fine})
+        assert load_config(config)[0].model.shadow.version == fine["version"]
+
+    (tmp_path / "elsewhere").mkdir()
+    elsewhere = write_station(tmp_path / "elsewhere", tiny_bundle, model={"shadow": shadow})  # no store to read there
+    assert load_config(elsewhere)[0].model.shadow.version == "deadbeef00"
