@@ -40,10 +40,31 @@ def cmd_start(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_stop(args: argparse.Namespace) -> int:
-    from ..modelstore import default_user, request_stop
+def going(data: Path, request: dict[str, Any] | None) -> bool:
+    """Whether a shadow run is going on the station of the log in ``data``: a run open in the log (also
+    one a stopped station resumes at its start), or a start asked for that no run has taken up yet."""
+    from ..logbook import Store, shadow
 
-    store, _ = _store_and_log(args)
+    latest = None
+    if (data / "inspections.db").is_file():
+        store = Store(data)
+        try:
+            latest = shadow.latest_run(store)
+        finally:
+            store.close()
+    if latest is not None and latest["ended_at"] is None:
+        return True
+    taken_up = (latest["request_seq"] or 0) if latest is not None else 0
+    return request is not None and request["action"] == "start" and request["seq"] > taken_up
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    from ..modelstore import default_user, read_request, request_stop
+
+    store, data = _store_and_log(args)
+    if not going(data, read_request(store)):
+        print("no shadow run is going; nothing to stop")
+        return 0
     request = request_stop(store, args.user or default_user())
     print(f"stop asked for (request {request['seq']}); a running station ends its shadow run within seconds")
     return 0

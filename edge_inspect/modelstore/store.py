@@ -326,11 +326,16 @@ class ModelStore:
     ) -> tuple[Version, str | None]:
         """Point alias ``to`` at the version ``name`` names; returns it and the version it replaced.
         ``require_gate`` (a person's promote: the CLI, the web): production only for a version whose
-        gate passed against the production it replaces, unless ``force``d, which the history keeps."""
+        gate passed against the production it replaces, unless ``force``d, which the history keeps.
+        A version the alias names already changes nothing and records nothing (returned as its own previous)."""
         with self._locked():
             version = self.find(name)
+            if to not in ALIASES:
+                raise ModelStoreError(f"{to!r} is not an alias: {' or '.join(ALIASES)}")
             state = self.state()
             previous = state["aliases"].get(to)
+            if previous == version.id:
+                return version, previous
             why_not = gate_problem(version, previous) if require_gate and to == "production" else None
             if why_not is not None and not force:
                 raise GateRequired(f"{why_not}: run edge-inspect model gate {version.short}, or promote with --force")

@@ -100,7 +100,11 @@ async def promote(request: Request) -> Response:
         return JSONResponse({"error": str(err), "gate_required": True}, 409)
     except ModelStoreError as err:
         return JSONResponse({"error": str(err)}, 409 if "not an alias" not in str(err) else 400)
-    return JSONResponse({"alias": body.to, "version": version.id, "previous": previous, "forced": body.force})
+    unchanged = previous == version.id  # already that alias: nothing changed, nothing recorded
+    return JSONResponse(
+        {"alias": body.to, "version": version.id, "previous": previous, "forced": body.force and not unchanged}
+        | ({"unchanged": True} if unchanged else {})
+    )
 
 
 async def gate_status(request: Request) -> Response:
@@ -182,6 +186,8 @@ async def shadow_stop(request: Request) -> Response:
     user = await ctx.require(request, "setup")
     await json_object(request)
     shadow = _shadow(ctx)
+    if shadow.run is None and shadow.state != "starting":  # nothing to stop: nothing recorded
+        return JSONResponse({"request": None, "now": shadow.status()["shadow"], "nothing": "no shadow run is going"})
     asked = await ctx.run(lambda: request_stop(shadow.models, user.name))
     await shadow.check()
     return JSONResponse({"request": asked, "now": shadow.status()["shadow"]})

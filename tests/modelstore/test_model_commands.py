@@ -159,3 +159,22 @@ def test_an_automatic_shadow_of_a_version_the_store_does_not_hold_is_refused_nam
     (tmp_path / "elsewhere").mkdir()
     elsewhere = write_station(tmp_path / "elsewhere", tiny_bundle, model={"shadow": shadow})  # no store to read there
     assert load_config(elsewhere)[0].model.shadow.version == "deadbeef00"
+
+
+def test_promoting_the_production_again_changes_nothing_and_records_nothing(tmp_path, tiny_bundle):
+    config = write_station(tmp_path, Path("production"), storage={"dir": "data"})
+    store = ModelStore(tmp_path / "data" / "models")
+    a = store.add(tiny_bundle, "u", alias="production").version.id
+    before = store.state()
+    for args in (["production"], [a[:10]], [a, "--force"]):
+        same = _cli("model", "promote", *args, "--user", "carol", "--config", str(config), cwd=tmp_path)
+        assert same.returncode == 0 and same.stderr == "", same.stderr
+        assert same.stdout == f"version {a} is already production; nothing changed\n"
+    assert store.state() == before  # no history entry, the aliases as they were
+    b = store.add(other_version(tiny_bundle, tmp_path / "b", "b"), "u", alias="candidate").version.id
+    again = _cli("model", "promote", b, "--to", "candidate", "--config", str(config), cwd=tmp_path)
+    assert again.stdout == f"version {b} is already candidate; nothing changed\n"
+    refused = _cli(
+        "model", "promote", "candidate", "--config", str(config), cwd=tmp_path
+    )  # a change still needs its gate
+    assert refused.returncode == 2 and "has no gate result" in refused.stderr

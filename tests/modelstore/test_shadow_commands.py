@@ -116,9 +116,30 @@ def test_the_web_api_takes_what_the_body_leaves_out_from_model_shadow(tmp_path):
     async def scenario(station, client):
         integrator = await login_headers(client, "integrator")
         started = (await client.post("/api/models/shadow/start", json={}, headers=integrator)).json()
-        await client.post("/api/models/shadow/stop", json={}, headers=integrator)
-        return started
+        stopped = (await client.post("/api/models/shadow/stop", json={}, headers=integrator)).json()
+        nothing = (await client.post("/api/models/shadow/stop", json={}, headers=integrator)).json()
+        return started, stopped, nothing
 
-    started = run_web(path, scenario)
+    started, stopped, nothing = run_web(path, scenario)
     request = started["request"]
     assert (request["version"], request["parts"], request["hours"]) == (candidate, 37, 0.5)
+    assert stopped["request"]["seq"] == 2 and stopped["now"]["last"]["reason"] == "stopped by integrator"
+    assert nothing["request"] is None and nothing["nothing"] == "no shadow run is going"  # and nothing recorded:
+    assert _request(tmp_path)["seq"] == 2
+
+
+def test_stop_with_no_run_going_says_so_and_records_nothing(tmp_path):
+    store_with_candidate(tmp_path / "data", tmp_path / "candidate")
+    config = write_station(
+        tmp_path, Path("production"), recipes=RECIPE, plc={"enabled": False}, storage={"dir": "data"}
+    )
+    where = ("--config", str(config))
+    nothing = _cli("stop", *where, cwd=tmp_path)
+    assert nothing.returncode == 0 and nothing.stdout == "no shadow run is going; nothing to stop\n", nothing.stderr
+    assert not (tmp_path / "data" / "models" / "shadow.json").exists()
+    assert _cli("start", "--parts", "5", *where, cwd=tmp_path).returncode == 0  # asked for; no station took it up
+    stopped = _cli("stop", *where, cwd=tmp_path)
+    assert stopped.returncode == 0 and stopped.stdout.startswith("stop asked for (request 2)")
+    assert _request(tmp_path)["action"] == "stop"  # the start is called off before a station begins it
+    again = _cli("stop", *where, cwd=tmp_path)
+    assert again.stdout == "no shadow run is going; nothing to stop\n" and _request(tmp_path)["seq"] == 2

@@ -444,7 +444,7 @@ async function setupShadow() {
     await load();
   });
   $("shadow-stop").addEventListener("click", async () => {
-    showProblems($("shadow-result"), await api("POST", "/api/models/shadow/stop", {}), (d) => `Stopped: ${d.now.last ? d.now.last.reason : d.now.state}.`);
+    showProblems($("shadow-result"), await api("POST", "/api/models/shadow/stop", {}), (d) => d.request ? `Stopped: ${d.now.last ? d.now.last.reason : d.now.state}.` : `Nothing to stop: ${d.nothing}.`);
     await load();
   });
   await load();
@@ -474,7 +474,7 @@ function runText(run) {
 }
 
 async function setupModels() {
-  const changed = (d) => `${d.alias} is now ${d.version.slice(0, 12)} (was ${(d.previous || "none").slice(0, 12)}); the station follows within seconds.`
+  const changed = (d) => d.unchanged ? `${d.version.slice(0, 12)} is already ${d.alias}; nothing changed.` : `${d.alias} is now ${d.version.slice(0, 12)} (was ${(d.previous || "none").slice(0, 12)}); the station follows within seconds.`
     + (d.forced ? " Promoted without a passing gate (kept in the history)." : "");
   let running = false;
   const promote = async (v) => {
