@@ -97,9 +97,9 @@ async def promote(request: Request) -> Response:
             lambda: store.promote(body.version, user.name, to=body.to, require_gate=True, force=body.force)
         )
     except GateRequired as err:
-        return JSONResponse({"error": str(err), "gate_required": True}, 409)
+        return JSONResponse({"error": err.web, "gate_required": True}, 409)
     except ModelStoreError as err:
-        return JSONResponse({"error": str(err)}, 409 if "not an alias" not in str(err) else 400)
+        return JSONResponse({"error": err.web}, 409 if "not an alias" not in str(err) else 400)
     unchanged = previous == version.id  # already that alias: nothing changed, nothing recorded
     return JSONResponse(
         {"alias": body.to, "version": version.id, "previous": previous, "forced": body.force and not unchanged}
@@ -128,7 +128,7 @@ async def gate_start(request: Request) -> Response:
     except GateBusy as err:
         return JSONResponse({"error": str(err)}, 409)
     except ModelStoreError as err:
-        return JSONResponse({"error": str(err)}, 409)
+        return JSONResponse({"error": err.web}, 409)
     return JSONResponse({"started": version.id}, 202)
 
 
@@ -140,7 +140,7 @@ async def rollback(request: Request) -> Response:
     try:
         version, replaced = await ctx.run(store.rollback, user.name)
     except ModelStoreError as err:
-        return JSONResponse({"error": str(err)}, 409)
+        return JSONResponse({"error": err.web}, 409)
     return JSONResponse({"alias": "production", "version": version.id, "previous": replaced})
 
 
@@ -176,7 +176,7 @@ async def shadow_start(request: Request) -> Response:
     try:
         asked = await ctx.run(lambda: request_start(shadow.models, version, user.name, parts, hours))
     except ModelStoreError as err:
-        return JSONResponse({"error": str(err)}, 409)
+        return JSONResponse({"error": err.web}, 409)
     await shadow.check()  # at once, not at the next check: the answer says whether it runs
     return JSONResponse({"request": asked, "now": shadow.status()["shadow"]})
 
