@@ -2,14 +2,16 @@
 (its arguments beside its handler, in ``commands/``), and the errors mapped to exit codes.
 
 User mistakes (a bad bundle, a missing image) print one line on stderr and exit with 2; anything
-else is a bug: its traceback, exit 1. Building the parser imports no model, camera or web code:
-each handler imports what it needs.
+else is a bug: its traceback, exit 1. A reader that stops reading (``| head -1``) ends any command
+quietly, with the status a shell gives a command SIGPIPE ended (141), as ``ls`` or ``cat`` does.
+Building the parser imports no model, camera or web code: each handler imports what it needs.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from .commands import (
@@ -30,6 +32,7 @@ from .commands import (
 from .errors import UserError
 
 EXIT_USAGE = 2
+EXIT_PIPE = 128 + 13  # SIGPIPE's: stdout's reader went away
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,12 +84,34 @@ def _all_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParse
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:  # `edge-inspect … | head -1`: nothing to say, and nobody to say it to
+        _drop_stdout()
+        return EXIT_PIPE
+
+
+def _drop_stdout() -> None:
+    """stdout to /dev/null, so that the interpreter's flush at exit does not fail on the closed pipe again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no stdout file descriptor (an embedding caller's stream)
+        pass
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     from .config import ConfigError  # after parsing: --help, --version and a usage error load no config code
 
     try:
-        return args.func(args)
+        status = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's flush at exit
+        return status
+    except BrokenPipeError:
+        raise  # an OSError, but not a mistake of the user's: main ends quietly
     except ConfigError as err:
         for problem in err.problems:
             print(problem, file=sys.stderr)

@@ -134,6 +134,9 @@ def cmd_promote(args: argparse.Namespace) -> int:
     args.user = args.user or _user()
     store = _store(args)
     version, previous = store.promote(args.version, args.user, to=args.to, require_gate=True, force=args.force)
+    if previous == version.id:
+        print(f"version {version.id} is already {args.to}; nothing changed")
+        return 0
     was = f" (was {previous[:12]})" if previous and previous != version.id else ""
     forced = gate_problem(version, previous) if args.force and args.to == "production" else None
     if forced:

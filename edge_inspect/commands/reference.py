@@ -10,6 +10,7 @@ the model store."""
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,6 +21,11 @@ if TYPE_CHECKING:
     import numpy as np
 
 DEFAULT_FRAMES = 200
+STEADY_FRAMES = 100  # fewer: the threshold rests on a few held-out scores per fold, and moves with the draw
+
+
+def _warn(message: str) -> None:
+    print(f"edge-inspect: warning: {message}", file=sys.stderr)
 
 
 def _grab(config, base_dir: Path, count: int) -> list[np.ndarray]:
@@ -59,19 +65,34 @@ def _model(config, name: str | None, data_dir: Path):
 
 def cmd_reference(args: argparse.Namespace) -> int:
     from ..config import load_config
+    from ..inspection.familiarity import MIN_FRAMES
     from ..station import references
+    from ..station.running import station_running
 
     config, _ = load_config(args.config)
     base_dir = Path(args.config).parent
     data_dir = Path(config.storage.dir) if Path(config.storage.dir).is_absolute() else base_dir / config.storage.dir
     if args.recipe is not None and config.recipe(args.recipe) is None:
         raise UserError(f"--recipe {args.recipe}: no such recipe in {args.config}")
+    if station_running(data_dir):
+        _warn(
+            f"a station is running on {data_dir}: grabbing competes with it for its camera (stop it, or use "
+            "--folder or --kept)"
+            if not (args.kept or args.folder)
+            else f"a station is running on {data_dir}: the reference is built beside the line, on the same CPU, "
+            "and judges its parts from the next one"
+        )
     if args.kept:
         frames, source = references.read_frames(references.frames_folder(data_dir)), "kept commissioning frames"
     elif args.folder:
         frames, source = references.read_frames(Path(args.folder), args.frames), f"folder {args.folder}"
     else:
         frames, source = _grab(config, base_dir, args.frames or DEFAULT_FRAMES), f"camera {config.camera.source}"
+    if MIN_FRAMES <= len(frames) < STEADY_FRAMES:  # fewer than MIN_FRAMES: refused below
+        _warn(
+            f"{len(frames)} frames: a reference from fewer than {STEADY_FRAMES} gives an unsteady threshold (more "
+            f"false alarms, or misses); {DEFAULT_FRAMES} or more are advised"
+        )
     model = _model(config, args.model, data_dir)
     recipes = [r for r in config.recipes if args.recipe is None or r.number == args.recipe]
     start = time.perf_counter()

@@ -22,13 +22,17 @@ def _store_and_log(args: argparse.Namespace):
 
 
 def cmd_start(args: argparse.Namespace) -> int:
-    from ..modelstore import default_user, request_start
+    """A version, ``--parts`` or ``--hours`` not given are the station file's ``model.shadow`` values."""
+    from ..config import load_shadow
+    from ..modelstore import ModelStore, default_user, request_start
 
-    store, _ = _store_and_log(args)
-    request = request_start(store, args.version, args.user or default_user(), args.parts, args.hours)
-    bounds = " and ".join(
-        b for b in (f"{args.parts} parts" if args.parts else "", f"{args.hours:g} hours" if args.hours else "") if b
-    )
+    storage, folder, settings = load_shadow(args.config)
+    store = ModelStore(folder, storage.models_max_mb * 1e6)
+    version = args.version if args.version is not None else settings.version
+    parts = args.parts if args.parts is not None else settings.parts
+    hours = args.hours if args.hours is not None else settings.hours
+    request = request_start(store, version, args.user or default_user(), parts, hours)
+    bounds = " and ".join(b for b in (f"{parts} parts" if parts else "", f"{hours:g} hours" if hours else "") if b)
     print(
         f"shadow of version {request['version']} asked for (request {request['seq']}), ending after {bounds}; "
         "a running station starts it within seconds, a stopped one at its start"
@@ -36,10 +40,31 @@ def cmd_start(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_stop(args: argparse.Namespace) -> int:
-    from ..modelstore import default_user, request_stop
+def going(data: Path, request: dict[str, Any] | None) -> bool:
+    """Whether a shadow run is going on the station of the log in ``data``: a run open in the log (also
+    one a stopped station resumes at its start), or a start asked for that no run has taken up yet."""
+    from ..logbook import Store, shadow
 
-    store, _ = _store_and_log(args)
+    latest = None
+    if (data / "inspections.db").is_file():
+        store = Store(data)
+        try:
+            latest = shadow.latest_run(store)
+        finally:
+            store.close()
+    if latest is not None and latest["ended_at"] is None:
+        return True
+    taken_up = (latest["request_seq"] or 0) if latest is not None else 0
+    return request is not None and request["action"] == "start" and request["seq"] > taken_up
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    from ..modelstore import default_user, read_request, request_stop
+
+    store, data = _store_and_log(args)
+    if not going(data, read_request(store)):
+        print("no shadow run is going; nothing to stop")
+        return 0
     request = request_stop(store, args.user or default_user())
     print(f"stop asked for (request {request['seq']}); a running station ends its shadow run within seconds")
     return 0
@@ -91,7 +116,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(
         f"  shadowed {run['shadowed']}, skipped {skipped} (line busy {run['skipped_line']}, shadow busy "
         f"{run['skipped_shadow']}), disagreements {run['disagreements']}, agreement {agreement}"
-    )
+        + (f" of {run['judged']} compared ({run['unfamiliar']} unfamiliar to production, not compared)"
+           if run["unfamiliar"] else "")
+    )  # fmt: skip
     for c in run["checks"]:
         print(f"  check {c['name']}: {c['agree']} of {c['judged']} agree ({c['agreement']:.1%})")
     cost = run["cost"]
@@ -120,12 +147,20 @@ def add_parsers(model: argparse._SubParsersAction) -> None:
         return parser
 
     start = command("start", "ask the station to shadow a version, bounded by parts and/or hours", cmd_start)
-    start.add_argument("version", nargs="?", default="candidate", help="alias or version id (default: candidate)")
     start.add_argument(
-        "--parts", type=_count, default=200, help="end after this many shadowed parts (0: no bound; default 200)"
+        "version", nargs="?", default=None, help="alias or version id (default: model.shadow.version, candidate)"
     )
     start.add_argument(
-        "--hours", type=_hours, default=8.0, help="end this long after the start (0: no bound; default 8)"
+        "--parts",
+        type=_count,
+        default=None,
+        help="end after this many shadowed parts (0: no bound; default: model.shadow.parts, 200)",
+    )
+    start.add_argument(
+        "--hours",
+        type=_hours,
+        default=None,
+        help="end this long after the start (0: no bound; default: model.shadow.hours, 8)",
     )
     stop = command("stop", "end the shadow run the station has open", cmd_stop)
     for parser in (start, stop):

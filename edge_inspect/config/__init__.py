@@ -5,6 +5,7 @@ file:line and the key path.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from .devices import (
     ModelConfig,
     PLCConfig,
     PLCOptions,
+    ShadowSettings,
     SignalOverride,
     StorageConfig,
     SyntheticCamera,
@@ -180,11 +182,34 @@ def _type_hint(e: Mapping[str, Any]) -> str:
     return ""
 
 
+def _written(value: object) -> str:
+    """What a YAML value is, in a person's words (for a key that wants another kind of value)."""
+    if value is None:
+        return "an empty value"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int | float):
+        return f"the number {value}"
+    if isinstance(value, str):
+        return f"the text {value!r}"
+    if isinstance(value, list):
+        return "a list"
+    return f"a {type(value).__name__}"
+
+
+def _section_message(e: Mapping[str, Any]) -> str | None:
+    """A section (a set of keys) written as something else: pydantic names its internal class there
+    ("a valid dictionary or instance of GateConfig"); say what the key wants and what it got."""
+    if e["type"] not in ("model_type", "model_attributes_type", "dict_type"):
+        return None
+    return f"expected a section of keys (key: value lines, or {{key: value}}), not {_written(e.get('input'))}"
+
+
 def _problems(err: ValidationError, path: Path, root: yaml.Node | None, data: dict, prefix: tuple = ()) -> list[str]:
     problems = []
     for e in err.errors():
         loc = prefix + tuple(part for part in e["loc"] if part not in ("point", "count", "qa"))
-        message = e["msg"].removeprefix("Value error, ") + _type_hint(e)
+        message = _section_message(e) or e["msg"].removeprefix("Value error, ") + _type_hint(e)
         if e["type"] == "extra_forbidden":
             message = "unknown key" + suggestion(StationConfig, loc, data)
         cause = (e.get("ctx") or {}).get("error")
@@ -255,6 +280,7 @@ def config_from_bytes(raw: bytes, path: str | Path, bundle: str | Path | None = 
     except ValidationError as err:
         raise ConfigError(_problems(err, path, root, data)) from None
     config.model.bundle = str(_bundle_folder(config, path, root))
+    _check_shadow_version(config, path, root)
     return config, hashlib.sha256(raw).hexdigest()
 
 
@@ -274,6 +300,26 @@ def models_folder(storage: StorageConfig, path: Path) -> Path:
 
     folder = Path(storage.dir).expanduser()
     return (folder if folder.is_absolute() else path.resolve().parent / folder) / STORE_DIR
+
+
+def _check_shadow_version(config: StationConfig, path: Path, root: yaml.Node | None) -> None:
+    """``model.shadow.auto: true`` with a version id the model store does not hold is refused, as a
+    ``model.bundle`` id is: the station would wait for that version silently. Only where the store is
+    there to read (a file validated away from its station is not judged on a store it cannot see); an
+    alias (candidate) may name no version yet: the automatic run starts once one is added."""
+    from ..modelstore import ModelStore, ModelStoreError, looks_like_version
+
+    shadow = config.model.shadow
+    if not shadow.auto or not looks_like_version(shadow.version):
+        return
+    store = ModelStore(models_folder(config.storage, path))
+    if not store.versions_dir.is_dir() or not os.access(store.versions_dir, os.R_OK | os.X_OK):
+        return
+    try:
+        store.find(shadow.version)
+    except ModelStoreError as err:
+        line = _node_line(root, ("model", "shadow", "version"))
+        raise ConfigError([f"{path}:{line}: model.shadow.version: {err} (model.shadow.auto is true)"]) from None
 
 
 def _bundle_folder(config: StationConfig, path: Path, root: yaml.Node | None) -> Path:
@@ -337,12 +383,29 @@ def load_gate(path: str | Path) -> tuple[StorageConfig, Path, GateConfig, list[A
     return storage, folder, gate, recipes if isinstance(recipes, list) else []
 
 
+def load_shadow(path: str | Path) -> tuple[StorageConfig, Path, ShadowSettings]:
+    """What ``model shadow`` reads of a station file: ``storage`` (the model store and the log) and
+    ``model.shadow`` (the defaults of a run started by hand), even while ``model.bundle`` names an
+    alias no version has yet."""
+    storage, folder = load_storage(path)
+    path = Path(path)
+    root, data = parse(_read_file(path))  # load_storage has read it: it parses
+    model = data.get("model") if isinstance(data, dict) else None
+    section = model.get("shadow", {}) if isinstance(model, dict) else {}
+    try:
+        shadow = ShadowSettings.model_validate(section)
+    except ValidationError as err:
+        raise ConfigError(_problems(err, path, root, data, prefix=("model", "shadow"))) from None
+    return storage, folder, shadow
+
+
 __all__ = [
     "ConfigError",
     "StationConfig",
     "load_config",
     "load_storage",
     "load_gate",
+    "load_shadow",
     "GateConfig",
     "models_folder",
     "config_from_bytes",

@@ -15,6 +15,7 @@ import secrets
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 PERMISSIONS = {
@@ -26,10 +27,14 @@ PERMISSIONS = {
 
 _N, _R, _P = 2**14, 8, 1
 
+# The key derivation: hashlib.scrypt's signature (password, *, salt, n, r, p, dklen). A parameter of
+# the functions below so that a test can count or time the derivations without patching hashlib.
+Kdf = Callable[..., bytes]
 
-def hash_password(password: str, salt: bytes | None = None) -> str:
+
+def hash_password(password: str, salt: bytes | None = None, kdf: Kdf = hashlib.scrypt) -> str:
     salt = salt or secrets.token_bytes(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, n=_N, r=_R, p=_P, dklen=32)
+    digest = kdf(password.encode(), salt=salt, n=_N, r=_R, p=_P, dklen=32)
     return f"scrypt${_N}${_R}${_P}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
 
 
@@ -54,18 +59,18 @@ def parse_hash(stored: str) -> tuple[int, int, int, bytes, bytes]:
 _DUMMY_HASH = "scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
 
 
-def check_login(password: str, stored: str | None) -> bool:
+def check_login(password: str, stored: str | None, kdf: Kdf = hashlib.scrypt) -> bool:
     """verify_password, in the same time whether or not the user exists (``stored`` None)."""
-    ok = verify_password(password, stored or _DUMMY_HASH)
+    ok = verify_password(password, stored or _DUMMY_HASH, kdf)
     return ok and stored is not None
 
 
-def verify_password(password: str, stored: str) -> bool:
+def verify_password(password: str, stored: str, kdf: Kdf = hashlib.scrypt) -> bool:
     try:
         kind, n, r, p, salt, digest = stored.split("$")
         if kind != "scrypt":
             return False
-        actual = hashlib.scrypt(
+        actual = kdf(
             password.encode(),
             salt=base64.b64decode(salt),
             n=int(n),

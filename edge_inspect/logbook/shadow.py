@@ -33,6 +33,10 @@ class ShadowResult:
     waited_ms: float  # from production's result out to the shadow starting on the frame
     at: float = 0.0
     differing: list[str] = field(default_factory=list)  # "verdict" and the names of the checks that differ
+    # False: production's unfamiliar-frame guard flagged the frame, so production's verdict is the
+    # guard's, not its model's; the shadow's answer is logged, its agreement columns are NULL and the
+    # part counts in no agreement (summary: ``unfamiliar``)
+    compared: bool = True
 
     @property
     def agrees(self) -> bool:
@@ -102,24 +106,38 @@ def end_run(store: Store, run_id: int, reason: str, now: float, counts: dict[str
 def record(store: Store, result: ShadowResult, counts: dict[str, int]) -> None:
     """The shadow's verdict and checks, and its run's counts, in one transaction."""
     r = result
+
+    def flag(value: bool) -> int | None:  # NULL where the part is not compared
+        return int(value) if r.compared else None
+
     with store.transaction() as db:
         db.execute(
             "INSERT OR REPLACE INTO shadow_results (inspection_id, version, run_id, ts, ts_unix, verdict, error, "
             "verdict_agrees, agrees, differing, inspect_ms, cpu_ms, waited_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [r.inspection_id, r.version, r.run_id, utc_stamp(r.at), r.at, r.verdict, r.error, int(r.verdict_agrees),
-             int(r.agrees), ", ".join(r.differing), round(r.inspect_ms, 2), round(r.cpu_ms, 2), round(r.waited_ms, 2)],
+            [r.inspection_id, r.version, r.run_id, utc_stamp(r.at), r.at, r.verdict, r.error, flag(r.verdict_agrees),
+             flag(r.agrees), ", ".join(r.differing), round(r.inspect_ms, 2), round(r.cpu_ms, 2), round(r.waited_ms, 2)],
         )  # fmt: skip
         db.execute("DELETE FROM shadow_checks WHERE inspection_id = ? AND version = ?", [r.inspection_id, r.version])
         db.executemany(
             "INSERT INTO shadow_checks (inspection_id, version, idx, name, kind, status, reason, counted, answer, p_yes, "
             "margin, ms, points, agrees) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [(r.inspection_id, r.version, i, o.name, o.kind, o.status, o.reason, o.counted, o.answer, o.p_yes, o.margin,
-              round(o.ms, 2), json.dumps([[round(x, 4), round(y, 4)] for x, y in o.points]), int(agrees))
+              round(o.ms, 2), json.dumps([[round(x, 4), round(y, 4)] for x, y in o.points]), flag(agrees))
              for i, (o, agrees) in enumerate(zip(r.outcomes, r.agrees_by_check, strict=False))],
         )  # fmt: skip
         db.execute(
             f"UPDATE shadow_runs SET {', '.join(f'{k} = ?' for k in COUNTS)} WHERE id = ?",
             [counts[k] for k in COUNTS] + [r.run_id],
+        )
+
+
+def unfamiliar_count(store: Store, run_id: int) -> int:
+    """The parts of a run left out of its agreement: production's unfamiliar-frame guard judged them."""
+    with store.lock:
+        return int(
+            store.conn.execute(
+                "SELECT count(*) FROM shadow_results WHERE run_id = ? AND agrees IS NULL", [run_id]
+            ).fetchone()[0]
         )
 
 
@@ -139,15 +157,15 @@ def summary(store: Store, run_id: int, disagreements: int = 50) -> dict[str, Any
     if found is None:
         return None
     with store.lock:
-        checks = store.conn.execute(
-            "SELECT c.idx, c.name, count(*), sum(c.agrees) FROM shadow_checks c JOIN shadow_results r "
+        checks = store.conn.execute(  # count(agrees): the parts compared (unfamiliar ones hold NULL)
+            "SELECT c.idx, c.name, count(c.agrees), sum(c.agrees) FROM shadow_checks c JOIN shadow_results r "
             "ON r.inspection_id = c.inspection_id AND r.version = c.version WHERE r.run_id = ? GROUP BY c.idx, c.name "
             "ORDER BY c.idx",
             [run_id],
         ).fetchall()
-        judged, verdicts, agreeing = store.conn.execute(
-            "SELECT count(*), coalesce(sum(verdict_agrees), 0), coalesce(sum(agrees), 0) FROM shadow_results "
-            "WHERE run_id = ?",
+        judged, verdicts, agreeing, unfamiliar = store.conn.execute(
+            "SELECT count(agrees), coalesce(sum(verdict_agrees), 0), coalesce(sum(agrees), 0), "
+            "count(*) - count(agrees) FROM shadow_results WHERE run_id = ?",
             [run_id],
         ).fetchone()
         times = store.conn.execute(
@@ -173,12 +191,14 @@ def summary(store: Store, run_id: int, disagreements: int = 50) -> dict[str, Any
     )
     return {
         **found,
-        "judged": judged,
+        "judged": judged,  # the parts compared: shadowed, less those production's guard flagged
+        "unfamiliar": unfamiliar,
         "agreement": round(agreeing / judged, 4) if judged else None,
         "verdict_agreement": round(verdicts / judged, 4) if judged else None,
         "checks": [
             {"idx": idx, "name": name, "judged": n, "agree": int(agree or 0), "agreement": round((agree or 0) / n, 4)}
             for idx, name, n, agree in checks
+            if n
         ],
         "disagreement_list": listed,
         "cost": {

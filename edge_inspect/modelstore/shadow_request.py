@@ -48,7 +48,11 @@ def request_start(store: ModelStore, name: str, by: str, parts: int, hours: floa
     """Ask for a shadow run of the version ``name`` names (an alias or a version id), bounded by
     ``parts`` shadowed parts and ``hours`` (0: no bound; not both 0). ModelStoreError: one line."""
     if parts < 0 or hours < 0 or (parts == 0 and hours == 0):
-        raise ModelStoreError("a shadow run needs a bound: --parts or --hours above 0 (and neither below 0)")
+        raise ModelStoreError(
+            "a shadow run needs a bound",
+            cli=": --parts or --hours above 0 (and neither below 0)",
+            web=": parts or hours above 0 (and neither below 0)",
+        )
     version = store.find(name)
     production = store.aliases().get("production")
     if version.id == production:

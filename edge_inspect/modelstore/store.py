@@ -49,7 +49,13 @@ def manifest_parent(manifest: dict[str, Any]) -> str | None:
 
 
 class ModelStoreError(UserError):
-    """A model store operation refused: the message says why, in one line."""
+    """A model store operation refused: the message says why, in one line. Where it advises what to do,
+    the advice comes in two wordings: ``cli`` for the command line (``str(err)``, what edge-inspect
+    prints) and ``web`` for the setup page and the API (``err.web``)."""
+
+    def __init__(self, message: str, cli: str = "", web: str = ""):
+        super().__init__(message + cli)
+        self.web = message + web
 
 
 class GateRequired(ModelStoreError):
@@ -210,7 +216,9 @@ class ModelStore:
             target = self.aliases().get(name)
             if target is None:
                 raise ModelStoreError(
-                    f"no version is {name} in {self.folder} (edge-inspect model add BUNDLE --as {name}, or model promote)"
+                    f"no version is {name} in {self.folder}",
+                    cli=f" (edge-inspect model add BUNDLE --as {name}, or model promote)",
+                    web=f" (make one of the listed versions {name}; a new bundle is added on the appliance)",
                 )
             if not (self.versions_dir / target).is_dir():
                 raise ModelStoreError(f"{name} names version {target[:12]}, which is not in {self.versions_dir}")
@@ -221,7 +229,11 @@ class ModelStore:
             )
         matches = [v for v in self.versions() if v.id.startswith(name)]
         if not matches:
-            raise ModelStoreError(f"no model version {name} in {self.versions_dir} (edge-inspect model list)")
+            raise ModelStoreError(
+                f"no model version {name} in {self.versions_dir}",
+                cli=" (edge-inspect model list)",
+                web=" (the model versions page and GET /api/models list them)",
+            )
         if len(matches) > 1:
             raise ModelStoreError(f"{name} is the start of {len(matches)} versions' ids; give more digits")
         return matches[0]
@@ -328,14 +340,23 @@ class ModelStore:
     ) -> tuple[Version, str | None]:
         """Point alias ``to`` at the version ``name`` names; returns it and the version it replaced.
         ``require_gate`` (a person's promote: the CLI, the web): production only for a version whose
-        gate passed against the production it replaces, unless ``force``d, which the history keeps."""
+        gate passed against the production it replaces, unless ``force``d, which the history keeps.
+        A version the alias names already changes nothing and records nothing (returned as its own previous)."""
         with self.locked():
             version = self.find(name)
+            if to not in ALIASES:
+                raise ModelStoreError(f"{to!r} is not an alias: {' or '.join(ALIASES)}")
             state = self.state()
             previous = state["aliases"].get(to)
+            if previous == version.id:
+                return version, previous
             why_not = gate_problem(version, previous) if require_gate and to == "production" else None
             if why_not is not None and not force:
-                raise GateRequired(f"{why_not}: run edge-inspect model gate {version.short}, or promote with --force")
+                raise GateRequired(
+                    why_not,
+                    cli=f": run edge-inspect model gate {version.short}, or promote with --force",
+                    web=": run its gate (Run gate), or promote it anyway, confirming the override (force)",
+                )
             extra = {"forced": why_not} if why_not is not None else {}
             if require_gate and to == "production" and why_not is None and previous not in (None, version.id):
                 extra = {"gate": f"passed against {previous[:12]} at {version.info['gate']['at']}"}

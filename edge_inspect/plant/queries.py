@@ -255,7 +255,8 @@ def shadow_shown(shadow: object) -> str | None:
     if isinstance(last, dict):
         found = last.get("counts")
         counts = found if isinstance(found, dict) else {}
-        judged, differ = counts.get("shadowed") or 0, counts.get("disagreements") or 0
+        judged = (counts.get("shadowed") or 0) - (counts.get("unfamiliar") or 0)  # compared parts
+        differ = counts.get("disagreements") or 0
         agreed = f", agreement {100 * (judged - differ) / judged:.1f} % of {judged}" if judged else ""
         return f"shadow {last.get('version', '?')} ended ({last.get('reason', '')}){agreed}"
     return None

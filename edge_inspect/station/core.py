@@ -50,6 +50,7 @@ from .events import (
 )
 from .plc_cycle import PlcCycle
 from .review_sampling import DAY_S, ReviewSampler
+from .running import RunningMark
 from .unfamiliar import Guard
 
 if TYPE_CHECKING:
@@ -98,6 +99,7 @@ class Station:
         self.data_dir = data_dir = Path(s.dir) if Path(s.dir).is_absolute() else base_dir / s.dir
         self.store = Store(data_dir, s.save_pass_every, s.retention_days, s.max_disk_mb, s.min_free_mb, s.pending_max)
         self.guard = Guard(config.unfamiliar, data_dir)  # the unfamiliar-frame guard (station/unfamiliar.py)
+        self._running = RunningMark(data_dir)
         handshake = Handshake(result_buffer=config.plc.options.result_buffer)
         self.signal_map = config.plc.signal_map()
         link = make_link(self.signal_map, config.plc.link_settings()) if config.plc.enabled else None
@@ -556,6 +558,7 @@ class Station:
             self.camera.close()
             self.store.close()
             raise
+        self._running.hold()  # what `model reference` asks: a station runs on this storage folder
         self.handshake.set_online(True)
         if self.link is not None:
             self.plc.check_health()  # client mode with the PLC unreachable: online / ready stay low, retrying
@@ -589,3 +592,4 @@ class Station:
         for attachment in reversed(self._attachments):  # after Stopped: OPC UA clients see the state machine halted
             await attachment.stop()
         self.store.close()
+        self._running.release()

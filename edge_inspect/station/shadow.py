@@ -89,6 +89,7 @@ class Run:
     ms: deque = field(default_factory=lambda: deque(maxlen=200))  # the shadow's recent CPU time per part
     thread: threading.Thread | None = None
     ending: bool = False
+    unfamiliar: int = 0  # shadowed parts production's unfamiliar-frame guard flagged: in no agreement
 
     @property
     def outstanding(self) -> int:
@@ -97,16 +98,16 @@ class Run:
 
     def status(self) -> dict[str, Any]:
         c = self.counts
-        judged = c["shadowed"]
+        compared = c["shadowed"] - self.unfamiliar
         ordered = sorted(self.ms)
         return {
             "run": self.id, "version": self.version[:12], "started_at": self.started_at, "by": self.by,
             "parts": self.parts, "hours": self.hours,
             "ends_at": self.started_at + self.hours * 3600 if self.hours else None,
-            "shadowed": judged, "skipped": c["skipped_line"] + c["skipped_shadow"],
+            "shadowed": c["shadowed"], "skipped": c["skipped_line"] + c["skipped_shadow"],
             "skipped_line": c["skipped_line"], "skipped_shadow": c["skipped_shadow"],
-            "disagreements": c["disagreements"],
-            "agreement": round((judged - c["disagreements"]) / judged, 4) if judged else None,
+            "disagreements": c["disagreements"], "unfamiliar": self.unfamiliar,
+            "agreement": round((compared - c["disagreements"]) / compared, 4) if compared else None,
             "shadow_cpu_ms_p50": round(ordered[len(ordered) // 2], 1) if ordered else None,
             "scheduling": self.process.scheduling if self.process is not None else "",
         }  # fmt: skip
@@ -222,21 +223,28 @@ class Shadow:
                 done = []
 
     def _write(self, run: Run, done: list[tuple[Job, Judged, float]]) -> None:
-        """The shadow rows, then the disagreements into review (within the caps), in this thread."""
+        """The shadow rows, then the disagreements into review (within the caps), in this thread.
+
+        A part production's unfamiliar-frame guard flagged is logged but not compared: production's
+        verdict there is the guard's (ERROR, or a check failed as uncertain), not its model's, and the
+        shadow process runs no guard; counting it would make every such frame a disagreement."""
         for job, judged, waited_ms in done:
+            compared = not job.rec.unfamiliar
             verdict_agrees, by_check, differing = compare(job.rec, judged)
             result = shadow_log.ShadowResult(
                 inspection_id=job.inspection_id, version=run.version, run_id=run.id, verdict=judged.verdict,
                 error=judged.error, outcomes=judged.outcomes, agrees_by_check=by_check, verdict_agrees=verdict_agrees,
                 inspect_ms=judged.wall_ms, cpu_ms=judged.cpu_ms, waited_ms=waited_ms, at=time.time(),
-                differing=differing,
+                differing=differing if compared else [], compared=compared,
             )  # fmt: skip
+            disagrees = compared and not result.agrees
             run.counts["shadowed"] += 1
-            run.counts["disagreements"] += not result.agrees
+            run.counts["disagreements"] += disagrees
+            run.unfamiliar += not compared
             run.finished += 1
             try:
                 shadow_log.record(self.station.store, result, dict(run.counts))
-                if not result.agrees and self.station.sampler.choose_afterwards("shadow_disagreement", time.time()):
+                if disagrees and self.station.sampler.choose_afterwards("shadow_disagreement", time.time()):
                     reason = f"shadow_disagreement: {', '.join(differing)}"
                     self.station.store.sample_afterwards(job.inspection_id, job.rec, job.frame, reason)
             except Exception:  # a full disk must not stop the shadow's thread; the counts still tell
@@ -254,8 +262,10 @@ class Shadow:
         if latest is not None:
             self._seen_seq = max(self._seen_seq, latest["request_seq"] or 0)
             if latest["ended_at"] is not None:
+                unfamiliar = await asyncio.to_thread(shadow_log.unfamiliar_count, store, latest["id"])
                 self.ended = {"run": latest["id"], "version": latest["version"][:12], "reason": latest["end_reason"],
-                              "at": latest["ended_at"], "counts": {k: latest[k] for k in shadow_log.COUNTS}}  # fmt: skip
+                              "at": latest["ended_at"],
+                              "counts": {**{k: latest[k] for k in shadow_log.COUNTS}, "unfamiliar": unfamiliar}}  # fmt: skip
                 self.state = "ended"
         for stale in runs[:-1]:
             await asyncio.to_thread(shadow_log.end_run, store, stale["id"], "station restarted", time.time())
@@ -279,6 +289,7 @@ class Shadow:
         counts = {k: int(row[k] or 0) for k in shadow_log.COUNTS}
         run = Run(row["id"], row["version"], int(row["parts_bound"] or 0), float(row["hours_bound"] or 0),
                   row["started_at"], row["started_by"] or "", int(row["request_seq"] or 0), counts)  # fmt: skip
+        run.unfamiliar = await asyncio.to_thread(shadow_log.unfamiliar_count, self.station.store, run.id)
         log.info(
             "shadow run %d of %s resumes after a restart (%d parts so far)",
             run.id,
@@ -403,7 +414,7 @@ class Shadow:
         await asyncio.to_thread(shadow_log.end_run, self.station.store, run.id, reason, now, dict(run.counts))
         if self.run is run:
             self.run = None
-        self._note_end(run.id, run.version, reason, now, counts=dict(run.counts))
+        self._note_end(run.id, run.version, reason, now, counts={**run.counts, "unfamiliar": run.unfamiliar})
         log.info("shadow run %d of %s ended: %s", run.id, run.version[:12], reason)
 
     def _note_end(self, run_id: int, version: str, reason: str, at: float, state: str = "ended", counts=None) -> None:

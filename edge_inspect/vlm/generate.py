@@ -54,8 +54,16 @@ def _ms(start: float) -> float:
 class Engine:
     """Runs the three graphs of a bundle; no knowledge of stations or checks."""
 
-    def __init__(self, bundle: Bundle, backend: Backend, prompts: PromptBuilder):
+    def __init__(
+        self,
+        bundle: Bundle,
+        backend: Backend,
+        prompts: PromptBuilder,
+        agreement: step_decode.Agreement = step_decode.LOAD_CHECK,
+    ):
+        """``agreement``: the bounds of the load check of the decode-step graph (step_decode.py)."""
         self.bundle = bundle
+        self.agreement = agreement
         self.backend = backend
         self.prompts = prompts
         self.num_layers = bundle.text.num_layers
@@ -83,7 +91,7 @@ class Engine:
         if not step_decode.available(self.backend):
             return False
         try:
-            worst = step_decode.disagreement(self)
+            worst = step_decode.disagreement(self, bounds=self.agreement)
         except Exception as err:  # onnxruntime's own types: a graph with other inputs, an op it cannot run
             log.warning(
                 "%s: not used (%s); decoding with the decoder graph",

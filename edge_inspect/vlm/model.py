@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer
 
+from . import step_decode
 from .backends import DECODE_STEP_THREADS, OnnxRuntimeBackend, ProviderError
 from .bundle import Bundle, BundleError, load_bundle_files
 from .generate import EncodedImage, Engine
@@ -74,6 +75,7 @@ class VisionLanguageModel:
         step_threads: int = DECODE_STEP_THREADS,
         spin: bool | None = None,
         build_engines: bool = False,
+        agreement: step_decode.Agreement = step_decode.LOAD_CHECK,
     ):
         self.bundle = bundle
         try:
@@ -83,7 +85,7 @@ class VisionLanguageModel:
         self.tokenizer = tokenizer
         self.fallback_reason: str | None = None  # why native TensorRT was not used, when it was asked for
         self.backend = self._make_backend(backend, providers, threads, step_threads, spin, build_engines)
-        self.engine = Engine(bundle, self.backend, PromptBuilder(tokenizer, bundle.prompt))
+        self.engine = Engine(bundle, self.backend, PromptBuilder(tokenizer, bundle.prompt), agreement)
         self._vocabulary: Vocabulary | None = None
 
     @property
@@ -262,11 +264,13 @@ def load_bundle(
     step_threads: int = DECODE_STEP_THREADS,
     spin: bool | None = None,
     build_engines: bool = False,
+    agreement: step_decode.Agreement = step_decode.LOAD_CHECK,
 ) -> VisionLanguageModel:
     """Verify and load a model bundle. Raises ``BundleError`` with a one-line reason.
 
     ``backend``: "onnxruntime" (with ``providers``), "tensorrt" (the bundle's engines; refused with
-    a warning and replaced by ONNX Runtime when they do not fit this machine) or "auto"."""
+    a warning and replaced by ONNX Runtime when they do not fit this machine) or "auto".
+    ``agreement``: the bounds of the decode-step graph's load check (step_decode.LOAD_CHECK)."""
     return VisionLanguageModel(
         load_bundle_files(path),
         providers=providers,
@@ -275,4 +279,5 @@ def load_bundle(
         step_threads=step_threads,
         spin=spin,
         build_engines=build_engines,
+        agreement=agreement,
     )

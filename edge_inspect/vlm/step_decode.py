@@ -28,6 +28,7 @@ tokens.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Protocol, TypeGuard
 
@@ -70,15 +71,27 @@ QUANTIZED_AGREEMENT = 0.05
 MIXED_AGREEMENT = 0.10
 
 
-def allowed_difference(engine: Engine, scale: float) -> float:
-    """The load check's bound for this bundle: AGREEMENT when both graphs are fp32, else a share of
-    the largest output magnitude of the probe step (``scale``): QUANTIZED_AGREEMENT when both graphs
-    are quantized, MIXED_AGREEMENT when one of them is full precision."""
+@dataclass(frozen=True)
+class Agreement:
+    """The load check's bounds (above); the runtime uses LOAD_CHECK. quantize and tests may pass others."""
+
+    fp32: float = AGREEMENT
+    quantized: float = QUANTIZED_AGREEMENT
+    mixed: float = MIXED_AGREEMENT
+
+
+LOAD_CHECK = Agreement()
+
+
+def allowed_difference(engine: Engine, scale: float, bounds: Agreement = LOAD_CHECK) -> float:
+    """The load check's bound for this bundle: ``bounds.fp32`` when both graphs are fp32, else a share
+    of the largest output magnitude of the probe step (``scale``): ``bounds.quantized`` when both graphs
+    are quantized, ``bounds.mixed`` when one of them is full precision."""
     bundle = engine.bundle
     decoder, step = bundle.precision("decoder"), bundle.precision(STEP_GRAPH)
     if decoder == step == "fp32":
-        return AGREEMENT
-    share = MIXED_AGREEMENT if "fp32" in (decoder, step) else QUANTIZED_AGREEMENT
+        return bounds.fp32
+    share = bounds.mixed if "fp32" in (decoder, step) else bounds.quantized
     return share * max(scale, 1.0)
 
 
@@ -410,14 +423,16 @@ def difference_to_decoder(engine: Engine, seed: int = 0) -> tuple[float, float]:
 PROBE_SEEDS = 5  # random probe steps compared at load (and by quantize before it keeps a pair)
 
 
-def disagreement(engine: Engine, seeds: int = PROBE_SEEDS) -> tuple[float, float] | None:
+def disagreement(
+    engine: Engine, seeds: int = PROBE_SEEDS, bounds: Agreement = LOAD_CHECK
+) -> tuple[float, float] | None:
     """The load check on ``seeds`` random probe steps: None when every probe is within
     ``allowed_difference``, else the worst probe's (difference, allowed). More than one probe: a
     graph off by a little in one layer can stay within the bound on one probe and not on others."""
     worst: tuple[float, float] | None = None
     for seed in range(seeds):
         difference, scale = difference_to_decoder(engine, seed)
-        allowed = allowed_difference(engine, scale)
+        allowed = allowed_difference(engine, scale, bounds)
         if difference > allowed and (worst is None or difference / allowed > worst[0] / worst[1]):
             worst = (difference, allowed)
     return worst

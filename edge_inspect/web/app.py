@@ -8,6 +8,7 @@ import asyncio
 import logging
 import secrets
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,7 @@ from starlette.staticfiles import StaticFiles
 
 from ..config import StationConfig
 from ..errors import UserError
+from ..http.auth import check_login
 from ..http.handlers import Handler, handles
 from ..http.middleware import BodyLimit, SecurityHeaders, client_gone
 from ..http.server import server_config
@@ -92,8 +94,11 @@ def exception_handlers() -> dict[Any, Handler]:
     }
 
 
-def build_app(station: WebPort, config: StationConfig) -> Starlette:
-    """The web app for ``station``; subscribes its event stream and metrics to the station's events."""
+def build_app(
+    station: WebPort, config: StationConfig, password_check: Callable[[str, str | None], bool] = check_login
+) -> Starlette:
+    """The web app for ``station``; subscribes its event stream and metrics to the station's events.
+    ``password_check(password, stored hash or None)``: how a login's password is checked (in a worker thread)."""
     web = config.web
     secret = _secret_key(config, station.store.folder)
     ctx = WebContext(
@@ -101,6 +106,7 @@ def build_app(station: WebPort, config: StationConfig) -> Starlette:
         secret_key=secret,
         sessions=SessionStore(web.session_idle_min * 60, web.session_max_h * 3600),
         broadcaster=Broadcaster(asyncio.get_running_loop()),
+        password_check=password_check,
     )
     station.events.subscribe(ctx.cycles.on_event)
     station.events.subscribe(ctx.broadcaster.on_event)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import tzinfo
 from pathlib import Path
@@ -18,7 +19,7 @@ from starlette.templating import Jinja2Templates
 
 from ..config import StationConfig, WebUser
 from ..http.accounts import Accounts, LoginRefused, client_address
-from ..http.auth import User, allowed, csrf_ok
+from ..http.auth import User, allowed, check_login, csrf_ok
 from ..http.i18n import LABELS, pick_language, translate
 from ..http.layout import page_templates
 from ..http.sessions import Session, SessionStore
@@ -86,9 +87,11 @@ class WebContext:
     cycles: CycleHistogram = field(default_factory=CycleHistogram)
     gates: GateRuns = field(default_factory=GateRuns)
     broadcaster: Broadcaster = field(kw_only=True)  # made on the loop that serves the web
+    # check(password, stored hash or None): run in a worker thread for each login (http/accounts.py)
+    password_check: Callable[[str, str | None], bool] = field(default=check_login, kw_only=True)
 
     def __post_init__(self) -> None:
-        self.accounts = Accounts(lambda: self.users, self.sessions)
+        self.accounts = Accounts(lambda: self.users, self.sessions, check=self.password_check)
         self.tz = station_zone(self.config.station.timezone)
         env = self.templates.env
         env.filters["localtime"] = lambda value: display(value, self.tz)

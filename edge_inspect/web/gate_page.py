@@ -13,7 +13,7 @@ from starlette.routing import Route
 
 from ..modelstore import ModelStoreError
 from . import gate_svg
-from .context import BadRequest, web_context
+from .context import web_context
 from .models import _store
 from .setup import viewer
 
@@ -86,8 +86,10 @@ async def gate_page(request: Request) -> Response:
     name = request.path_params["version"]
     try:
         version = await ctx.run(store.find, name)
-    except ModelStoreError as err:
-        raise BadRequest(str(err)) from None
+    except ModelStoreError as err:  # a page, as the browser asked for one: the setup layout, 404, the reason
+        response = ctx.page(request, "setup_gate.html", version=None, asked=name[:64], missing=err.web, report=None)
+        response.status_code = 404
+        return response
     report = version.info.get("gate")
     return ctx.page(
         request, "setup_gate.html", version=version, has_file=ctx.station.keeper is not None,

@@ -31,9 +31,11 @@ class GateBody(Body):
 
 
 class ShadowBody(Body):
-    version: str = Field(default="candidate", min_length=1, max_length=64)
-    parts: int = Field(default=200, ge=0, le=10_000_000)
-    hours: float = Field(default=8.0, ge=0.0, le=24 * 365)
+    """What the body leaves out is the station's ``model.shadow`` (version, parts, hours)."""
+
+    version: str | None = Field(default=None, min_length=1, max_length=64)
+    parts: int | None = Field(default=None, ge=0, le=10_000_000)
+    hours: float | None = Field(default=None, ge=0.0, le=24 * 365)
 
 
 def _store(ctx: WebContext) -> ModelStore:
@@ -95,10 +97,14 @@ async def promote(request: Request) -> Response:
             lambda: store.promote(body.version, user.name, to=body.to, require_gate=True, force=body.force)
         )
     except GateRequired as err:
-        return JSONResponse({"error": str(err), "gate_required": True}, 409)
+        return JSONResponse({"error": err.web, "gate_required": True}, 409)
     except ModelStoreError as err:
-        return JSONResponse({"error": str(err)}, 409 if "not an alias" not in str(err) else 400)
-    return JSONResponse({"alias": body.to, "version": version.id, "previous": previous, "forced": body.force})
+        return JSONResponse({"error": err.web}, 409 if "not an alias" not in str(err) else 400)
+    unchanged = previous == version.id  # already that alias: nothing changed, nothing recorded
+    return JSONResponse(
+        {"alias": body.to, "version": version.id, "previous": previous, "forced": body.force and not unchanged}
+        | ({"unchanged": True} if unchanged else {})
+    )
 
 
 async def gate_status(request: Request) -> Response:
@@ -122,7 +128,7 @@ async def gate_start(request: Request) -> Response:
     except GateBusy as err:
         return JSONResponse({"error": str(err)}, 409)
     except ModelStoreError as err:
-        return JSONResponse({"error": str(err)}, 409)
+        return JSONResponse({"error": err.web}, 409)
     return JSONResponse({"started": version.id}, 202)
 
 
@@ -134,7 +140,7 @@ async def rollback(request: Request) -> Response:
     try:
         version, replaced = await ctx.run(store.rollback, user.name)
     except ModelStoreError as err:
-        return JSONResponse({"error": str(err)}, 409)
+        return JSONResponse({"error": err.web}, 409)
     return JSONResponse({"alias": "production", "version": version.id, "previous": replaced})
 
 
@@ -163,10 +169,14 @@ async def shadow_start(request: Request) -> Response:
     user = await ctx.require(request, "setup")
     body = parse(ShadowBody, await json_object(request))
     shadow = _shadow(ctx)
+    s = ctx.config.model.shadow
+    version = body.version if body.version is not None else s.version
+    parts = body.parts if body.parts is not None else s.parts
+    hours = body.hours if body.hours is not None else s.hours
     try:
-        asked = await ctx.run(lambda: request_start(shadow.models, body.version, user.name, body.parts, body.hours))
+        asked = await ctx.run(lambda: request_start(shadow.models, version, user.name, parts, hours))
     except ModelStoreError as err:
-        return JSONResponse({"error": str(err)}, 409)
+        return JSONResponse({"error": err.web}, 409)
     await shadow.check()  # at once, not at the next check: the answer says whether it runs
     return JSONResponse({"request": asked, "now": shadow.status()["shadow"]})
 
@@ -176,6 +186,8 @@ async def shadow_stop(request: Request) -> Response:
     user = await ctx.require(request, "setup")
     await json_object(request)
     shadow = _shadow(ctx)
+    if shadow.run is None and shadow.state != "starting":  # nothing to stop: nothing recorded
+        return JSONResponse({"request": None, "now": shadow.status()["shadow"], "nothing": "no shadow run is going"})
     asked = await ctx.run(lambda: request_stop(shadow.models, user.name))
     await shadow.check()
     return JSONResponse({"request": asked, "now": shadow.status()["shadow"]})

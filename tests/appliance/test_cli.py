@@ -78,6 +78,24 @@ def test_user_mistakes_are_one_line_and_exit_2(tmp_path):
         assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr, result.stderr
 
 
+def test_a_reader_that_stops_reading_ends_any_command_quietly(tmp_path):
+    """`edge-inspect model shadow status | head -1`: stdout's reader gone before the output is written
+    (the pipe's read end closed at once), the command ends without a traceback or an error line, with
+    the status a shell gives a command SIGPIPE ended."""
+    config = tmp_path / "station.yaml"
+    config.write_text(
+        "station: {name: s}\nmodel: {bundle: production}\nstorage: {dir: data}\n"
+        "recipes: [{number: 1, name: r, checks: [{name: l, kind: qa, question: 'Is it?', expect: 'yes'}]}]\n"
+    )
+    for args in (["model", "shadow", "status", "--config", str(config)], ["modbus", "map"]):
+        process = subprocess.Popen(
+            [sys.executable, "-m", "edge_inspect.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        process.stdout.close()
+        stderr = process.stderr.read().decode()
+        assert process.wait(timeout=120) == 141 and stderr == "", (args, stderr)
+
+
 def test_anything_else_is_a_bug_with_its_traceback_and_exit_1():
     """A ValueError that no user caused (here: made to happen inside a command) is not dressed up as a
     user mistake: its traceback and exit 1 (ValueError was mapped to a one-line exit 2 before)."""

@@ -127,3 +127,49 @@ def test_modules_of_the_schema_are_the_ones_walked():
     walked = _models(StationConfig)
     unwalked = {m for m in declared if not any(issubclass(w, m) for w in walked)}
     assert declared and not unwalked, unwalked
+
+
+def _sections(model: type[BaseModel], prefix: tuple = ()) -> list[tuple]:
+    """The keys of the schema whose value is a section of keys (not inside a list), as key paths."""
+    found = []
+    for name, field in model.model_fields.items():
+        kinds = {typing.get_origin(a) for a in (field.annotation, *typing.get_args(field.annotation))}
+        if kinds & {list, tuple, dict}:  # a list of sections, or a mapping
+            continue
+        models = [leaf for leaf in _leaves(field.annotation) if isinstance(leaf, type) and issubclass(leaf, BaseModel)]
+        if len(models) == 1:
+            key = prefix + (field.alias or name,)
+            found += [key, *_sections(models[0], key)]
+    return found
+
+
+def test_a_section_written_as_a_value_is_named_by_its_key_not_by_a_class(tmp_path: Path):
+    """`model: {gate: 5}`: one line naming the file, the line and the key and what it wants; the schema's
+    class names (GateConfig) are not the user's words. Every section of the schema, walked."""
+    import yaml
+
+    base = yaml.safe_load(BASE.replace("{bundle}", str(fake_bundle(tmp_path))))
+    keys = _sections(StationConfig)
+    assert {("model", "gate"), ("model", "shadow"), ("camera",), ("fleet", "tls")} <= set(keys)
+    classes = {m.__name__ for m in _models(StationConfig)}
+    path = tmp_path / "station.yaml"
+    for key in keys:
+        data = yaml.safe_load(yaml.safe_dump(base))
+        section = data
+        for part in key[:-1]:
+            section = section.setdefault(part, {})
+        section[key[-1]] = 5
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        with pytest.raises(ConfigError) as err:
+            load_config(path)
+        named = [p for p in err.value.problems if f": {'.'.join(key)}: " in p]
+        assert named and named[0].endswith(f"{'.'.join(key)}: expected a section of keys (key: value lines, or "
+                                           "{key: value}), not the number 5"), err.value.problems  # fmt: skip
+        assert not [p for p in err.value.problems if any(c in p for c in classes)], err.value.problems
+
+    text = BASE.replace("{bundle}", str(fake_bundle(tmp_path))).replace("model:\n", "model:\n  gate: 5\n")
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert err.value.problems == [f"{path}:6: model.gate: expected a section of keys (key: value lines, or "
+                                  "{key: value}), not the number 5"]  # fmt: skip

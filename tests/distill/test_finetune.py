@@ -47,26 +47,21 @@ def _images(path: Path) -> set[str]:
     return {json.loads(line)["image"] for line in path.open()}
 
 
-def test_a_fine_tune_mixes_replay_never_trains_on_the_holdout_and_records_its_lineage(
-    parent, export, tmp_path, monkeypatch
-):
-    from tools.distill import train as train_module
-    from tools.distill.train import TrainConfig, train
+def test_a_fine_tune_mixes_replay_never_trains_on_the_holdout_and_records_its_lineage(parent, export, tmp_path):
+    from tools.distill.train import TrainConfig, encode_record, train
     from tools.export.onnx_bundle import export_bundle
 
     encoded: list[str] = []
-    real_encode = train_module.encode_record
 
     def spy(rec, *args):
         encoded.append(str(rec.image_path.relative_to(export)) if rec.image_path else f"generated:{rec.seed}")
-        return real_encode(rec, *args)
+        return encode_record(rec, *args)
 
-    monkeypatch.setattr(train_module, "encode_record", spy)
     cfg = TrainConfig(
         out=str(tmp_path / "run"), shape="test", steps=4, batch=4, lr=1e-3, warmup=1, save_every=4, eval_every=1000,
         workers=0, init_from=str(parent), data=str(export), grounding=0.0,
     )  # fmt: skip
-    checkpoint = train(cfg)
+    checkpoint = train(cfg, encode=spy)
     encoded = encoded[: cfg.steps * cfg.batch]  # the loader made one batch more than was trained on
 
     reviewed = [e for e in encoded if not e.startswith("generated:")]

@@ -55,18 +55,13 @@ def test_lean_copy_of_a_traced_bundle_answers_the_same(traced_bundle, tmp_path):
         assert max(float(np.abs(x - y).max()) for x, y in zip(logits_a, logits_b, strict=True)) <= 1e-4
 
 
-def test_a_lean_graph_that_computes_otherwise_is_refused(traced_bundle, tmp_path, monkeypatch):
-    from tools.export import step_decoder
-
-    build = step_decoder.graph_from_spec
-
+def test_a_lean_graph_that_computes_otherwise_is_refused(traced_bundle, tmp_path):
     def off(spec, opset):
         spec.layers[0].k_norm = spec.layers[0].k_norm * 1.01
-        return build(spec, opset)
+        return lean_decoder.graph_from_spec(spec, opset)
 
-    monkeypatch.setattr(step_decoder, "graph_from_spec", off)
     with pytest.raises(CheckpointError, match="differs from the source one"):
-        lean_bundle(traced_bundle, tmp_path / "bad")
+        lean_bundle(traced_bundle, tmp_path / "bad", build_decoder=off)
     assert not (tmp_path / "bad").exists()
 
 

@@ -146,18 +146,17 @@ def test_quantize_without_onnx_ir_says_so_before_any_work(tiny_bundle, tmp_path,
     assert list(tmp_path.iterdir()) == []
 
 
-def test_int8_graphs_that_disagree_keep_the_decoder_graph_at_full_precision(tiny_bundle, tmp_path, monkeypatch, caplog):
+def test_int8_graphs_that_disagree_keep_the_decoder_graph_at_full_precision(tiny_bundle, tmp_path, caplog):
     """When the per-channel decoder graph and the block-wise step graph differ by more than the load
     check allows, the decoder graph stays fp32 (prefill and yes/no answers at full precision) and only
     the step graph is int8; quantize says so in one line and the runtime decodes with that pair."""
-    monkeypatch.setattr(step_decode, "QUANTIZED_AGREEMENT", 1e-9)  # no per-channel pair passes the check now
+    strict = step_decode.Agreement(quantized=1e-9)  # no per-channel pair passes the check now
     with caplog.at_level(logging.WARNING):
-        out = quantize_bundle(tiny_bundle, tmp_path / "int8", decoder="int8")
+        out = quantize_bundle(tiny_bundle, tmp_path / "int8", decoder="int8", agreement=strict)
     assert "per-channel int8 decoder graph and the block-wise step graph differ" in caplog.text
     assert "fp32 decoder graph instead" in caplog.text
     # one line from quantize; the runtime's warning about the staging folder is not passed on
     assert "decoding with the decoder graph" not in caplog.text and ".partial" not in caplog.text
-    monkeypatch.undo()
     assert "MatMulInteger" not in _ops(out / "decoder.onnx") and "MatMulNBits" not in _ops(out / "decoder.onnx")
     assert (out / "decoder.onnx").read_bytes() == (tiny_bundle / "decoder.onnx").read_bytes()
     assert (out / "decoder.weights").read_bytes() == (tiny_bundle / "decoder.weights").read_bytes()
@@ -177,14 +176,12 @@ def test_int8_graphs_that_disagree_keep_the_decoder_graph_at_full_precision(tiny
     assert np.array_equal(a, b)  # the prefill is the fp32 graph's
 
 
-def test_int8_graphs_that_still_disagree_are_both_written_block_wise(tiny_bundle, tmp_path, monkeypatch, caplog):
+def test_int8_graphs_that_still_disagree_are_both_written_block_wise(tiny_bundle, tmp_path, caplog):
     """The last resort: both graphs block-wise, which agree to float rounding."""
-    monkeypatch.setattr(step_decode, "QUANTIZED_AGREEMENT", 1e-9)
-    monkeypatch.setattr(step_decode, "MIXED_AGREEMENT", 1e-9)
+    strict = step_decode.Agreement(quantized=1e-9, mixed=1e-9)
     with caplog.at_level(logging.WARNING):
-        out = quantize_bundle(tiny_bundle, tmp_path / "int8", decoder="int8")
+        out = quantize_bundle(tiny_bundle, tmp_path / "int8", decoder="int8", agreement=strict)
     assert "block-wise int8 decoder graph instead" in caplog.text
-    monkeypatch.undo()
     assert "MatMulInteger" not in _ops(out / "decoder.onnx") and "MatMulNBits" in _ops(out / "decoder.onnx")
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["quantization"]["decoder_scheme"] == "MatMulNBits 8-bit, block 32, symmetric"
@@ -193,8 +190,7 @@ def test_int8_graphs_that_still_disagree_are_both_written_block_wise(tiny_bundle
     assert model.engine.step_graph and step_decode.difference_to_decoder(model.engine)[0] < 1e-4
 
 
-def test_failed_quantize_keeps_the_existing_bundle(tiny_bundle, tmp_path, monkeypatch):
-    from tools.export import quantize
+def test_failed_quantize_keeps_the_existing_bundle(tiny_bundle, tmp_path):
     from tools.molmo2.errors import CheckpointError
 
     good = Path(shutil.copytree(tiny_bundle, tmp_path / "good"))
@@ -204,9 +200,8 @@ def test_failed_quantize_keeps_the_existing_bundle(tiny_bundle, tmp_path, monkey
         dst.write_bytes(b"partial")
         raise CheckpointError(f"{dst}: simulated quantizer failure")
 
-    monkeypatch.setattr(quantize, "_decoder_nbits", broken)
     with pytest.raises(CheckpointError):
-        quantize_bundle(tiny_bundle, good, overwrite=True)
+        quantize_bundle(tiny_bundle, good, overwrite=True, nbits=broken)
     assert {p.name: p.read_bytes() for p in good.iterdir()} == before
     assert [p.name for p in tmp_path.iterdir()] == ["good"]
 

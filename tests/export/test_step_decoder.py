@@ -280,9 +280,7 @@ def test_worker_threads_sleep_between_kernels_unless_spinning_is_asked_for(tiny_
     assert answers[0] == answers[1]
 
 
-def test_int8_step_graph_beside_an_fp32_decoder_graph_is_checked_with_its_own_bound(
-    tiny_bundle, tmp_path, monkeypatch, caplog
-):
+def test_int8_step_graph_beside_an_fp32_decoder_graph_is_checked_with_its_own_bound(tiny_bundle, tmp_path, caplog):
     """quantize's second int8 form keeps the decoder graph fp32: the load check then allows the step
     graph's quantization error (MIXED_AGREEMENT of the outputs' size, on every probe seed), and still
     refuses a step graph that computes something else."""
@@ -290,9 +288,7 @@ def test_int8_step_graph_beside_an_fp32_decoder_graph_is_checked_with_its_own_bo
     from tools.export import quantize
     from tools.export.step_decoder import build_step_graph, spec_from_lean
 
-    monkeypatch.setattr(quantize, "INT8_FORMS", ("fp32", "same"))
-    mixed = quantize.quantize_bundle(tiny_bundle, tmp_path / "mixed", decoder="int8")
-    monkeypatch.undo()
+    mixed = quantize.quantize_bundle(tiny_bundle, tmp_path / "mixed", decoder="int8", int8_forms=("fp32", "same"))
     model = load_bundle(mixed)
     assert model.engine.step_graph and model.engine.bundle.precision("decoder") == "fp32"
     for seed in range(20):

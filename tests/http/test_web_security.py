@@ -62,40 +62,38 @@ def test_sessions_expire_when_idle_and_in_all():
     assert store.get(sid, now + 3601) is None
 
 
-def test_login_costs_one_scrypt_whether_or_not_the_user_exists(monkeypatch):
+def test_login_costs_one_scrypt_whether_or_not_the_user_exists():
     calls = []
-    real = hashlib.scrypt
 
     def counting(*args, **kwargs):
         calls.append(kwargs.get("n"))
-        return real(*args, **kwargs)
+        return hashlib.scrypt(*args, **kwargs)
 
-    monkeypatch.setattr(auth.hashlib, "scrypt", counting)
     stored = auth.hash_password("right")
-    calls.clear()
-    results = [auth.check_login("wrong", stored), auth.check_login("right", stored), auth.check_login("x", None)]
+    results = [auth.check_login(pw, s, kdf=counting) for pw, s in (("wrong", stored), ("right", stored), ("x", None))]
     assert results == [False, True, False]
     assert calls == [2**14] * 3  # same work, same parameters: the time does not tell whether a user exists
 
 
-def test_password_checks_run_off_the_event_loop(tmp_path, tiny_bundle, monkeypatch):
+def test_password_checks_run_off_the_event_loop(tmp_path, tiny_bundle):
     threads = []
-    real = hashlib.scrypt
 
     def recording(*args, **kwargs):
         threads.append(threading.current_thread().name)
-        return real(*args, **kwargs)
+        return hashlib.scrypt(*args, **kwargs)
+
+    def check(password, stored):  # the station's check, its key derivations recorded
+        return auth.check_login(password, stored, kdf=recording)
 
     async def scenario(station, client):
         loop_thread = threading.current_thread().name
-        monkeypatch.setattr(auth.hashlib, "scrypt", recording)
         await client.post("/login", data=await login_fields(client, "qa", "qa"))
         await client.post("/login", data=await login_fields(client, "nobody", "x"))
         client.cookies.clear()  # an API client with HTTP Basic, no session
         await client.get("/api/session", auth=("operator", "operator"))
         return loop_thread
 
-    loop_thread = run_api(tmp_path, tiny_bundle, scenario)
+    loop_thread = run_api(tmp_path, tiny_bundle, scenario, password_check=check)
     assert len(threads) == 3 and loop_thread not in threads, (loop_thread, threads)
 
 

@@ -165,6 +165,10 @@ def test_an_integrator_promotes_and_rolls_back_on_the_web_and_the_station_follow
         out["no_csrf"] = (await client.post("/api/models/promote", json={"version": b[:12]})).status_code
         out["bad_body"] = (await client.post("/api/models/promote", json={"version": 7}, headers=integrator)).json()
         out["ungated"] = await client.post("/api/models/promote", json={"version": b[:12]}, headers=integrator)
+        out["unknown"] = await client.post("/api/models/promote", json={"version": "deadbeef00"}, headers=integrator)
+        out["unbounded"] = await client.post(
+            "/api/models/shadow/start", json={"parts": 0, "hours": 0}, headers=integrator
+        )
         out["promote"] = (
             await client.post("/api/models/promote", json={"version": b[:12], "force": True}, headers=integrator)
         ).json()
@@ -181,9 +185,18 @@ def test_an_integrator_promotes_and_rolls_back_on_the_web_and_the_station_follow
     assert out["listing"] == 401 and out["operator"] == 403 and out["no_csrf"] == 403
     assert out["bad_body"]["error"].startswith("version:")
     assert out["ungated"].status_code == 409 and out["ungated"].json() == {
-        "error": f"version {b[:12]} has no gate result: run edge-inspect model gate {b[:12]}, or promote with --force",
+        "error": f"version {b[:12]} has no gate result: run its gate (Run gate), or promote it anyway, "
+        "confirming the override (force)",
         "gate_required": True,
-    }
+    }  # advice for the page and the API, not the command line's
+    assert out["unknown"].status_code == 409 and out["unknown"].json()["error"].endswith(
+        "(the model versions page and GET /api/models list them)"
+    )
+    assert (
+        out["unbounded"].json()["error"] == "a shadow run needs a bound: parts or hours above 0 (and neither below 0)"
+    )
+    for said in (out["ungated"], out["unknown"], out["unbounded"]):
+        assert "edge-inspect" not in said.json()["error"] and "--" not in said.json()["error"]
     assert out["promote"] == {"alias": "production", "version": b, "previous": a, "forced": True}
     assert out["after_promote"] == b and out["after_rollback"] == a
     listed = out["listed"]

@@ -139,3 +139,42 @@ def test_model_commands_refuse_a_bad_storage_section_and_a_missing_config(tmp_pa
         result.returncode == 2
         and result.stderr == f"edge-inspect: error: {tmp_path / 'nothing'}: not a bundle folder\n"
     )
+
+
+def test_an_automatic_shadow_of_a_version_the_store_does_not_hold_is_refused_naming_the_key(tmp_path, tiny_bundle):
+    held = ModelStore(tmp_path / "data" / "models").add(tiny_bundle, "u", alias="production").version.id
+    shadow = {"auto": True, "version": "deadbeef00"}
+    config = write_station(tmp_path, Path("production"), model={"shadow": shadow})
+    result = _cli("config", "validate", str(config), cwd=tmp_path)
+    assert result.returncode == 2 and result.stdout == "" and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(f"{config}:{_line(config, 'version')}: model.shadow.version: no model version "
+                                    "deadbeef00 in ")  # fmt: skip
+    assert result.stderr.rstrip().endswith("(model.shadow.auto is true)")
+
+    for fine in ({"auto": True, "version": held[:10]}, {"auto": True, "version": "candidate"},  # no candidate yet
+                 {"auto": False, "version": "deadbeef00"}):  # fmt: skip
+        config = write_station(tmp_path, Path("production"), model={"shadow": fine})
+        assert load_config(config)[0].model.shadow.version == fine["version"]
+
+    (tmp_path / "elsewhere").mkdir()
+    elsewhere = write_station(tmp_path / "elsewhere", tiny_bundle, model={"shadow": shadow})  # no store to read there
+    assert load_config(elsewhere)[0].model.shadow.version == "deadbeef00"
+
+
+def test_promoting_the_production_again_changes_nothing_and_records_nothing(tmp_path, tiny_bundle):
+    config = write_station(tmp_path, Path("production"), storage={"dir": "data"})
+    store = ModelStore(tmp_path / "data" / "models")
+    a = store.add(tiny_bundle, "u", alias="production").version.id
+    before = store.state()
+    for args in (["production"], [a[:10]], [a, "--force"]):
+        same = _cli("model", "promote", *args, "--user", "carol", "--config", str(config), cwd=tmp_path)
+        assert same.returncode == 0 and same.stderr == "", same.stderr
+        assert same.stdout == f"version {a} is already production; nothing changed\n"
+    assert store.state() == before  # no history entry, the aliases as they were
+    b = store.add(other_version(tiny_bundle, tmp_path / "b", "b"), "u", alias="candidate").version.id
+    again = _cli("model", "promote", b, "--to", "candidate", "--config", str(config), cwd=tmp_path)
+    assert again.stdout == f"version {b} is already candidate; nothing changed\n"
+    refused = _cli(
+        "model", "promote", "candidate", "--config", str(config), cwd=tmp_path
+    )  # a change still needs its gate
+    assert refused.returncode == 2 and "has no gate result" in refused.stderr

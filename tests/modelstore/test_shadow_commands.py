@@ -73,3 +73,73 @@ def test_start_status_stop_from_the_command_line_while_the_station_runs(tmp_path
     assert "production PASS, shadow FAIL; differs: verdict, label" in done.stdout
     report = json.loads(_cli("status", "--json", *where, cwd=tmp_path).stdout)
     assert report["request"]["action"] == "stop" and report["run"]["disagreements"] == 2
+
+
+def _request(tmp_path: Path) -> dict:
+    return json.loads((tmp_path / "data" / "models" / "shadow.json").read_text())
+
+
+def test_start_takes_what_it_is_not_told_from_model_shadow_in_the_station_file(tmp_path):
+    _, _, candidate = store_with_candidate(tmp_path / "data", tmp_path / "candidate")
+    shadow = {"version": candidate[:10], "parts": 37, "hours": 0.5}
+    config = write_station(
+        tmp_path, Path("production"), recipes=RECIPE, plc={"enabled": False}, storage={"dir": "data"},
+        model={"shadow": shadow},
+    )  # fmt: skip
+    where = ("--config", str(config))
+    assert _cli("start", *where, cwd=tmp_path).returncode == 0
+    assert {k: _request(tmp_path)[k] for k in ("version", "parts", "hours")} == {
+        "version": candidate, "parts": 37, "hours": 0.5}  # fmt: skip
+    started = _cli("start", "candidate", "--parts", "0", *where, cwd=tmp_path)
+    assert started.returncode == 0 and "ending after 0.5 hours" in started.stdout, started.stderr
+    assert (_request(tmp_path)["parts"], _request(tmp_path)["hours"]) == (0, 0.5)
+    assert _cli("start", "--hours", "2", *where, cwd=tmp_path).returncode == 0
+    assert (_request(tmp_path)["parts"], _request(tmp_path)["hours"]) == (37, 2.0)
+
+    config.write_text(config.read_text().replace("parts: 37", "parts: -1"))  # the file's mistake, with its line
+    line = next(i for i, t in enumerate(config.read_text().splitlines(), 1) if "parts: -1" in t)
+    bad = _cli("start", *where, cwd=tmp_path)
+    assert bad.returncode == 2 and bad.stderr.startswith(f"{config}:{line}: model.shadow.parts: "), bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_the_web_api_takes_what_the_body_leaves_out_from_model_shadow(tmp_path):
+    from ..support.web import USERS, login_headers, run_web
+
+    _, _, candidate = store_with_candidate(tmp_path / "data", tmp_path / "candidate")
+    path = write_station(
+        tmp_path, Path("production"), recipes=RECIPE, plc={"enabled": False}, storage={"dir": str(tmp_path / "data")},
+        model={"max_new_tokens": 8, "shadow": {"parts": 37, "hours": 0.5}},
+        web={"enabled": True, "open_view": True, "users": USERS},
+    )  # fmt: skip
+
+    async def scenario(station, client):
+        integrator = await login_headers(client, "integrator")
+        started = (await client.post("/api/models/shadow/start", json={}, headers=integrator)).json()
+        stopped = (await client.post("/api/models/shadow/stop", json={}, headers=integrator)).json()
+        nothing = (await client.post("/api/models/shadow/stop", json={}, headers=integrator)).json()
+        return started, stopped, nothing
+
+    started, stopped, nothing = run_web(path, scenario)
+    request = started["request"]
+    assert (request["version"], request["parts"], request["hours"]) == (candidate, 37, 0.5)
+    assert stopped["request"]["seq"] == 2 and stopped["now"]["last"]["reason"] == "stopped by integrator"
+    assert nothing["request"] is None and nothing["nothing"] == "no shadow run is going"  # and nothing recorded:
+    assert _request(tmp_path)["seq"] == 2
+
+
+def test_stop_with_no_run_going_says_so_and_records_nothing(tmp_path):
+    store_with_candidate(tmp_path / "data", tmp_path / "candidate")
+    config = write_station(
+        tmp_path, Path("production"), recipes=RECIPE, plc={"enabled": False}, storage={"dir": "data"}
+    )
+    where = ("--config", str(config))
+    nothing = _cli("stop", *where, cwd=tmp_path)
+    assert nothing.returncode == 0 and nothing.stdout == "no shadow run is going; nothing to stop\n", nothing.stderr
+    assert not (tmp_path / "data" / "models" / "shadow.json").exists()
+    assert _cli("start", "--parts", "5", *where, cwd=tmp_path).returncode == 0  # asked for; no station took it up
+    stopped = _cli("stop", *where, cwd=tmp_path)
+    assert stopped.returncode == 0 and stopped.stdout.startswith("stop asked for (request 2)")
+    assert _request(tmp_path)["action"] == "stop"  # the start is called off before a station begins it
+    again = _cli("stop", *where, cwd=tmp_path)
+    assert again.stdout == "no shadow run is going; nothing to stop\n" and _request(tmp_path)["seq"] == 2

@@ -217,3 +217,56 @@ def test_the_config_starts_a_shadow_once_per_version_and_hours_end_it(tmp_path):
     assert _rows(tmp_path / "data", "SELECT version, started_by, end_reason FROM shadow_runs") == [
         (candidate, "config (model.shadow.auto)", "0.001 hours passed")
     ]
+
+
+def test_parts_production_s_guard_flagged_are_logged_but_left_out_of_agreement(tmp_path):
+    """A covered lens: production's unfamiliar-frame guard turns the part to ERROR, the shadow (no guard)
+    answers as a model does. Those parts count as unfamiliar, not as disagreements; normal parts compare."""
+    import cv2
+
+    from edge_inspect.camera.sources import SyntheticSource
+    from edge_inspect.cli import main
+    from edge_inspect.sim.foreign import covered
+
+    store_with_candidate(tmp_path / "data", tmp_path / "candidate", swap_yes_no=False)  # answers as production
+    source = SyntheticSource(seed=7, defect_rate=0.0)
+    normal, line = tmp_path / "normal", tmp_path / "line"
+    normal.mkdir()
+    line.mkdir()
+    for i in range(30):
+        cv2.imwrite(str(normal / f"frame-{i:02d}.png"), source.read())
+    for i in range(4):  # the line: normal, covered, normal, covered
+        frame = source.read()
+        cv2.imwrite(str(line / f"frame-{i}.png"), covered(i, frame, "black") if i % 2 else frame)
+    config = write_station(
+        tmp_path, Path("production"), model={"max_new_tokens": 24}, recipes=RECIPE, plc={"enabled": False},
+        camera={"source": "folder", "path": str(line)}, storage={"save_pass_every": 0},
+    )  # fmt: skip
+    assert main(["model", "reference", "--config", str(config), "--folder", str(normal), "--frames", "30"]) == 0
+
+    async def scenario(station):
+        request_start(station.shadow.models, "candidate", "qa", 0, 1)
+        await station.shadow.check()
+        run = station.shadow.run
+        verdicts = []
+        for _ in range(4):
+            rec, _ = await station.inspect(1)
+            verdicts.append((rec.verdict.name, rec.unfamiliar))
+            await async_wait_until(lambda: run.outstanding == 0, 60, "the shadow's verdict")
+        return verdicts, station.status()["shadow"]
+
+    verdicts, now = asyncio.run(run_station(config, scenario))
+    assert [u for _, u in verdicts] == [False, True, False, True]
+    assert verdicts[1][0] == verdicts[3][0] == "ERROR"
+    assert (now["shadowed"], now["unfamiliar"], now["disagreements"], now["agreement"]) == (4, 2, 0, 1.0)
+    rows = _rows(
+        tmp_path / "data",
+        "SELECT verdict, agrees, verdict_agrees, differing FROM shadow_results ORDER BY inspection_id",
+    )
+    assert [r[1] for r in rows] == [1, None, 1, None] and rows[1][0] != "ERROR"  # the shadow's own answer, kept
+    assert _rows(tmp_path / "data", "SELECT count(*) FROM inspections WHERE review_reason LIKE 'shadow%'") == [(0,)]
+    from edge_inspect.commands.shadow_command import status
+
+    run = status(tmp_path / "data", None)["run"]
+    assert (run["judged"], run["unfamiliar"], run["agreement"], run["disagreement_list"]) == (2, 2, 1.0, [])
+    assert [(c["name"], c["judged"], c["agree"]) for c in run["checks"]] == [("surface", 2, 2), ("label", 2, 2)]

@@ -162,3 +162,34 @@ def test_a_version_without_a_reference_gets_one_from_the_kept_frames(commissione
     built, original = references.load(written[0]), references.load(kept / model.sha256 / "recipe-1.npz")
     assert built.meta["source"] == "kept commissioning frames" and built.meta["frames"] == 40
     assert built.views["frame"].threshold == pytest.approx(original.views["frame"].threshold, rel=1e-6)
+
+
+def test_reference_warns_of_a_running_station_and_of_few_frames_in_one_line_each(tmp_path, capsys):
+    path = station_file(tmp_path)
+    data = tmp_path / "data"
+
+    async def scenario(station):
+        await station.inspect(1)
+        return await asyncio.to_thread(main, ["model", "reference", "--config", str(path), "--frames", "30"])
+
+    assert asyncio.run(run_station(path, scenario)) == 0  # a warning is not an error
+    warned = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert warned == [
+        f"edge-inspect: warning: a station is running on {data}: grabbing competes with it for its camera "
+        "(stop it, or use --folder or --kept)",
+        "edge-inspect: warning: 30 frames: a reference from fewer than 100 gives an unsteady threshold (more false "
+        "alarms, or misses); 200 or more are advised",
+    ]
+    assert main(["model", "reference", "--config", str(path), "--kept"]) == 0  # the station has stopped since
+    assert [line for line in capsys.readouterr().err.splitlines() if "warning" in line] == [warned[1]]
+
+
+def test_the_running_mark_is_the_station_s_while_it_holds_it(tmp_path):
+    from edge_inspect.station.running import RunningMark, station_running
+
+    assert not station_running(tmp_path)  # no mark at all
+    mark = RunningMark(tmp_path)
+    mark.hold()
+    assert station_running(tmp_path) and station_running(tmp_path)  # asking takes nothing away
+    mark.release()
+    assert not station_running(tmp_path) and (tmp_path / "station.lock").is_file()

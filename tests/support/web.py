@@ -26,15 +26,16 @@ RECIPES = [
 ]  # fmt: skip
 
 
-def run_web(path: Path, scenario, with_file: bool = False):
+def run_web(path: Path, scenario, with_file: bool = False, **app_options):
     """Start the station of ``path`` with its web app; ``scenario(station, client[, path])`` runs against it.
-    ``with_file``: started from the file (config versions, setup saves) and the scenario gets the path."""
+    ``with_file``: started from the file (config versions, setup saves) and the scenario gets the path.
+    ``app_options``: passed to build_app (e.g. ``password_check``)."""
 
     async def main():
         config, sha = load_config(path)
         station = build_station(config, sha, path.parent, config_path=path if with_file else None)
         await station.start()
-        transport = httpx.ASGITransport(app=build_app(station, config))
+        transport = httpx.ASGITransport(app=build_app(station, config, **app_options))
         try:
             async with httpx.AsyncClient(transport=transport, base_url="http://station") as client:
                 return await (scenario(station, client, path) if with_file else scenario(station, client))
@@ -44,8 +45,8 @@ def run_web(path: Path, scenario, with_file: bool = False):
     return asyncio.run(main())
 
 
-def run_api(tmp_path, bundle, scenario, open_view=True):
-    """The REST API's station: RECIPES, no PLC, the three users."""
+def run_api(tmp_path, bundle, scenario, open_view=True, **app_options):
+    """The REST API's station: RECIPES, no PLC, the three users; ``app_options`` go to build_app."""
     path = write_station(
         tmp_path,
         bundle,
@@ -53,7 +54,7 @@ def run_api(tmp_path, bundle, scenario, open_view=True):
         plc={"enabled": False},
         web={"enabled": True, "open_view": open_view, "users": USERS},
     )
-    return run_web(path, scenario)
+    return run_web(path, scenario, **app_options)
 
 
 def run_setup(tmp_path, scenario, **sections):

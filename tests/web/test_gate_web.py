@@ -91,3 +91,27 @@ def test_an_integrator_gates_a_version_while_the_line_keeps_inspecting(tmp_path)
     history = ModelStore(tmp_path / "data" / "models").state()["history"]
     assert history[-1]["forced"].startswith(f"version {worse[:12]} failed its gate")
     assert history[-2]["action"] == "gate" and history[-2]["by"] == "integrator"
+
+
+def test_the_gate_page_of_a_version_the_store_does_not_hold_is_a_page_that_says_so_with_404(tmp_path):
+    store = ModelStore(tmp_path / "data" / "models")
+    production = store.add(DEMO_STUDENT, "commissioning", alias="production").version.id
+    path = write_station(
+        tmp_path, Path("production"), model={"max_new_tokens": 8}, plc={"enabled": False},
+        web={"enabled": True, "open_view": True, "users": USERS},
+    )  # fmt: skip
+
+    async def scenario(station, client):
+        await login_headers(client, "integrator")
+        return [await client.get(f"/setup/models/gate/{name}") for name in ("deadbeef00", "candidate", production[:12])]
+
+    unknown, no_candidate, known = run_web(path, scenario)
+    for page in (unknown, no_candidate):
+        assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")
+        assert '<a href="/setup/models">' in page.text and 'id="gate-missing"' in page.text  # the setup layout
+        assert "edge-inspect" not in page.text.split('id="gate-missing"')[1].split("</p>")[0]
+    assert "No such model version here: no model version deadbeef00 in " in unknown.text
+    assert "(the model versions page and GET /api/models list them)" in unknown.text
+    assert "<code>deadbeef00</code>" in unknown.text
+    assert "No such model version here: no version is candidate in " in no_candidate.text
+    assert known.status_code == 200 and "has no gate result yet" in known.text

@@ -69,6 +69,9 @@ class TrainConfig:
     corrected_weight: float = DEFAULT_CORRECTED_WEIGHT  # a corrected reviewed record against a confirmed one
 
 
+Encoder = Callable[[Record, ImageSettings, PromptBuilder, int], dict[str, np.ndarray]]  # encode_record's signature
+
+
 def encode_record(rec: Record, settings: ImageSettings, builder: PromptBuilder, eos_id: int) -> dict[str, np.ndarray]:
     rgb = rec.rgb()
     inputs = preprocess(rgb, settings)
@@ -133,10 +136,11 @@ class RecordSource(torch.utils.data.Dataset):
         defect_counts: tuple[int, ...] | None = None,
         mix: Mix | None = None,
         defect_kinds: tuple[str, ...] | None = None,
+        encode: Encoder = encode_record,
     ):
         self.records, self.settings, self.builder, self.eos_id, self.seed = records, settings, builder, eos_id, seed
         self.task_weights, self.augment, self.defect_counts, self.mix = task_weights, augment, defect_counts, mix
-        self.defect_kinds = defect_kinds
+        self.defect_kinds, self.encode = defect_kinds, encode
 
     def __len__(self) -> int:
         return 1 << 30
@@ -156,7 +160,7 @@ class RecordSource(torch.utils.data.Dataset):
             epoch, k = divmod(index, len(self.records))
             order = np.random.default_rng(self.seed + epoch).permutation(len(self.records))
             rec = self.records[order[k]]
-        return encode_record(rec, self.settings, self.builder, self.eos_id)
+        return self.encode(rec, self.settings, self.builder, self.eos_id)
 
 
 def native_bf16() -> bool:
@@ -191,7 +195,11 @@ def _start_from_bundle(model: torch.nn.Module, tok, bundle: Path) -> None:
     print(f"weights from {bundle} (re-export identical); the grounding head starts fresh")
 
 
-def train(cfg: TrainConfig, resume: bool = False, evaluate_fn: Callable | None = None) -> Path:
+def train(
+    cfg: TrainConfig, resume: bool = False, evaluate_fn: Callable | None = None, encode: Encoder = encode_record
+) -> Path:
+    """Train (or resume) the run ``cfg`` describes; returns its checkpoint folder. ``encode``: turns each
+    drawn record into the model's inputs (encode_record; a test wraps it to see what was drawn)."""
     out = Path(cfg.out)
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
@@ -251,7 +259,7 @@ def train(cfg: TrainConfig, resume: bool = False, evaluate_fn: Callable | None =
 
     source = RecordSource(
         records, settings, builder, eos_id, cfg.seed, cfg.task_weights, cfg.augment, cfg.defect_counts, mix,
-        cfg.defect_kinds,
+        cfg.defect_kinds, encode,
     )  # fmt: skip
     lineage = {
         "parent": parent_of(cfg.init_from), **data_lineage, "steps": cfg.steps, "batch": cfg.batch, "lr": cfg.lr,

@@ -12,17 +12,20 @@ from edge_inspect.vlm.bundle import MANIFEST, load_bundle_files, sha256_file
 from edge_inspect.vlm.manifest import parse_manifest
 from tools.molmo2.errors import CheckpointError
 
-from .lean_decoder import TOLERANCE, LeanUnsupported, max_difference, spec_from_traced
+from .lean_decoder import TOLERANCE, LeanUnsupported, graph_from_spec, max_difference, spec_from_traced
 from .onnx_bundle import file_entries, graph_io
 from .staging import check_target, staged_folder
-from .step_decoder import STEP_FILE, WEIGHTS_FILE, spec_from_lean, write_decoders
+from .step_decoder import STEP_FILE, WEIGHTS_FILE, DecoderBuilder, spec_from_lean, write_decoders
 
 
-def lean_bundle(src: str | Path, out: str | Path, overwrite: bool = False) -> tuple[Path, float]:
+def lean_bundle(
+    src: str | Path, out: str | Path, overwrite: bool = False, build_decoder: DecoderBuilder = graph_from_spec
+) -> tuple[Path, float]:
     """A copy of fp32 bundle ``src`` with the lean decoder graph and, beside it, the decode-step
     graph (step_decoder.py), both checked before the copy takes ``out``'s place: the lean graph
     computes the source decoder's outputs (≤ TOLERANCE), the step graph the lean graph's. The source
-    may have a traced decoder (exported before the lean graph) or a lean one without a step graph."""
+    may have a traced decoder (exported before the lean graph) or a lean one without a step graph.
+    ``build_decoder(spec, opset)``: writes the lean graph (lean_decoder.graph_from_spec)."""
     src, out = Path(src), Path(out)
     bundle = load_bundle_files(src)
     manifest = bundle.manifest
@@ -45,7 +48,9 @@ def lean_bundle(src: str | Path, out: str | Path, overwrite: bool = False) -> tu
         for name in bundle.info.files:
             if name not in decoder_files:
                 shutil.copyfile(src / name, tmp / name)
-        step_difference = write_decoders(spec, tmp, int(manifest.get("opset", 18)), bundle.text.max_positions)
+        step_difference = write_decoders(
+            spec, tmp, int(manifest.get("opset", 18)), bundle.text.max_positions, build_decoder
+        )
         difference = max_difference(source_decoder, tmp / "decoder.onnx")
         if difference > TOLERANCE:
             raise CheckpointError(

@@ -7,6 +7,7 @@ import logging
 import shutil
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -212,11 +213,18 @@ def build_manifest(info: CheckpointInfo, out: Path, model: Molmo2ForConditionalG
     )
 
 
-def export_bundle(checkpoint: str | Path, out: str | Path, overwrite: bool = False, lean: bool = True) -> Path:
+def export_bundle(
+    checkpoint: str | Path,
+    out: str | Path,
+    overwrite: bool = False,
+    lean: bool = True,
+    write_graphs: Callable[..., None] = export_graphs,
+) -> Path:
     """Export ``checkpoint`` to a bundle folder ``out`` and return it.
 
     Every check that needs no weights runs first (CheckpointError naming the file); the bundle is
-    written beside ``out`` and renamed into place only when complete."""
+    written beside ``out`` and renamed into place only when complete. ``write_graphs(model, folder,
+    lean=…)`` writes the graphs into the staging folder (export_graphs; a test passes one that fails)."""
     checkpoint, out = Path(checkpoint), Path(out)
     check_target(out, overwrite)
     info = inspect_checkpoint(checkpoint)
@@ -224,7 +232,7 @@ def export_bundle(checkpoint: str | Path, out: str | Path, overwrite: bool = Fal
     log.info("exporting %s (%.1f M parameters) to %s", checkpoint, info.parameters / 1e6, out)
     with staged_folder(out, overwrite) as tmp:
         shutil.copyfile(checkpoint / "tokenizer.json", tmp / "tokenizer.json")
-        export_graphs(model, tmp, lean=lean)
+        write_graphs(model, tmp, lean=lean)
         manifest = build_manifest(info, tmp, model)
         lineage = checkpoint / LINEAGE_FILE  # written by a training run (tools/distill): its parent and data
         if lineage.is_file():

@@ -27,6 +27,7 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -43,6 +44,7 @@ from edge_inspect.camera.images import images_in
 from edge_inspect.vlm.bundle import MANIFEST, load_bundle_files, sha256_file
 from edge_inspect.vlm.manifest import STEP_GRAPH, parse_manifest
 from edge_inspect.vlm.preprocess import preprocess
+from edge_inspect.vlm.step_decode import LOAD_CHECK, Agreement
 from tools.molmo2.errors import CheckpointError
 
 from .onnx_bundle import file_entries
@@ -158,6 +160,12 @@ def _decoder_nbits(src: Path, dst: Path, kept: list[str], bits: int = 4, block: 
     onnx.save_model(quantizer.model.model, str(dst))
 
 
+class NBitsWriter(Protocol):
+    """Writes a block-wise quantized copy of graph ``src`` to ``dst`` (_decoder_nbits)."""
+
+    def __call__(self, src: Path, dst: Path, kept: list[str], bits: int = 4, block: int = 32) -> None: ...
+
+
 def _decoder_int8_rows(src: Path, dst: Path, nodes: list[str]) -> None:
     """Per-channel int8 weights for the MatMuls ``nodes``, activations quantized per run: the
     fastest int8 prefill on CPUs with VNNI/AMX.
@@ -182,7 +190,13 @@ def _decoder_int8_rows(src: Path, dst: Path, nodes: list[str]) -> None:
 
 
 def _quantize_step_graph(
-    src: Path, tmp: Path, graphs: dict, decoder: str, keep: list[str], share: bool = True
+    src: Path,
+    tmp: Path,
+    graphs: dict,
+    decoder: str,
+    keep: list[str],
+    share: bool = True,
+    nbits: NBitsWriter = _decoder_nbits,
 ) -> str | None:
     """The decode-step graph follows the decoder: int8 and int4 become block-wise MatMulNBits (the
     fastest int8 form on CPU for one row), fp32 stays; fp16 bundles are for GPUs, where the step
@@ -197,7 +211,7 @@ def _quantize_step_graph(
         return None
     bits = NBITS[decoder]
     _, kept = _matmul_nodes(src / name, keep)
-    _decoder_nbits(src / name, tmp / name, kept, bits=bits)
+    nbits(src / name, tmp / name, kept, bits=bits)
     if share:
         _share_quantized_weights(tmp, graphs["decoder"]["file"], name)
     graphs[STEP_GRAPH]["precision"] = decoder
@@ -261,6 +275,7 @@ def _write_decoders(
     keep: list[str],
     calib_files: list[Path],
     form: str,
+    nbits: NBitsWriter = _decoder_nbits,
 ) -> dict:
     """Quantize the decoder graph (and the step graph after it) into ``tmp`` and write the manifest.
     ``form``: how the decoder graph is written — "rows" (int8 per channel), "fp32" (left at full
@@ -272,7 +287,7 @@ def _write_decoders(
     if form == "rows":
         _decoder_int8_rows(src / "decoder.onnx", tmp / "decoder.onnx", quantized)
     elif form == "same" and decoder in NBITS:
-        _decoder_nbits(src / "decoder.onnx", tmp / "decoder.onnx", kept, bits=NBITS[decoder])
+        nbits(src / "decoder.onnx", tmp / "decoder.onnx", kept, bits=NBITS[decoder])
     elif form == "same" and decoder == "fp16":
         _fp16(src / "decoder.onnx", tmp / "decoder.onnx", kept)
     graph_precision = "fp32" if form == "fp32" else decoder
@@ -285,7 +300,7 @@ def _write_decoders(
     )
 
     manifest = dict(source_manifest, graphs={k: dict(v) for k, v in source_manifest["graphs"].items()})
-    step_scheme = _quantize_step_graph(src, tmp, manifest["graphs"], decoder, keep, share=form == "same")
+    step_scheme = _quantize_step_graph(src, tmp, manifest["graphs"], decoder, keep, share=form == "same", nbits=nbits)
     _drop_unreferenced_data(tmp)
     manifest["graphs"]["vision"]["precision"] = vision
     manifest["graphs"]["decoder"]["precision"] = graph_precision
@@ -302,11 +317,11 @@ def _write_decoders(
     return manifest
 
 
-def _step_graph_disagreement(folder: Path) -> tuple[float, float] | None:
-    """The runtime's load check (decoder graph vs step graph on its probe steps): None when every
-    probe passes, else the worst (difference, allowed). Loading runs the check; the probes run again
-    only where it refused the pair, for the figures. The runtime's own warning about the staging
-    folder is held back: the caller decides what to write and says so."""
+def _step_graph_disagreement(folder: Path, agreement: Agreement = LOAD_CHECK) -> tuple[float, float] | None:
+    """The runtime's load check (decoder graph vs step graph on its probe steps, within ``agreement``):
+    None when every probe passes, else the worst (difference, allowed). Loading runs the check; the
+    probes run again only where it refused the pair, for the figures. The runtime's own warning about
+    the staging folder is held back: the caller decides what to write and says so."""
     from edge_inspect.vlm import load_bundle
     from edge_inspect.vlm.step_decode import disagreement
 
@@ -314,10 +329,10 @@ def _step_graph_disagreement(folder: Path) -> tuple[float, float] | None:
     level = runtime_log.level
     runtime_log.setLevel(logging.ERROR)
     try:
-        engine = load_bundle(folder).engine
+        engine = load_bundle(folder, agreement=agreement).engine
     finally:
         runtime_log.setLevel(level)
-    return None if engine.step_graph else disagreement(engine)
+    return None if engine.step_graph else disagreement(engine, bounds=agreement)
 
 
 def quantize_bundle(
@@ -328,10 +343,17 @@ def quantize_bundle(
     calibration: str | Path | None = None,
     keep: list[str] | None = None,
     overwrite: bool = False,
+    int8_forms: tuple[str, ...] = INT8_FORMS,
+    agreement: Agreement = LOAD_CHECK,
+    nbits: NBitsWriter = _decoder_nbits,
 ) -> Path:
     """Write a quantized copy of bundle ``src`` to ``out``. ``keep``: regexes of decoder node names
     kept at full precision (default: the LM head, whose margins decide yes/no and argmax).
-    Everything the user gives is checked before any work; ``out`` appears only when complete."""
+    Everything the user gives is checked before any work; ``out`` appears only when complete.
+
+    How, with the toolchain's choices as defaults (tests pass others): ``int8_forms``, the decoder
+    graph's int8 forms tried in turn (of FORM_NAMES); ``agreement``, the bounds the pair must keep
+    (the runtime's load check); ``nbits``, the block-wise quantizer."""
     src, out = Path(src), Path(out)
     for graph, precision in (("vision", vision), ("decoder", decoder)):
         if precision not in PRECISIONS[graph]:
@@ -353,6 +375,8 @@ def quantize_bundle(
         calib_files = calibration_images(Path(calibration))
     elif calibration is not None:
         log.warning("--calibration is used only with --vision int8; ignored")
+    if not int8_forms or set(int8_forms) - set(FORM_NAMES):
+        raise ValueError(f"int8_forms {int8_forms!r}: one or more of {', '.join(FORM_NAMES)}")
     _onnx_quantizer_ready(decoder)
     for pattern in keep if decoder != "fp32" else ():
         if not _matmul_nodes(src / "decoder.onnx", [pattern])[1]:
@@ -371,10 +395,10 @@ def quantize_bundle(
             _fp16(src / "vision.onnx", tmp / "vision.onnx", [])
 
         # int8 with a step graph: each graph in its fastest form, kept only if the two agree (see top)
-        forms = INT8_FORMS if decoder == "int8" and STEP_GRAPH in manifest["graphs"] else ("same",)
+        forms = int8_forms if decoder == "int8" and STEP_GRAPH in manifest["graphs"] else ("same",)
         for form, fallback in zip(forms, forms[1:] + (None,), strict=True):
-            manifest = _write_decoders(src, tmp, bundle.manifest, vision, decoder, keep, calib_files, form)
-            disagreement = _step_graph_disagreement(tmp) if fallback else None
+            manifest = _write_decoders(src, tmp, bundle.manifest, vision, decoder, keep, calib_files, form, nbits)
+            disagreement = _step_graph_disagreement(tmp, agreement) if fallback else None
             if disagreement is None or fallback is None:
                 break
             log.warning(

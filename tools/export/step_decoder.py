@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -270,11 +271,17 @@ def step_difference(decoder: Path, step: Path, seed: int = 0) -> float:
     )[0]
 
 
-def write_decoders(spec: DecoderSpec, folder: Path, opset: int, max_positions: int) -> float | None:
+DecoderBuilder = Callable[[DecoderSpec, int], onnx.ModelProto]  # (spec, opset) -> the lean decoder graph
+
+
+def write_decoders(
+    spec: DecoderSpec, folder: Path, opset: int, max_positions: int, build_decoder: DecoderBuilder = graph_from_spec
+) -> float | None:
     """The lean decoder and, where the spec allows, the step graph beside it (sharing weights).
     Returns the step graph's largest difference to the decoder, or None when there is no step graph;
-    a step graph that differs by more than TOLERANCE is not kept."""
-    decoder = graph_from_spec(spec, opset)
+    a step graph that differs by more than TOLERANCE is not kept. ``build_decoder``: graph_from_spec
+    (a test passes one that computes otherwise, to see the check refuse it)."""
+    decoder = build_decoder(spec, opset)
     try:
         step = build_step_graph(spec, max_positions)
     except LeanUnsupported as err:

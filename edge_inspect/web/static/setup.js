@@ -390,18 +390,22 @@ function isoTime(iso) {  // the store's UTC times in the station's zone, as the 
 
 function pct(x) { return x === null || x === undefined ? "–" : `${(100 * x).toFixed(1)} %`; }
 
+function unfamiliarText(n) {  // parts production's unfamiliar-frame guard judged: in no agreement
+  return n ? ` (${n} unfamiliar to production, not compared)` : "";
+}
+
 function shadowText(now, run) {
   if (now.state === "starting") return "Shadow: starting (loading the version in its own process).";
   if (now.state === "running") {
     const bounds = [now.parts ? `${now.parts} parts` : "", now.ends_at ? `until ${localTime(now.ends_at)}` : ""].filter(Boolean).join(", ");
     return `Shadow running: ${now.version} judges live frames (${now.scheduling}); ${now.shadowed} shadowed, ` +
       `${now.skipped} skipped (line busy ${now.skipped_line}, shadow busy ${now.skipped_shadow}), ` +
-      `${now.disagreements} disagreements, agreement ${pct(now.agreement)}; ends after ${bounds}.`;
+      `${now.disagreements} disagreements, agreement ${pct(now.agreement)}${unfamiliarText(now.unfamiliar)}; ends after ${bounds}.`;
   }
   if (run) {
     const when = run.ended_at ? `ended ${localTime(run.ended_at)}: ${run.end_reason}` : "left open";
     return `Shadow off. Last run ${run.id} of ${run.version.slice(0, 12)} ${when}. It shadowed ${run.shadowed} parts, ` +
-      `skipped ${run.skipped_line + run.skipped_shadow} (line busy ${run.skipped_line}, shadow busy ${run.skipped_shadow}), ${run.disagreements} disagreements, agreement ${pct(run.agreement)}.`;
+      `skipped ${run.skipped_line + run.skipped_shadow} (line busy ${run.skipped_line}, shadow busy ${run.skipped_shadow}), ${run.disagreements} disagreements, agreement ${pct(run.agreement)}${unfamiliarText(run.unfamiliar)}.`;
   }
   return "Shadow off. No version has been shadowed on this station.";
 }
@@ -440,7 +444,7 @@ async function setupShadow() {
     await load();
   });
   $("shadow-stop").addEventListener("click", async () => {
-    showProblems($("shadow-result"), await api("POST", "/api/models/shadow/stop", {}), (d) => `Stopped: ${d.now.last ? d.now.last.reason : d.now.state}.`);
+    showProblems($("shadow-result"), await api("POST", "/api/models/shadow/stop", {}), (d) => d.request ? `Stopped: ${d.now.last ? d.now.last.reason : d.now.state}.` : `Nothing to stop: ${d.nothing}.`);
     await load();
   });
   await load();
@@ -470,7 +474,7 @@ function runText(run) {
 }
 
 async function setupModels() {
-  const changed = (d) => `${d.alias} is now ${d.version.slice(0, 12)} (was ${(d.previous || "none").slice(0, 12)}); the station follows within seconds.`
+  const changed = (d) => d.unchanged ? `${d.version.slice(0, 12)} is already ${d.alias}; nothing changed.` : `${d.alias} is now ${d.version.slice(0, 12)} (was ${(d.previous || "none").slice(0, 12)}); the station follows within seconds.`
     + (d.forced ? " Promoted without a passing gate (kept in the history)." : "");
   let running = false;
   const promote = async (v) => {
