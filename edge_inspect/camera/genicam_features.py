@@ -22,7 +22,7 @@ class FeatureError(UserError):
     """The config asks the camera for a feature it does not have or a value it does not allow.
     ``key``: where in camera.genicam it was asked for (``("features", "GainRaw")``), when known."""
 
-    key: tuple[str, ...] = ()
+    key: tuple[str | int, ...] = ()
 
 
 def describe(settings: GenICamSettings) -> str:

@@ -2,12 +2,13 @@
 review queries, retention). Format and retention rules: docs/log.md."""
 
 from . import alarm_history, config_versions, corrections, review, shadow
-from .store import InspectionRecord, Store, StoreError
+from .store import InspectionRecord, Store, StoreError, ViewRecord
 
 __all__ = [
     "InspectionRecord",
     "Store",
     "StoreError",
+    "ViewRecord",
     "alarm_history",
     "config_versions",
     "corrections",
