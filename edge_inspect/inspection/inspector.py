@@ -83,11 +83,16 @@ class _Group:
     members: list[int]
 
 
+# The views of a part through the vision graph in one run: not faster than one after the other on the
+# CPUs measured (benchmarks/views_batch.py, docs/performance.md "Several cameras"), so off.
+BATCH_VIEWS = False
+
+
 class Inspector:
     """``batch_views``: the images of a part seen by several cameras go through the vision graph in one
     run (VisionLanguageModel.encode_many) instead of one after the other (docs/performance.md)."""
 
-    def __init__(self, model: VisionLanguageModel, max_new_tokens: int = 96, batch_views: bool = False):
+    def __init__(self, model: VisionLanguageModel, max_new_tokens: int = 96, batch_views: bool = BATCH_VIEWS):
         self.model = model
         self.max_new_tokens = max_new_tokens
         self.batch_views = batch_views

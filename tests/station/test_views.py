@@ -161,3 +161,46 @@ def test_a_recipe_on_one_camera_grabs_only_that_camera(tmp_path):
     assert db.execute("select count(*) from inspection_views").fetchone()[0] == 0
     image = db.execute("select image_path from inspections").fetchone()[0]
     assert image is not None and cv2.imread(str(tmp_path / "data" / image)).shape[:2] == (192, 256)
+
+
+def test_the_setup_pages_save_refuses_an_unknown_view_and_holds_recipes_for_a_new_camera(tmp_path):
+    """The setup page's save: a check on a view that is no camera is 422 with its file:line; a save that
+    adds a camera and a recipe looking at it keeps running the old recipes until the restart (the
+    station does not run that camera yet), and says so."""
+    import yaml
+
+    from ..support.web import login_headers, run_setup
+
+    _side_images(tmp_path / "side")
+    checks = [CHECKS[0], {**CHECKS[1], "view": "side"}]
+
+    async def scenario(station, client, path):
+        h = await login_headers(client, "integrator")
+        opened = (await client.get("/api/setup/config")).json()
+        data = yaml.safe_load(opened["yaml"])
+        data["recipes"][0]["checks"][1]["view"] = "back"
+        bad = yaml.safe_dump(data, sort_keys=False)
+        refused = await client.post("/api/setup/config", headers=h, json={"yaml": bad, "base_sha256": opened["sha256"]})
+        data["recipes"][0]["checks"][1]["view"] = "side"
+        data["cameras"].append({"name": "back", "source": "synthetic", "synthetic": {"seed": 9}})
+        data["recipes"][0]["checks"].append({**CHECKS[0], "name": "back-label", "view": "back"})
+        saved = await client.post(
+            "/api/setup/config", headers=h, json={"yaml": yaml.safe_dump(data, sort_keys=False),
+                                                  "base_sha256": opened["sha256"]},
+        )  # fmt: skip
+        running = [c.name for c in station.config.recipes[0].checks]
+        return bad, refused, saved.json(), running
+
+    bad, refused, saved, running = run_setup(
+        tmp_path, scenario, camera=None, recipes=[{"number": 1, "name": "plate", "checks": checks}],
+        cameras=[{"name": "top", "source": "synthetic", "synthetic": {"seed": 5, "defect_rate": 0.0}},
+                 {"name": "side", "source": "folder", "path": str(tmp_path / "side")}],
+    )  # fmt: skip
+    line = next(n for n, text in enumerate(bad.splitlines(), 1) if text.strip() == "view: back")
+    assert refused.status_code == 422
+    assert refused.json()["problems"] == [
+        f"{tmp_path / 'station.yaml'}:{line}: recipes.0.checks.1.view (recipe 1 'plate', check 2 'side-label'): "
+        "view 'back' is not a camera of this station (cameras: top, side)"
+    ]
+    assert saved["applied"] == [] and saved["restart_needed"] == ["cameras", "recipes"], saved
+    assert running == ["label", "side-label"]  # the running recipe is the old one until the restart
