@@ -137,3 +137,20 @@ def test_config_validate_refuses_an_unknown_view_with_exit_2(write):
         text=True,
     )
     assert ok.returncode == 0 and "cameras top, side" in ok.stdout, ok.stderr
+
+
+def test_the_example_in_docs_cameras_md_is_valid(tmp_path, tiny_bundle):
+    from edge_inspect.config.calibration_file import CameraCalibration
+
+    from ..support.paths import REPO_ROOT
+
+    doc = (REPO_ROOT / "docs" / "cameras.md").read_text()
+    blocks = [block.split("```", 1)[0] for block in doc.split("```yaml\n")[1:]]
+    example = next(b for b in blocks if b.startswith("cameras:\n"))  # the section "Several cameras"
+    CameraCalibration((640, 480), [[500, 0, 320], [0, 500, 240], [0, 0, 1]], [0.0] * 5, 0.1, 0.2, (9, 6), 5.0, 12,
+                      "plane.png").save(tmp_path / "side-calibration.json")  # fmt: skip
+    path = tmp_path / "station.yaml"
+    path.write_text(f"model:\n  bundle: {tiny_bundle}\n{example}")
+    config, _ = load_config(path)
+    assert [(c.name, c.source) for c in config.camera_list()] == [("top", "genicam"), ("side", "genicam")]
+    assert [c.view for c in config.recipes[0].checks] == [None, "side", "side"]

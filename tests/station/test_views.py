@@ -15,6 +15,7 @@ import cv2
 from edge_inspect.camera.sources import SyntheticSource
 from edge_inspect.config import load_config
 from edge_inspect.inspection.inspector import Inspector
+from edge_inspect.logbook import Store, review
 from edge_inspect.sim import PartSpec, render_part
 from edge_inspect.vlm import load_bundle
 
@@ -96,6 +97,11 @@ def test_one_trigger_grabs_both_views_and_each_check_judges_its_own(tmp_path):
         assert views[0][4] == image_path and views[1][4] == image_path.removesuffix(".jpg") + "_side.jpg"
         kept = cv2.imread(str(tmp_path / "data" / views[1][4]))
         assert kept.shape == side_frame.shape  # the side camera's own frame, beside the first view's
+    store = Store(tmp_path / "data")  # the review's detail (GET /api/inspections/{id}) lists the views
+    detail = review.get_inspection(store, rows[0][0])
+    store.close()
+    assert [(v["view"], v["width"]) for v in detail["views"]] == [("top", 320), ("side", 256)]
+    assert [c["view"] for c in detail["checks"]] == ["top", "side", "side"]
 
 
 def test_a_failing_view_makes_the_part_error_naming_its_camera_and_drops_ready(tmp_path):
