@@ -2,7 +2,8 @@
 review queries, retention). Format and retention rules: docs/log.md."""
 
 from . import alarm_history, config_versions, corrections, review, shadow
-from .store import InspectionRecord, Store, StoreError, ViewRecord
+from .records import InspectionRecord, ViewRecord
+from .store import Store, StoreError
 
 __all__ = [
     "InspectionRecord",

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Union
 import numpy as np
 
 from ..camera.calibration import CameraCalibration, Undistorter
+from ..camera.genicam_features import FeatureError
 from ..camera.live import LiveCamera
 from ..camera.sources import Camera, CameraError, make_camera
 from ..config import NamedCamera, Recipe, StationConfig
@@ -132,6 +133,30 @@ class StationCameras:
             cam.camera.close()
         if self._pool is not None:
             self._pool.shutdown(wait=False)
+
+    def lost_message(self, lost: dict[str, str]) -> str:
+        """The camera_lost alarm's message: the camera's own words, each naming its camera when several."""
+        if len(self.cameras) == 1:
+            return next(iter(lost.values()))
+        return "; ".join(f"camera {name}: {detail}" for name, detail in sorted(lost.items()))
+
+    def check(self, new: StationConfig) -> None:
+        """New GenICam settings for the cameras running under the same names, checked against their
+        feature trees without writing (blocking): FeatureError whose key is the whole path
+        (``camera.genicam.…`` or ``cameras.1.genicam.…``). Nothing to check for other sources, another
+        camera, or a camera not connected now (the start checks them)."""
+        section: tuple[str | int, ...]
+        for i, named in enumerate(new.camera_list()):
+            running = self.cameras.get(named.name)
+            check = getattr(running.camera, "check_settings", None) if running is not None else None
+            if named.source != "genicam" or check is None:
+                continue
+            section = ("cameras", i) if new.cameras is not None else ("camera",)
+            try:
+                check(named.genicam)
+            except FeatureError as err:
+                err.key = (*section, "genicam", *err.key)
+                raise
 
     def due_for_probe(self, now: float) -> list[StationCamera]:
         """Cameras to check while idle: lost ones, and those without a frame for a second."""

@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 import cv2
 
 from ..camera.calibration import Undistorter
-from ..camera.genicam_features import FeatureError
 from ..config import StationConfig
 from ..inspection.checks import defect_count, failed_mask
 from ..inspection.inspector import Inspection, Inspector
@@ -257,10 +256,7 @@ class Station:
         elif status == "ok":
             self._lost.pop(name, None)
         if self._lost:
-            if len(self.cameras.names) == 1:
-                message = next(iter(self._lost.values()))
-            else:
-                message = "; ".join(f"camera {n}: {d}" for n, d in sorted(self._lost.items()))
+            message = self.cameras.lost_message(self._lost)
             if self.alarms.active("camera_lost") and status == "lost":
                 self.clear_alarm("camera_lost")  # raised again below, naming the camera lost now too
             self.raise_alarm("camera_lost", message)
@@ -440,21 +436,8 @@ class Station:
 
     async def check_cameras(self, new: StationConfig) -> None:
         """New GenICam settings for the cameras the station runs, checked against their feature trees
-        without writing (FeatureError, its key the whole path: ``camera.genicam.…`` or
-        ``cameras.1.genicam.…``): the setup page's save. Nothing to check for other sources, another
-        camera, or a camera not connected now (the start checks them)."""
-        section: tuple[str | int, ...]
-        for i, named in enumerate(new.camera_list()):
-            running = self.cameras.cameras.get(named.name)
-            check = getattr(running.camera, "check_settings", None) if running is not None else None
-            if named.source != "genicam" or check is None:
-                continue
-            section = ("cameras", i) if new.cameras is not None else ("camera",)
-            try:
-                await asyncio.get_running_loop().run_in_executor(None, check, named.genicam)
-            except FeatureError as err:
-                err.key = (*section, "genicam", *err.key)
-                raise
+        without writing (FeatureError): the setup page's save (StationCameras.check)."""
+        await asyncio.get_running_loop().run_in_executor(None, self.cameras.check, new)
 
     @contextlib.asynccontextmanager
     async def _paused(self) -> AsyncIterator[None]:
