@@ -7,6 +7,7 @@ Runs only in the camera's own thread (genicam.py): every Aravis call for one cam
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -16,13 +17,16 @@ from ..errors import UserError
 from .live import CameraError
 
 Value = int | float | bool | str
+# Aravis' device list is one for the process: several GenICam cameras (cameras:, each in its own
+# thread) look for their camera one at a time.
+_DISCOVERY = threading.Lock()
 
 
 class FeatureError(UserError):
     """The config asks the camera for a feature it does not have or a value it does not allow.
     ``key``: where in camera.genicam it was asked for (``("features", "GainRaw")``), when known."""
 
-    key: tuple[str, ...] = ()
+    key: tuple[str | int, ...] = ()
 
 
 def describe(settings: GenICamSettings) -> str:
@@ -39,6 +43,11 @@ def find_device(aravis: Any, settings: GenICamSettings) -> str:
     come: the camera is reconnected), UserError when several answer and none is named."""
     if settings.address is not None:
         return settings.address  # opened by address, no discovery needed (GigE Vision)
+    with _DISCOVERY:
+        return _discover(aravis, settings)
+
+
+def _discover(aravis: Any, settings: GenICamSettings) -> str:
     aravis.update_device_list()
     ids = [aravis.get_device_id(i) for i in range(aravis.get_n_devices())]
     serials = [aravis.get_device_serial_nbr(i) for i in range(len(ids))]

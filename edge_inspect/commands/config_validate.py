@@ -10,7 +10,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     config, sha = load_config(args.file)
     checks = sum(len(r.checks) for r in config.recipes)
-    print(f"{args.file}: ok ({len(config.recipes)} recipe(s), {checks} check(s), sha256 {sha[:16]})")
+    cameras = f", cameras {', '.join(c.name for c in config.cameras)}" if config.cameras else ""
+    print(f"{args.file}: ok ({len(config.recipes)} recipe(s), {checks} check(s){cameras}, sha256 {sha[:16]})")
     return 0
 
 

@@ -18,10 +18,12 @@ from ..errors import UserError
 from .access import OpcUaConfig, StationInfo, WebConfig, WebUser
 from .base import FieldError, Strict, _hosts_overlap, _is_loopback, check_host
 from .devices import (
+    MAIN_CAMERA,
     PIXEL_FORMATS,
     CameraConfig,
     GenICamSettings,
     ModelConfig,
+    NamedCamera,
     PLCConfig,
     PLCOptions,
     ShadowSettings,
@@ -29,6 +31,7 @@ from .devices import (
     StorageConfig,
     SyntheticCamera,
     TriggerConfig,
+    camera_identities,
 )
 from .fleet import FleetConfig
 from .gate import GateConfig
@@ -41,7 +44,16 @@ from .yaml_loader import MAX_BYTES, YamlProblems, key_text, parse, read_limited
 
 class StationConfig(Strict):
     station: StationInfo = StationInfo()
-    camera: CameraConfig = CameraConfig()
+    camera: CameraConfig = Field(
+        default_factory=CameraConfig,
+        description="the station's one camera (named main); with cameras: given, a copy of the first of them",
+    )
+    cameras: list[NamedCamera] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=8,
+        description="several cameras looking at one part, each with a name its checks give as their view",
+    )
     model: ModelConfig
     recipes: list[Recipe] = Field(min_length=1, max_length=1000)
     triggers: TriggerConfig = TriggerConfig()
@@ -52,6 +64,36 @@ class StationConfig(Strict):
     fleet: FleetConfig | None = None
     review_sampling: ReviewSampling = ReviewSampling()
     unfamiliar: UnfamiliarGuard = UnfamiliarGuard()
+
+    @model_validator(mode="after")
+    def _cameras(self):
+        """``cameras:`` or ``camera:``, not both; names and devices each once; every check's view a camera."""
+        if self.cameras is not None:
+            if "camera" in self.model_fields_set:
+                raise FieldError(
+                    "give one camera under camera: or several under cameras:, not both", ("cameras",), ("camera",)
+                )
+            _distinct_cameras(self.cameras)
+            self.camera = CameraConfig.model_validate(self.cameras[0].model_dump(exclude={"name"}))
+        names = [c.name for c in self.camera_list()]
+        for r, recipe in enumerate(self.recipes):
+            for c, check in enumerate(recipe.checks):
+                if check.view is not None and check.view not in names:
+                    raise FieldError(
+                        f"view '{check.view}' is not a camera of this station (cameras: {', '.join(names)})",
+                        ("recipes", r, "checks", c, "view"),
+                    )
+        return self
+
+    def camera_list(self) -> list[NamedCamera]:
+        """The station's cameras in order: those of ``cameras:``, or the one of ``camera:`` named main."""
+        if self.cameras is not None:
+            return list(self.cameras)
+        return [
+            NamedCamera.model_construct(
+                name=MAIN_CAMERA, **{k: getattr(self.camera, k) for k in CameraConfig.model_fields}
+            )
+        ]
 
     @model_validator(mode="after")
     def _fleet_checks(self):
@@ -103,7 +145,8 @@ class StationConfig(Strict):
         plc, web = self.plc, self.web
         if plc.options.defect_positions and not self.camera.calibration:
             raise FieldError(
-                "defect positions are in mm: they need camera.calibration (edge-inspect calibrate camera)",
+                "defect positions are in mm: they need camera.calibration (of the first camera; "
+                "edge-inspect calibrate camera)",
                 ("plc", "options", "defect_positions"),
             )
         if (
@@ -127,6 +170,33 @@ class StationConfig(Strict):
 
     def recipe(self, number: int) -> Recipe | None:
         return next((r for r in self.recipes if r.number == number), None)
+
+
+def _distinct_cameras(cameras: list[NamedCamera]) -> None:
+    """Each name once, each device once, and several GenICam cameras each named by serial, user id or address."""
+    names: dict[str, int] = {}
+    seen: dict[tuple[str, str], str] = {}
+    genicam = sum(c.source == "genicam" for c in cameras)
+    for i, camera in enumerate(cameras):
+        if camera.name in names:
+            raise FieldError(f"camera name '{camera.name}' is used twice (cameras {names[camera.name] + 1} and {i + 1})",
+                             ("cameras", i, "name"))  # fmt: skip
+        names[camera.name] = i
+        identities = camera_identities(camera)
+        if camera.source == "genicam" and not identities and genicam > 1:
+            raise FieldError(
+                f"camera '{camera.name}': with several genicam cameras, name each by serial, user_id or address",
+                ("cameras", i, "genicam"),
+            )
+        for what, value, key in identities:
+            other = seen.get((what, value))
+            if other is not None:
+                raise FieldError(
+                    f"camera '{camera.name}' is camera '{other}' again ({what} {value}): each camera of cameras is "
+                    "another device",
+                    ("cameras", i, *key),
+                )
+            seen[(what, value)] = camera.name
 
 
 class ConfigError(UserError):
@@ -284,14 +354,14 @@ def config_from_bytes(raw: bytes, path: str | Path, bundle: str | Path | None = 
     return config, hashlib.sha256(raw).hexdigest()
 
 
-def problem_at(raw: bytes, path: str | Path, loc: tuple[str, ...], message: str) -> ConfigError:
+def problem_at(raw: bytes, path: str | Path, loc: tuple[str | int, ...], message: str) -> ConfigError:
     """A problem found beyond the schema (a camera's feature tree) as a ConfigError at the line of
     ``loc`` in ``raw`` (or of its deepest key the file spells out)."""
     try:
         root, _ = parse(raw)
     except YamlProblems:
         root = None
-    return ConfigError([f"{path}:{_node_line(root, loc)}: {'.'.join(loc)}: {message}"])
+    return ConfigError([f"{path}:{_node_line(root, loc)}: {'.'.join(str(k) for k in loc)}: {message}"])
 
 
 def models_folder(storage: StorageConfig, path: Path) -> Path:
@@ -421,6 +491,8 @@ __all__ = [
     "Check",
     "SyntheticCamera",
     "CameraConfig",
+    "NamedCamera",
+    "MAIN_CAMERA",
     "GenICamSettings",
     "PIXEL_FORMATS",
     "ModelConfig",

@@ -22,7 +22,7 @@ class FieldError(ValueError):
     """A problem a model-level validator finds in one of its fields: ``keys`` are candidate key paths
     below the model's (tuples); the error is reported at the first one the file spells out."""
 
-    def __init__(self, message: str, *keys: tuple[str, ...]):
+    def __init__(self, message: str, *keys: tuple[str | int, ...]):
         super().__init__(message)
         self.keys = keys
 

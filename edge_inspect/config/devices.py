@@ -219,6 +219,52 @@ class CameraConfig(Strict):
                 )
 
 
+MAIN_CAMERA = "main"  # the name of the one camera a `camera:` section configures
+_CAMERA_NAME = re.compile(r"[a-z0-9_-]{1,32}")
+
+
+def camera_name(value: str) -> str:
+    """A camera's name (``cameras[].name``, a check's ``view``): also a part of image file names."""
+    if not _CAMERA_NAME.fullmatch(value):
+        raise ValueError(f"{value!r} is not a camera name: 1 to 32 of a-z, 0-9, _ and -")
+    return value
+
+
+class NamedCamera(CameraConfig):
+    """One camera of ``cameras:`` (several cameras looking at one part, docs/cameras.md): the
+    settings of ``camera:`` and the name the recipes' checks give as their ``view``."""
+
+    name: str = Field(description="the camera's name: a check's view (1 to 32 of a-z, 0-9, _ and -)")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return camera_name(value)
+
+
+def camera_identities(camera: CameraConfig) -> list[tuple[str, str, tuple[str, ...]]]:
+    """What makes a camera one device, for refusing two cameras that are the same one: (what, value,
+    the key that says it). A GenICam camera by serial, user id or address; an OpenCV device by its
+    index or path (index N is /dev/videoN); a stream by its URL; a GStreamer pipeline as written.
+    Files, folders and synthetic parts may be shared."""
+    if camera.source == "genicam":
+        g = camera.genicam
+        named = [("serial", g.serial), ("user id", g.user_id), ("address", g.address)]
+        keys = {"serial": "serial", "user id": "user_id", "address": "address"}
+        return [(f"genicam {what}", v, ("genicam", keys[what])) for what, v in named if v is not None]
+    if camera.source == "device" and camera.device is not None:
+        device = camera.device
+        text = str(device)
+        if isinstance(device, int) or text.isascii() and text.isdigit():
+            text = f"/dev/video{int(text)}"
+        return [("device", text, ("device",))]
+    if camera.source == "url" and camera.url:
+        return [("url", camera.url.strip(), ("url",))]
+    if camera.source == "gstreamer" and camera.pipeline:
+        return [("pipeline", " ".join(camera.pipeline.split()), ("pipeline",))]
+    return []
+
+
 class AutoRollback(Strict):
     """The first parts a new production version judges after a live swap are watched; crossing a bound
     puts production back to the last known good version (docs/model-lifecycle.md)."""

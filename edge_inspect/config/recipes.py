@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 
 from .base import Polygon, Strict
+from .devices import camera_name
 
 
 def _check_polygon(roi: Polygon | None) -> Polygon | None:
@@ -31,6 +32,15 @@ class CheckBase(Strict):
     name: str = Field(min_length=1, max_length=40)
     roi: Polygon | None = Field(default=None, description="polygon of (x, y) fractions of the frame")
     crop: bool = Field(default=False, description="run the model on the ROI's bounding box only")
+    view: str | None = Field(
+        default=None,
+        description="the camera (a name of cameras:) whose frame the check looks at; unset: the first camera",
+    )
+
+    @field_validator("view")
+    @classmethod
+    def _view_name(cls, view: str | None) -> str | None:
+        return None if view is None else camera_name(view)
 
     @field_validator("roi")
     @classmethod
@@ -133,8 +143,9 @@ class Recipe(Strict):
         """The recipe's version: a hash of its settings (not of the file's spelling or comments), so
         an inspection's log row tells which checks, prompts, limits and ROIs it ran."""
         settings = self.model_dump(mode="json")
-        for check in settings["checks"]:  # unset, it is not part of the version (recipes keep their hash)
-            if check.get("max_points", 0) is None:
-                del check["max_points"]
+        for check in settings["checks"]:  # unset, they are not part of the version (recipes keep their hash)
+            for key in ("max_points", "view"):
+                if check.get(key, 0) is None:
+                    del check[key]
         text = json.dumps(settings, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(text.encode()).hexdigest()

@@ -36,6 +36,7 @@ class CheckOutcome:
     margin: float | None = None
     ms: float = 0.0
     mass: float | None = None  # yes/no checks: probability mass on the yes/no tokens
+    view: str = ""  # the camera whose frame it looked at (a station's camera name; "": the one frame given)
 
 
 def inside(points: list[tuple[float, float]], roi: list[tuple[float, float]] | None) -> list[tuple[float, float]]:

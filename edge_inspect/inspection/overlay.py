@@ -7,7 +7,7 @@ live image leaves the strip out (its check list beside the picture is the legend
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import cv2
 import numpy as np
@@ -42,13 +42,19 @@ def _text(img: np.ndarray, text: str, org: tuple[int, int], scale: float, colour
     cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, thickness, cv2.LINE_AA)
 
 
-def _legend_entries(outcomes: Sequence[CheckOutcome]) -> list[tuple[str, tuple[int, int, int]]]:
+def _legend_entries(
+    outcomes: Sequence[CheckOutcome], only: Collection[int] | None = None
+) -> list[tuple[str, tuple[int, int, int]]]:
     return [
-        (f"{i + 1} {o.name} {_STATUS_MARK.get(o.status, o.status)}", check_colour(i)) for i, o in enumerate(outcomes)
+        (f"{i + 1} {o.name} {_STATUS_MARK.get(o.status, o.status)}", check_colour(i))
+        for i, o in enumerate(outcomes)
+        if only is None or i in only
     ]
 
 
-def _legend_strip(width: int, outcomes: Sequence[CheckOutcome], verdict: Verdict, scale: float) -> np.ndarray:
+def _legend_strip(
+    width: int, outcomes: Sequence[CheckOutcome], verdict: Verdict, scale: float, only: Collection[int] | None = None
+) -> np.ndarray:
     """The verdict and one entry per check ("1 surface FAIL" behind a swatch in the check's colour),
     flowed into rows on a dark strip as wide as the frame: drawn beside the part, never over it."""
     font, text_scale, thick = cv2.FONT_HERSHEY_SIMPLEX, scale * 0.9, max(1, round(scale * 1.3))
@@ -57,7 +63,7 @@ def _legend_strip(width: int, outcomes: Sequence[CheckOutcome], verdict: Verdict
     (vw, vh), _ = cv2.getTextSize(verdict.name, font, text_scale * 1.2, 2)
     items: list[tuple[int, int, str, tuple[int, int, int]]] = []  # x, row, text, swatch colour
     x, row = pad + vw + 2 * pad, 0
-    for text, colour in _legend_entries(outcomes):
+    for text, colour in _legend_entries(outcomes, only):
         (tw, _), _ = cv2.getTextSize(text, font, text_scale, thick)
         size = line_h - 8 + 4 + tw + 2 * pad
         if x + size > width and x > pad + vw + 2 * pad:
@@ -83,20 +89,25 @@ def draw_overlay(
     verdict: Verdict,
     rois: Sequence[Polygon | None] = (),
     legend: bool = True,
+    only: Collection[int] | None = None,
 ) -> np.ndarray:
     """A copy of ``frame`` (BGR) with each check's ROI (fractions of the frame) and points in its
     colour and a numbered label at each point. With ``legend``, a strip under the frame names the
     verdict and each check with its outcome (the image grows by the strip's height); without it
-    (the HMI, whose check list is the legend) the image keeps the frame's size."""
+    (the HMI, whose check list is the legend) the image keeps the frame's size. ``only``: the checks
+    (indices) that look at this frame, when a part is seen by several cameras; each keeps its number
+    and colour."""
     out = frame.copy()
     h, w = out.shape[:2]
     scale = max(0.35, min(w, h) / 700)
     for i, roi in enumerate(rois):
-        if roi:
+        if roi and (only is None or i in only):
             pts = np.array([[x * w, y * h] for x, y in roi], np.int32)
             cv2.polylines(out, [pts], True, check_colour(i), max(1, int(scale * 2)), cv2.LINE_8)
     radius = max(5, int(min(w, h) / 40))
     for i, outcome in enumerate(outcomes):
+        if only is not None and i not in only:
+            continue
         colour = check_colour(i)
         for x, y in outcome.points:
             centre = (int(x * w), int(y * h))
@@ -106,4 +117,4 @@ def draw_overlay(
             _text(out, str(i + 1), (centre[0] + radius, centre[1] - radius), scale * 0.8, colour)
     if not legend:
         return out
-    return np.vstack([out, _legend_strip(w, outcomes, verdict, scale)])
+    return np.vstack([out, _legend_strip(w, outcomes, verdict, scale, only)])

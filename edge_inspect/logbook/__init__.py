@@ -2,12 +2,14 @@
 review queries, retention). Format and retention rules: docs/log.md."""
 
 from . import alarm_history, config_versions, corrections, review, shadow
-from .store import InspectionRecord, Store, StoreError
+from .records import InspectionRecord, ViewRecord
+from .store import Store, StoreError
 
 __all__ = [
     "InspectionRecord",
     "Store",
     "StoreError",
+    "ViewRecord",
     "alarm_history",
     "config_versions",
     "corrections",

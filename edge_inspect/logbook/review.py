@@ -274,6 +274,13 @@ def get_inspection(store: Store, inspection_id: int) -> dict | None:
         row["corrections"] = list(
             db.query("select * from corrections where inspection_id = ? order by id", [inspection_id])
         )
+        row["views"] = list(  # a part seen by several cameras: each view (none for one camera)
+            db.query(
+                "select view, frame_id, camera_ts_ns, width, height, grab_ms, error, image_path, overlay_path "
+                "from inspection_views where inspection_id = ? order by idx",
+                [inspection_id],
+            )
+        )
     return row
 
 

@@ -166,6 +166,20 @@ def _v11_shadow(db: sqlite3.Connection) -> None:
     )
 
 
+def _v12_views(db: sqlite3.Connection) -> None:
+    """Parts seen by several cameras (docs/cameras.md): each check's view (the camera whose frame it
+    looked at; NULL before), and a row per view of a part seen by more than one camera with that
+    view's frame id, timestamp, size, kept images and why it had no frame. A part seen by one camera
+    has none: its inspections row says it all."""
+    db.execute("ALTER TABLE checks ADD COLUMN view TEXT")
+    db.execute(
+        "CREATE TABLE inspection_views (inspection_id INTEGER NOT NULL REFERENCES inspections(id), "
+        "view TEXT NOT NULL, idx INTEGER NOT NULL, frame_id INTEGER, camera_ts_ns INTEGER, width INTEGER, "
+        "height INTEGER, grab_ms FLOAT, error TEXT, image_path TEXT, overlay_path TEXT, "
+        "PRIMARY KEY (inspection_id, view))"
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v1_tables,
     _v2_ids_never_reused,
@@ -178,6 +192,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v9_camera_frame,
     _v10_unfamiliar_score,
     _v11_shadow,
+    _v12_views,
 ]
 LATEST = len(MIGRATIONS)
 

@@ -21,9 +21,8 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -32,9 +31,10 @@ import numpy as np
 import sqlite_utils
 
 from ..durable import write_durably
-from ..inspection.checks import CheckOutcome, defect_count, failed_mask
+from ..inspection.checks import defect_count, failed_mask
 from ..inspection.overlay import draw_overlay
 from ..verdict import Verdict
+from .records import InspectionRecord, mm_scales
 from .schema import SchemaError, migrate
 
 DB_NAME = "inspections.db"
@@ -68,40 +68,6 @@ class StoreError(Exception):
     def __init__(self, message: str, disk_full: bool = False):
         super().__init__(message)
         self.disk_full = disk_full
-
-
-@dataclass(frozen=True)
-class InspectionRecord:
-    result_id: int
-    station: str
-    recipe: int
-    recipe_name: str
-    part_id: str
-    trigger: str  # plc | interval | software
-    verdict: Verdict
-    error: str
-    outcomes: list[CheckOutcome]
-    timings_ms: dict[str, float]
-    model_sha256: str
-    config_sha256: str
-    rois: list[list[tuple[float, float]] | None]
-    mm_per_px: float | None = None  # a calibrated camera: points are also logged in mm
-    frame_size: tuple[int, int] | None = None  # width, height of the (undistorted) frame
-    recipe_sha256: str = ""  # the version of the recipe it ran (Recipe.sha256)
-    review_reason: str = ""  # why review sampling chose it for the QA queue ("": it did not)
-    frame_id: int | None = None  # a GenICam camera's id of the frame inspected
-    camera_ts_ns: int | None = None  # and its timestamp on the camera's clock
-    unfamiliar_score: float | None = None  # the unfamiliar-frame guard's score (None: no reference)
-    unfamiliar_threshold: float | None = None  # and the threshold it was judged against
-
-    @property
-    def unfamiliar(self) -> bool:
-        """The unfamiliar-frame guard flagged the frame (a view past its reference's threshold)."""
-        return (
-            self.unfamiliar_score is not None
-            and self.unfamiliar_threshold is not None
-            and (self.unfamiliar_score > self.unfamiliar_threshold)
-        )
 
 
 def _disk_full(err: BaseException) -> bool:
@@ -195,37 +161,58 @@ class Store:
         self._passes += 1
         return self.save_pass_every > 0 and self._passes % self.save_pass_every == 0
 
-    def _write_images(self, frame: np.ndarray, rec: InspectionRecord, stamp: str) -> tuple[str | None, str | None]:
-        """Write the frame and its overlay; (None, None) when the disk is too full for them."""
+    def _write_images(
+        self, frame: np.ndarray, rec: InspectionRecord, stamp: str, others: Mapping[str, np.ndarray] | None = None
+    ) -> tuple[str | None, str | None, dict[str, tuple[str, str]]]:
+        """Write the frame and its overlay, and each other view's beside them (``<name>_<camera>.jpg``,
+        ``<name>_<camera>_overlay.jpg``, each overlay with its view's checks); (None, None, {}) when the
+        disk is too full for them."""
         if shutil.disk_usage(self.folder).free < self.min_free_bytes:
             self._drop_images(f"less than {self.min_free_bytes / 1e6:.0f} MB free")
-            return None, None
+            return None, None, {}
         day = self.images / stamp[:10]
         base = f"{stamp[11:].replace(':', '').replace('.', '_')}_{rec.result_id}_{rec.verdict.name.lower()}"
-        raw, overlay = day / f"{base}.jpg", day / f"{base}_overlay.jpg"
+        first = rec.views[0].view if rec.views else ""
+        shots = [(first, frame), *((v, f) for v, f in (others or {}).items() if v != first)]
+        written: list[tuple[str, Path, Path]] = []
         try:
             day.mkdir(exist_ok=True)
-            for path, image in ((raw, frame), (overlay, draw_overlay(frame, rec.outcomes, rec.verdict, rec.rois))):
-                ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 92])
-                if not ok:
-                    raise StoreError(f"cannot encode image {path.name}")
-                write_durably(path, data.tobytes())
+            for view, image in shots:
+                suffix = rec.view_image_name(view) if view else ""
+                raw, overlay = day / f"{base}{suffix}.jpg", day / f"{base}{suffix}_overlay.jpg"
+                written.append((view, raw, overlay))
+                only = rec.checks_on(view) if rec.views else None
+                drawn = draw_overlay(image, rec.outcomes, rec.verdict, rec.rois, only=only)
+                for path, picture in ((raw, image), (overlay, drawn)):
+                    ok, data = cv2.imencode(".jpg", picture, [cv2.IMWRITE_JPEG_QUALITY, 92])
+                    if not ok:
+                        raise StoreError(f"cannot encode image {path.name}")
+                    write_durably(path, data.tobytes())
         except OSError as err:
             if not _disk_full(err):
                 raise
-            for path in (raw, overlay, raw.with_name(raw.name + ".tmp"), overlay.with_name(overlay.name + ".tmp")):
-                path.unlink(missing_ok=True)
+            for _, raw, overlay in written:
+                for path in (raw, overlay, raw.with_name(raw.name + ".tmp"), overlay.with_name(overlay.name + ".tmp")):
+                    path.unlink(missing_ok=True)
             self._drop_images(str(err))
-            return None, None
+            return None, None, {}
         self.low_space = False
-        return str(raw.relative_to(self.folder)), str(overlay.relative_to(self.folder))
+        rel = [(v, str(r.relative_to(self.folder)), str(o.relative_to(self.folder))) for v, r, o in written]
+        return rel[0][1], rel[0][2], {v: (r, o) for v, r, o in rel[1:]}
 
     def _drop_images(self, why: str) -> None:
         self.low_space = True
         self.images_dropped += 1
         log.warning("log %s: image not kept (%s)", self.folder, why)
 
-    def _insert(self, rec: InspectionRecord, now: float, image_path: str | None, overlay_path: str | None) -> int:
+    def _insert(
+        self,
+        rec: InspectionRecord,
+        now: float,
+        image_path: str | None,
+        overlay_path: str | None,
+        view_paths: Mapping[str, tuple[str, str]] | None = None,
+    ) -> int:
         t = rec.timings_ms
         row = {
             "result_id": rec.result_id, "ts": utc_stamp(now), "ts_unix": now, "station": rec.station,
@@ -247,11 +234,10 @@ class Store:
             inspection_id = inserted_id(cursor)
             db.executemany(
                 "INSERT INTO checks (inspection_id, idx, name, kind, status, reason, counted, answer, p_yes, "
-                "margin, mass, ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "margin, mass, ms, view) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(inspection_id, i, o.name, o.kind, o.status, o.reason, o.counted, o.answer, o.p_yes, o.margin,
-                  o.mass, round(o.ms, 2)) for i, o in enumerate(rec.outcomes)])  # fmt: skip
-            scale = (rec.frame_size[0] * rec.mm_per_px, rec.frame_size[1] * rec.mm_per_px) \
-                if rec.mm_per_px and rec.frame_size else None  # fmt: skip
+                  o.mass, round(o.ms, 2), o.view or None) for i, o in enumerate(rec.outcomes)])  # fmt: skip
+            scales = mm_scales(rec)
             db.executemany(
                 "INSERT INTO points (inspection_id, check_idx, x, y, x_mm, y_mm) VALUES (?, ?, ?, ?, ?, ?)",
                 [
@@ -264,9 +250,19 @@ class Store:
                         round(y * scale[1], 2) if scale else None,
                     )
                     for i, o in enumerate(rec.outcomes)
+                    for scale in (scales.get(o.view) if rec.views else scales.get(""),)
                     for x, y in o.points
                 ],
             )
+            paths = view_paths or {}
+            first_paths = (image_path, overlay_path)
+            db.executemany(
+                "INSERT INTO inspection_views (inspection_id, view, idx, frame_id, camera_ts_ns, width, height, "
+                "grab_ms, error, image_path, overlay_path) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(inspection_id, v.view, k, v.frame_id, v.camera_ts_ns, *(v.frame_size or (None, None)),
+                  round(v.grab_ms, 2), v.error or None, *(first_paths if k == 0 else paths.get(v.view, (None, None))))
+                 for k, v in enumerate(rec.views)],
+            )  # fmt: skip
             message = self.outbox_message(inspection_id, row, rec) if self.outbox_message is not None else None
             if message is not None:
                 db.execute(
@@ -297,23 +293,27 @@ class Store:
             log.info("log %s: %d waiting record(s) written", self.folder, written)
         return written
 
-    def record(self, rec: InspectionRecord, frame: np.ndarray | None) -> int:
+    def record(
+        self, rec: InspectionRecord, frame: np.ndarray | None, others: Mapping[str, np.ndarray] | None = None
+    ) -> int:
         """Write images (when kept and there is room) and commit the rows in one transaction;
         returns the row id. When SQLite cannot write, the record waits in memory (bounded) and
-        StoreError is raised."""
+        StoreError is raised. ``others``: a part seen by several cameras, its views' frames by camera
+        (the first view's is ``frame``; the others are kept beside it)."""
         now = time.time()
         image_path = overlay_path = None
+        view_paths: dict[str, tuple[str, str]] = {}
         with self.lock:
             try:
                 self.flush_pending()
                 if frame is not None and self._keep_image(rec):
-                    image_path, overlay_path = self._write_images(frame, rec, utc_stamp(now))
-                return self._insert(rec, now, image_path, overlay_path)
+                    image_path, overlay_path, view_paths = self._write_images(frame, rec, utc_stamp(now), others)
+                return self._insert(rec, now, image_path, overlay_path, view_paths)
             except StoreError as err:
                 self._wait(rec, now)
                 raise StoreError(f"{err} ({self.pending} result(s) waiting in memory)", err.disk_full) from None
             except (OSError, sqlite3.Error) as err:
-                self._unlink(image_path, overlay_path)
+                self._unlink(image_path, overlay_path, *(p for pair in view_paths.values() for p in pair))
                 self._wait(rec, now)
                 raise StoreError(
                     f"log write failed: {err} ({self.pending} result(s) waiting in memory)", disk_full=_disk_full(err)
@@ -330,7 +330,7 @@ class Store:
             return False
         paths: tuple[str | None, str | None] = (None, None)
         if row[1] is None:
-            paths = self._write_images(frame, rec, row[0] if isinstance(row[0], str) else utc_stamp(time.time()))
+            paths = self._write_images(frame, rec, row[0] if isinstance(row[0], str) else utc_stamp(time.time()))[:2]
         try:
             with self.transaction() as db:
                 if paths[0] is not None:
@@ -377,11 +377,13 @@ class Store:
         old = list(self.db.query("select id, image_path, overlay_path from inspections where ts_unix < ?", [cutoff]))
         if old:
             ids = [r["id"] for r in old]
+            view_images = self._view_images(ids)
             with self.transaction() as db:
                 for chunk in range(0, len(ids), 500):
                     part = ids[chunk : chunk + 500]
                     marks = ",".join("?" * len(part))
-                    for table in ("points", "checks", "dispositions", "corrections", "shadow_checks", "shadow_results"):
+                    for table in ("points", "checks", "dispositions", "corrections", "shadow_checks", "shadow_results",
+                                  "inspection_views"):  # fmt: skip
                         db.execute(f"delete from {table} where inspection_id in ({marks})", part)
                     db.execute(f"delete from inspections where id in ({marks})", part)
                 db.execute(
@@ -402,7 +404,7 @@ class Store:
                     ],
                 )
             for row in old:
-                self._unlink(row["image_path"], row["overlay_path"])
+                self._unlink(row["image_path"], row["overlay_path"], *view_images.get(row["id"], ()))
         with self.transaction() as db:  # the alarm history keeps the same period
             db.execute("delete from alarms where cleared_at is not null and cleared_at < ?", [cutoff])
         trimmed = 0
@@ -416,13 +418,32 @@ class Store:
             for row in rows:
                 if total <= self.max_disk_bytes:
                     break
+                others = self._view_images([row["id"]]).get(row["id"], [])
                 with self.transaction() as db:
                     db.execute(
                         "update inspections set image_path = null, overlay_path = null where id = ?", [row["id"]]
                     )
-                total -= self._unlink(row["image_path"], row["overlay_path"])
+                    db.execute(
+                        "update inspection_views set image_path = null, overlay_path = null where inspection_id = ?",
+                        [row["id"]],
+                    )
+                total -= self._unlink(row["image_path"], row["overlay_path"], *others)
                 trimmed += 1
         return {"deleted": len(old), "images_trimmed": trimmed}
+
+    def _view_images(self, ids: list[int]) -> dict[int, list[str]]:
+        """The images of the views beyond the first of these inspections (their own rows name them)."""
+        out: dict[int, list[str]] = {}
+        for chunk in range(0, len(ids), 500):
+            part = ids[chunk : chunk + 500]
+            rows = self.conn.execute(
+                f"select inspection_id, image_path, overlay_path from inspection_views where idx > 0 and "
+                f"image_path is not null and inspection_id in ({','.join('?' * len(part))})",
+                part,
+            ).fetchall()
+            for inspection_id, image, overlay in rows:
+                out.setdefault(inspection_id, []).extend((image, overlay))
+        return out
 
     def _unlink(self, *relative: str | None) -> int:
         freed = 0

@@ -34,8 +34,8 @@ def changed_keys(old: StationConfig, new: StationConfig) -> list[str]:
     keys = []
     for section in sorted(set(a) | set(b)):
         before, after = a.get(section), b.get(section)
-        if before == after:
-            continue
+        if before == after or section == "camera" and a.get("cameras") and b.get("cameras"):
+            continue  # with cameras: given, camera is a copy of the first of them
         if isinstance(before, dict) and isinstance(after, dict):
             keys += [f"{section}.{k}" for k in sorted(set(before) | set(after)) if before.get(k) != after.get(k)]
         else:
@@ -43,11 +43,12 @@ def changed_keys(old: StationConfig, new: StationConfig) -> list[str]:
     return keys
 
 
-def live_part(running: StationConfig, new: StationConfig) -> StationConfig:
-    """``running`` with the keys of LIVE_KEYS taken from ``new`` (which passed every check)."""
+def live_part(running: StationConfig, new: StationConfig, with_recipes: bool = True) -> StationConfig:
+    """``running`` with the keys of LIVE_KEYS taken from ``new`` (which passed every check); the
+    recipes stay the running ones when not ``with_recipes`` (they look at a camera not running yet)."""
     return running.model_copy(
         update={
-            "recipes": new.recipes,
+            "recipes": new.recipes if with_recipes else running.recipes,
             "triggers": running.triggers.model_copy(update={"recipe": new.triggers.recipe}),
             "web": running.web.model_copy(update={"users": new.web.users}),
         }
@@ -190,9 +191,9 @@ class ConfigKeeper:
             raw = text.encode()
             config, sha = await asyncio.to_thread(config_from_bytes, raw, self.path)
             try:  # a GenICam camera's settings against the running camera's own feature tree
-                await self.station.check_camera(config.camera)
+                await self.station.check_cameras(config)
             except FeatureError as err:
-                raise problem_at(raw, self.path, ("camera", "genicam", *err.key), str(err)) from None
+                raise problem_at(raw, self.path, err.key, str(err)) from None
             try:
                 await asyncio.to_thread(write_durably, self.path, raw)
             except OSError as err:

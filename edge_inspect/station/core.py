@@ -21,9 +21,8 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import cv2
 
-from ..camera.calibration import CameraCalibration, Undistorter
-from ..camera.sources import CameraError, make_camera
-from ..config import CameraConfig, StationConfig
+from ..camera.calibration import Undistorter
+from ..config import StationConfig
 from ..inspection.checks import defect_count, failed_mask
 from ..inspection.inspector import Inspection, Inspector
 from ..inspection.overlay import draw_overlay
@@ -37,6 +36,7 @@ from ..vlm import VisionLanguageModel
 from ..vlm.platform_info import collect as collect_platform
 from . import allocator, sdnotify
 from .alarms import AlarmBoard
+from .cameras import AnyCamera, StationCameras
 from .config_keeper import LIVE_KEYS, ConfigKeeper, changed_keys, live_part
 from .events import (
     AlarmAcknowledged,
@@ -48,6 +48,7 @@ from .events import (
     Started,
     Stopped,
 )
+from .part import Part, grab_and_inspect
 from .plc_cycle import PlcCycle
 from .review_sampling import DAY_S, ReviewSampler
 from .running import RunningMark
@@ -90,11 +91,9 @@ class Station:
         self.model_sha256 = self.model.sha256
         self.inspector = inspector or Inspector(self.model, config.model.max_new_tokens)
         self.sampler = ReviewSampler(config.review_sampling)
-        self.camera = make_camera(config.camera, base_dir, on_status=self._camera_status)
-        self.undistort: Undistorter | None = None  # a calibrated camera: frames undistorted, points also in mm
-        if config.camera.calibration:
-            path = Path(config.camera.calibration)
-            self.undistort = Undistorter(CameraCalibration.load(path if path.is_absolute() else base_dir / path))
+        # the cameras by name (camera:, or cameras:), each with its grabber and undistorter (station/cameras.py)
+        self.cameras = StationCameras(config, base_dir, self._camera_status)
+        self._lost: dict[str, str] = {}  # cameras lost now: why (changed on the loop only)
         s = config.storage
         self.data_dir = data_dir = Path(s.dir) if Path(s.dir).is_absolute() else base_dir / s.dir
         self.store = Store(data_dir, s.save_pass_every, s.retention_days, s.max_disk_mb, s.min_free_mb, s.pending_max)
@@ -112,7 +111,7 @@ class Station:
         options = config.plc.options
         recipe_switch = RecipeSwitch(config.triggers.recipe, lambda n: self.config.recipe(n) is not None) \
             if options.recipe_change else None  # fmt: skip
-        self.plc = PlcCycle(self, handshake, link, recipe_switch, self.undistort)
+        self.plc = PlcCycle(self, handshake, link, recipe_switch, self.undistort, self.cameras.first.name)
         if options.identity:
             self.handshake.outputs.update(identity_outputs(self.model_sha256, config_sha256))
         self.handshake.set_warning(bool(self.model.fallback_reason))  # a degraded model backend
@@ -138,6 +137,16 @@ class Station:
         self.shadow: Shadow | None = None  # set by the composition root: a candidate judging after production
         # Alarms the previous run left open, closed in the log's history at this start (codes, unix time).
         self.alarms_closed_at_start: tuple[list[str], float] = ([], 0.0)
+
+    @property
+    def camera(self) -> AnyCamera:
+        """The first camera (the only one of a `camera:` section): the setup pages' live view."""
+        return self.cameras.first.camera
+
+    @property
+    def undistort(self) -> Undistorter | None:
+        """The first camera's undistorter (a calibrated camera: frames undistorted, points also in mm)."""
+        return self.cameras.first.undistort
 
     # The PLC's side of the state, owned by the PLC cycle (station/plc_cycle.py).
     @property
@@ -237,14 +246,23 @@ class Station:
             self._history_writes.append(self._loop.run_in_executor(self._history_executor, run))
             self._history_writes = [f for f in self._history_writes if not f.done()]
 
-    def _camera_status(self, status: str, detail: str) -> None:
-        """Called by the camera from its own threads; handled on the loop."""
-        self._on_loop(self._camera_status_on_loop, status, detail)
+    def _camera_status(self, name: str, status: str, detail: str) -> None:
+        """Called by a camera from its own threads; handled on the loop."""
+        self._on_loop(self._camera_status_on_loop, name, status, detail)
 
-    def _camera_status_on_loop(self, status: str, detail: str) -> None:
+    def _camera_status_on_loop(self, name: str, status: str, detail: str) -> None:
+        """One alarm, camera_lost, while any camera is lost; with several cameras its message names
+        each lost one (a camera lost while another already is re-raises it with both named)."""
         if status == "lost":
-            self.raise_alarm("camera_lost", detail)
+            self._lost[name] = detail
         elif status == "ok":
+            self._lost.pop(name, None)
+        if self._lost:
+            message = self.cameras.lost_message(self._lost)
+            if self.alarms.active("camera_lost") and status == "lost":
+                self.clear_alarm("camera_lost")  # raised again below, naming the camera lost now too
+            self.raise_alarm("camera_lost", message)
+        else:
             self.clear_alarm("camera_lost")
         self._update_fault()
         if self._loop is not None and not self._stopping:  # the PLC sees `ready` follow the camera at once
@@ -253,7 +271,9 @@ class Station:
     def _update_fault(self) -> None:
         """Faults that stop inspections drop `ready` (a lost camera); disk trouble does not: the
         line keeps running, images go first, and the `warning` bit tells the PLC (docs/log.md)."""
-        self.handshake.set_fault(ErrorCode.CAMERA if self.camera.status == "lost" else ErrorCode.NONE)
+        needed = self.cameras.needed_by_any(self.config.recipes)
+        lost = any(cam.camera.status == "lost" for cam in self.cameras if cam.name in needed)
+        self.handshake.set_fault(ErrorCode.CAMERA if lost else ErrorCode.NONE)
         self.handshake.set_warning(bool(self.model.fallback_reason) or self.store.low_space or self.store.pending > 0)
 
     def _update_disk_alarms(self, store_error: StoreError | None) -> None:
@@ -274,7 +294,8 @@ class Station:
         return {
             "station": self.config.station.name, "online": self.handshake.online,
             "ready": bool(self.handshake.outputs["ready"]), "busy": bool(self.handshake.outputs["busy"]),
-            "camera": self.camera.status, "camera_counters": getattr(self.camera, "counters", dict)(),
+            "camera": "lost" if any(c.camera.status == "lost" for c in self.cameras) else self.camera.status,
+            "camera_counters": getattr(self.camera, "counters", dict)(), "cameras": self.cameras.status(),
             "plc": self.plc_status, "model": self.model_sha256[:12],
             "model_status": "fallback" if self.model.fallback_reason else "error" if self.alarms.active("model_error")
             else "ok",
@@ -306,10 +327,10 @@ class Station:
 
     # -- inspecting ----------------------------------------------------------------------------------
     def grab_frame(self, trigger_at: float | None = None):
-        """A frame from the camera, undistorted when the camera is calibrated (worker thread only).
-        ``trigger_at``: when the trigger was seen (monotonic), for a camera triggered on its own line."""
-        frame = self.camera.grab(trigger_at)
-        return self.undistort(frame) if self.undistort is not None else frame
+        """A frame from the first camera, undistorted when it is calibrated (worker thread only; the
+        setup pages). ``trigger_at``: when the trigger was seen (monotonic), for a camera triggered on
+        its own line."""
+        return self.cameras.first.grab(trigger_at)
 
     async def between_inspections(self, fn: Callable, *args):
         """Run ``fn`` in the inspection thread while no inspection runs (setup: live view, try)."""
@@ -323,29 +344,18 @@ class Station:
         a log that could not be written comes back as the third value (alarms are raised on the loop)."""
         recipe = self.config.recipe(recipe_number)
         timings: dict[str, float] = {}
-        frame = None
-        frame_id = camera_ts_ns = None
-        judged = None
-        code = ErrorCode.NONE
         if recipe is None:
             inspection = Inspection(Verdict.ERROR, [], error=f"recipe {recipe_number} is not configured")
-            code = ErrorCode.BAD_RECIPE
+            part = Part(inspection, None, ErrorCode.BAD_RECIPE)
         else:
-            t0 = time.perf_counter()
-            try:
-                frame = self.grab_frame(started)
-                timings["grab_ms"] = (time.perf_counter() - t0) * 1000
-                taken = getattr(self.camera, "last_frame", None)  # a GenICam camera: its id and timestamp
-                if taken is not None:
-                    frame_id, camera_ts_ns = taken.frame_id, taken.camera_ts_ns
-                inspection = self.inspector.run(frame, recipe)
-                inspection, judged = self.guard.judge(recipe, inspection, self.model_sha256, self.config.recipes)
-                if inspection.verdict == Verdict.ERROR:
-                    code = ErrorCode.MODEL
-            except CameraError as err:
-                inspection = Inspection(Verdict.ERROR, [], error=f"camera: {err}")
-                code = ErrorCode.CAMERA
-            timings.update(inspection.timings_ms)
+            part = grab_and_inspect(
+                self.cameras, self.inspector, self.guard, recipe, self.config.recipes, self.model_sha256, started,
+                timings,
+            )  # fmt: skip
+        inspection, judged, code, frame = part.inspection, part.judged, part.code, part.frame
+        first = part.shots[0] if part.shots else None
+        first_camera = self.cameras.cameras.get(first.camera) if first is not None else None
+        undistort = first_camera.undistort if first_camera is not None else None
         timings["cycle_ms"] = (time.monotonic() - started) * 1000
         rec = InspectionRecord(
             result_id=result_id, station=self.config.station.name, recipe=recipe_number,
@@ -353,27 +363,31 @@ class Station:
             error=inspection.error, outcomes=inspection.outcomes, timings_ms=timings,
             model_sha256=self.model_sha256, config_sha256=self.config_sha256,
             rois=[c.roi for c in recipe.checks] if recipe else [],
-            mm_per_px=self.undistort.calibration.mm_per_px if self.undistort else None,
+            mm_per_px=undistort.calibration.mm_per_px if undistort else None,
             frame_size=(frame.shape[1], frame.shape[0]) if frame is not None else None,
-            recipe_sha256=recipe.sha256() if recipe else "", frame_id=frame_id, camera_ts_ns=camera_ts_ns,
+            recipe_sha256=recipe.sha256() if recipe else "",
+            frame_id=first.frame_id if first is not None else None,
+            camera_ts_ns=first.camera_ts_ns if first is not None else None,
             review_reason=self.sampler.choose(recipe, inspection.verdict, inspection.outcomes, time.time(), judged),
             unfamiliar_score=judged.score if judged else None, unfamiliar_threshold=judged.threshold if judged else None,
+            views=part.view_records(self.cameras),
         )  # fmt: skip
         self.last_overlay_jpeg = None  # never an old frame under a new verdict
-        if frame is not None:
-            # no legend strip: the HMI's check list beside the picture is its legend
-            overlay = draw_overlay(frame, rec.outcomes, rec.verdict, rec.rois, legend=False)
+        if frame is not None and first is not None:
+            # no legend strip: the HMI's check list beside the picture is its legend; the first view's checks
+            shown = rec.checks_on(first.camera) if rec.views else None
+            overlay = draw_overlay(frame, rec.outcomes, rec.verdict, rec.rois, legend=False, only=shown)
             ok, jpeg = cv2.imencode(".jpg", overlay, [cv2.IMWRITE_JPEG_QUALITY, 85])
             self.last_overlay_jpeg = jpeg.tobytes() if ok else None
         self.last_row_id = None
         store_error = None
         try:
-            self.last_row_id = self.store.record(rec, frame)
+            self.last_row_id = self.store.record(rec, frame, part.frames())
         except StoreError as err:
             store_error = err
             code = ErrorCode.DISK_FULL
-        if self.shadow is not None:  # the frame, for after the result is out (result_out)
-            self.shadow.hold(rec, frame, self.last_row_id)
+        if self.shadow is not None:  # the frame, for after the result is out (result_out); one view only
+            self.shadow.hold(rec, frame if not rec.views else None, self.last_row_id)
         return rec, code, store_error
 
     async def inspect(
@@ -422,13 +436,10 @@ class Station:
         if self.shadow is not None:
             self.shadow.release(result_id)
 
-    async def check_camera(self, new: CameraConfig) -> None:
-        """New GenICam settings for the camera the station runs, checked against its feature tree
-        without writing (FeatureError): the setup page's save. Nothing to check for other sources,
-        another camera, or a camera not connected now (the start checks them)."""
-        check = getattr(self.camera, "check_settings", None)
-        if new.source == "genicam" and check is not None:
-            await asyncio.get_running_loop().run_in_executor(None, check, new.genicam)
+    async def check_cameras(self, new: StationConfig) -> None:
+        """New GenICam settings for the cameras the station runs, checked against their feature trees
+        without writing (FeatureError): the setup page's save (StationCameras.check)."""
+        await asyncio.get_running_loop().run_in_executor(None, self.cameras.check, new)
 
     @contextlib.asynccontextmanager
     async def _paused(self) -> AsyncIterator[None]:
@@ -448,14 +459,16 @@ class Station:
         sections of the running config are still the ones it started with."""
         changed = changed_keys(self.config, new)
         applied = [k for k in changed if k in LIVE_KEYS]
+        if "recipes" in applied and any(set(self.cameras.needed(r)) - set(self.cameras.names) for r in new.recipes):
+            applied.remove("recipes")  # a view on a camera this station does not run yet: after the restart
         async with self._paused():
-            self.config = live_part(self.config, new)
+            self.config = live_part(self.config, new, with_recipes="recipes" in applied)
             self.config_sha256 = sha256
             if self.config.plc.options.identity:
                 self.handshake.outputs.update(identity_outputs(self.model_sha256, sha256))
             if self.recipe_switch is not None and self.config.recipe(self.recipe_switch.active) is None:
                 self.recipe_switch.active = self.config.triggers.recipe
-        return applied, [k for k in changed if k not in LIVE_KEYS]
+        return applied, [k for k in changed if k not in applied]
 
     async def swap_model(self, model: VisionLanguageModel) -> str:
         """Judge the next parts with ``model`` (loaded beforehand, off the loop): between inspections,
@@ -481,11 +494,12 @@ class Station:
         ping_every = min(1.0, sdnotify.watchdog_interval_s() or 1.0)
         while not self._stopping:
             now = time.monotonic()
-            idle_for = now - self.camera.last_frame_at
-            if self.camera.can_fail and not self._busy.locked() and (self.camera.status == "lost" or idle_for >= 1.0):
+            due = self.cameras.due_for_probe(now) if not self._busy.locked() else []
+            if due:
                 # An idle camera is checked every second, so a lost one drops `ready` before the next trigger.
                 async with self._busy:
-                    await asyncio.get_running_loop().run_in_executor(self.executor, self.camera.probe)
+                    for cam in due:
+                        await asyncio.get_running_loop().run_in_executor(self.executor, cam.camera.probe)
                 self._update_fault()
                 await self.plc.write_outputs()
             if self.store.pending and now >= next_flush and not self._busy.locked():
@@ -540,7 +554,7 @@ class Station:
             try:
                 await self.link.start()
             except StartError:  # port in use, serial device missing or busy: the caller reports it
-                self.camera.close()
+                self.cameras.close()
                 self.store.close()
                 raise
         started: list[Attachment] = []
@@ -549,13 +563,13 @@ class Station:
                 await attachment.start()
                 started.append(attachment)
             # a live camera's grabber starts streaming now; a GenICam camera is opened and configured
-            await self._loop.run_in_executor(None, self.camera.start)
+            await self._loop.run_in_executor(None, self.cameras.start)
         except Exception:  # port in use, unreadable certificate, a feature the camera refuses (UserError: exit 2)
             for attachment in reversed(started):
                 await attachment.stop()
             if self.link is not None:
                 await self.link.stop(hold_s=0)
-            self.camera.close()
+            self.cameras.close()
             self.store.close()
             raise
         self._running.hold()  # what `model reference` asks: a station runs on this storage folder
@@ -585,7 +599,7 @@ class Station:
         await self.plc.write_outputs()
         if self.link is not None:  # server: held until the PLC has read online = 0 (bounded)
             await self.link.stop(hold_s=self.link.settings.stop_hold_s)
-        self.camera.close()
+        self.cameras.close()
         await asyncio.gather(*self._history_writes, return_exceptions=True)
         self._history_executor.shutdown(wait=True)
         self.events.publish(Stopped())

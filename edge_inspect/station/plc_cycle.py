@@ -35,18 +35,22 @@ class PlcCycle:
         link: Link | None,
         recipe_switch: RecipeSwitch | None,
         undistort: Undistorter | None,
+        first_view: str = "",
     ):
         self.host, self.handshake, self.link = host, handshake, link
         self.recipe_switch, self.undistort = recipe_switch, undistort
+        self.first_view = first_view  # the camera whose calibration the positions are in
         self.status = "off" if link is None else "starting"
         self.last_inputs: Inputs | None = None  # the PLC's inputs as last read (the setup pages' I/O monitor)
 
     def defect_positions_mm(self, rec: InspectionRecord) -> tuple[tuple[float, float], ...]:
-        """The first defect points (in check order) in mm, for plc.options.defect_positions."""
+        """The first defect points (in check order) in mm, for plc.options.defect_positions: of the
+        checks on the first camera (the calibrated working plane; another view's points are not in it)."""
         n = self.host.config.plc.options.defect_positions
         if not n or self.undistort is None:
             return ()
-        points = [p for o in rec.outcomes if o.kind == "point" for p in o.points]
+        mine = ("", self.first_view)
+        points = [p for o in rec.outcomes if o.kind == "point" and o.view in mine for p in o.points]
         return tuple(self.undistort.to_mm(x, y) for x, y in points[:n])
 
     async def serve(self, request: Request) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
-from ..config import CameraConfig, StationConfig
+from ..config import StationConfig
 from ..logbook import InspectionRecord, Store
 from ..verdict import ErrorCode
 from .alarms import AlarmBoard
@@ -66,7 +66,7 @@ class KeeperPort(Alarms, Protocol):
 
     async def apply_config(self, new: StationConfig, sha256: str) -> tuple[list[str], list[str]]: ...
 
-    async def check_camera(self, new: CameraConfig) -> None: ...
+    async def check_cameras(self, new: StationConfig) -> None: ...
 
 
 class FleetPort(Observed, Alarms, Protocol):

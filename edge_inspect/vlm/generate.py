@@ -211,6 +211,39 @@ class Engine:
             timings["image_prefill_ms"] = _ms(start)
         return encoded
 
+    def encode_images(self, inputs: list[ImageInputs], reuse_prefix: bool = True) -> list[EncodedImage]:
+        """Several images (the views of one part) through the vision graph in one run: their crops
+        stacked, each image's pooling indices moved past the crops before it; then each image's prefix
+        as encode_image does. The same features as one run per image (the ViT sees each crop alone;
+        up to float rounding of the batched matrix products)."""
+        if len(inputs) == 1:
+            return [self.encode_image(inputs[0], reuse_prefix)]
+        start = time.perf_counter()
+        pixels, pooling, offset = [], [], 0
+        for one in inputs:
+            pixels.append(one.pixel_values)
+            pooling.append(np.where(one.pooling >= 0, one.pooling + offset, -1))
+            offset += one.pixel_values.shape[0] * one.pixel_values.shape[1]
+        stacked = ImageInputs(np.concatenate(pixels), np.concatenate(pooling), inputs[0].grid, inputs[0].tiling)
+        features = self.vision(stacked)
+        vision_ms = _ms(start) / len(inputs)
+        out, row = [], 0
+        for one in inputs:
+            own = features[row : row + one.pooling.shape[0]]
+            row += one.pooling.shape[0]
+            encoded = EncodedImage(
+                inputs=one, features=own, prefix_ids=None, prefix_kv=None, timings_ms={"vision_ms": vision_ms},
+                pooled=pool_features(own, one.grid),
+            )  # fmt: skip
+            if reuse_prefix and self.prompts.reusable_prefix:
+                start = time.perf_counter()
+                prompt = self.prompts.build("", one.grid)
+                encoded.prefix_ids = prompt.ids[: prompt.image_end]
+                encoded.prefix_kv = self.feed(encoded.prefix_ids, self.empty_cache(), own).cache
+                encoded.timings_ms["image_prefill_ms"] = _ms(start)
+            out.append(encoded)
+        return out
+
     def prefill(self, image: EncodedImage, question: str, prefix_lm: bool = True) -> tuple[Step, PromptIds]:
         """Next-token logits after the full prompt for ``question`` about ``image``."""
         prompt = self.prompts.build(question, image.inputs.grid)

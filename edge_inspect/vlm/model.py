@@ -145,6 +145,24 @@ class VisionLanguageModel:
         encoded.timings_ms["preprocess_ms"] = preprocess_ms
         return encoded
 
+    def encode_many(
+        self, frames: Sequence[np.ndarray], order: str = "rgb", reuse_prefix: bool = True
+    ) -> list[EncodedImage]:
+        """``encode`` for several frames (the views of one part), their vision graphs in one run
+        (Engine.encode_images). A backend built for one image at a time (TensorRT engines) encodes
+        them one after the other."""
+        if len(frames) < 2 or getattr(self.backend, "max_batch", None) is not None:
+            return [self.encode(frame, order, reuse_prefix) for frame in frames]
+        inputs, ms = [], []
+        for frame in frames:
+            start = time.perf_counter()
+            inputs.append(preprocess(to_rgb(frame, order), self.bundle.image))
+            ms.append((time.perf_counter() - start) * 1000.0)
+        encoded = self.engine.encode_images(inputs, reuse_prefix=reuse_prefix)
+        for one, preprocess_ms in zip(encoded, ms, strict=True):
+            one.timings_ms["preprocess_ms"] = preprocess_ms
+        return encoded
+
     def generate(
         self, image: EncodedImage, prompt: str, max_new_tokens: int = 64, constraint: Constraint | None = None
     ) -> Generation:

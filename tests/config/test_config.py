@@ -13,7 +13,7 @@ from ..support.station_yaml import BASE
 # (name, edit of the base text, expected line, text expected in the message)
 BAD = [
     ("yaml syntax", lambda t: t.replace("  name: plate", "  name: [plate"), None, "YAML syntax error"),
-    ("unknown top key", lambda t: t + "cameras: {}\n", 27, "cameras: unknown key"),
+    ("unknown top key", lambda t: t + "lights: {}\n", 27, "lights: unknown key"),
     (
         "unknown nested key",
         lambda t: t.replace("  source: synthetic", "  source: synthetic\n  sorce: x"),

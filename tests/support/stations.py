@@ -19,7 +19,8 @@ def free_port() -> int:
 
 
 def write_station(tmp_path: Path, bundle: Path, **sections) -> Path:
-    """A station.yaml with a synthetic camera and the demo recipe; ``sections`` replace/extend parts."""
+    """A station.yaml with a synthetic camera and the demo recipe; ``sections`` replace/extend parts
+    (None leaves a section out: ``camera=None, cameras=[...]``)."""
     config = {
         "station": {"name": "test-station"},
         "camera": {"source": "synthetic", "synthetic": {"seed": 5}},
@@ -34,7 +35,9 @@ def write_station(tmp_path: Path, bundle: Path, **sections) -> Path:
         "storage": {"dir": str(tmp_path / "data"), "save_pass_every": 1},
     }  # fmt: skip
     for key, value in sections.items():
-        if isinstance(value, dict) and isinstance(config.get(key), dict):
+        if value is None:
+            config.pop(key, None)
+        elif isinstance(value, dict) and isinstance(config.get(key), dict):
             config[key] = {**config[key], **value}
         else:
             config[key] = value
