@@ -57,7 +57,9 @@ def test_make_the_candidate_production_and_roll_back_from_the_page(daemon, page)
     assert f"{b[:12]} (running)" in page.inner_text(f"tr[data-version='{b}']")
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")  # no sideways scroll
     # nor inside the versions table's wrapper: every column and button in view at 800 px
-    assert page.evaluate("(() => { const t = document.getElementById('models'); return t.offsetWidth <= t.parentElement.clientWidth + 1; })()")
+    assert page.evaluate(
+        "(() => { const t = document.getElementById('models'); return t.offsetWidth <= t.parentElement.clientWidth + 1; })()"
+    )
     if AXE.is_file():
         bad = [v for v in audit(page) if v["impact"] in ("serious", "critical") or v["id"] == "color-contrast"]
         assert not bad, bad
