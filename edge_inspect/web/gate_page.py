@@ -13,8 +13,8 @@ from starlette.routing import Route
 
 from ..modelstore import ModelStoreError
 from . import gate_svg
-from .context import web_context
-from .models import _store
+from .context import BadRequest, web_context
+from .models import station_store
 from .setup import viewer
 
 FIGURE_NAMES = {
@@ -82,12 +82,12 @@ def view(report: dict[str, Any]) -> dict[str, Any]:
 async def gate_page(request: Request) -> Response:
     await viewer(request)
     ctx = web_context(request)
-    store = _store(ctx)
     name = request.path_params["version"]
     try:
-        version = await ctx.run(store.find, name)
-    except ModelStoreError as err:  # a page, as the browser asked for one: the setup layout, 404, the reason
-        response = ctx.page(request, "setup_gate.html", version=None, asked=name[:64], missing=err.web, report=None)
+        version = await ctx.run(station_store(ctx).find, name)
+    except (ModelStoreError, BadRequest) as err:  # a page, as the browser asked for one: the setup layout, 404, why
+        why = err.web if isinstance(err, ModelStoreError) else str(err)
+        response = ctx.page(request, "setup_gate.html", version=None, asked=name[:64], missing=why, report=None)
         response.status_code = 404
         return response
     report = version.info.get("gate")

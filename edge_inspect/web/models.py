@@ -38,7 +38,7 @@ class ShadowBody(Body):
     hours: float | None = Field(default=None, ge=0.0, le=24 * 365)
 
 
-def _store(ctx: WebContext) -> ModelStore:
+def station_store(ctx: WebContext) -> ModelStore:
     follower = ctx.station.models
     if follower is None:
         raise BadRequest("this station's model.bundle names no alias of the model store (production, candidate)")
@@ -79,7 +79,7 @@ def _listing(store: ModelStore) -> dict:
 async def models(request: Request) -> Response:
     await viewer(request)
     ctx = web_context(request)
-    store = _store(ctx)
+    store = station_store(ctx)
     listing = await ctx.run(_listing, store)
     follow = ctx.station.models.status()["model_follow"] if ctx.station.models is not None else None
     running = ctx.station.model_sha256
@@ -91,7 +91,7 @@ async def promote(request: Request) -> Response:
     ctx = web_context(request)
     user = await ctx.require(request, "setup")
     body = parse(PromoteBody, await json_object(request))
-    store = _store(ctx)
+    store = station_store(ctx)
     try:
         version, previous = await ctx.run(
             lambda: store.promote(body.version, user.name, to=body.to, require_gate=True, force=body.force)
@@ -110,7 +110,7 @@ async def promote(request: Request) -> Response:
 async def gate_status(request: Request) -> Response:
     await viewer(request)
     ctx = web_context(request)
-    store = _store(ctx)
+    store = station_store(ctx)
     return JSONResponse({"run": await ctx.run(ctx.gates.status, store.folder)})
 
 
@@ -118,7 +118,7 @@ async def gate_start(request: Request) -> Response:
     ctx = web_context(request)
     user = await ctx.require(request, "setup")
     body = parse(GateBody, await json_object(request))
-    store = _store(ctx)
+    store = station_store(ctx)
     if ctx.station.keeper is None:
         raise BadRequest("this station was started without a config file: run edge-inspect model gate on the appliance")
     try:
@@ -136,7 +136,7 @@ async def rollback(request: Request) -> Response:
     ctx = web_context(request)
     user = await ctx.require(request, "setup")
     await json_object(request)  # a JSON body ({}), as every change: no form post from another site
-    store = _store(ctx)
+    store = station_store(ctx)
     try:
         version, replaced = await ctx.run(store.rollback, user.name)
     except ModelStoreError as err:

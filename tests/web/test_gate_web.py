@@ -115,3 +115,18 @@ def test_the_gate_page_of_a_version_the_store_does_not_hold_is_a_page_that_says_
     assert "<code>deadbeef00</code>" in unknown.text
     assert "No such model version here: no version is candidate in " in no_candidate.text
     assert known.status_code == 200 and "has no gate result yet" in known.text
+
+
+def test_the_gate_page_on_a_station_without_a_model_store_is_a_page_that_says_so_with_404(tmp_path):
+    path = write_station(
+        tmp_path, DEMO_STUDENT, model={"max_new_tokens": 8}, plc={"enabled": False},
+        web={"enabled": True, "open_view": True, "users": USERS},
+    )  # fmt: skip
+
+    async def scenario(station, client):
+        await login_headers(client, "integrator")
+        return await client.get("/setup/models/gate/deadbeef00")
+
+    page = run_web(path, scenario)
+    assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")
+    assert 'id="gate-missing"' in page.text and "names no alias of the model store" in page.text
