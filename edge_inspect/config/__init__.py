@@ -16,7 +16,7 @@ from pydantic import Field, ValidationError, model_validator
 from ..bundles import find_bundle
 from ..errors import UserError
 from .access import OpcUaConfig, StationInfo, WebConfig, WebUser
-from .base import FieldError, Strict, _hosts_overlap, _is_loopback, check_host
+from .base import FieldError, Strict, check_host, hosts_overlap, is_loopback
 from .devices import (
     MAIN_CAMERA,
     PIXEL_FORMATS,
@@ -126,7 +126,7 @@ class StationConfig(Strict):
                 other.enabled
                 and port == other.port
                 and (name == "web" or (other.transport == "tcp" and other.mode == "server"))
-                and _hosts_overlap(host, other.host)
+                and hosts_overlap(host, other.host)
             ):
                 raise FieldError(
                     f"port {port} is both OPC UA's and the {name} server's; give them different ports",
@@ -155,9 +155,9 @@ class StationConfig(Strict):
             and plc.transport == "tcp"
             and plc.port == web.port
             and (
-                _hosts_overlap(plc.host, web.host)
+                hosts_overlap(plc.host, web.host)
                 if plc.mode == "server"
-                else _is_loopback(plc.host) and (_hosts_overlap(plc.host, web.host))
+                else is_loopback(plc.host) and (hosts_overlap(plc.host, web.host))
             )
         ):
             raise FieldError(

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from .base import FieldError, Strict, _base_dir, _in_base, check_host
+from .base import FieldError, Strict, base_dir, check_host, in_base
 
 Role = Literal["operator", "qa", "integrator"]
 
@@ -165,11 +165,11 @@ class OpcUaConfig(Strict):
     def _files(self, info: ValidationInfo):
         if bool(self.certificate) != bool(self.private_key):
             raise FieldError("certificate and private_key go together", ("certificate",), ("private_key",))
-        base = _base_dir(info)
+        base = base_dir(info)
         if base is not None:
             for name in ("certificate", "private_key", "trusted_clients"):
                 value = getattr(self, name)
-                if value and not _in_base(value, base).exists():
+                if value and not in_base(value, base).exists():
                     raise FieldError(f"no such {'folder' if name == 'trusted_clients' else 'file'} {value}", (name,))
         return self
 

@@ -48,7 +48,7 @@ def check_host(value: str) -> str:
     return value
 
 
-def _hosts_overlap(a: str, b: str) -> bool:
+def hosts_overlap(a: str, b: str) -> bool:
     """Whether listening on host ``a`` and host ``b`` can clash (the same address, or a wildcard)."""
 
     def addr(h: str):
@@ -66,19 +66,19 @@ def _hosts_overlap(a: str, b: str) -> bool:
     return (ia == ib) if ia is not None and ib is not None else a.lower().rstrip(".") == b.lower().rstrip(".")
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return host.lower().rstrip(".") == "localhost"
 
 
-def _base_dir(info: ValidationInfo) -> Path | None:
+def base_dir(info: ValidationInfo) -> Path | None:
     """The config file's folder while load_config validates (paths in the file are relative to it)."""
     return (info.context or {}).get("base_dir") if info.context is not None else None
 
 
-def _in_base(value: str, base: Path) -> Path:
+def in_base(value: str, base: Path) -> Path:
     if "\0" in value:
         raise ValueError("a path may not contain a NUL character")
     path = Path(value).expanduser()
@@ -88,13 +88,13 @@ def _in_base(value: str, base: Path) -> Path:
 def resolve_files(model: object, names: tuple[str, ...], info: ValidationInfo) -> None:
     """While load_config validates: each named path field must be a file (relative to the config's
     folder) and is replaced by its resolved path."""
-    base = _base_dir(info)
+    base = base_dir(info)
     if base is None:
         return
     for name in names:
         value = getattr(model, name)
         if value:
-            path = _in_base(value, base)
+            path = in_base(value, base)
             if not path.is_file():
                 raise FieldError(f"no such file {value}", (name,))
             setattr(model, name, str(path))

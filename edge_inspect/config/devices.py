@@ -11,7 +11,7 @@ from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_
 
 from ..plc.settings import LinkSettings
 from ..plc.signals import MAX_DEFECT_POSITIONS, MapError, SignalMap, build_map
-from .base import FieldError, Strict, _base_dir, _in_base, check_host
+from .base import FieldError, Strict, base_dir, check_host, in_base
 from .calibration_file import CalibrationError, CameraCalibration
 from .gate import GateConfig
 
@@ -184,7 +184,7 @@ class CameraConfig(Strict):
                 ("reconnect_min_s",),
                 ("reconnect_max_s",),
             )
-        base = _base_dir(info)
+        base = base_dir(info)
         if base is not None:  # while loading a file: what the source names must exist on this machine
             self._source_exists(base)
         return self
@@ -194,17 +194,17 @@ class CameraConfig(Strict):
         if device is not None and not (device.isascii() and device.isdigit()):
             if not device.startswith("/"):
                 raise FieldError(f"{device!r} is neither an index (0) nor a device path (/dev/video0)", ("device",))
-            if not _in_base(device, base).exists():
+            if not in_base(device, base).exists():
                 raise FieldError(f"no such device {device}", ("device",))
         elif device is not None and (len(device) > 3 or int(device) > 255):
             raise FieldError(f"device index {device} is out of range (0..255)", ("device",))
         if self.calibration:
             try:
-                CameraCalibration.load(_in_base(self.calibration, base))
+                CameraCalibration.load(in_base(self.calibration, base))
             except CalibrationError as err:
                 raise FieldError(str(err), ("calibration",)) from None
         if self.source in ("file", "folder") and self.path:
-            path = _in_base(self.path, base)
+            path = in_base(self.path, base)
             exists = path.is_dir() if self.source == "folder" else path.is_file()
             if not exists:
                 what = "folder" if self.source == "folder" else "file"
@@ -456,7 +456,7 @@ class PLCConfig(Strict):
         if (
             self.enabled
             and self.transport == "rtu"
-            and _base_dir(info) is not None
+            and base_dir(info) is not None
             and not Path(self.serial_port or "").exists()
         ):  # opened as given, like at start-up
             raise FieldError(f"no such device {self.serial_port}", ("serial_port",))
@@ -498,7 +498,7 @@ class StorageConfig(Strict):
     @field_validator("dir")
     @classmethod
     def _not_a_system_folder(cls, value: str, info: ValidationInfo) -> str:
-        path = _in_base(value, _base_dir(info) or Path.cwd())
+        path = in_base(value, base_dir(info) or Path.cwd())
         resolved = Path(path).resolve()
         for system in ("/proc", "/sys", "/dev"):
             if resolved == Path(system) or resolved.is_relative_to(system) or path.is_relative_to(system):
