@@ -333,7 +333,7 @@ class Station:
             try:
                 frame = self.grab_frame(started)
                 timings["grab_ms"] = (time.perf_counter() - t0) * 1000
-                taken = getattr(self.camera, "last_frame", None)  # a GenICam camera: its id and timestamp
+                taken = getattr(self.camera, "last_frame", None)  # GenICam: id and timestamp; synthetic: the seed
                 if taken is not None:
                     frame_id, camera_ts_ns = taken.frame_id, taken.camera_ts_ns
                 inspection = self.inspector.run(frame, recipe)
