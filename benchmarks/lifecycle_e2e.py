@@ -257,7 +257,8 @@ def lifecycle(args: argparse.Namespace) -> dict[str, Any]:
                 "--batch", str(args.batch), "--lr", str(args.lr), "--warmup", str(args.warmup),
                 "--replay-share", str(args.replay_share), "--corrected-weight", str(args.corrected_weight),
                 "--grounding", "0", "--threads", str(args.threads), "--workers", "0",
-                "--save-every", str(args.train_steps), "--eval-every", str(10 * args.train_steps + 1000),
+                "--eval-parts", str(args.train_eval_parts), "--save-every", str(args.train_steps),
+                "--eval-every", str(10 * args.train_steps + 1000),
                 log=log)  # fmt: skip
         losses = [json.loads(line) for line in open(run_dir / "log.jsonl") if '"loss"' in line]
         lineage = json.loads((run_dir / "lineage.json").read_text())
@@ -443,6 +444,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a("--batch", type=int, default=16)
     a("--lr", type=float, default=1e-4)
     a("--warmup", type=int, default=20)
+    a("--train-eval-parts", type=int, default=40, help="the fine-tune's validation parts at its last step")
     a("--replay-share", type=float, default=0.6)
     a("--corrected-weight", type=float, default=3.0)
     a("--eval-parts", type=int, default=200, help="generated parts for every check before and after")

@@ -76,6 +76,7 @@ def point_review(points: list[list[float]], part: Part, task: str) -> tuple[list
 @dataclass
 class ReviewReport:
     parts: int = 0
+    labelled: int = 0  # parts given a disposition or a correction: what dataset export takes
     dispositions: dict[str, int] = field(default_factory=dict)
     corrected_checks: int = 0  # (inspection, check) pairs whose points were corrected
     points_added: int = 0
@@ -188,6 +189,7 @@ class Reviewer:
                 )
                 report.dispositions[disposition] = report.dispositions.get(disposition, 0) + 1
             report.parts += 1
+            report.labelled += disposition is not None or any(i == item["id"] for i, _ in report.corrected)
             report.reviewed_ids.append(item["id"])
         report.requests = self.requests
         return report
