@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -123,7 +124,10 @@ class FolderSource:
 
 
 class SyntheticSource:
-    """Generated parts (edge_inspect.sim): a new part, with its ground truth, on every read.
+    """Generated parts (edge_inspect.sim): a new part, with its ground truth, on every read. The
+    n-th read renders seed ``seed + n``; that seed is the frame's id (``last_frame_id``, logged as the
+    inspection's ``frame_id``), and ``part(seed)`` renders the same part again, truth and all: how a
+    script playing QA from ground truth finds what a logged frame held (benchmarks/lifecycle_e2e.py).
 
     ``defect_rate``: the share of parts with a defect (one of: surface defects, missing screws, no
     label), the rest complete and clean, as on a line; None: the generator's own mix, where most
@@ -147,6 +151,7 @@ class SyntheticSource:
         self.name = f"synthetic:seed={seed}"
         self.count = 0
         self.last_part: Part | None = None
+        self.last_frame_id: int | None = None  # the seed of the part the latest read rendered
 
     def open(self) -> None:
         pass
@@ -167,15 +172,28 @@ class SyntheticSource:
             return PartSpec(screws=int(rng.integers(0, 4)), defects=0, label="straight")
         return PartSpec(label="absent", screws=4, defects=0)
 
+    def part(self, seed: int) -> Part:
+        """The part this camera renders for ``seed``, with its ground truth."""
+        return self._render(seed, *self.size, spec=self._spec(seed))
+
     def read(self) -> np.ndarray:
         seed = self.seed + self.count
-        part = self._render(seed, *self.size, spec=self._spec(seed))
+        part = self.part(seed)
         self.count += 1
-        self.last_part = part
+        self.last_part, self.last_frame_id = part, seed
         return part.image
 
     def close(self) -> None:
         pass
+
+
+@dataclass(frozen=True)
+class FrameTag:
+    """What the log keeps of a frame read on demand besides its pixels: the source's id of it (the
+    synthetic camera's seed), as a GenICam camera's ``last_frame`` gives its own."""
+
+    frame_id: int
+    camera_ts_ns: int | None = None
 
 
 def _reader_loop(jobs: queue.SimpleQueue) -> None:
@@ -263,6 +281,7 @@ class Camera:
         self.frames = 0
         self.failures = 0
         self.last_frame_at = 0.0  # monotonic time of the last good frame
+        self.last_frame: FrameTag | None = None  # the latest grab's frame id, where the source has one
         self._opened = False
         self._backoff = reconnect_min_s
         self._next_attempt = 0.0
@@ -326,10 +345,13 @@ class Camera:
                     self._opened = True
                 except Exception as err:
                     raise self._fail(f"{self.source.name}: cannot open: {err}") from None
+            self.last_frame = None
             try:
                 frame = self._read_with_timeout()
             except CameraError as err:
                 raise self._fail(str(err)) from None
+            frame_id = getattr(self.source, "last_frame_id", None)  # read in the read thread, which is done
+            self.last_frame = FrameTag(frame_id) if frame_id is not None else None
             self.frames += 1
             self.last_frame_at = time.monotonic()
             self._backoff = self.reconnect_min_s

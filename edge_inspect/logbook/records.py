@@ -41,7 +41,7 @@ class InspectionRecord:
     frame_size: tuple[int, int] | None = None  # width, height of the (undistorted) frame
     recipe_sha256: str = ""  # the version of the recipe it ran (Recipe.sha256)
     review_reason: str = ""  # why review sampling chose it for the QA queue ("": it did not)
-    frame_id: int | None = None  # a GenICam camera's id of the frame inspected
+    frame_id: int | None = None  # a GenICam camera's id of the frame inspected; the synthetic camera's seed
     camera_ts_ns: int | None = None  # and its timestamp on the camera's clock
     unfamiliar_score: float | None = None  # the unfamiliar-frame guard's score (None: no reference)
     unfamiliar_threshold: float | None = None  # and the threshold it was judged against

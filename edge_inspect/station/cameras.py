@@ -109,7 +109,7 @@ class StationCameras:
             frame = cam.grab(trigger_at)
         except CameraError as err:
             return Shot(name, None, str(err), grab_ms=(time.perf_counter() - t0) * 1000)
-        taken = getattr(cam.camera, "last_frame", None)  # a GenICam camera: its id and timestamp
+        taken = getattr(cam.camera, "last_frame", None)  # GenICam: id and timestamp; synthetic: the seed
         return Shot(
             name, frame, "", taken.frame_id if taken is not None else None,
             taken.camera_ts_ns if taken is not None else None, (time.perf_counter() - t0) * 1000,

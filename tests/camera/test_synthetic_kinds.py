@@ -58,3 +58,35 @@ def test_the_config_knows_every_kind_of_the_generator():
     from edge_inspect.config.devices import DefectKind
 
     assert get_args(DefectKind) == ALL_DEFECT_KINDS
+
+
+def test_the_log_names_each_synthetic_frame_by_its_seed_and_the_camera_renders_it_again(tmp_path, tiny_bundle):
+    """The seam a script playing QA from ground truth uses: the inspection's frame_id is the seed the
+    synthetic camera rendered, and ``part(seed)`` gives that very frame with its truth."""
+    import asyncio
+    import sqlite3
+
+    import cv2
+    import numpy as np
+
+    from ..support.stations import run_station, write_station
+
+    synthetic = {"seed": 700, "defect_rate": 0.6, "defect_kinds": ["chip"]}
+    path = write_station(tmp_path, tiny_bundle, camera={"source": "synthetic", "synthetic": synthetic},
+                         plc={"enabled": False})  # fmt: skip
+
+    async def scenario(station):
+        for _ in range(3):
+            await station.inspect(1)
+
+    asyncio.run(run_station(path, scenario))
+    db = sqlite3.connect(tmp_path / "data" / "inspections.db")
+    rows = db.execute("select frame_id, image_path from inspections order by id").fetchall()
+    db.close()
+    assert [r[0] for r in rows] == [700, 701, 702]
+    camera = SyntheticSource(700, 320, 240, 0.6, ["chip"])
+    for seed, image in rows:
+        kept = cv2.imread(str(tmp_path / "data" / image)).astype(np.int16)
+        again = camera.part(seed).image.astype(np.int16)
+        others = camera.part(seed + 10).image.astype(np.int16)
+        assert np.abs(kept - again).mean() < 3 < np.abs(kept - others).mean()  # the kept JPEG is that part

@@ -12,6 +12,7 @@ EXPORT_TEST_MODULES = frozenset(
     {
         "distill/test_distill.py",
         "distill/test_finetune.py",
+        "distill/test_lifecycle_e2e.py",
         "distill/test_distill_resume_from_bundle.py",
         "distill/test_distill_v2.py",
         "export/test_export_cli.py",
