@@ -238,7 +238,7 @@ async def _review_b(client, qa, ids, broker, log):
     return 2, 0
 
 
-def test_reviews_reach_the_plant_and_its_export_equals_the_stations(tmp_path, postgres, monkeypatch):
+def test_reviews_reach_the_plant_and_its_export_equals_the_stations(tmp_path, postgres):
     dsn = postgres.database("fleet_reviews")
     broker = Mosquitto(tmp_path).start()
     stations = {name: _station_config(tmp_path / name, name, broker) for name in ("st-a", "st-b")}
@@ -315,19 +315,18 @@ def test_reviews_reach_the_plant_and_its_export_equals_the_stations(tmp_path, po
             assert (r["source"].pop("site"), r["source"].pop("line")) == ("plant", "l1")
     assert only == b
 
-    # A few frames may all fall on the train side at ~10 %: the split once more at half and half, both
-    # exports in this process, so that both sides hold records and are compared.
+    # A few frames may all fall on the train side at ~10 %: the split once more at half and half (both
+    # exports' holdout_percent), so that both sides hold records and are compared.
     from edge_inspect.commands import dataset, fleet_dataset
 
-    monkeypatch.setattr(dataset, "holdout", lambda digest, percent=50: int(digest[:8], 16) % 100 < percent)
     halves = {}
     for name, (path, _, _) in stations.items():
         config, _ = load_config(path)
         store = Store(path.parent / "data")
-        dataset.export(store, tmp_path / f"half-{name}", config.recipes)
+        dataset.export(store, tmp_path / f"half-{name}", config.recipes, holdout_percent=50)
         store.close()
         halves[name] = _records(tmp_path / f"half-{name}")
-    fleet_dataset.export(dsn, str(images), tmp_path / "half-plant")
+    fleet_dataset.export(dsn, str(images), tmp_path / "half-plant", holdout_percent=50)
     got = _records(tmp_path / "half-plant")
     assert got["train"] and got["holdout"], "a split at 50 % with both sides empty"
     for side in ("train", "holdout"):
@@ -336,7 +335,7 @@ def test_reviews_reach_the_plant_and_its_export_equals_the_stations(tmp_path, po
         for r in got[side]:
             del r["source"]["site"], r["source"]["line"]
         assert got[side] == a + [r for r in b if (r["source"]["image_sha256"], r["prompt"]) not in seen]
-        assert all(dataset.holdout(r["source"]["image_sha256"]) == (side == "holdout") for r in got[side])
+        assert all(dataset.holdout(r["source"]["image_sha256"], 50) == (side == "holdout") for r in got[side])
 
 
 def test_plant_export_reports_bad_arguments_in_one_line(tmp_path, postgres):
