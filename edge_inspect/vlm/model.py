@@ -81,9 +81,8 @@ class VisionLanguageModel:
         max_batch: int | None = None,
     ):
         """``agreement``, ``step_graph``, ``step_blocks``: the decode-step graph's load check and its use
-        (Engine);
-        ``max_batch``: the most prompts one decoder run takes, more are answered one by one (None: the
-        backend's limit, as TensorRT engines built for one row have, or none)."""
+        (Engine); ``max_batch``: the most prompts one decoder run takes, more are answered one by one
+        (None: the backend's limit, as TensorRT engines built for one row have, or none)."""
         self.bundle = bundle
         try:
             tokenizer = Tokenizer.from_file(str(bundle.path / "tokenizer.json"))
