@@ -13,6 +13,8 @@ import argparse
 import logging
 import os
 import sys
+from collections.abc import Sequence
+from typing import Protocol
 
 from .commands import (
     bench_command,
@@ -35,7 +37,30 @@ EXIT_USAGE = 2
 EXIT_PIPE = 128 + 13  # SIGPIPE's: stdout's reader went away
 
 
-def build_parser() -> argparse.ArgumentParser:
+class Command(Protocol):
+    """A command's module: ``register`` adds its subparser, whose ``func`` default is its handler."""
+
+    def register(self, sub: argparse._SubParsersAction) -> None: ...
+
+
+COMMANDS: tuple[Command, ...] = (
+    model,
+    config_validate,
+    modbus_map,
+    run,
+    doctor,
+    try_command,
+    tune_command,
+    calibrate,
+    bench_command,
+    user,
+    demo_command,
+    fleet,
+    dataset_command,
+)
+
+
+def build_parser(commands: Sequence[Command] = COMMANDS) -> argparse.ArgumentParser:
     from . import __version__
 
     parser = argparse.ArgumentParser(prog="edge-inspect", description="Line-side vision inspection appliance.")
@@ -47,22 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="what reaches stderr (the journal under systemd); unexpected errors come with a traceback",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-
-    for command in (
-        model,
-        config_validate,
-        modbus_map,
-        run,
-        doctor,
-        try_command,
-        tune_command,
-        calibrate,
-        bench_command,
-        user,
-        demo_command,
-        fleet,
-        dataset_command,
-    ):
+    for command in commands:
         command.register(sub)
     return show_defaults(parser)
 
@@ -83,9 +93,10 @@ def _all_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParse
     return found
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, commands: Sequence[Command] = COMMANDS) -> int:
+    """Run the command ``argv`` names; ``commands``: the commands the parser knows (COMMANDS)."""
     try:
-        return _main(argv)
+        return _main(argv, commands)
     except BrokenPipeError:  # `edge-inspect … | head -1`: nothing to say, and nobody to say it to
         _drop_stdout()
         return EXIT_PIPE
@@ -101,8 +112,8 @@ def _drop_stdout() -> None:
         pass
 
 
-def _main(argv: list[str] | None) -> int:
-    args = build_parser().parse_args(argv)
+def _main(argv: list[str] | None, commands: Sequence[Command]) -> int:
+    args = build_parser(commands).parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     from .config import ConfigError  # after parsing: --help, --version and a usage error load no config code
 

@@ -100,12 +100,13 @@ class ExportReport:
     skipped_checks: int = 0
     inspections: int = 0
     missing_images: int = 0  # reviewed inspections whose frame is no longer there
+    holdout_percent: int = HOLDOUT_PERCENT  # the split the export wrote
 
     def summary(self, out: Path | str) -> str:
         """What the export did, in one line, as both exports print it."""
         return (
             f"{self.records} records from {self.inspections} reviewed inspections "
-            f"({self.holdout} in holdout.jsonl, ~{HOLDOUT_PERCENT} % by image hash), {self.images} new images; "
+            f"({self.holdout} in holdout.jsonl, ~{self.holdout_percent} % by image hash), {self.images} new images; "
             f"{self.skipped_checks} checks whose true answer review does not tell were left out -> {out}"
         )
 
@@ -170,10 +171,13 @@ def labelled(items: Iterable[Reviewed], report: ExportReport | None = None) -> I
             yield Labelled(record, item.frame, check, info or {})
 
 
-def write(items: Iterable[Labelled], out: Path, report: ExportReport | None = None) -> ExportReport:
+def write(
+    items: Iterable[Labelled], out: Path, report: ExportReport | None = None, holdout_percent: int = HOLDOUT_PERCENT
+) -> ExportReport:
     """Write ``out``/train.jsonl, ``out``/holdout.jsonl and ``out``/images/<sha256>.<ext> (an image
-    already there is kept)."""
+    already there is kept); ``holdout_percent``: the share of images whose records go to the holdout."""
     report = report if report is not None else ExportReport()
+    report.holdout_percent = holdout_percent
     out.mkdir(parents=True, exist_ok=True)
     (out / "images").mkdir(exist_ok=True)
     with open(out / "train.jsonl", "w", encoding="utf-8") as train, open(
@@ -184,7 +188,7 @@ def write(items: Iterable[Labelled], out: Path, report: ExportReport | None = No
             if not image.exists():
                 item.frame.write(image)
                 report.images += 1
-            side = held if item.holdout else train
+            side = held if holdout(item.digest, holdout_percent) else train
             side.write(json.dumps(item.record, ensure_ascii=False) + "\n")
             report.records += 1
             report.holdout += side is held
@@ -245,7 +249,9 @@ def reviewed_records(
     return labelled(_reviewed(store, RecipeChecks(store, recipe_checks(current_recipes))), report)
 
 
-def export(store: Store, out: Path, current_recipes: Sequence[Recipe]) -> ExportReport:
+def export(
+    store: Store, out: Path, current_recipes: Sequence[Recipe], holdout_percent: int = HOLDOUT_PERCENT
+) -> ExportReport:
     """The station's export: ``out``/train.jsonl, ``out``/holdout.jsonl and ``out``/images/<sha256>.<ext>."""
     report = ExportReport()
-    return write(reviewed_records(store, current_recipes, report), out, report)
+    return write(reviewed_records(store, current_recipes, report), out, report, holdout_percent)

@@ -21,7 +21,7 @@ from ..errors import UserError
 from ..logbook.corrections import apply_corrections
 from ..plant import pg_schema
 from ..plant.images import ImageStore, open_store
-from .dataset import ExportReport, Frame, Reviewed, labelled, write
+from .dataset import HOLDOUT_PERCENT, ExportReport, Frame, Reviewed, labelled, write
 
 REVIEW_SCHEMA = 4  # the fleet schema version that added the review tables (plant/pg_schema.py)
 SUFFIX = ".jpg"  # the collector's image store keeps every image under <sha256>.jpg
@@ -117,9 +117,11 @@ def image_store(where: str) -> ImageStore:
     return open_store(where)
 
 
-def export(dsn: str, images: str, out: Path, stations: list[str] | None = None) -> ExportReport:
+def export(
+    dsn: str, images: str, out: Path, stations: list[str] | None = None, holdout_percent: int = HOLDOUT_PERCENT
+) -> ExportReport:
     """Write ``out``/train.jsonl, ``out``/holdout.jsonl and ``out``/images/<sha256>.jpg from the plant's
-    database, as the station's export writes its own."""
+    database, as the station's export writes its own (``holdout_percent``: its split, the same)."""
     for key in stations or []:
         if key.count("/") != 2 or not all(key.split("/")):
             raise UserError(f"--station {key!r}: name one station as site/line/station")
@@ -130,7 +132,7 @@ def export(dsn: str, images: str, out: Path, stations: list[str] | None = None) 
     report = ExportReport()
     try:
         with conn.transaction():
-            return write(labelled(reviewed(conn, store, stations), report), out, report)
+            return write(labelled(reviewed(conn, store, stations), report), out, report, holdout_percent)
     except psycopg.OperationalError as err:
         raise UserError(f"--db: {' '.join(str(err).split())}") from None
     finally:

@@ -47,6 +47,7 @@ class _Readers:
         self.path, self.made, self.lock = path, 0, threading.Lock()
         self.free: queue.LifoQueue[sqlite_utils.Database] = queue.LifoQueue()
         self.trace = trace  # trace_sql's callback, given to each connection
+        self.setup: Callable[[sqlite3.Connection], None] | None = None  # on_read_connection's
         self.all: list[sqlite_utils.Database] = []
 
     def take(self) -> sqlite_utils.Database:
@@ -59,6 +60,8 @@ class _Readers:
                 self.made += 1
                 conn = _open_reader(self.path)
                 conn.set_trace_callback(self.trace)
+                if self.setup is not None:
+                    self.setup(conn)
                 db = sqlite_utils.Database(conn)
                 self.all.append(db)
                 return db
@@ -88,6 +91,18 @@ def trace_sql(store: Store, callback: Callable[[str], None] | None) -> None:
         pool.trace = callback
         for db in pool.all:
             db.conn.set_trace_callback(callback)
+
+
+def on_read_connection(store: Store, setup: Callable[[sqlite3.Connection], None] | None) -> None:
+    """Call ``setup`` with each read connection of this log, those open now and those opened later
+    (None: with none opened from now on). Diagnostics: a progress handler on them counts the SQLite
+    work of the queries (tests/logbook/test_log_scale.py)."""
+    pool = _pool(store)
+    with pool.lock:
+        pool.setup = setup
+        if setup is not None:
+            for db in pool.all:
+                setup(db.conn)
 
 
 @contextmanager

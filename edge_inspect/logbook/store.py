@@ -91,7 +91,10 @@ class Store:
         max_disk_mb: float = 2048.0,
         min_free_mb: float = 200.0,
         pending_max: int = 1000,
+        free_bytes: Callable[[Path], int] | None = None,
     ):
+        """``free_bytes``: the free space of the disk a folder is on (None: what the file system says;
+        a test gives a disk that fills up)."""
         self.folder = Path(folder)
         self.images = self.folder / "images"
         self.images.mkdir(parents=True, exist_ok=True)
@@ -99,6 +102,7 @@ class Store:
         self.retention_s = retention_days * 86400
         self.max_disk_bytes = max_disk_mb * 1e6
         self.min_free_bytes = min_free_mb * 1e6
+        self.free_bytes = free_bytes or (lambda folder: shutil.disk_usage(folder).free)
         self.path = self.folder / DB_NAME
         # Autocommit mode: transactions are explicit (``transaction()``), so no library call can
         # commit half an inspection.
@@ -167,7 +171,7 @@ class Store:
         """Write the frame and its overlay, and each other view's beside them (``<name>_<camera>.jpg``,
         ``<name>_<camera>_overlay.jpg``, each overlay with its view's checks); (None, None, {}) when the
         disk is too full for them."""
-        if shutil.disk_usage(self.folder).free < self.min_free_bytes:
+        if self.free_bytes(self.folder) < self.min_free_bytes:
             self._drop_images(f"less than {self.min_free_bytes / 1e6:.0f} MB free")
             return None, None, {}
         day = self.images / stamp[:10]

@@ -107,14 +107,18 @@ class Collector:
         tokens: dict[str, StationAccess] | None = None,
         batch: int = 500,
         batch_ms: float = 50.0,
+        client: paho.Client | None = None,
     ):
+        """``client``: the MQTT client that run() connects and that acknowledges and confirms each stored
+        batch (None: run() makes it from ``broker``); batches stored by ``write`` alone (tests, no
+        broker) take a stand-in with ``ack`` and ``publish``."""
         self.broker, self.dsn, self.prefix, self.client_id = broker, dsn, prefix, client_id
         self.images, self.tokens = images, tokens or {}
         self.batch, self.batch_s = batch, batch_ms / 1000
         self._queue: queue.Queue = queue.Queue()
         self._stop = threading.Event()
         self._image_wake = threading.Event()
-        self._client: paho.Client | None = None
+        self._client = client
         self.connected = threading.Event()
         self.stats = {"messages": 0, "inspections": 0, "duplicates": 0, "dead_letters": 0, "images": 0, "reviews": 0}
 
@@ -150,7 +154,7 @@ class Collector:
     def run(self) -> None:
         """Until stop(): the database must be reachable at start (migrations); the broker may come later."""
         self.check_database()
-        client = make_client(self.broker, self.client_id, clean_session=False, manual_ack=True)
+        client = self._client or make_client(self.broker, self.client_id, clean_session=False, manual_ack=True)
         client.on_connect, client.on_disconnect, client.on_message = (
             self._on_connect,
             self._on_disconnect,
@@ -175,7 +179,7 @@ class Collector:
                     try:
                         if conn is None or conn.closed:
                             conn = psycopg.connect(self.dsn, connect_timeout=10)
-                        self._write(conn, items)
+                        self.write(conn, items)
                         break
                     except psycopg.OperationalError as err:
                         log.warning("collector: database: %s; retrying", err)
@@ -311,9 +315,11 @@ class Collector:
                 )
             )
 
-    def _write(self, conn: psycopg.Connection, items: list) -> None:
-        """Store a batch in one transaction; a batch that PostgreSQL refuses (a value its columns cannot
-        hold) is stored one message at a time, and the message it refuses goes to the dead letters."""
+    def write(self, conn: psycopg.Connection, items: list) -> None:
+        """Store a batch of (topic, payload, mid, qos) as received in one transaction, then acknowledge it
+        to the broker and confirm it to the stations; a batch that PostgreSQL refuses (a value its
+        columns cannot hold) is stored one message at a time, and the message it refuses goes to the
+        dead letters."""
         b = self._parse(items)
         try:
             counts = self._store(conn, b)
@@ -338,7 +344,7 @@ class Collector:
             else:
                 for item in items:
                     self.stats["messages"] -= 1  # counted again, one by one
-                    self._write(conn, [item])
+                    self.write(conn, [item])
                 return
         self._after_commit(b, items, counts)
 

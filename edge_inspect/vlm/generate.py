@@ -60,8 +60,13 @@ class Engine:
         backend: Backend,
         prompts: PromptBuilder,
         agreement: step_decode.Agreement = step_decode.LOAD_CHECK,
+        step_graph: bool = True,
+        step_blocks: bool = True,
     ):
-        """``agreement``: the bounds of the load check of the decode-step graph (step_decode.py)."""
+        """``agreement``: the bounds of the load check of the decode-step graph (step_decode.py);
+        ``step_graph``: decode through that graph where it passes the check (False: through the decoder
+        graph always, as where the bundle has none); ``step_blocks``: feed it blocks of forced tokens
+        where it takes them (False: one token a run, as an older bundle's step graph)."""
         self.bundle = bundle
         self.agreement = agreement
         self.backend = backend
@@ -73,14 +78,17 @@ class Engine:
         t = bundle.text
         self._empty = np.zeros((1, t.num_kv_heads, 0, t.head_dim), dtype=np.float32)
         self.table = self._embedding_table()
-        self.step_graph = self._check_step_graph()
+        self.step_graph = step_graph and self._check_step_graph()
         # Jump-forward (step graph only): tokens a row's grammar forces are appended without sampling
         # and fed in one run with the token before them where the step graph takes blocks. Not for a
         # quantized step graph: its kernels round the activations of a block of tokens differently
         # from one token's (|Δlogit| up to 0.08 on the demo student), which flips near-ties (3 of 200
         # answers); it is fed the forced tokens one run each, and answers as without jump-forward.
         self.step_blocks = (
-            self.step_graph and step_decode.takes_blocks(backend) and bundle.precision(step_decode.STEP_GRAPH) == "fp32"
+            step_blocks
+            and self.step_graph
+            and step_decode.takes_blocks(backend)
+            and bundle.precision(step_decode.STEP_GRAPH) == "fp32"
         )
         self.jump_forward = True
         self.decode_runs = self.row_steps = 0  # decode runs so far, and rows fed in them (benches)

@@ -76,7 +76,13 @@ class VisionLanguageModel:
         spin: bool | None = None,
         build_engines: bool = False,
         agreement: step_decode.Agreement = step_decode.LOAD_CHECK,
+        step_graph: bool = True,
+        step_blocks: bool = True,
+        max_batch: int | None = None,
     ):
+        """``agreement``, ``step_graph``, ``step_blocks``: the decode-step graph's load check and its use
+        (Engine); ``max_batch``: the most prompts one decoder run takes, more are answered one by one
+        (None: the backend's limit, as TensorRT engines built for one row have, or none)."""
         self.bundle = bundle
         try:
             tokenizer = Tokenizer.from_file(str(bundle.path / "tokenizer.json"))
@@ -85,7 +91,11 @@ class VisionLanguageModel:
         self.tokenizer = tokenizer
         self.fallback_reason: str | None = None  # why native TensorRT was not used, when it was asked for
         self.backend = self._make_backend(backend, providers, threads, step_threads, spin, build_engines)
-        self.engine = Engine(bundle, self.backend, PromptBuilder(tokenizer, bundle.prompt), agreement)
+        self.engine = Engine(
+            bundle, self.backend, PromptBuilder(tokenizer, bundle.prompt), agreement, step_graph, step_blocks
+        )
+        limits = [n for n in (max_batch, getattr(self.backend, "max_batch", None)) if n is not None]
+        self.max_batch: int | None = min(limits) if limits else None  # the backend's: TensorRT engines' profile
         self._vocabulary: Vocabulary | None = None
 
     @property
@@ -225,8 +235,7 @@ class VisionLanguageModel:
         caps: list[int | None] = list(max_points) if max_points is not None else [None] * len(point_prompts)
         if not questions and not point_prompts:
             return Answers([], [], {"prefill_ms": 0.0, "decode_ms": 0.0, "tokens": 0})
-        max_batch = getattr(self.backend, "max_batch", None)  # TensorRT engines built for one row
-        if max_batch is not None and len(questions) + len(point_prompts) > max_batch:
+        if self.max_batch is not None and len(questions) + len(point_prompts) > self.max_batch:
             return self._ask_one_by_one(image, questions, point_prompts, max_new_tokens, constrained, caps)
         start = time.perf_counter()
         batch, _ = self.engine.prefill_batch(image, questions + point_prompts)
@@ -283,12 +292,16 @@ def load_bundle(
     spin: bool | None = None,
     build_engines: bool = False,
     agreement: step_decode.Agreement = step_decode.LOAD_CHECK,
+    step_graph: bool = True,
+    step_blocks: bool = True,
 ) -> VisionLanguageModel:
     """Verify and load a model bundle. Raises ``BundleError`` with a one-line reason.
 
     ``backend``: "onnxruntime" (with ``providers``), "tensorrt" (the bundle's engines; refused with
     a warning and replaced by ONNX Runtime when they do not fit this machine) or "auto".
-    ``agreement``: the bounds of the decode-step graph's load check (step_decode.LOAD_CHECK)."""
+    ``agreement``: the bounds of the decode-step graph's load check (step_decode.LOAD_CHECK);
+    ``step_graph``: False decodes through the decoder graph even where the step graph passes it;
+    ``step_blocks``: False feeds the step graph one token a run even where it takes blocks."""
     return VisionLanguageModel(
         load_bundle_files(path),
         providers=providers,
@@ -298,4 +311,6 @@ def load_bundle(
         spin=spin,
         build_engines=build_engines,
         agreement=agreement,
+        step_graph=step_graph,
+        step_blocks=step_blocks,
     )

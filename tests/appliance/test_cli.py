@@ -97,13 +97,15 @@ def test_a_reader_that_stops_reading_ends_any_command_quietly(tmp_path):
 
 
 def test_anything_else_is_a_bug_with_its_traceback_and_exit_1():
-    """A ValueError that no user caused (here: made to happen inside a command) is not dressed up as a
-    user mistake: its traceback and exit 1 (ValueError was mapped to a one-line exit 2 before)."""
+    """A ValueError that no user caused (here: raised by a command the parser is given beside the real
+    ones) is not dressed up as a user mistake: its traceback and exit 1 (ValueError was mapped to a
+    one-line exit 2 before)."""
     code = (
-        "import sys, edge_inspect.cli as cli, edge_inspect.commands.modbus_map as modbus_map\n"
+        "import sys, types, edge_inspect.cli as cli\n"
         "def broken(args): raise ValueError('an internal invariant broke')\n"
-        "modbus_map.cmd_map = broken\n"
-        "sys.exit(cli.main(['modbus', 'map']))\n"
+        "def register(sub): sub.add_parser('broken').set_defaults(func=broken)\n"
+        "commands = (*cli.COMMANDS, types.SimpleNamespace(register=register))\n"
+        "sys.exit(cli.main(['broken'], commands))\n"
     )
     result = _cli(code=code)
     assert result.returncode == 1 and "Traceback" in result.stderr and "an internal invariant broke" in result.stderr

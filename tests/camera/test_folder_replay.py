@@ -13,6 +13,7 @@ import numpy as np
 from edge_inspect.camera.sources import Camera, FolderSource
 
 from ..support.stations import run_station, write_station
+from ..support.wait import async_wait_until
 
 
 def folder_of_six(tmp_path):
@@ -63,26 +64,20 @@ def test_the_station_inspects_the_images_in_order_with_its_health_checks_between
 
     async def scenario(station):
         camera = station.camera
+        source = camera.source  # the folder camera: its images in name order, and how many it has read
         grabbed: list[int] = []
-        checks = asyncio.Queue()
-        read, probe = camera.source.read, camera.probe
 
-        def counting_read():
-            frame = read()
-            grabbed.append(number(frame))
-            return frame
-
-        def counting_probe():
-            ok = probe()
-            station._loop.call_soon_threadsafe(checks.put_nowait, ok)
-            return ok
-
-        camera.source.read, camera.probe = counting_read, counting_probe
-        for _ in range(3):
+        async def inspect() -> None:
             await station.inspect(1, trigger="software")
-            for _ in range(3):  # the health loop checks the idle camera three times (~3 s apart)
-                assert await asyncio.wait_for(checks.get(), 30)
-        await station.inspect(1, trigger="software")
+            grabbed.append(number(cv2.imread(str(source.files[source.index - 1]))))  # the image it read last
+
+        for _ in range(3):
+            await inspect()
+            for _ in range(3):  # the health loop checks the idle camera three times (~1 s apart)
+                # a check that finds the camera delivering moves its last frame time on
+                moved = lambda since=camera.last_frame_at: camera.last_frame_at > since  # noqa: E731
+                await async_wait_until(moved, 30, "an idle check")
+        await inspect()
         return grabbed
 
     grabbed = asyncio.run(run_station(config, scenario))

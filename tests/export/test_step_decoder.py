@@ -32,9 +32,9 @@ def _max_difference(a: list[list[np.ndarray]], b: list[list[np.ndarray]]) -> flo
 
 def _decode_both(path: Path, frame: np.ndarray, prompts: list[str], max_new: int, stop: tuple[int, ...] | None = None):
     """Tokens and logits of greedy_batch through the step graph and through the decoder graph."""
-    fast, slow = load_bundle(path), load_bundle(path)
-    slow.engine.step_graph = False
+    fast, slow = load_bundle(path), load_bundle(path, step_graph=False)
     assert fast.engine.step_graph, "the bundle's decode-step graph was not used"
+    assert not slow.engine.step_graph
     out = []
     for model in (fast, slow):
         batch, _ = model.engine.prefill_batch(model.encode(frame, order="bgr"), prompts)
@@ -166,20 +166,21 @@ def test_step_graph_decodes_up_to_the_last_position_like_the_decoder_graph(tiny_
     needs no cache row, a row that stops early never gets there, and going past fails the same way."""
     import dataclasses
 
-    fast, slow = load_bundle(tiny_bundle), load_bundle(tiny_bundle)
-    slow.engine.step_graph = False
-    assert fast.engine.step_graph
+    from edge_inspect.vlm.bundle import load_bundle_files
+    from edge_inspect.vlm.model import VisionLanguageModel
+
     frame = np.random.default_rng(6).integers(0, 256, (96, 128, 3), dtype=np.uint8)
+    full = load_bundle(tiny_bundle)
+    length = full.engine.prefill_batch(full.encode(frame, order="bgr"), PROMPTS[:2])[0].attend.shape[1]
+    bundle = load_bundle_files(tiny_bundle)  # a model whose context ends 6 positions after the prompts
+    short = dataclasses.replace(bundle, text=bundle.text.model_copy(update={"max_positions": length + 6}))
+    fast, slow = VisionLanguageModel(short), VisionLanguageModel(short, step_graph=False)
+    assert fast.engine.step_graph and not slow.engine.step_graph
     batches = []
     for model in (fast, slow):
         batch, _ = model.engine.prefill_batch(model.encode(frame, order="bgr"), PROMPTS[:2])
         batches.append(batch)
-    length = batches[0].attend.shape[1]
-    for model in (fast, slow):  # a model whose context ends 6 positions after the prompts
-        bundle = model.engine.bundle
-        model.engine.bundle = dataclasses.replace(
-            bundle, text=bundle.text.model_copy(update={"max_positions": length + 6})
-        )
+    assert batches[0].attend.shape[1] == length
     results = [
         model.engine.greedy_batch(batch, 7, stop_ids=()) for model, batch in zip((fast, slow), batches, strict=True)
     ]

@@ -25,7 +25,7 @@ from edge_inspect.fleet.link import FleetLink, attach_outbox
 from edge_inspect.fleet.messages import Topics, dumps
 from edge_inspect.fleet.mqtt import BrokerSettings
 from edge_inspect.fleet.publisher import Publisher
-from edge_inspect.logbook import Store, alarm_history
+from edge_inspect.logbook import Store, StoreError, alarm_history
 from edge_inspect.plant.collector import Collector
 from edge_inspect.verdict import Verdict
 
@@ -94,17 +94,23 @@ def test_outbox_row_commits_with_its_inspection(tmp_path):
     assert body["image"]["url"] == f"http://s:8080/api/inspections/{row_id}/image"
     assert outbox.count == 1
 
-    def broken(*args):
-        raise RuntimeError("message could not be made")
-
-    store.outbox_message = broken  # the outbox insert fails: the inspection must not commit without it
-    with pytest.raises(RuntimeError, match="message could not be made"):
+    # The outbox insert fails (in SQLite, on the store's own connection): the inspection must not commit
+    # without its message; it waits in memory and is written with it once the outbox takes it.
+    store.conn.execute(
+        "CREATE TEMP TRIGGER outbox_refuses BEFORE INSERT ON main.outbox "
+        "BEGIN SELECT RAISE(ABORT, 'message could not be made'); END"
+    )
+    with pytest.raises(StoreError, match="message could not be made"):
         store.record(_record(2, Verdict.PASS), None)
     assert store.conn.execute("select count(*) from inspections").fetchone()[0] == 1
     assert store.conn.execute("select count(*) from outbox").fetchone()[0] == 1
+    store.conn.execute("DROP TRIGGER temp.outbox_refuses")
+    assert store.flush_pending() == 1
+    assert store.conn.execute("select count(*) from inspections").fetchone()[0] == 2
+    assert store.conn.execute("select count(*) from outbox").fetchone()[0] == 2
 
     store.enforce_retention(now=10**10)  # retention deletes inspections, never undelivered messages
-    assert store.count() == 0 and store.conn.execute("select count(*) from outbox").fetchone()[0] == 1
+    assert store.count() == 0 and store.conn.execute("select count(*) from outbox").fetchone()[0] == 2
     store.close()
 
 
@@ -351,9 +357,8 @@ class _NoBroker:
 
 def _fill(dsn: str, tmp_path: Path) -> None:
     """Messages as the stations send them, through the collector's own write path (no broker)."""
-    collector = Collector(BrokerSettings("127.0.0.1"), dsn)
+    collector = Collector(BrokerSettings("127.0.0.1"), dsn, client=_NoBroker())
     collector.check_database()
-    collector._client = _NoBroker()
     items = []
     for name in ("st1", "st2"):
         store = Store(tmp_path / name, save_pass_every=0)
@@ -400,9 +405,9 @@ def _fill(dsn: str, tmp_path: Path) -> None:
     items.append(("edge-inspect/plant/l1/st3/status", dumps(st3).encode(), 0, 1))
     will = {"v": 1, "type": "status", "online": False, "reason": "connection lost", "connected_at": 1.69e9}
     with psycopg.connect(dsn) as conn:
-        collector._write(conn, items)
-        collector._write(conn, items)  # everything again: nothing changes
-        collector._write(conn, [("edge-inspect/plant/l1/st3/status", dumps(will).encode(), 0, 1)])
+        collector.write(conn, items)
+        collector.write(conn, items)  # everything again: nothing changes
+        collector.write(conn, [("edge-inspect/plant/l1/st3/status", dumps(will).encode(), 0, 1)])
     assert _rows(dsn, "select count(*) from inspections")[0][0] == 12
 
 

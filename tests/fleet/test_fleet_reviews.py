@@ -84,13 +84,15 @@ def test_review_messages_commit_with_the_review_and_carry_the_checks(tmp_path):
     }
     assert correction["reviewer"] == "qa2" and outbox.count == 3
 
-    def broken(*args):
-        raise RuntimeError("message could not be made")
-
-    store.review_message = broken  # the outbox insert fails: the review must not commit without its message
-    with pytest.raises(RuntimeError, match="message could not be made"):
+    # The outbox insert fails (in SQLite, on the store's own connection): the review must not commit
+    # without its message.
+    store.conn.execute(
+        "CREATE TEMP TRIGGER outbox_refuses BEFORE INSERT ON main.outbox "
+        "BEGIN SELECT RAISE(ABORT, 'message could not be made'); END"
+    )
+    with pytest.raises(sqlite3.IntegrityError, match="message could not be made"):
         review.set_disposition(store, inspection, "confirmed_defect", "qa", "")
-    with pytest.raises(RuntimeError, match="message could not be made"):
+    with pytest.raises(sqlite3.IntegrityError, match="message could not be made"):
         corrections.add(store, inspection, 0, [[0.1, 0.1]], [], "qa")
     assert review.get_inspection(store, inspection)["disposition"]["disposition"] == "false_reject"
     assert store.conn.execute("select count(*) from corrections").fetchone()[0] == 2
@@ -109,9 +111,8 @@ class _NoBroker:
 
 def test_collector_keeps_the_latest_disposition_and_each_correction_once(tmp_path, postgres):
     dsn = postgres.database("fleet_reviews_store")
-    collector = Collector(BrokerSettings("127.0.0.1"), dsn)
+    collector = Collector(BrokerSettings("127.0.0.1"), dsn, client=_NoBroker())
     collector.check_database()
-    collector._client = _NoBroker()
     topics = Topics("edge-inspect", "plant", "l1", "st1")
     topic = topics.of("review")
 
@@ -124,11 +125,11 @@ def test_collector_keeps_the_latest_disposition_and_each_correction_once(tmp_pat
     points = [{"id": 11, "x": 0.25, "y": 0.75, "action": "add"}, {"id": 12, "x": 0.5, "y": 0.5, "action": "remove"}]
     fix = msg(2, {"event": "correction", "correction": {"check_idx": 0, "points": points}})
     with psycopg.connect(dsn) as conn:
-        collector._write(conn, [first, fix, later])
-        collector._write(conn, [later, fix, first])  # redelivered, the earlier disposition last: nothing changes
+        collector.write(conn, [first, fix, later])
+        collector.write(conn, [later, fix, first])  # redelivered, the earlier disposition last: nothing changes
         # the same correction in a message made anew (another id): its rows are kept once
         again = msg(2, {"event": "correction", "correction": {"check_idx": 0, "points": points[:1]}})
-        collector._write(conn, [again])
+        collector.write(conn, [again])
     assert _rows(dsn, "select inspection_id, disposition, comment, reviewer, review_seq from review_dispositions") == [
         (7, "false_reject", "dust", "qa3", 3)
     ]
@@ -140,7 +141,7 @@ def test_collector_keeps_the_latest_disposition_and_each_correction_once(tmp_pat
     bad = json.loads(fix[1])
     bad["correction"]["points"][0]["x"] = 1.5
     with psycopg.connect(dsn) as conn:
-        collector._write(conn, [(topic, dumps(bad).encode(), 0, 1)])
+        collector.write(conn, [(topic, dumps(bad).encode(), 0, 1)])
     ((reason,),) = _rows(dsn, "select reason from dead_letters")
     assert reason.startswith("correction.points.0.x:"), reason
 
@@ -237,7 +238,7 @@ async def _review_b(client, qa, ids, broker, log):
     return 2, 0
 
 
-def test_reviews_reach_the_plant_and_its_export_equals_the_stations(tmp_path, postgres, monkeypatch):
+def test_reviews_reach_the_plant_and_its_export_equals_the_stations(tmp_path, postgres):
     dsn = postgres.database("fleet_reviews")
     broker = Mosquitto(tmp_path).start()
     stations = {name: _station_config(tmp_path / name, name, broker) for name in ("st-a", "st-b")}
@@ -314,19 +315,18 @@ def test_reviews_reach_the_plant_and_its_export_equals_the_stations(tmp_path, po
             assert (r["source"].pop("site"), r["source"].pop("line")) == ("plant", "l1")
     assert only == b
 
-    # A few frames may all fall on the train side at ~10 %: the split once more at half and half, both
-    # exports in this process, so that both sides hold records and are compared.
+    # A few frames may all fall on the train side at ~10 %: the split once more at half and half (both
+    # exports' holdout_percent), so that both sides hold records and are compared.
     from edge_inspect.commands import dataset, fleet_dataset
 
-    monkeypatch.setattr(dataset, "holdout", lambda digest, percent=50: int(digest[:8], 16) % 100 < percent)
     halves = {}
     for name, (path, _, _) in stations.items():
         config, _ = load_config(path)
         store = Store(path.parent / "data")
-        dataset.export(store, tmp_path / f"half-{name}", config.recipes)
+        dataset.export(store, tmp_path / f"half-{name}", config.recipes, holdout_percent=50)
         store.close()
         halves[name] = _records(tmp_path / f"half-{name}")
-    fleet_dataset.export(dsn, str(images), tmp_path / "half-plant")
+    fleet_dataset.export(dsn, str(images), tmp_path / "half-plant", holdout_percent=50)
     got = _records(tmp_path / "half-plant")
     assert got["train"] and got["holdout"], "a split at 50 % with both sides empty"
     for side in ("train", "holdout"):
@@ -335,7 +335,7 @@ def test_reviews_reach_the_plant_and_its_export_equals_the_stations(tmp_path, po
         for r in got[side]:
             del r["source"]["site"], r["source"]["line"]
         assert got[side] == a + [r for r in b if (r["source"]["image_sha256"], r["prompt"]) not in seen]
-        assert all(dataset.holdout(r["source"]["image_sha256"]) == (side == "holdout") for r in got[side])
+        assert all(dataset.holdout(r["source"]["image_sha256"], 50) == (side == "holdout") for r in got[side])
 
 
 def test_plant_export_reports_bad_arguments_in_one_line(tmp_path, postgres):

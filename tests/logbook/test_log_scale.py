@@ -66,20 +66,16 @@ def _plans(folder: Path, statements: list[str]) -> list[str]:
 def _steps(store: Store, fn, *args) -> int:
     """SQLite virtual-machine steps (in thousands) of one call on a fresh read connection."""
     count = [0]
-    opener = review._open_reader
 
-    def counted(path):
-        conn = opener(path)
+    def counted(conn: sqlite3.Connection) -> None:
         conn.set_progress_handler(lambda: count.__setitem__(0, count[0] + 1) or 0, 1000)
-        return conn
 
-    review._open_reader = counted
+    store_copy = Store(store.folder)  # a new store: a new read connection
     try:
-        store_copy = Store(store.folder)  # a new store: a new read connection
+        review.on_read_connection(store_copy, counted)
         fn(store_copy, *args)
-        store_copy.close()
     finally:
-        review._open_reader = opener
+        store_copy.close()
     return count[0]
 
 

@@ -49,21 +49,24 @@ def test_retention_by_age_and_by_budget(tmp_path):
     assert store.enforce_retention()["deleted"] == 2
     assert {r["result_id"] for r in store.db.query("select result_id from inspections")} == {2, 3}
     assert store.db.execute("select count(*) from checks").fetchone()[0] == 4
-    store.max_disk_bytes = store.image_bytes() / 2  # now over budget: the oldest images go, rows stay
-    result = store.enforce_retention()
-    assert result["images_trimmed"] >= 1 and store.image_bytes() <= store.max_disk_bytes
+    budget_mb = store.image_bytes() / 2 / 1e6
+    store.close()
+    store = Store(tmp_path, save_pass_every=1, retention_days=1, max_disk_mb=budget_mb)  # now over budget
+    result = store.enforce_retention()  # the oldest images go, rows stay
+    assert result["images_trimmed"] >= 1 and store.image_bytes() <= budget_mb * 1e6
     assert store.db.execute("select count(*) from inspections").fetchone()[0] == 2
 
 
 def test_low_disk_drops_images_first_and_keeps_the_row(tmp_path):
-    store = Store(tmp_path, save_pass_every=1)
+    disk = {"free": 10**12}
+    store = Store(tmp_path, save_pass_every=1, min_free_mb=200, free_bytes=lambda folder: disk["free"])
     store.record(_record(1, Verdict.FAIL), FRAME)
-    store.min_free_bytes = float("inf")  # the disk now looks almost full
+    disk["free"] = 199 * 10**6  # the disk now almost full
     row_id = store.record(_record(2, Verdict.FAIL), FRAME)
     assert store.low_space and store.images_dropped == 1 and store.count() == 2
     row = store.db.execute("select image_path, overlay_path from inspections where id = ?", [row_id]).fetchone()
     assert row == (None, None)
-    store.min_free_bytes = 0
+    disk["free"] = 10**12  # space again
     store.record(_record(3, Verdict.FAIL), FRAME)
     assert not store.low_space
 
@@ -74,10 +77,9 @@ def test_station_keeps_signalling_with_ready_up_when_the_disk_is_low(tmp_path, t
 
     from ..support.stations import run_station_with_plc, write_station
 
-    path = write_station(tmp_path, tiny_bundle)
+    path = write_station(tmp_path, tiny_bundle, storage={"min_free_mb": 1e9})  # more than this disk has free
 
     async def scenario(station, plc):
-        station.store.min_free_bytes = float("inf")
         results = [await plc.cycle(5 + i, 1, "low") for i in range(3)]  # each cycle waits for `ready`
         # ready returns once the PLC has dropped trigger and ack
         await async_wait_until(lambda: station.handshake.outputs["ready"], 20, "ready")

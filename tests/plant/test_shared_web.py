@@ -49,13 +49,12 @@ def test_formulas_logged_at_a_station_reach_the_plant_csv_neutralised(tmp_path, 
     ]
     station_csv = "".join(piece() for piece in review.csv_chunks(store, review.Filters(), timezone.utc))
     store.close()
-    collector = Collector(BrokerSettings("127.0.0.1"), dsn)
+    collector = Collector(BrokerSettings("127.0.0.1"), dsn, client=_NoBroker())
     collector.check_database()
-    collector._client = _NoBroker()
     import psycopg
 
     with psycopg.connect(dsn) as conn:
-        collector._write(conn, items)
+        collector.write(conn, items)
     client = TestClient(build_app(dsn, [], open_view=True))
     plant = list(csv.DictReader(io.StringIO(client.get("/api/inspections.csv").text)))
     station = list(csv.DictReader(io.StringIO(station_csv)))

@@ -2,17 +2,22 @@
 the synthetic camera with a reference built by ``edge-inspect model reference``, the SQLite log.
 A covered lens is flagged with its reason and score, normal frames are not, the alarm rises with
 the rate and clears, review sampling takes the flagged parts with their frame, a missing reference
-is reported."""
+is reported. A covered lens is a folder camera replaying the station's own parts with something
+over the lens where the scenario says so."""
 
 from __future__ import annotations
 
 import asyncio
 import shutil
 import sqlite3
+from pathlib import Path
 
+import cv2
 import pytest
 
+from edge_inspect.camera.sources import source_from_config
 from edge_inspect.cli import main
+from edge_inspect.config import load_config
 from edge_inspect.sim.foreign import covered
 
 from ..support.paths import DEMO_STUDENT
@@ -25,20 +30,26 @@ RECIPES = [{
     ]}]  # fmt: skip
 
 
-def station_file(tmp_path, **unfamiliar):
+def station_file(tmp_path, camera: dict | None = None, **unfamiliar):
     return write_station(
         tmp_path, DEMO_STUDENT, recipes=RECIPES, plc={"enabled": False},
-        camera={"source": "synthetic", "synthetic": {"seed": 5, "defect_rate": 0.2}},
+        camera=camera or {"source": "synthetic", "synthetic": {"seed": 5, "defect_rate": 0.2}},
         unfamiliar={"alarm_window": 4, "alarm_share": 0.25, **unfamiliar},
     )  # fmt: skip
 
 
-def cover_lens(station, kind: str = "black"):
-    """The camera keeps delivering parts, with something over the lens."""
-    source = station.camera.source
-    read = source.read
-    source.read = lambda: covered(source.count, read(), kind)
-    return lambda: setattr(source, "read", read)
+def lens_station(tmp_path: Path, commissioned: Path, lens: list[str | None], **unfamiliar) -> Path:
+    """A station with the commissioned station's reference whose camera (a folder) delivers the parts
+    the commissioned station's camera delivers, in order, one per entry of ``lens``: as they are (None)
+    or with something over the lens (a kind of ``covered``)."""
+    source = source_from_config(load_config(commissioned)[0].camera)
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, kind in enumerate(lens):
+        frame = source.read()
+        cv2.imwrite(str(folder / f"{i:03d}.png"), frame if kind is None else covered(i, frame, kind))
+    shutil.copytree(commissioned.parent / "data" / "references", tmp_path / "data" / "references")
+    return station_file(tmp_path, camera={"source": "folder", "path": str(folder)}, **unfamiliar)
 
 
 @pytest.fixture(scope="module")
@@ -50,20 +61,20 @@ def commissioned(tmp_path_factory):
     return path
 
 
-def test_a_covered_lens_is_flagged_normal_frames_are_not_and_the_alarm_follows_the_rate(commissioned, capsys):
+def test_a_covered_lens_is_flagged_normal_frames_are_not_and_the_alarm_follows_the_rate(tmp_path, commissioned):
+    path = lens_station(tmp_path, commissioned, [None] * 3 + ["black"] * 2 + [None] * 4)
+
     async def scenario(station):
         seen = {"status": station.status()["unfamiliar"]}
         normal = [await station.inspect(1, part_id=f"N{i}") for i in range(3)]
-        restore = cover_lens(station)
-        flagged = [await station.inspect(1, part_id=f"C{i}") for i in range(2)]
+        flagged = [await station.inspect(1, part_id=f"C{i}") for i in range(2)]  # the lens covered
         seen["alarm_up"] = [a["code"] for a in station.alarms.listed() if a["active"]]
-        restore()
-        calm = [await station.inspect(1, part_id=f"M{i}") for i in range(4)]
+        calm = [await station.inspect(1, part_id=f"M{i}") for i in range(4)]  # uncovered again
         seen["alarm_after"] = [a["code"] for a in station.alarms.listed() if a["active"]]
         seen["window"] = station.status()["unfamiliar"]["window"]
         return normal, flagged, calm, seen
 
-    normal, flagged, calm, seen = asyncio.run(run_station(commissioned, scenario))
+    normal, flagged, calm, seen = asyncio.run(run_station(path, scenario))
     assert seen["status"]["state"] == "on"
     for rec, _ in normal + calm:
         assert not rec.unfamiliar and rec.unfamiliar_score is not None and rec.verdict.name != "ERROR"
@@ -76,7 +87,7 @@ def test_a_covered_lens_is_flagged_normal_frames_are_not_and_the_alarm_follows_t
     assert "unfamiliar_images" in seen["alarm_up"] and "model_error" not in seen["alarm_up"]  # 2 of 4 > 25 %
     assert "unfamiliar_images" not in seen["alarm_after"]  # the covered parts left the window
     assert seen["window"] == {"parts": 4, "unfamiliar": 0, "of": 4}
-    db = sqlite3.connect(commissioned.parent / "data" / "inspections.db")
+    db = sqlite3.connect(tmp_path / "data" / "inspections.db")
     rows = db.execute(
         "SELECT part_id, verdict, unfamiliar_score, unfamiliar_threshold, review_reason, image_path FROM inspections"
     ).fetchall()
@@ -91,11 +102,9 @@ def test_a_covered_lens_is_flagged_normal_frames_are_not_and_the_alarm_follows_t
 
 
 def test_uncertain_action_fails_the_part_instead(tmp_path, commissioned):
-    path = station_file(tmp_path, action="uncertain")
-    shutil.copytree(commissioned.parent / "data" / "references", tmp_path / "data" / "references")
+    path = lens_station(tmp_path, commissioned, ["uniform"], action="uncertain")
 
     async def scenario(station):
-        cover_lens(station, "uniform")
         return await station.inspect(1, part_id="U0")
 
     rec, code = asyncio.run(run_station(path, scenario))

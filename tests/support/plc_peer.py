@@ -23,10 +23,15 @@ class PLCServer:
         self.server: ModbusTcpServer | ModbusSerialServer | None = None
         self.snapshots: list[dict] = []
         self.violations: list[tuple] = []
+        self.written: list[tuple[str, object]] = []  # (signal, value) of every write, in order
 
     async def _action(self, func_code, start_address, address, count, registers, values):
         if values is None:
             return None
+        table = "coil" if func_code in (5, 15) else "holding_register"
+        for s in CLIENT_MAP.in_table(table):
+            if address <= s.address and s.end <= address + len(values):
+                self.written.append((s.name, decode(s, values[s.address - address : s.end - address])))
         if await self.get("results_valid"):  # nothing of a result may change under a high results_valid
             table = "coil" if func_code in (5, 15) else "holding_register"
             for name in CORE:

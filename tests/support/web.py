@@ -58,14 +58,16 @@ def run_api(tmp_path, bundle, scenario, open_view=True, **app_options):
 
 
 def run_setup(tmp_path, scenario, **sections):
-    """The setup pages' station: the demo student, started from its file."""
+    """The setup pages' station: the demo student, started from its file; no PLC unless ``sections`` name one."""
     path = write_station(
         tmp_path,
         DEMO_BUNDLE,
-        plc={"enabled": False},
-        model={"bundle": str(DEMO_BUNDLE), "max_new_tokens": 96},
-        web={"enabled": True, "open_view": True, "users": USERS},
-        **sections,
+        **{
+            "plc": {"enabled": False},
+            "model": {"bundle": str(DEMO_BUNDLE), "max_new_tokens": 96},
+            "web": {"enabled": True, "open_view": True, "users": USERS},
+            **sections,
+        },
     )
     return run_web(path, scenario, with_file=True)
 

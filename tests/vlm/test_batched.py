@@ -185,11 +185,14 @@ def test_inspector_batched_equals_one_by_one_on_the_student(student):
 
 
 def test_backend_limited_to_one_row_answers_one_by_one(tiny_bundle):
+    from edge_inspect.vlm.bundle import load_bundle_files
+    from edge_inspect.vlm.model import VisionLanguageModel
+
     model = load_bundle(tiny_bundle)
-    image = model.encode(_frame(100, 150))
-    batched = model.ask(image, QUESTIONS[:2], POINTS[:2], max_new_tokens=8)
-    model.backend.max_batch = 1  # as TensorRT engines built with a one-row decoder profile
-    alone = model.ask(image, QUESTIONS[:2], POINTS[:2], max_new_tokens=8)
+    batched = model.ask(model.encode(_frame(100, 150)), QUESTIONS[:2], POINTS[:2], max_new_tokens=8)
+    # as TensorRT engines built with a one-row decoder profile
+    one_row = VisionLanguageModel(load_bundle_files(tiny_bundle), max_batch=1)
+    alone = one_row.ask(one_row.encode(_frame(100, 150)), QUESTIONS[:2], POINTS[:2], max_new_tokens=8)
     assert [a.answer for a in alone.yes_no] == [a.answer for a in batched.yes_no]
     assert [p.text for p in alone.pointing] == [p.text for p in batched.pointing]
 
@@ -259,12 +262,11 @@ def test_threads_decoding_with_one_model_get_what_each_gets_alone(tiny_bundle, s
     the step graph's buffers are each thread's own)."""
     import threading
 
-    model = load_bundle(tiny_bundle)
+    model = load_bundle(tiny_bundle, step_graph=step_graph)
     unused = model.backend.unused_graphs.get("decoder_step")
     if step_graph and unused:  # Python 3.10's onnxruntime (1.23) cannot load it; 3.11's suite runs this case
         pytest.skip(f"the step graph is not used here: {unused}")
-    assert model.engine.step_graph or unused  # the tiny bundle has a step graph; False: the decoder graph decodes
-    model.engine.step_graph = step_graph
+    assert model.engine.step_graph == step_graph  # the tiny bundle has a step graph; False: the decoder graph decodes
     jobs = [(_frame(96, 128, seed), POINTS[: 1 + seed % 3]) for seed in range(4)]
     batches = [model.engine.prefill_batch(model.encode(frame), prompts)[0] for frame, prompts in jobs]
     alone = [model.engine.greedy_batch(batch, 40, stop_ids=()) for batch in batches]

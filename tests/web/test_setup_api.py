@@ -16,6 +16,8 @@ import yaml
 from edge_inspect.config import load_config
 from edge_inspect.sim import render_part
 
+from ..support.plc_peer import PLCServer
+from ..support.stations import free_port
 from ..support.wait import async_wait_until
 from ..support.web import login_headers, run_setup
 
@@ -201,28 +203,28 @@ def test_changes_outside_recipes_wait_for_a_restart(tmp_path):
 
 
 def test_apply_drops_ready_between_inspections(tmp_path):
-    writes = []
+    """The PLC's memory (client mode: the station writes its outputs there) is told `ready` low while a
+    config is applied, and high again after."""
+    port = free_port()
 
     async def scenario(station, client, path):
-        class Recorder:  # what the PLC link would be told, in order
-            async def write_outputs(self, outputs):
-                writes.append(bool(outputs["ready"]))
-
-            def take_restart(self) -> str:
-                return ""  # the PLC did not restart
-
-        station.plc.link = Recorder()
+        plc = PLCServer(port)
+        await plc.start()
         try:
-            await station.plc.write_outputs()
+            await plc.wait("ready", True)  # the station reached the PLC and is ready
+            before = len(plc.written)
             config, sha = load_config(path)
             await station.apply_config(config, "0" * 64)
+            written = [bool(value) for name, value in plc.written[before:] if name == "ready"]
         finally:
-            station.plc.link = None
-        return station.config_sha256
+            await plc.stop()
+        return station.config_sha256, written
 
-    sha = run_setup(tmp_path, scenario)
+    sha, written = run_setup(tmp_path, scenario, plc={"enabled": True, "mode": "client", "port": port})
     assert sha == "0" * 64
-    assert writes[:3] == [True, False, True]
+    told = [True] + written  # `ready` as the PLC was told it, from high; each change once (refreshes repeat it)
+    changes = [v for i, v in enumerate(told) if i == 0 or v != told[i - 1]]
+    assert changes[:3] == [True, False, True], written
 
 
 def test_try_on_frame_and_upload_logs_nothing(tmp_path):
