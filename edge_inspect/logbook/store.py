@@ -31,6 +31,7 @@ import numpy as np
 import sqlite_utils
 
 from ..durable import write_durably
+from ..errors import UserError
 from ..inspection.checks import defect_count, failed_mask
 from ..inspection.overlay import draw_overlay
 from ..verdict import Verdict
@@ -62,8 +63,10 @@ def inserted_id(cursor: sqlite3.Cursor) -> int:
     return cursor.lastrowid
 
 
-class StoreError(Exception):
-    """The log could not be opened or written (disk full, I/O error, newer schema)."""
+class StoreError(UserError):
+    """The log could not be opened or written (disk full, I/O error, newer schema). At start-up it is the
+    machine refusing the station, a user's problem to fix (one line, exit 2); while running, the station
+    catches it and raises its alarms."""
 
     def __init__(self, message: str, disk_full: bool = False):
         super().__init__(message)
@@ -109,13 +112,13 @@ class Store:
         self.conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self.db = sqlite_utils.Database(self.conn)
         self.lock = threading.RLock()
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=FULL")
-        self.conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
-        self.conn.execute(f"PRAGMA soft_heap_limit={SQLITE_HEAP_KIB * 1024}")  # process-wide
         try:
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=FULL")
+            self.conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+            self.conn.execute(f"PRAGMA soft_heap_limit={SQLITE_HEAP_KIB * 1024}")  # process-wide
             before, after = migrate(self.conn)
-        except SchemaError as err:
+        except (SchemaError, sqlite3.DatabaseError) as err:  # a newer log, or a file that is no SQLite log
             self.conn.close()
             raise StoreError(f"{self.path}: {err}") from None
         if before != after:

@@ -88,3 +88,37 @@ def test_station_keeps_signalling_with_ready_up_when_the_disk_is_low(tmp_path, t
     results, disk_low, outputs, logged = asyncio.run(run_station_with_plc(path, scenario))
     assert [r.result_id for r in results] == [5, 6, 7] and all(r.error_code != 4 for r in results)
     assert disk_low and outputs["warning"] and outputs["ready"] and logged == 3
+
+
+def test_a_log_the_station_cannot_open_is_one_line_and_exit_2_at_start(tmp_path):
+    """A log written by a newer release, and a file in its place that is no SQLite database: the station
+    does not start, and says why in one line (exit 2), as for any start-up the machine refuses."""
+    import subprocess
+    import sys
+
+    from ..support.paths import DEMO_STUDENT
+    from ..support.stations import write_station
+
+    config = write_station(tmp_path, DEMO_STUDENT, plc={"enabled": False}, storage={"dir": str(tmp_path / "data")})
+    db = tmp_path / "data" / "inspections.db"
+    db.parent.mkdir(parents=True)
+    for damage, expected in (
+        (
+            lambda: sqlite3.connect(db).execute("PRAGMA user_version = 999").connection.close(),
+            "newer than this release",
+        ),
+        (lambda: db.write_bytes(b"not a database, a text file in its place\n" * 100), "not a database"),
+    ):
+        db.unlink(missing_ok=True)
+        damage()
+        before = db.read_bytes()
+        done = subprocess.run(
+            [sys.executable, "-m", "edge_inspect.cli", "run", str(config)], capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 2, done.stderr
+        lines = done.stderr.strip().splitlines()
+        assert "Traceback" not in done.stderr and expected in lines[-1] and str(db) in lines[-1], done.stderr
+        if expected == "not a database":
+            assert db.read_bytes() == before  # the file in its place is left as it was
+        else:  # the newer log keeps its version: nothing migrated it down
+            assert sqlite3.connect(db).execute("PRAGMA user_version").fetchone()[0] == 999
