@@ -150,7 +150,7 @@ def test_a_folder_named_as_the_station_file(tmp_path):
 
 def test_the_demo_example_is_the_demo_the_package_runs():
     """examples/demo-station.yaml is what `edge-inspect demo` runs (the package's copy, which ships in the
-    wheel): a difference between the two has already made `run` on the example show another line."""
+    wheel): the same bytes, so `run` on the example shows the line the demo shows."""
     assert (REPO_ROOT / "examples/demo-station.yaml").read_bytes() == (
         REPO_ROOT / "edge_inspect/demo_station.yaml"
     ).read_bytes()
