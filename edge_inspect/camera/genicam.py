@@ -456,10 +456,6 @@ class GenICamCamera:
             return False
         return True
 
-    def newer_than_used(self, frame_id: int) -> bool:
-        """Whether ``frame_id`` comes after the last frame a grab used (tests, diagnostics)."""
-        return is_after(frame_id, self._last_used)
-
     def close(self) -> None:
         """Stop the thread; it stops acquisition and drops the stream and the camera itself."""
         with self._cond:

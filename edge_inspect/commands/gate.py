@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ from ..evaluation.evaluate import BundlePredictor, evaluate_records
 from ..evaluation.records import Record, sim_records
 from ..evaluation.shifts import SHIFTS
 from ..evaluation.tasks import TASKS
-from ..modelstore import Version
+from ..modelstore import Version, utc_now
 from ..vlm.bundle import BundleError
 from . import gate_rules
 from .dataset import Labelled, reviewed_records
@@ -58,10 +57,6 @@ class Progress:
         tmp = self.path.with_name(self.path.name + ".tmp")
         tmp.write_text(json.dumps(state) + "\n", encoding="utf-8")
         os.replace(tmp, self.path)
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # -- the reviewed holdout ----------------------------------------------------------------------------
@@ -189,7 +184,7 @@ def run_gate(
     shifts = list(cfg.shifts) if len(shift_seeds) else []
     progress = Progress(
         progress_path, 2 * (2 + len(shifts)) + 3,
-        version=candidate.id, against=production.id, by=user, started_at=_now(), pid=os.getpid(),
+        version=candidate.id, against=production.id, by=user, started_at=utc_now(), pid=os.getpid(),
     )  # fmt: skip
     held, items = holdout(log_folder, recipes)
     generated = sim_records(seeds, list(TASKS))
@@ -252,7 +247,7 @@ def _report(
     cfg = settings.cfg
     return {
         "version": candidate.id, "against": production.id, "passed": not problems, "problems": problems,
-        "at": _now(), "by": user, "seconds": round(time.perf_counter() - started, 1),
+        "at": utc_now(), "by": user, "seconds": round(time.perf_counter() - started, 1),
         "settings": {**cfg.model_dump(), "parts": settings.parts, "shift_parts": min(settings.shift_parts, settings.parts),
                      "seeds": [cfg.first_seed, cfg.first_seed + settings.parts]},
         "machine": _machine(settings.threads), "suites": suites, "corrected": corrected, "costs": costs, **extra,
@@ -310,5 +305,5 @@ def finish_progress(path: Path | None, state: str, **more: Any) -> None:
     except (OSError, json.JSONDecodeError):
         now = {}
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({**now, "state": state, "ended_at": _now(), **more}) + "\n", encoding="utf-8")
+    tmp.write_text(json.dumps({**now, "state": state, "ended_at": utc_now(), **more}) + "\n", encoding="utf-8")
     os.replace(tmp, path)

@@ -85,10 +85,6 @@ def _user() -> str:
     return default_user()
 
 
-def _mb(size: float) -> str:
-    return f"{size / 1e6:,.1f} MB"
-
-
 def _when(at: str | None) -> str:
     if not at:
         return "-"
@@ -99,6 +95,8 @@ def _when(at: str | None) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from ..modelstore import megabytes
+
     store = _store(args)
     versions = store.versions()
     if not versions:
@@ -109,20 +107,22 @@ def cmd_list(args: argparse.Namespace) -> int:
         named = ",".join(a for a in ALIASES if aliases.get(a) == v.id) or "-"
         parent = (v.info.get("parent") or "-")[:12]
         print(
-            f"{v.short}  {named:<20} {_mb(v.size):>11}  added {_when(v.info.get('added_at'))} "
+            f"{v.short}  {named:<20} {megabytes(v.size):>11}  added {_when(v.info.get('added_at'))} "
             f"by {v.info.get('added_by', '-')}  parent {parent}  from {v.info.get('source', '-')}"
         )
-    budget = "no budget" if store.max_bytes == float("inf") else f"budget {_mb(store.max_bytes)}"
-    print(f"{len(versions)} version(s), {_mb(store.used_bytes())} of {budget} in {store.folder}")
+    budget = "no budget" if store.max_bytes == float("inf") else f"budget {megabytes(store.max_bytes)}"
+    print(f"{len(versions)} version(s), {megabytes(store.used_bytes())} of {budget} in {store.folder}")
     return 0
 
 
 def cmd_add(args: argparse.Namespace) -> int:
+    from ..modelstore import megabytes
+
     args.user = args.user or _user()
     added = _store(args).add(Path(args.bundle), args.user, parent=args.parent, alias=args.alias)
     v = added.version
     if added.new:
-        print(f"added version {v.id} ({_mb(v.size)})" + (f", now {args.alias}" if args.alias else ""))
+        print(f"added version {v.id} ({megabytes(v.size)})" + (f", now {args.alias}" if args.alias else ""))
     else:
         print(f"already stored as version {v.id}; nothing copied" + (f", now {args.alias}" if args.alias else ""))
     return 0
@@ -185,9 +185,11 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def cmd_remove(args: argparse.Namespace) -> int:
+    from ..modelstore import megabytes
+
     args.user = args.user or _user()
     version = _store(args).remove(args.version, args.user)
-    print(f"removed version {version.id} ({_mb(version.size)} freed)")
+    print(f"removed version {version.id} ({megabytes(version.size)} freed)")
     return 0
 
 

@@ -9,7 +9,10 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..logbook import InspectionRecord
 
 SCHEMA = 1  # the payloads' "v"; a collector ignores (and logs) a version it does not know
 KINDS = ("inspection", "alarm", "review")  # what the outbox carries; status is retained, never queued
@@ -59,7 +62,7 @@ def _num(value: Any) -> Any:
 
 
 def inspection_payload(
-    msg_id: str, topics: Topics, inspection_id: int, row: dict, rec: Any, image_base_url: str | None
+    msg_id: str, topics: Topics, inspection_id: int, row: dict, rec: InspectionRecord, image_base_url: str | None
 ) -> dict[str, Any]:
     """The message of one logged inspection: ``row`` is the inspections row just inserted, ``rec``
     the InspectionRecord (checks with their answers and points)."""

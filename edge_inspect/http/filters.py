@@ -31,32 +31,45 @@ def parse_time(value: str, name: str, tz: tzinfo | None = None) -> float:
     return unix
 
 
+def _text(q: Any, name: str) -> str | None:
+    value = q.get(name)
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
+def whole_number(q: Any, name: str, lo: int, hi: int) -> int | None:
+    """Query parameter ``name`` as an int in lo..hi, None when absent or blank. Only ASCII digits:
+    str.isdigit alone would let "\u0663" (an Arabic-Indic three) or "\u00b2" through."""
+    value = _text(q, name)
+    if value is None:
+        return None
+    if not (value.isascii() and value.isdigit()) or not lo <= int(value) <= hi:
+        raise FilterError(f"{name}: {value!r} is not a whole number in {lo}..{hi}")
+    return int(value)
+
+
+def page_number(q: Any) -> int:
+    """The ``page`` parameter (1..10^6, default 1) as every list of both webs reads it."""
+    page = whole_number(q, "page", 1, 10**6)
+    return 1 if page is None else page
+
+
 def common_filters(q: Any, tz: tzinfo | None = None) -> dict[str, Any]:
     """The filters both reviews have, from a query (a mapping with ``get``): since, until (unix seconds),
     verdict, recipe (0..65535, the PLC's register), check, part_id, page (1..10^6), per_page (1..500)."""
-
-    def get(name: str) -> str | None:
-        value = q.get(name)
-        return value.strip() if isinstance(value, str) and value.strip() else None
-
-    verdict = get("verdict")
+    verdict = _text(q, "verdict")
     if verdict and verdict.upper() not in VERDICTS:
         raise FilterError(f"verdict: {verdict!r} is not one of {', '.join(VERDICTS)}")
-    ints: dict[str, int] = {}
-    for name, lo, hi in (("recipe", 0, 65535), ("page", 1, 10**6), ("per_page", 1, 500)):
-        value = get(name)
-        if value is not None:
-            if not (value.isascii() and value.isdigit()) or not lo <= int(value) <= hi:
-                raise FilterError(f"{name}: {value!r} is not a whole number in {lo}..{hi}")
-            ints[name] = int(value)
-    since, until = get("from"), get("to")
+    recipe = whole_number(q, "recipe", 0, 65535)
+    page = page_number(q)
+    per_page = whole_number(q, "per_page", 1, 500)
+    since, until = _text(q, "from"), _text(q, "to")
     return {
         "since": parse_time(since, "from", tz) if since else None,
         "until": parse_time(until, "to", tz) if until else None,
         "verdict": verdict.upper() if verdict else None,
-        "recipe": ints.get("recipe"),
-        "check": get("check"),
-        "part_id": get("part_id"),
-        "page": ints.get("page", 1),
-        "per_page": ints.get("per_page", 50),
+        "recipe": recipe,
+        "check": _text(q, "check"),
+        "part_id": _text(q, "part_id"),
+        "page": page,
+        "per_page": 50 if per_page is None else per_page,
     }

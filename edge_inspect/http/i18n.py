@@ -299,8 +299,9 @@ def pick_language(
     return "en"
 
 
-# Check reasons and alarm messages are made in English by checks.py and station.py; these patterns
-# give the Japanese for each shape (anything else is shown as it is).
+# Check reasons (inspection/checks.py, inspection/inspector.py) and the station's errors and alarm
+# messages (station/core.py, station/part.py) are made in English; these patterns give the Japanese
+# for each shape (anything else is shown as it is).
 _JA_PATTERNS: list[tuple[re.Pattern, str]] = [
     (re.compile(r"^counted (\d+), expected (\d+)$"), r"\1個 (期待値 \2)"),
     (re.compile(r"^found (\d+), allowed (\d+)\.\.(\d+)$"), r"\1個検出 (許容 \2〜\3)"),

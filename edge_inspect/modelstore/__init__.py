@@ -13,6 +13,8 @@ from .store import (
     default_user,
     gate_problem,
     looks_like_version,
+    megabytes,
+    utc_now,
 )
 
 __all__ = [
@@ -25,7 +27,9 @@ __all__ = [
     "default_user",
     "gate_problem",
     "looks_like_version",
+    "megabytes",
     "read_request",
     "request_start",
     "request_stop",
+    "utc_now",
 ]

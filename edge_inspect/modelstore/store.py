@@ -82,11 +82,13 @@ def looks_like_version(value: str) -> bool:
     return MIN_PREFIX <= len(value) <= 64 and bool(_HEX.match(value))
 
 
-def _now() -> str:
+def utc_now() -> str:
+    """The time now in UTC as the store's history and the gate's report write it (2026-01-31T12:00:00Z)."""
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _mb(size: float) -> str:
+def megabytes(size: float) -> str:
+    """A byte count as the store's messages and ``model list`` show it: "1,234.5 MB"."""
     return f"{size / 1e6:,.1f} MB"
 
 
@@ -261,7 +263,7 @@ class ModelStore:
                 shutil.rmtree(path, ignore_errors=True)
 
     def _record(self, state: dict[str, Any], user: str, action: str, **what: Any) -> None:
-        state["history"].append({"at": _now(), "by": user, "action": action, **what})
+        state["history"].append({"at": utc_now(), "by": user, "action": action, **what})
         del state["history"][:-HISTORY_KEPT]
         write_durably(self.folder / ALIASES_FILE, (json.dumps(state, indent=2) + "\n").encode())
 
@@ -284,11 +286,11 @@ class ModelStore:
                 used = self.used_bytes()
                 if used + size > self.max_bytes:
                     raise ModelStoreError(
-                        f"{bundle}: {_mb(size)} would take the model store to {_mb(used + size)}, over its budget "
-                        f"storage.models_max_mb ({_mb(self.max_bytes)}; {_mb(used)} in use): remove a version first"
+                        f"{bundle}: {megabytes(size)} would take the model store to {megabytes(used + size)}, over its budget "
+                        f"storage.models_max_mb ({megabytes(self.max_bytes)}; {megabytes(used)} in use): remove a version first"
                     )
                 self._copy_in(bundle, files, target, {
-                    "id": version_id, "source": str(bundle), "added_by": user, "added_at": _now(),
+                    "id": version_id, "source": str(bundle), "added_by": user, "added_at": utc_now(),
                     "parent": parent, "bytes": size, "files": len(files),
                     "created": loaded.manifest.get("created"),
                     "report": next((f for f in REPORT_FILES if (bundle / f).is_file()), None),

@@ -29,8 +29,9 @@ import queue
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..config import Recipe, StationConfig
 from ..logbook import InspectionRecord, Store
@@ -40,6 +41,9 @@ from .events import EventBus, ShadowChanged
 from .ports import Alarms
 from .review_sampling import ReviewSampler
 from .shadow_process import Judged, ShadowProcess, ShadowProcessError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger(__name__)
 CHECK_EVERY_S = 2.0
@@ -60,14 +64,14 @@ class ShadowHost(Alarms, Protocol):
     @property
     def inspecting(self) -> bool: ...
 
-    def call_soon_threadsafe(self, fn: Any, *args: Any) -> None: ...
+    def call_soon_threadsafe(self, fn: Callable[..., None], *args: Any) -> None: ...
 
 
 @dataclass
 class Job:
     inspection_id: int
     rec: InspectionRecord
-    frame: Any
+    frame: np.ndarray
     recipe: Recipe
     out_at: float  # monotonic: production's result was out
 
@@ -136,7 +140,7 @@ class Shadow:
         self.run: Run | None = None
         self.state = "off"  # off | starting | running | ended | failed
         self.ended: dict[str, Any] | None = None  # the last run's end: run, version, reason, at, counts
-        self._held: tuple[InspectionRecord, Any, int] | None = None
+        self._held: tuple[InspectionRecord, np.ndarray, int] | None = None
         self._seen_seq = 0  # the newest request acted on (the log's runs remember it across restarts)
         self._lock = asyncio.Lock()
         self._task: asyncio.Task | None = None
@@ -156,7 +160,7 @@ class Shadow:
             paused.resume()
 
     # -- the hook the station calls ------------------------------------------------------------
-    def hold(self, rec: InspectionRecord, frame: Any, inspection_id: int | None) -> None:
+    def hold(self, rec: InspectionRecord, frame: np.ndarray | None, inspection_id: int | None) -> None:
         """Inspection thread, after the log row is committed: keep the frame for ``release``."""
         run = self.run
         self._held = (rec, frame, inspection_id) if run is not None and frame is not None and inspection_id else None

@@ -24,11 +24,14 @@ import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import Recipe
 from ..inspection.checks import CheckOutcome
 from ..verdict import Verdict
+
+if TYPE_CHECKING:
+    import numpy as np
 
 START_TIMEOUT_S = 120.0
 
@@ -155,7 +158,7 @@ class ShadowProcess:
             raise ShadowProcessError(str(message[1]))
         self.version, self.scheduling = message[1], message[2]
 
-    def judge(self, frame: Any, recipe: Recipe) -> Judged:
+    def judge(self, frame: np.ndarray, recipe: Recipe) -> Judged:
         try:
             self.conn.send((frame, recipe))
             message = self.conn.recv()

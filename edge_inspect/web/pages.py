@@ -11,17 +11,11 @@ from starlette.routing import Route
 from ..http.accounts import login_form, login_token
 from ..http.accounts import logout as logout_response
 from ..http.auth import allowed
+from ..http.filters import page_number
 from ..http.i18n import translate
 from ..logbook import alarm_history, review
 from .context import web_context
 from .events import localise
-
-
-def _page_number(request: Request) -> int:
-    page = request.query_params.get("page", "1")
-    if not page.isdigit() or not 1 <= int(page) <= 10**6:
-        raise review.FilterError(f"page: {page!r} is not a whole number in 1..1000000")
-    return int(page)
 
 
 def hmi_result(row: dict | None, live_overlay: bool) -> dict | None:
@@ -101,7 +95,7 @@ async def review_detail(request: Request) -> Response:
 async def alarm_list(request: Request) -> Response:
     ctx = web_context(request)
     await ctx.require_view(request)
-    page_no = _page_number(request)
+    page_no = page_number(request.query_params)
     rows, more = await ctx.query(alarm_history.history, page_no)
     lang = ctx.lang(request)
     for row in rows:
@@ -115,7 +109,7 @@ async def audit_list(request: Request) -> Response:
     action = request.query_params.get("action") or None
     if action is not None and action not in review.AUDIT_ACTIONS:
         raise review.FilterError(f"action: {action!r} is not one of {', '.join(review.AUDIT_ACTIONS)}")
-    page_no = _page_number(request)
+    page_no = page_number(request.query_params)
     rows, more = await ctx.query(review.audit_page, action, page_no)
     return ctx.page(
         request, "audit.html", rows=rows, more=more, action=action, page_no=page_no, actions=review.AUDIT_ACTIONS

@@ -98,8 +98,8 @@ def test_a_reader_that_stops_reading_ends_any_command_quietly(tmp_path):
 
 def test_anything_else_is_a_bug_with_its_traceback_and_exit_1():
     """A ValueError that no user caused (here: raised by a command the parser is given beside the real
-    ones) is not dressed up as a user mistake: its traceback and exit 1 (ValueError was mapped to a
-    one-line exit 2 before)."""
+    ones) is not dressed up as a user mistake: its traceback and exit 1, not the one line and exit 2 of
+    a user's error."""
     code = (
         "import sys, types, edge_inspect.cli as cli\n"
         "def broken(args): raise ValueError('an internal invariant broke')\n"

@@ -161,7 +161,7 @@ def test_installed_run_serves_the_hmi_and_hashes_passwords(installed, tmp_path):
         cwd=tmp_path,
     )
     assert hashed.returncode == 0 and hashed.stdout.startswith("scrypt$"), hashed.stderr
-    config = yaml.safe_load((REPO_ROOT / "examples" / "demo-station.yaml").read_text())
+    config = yaml.safe_load((REPO_ROOT / "edge_inspect" / "demo_station.yaml").read_text())
     web_port = free_port()
     config["plc"]["port"] = free_port()
     config["web"].update(

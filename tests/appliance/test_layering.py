@@ -32,7 +32,7 @@ def test_tools_layers_depend_one_way():
 
 
 def test_appliance_never_names_the_tools():
-    """`edge-inspect bench` runs no tool (it ran tools.export.hf_bench by module name before)."""
+    """The appliance names no tool, not even by module name as text (`edge-inspect bench` runs none)."""
     assert not re.search(r"\btools\b", (REPO_ROOT / "edge_inspect/commands/bench.py").read_text())
     assert not {m for m in _imports("edge_inspect") if m.startswith("tools")}
 

@@ -31,7 +31,7 @@ def test_try_on_generated_parts_and_bad_input(tmp_path):
             "-m",
             "edge_inspect.cli",
             "try",
-            str(REPO_ROOT / "examples/demo-station.yaml"),
+            str(REPO_ROOT / "edge_inspect/demo_station.yaml"),
             str(images),
             "--recipe",
             "1",
@@ -70,7 +70,7 @@ def test_when_nothing_ran_only_the_errors_are_printed(tmp_path):
     images.mkdir()
     cv2.imwrite(str(images / "part.png"), render_part(0, 320, 240).image)
     result = subprocess.run(
-        [sys.executable, "-m", "edge_inspect.cli", "try", str(REPO_ROOT / "examples/demo-station.yaml"), str(images),
+        [sys.executable, "-m", "edge_inspect.cli", "try", str(REPO_ROOT / "edge_inspect/demo_station.yaml"), str(images),
          "--recipe", "7", "--out", str(tmp_path / "out")],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip

@@ -22,7 +22,7 @@ def _good(part) -> bool:
 
 def _run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "edge_inspect.cli", "tune", str(REPO_ROOT / "examples/demo-station.yaml"), *args],
+        [sys.executable, "-m", "edge_inspect.cli", "tune", str(REPO_ROOT / "edge_inspect/demo_station.yaml"), *args],
         capture_output=True,
         text=True,
         timeout=600,

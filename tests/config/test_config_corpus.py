@@ -684,7 +684,7 @@ def test_fuzz_mutated_and_truncated_examples(folder):
     rng = random.Random(7)
     path = folder / "station.yaml"
     sources = [BASE.replace("{bundle}", str(fake_bundle(folder))).encode()] + [
-        (REPO_ROOT / p).read_bytes() for p in ("examples/usb-camera-plc.yaml", "examples/demo-station.yaml")
+        (REPO_ROOT / p).read_bytes() for p in ("examples/usb-camera-plc.yaml", "edge_inspect/demo_station.yaml")
     ]
     alphabet = b"[]{}:-,&*!|>'\"#%@`?\t\n \\0.e9x\xff\x00"
     for source in sources:

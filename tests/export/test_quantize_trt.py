@@ -129,6 +129,17 @@ def test_quantize_user_errors_are_one_line_and_leave_nothing(tiny_bundle, tmp_pa
     assert list(tmp_path.iterdir()) == []  # nothing written, no manifest-less bundle
 
 
+def test_a_folder_without_calibration_images_names_every_suffix_read(tmp_path):
+    from edge_inspect.camera.images import IMAGE_SUFFIXES
+    from tools.export.quantize import calibration_images
+    from tools.molmo2.errors import CheckpointError
+
+    (tmp_path / "notes.txt").write_text("not an image")
+    with pytest.raises(CheckpointError, match="no calibration images") as err:
+        calibration_images(tmp_path)
+    assert all(suffix in str(err.value) for suffix in IMAGE_SUFFIXES), err.value
+
+
 def test_keep_pattern_that_matches_nothing_is_reported(tiny_bundle, tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         out = quantize_bundle(tiny_bundle, tmp_path / "q", decoder="int4", keep=["no_such_layer"])

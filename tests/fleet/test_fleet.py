@@ -186,8 +186,8 @@ def _logged(db: Path) -> list[int]:
 
 def _exactly_once(dsn: str, db: Path) -> bool:
     # PostgreSQL first, the log second: a station that is still running logs and publishes between the two
-    # reads, and an inspection stored after a log read taken first looked like one the log did not have
-    # (the test's once-in-8 failure under load). Everything stored was logged before it was published.
+    # reads, and an inspection stored after a log read taken first would look like one the log does not
+    # have. Everything stored was logged before it was published.
     stored = [r[0] for r in _rows(dsn, "select inspection_id from inspections order by inspection_id")]
     logged = _logged(db)
     assert len(stored) == len(set(stored)), "an inspection is in PostgreSQL twice"

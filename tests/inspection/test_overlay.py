@@ -33,7 +33,7 @@ def test_each_check_in_its_own_colour_with_a_legend_under_the_part():
     strip = out[480:]
     assert _count(strip, check_colour(0)) > 20 and _count(strip, check_colour(1)) > 20
     assert _count(strip, (40, 40, 200)) > 100  # the verdict's FAIL box
-    for corner in (out[440:480, :60], out[:40, :60]):  # where the legend and verdict used to be drawn
+    for corner in (out[440:480, :60], out[:40, :60]):  # the frame's own corners: nothing drawn there
         assert _count(corner, (128, 128, 128)) == corner.shape[0] * corner.shape[1]
     assert np.array_equal(frame, np.full((480, 640, 3), 128, np.uint8))  # the frame itself is untouched
 

@@ -19,7 +19,7 @@ pytestmark = [
 ]
 
 
-def test_no_serious_violations_and_every_text_4_5_to_1(daemon):  # noqa: F811
+def test_no_serious_violations_and_every_text_4_5_to_1(daemon):
     trigger_dir = daemon["tmp"]
     assert shutil.which("node") or True  # axe runs inside Chromium; node only installs it
     pages = [

@@ -44,7 +44,7 @@ def daemon(tmp_path):
         proc.wait(timeout=30)
 
 
-def login(page, base: str) -> None:  # noqa: F811
+def login(page, base: str) -> None:
     page.goto(base + "/login?next=/setup")
     page.fill("input[name=user]", "integrator")
     page.fill("input[name=password]", "integrator")
@@ -60,7 +60,7 @@ def trigger(base: str) -> dict:
     return httpx.get(f"{base}/api/inspections/{r.json()['id']}", auth=auth, timeout=30).json()
 
 
-def test_draw_an_roi_save_it_see_it_applied_and_roll_back(daemon, page):  # noqa: F811
+def test_draw_an_roi_save_it_see_it_applied_and_roll_back(daemon, page):
     base = daemon["base"]
     original = daemon["config"].read_text()
     before = trigger(base)
@@ -116,7 +116,7 @@ def test_draw_an_roi_save_it_see_it_applied_and_roll_back(daemon, page):  # noqa
 
 
 @pytest.mark.skipif(shutil.which("mbpoll") is None, reason="mbpoll is not installed (Debian package mbpoll)")
-def test_try_an_upload_and_watch_mbpoll_on_the_io_monitor(daemon, page):  # noqa: F811
+def test_try_an_upload_and_watch_mbpoll_on_the_io_monitor(daemon, page):
     base = daemon["base"]
     image = daemon["tmp"] / "upload.png"
     cv2.imwrite(str(image), render_part(7, 320, 240).image)
@@ -177,7 +177,7 @@ def test_try_an_upload_and_watch_mbpoll_on_the_io_monitor(daemon, page):  # noqa
     assert "6 internal" in page.inner_text("#io-error_code")  # every code listed, none left to look up
 
 
-def test_setup_pages_pass_axe(daemon, page):  # noqa: F811
+def test_setup_pages_pass_axe(daemon, page):
     from ..support.browser import AXE
     from ..support.browser import audit as _audit
 

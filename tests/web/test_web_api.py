@@ -189,3 +189,23 @@ def test_log_opens_read_only_while_inspecting(tmp_path, tiny_bundle):
 
     counts = run_api(tmp_path, tiny_bundle, scenario)
     assert counts == sorted(counts) and counts[-1] >= 2
+
+
+PAGES = ["1", "2", " 2 ", "", "0", "1000000", "1000001", "-1", "1.5", "abc", "\u0663", "\u00b2"]
+
+
+def test_alarm_and_audit_lists_read_page_as_the_review_does(tmp_path, tiny_bundle):
+    async def scenario(station, client):
+        await station.inspect(1)
+        await login(client, "qa")
+        return {
+            page: [
+                (await client.get(url, params={"page": page})).status_code for url in ("/review", "/alarms", "/audit")
+            ]
+            for page in PAGES
+        }
+
+    codes = run_api(tmp_path, tiny_bundle, scenario)
+    assert {page: set(c) for page, c in codes.items()} == {
+        page: {400 if page.strip() not in ("", "1", "2", "1000000") else 200} for page in PAGES
+    }, codes

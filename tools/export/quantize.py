@@ -40,7 +40,7 @@ from onnxruntime.quantization import (
     quantize_static,
 )
 
-from edge_inspect.camera.images import images_in
+from edge_inspect.camera.images import IMAGE_SUFFIXES, images_in
 from edge_inspect.vlm.bundle import MANIFEST, load_bundle_files, sha256_file
 from edge_inspect.vlm.manifest import STEP_GRAPH, parse_manifest
 from edge_inspect.vlm.preprocess import preprocess
@@ -71,7 +71,7 @@ PRECISIONS = {"vision": ("fp32", "int8", "fp16"), "decoder": ("fp32", "int8", "i
 def calibration_images(folder: Path) -> list[Path]:
     files = images_in(folder)
     if not files:
-        raise CheckpointError(f"{folder}: no calibration images (.png/.jpg/.bmp/.tif/.webp)")
+        raise CheckpointError(f"{folder}: no calibration images ({'/'.join(IMAGE_SUFFIXES)})")
     return files
 
 
