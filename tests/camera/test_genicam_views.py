@@ -41,12 +41,14 @@ def test_a_software_triggered_genicam_view_beside_a_synthetic_one(fake_camera, t
     by_part: dict[int, list] = {}
     for inspection_id, *view in views:
         by_part.setdefault(inspection_id, []).append(tuple(view))
-    ids = []
+    ids, seeds = [], []
     for inspection_id, frame_id in rows:
         top, side = by_part[inspection_id]
         assert top[0] == "top" and top[1] == frame_id and top[2:] == (512, 512)  # the fake's 512 x 512
-        assert side == ("side", None, 96, 64)
+        assert side[0] == "side" and side[2:] == (96, 64)
         ids.append(frame_id)
+        seeds.append(side[1])  # the synthetic camera's id of a frame: the seed it rendered (from 3 on)
+    assert seeds[0] >= 3 and seeds == sorted(set(seeds))
     assert ids[-1] == last_id
     assert all(b == (1 if a == 0xFFFF else a + 1) for a, b in zip(ids, ids[1:], strict=False))  # one per trigger
     checks = db.execute("select view from checks order by inspection_id, idx").fetchall()
