@@ -118,7 +118,8 @@ def reading(store: Store) -> Iterator[sqlite_utils.Database]:
         try:
             yield db
         finally:
-            db.conn.execute("COMMIT")
+            if db.conn.in_transaction:  # an I/O error may have ended it already: keep that error
+                db.conn.execute("COMMIT")
     finally:
         pool.free.put(db)
 

@@ -218,6 +218,7 @@ def migrate(db: sqlite3.Connection) -> tuple[int, int]:
             db.execute(f"PRAGMA user_version = {version}")
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:  # SQLite may have rolled it back itself (a full disk)
+                db.execute("ROLLBACK")
             raise
     return before, LATEST

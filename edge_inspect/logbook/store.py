@@ -139,15 +139,18 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One SQLite transaction (BEGIN IMMEDIATE … COMMIT), rolled back if the block raises."""
+        """One SQLite transaction (BEGIN IMMEDIATE … COMMIT), rolled back if the block or the commit raises.
+        A full disk or an I/O error can make SQLite roll the transaction back itself: then there is nothing
+        to roll back, and the error that says why (e.g. "database or disk is full") is the one raised."""
         with self.lock:
             self.conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self.conn
+                self.conn.execute("COMMIT")
             except BaseException:
-                self.conn.execute("ROLLBACK")
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
                 raise
-            self.conn.execute("COMMIT")
 
     def queue_review(self, db: sqlite3.Connection, inspection_id: int, event: dict) -> None:
         """Inside a review's transaction (``db``): its fleet message into the outbox, if fleet publishing

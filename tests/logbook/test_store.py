@@ -122,3 +122,29 @@ def test_a_log_the_station_cannot_open_is_one_line_and_exit_2_at_start(tmp_path)
             assert db.read_bytes() == before  # the file in its place is left as it was
         else:  # the newer log keeps its version: nothing migrated it down
             assert sqlite3.connect(db).execute("PRAGMA user_version").fetchone()[0] == 999
+
+
+def test_a_full_log_that_sqlite_rolls_back_itself_says_full_and_keeps_the_result(tmp_path):
+    """A full disk mid-transaction: SQLite rolls the transaction back on its own. The store must not try
+    a second rollback (whose "no transaction is active" hid the cause, so the station raised log_error
+    instead of disk_full), must keep the result in memory, and must write it once there is room again.
+    The log's size limit (max_page_count) stands in for the disk; a 2-page cache makes SQLite spill
+    mid-statement, as it does under its memory limit."""
+    import pytest
+
+    from edge_inspect.logbook.store import StoreError
+
+    store = Store(tmp_path)
+    pages = store.conn.execute("PRAGMA page_count").fetchone()[0]
+    store.conn.execute("PRAGMA cache_size=2")
+    store.conn.execute(f"PRAGMA max_page_count={pages + 2}")
+    with pytest.raises(StoreError) as full:
+        for i in range(50):  # records with images' paths and checks until the log has no room
+            store.record(_record(i, Verdict.FAIL), FRAME)
+    assert full.value.disk_full and "full" in str(full.value), full.value
+    assert not store.conn.in_transaction and store.pending >= 1
+    store.conn.execute("PRAGMA max_page_count=1000000")
+    store.flush_pending()
+    assert store.pending == 0
+    logged = [r[0] for r in store.conn.execute("select result_id from inspections order by id")]
+    assert logged == sorted(set(logged)) and logged[-1] == max(logged)
