@@ -8,7 +8,7 @@ import hashlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import Field, ValidationError, model_validator
@@ -437,18 +437,28 @@ def load_storage(path: str | Path) -> tuple[StorageConfig, Path]:
     return storage, models_folder(storage, path)
 
 
-def load_gate(path: str | Path) -> tuple[StorageConfig, Path, GateConfig, list[Any]]:
-    """What the acceptance gate reads of a station file: ``storage`` (the model store and the log),
-    ``model.gate`` and the recipes as written (the holdout's prompts, as ``dataset export`` reads them)."""
+M = TypeVar("M", bound=Strict)
+
+
+def _model_section(path: str | Path, key: str, schema: type[M]) -> tuple[StorageConfig, Path, M, Any]:
+    """``storage`` and ``model.<key>`` of a station file, that section checked against ``schema`` with
+    file:line problems; also the parsed document, for what else the caller reads as written."""
     storage, folder = load_storage(path)
     path = Path(path)
     root, data = parse(_read_file(path))  # load_storage has read it: it parses
     model = data.get("model") if isinstance(data, dict) else None
-    section = model.get("gate", {}) if isinstance(model, dict) else {}
+    section = model.get(key, {}) if isinstance(model, dict) else {}
     try:
-        gate = GateConfig.model_validate(section)
+        value = schema.model_validate(section)
     except ValidationError as err:
-        raise ConfigError(_problems(err, path, root, data, prefix=("model", "gate"))) from None
+        raise ConfigError(_problems(err, path, root, data, prefix=("model", key))) from None
+    return storage, folder, value, data
+
+
+def load_gate(path: str | Path) -> tuple[StorageConfig, Path, GateConfig, list[Any]]:
+    """What the acceptance gate reads of a station file: ``storage`` (the model store and the log),
+    ``model.gate`` and the recipes as written (the holdout's prompts, as ``dataset export`` reads them)."""
+    storage, folder, gate, data = _model_section(path, "gate", GateConfig)
     recipes = data.get("recipes") if isinstance(data, dict) else None
     return storage, folder, gate, recipes if isinstance(recipes, list) else []
 
@@ -457,15 +467,7 @@ def load_shadow(path: str | Path) -> tuple[StorageConfig, Path, ShadowSettings]:
     """What ``model shadow`` reads of a station file: ``storage`` (the model store and the log) and
     ``model.shadow`` (the defaults of a run started by hand), even while ``model.bundle`` names an
     alias no version has yet."""
-    storage, folder = load_storage(path)
-    path = Path(path)
-    root, data = parse(_read_file(path))  # load_storage has read it: it parses
-    model = data.get("model") if isinstance(data, dict) else None
-    section = model.get("shadow", {}) if isinstance(model, dict) else {}
-    try:
-        shadow = ShadowSettings.model_validate(section)
-    except ValidationError as err:
-        raise ConfigError(_problems(err, path, root, data, prefix=("model", "shadow"))) from None
+    storage, folder, shadow, _ = _model_section(path, "shadow", ShadowSettings)
     return storage, folder, shadow
 
 
